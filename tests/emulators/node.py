@@ -73,7 +73,7 @@ def _wait_until_up(
 def _node_process(
     command: list[str], cwd: Path, env: dict[str, str], probe: str, timeout: float
 ) -> Iterator[subprocess.Popen[bytes]]:
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this frame; closed below
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_until_up(process, probe, log, timeout)

@@ -235,7 +235,12 @@ class Emulator:
         if route is None:
             return provider.not_found(request)
         handler, is_send, args = route
-        entry = {"method": request.method, "path": request.path, "status": None, "fault": None}
+        entry: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "status": None,
+            "fault": None,
+        }
         self.requests.append(entry)
         try:
             if is_send:
@@ -366,15 +371,15 @@ def parse_form(request: Request) -> list[tuple[str, str]]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            head + request.body
-        )
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.body)
         fields = []
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
             if name is None:
                 continue
-            payload = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                payload = b""
             charset = part.get_content_charset() or "utf-8"
             fields.append((str(name), payload.decode(charset, "replace")))
         return fields
@@ -395,7 +400,9 @@ class Provider:
         raise NotImplementedError
 
     @staticmethod
-    def too_many_requests(emu: Emulator, retry_after: int, remaining: int, reset: float) -> Response:
+    def too_many_requests(
+        emu: Emulator, retry_after: int, remaining: int, reset: float
+    ) -> Response:
         raise NotImplementedError
 
     @staticmethod
@@ -457,7 +464,9 @@ class Postmark(Provider):
             )
 
     @staticmethod
-    def too_many_requests(emu: Emulator, retry_after: int, remaining: int, reset: float) -> Response:
+    def too_many_requests(
+        emu: Emulator, retry_after: int, remaining: int, reset: float
+    ) -> Response:
         # Postmark documents ErrorCode 429 but no rate-limit header names: Retry-After only.
         return Response(
             429,
@@ -504,7 +513,10 @@ class Postmark(Provider):
                     "It must contain the '@' symbol.",
                 }
         if not message.get("HtmlBody") and not message.get("TextBody"):
-            return {"ErrorCode": 300, "Message": "Provide either email TextBody or HtmlBody or both."}
+            return {
+                "ErrorCode": 300,
+                "Message": "Provide either email TextBody or HtmlBody or both.",
+            }
         inactive = set(emu.suppressions["bounced"] + emu.suppressions["spam"])
         inactive |= set(emu.suppressions["unsubscribed"])
         refused = [a for a in everyone if bare_address(a) in inactive or emu.rejected(a)]
@@ -584,7 +596,8 @@ class Postmark(Provider):
                     "ServerID": 1,
                     "Description": "The server was unable to deliver your message "
                     "(ex: unknown user, mailbox not found).",
-                    "Details": "550 5.1.1 The email account that you tried to reach does not exist.",
+                    "Details": "550 5.1.1 The email account that you tried to reach does not "
+                    "exist.",
                     "Email": address,
                     "From": "sender@example.com",
                     "BouncedAt": SUPPRESSION_CREATED_AT.isoformat(),
@@ -599,7 +612,11 @@ class Postmark(Provider):
 
     @staticmethod
     def suppressions_dump(emu: Emulator, request: Request, stream: str) -> Response:
-        reasons = {"bounced": "HardBounce", "spam": "SpamComplaint", "unsubscribed": "ManualSuppression"}
+        reasons = {
+            "bounced": "HardBounce",
+            "spam": "SpamComplaint",
+            "unsubscribed": "ManualSuppression",
+        }
         origins = {"bounced": "Recipient", "spam": "Recipient", "unsubscribed": "Customer"}
         rows = [
             {
@@ -648,7 +665,8 @@ class SendGrid(Provider):
             raise SendGrid.errors(401, ("authorization required", None, None))
         if header != f"Bearer {emu.key}":
             raise SendGrid.errors(
-                401, ("The provided authorization grant is invalid, expired, or revoked", None, None)
+                401,
+                ("The provided authorization grant is invalid, expired, or revoked", None, None),
             )
 
     @staticmethod
@@ -660,7 +678,9 @@ class SendGrid(Provider):
         ]
 
     @staticmethod
-    def too_many_requests(emu: Emulator, retry_after: int, remaining: int, reset: float) -> Response:
+    def too_many_requests(
+        emu: Emulator, retry_after: int, remaining: int, reset: float
+    ) -> Response:
         headers = SendGrid.rate_limit_headers(emu, remaining, reset)
         headers.append(("Retry-After", str(retry_after)))
         return Response(429, {"errors": [{"field": None, "message": "too many requests"}]}, headers)
@@ -673,9 +693,7 @@ class SendGrid(Provider):
     def send(emu: Emulator, request: Request, request_id: int) -> Response:
         data = request.json()
         if data is _INVALID_JSON or not isinstance(data, dict):
-            raise SendGrid.errors(
-                400, ("Bad Request", None, None)
-            )
+            raise SendGrid.errors(400, ("Bad Request", None, None))
         problems: list[tuple[str, str | None, str | None]] = []
         personalizations = data.get("personalizations")
         if not isinstance(personalizations, list) or not personalizations:
@@ -742,17 +760,20 @@ class SendGrid(Provider):
                 )
             )
         template = data.get("template_id")
-        if not template and not data.get("subject"):
-            if not all(isinstance(p, dict) and p.get("subject") for p in personalizations):
-                problems.append(
-                    (
-                        "The subject is required. You can get around this requirement if you "
-                        "use a template with a subject defined or if every personalization has "
-                        "a subject defined.",
-                        "subject",
-                        f"{SENDGRID_HELP}#message.subject",
-                    )
+        if (
+            not template
+            and not data.get("subject")
+            and not all(isinstance(p, dict) and p.get("subject") for p in personalizations)
+        ):
+            problems.append(
+                (
+                    "The subject is required. You can get around this requirement if you "
+                    "use a template with a subject defined or if every personalization has "
+                    "a subject defined.",
+                    "subject",
+                    f"{SENDGRID_HELP}#message.subject",
                 )
+            )
         content = data.get("content") or []
         if not template:
             if not content:
@@ -803,7 +824,7 @@ class SendGrid(Provider):
                         request_id,
                         message_id=message_id_text,
                         to=recipient["email"],
-                        sender=sender.get("email"),
+                        sender=data["from"]["email"],
                         subject=render(subject),
                         html=render(by_type.get("text/html")),
                         text=render(by_type.get("text/plain")),
@@ -861,7 +882,9 @@ class Mailgun(Provider):
             raise HttpError(401, "Forbidden")
 
     @staticmethod
-    def too_many_requests(emu: Emulator, retry_after: int, remaining: int, reset: float) -> Response:
+    def too_many_requests(
+        emu: Emulator, retry_after: int, remaining: int, reset: float
+    ) -> Response:
         # Mailgun says to "retry as defined in the response" and names no rate-limit headers.
         return Response(
             429, {"message": "Too many requests (emulated)"}, [("Retry-After", str(retry_after))]
@@ -899,7 +922,8 @@ class Mailgun(Provider):
         for address in recipients:
             if not looks_like_address(address) or emu.rejected(address):
                 raise HttpError(
-                    400, {"message": "to parameter is not a valid address. please check documentation"}
+                    400,
+                    {"message": "to parameter is not a valid address. please check documentation"},
                 )
         subject = first("subject")
         if subject is None and not first("template"):
@@ -908,8 +932,10 @@ class Mailgun(Provider):
         if not html and not text and not first("template") and not first("amp-html"):
             raise HttpError(
                 400,
-                {"message": "Need at least one of 'text', 'html', 'amp-html' or 'template' "
-                 "parameters specified"},
+                {
+                    "message": "Need at least one of 'text', 'html', 'amp-html' or 'template' "
+                    "parameters specified"
+                },
             )
         raw_variables = first("recipient-variables")
         try:
@@ -990,14 +1016,18 @@ class Brevo(Provider):
         ]
 
     @staticmethod
-    def too_many_requests(emu: Emulator, retry_after: int, remaining: int, reset: float) -> Response:
+    def too_many_requests(
+        emu: Emulator, retry_after: int, remaining: int, reset: float
+    ) -> Response:
         headers = Brevo.rate_limit_headers(emu, remaining, reset)
         headers.append(("Retry-After", str(retry_after)))
         return Response(429, {"code": "too_many_requests", "message": "Too many requests"}, headers)
 
     @staticmethod
     def server_error() -> Response:
-        return Response(500, {"code": "internal_error", "message": "Internal server error (emulated)"})
+        return Response(
+            500, {"code": "internal_error", "message": "Internal server error (emulated)"}
+        )
 
     @staticmethod
     def idempotency_key(request: Request) -> str | None:
@@ -1046,7 +1076,9 @@ class Brevo(Provider):
         versions = data.get("messageVersions")
         if versions is not None:
             if not isinstance(versions, list) or not versions:
-                raise Brevo.error(400, "invalid_parameter", "messageVersions must be a non-empty array")
+                raise Brevo.error(
+                    400, "invalid_parameter", "messageVersions must be a non-empty array"
+                )
             if len(versions) > BREVO_VERSIONS_MAX:
                 raise Brevo.error(
                     400,
@@ -1060,13 +1092,15 @@ class Brevo(Provider):
         if not template_id:
             if not subject and not all(isinstance(v, dict) and v.get("subject") for v in versions):
                 raise Brevo.error(400, "missing_parameter", "subject is missing")
-            if not html and not text and not all(
-                isinstance(v, dict) and (v.get("htmlContent") or v.get("textContent"))
-                for v in versions
-            ):
-                raise Brevo.error(
-                    400, "missing_parameter", "htmlContent or textContent is missing"
+            if (
+                not html
+                and not text
+                and not all(
+                    isinstance(v, dict) and (v.get("htmlContent") or v.get("textContent"))
+                    for v in versions
                 )
+            ):
+                raise Brevo.error(400, "missing_parameter", "htmlContent or textContent is missing")
         plan = []
         for index, version in enumerate(versions):
             if not isinstance(version, dict):
@@ -1132,10 +1166,12 @@ async def serve_connection(
                 break
             assert isinstance(result, Response)
             headers, payload = result.encode()
-            writer.write(conn.send(h11.Response(status_code=result.status, headers=headers)))
+            # One write per response: fewer syscalls, no small-packet stalls.
+            chunks = [conn.send(h11.Response(status_code=result.status, headers=headers))]
             if payload:
-                writer.write(conn.send(h11.Data(data=payload)))
-            writer.write(conn.send(h11.EndOfMessage()))
+                chunks.append(conn.send(h11.Data(data=payload)))
+            chunks.append(conn.send(h11.EndOfMessage()))
+            writer.write(b"".join(c for c in chunks if c))
             await writer.drain()
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 break
@@ -1153,10 +1189,7 @@ async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> R
         event = conn.next_event()
         if event is h11.NEED_DATA:
             data = await reader.read(65536)
-            conn.receive_data(data)
-            if not data and conn.their_state is not h11.DONE:
-                if head is None:
-                    return None
+            conn.receive_data(data)  # b"" tells h11 the peer closed
             continue
         if isinstance(event, h11.ConnectionClosed):
             return None
@@ -1280,7 +1313,7 @@ def run_emulator(
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # stderr goes to a file: a pipe nobody reads could fill up and stall the server.
-    stderr = tempfile.TemporaryFile(mode="w+")
+    stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - outlives this frame; closed below
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
     )

@@ -352,7 +352,10 @@ def test_reset_forgets_messages_and_faults(emulator: RunningEmulator) -> None:
 
 
 def test_unknown_fault_option_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown fault option"), run_emulator("postmark", storms=1):
+    with (
+        pytest.raises(ValueError, match="unknown fault option"),
+        run_emulator("postmark", storms=1),
+    ):
         pass
 
 
@@ -394,7 +397,9 @@ def test_brevo_idempotency_key_gives_one_delivery_and_the_first_response() -> No
 def test_postmark_suppression_endpoints() -> None:
     headers = {"X-Postmark-Server-Token": KEY, "Accept": "application/json"}
     with run_emulator("postmark") as emu:
-        emu.set_suppressions(bounced=["gone@example.com"], spam=[], unsubscribed=["left@example.com"])
+        emu.set_suppressions(
+            bounced=["gone@example.com"], spam=[], unsubscribed=["left@example.com"]
+        )
         dump = httpx.get(f"{emu.url}/message-streams/broadcast/suppressions/dump", headers=headers)
         bounces = httpx.get(f"{emu.url}/bounces?count=500&offset=0", headers=headers)
         refused = httpx.get(f"{emu.url}/bounces?count=500&offset=0")
@@ -436,7 +441,11 @@ def test_sendgrid_suppression_endpoints() -> None:
     assert [set(row) for row in got["bounces"]] == [{"created", "email", "reason", "status"}]
     assert got["bounces"][0]["email"] == "bounced@example.com"
     assert got["spam_reports"] == [
-        {"created": got["spam_reports"][0]["created"], "email": "complained@example.com", "ip": "192.0.2.10"}
+        {
+            "created": got["spam_reports"][0]["created"],
+            "email": "complained@example.com",
+            "ip": "192.0.2.10",
+        }
     ]
     assert [row["email"] for row in got["unsubscribes"]] == ["unsubscribed@example.com"]
     assert isinstance(got["unsubscribes"][0]["created"], int)
@@ -456,10 +465,17 @@ def test_sendgrid_reports_every_validation_problem_at_once() -> None:
 def test_mailgun_missing_fields_and_urlencoded_body() -> None:
     with run_emulator("mailgun") as emu:
         auth = ("api", KEY)
-        missing = httpx.post(f"{emu.url}/v3/mg.example.com/messages", data={"to": "a@example.com"}, auth=auth)
+        missing = httpx.post(
+            f"{emu.url}/v3/mg.example.com/messages", data={"to": "a@example.com"}, auth=auth
+        )
         plain = httpx.post(
             f"{emu.url}/v3/mg.example.com/messages",
-            data={"from": "n@mg.example.com", "to": "a@example.com, b@example.com", "subject": "S", "text": "T"},
+            data={
+                "from": "n@mg.example.com",
+                "to": "a@example.com, b@example.com",
+                "subject": "S",
+                "text": "T",
+            },
             auth=auth,
         )
         counts = emu.counts()
@@ -505,8 +521,18 @@ def test_resend_local_accepts_a_message_and_a_batch_and_shows_them() -> None:
         batch = httpx.post(
             f"{resend.url}/emails/batch",
             json=[
-                {"from": "news@example.com", "to": ["bob@example.com"], "subject": "B", "html": "<p>B</p>"},
-                {"from": "news@example.com", "to": ["cy@example.com"], "subject": "C", "html": "<p>C</p>"},
+                {
+                    "from": "news@example.com",
+                    "to": ["bob@example.com"],
+                    "subject": "B",
+                    "html": "<p>B</p>",
+                },
+                {
+                    "from": "news@example.com",
+                    "to": ["cy@example.com"],
+                    "subject": "C",
+                    "html": "<p>C</p>",
+                },
             ],
             headers=headers,
         )
@@ -562,7 +588,10 @@ def test_ses_local_accepts_a_message_and_a_bulk_send_and_shows_them() -> None:
             json={
                 "FromEmailAddress": "news@example.com",
                 "DefaultContent": {
-                    "Template": {"TemplateName": "issue", "TemplateData": json.dumps({"name": "you"})}
+                    "Template": {
+                        "TemplateName": "issue",
+                        "TemplateData": json.dumps({"name": "you"}),
+                    }
                 },
                 "BulkEmailEntries": [
                     {
