@@ -1,0 +1,5 @@
+"""digest: weekly newsletter digests from a folder of Markdown posts."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,8 @@
+"""The ``digest`` command line. Each command module registers itself on :data:`main`."""
+
+from __future__ import annotations
+
+from digest.cli import content as _content  # noqa: F401  (registers commands)
+from digest.cli._app import main
+
+__all__ = ["main"]

@@ -1,0 +1,129 @@
+"""The click group, and what every command shares: config, the clock, errors, --json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from typing import Any, TypeVar
+
+import click
+
+from digest import __version__
+from digest.config import Config, load_config
+from digest.errors import DigestError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  done          1  failed (e.g. checks or messages failed)
+  2  bad usage     3  config error      4  content error
+  5  nothing to send (empty or already sent)
+  6  sending stopped  7  store error    8  another run holds the lock
+"""
+
+
+class DigestGroup(click.Group):
+    """Turns a DigestError into one line on stderr and its exit code; no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(exc.exit_code)
+
+
+class State:
+    """Per-invocation state: which config file, and the config once loaded."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+def now() -> datetime:
+    """The clock. Commands read it once and pass it down."""
+    return datetime.now(timezone.utc)
+
+
+@click.group(cls=DigestGroup, epilog=EXIT_CODES_HELP)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="DIGEST_CONFIG",
+    metavar="FILE",
+    help="The config file [default: ./config.yaml, or $DIGEST_CONFIG].",
+)
+@click.option("-v", "--verbose", count=True, help="Log more (-vv for debug).")
+@click.version_option(__version__, prog_name="digest")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """Weekly newsletter digests from a folder of Markdown posts.
+
+    \b
+    Select the week's posts, compose a responsive email, preview it,
+    and send it to subscribers exactly once.
+
+    \b
+    Examples:
+      digest select --week 2026-W34 --explain
+      digest build --week 2026-W34
+      digest send --week 2026-W34 --dry-run
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(message)s")
+    ctx.obj = State(config_path)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def _parse_day(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date such as 2026-08-17") from None
+
+
+def window_options(func: F) -> F:
+    """--week / --since / --until, shared by every command that works on one issue."""
+    func = click.option(
+        "--until", callback=_parse_day, metavar="DATE", help="Last day of the issue (inclusive)."
+    )(func)
+    func = click.option(
+        "--since", callback=_parse_day, metavar="DATE", help="First day of the issue."
+    )(func)
+    func = click.option(
+        "--week",
+        metavar="YYYY-Www",
+        help="The ISO week of the issue, e.g. 2026-W34 [default: the last complete week].",
+    )(func)
+    return func
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def isatty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,181 @@
+"""`digest select` and `digest check`: what is in the week's issue, and is the site sound."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import click
+
+from digest import pipeline
+from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
+from digest.links import post_url
+from digest.posts import Post
+from digest.select import Decision, Rules, Selection
+
+
+def _post_json(post: Post, url: str) -> dict[str, Any]:
+    return {
+        "slug": post.slug,
+        "title": post.title,
+        "date": post.date.isoformat(),
+        "category": post.category,
+        "url": url,
+        "path": str(post.path),
+        "featured": post.featured,
+    }
+
+
+def _decision_json(decision: Decision) -> dict[str, Any]:
+    return {
+        "slug": decision.post.slug,
+        "title": decision.post.title,
+        "date": decision.post.date.isoformat(),
+        "category": decision.post.category,
+        "section": decision.section,
+        "reason": decision.reason.value,
+        "detail": decision.explain(),
+        "duplicate_of": decision.duplicate_of.slug if decision.duplicate_of else None,
+        "path": str(decision.post.path),
+    }
+
+
+def selection_json(selection: Selection, urls: dict[str, str]) -> dict[str, Any]:
+    window = selection.window
+    return {
+        "issue_id": selection.issue_id,
+        "window": {
+            "start": window.start.isoformat(),
+            "end": window.end.isoformat(),
+            "timezone": str(window.start.tzinfo),
+        },
+        "count": selection.count,
+        "sections": [
+            {
+                "name": s.name,
+                "title": s.title,
+                "slug": s.slug,
+                "count": len(s.posts),
+                "more": s.more,
+                "posts": [_post_json(p, urls[p.slug]) for p in s.posts],
+            }
+            for s in selection.sections
+        ],
+        "in_window": len(selection.in_window),
+        "decisions": [_decision_json(d) for d in selection.decisions],
+    }
+
+
+@main.command("select")
+@window_options
+@click.option("--explain", is_flag=True, help="List every post in the window with its reason.")
+@json_option
+@click.option("--no-cache", is_flag=True, help="Parse every file, ignoring the metadata cache.")
+@pass_state
+def select_command(
+    state: State,
+    week: str | None,
+    since: date | None,
+    until: date | None,
+    explain: bool,
+    as_json: bool,
+    no_cache: bool,
+) -> None:
+    """Show which posts make the issue, grouped by section.
+
+    \b
+    Examples:
+      digest select                      # the last complete week
+      digest select --week 2026-W34 --explain
+      digest select --since 2026-08-01 --until 2026-08-14 --json
+    """
+    config = state.config
+    loaded = pipeline.load_and_select(
+        config, now(), week=week, since=since, until=until, use_cache=not no_cache
+    )
+    selection = loaded.selection
+    urls = {d.post.slug: post_url(config, d.post) for d in selection.decisions}
+    if as_json:
+        data = selection_json(selection, urls)
+        data["problems"] = [
+            {"path": str(p.path), "reason": p.reason} for p in loaded.posts.problems
+        ]
+        emit_json(data)
+        return
+    window = selection.window
+    click.secho(
+        f"{selection.issue_id} · {window.describe()} ({config.timezone}) · "
+        f"{selection.count} posts in {len(selection.sections)} sections",
+        bold=True,
+    )
+    for section in selection.sections:
+        more = f" · {section.more} more" if section.more else ""
+        click.secho(f"\n{section.title} ({len(section.posts)}){more}", fg="cyan")
+        for post in section.posts:
+            star = "★ " if post.featured else ""
+            click.echo(f"  {post.date:%Y-%m-%d %H:%M}  {star}{post.title}")
+    if not selection.sections:
+        click.echo("\nNo posts in this window.")
+    if explain:
+        click.secho("\nEvery post in and around the window:", bold=True)
+        for decision in selection.decisions:
+            mark = "+" if decision.selected else "-"
+            color = "green" if decision.selected else None
+            click.secho(
+                f"  {mark} {decision.post.date:%Y-%m-%d %H:%M}  {decision.post.slug}: "
+                f"{decision.explain()}",
+                fg=color,
+            )
+    _report_problems(loaded.posts.problems)
+
+
+def _report_problems(problems: list[Any]) -> None:
+    if problems:
+        noun = "file" if len(problems) == 1 else "files"
+        click.secho(f"\n{len(problems)} {noun} skipped:", fg="yellow", err=True)
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
+
+
+@main.command("check")
+@json_option
+@pass_state
+def check_command(state: State, as_json: bool) -> None:
+    """Validate config.yaml and every post; exit non-zero if anything is wrong.
+
+    \b
+    Examples:
+      digest check
+      digest --config site/config.yaml check --json
+    """
+    config = state.config  # a bad config raises ConfigError here (exit 3)
+    result = pipeline.load(config)
+    rules_unknown = sorted(
+        {
+            p.category or "(none)"
+            for p in result.posts
+            if config.categories.sections
+            and Rules.from_config(config).section_of(p.category) is None
+        }
+    )
+    if as_json:
+        emit_json(
+            {
+                "config": str(config.source),
+                "posts": len(result.posts),
+                "problems": [{"path": str(p.path), "reason": p.reason} for p in result.problems],
+                "unlisted_categories": rules_unknown,
+                "ok": not result.problems,
+            }
+        )
+    else:
+        click.echo(f"config: {config.source} is valid")
+        click.echo(f"posts: {len(result.posts)} read, {len(result.problems)} skipped")
+        if rules_unknown:
+            click.echo(
+                f"categories that are not sections ({config.categories.unlisted}): "
+                + ", ".join(rules_unknown)
+            )
+        _report_problems(result.problems)
+    if result.problems:
+        raise click.exceptions.Exit(4)

@@ -1,0 +1,508 @@
+"""The schema of ``config.yaml``: every option, its default and what it does.
+
+:func:`load_config` reads the file, validates all of it at once and raises one
+:class:`~digest.errors.ConfigError` listing every problem with the key path that has it
+(``limits.per_category: expected a whole number, got 'five'``), with a suggestion when an
+unknown key is a near miss of a known one. Relative paths are resolved against the folder
+that holds the config file.
+
+Secrets never live in the file: options typed :class:`Secret` accept only a reference to an
+environment variable (``token: ${POSTMARK_TOKEN}``), resolved when the value is used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
+
+from digest.errors import ConfigError
+
+CONFIG_ENV = "DIGEST_CONFIG"
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class Secret(str):
+    """A reference to an environment variable, such as ``${POSTMARK_TOKEN}``.
+
+    ``str(secret)`` is the reference, never the value, so a secret cannot leak into a log
+    or a report by accident. :meth:`resolve` reads the variable when it is needed.
+    """
+
+    @property
+    def env_var(self) -> str:
+        match = _ENV_REF.match(self)
+        assert match is not None  # guaranteed by validation
+        return match.group(1)
+
+    def resolve(self, environ: dict[str, str] | None = None) -> str:
+        env = os.environ if environ is None else environ
+        value = env.get(self.env_var)
+        if not value:
+            raise ConfigError(
+                f"the environment variable {self.env_var} is not set "
+                f"(config.yaml refers to it as {self})"
+            )
+        return value
+
+    def is_set(self, environ: dict[str, str] | None = None) -> bool:
+        env = os.environ if environ is None else environ
+        return bool(env.get(self.env_var))
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            _to_secret, serialization=core_schema.plain_serializer_function_ser_schema(str)
+        )
+
+
+def _to_secret(value: Any) -> Secret:
+    if not isinstance(value, str) or not _ENV_REF.match(value.strip()):
+        raise ValueError(
+            "secrets must come from the environment: write a reference such as "
+            "${MY_PROVIDER_TOKEN} and set that variable"
+        )
+    return Secret(value.strip())
+
+
+def _parse_duration(value: Any) -> timedelta:
+    """Accept ``90`` (seconds), ``"90s"``, ``"15m"``, ``"6h"``, ``"2d"`` or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value)
+        if match:
+            amount = float(match.group(1))
+            unit = match.group(2) or "s"
+            seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+            return timedelta(seconds=amount * seconds)
+    raise ValueError("expected a duration such as 90s, 15m, 6h or 2d")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Section):
+    """Who the newsletter is from and where its posts live on the web."""
+
+    name: str = Field(description="The site's name, shown in the header and the subject.")
+    base_url: str = Field(description="The site's public address, https://…")
+    logo_url: str | None = Field(default=None, description="An https image for the header.")
+    post_url: str = Field(
+        default="{base_url}/posts/{slug}",
+        description="How a post's address is made: {base_url}, {slug}, {category_slug}, "
+        "{year}, {month}, {day}.",
+    )
+    category_url: str = Field(
+        default="{base_url}/category/{category_slug}",
+        description='Where "N more in <Category>" links to.',
+    )
+    language: str = Field(default="en", description="The lang of the email and pages.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_absolute(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an absolute URL such as https://example.com")
+        return value.rstrip("/")
+
+
+class ContentConfig(_Section):
+    """Where the posts and the per-issue intros are."""
+
+    posts_dir: Path = Field(default=Path("content/posts"), description="Markdown posts.")
+    issues_dir: Path = Field(
+        default=Path("content/issues"),
+        description="Optional intros, one Markdown file per issue: 2026-W34.md.",
+    )
+    cache_dir: Path = Field(
+        default=Path(".digest-cache"), description="Where the post metadata cache lives."
+    )
+    max_file_size: int = Field(
+        default=5_000_000, ge=1, description="Posts larger than this (bytes) are skipped."
+    )
+
+
+class CategorySection(_Section):
+    """One section of the digest."""
+
+    name: str = Field(description="The category as posts name it (matched in any case).")
+    display: str | None = Field(default=None, description="The section title in the email.")
+    aliases: list[str] = Field(default_factory=list, description="Other spellings to accept.")
+    limit: int | None = Field(default=None, ge=0, description="Overrides limits.per_category.")
+
+    @property
+    def title(self) -> str:
+        return self.display or self.name
+
+
+class CategoriesConfig(_Section):
+    """Which sections the digest has, in which order, and what they are called."""
+
+    sections: list[CategorySection] = Field(
+        default_factory=list, description="Sections in the order the email shows them."
+    )
+    include: list[str] = Field(
+        default_factory=list, description="Only these sections (empty means all)."
+    )
+    exclude: list[str] = Field(default_factory=list, description="Never these sections.")
+    unlisted: Literal["other", "skip"] = Field(
+        default="other",
+        description="Posts whose category is not a section: gather them under `other_title`, "
+        "or leave them out.",
+    )
+    other_title: str = Field(default="More", description="The section for unlisted categories.")
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> CategoriesConfig:
+        seen: dict[str, str] = {}
+        for section in self.sections:
+            for spelling in [section.name, *section.aliases]:
+                key = spelling.casefold()
+                if key in seen and seen[key] != section.name:
+                    raise ValueError(f"'{spelling}' names both '{seen[key]}' and '{section.name}'")
+                seen[key] = section.name
+        known = {s.name.casefold() for s in self.sections} | {
+            a.casefold() for s in self.sections for a in s.aliases
+        }
+        for listed in (*self.include, *self.exclude):
+            if self.sections and listed.casefold() not in known:
+                raise ValueError(f"'{listed}' in include/exclude is not a section")
+        return self
+
+
+class LimitsConfig(_Section):
+    per_category: int | None = Field(default=5, ge=0, description="Posts per section.")
+    total: int | None = Field(default=40, ge=0, description="Posts in the whole issue.")
+
+
+class DedupeConfig(_Section):
+    by_source: bool = Field(default=True, description="Posts sharing a source URL.")
+    by_title: bool = Field(default=True, description="Posts whose normalised titles match.")
+
+
+class FilterConfig(_Section):
+    tags_include: list[str] = Field(default_factory=list, description="Only posts with a tag.")
+    tags_exclude: list[str] = Field(default_factory=list, description="No posts with a tag.")
+
+
+class SenderConfig(_Section):
+    from_name: str = Field(description="The name in the From header.")
+    from_email: str = Field(description="The address in the From header.")
+    reply_to: str | None = Field(default=None, description="Where replies go.")
+    postal_address: str = Field(
+        default="", description="Shown in the footer, as anti-spam laws require."
+    )
+    list_id: str | None = Field(
+        default=None, description="The List-Id header's id; defaults to the site's host."
+    )
+    unsubscribe_mailto: str | None = Field(
+        default=None, description="The mailto: address in List-Unsubscribe."
+    )
+
+    @field_validator("from_email", "reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _looks_like_email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"'{value}' is not an email address")
+        return value
+
+
+TrimStep = Literal["fewer_posts", "compact_cards"]
+TRIM_STEPS: tuple[TrimStep, ...] = ("fewer_posts", "compact_cards")
+
+
+class EmailConfig(_Section):
+    subject: str = Field(
+        default="{site} weekly — {top_title} and {n} more",
+        description="Subject template: {site}, {top_title}, {n}, {count}, {issue_id}, {week}.",
+    )
+    preheader: str = Field(
+        default="{count} posts this week: {titles}",
+        description="Preview text template, kept to 40–110 characters.",
+    )
+    size_budget_kb: int = Field(
+        default=100, ge=10, description="The HTML must stay under this (Gmail clips ~102 KB)."
+    )
+    trim_policy: list[TrimStep] = Field(
+        default_factory=lambda: list(TRIM_STEPS),
+        description="How to fit an over-budget issue, in order.",
+    )
+    utm: dict[str, str] = Field(
+        default_factory=lambda: {
+            "utm_source": "digest",
+            "utm_medium": "email",
+            "utm_campaign": "{issue_id}",
+        },
+        description="Query parameters added to post links ({issue_id} is filled in).",
+    )
+    templates_dir: Path | None = Field(
+        default=None, description="Your own templates; a file here overrides the built-in one."
+    )
+
+
+class ProviderConfig(BaseModel):
+    """Which transport sends the email, and its options.
+
+    Options beyond ``name`` belong to the provider and are validated by it.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(default="outbox", description="outbox, smtp, or an email API's name.")
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SendConfig(_Section):
+    concurrency: int | None = Field(
+        default=None, ge=1, description="Requests in flight (default: the provider's)."
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, description="Messages per request (default: the provider's most)."
+    )
+    max_attempts: int = Field(default=5, ge=1, description="Tries per message before giving up.")
+
+
+class SubscribersConfig(_Section):
+    database: Path = Field(
+        default=Path("data/subscribers.sqlite"), description="The subscriber store."
+    )
+
+
+class LedgerConfig(_Section):
+    database: Path = Field(default=Path("data/ledger.sqlite"), description="What was sent to whom.")
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"'{value}' is not a timezone; use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+    return value
+
+
+class ScheduleConfig(_Section):
+    cron: str = Field(default="0 9 * * MON", description='When to send, as cron: "0 9 * * MON".')
+    timezone: str | None = Field(default=None, description="Defaults to the top-level one.")
+    grace: Annotated[timedelta, Field(description="Catch up a missed run this late.")] = timedelta(
+        hours=6
+    )
+    skip_empty: bool = Field(default=True, description="Send nothing for a week with no posts.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_timezone(value)
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _grace(cls, value: Any) -> timedelta:
+        return _parse_duration(value)
+
+
+class ServeConfig(_Section):
+    public_url: str | None = Field(
+        default=None,
+        description="Where `digest serve` is reachable; unsubscribe and preference links "
+        "in the email point here.",
+    )
+    host: str = Field(default="127.0.0.1", description="Listen address.")
+    port: int = Field(default=8025, ge=1, le=65535, description="Listen port.")
+    secret: Secret | None = Field(default=None, description="Signs tokens, e.g. ${DIGEST_SECRET}.")
+
+
+class PreviewConfig(_Section):
+    host: str = Field(default="127.0.0.1", description="Listen address.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Listen port.")
+
+
+class Config(_Section):
+    """The whole of config.yaml."""
+
+    site: SiteConfig
+    content: ContentConfig = Field(default_factory=ContentConfig)
+    timezone: str = Field(default="UTC", description="The site's timezone (IANA name).")
+    week_start: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = Field(default="monday", description="The first day of an issue's week.")
+    categories: CategoriesConfig = Field(default_factory=CategoriesConfig)
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    sender: SenderConfig
+    email: EmailConfig = Field(default_factory=EmailConfig)
+    provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    send: SendConfig = Field(default_factory=SendConfig)
+    subscribers: SubscribersConfig = Field(default_factory=SubscribersConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    preview: PreviewConfig = Field(default_factory=PreviewConfig)
+    out_dir: Path = Field(default=Path("out"), description="Where builds and reports go.")
+
+    # Set by load_config: the file this came from and the folder paths are relative to.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def root(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    def path(self, value: Path) -> Path:
+        """A configured path, made absolute against the config file's folder."""
+        return value if value.is_absolute() else self.root / value
+
+    @property
+    def list_id(self) -> str:
+        if self.sender.list_id:
+            return self.sender.list_id
+        host = re.sub(r"^https?://", "", self.site.base_url).split("/")[0]
+        return host
+
+
+def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at ``loc`` (for near-miss suggestions)."""
+    model: Any = root
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        # Unwrap list[X] / X | None down to a model class.
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if model is None:
+            for c in getattr(annotation, "__args__", ()):
+                for inner in getattr(c, "__args__", ()):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        model = inner
+            if model is None:
+                return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def format_validation_errors(
+    exc: ValidationError, root: type[BaseModel] | None = None
+) -> list[str]:
+    """One line per problem, each starting with the dotted key path below ``root``."""
+    root = root or Config
+    problems: list[str] = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        path = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            model = _model_at(loc, root)
+            known = list(model.model_fields) if model else []
+            known = [k for k in known if k != "source"]
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            if not close and known:
+                hint = f"; known keys here: {', '.join(known)}"
+            problems.append(f"{path}: unknown key{hint}")
+        elif kind == "missing":
+            problems.append(f"{path}: required, but missing")
+        else:
+            message = error["msg"]
+            message = re.sub(r"^(Value error|Assertion failed), ", "", message)
+            got = f" (got {_describe(error.get('input'))})" if "input" in error else ""
+            if kind.startswith("value_error"):
+                got = ""
+            problems.append(f"{path}: {message}{got}" if path else f"{message}{got}")
+    return problems
+
+
+def find_config(explicit: str | Path | None = None) -> Path:
+    """The config file to use: ``explicit``, else $DIGEST_CONFIG, else ./config.yaml."""
+    chosen = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
+    return Path(chosen)
+
+
+def parse_config(data: Any, source: Path | None = None) -> Config:
+    """Validate already-loaded YAML data, raising one ConfigError with every problem."""
+    where = str(source) if source else "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of options at the top level")
+    try:
+        config = Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems = format_validation_errors(exc)
+        count = len(problems)
+        raise ConfigError(
+            f"{where}: {count} problem{'s' if count != 1 else ''}", problems
+        ) from None
+    # Provider options belong to the provider; its own schema checks them.
+    from digest.providers import validate_provider_config
+
+    provider_problems = validate_provider_config(config.provider)
+    if provider_problems:
+        count = len(provider_problems)
+        raise ConfigError(f"{where}: {count} problem{'s' if count != 1 else ''}", provider_problems)
+    return config
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a config file (see :func:`find_config` for which one)."""
+    source = find_config(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: no such config file (pass --config or set {CONFIG_ENV})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read it: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}{line}: not valid YAML: {problem}") from None
+    return parse_config(data, source.resolve())

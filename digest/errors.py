@@ -1,0 +1,113 @@
+"""Every error digest raises on purpose, and the exit code the CLI gives it.
+
+Library code raises a subclass of :class:`DigestError`; the CLI prints its message on one
+line (no traceback) and exits with its ``exit_code``::
+
+    DigestError                      exit 1   something went wrong; the message says what
+    ├── ConfigError                  exit 3   config.yaml is missing, unreadable or invalid
+    ├── ContentError                 exit 4   posts, intros or templates cannot be used
+    │   └── TemplateError                     a template failed to load or render
+    ├── NothingToSend                exit 5   the issue is empty or has already been sent
+    ├── SendError                    exit 6   sending could not go on
+    │   └── ProviderError                     an email provider refused or failed a request
+    ├── StoreError                   exit 7   the subscriber store or send ledger refused a change
+    └── LockError                    exit 8   another digest process holds the lock
+
+Exit code 2 is click's own, for a command line it cannot parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DigestError(Exception):
+    """The root of every error digest raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(DigestError):
+    """config.yaml cannot be used. ``problems`` holds one line per bad key."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+class ContentError(DigestError):
+    """A post, an issue intro or a template cannot be used."""
+
+    exit_code = 4
+
+
+class TemplateError(ContentError):
+    """A template failed to load or render; ``path`` and ``line`` say where."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = path or ""
+        if path and line:
+            where = f"{path}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class NothingToSend(DigestError):
+    """The issue has no posts, or it has already been sent in full."""
+
+    exit_code = 5
+
+
+class SendError(DigestError):
+    """Sending cannot go on (not a single message's failure: those go to the ledger)."""
+
+    exit_code = 6
+
+
+class ProviderError(SendError):
+    """An email provider refused or failed a request.
+
+    Carries what a person needs to act on it: the provider, the HTTP status (if any), the
+    provider's own message, and whether trying again later can help.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        code: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status = status
+        self.retryable = retryable
+        self.code = code
+        self.provider_message = message
+        status_part = f" {status}" if status is not None else ""
+        super().__init__(f"{provider}{status_part}: {message}")
+
+
+class StoreError(DigestError):
+    """The subscriber store or the send ledger refused a change."""
+
+    exit_code = 7
+
+
+class LockError(DigestError):
+    """Another digest process holds the lock this one needs."""
+
+    exit_code = 8

@@ -1,0 +1,487 @@
+"""Markdown posts with YAML front matter, read into :class:`Post` objects.
+
+A post that cannot be used (unreadable, not UTF-8, front matter not closed or not YAML, no
+title, a date that is not a date, too large) becomes a :class:`PostProblem` naming the file
+and the reason; loading goes on with the rest.
+
+Only the front matter is read for most posts: the body is read when the front matter has no
+usable excerpt. Results are kept in a :class:`~digest.cache.PostCache` keyed by path, size
+and modification time, so a warm run parses nothing that has not changed.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+from frontmatter.default_handlers import YAMLHandler
+
+from digest.cache import PostCache
+
+logger = logging.getLogger(__name__)
+
+EXCERPT_LENGTH = 280
+SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
+HEAD_BYTES = 64 * 1024  # enough for any sane front matter; the body is read only if needed
+
+_HANDLER = YAMLHandler()
+
+
+@dataclass(frozen=True)
+class Post:
+    """One post, as the rest of digest sees it. ``date`` is aware, in the site's timezone."""
+
+    path: Path
+    slug: str
+    title: str
+    date: datetime
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+    excerpt: str = ""
+    cover_image: str | None = None
+    author: str | None = None
+    source: str | None = None
+    draft: bool = False
+    featured: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class PostProblem:
+    """A file that was skipped, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class LoadResult:
+    posts: list[Post]
+    problems: list[PostProblem]
+    parsed: int = 0  # files parsed in this run (the rest came from the cache)
+    cached: int = 0
+
+
+class PostReadError(Exception):
+    """Why one file cannot be used (turned into a PostProblem by the loader)."""
+
+
+# --------------------------------------------------------------------------- text cleaning
+
+_TAG = re.compile(r"<[^>]+>")
+_DROP_BLOCKS = re.compile(
+    r"<(script|style|figure|figcaption|nav|iframe|svg)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL
+)
+_MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_MD_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
+_MD_DECOR = re.compile(r"(\*\*|__|\*|_|~~|`+)(?=\S)(.+?)(?<=\S)\1")
+_CODE_FENCE = re.compile(r"^(```|~~~).*?^\1\s*$", re.MULTILINE | re.DOTALL)
+_WS = re.compile(r"\s+")
+_BOILERPLATE = re.compile(
+    r"(why you can trust|independently tests and researches|we may earn an affiliate|"
+    r"commissions? from (our )?links|subscribe to our newsletter|cookie(s)? (policy|settings)|"
+    r"skip to (main )?content|sign up for|^written by\b|^reviewed by\b|"
+    r"(contributing|senior|staff) (editor|writer)|^\d+ min read$)",
+    re.IGNORECASE,
+)
+
+
+def clean_text(value: str) -> str:
+    """HTML and Markdown to one line of plain text: tags gone, entities decoded, spaces folded."""
+    text = _CODE_FENCE.sub(" ", value)
+    text = _DROP_BLOCKS.sub(" ", text)
+    text = _TAG.sub(" ", text)
+    text = _MD_IMAGE.sub(" ", text)
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_REF_LINK.sub(r"\1", text)
+    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", "", text, flags=re.MULTILINE)
+    text = _MD_DECOR.sub(r"\2", text)
+    text = html.unescape(text)
+    text = text.replace("\u00a0", " ").replace("\u200b", "")
+    return _WS.sub(" ", text).strip()
+
+
+def _sentence_like(line: str) -> bool:
+    words = line.split()
+    return len(words) >= 8 or (bool(re.search(r"[.!?:]\s*$", line)) and len(words) >= 4)
+
+
+def _body_paragraphs(body: str, title: str = "") -> Iterator[str]:
+    """The body's prose, paragraph by paragraph, past leading navigation crumbs and a
+    repeated title."""
+    folded_title = _fold(title)
+    body = _CODE_FENCE.sub("\n", body)
+    body = _DROP_BLOCKS.sub("\n", body)
+    started = False
+    for block in re.split(r"\n\s*\n", body):
+        if re.match(r"^\s{0,3}#{1,6}\s", block):
+            continue  # a heading is not an excerpt
+        lines = (clean_text(line) for line in block.splitlines())
+        text = " ".join(line for line in lines if line and not _BOILERPLATE.search(line))
+        if not text:
+            continue
+        if folded_title and _fold(text).startswith(folded_title):
+            text = _strip_through_title(text, title, min_words=1)
+            if _fold(text) == folded_title:
+                continue
+        if not started and not _sentence_like(text):
+            continue  # crumbs such as "Home  News  Tools" before the first sentence
+        started = True
+        yield text
+
+
+def cut_at_word(text: str, limit: int = EXCERPT_LENGTH) -> str:
+    """At most ``limit`` characters, ending on a whole word, with an ellipsis if cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space > limit // 2 else text[:limit]
+    return cut.rstrip(" ,;:-–—(") + "…"
+
+
+def tidy_excerpt(raw: str, title: str, limit: int = EXCERPT_LENGTH) -> str:
+    """A front matter excerpt, cleaned: HTML gone, crumbs before the title dropped, a word cut
+    mid-way by ``...`` removed. Empty when what is left is boilerplate."""
+    text = clean_text(raw)
+    # Scraped excerpts often start with navigation crumbs and then the title itself.
+    folded_title = _fold(title)
+    if folded_title and len(folded_title) > 12:
+        position = _fold(text).find(folded_title[:40])
+        if 0 <= position < 200:
+            text = _strip_through_title(text, title)
+    if _BOILERPLATE.search(text):
+        return ""
+    truncated = bool(re.search(r"(\.\.\.|…)\s*$", text))
+    if truncated:
+        text = re.sub(r"\s*(\.\.\.|…)\s*$", "", text)
+        if re.search(r"\w$", text) and " " in text:
+            text = text.rsplit(" ", 1)[0]  # the last word was cut mid-way
+        text = text.rstrip(" ,;:-–—(") + "…"
+    if len(text.rstrip("…").split()) < 3:
+        return ""
+    return cut_at_word(text, limit)
+
+
+def _fold(value: str) -> str:
+    value = unicodedata.normalize("NFKC", value).casefold()
+    return _WS.sub(" ", re.sub(r"[^\w\s]", " ", value)).strip()
+
+
+def _strip_through_title(text: str, title: str, min_words: int = 3) -> str:
+    """Drop everything up to and including the title (matched loosely) from ``text``."""
+    words = [w for w in re.split(r"\W+", title) if w]
+    if not words:
+        return text
+    pattern = r"\W+".join(re.escape(w) for w in words)
+    match = re.search(pattern, text, flags=re.IGNORECASE)
+    if match is None or match.start() > 200:
+        return text
+    rest = text[match.end() :].lstrip(" -–—:|")
+    return rest if len(rest.split()) >= min_words else text
+
+
+def excerpt_from_body(body: str, title: str = "", limit: int = EXCERPT_LENGTH) -> str:
+    text = ""
+    for paragraph in _body_paragraphs(body, title):
+        text = f"{text} {paragraph}".strip()
+        if len(text) >= limit:
+            break
+    return cut_at_word(text, limit)
+
+
+def normalise_title(title: str) -> str:
+    """The form two titles share when they are the same title: case, punctuation and
+    spacing folded."""
+    return _fold(title.replace("-", ""))
+
+
+# --------------------------------------------------------------------------- parsing fields
+
+
+def parse_date(value: Any, tz: ZoneInfo) -> datetime:
+    """A front matter date (date, datetime, or ISO string) as an aware datetime in ``tz``.
+
+    Values without an offset are wall-clock times in ``tz``; values with one are converted.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time())
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                moment = datetime.combine(date.fromisoformat(text[:10]), time())
+                if len(text) > 10:
+                    raise ValueError from None
+            except ValueError:
+                raise PostReadError(
+                    f"date {value!r} is not a date (use 2026-08-17 or 2026-08-17T09:30:00+02:00)"
+                ) from None
+    else:
+        raise PostReadError(f"date {value!r} is not a date")
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=tz)
+    return moment.astimezone(tz)
+
+
+def parse_tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: Iterable[Any] = value.split(",")
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        items = [value]
+    tags: list[str] = []
+    for item in items:
+        tag = _WS.sub(" ", str(item)).strip()
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tuple(tags)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().casefold() in {"true", "yes", "1", "on"}
+    return bool(value)
+
+
+def _text_field(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _WS.sub(" ", str(value).replace("\u00a0", " ")).strip()
+    return text or None
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def _decode(data: bytes, path: Path) -> str:
+    if b"\x00" in data[:8192]:
+        raise PostReadError("binary file, not Markdown text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PostReadError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _split(text: str) -> tuple[str, str | None]:
+    """(front matter, body) — body None when it lies past what was read."""
+    if not text.lstrip("\ufeff").startswith("---"):
+        raise PostReadError("no front matter: the file must start with a line '---'")
+    if not _HANDLER.detect(text.lstrip()):
+        raise PostReadError("no front matter: the file must start with a line '---'")
+    assert _HANDLER.FM_BOUNDARY is not None
+    parts = _HANDLER.FM_BOUNDARY.split(text.lstrip(), 2)
+    if len(parts) < 3:
+        raise PostReadError("front matter is never closed: add a line '---' after it")
+    return parts[1], parts[2]
+
+
+def read_post_metadata(path: Path, max_size: int) -> dict[str, Any]:
+    """Parse one file into a plain, JSON-safe record (what the cache stores).
+
+    Raises PostReadError with the reason the file cannot be used.
+    """
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise PostReadError("empty file")
+        if size > max_size:
+            raise PostReadError(
+                f"file is {size:,} bytes, over content.max_file_size ({max_size:,})"
+            )
+        with path.open("rb") as handle:
+            data = handle.read(HEAD_BYTES)
+            complete = len(data) == size
+            text = _decode(data if complete else _trim_partial_utf8(data), path)
+            try:
+                front, body = _split(text)
+            except PostReadError:
+                if complete:
+                    raise
+                data += handle.read()
+                complete = True
+                front, body = _split(_decode(data, path))
+    except OSError as exc:
+        raise PostReadError(f"cannot read it: {exc.strerror or exc}") from None
+
+    try:
+        meta = _HANDLER.load(front)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise PostReadError(f"front matter is not valid YAML{where}: {problem}") from None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise PostReadError("front matter is not a mapping of keys to values")
+
+    title = _text_field(meta.get("title"))
+    if not title:
+        raise PostReadError("no title in the front matter")
+    if "date" not in meta or meta["date"] in (None, ""):
+        raise PostReadError("no date in the front matter")
+    raw_date = meta["date"]
+    # Validate now (in UTC) so that a bad date is reported once, at parse time.
+    parse_date(raw_date, ZoneInfo("UTC"))
+
+    excerpt = ""
+    raw_excerpt = _text_field(meta.get("excerpt") or meta.get("description") or meta.get("summary"))
+    if raw_excerpt:
+        excerpt = tidy_excerpt(raw_excerpt, title)
+    if len(excerpt.split()) < SHORT_EXCERPT_WORDS:
+        # Missing, boilerplate, or little left after the crumbs: the body may say more.
+        if not complete:
+            with path.open("rb") as handle:
+                body = _split(_decode(handle.read(), path))[1]
+        from_body = excerpt_from_body(body or "", title)
+        if len(from_body) > len(excerpt):
+            excerpt = from_body
+
+    date_text = raw_date.isoformat() if isinstance(raw_date, (date, datetime)) else str(raw_date)
+    known = {
+        "title", "date", "excerpt", "description", "summary", "coverImage", "cover_image",
+        "image", "author", "tags", "category", "source", "draft", "featured", "slug",
+    }  # fmt: skip
+    extra = {k: v for k, v in meta.items() if k not in known and _json_safe(v)}
+    return {
+        "slug": _text_field(meta.get("slug")) or path.stem,
+        "title": title,
+        "date": date_text,
+        "category": _text_field(meta.get("category")),
+        "tags": list(parse_tags(meta.get("tags"))),
+        "excerpt": excerpt,
+        "cover_image": _text_field(
+            meta.get("coverImage") or meta.get("cover_image") or meta.get("image")
+        ),
+        "author": _text_field(meta.get("author")),
+        "source": _text_field(meta.get("source")),
+        "draft": _flag(meta.get("draft", False)),
+        "featured": _flag(meta.get("featured", False)),
+        "extra": extra,
+    }
+
+
+def _trim_partial_utf8(data: bytes) -> bytes:
+    """Drop a multi-byte character cut in half at the end of a partial read."""
+    for back in range(1, 4):
+        if len(data) >= back and (data[-back] & 0xC0) == 0xC0:
+            need = 2 if data[-back] < 0xE0 else 3 if data[-back] < 0xF0 else 4
+            return data[:-back] if back < need else data
+        if len(data) >= back and (data[-back] & 0x80) == 0:
+            return data
+    return data
+
+
+def _json_safe(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, type(None))) or (
+        isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value)
+    )
+
+
+def post_from_record(path: Path, record: dict[str, Any], tz: ZoneInfo) -> Post:
+    return Post(
+        path=path,
+        slug=record["slug"],
+        title=record["title"],
+        date=parse_date(record["date"], tz),
+        category=record["category"],
+        tags=tuple(record["tags"]),
+        excerpt=record["excerpt"],
+        cover_image=record["cover_image"],
+        author=record["author"],
+        source=record["source"],
+        draft=record["draft"],
+        featured=record["featured"],
+        extra=record.get("extra") or {},
+    )
+
+
+def iter_post_files(folder: Path) -> Iterator[os.DirEntry[str]]:
+    """Every ``*.md`` / ``*.markdown`` file below ``folder``, in a stable order."""
+    stack = [folder]
+    found: list[os.DirEntry[str]] = []
+    while stack:
+        current = stack.pop()
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.name.endswith((".md", ".markdown")):
+                    found.append(entry)
+    found.sort(key=lambda e: e.path)
+    yield from found
+
+
+def load_posts(
+    folder: Path,
+    tz: ZoneInfo,
+    *,
+    cache: PostCache | None = None,
+    max_size: int = 5_000_000,
+) -> LoadResult:
+    """Read every post below ``folder``. Bad files become problems; the rest become posts."""
+    from digest.errors import ContentError
+
+    if not folder.is_dir():
+        raise ContentError(f"{folder}: no such folder (content.posts_dir in config.yaml)")
+    result = LoadResult(posts=[], problems=[])
+    known = cache.snapshot() if cache is not None else {}
+    fresh: list[tuple[str, int, int, dict[str, Any] | None, str | None]] = []
+    seen: set[str] = set()
+    for entry in iter_post_files(folder):
+        path = Path(entry.path)
+        try:
+            stat = entry.stat()
+        except OSError as exc:
+            result.problems.append(PostProblem(path, f"cannot read it: {exc.strerror}"))
+            continue
+        seen.add(entry.path)
+        hit = known.get(entry.path)
+        if hit is not None and hit[0] == stat.st_size and hit[1] == stat.st_mtime_ns:
+            record, reason = hit[2], hit[3]
+            result.cached += 1
+        else:
+            try:
+                record, reason = read_post_metadata(path, max_size), None
+            except PostReadError as exc:
+                record, reason = None, str(exc)
+            result.parsed += 1
+            fresh.append((entry.path, stat.st_size, stat.st_mtime_ns, record, reason))
+        if record is None:
+            result.problems.append(PostProblem(path, reason or "unreadable"))
+            continue
+        result.posts.append(post_from_record(path, record, tz))
+    if cache is not None:
+        cache.update(fresh, forget=[p for p in known if p not in seen])
+    for problem in result.problems:
+        logger.info("skipped %s", problem)
+    return result

@@ -1,0 +1,21 @@
+"""Email transports, registered by name.
+
+Built-in providers register exactly as an add-on would: a module calls :func:`register`
+with its class, or a package exposes one through the ``digest.providers`` entry point group.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from digest.providers.registry import (
+    available,
+    get_provider_class,
+    register,
+    validate_provider_config,
+)
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["available", "get_provider_class", "register", "validate_provider_config"]
