@@ -619,3 +619,27 @@ def test_ses_local_accepts_a_message_and_a_bulk_send_and_shows_them() -> None:
     ]
     assert sent[0]["messageId"] == one.json()["MessageId"]
     assert sent[0]["headers"] == [{"name": "List-Unsubscribe", "value": "<https://x/u/ann>"}]
+
+
+def test_ses_local_works_with_a_botocore_client() -> None:
+    botocore_session = pytest.importorskip("botocore.session")
+    with run_ses_local() as ses:
+        client = botocore_session.get_session().create_client(
+            "sesv2",
+            region_name="us-east-1",
+            endpoint_url=ses.url,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        result = client.send_email(
+            FromEmailAddress="news@example.com",
+            Destination={"ToAddresses": ["ann@example.com"]},
+            Content={"Simple": {"Subject": {"Data": "S"}, "Body": {"Text": {"Data": "T"}}}},
+            EmailTags=[{"Name": "issue", "Value": "1"}],
+        )
+        sent = ses.sent()
+
+    assert [(e["messageId"], e["destination"]["to"]) for e in sent] == [
+        (result["MessageId"], ["ann@example.com"])
+    ]
+    assert "tags" not in sent[0]  # EmailTags are accepted but not kept
