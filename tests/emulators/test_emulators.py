@@ -643,3 +643,17 @@ def test_ses_local_works_with_a_botocore_client() -> None:
         (result["MessageId"], ["ann@example.com"])
     ]
     assert "tags" not in sent[0]  # EmailTags are accepted but not kept
+
+
+def test_missing_node_modules_fails_loudly_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from . import node
+
+    monkeypatch.setattr(node, "RESEND_APP", tmp_path / "absent")
+    monkeypatch.setattr(node, "SES_CLI", tmp_path / "absent" / "cli.js")
+
+    for start in (node.run_resend_local, node.run_ses_local):
+        with pytest.raises(node.NodeEmulatorError, match=r"npm ci --prefix tests/emulators/node"):
+            with start():
+                pass
