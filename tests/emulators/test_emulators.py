@@ -654,6 +654,6 @@ def test_missing_node_modules_fails_loudly_with_the_install_command(
     monkeypatch.setattr(node, "SES_CLI", tmp_path / "absent" / "cli.js")
 
     for start in (node.run_resend_local, node.run_ses_local):
-        with pytest.raises(node.NodeEmulatorError, match=r"npm ci --prefix tests/emulators/node"):
-            with start():
-                pass
+        hint = r"npm ci --prefix tests/emulators/node"
+        with pytest.raises(node.NodeEmulatorError, match=hint), start():
+            pass
