@@ -317,6 +317,20 @@ class ScheduleConfig(_Section):
         hours=6
     )
     skip_empty: bool = Field(default=True, description="Send nothing for a week with no posts.")
+    database: Path = Field(
+        default=Path("data/runs.sqlite"), description="Which scheduled runs happened, and how."
+    )
+    lock: Path = Field(
+        default=Path("data/schedule.lock"),
+        description="Held by `digest schedule`; `digest run` holds <name>.run beside it.",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from digest.schedule import check_cron
+
+        return check_cron(value)
 
     @field_validator("timezone")
     @classmethod
