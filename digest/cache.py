@@ -1,8 +1,9 @@
 """A SQLite cache of post metadata, keyed by path, size and modification time.
 
-A warm run stats every file (cheap) and parses only those whose size or mtime changed.
-The cache is disposable: delete the folder and the next run rebuilds it. A cache that
-cannot be opened or is from another version of digest is ignored and rebuilt, never fatal.
+A warm run stats every file (cheap) and parses only those whose size or mtime changed; it
+builds only the posts near the requested window, fetching just their rows. The cache is
+disposable: delete the folder and the next run rebuilds it. A cache that cannot be opened or
+is from another version of digest is ignored and rebuilt, never fatal.
 """
 
 from __future__ import annotations
@@ -10,16 +11,23 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
 
 # Bump when what read_post_metadata() stores changes, so old entries are re-parsed.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
-Entry = tuple[int, int, "dict[str, Any] | None", "str | None"]
+
+class CacheRow(NamedTuple):
+    path: str
+    size: int
+    mtime_ns: int
+    timestamp: float | None  # approximate UTC moment of the post; None for a problem
+    record: dict[str, Any] | None
+    problem: str | None
 
 
 class PostCache:
@@ -37,25 +45,43 @@ class PostCache:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS posts (path TEXT PRIMARY KEY, size INTEGER,"
-                " mtime_ns INTEGER, record TEXT, problem TEXT)"
+                " mtime_ns INTEGER, ts REAL, record TEXT, problem TEXT, excerpt TEXT)"
             )
             db.commit()
             self._db = db
         except sqlite3.Error as exc:
             logger.warning("post cache %s unusable (%s); reading every file", self.path, exc)
 
-    def snapshot(self) -> dict[str, Entry]:
+    def index(self) -> dict[str, tuple[int, int, float | None, str | None]]:
+        """path -> (size, mtime_ns, timestamp, problem) for every cached file."""
         if self._db is None:
             return {}
-        rows = self._db.execute("SELECT path, size, mtime_ns, record, problem FROM posts")
-        return {
-            path: (size, mtime, json.loads(record) if record else None, problem)
-            for path, size, mtime, record, problem in rows
-        }
+        try:
+            rows = self._db.execute("SELECT path, size, mtime_ns, ts, problem FROM posts")
+            return {path: (size, mtime, ts, problem) for path, size, mtime, ts, problem in rows}
+        except sqlite3.Error as exc:
+            logger.warning("post cache %s unreadable (%s); reading every file", self.path, exc)
+            return {}
+
+    def records(self, paths: Sequence[str]) -> dict[str, tuple[dict[str, Any], str | None]]:
+        """The stored record and finished excerpt (if any) of each path."""
+        found: dict[str, tuple[dict[str, Any], str | None]] = {}
+        if self._db is None:
+            return found
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (path TEXT PRIMARY KEY)")
+        self._db.execute("DELETE FROM wanted")
+        self._db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(p,) for p in paths])
+        rows = self._db.execute(
+            "SELECT posts.path, record, excerpt FROM posts JOIN wanted USING (path)"
+        )
+        for path, record, excerpt in rows:
+            found[path] = (json.loads(record), excerpt)
+        return found
 
     def update(
         self,
-        fresh: Iterable[tuple[str, int, int, dict[str, Any] | None, str | None]],
+        fresh: Iterable[CacheRow],
+        excerpts: Mapping[str, str] | None = None,
         forget: Iterable[str] = (),
     ) -> None:
         if self._db is None:
@@ -63,11 +89,22 @@ class PostCache:
         try:
             with self._db:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO posts VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO posts VALUES (?, ?, ?, ?, ?, ?, NULL)",
                     [
-                        (path, size, mtime, json.dumps(record) if record else None, problem)
-                        for path, size, mtime, record, problem in fresh
+                        (
+                            row.path,
+                            row.size,
+                            row.mtime_ns,
+                            row.timestamp,
+                            json.dumps(row.record) if row.record else None,
+                            row.problem,
+                        )
+                        for row in fresh
                     ],
+                )
+                self._db.executemany(
+                    "UPDATE posts SET excerpt = ? WHERE path = ?",
+                    [(text, path) for path, text in (excerpts or {}).items()],
                 )
                 self._db.executemany("DELETE FROM posts WHERE path = ?", [(p,) for p in forget])
         except sqlite3.Error as exc:

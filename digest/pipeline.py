@@ -11,7 +11,7 @@ from datetime import date, datetime
 from digest.cache import PostCache
 from digest.config import Config
 from digest.posts import LoadResult, load_posts
-from digest.select import Rules, Selection, Window, resolve_window, select_posts
+from digest.select import NEAR_WINDOW, Rules, Selection, Window, resolve_window, select_posts
 
 
 @dataclass(frozen=True)
@@ -20,14 +20,17 @@ class Loaded:
     selection: Selection
 
 
-def load(config: Config, *, use_cache: bool = True) -> LoadResult:
+def load(config: Config, *, use_cache: bool = True, around: Window | None = None) -> LoadResult:
+    """Every post, or with ``around`` only those within a day of that window."""
     cache = PostCache(config.path(config.content.cache_dir)) if use_cache else None
+    between = (around.start - NEAR_WINDOW, around.end + NEAR_WINDOW) if around else None
     try:
         return load_posts(
             config.path(config.content.posts_dir),
             config.tz,
             cache=cache,
             max_size=config.content.max_file_size,
+            between=between,
         )
     finally:
         if cache is not None:
@@ -56,6 +59,6 @@ def load_and_select(
 ) -> Loaded:
     """Load every post and select the issue for the requested window."""
     chosen = resolve_window(config, now, week=week, since=since, until=until)
-    result = load(config, use_cache=use_cache)
+    result = load(config, use_cache=use_cache, around=chosen)
     selection = select_posts(result.posts, chosen, Rules.from_config(config), now)
     return Loaded(result, selection)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import html
 import logging
+import multiprocessing
 import os
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -26,13 +29,15 @@ from zoneinfo import ZoneInfo
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
-from digest.cache import PostCache
+from digest.cache import CacheRow, PostCache
 
 logger = logging.getLogger(__name__)
 
+_UTC = ZoneInfo("UTC")
+_BASE_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)  # libyaml when PyYAML has it
 EXCERPT_LENGTH = 280
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
-HEAD_BYTES = 64 * 1024  # enough for any sane front matter; the body is read only if needed
+HEAD_BYTES = 8 * 1024  # most front matter fits; more is read only when it does not
 
 _HANDLER = YAMLHandler()
 
@@ -267,10 +272,13 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+
+
 def _text_field(value: Any) -> str | None:
-    if value is None:
+    if value is None or (isinstance(value, str) and value in _NULLS):
         return None
-    text = _WS.sub(" ", str(value).replace("\u00a0", " ")).strip()
+    text = " ".join(str(value).split())  # folds every Unicode space, no-break ones too
     return text or None
 
 
@@ -302,13 +310,14 @@ def _split(text: str) -> tuple[str, str | None]:
     return parts[1], parts[2]
 
 
-def read_post_metadata(path: Path, max_size: int) -> dict[str, Any]:
+def read_post_metadata(path: Path, max_size: int, size: int | None = None) -> dict[str, Any]:
     """Parse one file into a plain, JSON-safe record (what the cache stores).
 
     Raises PostReadError with the reason the file cannot be used.
     """
     try:
-        size = path.stat().st_size
+        if size is None:
+            size = path.stat().st_size
         if size == 0:
             raise PostReadError("empty file")
         if size > max_size:
@@ -320,21 +329,22 @@ def read_post_metadata(path: Path, max_size: int) -> dict[str, Any]:
             complete = len(data) == size
             text = _decode(data if complete else _trim_partial_utf8(data), path)
             try:
-                front, body = _split(text)
+                front, _ = _split(text)
             except PostReadError:
                 if complete:
                     raise
                 data += handle.read()
-                complete = True
-                front, body = _split(_decode(data, path))
+                front, _ = _split(_decode(data, path))
     except OSError as exc:
         raise PostReadError(f"cannot read it: {exc.strerror or exc}") from None
 
     try:
-        meta = _HANDLER.load(front)
+        # The base loader keeps every scalar a string: dates, booleans and numbers are read
+        # by the rules below (timezone, "yes"/"true"), not by YAML's implicit typing.
+        meta = _HANDLER.load(front, Loader=_BASE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 2}" if mark is not None else ""
+        where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "cannot be parsed"
         raise PostReadError(f"front matter is not valid YAML{where}: {problem}") from None
     if meta is None:
@@ -345,25 +355,14 @@ def read_post_metadata(path: Path, max_size: int) -> dict[str, Any]:
     title = _text_field(meta.get("title"))
     if not title:
         raise PostReadError("no title in the front matter")
-    if "date" not in meta or meta["date"] in (None, ""):
+    if _text_field(meta.get("date")) is None:
         raise PostReadError("no date in the front matter")
     raw_date = meta["date"]
-    # Validate now (in UTC) so that a bad date is reported once, at parse time.
-    parse_date(raw_date, ZoneInfo("UTC"))
+    # Validated now, so that a bad date is reported once, at parse time; the UTC reading is
+    # what the cache indexes (see approximate_timestamp).
+    timestamp = parse_date(raw_date, _UTC).timestamp()
 
-    excerpt = ""
     raw_excerpt = _text_field(meta.get("excerpt") or meta.get("description") or meta.get("summary"))
-    if raw_excerpt:
-        excerpt = tidy_excerpt(raw_excerpt, title)
-    if len(excerpt.split()) < SHORT_EXCERPT_WORDS:
-        # Missing, boilerplate, or little left after the crumbs: the body may say more.
-        if not complete:
-            with path.open("rb") as handle:
-                body = _split(_decode(handle.read(), path))[1]
-        from_body = excerpt_from_body(body or "", title)
-        if len(from_body) > len(excerpt):
-            excerpt = from_body
-
     date_text = raw_date.isoformat() if isinstance(raw_date, (date, datetime)) else str(raw_date)
     known = {
         "title", "date", "excerpt", "description", "summary", "coverImage", "cover_image",
@@ -376,7 +375,7 @@ def read_post_metadata(path: Path, max_size: int) -> dict[str, Any]:
         "date": date_text,
         "category": _text_field(meta.get("category")),
         "tags": list(parse_tags(meta.get("tags"))),
-        "excerpt": excerpt,
+        "excerpt": raw_excerpt,
         "cover_image": _text_field(
             meta.get("coverImage") or meta.get("cover_image") or meta.get("image")
         ),
@@ -385,7 +384,26 @@ def read_post_metadata(path: Path, max_size: int) -> dict[str, Any]:
         "draft": _flag(meta.get("draft", False)),
         "featured": _flag(meta.get("featured", False)),
         "extra": extra,
+        "ts": timestamp,
     }
+
+
+def finish_excerpt(path: Path, title: str, raw: str | None) -> str:
+    """The excerpt a reader sees: the front matter's, tidied, or else the body's opening.
+
+    Done only for posts that may go into an issue, so a cold run over a large folder does
+    not read or clean thousands of bodies it will never show.
+    """
+    excerpt = tidy_excerpt(raw, title) if raw else ""
+    if len(excerpt.split()) >= SHORT_EXCERPT_WORDS:
+        return excerpt
+    # Missing, boilerplate, or little left after the crumbs: the body may say more.
+    try:
+        body = _split(_decode(path.read_bytes(), path))[1]
+    except (OSError, PostReadError):
+        return excerpt
+    from_body = excerpt_from_body(body or "", title)
+    return from_body if len(from_body) > len(excerpt) else excerpt
 
 
 def _trim_partial_utf8(data: bytes) -> bytes:
@@ -405,7 +423,7 @@ def _json_safe(value: Any) -> bool:
     )
 
 
-def post_from_record(path: Path, record: dict[str, Any], tz: ZoneInfo) -> Post:
+def post_from_record(path: Path, record: dict[str, Any], tz: ZoneInfo, excerpt: str) -> Post:
     return Post(
         path=path,
         slug=record["slug"],
@@ -413,7 +431,7 @@ def post_from_record(path: Path, record: dict[str, Any], tz: ZoneInfo) -> Post:
         date=parse_date(record["date"], tz),
         category=record["category"],
         tags=tuple(record["tags"]),
-        excerpt=record["excerpt"],
+        excerpt=excerpt,
         cover_image=record["cover_image"],
         author=record["author"],
         source=record["source"],
@@ -441,47 +459,123 @@ def iter_post_files(folder: Path) -> Iterator[os.DirEntry[str]]:
     yield from found
 
 
+def _parse_for_cache(
+    path: str, max_size: int, size: int | None = None
+) -> tuple[dict[str, Any] | None, str | None, float | None]:
+    """(record, problem, approximate UTC timestamp) of one file; runs in worker processes.
+
+    The timestamp reads a time without an offset as UTC: off by at most the timezone's
+    offset, it only narrows which cached posts are built.
+    """
+    try:
+        record = read_post_metadata(Path(path), max_size, size)
+    except PostReadError as exc:
+        return None, str(exc), None
+    return record, None, record["ts"]
+
+
+def _parse_many(
+    paths: list[str], sizes: list[int], max_size: int
+) -> Iterator[tuple[dict[str, Any] | None, str | None, float | None]]:
+    """Parse files, on every core when there are enough of them to be worth a process."""
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if len(paths) < PARALLEL_THRESHOLD or workers < 2:
+        for path, size in zip(paths, sizes, strict=True):
+            yield _parse_for_cache(path, max_size, size)
+        return
+    # Forking is safe only in a process with one thread (a preview or serve process has more),
+    # and "spawn" would re-run an unguarded __main__ script: parse here instead.
+    if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for path, size in zip(paths, sizes, strict=True):
+            yield _parse_for_cache(path, max_size, size)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        chunk = max(64, len(paths) // (workers * 8))
+        yield from pool.map(
+            _parse_for_cache, paths, [max_size] * len(paths), sizes, chunksize=chunk
+        )
+
+
+PARALLEL_THRESHOLD = 2000  # files to parse before a cold run uses more than one core
+MAX_WORKERS = 4
+_MAX_OFFSET = 26 * 3600  # widest gap between UTC and any local time, with margin
+
+
 def load_posts(
     folder: Path,
     tz: ZoneInfo,
     *,
     cache: PostCache | None = None,
     max_size: int = 5_000_000,
+    between: tuple[datetime, datetime] | None = None,
 ) -> LoadResult:
-    """Read every post below ``folder``. Bad files become problems; the rest become posts."""
+    """Read every post below ``folder``. Bad files become problems; the rest become posts.
+
+    With ``between``, only posts dated in ``[start, end)`` are built (every file is still
+    checked, and every problem reported): a week's issue does not pay for the archive.
+    """
     from digest.errors import ContentError
 
     if not folder.is_dir():
         raise ContentError(f"{folder}: no such folder (content.posts_dir in config.yaml)")
     result = LoadResult(posts=[], problems=[])
-    known = cache.snapshot() if cache is not None else {}
-    fresh: list[tuple[str, int, int, dict[str, Any] | None, str | None]] = []
+    low, high = (
+        (between[0].timestamp() - _MAX_OFFSET, between[1].timestamp() + _MAX_OFFSET)
+        if between
+        else (float("-inf"), float("inf"))
+    )
+    known = cache.index() if cache is not None else {}
+    fresh: list[CacheRow] = []
+    wanted: list[tuple[str, dict[str, Any] | None]] = []  # (path, record or None if cached)
     seen: set[str] = set()
+    to_parse: list[tuple[str, int, int]] = []
+
+    def keep(
+        path: str, record: dict[str, Any] | None, reason: str | None, ts: float | None
+    ) -> None:
+        if reason is not None or ts is None:
+            result.problems.append(PostProblem(Path(path), reason or "unreadable"))
+        elif low <= ts < high:
+            wanted.append((path, record))
+
     for entry in iter_post_files(folder):
-        path = Path(entry.path)
         try:
             stat = entry.stat()
         except OSError as exc:
-            result.problems.append(PostProblem(path, f"cannot read it: {exc.strerror}"))
+            result.problems.append(PostProblem(Path(entry.path), f"cannot read it: {exc.strerror}"))
             continue
         seen.add(entry.path)
         hit = known.get(entry.path)
         if hit is not None and hit[0] == stat.st_size and hit[1] == stat.st_mtime_ns:
-            record, reason = hit[2], hit[3]
             result.cached += 1
+            keep(entry.path, None, hit[3], hit[2])
         else:
-            try:
-                record, reason = read_post_metadata(path, max_size), None
-            except PostReadError as exc:
-                record, reason = None, str(exc)
-            result.parsed += 1
-            fresh.append((entry.path, stat.st_size, stat.st_mtime_ns, record, reason))
+            to_parse.append((entry.path, stat.st_size, stat.st_mtime_ns))
+
+    parsed = _parse_many([p for p, _, _ in to_parse], [z for _, z, _ in to_parse], max_size)
+    for (path, size, mtime), (record, reason, ts) in zip(to_parse, parsed, strict=True):
+        result.parsed += 1
+        fresh.append(CacheRow(path, size, mtime, ts, record, reason))
+        keep(path, record, reason, ts)
+    wanted.sort()
+
+    missing = [path for path, record in wanted if record is None]
+    stored = cache.records(missing) if cache is not None and missing else {}
+    excerpts: dict[str, str] = {}
+    for path, record in wanted:
         if record is None:
-            result.problems.append(PostProblem(path, reason or "unreadable"))
-            continue
-        result.posts.append(post_from_record(path, record, tz))
+            record, excerpt = stored[path]
+        else:
+            excerpt = None
+        if excerpt is None:
+            excerpt = finish_excerpt(Path(path), record["title"], record["excerpt"])
+            excerpts[path] = excerpt
+        post = post_from_record(Path(path), record, tz, excerpt)
+        if between is None or between[0] <= post.date < between[1]:
+            result.posts.append(post)
     if cache is not None:
-        cache.update(fresh, forget=[p for p in known if p not in seen])
+        cache.update(fresh, excerpts, forget=[p for p in known if p not in seen])
     for problem in result.problems:
         logger.info("skipped %s", problem)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,6 @@ def run_digest(*args: str, cwd: Path, env: dict[str, str] | None = None,
     """Run the installed `digest` command as a user would, in its own process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        ["digest", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        [sys.executable, "-m", "digest", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
         timeout=timeout,
     )

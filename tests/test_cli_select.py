@@ -1,0 +1,93 @@
+"""`digest select` and `digest check` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from digest.cli import main
+
+from .conftest import run_digest
+
+
+def invoke(site: Path, *args: str) -> click.testing.Result:
+    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args])
+
+
+def test_select_json_on_the_sample_site(sample_site: Path) -> None:
+    result = invoke(sample_site, "select", "--week", "2026-W47", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["issue_id"] == "2026-W47"
+    assert data["window"]["start"] == "2026-11-16T00:00:00+01:00"
+    assert data["count"] == 6
+    assert [s["name"] for s in data["sections"]] == [
+        "Work", "Productivity", "Tools", "Research", "Healthcare", "Ethics",
+    ]
+    health = data["sections"][4]
+    assert health["title"] == "Health"
+    assert health["posts"][0]["url"] == (
+        "https://fieldnotes.example.com/posts/measuring-what-patients-notice"
+    )
+    reasons = {d["slug"]: d["reason"] for d in data["decisions"]}
+    assert reasons["sunday-night-planning-without-dread"] == "out-of-window"
+    assert reasons["monday-reset-for-small-teams"] == "selected"
+    assert [p["path"].endswith("broken-front-matter.md") for p in data["problems"]] == [True]
+
+
+def test_explain_lists_duplicates_with_the_post_they_duplicate(sample_site: Path) -> None:
+    result = invoke(sample_site, "select", "--week", "2026-W42", "--explain")
+    assert result.exit_code == 0, result.output
+    assert (
+        "designing-for-informed-consent: duplicate of consent-forms-nobody-reads (same source)"
+        in result.stdout
+    )
+    week43 = invoke(sample_site, "select", "--week", "2026-W43", "--explain")
+    assert "why-stand-ups-run-long: duplicate of why-standups-run-long (same title)" in (
+        week43.stdout
+    )
+
+
+def test_check_reports_the_broken_post_and_exits_4(sample_site: Path) -> None:
+    result = invoke(sample_site, "check")
+    assert result.exit_code == 4
+    assert "posts: 35 read, 1 skipped" in result.stdout
+    assert "broken-front-matter.md: front matter is not valid YAML" in result.stderr
+    (sample_site / "content" / "posts" / "broken-front-matter.md").unlink()
+    assert invoke(sample_site, "check").exit_code == 0
+
+
+def test_a_bad_config_is_one_clear_error_without_traceback(sample_site: Path) -> None:
+    config = sample_site / "config.yaml"
+    config.write_text(config.read_text().replace("limits:", "limts:"), encoding="utf-8")
+    result = run_digest("select", cwd=sample_site)
+    assert result.returncode == 3
+    assert "limts: unknown key; did you mean 'limits'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_week_is_a_usage_error(sample_site: Path) -> None:
+    result = invoke(sample_site, "select", "--week", "34")
+    assert result.exit_code == 2
+    assert "error: --week '34': expected an ISO week such as 2026-W34" in result.stderr
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found.extend(_commands(command, f"{prefix}{name} "))
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), _commands(main), ids=lambda v: str(v))
+def test_every_command_has_help_text(name: str, command: click.Command) -> None:
+    assert command.help and len(command.help.strip()) > 20, f"`digest {name}` has no help"
+    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from digest.config import Secret, load_config, parse_config
+from digest.errors import ConfigError
+
+MINIMAL = {
+    "site": {"name": "Test Site", "base_url": "https://example.com/"},
+    "sender": {"from_name": "Test", "from_email": "news@example.com"},
+}
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_the_bundled_sample_config_is_valid() -> None:
+    config = load_config(Path(__file__).parent.parent / "config.yaml")
+    assert config.site.name == "Field Notes Weekly"
+    assert config.timezone == "Europe/Berlin"
+    assert [s.name for s in config.categories.sections][:2] == ["Work", "Productivity"]
+    assert config.provider.name == "outbox"
+
+
+def test_defaults_and_paths_relative_to_the_config_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.site.base_url == "https://example.com"  # trailing slash dropped
+    assert config.week_start == "monday"
+    assert config.limits.per_category == 5
+    assert config.path(config.content.posts_dir) == tmp_path / "content" / "posts"
+    assert config.list_id == "example.com"
+
+
+def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path) -> None:
+    data = {
+        **MINIMAL,
+        "limts": {"total": 3},
+        "limits": {"per_category": "five", "totl": 4},
+        "timezone": "Mars/Olympus",
+        "week_start": "someday",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, data))
+    problems = caught.value.problems
+    assert "limts: unknown key; did you mean 'limits'?" in problems
+    assert "limits.totl: unknown key; did you mean 'total'?" in problems
+    assert any(p.startswith("limits.per_category: Input should be a valid integer") for p in problems)
+    assert any(p.startswith("timezone: 'Mars/Olympus' is not a timezone") for p in problems)
+    assert any(p.startswith("week_start: Input should be 'monday'") for p in problems)
+    assert len(problems) == 5
+    assert str(caught.value).startswith(f"{tmp_path / 'config.yaml'}: 5 problems")
+
+
+def test_unknown_key_inside_a_list_of_sections(tmp_path: Path) -> None:
+    data = {**MINIMAL, "categories": {"sections": [{"name": "Work", "alias": ["jobs"]}]}}
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, data))
+    assert caught.value.problems == [
+        "categories.sections[0].alias: unknown key; did you mean 'aliases'?"
+    ]
+
+
+def test_missing_required_keys_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, {"site": {"name": "x"}}))
+    assert set(caught.value.problems) == {
+        "site.base_url: required, but missing",
+        "sender: required, but missing",
+    }
+
+
+def test_secrets_must_be_environment_references(tmp_path: Path) -> None:
+    data = {**MINIMAL, "serve": {"secret": "hunter2"}}
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, data))
+    (problem,) = caught.value.problems
+    assert problem.startswith("serve.secret: secrets must come from the environment")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_secret_reference_resolves_only_when_used() -> None:
+    config = parse_config({**MINIMAL, "serve": {"secret": "${SITE_SECRET}"}})
+    secret = config.serve.secret
+    assert isinstance(secret, Secret)
+    assert str(secret) == "${SITE_SECRET}"
+    assert secret.resolve({"SITE_SECRET": "s3cret"}) == "s3cret"
+    with pytest.raises(ConfigError, match="SITE_SECRET is not set"):
+        secret.resolve({})
+
+
+def test_category_spelled_twice_is_an_error() -> None:
+    data = {
+        **MINIMAL,
+        "categories": {
+            "sections": [{"name": "Work", "aliases": ["jobs"]}, {"name": "Jobs"}],
+        },
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert caught.value.problems == ["categories: 'Jobs' names both 'Work' and 'Jobs'"]
+
+
+def test_include_must_name_a_section() -> None:
+    data = {**MINIMAL, "categories": {"sections": [{"name": "Work"}], "include": ["Wrok"]}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert caught.value.problems == ["categories: 'Wrok' in include/exclude is not a section"]
+
+
+def test_unknown_provider_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "provider": {"name": "outbx"}})
+    message = str(caught.value)
+    assert "unknown provider 'outbx'; did you mean 'outbox'?" in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("site:\n  name: [unclosed\nsender: {}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"config\.yaml:\d+: not valid YAML"):
+        load_config(path)
+
+
+def test_missing_config_file_says_how_to_choose_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file .*DIGEST_CONFIG"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_config_env_var_selects_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, MINIMAL)
+    monkeypatch.setenv("DIGEST_CONFIG", str(path))
+    assert load_config().source == path.resolve()
+
+
+def test_durations_in_schedule() -> None:
+    config = parse_config({**MINIMAL, "schedule": {"grace": "90m"}})
+    assert config.schedule.grace.total_seconds() == 5400
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "schedule": {"grace": "soon"}})
+    assert caught.value.problems[0].startswith("schedule.grace: expected a duration")

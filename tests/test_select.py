@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from digest.config import parse_config
+from digest.posts import Post
+from digest.select import (
+    Reason,
+    Rules,
+    WindowError,
+    last_complete_week,
+    range_window,
+    resolve_window,
+    select_posts,
+    week_window,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+
+BASE = {
+    "site": {"name": "T", "base_url": "https://example.com"},
+    "sender": {"from_name": "T", "from_email": "t@example.com"},
+    "timezone": "Europe/Berlin",
+    "categories": {
+        "sections": [
+            {"name": "Work", "aliases": ["jobs"]},
+            {"name": "Tools"},
+            {"name": "Research", "limit": 1},
+        ]
+    },
+    "limits": {"per_category": 2, "total": 10},
+}
+
+
+def rules(**overrides: object) -> Rules:
+    data = {**BASE}
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value  # type: ignore[dict-item]
+    return Rules.from_config(parse_config(data))
+
+
+def make(slug: str, when: str, category: str | None = "Work", **fields: object) -> Post:
+    moment = datetime.fromisoformat(when)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=BERLIN)
+    return Post(path=Path(f"{slug}.md"), slug=slug, title=fields.pop("title", slug.replace("-", " ")),  # type: ignore[arg-type]
+                date=moment.astimezone(BERLIN), category=category, **fields)  # type: ignore[arg-type]
+
+
+W47 = week_window("2026-W47", BERLIN)
+
+
+def reasons(selection: object) -> dict[str, str]:
+    return {d.post.slug: d.reason.value for d in selection.decisions}  # type: ignore[attr-defined]
+
+
+def test_an_iso_week_in_the_site_timezone() -> None:
+    assert W47.start == datetime(2026, 11, 16, tzinfo=BERLIN)
+    assert W47.end == datetime(2026, 11, 23, tzinfo=BERLIN)
+    assert W47.issue_id == "2026-W47"
+    assert W47.describe() == "2026-11-16 to 2026-11-22"
+
+
+def test_week_start_shifts_the_window() -> None:
+    sunday = week_window("2026-W47", BERLIN, "sunday")
+    assert sunday.start == datetime(2026, 11, 15, tzinfo=BERLIN)
+    assert sunday.end == datetime(2026, 11, 22, tzinfo=BERLIN)
+
+
+def test_the_default_is_the_last_complete_week() -> None:
+    assert last_complete_week(NOW, BERLIN) == W47
+    # Sunday 23:30 in Berlin is still inside W47, so W46 is the last complete week.
+    late_sunday = datetime(2026, 11, 22, 22, 30, tzinfo=timezone.utc)
+    assert last_complete_week(late_sunday, BERLIN).issue_id == "2026-W46"
+
+
+def test_week_1_and_53_and_bad_weeks() -> None:
+    assert week_window("2026-W53", BERLIN).start.date() == date(2026, 12, 28)
+    with pytest.raises(WindowError, match="2025 has no week 53"):
+        week_window("2025-W53", BERLIN)
+    with pytest.raises(WindowError, match="expected an ISO week"):
+        week_window("week 34", BERLIN)
+
+
+def test_since_until_window_includes_both_days() -> None:
+    window = range_window(date(2026, 11, 1), date(2026, 11, 3), BERLIN)
+    assert window.end == datetime(2026, 11, 4, tzinfo=BERLIN)
+    assert window.issue_id == "2026-11-01_2026-11-03"
+    with pytest.raises(WindowError, match="before --since"):
+        range_window(date(2026, 11, 3), date(2026, 11, 1), BERLIN)
+    config = parse_config(BASE)
+    with pytest.raises(WindowError, match="not both"):
+        resolve_window(config, NOW, week="2026-W47", since=date(2026, 11, 1))
+
+
+def test_a_week_boundary_crossing_midnight_in_a_non_utc_timezone() -> None:
+    # 23:30 on Sunday in Berlin is 22:30 UTC: W46 in both. 00:15 on Monday in Berlin is
+    # 23:15 UTC on Sunday: W47 in Berlin, although W46 in UTC.
+    before = make("sunday-late", "2026-11-15T23:30:00+01:00")
+    after = make("monday-early", "2026-11-15T23:15:00+00:00")
+    selection = select_posts([before, after], W47, rules(), NOW)
+    assert reasons(selection) == {"sunday-late": "out-of-window", "monday-early": "selected"}
+    (out,) = [d for d in selection.decisions if d.post.slug == "sunday-late"]
+    assert out.explain() == (
+        "out of window: 2026-11-15T23:30+01:00 is before 2026-11-16T00:00+01:00"
+    )
+    in_utc = week_window("2026-W47", ZoneInfo("UTC"))
+    utc_rules = Rules.from_config(parse_config({**BASE, "timezone": "UTC"}))
+    assert reasons(select_posts([before, after], in_utc, utc_rules, NOW)) == {
+        "sunday-late": "out-of-window",
+        "monday-early": "out-of-window",
+    }
+
+
+def test_draft_and_future_posts_are_out_with_their_reason() -> None:
+    posts = [
+        make("draft", "2026-11-17 10:00", draft=True),
+        make("future", "2026-11-24 10:00"),
+    ]
+    window = range_window(date(2026, 11, 16), date(2026, 11, 30), BERLIN)
+    assert reasons(select_posts(posts, window, rules(), NOW)) == {
+        "draft": "draft",
+        "future": "future",
+    }
+
+
+def test_categories_in_any_case_and_aliases_map_to_sections() -> None:
+    posts = [
+        make("a", "2026-11-17 10:00", "WORK"),
+        make("b", "2026-11-17 11:00", "jobs"),
+        make("c", "2026-11-17 12:00", " tools "),
+        make("d", "2026-11-17 13:00", "Gardening"),
+        make("e", "2026-11-17 14:00", None),
+    ]
+    selection = select_posts(posts, W47, rules(), NOW)
+    assert [(s.name, [p.slug for p in s.posts]) for s in selection.sections] == [
+        ("Work", ["b", "a"]),
+        ("Tools", ["c"]),
+        ("More", ["e", "d"]),
+    ]
+    skipping = select_posts(posts, W47, rules(categories={"unlisted": "skip"}), NOW)
+    assert reasons(skipping)["d"] == "category-unlisted"
+    assert [s.name for s in skipping.sections] == ["Work", "Tools"]
+
+
+def test_include_exclude_and_tag_filters() -> None:
+    posts = [
+        make("w", "2026-11-17 10:00", "Work", tags=("meetings",)),
+        make("t", "2026-11-17 11:00", "Tools", tags=("AI",)),
+        make("r", "2026-11-17 12:00", "Research"),
+    ]
+    excluded = select_posts(posts, W47, rules(categories={"exclude": ["tools"]}), NOW)
+    assert reasons(excluded) == {"w": "selected", "t": "category-excluded", "r": "selected"}
+    included = select_posts(posts, W47, rules(categories={"include": ["Work"]}), NOW)
+    assert reasons(included)["r"] == "category-not-included"
+    tagged = select_posts(posts, W47, rules(filters={"tags_exclude": ["ai"]}), NOW)
+    assert reasons(tagged)["t"] == "tag-filtered"
+    only = select_posts(posts, W47, rules(filters={"tags_include": ["Meetings"]}), NOW)
+    assert [d.post.slug for d in only.decisions if d.selected] == ["w"]
+
+
+def test_duplicates_by_source_and_by_normalised_title() -> None:
+    posts = [
+        make("original", "2026-11-16 09:00", source="https://www.example.org/story/"),
+        make("copy", "2026-11-17 09:00", "Tools", source="http://example.org/story?utm_source=x"),
+        make("standups", "2026-11-18 09:00", title="Why Standups Run Long"),
+        make("stand-ups", "2026-11-19 09:00", title="Why stand-ups run long!"),
+    ]
+    selection = select_posts(posts, W47, rules(), NOW)
+    by_slug = {d.post.slug: d for d in selection.decisions}
+    assert by_slug["copy"].explain() == "duplicate of original (same source)"
+    assert by_slug["stand-ups"].explain() == "duplicate of standups (same title)"
+    assert by_slug["stand-ups"].duplicate_of is posts[2]
+    assert sum(1 for d in selection.decisions if d.selected) == 2
+
+
+def test_a_featured_duplicate_wins_over_the_earlier_one() -> None:
+    posts = [
+        make("early", "2026-11-16 09:00", title="Same Title"),
+        make("featured", "2026-11-18 09:00", title="Same title.", featured=True),
+    ]
+    assert reasons(select_posts(posts, W47, rules(), NOW)) == {
+        "early": "duplicate",
+        "featured": "selected",
+    }
+
+
+def test_order_is_featured_first_then_newest_and_limits_count_what_was_left_out() -> None:
+    posts = [make(f"w{i}", f"2026-11-{16 + i} 09:00") for i in range(5)]
+    posts[0] = replace(posts[0], featured=True)
+    posts += [make("r1", "2026-11-17 09:00", "Research"), make("r2", "2026-11-18 09:00", "Research")]
+    selection = select_posts(posts, W47, rules(), NOW)
+    work, research = selection.sections
+    assert [p.slug for p in work.posts] == ["w0", "w4"]
+    assert work.more == 3
+    assert [p.slug for p in research.posts] == ["r2"]  # the section's own limit is 1
+    assert research.more == 1
+    by_slug = {d.post.slug: d for d in selection.decisions}
+    assert by_slug["w1"].explain() == "over the Work limit (2)"
+    assert by_slug["r1"].reason is Reason.OVER_SECTION_LIMIT
+
+
+def test_the_total_limit_is_shared_round_robin() -> None:
+    posts = [make(f"w{i}", f"2026-11-17 0{i}:00") for i in range(3)]
+    posts += [make(f"t{i}", f"2026-11-18 0{i}:00", "Tools") for i in range(3)]
+    selection = select_posts(posts, W47, rules(limits={"per_category": None, "total": 3}), NOW)
+    assert [(s.name, [p.slug for p in s.posts], s.more) for s in selection.sections] == [
+        ("Work", ["w2", "w1"], 1),
+        ("Tools", ["t2"], 2),
+    ]
+    over = [d for d in selection.decisions if d.reason is Reason.OVER_TOTAL_LIMIT]
+    assert {d.post.slug for d in over} == {"w0", "t1", "t0"}
+    assert over[0].explain() == "over the total limit (3)"
+
+
+def test_every_post_in_the_window_has_exactly_one_decision() -> None:
+    posts = [make(f"p{i}", f"2026-11-{16 + i % 7} 1{i % 10}:00", ["Work", "Tools", "X"][i % 3])
+             for i in range(40)]
+    selection = select_posts(posts, W47, rules(), NOW)
+    assert sorted(d.post.slug for d in selection.in_window) == sorted(p.slug for p in posts)
+    assert selection.count == sum(1 for d in selection.decisions if d.selected)
+
+
+def test_only_keeps_the_sections_a_subscriber_chose() -> None:
+    posts = [make("w", "2026-11-17 10:00"), make("t", "2026-11-17 10:00", "Tools")]
+    selection = select_posts(posts, W47, rules(), NOW)
+    assert [s.name for s in selection.only(["tools"]).sections] == ["Tools"]
+    assert selection.only([]) is selection
+    assert selection.only(None) is selection
