@@ -406,8 +406,7 @@ def run_due(
             window.issue_id,
             "missed",
             now=now,
-            detail=f"found {_duration(now - occurrence)} late; grace is "
-            f"{_duration(policy.grace)}",
+            detail=f"found {_duration(now - occurrence)} late; grace is {_duration(policy.grace)}",
         )
         report = RunReport(
             "missed", now, occurrence, window.issue_id, next_occurrence, run, skipped
