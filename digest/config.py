@@ -113,6 +113,12 @@ class SiteConfig(_Section):
     name: str = Field(description="The site's name, shown in the header and the subject.")
     base_url: str = Field(description="The site's public address, https://…")
     logo_url: str | None = Field(default=None, description="An https image for the header.")
+    logo_width: int = Field(
+        default=160, ge=16, le=600, description="The logo's width in the email, in pixels."
+    )
+    logo_height: int | None = Field(
+        default=None, ge=1, description="The logo's height in pixels (kept in proportion)."
+    )
     post_url: str = Field(
         default="{base_url}/posts/{slug}",
         description="How a post's address is made: {base_url}, {slug}, {category_slug}, "
@@ -197,21 +203,29 @@ class CategoriesConfig(_Section):
 
 
 class LimitsConfig(_Section):
+    """How many posts an issue holds."""
+
     per_category: int | None = Field(default=5, ge=0, description="Posts per section.")
     total: int | None = Field(default=40, ge=0, description="Posts in the whole issue.")
 
 
 class DedupeConfig(_Section):
+    """Which posts count as the same post."""
+
     by_source: bool = Field(default=True, description="Posts sharing a source URL.")
     by_title: bool = Field(default=True, description="Posts whose normalised titles match.")
 
 
 class FilterConfig(_Section):
+    """Which posts to leave out by tag."""
+
     tags_include: list[str] = Field(default_factory=list, description="Only posts with a tag.")
     tags_exclude: list[str] = Field(default_factory=list, description="No posts with a tag.")
 
 
 class SenderConfig(_Section):
+    """Who the email is from, and the footer's legal lines."""
+
     from_name: str = Field(description="The name in the From header.")
     from_email: str = Field(description="The address in the From header.")
     reply_to: str | None = Field(default=None, description="Where replies go.")
@@ -238,6 +252,8 @@ TRIM_STEPS: tuple[TrimStep, ...] = ("fewer_posts", "compact_cards")
 
 
 class EmailConfig(_Section):
+    """How the email is composed."""
+
     subject: str = Field(
         default="{site} weekly — {top_title} and {n} more",
         description="Subject template: {site}, {top_title}, {n}, {count}, {issue_id}, {week}.",
@@ -264,6 +280,12 @@ class EmailConfig(_Section):
     templates_dir: Path | None = Field(
         default=None, description="Your own templates; a file here overrides the built-in one."
     )
+    trim_min_posts: int = Field(
+        default=3,
+        ge=1,
+        description="When trimming an over-budget issue, fewer_posts keeps at least this many "
+        "full cards per section before compact_cards is tried.",
+    )
 
 
 class ProviderConfig(BaseModel):
@@ -281,6 +303,8 @@ class ProviderConfig(BaseModel):
 
 
 class SendConfig(_Section):
+    """How sending paces and retries."""
+
     concurrency: int | None = Field(
         default=None, ge=1, description="Requests in flight (default: the provider's)."
     )
@@ -291,12 +315,16 @@ class SendConfig(_Section):
 
 
 class SubscribersConfig(_Section):
+    """Where subscribers are kept."""
+
     database: Path = Field(
         default=Path("data/subscribers.sqlite"), description="The subscriber store."
     )
 
 
 class LedgerConfig(_Section):
+    """Where the record of what was sent to whom is kept."""
+
     database: Path = Field(default=Path("data/ledger.sqlite"), description="What was sent to whom.")
 
 
@@ -311,6 +339,8 @@ def _check_timezone(value: str) -> str:
 
 
 class ScheduleConfig(_Section):
+    """When `digest run` and `digest schedule` send."""
+
     cron: str = Field(default="0 9 * * MON", description='When to send, as cron: "0 9 * * MON".')
     timezone: str | None = Field(default=None, description="Defaults to the top-level one.")
     grace: Annotated[timedelta, Field(description="Catch up a missed run this late.")] = timedelta(
@@ -344,6 +374,8 @@ class ScheduleConfig(_Section):
 
 
 class ServeConfig(_Section):
+    """The subscriber-facing web service, `digest serve`."""
+
     public_url: str | None = Field(
         default=None,
         description="Where `digest serve` is reachable; unsubscribe and preference links "
@@ -355,6 +387,8 @@ class ServeConfig(_Section):
 
 
 class PreviewConfig(_Section):
+    """The local preview server, `digest preview`."""
+
     host: str = Field(default="127.0.0.1", description="Listen address.")
     port: int = Field(default=8000, ge=0, le=65535, description="Listen port.")
 

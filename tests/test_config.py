@@ -144,3 +144,19 @@ def test_durations_in_schedule() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({**MINIMAL, "schedule": {"grace": "soon"}})
     assert caught.value.problems[0].startswith("schedule.grace: expected a duration")
+
+
+def test_every_option_has_a_description_in_the_reference() -> None:
+    from digest.cli.configcmd import reference_rows
+    from digest.config import Config
+
+    rows = reference_rows(Config)
+    keys = [key for key, _, _ in rows]
+    assert "limits.per_category" in keys
+    assert "categories.sections[].aliases" in keys
+    undocumented = [key for key, _, text in rows if not text]
+    assert undocumented == []
+    defaults = {key: default for key, default, _ in rows}
+    assert defaults["site.name"] == "(required)"
+    assert defaults["limits.per_category"] == "5"
+    assert defaults["content.posts_dir"] == "content/posts"
