@@ -49,11 +49,16 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target / "posts"
 
 
-def run_digest(*args: str, cwd: Path, env: dict[str, str] | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_digest(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `digest` command as a user would, in its own process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "digest", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        [sys.executable, "-m", "digest", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )

@@ -26,7 +26,12 @@ def test_select_json_on_the_sample_site(sample_site: Path) -> None:
     assert data["window"]["start"] == "2026-11-16T00:00:00+01:00"
     assert data["count"] == 6
     assert [s["name"] for s in data["sections"]] == [
-        "Work", "Productivity", "Tools", "Research", "Healthcare", "Ethics",
+        "Work",
+        "Productivity",
+        "Tools",
+        "Research",
+        "Healthcare",
+        "Ethics",
     ]
     health = data["sections"][4]
     assert health["title"] == "Health"

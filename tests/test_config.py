@@ -50,7 +50,9 @@ def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path) -> 
     problems = caught.value.problems
     assert "limts: unknown key; did you mean 'limits'?" in problems
     assert "limits.totl: unknown key; did you mean 'total'?" in problems
-    assert any(p.startswith("limits.per_category: Input should be a valid integer") for p in problems)
+    assert any(
+        p.startswith("limits.per_category: Input should be a valid integer") for p in problems
+    )
     assert any(p.startswith("timezone: 'Mars/Olympus' is not a timezone") for p in problems)
     assert any(p.startswith("week_start: Input should be 'monday'") for p in problems)
     assert len(problems) == 5
@@ -128,7 +130,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_missing_config_file_says_how_to_choose_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such config file .*DIGEST_CONFIG"):
+    with pytest.raises(ConfigError, match=r"no such config file .*DIGEST_CONFIG"):
         load_config(tmp_path / "nope.yaml")
 
 

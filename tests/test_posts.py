@@ -45,7 +45,7 @@ def test_front_matter_shapes_of_the_real_blog(posts_dir: Path) -> None:
         "---\ntitle: >-\n  A folded title\n  over two lines\ndate: '2026-08-17'\n"
         "excerpt: >-\n  Home News A folded title over two lines The real start of the "
         "excerpt is here and it runs on for a while until it is cut mid-wo...\n"
-        "category: \"work\"\ntags: \"ai, tools , ai\"\ncoverImage: >-\n  https://img.example.com/a.jpg\n"
+        'category: "work"\ntags: "ai, tools , ai"\ncoverImage: >-\n  https://img.example.com/a.jpg\n'
         "---\nBody.\n",
     )
     (loaded,) = load_posts(posts_dir, BERLIN).posts
@@ -91,17 +91,29 @@ def test_slug_draft_and_featured_from_front_matter(posts_dir: Path) -> None:
     [
         ("empty.md", b"", "empty file"),
         ("binary.md", b"---\x00\x01\x02", "binary file, not Markdown text"),
-        ("latin1.md", "---\ntitle: Café\ndate: 2026-08-17\n---\n".encode("latin-1"),
-         "not UTF-8 text (byte 0xe9 at offset 14); save the file as UTF-8"),
-        ("unclosed.md", "---\ntitle: Open\ndate: 2026-08-17\nNo closing line\n",
-         "front matter is never closed: add a line '---' after it"),
+        (
+            "latin1.md",
+            "---\ntitle: Café\ndate: 2026-08-17\n---\n".encode("latin-1"),
+            "not UTF-8 text (byte 0xe9 at offset 14); save the file as UTF-8",
+        ),
+        (
+            "unclosed.md",
+            "---\ntitle: Open\ndate: 2026-08-17\nNo closing line\n",
+            "front matter is never closed: add a line '---' after it",
+        ),
         ("nofm.md", "# Just markdown\n", "no front matter: the file must start with a line '---'"),
-        ("baddate.md", "---\ntitle: T\ndate: next tuesday\n---\n",
-         "date 'next tuesday' is not a date (use 2026-08-17 or 2026-08-17T09:30:00+02:00)"),
+        (
+            "baddate.md",
+            "---\ntitle: T\ndate: next tuesday\n---\n",
+            "date 'next tuesday' is not a date (use 2026-08-17 or 2026-08-17T09:30:00+02:00)",
+        ),
         ("notitle.md", "---\ndate: 2026-08-17\n---\n", "no title in the front matter"),
         ("nodate.md", "---\ntitle: T\n---\n", "no date in the front matter"),
-        ("badyaml.md", "---\ntitle: [unclosed\ndate: 2026-08-17\n---\n",
-         "front matter is not valid YAML at line 3: did not find expected ',' or ']'"),
+        (
+            "badyaml.md",
+            "---\ntitle: [unclosed\ndate: 2026-08-17\n---\n",
+            "front matter is not valid YAML at line 3: did not find expected ',' or ']'",
+        ),
         ("list.md", "---\n- a\n- b\n---\n", "front matter is not a mapping of keys to values"),
     ],
 )
@@ -167,14 +179,17 @@ def test_excerpt_helpers() -> None:
         "A bold claim & more words…"
     )
     assert tidy_excerpt("Why you can trust us: we test things independently.", "T") == ""
-    assert excerpt_from_body("Title Repeated\n\nWritten by\n\nActual prose begins with many "
-                             "words in this sentence here.", "Title Repeated") == (
-        "Actual prose begins with many words in this sentence here."
-    )
+    assert excerpt_from_body(
+        "Title Repeated\n\nWritten by\n\nActual prose begins with many "
+        "words in this sentence here.",
+        "Title Repeated",
+    ) == ("Actual prose begins with many words in this sentence here.")
     assert normalise_title("Why Standups Run Long") == normalise_title("Why stand-ups run long!")
 
 
-def test_the_cache_skips_unchanged_files_and_notices_changes(posts_dir: Path, tmp_path: Path) -> None:
+def test_the_cache_skips_unchanged_files_and_notices_changes(
+    posts_dir: Path, tmp_path: Path
+) -> None:
     first = post(posts_dir, "a.md", "---\ntitle: A\ndate: 2026-08-17\n---\nBody.\n")
     post(posts_dir, "b.md", "---\ntitle: B\ndate: 2026-08-18\n---\nBody.\n")
     post(posts_dir, "broken.md", b"")

@@ -49,8 +49,14 @@ def make(slug: str, when: str, category: str | None = "Work", **fields: object) 
     moment = datetime.fromisoformat(when)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=BERLIN)
-    return Post(path=Path(f"{slug}.md"), slug=slug, title=fields.pop("title", slug.replace("-", " ")),  # type: ignore[arg-type]
-                date=moment.astimezone(BERLIN), category=category, **fields)  # type: ignore[arg-type]
+    return Post(
+        path=Path(f"{slug}.md"),
+        slug=slug,
+        title=fields.pop("title", slug.replace("-", " ")),  # type: ignore[arg-type]
+        date=moment.astimezone(BERLIN),
+        category=category,
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 W47 = week_window("2026-W47", BERLIN)
@@ -194,7 +200,10 @@ def test_a_featured_duplicate_wins_over_the_earlier_one() -> None:
 def test_order_is_featured_first_then_newest_and_limits_count_what_was_left_out() -> None:
     posts = [make(f"w{i}", f"2026-11-{16 + i} 09:00") for i in range(5)]
     posts[0] = replace(posts[0], featured=True)
-    posts += [make("r1", "2026-11-17 09:00", "Research"), make("r2", "2026-11-18 09:00", "Research")]
+    posts += [
+        make("r1", "2026-11-17 09:00", "Research"),
+        make("r2", "2026-11-18 09:00", "Research"),
+    ]
     selection = select_posts(posts, W47, rules(), NOW)
     work, research = selection.sections
     assert [p.slug for p in work.posts] == ["w0", "w4"]
@@ -220,8 +229,10 @@ def test_the_total_limit_is_shared_round_robin() -> None:
 
 
 def test_every_post_in_the_window_has_exactly_one_decision() -> None:
-    posts = [make(f"p{i}", f"2026-11-{16 + i % 7} 1{i % 10}:00", ["Work", "Tools", "X"][i % 3])
-             for i in range(40)]
+    posts = [
+        make(f"p{i}", f"2026-11-{16 + i % 7} 1{i % 10}:00", ["Work", "Tools", "X"][i % 3])
+        for i in range(40)
+    ]
     selection = select_posts(posts, W47, rules(), NOW)
     assert sorted(d.post.slug for d in selection.in_window) == sorted(p.slug for p in posts)
     assert selection.count == sum(1 for d in selection.decisions if d.selected)
