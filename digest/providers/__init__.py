@@ -12,8 +12,12 @@ from digest.providers.registry import (
     available,
     get_provider_class,
     register,
+    register_builtin,
     validate_provider_config,
 )
+
+register_builtin("outbox", "digest.providers.outbox")
+register_builtin("smtp", "digest.providers.smtp")
 
 if TYPE_CHECKING:
     pass

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from digest.errors import StoreError
+from digest.subscribers import Categories, SubscriberStore, normalise_email
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = Categories(
+    {
+        "Work": "Work",
+        "jobs": "Work",
+        "Tools": "Tools",
+        "Research": "Research",
+        "Healthcare": "Healthcare",
+        "Health": "Healthcare",
+        "Ethics": "Ethics",
+        "Productivity": "Productivity",
+    }
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SubscriberStore:
+    return SubscriberStore(tmp_path / "subs.sqlite")
+
+
+def test_normalise_lowercases_the_whole_address() -> None:
+    assert normalise_email("  Grace.Hopper@Example.COM ") == "grace.hopper@example.com"
+    with pytest.raises(StoreError, match="not a valid email"):
+        normalise_email("not-an-address")
+
+
+def test_import_the_blogs_json_shape_is_idempotent(store: SubscriberStore) -> None:
+    report = store.import_file(ROOT / "content/subscribers.json", SECTIONS, now=NOW)
+    assert (report.rows, report.added, report.rejected) == (12, 12, [])
+    counts = store.counts()
+    assert counts["active"] == 10 and counts["unsubscribed"] == 2
+    grace = store.get("grace.hopper@example.com")
+    assert grace is not None and grace.categories == () and grace.source_id == "sub_002"
+    ada = store.get("ADA@example.com")
+    assert ada is not None and ada.categories == ("Work", "Tools")
+    again = store.import_file(ROOT / "content/subscribers.json", SECTIONS, now=NOW)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 12)
+
+
+def test_import_csv(store: SubscriberStore) -> None:
+    report = store.import_file(ROOT / "content/subscribers.csv", SECTIONS, now=NOW)
+    assert (report.added, report.rejected) == (6, [])
+    peter = store.get("peter.novak@example.com")
+    assert peter is not None and peter.status == "unsubscribed"
+    fatima = store.get("fatima.zahra@example.net")
+    assert fatima is not None and fatima.categories == ("Healthcare", "Research", "Ethics")
+
+
+def test_bad_rows_are_reported_with_row_and_reason(tmp_path: Path, store: SubscriberStore) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(
+        "email,name,categories,status\n"
+        "ok@example.com,Ok,Work,active\n"
+        "not-an-email,Bad,,active\n"
+        "OK@Example.com,Dup,,active\n"
+        "x@example.com,X,,retired\n"
+        "y@example.com,Y,Gardening;jobs,active\n"
+        "z@example.com,Z,Gardening,active\n"
+        "w@example.com,W,,active,extra\n"
+        ",Nobody,,active\n"
+    )
+    report = store.import_file(path, SECTIONS, now=NOW)
+    rejected = {r.row: r.reason for r in report.rejected}
+    assert set(rejected) == {3, 4, 5, 8, 9}
+    assert "not a valid email" in rejected[3]
+    assert rejected[4] == "duplicate of row 2"
+    assert rejected[5].startswith("status 'retired' is not one of")
+    assert rejected[8] == "more fields than the header has"
+    assert rejected[9] == "no email address"
+    assert report.added == 3
+    y = store.get("y@example.com")
+    assert y is not None and y.categories == ("Work",)
+    z = store.get("z@example.com")
+    assert z is not None and z.categories == ()
+    warnings = {w.row: w.reason for w in report.warnings}
+    assert warnings[6] == "unknown category Gardening dropped; y@example.com gets Work"
+    assert warnings[7] == "unknown category Gardening dropped; z@example.com gets every section"
+
+
+def test_malformed_json(tmp_path: Path, store: SubscriberStore) -> None:
+    path = tmp_path / "subs.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"email": "a@example.com", "isActive": "maybe"},
+                "just a string",
+                {"email": "b@example.com", "preferences": {"frequency": "monthly"}},
+                {
+                    "email": "c@example.com",
+                    "preferences": {"categories": "Work"},
+                    "subscribedAt": "yesterday",
+                },
+                {"email": "d@example.com", "preferences": {"categories": [1, 2]}},
+                {"email": "e@example.com"},
+            ]
+        )
+    )
+    report = store.import_file(path, SECTIONS, now=NOW)
+    rejected = {r.row: r.reason for r in report.rejected}
+    assert rejected == {
+        1: "isActive 'maybe' is not true or false",
+        2: "expected an object, got str",
+        3: "frequency 'monthly' is not supported (the digest is weekly)",
+        4: "subscribed date 'yesterday' is not an ISO date such as 2026-08-02",
+        5: "categories is not a list of names",
+    }
+    assert report.added == 1
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{")
+    with pytest.raises(StoreError, match=r"broken\.json:1: not valid JSON"):
+        store.import_file(broken, SECTIONS, now=NOW)
+
+
+def test_import_never_resubscribes_someone_who_left(tmp_path: Path, store: SubscriberStore) -> None:
+    store.add("ada@example.com", now=NOW)
+    store.set_status("ada@example.com", "unsubscribed", now=NOW)
+    path = tmp_path / "subs.csv"
+    path.write_text("email,status\nada@example.com,active\n")
+    report = store.import_file(path, SECTIONS, now=NOW)
+    assert report.kept_inactive == 1
+    ada = store.get("ada@example.com")
+    assert ada is not None and ada.status == "unsubscribed"
+
+
+def test_streaming_in_chunks(store: SubscriberStore) -> None:
+    for i in range(25):
+        store.add(f"user{i}@example.com", now=NOW, status="active" if i % 5 else "bounced")
+    active = list(store.iter_active(chunk=4))
+    assert len(active) == 20
+    assert [s.id for s in active] == sorted(s.id for s in active)
+    assert store.remove("user1@example.com") is True
+    assert store.get("user1@example.com") is None
