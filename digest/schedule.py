@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
-from digest.errors import ConfigError, DigestError, LockError, NothingToSend
+from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
 from digest.lock import FileLock
 from digest.runs import RESUMABLE_OUTCOMES, Run, RunStore
 from digest.select import Window, last_complete_week
@@ -366,8 +366,11 @@ def run_due(
     now: datetime,
     *,
     stop: threading.Event | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> RunReport:
     """Do whatever the schedule says is due at ``now``, once. Safe to call at any time.
+
+    ``clock`` (default: ``now`` throughout) stamps when the job finished.
 
     The caller holds the run lock. Raises what the job raises (after recording a
     ``failed`` run), :class:`Stopped` after recording a ``stopped`` run, and
@@ -418,13 +421,14 @@ def run_due(
         log.info("resuming the interrupted run at %s (%s)", _local(occurrence), window.issue_id)
     runs.start(occurrence, window.issue_id, now=now)
     due = Due(occurrence, window)
+    finished = clock or (lambda: now)
     try:
         result = job(due, stop)
     except Stopped as exc:
-        runs.finish(occurrence, window.issue_id, "stopped", now=now, detail=str(exc))
+        runs.finish(occurrence, window.issue_id, "stopped", now=finished(), detail=str(exc))
         raise
     except DigestError as exc:
-        runs.finish(occurrence, window.issue_id, "failed", now=now, detail=str(exc))
+        runs.finish(occurrence, window.issue_id, "failed", now=finished(), detail=str(exc))
         raise
     outcome = result.outcome
     if outcome == "empty" and policy.skip_empty:
@@ -433,7 +437,7 @@ def run_due(
         occurrence,
         window.issue_id,
         outcome,
-        now=now,
+        now=finished(),
         sent=result.sent,
         failed=result.failed,
         detail=result.detail,
@@ -530,7 +534,14 @@ class Scheduler:
             log.info("another run is in progress; trying again shortly (%s)", exc)
             return self.clock.now() + LOCK_RETRY
         try:
-            report = run_due(self.policy, self.runs, self.job, self.clock.now(), stop=self.stop)
+            report = run_due(
+                self.policy,
+                self.runs,
+                self.job,
+                self.clock.now(),
+                stop=self.stop,
+                clock=self.clock.now,
+            )
         except Stopped as exc:
             log.warning("stopped at a safe point: %s", exc)
             return None
@@ -542,3 +553,50 @@ class Scheduler:
                 self.run_lock.release()
         self.on_report(report)
         return None
+
+
+# ----------------------------------------------------------------------- the real job
+
+
+def send_job(config: Config, clock: Clock) -> Job:
+    """The job ``digest run`` and ``digest schedule`` call: send the due issue through the
+    ledger (``digest.send.send_issue`` builds it, resumes a partial send, and refuses one
+    that has gone out in full).
+
+    A stop request is honoured after the next committed result: the ledger is consistent
+    there, and the next run resumes from it.
+    """
+
+    def job(due: Due, stop: threading.Event) -> JobResult:
+        from digest import pipeline, send
+
+        now = clock.now()
+        selection = pipeline.load_and_select(config, now, week=due.issue_id).selection
+        if selection.count == 0:
+            return JobResult("empty", detail=f"no posts in {due.window.describe()}")
+
+        def progress(done: int, total: int) -> None:
+            if stop.is_set():
+                raise Stopped(
+                    f"stopped {due.issue_id} at a safe point after {done} of {total} "
+                    "messages; the next `digest run` resumes it"
+                )
+
+        try:
+            report = send.send_issue(
+                config, now=now, week=due.issue_id, progress=progress, clock=clock.now
+            )
+        except NothingToSend as exc:
+            return JobResult("already-sent", detail=str(exc))
+        failed = report.ledger.get("failed-permanent", 0)
+        if not report.complete:
+            raise SendError(
+                f"{due.issue_id}: {report.sent} sent but the send did not finish "
+                f"({report.ledger}); the next run carries on"
+            )
+        detail = f"{report.sent} sent"
+        if failed:
+            detail += f", {failed} failed for good (see digest status --week {due.issue_id})"
+        return JobResult("sent", sent=report.sent, failed=failed, detail=detail)
+
+    return job

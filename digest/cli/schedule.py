@@ -1,0 +1,293 @@
+"""`digest run` (the idempotent job) and `digest schedule` (the long-running scheduler)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from digest.cli._app import State, emit_json, json_option, main, pass_state
+from digest.config import Config
+from digest.lock import FileLock
+from digest.runs import Run, RunStore
+from digest.schedule import (
+    Policy,
+    RunReport,
+    Schedule,
+    Scheduler,
+    clock_from_env,
+    run_due,
+    send_job,
+)
+from digest.schedule_install import crontab, github_actions, systemd
+
+
+def run_lock_path(config: Config) -> Path:
+    lock = config.path(config.schedule.lock)
+    return lock.with_name(lock.name + ".run")
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM or SIGINT sets the event (the send stops at its next safe point); a second
+    one ends the process at once."""
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        stop.set()
+        click.echo(
+            f"{signal.Signals(signum).name}: stopping at the next safe point "
+            "(send the signal again to stop now)",
+            err=True,
+        )
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _run_json(run: Run | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "occurrence": run.occurrence.isoformat(),
+        "issue_id": run.issue_id,
+        "outcome": run.outcome,
+        "attempts": run.attempts,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "sent": run.sent,
+        "failed": run.failed,
+        "detail": run.detail,
+    }
+
+
+def _report_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "action": report.action,
+        "now": report.now.isoformat(),
+        "occurrence": report.occurrence.isoformat() if report.occurrence else None,
+        "issue_id": report.issue_id,
+        "resumed": report.resumed,
+        "skipped_earlier": report.skipped_earlier,
+        "next_occurrence": report.next_occurrence.isoformat(),
+        "run": _run_json(report.run),
+        "message": report.message,
+    }
+
+
+@main.command("run")
+@json_option
+@pass_state
+def run_command(state: State, as_json: bool) -> None:
+    """Send the issue that is due now, if any. Safe to call at any time, as often as you like.
+
+    Works out the latest scheduled time (schedule.cron in schedule.timezone) at or before
+    now; if it has not run yet and is no older than schedule.grace, sends the last complete
+    week before it through the send ledger, then records the run. It does nothing when
+    nothing is due or the issue has gone out, and resumes a send that was interrupted.
+    Call it from cron or a systemd timer (see `digest schedule install`).
+
+    \b
+    Examples:
+      digest run                 # from cron, e.g. hourly
+      digest run --json          # what it did, for scripts
+
+    Exit codes: 0 done or nothing due; 5 an empty week with schedule.skip_empty off;
+    6 stopped by a signal (the next run resumes); 8 another run holds the lock.
+    """
+    config = state.config
+    clock = clock_from_env()
+    policy = Policy.from_config(config)
+    with (
+        stop_on_signals() as stop,
+        FileLock(run_lock_path(config), "digest run"),
+        RunStore(config.path(config.schedule.database)) as runs,
+    ):
+        report = run_due(
+            policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
+        )
+    if as_json:
+        emit_json(_report_json(report))
+    else:
+        click.echo(report.message)
+
+
+def _scheduler_line(report: RunReport) -> None:
+    stamp = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    click.echo(f"[{stamp}] {report.message}")
+
+
+@main.group("schedule", invoke_without_command=True)
+@pass_state
+@click.pass_context
+def schedule_group(ctx: click.Context, state: State) -> None:
+    """Run digest on its schedule: `digest schedule` alone is the long-running scheduler.
+
+    The scheduler takes a lock (schedule.lock) so only one runs at a time, catches up an
+    occurrence missed by up to schedule.grace when it starts (older ones are skipped with
+    a log line), then sleeps until each next occurrence and does what `digest run` does.
+    SIGTERM or Ctrl-C lets a send in progress stop at a safe point, then exits; the next
+    start resumes it.
+
+    Prefer cron or a systemd timer calling `digest run`? `digest schedule install`
+    prints the lines.
+
+    \b
+    Examples:
+      digest schedule                    # run in the foreground until stopped
+      digest schedule next -n 5          # the next five send times
+      digest schedule install --systemd  # a service + timer calling `digest run`
+      digest schedule status             # what recent runs did
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    config = state.config
+    clock = clock_from_env()
+    policy = Policy.from_config(config)
+    with (
+        stop_on_signals() as stop,
+        RunStore(config.path(config.schedule.database)) as runs,
+    ):
+        scheduler = Scheduler(
+            policy,
+            runs,
+            send_job(config, clock),
+            clock,
+            lock=FileLock(config.path(config.schedule.lock), "digest schedule"),
+            run_lock=FileLock(run_lock_path(config), "digest run"),
+            stop=stop,
+            on_report=_scheduler_line,
+        )
+        schedule = policy.schedule
+        click.echo(
+            f"digest schedule: {schedule.cron!r} in {schedule.tz.key}, grace "
+            f"{policy.grace}; next run "
+            f"{schedule.next_after(clock.now()).strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        )
+        scheduler.run()
+    click.echo("digest schedule: stopped")
+
+
+@schedule_group.command("next")
+@click.option("-n", "count", default=5, show_default=True, help="How many times to list.")
+@json_option
+@pass_state
+def next_command(state: State, count: int, as_json: bool) -> None:
+    """The next send times, in the schedule's timezone and in UTC, with the issue each sends.
+
+    \b
+    Examples:
+      digest schedule next
+      digest schedule next -n 10 --json
+    """
+    config = state.config
+    policy = Policy.from_config(config)
+    schedule = policy.schedule
+    times = schedule.upcoming(clock_from_env().now(), max(count, 0))
+    rows = [
+        {
+            "local": t.isoformat(),
+            "utc": t.astimezone(timezone.utc).isoformat(),
+            "issue_id": _issue(policy, t),
+        }
+        for t in times
+    ]
+    if as_json:
+        emit_json({"cron": schedule.cron, "timezone": schedule.tz.key, "next": rows})
+        return
+    click.echo(f"{schedule.cron!r} in {schedule.tz.key}:")
+    for t, row in zip(times, rows, strict=True):
+        utc = t.astimezone(timezone.utc)
+        click.echo(
+            f"  {t.strftime('%a %Y-%m-%d %H:%M:%S %Z')}   "
+            f"{utc.strftime('%Y-%m-%d %H:%M:%S UTC')}   sends {row['issue_id']}"
+        )
+
+
+def _issue(policy: Policy, moment: datetime) -> str:
+    from digest.schedule import issue_window
+
+    return issue_window(moment, policy.issue_tz, policy.week_start).issue_id
+
+
+@schedule_group.command("install")
+@click.option("--cron", "kind", flag_value="cron", help="A crontab entry.")
+@click.option("--systemd", "kind", flag_value="systemd", help="A systemd service and timer.")
+@click.option(
+    "--github-actions", "kind", flag_value="github-actions", help="A GitHub Actions workflow."
+)
+@click.option(
+    "--digest-bin",
+    default="digest",
+    show_default=True,
+    metavar="PATH",
+    help="The digest command to call (e.g. /srv/blog/.venv/bin/digest).",
+)
+@pass_state
+def install_command(state: State, kind: str | None, digest_bin: str) -> None:
+    """Print what runs `digest run` on the schedule from cron, systemd or GitHub Actions.
+
+    Nothing is installed: the text goes to stdout for you to review and put in place.
+
+    \b
+    Examples:
+      digest schedule install --cron | crontab -      # replaces your crontab!
+      digest schedule install --systemd
+      digest schedule install --github-actions > .github/workflows/digest.yml
+    """
+    if kind is None:
+        raise click.UsageError("choose one of --cron, --systemd or --github-actions")
+    config = state.config
+    if kind == "cron":
+        click.echo(crontab(config, digest_bin=digest_bin).text, nl=False)
+    elif kind == "systemd":
+        files = systemd(config, digest_bin=digest_bin)
+        click.echo("\n".join(f.text for f in files), nl=False)
+    else:
+        click.echo(github_actions(config).text, nl=False)
+
+
+@schedule_group.command("status")
+@click.option("-n", "count", default=10, show_default=True, help="How many runs to list.")
+@json_option
+@pass_state
+def status_command(state: State, count: int, as_json: bool) -> None:
+    """What the most recent scheduled runs did (from schedule.database).
+
+    \b
+    Examples:
+      digest schedule status
+      digest schedule status -n 50 --json
+    """
+    config = state.config
+    path = config.path(config.schedule.database)
+    runs: list[Run] = []
+    if path.exists():
+        with RunStore(path) as store:
+            runs = store.all()[-count:] if count > 0 else []
+    if as_json:
+        emit_json({"database": str(path), "runs": [_run_json(r) for r in runs]})
+        return
+    if not runs:
+        click.echo(f"no scheduled runs recorded yet ({path})")
+        return
+    tz = Schedule.from_config(config).tz
+    for run in runs:
+        when = run.occurrence.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+        extra = f"  {run.detail}" if run.detail else ""
+        click.echo(f"{when}  {run.issue_id:<10} {run.outcome:<13}{extra}")
