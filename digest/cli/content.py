@@ -139,16 +139,37 @@ def _report_problems(problems: list[Any]) -> None:
 
 @main.command("check")
 @json_option
+@click.option(
+    "--email", is_flag=True, help="Also compose the issue and run the email quality checks."
+)
+@window_options
 @pass_state
-def check_command(state: State, as_json: bool) -> None:
+def check_command(
+    state: State,
+    as_json: bool,
+    email: bool = False,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> None:
     """Validate config.yaml and every post; exit non-zero if anything is wrong.
+
+    With --email, also compose the issue (the last complete week, or --week)
+    and check the email: size budget, images, https links, lang, layout
+    tables, unsubscribe link and headers, preheader. Exits 1 if one fails.
 
     \b
     Examples:
       digest check
       digest --config site/config.yaml check --json
+      digest check --email --week 2026-W34
     """
     config = state.config  # a bad config raises ConfigError here (exit 3)
+    if email:
+        from digest.cli.build import check_email
+
+        check_email(config, as_json=as_json, week=week, since=since, until=until)
+        return
     result = pipeline.load(config)
     rules_unknown = sorted(
         {

@@ -1,0 +1,126 @@
+"""`digest build`: compose the week's email, check it, and write it to out/<issue-id>/."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import click
+
+from digest.build import BuildResult, build_issue
+from digest.checks import CheckResult
+from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
+from digest.config import Config
+
+
+def result_json(result: BuildResult) -> dict[str, Any]:
+    return {
+        **result.manifest,
+        "out_dir": str(result.out_dir),
+        "written": [str(p) for p in result.written],
+        "problems": list(result.problems),
+    }
+
+
+def echo_checks(checks: list[CheckResult]) -> None:
+    for check in checks:
+        if check.ok:
+            mark, color = "ok  ", "green"
+        elif check.level == "warning":
+            mark, color = "warn", "yellow"
+        else:
+            mark, color = "FAIL", "red"
+        click.secho(f"  {mark}  {check.name}: {check.summary}", fg=color)
+        if not check.ok:
+            for problem in check.problems[:10]:
+                click.echo(f"          - {problem}")
+            if len(check.problems) > 10:
+                click.echo(f"          … and {len(check.problems) - 10} more")
+            if check.fix:
+                click.echo(f"          fix: {check.fix}")
+
+
+def echo_summary(result: BuildResult) -> None:
+    composed = result.composed
+    window = result.selection.window
+    click.secho(f"{composed.issue_id} · {window.describe()} · {composed.subject}", bold=True)
+    trimmed = result.selection.count - composed.post_count
+    click.echo(
+        f"posts: {composed.post_count} in {len(composed.sections)} sections"
+        + (f" ({trimmed} trimmed to fit)" if trimmed else "")
+    )
+    click.echo(
+        f"size: {composed.html_size / 1024:.1f} KB of {composed.size_budget / 1024:.0f} KB "
+        f"budget (text {composed.text_size / 1024:.1f} KB)"
+    )
+    for line in composed.trimmed:
+        click.echo(f"trimmed: {line}")
+    for warning in composed.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo("checks:")
+    echo_checks(result.checks)
+
+
+@main.command("build")
+@window_options
+@click.option("--dry-run", is_flag=True, help="Compose and check, but write nothing.")
+@json_option
+@pass_state
+def build_command(
+    state: State,
+    week: str | None,
+    since: date | None,
+    until: date | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Compose the issue's email, check it, and write it to out/<issue-id>/.
+
+    Writes email.html, email.txt, email.eml and manifest.json, and adds the
+    issue's web version to out/archive/ (index.html and feed.xml). Exits 1
+    when a quality check fails and 5 when the week has no posts.
+
+    \b
+    Examples:
+      digest build                       # the last complete week
+      digest build --week 2026-W34
+      digest build --week 2026-W34 --json | jq .sizes
+      digest build --since 2026-08-01 --until 2026-08-14 --dry-run
+    """
+    config = state.config
+    result = build_issue(config, now=now(), week=week, since=since, until=until, write=not dry_run)
+    if as_json:
+        emit_json(result_json(result))
+    else:
+        echo_summary(result)
+        if result.written:
+            click.echo(f"wrote: {result.out_dir}/ (and {config.path(config.out_dir)}/archive/)")
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
+def check_email(
+    config: Config,
+    *,
+    as_json: bool,
+    week: str | None,
+    since: date | None,
+    until: date | None,
+) -> None:
+    """`digest check --email`: compose the issue without writing it, and run the checks."""
+    result = build_issue(config, now=now(), week=week, since=since, until=until, write=False)
+    if as_json:
+        emit_json(
+            {
+                "issue_id": result.composed.issue_id,
+                "checks": [c.as_json() for c in result.checks],
+                "sizes": result.manifest["sizes"],
+                "trimmed": list(result.composed.trimmed),
+                "ok": result.ok,
+            }
+        )
+    else:
+        click.secho(f"email: {result.composed.issue_id} · {result.composed.subject}", bold=True)
+        echo_checks(result.checks)
+    if not result.ok:
+        raise click.exceptions.Exit(1)
