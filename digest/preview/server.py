@@ -5,6 +5,7 @@ no listing of the project::
 
     GET  /                       the preview page (?week=2026-W47)
     GET  /static/<name>          the page's own script and stylesheet (a fixed list)
+    GET  /favicon.ico            nothing (204), so browsers stop asking
     GET  /api/state?week=…       JSON: inbox line, text, headers, checks, problem, weeks
     GET  /email/<issue>.html     the email's HTML, the same bytes `digest build` writes
     GET  /archive/<issue>/       an issue already built into out/ (when an archive is given)
@@ -287,6 +288,7 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
         routes=[
             Route("/", page),
             Route("/static/{name}", static),
+            Route("/favicon.ico", lambda request: Response(status_code=204)),
             Route("/api/state", api_state),
             Route("/email/{issue}.html", email),
             Route("/archive/{issue}/", archive),

@@ -100,7 +100,10 @@
   function fitHeight() {
     const frame = $("email");
     const doc = frame.contentDocument;
-    if (doc && doc.documentElement) frame.style.height = Math.max(400, doc.documentElement.scrollHeight) + "px";
+    if (!doc || !doc.documentElement) return;
+    // Shrink first: a document is never shorter than its frame, so measuring alone only grows.
+    frame.style.height = "400px";
+    frame.style.height = Math.max(400, doc.documentElement.scrollHeight) + "px";
   }
 
   function setWidth(px) {
