@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import html
 import json
+import socket
 import threading
+import warnings
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from digest.errors import ConfigError, DigestError, NothingToSend, TemplateError
 from digest.preview import (
@@ -23,8 +25,14 @@ from digest.preview import (
     run_preview,
 )
 from digest.preview.server import PreviewOptions, create_app
+from digest.preview.site import BUILTIN_TEMPLATES, SitePreview
 from digest.preview.state import BuildEvent
 from digest.preview.watch import Watcher
+from tests.conftest import run_digest
+
+with warnings.catch_warnings():  # Starlette suggests another HTTP client for its TestClient
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 WAIT = 20.0  # seconds; generous, never asserted on
 
@@ -436,3 +444,121 @@ def test_a_saved_file_reaches_the_event_stream(site: Path) -> None:
         stop.set()
         thread.join(WAIT)
     assert not thread.is_alive()
+
+
+# -- the real site: digest build behind the preview -------------------------------------------
+
+NOW = datetime(2026, 11, 23, 22, 0, tzinfo=timezone.utc)
+
+
+def test_the_preview_serves_the_bytes_digest_build_writes(sample_site: Path) -> None:
+    built = run_digest("build", "--week", "2026-W47", cwd=sample_site)
+    assert built.returncode == 0, built.stderr
+    written = (sample_site / "out" / "2026-W47" / "email.html").read_bytes()
+
+    state = PreviewState(SitePreview(sample_site / "config.yaml", lambda: NOW))
+    view = state.view("2026-W47")
+    assert view.problem is None and view.render is not None
+    with TestClient(create_app(state, PreviewOptions(default_issue="2026-W47"))) as test_client:
+        served = test_client.get("/email/2026-W47.html").content
+    assert served == written
+    assert (sample_site / "out" / "2026-W47" / "email.txt").read_text(encoding="utf-8") == (
+        view.render.text
+    )
+
+
+def test_a_real_site_lists_weeks_watches_its_files_and_reads_the_archive(
+    sample_site: Path,
+) -> None:
+    site = SitePreview(sample_site / "config.yaml", lambda: NOW)
+    render = site("2026-W47")
+    assert render.issue_id == "2026-W47"
+    assert render.subject == "Field Notes Weekly: quieter meetings, louder tools"
+    assert {c.status for c in render.checks} <= {"pass", "warn", "fail"}
+    assert [c.name for c in render.checks][:2] == ["size", "images"]
+
+    weeks = site.weeks()
+    assert weeks[0] == WeekChoice("2026-W47", "2026-W47 · 6 posts")
+    assert not any(w.archived for w in weeks)  # nothing built yet
+    assert all(w.issue_id <= "2026-W47" for w in weeks)  # no future weeks
+
+    watched = site.watch_set()
+    root = sample_site.resolve()
+    assert watched.files == (root / "config.yaml",)
+    assert root / "content" / "posts" in watched.folders
+    assert root / "content" / "issues" in watched.folders
+    assert BUILTIN_TEMPLATES in watched.folders
+
+    assert site.archive("2026-W47") is None
+    assert run_digest("build", "--week", "2026-W47", cwd=sample_site).returncode == 0
+    site("2026-W47")  # a build forgets the cached week list
+    assert WeekChoice("2026-W47", "2026-W47", archived=True) in site.weeks()
+    page = site.archive("2026-W47")
+    assert page == (sample_site / "out" / "archive" / "2026-W47" / "index.html").read_bytes()
+    assert site.archive("../2026-W47") is None
+
+
+def test_a_broken_config_shows_where_and_keeps_the_last_email(sample_site: Path) -> None:
+    config = sample_site / "config.yaml"
+    state = PreviewState(SitePreview(config, lambda: NOW))
+    good = state.view("2026-W47")
+    assert good.render is not None
+
+    original = config.read_text(encoding="utf-8")
+    config.write_text(original.replace("limits:\n", "limts:\n"), encoding="utf-8")
+    bad = state.build("2026-W47")
+    assert bad.render is good.render
+    assert bad.problem is not None and bad.problem.kind == "config"
+    assert bad.problem.details == ("limts: unknown key; did you mean 'limits'?",)
+
+    config.write_text(original.replace("timezone: Europe/Berlin", "timezone: [Europe"), "utf-8")
+    yaml_problem = state.build("2026-W47").problem
+    assert yaml_problem is not None
+    assert (yaml_problem.kind, yaml_problem.path) == ("config", str(config.resolve()))
+    assert yaml_problem.line is not None
+    assert any("timezone: [Europe" in text for _, text in yaml_problem.snippet)
+
+    config.write_text(original, encoding="utf-8")
+    assert state.build("2026-W47").problem is None
+
+
+def test_no_secret_reaches_the_page(sample_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "pm-secret-value-4242"
+    monkeypatch.setenv("POSTMARK_TOKEN", secret)
+    monkeypatch.setenv("DIGEST_SECRET", secret)
+    config = sample_site / "config.yaml"
+    text = config.read_text(encoding="utf-8").replace(
+        "serve:\n", 'serve:\n  secret: "${DIGEST_SECRET}"\n'
+    )
+    config.write_text(text, encoding="utf-8")
+    site = SitePreview(config, lambda: NOW)
+    state = PreviewState(site)
+    options = PreviewOptions("2026-W47", weeks=site.weeks, archive=site.archive)
+    with TestClient(create_app(state, options)) as test_client:
+        bodies = [
+            test_client.get("/").text,
+            test_client.get("/api/state").text,
+            test_client.get("/email/2026-W47.html").text,
+        ]
+    assert state.peek("2026-W47") is not None
+    assert all(secret not in body for body in bodies)
+
+
+def test_preview_refuses_a_port_in_use(sample_site: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_digest(
+            "preview", "--week", "2026-W47", "--port", str(port), cwd=sample_site, timeout=60
+        )
+    assert result.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "pick another port with --port (0 picks a free one)" in result.stderr
+
+
+def test_preview_help_has_examples() -> None:
+    result = run_digest("preview", "--help", cwd=Path.cwd())
+    assert result.returncode == 0
+    assert "digest preview --week 2026-W47 --open" in result.stdout
+    assert "--host ADDRESS" in result.stdout
