@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from digest.errors import ConfigError, DigestError, NothingToSend, TemplateError
+from digest.errors import ConfigError, DigestError, NothingToSend, SendError, TemplateError
 from digest.preview import (
     Check,
     PreviewState,
@@ -25,7 +25,7 @@ from digest.preview import (
     run_preview,
 )
 from digest.preview.server import PreviewOptions, create_app
-from digest.preview.site import BUILTIN_TEMPLATES, SitePreview
+from digest.preview.site import BUILTIN_TEMPLATES, SitePreview, send_test_for
 from digest.preview.state import BuildEvent
 from digest.preview.watch import Watcher
 from tests.conftest import run_digest
@@ -562,3 +562,35 @@ def test_preview_help_has_examples() -> None:
     assert result.returncode == 0
     assert "digest preview --week 2026-W47 --open" in result.stdout
     assert "--host ADDRESS" in result.stdout
+
+
+def test_send_test_button_only_with_a_real_provider(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.send
+    from digest.config import ProviderConfig
+    from digest.providers.base import Result
+
+    site = SitePreview(sample_site / "config.yaml", lambda: NOW)
+    assert send_test_for(site) is None  # nothing loaded yet
+    config = site.config()
+    assert send_test_for(site) is None  # the sample site writes to the outbox
+
+    calls: list[tuple[str, str | None]] = []
+
+    def fake_send_test(config: object, to: str, *, now: datetime, week: str | None) -> Result:
+        calls.append((to, week))
+        if to == "bounce@example.com":
+            return Result(0, "failed-permanent", reason="422 inactive recipient")
+        return Result(0, "sent", provider_message_id="abc-123")
+
+    monkeypatch.setattr(digest.send, "send_test", fake_send_test)
+    site.last_config = config.model_copy(update={"provider": ProviderConfig(name="smtp")})
+    action = send_test_for(site)
+    assert action is not None
+    assert action("2026-W47", "you@example.com") == (
+        "sent a [TEST] of 2026-W47 to you@example.com (message abc-123)"
+    )
+    with pytest.raises(SendError, match="not sent: 422 inactive recipient"):
+        action("2026-W47", "bounce@example.com")
+    assert calls == [("you@example.com", "2026-W47"), ("bounce@example.com", "2026-W47")]

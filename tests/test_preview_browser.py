@@ -264,3 +264,23 @@ def test_ctrl_c_stops_cleanly_with_a_page_connected(browser: Browser, site: Path
         stop_preview(running)
     assert "Preview stopped." in "".join(running.output)
     assert "Traceback" not in "".join(running.output)
+
+
+def test_dark_mode_and_the_week_picker(page: Page) -> None:
+    page.select_option("#appearance", "invert")
+    assert "invert" in (page.get_attribute("#frame-wrap", "class") or "")
+    page.select_option("#appearance", "dark")
+    assert "invert" not in (page.get_attribute("#frame-wrap", "class") or "")
+    injected = page.evaluate(
+        "() => !!document.getElementById('email').contentDocument"
+        ".getElementById('digest-preview-dark')"
+    )
+    assert injected is True
+
+    page.select_option("#week-picker", "2026-W46")
+    page.wait_for_function("document.title.includes('2026-W46')")
+    page.wait_for_function(
+        "() => document.getElementById('email').getAttribute('src').startsWith('/email/2026-W46')"
+    )
+    page.wait_for_function("document.getElementById('inbox-subject').textContent !== ''")
+    assert page.url.endswith("/?week=2026-W46")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.config import Config, load_config
+from digest.errors import SendError
 from digest.preview.server import WeekChoice
 from digest.preview.state import ISSUE_ID, Check, Render
 from digest.preview.watch import WatchSet
@@ -159,8 +160,13 @@ def send_test_for(site: SitePreview) -> Callable[[str, str], str] | None:
 
     def action(issue_id: str, to: str) -> str:
         result = send_test(site.config(), to, now=site.now(), week=issue_id)
-        detail = f" ({result})" if result is not None and not isinstance(result, bool) else ""
-        return f"sent a [TEST] of {issue_id} to {to}{detail}"
+        state = str(getattr(result, "state", "sent"))
+        if state != "sent":
+            reason = getattr(result, "reason", None) or state
+            raise SendError(f"the test to {to} was not sent: {reason}")
+        message_id = getattr(result, "provider_message_id", None)
+        ident = f" (message {message_id})" if message_id else ""
+        return f"sent a [TEST] of {issue_id} to {to}{ident}"
 
     return action
 
