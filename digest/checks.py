@@ -6,6 +6,7 @@ check with ``level="error"`` fails the build (exit 1); a warning is reported and
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -227,6 +228,14 @@ def check_list_headers(doc: _Doc) -> CheckResult:
 def check_preheader(doc: _Doc) -> CheckResult:
     text = doc.composed.preheader
     length = len(text)
+    if text and html_lib.escape(text, quote=False) not in doc.composed.html:
+        return CheckResult(
+            "preheader",
+            False,
+            "the preheader is not in the HTML",
+            ("inbox previews will show the email's first words instead",),
+            "keep <mj-preview> with {{ preheader }} in email.mjml.j2",
+        )
     if PREHEADER_MIN <= length <= PREHEADER_MAX:
         return CheckResult("preheader", True, f"preheader, {length} characters")
     return CheckResult(

@@ -701,6 +701,10 @@ def to_message(
             message[name] = filled.headers[name]
     message.set_content(filled.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(filled.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # A boundary derived from the content keeps the bytes stable; "=_" cannot occur in
+    # quoted-printable text, so it cannot collide with the parts.
+    seed = f"{message['Message-ID']}\0{filled.text}\0{filled.html}".encode()
+    message.set_boundary(f"=_digest_{hashlib.sha256(seed).hexdigest()[:32]}")
     return message
 
 

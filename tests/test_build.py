@@ -1,0 +1,123 @@
+"""`digest build`: files in out/<issue-id>/, the archive, stable output, the real corpus."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from digest.build import build_issue
+from digest.config import load_config
+from digest.errors import NothingToSend
+from tests.conftest import run_digest
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+CORPUS_CONFIG = Path(__file__).parent / "data" / "corpus-config.yaml"
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_build_writes_the_issue_and_the_archive(sample_site: Path) -> None:
+    config = load_config(sample_site / "config.yaml")
+    result = build_issue(config, now=NOW, week="2026-W47")
+    out = sample_site / "out"
+    assert result.ok
+    assert result.out_dir == out / "2026-W47"
+    assert sorted(p.name for p in result.out_dir.iterdir()) == [
+        "email.eml", "email.html", "email.txt", "manifest.json",
+    ]  # fmt: skip
+    manifest = json.loads((result.out_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["issue_id"] == "2026-W47"
+    assert manifest["window"] == {
+        "start": "2026-11-16T00:00:00+01:00",
+        "end": "2026-11-23T00:00:00+01:00",
+        "timezone": "Europe/Berlin",
+    }
+    assert manifest["post_count"] == 6
+    assert manifest["sections"][0]["posts"][0]["id"] == "monday-reset-for-small-teams"
+    assert manifest["sizes"]["html"] == len((result.out_dir / "email.html").read_bytes())
+    assert manifest["ok"] is True
+    assert len(manifest["checks"]) == 8
+    parsed = email.message_from_bytes(
+        (result.out_dir / "email.eml").read_bytes(), policy=email.policy.default
+    )
+    assert parsed["Subject"] == manifest["subject"]
+    assert parsed["To"] == "weekly@fieldnotes.example.com"
+    assert parsed["List-Unsubscribe"].startswith("<http://127.0.0.1:8025/unsubscribe/preview>")
+    # The archive: the web version, an index and an Atom feed.
+    page = (out / "archive" / "2026-W47" / "index.html").read_text(encoding="utf-8")
+    assert "[[digest:" not in page and "Unsubscribe" not in page
+    index = (out / "archive" / "index.html").read_text(encoding="utf-8")
+    assert 'href="http://127.0.0.1:8025/archive/2026-W47/"' in index
+    feed = (out / "archive" / "feed.xml").read_text(encoding="utf-8")
+    assert "<id>http://127.0.0.1:8025/archive/2026-W47/</id>" in feed
+    assert "<updated>2026-11-22T23:00:00Z</updated>" in feed
+
+
+def test_building_twice_writes_the_same_files(sample_site: Path) -> None:
+    config = load_config(sample_site / "config.yaml")
+    build_issue(config, now=NOW, week="2026-W47")
+    first = _snapshot(sample_site / "out")
+    build_issue(config, now=datetime(2026, 12, 1, tzinfo=timezone.utc), week="2026-W47")
+    assert _snapshot(sample_site / "out") == first
+
+
+def test_an_empty_week_builds_nothing(sample_site: Path) -> None:
+    config = load_config(sample_site / "config.yaml")
+    with pytest.raises(
+        NothingToSend,
+        match=r"^2026-W30 \(2026-07-20 to 2026-07-26, "
+        r"Europe/Berlin\) has no posts to send; no email was built$",
+    ):
+        build_issue(config, now=NOW, week="2026-W30")
+    assert not (sample_site / "out" / "2026-W30").exists()
+
+
+def test_cli_build_json_and_exit_codes(sample_site: Path) -> None:
+    done = run_digest("build", "--week", "2026-W47", "--json", cwd=sample_site)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["issue_id"], data["ok"], data["post_count"]) == ("2026-W47", True, 6)
+    empty = run_digest("build", "--week", "2026-W30", cwd=sample_site)
+    assert empty.returncode == 5
+    assert "has no posts to send" in empty.stderr
+    # A failing check (an impossible budget with trimming off) exits 1 and says what to fix.
+    config = yaml.safe_load((sample_site / "config.yaml").read_text(encoding="utf-8"))
+    config["email"].update(size_budget_kb=10, trim_policy=[])
+    (sample_site / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    failed = run_digest("check", "--email", "--week", "2026-W47", cwd=sample_site)
+    assert failed.returncode == 1
+    assert "FAIL  size:" in failed.stdout
+    assert "fix: lower limits.per_category" in failed.stdout
+
+
+def test_cli_help_has_examples(sample_site: Path) -> None:
+    done = run_digest("build", "--help", cwd=sample_site)
+    assert done.returncode == 0
+    assert "digest build --week 2026-W34" in done.stdout
+
+
+@pytest.mark.corpus
+def test_the_busiest_corpus_week_fits_and_passes(corpus_dir: Path, tmp_path: Path) -> None:
+    site = tmp_path / "corpus-site"
+    site.mkdir()
+    (site / "posts").symlink_to(corpus_dir)
+    shutil.copy(CORPUS_CONFIG, site / "config.yaml")
+    config = load_config(site / "config.yaml")
+    result = build_issue(config, now=NOW, week="2026-W02", write=False)
+    assert result.selection.count == 198  # the most posts of any week in the corpus
+    assert result.ok, [c for c in result.checks if not c.passed]
+    assert result.composed.html_size <= 100 * 1024
+    assert result.composed.trimmed[0].startswith("fewer_posts: at most 3 posts per section")
+    assert len(result.composed.sections) == 13
+    assert result.composed.post_count == 39

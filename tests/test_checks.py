@@ -1,0 +1,105 @@
+"""The email quality checks: each one passes on a good email and names the problem on a bad one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from digest import pipeline
+from digest.checks import CheckResult, all_passed, run_checks
+from digest.compose import ComposedEmail, compose
+from digest.config import load_config
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def good(sample_site: Path) -> ComposedEmail:
+    config = load_config(sample_site / "config.yaml")
+    selection = pipeline.load_and_select(config, NOW, week="2026-W47").selection
+    return compose(config, selection, now=NOW)
+
+
+def _result(composed: ComposedEmail, name: str) -> CheckResult:
+    return next(r for r in run_checks(composed) if r.name == name)
+
+
+def test_the_good_email_passes_every_check(good: ComposedEmail) -> None:
+    results = run_checks(good)
+    assert [r.name for r in results] == [
+        "size", "images", "https", "lang", "tables", "unsubscribe", "list-headers", "preheader",
+    ]  # fmt: skip
+    assert all_passed(results)
+
+
+def test_size_over_budget(good: ComposedEmail) -> None:
+    result = _result(replace(good, size_budget=1000), "size")
+    assert not result.passed
+    assert result.problems == (
+        f"{good.html_size:,} bytes is over the 1,000 byte budget; Gmail clips at about 102 KB",
+    )
+
+
+def test_image_without_width_or_alt(good: ComposedEmail) -> None:
+    html = good.html.replace("<body", '<body><img src="https://x.test/a.png" width="100%"', 1)
+    html = html.replace('width="100%"', 'width="100%">', 1)
+    result = _result(replace(good, html=html), "images")
+    assert not result.passed
+    assert result.problems == (
+        "<img src='https://x.test/a.png'> has no numeric width (width='100%')",
+        "<img src='https://x.test/a.png'> has no alt text",
+    )
+
+
+@pytest.mark.parametrize(
+    ("link", "problem"),
+    [
+        ("javascript:alert(1)", "'javascript:alert(1)' is not an https link"),
+        ("http://example.com/", "'http://example.com/' is not an https link"),
+    ],
+)
+def test_links_must_be_https(good: ComposedEmail, link: str, problem: str) -> None:
+    html = good.html.replace("</body>", f'<a href="{link}">x</a></body>')
+    result = _result(replace(good, html=html), "https")
+    assert (result.passed, result.level) == (False, "error")
+    assert problem in result.problems
+
+
+def test_images_must_be_https(good: ComposedEmail) -> None:
+    html = good.html.replace("</body>", '<img src="http://x.test/a.png" width="1" alt=""></body>')
+    result = _result(replace(good, html=html), "https")
+    assert "image 'http://x.test/a.png' is not https" in result.problems
+
+
+def test_lang_and_presentation_tables(good: ComposedEmail) -> None:
+    html = good.html.replace('<html lang="en"', "<html", 1)
+    html = html.replace("</body>", "<table><tr><td>x</td></tr></table></body>")
+    composed = replace(good, html=html)
+    assert not _result(composed, "lang").passed
+    tables = _result(composed, "tables")
+    assert not tables.passed
+    assert tables.summary.startswith("1 of ")
+
+
+def test_unsubscribe_link_and_headers(good: ComposedEmail) -> None:
+    html = good.html.replace('href="[[digest:unsubscribe_url]]"', 'href="https://x.test/"')
+    headers = {k: v for k, v in good.headers.items() if k != "List-Unsubscribe-Post"}
+    composed = replace(good, html=html, headers=headers)
+    assert _result(composed, "unsubscribe").problems == (
+        'the HTML has no <a href="[[digest:unsubscribe_url]]">',
+    )
+    assert _result(composed, "list-headers").problems == (
+        "List-Unsubscribe-Post is not 'List-Unsubscribe=One-Click' (RFC 8058)",
+    )
+
+
+def test_preheader_length_and_presence(good: ComposedEmail) -> None:
+    short = _result(replace(good, preheader="Too short"), "preheader")
+    assert not short.passed
+    assert short.summary == "the preheader is not in the HTML"
+    html = good.html.replace(good.preheader, "Too short")
+    result = _result(replace(good, preheader="Too short", html=html), "preheader")
+    assert result.summary == "preheader is 9 characters"
