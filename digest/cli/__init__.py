@@ -8,6 +8,7 @@ from digest.cli import content as _content  # noqa: F401
 from digest.cli import preview as _preview  # noqa: F401
 from digest.cli import schedule as _schedule  # noqa: F401
 from digest.cli import send as _send  # noqa: F401
+from digest.cli import serve as _serve  # noqa: F401
 from digest.cli import subscribers as _subscribers  # noqa: F401
 from digest.cli._app import main
 

@@ -31,6 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import policy
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 
     from digest.config import Config
     from digest.ledger import Delivery
+
+# Serialise with CRLF and long lines allowed, so a long List-Unsubscribe URL stays one
+# readable token instead of being split into encoded words.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 
 ResultState = Literal["sent", "failed-permanent", "failed-retryable"]
 
@@ -190,7 +195,7 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Release connections; called once when sending ends."""
-        return None  # noqa: B027 (optional hook: most transports hold nothing)
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Settings safe to print (secrets show as their ${VAR} reference)."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
-from email import policy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from digest.errors import ProviderError
-from digest.providers.base import Batch, Event, Provider, ProviderSettings, Result
+from digest.providers.base import WIRE_POLICY, Batch, Event, Provider, ProviderSettings, Result
 from digest.providers.registry import register
 
 if TYPE_CHECKING:
@@ -65,7 +64,7 @@ class OutboxProvider(Provider):
             target = self.file_for(
                 batch.issue_id, recipient.subscriber_id, recipient.email, test=batch.test
             )
-            data = batch.message_for(recipient).as_bytes(policy=policy.SMTP)
+            data = batch.message_for(recipient).as_bytes(policy=WIRE_POLICY)
             temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             try:
                 with open(temporary, "wb") as handle:

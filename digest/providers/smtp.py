@@ -16,7 +16,6 @@ import re
 import smtplib
 import ssl
 from collections.abc import Iterator
-from email import policy
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Literal
 
@@ -24,7 +23,15 @@ from pydantic import Field
 
 from digest.config import Secret
 from digest.errors import ProviderError
-from digest.providers.base import Batch, Event, Handoff, Provider, ProviderSettings, Result
+from digest.providers.base import (
+    WIRE_POLICY,
+    Batch,
+    Event,
+    Handoff,
+    Provider,
+    ProviderSettings,
+    Result,
+)
 from digest.providers.registry import register
 
 if TYPE_CHECKING:
@@ -104,8 +111,7 @@ class SmtpProvider(Provider):
         except smtplib.SMTPAuthenticationError as exc:
             raise ProviderError(
                 "smtp",
-                f"{where} refused the login for {s.username}: {exc.smtp_code} "
-                f"{exc.smtp_error!r}",
+                f"{where} refused the login for {s.username}: {exc.smtp_code} {exc.smtp_error!r}",
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ProviderError(
@@ -133,7 +139,7 @@ class SmtpProvider(Provider):
     def send(self, batch: Batch) -> Iterator[Event]:
         sender = parseaddr(batch.composed.from_address)[1] or self.config.sender.from_email
         for recipient in batch.recipients:
-            payload = _data_bytes(batch.message_for(recipient).as_bytes(policy=policy.SMTP))
+            payload = _data_bytes(batch.message_for(recipient).as_bytes(policy=WIRE_POLICY))
             yield from self._one(sender, recipient.subscriber_id, recipient.email, payload)
 
     def _one(self, sender: str, subscriber_id: int, to: str, payload: bytes) -> Iterator[Event]:
