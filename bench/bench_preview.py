@@ -183,10 +183,10 @@ def main() -> None:
     p95 = percentile(reloads, 0.95)
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"site: sample site, {args.week}; {args.rounds} reload rounds in headless Chromium")
-    print(f"baseline  digest build (command)       median {cli_median * 1000:8.1f} ms")
-    print(f"baseline  build_issue() in a warm process median {warm_median * 1000:5.1f} ms")
+    print(f"baseline  digest build (command)          median {cli_median * 1000:7.1f} ms")
+    print(f"baseline  build_issue() in a warm process median {warm_median * 1000:7.1f} ms")
     print(
-        f"preview   save -> new title in the page  median {median * 1000:6.1f} ms   "
+        f"preview   save -> new title in the page    median {median * 1000:7.1f} ms   "
         f"p95 {p95 * 1000:6.1f} ms   max {max(reloads) * 1000:6.1f} ms"
     )
     print(f"ratio     reload / digest build command     {median / cli_median:6.2f}x")

@@ -121,10 +121,12 @@ def test_a_failed_build_keeps_the_last_good_render(site: Path) -> None:
     assert bad.problem.line == 3
     assert (3, "{% if %}") in bad.problem.snippet
     assert bad.version == good.version + 1
+    assert bad.render_version == good.render_version == good.version  # the frame keeps it
 
     (site / "template.html").write_text(TEMPLATE, encoding="utf-8")
     fixed = state.build("2026-W47")
     assert fixed.problem is None
+    assert fixed.render_version == fixed.version == bad.version + 1
     assert fixed.render is not None and fixed.render is not good.render
 
 
@@ -241,6 +243,7 @@ def test_state_holds_what_the_page_draws(
         {"name": "size", "status": "pass", "message": "1 KB of 100 KB"},
         {"name": "alt-text", "status": "warn", "message": "1 image"},
     ]
+    assert email["version"] == data["version"]
     assert email["url"] == f"/email/2026-W47.html?v={data['version']}"
 
 

@@ -140,6 +140,7 @@ def site(sample_site: Path) -> Path:
     text = text.replace(
         "  size_budget_kb: 100\n", "  size_budget_kb: 100\n  templates_dir: templates\n"
     )
+    assert "  templates_dir: templates\n" in text, "config.yaml no longer has email.size_budget_kb"
     config.write_text(text, encoding="utf-8")
     return sample_site
 

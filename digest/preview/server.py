@@ -153,7 +153,8 @@ def render_view(view: IssueView) -> dict[str, Any]:
             "post_count": render.post_count,
             "trimmed": list(render.trimmed),
             "html_bytes": len(render.html_bytes),
-            "url": f"/email/{view.issue_id}.html?v={view.version}",
+            "version": view.render_version,
+            "url": f"/email/{view.issue_id}.html?v={view.render_version}",
         }
     return data
 

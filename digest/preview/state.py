@@ -132,8 +132,9 @@ class IssueView:
     issue_id: str
     render: Render | None = None
     problem: Problem | None = None
-    version: int = 0
+    version: int = 0  # of the latest build, good or not
     build_seconds: float = 0.0
+    render_version: int = 0  # of the build that made ``render``
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,9 @@ class PreviewState:
                     log.exception("building %s failed unexpectedly", issue_id)
                 problem = Problem.from_exception(exc)
             self._generation += 1
-            view = IssueView(issue_id, render, problem, self._generation, self._clock() - started)
+            seconds = self._clock() - started
+            good = previous.render_version if problem else self._generation
+            view = IssueView(issue_id, render, problem, self._generation, seconds, good)
             self._views[issue_id] = view
             event = BuildEvent(issue_id, view.version, problem is None)
             listeners = list(self._listeners)

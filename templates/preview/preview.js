@@ -53,7 +53,7 @@
     }));
   }
 
-  function drawEmail(email, version) {
+  function drawEmail(email) {
     $("inbox-from").textContent = email.from;
     $("inbox-subject").textContent = email.subject;
     $("inbox-preheader").textContent = "— " + email.preheader;
@@ -70,20 +70,24 @@
     const trimmed = email.trimmed.length ? " · trimmed: " + email.trimmed.join(", ") : "";
     $("summary").textContent = email.post_count + " posts in " + email.sections.length + " sections" + trimmed;
     $("email-size").textContent = (email.html_bytes / 1024).toFixed(1) + " KB of HTML";
-    if (version !== shownVersion) {
-      const frame = $("email");
-      const doc = frame.contentDocument;
-      const scroll = doc && doc.scrollingElement ? doc.scrollingElement.scrollTop : 0;
-      frame.onload = () => {
-        applyAppearance();
-        fitHeight();
-        const d = frame.contentDocument;
-        if (d && d.scrollingElement) d.scrollingElement.scrollTop = scroll;
-        body.dataset.version = String(version);
-      };
-      frame.src = email.url;
-      shownVersion = version;
-    }
+    loadEmail(email.url, email.version);
+  }
+
+  // Reload the frame, keeping the reader's scroll position and the chosen appearance.
+  function loadEmail(url, version) {
+    if (version === shownVersion) return;
+    const frame = $("email");
+    const doc = frame.contentDocument;
+    const scroll = doc && doc.scrollingElement ? doc.scrollingElement.scrollTop : 0;
+    frame.onload = () => {
+      applyAppearance();
+      fitHeight();
+      const d = frame.contentDocument;
+      if (d && d.scrollingElement) d.scrollingElement.scrollTop = scroll;
+      body.dataset.version = String(version);
+    };
+    frame.src = url;
+    shownVersion = version;
   }
 
   async function refresh() {
@@ -92,7 +96,7 @@
     const state = await response.json();
     drawWeeks(state.weeks || []);
     drawProblem(state.problem);
-    if (state.email) drawEmail(state.email, state.version);
+    if (state.email) drawEmail(state.email);
     if (state.problem) setStatus("build failed · showing the last good email", true);
     else setStatus("built in " + state.build_ms + " ms · " + new Date().toLocaleTimeString());
   }
@@ -148,7 +152,10 @@
     const source = new EventSource("/events");
     source.addEventListener("build", (message) => {
       const event = JSON.parse(message.data);
-      if (event.issue_id === issue) refresh();
+      if (event.issue_id !== issue) return;
+      // A good build: start loading the new email at once, while the panels refresh.
+      if (event.ok) loadEmail("/email/" + encodeURIComponent(issue) + ".html?v=" + event.version, event.version);
+      refresh();
     });
     source.onopen = () => { body.dataset.live = "1"; };
     source.onerror = () => { body.dataset.live = ""; setStatus("reconnecting to the preview server…", true); };
