@@ -18,6 +18,8 @@ from digest.providers.registry import (
 
 register_builtin("outbox", "digest.providers.outbox")
 register_builtin("smtp", "digest.providers.smtp")
+for _api in ("postmark", "resend", "sendgrid", "mailgun", "ses", "brevo"):
+    register_builtin(_api, f"digest.providers.{_api}")
 
 if TYPE_CHECKING:
     pass
