@@ -373,6 +373,34 @@ class ScheduleConfig(_Section):
         return _parse_duration(value)
 
 
+class WebhooksConfig(_Section):
+    """Credentials that prove a webhook came from the provider (unset: that route is off)."""
+
+    postmark_username: str | None = Field(
+        default=None, description="Postmark has no signature: the basic-auth user in its URL."
+    )
+    postmark_password: Secret | None = Field(
+        default=None, description="The basic-auth password in Postmark's webhook URL."
+    )
+    resend_secret: Secret | None = Field(
+        default=None, description="Resend's signing secret (whsec_…), checked Svix-style."
+    )
+    sendgrid_public_key: Secret | None = Field(
+        default=None, description="SendGrid's Signed Event Webhook verification key (base64)."
+    )
+    mailgun_signing_key: Secret | None = Field(
+        default=None, description="Mailgun's HTTP webhook signing key."
+    )
+    tolerance: Annotated[
+        timedelta, Field(description="How old a signed timestamp may be (Resend).")
+    ] = timedelta(minutes=5)
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> timedelta:
+        return _parse_duration(value)
+
+
 class ServeConfig(_Section):
     """The subscriber-facing web service, `digest serve`."""
 
@@ -382,8 +410,38 @@ class ServeConfig(_Section):
         "in the email point here.",
     )
     host: str = Field(default="127.0.0.1", description="Listen address.")
-    port: int = Field(default=8025, ge=1, le=65535, description="Listen port.")
+    port: int = Field(default=8025, ge=0, le=65535, description="Listen port (0: any free one).")
     secret: Secret | None = Field(default=None, description="Signs tokens, e.g. ${DIGEST_SECRET}.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies whose X-Forwarded-For/-Proto are believed, e.g. 127.0.0.1.",
+    )
+    subscribe_per_minute: float = Field(
+        default=5, gt=0, description="Subscribe requests allowed per client address per minute."
+    )
+    subscribe_burst: int = Field(
+        default=10, ge=1, description="How many subscribe requests a client may make at once."
+    )
+    max_body_kb: int = Field(default=16, ge=1, description="Largest form or JSON body, in KiB.")
+    max_webhook_body_kb: int = Field(
+        default=1024, ge=1, description="Largest webhook body, in KiB."
+    )
+    confirm_ttl: Annotated[
+        timedelta, Field(description="How long a confirmation link works.")
+    ] = timedelta(days=2)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an absolute URL such as https://news.example.com")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("confirm_ttl", mode="before")
+    @classmethod
+    def _confirm_ttl(cls, value: Any) -> timedelta:
+        return _parse_duration(value)
 
 
 class PreviewConfig(_Section):

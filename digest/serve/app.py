@@ -1,0 +1,570 @@
+"""``digest serve``: the subscriber-facing web service (Starlette on uvicorn).
+
+Routes::
+
+    GET  /                         → /subscribe
+    GET  /subscribe                the subscribe form
+    POST /subscribe                form (with CSRF token) or JSON {email, name?, categories?}
+    GET  /confirm/<token>          double opt-in: pending → active
+    GET  /unsubscribe/<token>      a page with a button (GET alone never unsubscribes)
+    POST /unsubscribe/<token>      RFC 8058 one-click (body List-Unsubscribe=One-Click: 200,
+                                   empty) or the page's form (CSRF checked)
+    GET  /preferences/<token>      choose sections, or unsubscribe
+    POST /preferences/<token>
+    GET  /archive/…                out/archive/ as written by `digest build` (index, feed.xml,
+                                   <issue-id>/)
+    POST /webhooks/<provider>      postmark, resend, sendgrid, mailgun
+    GET  /assets/serve.css         the pages' stylesheet
+    GET  /healthz                  "ok", for the reverse proxy's checks
+
+The app is built by :func:`create_app` from a config, a clock and (for tests) a mailer; the
+store runs on its own thread (see :mod:`digest.serve.service`). Run one process: the rate
+limiter lives in memory and SQLite wants one writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digest.archive import archive_dir
+from digest.config import Config
+from digest.errors import DigestError, TemplateError
+from digest.serve.pages import Pages
+from digest.serve.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SECURITY_HEADERS,
+    BodyLimit,
+    CsrfGuard,
+    RateLimiter,
+)
+from digest.serve.service import (
+    Mailer,
+    StoreWorker,
+    Subscriptions,
+    public_base,
+    require_server_secret,
+)
+from digest.serve.webhooks import WebhookError, read_webhook
+from digest.subscribers import InvalidEmail
+from digest.tokens import TokenError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+ONE_CLICK = ("List-Unsubscribe", "One-Click")
+ARCHIVE_CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src https: data: 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every response (a looser CSP for archived emails)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        archive = scope["path"].startswith("/archive")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                for name, value in SECURITY_HEADERS.items():
+                    if name == "Content-Security-Policy" and archive:
+                        value = ARCHIVE_CSP
+                    if name.lower().encode() not in present:
+                        headers.append((name.lower().encode(), value.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class _Archive:
+    """``out/archive/`` as static files (index.html for folders); 404 until the first build."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files = StaticFiles(directory=directory, html=True, check_dir=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.directory.is_dir():
+            raise HTTPException(404)
+        await self.files(scope, receive, send)
+
+
+class Service:
+    """The routes, and what they share."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        secret = require_server_secret(config)
+        self.pages = Pages(config)
+        self.subscriptions = Subscriptions(config, secret)
+        self.csrf = CsrfGuard(secret)
+        self.limiter = RateLimiter(
+            config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
+        )
+        self.store = StoreWorker(config.path(config.subscribers.database))
+        self.mailer = mailer or Mailer(config, self.pages)
+        self.secure_cookies = (config.serve.public_url or "").startswith("https://")
+        self.sections = [(s.name, s.title) for s in config.categories.sections]
+
+    def close(self) -> None:
+        self.store.close()
+        self.mailer.close()
+
+    # -- helpers
+
+    def page(
+        self,
+        request: Request,
+        name: str,
+        *,
+        status: int = 200,
+        form: bool = False,
+        **context: Any,
+    ) -> HTMLResponse:
+        cookie = request.cookies.get(CSRF_COOKIE) if form else None
+        if form and (not cookie or len(cookie) > 64):
+            cookie = self.csrf.new_cookie()
+        if form:
+            assert cookie is not None
+            context[CSRF_FIELD] = self.csrf.form_token(cookie)
+        html = self.pages.render(name, sections=self.sections, **context)
+        response = HTMLResponse(html, status_code=status, headers=NO_STORE)
+        if form and cookie:
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                httponly=True,
+                samesite="strict",
+                secure=self.secure_cookies,
+                path="/",
+            )
+        return response
+
+    def csrf_ok(self, request: Request, form: FormData) -> bool:
+        field = form.get(CSRF_FIELD)
+        return self.csrf.check(
+            request.cookies.get(CSRF_COOKIE), field if isinstance(field, str) else None
+        )
+
+    def refused(self, request: Request) -> HTMLResponse:
+        log.info("refused a form post without a valid CSRF token: %s", request.url.path)
+        return self.page(
+            request,
+            "error.html.j2",
+            status=403,
+            title="This form has expired",
+            message="Reload the page and try again.",
+        )
+
+    def bad_link(self, request: Request, exc: TokenError) -> HTMLResponse:
+        log.info("refused a link on %s: %s", request.url.path.split("/")[1], exc)
+        return self.page(
+            request,
+            "error.html.j2",
+            status=400,
+            title="This link does not work",
+            message="It may be incomplete, out of date, or meant for something else. "
+            "Use the newest link from your email, or subscribe again.",
+        )
+
+    # -- routes
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/subscribe", status_code=303)
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def stylesheet(self, request: Request) -> Response:
+        return Response(
+            self.pages.stylesheet(),
+            media_type="text/css; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    async def subscribe_form(self, request: Request) -> Response:
+        return self.page(request, "subscribe.html.j2", form=True, error=None, email="")
+
+    async def subscribe(self, request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
+        is_json = request.headers.get("content-type", "").split(";")[0].strip() == (
+            "application/json"
+        )
+        if not self.limiter.allow(client):
+            retry = str(self.limiter.retry_after(client))
+            log.info("subscribe: rate limit reached for %s", client)
+            if is_json:
+                return JSONResponse(
+                    {"error": "too many requests; try again later"},
+                    status_code=429,
+                    headers={"Retry-After": retry},
+                )
+            response = self.page(
+                request,
+                "error.html.j2",
+                status=429,
+                title="Too many requests",
+                message="Please wait a minute and try again.",
+            )
+            response.headers["Retry-After"] = retry
+            return response
+        if is_json:
+            try:
+                data = json.loads(await request.body())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+            if not isinstance(data, dict):
+                return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+            email, name, chosen = data.get("email"), data.get("name") or "", data.get("categories")
+            if not isinstance(chosen, list):
+                chosen = []
+        else:
+            form = await request.form()
+            if not self.csrf_ok(request, form):
+                return self.refused(request)
+            email, name = form.get("email"), form.get("name") or ""
+            chosen = form.getlist("categories")
+        if not isinstance(email, str) or not isinstance(name, str):
+            email = ""
+        categories = [c for c in chosen if isinstance(c, str)][:50]
+        now = self.clock()
+        try:
+            outcome = await self.store.run(
+                lambda store: self.subscriptions.subscribe(
+                    store, email, name=name.strip()[:200], categories=categories, now=now
+                )
+            )
+        except InvalidEmail:
+            message = "That does not look like an email address."
+            if is_json:
+                return JSONResponse({"error": message}, status_code=400)
+            return self.page(
+                request, "subscribe.html.j2", status=400, form=True, error=message, email=email
+            )
+        if outcome.send_confirmation:
+            url = self.subscriptions.link(outcome.subscriber, "confirm", now=now)
+            try:
+                await self.mailer.send_async(outcome.subscriber, url, now)
+            except DigestError as exc:
+                log.warning("confirmation to %s not sent: %s", outcome.subscriber.email, exc)
+        # The same answer whatever the address's state: nothing leaks about who is subscribed.
+        if is_json:
+            return JSONResponse(
+                {"status": "ok", "message": "Check your inbox to confirm."}, status_code=202
+            )
+        return self.page(request, "check_inbox.html.j2", status=202)
+
+    async def confirm(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        try:
+            subscriber = await self.store.run(
+                lambda store: self.subscriptions.confirm(store, token, now)
+            )
+        except TokenError as exc:
+            return self.bad_link(request, exc)
+        if subscriber.status != "active":
+            return self.page(
+                request,
+                "error.html.j2",
+                status=409,
+                title="This address cannot be confirmed",
+                message="Mail to it has bounced or been reported. Write to us if that is a "
+                "mistake.",
+            )
+        return self.page(
+            request,
+            "confirmed.html.j2",
+            email=subscriber.email,
+            preferences_url=self.subscriptions.link(subscriber, "preferences"),
+        )
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        try:
+            subscriber = await self.store.run(
+                lambda store: self.subscriptions.check(store, token, "unsubscribe", now)
+            )
+        except TokenError as exc:
+            return self.bad_link(request, exc)
+        return self.page(
+            request,
+            "unsubscribe.html.j2",
+            form=True,
+            email=subscriber.email,
+            already=subscriber.status != "active" and subscriber.status != "pending",
+            action=f"/unsubscribe/{token}",
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        form = await request.form()
+        one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1] and CSRF_FIELD not in form
+        if not one_click and not self.csrf_ok(request, form):
+            return self.refused(request)
+        now = self.clock()
+        try:
+            subscriber = await self.store.run(
+                lambda store: self.subscriptions.unsubscribe(store, token, now)
+            )
+        except TokenError as exc:
+            if one_click:
+                log.info("refused a one-click unsubscribe: %s", exc)
+                return Response(status_code=400)
+            return self.bad_link(request, exc)
+        if one_click:
+            return Response(status_code=200)  # RFC 8058: the answer is for a machine
+        return self.page(
+            request,
+            "unsubscribed.html.j2",
+            email=subscriber.email,
+            preferences_url=self.subscriptions.link(subscriber, "preferences"),
+        )
+
+    async def preferences(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        now = self.clock()
+        saved = False
+        if request.method == "POST":
+            form = await request.form()
+            if not self.csrf_ok(request, form):
+                return self.refused(request)
+            action = form.get("action")
+            chosen = [c for c in form.getlist("categories") if isinstance(c, str)][:50]
+            try:
+                subscriber = await self.store.run(
+                    lambda store: self.subscriptions.save_preferences(
+                        store,
+                        token,
+                        now,
+                        action=action if isinstance(action, str) else "save",
+                        categories=chosen,
+                    )
+                )
+            except TokenError as exc:
+                return self.bad_link(request, exc)
+            if subscriber.status == "unsubscribed" and action == "unsubscribe":
+                return self.page(
+                    request,
+                    "unsubscribed.html.j2",
+                    email=subscriber.email,
+                    preferences_url=f"/preferences/{token}",
+                )
+            saved = True
+        else:
+            try:
+                subscriber = await self.store.run(
+                    lambda store: self.subscriptions.check(store, token, "preferences", now)
+                )
+            except TokenError as exc:
+                return self.bad_link(request, exc)
+        chosen_names = set(subscriber.categories)
+        return self.page(
+            request,
+            "preferences.html.j2",
+            form=True,
+            email=subscriber.email,
+            status=200,
+            subscriber_status=subscriber.status,
+            chosen=chosen_names,
+            every=not chosen_names,
+            saved=saved,
+            action=f"/preferences/{token}",
+        )
+
+    async def webhook(self, request: Request) -> Response:
+        provider = request.path_params["provider"]
+        body = await request.body()
+        now = self.clock()
+        try:
+            events = read_webhook(
+                provider, request.headers, body, self.config.serve.webhooks, now=now
+            )
+        except WebhookError as exc:
+            log.info("refused a webhook for %s: %s", provider, exc)
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        changed = 0
+        for event in events:
+            if await self.store.run(
+                lambda store, e=event: self.subscriptions.apply_event(store, e, now)  # type: ignore[misc]
+            ):
+                changed += 1
+        return JSONResponse({"events": len(events), "changed": changed})
+
+    async def feed(self, request: Request) -> Response:
+        path = archive_dir(self.config) / "feed.xml"
+        if not path.is_file():
+            raise HTTPException(404)
+        return FileResponse(path, media_type="application/atom+xml; charset=utf-8")
+
+    # -- errors
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        titles = {
+            404: "Not found",
+            405: "Not allowed",
+            413: "Too large",
+        }
+        title = titles.get(exc.status_code, "Request refused")
+        if request.url.path.startswith("/webhooks/") or exc.status_code == 413:
+            return PlainTextResponse(title, status_code=exc.status_code)
+        return self.page(request, "error.html.j2", status=exc.status_code, title=title, message="")
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
+        try:
+            html = self.pages.render(
+                "error.html.j2",
+                sections=self.sections,
+                title="Something went wrong",
+                message="Please try again in a little while.",
+            )
+        except TemplateError:
+            html = "Something went wrong."
+        return HTMLResponse(html, status_code=500)
+
+
+def _limit_for(config: Config) -> Callable[[str], int]:
+    plain = config.serve.max_body_kb * 1024
+    webhooks = config.serve.max_webhook_body_kb * 1024
+
+    def limit(path: str) -> int:
+        return webhooks if path.startswith("/webhooks/") else plain
+
+    return limit
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    monotonic: Callable[[], float] = time.monotonic,
+    mailer: Mailer | None = None,
+) -> Starlette:
+    """The ASGI app. Raises ConfigError when no server secret is set."""
+    service = Service(config, clock=clock, monotonic=monotonic, mailer=mailer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info("digest serve: links point at %s", public_base(config))
+        try:
+            yield
+        finally:
+            service.close()
+
+    routes = [
+        Route("/", service.home),
+        Route("/healthz", service.healthz),
+        Route("/assets/serve.css", service.stylesheet),
+        Route("/subscribe", service.subscribe_form, methods=["GET"]),
+        Route("/subscribe", service.subscribe, methods=["POST"]),
+        Route("/confirm/{token}", service.confirm, methods=["GET"]),
+        Route("/unsubscribe/{token}", service.unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", service.unsubscribe, methods=["POST"]),
+        Route("/preferences/{token}", service.preferences, methods=["GET", "POST"]),
+        Route("/webhooks/{provider}", service.webhook, methods=["POST"]),
+        Route("/archive/feed.xml", service.feed, methods=["GET"]),
+        Mount("/archive", app=_Archive(archive_dir(config))),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: service.http_error, Exception: service.server_error},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimit, limit_for=_limit_for(config))
+    app.add_middleware(_SecurityHeaders)
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free one (``getsockname()`` says which)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    config: Config,
+    sock: socket.socket,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the service on ``sock`` until interrupted (SIGINT/SIGTERM end it cleanly)."""
+    import uvicorn
+
+    app = create_app(config)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    server_config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,  # request lines hold tokens; state changes are logged instead
+        proxy_headers=bool(config.serve.trusted_proxies),
+        forwarded_allow_ips=",".join(config.serve.trusted_proxies) or None,
+        server_header=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(server_config)
+    if on_ready is not None:
+        original = server.startup
+
+        async def startup(sockets: list[socket.socket] | None = None) -> None:
+            await original(sockets=sockets)
+            on_ready(url)
+
+        server.startup = startup  # type: ignore[method-assign]
+    server.run(sockets=[sock])

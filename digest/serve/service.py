@@ -1,0 +1,367 @@
+"""What the web service does to the subscriber store, without any HTTP.
+
+Every change runs on one thread that owns the store's SQLite connection
+(:class:`StoreWorker`), so writes are serialised and none is lost however many requests
+arrive at once; checking a token and acting on it happen in the same call, so nothing can
+change in between. Every change is logged (never a token or a secret).
+
+Status rules:
+
+- subscribe: a new address becomes ``pending`` and gets a confirmation email; a pending one
+  gets the email again; an ``unsubscribed`` one gets the email and stays unsubscribed until
+  it confirms; ``active`` ones are left alone; ``bounced`` and ``complained`` ones are never
+  mailed. The answer to the client is the same in every case.
+- confirm: ``pending`` or ``unsubscribed`` → ``active``.
+- webhook events only make a status stronger (active/pending < unsubscribed < bounced <
+  complained), so a late bounce never undoes a complaint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from digest.config import Config
+from digest.errors import ConfigError, StoreError
+from digest.providers.base import Batch, Provider, Recipient, Result, idempotency_key
+from digest.serve.pages import Pages
+from digest.serve.webhooks import WebhookEvent
+from digest.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
+from digest.tokens import SECRET_ENV, make_token, signing_key, verify_token
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONFIRM_ISSUE = "confirmations"
+"""The provider sees confirmation emails as this issue (outbox: out/confirmations/outbox/)."""
+
+_STRENGTH = {"active": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+
+
+def require_server_secret(config: Config) -> bytes:
+    """The server secret that signs every token; the service will not run without one."""
+    from digest.send import token_secret
+
+    secret = token_secret(config)
+    if not secret:
+        raise ConfigError(
+            f"digest serve needs a server secret to sign its links: set {SECRET_ENV} "
+            '(e.g. to the output of `python -c "import secrets; print(secrets.token_hex(32))"`)'
+            " or point serve.secret at another variable"
+        )
+    return secret
+
+
+def public_base(config: Config) -> str:
+    return (config.serve.public_url or config.site.base_url).rstrip("/")
+
+
+class StoreWorker:
+    """One thread that owns the subscriber store; ``await run(fn)`` calls ``fn(store)`` there."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._store: SubscriberStore | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="digest-store", initializer=self._open
+        )
+        # Open now, so a bad path fails at start-up rather than on the first request.
+        self._executor.submit(lambda: None).result()
+
+    def _open(self) -> None:
+        self._store = SubscriberStore(self.path)
+
+    def call(self, fn: Callable[[SubscriberStore], T]) -> T:
+        """Run ``fn`` on the store's thread and wait (for code that is not async)."""
+        return self._executor.submit(self._apply, fn).result()
+
+    async def run(self, fn: Callable[[SubscriberStore], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._apply, fn)
+
+    def _apply(self, fn: Callable[[SubscriberStore], T]) -> T:
+        if self._store is None:
+            raise StoreError(f"{self.path}: the subscriber store did not open")
+        return fn(self._store)
+
+    def close(self) -> None:
+        def shut() -> None:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+        self._executor.submit(shut).result()
+        self._executor.shutdown(wait=True)
+
+
+# --------------------------------------------------------------------------- operations
+
+SubscribeAction = Literal["created", "pending", "reconfirm", "active", "suppressed"]
+
+
+@dataclass(frozen=True)
+class SubscribeOutcome:
+    action: SubscribeAction
+    subscriber: Subscriber
+
+    @property
+    def send_confirmation(self) -> bool:
+        return self.action in ("created", "pending", "reconfirm")
+
+
+class Subscriptions:
+    """The operations the routes call; all of them run on the store's thread."""
+
+    def __init__(self, config: Config, server_secret: bytes) -> None:
+        self.config = config
+        self.server = server_secret
+        self.categories = Categories.from_config(config)
+
+    # -- tokens
+
+    def key_for(self, store: SubscriberStore) -> Callable[[str], bytes | None]:
+        def key(email: str) -> bytes | None:
+            found = store.get(email)
+            return None if found is None else signing_key(found.secret, self.server)
+
+        return key
+
+    def token(
+        self, subscriber: Subscriber, purpose: str, *, expires_at: datetime | None = None
+    ) -> str:
+        key = signing_key(subscriber.secret, self.server)
+        return make_token(purpose, subscriber.email, key, expires_at=expires_at)
+
+    def link(self, subscriber: Subscriber, purpose: str, *, now: datetime | None = None) -> str:
+        expires = None
+        if purpose == "confirm" and now is not None:
+            expires = now + self.config.serve.confirm_ttl
+        token = self.token(subscriber, purpose, expires_at=expires)
+        return f"{public_base(self.config)}/{purpose}/{token}"
+
+    def check(self, store: SubscriberStore, token: str, purpose: str, now: datetime) -> Subscriber:
+        """The subscriber a valid token names; raises TokenError otherwise."""
+        email = verify_token(token, purpose, self.key_for(store), now=now)
+        found = store.get(email)
+        if found is None:  # removed between the two reads: impossible on one thread
+            raise StoreError(f"no subscriber {email}")
+        return found
+
+    # -- changes
+
+    def subscribe(
+        self,
+        store: SubscriberStore,
+        email: str,
+        *,
+        name: str,
+        categories: Sequence[str],
+        now: datetime,
+    ) -> SubscribeOutcome:
+        """Raises InvalidEmail for an address that is not one."""
+        known, unknown = self.categories.canonical(categories)
+        if unknown:
+            log.info("subscribe: ignoring unknown categories %s", ", ".join(unknown))
+        existing = store.get(email)
+        if existing is None:
+            created, _ = store.add(email, name=name, categories=known, status="pending", now=now)
+            log.info("subscribe: %s added as pending", created.email)
+            return SubscribeOutcome("created", created)
+        if existing.status == "pending":
+            updated, _ = store.add(
+                email, name=name or existing.name, categories=known, status="pending", now=now
+            )
+            log.info("subscribe: %s is pending; confirmation sent again", updated.email)
+            return SubscribeOutcome("pending", updated)
+        if existing.status == "unsubscribed":
+            log.info("subscribe: %s had unsubscribed; confirmation sent", existing.email)
+            return SubscribeOutcome("reconfirm", existing)
+        if existing.status == "active":
+            log.info("subscribe: %s is already active; nothing changed", existing.email)
+            return SubscribeOutcome("active", existing)
+        log.info("subscribe: %s is %s; not mailed", existing.email, existing.status)
+        return SubscribeOutcome("suppressed", existing)
+
+    def confirm(self, store: SubscriberStore, token: str, now: datetime) -> Subscriber:
+        subscriber = self.check(store, token, "confirm", now)
+        if subscriber.status in ("pending", "unsubscribed"):
+            subscriber = store.set_status(subscriber.email, "active", now=now)
+            log.info("confirm: %s is now active", subscriber.email)
+        return subscriber
+
+    def unsubscribe(
+        self, store: SubscriberStore, token: str, now: datetime, *, purpose: str = "unsubscribe"
+    ) -> Subscriber:
+        subscriber = self.check(store, token, purpose, now)
+        return self._unsubscribe(store, subscriber, now, how=purpose)
+
+    def _unsubscribe(
+        self, store: SubscriberStore, subscriber: Subscriber, now: datetime, *, how: str
+    ) -> Subscriber:
+        if _STRENGTH[subscriber.status] >= _STRENGTH["unsubscribed"]:
+            return subscriber
+        changed = store.set_status(subscriber.email, "unsubscribed", now=now)
+        log.info("unsubscribe (%s): %s is now unsubscribed", how, changed.email)
+        return changed
+
+    def save_preferences(
+        self,
+        store: SubscriberStore,
+        token: str,
+        now: datetime,
+        *,
+        action: str,
+        categories: Sequence[str],
+    ) -> Subscriber:
+        subscriber = self.check(store, token, "preferences", now)
+        if action == "unsubscribe":
+            return self._unsubscribe(store, subscriber, now, how="preferences")
+        known, _ = self.categories.canonical(categories)
+        if set(known) >= {s.name for s in self.config.categories.sections}:
+            known = ()  # every section chosen: the same as none, and new sections come too
+        if known != subscriber.categories:
+            subscriber = store.set_categories(subscriber.email, known, now=now)
+            log.info(
+                "preferences: %s now gets %s",
+                subscriber.email,
+                ", ".join(known) if known else "every section",
+            )
+        if action == "resubscribe" and subscriber.status == "unsubscribed":
+            subscriber = store.set_status(subscriber.email, "active", now=now)
+            log.info("preferences: %s subscribed again", subscriber.email)
+        return subscriber
+
+    def apply_event(self, store: SubscriberStore, event: WebhookEvent, now: datetime) -> bool:
+        """Apply one webhook event; True when a status changed."""
+        try:
+            found = store.get(event.email)
+        except InvalidEmail:
+            found = None
+        if found is None:
+            log.info("webhook %s: %s for unknown address ignored", event.provider, event.kind)
+            return False
+        if _STRENGTH[event.kind] <= _STRENGTH[found.status]:
+            return False
+        store.set_status(found.email, event.kind, now=now)
+        log.info(
+            "webhook %s: %s is now %s (%s)", event.provider, found.email, event.kind, event.detail
+        )
+        return True
+
+
+# --------------------------------------------------------------------------- confirmation
+
+
+@dataclass(frozen=True)
+class ConfirmationEmail:
+    """The confirmation message; has what a provider needs from a composed email."""
+
+    issue_id: str
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+    from_address: str
+
+
+def render_message(
+    composed: Any,
+    *,
+    to: str,
+    values: Any = None,
+    message_id: str | None = None,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message (text, then HTML) for one recipient."""
+    message = EmailMessage()
+    message["From"] = composed.from_address
+    message["To"] = to
+    message["Subject"] = composed.subject
+    if date is not None:
+        message["Date"] = format_datetime(date)
+    message["Message-ID"] = message_id or make_msgid()
+    for name, value in composed.headers.items():
+        message[name] = value
+    message.set_content(composed.text)
+    message.add_alternative(composed.html, subtype="html")
+    return message
+
+
+class Mailer:
+    """Sends confirmation emails through the configured provider (outbox by default)."""
+
+    def __init__(self, config: Config, pages: Pages, provider: Provider | None = None) -> None:
+        from digest.send import make_provider
+
+        self.config = config
+        self.pages = pages
+        self.provider = provider or make_provider(config)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-mail")
+
+    def compose(self, subscriber: Subscriber, confirm_url: str) -> ConfirmationEmail:
+        context = {"confirm_url": confirm_url, "email": subscriber.email, "name": subscriber.name}
+        sender = self.config.sender
+        headers = {"Auto-Submitted": "auto-generated"}
+        if sender.reply_to:
+            headers["Reply-To"] = sender.reply_to
+        return ConfirmationEmail(
+            issue_id=CONFIRM_ISSUE,
+            subject=self.pages.render("confirm_email.subject.j2", **context).strip(),
+            html=self.pages.render("confirm_email.html.j2", **context),
+            text=self.pages.render("confirm_email.txt.j2", **context),
+            headers=headers,
+            from_address=formataddr((sender.from_name, sender.from_email)),
+        )
+
+    def send(self, subscriber: Subscriber, confirm_url: str, now: datetime) -> Result:
+        email = self.compose(subscriber, confirm_url)
+        domain = parseaddr(self.config.sender.from_email)[1].rpartition("@")[2]
+        recipient = Recipient(
+            subscriber_id=subscriber.id,
+            email=subscriber.email,
+            values={},
+            message_id=make_msgid("confirm", domain=domain or None),
+        )
+        batch = Batch(
+            issue_id=CONFIRM_ISSUE,
+            variant="confirm",
+            composed=email,
+            recipients=(recipient,),
+            idempotency_key=idempotency_key(
+                f"{CONFIRM_ISSUE}-{now.isoformat()}", "confirm", [subscriber.id]
+            ),
+            renderer=render_message,
+            date=now,
+        )
+        outcome: Result | None = None
+        for event in self.provider.send(batch):
+            if isinstance(event, Result):
+                outcome = event
+        if outcome is None:
+            outcome = Result(subscriber.id, "failed-retryable", reason="no result from provider")
+        level = logging.INFO if outcome.state == "sent" else logging.WARNING
+        log.log(
+            level,
+            "confirmation to %s: %s %s",
+            subscriber.email,
+            outcome.state,
+            outcome.reason or "",
+        )
+        return outcome
+
+    async def send_async(self, subscriber: Subscriber, confirm_url: str, now: datetime) -> Result:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.send, subscriber, confirm_url, now)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.provider.close()
