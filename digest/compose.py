@@ -255,12 +255,14 @@ def _css(env: jinja2.Environment) -> str:
     return source
 
 
-def _mjml_to_html(mjml: str, css: str) -> str:
+def _mjml_to_html(mjml: str, css: str, inline: bool = True) -> str:
     try:
         result = mjml2html(mjml)
     except Exception as exc:  # mjml-python raises plain exceptions for bad markup
         raise TemplateError(f"MJML could not render the email: {exc}", path=HTML_TEMPLATE) from None
     html: str = result if isinstance(result, str) else str(result)
+    if not inline:
+        return html
     # MJML's own <style> blocks (resets, @media, Outlook fixes) are left exactly as they are;
     # premailer only inlines email.css, and adds its @media rules to <head>.
     html = html.replace(
@@ -495,7 +497,7 @@ def compose(
         "web": web,
     }
 
-    def render(plan: _Plan) -> tuple[str, str, list[_SectionView]]:
+    def render(plan: _Plan, inline: bool = True) -> tuple[str, str, list[_SectionView]]:
         views = _section_views(config, selection.sections, cards, utm, plan.cap)
         count = sum(len(v.posts) for v in views)
         context = {
@@ -510,6 +512,8 @@ def compose(
             "compact": plan.compact,
         }
         mjml = render_template(env, HTML_TEMPLATE, context)
+        if not inline:  # a quick lower bound of the size, for trimming
+            return _mjml_to_html(mjml, css, inline=False), "", views
         html = _mjml_to_html(mjml, css)
         text = render_template(env, TEXT_TEMPLATE, context)
         return html, text, views
@@ -567,7 +571,7 @@ Rendered = tuple[str, str, list[_SectionView]]
 def _fit(
     config: Config,
     selection: Selection,
-    render: Callable[[_Plan], Rendered],
+    render: Callable[[_Plan, bool], Rendered],
     budget: int,
 ) -> tuple[list[str], Rendered]:
     """Render, and if over budget, trim by the configured policy until it fits."""
@@ -575,10 +579,15 @@ def _fit(
     def size(result: Rendered) -> int:
         return len(result[0].encode("utf-8"))
 
-    result = render(_Plan())
-    if size(result) <= budget:
-        return [], result
-    full = size(result)
+    # MJML's output before premailer is a lower bound of the final size (premailer only
+    # adds inline styles), and costs a fraction of it: a plan over budget before premailer
+    # is never inlined.
+    quick_full = size(render(_Plan(), False))
+    if quick_full <= budget:
+        result = render(_Plan(), True)
+        if size(result) <= budget:
+            return [], result
+    full = quick_full
     most = max((len(s.posts) for s in selection.sections), default=0)
     policy = list(config.email.trim_policy)
     floor = min(config.email.trim_min_posts, most)
@@ -597,24 +606,33 @@ def _fit(
     if phases and policy[-1] == "compact_cards" and "fewer_posts" in policy:
         phases.append((True, 1))  # compact cards, then fewer of them if still too big
 
-    cache: dict[tuple[bool, int], Rendered] = {}
+    cache: dict[tuple[bool, int, bool], Rendered] = {}
 
-    def attempt(compact_cards: bool, cap: int) -> Rendered:
-        key = (compact_cards, cap)
+    def attempt(compact_cards: bool, cap: int, inline: bool = True) -> Rendered:
+        key = (compact_cards, cap, inline)
         if key not in cache:
-            cache[key] = render(_Plan(cap=None if cap >= most else cap, compact=compact_cards))
+            plan = _Plan(cap=None if cap >= most else cap, compact=compact_cards)
+            cache[key] = render(plan, inline)
         return cache[key]
 
     best: tuple[bool, int] | None = None
     smallest = (False, most)
     for compact_cards, lowest in phases:
-        low, high, found = lowest, most, None
+        # The largest cap whose quick size fits, then down from there until the real one does.
+        low, high, candidate = lowest, most, None
         while low <= high:
             middle = (low + high) // 2
-            if size(attempt(compact_cards, middle)) <= budget:
-                found, low = middle, middle + 1
+            if size(attempt(compact_cards, middle, False)) <= budget:
+                candidate, low = middle, middle + 1
             else:
                 high = middle - 1
+        found = None
+        cap = candidate
+        while cap is not None and cap >= lowest:
+            if size(attempt(compact_cards, cap)) <= budget:
+                found = cap
+                break
+            cap -= 1
         if found is not None:
             best = (compact_cards, found)
             break
