@@ -333,7 +333,7 @@ class RunReport:
             outcome = self.run.outcome if self.run else "done"
             return f"nothing due: the run at {when} ({self.issue_id}) is {outcome}{nxt}"
         if self.action == "missed":
-            late = _duration(self.now - self.occurrence) if self.occurrence else ""
+            late = describe_duration(self.now - self.occurrence) if self.occurrence else ""
             return (
                 f"skipped the run at {when} ({self.issue_id}): {late} late is past the grace "
                 f"period (schedule.grace); send it by hand with `digest send --week "
@@ -350,7 +350,7 @@ def _local(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def _duration(delta: timedelta) -> str:
+def describe_duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds >= 86400:
         return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
@@ -409,13 +409,10 @@ def run_due(
             window.issue_id,
             "missed",
             now=now,
-            detail=f"found {_duration(now - occurrence)} late; grace is {_duration(policy.grace)}",
+            detail=f"found {describe_duration(now - occurrence)} late; "
+            f"grace is {describe_duration(policy.grace)}",
         )
-        report = RunReport(
-            "missed", now, occurrence, window.issue_id, next_occurrence, run, skipped
-        )
-        log.warning("%s", report.message)
-        return report
+        return RunReport("missed", now, occurrence, window.issue_id, next_occurrence, run, skipped)
 
     if resumable:
         log.info("resuming the interrupted run at %s (%s)", _local(occurrence), window.issue_id)

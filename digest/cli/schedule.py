@@ -23,6 +23,7 @@ from digest.schedule import (
     Schedule,
     Scheduler,
     clock_from_env,
+    describe_duration,
     run_due,
     send_job,
 )
@@ -128,7 +129,7 @@ def run_command(state: State, as_json: bool) -> None:
 
 
 def _scheduler_line(report: RunReport) -> None:
-    stamp = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    stamp = report.now.astimezone(report.next_occurrence.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
     click.echo(f"[{stamp}] {report.message}")
 
 
@@ -176,7 +177,7 @@ def schedule_group(ctx: click.Context, state: State) -> None:
         schedule = policy.schedule
         click.echo(
             f"digest schedule: {schedule.cron!r} in {schedule.tz.key}, grace "
-            f"{policy.grace}; next run "
+            f"{describe_duration(policy.grace)}; next run "
             f"{schedule.next_after(clock.now()).strftime('%Y-%m-%d %H:%M:%S %Z')}",
         )
         scheduler.run()
