@@ -86,7 +86,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         site = Path(folder)
-        (site / "posts").symlink_to(Path(args.posts).resolve())
+        posts_dir = Path(args.posts)
+        if not posts_dir.is_dir():  # fall back to the corpus tarball the tests use
+            import tarfile
+
+            with tarfile.open(ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz") as tar:
+                tar.extractall(site / "corpus", filter="data")
+            posts_dir = site / "corpus" / "posts"
+        (site / "posts").symlink_to(posts_dir.resolve())
         shutil.copy(ROOT / "tests" / "data" / "corpus-config.yaml", site / "config.yaml")
         config = load_config(site / "config.yaml")
         template, posts = corpus_posts(config, max(SIZES))
