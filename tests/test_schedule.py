@@ -5,10 +5,12 @@ Every test here runs on an injected clock; nothing sleeps.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,8 +18,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from digest.config import parse_config
+from digest.cli import main
+from digest.config import Config, parse_config
 from digest.errors import ConfigError, LockError, NothingToSend, SendError
 from digest.lock import FileLock
 from digest.runs import RunStore
@@ -34,6 +38,9 @@ from digest.schedule import (
     issue_window,
     run_due,
 )
+from digest.schedule_install import crontab, github_actions, on_calendar, systemd
+from digest.subscribers import Categories, SubscriberStore
+from tests.conftest import run_digest
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -547,3 +554,151 @@ def test_the_rehearsal_clock_is_shared_across_processes() -> None:
     assert (clock.start, clock.anchor, clock.speed) == (at("2026-11-23 08:59"), 1000.0, 60.0)
     with pytest.raises(ConfigError, match="DIGEST_CLOCK='soon': expected START@UNIX_TIME"):
         clock_from_env({"DIGEST_CLOCK": "soon"})
+
+
+# ------------------------------------------------------------------ install and CLI
+
+
+def site_config(sample_site: Path, **schedule: object) -> Config:
+    data = yaml.safe_load((sample_site / "config.yaml").read_text())
+    data["schedule"] = {**data["schedule"], **schedule}
+    return parse_config(data, sample_site / "config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("cron", "calendar"),
+    [
+        ("0 9 * * MON", "Mon *-*-* 09:00:00 Europe/Berlin"),
+        ("30 7 * * 1-5", "Mon..Fri *-*-* 07:30:00 Europe/Berlin"),
+        ("*/15 6 1 * *", "*-*-01 06:00/15:00 Europe/Berlin"),
+        ("0 9 * * SAT,SUN", "Sat,Sun *-*-* 09:00:00 Europe/Berlin"),
+        ("@weekly", "Sun *-*-* 00:00:00 Europe/Berlin"),
+        ("0 9 1 * MON", None),  # cron ORs the day fields; systemd cannot
+        ("0 */10 * * * *", None),  # seconds
+    ],
+)
+def test_on_calendar_matches_the_cron_or_says_it_cannot(cron: str, calendar: str | None) -> None:
+    assert on_calendar(Schedule(cron, BERLIN)) == calendar
+
+
+def test_systemd_units_call_digest_run_at_the_schedule_and_hourly(sample_site: Path) -> None:
+    service, timer = systemd(site_config(sample_site), digest_bin="/srv/.venv/bin/digest")
+    assert service.path == "/etc/systemd/system/digest-run.service"
+    assert "Type=oneshot\n" in service.text
+    assert (
+        f"ExecStart=/srv/.venv/bin/digest --config {sample_site / 'config.yaml'} run\n"
+        in service.text
+    )
+    assert "OnCalendar=Mon *-*-* 09:00:00 Europe/Berlin\nOnCalendar=hourly\n" in timer.text
+    assert "Persistent=true\n" in timer.text
+    _, polling = systemd(site_config(sample_site, cron="0 */10 * * * *", grace="20m"))
+    assert "OnCalendar=*:00/10\nPersistent=true\n" in polling.text
+
+
+def test_crontab_uses_cron_tz_and_offers_a_polling_line(sample_site: Path) -> None:
+    text = crontab(site_config(sample_site)).text
+    command = f"digest --config {sample_site / 'config.yaml'} run"
+    assert f"CRON_TZ=Europe/Berlin\n0 9 * * MON {command} >> " in text
+    assert f"\n# 7 * * * * {command} >> " in text
+    assert "polls every 60 minutes, within schedule.grace (6h)" in text
+
+
+def test_github_workflow_runs_hourly_and_keeps_the_state_in_the_cache(sample_site: Path) -> None:
+    text = github_actions(site_config(sample_site)).text
+    workflow = yaml.safe_load(text)
+    # PyYAML reads the bare key `on` as YAML 1.1 true; GitHub reads it as "on".
+    assert workflow[True]["schedule"] == [{"cron": "7 * * * *"}]
+    assert workflow["concurrency"] == {"group": "digest-send", "cancel-in-progress": False}
+    steps = workflow["jobs"]["run"]["steps"]
+    uses = [s.get("uses") for s in steps]
+    assert (
+        uses.index("actions/cache/restore@v4")
+        < [s.get("run") for s in steps].index("digest run")
+        < uses.index("actions/cache/save@v4")
+    )
+    restore = steps[uses.index("actions/cache/restore@v4")]["with"]
+    assert restore["path"].split() == [
+        "data/ledger.sqlite",
+        "data/runs.sqlite",
+        "data/subscribers.sqlite",
+    ]
+    assert restore["restore-keys"] == "digest-state-"
+    assert steps[uses.index("actions/cache/save@v4")]["if"] == "always()"
+    assert workflow["jobs"]["run"]["env"]["DIGEST_SECRET"] == "${{ secrets.DIGEST_SECRET }}"
+
+
+def test_every_schedule_command_has_help_with_examples() -> None:
+    for command in (
+        ["run"],
+        ["schedule"],
+        ["schedule", "next"],
+        ["schedule", "install"],
+        ["schedule", "status"],
+    ):
+        result = CliRunner().invoke(main, [*command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Examples:" in result.output, command
+
+
+def test_schedule_next_lists_local_and_utc_times(sample_site: Path) -> None:
+    env = {"DIGEST_CLOCK": "2026-03-20T12:00:00+01:00@" + f"{time.time() + 3600:.0f}x1"}
+    result = run_digest("schedule", "next", "-n", "2", "--json", cwd=sample_site, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["next"] == [
+        {
+            "local": "2026-03-23T09:00:00+01:00",
+            "utc": "2026-03-23T08:00:00+00:00",
+            "issue_id": "2026-W12",
+        },
+        {
+            "local": "2026-03-30T09:00:00+02:00",
+            "utc": "2026-03-30T07:00:00+00:00",
+            "issue_id": "2026-W13",
+        },
+    ]
+    text = run_digest("schedule", "next", "-n", "1", cwd=sample_site, env=env).stdout
+    assert text == (
+        "'0 9 * * MON' in Europe/Berlin:\n"
+        "  Mon 2026-03-23 09:00:00 CET   2026-03-23 08:00:00 UTC   sends 2026-W12\n"
+    )
+
+
+def test_digest_run_sends_once_then_reports_nothing_due(sample_site: Path) -> None:
+    config = site_config(sample_site)
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.import_file(
+            sample_site / "content" / "subscribers.json",
+            Categories.from_config(config),
+            now=datetime(2026, 11, 1, tzinfo=UTC),
+        )
+    env = {"DIGEST_CLOCK": f"2026-11-23T10:00:00+01:00@{time.time():.0f}x1"}
+    first = run_digest("run", cwd=sample_site, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("ran 2026-11-23 09:00:00 CET (2026-W47): sent: ")
+    sent = len(list((sample_site / "out" / "2026-W47" / "outbox").glob("*.eml")))
+    assert sent > 0
+    again = run_digest("run", "--json", cwd=sample_site, env=env)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert (report["action"], report["run"]["outcome"], report["run"]["sent"]) == (
+        "done",
+        "sent",
+        sent,
+    )
+    status = run_digest("schedule", "status", cwd=sample_site)
+    assert status.stdout.startswith("2026-11-23 09:00 CET  2026-W47   sent ")
+
+
+def test_digest_run_refuses_while_another_run_holds_the_lock(sample_site: Path) -> None:
+    with FileLock(sample_site / "data" / "schedule.lock.run", "digest run"):
+        result = run_digest("run", cwd=sample_site)
+    assert result.returncode == 8
+    assert "only one digest run may run at a time" in result.stderr
+
+
+def test_an_invalid_cron_stops_every_command_with_exit_3(sample_site: Path) -> None:
+    path = sample_site / "config.yaml"
+    path.write_text(path.read_text().replace('cron: "0 9 * * MON"', 'cron: "0 9 * MON"'))
+    result = run_digest("run", cwd=sample_site)
+    assert result.returncode == 3
+    assert "schedule.cron: '0 9 * MON' has 4 fields" in result.stderr
