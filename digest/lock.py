@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +42,11 @@ class FileLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
+            for _ in range(20):  # the holder writes its name just after taking the lock
+                if holder:
+                    break
+                time.sleep(0.05)
+                holder = _read_holder(fd)
             os.close(fd)
             raise LockError(
                 f"{self.path} is held by {holder or 'another process'}; only one "

@@ -591,7 +591,7 @@ def send_job(config: Config, clock: Clock) -> Job:
                 f"{due.issue_id}: {report.sent} sent but the send did not finish "
                 f"({report.ledger}); the next run carries on"
             )
-        detail = f"{report.sent} sent"
+        detail = f"{report.sent} message{'s' if report.sent != 1 else ''}"
         if failed:
             detail += f", {failed} failed for good (see digest status --week {due.issue_id})"
         return JobResult("sent", sent=report.sent, failed=failed, detail=detail)

@@ -178,3 +178,35 @@ def test_killed_and_stopped_mid_send_each_issue_reaches_each_subscriber_once(
     assert {n: i for n, i in inodes(outbox(site, w46)).items() if n in stopped_at} == stopped_at
     assert output.count("stopping at the next safe point") == 2
     assert "digest schedule: stopped" in output
+
+
+def test_two_schedulers_started_at_once_only_one_runs(scheduled_site: Path) -> None:
+    site = scheduled_site
+    # A quiet moment: the last run was long ago (missed), the next is days away.
+    clock = f"2026-11-11T12:00:00+01:00@{time.time():.3f}x1"
+    env = {**os.environ, "DIGEST_CLOCK": clock}
+    command = [sys.executable, "-m", "digest", "--config", str(site / "config.yaml"), "schedule"]
+    both = [
+        subprocess.Popen(
+            command, cwd=site, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    try:
+        wait_for(lambda: any(p.poll() is not None for p in both), "one scheduler to give up")
+        refused = next(p for p in both if p.poll() is not None)
+        running = next(p for p in both if p is not refused)
+        _, refused_err = refused.communicate(timeout=60)
+        assert refused.returncode == 8
+        assert "only one digest schedule may run at a time" in refused_err
+        assert f"(pid {running.pid}," in refused_err
+        assert running.poll() is None
+        running.send_signal(signal.SIGTERM)
+        out, _ = running.communicate(timeout=DEADLINE)
+        assert running.returncode == 0
+        assert out.endswith("digest schedule: stopped\n")
+    finally:
+        for process in both:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=60)
