@@ -150,7 +150,6 @@ class Service:
         )
         self.store = StoreWorker(config.path(config.subscribers.database))
         self.mailer = mailer or Mailer(config, self.pages)
-        self.secure_cookies = (config.serve.public_url or "").startswith("https://")
         self.sections = [(s.name, s.title) for s in config.categories.sections]
 
     def close(self) -> None:
@@ -182,7 +181,8 @@ class Service:
                 cookie,
                 httponly=True,
                 samesite="strict",
-                secure=self.secure_cookies,
+                # Over https (as seen through a trusted proxy's X-Forwarded-Proto) only.
+                secure=request.url.scheme == "https",
                 path="/",
             )
         return response
