@@ -10,6 +10,7 @@ from digest.cli import schedule as _schedule  # noqa: F401
 from digest.cli import send as _send  # noqa: F401
 from digest.cli import serve as _serve  # noqa: F401
 from digest.cli import subscribers as _subscribers  # noqa: F401
+from digest.cli import suppressions as _suppressions  # noqa: F401
 from digest.cli._app import main
 
 __all__ = ["main"]
