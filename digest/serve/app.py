@@ -323,7 +323,7 @@ class Service:
             request,
             "confirmed.html.j2",
             email=subscriber.email,
-            preferences_url=self.subscriptions.link(subscriber, "preferences"),
+            preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
         )
 
     async def unsubscribe_page(self, request: Request) -> Response:
@@ -366,7 +366,7 @@ class Service:
             request,
             "unsubscribed.html.j2",
             email=subscriber.email,
-            preferences_url=self.subscriptions.link(subscriber, "preferences"),
+            preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
         )
 
     async def preferences(self, request: Request) -> Response:

@@ -148,6 +148,10 @@ class Subscriptions:
         token = self.token(subscriber, purpose, expires_at=expires)
         return f"{public_base(self.config)}/{purpose}/{token}"
 
+    def page_path(self, subscriber: Subscriber, purpose: str) -> str:
+        """The same link as a path on this service, for its own pages."""
+        return f"/{purpose}/{self.token(subscriber, purpose)}"
+
     def check(self, store: SubscriberStore, token: str, purpose: str, now: datetime) -> Subscriber:
         """The subscriber a valid token names; raises TokenError otherwise."""
         email = verify_token(token, purpose, self.key_for(store), now=now)
