@@ -55,9 +55,11 @@ class ServeProcess:
             text=True,
         )
         lines: queue.Queue[str] = queue.Queue()
-        assert self.proc.stdout is not None
-        stdout = self.proc.stdout
+        self.log: list[str] = []  # stderr, drained as it comes so the pipe never fills
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        stdout, stderr = self.proc.stdout, self.proc.stderr
         threading.Thread(target=lambda: [lines.put(x) for x in stdout], daemon=True).start()
+        threading.Thread(target=lambda: [self.log.append(x) for x in stderr], daemon=True).start()
         text = ""
         while "}" not in text:
             try:
@@ -68,10 +70,7 @@ class ServeProcess:
         self.url = json.loads(text)["url"]
 
     def stderr(self) -> str:
-        if self.proc.poll() is None:
-            return ""
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
+        return "".join(self.log)
 
     def stop(self) -> bool:
         """SIGTERM; True when it ended cleanly (uvicorn re-raises the signal after shutdown)."""
@@ -177,6 +176,18 @@ def test_subscribe_confirm_one_click_and_the_next_send_skips(
     assert next_week.returncode == 0, next_week.stderr
     names = sorted(p.name for p in (sample_site / "out" / "2026-W47" / "outbox").glob("*.eml"))
     assert names == ["00000002-bob@example.com.eml"]
+
+    # What `digest send` archived is served: the index, the Atom feed, each issue.
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        index = http.get("/archive/")
+        assert index.status_code == 200
+        assert "/archive/2026-W46/" in index.text and "/archive/2026-W47/" in index.text
+        feed = http.get("/archive/feed.xml")
+        assert feed.headers["content-type"].startswith("application/atom+xml")
+        assert "<feed" in feed.text
+        issue = http.get("/archive/2026-W46/")
+        assert issue.status_code == 200
+        assert "Field Notes Weekly" in issue.text
 
 
 def test_bad_tokens_are_refused_over_http(server: ServeProcess, sample_site: Path) -> None:

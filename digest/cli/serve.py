@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -37,6 +38,9 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
 
     config = state.config
     require_server_secret(config)  # fail before binding, with the fix in the message
+    # Every change to the store is logged, whatever -v says; request lines never are.
+    service_log = logging.getLogger("digest.serve")
+    service_log.setLevel(min(logging.INFO, service_log.getEffectiveLevel()))
     chosen_host = host or config.serve.host
     chosen_port = config.serve.port if port is None else port
     try:
@@ -50,7 +54,6 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
     def ready(url: str) -> None:
         if as_json:
             emit_json({"url": url, "public_url": public_base(config)})
-            sys.stdout.write("")
         else:
             click.echo(f"digest serve: listening on {url} (links point at {public_base(config)})")
         sys.stdout.flush()
