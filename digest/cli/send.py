@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -44,7 +44,7 @@ class _Bar:
                 show_eta=True,
                 show_percent=True,
                 item_show_func=lambda _: self.rate_text(),
-                file=click.get_text_stream("stderr"),
+                file=cast(Any, click.get_text_stream("stderr")),
             )
             self.bar.__enter__()
         self.bar.update(done - self.done, current_item=done)
