@@ -43,7 +43,7 @@ class _Bar:
                 label="sending",
                 show_eta=True,
                 show_percent=True,
-                item_show_func=lambda _: self.rate_text(),
+                item_show_func=lambda _: self.rate_text(),  # type: ignore[operator]
                 file=cast(Any, click.get_text_stream("stderr")),
             )
             self.bar.__enter__()
