@@ -93,7 +93,8 @@ def main() -> None:
                 else:
                     line += (
                         f"  rate x{r['rate'] / baseline['rate']:.2f}, "
-                        f"peak memory x{r['peak_mb'] / baseline['peak_mb']:.2f} vs n={args.sizes[0]}"
+                        f"peak memory x{r['peak_mb'] / baseline['peak_mb']:.2f}"
+                        f" vs n={args.sizes[0]}"
                     )
                 print(line, flush=True)
     finally:

@@ -43,8 +43,8 @@ class _Bar:
                 label="sending",
                 show_eta=True,
                 show_percent=True,
-                item_show_func=lambda _: self.rate_text(),  # type: ignore[operator]
-                file=cast(Any, click.get_text_stream("stderr")),
+                item_show_func=lambda _: self.rate_text(),
+                file=cast(Any, click.get_text_stream("stderr")),  # type: ignore[operator]
             )
             self.bar.__enter__()
         self.bar.update(done - self.done, current_item=done)
