@@ -121,7 +121,8 @@ def test_retry_after_as_seconds_or_http_date() -> None:
 def test_pacer_spaces_to_a_fixed_rate_and_pauses_after_429() -> None:
     clock = [100.0]
     pacer = Pacer(rate=4, clock=lambda: clock[0], sleep=lambda s: None)
-    assert [pacer.reserve() for _ in range(3)] == [0.0, 0.25, 0.5]
+    # spaced at 95% of the stated rate: 1 / (4 * 0.95) s apart
+    assert [pacer.reserve() for _ in range(3)] == pytest.approx([0.0, 1 / 3.8, 2 / 3.8])
     clock[0] = 101.0
     pacer.observe(RateLimit(retry_after=2.0), throttled=True)
     assert pacer.reserve() == 2.0
@@ -132,9 +133,10 @@ def test_pacer_learns_the_rate_from_limit_and_reset_headers() -> None:
     pacer = Pacer(clock=lambda: clock[0], sleep=lambda s: None)
     assert pacer.reserve() == 0.0
     pacer.observe(RateLimit(limit=10, remaining=9, reset_after=1.0), throttled=False)
-    assert pacer.learned_rate == pytest.approx(9.5)
-    assert pacer.reserve() == 0.0
+    assert pacer.learned_rate == pytest.approx(10)
+    # the first request, sent before the limit was known, counts: the next waits its turn
     assert pacer.reserve() == pytest.approx(1 / 9.5)
+    assert pacer.reserve() == pytest.approx(2 / 9.5)
 
 
 def test_backoff_grows_with_jitter_and_never_undercuts_retry_after() -> None:

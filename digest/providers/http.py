@@ -286,14 +286,20 @@ class Pacer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.rate = rate
+        self.margin = 0.95  # room for jitter between our clock and the provider's window
         self.clock = clock
         self.sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = 0.0  # fixed-rate spacing
+        self._last_start = float("-inf")
         self._paused_until = 0.0  # provider said: wait
         self.waited = 0.0  # total seconds slept, for reports
         self.learned_rate: float | None = None  # from RateLimit-Limit and -Reset
         self._window = 0.0
+        # Until the first answer, one request goes alone: it may state the limit, and a
+        # blind burst of every worker could spend the window before it is known.
+        self._answered = threading.Event()
+        self._probe_sent = False
 
     def reserve(self) -> float:
         """Take the next slot; return how long the caller must wait before using it."""
@@ -302,11 +308,19 @@ class Pacer:
             start = max(now, self._paused_until)
             rate = self.effective_rate
             if rate:
-                start = max(start, self._next_slot)
+                rate *= self.margin
+                # the requests sent before the rate was known count too
+                start = max(start, self._next_slot, self._last_start + 1.0 / rate)
                 self._next_slot = start + 1.0 / rate
+            self._last_start = start
             return start - now
 
     def wait(self) -> None:
+        if not self._answered.is_set() and not self.rate:
+            with self._lock:
+                probe, self._probe_sent = not self._probe_sent, True
+            if not probe:
+                self._answered.wait(timeout=30)
         delay = self.reserve()
         if delay > 0:
             self.waited += delay
@@ -317,12 +331,17 @@ class Pacer:
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock() + seconds)
 
+    def answered(self) -> None:
+        """A request came back (or failed): workers held back for the first one may go."""
+        self._answered.set()
+
     def observe(self, info: RateLimit, *, throttled: bool) -> None:
         """Learn from a response's headers.
 
         With ``limit`` and ``reset`` the provider states its window; requests are then spaced
         at 95% of ``limit / window`` (the window is the longest reset seen), so workers do
-        not run into the wall together and lose a whole ``Retry-After`` each time.
+        not run into the wall together and lose a whole ``Retry-After`` each time. A
+        configured ``rate`` is spaced at 95% too: a limit met exactly is hit by any jitter.
         """
         if throttled:
             wait = info.retry_after if info.retry_after is not None else info.reset_after
@@ -331,8 +350,10 @@ class Pacer:
             return
         if info.limit is not None and info.limit > 0 and info.reset_after:
             with self._lock:
-                self._window = max(self._window, info.reset_after)
-                self.learned_rate = 0.95 * info.limit / self._window
+                # a window under a second is implausible; coarse resets (whole seconds,
+                # Unix times) read short just before they tick over
+                self._window = max(self._window, info.reset_after, 1.0)
+                self.learned_rate = info.limit / self._window
         if (
             info.remaining is not None
             and info.remaining <= 0
@@ -463,10 +484,13 @@ class HttpTransport:
                 response = self.client.request(method, url, content=content,
                                                headers=request_headers)
             except httpx.TimeoutException as exc:
+                self.pacer.answered()
                 reason = f"{self.provider}: timed out ({type(exc).__name__})"
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                self.pacer.answered()
                 reason = f"{self.provider}: connection failed ({exc or type(exc).__name__})"
             else:
+                self.pacer.answered()
                 info = parse_rate_limit(response.headers, now=self.wall_clock())
                 throttled = response.status_code == 429
                 self.pacer.observe(info, throttled=throttled)

@@ -228,8 +228,9 @@ class Ses(HttpProvider):
         return self._signer
 
     def _post(self, path: str, body: dict[str, Any], messages: int) -> Any:
-        for _ in range(messages):
-            self.messages.wait()
+        if self.settings.max_send_rate:  # SES counts messages, not requests
+            for _ in range(messages):
+                self.messages.wait()
         return self.transport.send(
             "POST", self.url(path), content=encode_json(body),
             headers={"Content-Type": "application/json"}, sign=self.signer,
