@@ -543,3 +543,65 @@ def test_cli_help_and_missing_secret(sample_site: Path) -> None:
     assert refused.returncode == 3
     assert "DIGEST_SECRET" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_postmark_subscription_change_and_resend_soft_bounce(
+    client: TestClient, config: Config
+) -> None:
+    add(config, "left@example.com")
+    add(config, "soft@example.com")
+    change = {
+        "RecordType": "SubscriptionChange",
+        "Recipient": "left@example.com",
+        "SuppressSending": True,
+        "SuppressionReason": "ManualSuppression",
+    }
+    r = client.post(
+        "/webhooks/postmark", content=json.dumps(change).encode(), headers=basic("hooks", "pm-pass")
+    )
+    assert r.json() == {"events": 1, "changed": 1}
+    soft = json.dumps(
+        {
+            "type": "email.bounced",
+            "data": {"to": ["soft@example.com"], "bounce": {"type": "Transient"}},
+        }
+    ).encode()
+    r = client.post("/webhooks/resend", content=soft, headers=svix_headers(soft, NOW))
+    assert r.json() == {"events": 0, "changed": 0}
+    assert status_of(config, "left@example.com") == "unsubscribed"
+    assert status_of(config, "soft@example.com") == "active"
+
+
+def test_a_page_template_can_be_overridden(sample_site: Path, env: None) -> None:
+    mine = sample_site / "my-templates" / "serve"
+    mine.mkdir(parents=True)
+    (mine / "check_inbox.html.j2").write_text(
+        '{% extends "base.html.j2" %}{% block content %}<h1>Look for our email</h1>{% endblock %}'
+    )
+    path = sample_site / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["email"]["templates_dir"] = "my-templates"
+    path.write_text(yaml.safe_dump(data))
+    config = write_config(sample_site)
+    with TestClient(create_app(config)) as client:
+        response = client.post("/subscribe", json={"email": "x@example.com"})
+        assert response.status_code == 202
+        page = client.get("/subscribe")
+        csrf = csrf_of(page.text)
+        answer = client.post("/subscribe", data={"email": "y@example.com", "csrf": csrf})
+    assert "<h1>Look for our email</h1>" in answer.text
+    assert "Field Notes Weekly" in answer.text  # the built-in base still wraps it
+
+
+def test_streamed_bodies_over_the_limit_get_413(client: TestClient, config: Config) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"email": "big@example.com", "name": "'
+        for _ in range(20):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = client.post(
+        "/subscribe", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert status_of(config, "big@example.com") is None
