@@ -130,6 +130,10 @@ def outbox(config: Config) -> list[Path]:
     return sorted((config.path(config.out_dir) / "confirmations" / "outbox").glob("*.eml"))
 
 
+def read(eml: Path) -> Any:
+    return email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+
+
 def confirm_path(eml: Path) -> str:
     message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
     body = message.get_body(("plain",))
@@ -195,9 +199,16 @@ def test_resubscribing_is_idempotent_and_answers_the_same(
             "bounced": 1,
             "complained": 0,
         }
-    mailed = sorted(p.name.split("-", 1)[1] for p in outbox(config))
-    # new (twice, same file), gone (to come back it must confirm); never active or bounced
-    assert mailed == ["gone@example.com.eml", "new@example.com.eml"]
+    mailed = {p.name.split("-", 1)[1]: read(p)["Subject"] for p in outbox(config)}
+    # new (twice, same file) and gone (to come back it must confirm) get a confirmation, the
+    # active one a notice with its preferences link; the bounced one gets nothing
+    assert mailed == {
+        "active@example.com.eml": "You're already subscribed to Field Notes Weekly",
+        "gone@example.com.eml": "Confirm your subscription to Field Notes Weekly",
+        "new@example.com.eml": "Confirm your subscription to Field Notes Weekly",
+    }
+    notice = next(p for p in outbox(config) if "active@" in p.name)
+    assert f"{PUBLIC}/preferences/" in read(notice).get_body(("plain",)).get_content()
     assert status_of(config, "gone@example.com") == "unsubscribed"
     gone = next(p for p in outbox(config) if "gone@" in p.name)
     client.get(confirm_path(gone))

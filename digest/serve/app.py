@@ -63,6 +63,8 @@ from digest.serve.security import (
     RateLimiter,
 )
 from digest.serve.service import (
+    CONFIRM_TEMPLATE,
+    NOTICE_TEMPLATE,
     Mailer,
     StoreWorker,
     Subscriptions,
@@ -288,12 +290,17 @@ class Service:
             return self.page(
                 request, "subscribe.html.j2", status=400, form=True, error=message, email=email
             )
-        if outcome.send_confirmation:
-            url = self.subscriptions.link(outcome.subscriber, "confirm", now=now)
+        if outcome.send_confirmation or outcome.send_notice:
+            if outcome.send_confirmation:
+                template = CONFIRM_TEMPLATE
+                url = self.subscriptions.link(outcome.subscriber, "confirm", now=now)
+            else:
+                template = NOTICE_TEMPLATE
+                url = self.subscriptions.link(outcome.subscriber, "preferences")
             try:
-                await self.mailer.send_async(outcome.subscriber, url, now)
+                await self.mailer.send_async(outcome.subscriber, url, now, template)
             except DigestError as exc:
-                log.warning("confirmation to %s not sent: %s", outcome.subscriber.email, exc)
+                log.warning("email to %s not sent: %s", outcome.subscriber.email, exc)
         # The same answer whatever the address's state: nothing leaks about who is subscribed.
         if is_json:
             return JSONResponse(

@@ -9,8 +9,9 @@ Status rules:
 
 - subscribe: a new address becomes ``pending`` and gets a confirmation email; a pending one
   gets the email again; an ``unsubscribed`` one gets the email and stays unsubscribed until
-  it confirms; ``active`` ones are left alone; ``bounced`` and ``complained`` ones are never
-  mailed. The answer to the client is the same in every case.
+  it confirms; an ``active`` one is unchanged and gets a short "you are already subscribed"
+  email with its preferences link; ``bounced`` and ``complained`` ones are never mailed.
+  The answer to the client is the same in every case.
 - confirm: ``pending`` or ``unsubscribed`` → ``active``.
 - webhook events only make a status stronger (active/pending < unsubscribed < bounced <
   complained), so a late bounce never undoes a complaint.
@@ -43,6 +44,9 @@ T = TypeVar("T")
 
 CONFIRM_ISSUE = "confirmations"
 """The provider sees confirmation emails as this issue (outbox: out/confirmations/outbox/)."""
+
+CONFIRM_TEMPLATE = "confirm_email"
+NOTICE_TEMPLATE = "already_subscribed_email"
 
 _STRENGTH = {"active": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 
@@ -116,6 +120,12 @@ class SubscribeOutcome:
     @property
     def send_confirmation(self) -> bool:
         return self.action in ("created", "pending", "reconfirm")
+
+    @property
+    def send_notice(self) -> bool:
+        """An active subscriber is told so (with their preferences link), so that every
+        address that can receive mail gets one: the answer and the work look the same."""
+        return self.action == "active"
 
 
 class Subscriptions:
@@ -311,23 +321,29 @@ class Mailer:
         self.provider = provider or make_provider(config)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-mail")
 
-    def compose(self, subscriber: Subscriber, confirm_url: str) -> ConfirmationEmail:
-        context = {"confirm_url": confirm_url, "email": subscriber.email, "name": subscriber.name}
+    def compose(
+        self, subscriber: Subscriber, url: str, template: str = CONFIRM_TEMPLATE
+    ) -> ConfirmationEmail:
+        """``template``: confirm_email (``url`` confirms) or already_subscribed_email (``url``
+        is the preferences page)."""
+        context = {"url": url, "email": subscriber.email, "name": subscriber.name}
         sender = self.config.sender
         headers = {"Auto-Submitted": "auto-generated"}
         if sender.reply_to:
             headers["Reply-To"] = sender.reply_to
         return ConfirmationEmail(
             issue_id=CONFIRM_ISSUE,
-            subject=self.pages.render("confirm_email.subject.j2", **context).strip(),
-            html=self.pages.render("confirm_email.html.j2", **context),
-            text=self.pages.render("confirm_email.txt.j2", **context),
+            subject=self.pages.render(f"{template}.subject.j2", **context).strip(),
+            html=self.pages.render(f"{template}.html.j2", **context),
+            text=self.pages.render(f"{template}.txt.j2", **context),
             headers=headers,
             from_address=formataddr((sender.from_name, sender.from_email)),
         )
 
-    def send(self, subscriber: Subscriber, confirm_url: str, now: datetime) -> Result:
-        email = self.compose(subscriber, confirm_url)
+    def send(
+        self, subscriber: Subscriber, url: str, now: datetime, template: str = CONFIRM_TEMPLATE
+    ) -> Result:
+        email = self.compose(subscriber, url, template)
         domain = parseaddr(self.config.sender.from_email)[1].rpartition("@")[2]
         recipient = Recipient(
             subscriber_id=subscriber.id,
@@ -355,16 +371,19 @@ class Mailer:
         level = logging.INFO if outcome.state == "sent" else logging.WARNING
         log.log(
             level,
-            "confirmation to %s: %s %s",
+            "%s to %s: %s %s",
+            template.replace("_", " "),
             subscriber.email,
             outcome.state,
             outcome.reason or "",
         )
         return outcome
 
-    async def send_async(self, subscriber: Subscriber, confirm_url: str, now: datetime) -> Result:
+    async def send_async(
+        self, subscriber: Subscriber, url: str, now: datetime, template: str = CONFIRM_TEMPLATE
+    ) -> Result:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.send, subscriber, confirm_url, now)
+        return await loop.run_in_executor(self._executor, self.send, subscriber, url, now, template)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
