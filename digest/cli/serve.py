@@ -31,7 +31,7 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
     Examples:
       DIGEST_SECRET=... digest serve
       digest serve --host 127.0.0.1 --port 8025
-      digest serve --port 0 --json     # first line: {"url": "http://127.0.0.1:PORT", ...}
+      digest serve --port 0 --json     # prints {"url": "http://127.0.0.1:PORT", ...}
     """
     from digest.serve.app import bind, serve
     from digest.serve.service import public_base, require_server_secret
