@@ -555,6 +555,13 @@ def serve(
 
     app = create_app(config)
     host, port = sock.getsockname()[:2]
+    public = config.serve.public_url or ""
+    if public.startswith("https://") and not config.serve.trusted_proxies:
+        log.warning(
+            "serve.public_url is https but serve.trusted_proxies is empty: behind a reverse "
+            "proxy every client looks like the proxy, and they share one rate limit; list the "
+            "proxy's address there (see docs/serve.md)"
+        )
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     server_config = uvicorn.Config(
         app,
