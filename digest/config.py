@@ -416,6 +416,11 @@ class ServeConfig(_Section):
         default_factory=list,
         description="Reverse proxies whose X-Forwarded-For/-Proto are believed, e.g. 127.0.0.1.",
     )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Other sites whose pages may post to /subscribe (an HTML form, or fetch "
+        "with JSON), e.g. https://blog.example.com.",
+    )
     subscribe_per_minute: float = Field(
         default=5, gt=0, description="Subscribe requests allowed per client address per minute."
     )
@@ -437,6 +442,14 @@ class ServeConfig(_Section):
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("expected an absolute URL such as https://news.example.com")
         return None if value is None else value.rstrip("/")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+/?", origin):
+                raise ValueError(f"'{origin}' is not an origin such as https://blog.example.com")
+        return [origin.rstrip("/") for origin in value]
 
     @field_validator("confirm_ttl", mode="before")
     @classmethod

@@ -616,3 +616,45 @@ def test_streamed_bodies_over_the_limit_get_413(client: TestClient, config: Conf
     )
     assert response.status_code == 413
     assert status_of(config, "big@example.com") is None
+
+
+def test_an_allowed_site_may_post_to_subscribe(sample_site: Path, env: None, clock: Clock) -> None:
+    config = write_config(sample_site, allowed_origins=["https://fieldnotes.example.com/"])
+    with TestClient(create_app(config, clock=clock)) as client:
+        blog_form = client.post(
+            "/subscribe",
+            data={"email": "reader@example.com"},
+            headers={"Origin": "https://fieldnotes.example.com"},
+        )
+        assert blog_form.status_code == 202
+        elsewhere = client.post(
+            "/subscribe",
+            data={"email": "victim@example.com"},
+            headers={"Origin": "https://evil.example.net"},
+        )
+        assert elsewhere.status_code == 403
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
+        ok = client.options(
+            "/subscribe", headers={"Origin": "https://fieldnotes.example.com", **preflight}
+        )
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "https://fieldnotes.example.com"
+        refused = client.options(
+            "/subscribe", headers={"Origin": "https://evil.example.net", **preflight}
+        )
+        assert "access-control-allow-origin" not in refused.headers
+        other_route = client.options(
+            "/preferences/x", headers={"Origin": "https://fieldnotes.example.com", **preflight}
+        )
+        assert "access-control-allow-origin" not in other_route.headers
+    assert status_of(config, "reader@example.com") == "pending"
+    assert status_of(config, "victim@example.com") is None
+
+
+def test_allowed_origins_must_be_origins(sample_site: Path, env: None) -> None:
+    problem = r"serve\.allowed_origins: 'blog\.example\.com/path' is not an origin"
+    with pytest.raises(ConfigError, match=problem):
+        write_config(sample_site, allowed_origins=["blog.example.com/path"])
