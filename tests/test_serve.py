@@ -658,3 +658,15 @@ def test_allowed_origins_must_be_origins(sample_site: Path, env: None) -> None:
     problem = r"serve\.allowed_origins: 'blog\.example\.com/path' is not an origin"
     with pytest.raises(ConfigError, match=problem):
         write_config(sample_site, allowed_origins=["blog.example.com/path"])
+
+
+def test_csrf_cookie_is_host_prefixed_over_https(config: Config) -> None:
+    with TestClient(create_app(config), base_url="https://news.example.com") as client:
+        page = client.get("/subscribe")
+        cookie = page.headers["set-cookie"]
+        assert cookie.startswith("__Host-digest_csrf=")
+        assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
+        answer = client.post(
+            "/subscribe", data={"email": "tls@example.com", "csrf": csrf_of(page.text)}
+        )
+    assert answer.status_code == 202

@@ -131,6 +131,12 @@ class _Archive:
         await self.files(scope, receive, send)
 
 
+def _csrf_cookie(request: Request) -> str:
+    """Over https the cookie is ``__Host-`` prefixed: browsers then refuse it from a sibling
+    subdomain or over http, so nobody else can plant a cookie/token pair of their own."""
+    return f"__Host-{CSRF_COOKIE}" if request.url.scheme == "https" else CSRF_COOKIE
+
+
 class _SubscribeCors:
     """CORS for ``/subscribe`` only, for the sites in ``serve.allowed_origins`` (so the blog
     can post JSON with fetch); every other route stays same-origin."""
@@ -191,7 +197,7 @@ class Service:
         form: bool = False,
         **context: Any,
     ) -> HTMLResponse:
-        cookie = request.cookies.get(CSRF_COOKIE) if form else None
+        cookie = request.cookies.get(_csrf_cookie(request)) if form else None
         if form and (not cookie or len(cookie) > 64):
             cookie = self.csrf.new_cookie()
         if form:
@@ -201,7 +207,7 @@ class Service:
         response = HTMLResponse(html, status_code=status, headers=NO_STORE)
         if form and cookie:
             response.set_cookie(
-                CSRF_COOKIE,
+                _csrf_cookie(request),
                 cookie,
                 httponly=True,
                 samesite="strict",
@@ -214,7 +220,7 @@ class Service:
     def csrf_ok(self, request: Request, form: FormData) -> bool:
         field = form.get(CSRF_FIELD)
         return self.csrf.check(
-            request.cookies.get(CSRF_COOKIE), field if isinstance(field, str) else None
+            request.cookies.get(_csrf_cookie(request)), field if isinstance(field, str) else None
         )
 
     def origin_allowed(self, request: Request) -> bool:
