@@ -96,6 +96,9 @@ class Batch:
     renderer: Renderer = field(repr=False)
     date: datetime | None = None
     test: bool = False
+    wire: Callable[[Recipient], bytes] | None = field(default=None, repr=False)
+    """Fast path to the message's bytes (``digest.compose.WireTemplate``), if the sender
+    prepared one for this variant; :meth:`wire_bytes` falls back to :attr:`renderer`."""
 
     def message_for(self, recipient: Recipient) -> EmailMessage:
         """The full message for one recipient, markers filled (for transports that cannot
@@ -107,6 +110,13 @@ class Batch:
             message_id=recipient.message_id,
             date=self.date,
         )
+
+    def wire_bytes(self, recipient: Recipient) -> bytes:
+        """The whole message for one recipient as CRLF bytes (a file, or SMTP DATA before
+        dot-stuffing): the per-variant template when there is one, else the renderer."""
+        if self.wire is not None:
+            return self.wire(recipient)
+        return self.message_for(recipient).as_bytes(policy=WIRE_POLICY)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from pydantic import Field
 from digest.config import Secret
 from digest.errors import ProviderError
 from digest.providers.base import (
-    WIRE_POLICY,
     Batch,
     Event,
     Handoff,
@@ -60,7 +59,14 @@ _EOL = re.compile(rb"\r\n|\r|\n")
 
 def _data_bytes(raw: bytes) -> bytes:
     """The DATA payload: CRLF line ends, leading dots doubled, ending in CRLF."""
-    data = _LEADING_DOT.sub(b"..", _EOL.sub(b"\r\n", raw))
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\n") == crlf and raw.count(b"\r") == crlf:
+        # Already CRLF throughout (the wire template's output): plain byte replaces.
+        data = raw.replace(b"\r\n.", b"\r\n..")
+        if data.startswith(b"."):
+            data = b"." + data
+    else:
+        data = _LEADING_DOT.sub(b"..", _EOL.sub(b"\r\n", raw))
     return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
@@ -139,7 +145,7 @@ class SmtpProvider(Provider):
     def send(self, batch: Batch) -> Iterator[Event]:
         sender = parseaddr(batch.composed.from_address)[1] or self.config.sender.from_email
         for recipient in batch.recipients:
-            payload = _data_bytes(batch.message_for(recipient).as_bytes(policy=WIRE_POLICY))
+            payload = _data_bytes(batch.wire_bytes(recipient))
             yield from self._one(sender, recipient.subscriber_id, recipient.email, payload)
 
     def _one(self, sender: str, subscriber_id: int, to: str, payload: bytes) -> Iterator[Event]:
