@@ -19,6 +19,7 @@ subscriber left with none gets every section, like one who chose none.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import secrets
@@ -490,6 +491,17 @@ class SubscriberStore:
             return False
         self._write("DELETE FROM subscribers WHERE id = ?", (found.id,))
         return True
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Writes inside are one commit (one fsync): all of them, or none on an exception."""
+        self._write("BEGIN IMMEDIATE", ())
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._write("COMMIT", ())
 
     def import_file(self, path: Path, categories: Categories, *, now: datetime) -> ImportReport:
         """Add or update every good row of a CSV or JSON file, in one transaction.
