@@ -22,7 +22,14 @@ from jinja2 import (
 from digest.config import Config
 from digest.errors import TemplateError
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "templates" / "serve"
+_PACKAGE = Path(__file__).resolve().parent.parent
+# A source checkout keeps the templates in the top-level templates/; a wheel ships them as
+# digest/_templates/.
+BUILTIN_DIR = (
+    _PACKAGE / "_templates" / "serve"
+    if (_PACKAGE / "_templates").is_dir()
+    else _PACKAGE.parent / "templates" / "serve"
+)
 STYLESHEET = "serve.css"
 
 
