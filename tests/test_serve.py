@@ -36,6 +36,10 @@ SECRET = "test-server-secret"
 PUBLIC = "http://127.0.0.1:8025"
 SVIX_KEY = base64.b64encode(b"resend-signing-key-bytes").decode()
 MAILGUN_KEY = "mailgun-signing-key"
+ONE_CLICK_FORM: dict[str, Any] = {
+    "content": b"List-Unsubscribe=One-Click",
+    "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+}
 SG_PRIVATE = ec.generate_private_key(ec.SECP256R1())
 SG_PUBLIC = base64.b64encode(
     SG_PRIVATE.public_key().public_bytes(
@@ -733,3 +737,20 @@ def test_store_worker_group_commit_keeps_each_call_apart(config: Config) -> None
             *(f"h{n}@example.com" for n in range(3)),
         ]
     )
+
+
+def test_logs_never_hold_tokens(
+    client: TestClient, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    add(config, "ann@example.com")
+    token = token_for(config, "ann@example.com", "unsubscribe")
+    caplog.set_level("DEBUG")
+    client.post(f"/unsubscribe/{token}", data={"no": "csrf"})
+    client.get(f"/preferences/{token}")  # wrong purpose
+    client.post(f"/unsubscribe/{token}", **ONE_CLICK_FORM)
+    ours = [r for r in caplog.records if r.name.startswith("digest")]
+    text = "\n".join(r.getMessage() for r in ours)
+    assert "refused a form post without a valid CSRF token: /unsubscribe/…" in text
+    assert "refused a link on /preferences/…" in text
+    assert "ann@example.com is now unsubscribed" in text
+    assert token not in text and token.split(".")[2] not in text

@@ -131,6 +131,12 @@ class _Archive:
         await self.files(scope, receive, send)
 
 
+def _route(request: Request) -> str:
+    """The path for a log line, without the token that follows the route's name."""
+    parts = request.url.path.split("/")
+    return "/" + parts[1] + ("/…" if len(parts) > 2 and parts[1] != "archive" else "")
+
+
 def _csrf_cookie(request: Request) -> str:
     """Over https the cookie is ``__Host-`` prefixed: browsers then refuse it from a sibling
     subdomain or over http, so nobody else can plant a cookie/token pair of their own."""
@@ -228,7 +234,7 @@ class Service:
         return bool(origin) and origin in self.config.serve.allowed_origins
 
     def refused(self, request: Request) -> HTMLResponse:
-        log.info("refused a form post without a valid CSRF token: %s", request.url.path)
+        log.info("refused a form post without a valid CSRF token: %s", _route(request))
         return self.page(
             request,
             "error.html.j2",
@@ -238,7 +244,7 @@ class Service:
         )
 
     def bad_link(self, request: Request, exc: TokenError) -> HTMLResponse:
-        log.info("refused a link on %s: %s", request.url.path.split("/")[1], exc)
+        log.info("refused a link on %s: %s", _route(request), exc)
         return self.page(
             request,
             "error.html.j2",
@@ -501,7 +507,7 @@ class Service:
         return self.page(request, "error.html.j2", status=exc.status_code, title=title, message="")
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
-        log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.error("error on %s %s", request.method, _route(request), exc_info=exc)
         try:
             html = self.pages.render(
                 "error.html.j2",
