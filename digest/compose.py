@@ -32,7 +32,6 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -46,11 +45,11 @@ from digest.errors import TemplateError
 from digest.intro import Intro
 from digest.links import category_url, post_url, with_query
 from digest.posts import Post
+from digest.resources import BUILTIN_TEMPLATES
 from digest.select import Section, Selection
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HTML_TEMPLATE = "email.mjml.j2"
 TEXT_TEMPLATE = "email.txt.j2"
 CSS_FILE = "email.css"

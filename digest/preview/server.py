@@ -28,7 +28,6 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -40,10 +39,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest.preview.state import ISSUE_ID, BuildEvent, IssueView, PreviewState
+from digest.resources import BUILTIN_TEMPLATES
 
 log = logging.getLogger(__name__)
 
-PAGE_DIR = Path(__file__).resolve().parent.parent.parent / "templates" / "preview"
+PAGE_DIR = BUILTIN_TEMPLATES / "preview"
 STATIC_FILES = {
     "preview.js": "text/javascript; charset=utf-8",
     "preview.css": "text/css; charset=utf-8",

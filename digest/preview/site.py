@@ -19,10 +19,10 @@ from digest.errors import SendError
 from digest.preview.server import WeekChoice
 from digest.preview.state import ISSUE_ID, Check, Render
 from digest.preview.watch import WatchSet
+from digest.resources import BUILTIN_TEMPLATES
 
 log = logging.getLogger(__name__)
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 WEEKS_IN_PICKER = 16
 
 

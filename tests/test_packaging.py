@@ -1,0 +1,30 @@
+"""The wheel must carry every package and the built-in templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.resources import builtin_templates
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the check needs to run only once
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_package_is_listed_for_the_wheel() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "digest").rglob("__init__.py")
+    }
+    assert on_disk <= listed
+    assert config["tool"]["setuptools"]["package-dir"]["digest._templates"] == "templates"
+
+
+def test_the_builtin_templates_are_found() -> None:
+    folder = builtin_templates()
+    for name in ("email.mjml.j2", "email.txt.j2", "preview/page.html.j2", "serve/base.html.j2"):
+        assert (folder / name).is_file(), name
