@@ -22,26 +22,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from .browser import CHROMIUM, CHROMIUM_ARGS, browser_marks
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "out"
-CHROMIUM = os.environ.get("DIGEST_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 30_000  # how long a step may take before the test fails (a bound, not a measure)
 STARTUP_SECONDS = 90.0
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = browser_marks
 
 EDITED_POST = "the-quiet-power-of-good-defaults.md"
 OLD_TITLE = "The Quiet Power of Good Defaults"
