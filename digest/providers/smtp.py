@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Iterator
 from email.utils import parseaddr
@@ -111,6 +112,7 @@ class SmtpProvider(Provider):
                 if s.security == "starttls":
                     conn.starttls(context=ssl.create_default_context())
             conn.ehlo_or_helo_if_needed()
+            _no_delay(conn)
             if s.username:
                 password = s.password.resolve() if s.password else ""
                 conn.login(s.username, password)
@@ -197,6 +199,19 @@ class SmtpProvider(Provider):
             "failed-permanent" if 500 <= code < 600 else "failed-retryable"
         )
         return Result(subscriber_id, state, reason=f"SMTP {step}: {code} {text}")
+
+
+def _no_delay(conn: smtplib.SMTP) -> None:
+    """Turn off Nagle's algorithm on the connection.
+
+    Each message is written in two parts (the content, then the end-of-data mark after
+    the hand-off is committed). With Nagle on, the small second write waits for the ACK
+    of the first, which the server delays (40 ms on Linux): about 40 ms per message.
+    """
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _queue_id(reply: bytes) -> str:
