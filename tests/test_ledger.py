@@ -1,0 +1,207 @@
+"""The send ledger: states, attempts, the crash-left ``sending`` rows, WAL, the lock."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from digest import ledger as L
+from digest.errors import LockError
+from digest.ledger import Ledger, Outcome
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+ISSUE = "2026-W47"
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger(tmp_path / "ledger.sqlite")
+
+
+def _queue(ledger: Ledger, n: int) -> int:
+    return ledger.enqueue(ISSUE, ((i, f"r{i}@example.com") for i in range(1, n + 1)), now=NOW)
+
+
+def test_enqueue_is_idempotent_and_counts_only_new_rows(ledger: Ledger) -> None:
+    assert _queue(ledger, 5) == 5
+    assert _queue(ledger, 7) == 2
+    assert ledger.counts(ISSUE) == {**dict.fromkeys(L.STATES, 0), L.PENDING: 7}
+    assert ledger.counts("2026-W48")[L.PENDING] == 0
+
+
+def test_a_row_moves_through_claim_and_record(ledger: Ledger) -> None:
+    _queue(ledger, 3)
+    ledger.claim(
+        ISSUE, [1, 2, 3], batch_key="k1", variant="all", message_ids=["<1>", "<2>", "<3>"], now=NOW
+    )
+    row = ledger.get(ISSUE, 1)
+    assert row is not None
+    assert (row.state, row.attempts, row.batch_key, row.variant, row.message_id) == (
+        L.SENDING,
+        1,
+        "k1",
+        "all",
+        "<1>",
+    )
+    later = NOW + timedelta(seconds=5)
+    ledger.record(
+        ISSUE,
+        [
+            Outcome(1, L.SENT, provider_message_id="pm-1"),
+            Outcome(2, L.FAILED_PERMANENT, error="550 no such user"),
+            Outcome(3, L.FAILED_RETRYABLE, error="421 try later"),
+        ],
+        now=later,
+    )
+    sent, failed, retry = (ledger.get(ISSUE, i) for i in (1, 2, 3))
+    assert sent is not None and failed is not None and retry is not None
+    assert (sent.state, sent.provider_message_id, sent.sent_at) == (
+        L.SENT,
+        "pm-1",
+        "2026-11-23T12:00:05.000+00:00",
+    )
+    assert (failed.state, failed.last_error, failed.sent_at) == (
+        L.FAILED_PERMANENT,
+        "550 no such user",
+        None,
+    )
+    assert retry.state == L.FAILED_RETRYABLE
+    # A retry claims the row again: attempts count up, the old provider id stays.
+    ledger.claim(ISSUE, [3], batch_key="k2", variant="all", message_ids=["<3>"], now=later)
+    again = ledger.get(ISSUE, 3)
+    assert again is not None and (again.state, again.attempts, again.batch_key) == (
+        L.SENDING,
+        2,
+        "k2",
+    )
+    assert [d.subscriber_id for d in ledger.failures(ISSUE)] == [2]
+
+
+def test_iter_state_streams_in_subscriber_order_a_chunk_at_a_time(ledger: Ledger) -> None:
+    _queue(ledger, 25)
+    ledger.claim(ISSUE, [4, 9], batch_key="k", variant="all", message_ids=["<4>", "<9>"], now=NOW)
+    chunks = list(ledger.iter_state(ISSUE, [L.PENDING], chunk=10))
+    assert [len(c) for c in chunks] == [10, 10, 3]
+    ids = [d.subscriber_id for c in chunks for d in c]
+    assert ids == [i for i in range(1, 26) if i not in (4, 9)]
+    assert [d.subscriber_id for c in ledger.iter_state(ISSUE, [L.SENDING]) for d in c] == [4, 9]
+
+
+def test_sending_rows_survive_a_reopen_with_their_hand_off_marks(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    first = Ledger(path)
+    _queue(first, 3)
+    first.claim(ISSUE, [1, 2], batch_key="k", variant="all", message_ids=["<1>", "<2>"], now=NOW)
+    first.mark_handed_off(ISSUE, 2)
+    # No close(): as if the process died here.
+    second = Ledger(path)
+    rows = {d.subscriber_id: d for c in second.iter_state(ISSUE, [L.SENDING]) for d in c}
+    assert set(rows) == {1, 2}
+    assert (rows[1].handed_off, rows[2].handed_off) == (False, True)
+    second.record(ISSUE, [Outcome(2, L.SENT, confirmed=False), Outcome(1, L.PENDING)], now=NOW)
+    assert second.unconfirmed(ISSUE) == 1
+    assert second.counts(ISSUE)[L.PENDING] == 2
+    first.close()
+    second.close()
+
+
+def test_the_ledger_is_in_wal_mode_with_full_sync(ledger: Ledger, tmp_path: Path) -> None:
+    assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert ledger._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    ledger.mark_handed_off(ISSUE, 1)  # switches to NORMAL for the mark, then back
+    assert ledger._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    # A reader in another connection sees committed rows while the writer stays open.
+    _queue(ledger, 2)
+    other = sqlite3.connect(tmp_path / "ledger.sqlite")
+    assert other.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 2
+    other.close()
+
+
+def test_issue_runs_completion_and_force_reset(ledger: Ledger) -> None:
+    ledger.start_run(ISSUE, subject="Hello", provider="outbox", now=NOW)
+    ledger.start_run(ISSUE, subject="Hello", provider="outbox", now=NOW)
+    _queue(ledger, 3)
+    ledger.claim(
+        ISSUE, [1, 2, 3], batch_key="k", variant="all", message_ids=["a", "b", "c"], now=NOW
+    )
+    ledger.record(
+        ISSUE,
+        [
+            Outcome(1, L.SENT),
+            Outcome(2, L.SKIPPED, error="no posts"),
+            Outcome(3, L.FAILED_PERMANENT),
+        ],
+        now=NOW,
+    )
+    ledger.mark_completed(ISSUE, NOW)
+    info = ledger.issue(ISSUE)
+    assert info is not None and info["runs"] == 2 and info["completed_at"] is not None
+    assert ledger.reset_for_resend(ISSUE, NOW) == 3
+    info = ledger.issue(ISSUE)
+    assert info is not None and info["completed_at"] is None
+    row = ledger.get(ISSUE, 1)
+    assert row is not None and (row.state, row.attempts) == (L.PENDING, 0)
+    assert ledger.issues() == [ISSUE]
+
+
+def test_only_one_sender_holds_the_lock(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.lock()
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from digest.ledger import Ledger\n"
+        "from digest.errors import LockError\n"
+        "try:\n"
+        "    Ledger(Path(sys.argv[1])).lock()\n"
+        "except LockError as exc:\n"
+        "    print(exc); sys.exit(8)\n"
+    )
+    held = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "ledger.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert held.returncode == 8
+    assert "another digest send is running" in held.stdout
+    assert "digest send (pid " in held.stdout
+    # In the same process a second Ledger on the same file is refused too (flock is per
+    # open file description), and the lock is free again once released.
+    with pytest.raises(LockError, match="another digest send is running"):
+        Ledger(tmp_path / "ledger.sqlite").lock()
+    ledger.unlock()
+    free = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "ledger.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert free.returncode == 0, free.stdout
+
+
+def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pathlib import Path\nfrom digest.ledger import Ledger\n"
+            "Ledger(Path(sys.argv[1])).lock(); print('held', flush=True); time.sleep(600)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockError):
+        Ledger(path).lock()
+    holder.kill()
+    holder.wait(timeout=30)
+    mine = Ledger(path)
+    mine.lock()
+    mine.close()
