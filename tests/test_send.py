@@ -4,6 +4,8 @@ through the outbox (resume, limits, dry run, refusals, failures, preferences, to
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -11,12 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from digest import build
+from digest import ledger as L
+from digest.cli.send import unsubscribe
 from digest.compose import ComposedEmail, WireTemplate, qp_lines, to_message
-from digest.config import load_config
-from digest.providers.base import WIRE_POLICY
+from digest.config import Config, load_config
+from digest.errors import NothingToSend
+from digest.ledger import Ledger
+from digest.providers import outbox as outbox_module
+from digest.providers.base import WIRE_POLICY, Batch, Event, Result
+from digest.providers.outbox import OutboxProvider
 from digest.providers.smtp import _data_bytes
+from digest.send import send_issue
+from digest.subscribers import SubscriberStore
+from digest.tokens import TokenError, signing_key, verify_token
+
+from .conftest import run_digest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +166,273 @@ def test_smtp_data_bytes_fast_path_matches_the_general_one() -> None:
     assert _data_bytes(crlf) == b"From: a\r\n\r\n..one\r\ntwo\r\n...three\r\n"
     assert _data_bytes(b".x\r\ny") == b"..x\r\ny\r\n"
     assert _data_bytes(b"a\n.b\rc") == b"a\r\n..b\r\nc\r\n"
+
+
+# --------------------------------------------------------------------------- the send loop
+
+WEEK = "2026-W47"
+ALL_SECTIONS = ("WORK", "PRODUCTIVITY", "TOOLS", "RESEARCH", "HEALTH", "ETHICS")
+
+
+def _site(sample_site: Path, *, batch_size: int = 10) -> Config:
+    path = sample_site / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["send"] = {**(data.get("send") or {}), "batch_size": batch_size}
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def _populate(config: Config, n: int = 24) -> dict[str, set[str]]:
+    """n active readers (a third all sections, a third Work, a third Tools+Research), and
+    one of each status that must never be sent to."""
+    groups: dict[str, set[str]] = {"active": set(), "gone": set()}
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        for i in range(n):
+            cats = [(), ("Work",), ("Tools", "Research")][i % 3]
+            email = f"reader{i:03d}@example.com"
+            store.add(email, name=f"Reader {i}", categories=cats, now=NOW)
+            groups["active"].add(email)
+        for status in ("unsubscribed", "bounced", "complained"):
+            store.add(f"{status}@example.com", name=status, status=status, now=NOW)
+            groups["gone"].add(f"{status}@example.com")
+    return groups
+
+
+def _outbox(config: Config) -> Path:
+    return config.path(config.out_dir) / WEEK / "outbox"
+
+
+def _files(config: Config) -> dict[str, EmailMessage]:
+    found: dict[str, EmailMessage] = {}
+    for path in sorted(_outbox(config).glob("*.eml")):
+        message = _parse(path.read_bytes())
+        found[str(message["To"])] = message
+    return found
+
+
+def _text(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    content: str = part.get_content()
+    return content
+
+
+def _ledger_states(config: Config) -> dict[str, int]:
+    with Ledger(config.path(config.ledger.database)) as ledger:
+        return {k: v for k, v in ledger.counts(WEEK).items() if v}
+
+
+def test_outbox_send_reaches_every_active_subscriber_once(sample_site: Path) -> None:
+    config = _site(sample_site)
+    groups = _populate(config)
+    seen: list[tuple[int, int]] = []
+    report = send_issue(config, now=NOW, week=WEEK, progress=lambda d, t: seen.append((d, t)))
+    assert (report.sent, report.failed_permanent, report.skipped, report.exit_code) == (24, 0, 0, 0)
+    assert report.complete and report.variants == {"all": 8, "Work": 8, "Tools+Research": 8}
+    files = _files(config)
+    assert set(files) == groups["active"]
+    assert not set(files) & groups["gone"]
+    assert _ledger_states(config) == {L.SENT: 24}
+    assert seen[-1] == (24, 24)
+    assert not list(_outbox(config).glob(".*.tmp"))
+    data = json.loads((config.path(config.out_dir) / WEEK / "send-report.json").read_text())
+    assert (data["sent"], data["exit_code"], data["complete"]) == (24, 0, True)
+
+
+def test_preferences_pick_the_sections(sample_site: Path) -> None:
+    config = _site(sample_site)
+    _populate(config, n=3)
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("mixed@example.com", categories=("Gardening", "Ethics"), now=NOW)
+        store.add("nowhere@example.com", categories=("Gardening",), now=NOW)
+    report = send_issue(config, now=NOW, week=WEEK)
+    assert report.variants == {"all": 1, "Work": 1, "Tools+Research": 1, "Ethics": 1}
+    assert report.skipped == 1
+    files = _files(config)
+
+    def headings(message: EmailMessage) -> list[str]:
+        lines = _text(message).splitlines()
+        return [h for h in ALL_SECTIONS if h in lines]
+
+    assert headings(files["reader000@example.com"]) == list(ALL_SECTIONS)
+    assert headings(files["reader001@example.com"]) == ["WORK"]
+    assert headings(files["reader002@example.com"]) == ["TOOLS", "RESEARCH"]
+    assert headings(files["mixed@example.com"]) == ["ETHICS"]
+    assert "nowhere@example.com" not in files
+    with Ledger(config.path(config.ledger.database)) as ledger:
+        with SubscriberStore(config.path(config.subscribers.database)) as store:
+            nowhere = store.get("nowhere@example.com")
+        assert nowhere is not None
+        row = ledger.get(WEEK, nowhere.id)
+    assert row is not None and row.state == L.SKIPPED
+    assert row.last_error == "no posts in their sections this week"
+
+
+def test_each_message_carries_its_own_working_unsubscribe_token(sample_site: Path) -> None:
+    config = _site(sample_site)
+    _populate(config, n=4)
+    send_issue(config, now=NOW, week=WEEK)
+    files = _files(config)
+    store = SubscriberStore(config.path(config.subscribers.database))
+
+    def key_for(address: str) -> bytes | None:
+        found = store.get(address)
+        return signing_key(found.secret, None) if found else None
+
+    tokens: dict[str, str] = {}
+    for email, message in files.items():
+        header = str(message["List-Unsubscribe"])
+        url = header.split(">")[0].lstrip("<")
+        assert url.startswith("http://127.0.0.1:8025/unsubscribe/")
+        token = url.rsplit("/", 1)[1]
+        assert verify_token(token, "unsubscribe", key_for, now=NOW) == email
+        html = message.get_body(("html",))
+        assert html is not None and url in html.get_content()
+        assert "[[digest:" not in html.get_content() + _text(message)
+        tokens[email] = token
+    assert len(set(tokens.values())) == 4
+    # Another reader's signature on this address is refused.
+    ada_mail = tokens["reader000@example.com"].split(".", 1)[0]
+    bob_rest = tokens["reader001@example.com"].split(".", 1)[1]
+    with pytest.raises(TokenError):
+        verify_token(f"{ada_mail}.{bob_rest}", "unsubscribe", key_for, now=NOW)
+    store.close()
+    assert unsubscribe(config, tokens["reader001@example.com"]) == "reader001@example.com"
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        one, zero = store.get("reader001@example.com"), store.get("reader000@example.com")
+    assert one is not None and one.status == "unsubscribed"
+    assert zero is not None and zero.status == "active"
+
+
+def test_a_crash_in_the_middle_of_a_group_commit_resumes_exactly(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _site(sample_site, batch_size=10)
+    groups = _populate(config, n=30)
+    real_replace = outbox_module.os.replace
+    renames = {"n": 0}
+
+    def crashing_replace(src: Any, dst: Any) -> None:
+        if "/outbox/" in str(dst):
+            renames["n"] += 1
+            if renames["n"] == 14:  # the 4th file of the second batch
+                raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outbox_module.os, "replace", crashing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        send_issue(config, now=NOW, week=WEEK)
+    monkeypatch.setattr(outbox_module.os, "replace", real_replace)
+    # The first batch is recorded; the second is in flight: 3 files renamed, 7 not.
+    assert _ledger_states(config) == {L.SENT: 10, L.SENDING: 10, L.PENDING: 10}
+    assert len(list(_outbox(config).glob("*.eml"))) == 13
+    assert list(_outbox(config).glob(".*.tmp"))
+
+    report = send_issue(config, now=NOW, week=WEEK)
+    assert report.settled_after_crash == {"sent": 3, "not-accepted": 7}
+    assert report.sent == 17
+    assert _ledger_states(config) == {L.SENT: 30}
+    assert set(_files(config)) == groups["active"]
+    assert len(list(_outbox(config).glob("*.eml"))) == 30
+    assert not list(_outbox(config).glob(".*.tmp"))
+
+
+def test_an_exception_from_progress_stops_after_a_recorded_result(sample_site: Path) -> None:
+    config = _site(sample_site, batch_size=5)
+    _populate(config, n=12)
+
+    class Stop(Exception):
+        pass
+
+    def progress(done: int, total: int) -> None:
+        if done >= 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        send_issue(config, now=NOW, week=WEEK, progress=progress)
+    # Batches are per variant (4 readers each): the batch that crossed 5 was recorded whole.
+    assert _ledger_states(config) == {L.SENT: 8, L.PENDING: 4}
+    report = send_issue(config, now=NOW, week=WEEK)
+    assert (report.sent, report.settled_after_crash) == (4, {})
+    assert len(list(_outbox(config).glob("*.eml"))) == 12
+
+
+def test_limit_then_resume_then_refuse_then_force(sample_site: Path) -> None:
+    config = _site(sample_site, batch_size=4)
+    _populate(config, n=15)
+    first = send_issue(config, now=NOW, week=WEEK, limit=6)
+    assert (first.attempted, first.sent, first.limited, first.complete) == (6, 6, True, False)
+    assert len(list(_outbox(config).glob("*.eml"))) == 6
+    second = send_issue(config, now=NOW, week=WEEK)
+    assert (second.sent, second.queued, second.complete) == (9, 0, True)
+    with pytest.raises(NothingToSend, match=r"already sent \(15 sent, completed .*--force"):
+        send_issue(config, now=NOW, week=WEEK)
+    again = send_issue(config, now=NOW, week=WEEK, force=True)
+    assert (again.sent, again.complete) == (15, True)
+    with Ledger(config.path(config.ledger.database)) as ledger:
+        attempts = {d.attempts for c in ledger.iter_state(WEEK, [L.SENT]) for d in c}
+        info = ledger.issue(WEEK)
+    assert attempts == {1} and info is not None and info["runs"] == 3
+
+
+class _Refusing(OutboxProvider):
+    """The outbox, except that one address is refused for good and one for now."""
+
+    def send(self, batch: Batch) -> Iterator[Event]:
+        keep = [r for r in batch.recipients if not r.email.startswith(("reader001", "reader002"))]
+        for recipient in batch.recipients:
+            if recipient.email.startswith("reader001"):
+                yield Result(
+                    recipient.subscriber_id, "failed-permanent", reason="550 5.1.1 no such user"
+                )
+            elif recipient.email.startswith("reader002"):
+                yield Result(recipient.subscriber_id, "failed-retryable", reason="421 busy")
+        yield from super().send(dataclasses.replace(batch, recipients=tuple(keep)))
+
+
+def test_a_permanent_failure_gives_exit_1_and_is_in_the_report(sample_site: Path) -> None:
+    config = _site(sample_site)
+    _populate(config, n=6)
+    sleeps: list[float] = []
+    report = send_issue(
+        config,
+        now=NOW,
+        week=WEEK,
+        provider=_Refusing.from_config(config),
+        sleep=sleeps.append,
+    )
+    assert (report.sent, report.exit_code, report.complete) == (4, 1, True)
+    assert sleeps == [2.0, 4.0, 8.0, 16.0]  # retried up to send.max_attempts (5)
+    data = json.loads(Path(str(report.report_path)).read_text())
+    assert data["exit_code"] == 1
+    failures = {f["email"]: f for f in data["failures"]}
+    assert failures["reader001@example.com"]["error"] == "550 5.1.1 no such user"
+    assert failures["reader001@example.com"]["attempts"] == 1
+    assert failures["reader002@example.com"]["state"] == L.FAILED_PERMANENT
+    assert failures["reader002@example.com"]["error"] == "gave up after 5 attempts: 421 busy"
+    assert _ledger_states(config) == {L.SENT: 4, L.FAILED_PERMANENT: 2}
+
+
+def test_cli_dry_run_sends_nothing_then_send_and_refusal(sample_site: Path) -> None:
+    config = _site(sample_site)
+    _populate(config, n=9)
+    dry = run_digest("send", "--week", WEEK, "--dry-run", cwd=sample_site)
+    assert dry.returncode == 0, dry.stderr
+    assert f"{WEEK}: dry run, nothing sent" in dry.stdout
+    assert "would send 9 messages via outbox" in dry.stdout
+    for line in ("3  Tools+Research", "3  Work", "3  all"):
+        assert line in dry.stdout
+    assert "sample: {'email': 'reader000@example.com', 'variant': 'all'" in dry.stdout
+    assert not _outbox(config).exists()
+    assert _ledger_states(config) == {}
+
+    sent = run_digest("send", "--week", WEEK, "--json", cwd=sample_site)
+    assert sent.returncode == 0, sent.stderr
+    data = json.loads(sent.stdout)
+    assert (data["sent"], data["ledger"]["sent"], data["exit_code"]) == (9, 9, 0)
+    status = run_digest("status", "--week", WEEK, "--json", cwd=sample_site)
+    assert json.loads(status.stdout)["counts"]["sent"] == 9
+
+    again = run_digest("send", "--week", WEEK, cwd=sample_site)
+    assert again.returncode == 5
+    assert "already sent (9 sent" in again.stderr and "--force" in again.stderr
