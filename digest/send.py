@@ -25,7 +25,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from email.message import EmailMessage
@@ -40,6 +41,7 @@ from digest.ledger import Delivery, Ledger, Outcome
 from digest.providers.base import (
     Batch,
     ComposedLike,
+    Event,
     Handoff,
     Provider,
     Recipient,
@@ -295,6 +297,25 @@ class _Sender:
         self.batch_size = min(config.send.batch_size or provider.max_batch, provider.max_batch)
         self.done = 0
         self.total = 0
+        # Batches go to the provider from `concurrency` worker threads; every ledger write
+        # stays on this thread. Transports that commit mid-message (SMTP) send one at a time.
+        self.concurrency = config.send.concurrency or provider.default_concurrency
+        if provider.commit_each or provider.reports_handoff:
+            self.concurrency = 1
+        self.pool = (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="digest-send")
+            if self.concurrency > 1
+            else None
+        )
+        self.inflight: set[Future[list[Event]]] = set()
+
+    def close(self) -> None:
+        """Finish what is in flight (recording it), then stop the workers."""
+        try:
+            self.drain()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
 
     def composed(self, variant: str) -> Any:
         if variant not in self.variants:
@@ -413,6 +434,7 @@ class _Sender:
                         part = part[:room]
                     self.report.variants[variant] = self.report.variants.get(variant, 0) + len(part)
                     self.dispatch(self.batch(variant, part))
+        self.drain()
         return True
 
     def dispatch(self, batch: Batch) -> None:
@@ -426,8 +448,17 @@ class _Sender:
             now=self.clock(),
         )
         self.report.attempted += len(ids)
+        if self.pool is None:
+            self.record(self.provider.send(batch))
+            return
+        while len(self.inflight) >= self.concurrency:
+            self.collect(every=False)
+        self.inflight.add(self.pool.submit(lambda: list(self.provider.send(batch))))
+
+    def record(self, events: Iterable[Event]) -> None:
+        """Write a batch's results to the ledger (always on this thread)."""
         pending: list[Outcome] = []
-        for event in self.provider.send(batch):
+        for event in events:
             if isinstance(event, Handoff):
                 self.ledger.mark_handed_off(self.issue_id, event.subscriber_id)
                 continue
@@ -440,6 +471,33 @@ class _Sender:
         if pending:
             self.ledger.record(self.issue_id, pending, now=self.clock())
             self.tick(len(pending))
+
+    def collect(self, *, every: bool) -> None:
+        """Wait for one batch in flight (or ``every`` one) to finish, and record what has.
+
+        When a batch raised, every other batch in flight is still recorded before the error
+        goes on: a provider's accepted messages are never left unrecorded.
+        """
+        if not self.inflight:
+            return
+        done, _ = wait(self.inflight, return_when=ALL_COMPLETED if every else FIRST_COMPLETED)
+        error: BaseException | None = None
+        for future in done:
+            self.inflight.discard(future)
+            try:
+                events = future.result()
+            except BaseException as exc:  # re-raised below, after the rest are recorded
+                error = error or exc
+                continue
+            self.record(events)
+        if error is not None:
+            self.drain()
+            raise error
+
+    def drain(self) -> None:
+        """Wait for every batch in flight and record it."""
+        while self.inflight:
+            self.collect(every=True)
 
     def count(self, result: Result) -> None:
         if result.state == L.SENT:
@@ -548,7 +606,10 @@ def send_issue(
                 attempt += 1
             _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
         finally:
-            provider.close()
+            try:
+                sender.close()
+            finally:
+                provider.close()
         report.limited = not finished
         report.ledger = ledger.counts(issue_id)
         report.unconfirmed = ledger.unconfirmed(issue_id)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -20,7 +21,7 @@ from digest import ledger as L
 from digest.cli.send import unsubscribe
 from digest.compose import ComposedEmail, WireTemplate, qp_lines, to_message
 from digest.config import Config, load_config
-from digest.errors import NothingToSend
+from digest.errors import NothingToSend, ProviderError
 from digest.ledger import Ledger
 from digest.providers import outbox as outbox_module
 from digest.providers.base import WIRE_POLICY, Batch, Event, Result
@@ -436,3 +437,52 @@ def test_cli_dry_run_sends_nothing_then_send_and_refusal(sample_site: Path) -> N
     again = run_digest("send", "--week", WEEK, cwd=sample_site)
     assert again.returncode == 5
     assert "already sent (9 sent" in again.stderr and "--force" in again.stderr
+
+
+class _Concurrent(OutboxProvider):
+    """The outbox behind a barrier: three batches must be in the provider at the same time,
+    or the barrier breaks and the send fails."""
+
+    default_concurrency = 3
+    barrier = threading.Barrier(3, timeout=30)
+    threads: ClassVar[set[str]] = set()
+
+    def send(self, batch: Batch) -> Iterator[Event]:
+        type(self).threads.add(threading.current_thread().name)
+        if len(batch.recipients) == 4:  # the three full batches; the last one is smaller
+            type(self).barrier.wait()
+        yield from super().send(batch)
+
+
+def test_batches_go_out_concurrently_and_every_result_is_recorded(sample_site: Path) -> None:
+    config = _site(sample_site, batch_size=4)
+    groups = _populate(config, n=36)  # 12 per variant: three batches of 4 each
+    report = send_issue(config, now=NOW, week=WEEK, provider=_Concurrent.from_config(config))
+    assert (report.sent, report.exit_code, report.complete) == (36, 0, True)
+    assert set(_files(config)) == groups["active"]
+    assert _ledger_states(config) == {L.SENT: 36}
+    assert len(_Concurrent.threads) == 3
+    assert all(name.startswith("digest-send") for name in _Concurrent.threads)
+
+
+class _FailingOnce(OutboxProvider):
+    """Refuses every request of one variant outright (a provider error), after the other
+    batches in flight have been accepted."""
+
+    default_concurrency = 4
+
+    def send(self, batch: Batch) -> Iterator[Event]:
+        if batch.variant == "Work":
+            raise ProviderError("emulated", "account suspended", status=403)
+        yield from super().send(batch)
+
+
+def test_a_provider_error_in_one_worker_keeps_the_others_results(sample_site: Path) -> None:
+    config = _site(sample_site, batch_size=100)
+    _populate(config, n=9)
+    with pytest.raises(ProviderError, match="emulated 403: account suspended"):
+        send_issue(config, now=NOW, week=WEEK, provider=_FailingOnce.from_config(config))
+    states = _ledger_states(config)
+    # The two other variants were accepted and recorded; the refused one waits for a resume.
+    assert states == {L.SENT: 6, L.SENDING: 3}
+    assert len(_files(config)) == 6
