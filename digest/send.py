@@ -51,7 +51,7 @@ from digest.providers.base import (
 from digest.providers.registry import get_provider_class
 from digest.select import Selection
 from digest.subscribers import Subscriber, SubscriberStore
-from digest.tokens import make_token, server_secret, signing_key
+from digest.tokens import SECRET_ENV, make_token, server_secret, signing_key
 
 log = logging.getLogger(__name__)
 
@@ -559,6 +559,7 @@ def send_issue(
         if dry_run:
             return _dry_run(config, issue, store, ledger, composer)
         provider = provider or make_provider(config)
+        _require_link_secret(config, provider)
         report = SendReport(issue_id, provider.name)
         started, cpu_started = time.perf_counter(), time.process_time()
         ledger.lock()
@@ -628,6 +629,22 @@ def send_issue(
     finally:
         ledger.close()
         store.close()
+
+
+def _require_link_secret(config: Config, provider: Provider) -> None:
+    """Refuse to mail real people links that `digest serve` would not accept.
+
+    The links point at `digest serve` (``serve.public_url``), which verifies tokens with the
+    server secret; tokens signed without it would be refused there. The outbox is exempt: it
+    writes files for a person to look at, not to subscribers.
+    """
+    if provider.name == "outbox" or not config.serve.public_url or token_secret(config):
+        return
+    raise ConfigError(
+        "serve.secret: unsubscribe and preference links point at digest serve "
+        f"({config.serve.public_url}), which verifies them with a server secret, and none is "
+        f"set: export {SECRET_ENV} (or set serve.secret: ${{YOUR_VARIABLE}}) before sending"
+    )
 
 
 def _give_up(ledger: Ledger, issue_id: str, max_attempts: int, now: datetime) -> None:

@@ -27,7 +27,7 @@ from digest.providers import outbox as outbox_module
 from digest.providers.base import WIRE_POLICY, Batch, Event, Result
 from digest.providers.outbox import OutboxProvider
 from digest.providers.smtp import _data_bytes
-from digest.send import send_issue
+from digest.send import send_issue, token_secret
 from digest.subscribers import SubscriberStore
 from digest.tokens import TokenError, signing_key, verify_token
 
@@ -278,7 +278,7 @@ def test_each_message_carries_its_own_working_unsubscribe_token(sample_site: Pat
 
     def key_for(address: str) -> bytes | None:
         found = store.get(address)
-        return signing_key(found.secret, None) if found else None
+        return signing_key(found.secret, token_secret(config)) if found else None
 
     tokens: dict[str, str] = {}
     for email, message in files.items():
@@ -486,3 +486,23 @@ def test_a_provider_error_in_one_worker_keeps_the_others_results(sample_site: Pa
     # The two other variants were accepted and recorded; the refused one waits for a resume.
     assert states == {L.SENT: 6, L.SENDING: 3}
     assert len(_files(config)) == 6
+
+
+def test_real_sends_need_the_secret_that_digest_serve_verifies_links_with(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.errors import ConfigError
+
+    config = _site(sample_site)
+    _populate(config, n=2)
+    monkeypatch.delenv("DIGEST_SECRET")
+    with pytest.raises(ConfigError, match=r"serve\.secret: unsubscribe and preference links"):
+        send_issue(config, now=NOW, week=WEEK, provider=_NamedSmtp.from_config(config))
+    # The outbox writes files for the owner to read, so it needs no secret.
+    assert send_issue(config, now=NOW, week=WEEK).sent == 2
+
+
+class _NamedSmtp(OutboxProvider):
+    """Any transport that mails real people (only its name matters here)."""
+
+    name = "smtp-like"
