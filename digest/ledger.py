@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from digest.db import open_database
 from digest.errors import LockError, StoreError
 
 PENDING = "pending"
@@ -109,14 +110,7 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the send ledger: {exc}") from None
+        self._db = open_database(self.path, _SCHEMA, what="the send ledger")
 
     def __enter__(self) -> Ledger:
         return self

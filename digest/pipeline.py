@@ -37,17 +37,6 @@ def load(config: Config, *, use_cache: bool = True, around: Window | None = None
             cache.close()
 
 
-def window(
-    config: Config,
-    now: datetime,
-    *,
-    week: str | None = None,
-    since: date | None = None,
-    until: date | None = None,
-) -> Window:
-    return resolve_window(config, now, week=week, since=since, until=until)
-
-
 def load_and_select(
     config: Config,
     now: datetime,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from digest.db import open_database
 from digest.errors import StoreError
 
 FINAL_OUTCOMES = frozenset({"sent", "already-sent", "skipped-empty", "empty", "missed"})
@@ -81,16 +82,7 @@ class RunStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(
-                f"{path}: cannot open the runs database: {exc} "
-                "(check that the folder exists and is writable, or set schedule.database)"
-            ) from None
+        self._db = open_database(path, _SCHEMA, what="the runs database (schedule.database)")
 
     def close(self) -> None:
         self._db.close()

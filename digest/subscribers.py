@@ -33,6 +33,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.db import open_database
 from digest.errors import StoreError
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced", "complained")
@@ -322,14 +323,7 @@ class SubscriberStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the subscriber store: {exc}") from None
+        self._db = open_database(self.path, _SCHEMA, what="the subscriber store")
 
     def __enter__(self) -> SubscriberStore:
         return self

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from digest import pipeline
 from digest.cli._app import State, echo_err, main, now, pass_state
 from digest.config import find_config
 from digest.preview import PreviewState, run_preview
 from digest.preview.site import SitePreview, changed_names, send_test_for
 from digest.preview.state import BuildEvent
+from digest.select import resolve_window
 
 LOOPBACK = "127.0.0.1"
 
@@ -71,7 +71,7 @@ def preview_command(
       digest preview --port 0            # any free port; the address is printed
     """
     config = state.config
-    issue_id = pipeline.window(config, now(), week=week).issue_id
+    issue_id = resolve_window(config, now(), week=week).issue_id
     if host is None:
         host = config.preview.host
         if not _is_loopback(host):

@@ -8,7 +8,6 @@ from typing import Any, cast
 
 import click
 
-from digest import pipeline
 from digest.cli._app import (
     State,
     emit_json,
@@ -20,6 +19,7 @@ from digest.cli._app import (
     window_options,
 )
 from digest.ledger import Ledger
+from digest.select import resolve_window
 from digest.send import SendReport, send_issue, send_test, token_secret
 from digest.subscribers import SubscriberStore
 from digest.tokens import TokenError, signing_key, verify_token
@@ -177,7 +177,7 @@ def status_command(
       digest status --json
     """
     config = state.config
-    issue_id = pipeline.window(config, now(), week=week, since=since, until=until).issue_id
+    issue_id = resolve_window(config, now(), week=week, since=since, until=until).issue_id
     with Ledger(config.path(config.ledger.database)) as ledger:
         counts = ledger.counts(issue_id)
         info = ledger.issue(issue_id)
