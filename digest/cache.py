@@ -26,7 +26,7 @@ class CacheRow(NamedTuple):
     size: int
     mtime_ns: int
     timestamp: float | None  # approximate UTC moment of the post; None for a problem
-    record: dict[str, Any] | None
+    record: str | None  # JSON text
     problem: str | None
 
 
@@ -96,7 +96,7 @@ class PostCache:
                             row.size,
                             row.mtime_ns,
                             row.timestamp,
-                            json.dumps(row.record) if row.record else None,
+                            row.record,
                             row.problem,
                         )
                         for row in fresh

@@ -12,6 +12,7 @@ and modification time, so a warm run parses nothing that has not changed.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import multiprocessing
 import os
@@ -285,7 +286,7 @@ def _text_field(value: Any) -> str | None:
 # --------------------------------------------------------------------------- reading files
 
 
-def _decode(data: bytes, path: Path) -> str:
+def _decode(data: bytes) -> str:
     if b"\x00" in data[:8192]:
         raise PostReadError("binary file, not Markdown text")
     try:
@@ -310,31 +311,31 @@ def _split(text: str) -> tuple[str, str | None]:
     return parts[1], parts[2]
 
 
-def read_post_metadata(path: Path, max_size: int, size: int | None = None) -> dict[str, Any]:
+def read_post_metadata(path: str | Path, max_size: int, size: int | None = None) -> dict[str, Any]:
     """Parse one file into a plain, JSON-safe record (what the cache stores).
 
     Raises PostReadError with the reason the file cannot be used.
     """
     try:
         if size is None:
-            size = path.stat().st_size
+            size = os.stat(path).st_size
         if size == 0:
             raise PostReadError("empty file")
         if size > max_size:
             raise PostReadError(
                 f"file is {size:,} bytes, over content.max_file_size ({max_size:,})"
             )
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             data = handle.read(HEAD_BYTES)
             complete = len(data) == size
-            text = _decode(data if complete else _trim_partial_utf8(data), path)
+            text = _decode(data if complete else _trim_partial_utf8(data))
             try:
                 front, _ = _split(text)
             except PostReadError:
                 if complete:
                     raise
                 data += handle.read()
-                front, _ = _split(_decode(data, path))
+                front, _ = _split(_decode(data))
     except OSError as exc:
         raise PostReadError(f"cannot read it: {exc.strerror or exc}") from None
 
@@ -370,7 +371,7 @@ def read_post_metadata(path: Path, max_size: int, size: int | None = None) -> di
     }  # fmt: skip
     extra = {k: v for k, v in meta.items() if k not in known and _json_safe(v)}
     return {
-        "slug": _text_field(meta.get("slug")) or path.stem,
+        "slug": _text_field(meta.get("slug")) or Path(path).stem,
         "title": title,
         "date": date_text,
         "category": _text_field(meta.get("category")),
@@ -399,7 +400,7 @@ def finish_excerpt(path: Path, title: str, raw: str | None) -> str:
         return excerpt
     # Missing, boilerplate, or little left after the crumbs: the body may say more.
     try:
-        body = _split(_decode(path.read_bytes(), path))[1]
+        body = _split(_decode(path.read_bytes()))[1]
     except (OSError, PostReadError):
         return excerpt
     from_body = excerpt_from_body(body or "", title)
@@ -461,22 +462,25 @@ def iter_post_files(folder: Path) -> Iterator[os.DirEntry[str]]:
 
 def _parse_for_cache(
     path: str, max_size: int, size: int | None = None
-) -> tuple[dict[str, Any] | None, str | None, float | None]:
-    """(record, problem, approximate UTC timestamp) of one file; runs in worker processes.
+) -> tuple[str | None, str | None, float | None]:
+    """(record as JSON, problem, approximate UTC timestamp) of one file.
+
+    Runs in worker processes; the record comes back as the JSON text the cache stores, which
+    crosses the process boundary cheaply and is decoded only for posts that are used.
 
     The timestamp reads a time without an offset as UTC: off by at most the timezone's
     offset, it only narrows which cached posts are built.
     """
     try:
-        record = read_post_metadata(Path(path), max_size, size)
+        record = read_post_metadata(path, max_size, size)
     except PostReadError as exc:
         return None, str(exc), None
-    return record, None, record["ts"]
+    return json.dumps(record, ensure_ascii=False), None, record["ts"]
 
 
 def _parse_many(
     paths: list[str], sizes: list[int], max_size: int
-) -> Iterator[tuple[dict[str, Any] | None, str | None, float | None]]:
+) -> Iterator[tuple[str | None, str | None, float | None]]:
     """Parse files, on every core when there are enough of them to be worth a process."""
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     if len(paths) < PARALLEL_THRESHOLD or workers < 2:
@@ -527,13 +531,11 @@ def load_posts(
     )
     known = cache.index() if cache is not None else {}
     fresh: list[CacheRow] = []
-    wanted: list[tuple[str, dict[str, Any] | None]] = []  # (path, record or None if cached)
+    wanted: list[tuple[str, str | None]] = []  # (path, record JSON, or None when cached)
     seen: set[str] = set()
     to_parse: list[tuple[str, int, int]] = []
 
-    def keep(
-        path: str, record: dict[str, Any] | None, reason: str | None, ts: float | None
-    ) -> None:
+    def keep(path: str, record: str | None, reason: str | None, ts: float | None) -> None:
         if reason is not None or ts is None:
             result.problems.append(PostProblem(Path(path), reason or "unreadable"))
         elif low <= ts < high:
@@ -554,20 +556,22 @@ def load_posts(
             to_parse.append((entry.path, stat.st_size, stat.st_mtime_ns))
 
     parsed = _parse_many([p for p, _, _ in to_parse], [z for _, z, _ in to_parse], max_size)
-    for (path, size, mtime), (record, reason, ts) in zip(to_parse, parsed, strict=True):
+    for (path, size, mtime), (text, reason, ts) in zip(to_parse, parsed, strict=True):
         result.parsed += 1
-        fresh.append(CacheRow(path, size, mtime, ts, record, reason))
-        keep(path, record, reason, ts)
+        fresh.append(CacheRow(path, size, mtime, ts, text, reason))
+        keep(path, text, reason, ts)
     wanted.sort()
 
     missing = [path for path, record in wanted if record is None]
     stored = cache.records(missing) if cache is not None and missing else {}
     excerpts: dict[str, str] = {}
-    for path, record in wanted:
-        if record is None:
+    for path, cached_text in wanted:
+        excerpt: str | None = None
+        record: dict[str, Any]
+        if cached_text is None:
             record, excerpt = stored[path]
         else:
-            excerpt = None
+            record = json.loads(cached_text)
         if excerpt is None:
             excerpt = finish_excerpt(Path(path), record["title"], record["excerpt"])
             excerpts[path] = excerpt
