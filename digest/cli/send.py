@@ -68,7 +68,17 @@ def _summary(report: SendReport) -> None:
         if report.skipped:
             click.echo(f"  {report.skipped} subscribers have no posts in their sections")
         for item in report.sample:
-            click.echo(f"  sample: {item}")
+            if "subject" in item:
+                click.echo(f"  subject: {item['subject']}")
+            else:
+                sections = ", ".join(item["categories"]) or "every section"
+                click.echo(f"  e.g. {item['email']} ({sections})")
+        if not report.attempted and not report.skipped:
+            click.secho(
+                "  no active subscriber is waiting for this issue "
+                "(add some with: digest subscribers import FILE)",
+                fg="yellow",
+            )
         return
     ledger = report.ledger
     click.secho(
