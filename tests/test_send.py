@@ -423,7 +423,7 @@ def test_cli_dry_run_sends_nothing_then_send_and_refusal(sample_site: Path) -> N
     assert "would send 9 messages via outbox" in dry.stdout
     for line in ("3  Tools+Research", "3  Work", "3  all"):
         assert line in dry.stdout
-    assert "sample: {'email': 'reader000@example.com', 'variant': 'all'" in dry.stdout
+    assert "e.g. reader000@example.com (every section)" in dry.stdout
     assert not _outbox(config).exists()
     assert _ledger_states(config) == {}
 
