@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--naive-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # Real transports sign links with the server secret that `digest serve` checks.
+    os.environ.setdefault("DIGEST_SECRET", "bench-only-secret")
     if args.child:
         child(args.child, args.naive_child, args.tracemalloc)
         return
