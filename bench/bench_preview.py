@@ -31,16 +31,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser import CHROMIUM_ARGS  # noqa: E402  (the same flags as the browser tests)
+
 POST = "the-quiet-power-of-good-defaults.md"
 TITLE_LINE = re.compile(r"^title: .*$", re.MULTILINE)
 FRAME_TEXT = """(wanted) => {

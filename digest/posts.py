@@ -483,13 +483,14 @@ def _parse_many(
 ) -> Iterator[tuple[str | None, str | None, float | None]]:
     """Parse files, on every core when there are enough of them to be worth a process."""
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
-    if len(paths) < PARALLEL_THRESHOLD or workers < 2:
-        for path, size in zip(paths, sizes, strict=True):
-            yield _parse_for_cache(path, max_size, size)
-        return
     # Forking is safe only in a process with one thread (a preview or serve process has more),
     # and "spawn" would re-run an unguarded __main__ script: parse here instead.
-    if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if (
+        len(paths) < PARALLEL_THRESHOLD
+        or workers < 2
+        or threading.active_count() > 1
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
         for path, size in zip(paths, sizes, strict=True):
             yield _parse_for_cache(path, max_size, size)
         return
