@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from digest.db import retry_when_busy
+
 logger = logging.getLogger(__name__)
 
 # Bump when what read_post_metadata() stores changes, so old entries are re-parsed.
@@ -36,18 +38,27 @@ class PostCache:
         self._db: sqlite3.Connection | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                db.execute("DROP TABLE IF EXISTS posts")
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS posts (path TEXT PRIMARY KEY, size INTEGER,"
-                " mtime_ns INTEGER, ts REAL, record TEXT, problem TEXT, excerpt TEXT)"
-            )
-            db.commit()
+            db = sqlite3.connect(self.path, timeout=30)
+
+            def setup() -> None:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    version = db.execute("PRAGMA user_version").fetchone()[0]
+                    if version != SCHEMA_VERSION:
+                        db.execute("DROP TABLE IF EXISTS posts")
+                        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS posts (path TEXT PRIMARY KEY, size INTEGER,"
+                        " mtime_ns INTEGER, ts REAL, record TEXT, problem TEXT, excerpt TEXT)"
+                    )
+                    db.commit()
+                except BaseException:
+                    db.rollback()
+                    raise
+
+            retry_when_busy(setup)
             self._db = db
         except sqlite3.Error as exc:
             logger.warning("post cache %s unusable (%s); reading every file", self.path, exc)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from digest.errors import StoreError
+
+T = TypeVar("T")
+
+# How long opening a database waits for other processes doing the same.
+SETUP_PATIENCE = 30.0
 
 
 def open_database(
@@ -15,15 +24,48 @@ def open_database(
 
     Autocommit mode: callers open transactions explicitly. WAL lets readers (``digest
     status``, the preview) run beside a send. ``what`` names the file in errors.
+
+    Several processes may open a new file at the same moment (two schedulers started
+    together, a send beside ``digest status``). Switching to WAL and creating the tables
+    take locks for which SQLite does not always wait, so those steps are retried.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={synchronous}")
-        db.executescript(schema)
+        db = sqlite3.connect(path, isolation_level=None, timeout=SETUP_PATIENCE)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(
             f"{path}: cannot open {what}: {exc} (check that its folder is writable)"
         ) from None
+
+    def setup() -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        try:
+            db.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    try:
+        retry_when_busy(setup)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StoreError(
+            f"{path}: cannot open {what}: {exc} (check that its folder is writable and "
+            "that no other program holds the file)"
+        ) from None
     return db
+
+
+def retry_when_busy(step: Callable[[], T], patience: float = SETUP_PATIENCE) -> T:
+    """Run ``step``, retrying while SQLite answers "database is locked" or "busy"."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0.01, 0.05))

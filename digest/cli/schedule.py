@@ -160,7 +160,10 @@ def schedule_group(ctx: click.Context, state: State) -> None:
     config = state.config
     clock = clock_from_env()
     policy = Policy.from_config(config)
+    # The lock comes first, so a second scheduler is refused before it touches any file.
+    lock = FileLock(config.path(config.schedule.lock), "digest schedule")
     with (
+        lock,
         stop_on_signals() as stop,
         RunStore(config.path(config.schedule.database)) as runs,
     ):
@@ -169,7 +172,7 @@ def schedule_group(ctx: click.Context, state: State) -> None:
             runs,
             send_job(config, clock),
             clock,
-            lock=FileLock(config.path(config.schedule.lock), "digest schedule"),
+            lock=lock,
             run_lock=FileLock(run_lock_path(config), "digest run"),
             stop=stop,
             on_report=_scheduler_line,
