@@ -79,13 +79,15 @@ def make(name: str, url: str, config: Any, **extra: Any) -> Any:
     return cls(settings, config)
 
 
-def run(provider: Any, composed: Any, people: list[Recipient], batch_size: int,
-        concurrency: int) -> dict[str, float]:
+def run(
+    provider: Any, composed: Any, people: list[Recipient], batch_size: int, concurrency: int
+) -> dict[str, float]:
     batches = []
     for start in range(0, len(people), batch_size):
-        part = tuple(people[start:start + batch_size])
-        key = idempotency_key(composed.issue_id, f"bench{time.time_ns()}",
-                              [r.subscriber_id for r in part])
+        part = tuple(people[start : start + batch_size])
+        key = idempotency_key(
+            composed.issue_id, f"bench{time.time_ns()}", [r.subscriber_id for r in part]
+        )
         batches.append(Batch(composed.issue_id, "all", composed, part, key, lambda *a, **k: None))
 
     def one(batch: Batch) -> int:
@@ -96,8 +98,14 @@ def run(provider: Any, composed: Any, people: list[Recipient], batch_size: int,
         sent = sum(pool.map(one, batches))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     stats = provider.stats
-    return {"sent": sent, "seconds": wall, "rate": sent / wall, "cpu_ms": 1000 * cpu / sent,
-            "bytes": stats.bytes_sent / max(1, stats.recipients), "requests": stats.requests}
+    return {
+        "sent": sent,
+        "seconds": wall,
+        "rate": sent / wall,
+        "cpu_ms": 1000 * cpu / sent,
+        "bytes": stats.bytes_sent / max(1, stats.recipients),
+        "requests": stats.requests,
+    }
 
 
 @contextlib.contextmanager
@@ -128,21 +136,28 @@ def main() -> None:
     os.environ["BENCH_RESEND_KEY"] = "re_" + KEY
     config, composed = composed_issue()
     people = recipients(args.recipients)
-    print(f"issue {composed.issue_id}: {len(composed.html)} bytes of HTML; "
-          f"{args.recipients} recipients (naive loop: {args.naive})")
-    header = (f"{'provider':9} {'mode':8} {'msgs/s':>9} {'CPU ms/msg':>10} {'bytes/rcpt':>10} "
-              f"{'requests':>8} {'speed-up':>8}")
+    print(
+        f"issue {composed.issue_id}: {len(composed.html)} bytes of HTML; "
+        f"{args.recipients} recipients (naive loop: {args.naive})"
+    )
+    header = (
+        f"{'provider':9} {'mode':8} {'msgs/s':>9} {'CPU ms/msg':>10} {'bytes/rcpt':>10} "
+        f"{'requests':>8} {'speed-up':>8}"
+    )
     print(header)
     for name in args.providers.split(","):
         cls = registry.get_provider_class(name)
         with emulator(name) as url:
-            naive = run(make(name, url, config), composed, people[:args.naive], 1, 1)
-            fast = run(make(name, url, config), composed, people, cls.max_batch,
-                       cls.default_concurrency)
+            naive = run(make(name, url, config), composed, people[: args.naive], 1, 1)
+            fast = run(
+                make(name, url, config), composed, people, cls.max_batch, cls.default_concurrency
+            )
         for mode, r in (("naive", naive), ("batched", fast)):
             ratio = r["rate"] / naive["rate"]
-            print(f"{name:9} {mode:8} {r['rate']:9.0f} {r['cpu_ms']:10.3f} {r['bytes']:10.0f} "
-                  f"{r['requests']:8.0f} {ratio:7.1f}x")
+            print(
+                f"{name:9} {mode:8} {r['rate']:9.0f} {r['cpu_ms']:10.3f} {r['bytes']:10.0f} "
+                f"{r['requests']:8.0f} {ratio:7.1f}x"
+            )
     print(f"\nrate limit: emulator allows R = {args.rate:g} requests/s; batch size 100")
     for name in args.providers.split(","):
         if name in ("resend", "ses"):
@@ -154,8 +169,10 @@ def main() -> None:
             r = run(provider, composed, people_r, 100, 4)
         target = args.rate * 100
         how = "configured" if name in HEADERLESS else "from headers"
-        print(f"{name:9} {r['rate']:8.0f} msgs/s = {r['rate'] / target:6.1%} of R x 100 "
-              f"({how}; {r['requests']:.0f} requests, {provider.stats.retries} retried)")
+        print(
+            f"{name:9} {r['rate']:8.0f} msgs/s = {r['rate'] / target:6.1%} of R x 100 "
+            f"({how}; {r['requests']:.0f} requests, {provider.stats.retries} retried)"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (max RSS of this process): {peak:.0f} MB")
 

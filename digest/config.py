@@ -431,9 +431,9 @@ class ServeConfig(_Section):
     max_webhook_body_kb: int = Field(
         default=1024, ge=1, description="Largest webhook body, in KiB."
     )
-    confirm_ttl: Annotated[
-        timedelta, Field(description="How long a confirmation link works.")
-    ] = timedelta(days=2)
+    confirm_ttl: Annotated[timedelta, Field(description="How long a confirmation link works.")] = (
+        timedelta(days=2)
+    )
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @field_validator("public_url")

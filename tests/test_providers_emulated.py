@@ -53,8 +53,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "mailgun": {"api_key": "${EMU_KEY}", "domain": "mg.example.com"},
     "brevo": {"api_key": "${EMU_KEY}"},
     "resend": {"api_key": "${EMU_RESEND_KEY}"},  # resend-local wants re_…
-    "ses": {"access_key_id": "${EMU_KEY}", "secret_access_key": "${EMU_KEY}",
-            "region": "eu-west-1"},
+    "ses": {
+        "access_key_id": "${EMU_KEY}",
+        "secret_access_key": "${EMU_KEY}",
+        "region": "eu-west-1",
+    },
 }
 
 
@@ -101,7 +104,8 @@ def check_exactly_once(config: Config, counts: dict[str, int], provider: str, n:
     assert set(failed) == refused
     assert all(e and e.startswith(provider) for e in failed.values()), list(failed.values())[:3]
     assert Counter(state for state, _ in rows.values()) == {
-        "sent": len(deliverable), "failed-permanent": len(refused)
+        "sent": len(deliverable),
+        "failed-permanent": len(refused),
     }
 
 
@@ -136,8 +140,15 @@ def test_five_thousand_with_faults_sent_exactly_once(
     # Brevo honours idempotency keys: it may lose the answer after accepting (drop_after);
     # the others have no key, so the dropped connection is one that was never answered.
     drop = {"drop_after": 1} if provider == "brevo" else {"drop_before": 1}
-    emu.set_faults(storm=3, retry_after=1, error_rate=0.05, reject_pattern=REJECT, seed=11,
-                   reject_code=406, **drop)
+    emu.set_faults(
+        storm=3,
+        retry_after=1,
+        error_rate=0.05,
+        reject_pattern=REJECT,
+        seed=11,
+        reject_code=406,
+        **drop,
+    )
     config = make_site(sample_site, provider, emu.url, n=N, batch_size=100)
 
     report = send_issue(config, now=NOW, sleep=lambda _: None)
@@ -169,8 +180,12 @@ def test_wrong_key_stops_with_one_line(
     line = str(caught.value)
     assert "\n" not in line
     assert line.startswith(f"{provider} 401: ")
-    expected = {"postmark": "token", "sendgrid": "authorization grant is invalid",
-                "mailgun": "Forbidden", "brevo": "Key not found"}[provider]
+    expected = {
+        "postmark": "token",
+        "sendgrid": "authorization grant is invalid",
+        "mailgun": "Forbidden",
+        "brevo": "Key not found",
+    }[provider]
     assert expected in line
     # nobody was marked failed: the rows wait for a run with the right key
     states = Counter(state for state, _ in ledger_rows(config).values())
@@ -212,11 +227,17 @@ def test_suppressions_sync_from_postmark_and_sendgrid(
         (site / "content").symlink_to(sample_site / "content")
         config = make_site(site, provider, emu.url, n=4, batch_size=None)
         report = sync_suppressions(config, now=NOW)
-        assert report.changed == {address(0): "bounced", address(1): "complained",
-                                  address(2): "unsubscribed"}
+        assert report.changed == {
+            address(0): "bounced",
+            address(1): "complained",
+            address(2): "unsubscribed",
+        }
         with SubscriberStore(config.path(config.subscribers.database)) as store:
             assert [store.get(address(i)).status for i in range(4)] == [  # type: ignore[union-attr]
-                "bounced", "complained", "unsubscribed", "active"
+                "bounced",
+                "complained",
+                "unsubscribed",
+                "active",
             ]
         again = sync_suppressions(config, now=NOW)
         assert again.changed == {}
@@ -294,12 +315,25 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return None
         if fault == "storm":
             if proxy.provider == "resend":
-                return self._reply(429, {"statusCode": 429, "name": "rate_limit_exceeded",
-                                         "message": "Too many requests."},
-                                   {"ratelimit-limit": "2", "ratelimit-remaining": "0",
-                                    "ratelimit-reset": "1", "retry-after": "1"})
-            return self._reply(429, {"message": "Maximum sending rate exceeded."},
-                               {"x-amzn-ErrorType": "TooManyRequestsException", "Retry-After": "1"})
+                return self._reply(
+                    429,
+                    {
+                        "statusCode": 429,
+                        "name": "rate_limit_exceeded",
+                        "message": "Too many requests.",
+                    },
+                    {
+                        "ratelimit-limit": "2",
+                        "ratelimit-remaining": "0",
+                        "ratelimit-reset": "1",
+                        "retry-after": "1",
+                    },
+                )
+            return self._reply(
+                429,
+                {"message": "Maximum sending rate exceeded."},
+                {"x-amzn-ErrorType": "TooManyRequestsException", "Retry-After": "1"},
+            )
         if fault == "error":
             return self._reply(500, {"message": "internal error (emulated)"})
         return self._send_with_rejections(body)
@@ -309,12 +343,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         data = json.loads(body)
         if proxy.provider == "resend":
             items = data
-            refused = [i for i, e in enumerate(items)
-                       if re.search(proxy.reject or "^$", e["to"][0])]
+            refused = [
+                i for i, e in enumerate(items) if re.search(proxy.reject or "^$", e["to"][0])
+            ]
         else:
             items = data["BulkEmailEntries"]
-            refused = [i for i, e in enumerate(items)
-                       if re.search(proxy.reject or "^$", e["Destination"]["ToAddresses"][0])]
+            refused = [
+                i
+                for i, e in enumerate(items)
+                if re.search(proxy.reject or "^$", e["Destination"]["ToAddresses"][0])
+            ]
         kept = [item for i, item in enumerate(items) if i not in refused]
         if proxy.provider == "resend":
             forwarded: Any = kept
@@ -330,22 +368,28 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if response.status_code != 200:
                 return self._reply(response.status_code, answer)
         if proxy.provider == "resend":
-            answer["errors"] = [{"index": i, "message": "Invalid `to` field: address refused"}
-                                for i in refused]
+            answer["errors"] = [
+                {"index": i, "message": "Invalid `to` field: address refused"} for i in refused
+            ]
         else:
             results = iter(answer["BulkEmailEntryResults"])
             answer["BulkEmailEntryResults"] = [
                 {"Status": "MESSAGE_REJECTED", "Error": "Address is on the suppression list"}
-                if i in refused else next(results)
+                if i in refused
+                else next(results)
                 for i in range(len(items))
             ]
         return self._reply(200, answer)
 
     def _upstream(self, body: bytes) -> httpx.Response:
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in ("host", "content-length", "connection")}
-        return self.server.client.post(self.server.upstream + self.path, content=body,
-                                       headers=headers)
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("host", "content-length", "connection")
+        }
+        return self.server.client.post(
+            self.server.upstream + self.path, content=body, headers=headers
+        )
 
     def _forward(self, body: bytes) -> None:
         response = self._upstream(body)
@@ -389,8 +433,9 @@ def test_npm_emulators_five_thousand_with_faults(
             counts = Counter(to for e in sent for to in e["destination"]["to"])
             one = next(e for e in sent if e["destination"]["to"] == [address(0)])
             assert "[[digest:" not in one["body"]["html"] + one["subject"]
-            assert "Reader 0 &amp; co" in one["body"]["html"] or "Reader 0" not in one[
-                "body"]["html"]
+            assert (
+                "Reader 0 &amp; co" in one["body"]["html"] or "Reader 0" not in one["body"]["html"]
+            )
             unsubscribe = {h["name"]: h["value"] for h in one["headers"]}["List-Unsubscribe"]
             assert "/unsubscribe/" in unsubscribe
         check_exactly_once(config, dict(counts), provider, N)

@@ -34,13 +34,15 @@ class Composed:
     subject: str = "Weekly for [[digest:name]]"
     html: str = '<p>Hi [[digest:name]]</p><a href="[[digest:unsubscribe_url]]">u</a>'
     text: str = "Hi [[digest:name]]\nUnsubscribe: [[digest:unsubscribe_url]]"
-    headers: Mapping[str, str] = field(default_factory=lambda: {
-        "From": "Field Notes <weekly@example.com>",
-        "Reply-To": "editor@example.com",
-        "List-Id": "Field Notes <fieldnotes.example.com>",
-        "List-Unsubscribe": "<[[digest:unsubscribe_url]]>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    })
+    headers: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "From": "Field Notes <weekly@example.com>",
+            "Reply-To": "editor@example.com",
+            "List-Id": "Field Notes <fieldnotes.example.com>",
+            "List-Unsubscribe": "<[[digest:unsubscribe_url]]>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+    )
     from_address: str = "Field Notes <weekly@example.com>"
 
 
@@ -50,8 +52,11 @@ def _render(*args: Any, **kwargs: Any) -> EmailMessage:
 
 def recipient(i: int, name: str | None = None) -> Recipient:
     email = f"r{i}@example.com"
-    values = {"name": name or f"Reader {i}", "email": email,
-              "unsubscribe_url": f"https://x.example/unsubscribe/t{i}"}
+    values = {
+        "name": name or f"Reader {i}",
+        "email": email,
+        "unsubscribe_url": f"https://x.example/unsubscribe/t{i}",
+    }
     return Recipient(i, email, values, f"<m{i}@example.com>")
 
 
@@ -71,8 +76,10 @@ class Config:
 def provider(name: str, handler: Handler, **options: Any) -> Any:
     cls = registry.get_provider_class(name)
     base = {
-        "postmark": {"token": "${T}"}, "resend": {"api_key": "${T}"},
-        "sendgrid": {"api_key": "${T}"}, "brevo": {"api_key": "${T}"},
+        "postmark": {"token": "${T}"},
+        "resend": {"api_key": "${T}"},
+        "sendgrid": {"api_key": "${T}"},
+        "brevo": {"api_key": "${T}"},
         "mailgun": {"api_key": "${T}", "domain": "mg.example.com"},
         "ses": {"access_key_id": "${T}", "secret_access_key": "${T}"},
     }[name]
@@ -100,14 +107,38 @@ def results(events: Any) -> list[Result]:
 
 def test_rate_limit_headers_of_every_family() -> None:
     h = httpx.Headers
-    assert parse_rate_limit(h({"ratelimit-limit": "2", "ratelimit-remaining": "0",
-                               "ratelimit-reset": "1", "retry-after": "1"}), now=NOW) == \
-        RateLimit(2, 0, 1, 1)
-    sendgrid = parse_rate_limit(h({"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "10",
-                                   "X-RateLimit-Reset": str(int(NOW) + 30)}), now=NOW)
+    assert parse_rate_limit(
+        h(
+            {
+                "ratelimit-limit": "2",
+                "ratelimit-remaining": "0",
+                "ratelimit-reset": "1",
+                "retry-after": "1",
+            }
+        ),
+        now=NOW,
+    ) == RateLimit(2, 0, 1, 1)
+    sendgrid = parse_rate_limit(
+        h(
+            {
+                "X-RateLimit-Limit": "600",
+                "X-RateLimit-Remaining": "10",
+                "X-RateLimit-Reset": str(int(NOW) + 30),
+            }
+        ),
+        now=NOW,
+    )
     assert sendgrid == RateLimit(600, 10, 30, None)  # an epoch reset becomes seconds
-    assert parse_rate_limit(h({"x-sib-ratelimit-limit": "10", "x-sib-ratelimit-remaining": "3",
-                               "x-sib-ratelimit-reset": "5"}), now=NOW) == RateLimit(10, 3, 5)
+    assert parse_rate_limit(
+        h(
+            {
+                "x-sib-ratelimit-limit": "10",
+                "x-sib-ratelimit-remaining": "3",
+                "x-sib-ratelimit-reset": "5",
+            }
+        ),
+        now=NOW,
+    ) == RateLimit(10, 3, 5)
     assert parse_rate_limit(h({}), now=NOW) == RateLimit()
 
 
@@ -154,11 +185,19 @@ def test_markers_are_escaped_in_html_only() -> None:
     assert fill_markers("Hi [[digest:name]]", values) == 'Hi Ann & "Bo"'
     assert fill_markers("Hi [[digest:name]]", values, html=True) == "Hi Ann &amp; &quot;Bo&quot;"
     assert fill_markers("[[digest:missing]]!", values) == "!"
-    sub = substitute("[[digest:name]]", "<b>[[digest:name]]</b>", "[[digest:name]]", {},
-                     [recipient(1, "A & B"), recipient(2)], lambda n: f"%{n}%")
+    sub = substitute(
+        "[[digest:name]]",
+        "<b>[[digest:name]]</b>",
+        "[[digest:name]]",
+        {},
+        [recipient(1, "A & B"), recipient(2)],
+        lambda n: f"%{n}%",
+    )
     assert sub.html == "<b>%name_html%</b>" and sub.text == "%name%"
-    assert sub.variables(recipient(1, "A & B").values) == {"name": "A & B",
-                                                           "name_html": "A &amp; B"}
+    assert sub.variables(recipient(1, "A & B").values) == {
+        "name": "A & B",
+        "name_html": "A &amp; B",
+    }
     plain = substitute("", "<b>[[digest:name]]</b>", "", {}, [recipient(2)], lambda n: f"%{n}%")
     assert plain.html == "<b>%name%</b>"  # nobody needs escaping: no second copy sent
 
@@ -168,16 +207,21 @@ def test_markers_are_escaped_in_html_only() -> None:
 
 def test_429_then_500_then_success_honours_retry_after() -> None:
     answers = [
-        httpx.Response(429, json={"ErrorCode": 429, "Message": "slow down"},
-                       headers={"Retry-After": "3"}),
+        httpx.Response(
+            429, json={"ErrorCode": 429, "Message": "slow down"}, headers={"Retry-After": "3"}
+        ),
         httpx.Response(500, json={"ErrorCode": 1, "Message": "boom"}),
-        httpx.Response(200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"id{i}"}
-                                  for i in range(3)]),
+        httpx.Response(
+            200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"id{i}"} for i in range(3)]
+        ),
     ]
     p = provider("postmark", lambda request: answers.pop(0))
     out = results(p.send(batch()))
     assert [(r.state, r.provider_message_id) for r in out] == [
-        ("sent", "id0"), ("sent", "id1"), ("sent", "id2")]
+        ("sent", "id0"),
+        ("sent", "id1"),
+        ("sent", "id2"),
+    ]
     assert p.slept[0] >= 3.0  # the pacer's pause honours Retry-After
     assert p.stats.attempts == 3 and p.stats.retries == 2
 
@@ -206,31 +250,48 @@ def test_postmark_per_message_errors_and_one_line_401() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["X-Postmark-Server-Token"] == "secret-token"
         sent = json.loads(request.content)
-        assert sent[0]["Headers"][1] == {"Name": "List-Unsubscribe",
-                                         "Value": "<https://x.example/unsubscribe/t1>"}
+        assert sent[0]["Headers"][1] == {
+            "Name": "List-Unsubscribe",
+            "Value": "<https://x.example/unsubscribe/t1>",
+        }
         assert sent[0]["MessageStream"] == "broadcast" and sent[0]["Tag"] == "2026-W47"
         assert sent[0]["HtmlBody"].startswith("<p>Hi Ann &amp; Co</p>")
-        return httpx.Response(200, json=[
-            {"ErrorCode": 0, "Message": "OK", "MessageID": "a"},
-            {"ErrorCode": 406, "Message": "inactive recipient"},
-            {"ErrorCode": 0, "Message": "OK", "MessageID": "c"},
-        ])
+        return httpx.Response(
+            200,
+            json=[
+                {"ErrorCode": 0, "Message": "OK", "MessageID": "a"},
+                {"ErrorCode": 406, "Message": "inactive recipient"},
+                {"ErrorCode": 0, "Message": "OK", "MessageID": "c"},
+            ],
+        )
 
-    out = results(provider("postmark", handler, message_stream="broadcast").send(
-        batch(3, r1="Ann & Co")))
+    out = results(
+        provider("postmark", handler, message_stream="broadcast").send(batch(3, r1="Ann & Co"))
+    )
     assert [(r.state, r.reason) for r in out] == [
-        ("sent", None), ("failed-permanent", "postmark 406: inactive recipient"), ("sent", None)]
+        ("sent", None),
+        ("failed-permanent", "postmark 406: inactive recipient"),
+        ("sent", None),
+    ]
 
-    denied = provider("postmark", lambda r: httpx.Response(
-        401, json={"ErrorCode": 10, "Message": "Bad or missing Server API token."}))
+    denied = provider(
+        "postmark",
+        lambda r: httpx.Response(
+            401, json={"ErrorCode": 10, "Message": "Bad or missing Server API token."}
+        ),
+    )
     with pytest.raises(ProviderError) as caught:
         list(denied.send(batch()))
     assert str(caught.value) == "postmark 401: Bad or missing Server API token."
 
 
 def test_postmark_unconfirmed_sender_stops_without_failing_recipients() -> None:
-    p = provider("postmark", lambda r: httpx.Response(200, json=[
-        {"ErrorCode": 401, "Message": "Sender signature not confirmed."}] * 2))
+    p = provider(
+        "postmark",
+        lambda r: httpx.Response(
+            200, json=[{"ErrorCode": 401, "Message": "Sender signature not confirmed."}] * 2
+        ),
+    )
     events = p.send(batch(2))
     got = []
     with pytest.raises(ProviderError) as caught:
@@ -248,14 +309,22 @@ def test_resend_sends_the_idempotency_key_and_reads_permissive_errors() -> None:
         assert request.headers["x-batch-validation"] == "permissive"
         if len(keys) == 1:
             raise httpx.RemoteProtocolError("dropped")
-        return httpx.Response(200, json={"data": [{"id": "e1"}, {"id": "e3"}],
-                                         "errors": [{"index": 1, "message": "Invalid `to`"}]})
+        return httpx.Response(
+            200,
+            json={
+                "data": [{"id": "e1"}, {"id": "e3"}],
+                "errors": [{"index": 1, "message": "Invalid `to`"}],
+            },
+        )
 
     b = batch(3)
     out = results(provider("resend", handler).send(b))
     assert keys == [b.idempotency_key, b.idempotency_key]  # the retry reuses the key
     assert [(r.state, r.provider_message_id) for r in out] == [
-        ("sent", "e1"), ("failed-permanent", None), ("sent", "e3")]
+        ("sent", "e1"),
+        ("failed-permanent", None),
+        ("sent", "e3"),
+    ]
     assert out[1].reason == "resend: Invalid `to`"
 
 
@@ -266,9 +335,18 @@ def test_sendgrid_uploads_content_once_and_drops_refused_recipients() -> None:
         body = json.loads(request.content)
         bodies.append(body)
         if len(bodies) == 1:
-            return httpx.Response(400, json={"errors": [{
-                "message": "Does not contain a valid address.",
-                "field": "personalizations.1.to.0.email", "help": None}]})
+            return httpx.Response(
+                400,
+                json={
+                    "errors": [
+                        {
+                            "message": "Does not contain a valid address.",
+                            "field": "personalizations.1.to.0.email",
+                            "help": None,
+                        }
+                    ]
+                },
+            )
         return httpx.Response(202, headers={"X-Message-Id": "sg1"})
 
     out = results(provider("sendgrid", handler).send(batch(3)))
@@ -276,11 +354,18 @@ def test_sendgrid_uploads_content_once_and_drops_refused_recipients() -> None:
     assert first["content"][1]["value"].startswith("<p>Hi -digest_name-</p>")
     assert first["headers"]["List-Unsubscribe"] == "<-digest_unsubscribe_url->"
     assert first["personalizations"][0]["substitutions"] == {
-        "-digest_name-": "Reader 1", "-digest_unsubscribe_url-": "https://x.example/unsubscribe/t1"}
+        "-digest_name-": "Reader 1",
+        "-digest_unsubscribe_url-": "https://x.example/unsubscribe/t1",
+    }
     assert [p["to"][0]["email"] for p in bodies[1]["personalizations"]] == [
-        "r1@example.com", "r3@example.com"]
+        "r1@example.com",
+        "r3@example.com",
+    ]
     assert sorted((r.subscriber_id, r.state) for r in out) == [
-        (1, "sent"), (2, "failed-permanent"), (3, "sent")]
+        (1, "sent"),
+        (2, "failed-permanent"),
+        (3, "sent"),
+    ]
 
 
 def test_mailgun_bisects_a_refused_batch() -> None:
@@ -289,18 +374,27 @@ def test_mailgun_bisects_a_refused_batch() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["Authorization"].startswith("Basic ")
         text = request.content.decode()
-        to = [part.split("\r\n\r\n", 1)[1].rsplit("\r\n", 1)[0]
-              for part in text.split("--digest-") if 'name="to"' in part]
+        to = [
+            part.split("\r\n\r\n", 1)[1].rsplit("\r\n", 1)[0]
+            for part in text.split("--digest-")
+            if 'name="to"' in part
+        ]
         calls.append(to)
         assert '"r1@example.com":{"name":"Reader 1"' in text or "r1@" not in to
         if "r3@example.com" in to:
-            return httpx.Response(400, json={"message": "to parameter is not a valid address. "
-                                             "please check documentation"})
+            return httpx.Response(
+                400,
+                json={"message": "to parameter is not a valid address. please check documentation"},
+            )
         return httpx.Response(200, json={"id": "<mg1>", "message": "Queued. Thank you."})
 
     out = results(provider("mailgun", handler).send(batch(4)))
     assert sorted((r.subscriber_id, r.state) for r in out) == [
-        (1, "sent"), (2, "sent"), (3, "failed-permanent"), (4, "sent")]
+        (1, "sent"),
+        (2, "sent"),
+        (3, "failed-permanent"),
+        (4, "sent"),
+    ]
     assert calls[0] == [f"r{i}@example.com" for i in range(1, 5)]
     assert len(calls) == 5  # all, [1,2] ok, [3,4] refused, [3] refused, [4] ok
 
@@ -322,12 +416,21 @@ def test_brevo_key_is_deterministic_and_changes_with_the_recipients() -> None:
     first_key = seen[0]["headers"]["idempotencyKey"]
     assert first_key != seen[1]["headers"]["idempotencyKey"]
     again: list[dict[str, Any]] = []
-    list(provider("brevo", lambda r: (again.append(json.loads(r.content)),
-                                      httpx.Response(201, json={"messageIds": ["x"] * 3}))[1]
-                  ).send(batch(3)))
+    list(
+        provider(
+            "brevo",
+            lambda r: (
+                again.append(json.loads(r.content)),
+                httpx.Response(201, json={"messageIds": ["x"] * 3}),
+            )[1],
+        ).send(batch(3))
+    )
     assert again[0]["headers"]["idempotencyKey"] == first_key
     assert [(r.subscriber_id, r.state, r.provider_message_id) for r in out] == [
-        (1, "failed-permanent", None), (2, "sent", "<b2>"), (3, "sent", "<b3>")]
+        (1, "failed-permanent", None),
+        (2, "sent", "<b2>"),
+        (3, "sent", "<b3>"),
+    ]
 
 
 def test_ses_signs_with_sigv4_and_settles_each_entry() -> None:
@@ -342,39 +445,56 @@ def test_ses_signs_with_sigv4_and_settles_each_entry() -> None:
         assert template["TemplateContent"]["Subject"] == "Weekly for {{{name}}}"
         entry = body["BulkEmailEntries"][0]
         assert entry["ReplacementHeaders"] == [
-            {"Name": "List-Unsubscribe", "Value": "<https://x.example/unsubscribe/t1>"}]
-        return httpx.Response(200, json={"BulkEmailEntryResults": [
-            {"Status": "SUCCESS", "MessageId": "s1"},
-            {"Status": "MESSAGE_REJECTED", "Error": "suppressed"},
-            {"Status": "TRANSIENT_FAILURE", "Error": "try later"},
-        ]})
+            {"Name": "List-Unsubscribe", "Value": "<https://x.example/unsubscribe/t1>"}
+        ]
+        return httpx.Response(
+            200,
+            json={
+                "BulkEmailEntryResults": [
+                    {"Status": "SUCCESS", "MessageId": "s1"},
+                    {"Status": "MESSAGE_REJECTED", "Error": "suppressed"},
+                    {"Status": "TRANSIENT_FAILURE", "Error": "try later"},
+                ]
+            },
+        )
 
     out = results(provider("ses", handler, region="eu-west-1").send(batch(3)))
     assert [(r.state, r.reason) for r in out] == [
-        ("sent", None), ("failed-permanent", "ses MESSAGE_REJECTED: suppressed"),
-        ("failed-retryable", "ses TRANSIENT_FAILURE: try later")]
+        ("sent", None),
+        ("failed-permanent", "ses MESSAGE_REJECTED: suppressed"),
+        ("failed-retryable", "ses TRANSIENT_FAILURE: try later"),
+    ]
 
 
 def test_ses_sandbox_refusal_is_one_clear_line() -> None:
-    p = provider("ses", lambda r: httpx.Response(
-        400, json={"message": "Email address is not verified. The following identities failed "
-                   "the check in region EU-WEST-1: weekly@example.com"},
-        headers={"x-amzn-ErrorType": "MessageRejected:http://internal"}))
+    p = provider(
+        "ses",
+        lambda r: httpx.Response(
+            400,
+            json={
+                "message": "Email address is not verified. The following identities failed "
+                "the check in region EU-WEST-1: weekly@example.com"
+            },
+            headers={"x-amzn-ErrorType": "MessageRejected:http://internal"},
+        ),
+    )
     with pytest.raises(ProviderError) as caught:
         list(p.send(batch(1)))
     assert str(caught.value) == (
         "ses 400: MessageRejected: Email address is not verified. The following identities "
-        "failed the check in region EU-WEST-1: weekly@example.com")
+        "failed the check in region EU-WEST-1: weekly@example.com"
+    )
 
 
 def test_settings_reject_unknown_options_and_plain_secrets() -> None:
     from digest.config import ProviderConfig
 
     problems = registry.validate_provider_config(
-        ProviderConfig(name="postmark", token="${T}", mesage_stream="broadcast"))
+        ProviderConfig(name="postmark", token="${T}", mesage_stream="broadcast")
+    )
     assert len(problems) == 1 and problems[0].startswith("provider.mesage_stream")
     problems = registry.validate_provider_config(ProviderConfig(name="sendgrid", api_key="SG.x"))
     assert len(problems) == 1 and problems[0].startswith("provider.api_key")
     assert {"postmark", "resend", "sendgrid", "mailgun", "ses", "brevo"} <= set(
-        registry.available())
-
+        registry.available()
+    )

@@ -46,9 +46,14 @@ from digest.providers.http import (
 API = "https://api.brevo.com"
 _NAMESPACE = uuid.UUID("5d0c8a4e-3f52-4a3b-9d0e-6c1f2b7a9e10")
 
-_KINDS = {"hardBounce": "bounced", "spam": "complained", "unsubscribedViaEmail": "unsubscribed",
-          "unsubscribedViaApi": "unsubscribed", "unsubscribedViaMA": "unsubscribed",
-          "adminBlocked": "unsubscribed"}
+_KINDS = {
+    "hardBounce": "bounced",
+    "spam": "complained",
+    "unsubscribedViaEmail": "unsubscribed",
+    "unsubscribedViaApi": "unsubscribed",
+    "unsubscribedViaMA": "unsubscribed",
+    "adminBlocked": "unsubscribed",
+}
 
 
 class BrevoSettings(HttpSettings):
@@ -66,8 +71,12 @@ def idempotency_uuid(key: str) -> str:
 
 
 def build_request(
-    envelope: Envelope, sub: Substitution, recipients: tuple[Recipient, ...], *,
-    issue_id: str, key: str,
+    envelope: Envelope,
+    sub: Substitution,
+    recipients: tuple[Recipient, ...],
+    *,
+    issue_id: str,
+    key: str,
 ) -> dict[str, Any]:
     sender: dict[str, str] = {"email": envelope.from_email}
     if envelope.from_name:
@@ -100,8 +109,11 @@ class Brevo(HttpProvider):
     supports_idempotency = True
 
     def _headers(self) -> dict[str, str]:
-        return {"api-key": self.settings.api_key.resolve(), "Content-Type": "application/json",
-                "Accept": "application/json"}
+        return {
+            "api-key": self.settings.api_key.resolve(),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
 
     def send(self, batch: Batch) -> Iterator[Event]:
         envelope = Envelope.of(batch)
@@ -109,10 +121,17 @@ class Brevo(HttpProvider):
         key = batch.idempotency_key
         self.stats.add(recipients=len(recipients))
         while recipients:
-            sub = substitute(envelope.subject, envelope.html, envelope.text, envelope.headers,
-                             recipients, placeholder)
-            body = encode_json(build_request(envelope, sub, recipients,
-                                             issue_id=batch.issue_id, key=key))
+            sub = substitute(
+                envelope.subject,
+                envelope.html,
+                envelope.text,
+                envelope.headers,
+                recipients,
+                placeholder,
+            )
+            body = encode_json(
+                build_request(envelope, sub, recipients, issue_id=batch.issue_id, key=key)
+            )
             try:
                 response = self.transport.send(
                     "POST", self.url("/v3/smtp/email"), content=body, headers=self._headers()
@@ -128,30 +147,39 @@ class Brevo(HttpProvider):
                 return
             message = error_message(response)
             match = _REFUSED.search(message) if response.status_code == 400 else None
-            if match is None or "not valid" not in message or int(match.group(1)) >= len(
-                recipients
+            if (
+                match is None
+                or "not valid" not in message
+                or int(match.group(1)) >= len(recipients)
             ):
                 raise self.stop(response, message)
             index = int(match.group(1))
-            yield Result(recipients[index].subscriber_id, "failed-permanent",
-                         reason=f"brevo 400: {message}")
-            recipients = recipients[:index] + recipients[index + 1:]
-            key = idempotency_key(batch.issue_id, batch.variant,
-                                  [r.subscriber_id for r in recipients])
+            yield Result(
+                recipients[index].subscriber_id, "failed-permanent", reason=f"brevo 400: {message}"
+            )
+            recipients = recipients[:index] + recipients[index + 1 :]
+            key = idempotency_key(
+                batch.issue_id, batch.variant, [r.subscriber_id for r in recipients]
+            )
 
     # -- suppressions
 
     def fetch_suppressions(self) -> Iterator[Suppression]:
         offset, limit = 0, 100
         while True:
-            data = self.get(f"/v3/smtp/blockedContacts?limit={limit}&offset={offset}",
-                            self._headers()).json()
+            data = self.get(
+                f"/v3/smtp/blockedContacts?limit={limit}&offset={offset}", self._headers()
+            ).json()
             contacts = data.get("contacts", []) if isinstance(data, dict) else []
             for item in contacts:
                 code = (item.get("reason") or {}).get("code", "")
                 message = (item.get("reason") or {}).get("message", code)
-                yield Suppression(str(item["email"]), _KINDS.get(code, "unsubscribed"),
-                                  f"brevo: {message}", item.get("blockedAt"))
+                yield Suppression(
+                    str(item["email"]),
+                    _KINDS.get(code, "unsubscribed"),
+                    f"brevo: {message}",
+                    item.get("blockedAt"),
+                )
             offset += len(contacts)
             if len(contacts) < limit or offset >= int(data.get("count", 0)):
                 return

@@ -144,8 +144,20 @@ def substitute(
 
 # Headers an API takes as fields of its own, or sets itself; never passed as custom headers.
 _OWN_HEADERS = frozenset(
-    {"from", "to", "cc", "bcc", "subject", "reply-to", "date", "message-id", "mime-version",
-     "content-type", "content-transfer-encoding", "sender"}
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "reply-to",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "sender",
+    }
 )
 
 
@@ -209,8 +221,9 @@ class RateLimit:
 
     @property
     def said_anything(self) -> bool:
-        return any(v is not None for v in (self.limit, self.remaining, self.reset_after,
-                                           self.retry_after))
+        return any(
+            v is not None for v in (self.limit, self.remaining, self.reset_after, self.retry_after)
+        )
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
@@ -481,8 +494,9 @@ class HttpTransport:
             self.stats.add(attempts=1, bytes_sent=len(content))
             retry_after: float | None = None
             try:
-                response = self.client.request(method, url, content=content,
-                                               headers=request_headers)
+                response = self.client.request(
+                    method, url, content=content, headers=request_headers
+                )
             except httpx.TimeoutException as exc:
                 self.pacer.answered()
                 reason = f"{self.provider}: timed out ({type(exc).__name__})"
@@ -546,8 +560,10 @@ class HttpSettings(ProviderSettings):
     base_url: str = Field(description="The API's address (tests point it at an emulator).")
     timeout: float = Field(default=30.0, gt=0, description="Seconds before a request is retried.")
     max_retries: int = Field(
-        default=6, ge=0, description="Retries of a request after a 429, a 5xx or a dropped "
-        "connection before its messages are left for the next run."
+        default=6,
+        ge=0,
+        description="Retries of a request after a 429, a 5xx or a dropped "
+        "connection before its messages are left for the next run.",
     )
     retry_base_delay: float = Field(
         default=0.5, ge=0, description="First backoff in seconds; doubled per retry, jittered."

@@ -59,9 +59,14 @@ def build_fields(
         ("subject", sub.subject),
         ("text", sub.text),
         ("html", sub.html),
-        ("recipient-variables",
-         json.dumps({r.email: sub.variables(r.values) for r in recipients},
-                    separators=(",", ":"), ensure_ascii=False)),
+        (
+            "recipient-variables",
+            json.dumps(
+                {r.email: sub.variables(r.values) for r in recipients},
+                separators=(",", ":"),
+                ensure_ascii=False,
+            ),
+        ),
         ("o:tag", issue_id),
         ("v:issue_id", issue_id),
     ]
@@ -107,8 +112,14 @@ class Mailgun(HttpProvider):
         groups: list[tuple[Recipient, ...]] = [batch.recipients]
         while groups:
             recipients = groups.pop()
-            sub = substitute(envelope.subject, envelope.html, envelope.text, envelope.headers,
-                             recipients, placeholder)
+            sub = substitute(
+                envelope.subject,
+                envelope.html,
+                envelope.text,
+                envelope.headers,
+                recipients,
+                placeholder,
+            )
             body, content_type = encode_multipart(
                 build_fields(envelope, sub, recipients, issue_id=batch.issue_id)
             )
@@ -131,8 +142,11 @@ class Mailgun(HttpProvider):
             if response.status_code != 400 or not _invalid_address(message):
                 raise self.stop(response, message)
             if len(recipients) == 1:
-                yield Result(recipients[0].subscriber_id, "failed-permanent",
-                             reason=f"mailgun 400: {message}")
+                yield Result(
+                    recipients[0].subscriber_id,
+                    "failed-permanent",
+                    reason=f"mailgun 400: {message}",
+                )
                 continue
             middle = len(recipients) // 2
             groups += [recipients[middle:], recipients[:middle]]
@@ -141,8 +155,11 @@ class Mailgun(HttpProvider):
 
     def fetch_suppressions(self) -> Iterator[Suppression]:
         headers = {"Authorization": self._auth()}
-        lists = (("bounces", "bounced"), ("complaints", "complained"),
-                 ("unsubscribes", "unsubscribed"))
+        lists = (
+            ("bounces", "bounced"),
+            ("complaints", "complained"),
+            ("unsubscribes", "unsubscribed"),
+        )
         for path, kind in lists:
             url: str | None = f"/v3/{self.settings.domain}/{path}?limit=1000"
             seen_pages = 0
@@ -151,11 +168,12 @@ class Mailgun(HttpProvider):
                 items = data.get("items", []) if isinstance(data, dict) else []
                 for item in items:
                     detail = item.get("error") or path
-                    yield Suppression(str(item["address"]), kind, f"mailgun: {detail}",
-                                      item.get("created_at"))
+                    yield Suppression(
+                        str(item["address"]), kind, f"mailgun: {detail}", item.get("created_at")
+                    )
                 following = (data.get("paging") or {}).get("next") if items else None
                 base = self.settings.base_url.rstrip("/")
-                url = following[len(base):] if following and following.startswith(base) else None
+                url = following[len(base) :] if following and following.startswith(base) else None
                 seen_pages += 1
 
 

@@ -42,8 +42,11 @@ ACCOUNT_CODES = {
     412: "account pending approval",
 }
 
-_KINDS = {"HardBounce": "bounced", "SpamComplaint": "complained",
-          "ManualSuppression": "unsubscribed"}
+_KINDS = {
+    "HardBounce": "bounced",
+    "SpamComplaint": "complained",
+    "ManualSuppression": "unsubscribed",
+}
 
 
 class PostmarkSettings(HttpSettings):
@@ -56,7 +59,11 @@ class PostmarkSettings(HttpSettings):
 
 
 def build_message(
-    envelope: Envelope, recipient: Recipient, *, issue_id: str, stream: str,
+    envelope: Envelope,
+    recipient: Recipient,
+    *,
+    issue_id: str,
+    stream: str,
     track_opens: bool | None = None,
 ) -> dict[str, Any]:
     """One item of a batch request, markers filled for this recipient."""
@@ -124,12 +131,18 @@ class Postmark(HttpProvider):
 
     def send(self, batch: Batch) -> Iterator[Event]:
         envelope = Envelope.of(batch)
-        body = encode_json([
-            build_message(envelope, r, issue_id=batch.issue_id,
-                          stream=self.settings.message_stream,
-                          track_opens=self.settings.track_opens)
-            for r in batch.recipients
-        ])
+        body = encode_json(
+            [
+                build_message(
+                    envelope,
+                    r,
+                    issue_id=batch.issue_id,
+                    stream=self.settings.message_stream,
+                    track_opens=self.settings.track_opens,
+                )
+                for r in batch.recipients
+            ]
+        )
         self.stats.add(recipients=len(batch.recipients))
         try:
             response = self.transport.send(
@@ -154,8 +167,9 @@ class Postmark(HttpProvider):
     def fetch_suppressions(self) -> Iterator[Suppression]:
         """Suppressed addresses of the configured message stream, and hard bounces."""
         headers = self._headers()
-        response = self.get(f"/message-streams/{self.settings.message_stream}"
-                             "/suppressions/dump", headers)
+        response = self.get(
+            f"/message-streams/{self.settings.message_stream}/suppressions/dump", headers
+        )
         for item in response.json().get("Suppressions", []):
             reason = str(item.get("SuppressionReason", ""))
             yield Suppression(
@@ -166,8 +180,7 @@ class Postmark(HttpProvider):
             )
         offset, count = 0, 500
         while True:
-            response = self.get(f"/bounces?count={count}&offset={offset}&inactive=true",
-                                 headers)
+            response = self.get(f"/bounces?count={count}&offset={offset}&inactive=true", headers)
             data = response.json()
             bounces = data.get("Bounces", [])
             for item in bounces:

@@ -85,8 +85,11 @@ def parse_batch_response(body: Any, recipients: tuple[Recipient, ...]) -> list[R
     results: list[Result] = []
     for index, recipient in enumerate(recipients):
         if index in refused:
-            results.append(Result(recipient.subscriber_id, "failed-permanent",
-                                  reason=f"resend: {refused[index]}"))
+            results.append(
+                Result(
+                    recipient.subscriber_id, "failed-permanent", reason=f"resend: {refused[index]}"
+                )
+            )
             continue
         item = next(ids, None)
         if not isinstance(item, dict) or not item.get("id"):
@@ -115,8 +118,9 @@ class Resend(HttpProvider):
 
     def send(self, batch: Batch) -> Iterator[Event]:
         envelope = Envelope.of(batch)
-        body = encode_json([build_email(envelope, r, issue_id=batch.issue_id)
-                            for r in batch.recipients])
+        body = encode_json(
+            [build_email(envelope, r, issue_id=batch.issue_id) for r in batch.recipients]
+        )
         self.stats.add(recipients=len(batch.recipients))
         try:
             response = self.transport.send(

@@ -50,8 +50,9 @@ def placeholder(name: str) -> str:
 
 
 def prepare(envelope: Envelope, recipients: tuple[Recipient, ...]) -> Substitution:
-    return substitute(envelope.subject, envelope.html, envelope.text, envelope.headers,
-                      recipients, placeholder)
+    return substitute(
+        envelope.subject, envelope.html, envelope.text, envelope.headers, recipients, placeholder
+    )
 
 
 def build_request(
@@ -70,9 +71,7 @@ def build_request(
         "personalizations": [
             {
                 "to": [{"email": r.email}],
-                "substitutions": {
-                    placeholder(k): v for k, v in sub.variables(r.values).items()
-                },
+                "substitutions": {placeholder(k): v for k, v in sub.variables(r.values).items()},
                 "custom_args": {"subscriber_id": str(r.subscriber_id)},
             }
             for r in recipients
@@ -132,8 +131,15 @@ class SendGrid(HttpProvider):
         self.stats.add(recipients=len(recipients))
         while recipients:
             sub = prepare(envelope, recipients)
-            body = encode_json(build_request(envelope, sub, recipients, issue_id=batch.issue_id,
-                                             asm_group_id=self.settings.asm_group_id))
+            body = encode_json(
+                build_request(
+                    envelope,
+                    sub,
+                    recipients,
+                    issue_id=batch.issue_id,
+                    asm_group_id=self.settings.asm_group_id,
+                )
+            )
             try:
                 response = self.transport.send(
                     "POST", self.url("/v3/mail/send"), content=body, headers=self._headers()
@@ -156,27 +162,37 @@ class SendGrid(HttpProvider):
                 raise self.stop(response)
             for index, reason in refused.items():
                 if index < len(recipients):
-                    yield Result(recipients[index].subscriber_id, "failed-permanent",
-                                 reason=f"sendgrid 400: {reason}")
+                    yield Result(
+                        recipients[index].subscriber_id,
+                        "failed-permanent",
+                        reason=f"sendgrid 400: {reason}",
+                    )
             recipients = tuple(r for i, r in enumerate(recipients) if i not in refused)
 
     # -- suppressions
 
     def fetch_suppressions(self) -> Iterator[Suppression]:
-        lists = (("bounces", "bounced"), ("spam_reports", "complained"),
-                 ("unsubscribes", "unsubscribed"))
+        lists = (
+            ("bounces", "bounced"),
+            ("spam_reports", "complained"),
+            ("unsubscribes", "unsubscribed"),
+        )
         for path, kind in lists:
             offset, limit = 0, 500
             while True:
-                response = self.get(f"/v3/suppression/{path}?limit={limit}&offset={offset}",
-                                    self._headers())
+                response = self.get(
+                    f"/v3/suppression/{path}?limit={limit}&offset={offset}", self._headers()
+                )
                 items = response.json()
                 if not isinstance(items, list):
                     break
                 for item in items:
                     created = item.get("created")
-                    at = (datetime.fromtimestamp(created, timezone.utc).isoformat()
-                          if isinstance(created, (int, float)) else None)
+                    at = (
+                        datetime.fromtimestamp(created, timezone.utc).isoformat()
+                        if isinstance(created, (int, float))
+                        else None
+                    )
                     detail = item.get("reason") or path.replace("_", " ")
                     yield Suppression(str(item["email"]), kind, f"sendgrid: {detail}", at)
                 if len(items) < limit:

@@ -43,12 +43,21 @@ from digest.providers.http import (
 )
 
 # Entry statuses that concern the account or the request, not the recipient: stop.
-ACCOUNT_STATUSES = frozenset({
-    "MAIL_FROM_DOMAIN_NOT_VERIFIED", "CONFIGURATION_SET_DOES_NOT_EXIST",
-    "CONFIGURATION_SET_NOT_FOUND", "TEMPLATE_DOES_NOT_EXIST", "TEMPLATE_NOT_FOUND",
-    "ACCOUNT_SUSPENDED", "ACCOUNT_SENDING_PAUSED", "CONFIGURATION_SET_SENDING_PAUSED",
-    "SENDING_POOL_NOT_FOUND", "INVALID_SENDING_POOL_NAME", "ACCOUNT_DAILY_QUOTA_EXCEEDED",
-})
+ACCOUNT_STATUSES = frozenset(
+    {
+        "MAIL_FROM_DOMAIN_NOT_VERIFIED",
+        "CONFIGURATION_SET_DOES_NOT_EXIST",
+        "CONFIGURATION_SET_NOT_FOUND",
+        "TEMPLATE_DOES_NOT_EXIST",
+        "TEMPLATE_NOT_FOUND",
+        "ACCOUNT_SUSPENDED",
+        "ACCOUNT_SENDING_PAUSED",
+        "CONFIGURATION_SET_SENDING_PAUSED",
+        "SENDING_POOL_NOT_FOUND",
+        "INVALID_SENDING_POOL_NAME",
+        "ACCOUNT_DAILY_QUOTA_EXCEEDED",
+    }
+)
 RETRY_STATUSES = frozenset({"TRANSIENT_FAILURE", "ACCOUNT_THROTTLED", "FAILED"})
 PERMANENT_STATUSES = frozenset({"MESSAGE_REJECTED", "INVALID_PARAMETER"})
 
@@ -58,9 +67,7 @@ class SesSettings(HttpSettings):
     access_key_id: Secret = Field(description="e.g. ${AWS_ACCESS_KEY_ID}.")
     secret_access_key: Secret = Field(description="e.g. ${AWS_SECRET_ACCESS_KEY}.")
     session_token: Secret | None = Field(default=None, description="e.g. ${AWS_SESSION_TOKEN}.")
-    base_url: str = Field(
-        default="", description="Default: https://email.<region>.amazonaws.com."
-    )
+    base_url: str = Field(default="", description="Default: https://email.<region>.amazonaws.com.")
     configuration_set: str | None = Field(default=None, description="ConfigurationSetName.")
     max_send_rate: float | None = Field(
         default=None, gt=0, description="Your account's maximum send rate, messages/s."
@@ -88,13 +95,17 @@ def prepare(envelope: Envelope, recipients: tuple[Recipient, ...]) -> Substituti
 
 
 def build_bulk_request(
-    envelope: Envelope, recipients: tuple[Recipient, ...], *, issue_id: str,
+    envelope: Envelope,
+    recipients: tuple[Recipient, ...],
+    *,
+    issue_id: str,
     configuration_set: str | None,
 ) -> dict[str, Any]:
     sub = prepare(envelope, recipients)
     # Handlebars escapes {{x}} itself: the HTML reads the plain value.
-    sub_plain = Substitution(sub.subject, sub.html, sub.text, {}, sub.names,
-                             {name: name for name in sub.html_keys})
+    sub_plain = Substitution(
+        sub.subject, sub.html, sub.text, {}, sub.names, {name: name for name in sub.html_keys}
+    )
     fixed = [{"Name": k, "Value": v} for k, v in envelope.headers.items() if not MARKER.search(v)]
     personal = {k: v for k, v in envelope.headers.items() if MARKER.search(v)}
     template: dict[str, Any] = {
@@ -107,10 +118,13 @@ def build_bulk_request(
     for r in recipients:
         entry: dict[str, Any] = {
             "Destination": {"ToAddresses": [r.email]},
-            "ReplacementEmailContent": {"ReplacementTemplate": {
-                "ReplacementTemplateData": json.dumps(sub_plain.variables(r.values),
-                                                      separators=(",", ":")),
-            }},
+            "ReplacementEmailContent": {
+                "ReplacementTemplate": {
+                    "ReplacementTemplateData": json.dumps(
+                        sub_plain.variables(r.values), separators=(",", ":")
+                    ),
+                }
+            },
             "ReplacementTags": [{"Name": "subscriber", "Value": str(r.subscriber_id)}],
         }
         if personal:
@@ -138,15 +152,19 @@ def build_simple_request(
     body: dict[str, Any] = {
         "FromEmailAddress": envelope.from_address,
         "Destination": {"ToAddresses": [recipient.email]},
-        "Content": {"Simple": {
-            "Subject": {"Data": fill_markers(envelope.subject, values)},
-            "Body": {
-                "Html": {"Data": fill_markers(envelope.html, values, html=True)},
-                "Text": {"Data": fill_markers(envelope.text, values)},
-            },
-            "Headers": [{"Name": k, "Value": fill_markers(v, values)}
-                        for k, v in envelope.headers.items()],
-        }},
+        "Content": {
+            "Simple": {
+                "Subject": {"Data": fill_markers(envelope.subject, values)},
+                "Body": {
+                    "Html": {"Data": fill_markers(envelope.html, values, html=True)},
+                    "Text": {"Data": fill_markers(envelope.text, values)},
+                },
+                "Headers": [
+                    {"Name": k, "Value": fill_markers(v, values)}
+                    for k, v in envelope.headers.items()
+                ],
+            }
+        },
         "EmailTags": [{"Name": "issue", "Value": _tag(issue_id)}],
     }
     if envelope.reply_to:
@@ -173,8 +191,9 @@ def parse_bulk_response(
         status = str(entry.get("Status", ""))
         why = f"ses {status}: {entry.get('Error') or status}"
         if status == "SUCCESS":
-            results.append(Result(r.subscriber_id, "sent", provider_message_id=entry.get(
-                "MessageId")))
+            results.append(
+                Result(r.subscriber_id, "sent", provider_message_id=entry.get("MessageId"))
+            )
         elif status in ACCOUNT_STATUSES:
             stop = stop or why
             results.append(Result(r.subscriber_id, "failed-retryable", reason=why))
@@ -197,8 +216,9 @@ class Signer:
         )
         self.region = settings.region
 
-    def __call__(self, method: str, url: str, body: bytes, headers: dict[str, str]
-                 ) -> dict[str, str]:
+    def __call__(
+        self, method: str, url: str, body: bytes, headers: dict[str, str]
+    ) -> dict[str, str]:
         request = AWSRequest(method=method, url=url, data=body, headers=headers)
         SigV4Auth(self.credentials, "ses", self.region).add_auth(request)
         return {k: str(v) for k, v in request.headers.items()}
@@ -232,8 +252,11 @@ class Ses(HttpProvider):
             for _ in range(messages):
                 self.messages.wait()
         return self.transport.send(
-            "POST", self.url(path), content=encode_json(body),
-            headers={"Content-Type": "application/json"}, sign=self.signer,
+            "POST",
+            self.url(path),
+            content=encode_json(body),
+            headers={"Content-Type": "application/json"},
+            sign=self.signer,
         )
 
     def send(self, batch: Batch) -> Iterator[Event]:
@@ -242,8 +265,12 @@ class Ses(HttpProvider):
         if self.settings.mode == "simple":
             yield from self._send_simple(batch, envelope)
             return
-        body = build_bulk_request(envelope, batch.recipients, issue_id=batch.issue_id,
-                                  configuration_set=self.settings.configuration_set)
+        body = build_bulk_request(
+            envelope,
+            batch.recipients,
+            issue_id=batch.issue_id,
+            configuration_set=self.settings.configuration_set,
+        )
         try:
             response = self._post("/v2/email/outbound-bulk-emails", body, len(batch.recipients))
         except RequestFailed as exc:
@@ -261,22 +288,31 @@ class Ses(HttpProvider):
 
     def _send_simple(self, batch: Batch, envelope: Envelope) -> Iterator[Event]:
         for r in batch.recipients:
-            body = build_simple_request(envelope, r, issue_id=batch.issue_id,
-                                        configuration_set=self.settings.configuration_set)
+            body = build_simple_request(
+                envelope,
+                r,
+                issue_id=batch.issue_id,
+                configuration_set=self.settings.configuration_set,
+            )
             try:
                 response = self._post("/v2/email/outbound-emails", body, 1)
             except RequestFailed as exc:
                 yield Result(r.subscriber_id, "failed-retryable", reason=exc.reason)
                 continue
             if response.status_code == 200:
-                yield Result(r.subscriber_id, "sent",
-                             provider_message_id=response.json().get("MessageId"))
+                yield Result(
+                    r.subscriber_id, "sent", provider_message_id=response.json().get("MessageId")
+                )
                 continue
             kind = response.headers.get("x-amzn-errortype", "")
-            if response.status_code == 400 and kind.startswith("MessageRejected") and \
-                    "not verified" not in _ses_message(response):
-                yield Result(r.subscriber_id, "failed-permanent",
-                             reason=f"ses 400: {_ses_message(response)}")
+            if (
+                response.status_code == 400
+                and kind.startswith("MessageRejected")
+                and "not verified" not in _ses_message(response)
+            ):
+                yield Result(
+                    r.subscriber_id, "failed-permanent", reason=f"ses 400: {_ses_message(response)}"
+                )
                 continue
             raise self.stop(response, _ses_message(response))
 
