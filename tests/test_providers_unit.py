@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -168,6 +169,63 @@ def test_pacer_learns_the_rate_from_limit_and_reset_headers() -> None:
     # the first request, sent before the limit was known, counts: the next waits its turn
     assert pacer.reserve() == pytest.approx(1 / 9.5)
     assert pacer.reserve() == pytest.approx(2 / 9.5)
+
+
+def test_window_guard_waits_for_answers_however_late_requests_land() -> None:
+    # 10 per second, configured. Ten requests start on the even spacing, but their uploads
+    # are slow: each is answered 0.3 s after it started (so it may have arrived that late).
+    clock = [0.0]
+    pacer = Pacer(rate=10, clock=lambda: clock[0], sleep=lambda s: None)
+    starts = []
+    for _ in range(10):
+        delay = pacer.reserve(guarded=True)
+        assert delay is not None
+        starts.append(clock[0] + delay)
+    assert starts[-1] == pytest.approx(9 / 9.5)
+    assert pacer.reserve(guarded=True) is None  # ten in flight: the eleventh must wait
+    first_answer = starts[0] + 0.3
+    clock[0] = first_answer
+    pacer.release()
+    # Even spacing alone would start the eleventh at 10 / 9.5 s; the first request may have
+    # arrived as late as its answer, so the eleventh starts a full second after that.
+    delay = pacer.reserve(guarded=True)
+    assert delay is not None
+    assert clock[0] + delay == pytest.approx(first_answer + 1.0)
+
+
+def test_window_guard_uses_the_limit_learned_from_headers() -> None:
+    clock = [0.0]
+    pacer = Pacer(clock=lambda: clock[0], sleep=lambda s: None)
+    pacer.observe(RateLimit(limit=2, remaining=1, reset_after=1.0), throttled=False)
+    assert pacer.reserve(guarded=True) == 0.0
+    assert pacer.reserve(guarded=True) == pytest.approx(1 / 1.9)
+    assert pacer.reserve(guarded=True) is None
+    clock[0] = 0.8
+    pacer.release()
+    clock[0] = 0.9
+    pacer.release()
+    delay = pacer.reserve(guarded=True)
+    assert delay is not None
+    assert clock[0] + delay == pytest.approx(1.8)  # a second after the first answer
+
+
+def test_slot_blocks_while_the_guard_is_full_and_always_releases() -> None:
+    pacer = Pacer(rate=2)  # two per second: two slots, then wait for an answer
+    entered = threading.Event()
+    with pacer.slot(), pacer.slot():
+        third = threading.Thread(target=lambda: _enter(pacer, entered))
+        third.start()
+        assert not entered.wait(timeout=0.2)  # cannot pass while both are in flight
+    third.join(timeout=10)
+    assert entered.is_set()
+    with pytest.raises(RuntimeError), pacer.slot():  # an error inside still releases
+        raise RuntimeError("request failed")
+    assert pacer._in_flight == 0
+
+
+def _enter(pacer: Pacer, entered: threading.Event) -> None:
+    with pacer.slot():
+        entered.set()
 
 
 def test_backoff_grows_with_jitter_and_never_undercuts_retry_after() -> None:

@@ -26,7 +26,9 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -289,6 +291,14 @@ class Pacer:
     * After a response with ``remaining == 0``: nobody goes until the reset.
     * After a 429: nobody goes until ``Retry-After`` has passed.
     * With ``limit`` and ``reset`` headers: requests spaced to the stated rate (:meth:`observe`).
+
+    Even spacing is about when requests *start*; a provider counts them when they *arrive*,
+    which for a large body can be a few hundred milliseconds later and by a varying amount,
+    so evenly started requests can land bunched. Requests sent through :meth:`slot` are
+    also held to a window guard: with a limit of N per window W, a request starts only when
+    fewer than N others are in flight or were answered less than W ago. A request arrives
+    no later than its answer, so however uneven the uploads, no window of W at the provider
+    ever sees more than N of them.
     """
 
     def __init__(
@@ -302,20 +312,27 @@ class Pacer:
         self.margin = 0.95  # room for jitter between our clock and the provider's window
         self.clock = clock
         self.sleep = sleep
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._next_slot = 0.0  # fixed-rate spacing
         self._last_start = float("-inf")
         self._paused_until = 0.0  # provider said: wait
         self.waited = 0.0  # total seconds slept, for reports
         self.learned_rate: float | None = None  # from RateLimit-Limit and -Reset
+        self._learned_limit: int | None = None
         self._window = 0.0
+        self._in_flight = 0  # slots taken and not yet answered
+        self._answers: deque[float] = deque()  # when recent slots were answered, oldest first
         # Until the first answer, one request goes alone: it may state the limit, and a
         # blind burst of every worker could spend the window before it is known.
         self._answered = threading.Event()
         self._probe_sent = False
 
-    def reserve(self) -> float:
-        """Take the next slot; return how long the caller must wait before using it."""
+    def reserve(self, *, guarded: bool = False) -> float | None:
+        """Take the next slot; return how long the caller must wait before using it.
+
+        With ``guarded`` the slot counts as in flight until :meth:`release`; ``None`` means
+        the window guard is full of requests still in flight, and nothing was reserved.
+        """
         with self._lock:
             now = self.clock()
             start = max(now, self._paused_until)
@@ -324,18 +341,67 @@ class Pacer:
                 rate *= self.margin
                 # the requests sent before the rate was known count too
                 start = max(start, self._next_slot, self._last_start + 1.0 / rate)
+            if guarded:
+                for capacity, span in self._guards():
+                    if self._in_flight >= capacity:
+                        return None
+                    while self._answers and self._answers[0] <= now - span:
+                        self._answers.popleft()
+                    recent = [t for t in self._answers if t > start - span]
+                    excess = self._in_flight + len(recent) - capacity + 1
+                    if excess > 0:
+                        start = max(start, recent[excess - 1] + span)
+                self._in_flight += 1
+            if rate:
                 self._next_slot = start + 1.0 / rate
             self._last_start = start
             return start - now
 
+    def release(self) -> None:
+        """A guarded slot's request was answered (or failed)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._answers.append(self.clock())
+            self._lock.notify_all()
+        self.answered()
+
+    def _guards(self) -> list[tuple[int, float]]:
+        """(at most N requests, per window of W seconds) for each limit known."""
+        guards = []
+        if self.rate:
+            span = max(1.0, 1.0 / self.rate)
+            guards.append((max(1, int(self.rate * span + 1e-9)), span))
+        if self._learned_limit:
+            guards.append((self._learned_limit, self._window))
+        return guards
+
     def wait(self) -> None:
+        """Wait for the next evenly spaced slot (no window guard: nothing to release)."""
+        self._wait_for_probe()
+        self._sleep(self.reserve())
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """``with pacer.slot():`` send one request; its answer ends the block."""
+        self._wait_for_probe()
+        while (delay := self.reserve(guarded=True)) is None:
+            with self._lock:  # the guard is full: wait for an answer
+                self._lock.wait(timeout=1.0)
+        try:
+            self._sleep(delay)
+            yield
+        finally:
+            self.release()
+
+    def _wait_for_probe(self) -> None:
         if not self._answered.is_set() and not self.rate:
             with self._lock:
                 probe, self._probe_sent = not self._probe_sent, True
             if not probe:
                 self._answered.wait(timeout=30)
-        delay = self.reserve()
-        if delay > 0:
+
+    def _sleep(self, delay: float | None) -> None:
+        if delay is not None and delay > 0:
             self.waited += delay
             self.sleep(delay)
 
@@ -353,8 +419,9 @@ class Pacer:
 
         With ``limit`` and ``reset`` the provider states its window; requests are then spaced
         at 95% of ``limit / window`` (the window is the longest reset seen), so workers do
-        not run into the wall together and lose a whole ``Retry-After`` each time. A
-        configured ``rate`` is spaced at 95% too: a limit met exactly is hit by any jitter.
+        not run into the wall together and lose a whole ``Retry-After`` each time, and held
+        to the window guard of ``limit`` per window. A configured ``rate`` is spaced at 95%
+        too: a limit met exactly is hit by any jitter.
         """
         if throttled:
             wait = info.retry_after if info.retry_after is not None else info.reset_after
@@ -367,6 +434,7 @@ class Pacer:
                 # Unix times) read short just before they tick over
                 self._window = max(self._window, info.reset_after, 1.0)
                 self.learned_rate = info.limit / self._window
+                self._learned_limit = max(1, int(info.limit))
         if (
             info.remaining is not None
             and info.remaining <= 0
@@ -487,31 +555,28 @@ class HttpTransport:
         self.stats.add(requests=1)
         reason = ""
         for attempt in range(1, self.policy.attempts + 1):
-            self.pacer.wait()
-            request_headers = dict(headers)
-            if sign is not None:
-                request_headers = sign(method, url, content, request_headers)
-            self.stats.add(attempts=1, bytes_sent=len(content))
             retry_after: float | None = None
-            try:
-                response = self.client.request(
-                    method, url, content=content, headers=request_headers
-                )
-            except httpx.TimeoutException as exc:
-                self.pacer.answered()
-                reason = f"{self.provider}: timed out ({type(exc).__name__})"
-            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                self.pacer.answered()
-                reason = f"{self.provider}: connection failed ({exc or type(exc).__name__})"
-            else:
-                self.pacer.answered()
-                info = parse_rate_limit(response.headers, now=self.wall_clock())
-                throttled = response.status_code == 429
-                self.pacer.observe(info, throttled=throttled)
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                retry_after = info.retry_after
-                reason = f"{self.provider} {response.status_code}: {error_message(response)}"
+            with self.pacer.slot():
+                request_headers = dict(headers)
+                if sign is not None:
+                    request_headers = sign(method, url, content, request_headers)
+                self.stats.add(attempts=1, bytes_sent=len(content))
+                try:
+                    response = self.client.request(
+                        method, url, content=content, headers=request_headers
+                    )
+                except httpx.TimeoutException as exc:
+                    reason = f"{self.provider}: timed out ({type(exc).__name__})"
+                except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                    reason = f"{self.provider}: connection failed ({exc or type(exc).__name__})"
+                else:
+                    info = parse_rate_limit(response.headers, now=self.wall_clock())
+                    throttled = response.status_code == 429
+                    self.pacer.observe(info, throttled=throttled)
+                    if response.status_code not in RETRY_STATUSES:
+                        return response
+                    retry_after = info.retry_after
+                    reason = f"{self.provider} {response.status_code}: {error_message(response)}"
             if attempt == self.policy.attempts:
                 break
             delay = self.policy.delay(attempt, retry_after, self.rng)
