@@ -22,6 +22,15 @@ def test_every_package_is_listed_for_the_wheel() -> None:
     }
     assert on_disk <= listed
     assert config["tool"]["setuptools"]["package-dir"]["digest._templates"] == "templates"
+    # each template subfolder is listed too, with its files as package data
+    folders = {
+        ".".join(("digest._templates", *sub.relative_to(ROOT / "templates").parts))
+        for sub in (ROOT / "templates").rglob("*")
+        if sub.is_dir()
+    }
+    data = config["tool"]["setuptools"]["package-data"]
+    assert folders <= listed
+    assert all(data.get(name) == ["*"] for name in folders | {"digest._templates"})
 
 
 def test_the_builtin_templates_are_found() -> None:
