@@ -225,3 +225,51 @@ def test_a_missing_posts_folder_is_a_content_error(tmp_path: Path) -> None:
 
     with pytest.raises(ContentError, match="no such folder"):
         load_posts(tmp_path / "missing", BERLIN)
+
+
+FRONT_MATTER_SHAPES = [
+    "title: >-\n  Folded\n  over lines\ndate: '2026-07-21'\n",
+    'title: "Quoted: with colon"\ntags: [a, b, "c d"]\ndraft: yes\nweight: 3\n',
+    "title: Anchors\nbase: &who {name: Ann, site: x}\nauthor: *who\nlist: &l [1, 2]\nagain: *l\n",
+    "title: Merge key kept as a key\n<<: {a: 1}\n",
+    "title: Nested\nextra:\n  - {k: v}\n  - [1, [2, 3]]\n  - ''\nempty:\n",
+    "title: |\n  Literal\n  block\ncategory: AI\n",
+    "",
+    "# only a comment\n",
+]
+
+
+@pytest.mark.parametrize("front", FRONT_MATTER_SHAPES)
+def test_front_matter_loads_as_pyyaml_base_loader_would(front: str) -> None:
+    import yaml
+
+    from digest.posts import FrontMatterHandler
+
+    expected = yaml.load(front, Loader=yaml.BaseLoader)
+    assert FrontMatterHandler().load(front) == expected
+
+
+@pytest.mark.parametrize(
+    ("front", "problem"),
+    [
+        ("a: &x [1, *x]\n", "recursive alias"),
+        ("? [a, b]\n: value\n", "unhashable key"),
+        ("title: one\n---\ntitle: two\n", "single document"),
+    ],
+)
+def test_front_matter_that_cannot_be_loaded_is_a_yaml_error(front: str, problem: str) -> None:
+    import yaml
+
+    from digest.posts import FrontMatterHandler
+
+    with pytest.raises(yaml.YAMLError, match=problem):
+        FrontMatterHandler().load(front)
+
+
+def test_a_billion_laughs_stays_small() -> None:
+    from digest.posts import FrontMatterHandler
+
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    loaded = FrontMatterHandler().load("\n".join(lines) + "\n")
+    assert loaded["a9"][0] is loaded["a8"]  # shared, not copied 9^9 times
