@@ -35,7 +35,16 @@ from digest.cache import CacheRow, PostCache
 logger = logging.getLogger(__name__)
 
 _UTC = ZoneInfo("UTC")
-_BASE_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)  # libyaml when PyYAML has it
+_BASE_LOADER: type[Any] = getattr(yaml, "CBaseLoader", yaml.BaseLoader)  # libyaml if there
+
+
+class _NodeLoader(_BASE_LOADER):  # type: ignore[misc]
+    """Composes nodes without resolving tags: FrontMatterHandler never reads them."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        return ""
+
+
 EXCERPT_LENGTH = 280
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
 HEAD_BYTES = 8 * 1024  # most front matter fits; more is read only when it does not
@@ -53,7 +62,7 @@ class FrontMatterHandler(YAMLHandler):
     """
 
     def load(self, fm: str, **kwargs: Any) -> Any:
-        loader = _BASE_LOADER(fm)
+        loader = _NodeLoader(fm)
         try:
             node = loader.get_single_node()
         finally:
@@ -394,7 +403,7 @@ def read_post_metadata(path: str | Path, max_size: int, size: int | None = None)
     try:
         # The base loader keeps every scalar a string: dates, booleans and numbers are read
         # by the rules below (timezone, "yes"/"true"), not by YAML's implicit typing.
-        meta = _HANDLER.load(front, Loader=_BASE_LOADER)
+        meta = _HANDLER.load(front)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -423,7 +432,7 @@ def read_post_metadata(path: str | Path, max_size: int, size: int | None = None)
     }  # fmt: skip
     extra = {k: v for k, v in meta.items() if k not in known and _json_safe(v)}
     return {
-        "slug": _text_field(meta.get("slug")) or Path(path).stem,
+        "slug": _text_field(meta.get("slug")) or os.path.splitext(os.path.basename(path))[0],
         "title": title,
         "date": date_text,
         "category": _text_field(meta.get("category")),
