@@ -392,10 +392,22 @@ class WebhooksConfig(_Section):
         default=None, description="Mailgun's HTTP webhook signing key."
     )
     tolerance: Annotated[
-        timedelta, Field(description="How old a signed timestamp may be (Resend).")
+        timedelta,
+        Field(
+            description="How far Resend's signed timestamp may be from now (Svix signs "
+            "each attempt afresh); older deliveries are refused."
+        ),
     ] = timedelta(minutes=5)
+    max_age: Annotated[
+        timedelta,
+        Field(
+            description="How old a SendGrid or Mailgun signed timestamp may be. Wide on "
+            "purpose: they deliver late and retry for hours, and a refused bounce would "
+            "keep mailing a dead address. Repeats within it are recognised and skipped."
+        ),
+    ] = timedelta(hours=24)
 
-    @field_validator("tolerance", mode="before")
+    @field_validator("tolerance", "max_age", mode="before")
     @classmethod
     def _tolerance(cls, value: Any) -> timedelta:
         return _parse_duration(value)

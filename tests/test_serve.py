@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -369,17 +370,21 @@ def test_preferences_post_needs_csrf(client: TestClient, config: Config) -> None
 # --------------------------------------------------------------------------- webhooks
 
 
-def svix_headers(body: bytes, when: datetime, key: str = SVIX_KEY) -> dict[str, str]:
+def svix_headers(
+    body: bytes, when: datetime, key: str = SVIX_KEY, message_id: str = "msg_1"
+) -> dict[str, str]:
     stamp = str(int(when.timestamp()))
-    signed = f"msg_1.{stamp}.".encode() + body
+    signed = f"{message_id}.{stamp}.".encode() + body
     signature = base64.b64encode(
         hmac.new(base64.b64decode(key), signed, hashlib.sha256).digest()
     ).decode()
-    return {"svix-id": "msg_1", "svix-timestamp": stamp, "svix-signature": f"v1,{signature}"}
+    return {"svix-id": message_id, "svix-timestamp": stamp, "svix-signature": f"v1,{signature}"}
 
 
-def sendgrid_headers(body: bytes, key: ec.EllipticCurvePrivateKey = SG_PRIVATE) -> dict[str, str]:
-    stamp = "1763888400"
+def sendgrid_headers(
+    body: bytes, key: ec.EllipticCurvePrivateKey = SG_PRIVATE, when: datetime = NOW
+) -> dict[str, str]:
+    stamp = str(int(when.timestamp()))
     signature = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {
         "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
@@ -388,8 +393,8 @@ def sendgrid_headers(body: bytes, key: ec.EllipticCurvePrivateKey = SG_PRIVATE) 
     }
 
 
-def mailgun_body(event: dict[str, Any], key: str = MAILGUN_KEY) -> bytes:
-    stamp, token = "1763888400", "a" * 50
+def mailgun_body(event: dict[str, Any], key: str = MAILGUN_KEY, when: datetime = NOW) -> bytes:
+    stamp, token = str(int(when.timestamp())), secrets.token_hex(25)
     signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
     return json.dumps(
         {
@@ -419,7 +424,9 @@ def test_webhooks_with_good_signatures_suppress(client: TestClient, config: Conf
             {"email": "sg@example.com", "event": "open"},
         ]
     ).encode()
-    r = client.post("/webhooks/sendgrid", content=sendgrid, headers=sendgrid_headers(sendgrid))
+    # delivered three hours late (SendGrid and Mailgun retry for hours): still applied
+    late = sendgrid_headers(sendgrid, when=NOW - timedelta(hours=3))
+    r = client.post("/webhooks/sendgrid", content=sendgrid, headers=late)
     assert r.json() == {"events": 1, "changed": 1}
     mailgun = mailgun_body(
         {"event": "failed", "severity": "permanent", "recipient": "mg@example.com"}
@@ -476,8 +483,38 @@ def test_webhooks_with_bad_signatures_are_refused(client: TestClient, config: Co
     assert client.post("/webhooks/sendgrid", content=tampered, headers=signed).status_code == 401
     mailgun = mailgun_body({"event": "complained", "recipient": "ann@example.com"}, "wrong")
     assert client.post("/webhooks/mailgun", content=mailgun).status_code == 401
+    # well signed, but captured long ago: refused by the timestamp
+    day_ago = NOW - timedelta(hours=25)  # serve.webhooks.max_age is 24 hours
+    stale_sg = client.post(
+        "/webhooks/sendgrid", content=sendgrid, headers=sendgrid_headers(sendgrid, when=day_ago)
+    )
+    assert stale_sg.status_code == 401
+    assert "too old" in stale_sg.json()["error"]
+    complaint = {"event": "complained", "recipient": "ann@example.com"}
+    stale_mg = client.post("/webhooks/mailgun", content=mailgun_body(complaint, when=day_ago))
+    assert stale_mg.status_code == 401
     assert client.post("/webhooks/brevo", content=b"{}").status_code == 404
     assert status_of(config, "ann@example.com") == "active"
+
+
+def test_a_repeated_delivery_is_acknowledged_not_applied_again(
+    client: TestClient, config: Config
+) -> None:
+    add(config, "ann@example.com")
+    body = json.dumps({"type": "email.complained", "data": {"to": ["ann@example.com"]}}).encode()
+    headers = svix_headers(body, NOW)
+    first = client.post("/webhooks/resend", content=body, headers=headers)
+    assert first.json() == {"events": 1, "changed": 1}
+    # Ann is let back in by hand; the same delivery arriving again must not undo that
+    with store(config) as s:
+        s.set_status("ann@example.com", "active", now=NOW)
+    again = client.post("/webhooks/resend", content=body, headers=headers)
+    assert again.status_code == 200
+    assert again.json() == {"events": 1, "changed": 0, "repeat": True}
+    assert status_of(config, "ann@example.com") == "active"
+    # a new delivery (another svix-id) about the same address is applied
+    other = dict(svix_headers(body, NOW, message_id="msg_2"))
+    assert client.post("/webhooks/resend", content=body, headers=other).json()["changed"] == 1
 
 
 def test_webhook_without_credentials_is_off(sample_site: Path, env: None) -> None:

@@ -10,10 +10,12 @@ import json
 import os
 import queue
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email import policy
@@ -215,7 +217,7 @@ def test_bad_tokens_are_refused_over_http(server: ServeProcess, sample_site: Pat
 
 
 def mailgun(event: dict[str, Any], key: str) -> bytes:
-    stamp, token = "1763888400", "b" * 50
+    stamp, token = str(int(time.time())), secrets.token_hex(25)
     signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
     signed = {"timestamp": stamp, "token": token, "signature": signature}
     return json.dumps({"signature": signed, "event-data": event}).encode()

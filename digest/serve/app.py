@@ -72,7 +72,7 @@ from digest.serve.service import (
     public_base,
     require_server_secret,
 )
-from digest.serve.webhooks import WebhookError, read_webhook
+from digest.serve.webhooks import ReplayGuard, WebhookError, read_webhook
 from digest.subscribers import InvalidEmail
 from digest.tokens import TokenError
 
@@ -186,6 +186,10 @@ class Service:
         )
         self.store = StoreWorker(config.path(config.subscribers.database))
         self.mailer = mailer or Mailer(config, self.pages)
+        hooks = config.serve.webhooks
+        self.replays = ReplayGuard(
+            keep=(max(hooks.tolerance, hooks.max_age) + hooks.tolerance).total_seconds()
+        )
         self.sections = [(s.name, s.title) for s in config.categories.sections]
 
     def close(self) -> None:
@@ -472,18 +476,23 @@ class Service:
         body = await request.body()
         now = self.clock()
         try:
-            events = read_webhook(
+            delivery = read_webhook(
                 provider, request.headers, body, self.config.serve.webhooks, now=now
             )
         except WebhookError as exc:
             log.info("refused a webhook for %s: %s", provider, exc)
             return JSONResponse({"error": exc.message}, status_code=exc.status)
+        events = delivery.events
+        if self.replays.seen(delivery, now):
+            log.info("webhook %s %s: already applied; not again", provider, delivery.delivery_id)
+            return JSONResponse({"events": len(events), "changed": 0, "repeat": True})
         changed = 0
         for event in events:
             if await self.store.run(
                 lambda store, e=event: self.subscriptions.apply_event(store, e, now)  # type: ignore[misc]
             ):
                 changed += 1
+        self.replays.remember(delivery, now)
         return JSONResponse({"events": len(events), "changed": changed})
 
     async def feed(self, request: Request) -> Response:

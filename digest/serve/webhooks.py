@@ -17,6 +17,14 @@ Mailgun    ``signature: {timestamp, token, signature}`` in the JSON body; the si
            hex HMAC-SHA256 of ``timestamp + token`` under the webhook signing key.
 =========  ==============================================================================
 
+A signed timestamp must be recent, so a captured request cannot be replayed later:
+within ``serve.webhooks.tolerance`` (5 minutes) for Resend, whose Svix signature is made
+afresh for each attempt; within ``serve.webhooks.max_age`` (24 hours) for SendGrid and
+Mailgun, which deliver late and retry for hours (refusing a late bounce would keep mailing
+a dead address). Within that window a :class:`ReplayGuard` remembers each delivery (Svix
+message id, SendGrid signature, Mailgun token): a repeat is acknowledged and not applied
+again, which also answers a provider's own retry of a delivery whose first answer was lost.
+
 Only events that should stop mail are kept: hard bounces, complaints and unsubscribes.
 Soft bounces, deliveries, opens and clicks are accepted and ignored.
 """
@@ -28,8 +36,10 @@ import binascii
 import hashlib
 import hmac
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -137,6 +147,30 @@ def parse_postmark(data: Any) -> list[WebhookEvent]:
     return events
 
 
+def check_fresh(
+    provider: str, name: str, timestamp: str, settings: WebhooksConfig, now: datetime
+) -> None:
+    """Refuse a signed Unix ``timestamp`` too far from ``now``.
+
+    Resend (Svix) signs every attempt afresh, so its timestamp must be within
+    ``tolerance`` either way. SendGrid and Mailgun may deliver late, so theirs may be up to
+    ``max_age`` old (and ``tolerance`` ahead, for clock skew).
+    """
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise WebhookUnauthorized(f"{provider} webhook: {name} is not a number") from None
+    age = now.timestamp() - sent_at
+    key, limit = (
+        ("tolerance", settings.tolerance) if provider == "resend" else ("max_age", settings.max_age)
+    )
+    if age > limit.total_seconds() or -age > settings.tolerance.total_seconds():
+        raise WebhookUnauthorized(
+            f"{provider} webhook: the timestamp is too old or in the future "
+            f"(serve.webhooks.{key} is {limit})"
+        )
+
+
 # -- Resend (Svix)
 
 
@@ -147,17 +181,12 @@ def verify_svix(
     *,
     now: datetime,
     environ: Environ = None,
-) -> None:
+) -> str:
     secret = _secret(settings.resend_secret, "resend", "resend_secret", environ)
     message_id = _header(headers, "svix-id")
     timestamp = _header(headers, "svix-timestamp")
     signatures = _header(headers, "svix-signature")
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise WebhookUnauthorized("resend webhook: svix-timestamp is not a number") from None
-    if abs(now.timestamp() - sent_at) > settings.tolerance.total_seconds():
-        raise WebhookUnauthorized("resend webhook: the timestamp is too old or in the future")
+    check_fresh("resend", "svix-timestamp", timestamp, settings, now)
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"))
     except binascii.Error:
@@ -167,7 +196,7 @@ def verify_svix(
     for entry in signatures.split():
         version, _, signature = entry.partition(",")
         if version == "v1" and hmac.compare_digest(signature.encode(), expected):
-            return
+            return message_id
     raise WebhookUnauthorized("resend webhook: no signature matches")
 
 
@@ -198,8 +227,13 @@ SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
 def verify_sendgrid(
-    headers: Mapping[str, str], body: bytes, settings: WebhooksConfig, environ: Environ = None
-) -> None:
+    headers: Mapping[str, str],
+    body: bytes,
+    settings: WebhooksConfig,
+    *,
+    now: datetime,
+    environ: Environ = None,
+) -> str:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -221,6 +255,8 @@ def verify_sendgrid(
         key.verify(signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (binascii.Error, InvalidSignature, ValueError):
         raise WebhookUnauthorized("sendgrid webhook: the signature does not verify") from None
+    check_fresh("sendgrid", SENDGRID_TIMESTAMP, timestamp, settings, now)
+    return signature_text
 
 
 def parse_sendgrid(data: Any) -> list[WebhookEvent]:
@@ -246,7 +282,9 @@ def parse_sendgrid(data: Any) -> list[WebhookEvent]:
 # -- Mailgun
 
 
-def verify_mailgun(data: Any, settings: WebhooksConfig, environ: Environ = None) -> None:
+def verify_mailgun(
+    data: Any, settings: WebhooksConfig, *, now: datetime, environ: Environ = None
+) -> str:
     key = _secret(settings.mailgun_signing_key, "mailgun", "mailgun_signing_key", environ)
     signature = data.get("signature") if isinstance(data, dict) else None
     if not isinstance(signature, dict):
@@ -258,6 +296,8 @@ def verify_mailgun(data: Any, settings: WebhooksConfig, environ: Environ = None)
     expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise WebhookUnauthorized("mailgun webhook: the signature does not verify")
+    check_fresh("mailgun", "signature.timestamp", timestamp, settings, now)
+    return token
 
 
 def parse_mailgun(data: Any) -> list[WebhookEvent]:
@@ -277,6 +317,15 @@ def parse_mailgun(data: Any) -> list[WebhookEvent]:
     return []
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A checked webhook request: its events, and the id that names it (None: Postmark)."""
+
+    provider: str
+    events: list[WebhookEvent]
+    delivery_id: str | None
+
+
 def read_webhook(
     provider: str,
     headers: Mapping[str, str],
@@ -285,12 +334,13 @@ def read_webhook(
     *,
     now: datetime,
     environ: Environ = None,
-) -> list[WebhookEvent]:
+) -> Delivery:
     """Check that ``body`` came from ``provider`` and return the events that stop mail.
 
     Raises :class:`WebhookDisabled` (no credentials configured, or an unknown provider),
-    :class:`WebhookUnauthorized` (bad or missing proof) or :class:`WebhookError` (bad body).
-    ``headers`` must be looked up case-insensitively (Starlette's are).
+    :class:`WebhookUnauthorized` (bad or missing proof, or a stale timestamp) or
+    :class:`WebhookError` (bad body). ``headers`` must be looked up case-insensitively
+    (Starlette's are).
     """
     parsers: dict[str, Callable[[Any], list[WebhookEvent]]] = {
         "postmark": parse_postmark,
@@ -300,13 +350,52 @@ def read_webhook(
     }
     if provider not in parsers:
         raise WebhookDisabled(f"no webhook for '{provider}' (known: {', '.join(PROVIDERS)})")
+    delivery_id: str | None = None
     if provider == "postmark":
         verify_postmark(headers, settings, environ)
     elif provider == "resend":
-        verify_svix(headers, body, settings, now=now, environ=environ)
+        delivery_id = verify_svix(headers, body, settings, now=now, environ=environ)
     elif provider == "sendgrid":
-        verify_sendgrid(headers, body, settings, environ)
+        delivery_id = verify_sendgrid(headers, body, settings, now=now, environ=environ)
     data = _json(body, provider)
     if provider == "mailgun":
-        verify_mailgun(data, settings, environ)
-    return parsers[provider](data)
+        delivery_id = verify_mailgun(data, settings, now=now, environ=environ)
+    return Delivery(provider, parsers[provider](data), delivery_id)
+
+
+@dataclass
+class ReplayGuard:
+    """The deliveries applied within the last ``keep`` seconds, at most ``limit`` of them.
+
+    ``keep`` should be at least twice the timestamp tolerance: a delivery older than that
+    is refused by its timestamp before it gets here. In memory, for the one process that
+    ``digest serve`` runs.
+    """
+
+    keep: float
+    limit: int = 100_000
+    _seen: OrderedDict[tuple[str, str], float] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def seen(self, delivery: Delivery, now: datetime) -> bool:
+        if delivery.delivery_id is None:
+            return False
+        with self._lock:
+            self._forget(now.timestamp())
+            return (delivery.provider, delivery.delivery_id) in self._seen
+
+    def remember(self, delivery: Delivery, now: datetime) -> None:
+        if delivery.delivery_id is None:
+            return
+        with self._lock:
+            self._seen[(delivery.provider, delivery.delivery_id)] = now.timestamp()
+            self._seen.move_to_end((delivery.provider, delivery.delivery_id))
+            while len(self._seen) > self.limit:
+                self._seen.popitem(last=False)
+
+    def _forget(self, now: float) -> None:
+        while self._seen:
+            key, when = next(iter(self._seen.items()))
+            if now - when <= self.keep:
+                break
+            del self._seen[key]
