@@ -29,7 +29,7 @@ class SupportsSuppressions(Protocol):
 @dataclass
 class SyncReport:
     provider: str
-    fetched: int = 0
+    fetched: int = 0  # distinct suppressed addresses
     changed: dict[str, str] = field(default_factory=dict)  # email -> new status
     already: int = 0  # subscribers already inactive
     unknown: int = 0  # suppressed addresses that are not subscribers
@@ -63,11 +63,11 @@ def sync_suppressions(
         with SubscriberStore(config.path(config.subscribers.database)) as store:
             seen: set[str] = set()
             for item in provider.fetch_suppressions():
-                report.fetched += 1
                 email = normalise_email(item.email)
-                if email in seen:
+                if email in seen:  # e.g. on Postmark's suppression dump and bounce list
                     continue
                 seen.add(email)
+                report.fetched += 1
                 subscriber = store.get(email)
                 if subscriber is None:
                     report.unknown += 1

@@ -212,15 +212,19 @@ def test_substitution_uploads_html_once_per_request(
     assert first["tags"] == ["2026-W47"]
 
 
-def test_suppressions_sync_from_postmark_and_sendgrid(
+def test_suppressions_sync_from_every_provider_with_a_suppression_api(
     emulators: dict[str, Any], sample_site: Path
 ) -> None:
     from digest.suppressions import sync_suppressions
 
-    for provider in ("postmark", "sendgrid"):
+    # more than a page of addresses digest does not know (Brevo pages by 100, Mailgun by 1000)
+    strangers = [f"stranger{i:04d}@example.org" for i in range(1100)]
+    for provider in ("postmark", "sendgrid", "mailgun", "brevo"):
         emu = emulators[provider]
         emu.reset()
-        emu.set_suppressions(bounced=[address(0)], spam=[address(1)], unsubscribed=[address(2)])
+        emu.set_suppressions(
+            bounced=[address(0), *strangers], spam=[address(1)], unsubscribed=[address(2)]
+        )
         site = sample_site / provider
         site.mkdir()
         (site / "config.yaml").write_text((sample_site / "config.yaml").read_text())
@@ -239,6 +243,7 @@ def test_suppressions_sync_from_postmark_and_sendgrid(
                 "unsubscribed",
                 "active",
             ]
+        assert (report.fetched, report.unknown) == (1103, 1100), provider
         again = sync_suppressions(config, now=NOW)
         assert again.changed == {}
         assert again.already == 3

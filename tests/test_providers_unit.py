@@ -556,3 +556,20 @@ def test_settings_reject_unknown_options_and_plain_secrets() -> None:
     assert {"postmark", "resend", "sendgrid", "mailgun", "ses", "brevo"} <= set(
         registry.available()
     )
+
+
+def test_sendgrid_suppressions_stop_when_the_offset_is_ignored() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        # a full page every time, whatever the offset
+        rows = [{"email": f"gone{i}@example.com", "created": 1767605400} for i in range(500)]
+        return httpx.Response(200, json=rows)
+
+    p = provider("sendgrid", handler)
+    found = list(p.fetch_suppressions())
+    # one page per list, then the repeat is noticed: no endless loop
+    assert len(found) == 3 * 500
+    assert len(calls) == 3 * 2
+    assert calls[1].endswith("offset=500")

@@ -48,7 +48,7 @@ _NAMESPACE = uuid.UUID("5d0c8a4e-3f52-4a3b-9d0e-6c1f2b7a9e10")
 
 _KINDS = {
     "hardBounce": "bounced",
-    "spam": "complained",
+    "contactFlaggedAsSpam": "complained",
     "unsubscribedViaEmail": "unsubscribed",
     "unsubscribedViaApi": "unsubscribed",
     "unsubscribedViaMA": "unsubscribed",

@@ -179,13 +179,15 @@ class SendGrid(HttpProvider):
         )
         for path, kind in lists:
             offset, limit = 0, 500
+            previous: list[Any] | None = None
             while True:
                 response = self.get(
                     f"/v3/suppression/{path}?limit={limit}&offset={offset}", self._headers()
                 )
                 items = response.json()
-                if not isinstance(items, list):
-                    break
+                if not isinstance(items, list) or items == previous:
+                    break  # the same page again: the offset is not honoured; stop, not loop
+                previous = items
                 for item in items:
                     created = item.get("created")
                     at = (

@@ -855,7 +855,16 @@ class SendGrid(Provider):
                 rows.append({"created": created, "email": address, "ip": "192.0.2.10"})
             else:
                 rows.append({"created": created, "email": address})
-        return Response(200, rows)
+        try:
+            limit = int(request.query.get("limit", ["500"])[0])
+            offset = int(request.query.get("offset", ["0"])[0])
+        except ValueError:
+            raise SendGrid.errors(
+                400, ("limit and offset must be integers", "limit", None)
+            ) from None
+        if not 1 <= limit <= 500 or offset < 0:
+            raise SendGrid.errors(400, ("limit must be between 1 and 500", "limit", None))
+        return Response(200, rows[offset : offset + limit])
 
     @staticmethod
     def not_found(request: Request) -> Response:
@@ -872,7 +881,46 @@ class Mailgun(Provider):
         match = re.fullmatch(r"/v3/([^/]+)/messages", request.path)
         if request.method == "POST" and match:
             return Mailgun.send, True, (match.group(1),)
+        match = re.fullmatch(r"/v3/([^/]+)/(bounces|complaints|unsubscribes)", request.path)
+        if request.method == "GET" and match:
+            return Mailgun.suppressions, False, (match.group(1), match.group(2))
         return None
+
+    @staticmethod
+    def suppressions(emu: Emulator, request: Request, domain: str, name: str) -> Response:
+        """A suppression list, paged the documented way: ``paging.next`` is a full URL
+        (``?page=next&address=<last on this page>``) and the page after the last is empty."""
+        kind = {"bounces": "bounced", "complaints": "spam", "unsubscribes": "unsubscribed"}[name]
+        try:
+            limit = int(request.query.get("limit", ["100"])[0])
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= MAILGUN_RECIPIENTS_MAX:
+            return Response(400, {"message": "Invalid limit: must be between 1 and 1000"})
+        addresses = sorted(emu.suppressions[kind])
+        after = request.query.get("address", [""])[0]
+        if request.query.get("page", [""])[0] == "next" and after:
+            addresses = [a for a in addresses if a > after]
+        page = addresses[:limit]
+        created = SUPPRESSION_CREATED_AT.strftime("%a, %d %b %Y %H:%M:%S UTC")
+        items: list[dict[str, Any]] = []
+        for address in page:
+            item: dict[str, Any] = {"address": address, "created_at": created}
+            if name == "bounces":
+                item.update(code="550", error="550 5.1.1 No such user here")
+            elif name == "unsubscribes":
+                item["tags"] = ["*"]
+            items.append(item)
+        base = f"http://{request.headers.get('host', '127.0.0.1')}/v3/{domain}/{name}"
+        last = page[-1] if page else after
+        query = urllib.parse.urlencode
+        paging = {
+            "first": f"{base}?{query({'limit': limit})}",
+            "last": f"{base}?{query({'page': 'last', 'limit': limit})}",
+            "next": f"{base}?{query({'page': 'next', 'address': last, 'limit': limit})}",
+            "previous": f"{base}?{query({'page': 'prev', 'address': after, 'limit': limit})}",
+        }
+        return Response(200, {"items": items, "paging": paging})
 
     @staticmethod
     def authenticate(emu: Emulator, request: Request) -> None:
@@ -996,7 +1044,39 @@ class Brevo(Provider):
     def route(request: Request) -> tuple[Any, bool, tuple[Any, ...]] | None:
         if request.method == "POST" and request.path == "/v3/smtp/email":
             return Brevo.send, True, ()
+        if request.method == "GET" and request.path == "/v3/smtp/blockedContacts":
+            return Brevo.blocked_contacts, False, ()
         return None
+
+    @staticmethod
+    def blocked_contacts(emu: Emulator, request: Request) -> Response:
+        """``GET /v3/smtp/blockedContacts``: ``limit`` (default 50, at most 100) and
+        ``offset``; newest first; ``count`` is the total."""
+        try:
+            limit = int(request.query.get("limit", ["50"])[0])
+            offset = int(request.query.get("offset", ["0"])[0])
+        except ValueError:
+            raise Brevo.error(
+                400, "invalid_parameter", "limit and offset must be numbers"
+            ) from None
+        if not 0 <= limit <= 100 or offset < 0:
+            raise Brevo.error(400, "out_of_range", "limit must be between 0 and 100")
+        reasons = {
+            "bounced": ("hardBounce", "Hard bounce"),
+            "spam": ("contactFlaggedAsSpam", "Contact flagged as spam"),
+            "unsubscribed": ("unsubscribedViaEmail", "Unsubscribed via email"),
+        }
+        rows = [
+            {
+                "email": address,
+                "senderEmail": "news@example.com",
+                "reason": {"code": reasons[kind][0], "message": reasons[kind][1]},
+                "blockedAt": SUPPRESSION_CREATED_AT.isoformat(),
+            }
+            for kind in ("bounced", "spam", "unsubscribed")
+            for address in emu.suppressions[kind]
+        ]
+        return Response(200, {"count": len(rows), "contacts": rows[offset : offset + limit]})
 
     @staticmethod
     def error(status: int, code: str, message: str) -> HttpError:
