@@ -65,10 +65,24 @@ def address(i: int) -> str:
     return f"r{i:05d}@example.com"
 
 
-def make_site(root: Path, provider: str, url: str, *, n: int, batch_size: int | None) -> Config:
+def make_site(
+    root: Path,
+    provider: str,
+    url: str,
+    *,
+    n: int,
+    batch_size: int | None,
+    options: dict[str, Any] | None = None,
+) -> Config:
     config_path = root / "config.yaml"
     data = yaml.safe_load(config_path.read_text())
-    data["provider"] = {"name": provider, "base_url": url, **OPTIONS[provider], **FAST_RETRIES}
+    data["provider"] = {
+        "name": provider,
+        "base_url": url,
+        **OPTIONS[provider],
+        **FAST_RETRIES,
+        **(options or {}),
+    }
     if batch_size:
         data["send"] = {"batch_size": batch_size, "max_attempts": 5}
     config_path.write_text(yaml.safe_dump(data))
@@ -450,3 +464,26 @@ def test_npm_emulators_five_thousand_with_faults(
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_ses_simple_mode_sends_one_personal_message_each(ses_local: Any, sample_site: Path) -> None:
+    before = len(ses_local.sent())
+    n = 40
+    config = make_site(
+        sample_site, "ses", ses_local.url, n=n, batch_size=None, options={"mode": "simple"}
+    )
+    report = send_issue(config, now=NOW, sleep=lambda _: None)
+    sent = ses_local.sent()[before:]
+    counts = Counter(to for e in sent for to in e["destination"]["to"])
+    assert counts == {address(i): 1 for i in range(n)}
+    assert report.sent == n
+    for message in sent:
+        assert len(message["destination"]["to"]) == 1  # nobody sees another address
+        html = message["body"]["html"]
+        assert "[[digest:" not in html + message["subject"]
+        headers = {h["name"]: h["value"] for h in message.get("headers", [])}
+        # each message carries its own unsubscribe link, not someone else's
+        assert "/unsubscribe/" in headers["List-Unsubscribe"]
+        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    links = {{h["name"]: h["value"] for h in m["headers"]}["List-Unsubscribe"] for m in sent}
+    assert len(links) == n
