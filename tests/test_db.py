@@ -35,7 +35,7 @@ def _open(kind: str, path: str) -> str:
 
 @pytest.mark.parametrize("kind", ["runs", "ledger", "subscribers", "cache"])
 def test_processes_opening_a_new_file_together_all_succeed(tmp_path: Path, kind: str) -> None:
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded test process
     with context.Pool(PROCESSES) as pool:
         for round_ in range(ROUNDS):
             name = "cache" if kind == "cache" else f"{kind}.sqlite"
