@@ -55,7 +55,7 @@ def sync_suppressions(
         if not hasattr(provider_class, "fetch_suppressions"):
             raise ConfigError(
                 f"provider.name: {config.provider.name} keeps no suppression list digest can "
-                "read; suppressions sync works with postmark, sendgrid, mailgun and brevo"
+                "read; suppressions sync works with postmark, sendgrid, mailgun, brevo and ses"
             )
         provider = provider_class.from_config(config)
     report = SyncReport(provider.name, dry_run=dry_run)

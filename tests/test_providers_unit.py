@@ -573,3 +573,38 @@ def test_sendgrid_suppressions_stop_when_the_offset_is_ignored() -> None:
     assert len(found) == 3 * 500
     assert len(calls) == 3 * 2
     assert calls[1].endswith("offset=500")
+
+
+def test_ses_suppressions_are_read_signed_page_by_page() -> None:
+    pages = {
+        None: {
+            "SuppressedDestinationSummaries": [
+                {
+                    "EmailAddress": "gone@example.com",
+                    "Reason": "BOUNCE",
+                    "LastUpdateTime": 1767605400,
+                },
+            ],
+            "NextToken": "page 2/2",
+        },
+        "page 2/2": {
+            "SuppressedDestinationSummaries": [
+                {"EmailAddress": "angry@example.com", "Reason": "COMPLAINT"},
+            ],
+        },
+    }
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        assert request.url.path == "/v2/email/suppression/addresses"
+        return httpx.Response(200, json=pages[request.url.params.get("NextToken")])
+
+    found = list(provider("ses", handler).fetch_suppressions())
+    assert [(s.email, s.kind) for s in found] == [
+        ("gone@example.com", "bounced"),
+        ("angry@example.com", "complained"),
+    ]
+    assert found[0].at == "2026-01-05T09:30:00+00:00"
+    assert [r.url.params.get("NextToken") for r in seen] == [None, "page 2/2"]
+    assert all(r.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ") for r in seen)

@@ -12,12 +12,16 @@ stop the send. SES limits messages per second, not requests: ``max_send_rate`` p
 No idempotency key exists in SES.
 
 ``mode: simple`` sends one ``SendEmail`` per recipient instead (no template).
+
+Suppressions: ``ListSuppressedDestinations`` (the account-level list: bounces, complaints).
 """
 
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
 from botocore.auth import SigV4Auth
@@ -26,6 +30,7 @@ from botocore.credentials import Credentials
 from pydantic import Field
 
 from digest.config import Secret
+from digest.errors import ProviderError
 from digest.providers import registry
 from digest.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.providers.http import (
@@ -36,6 +41,7 @@ from digest.providers.http import (
     Pacer,
     RequestFailed,
     Substitution,
+    Suppression,
     encode_json,
     fill_markers,
     retryable_for,
@@ -315,6 +321,40 @@ class Ses(HttpProvider):
                 )
                 continue
             raise self.stop(response, _ses_message(response))
+
+    # -- suppressions
+
+    def fetch_suppressions(self) -> Iterator[Suppression]:
+        """The account-level suppression list (``ListSuppressedDestinations``), every page."""
+        token: str | None = None
+        for _ in range(10_000):  # a bound, should a NextToken never end
+            query = {"PageSize": "100"}
+            if token:
+                query["NextToken"] = token
+            url = self.url("/v2/email/suppression/addresses?" + urllib.parse.urlencode(query))
+            try:
+                response = self.transport.send(
+                    "GET", url, content=b"", headers={}, sign=self.signer
+                )
+            except RequestFailed as exc:
+                raise ProviderError(self.name, exc.reason, retryable=True) from None
+            if response.status_code != 200:
+                raise self.stop(response, _ses_message(response))
+            data = response.json()
+            for item in data.get("SuppressedDestinationSummaries") or []:
+                reason = str(item.get("Reason", ""))
+                updated = item.get("LastUpdateTime")
+                yield Suppression(
+                    str(item["EmailAddress"]),
+                    "complained" if reason == "COMPLAINT" else "bounced",
+                    f"ses: {reason or 'suppressed'}",
+                    datetime.fromtimestamp(updated, timezone.utc).isoformat()
+                    if isinstance(updated, (int, float))
+                    else None,
+                )
+            token = data.get("NextToken")
+            if not token:
+                return
 
 
 def _ses_message(response: Any) -> str:
