@@ -40,7 +40,6 @@ from digest.providers.http import (
     encode_json,
     error_message,
     retryable_for,
-    substitute,
 )
 
 API = "https://api.brevo.com"
@@ -121,14 +120,7 @@ class Brevo(HttpProvider):
         key = batch.idempotency_key
         self.stats.add(recipients=len(recipients))
         while recipients:
-            sub = substitute(
-                envelope.subject,
-                envelope.html,
-                envelope.text,
-                envelope.headers,
-                recipients,
-                placeholder,
-            )
+            sub = envelope.substitute(recipients, placeholder)
             body = encode_json(
                 build_request(envelope, sub, recipients, issue_id=batch.issue_id, key=key)
             )

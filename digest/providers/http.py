@@ -202,6 +202,12 @@ class Envelope:
             headers=custom,
         )
 
+    def substitute(
+        self, recipients: Sequence[Recipient], placeholder: Callable[[str], str]
+    ) -> Substitution:
+        """:func:`substitute` over this envelope's subject, HTML, text and headers."""
+        return substitute(self.subject, self.html, self.text, self.headers, recipients, placeholder)
+
 
 def encode_json(value: Any) -> bytes:
     """Compact JSON: fewer bytes on the wire than the default separators."""
@@ -363,7 +369,7 @@ class Pacer:
             self._in_flight = max(0, self._in_flight - 1)
             self._answers.append(self.clock())
             self._lock.notify_all()
-        self.answered()
+        self._answered.set()  # workers held back for the first answer may go
 
     def _guards(self) -> list[tuple[int, float]]:
         """(at most N requests, per window of W seconds) for each limit known."""
@@ -409,10 +415,6 @@ class Pacer:
         """Nobody sends for ``seconds`` from now (extends, never shortens, a pause)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock() + seconds)
-
-    def answered(self) -> None:
-        """A request came back (or failed): workers held back for the first one may go."""
-        self._answered.set()
 
     def observe(self, info: RateLimit, *, throttled: bool) -> None:
         """Learn from a response's headers.
@@ -702,10 +704,18 @@ class HttpProvider(Provider):
             self.name, message or error_message(response), status=response.status_code
         )
 
-    def get(self, path: str, headers: Mapping[str, str]) -> httpx.Response:
+    def get(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        sign: Callable[[str, str, bytes, dict[str, str]], dict[str, str]] | None = None,
+    ) -> httpx.Response:
         """A read (suppression lists): retried like a send; any other failure stops."""
         try:
-            response = self.transport.send("GET", self.url(path), content=b"", headers=headers)
+            response = self.transport.send(
+                "GET", self.url(path), content=b"", headers=headers, sign=sign
+            )
         except RequestFailed as exc:
             raise ProviderError(self.name, exc.reason, retryable=True) from None
         if response.status_code != 200:

@@ -33,7 +33,6 @@ from digest.providers.http import (
     Suppression,
     error_message,
     retryable_for,
-    substitute,
 )
 
 API = "https://api.mailgun.net"  # EU: https://api.eu.mailgun.net
@@ -112,14 +111,7 @@ class Mailgun(HttpProvider):
         groups: list[tuple[Recipient, ...]] = [batch.recipients]
         while groups:
             recipients = groups.pop()
-            sub = substitute(
-                envelope.subject,
-                envelope.html,
-                envelope.text,
-                envelope.headers,
-                recipients,
-                placeholder,
-            )
+            sub = envelope.substitute(recipients, placeholder)
             body, content_type = encode_multipart(
                 build_fields(envelope, sub, recipients, issue_id=batch.issue_id)
             )

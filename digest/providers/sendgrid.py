@@ -31,7 +31,6 @@ from digest.providers.http import (
     Suppression,
     encode_json,
     retryable_for,
-    substitute,
 )
 
 API = "https://api.sendgrid.com"
@@ -50,9 +49,7 @@ def placeholder(name: str) -> str:
 
 
 def prepare(envelope: Envelope, recipients: tuple[Recipient, ...]) -> Substitution:
-    return substitute(
-        envelope.subject, envelope.html, envelope.text, envelope.headers, recipients, placeholder
-    )
+    return envelope.substitute(recipients, placeholder)
 
 
 def build_request(

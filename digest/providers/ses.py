@@ -247,6 +247,10 @@ class Ses(HttpProvider):
         self.messages = Pacer(rate=settings.max_send_rate)
         self._signer: Signer | None = None
 
+    def stop(self, response: Any, message: str | None = None) -> ProviderError:
+        """As for every provider, with SES's error type before its message."""
+        return super().stop(response, message or _ses_message(response))
+
     @property
     def signer(self) -> Signer:
         if self._signer is None:
@@ -283,7 +287,7 @@ class Ses(HttpProvider):
             yield from retryable_for(batch.recipients, exc.reason)
             return
         if response.status_code != 200:
-            raise self.stop(response, _ses_message(response))
+            raise self.stop(response)
         try:
             results, stop = parse_bulk_response(response.json(), batch.recipients)
         except ValueError as exc:
@@ -320,7 +324,7 @@ class Ses(HttpProvider):
                     r.subscriber_id, "failed-permanent", reason=f"ses 400: {_ses_message(response)}"
                 )
                 continue
-            raise self.stop(response, _ses_message(response))
+            raise self.stop(response)
 
     # -- suppressions
 
@@ -331,15 +335,8 @@ class Ses(HttpProvider):
             query = {"PageSize": "100"}
             if token:
                 query["NextToken"] = token
-            url = self.url("/v2/email/suppression/addresses?" + urllib.parse.urlencode(query))
-            try:
-                response = self.transport.send(
-                    "GET", url, content=b"", headers={}, sign=self.signer
-                )
-            except RequestFailed as exc:
-                raise ProviderError(self.name, exc.reason, retryable=True) from None
-            if response.status_code != 200:
-                raise self.stop(response, _ses_message(response))
+            path = "/v2/email/suppression/addresses?" + urllib.parse.urlencode(query)
+            response = self.get(path, {}, sign=self.signer)
             data = response.json()
             for item in data.get("SuppressedDestinationSummaries") or []:
                 reason = str(item.get("Reason", ""))

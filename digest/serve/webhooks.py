@@ -40,7 +40,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from digest.config import Secret, WebhooksConfig
@@ -148,26 +148,30 @@ def parse_postmark(data: Any) -> list[WebhookEvent]:
 
 
 def check_fresh(
-    provider: str, name: str, timestamp: str, settings: WebhooksConfig, now: datetime
+    provider: str,
+    name: str,
+    timestamp: str,
+    settings: WebhooksConfig,
+    now: datetime,
+    *,
+    max_age: str = "max_age",
 ) -> None:
-    """Refuse a signed Unix ``timestamp`` too far from ``now``.
+    """Refuse a signed Unix ``timestamp`` older than the setting named ``max_age``, or
+    further than ``tolerance`` ahead (clock skew).
 
-    Resend (Svix) signs every attempt afresh, so its timestamp must be within
-    ``tolerance`` either way. SendGrid and Mailgun may deliver late, so theirs may be up to
-    ``max_age`` old (and ``tolerance`` ahead, for clock skew).
+    Resend (Svix) signs every attempt afresh and passes ``max_age="tolerance"``; SendGrid
+    and Mailgun may deliver late, so theirs may be up to ``max_age`` old.
     """
     try:
         sent_at = int(timestamp)
     except ValueError:
         raise WebhookUnauthorized(f"{provider} webhook: {name} is not a number") from None
     age = now.timestamp() - sent_at
-    key, limit = (
-        ("tolerance", settings.tolerance) if provider == "resend" else ("max_age", settings.max_age)
-    )
+    limit: timedelta = getattr(settings, max_age)
     if age > limit.total_seconds() or -age > settings.tolerance.total_seconds():
         raise WebhookUnauthorized(
             f"{provider} webhook: the timestamp is too old or in the future "
-            f"(serve.webhooks.{key} is {limit})"
+            f"(serve.webhooks.{max_age} is {limit})"
         )
 
 
@@ -186,7 +190,7 @@ def verify_svix(
     message_id = _header(headers, "svix-id")
     timestamp = _header(headers, "svix-timestamp")
     signatures = _header(headers, "svix-signature")
-    check_fresh("resend", "svix-timestamp", timestamp, settings, now)
+    check_fresh("resend", "svix-timestamp", timestamp, settings, now, max_age="tolerance")
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"))
     except binascii.Error:
