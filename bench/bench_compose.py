@@ -32,12 +32,12 @@ import jinja2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest import pipeline  # noqa: E402
-from digest.compose import compose  # noqa: E402
+from digest.audience.links import post_url  # noqa: E402
 from digest.config import Config, load_config  # noqa: E402
-from digest.links import post_url  # noqa: E402
-from digest.posts import Post  # noqa: E402
-from digest.select import Section, Selection  # noqa: E402
+from digest.content import pipeline  # noqa: E402
+from digest.content.posts import Post  # noqa: E402
+from digest.content.select import Section, Selection  # noqa: E402
+from digest.email.compose import compose  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 SIZES = (1, 10, 50, 200)

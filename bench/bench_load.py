@@ -44,11 +44,11 @@ def measure_baseline(posts: str, week: str) -> dict[str, float]:
 def measure_digest(posts: str, week: str, cache: str, serial: bool) -> dict[str, float]:
     from datetime import datetime, timezone
 
-    import digest.posts
-    from digest import pipeline
+    import digest.content.posts
+    from digest.content import pipeline
 
     if serial:
-        digest.posts.PARALLEL_THRESHOLD = 10**12
+        digest.content.posts.PARALLEL_THRESHOLD = 10**12
     from digest.config import parse_config
 
     config = parse_config(

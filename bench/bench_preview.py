@@ -75,8 +75,8 @@ def time_cli_build(site: Path, week: str, runs: int) -> list[float]:
 
 
 def time_inprocess_build(site: Path, week: str, runs: int) -> list[float]:
-    from digest.build import build_issue
     from digest.config import load_config
+    from digest.email.build import build_issue
 
     times = []
     now = datetime.now(timezone.utc)

@@ -31,10 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest.build import build_issue  # noqa: E402
 from digest.config import load_config  # noqa: E402
-from digest.providers import registry  # noqa: E402
-from digest.providers.base import Batch, Recipient, Result, idempotency_key  # noqa: E402
+from digest.delivery.providers import registry  # noqa: E402
+from digest.delivery.providers.base import Batch, Recipient, Result, idempotency_key  # noqa: E402
+from digest.email.build import build_issue  # noqa: E402
 from tests.emulators.providers import run_emulator  # noqa: E402
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

@@ -53,7 +53,7 @@ controller.stop()
 
 
 def make_site(folder: Path, n: int, provider: dict[str, Any]) -> Path:
-    from digest.subscribers import SubscriberStore
+    from digest.audience.subscribers import SubscriberStore
 
     shutil.copytree(ROOT / "content", folder / "content")
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -71,7 +71,7 @@ def make_site(folder: Path, n: int, provider: dict[str, Any]) -> Path:
 def child(config_path: str, naive: bool, trace: bool) -> None:
     """Runs in the child process: one send, figures as JSON on stdout."""
     from digest.config import load_config
-    from digest.send import BuildComposer, send_issue
+    from digest.delivery.send import BuildComposer, send_issue
 
     class NaiveComposer(BuildComposer):
         wire_template = None  # type: ignore[assignment]  # no fast path: to_message each

@@ -68,8 +68,8 @@ class LoadResult:
 
 def seed(site: Path, count: int, secret: str) -> list[str]:
     """Add ``count`` active subscribers; return an unsubscribe token for each."""
-    from digest.subscribers import SubscriberStore
-    from digest.tokens import make_token, signing_key
+    from digest.audience.subscribers import SubscriberStore
+    from digest.audience.tokens import make_token, signing_key
 
     now = datetime.now(timezone.utc)
     tokens = []
@@ -82,7 +82,7 @@ def seed(site: Path, count: int, secret: str) -> list[str]:
 
 
 def store_counts(site: Path) -> dict[str, int]:
-    from digest.subscribers import SubscriberStore
+    from digest.audience.subscribers import SubscriberStore
 
     with SubscriberStore(site / "data" / "subscribers.sqlite") as store:
         return store.counts()

@@ -358,7 +358,7 @@ class ScheduleConfig(_Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from digest.schedule import check_cron
+        from digest.schedule.scheduler import check_cron
 
         return check_cron(value)
 
@@ -609,7 +609,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
             f"{where}: {count} problem{'s' if count != 1 else ''}", problems
         ) from None
     # Provider options belong to the provider; its own schema checks them.
-    from digest.providers import validate_provider_config
+    from digest.delivery.providers import validate_provider_config
 
     provider_problems = validate_provider_config(config.provider)
     if provider_problems:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest.build import build_issue
 from digest.config import load_config
+from digest.email.build import build_issue
 from digest.errors import NothingToSend
 from tests.conftest import run_digest
 

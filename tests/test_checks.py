@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from digest import pipeline
-from digest.checks import CheckResult, all_passed, run_checks
-from digest.compose import ComposedEmail, compose
 from digest.config import load_config
+from digest.content import pipeline
+from digest.email.checks import CheckResult, all_passed, run_checks
+from digest.email.compose import ComposedEmail, compose
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 

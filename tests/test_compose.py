@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 from lxml import html as lxml_html
 
-from digest import pipeline
-from digest.checks import all_passed, run_checks
-from digest.compose import (
+from digest.config import Config, load_config, parse_config
+from digest.content import pipeline
+from digest.content.intro import load_intro, parse_intro
+from digest.content.posts import Post
+from digest.content.select import Section, Selection, week_window
+from digest.email.checks import all_passed, run_checks
+from digest.email.compose import (
     PLACEHOLDERS,
     ComposedEmail,
     compose,
@@ -26,11 +30,7 @@ from digest.compose import (
     sample_values,
     to_message,
 )
-from digest.config import Config, load_config, parse_config
 from digest.errors import TemplateError
-from digest.intro import load_intro, parse_intro
-from digest.posts import Post
-from digest.select import Section, Selection, week_window
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("DIGEST_UPDATE_GOLDEN") == "1"  # read before env isolation

@@ -87,9 +87,9 @@ def test_week_30_holds_exactly_the_posts_dated_in_it(tmp_path: Path, corpus_dir:
 def test_every_post_parses_with_a_real_title_and_a_known_category(
     tmp_path: Path, corpus_dir: Path
 ) -> None:
-    from digest import pipeline
     from digest.config import load_config
-    from digest.select import Rules
+    from digest.content import pipeline
+    from digest.content.select import Rules
 
     config = load_config(corpus_config(tmp_path, corpus_dir))
     result = pipeline.load(config)

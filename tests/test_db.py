@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from digest.cache import PostCache
-from digest.ledger import Ledger
-from digest.runs import RunStore
-from digest.subscribers import SubscriberStore
+from digest.audience.subscribers import SubscriberStore
+from digest.content.cache import PostCache
+from digest.delivery.ledger import Ledger
+from digest.schedule.runs import RunStore
 
 PROCESSES = 4
 ROUNDS = 15

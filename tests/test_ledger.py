@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from digest import ledger as L
+from digest.delivery import ledger as L
+from digest.delivery.ledger import Ledger, Outcome
 from digest.errors import LockError
-from digest.ledger import Ledger, Outcome
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ISSUE = "2026-W47"
@@ -154,7 +154,7 @@ def test_only_one_sender_holds_the_lock(ledger: Ledger, tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from digest.ledger import Ledger\n"
+        "from digest.delivery.ledger import Ledger\n"
         "from digest.errors import LockError\n"
         "try:\n"
         "    Ledger(Path(sys.argv[1])).lock()\n"
@@ -190,7 +190,8 @@ def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom pathlib import Path\nfrom digest.ledger import Ledger\n"
+            "import sys, time\nfrom pathlib import Path\n"
+            "from digest.delivery.ledger import Ledger\n"
             "Ledger(Path(sys.argv[1])).lock(); print('held', flush=True); time.sleep(600)",
             str(path),
         ],

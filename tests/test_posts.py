@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest.cache import PostCache
-from digest.posts import (
+from digest.content.cache import PostCache
+from digest.content.posts import (
     PostReadError,
     cut_at_word,
     excerpt_from_body,
@@ -243,7 +243,7 @@ FRONT_MATTER_SHAPES = [
 def test_front_matter_loads_as_pyyaml_base_loader_would(front: str) -> None:
     import yaml
 
-    from digest.posts import FrontMatterHandler
+    from digest.content.posts import FrontMatterHandler
 
     expected = yaml.load(front, Loader=yaml.BaseLoader)
     assert FrontMatterHandler().load(front) == expected
@@ -260,14 +260,14 @@ def test_front_matter_loads_as_pyyaml_base_loader_would(front: str) -> None:
 def test_front_matter_that_cannot_be_loaded_is_a_yaml_error(front: str, problem: str) -> None:
     import yaml
 
-    from digest.posts import FrontMatterHandler
+    from digest.content.posts import FrontMatterHandler
 
     with pytest.raises(yaml.YAMLError, match=problem):
         FrontMatterHandler().load(front)
 
 
 def test_a_billion_laughs_stays_small() -> None:
-    from digest.posts import FrontMatterHandler
+    from digest.content.posts import FrontMatterHandler
 
     lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]

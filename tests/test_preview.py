@@ -570,9 +570,9 @@ def test_preview_help_has_examples() -> None:
 def test_send_test_button_only_with_a_real_provider(
     sample_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.send
+    import digest.delivery.send
     from digest.config import ProviderConfig
-    from digest.providers.base import Result
+    from digest.delivery.providers.base import Result
 
     site = SitePreview(sample_site / "config.yaml", lambda: NOW)
     assert send_test_for(site) is None  # nothing loaded yet
@@ -587,7 +587,7 @@ def test_send_test_button_only_with_a_real_provider(
             return Result(0, "failed-permanent", reason="422 inactive recipient")
         return Result(0, "sent", provider_message_id="abc-123")
 
-    monkeypatch.setattr(digest.send, "send_test", fake_send_test)
+    monkeypatch.setattr(digest.delivery.send, "send_test", fake_send_test)
     site.last_config = config.model_copy(update={"provider": ProviderConfig(name="smtp")})
     action = send_test_for(site)
     assert action is not None

@@ -32,10 +32,10 @@ import httpx
 import pytest
 import yaml
 
+from digest.audience.subscribers import SubscriberStore
 from digest.config import Config, load_config
+from digest.delivery.send import send_issue
 from digest.errors import ProviderError
-from digest.send import send_issue
-from digest.subscribers import SubscriberStore
 from tests.emulators.node import run_resend_local, run_ses_local
 from tests.emulators.providers import run_emulator
 
@@ -91,7 +91,7 @@ def make_site(
     lines += [f"{address(i)},Reader {i} & co,,active" for i in range(n)]
     csv_path = root / "many.csv"
     csv_path.write_text("\n".join(lines) + "\n")
-    from digest.subscribers import Categories
+    from digest.audience.subscribers import Categories
 
     with SubscriberStore(config.path(config.subscribers.database)) as store:
         store.import_file(csv_path, Categories.from_config(config), now=NOW)
@@ -229,7 +229,7 @@ def test_substitution_uploads_html_once_per_request(
 def test_suppressions_sync_from_every_provider_with_a_suppression_api(
     emulators: dict[str, Any], sample_site: Path
 ) -> None:
-    from digest.suppressions import sync_suppressions
+    from digest.delivery.suppressions import sync_suppressions
 
     # more than a page of addresses digest does not know (Brevo pages by 100, Mailgun by 1000)
     strangers = [f"stranger{i:04d}@example.org" for i in range(1100)]

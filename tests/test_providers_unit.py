@@ -13,10 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from digest.errors import ProviderError
-from digest.providers import registry
-from digest.providers.base import Batch, Recipient, Result, idempotency_key
-from digest.providers.http import (
+from digest.delivery.providers import registry
+from digest.delivery.providers.base import Batch, Recipient, Result, idempotency_key
+from digest.delivery.providers.http import (
     Pacer,
     RateLimit,
     RetryPolicy,
@@ -25,6 +24,7 @@ from digest.providers.http import (
     parse_retry_after,
     substitute,
 )
+from digest.errors import ProviderError
 
 NOW = 1_800_000_000.0
 

@@ -20,12 +20,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from digest.audience.subscribers import Categories, SubscriberStore
 from digest.cli import main
 from digest.config import Config, parse_config
 from digest.errors import ConfigError, LockError, NothingToSend, SendError
-from digest.lock import FileLock
-from digest.runs import RunStore
-from digest.schedule import (
+from digest.schedule.install import crontab, github_actions, on_calendar, systemd
+from digest.schedule.runs import RunStore
+from digest.schedule.scheduler import (
     Due,
     JobResult,
     Policy,
@@ -38,8 +39,7 @@ from digest.schedule import (
     issue_window,
     run_due,
 )
-from digest.schedule_install import crontab, github_actions, on_calendar, systemd
-from digest.subscribers import Categories, SubscriberStore
+from digest.store.lock import FileLock
 from tests.conftest import run_digest
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -309,7 +309,7 @@ def test_a_machine_off_for_three_weeks_sends_only_the_latest_issue_within_grace(
     job = FakeJob()
     run_due(weekly(), runs, job, at("2026-11-02 09:00"))
     # Off from 2 Nov to 23 Nov 10:00: the 9, 16 and 23 Nov runs were never attempted.
-    with caplog.at_level("WARNING", logger="digest.schedule"):
+    with caplog.at_level("WARNING", logger="digest.schedule.scheduler"):
         report = run_due(weekly(), runs, job, at("2026-11-23 10:00"))
     assert report.action == "ran"
     assert report.skipped_earlier == 2
@@ -401,7 +401,7 @@ def test_the_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from digest.lock import FileLock;"
+            "import sys, time; from pathlib import Path; from digest.store.lock import FileLock;"
             f"FileLock(Path({str(path)!r}), 'x').acquire(); print('held', flush=True);"
             "time.sleep(600)",
         ],

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
-from digest.subscribers import Categories, SubscriberStore
 
 pytestmark = pytest.mark.slow
 

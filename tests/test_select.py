@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from digest.config import parse_config
-from digest.posts import Post
-from digest.select import (
+from digest.content.posts import Post
+from digest.content.select import (
     Reason,
     Rules,
     WindowError,

@@ -16,20 +16,20 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from digest import build
-from digest import ledger as L
+from digest.audience.subscribers import SubscriberStore
+from digest.audience.tokens import TokenError, signing_key, verify_token
 from digest.cli.send import unsubscribe
-from digest.compose import ComposedEmail, WireTemplate, qp_lines, to_message
 from digest.config import Config, load_config
+from digest.delivery import ledger as L
+from digest.delivery.ledger import Ledger
+from digest.delivery.providers import outbox as outbox_module
+from digest.delivery.providers.base import WIRE_POLICY, Batch, Event, Result
+from digest.delivery.providers.outbox import OutboxProvider
+from digest.delivery.providers.smtp import _data_bytes
+from digest.delivery.send import send_issue, token_secret
+from digest.email import build
+from digest.email.compose import ComposedEmail, WireTemplate, qp_lines, to_message
 from digest.errors import NothingToSend, ProviderError
-from digest.ledger import Ledger
-from digest.providers import outbox as outbox_module
-from digest.providers.base import WIRE_POLICY, Batch, Event, Result
-from digest.providers.outbox import OutboxProvider
-from digest.providers.smtp import _data_bytes
-from digest.send import send_issue, token_secret
-from digest.subscribers import SubscriberStore
-from digest.tokens import TokenError, signing_key, verify_token
 
 from .conftest import run_digest
 

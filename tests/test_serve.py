@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
+from digest.audience.subscribers import SubscriberStore
+from digest.audience.tokens import make_token, signing_key
 from digest.config import Config, load_config
 from digest.errors import ConfigError
 from digest.serve.app import create_app
 from digest.serve.security import RateLimiter
-from digest.subscribers import SubscriberStore
-from digest.tokens import make_token, signing_key
 
 from .conftest import run_digest
 
@@ -720,8 +720,8 @@ def test_csrf_cookie_is_host_prefixed_over_https(config: Config) -> None:
 
 
 def test_store_worker_group_commit_keeps_each_call_apart(config: Config) -> None:
+    from digest.audience.subscribers import InvalidEmail
     from digest.serve.service import StoreWorker
-    from digest.subscribers import InvalidEmail
 
     worker = StoreWorker(config.path(config.subscribers.database))
     pool = concurrent.futures.ThreadPoolExecutor(8)

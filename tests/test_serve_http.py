@@ -27,8 +27,8 @@ import httpx
 import pytest
 import yaml
 
-from digest.subscribers import SubscriberStore
-from digest.tokens import make_token, signing_key
+from digest.audience.subscribers import SubscriberStore
+from digest.audience.tokens import make_token, signing_key
 
 from .conftest import ROOT, run_digest
 

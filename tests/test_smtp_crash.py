@@ -31,7 +31,7 @@ import yaml
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller")
 
-from digest.subscribers import SubscriberStore  # noqa: E402
+from digest.audience.subscribers import SubscriberStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.audience.subscribers import Categories, SubscriberStore, normalise_email
 from digest.errors import StoreError
-from digest.subscribers import Categories, SubscriberStore, normalise_email
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent

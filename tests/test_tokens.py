@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from digest.tokens import TokenError, make_token, signing_key, verify_token
+from digest.audience.tokens import TokenError, make_token, signing_key, verify_token
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 KEYS = {"ada@example.com": b"a" * 32, "bob@example.com": b"b" * 32}

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from digest.build import BuildResult, build_issue
-from digest.checks import CheckResult
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
 from digest.config import Config
+from digest.email.build import BuildResult, build_issue
+from digest.email.checks import CheckResult
 
 
 def result_json(result: BuildResult) -> dict[str, Any]:

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from digest import pipeline
+from digest.audience.links import post_url
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
-from digest.links import post_url
-from digest.posts import Post
-from digest.select import Decision, Rules, Selection
+from digest.content import pipeline
+from digest.content.posts import Post
+from digest.content.select import Decision, Rules, Selection
 
 
 def _post_json(post: Post, url: str) -> dict[str, Any]:

@@ -10,10 +10,10 @@ import click
 
 from digest.cli._app import State, echo_err, main, now, pass_state
 from digest.config import find_config
+from digest.content.select import resolve_window
 from digest.preview import PreviewState, run_preview
 from digest.preview.site import SitePreview, changed_names, send_test_for
 from digest.preview.state import BuildEvent
-from digest.select import resolve_window
 
 LOOPBACK = "127.0.0.1"
 

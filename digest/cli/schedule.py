@@ -15,9 +15,9 @@ import click
 
 from digest.cli._app import State, emit_json, json_option, main, pass_state
 from digest.config import Config
-from digest.lock import FileLock
-from digest.runs import Run, RunStore
-from digest.schedule import (
+from digest.schedule.install import crontab, github_actions, systemd
+from digest.schedule.runs import Run, RunStore
+from digest.schedule.scheduler import (
     Policy,
     RunReport,
     Schedule,
@@ -27,7 +27,7 @@ from digest.schedule import (
     run_due,
     send_job,
 )
-from digest.schedule_install import crontab, github_actions, systemd
+from digest.store.lock import FileLock
 
 
 def run_lock_path(config: Config) -> Path:
@@ -224,7 +224,7 @@ def next_command(state: State, count: int, as_json: bool) -> None:
 
 
 def _issue(policy: Policy, moment: datetime) -> str:
-    from digest.schedule import issue_window
+    from digest.schedule.scheduler import issue_window
 
     return issue_window(moment, policy.issue_tz, policy.week_start).issue_id
 

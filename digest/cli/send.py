@@ -8,6 +8,8 @@ from typing import Any, cast
 
 import click
 
+from digest.audience.subscribers import SubscriberStore
+from digest.audience.tokens import TokenError, signing_key, verify_token
 from digest.cli._app import (
     State,
     emit_json,
@@ -18,11 +20,9 @@ from digest.cli._app import (
     pass_state,
     window_options,
 )
-from digest.ledger import Ledger
-from digest.select import resolve_window
-from digest.send import SendReport, send_issue, send_test, token_secret
-from digest.subscribers import SubscriberStore
-from digest.tokens import TokenError, signing_key, verify_token
+from digest.content.select import resolve_window
+from digest.delivery.ledger import Ledger
+from digest.delivery.send import SendReport, send_issue, send_test, token_secret
 
 
 class _Bar:

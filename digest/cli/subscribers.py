@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
+from digest.audience.subscribers import STATUSES, Categories, SubscriberStore
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
-from digest.subscribers import STATUSES, Categories, SubscriberStore
 
 
 def _store(state: State) -> SubscriberStore:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from digest import suppressions
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
+from digest.delivery import suppressions
 
 
 @main.group("suppressions")

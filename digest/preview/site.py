@@ -77,7 +77,7 @@ class SitePreview:
 
     # The builder handed to the preview.
     def __call__(self, issue_id: str) -> Render:
-        from digest.build import build_issue
+        from digest.email.build import build_issue
 
         with self._lock:
             self._weeks = None  # something changed: list the weeks again when asked
@@ -104,8 +104,8 @@ class SitePreview:
             return list(self._weeks)
 
     def _list_weeks(self) -> list[WeekChoice]:
-        from digest import pipeline
-        from digest.select import window_for_week_containing
+        from digest.content import pipeline
+        from digest.content.select import window_for_week_containing
 
         config = self.config()
         now = self.now()
@@ -141,7 +141,7 @@ ARCHIVE_PAGE = "index.html"
 
 
 def archive_folder(config: Config) -> Path:
-    """Where `digest build` keeps the web archive (digest.archive.archive_dir)."""
+    """Where `digest build` keeps the web archive (digest.email.archive.archive_dir)."""
     return config.path(config.out_dir) / "archive"
 
 
@@ -151,7 +151,7 @@ def send_test_for(site: SitePreview) -> Callable[[str, str], str] | None:
     if config is None or config.provider.name == "outbox":
         return None
     try:  # sending is optional here: without it the page simply has no button
-        send = importlib.import_module("digest.send")
+        send = importlib.import_module("digest.delivery.send")
     except ImportError:
         return None
     send_test: Callable[..., Any] | None = getattr(send, "send_test", None)

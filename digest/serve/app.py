@@ -51,8 +51,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.archive import archive_dir
+from digest.audience.subscribers import InvalidEmail
+from digest.audience.tokens import TokenError
 from digest.config import Config
+from digest.email.archive import archive_dir
 from digest.errors import DigestError, TemplateError
 from digest.serve.pages import Pages
 from digest.serve.security import (
@@ -73,8 +75,6 @@ from digest.serve.service import (
     require_server_secret,
 )
 from digest.serve.webhooks import ReplayGuard, WebhookError, read_webhook
-from digest.subscribers import InvalidEmail
-from digest.tokens import TokenError
 
 log = logging.getLogger(__name__)
 

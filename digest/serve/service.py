@@ -32,13 +32,13 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
+from digest.audience.tokens import SECRET_ENV, TokenError, make_token, signing_key, verify_token
 from digest.config import Config
+from digest.delivery.providers.base import Batch, Provider, Recipient, Result, idempotency_key
 from digest.errors import ConfigError, StoreError
-from digest.providers.base import Batch, Provider, Recipient, Result, idempotency_key
 from digest.serve.pages import Pages
 from digest.serve.webhooks import WebhookEvent
-from digest.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
-from digest.tokens import SECRET_ENV, TokenError, make_token, signing_key, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ _STRENGTH = {"active": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "compla
 
 def require_server_secret(config: Config) -> bytes:
     """The server secret that signs every token; the service will not run without one."""
-    from digest.send import token_secret
+    from digest.delivery.send import token_secret
 
     secret = token_secret(config)
     if not secret:
@@ -380,7 +380,7 @@ class Mailer:
     """Sends confirmation emails through the configured provider (outbox by default)."""
 
     def __init__(self, config: Config, pages: Pages, provider: Provider | None = None) -> None:
-        from digest.send import make_provider
+        from digest.delivery.send import make_provider
 
         self.config = config
         self.pages = pages

@@ -1,0 +1,1 @@
+"""The audience: subscribers and their statuses, signed tokens and keys, every public link."""

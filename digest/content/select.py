@@ -1,0 +1,463 @@
+"""Which posts make an issue, and why each post is in or out.
+
+Pure functions: the clock comes in as ``now``, the posts as a list, the rules from config.
+
+An issue covers a :class:`Window` of time in the site's timezone: an ISO week (shifted to the
+configured first day of the week), or any ``since``/``until`` range. Inside the window the
+rules run in this order, and the first rule that excludes a post gives its reason:
+
+1. drafts, then posts dated after ``now`` (future),
+2. categories: excluded, not included, or not a section (when ``unlisted: skip``),
+3. tag filters,
+4. de-duplication: a post sharing a source URL or a normalised title with one already
+   taken is a duplicate of that one (the featured or earlier post is kept),
+5. limits: per section first (featured posts first, then newest first), then the total,
+   filled round-robin across sections so no section is starved.
+
+Posts dated within a day outside the window are listed too, as "out of window", because
+those are the ones a person asks about (timezones, midnight).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from enum import Enum
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from digest.config import WEEKDAYS, Config
+from digest.content.posts import Post, normalise_title
+from digest.errors import DigestError
+
+NEAR_WINDOW = timedelta(days=1)
+
+
+class Reason(str, Enum):
+    """Why a post is in or out; the value is the machine-readable code in --json."""
+
+    SELECTED = "selected"
+    OUT_OF_WINDOW = "out-of-window"
+    DRAFT = "draft"
+    FUTURE = "future"
+    CATEGORY_EXCLUDED = "category-excluded"
+    CATEGORY_NOT_INCLUDED = "category-not-included"
+    CATEGORY_UNLISTED = "category-unlisted"
+    TAG_FILTERED = "tag-filtered"
+    DUPLICATE = "duplicate"
+    OVER_SECTION_LIMIT = "over-section-limit"
+    OVER_TOTAL_LIMIT = "over-total-limit"
+
+
+class WindowError(DigestError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Window:
+    """``start`` inclusive, ``end`` exclusive, both aware in the site's timezone."""
+
+    start: datetime
+    end: datetime
+    issue_id: str
+
+    def __contains__(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+    @property
+    def last_day(self) -> date:
+        return (self.end - timedelta(microseconds=1)).date()
+
+    def describe(self) -> str:
+        return f"{self.start.date().isoformat()} to {self.last_day.isoformat()}"
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tzinfo=tz)
+
+
+def _week_start_of(day: date, week_start: str) -> date:
+    offset = (day.weekday() - WEEKDAYS.index(week_start)) % 7
+    return day - timedelta(days=offset)
+
+
+def week_window(week: str, tz: ZoneInfo, week_start: str = "monday") -> Window:
+    """The window of an ISO week label such as ``2026-W34``.
+
+    With a week start other than Monday, the window begins on the last such day on or
+    before the ISO week's Monday.
+    """
+    match = re.fullmatch(r"(\d{4})-?W(\d{1,2})", week.strip(), flags=re.IGNORECASE)
+    if not match:
+        raise WindowError(f"--week {week!r}: expected an ISO week such as 2026-W34")
+    year, number = int(match.group(1)), int(match.group(2))
+    try:
+        monday = date.fromisocalendar(year, number, 1)
+    except ValueError:
+        raise WindowError(f"--week {week!r}: {year} has no week {number}") from None
+    first = _week_start_of(monday, week_start)
+    label = f"{year}-W{number:02d}"
+    return Window(_midnight(first, tz), _midnight(first + timedelta(days=7), tz), label)
+
+
+def last_complete_week(now: datetime, tz: ZoneInfo, week_start: str = "monday") -> Window:
+    """The most recent whole week that ended before ``now``."""
+    today = now.astimezone(tz).date()
+    this_week = _week_start_of(today, week_start)
+    first = this_week - timedelta(days=7)
+    return window_for_week_containing(first, tz, week_start)
+
+
+def window_for_week_containing(day: date, tz: ZoneInfo, week_start: str = "monday") -> Window:
+    first = _week_start_of(day, week_start)
+    # Label by the ISO week that holds most of the window (its Thursday-equivalent).
+    iso = (first + timedelta(days=3)).isocalendar()
+    label = f"{iso[0]}-W{iso[1]:02d}"
+    return Window(_midnight(first, tz), _midnight(first + timedelta(days=7), tz), label)
+
+
+def range_window(since: date, until: date, tz: ZoneInfo) -> Window:
+    """From the start of ``since`` to the end of ``until`` (both days included)."""
+    if until < since:
+        raise WindowError(f"--until {until} is before --since {since}")
+    label = f"{since.isoformat()}_{until.isoformat()}"
+    return Window(_midnight(since, tz), _midnight(until + timedelta(days=1), tz), label)
+
+
+def resolve_window(
+    config: Config,
+    now: datetime,
+    *,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> Window:
+    """The window the command line asks for; the last complete week by default."""
+    tz = config.tz
+    if week and (since or until):
+        raise WindowError("use either --week or --since/--until, not both")
+    if week:
+        return week_window(week, tz, config.week_start)
+    if since or until:
+        start = since or (until - timedelta(days=6) if until else now.astimezone(tz).date())
+        end = until or now.astimezone(tz).date()
+        return range_window(start, end, tz)
+    return last_complete_week(now, tz, config.week_start)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class SectionRule:
+    name: str
+    title: str
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What selection needs from config, as plain data."""
+
+    sections: tuple[SectionRule, ...] = ()
+    lookup: dict[str, str] = field(default_factory=dict)  # casefolded spelling -> name
+    include: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    unlisted: str = "other"
+    other_title: str = "More"
+    tags_include: frozenset[str] = frozenset()
+    tags_exclude: frozenset[str] = frozenset()
+    per_category: int | None = 5
+    total: int | None = 40
+    dedupe_source: bool = True
+    dedupe_title: bool = True
+
+    @classmethod
+    def from_config(cls, config: Config) -> Rules:
+        cats = config.categories
+        lookup: dict[str, str] = {}
+        for section in cats.sections:
+            for spelling in (section.name, *section.aliases):
+                lookup[_fold(spelling)] = section.name
+
+        def canonical(names: Iterable[str]) -> frozenset[str]:
+            return frozenset(lookup.get(_fold(n), n) for n in names)
+
+        return cls(
+            sections=tuple(SectionRule(s.name, s.title, s.limit) for s in cats.sections),
+            lookup=lookup,
+            include=canonical(cats.include),
+            exclude=canonical(cats.exclude),
+            unlisted=cats.unlisted,
+            other_title=cats.other_title,
+            tags_include=frozenset(_fold(t) for t in config.filters.tags_include),
+            tags_exclude=frozenset(_fold(t) for t in config.filters.tags_exclude),
+            per_category=config.limits.per_category,
+            total=config.limits.total,
+            dedupe_source=config.dedupe.by_source,
+            dedupe_title=config.dedupe.by_title,
+        )
+
+    def section_of(self, category: str | None) -> str | None:
+        """The section name for a post's category; None when it has no section."""
+        if not category:
+            return None
+        if not self.sections:
+            return _display_case(category)
+        return self.lookup.get(_fold(category))
+
+
+def _fold(value: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", value)).strip().casefold()
+
+
+def _display_case(category: str) -> str:
+    """A category written in any case, in one stable spelling ("work" -> "Work")."""
+    text = re.sub(r"\s+", " ", category).strip()
+    return text if not (text.islower() or text.isupper()) else text.title()
+
+
+def normalise_source(url: str) -> str:
+    """A source URL reduced to what identifies the page: no scheme, www, query or slash."""
+    parts = urlsplit(url.strip())
+    host = parts.netloc.casefold().removeprefix("www.")
+    path = parts.path.rstrip("/")
+    return f"{host}{path}" if host else url.strip().casefold()
+
+
+# --------------------------------------------------------------------------- the result
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One post and why it is in or out of the issue."""
+
+    post: Post
+    reason: Reason
+    section: str | None = None
+    detail: str = ""
+    duplicate_of: Post | None = None
+
+    @property
+    def selected(self) -> bool:
+        return self.reason is Reason.SELECTED
+
+    def explain(self) -> str:
+        return self.detail or self.reason.value.replace("-", " ")
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    posts: tuple[Post, ...]
+    more: int = 0  # posts of this section left out by limits
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+
+@dataclass(frozen=True)
+class Selection:
+    window: Window
+    sections: tuple[Section, ...]
+    decisions: tuple[Decision, ...]
+
+    @property
+    def issue_id(self) -> str:
+        return self.window.issue_id
+
+    @property
+    def posts(self) -> list[Post]:
+        return [post for section in self.sections for post in section.posts]
+
+    @property
+    def count(self) -> int:
+        return sum(len(s.posts) for s in self.sections)
+
+    @property
+    def in_window(self) -> list[Decision]:
+        return [d for d in self.decisions if d.reason is not Reason.OUT_OF_WINDOW]
+
+    def only(self, categories: Iterable[str] | None) -> Selection:
+        """The same issue with only the named sections (a subscriber's preferences).
+
+        ``None`` or an empty collection means every section.
+        """
+        wanted = {_fold(c) for c in categories or ()}
+        if not wanted:
+            return self
+        sections = tuple(
+            s for s in self.sections if _fold(s.name) in wanted or _fold(s.title) in wanted
+        )
+        return replace(self, sections=sections)
+
+
+def slugify(value: str) -> str:
+    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "section"
+
+
+def _order_key(post: Post) -> tuple[bool, float, str]:
+    # Featured first, then newest first; the slug breaks ties so the order is stable.
+    return (not post.featured, -post.date.timestamp(), post.slug)
+
+
+def select_posts(posts: Sequence[Post], window: Window, rules: Rules, now: datetime) -> Selection:
+    """Decide, for every post in (or just around) the window, whether it is in the issue."""
+    decisions: list[Decision] = []
+    candidates: list[tuple[Post, str]] = []
+    near = Window(window.start - NEAR_WINDOW, window.end + NEAR_WINDOW, window.issue_id)
+
+    for post in sorted(posts, key=lambda p: (p.date, p.slug)):
+        if post.date not in window:
+            if post.date in near:
+                side = "before" if post.date < window.start else "after"
+                edge = window.start if side == "before" else window.end
+                detail = (
+                    f"out of window: {post.date.isoformat(timespec='minutes')} is {side} "
+                    f"{edge.isoformat(timespec='minutes')}"
+                )
+                decisions.append(Decision(post, Reason.OUT_OF_WINDOW, detail=detail))
+            continue
+        section = rules.section_of(post.category)
+        reason, detail = _first_exclusion(post, section, rules, now)
+        if reason is not None:
+            decisions.append(Decision(post, reason, section, detail))
+            continue
+        if section is None:
+            section = rules.other_title
+        candidates.append((post, section))
+
+    kept, duplicates = _dedupe(candidates, rules)
+    decisions.extend(duplicates)
+
+    by_section: dict[str, list[Post]] = {}
+    for post, section in kept:
+        by_section.setdefault(section, []).append(post)
+    for members in by_section.values():
+        members.sort(key=_order_key)
+
+    order = [rule.name for rule in rules.sections if rule.name in by_section]
+    order += sorted(name for name in by_section if name not in order and name != rules.other_title)
+    if rules.other_title in by_section:
+        order.append(rules.other_title)
+    limits = {rule.name: rule.limit for rule in rules.sections}
+    titles = {rule.name: rule.title for rule in rules.sections}
+
+    # Per-section limits.
+    taken: dict[str, list[Post]] = {}
+    for name in order:
+        limit = limits.get(name)
+        if limit is None:
+            limit = rules.per_category
+        members = by_section[name]
+        taken[name] = members if limit is None else members[:limit]
+        for post in members[len(taken[name]) :]:
+            decisions.append(
+                Decision(
+                    post,
+                    Reason.OVER_SECTION_LIMIT,
+                    name,
+                    f"over the {titles.get(name, name)} limit ({limit})",
+                )
+            )
+
+    # The total limit, filled round-robin: every section's best post before any second one.
+    if rules.total is not None and sum(len(v) for v in taken.values()) > rules.total:
+        final: dict[str, list[Post]] = {name: [] for name in order}
+        room = rules.total
+        depth = 0
+        while room > 0:
+            added = False
+            for name in order:
+                if depth < len(taken[name]) and room > 0:
+                    final[name].append(taken[name][depth])
+                    room -= 1
+                    added = True
+            if not added:
+                break
+            depth += 1
+        for name in order:
+            for post in taken[name][len(final[name]) :]:
+                decisions.append(
+                    Decision(
+                        post,
+                        Reason.OVER_TOTAL_LIMIT,
+                        name,
+                        f"over the total limit ({rules.total})",
+                    )
+                )
+        taken = final
+
+    sections: list[Section] = []
+    for name in order:
+        if not taken[name]:
+            continue
+        for post in taken[name]:
+            decisions.append(Decision(post, Reason.SELECTED, name))
+        sections.append(
+            Section(
+                name=name,
+                title=titles.get(name, name),
+                posts=tuple(taken[name]),
+                more=len(by_section[name]) - len(taken[name]),
+            )
+        )
+
+    decisions.sort(key=lambda d: (d.post.date, d.post.slug))
+    return Selection(window, tuple(sections), tuple(decisions))
+
+
+def _first_exclusion(
+    post: Post, section: str | None, rules: Rules, now: datetime
+) -> tuple[Reason | None, str]:
+    if post.draft:
+        return Reason.DRAFT, "draft: true"
+    if post.date > now:
+        return Reason.FUTURE, f"future: dated {post.date.isoformat(timespec='minutes')}"
+    category = post.category or "(none)"
+    if section is None and rules.unlisted == "skip":
+        return Reason.CATEGORY_UNLISTED, f"category '{category}' is not a section"
+    effective = section or rules.other_title
+    if effective in rules.exclude:
+        return Reason.CATEGORY_EXCLUDED, f"category '{effective}' is excluded"
+    if rules.include and effective not in rules.include:
+        return Reason.CATEGORY_NOT_INCLUDED, f"category '{effective}' is not included"
+    tags = {_fold(t) for t in post.tags}
+    if rules.tags_exclude & tags:
+        hit = sorted(rules.tags_exclude & tags)[0]
+        return Reason.TAG_FILTERED, f"tag '{hit}' is excluded"
+    if rules.tags_include and not rules.tags_include & tags:
+        return Reason.TAG_FILTERED, "has none of the included tags"
+    return None, ""
+
+
+def _dedupe(
+    candidates: list[tuple[Post, str]], rules: Rules
+) -> tuple[list[tuple[Post, str]], list[Decision]]:
+    # The featured post wins, then the earliest (the original).
+    ranked = sorted(candidates, key=lambda c: (not c[0].featured, c[0].date, c[0].slug))
+    owners: dict[str, Post] = {}
+    kept: list[tuple[Post, str]] = []
+    duplicates: list[Decision] = []
+    for post, section in ranked:
+        keys: list[tuple[str, str]] = []
+        if rules.dedupe_source and post.source:
+            keys.append(("source", "s:" + normalise_source(post.source)))
+        if rules.dedupe_title:
+            keys.append(("title", "t:" + normalise_title(post.title)))
+        owner = next(((kind, owners[key]) for kind, key in keys if key in owners), None)
+        if owner is not None:
+            kind, original = owner
+            detail = f"duplicate of {original.slug} (same {kind})"
+            duplicates.append(Decision(post, Reason.DUPLICATE, section, detail, original))
+            continue
+        for _, key in keys:
+            owners[key] = post
+        kept.append((post, section))
+    return kept, duplicates

@@ -1,0 +1,377 @@
+"""The send ledger: what was sent to whom, and the source of truth for resuming.
+
+One row per (issue id, subscriber). A row moves through these states, and every move is
+committed before the next step that depends on it::
+
+    pending ──claim──▶ sending ──▶ sent
+                         │  └────▶ failed-permanent
+                         └───────▶ failed-retryable ──claim──▶ sending …
+    (queued, with no posts in the subscriber's sections)  skipped
+
+``sending`` rows are the uncertain ones after a crash. ``handed_off`` on a ``sending`` row
+records that the provider was about to receive the last byte of that message (SMTP: the end
+of DATA); a ``sending`` row without it was certainly never accepted. What a resumed run does
+with each kind is decided by the provider (see :mod:`digest.delivery.send` and docs/sending.md).
+
+SQLite in WAL mode: a commit is one write to the log, durable against the process being
+killed at any point; ``synchronous=FULL`` makes it durable against power loss as well,
+except for hand-off marks (see :meth:`Ledger.mark_handed_off`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from digest.errors import LockError, StoreError
+from digest.store.sqlite import open_database
+
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+FAILED_PERMANENT = "failed-permanent"
+FAILED_RETRYABLE = "failed-retryable"
+SKIPPED = "skipped"
+STATES = (PENDING, SENDING, SENT, FAILED_PERMANENT, FAILED_RETRYABLE, SKIPPED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS issues (
+    issue_id     TEXT PRIMARY KEY,
+    subject      TEXT NOT NULL DEFAULT '',
+    provider     TEXT NOT NULL DEFAULT '',
+    started_at   TEXT NOT NULL,
+    enqueued_at  TEXT,
+    completed_at TEXT,
+    runs         INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    issue_id        TEXT NOT NULL,
+    subscriber_id   INTEGER NOT NULL,
+    email           TEXT NOT NULL,
+    variant         TEXT NOT NULL DEFAULT '',
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    batch_key       TEXT,
+    handed_off      INTEGER NOT NULL DEFAULT 0,
+    confirmed       INTEGER NOT NULL DEFAULT 0,
+    message_id      TEXT,
+    provider_message_id TEXT,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    sent_at         TEXT,
+    PRIMARY KEY (issue_id, subscriber_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, subscriber_id);
+"""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    issue_id: str
+    subscriber_id: int
+    email: str
+    variant: str
+    state: str
+    attempts: int
+    batch_key: str | None
+    handed_off: bool
+    confirmed: bool
+    message_id: str | None
+    provider_message_id: str | None
+    last_error: str | None
+    sent_at: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one delivery, ready to be committed."""
+
+    subscriber_id: int
+    state: str
+    provider_message_id: str | None = None
+    error: str | None = None
+    confirmed: bool = True
+
+
+class Ledger:
+    """The deliveries table. One process sends an issue at a time (see :meth:`lock`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+        self._db = open_database(self.path, _SCHEMA, what="the send ledger")
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.unlock()
+        self._db.close()
+
+    # -- one sender at a time
+
+    def lock(self) -> None:
+        """Hold an exclusive lock for sending; the kernel drops it if the process dies."""
+        if self._lock_fd is not None:
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockError(
+                f"{lock_path} is held by {holder or 'another process'}: another digest send "
+                "is running; wait for it to finish (it resumes where it stopped)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"digest send (pid {os.getpid()})\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- helpers
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    def _transaction(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._run("BEGIN IMMEDIATE")
+        try:
+            self._many(sql, rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._run("COMMIT")
+
+    # -- issues
+
+    def issue(self, issue_id: str) -> dict[str, Any] | None:
+        row = self._run(
+            "SELECT issue_id, subject, provider, started_at, enqueued_at, completed_at, runs "
+            "FROM issues WHERE issue_id = ?",
+            (issue_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("issue_id", "subject", "provider", "started_at", "enqueued_at", "completed_at")
+        return {**dict(zip(keys, row[:6], strict=True)), "runs": row[6]}
+
+    def start_run(self, issue_id: str, *, subject: str, provider: str, now: datetime) -> None:
+        self._run(
+            "INSERT INTO issues (issue_id, subject, provider, started_at, runs) "
+            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (issue_id) DO UPDATE SET runs = runs + 1, "
+            "subject = excluded.subject, provider = excluded.provider",
+            (issue_id, subject, provider, _iso(now)),
+        )
+
+    def mark_enqueued(self, issue_id: str, now: datetime) -> None:
+        self._run("UPDATE issues SET enqueued_at = ? WHERE issue_id = ?", (_iso(now), issue_id))
+
+    def mark_completed(self, issue_id: str, now: datetime | None) -> None:
+        stamp = _iso(now) if now else None
+        self._run("UPDATE issues SET completed_at = ? WHERE issue_id = ?", (stamp, issue_id))
+
+    def reset_for_resend(self, issue_id: str, now: datetime) -> int:
+        """``--force``: queue every finished row of the issue again. Returns how many."""
+        cursor = self._run(
+            "UPDATE deliveries SET state = ?, attempts = 0, batch_key = NULL, handed_off = 0, "
+            "confirmed = 0, last_error = NULL, updated_at = ? "
+            "WHERE issue_id = ? AND state IN (?, ?, ?)",
+            (PENDING, _iso(now), issue_id, SENT, FAILED_PERMANENT, SKIPPED),
+        )
+        self.mark_completed(issue_id, None)
+        return cursor.rowcount
+
+    # -- rows
+
+    def enqueue(
+        self, issue_id: str, rows: Iterable[tuple[int, str]], *, now: datetime, chunk: int = 5000
+    ) -> int:
+        """Queue (subscriber id, email) pairs once; rows already queued are left alone."""
+        stamp = _iso(now)
+        added = 0
+        batch: list[tuple[Any, ...]] = []
+
+        def flush() -> int:
+            before = self._db.total_changes
+            self._transaction(
+                "INSERT OR IGNORE INTO deliveries (issue_id, subscriber_id, email, state, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                batch,
+            )
+            return self._db.total_changes - before
+
+        for subscriber_id, email in rows:
+            batch.append((issue_id, subscriber_id, email, PENDING, stamp, stamp))
+            if len(batch) >= chunk:
+                added += flush()
+                batch = []
+        if batch:
+            added += flush()
+        return added
+
+    _COLUMNS = (
+        "issue_id, subscriber_id, email, variant, state, attempts, batch_key, handed_off, "
+        "confirmed, message_id, provider_message_id, last_error, sent_at"
+    )
+
+    @staticmethod
+    def _delivery(row: Sequence[Any]) -> Delivery:
+        return Delivery(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            bool(row[7]),
+            bool(row[8]),
+            row[9],
+            row[10],
+            row[11],
+            row[12],
+        )
+
+    def iter_state(
+        self, issue_id: str, states: Sequence[str], *, chunk: int = 1000, after: int = 0
+    ) -> Iterator[list[Delivery]]:
+        """Rows in these states, in subscriber order, ``chunk`` at a time."""
+        marks = ",".join("?" * len(states))
+        last = after
+        while True:
+            rows = self._run(
+                f"SELECT {self._COLUMNS} FROM deliveries WHERE issue_id = ? "
+                f"AND state IN ({marks}) AND subscriber_id > ? ORDER BY subscriber_id LIMIT ?",
+                (issue_id, *states, last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            yield [self._delivery(r) for r in rows]
+            last = rows[-1][1]
+
+    def get(self, issue_id: str, subscriber_id: int) -> Delivery | None:
+        row = self._run(
+            f"SELECT {self._COLUMNS} FROM deliveries WHERE issue_id = ? AND subscriber_id = ?",
+            (issue_id, subscriber_id),
+        ).fetchone()
+        return self._delivery(row) if row else None
+
+    def claim(
+        self,
+        issue_id: str,
+        subscriber_ids: Sequence[int],
+        *,
+        batch_key: str,
+        variant: str,
+        message_ids: Sequence[str],
+        now: datetime,
+    ) -> None:
+        """Mark rows ``sending`` (committed) before the provider is given them."""
+        stamp = _iso(now)
+        self._transaction(
+            "UPDATE deliveries SET state = ?, attempts = attempts + 1, batch_key = ?, "
+            "variant = ?, message_id = ?, handed_off = 0, updated_at = ? "
+            "WHERE issue_id = ? AND subscriber_id = ?",
+            [
+                (SENDING, batch_key, variant, mid, stamp, issue_id, sid)
+                for sid, mid in zip(subscriber_ids, message_ids, strict=True)
+            ],
+        )
+
+    def mark_handed_off(self, issue_id: str, subscriber_id: int) -> None:
+        """Record that the message's last byte is about to go (committed at once).
+
+        Written with ``synchronous=NORMAL``: one write to the WAL, no fsync, so the gap
+        between this commit and the byte leaving is as short as it can be. It is durable
+        against the process being killed; the next full commit makes it durable on disk.
+        """
+        self._run("PRAGMA synchronous=NORMAL")
+        try:
+            self._run(
+                "UPDATE deliveries SET handed_off = 1 WHERE issue_id = ? AND subscriber_id = ?",
+                (issue_id, subscriber_id),
+            )
+        finally:
+            self._run("PRAGMA synchronous=FULL")
+
+    def record(self, issue_id: str, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+        """Commit what happened to each delivery, in one transaction."""
+        stamp = _iso(now)
+        self._transaction(
+            "UPDATE deliveries SET state = ?, provider_message_id = COALESCE(?, "
+            "provider_message_id), last_error = ?, confirmed = ?, updated_at = ?, "
+            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+            "WHERE issue_id = ? AND subscriber_id = ?",
+            [
+                (
+                    o.state,
+                    o.provider_message_id,
+                    o.error,
+                    int(o.confirmed),
+                    stamp,
+                    o.state,
+                    stamp,
+                    issue_id,
+                    o.subscriber_id,
+                )
+                for o in outcomes
+            ],
+        )
+
+    def counts(self, issue_id: str) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for state, number in self._run(
+            "SELECT state, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY state",
+            (issue_id,),
+        ):
+            counts[state] = number
+        return counts
+
+    def unconfirmed(self, issue_id: str) -> int:
+        """Rows counted as sent without the provider's reply (a crash after hand-off)."""
+        row = self._run(
+            "SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND state = ? AND confirmed = 0",
+            (issue_id, SENT),
+        ).fetchone()
+        return int(row[0])
+
+    def failures(self, issue_id: str, *, limit: int = 50) -> list[Delivery]:
+        rows = self._run(
+            f"SELECT {self._COLUMNS} FROM deliveries WHERE issue_id = ? AND state IN (?, ?) "
+            "ORDER BY subscriber_id LIMIT ?",
+            (issue_id, FAILED_PERMANENT, FAILED_RETRYABLE, limit),
+        ).fetchall()
+        return [self._delivery(r) for r in rows]
+
+    def issues(self) -> list[str]:
+        return [r[0] for r in self._run("SELECT issue_id FROM issues ORDER BY issue_id")]

@@ -1,0 +1,212 @@
+"""The one interface every transport implements: a batch in, per-recipient results out.
+
+A :class:`Batch` is one composed variant of the issue (subject, HTML, text and headers that
+still hold ``[[digest:…]]`` markers) plus its recipients, each with the values for those
+markers, and a deterministic idempotency key (the same recipients of the same issue always
+get the same key, so a provider that honours keys can drop a repeat after a crash).
+
+:meth:`Provider.send` is a generator. It yields one :class:`Result` per recipient, as soon
+as that recipient's outcome is known, and, for transports that can say so, a
+:class:`Handoff` just before the point after which the message may have been accepted (for
+SMTP: before the end-of-data mark). The send loop commits each event to the ledger before
+asking for the next one, so the window between "accepted" and "recorded" is as short as
+the transport allows.
+
+Adding a transport (the way the built-ins do it)::
+
+    class MyProvider(Provider):
+        name = "mine"
+        class Settings(ProviderSettings):
+            token: Secret
+        max_batch = 500
+        def send(self, batch): ...
+
+    registry.register("mine", MyProvider)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import httpx
+
+    from digest.config import Config
+    from digest.delivery.ledger import Delivery
+
+# Serialise with CRLF and long lines allowed, so a long List-Unsubscribe URL stays one
+# readable token instead of being split into encoded words.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
+
+ResultState = Literal["sent", "failed-permanent", "failed-retryable"]
+
+
+class ComposedLike(Protocol):
+    """What a transport needs from ``digest.email.compose.ComposedEmail``."""
+
+    @property
+    def issue_id(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def from_address(self) -> str: ...
+
+
+Renderer = Callable[..., EmailMessage]
+"""``renderer(composed, *, to, values, message_id, date) -> EmailMessage``
+(``digest.email.compose.to_message``)."""
+
+
+class ProviderSettings(BaseModel):
+    """Base for a provider's options: unknown keys are errors that name the key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    subscriber_id: int
+    email: str
+    values: Mapping[str, str]  # marker name -> value (name, email, unsubscribe_url, …)
+    message_id: str  # the Message-ID header, the same on every attempt
+
+
+@dataclass(frozen=True)
+class Batch:
+    issue_id: str
+    variant: str
+    composed: ComposedLike
+    recipients: tuple[Recipient, ...]
+    idempotency_key: str
+    renderer: Renderer = field(repr=False)
+    date: datetime | None = None
+    test: bool = False
+    wire: Callable[[Recipient], bytes] | None = field(default=None, repr=False)
+    """Fast path to the message's bytes (``digest.email.compose.WireTemplate``), if the sender
+    prepared one for this variant; :meth:`wire_bytes` falls back to :attr:`renderer`."""
+
+    def message_for(self, recipient: Recipient) -> EmailMessage:
+        """The full message for one recipient, markers filled (for transports that cannot
+        substitute per recipient themselves)."""
+        return self.renderer(
+            self.composed,
+            to=recipient.email,
+            values=recipient.values,
+            message_id=recipient.message_id,
+            date=self.date,
+        )
+
+    def wire_bytes(self, recipient: Recipient) -> bytes:
+        """The whole message for one recipient as CRLF bytes (a file, or SMTP DATA before
+        dot-stuffing): the per-variant template when there is one, else the renderer."""
+        if self.wire is not None:
+            return self.wire(recipient)
+        return self.message_for(recipient).as_bytes(policy=WIRE_POLICY)
+
+
+@dataclass(frozen=True)
+class Result:
+    subscriber_id: int
+    state: ResultState
+    provider_message_id: str | None = None
+    reason: str | None = None
+    confirmed: bool = True  # False: counted as sent without the provider's reply
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """The transport is about to pass the point after which it may have been accepted."""
+
+    subscriber_id: int
+
+
+Event = Result | Handoff
+
+
+def idempotency_key(issue_id: str, variant: str, subscriber_ids: Sequence[int]) -> str:
+    """The same issue, variant and recipients always give the same key."""
+    digest = hashlib.sha256(f"{issue_id}\x00{variant}\x00".encode())
+    for sid in subscriber_ids:
+        digest.update(f"{sid},".encode())
+    return f"digest-{issue_id}-{digest.hexdigest()[:32]}"
+
+
+class Provider(ABC):
+    """A transport. Subclasses set the class attributes and implement :meth:`send`."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[ProviderSettings]] = ProviderSettings
+    max_batch: ClassVar[int] = 1
+    default_concurrency: ClassVar[int] = 1
+    supports_idempotency: ClassVar[bool] = False
+    """The provider drops a repeated request with the same key: resend uncertain batches."""
+    reports_handoff: ClassVar[bool] = False
+    """:meth:`send` yields :class:`Handoff`: a ``sending`` row without one was never sent."""
+    commit_each: ClassVar[bool] = False
+    """Commit every result as it comes (instead of once per batch)."""
+
+    def __init__(
+        self, settings: ProviderSettings, config: Config, *, client: httpx.Client | None = None
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.client = client
+
+    @classmethod
+    def from_config(cls, config: Config, *, client: httpx.Client | None = None) -> Provider:
+        settings = cls.Settings.model_validate(config.provider.options())
+        return cls(settings, config, client=client)
+
+    @abstractmethod
+    def send(self, batch: Batch) -> Iterator[Event]:
+        """Yield a :class:`Result` for every recipient (and :class:`Handoff` if supported).
+
+        Raise :class:`~digest.errors.ProviderError` when sending cannot go on at all;
+        recipients without a result then stay ``sending`` and are settled on resume.
+        """
+
+    def reconcile(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, Result | None]:
+        """After a crash: what became of rows left ``sending``.
+
+        Returns a result per subscriber id, or None for "was not accepted: send again".
+        The default: with idempotency keys, send again (the provider drops repeats); with
+        hand-off marks, rows never handed off are sent again and rows handed off are counted
+        as sent, unconfirmed; otherwise, counted as sent, unconfirmed — digest prefers a
+        missed message to a duplicate, and says how many it could not confirm.
+        """
+        settled: dict[int, Result | None] = {}
+        for delivery in deliveries:
+            if self.supports_idempotency or (self.reports_handoff and not delivery.handed_off):
+                settled[delivery.subscriber_id] = None
+            else:
+                settled[delivery.subscriber_id] = Result(
+                    delivery.subscriber_id,
+                    "sent",
+                    reason="counted as sent without a reply: the run stopped after handing "
+                    "the message over",
+                    confirmed=False,
+                )
+        return settled
+
+    def close(self) -> None:
+        """Release connections; called once when sending ends."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Settings safe to print (secrets show as their ${VAR} reference)."""
+        return {"name": self.name, **self.settings.model_dump(mode="json")}

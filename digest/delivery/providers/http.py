@@ -1,0 +1,741 @@
+"""What every HTTP email API transport shares.
+
+* **Markers**: the composed email holds ``[[digest:name]]`` markers. Providers that substitute
+  per recipient get them rewritten into their own syntax (:func:`rewrite_markers`) and receive
+  only each recipient's values; the others get every message filled in (:func:`fill_markers`).
+  Values are HTML-escaped in the HTML part only, as ``digest.email.compose.personalise`` does.
+* **Rate limits**: :func:`parse_rate_limit` reads ``Retry-After``, ``RateLimit-*``,
+  ``X-RateLimit-*`` and ``X-Sib-RateLimit-*``; a :class:`Pacer` shared by every worker thread
+  holds requests back until the provider says there is room.
+* **Retries**: :class:`HttpTransport` retries 429, 5xx, timeouts and dropped connections with
+  exponential backoff and full jitter, never sooner than ``Retry-After``. Anything else
+  (2xx, 4xx) goes back to the provider module, which knows its error shapes.
+
+Errors::
+
+    RequestFailed        a request kept failing in a way that may pass (batch: failed-retryable)
+    ProviderError        (digest.errors) the provider refused us as a whole: stop sending
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+from pydantic import Field
+
+from digest.delivery.providers.base import (
+    Batch,
+    Provider,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
+from digest.errors import ProviderError
+
+if TYPE_CHECKING:
+    from digest.config import Config
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# markers
+
+MARKER = re.compile(r"\[\[digest:([a-z_][a-z0-9_]*)\]\]")
+
+
+def marker_names(*texts: str) -> list[str]:
+    """Every marker name used in ``texts``, in first-seen order."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for match in MARKER.finditer(text):
+            seen.setdefault(match.group(1), None)
+    return list(seen)
+
+
+def fill_markers(text: str, values: Mapping[str, str], *, html: bool = False) -> str:
+    """Replace each marker with the recipient's value (HTML-escaped when ``html``).
+
+    A marker without a value becomes empty, like every provider's own substitution does.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        found = values.get(match.group(1), "")
+        return html_lib.escape(found, quote=True) if html else found
+
+    return MARKER.sub(value, text)
+
+
+def rewrite_markers(text: str, placeholder: Callable[[str], str]) -> str:
+    """Replace each marker with the provider's placeholder for that variable name."""
+    return MARKER.sub(lambda match: placeholder(match.group(1)), text)
+
+
+@dataclass(frozen=True)
+class Substitution:
+    """A variant rewritten for a provider that substitutes per recipient.
+
+    ``html_keys`` maps a marker name to the variable the HTML part reads: the plain name when
+    no recipient's value changes under HTML escaping, else ``<name>_html`` (so only the
+    recipients who need an escaped copy pay for one).
+    """
+
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+    names: tuple[str, ...]
+    html_keys: dict[str, str]
+
+    def variables(self, values: Mapping[str, str]) -> dict[str, str]:
+        """One recipient's variables: only the names the variant uses."""
+        out: dict[str, str] = {}
+        for name in self.names:
+            out[name] = values.get(name, "")
+        for name, key in self.html_keys.items():
+            if key != name:
+                out[key] = html_lib.escape(values.get(name, ""), quote=True)
+        return out
+
+
+def substitute(
+    subject: str,
+    html: str,
+    text: str,
+    headers: Mapping[str, str],
+    recipients: Sequence[Recipient],
+    placeholder: Callable[[str], str],
+    *,
+    html_placeholder: Callable[[str], str] | None = None,
+) -> Substitution:
+    """Rewrite one variant's markers into a provider's syntax for these recipients."""
+    names = marker_names(subject, text, html, *headers.values())
+    html_names = marker_names(html)
+    html_keys: dict[str, str] = {}
+    for name in html_names:
+        needs_escape = any(
+            html_lib.escape(r.values.get(name, ""), quote=True) != r.values.get(name, "")
+            for r in recipients
+        )
+        html_keys[name] = f"{name}_html" if needs_escape else name
+    html_ph = html_placeholder or placeholder
+    return Substitution(
+        subject=rewrite_markers(subject, placeholder),
+        html=MARKER.sub(lambda m: html_ph(html_keys[m.group(1)]), html),
+        text=rewrite_markers(text, placeholder),
+        headers={k: rewrite_markers(v, placeholder) for k, v in headers.items()},
+        names=tuple(names),
+        html_keys=html_keys,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the message's envelope
+
+# Headers an API takes as fields of its own, or sets itself; never passed as custom headers.
+_OWN_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "reply-to",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "sender",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The parts of a composed variant every API wants as separate fields."""
+
+    from_address: str  # as formatted: "Name <addr>"
+    from_email: str
+    from_name: str
+    reply_to: str | None
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]  # custom headers only (List-Unsubscribe, List-Id, …)
+
+    @classmethod
+    def of(cls, batch: Batch) -> Envelope:
+        composed = batch.composed
+        reply_to = None
+        custom: dict[str, str] = {}
+        for name, value in composed.headers.items():
+            lowered = name.lower()
+            if lowered == "reply-to":
+                reply_to = value
+            elif lowered not in _OWN_HEADERS:
+                custom[name] = value
+        name, email = getaddresses([composed.from_address])[0]
+        subject = composed.subject
+        if batch.test and not subject.startswith("[TEST]"):
+            subject = f"[TEST] {subject}"
+        return cls(
+            from_address=composed.from_address,
+            from_email=email or composed.from_address,
+            from_name=name,
+            reply_to=reply_to,
+            subject=subject,
+            html=composed.html,
+            text=composed.text,
+            headers=custom,
+        )
+
+    def substitute(
+        self, recipients: Sequence[Recipient], placeholder: Callable[[str], str]
+    ) -> Substitution:
+        """:func:`substitute` over this envelope's subject, HTML, text and headers."""
+        return substitute(self.subject, self.html, self.text, self.headers, recipients, placeholder)
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact JSON: fewer bytes on the wire than the default separators."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --------------------------------------------------------------------------------------------
+# rate-limit headers
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """What a response said about the provider's rate limit (None: not said)."""
+
+    limit: float | None = None
+    remaining: float | None = None
+    reset_after: float | None = None  # seconds until the window resets
+    retry_after: float | None = None  # seconds the provider asks us to wait
+
+    @property
+    def said_anything(self) -> bool:
+        return any(
+            v is not None for v in (self.limit, self.remaining, self.reset_after, self.retry_after)
+        )
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """``Retry-After`` as seconds from ``now`` (epoch seconds): delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - now)
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    # RateLimit-Limit may carry a policy after the number: "100, 100;w=60"
+    match = re.match(r"\s*(-?\d+(?:\.\d+)?)", value)
+    return float(match.group(1)) if match else None
+
+
+# A reset value above this is a Unix time (SendGrid), below it a number of seconds.
+_EPOCH_THRESHOLD = 1_000_000_000
+
+
+def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimit:
+    """Read every rate-limit header family a provider may send.
+
+    ``headers`` must look names up case-insensitively (``httpx.Headers`` does). ``now`` is
+    Unix time, used for an HTTP-date ``Retry-After`` and an epoch ``X-RateLimit-Reset``.
+    """
+    limit = remaining = reset = None
+    for prefix in ("ratelimit-", "x-ratelimit-", "x-sib-ratelimit-"):
+        got_limit = _number(headers.get(prefix + "limit"))
+        got_remaining = _number(headers.get(prefix + "remaining"))
+        got_reset = _number(headers.get(prefix + "reset"))
+        if got_reset is not None and got_reset > _EPOCH_THRESHOLD:
+            got_reset = max(0.0, got_reset - now)
+        limit = limit if got_limit is None else got_limit
+        remaining = remaining if got_remaining is None else got_remaining
+        reset = reset if got_reset is None else got_reset
+    return RateLimit(
+        limit=limit,
+        remaining=remaining,
+        reset_after=reset,
+        retry_after=parse_retry_after(headers.get("retry-after"), now=now),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# pacing
+
+
+class Pacer:
+    """Holds requests back so that the provider's limit is not hit, shared by all workers.
+
+    * ``rate`` (requests/s, optional): a fixed ceiling, spaced evenly.
+    * After a response with ``remaining == 0``: nobody goes until the reset.
+    * After a 429: nobody goes until ``Retry-After`` has passed.
+    * With ``limit`` and ``reset`` headers: requests spaced to the stated rate (:meth:`observe`).
+
+    Even spacing is about when requests *start*; a provider counts them when they *arrive*,
+    which for a large body can be a few hundred milliseconds later and by a varying amount,
+    so evenly started requests can land bunched. Requests sent through :meth:`slot` are
+    also held to a window guard: with a limit of N per window W, a request starts only when
+    fewer than N others are in flight or were answered less than W ago. A request arrives
+    no later than its answer, so however uneven the uploads, no window of W at the provider
+    ever sees more than N of them.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.margin = 0.95  # room for jitter between our clock and the provider's window
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Condition()
+        self._next_slot = 0.0  # fixed-rate spacing
+        self._last_start = float("-inf")
+        self._paused_until = 0.0  # provider said: wait
+        self.waited = 0.0  # total seconds slept, for reports
+        self.learned_rate: float | None = None  # from RateLimit-Limit and -Reset
+        self._learned_limit: int | None = None
+        self._window = 0.0
+        self._in_flight = 0  # slots taken and not yet answered
+        self._answers: deque[float] = deque()  # when recent slots were answered, oldest first
+        # Until the first answer, one request goes alone: it may state the limit, and a
+        # blind burst of every worker could spend the window before it is known.
+        self._answered = threading.Event()
+        self._probe_sent = False
+
+    def reserve(self, *, guarded: bool = False) -> float | None:
+        """Take the next slot; return how long the caller must wait before using it.
+
+        With ``guarded`` the slot counts as in flight until :meth:`release`; ``None`` means
+        the window guard is full of requests still in flight, and nothing was reserved.
+        """
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._paused_until)
+            rate = self.effective_rate
+            if rate:
+                rate *= self.margin
+                # the requests sent before the rate was known count too
+                start = max(start, self._next_slot, self._last_start + 1.0 / rate)
+            if guarded:
+                for capacity, span in self._guards():
+                    if self._in_flight >= capacity:
+                        return None
+                    while self._answers and self._answers[0] <= now - span:
+                        self._answers.popleft()
+                    recent = [t for t in self._answers if t > start - span]
+                    excess = self._in_flight + len(recent) - capacity + 1
+                    if excess > 0:
+                        start = max(start, recent[excess - 1] + span)
+                self._in_flight += 1
+            if rate:
+                self._next_slot = start + 1.0 / rate
+            self._last_start = start
+            return start - now
+
+    def release(self) -> None:
+        """A guarded slot's request was answered (or failed)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._answers.append(self.clock())
+            self._lock.notify_all()
+        self._answered.set()  # workers held back for the first answer may go
+
+    def _guards(self) -> list[tuple[int, float]]:
+        """(at most N requests, per window of W seconds) for each limit known."""
+        guards = []
+        if self.rate:
+            span = max(1.0, 1.0 / self.rate)
+            guards.append((max(1, int(self.rate * span + 1e-9)), span))
+        if self._learned_limit:
+            guards.append((self._learned_limit, self._window))
+        return guards
+
+    def wait(self) -> None:
+        """Wait for the next evenly spaced slot (no window guard: nothing to release)."""
+        self._wait_for_probe()
+        self._sleep(self.reserve())
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """``with pacer.slot():`` send one request; its answer ends the block."""
+        self._wait_for_probe()
+        while (delay := self.reserve(guarded=True)) is None:
+            with self._lock:  # the guard is full: wait for an answer
+                self._lock.wait(timeout=1.0)
+        try:
+            self._sleep(delay)
+            yield
+        finally:
+            self.release()
+
+    def _wait_for_probe(self) -> None:
+        if not self._answered.is_set() and not self.rate:
+            with self._lock:
+                probe, self._probe_sent = not self._probe_sent, True
+            if not probe:
+                self._answered.wait(timeout=30)
+
+    def _sleep(self, delay: float | None) -> None:
+        if delay is not None and delay > 0:
+            self.waited += delay
+            self.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        """Nobody sends for ``seconds`` from now (extends, never shortens, a pause)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self.clock() + seconds)
+
+    def observe(self, info: RateLimit, *, throttled: bool) -> None:
+        """Learn from a response's headers.
+
+        With ``limit`` and ``reset`` the provider states its window; requests are then spaced
+        at 95% of ``limit / window`` (the window is the longest reset seen), so workers do
+        not run into the wall together and lose a whole ``Retry-After`` each time, and held
+        to the window guard of ``limit`` per window. A configured ``rate`` is spaced at 95%
+        too: a limit met exactly is hit by any jitter.
+        """
+        if throttled:
+            wait = info.retry_after if info.retry_after is not None else info.reset_after
+            if wait is not None:
+                self.pause(wait)
+            return
+        if info.limit is not None and info.limit > 0 and info.reset_after:
+            with self._lock:
+                # a window under a second is implausible; coarse resets (whole seconds,
+                # Unix times) read short just before they tick over
+                self._window = max(self._window, info.reset_after, 1.0)
+                self.learned_rate = info.limit / self._window
+                self._learned_limit = max(1, int(info.limit))
+        if (
+            info.remaining is not None
+            and info.remaining <= 0
+            and info.reset_after is not None
+            and self.learned_rate is None
+        ):
+            self.pause(info.reset_after)
+
+    @property
+    def effective_rate(self) -> float | None:
+        rates = [r for r in (self.rate, self.learned_rate) if r]
+        return min(rates) if rates else None
+
+
+# --------------------------------------------------------------------------------------------
+# retries
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds before try ``attempt + 1`` (``attempt`` counts from 1).
+
+        Exponential backoff with full jitter, and never sooner than ``Retry-After``.
+        """
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        if retry_after is not None:
+            # as asked, plus a little jitter so that workers do not return together
+            return retry_after + rng.uniform(0, min(self.base_delay, 1.0))
+        return rng.uniform(0, ceiling)
+
+
+class RequestFailed(Exception):
+    """A request kept failing in a way that may pass later (the batch is failed-retryable)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Stats:
+    """What a provider instance sent, for reports and the benchmark."""
+
+    requests: int = 0
+    attempts: int = 0
+    retries: int = 0
+    bytes_sent: int = 0
+    recipients: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, number in counts.items():
+                setattr(self, name, getattr(self, name) + number)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "bytes_sent": self.bytes_sent,
+            "recipients": self.recipients,
+        }
+
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class HttpTransport:
+    """Sends one request with pacing and retries; returns the first response worth reading.
+
+    2xx and 4xx (other than 408 and 429) come back to the caller; 429, 5xx, timeouts and
+    dropped connections are retried until ``policy.attempts`` is used up, which raises
+    :class:`RequestFailed`.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        client: httpx.Client,
+        *,
+        policy: RetryPolicy,
+        pacer: Pacer,
+        stats: Stats,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.provider = provider
+        self.client = client
+        self.policy = policy
+        self.pacer = pacer
+        self.stats = stats
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.wall_clock = wall_clock
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str],
+        sign: Callable[[str, str, bytes, dict[str, str]], dict[str, str]] | None = None,
+    ) -> httpx.Response:
+        """Send ``content`` until a response worth reading arrives.
+
+        ``sign`` (SigV4) is called before every attempt, since a signature carries a time.
+        """
+        self.stats.add(requests=1)
+        reason = ""
+        for attempt in range(1, self.policy.attempts + 1):
+            retry_after: float | None = None
+            with self.pacer.slot():
+                request_headers = dict(headers)
+                if sign is not None:
+                    request_headers = sign(method, url, content, request_headers)
+                self.stats.add(attempts=1, bytes_sent=len(content))
+                try:
+                    response = self.client.request(
+                        method, url, content=content, headers=request_headers
+                    )
+                except httpx.TimeoutException as exc:
+                    reason = f"{self.provider}: timed out ({type(exc).__name__})"
+                except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                    reason = f"{self.provider}: connection failed ({exc or type(exc).__name__})"
+                else:
+                    info = parse_rate_limit(response.headers, now=self.wall_clock())
+                    throttled = response.status_code == 429
+                    self.pacer.observe(info, throttled=throttled)
+                    if response.status_code not in RETRY_STATUSES:
+                        return response
+                    retry_after = info.retry_after
+                    reason = f"{self.provider} {response.status_code}: {error_message(response)}"
+            if attempt == self.policy.attempts:
+                break
+            delay = self.policy.delay(attempt, retry_after, self.rng)
+            log.info("%s; try %d of %d in %.2fs", reason, attempt + 1, self.policy.attempts, delay)
+            self.stats.add(retries=1)
+            if delay > 0:
+                self.sleep(delay)
+        raise RequestFailed(f"{reason} (gave up after {self.policy.attempts} tries)")
+
+
+def error_message(response: httpx.Response, limit: int = 300) -> str:
+    """The provider's own words from an error response, whatever its shape."""
+    try:
+        body: Any = response.json()
+    except (ValueError, UnicodeDecodeError):
+        text = response.text.strip()
+        return (text[:limit] or response.reason_phrase or "no message").replace("\n", " ")
+    return _message_from(body)[:limit] or response.reason_phrase or "no message"
+
+
+def _message_from(body: Any) -> str:
+    if isinstance(body, dict):
+        if isinstance(body.get("errors"), list) and body["errors"]:
+            parts = [_message_from(item) for item in body["errors"]]
+            return "; ".join(p for p in parts if p)
+        for key in ("message", "Message", "error", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                field = body.get("field")
+                return f"{value} ({field})" if isinstance(field, str) and field else value
+            if isinstance(value, dict):
+                return _message_from(value)
+        return json.dumps(body)[:300]
+    if isinstance(body, list) and body:
+        return _message_from(body[0])
+    return str(body)
+
+
+# --------------------------------------------------------------------------------------------
+# the base class of HTTP transports
+
+
+class HttpSettings(ProviderSettings):
+    """Options every HTTP API transport has."""
+
+    base_url: str = Field(description="The API's address (tests point it at an emulator).")
+    timeout: float = Field(default=30.0, gt=0, description="Seconds before a request is retried.")
+    max_retries: int = Field(
+        default=6,
+        ge=0,
+        description="Retries of a request after a 429, a 5xx or a dropped "
+        "connection before its messages are left for the next run.",
+    )
+    retry_base_delay: float = Field(
+        default=0.5, ge=0, description="First backoff in seconds; doubled per retry, jittered."
+    )
+    retry_max_delay: float = Field(default=30.0, ge=0, description="Longest backoff in seconds.")
+    max_requests_per_second: float | None = Field(
+        default=None, gt=0, description="A ceiling of your own on top of the provider's headers."
+    )
+
+
+class HttpProvider(Provider):
+    """An email API reached over httpx, with pacing and retries shared by all worker threads.
+
+    Tests may replace ``sleep``, ``clock``, ``wall_clock`` and ``rng`` after construction.
+    """
+
+    Settings: ClassVar[type[ProviderSettings]] = HttpSettings
+    settings: HttpSettings
+
+    def __init__(
+        self, settings: ProviderSettings, config: Config, *, client: httpx.Client | None = None
+    ) -> None:
+        super().__init__(settings, config, client=client)
+        assert isinstance(settings, HttpSettings)
+        self.settings = settings
+        self._owns_client = client is None
+        self.http = client or httpx.Client(
+            timeout=httpx.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            headers={"User-Agent": "digest (+https://github.com/digest)"},
+        )
+        self.stats = Stats()
+        self.pacer = Pacer(rate=settings.max_requests_per_second)
+        self.transport = HttpTransport(
+            self.name,
+            self.http,
+            policy=RetryPolicy(
+                attempts=settings.max_retries + 1,
+                base_delay=settings.retry_base_delay,
+                max_delay=settings.retry_max_delay,
+            ),
+            pacer=self.pacer,
+            stats=self.stats,
+        )
+
+    def set_clock(
+        self,
+        *,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Replace the edges that touch time (tests)."""
+        if sleep is not None:
+            self.transport.sleep = sleep
+            self.pacer.sleep = sleep
+        if clock is not None:
+            self.pacer.clock = clock
+        if wall_clock is not None:
+            self.transport.wall_clock = wall_clock
+        if rng is not None:
+            self.transport.rng = rng
+
+    def url(self, path: str) -> str:
+        return self.settings.base_url.rstrip("/") + path
+
+    def stop(self, response: httpx.Response, message: str | None = None) -> ProviderError:
+        """The error that ends the send: one line naming us, the status and their words."""
+        return ProviderError(
+            self.name, message or error_message(response), status=response.status_code
+        )
+
+    def get(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        sign: Callable[[str, str, bytes, dict[str, str]], dict[str, str]] | None = None,
+    ) -> httpx.Response:
+        """A read (suppression lists): retried like a send; any other failure stops."""
+        try:
+            response = self.transport.send(
+                "GET", self.url(path), content=b"", headers=headers, sign=sign
+            )
+        except RequestFailed as exc:
+            raise ProviderError(self.name, exc.reason, retryable=True) from None
+        if response.status_code != 200:
+            raise self.stop(response)
+        return response
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.http.close()
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """An address a provider will not send to, and why."""
+
+    email: str
+    kind: str  # "bounced", "complained" or "unsubscribed" (subscriber statuses)
+    reason: str
+    at: str | None = None
+
+
+def retryable_for(recipients: Iterable[Recipient], reason: str) -> list[Result]:
+    return [Result(r.subscriber_id, "failed-retryable", reason=reason) for r in recipients]

@@ -1,0 +1,153 @@
+"""The default transport: every message as an ``.eml`` file in ``out/<issue-id>/outbox/``.
+
+Needs no account, and is exact after a crash: each file is written to a temporary name,
+fsynced, then renamed into place (an atomic step), so a file under its final name is a
+whole message. A batch is one group commit (write all, fsync all, rename all, fsync the
+folder once, then one ledger transaction). A row left ``sending`` is settled by looking
+for its file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from digest.delivery.providers.base import Batch, Event, Provider, ProviderSettings, Result
+from digest.delivery.providers.registry import register
+from digest.errors import ProviderError
+
+if TYPE_CHECKING:
+    from digest.delivery.ledger import Delivery
+
+
+class OutboxSettings(ProviderSettings):
+    directory: Path | None = Field(
+        default=None,
+        description="Where the files go [default: <out_dir>/<issue-id>/outbox].",
+    )
+
+
+def _safe(email: str) -> str:
+    return re.sub(r"[^A-Za-z0-9@._+-]", "_", email)[:120]
+
+
+OPEN_FILES = 128
+"""Files of a batch held open at once between writing and fsyncing them."""
+
+
+class OutboxProvider(Provider):
+    name = "outbox"
+    Settings = OutboxSettings
+    max_batch = 500
+    default_concurrency = 1
+
+    def directory(self, issue_id: str) -> Path:
+        settings = self.settings
+        assert isinstance(settings, OutboxSettings)
+        if settings.directory is not None:
+            return self.config.path(settings.directory) / issue_id
+        return self.config.path(self.config.out_dir) / issue_id / "outbox"
+
+    def file_for(
+        self, issue_id: str, subscriber_id: int, email: str, *, test: bool = False
+    ) -> Path:
+        prefix = "test" if test else f"{subscriber_id:08d}"
+        return self.directory(issue_id) / f"{prefix}-{_safe(email)}.eml"
+
+    def send(self, batch: Batch) -> Iterator[Event]:
+        """Write the batch with one group commit; yield results only once it is durable.
+
+        1. each message goes to a temporary name (``.<name>.<pid>.tmp``);
+        2. every temporary file is fsynced (a group at a time, so the disk can take the
+           writes together instead of one journal commit per file in turn);
+        3. each is renamed to its final name (atomic), then the folder is fsynced once.
+
+        Results are yielded after step 3, and the send loop commits them in one ledger
+        transaction. A crash anywhere before that leaves the rows ``sending``;
+        :meth:`reconcile` then counts a row as sent exactly when its final file exists,
+        and a final file only ever holds a whole, fsynced message.
+        """
+        folder = self.directory(batch.issue_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProviderError("outbox", f"cannot create {folder}: {exc}") from None
+        written: list[tuple[Path, Path]] = []  # (temporary, final)
+        pid = os.getpid()
+        try:
+            for start in range(0, len(batch.recipients), OPEN_FILES):
+                group = batch.recipients[start : start + OPEN_FILES]
+                handles: list[tuple[int, Path]] = []
+                try:
+                    for recipient in group:
+                        target = self.file_for(
+                            batch.issue_id,
+                            recipient.subscriber_id,
+                            recipient.email,
+                            test=batch.test,
+                        )
+                        temporary = target.with_name(f".{target.name}.{pid}.tmp")
+                        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                        handles.append((fd, temporary))
+                        written.append((temporary, target))
+                        _write_all(fd, batch.wire_bytes(recipient))
+                    for fd, _ in handles:
+                        os.fsync(fd)
+                finally:
+                    for fd, _ in handles:
+                        os.close(fd)
+            for temporary, target in written:
+                os.replace(temporary, target)
+            _fsync_dir(folder)  # the renames themselves survive a power loss
+        except OSError as exc:
+            for temporary, _ in written:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+            where = exc.filename or folder
+            raise ProviderError("outbox", f"cannot write {where}: {exc.strerror}") from None
+        for recipient, (_, target) in zip(batch.recipients, written, strict=True):
+            yield Result(recipient.subscriber_id, "sent", provider_message_id=target.name)
+
+    def reconcile(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, Result | None]:
+        """A ``sending`` row is sent exactly when its final file exists (see :meth:`send`).
+
+        Temporary files an interrupted run left behind are removed: they were never
+        renamed, so their rows are sent again.
+        """
+        folder = self.directory(issue_id)
+        if folder.is_dir():
+            for leftover in folder.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        settled: dict[int, Result | None] = {}
+        for delivery in deliveries:
+            target = self.file_for(issue_id, delivery.subscriber_id, delivery.email)
+            settled[delivery.subscriber_id] = (
+                Result(delivery.subscriber_id, "sent", provider_message_id=target.name)
+                if target.exists()
+                else None
+            )
+        return settled
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+register("outbox", OutboxProvider)

@@ -1,0 +1,200 @@
+"""Postmark: ``POST /email/batch``, up to 500 messages a request, a result per message.
+
+Postmark has no per-recipient substitution, so every message of a batch is filled in here.
+A batch answers 200 even when some of its messages failed: every item's ``ErrorCode`` is
+read, and each message is settled on its own. Codes that concern the account (an unknown or
+unconfirmed sender signature, an account not allowed to send or pending approval) stop the
+send instead of failing every subscriber. Postmark documents no rate-limit headers: 429
+answers carry ``Retry-After`` only. No idempotency key exists.
+
+Suppressions: ``GET /message-streams/{stream}/suppressions/dump`` and ``GET /bounces``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from digest.config import Secret
+from digest.delivery.providers import registry
+from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.http import (
+    Envelope,
+    HttpProvider,
+    HttpSettings,
+    RequestFailed,
+    Suppression,
+    encode_json,
+    fill_markers,
+    retryable_for,
+)
+
+API = "https://api.postmarkapp.com"
+
+# Per-message codes that are about the account, not the recipient: stop sending.
+ACCOUNT_CODES = {
+    10: "bad or missing server token",
+    400: "sender signature not found",
+    401: "sender signature not confirmed",
+    405: "not allowed to send",
+    412: "account pending approval",
+}
+
+_KINDS = {
+    "HardBounce": "bounced",
+    "SpamComplaint": "complained",
+    "ManualSuppression": "unsubscribed",
+}
+
+
+class PostmarkSettings(HttpSettings):
+    token: Secret = Field(description="Server API token, e.g. ${POSTMARK_TOKEN}.")
+    message_stream: str = Field(
+        default="outbound", description="Message stream: 'broadcast' for newsletters."
+    )
+    base_url: str = Field(default=API, description="The API's address.")
+    track_opens: bool | None = Field(default=None, description="Postmark open tracking.")
+
+
+def build_message(
+    envelope: Envelope,
+    recipient: Recipient,
+    *,
+    issue_id: str,
+    stream: str,
+    track_opens: bool | None = None,
+) -> dict[str, Any]:
+    """One item of a batch request, markers filled for this recipient."""
+    values = recipient.values
+    message: dict[str, Any] = {
+        "From": envelope.from_address,
+        "To": recipient.email,
+        "Subject": fill_markers(envelope.subject, values),
+        "HtmlBody": fill_markers(envelope.html, values, html=True),
+        "TextBody": fill_markers(envelope.text, values),
+        "Headers": [
+            {"Name": name, "Value": fill_markers(value, values)}
+            for name, value in envelope.headers.items()
+        ],
+        "Tag": issue_id,
+        "Metadata": {"issue_id": issue_id, "subscriber_id": str(recipient.subscriber_id)},
+        "MessageStream": stream,
+    }
+    if envelope.reply_to:
+        message["ReplyTo"] = envelope.reply_to
+    if track_opens is not None:
+        message["TrackOpens"] = track_opens
+    return message
+
+
+def parse_batch_response(
+    body: Any, recipients: tuple[Recipient, ...]
+) -> tuple[list[Result], tuple[int, str] | None]:
+    """Results in request order, and the first account-level error (code, message) if any.
+
+    Messages after an account-level error are left retryable: they were not sent because of
+    the account, not because of the recipient.
+    """
+    if not isinstance(body, list) or len(body) != len(recipients):
+        raise ValueError(f"expected {len(recipients)} results, got {str(body)[:200]}")
+    results: list[Result] = []
+    account_error: tuple[int, str] | None = None
+    for recipient, item in zip(recipients, body, strict=True):
+        code = int(item.get("ErrorCode", -1)) if isinstance(item, dict) else -1
+        message = str(item.get("Message", "")) if isinstance(item, dict) else str(item)
+        sid = recipient.subscriber_id
+        if code == 0:
+            results.append(Result(sid, "sent", provider_message_id=item.get("MessageID")))
+        elif code in ACCOUNT_CODES:
+            account_error = account_error or (code, message)
+            results.append(Result(sid, "failed-retryable", reason=f"postmark {code}: {message}"))
+        else:
+            results.append(Result(sid, "failed-permanent", reason=f"postmark {code}: {message}"))
+    return results, account_error
+
+
+class Postmark(HttpProvider):
+    name = "postmark"
+    Settings: ClassVar[type[ProviderSettings]] = PostmarkSettings
+    settings: PostmarkSettings
+    max_batch = 500
+    default_concurrency = 4
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "X-Postmark-Server-Token": self.settings.token.resolve(),
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+
+    def send(self, batch: Batch) -> Iterator[Event]:
+        envelope = Envelope.of(batch)
+        body = encode_json(
+            [
+                build_message(
+                    envelope,
+                    r,
+                    issue_id=batch.issue_id,
+                    stream=self.settings.message_stream,
+                    track_opens=self.settings.track_opens,
+                )
+                for r in batch.recipients
+            ]
+        )
+        self.stats.add(recipients=len(batch.recipients))
+        try:
+            response = self.transport.send(
+                "POST", self.url("/email/batch"), content=body, headers=self._headers()
+            )
+        except RequestFailed as exc:
+            yield from retryable_for(batch.recipients, exc.reason)
+            return
+        if response.status_code != 200:
+            raise self.stop(response)
+        try:
+            results, account_error = parse_batch_response(response.json(), batch.recipients)
+        except ValueError as exc:
+            raise self.stop(response, f"unexpected answer to a batch: {exc}") from None
+        yield from results
+        if account_error is not None:
+            code, message = account_error
+            raise self.stop(response, f"{message} (ErrorCode {code}: {ACCOUNT_CODES[code]})")
+
+    # -- suppressions
+
+    def fetch_suppressions(self) -> Iterator[Suppression]:
+        """Suppressed addresses of the configured message stream, and hard bounces."""
+        headers = self._headers()
+        response = self.get(
+            f"/message-streams/{self.settings.message_stream}/suppressions/dump", headers
+        )
+        for item in response.json().get("Suppressions", []):
+            reason = str(item.get("SuppressionReason", ""))
+            yield Suppression(
+                email=str(item["EmailAddress"]),
+                kind=_KINDS.get(reason, "unsubscribed"),
+                reason=f"postmark: {reason} ({item.get('Origin', '')})",
+                at=item.get("CreatedAt"),
+            )
+        offset, count = 0, 500
+        while True:
+            response = self.get(f"/bounces?count={count}&offset={offset}&inactive=true", headers)
+            data = response.json()
+            bounces = data.get("Bounces", [])
+            for item in bounces:
+                if item.get("Inactive", True):
+                    yield Suppression(
+                        email=str(item["Email"]),
+                        kind="bounced",
+                        reason=f"postmark: {item.get('Type', 'bounce')}: "
+                        f"{item.get('Description', '')}".strip(),
+                        at=item.get("BouncedAt"),
+                    )
+            offset += len(bounces)
+            if not bounces or offset >= int(data.get("TotalCount", 0)):
+                return
+
+
+registry.register("postmark", Postmark)

@@ -1,0 +1,152 @@
+"""Resend: ``POST /emails/batch``, up to 100 emails a request.
+
+Resend has no per-recipient substitution: every email of a batch is filled in here. The
+batch is sent in permissive validation mode (``x-batch-validation: permissive``), so one bad
+address fails alone: the answer lists the accepted ids in ``data`` and the refused ones in
+``errors[{index, message}]``. Every batch carries an ``Idempotency-Key`` derived from the
+issue and its recipients, so a batch resent after a crash or a dropped connection is not
+sent twice (Resend keeps keys 24 hours). Rate limits come as ``ratelimit-*`` headers
+(2 requests/s by default), which the pacer follows.
+
+Suppressions: Resend exposes no suppression list over its API; bounces and complaints
+arrive by webhook, which ``digest serve`` does not take yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field
+
+from digest.config import Secret
+from digest.delivery.providers import registry
+from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.http import (
+    Envelope,
+    HttpProvider,
+    HttpSettings,
+    RequestFailed,
+    encode_json,
+    error_message,
+    fill_markers,
+    retryable_for,
+)
+
+API = "https://api.resend.com"
+
+
+class ResendSettings(HttpSettings):
+    api_key: Secret = Field(description="API key (re_…), e.g. ${RESEND_API_KEY}.")
+    base_url: str = Field(default=API, description="The API's address.")
+    permissive: bool = Field(
+        default=True, description="Send valid emails of a batch even when others are refused."
+    )
+
+
+def _tag_value(value: str) -> str:
+    """Resend tags allow ASCII letters, digits, underscores and dashes only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", value)[:256]
+
+
+def build_email(envelope: Envelope, recipient: Recipient, *, issue_id: str) -> dict[str, Any]:
+    values = recipient.values
+    email: dict[str, Any] = {
+        "from": envelope.from_address,
+        "to": [recipient.email],
+        "subject": fill_markers(envelope.subject, values),
+        "html": fill_markers(envelope.html, values, html=True),
+        "text": fill_markers(envelope.text, values),
+        "headers": {name: fill_markers(v, values) for name, v in envelope.headers.items()},
+        "tags": [
+            {"name": "issue", "value": _tag_value(issue_id)},
+            {"name": "subscriber", "value": str(recipient.subscriber_id)},
+        ],
+    }
+    if envelope.reply_to:
+        email["reply_to"] = envelope.reply_to
+    return email
+
+
+def parse_batch_response(body: Any, recipients: tuple[Recipient, ...]) -> list[Result]:
+    """A result per recipient from ``{"data": [{"id"}], "errors": [{"index", "message"}]}``.
+
+    In permissive mode ``data`` holds the accepted emails only, in request order.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ValueError(f"expected {{'data': [...]}}, got {str(body)[:200]}")
+    refused: dict[int, str] = {}
+    for error in body.get("errors") or []:
+        if isinstance(error, dict) and isinstance(error.get("index"), int):
+            refused[error["index"]] = str(error.get("message", "refused"))
+    ids = iter(body["data"])
+    results: list[Result] = []
+    for index, recipient in enumerate(recipients):
+        if index in refused:
+            results.append(
+                Result(
+                    recipient.subscriber_id, "failed-permanent", reason=f"resend: {refused[index]}"
+                )
+            )
+            continue
+        item = next(ids, None)
+        if not isinstance(item, dict) or not item.get("id"):
+            raise ValueError(f"no id for email {index} in {str(body)[:200]}")
+        results.append(Result(recipient.subscriber_id, "sent", provider_message_id=item["id"]))
+    return results
+
+
+class Resend(HttpProvider):
+    name = "resend"
+    Settings: ClassVar[type[ProviderSettings]] = ResendSettings
+    settings: ResendSettings
+    max_batch = 100
+    default_concurrency = 2
+    supports_idempotency = True
+
+    def headers(self, batch: Batch) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self.settings.api_key.resolve()}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": batch.idempotency_key,
+        }
+        if self.settings.permissive:
+            headers["x-batch-validation"] = "permissive"
+        return headers
+
+    def send(self, batch: Batch) -> Iterator[Event]:
+        envelope = Envelope.of(batch)
+        body = encode_json(
+            [build_email(envelope, r, issue_id=batch.issue_id) for r in batch.recipients]
+        )
+        self.stats.add(recipients=len(batch.recipients))
+        try:
+            response = self.transport.send(
+                "POST", self.url("/emails/batch"), content=body, headers=self.headers(batch)
+            )
+        except RequestFailed as exc:
+            yield from retryable_for(batch.recipients, exc.reason)
+            return
+        if response.status_code == 409 and _concurrent(response):
+            # the same key is still being processed: the earlier try will settle it
+            yield from retryable_for(batch.recipients, f"resend 409: {error_message(response)}")
+            return
+        if response.status_code != 200:
+            raise self.stop(response)
+        try:
+            yield from parse_batch_response(response.json(), batch.recipients)
+        except ValueError as exc:
+            raise self.stop(response, f"unexpected answer to a batch: {exc}") from None
+
+
+def _concurrent(response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("name") == "concurrent_idempotent_requests"
+
+
+registry.register("resend", Resend)

@@ -1,0 +1,202 @@
+"""SendGrid: ``POST /v3/mail/send`` with up to 1,000 personalizations a request.
+
+The HTML and text go up once per request with ``-digest_<name>-`` placeholders; each
+personalization carries one recipient and only their ``substitutions``. A request succeeds
+or fails as a whole (202, one ``X-Message-Id``). A 400 naming
+``personalizations.<i>.to.<j>.email`` fails those recipients permanently and the rest are
+sent again at once; any other 400, 401 or 403 (an unverified sender) stops the send.
+Rate limits come as ``X-RateLimit-*`` headers (reset as Unix time). No idempotency key.
+
+Suppressions: ``/v3/suppression/bounces``, ``/spam_reports`` and ``/unsubscribes``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from digest.config import Secret
+from digest.delivery.providers import registry
+from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.http import (
+    Envelope,
+    HttpProvider,
+    HttpSettings,
+    RequestFailed,
+    Substitution,
+    Suppression,
+    encode_json,
+    retryable_for,
+)
+
+API = "https://api.sendgrid.com"
+
+
+class SendGridSettings(HttpSettings):
+    api_key: Secret = Field(description="API key (SG.…), e.g. ${SENDGRID_API_KEY}.")
+    base_url: str = Field(default=API, description="The API's address.")
+    asm_group_id: int | None = Field(
+        default=None, description="Unsubscribe group, if you use SendGrid's own groups."
+    )
+
+
+def placeholder(name: str) -> str:
+    return f"-digest_{name}-"
+
+
+def prepare(envelope: Envelope, recipients: tuple[Recipient, ...]) -> Substitution:
+    return envelope.substitute(recipients, placeholder)
+
+
+def build_request(
+    envelope: Envelope,
+    sub: Substitution,
+    recipients: tuple[Recipient, ...],
+    *,
+    issue_id: str,
+    asm_group_id: int | None = None,
+) -> dict[str, Any]:
+    """One mail/send body: the content once, one personalization per recipient."""
+    sender: dict[str, str] = {"email": envelope.from_email}
+    if envelope.from_name:
+        sender["name"] = envelope.from_name
+    body: dict[str, Any] = {
+        "personalizations": [
+            {
+                "to": [{"email": r.email}],
+                "substitutions": {placeholder(k): v for k, v in sub.variables(r.values).items()},
+                "custom_args": {"subscriber_id": str(r.subscriber_id)},
+            }
+            for r in recipients
+        ],
+        "from": sender,
+        "subject": sub.subject,
+        "content": [
+            {"type": "text/plain", "value": sub.text},
+            {"type": "text/html", "value": sub.html},
+        ],
+        "categories": [issue_id],
+        "custom_args": {"issue_id": issue_id},
+    }
+    if sub.headers:
+        body["headers"] = sub.headers
+    if envelope.reply_to:
+        body["reply_to"] = {"email": envelope.reply_to}
+    if asm_group_id is not None:
+        body["asm"] = {"group_id": asm_group_id}
+    return body
+
+
+_RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.(?:to|cc|bcc)\.\d+\.email$")
+
+
+def refused_recipients(body: Any) -> dict[int, str] | None:
+    """Personalization index → reason, when every error of a 400 names a recipient."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return None
+    refused: dict[int, str] = {}
+    for error in errors:
+        field = error.get("field") if isinstance(error, dict) else None
+        match = _RECIPIENT_FIELD.match(field or "")
+        if match is None:
+            return None
+        refused[int(match.group(1))] = str(error.get("message", "refused"))
+    return refused
+
+
+class SendGrid(HttpProvider):
+    name = "sendgrid"
+    Settings: ClassVar[type[ProviderSettings]] = SendGridSettings
+    settings: SendGridSettings
+    max_batch = 1000
+    default_concurrency = 4
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.settings.api_key.resolve()}",
+            "Content-Type": "application/json",
+        }
+
+    def send(self, batch: Batch) -> Iterator[Event]:
+        envelope = Envelope.of(batch)
+        recipients = batch.recipients
+        self.stats.add(recipients=len(recipients))
+        while recipients:
+            sub = prepare(envelope, recipients)
+            body = encode_json(
+                build_request(
+                    envelope,
+                    sub,
+                    recipients,
+                    issue_id=batch.issue_id,
+                    asm_group_id=self.settings.asm_group_id,
+                )
+            )
+            try:
+                response = self.transport.send(
+                    "POST", self.url("/v3/mail/send"), content=body, headers=self._headers()
+                )
+            except RequestFailed as exc:
+                yield from retryable_for(recipients, exc.reason)
+                return
+            if response.status_code in (200, 202):
+                message_id = response.headers.get("x-message-id")
+                for r in recipients:
+                    yield Result(r.subscriber_id, "sent", provider_message_id=message_id)
+                return
+            refused = None
+            if response.status_code == 400:
+                try:
+                    refused = refused_recipients(response.json())
+                except ValueError:
+                    refused = None
+            if not refused:
+                raise self.stop(response)
+            for index, reason in refused.items():
+                if index < len(recipients):
+                    yield Result(
+                        recipients[index].subscriber_id,
+                        "failed-permanent",
+                        reason=f"sendgrid 400: {reason}",
+                    )
+            recipients = tuple(r for i, r in enumerate(recipients) if i not in refused)
+
+    # -- suppressions
+
+    def fetch_suppressions(self) -> Iterator[Suppression]:
+        lists = (
+            ("bounces", "bounced"),
+            ("spam_reports", "complained"),
+            ("unsubscribes", "unsubscribed"),
+        )
+        for path, kind in lists:
+            offset, limit = 0, 500
+            previous: list[Any] | None = None
+            while True:
+                response = self.get(
+                    f"/v3/suppression/{path}?limit={limit}&offset={offset}", self._headers()
+                )
+                items = response.json()
+                if not isinstance(items, list) or items == previous:
+                    break  # the same page again: the offset is not honoured; stop, not loop
+                previous = items
+                for item in items:
+                    created = item.get("created")
+                    at = (
+                        datetime.fromtimestamp(created, timezone.utc).isoformat()
+                        if isinstance(created, (int, float))
+                        else None
+                    )
+                    detail = item.get("reason") or path.replace("_", " ")
+                    yield Suppression(str(item["email"]), kind, f"sendgrid: {detail}", at)
+                if len(items) < limit:
+                    break
+                offset += len(items)
+
+
+registry.register("sendgrid", SendGrid)

@@ -1,0 +1,374 @@
+"""Amazon SES v2: ``SendBulkEmail`` with an inline template, up to 50 entries a request.
+
+The subject, HTML and text go up once per request as an inline Handlebars template
+(``DefaultContent.Template.TemplateContent``): ``{{name}}`` in the HTML (Handlebars escapes
+it) and ``{{{name}}}`` in the subject and text; each entry carries only its recipient's
+``ReplacementTemplateData``. SES does not render template headers, so headers holding a
+marker (List-Unsubscribe) go per entry as ``ReplacementHeaders``, filled in. Every request is
+signed with Signature Version 4 by botocore's signer. Each entry's ``Status`` settles its
+message: ``SUCCESS`` is sent, ``MESSAGE_REJECTED``/``INVALID_PARAMETER`` fail permanently,
+transient ones are retried, and account-wide ones (sending paused, domain not verified)
+stop the send. SES limits messages per second, not requests: ``max_send_rate`` paces them.
+No idempotency key exists in SES.
+
+``mode: simple`` sends one ``SendEmail`` per recipient instead (no template).
+
+Suppressions: ``ListSuppressedDestinations`` (the account-level list: bounces, complaints).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from pydantic import Field
+
+from digest.config import Secret
+from digest.delivery.providers import registry
+from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.http import (
+    MARKER,
+    Envelope,
+    HttpProvider,
+    HttpSettings,
+    Pacer,
+    RequestFailed,
+    Substitution,
+    Suppression,
+    encode_json,
+    fill_markers,
+    retryable_for,
+    substitute,
+)
+from digest.errors import ProviderError
+
+# Entry statuses that concern the account or the request, not the recipient: stop.
+ACCOUNT_STATUSES = frozenset(
+    {
+        "MAIL_FROM_DOMAIN_NOT_VERIFIED",
+        "CONFIGURATION_SET_DOES_NOT_EXIST",
+        "CONFIGURATION_SET_NOT_FOUND",
+        "TEMPLATE_DOES_NOT_EXIST",
+        "TEMPLATE_NOT_FOUND",
+        "ACCOUNT_SUSPENDED",
+        "ACCOUNT_SENDING_PAUSED",
+        "CONFIGURATION_SET_SENDING_PAUSED",
+        "SENDING_POOL_NOT_FOUND",
+        "INVALID_SENDING_POOL_NAME",
+        "ACCOUNT_DAILY_QUOTA_EXCEEDED",
+    }
+)
+RETRY_STATUSES = frozenset({"TRANSIENT_FAILURE", "ACCOUNT_THROTTLED", "FAILED"})
+PERMANENT_STATUSES = frozenset({"MESSAGE_REJECTED", "INVALID_PARAMETER"})
+
+
+class SesSettings(HttpSettings):
+    region: str = Field(default="us-east-1", description="The AWS region you send from.")
+    access_key_id: Secret = Field(description="e.g. ${AWS_ACCESS_KEY_ID}.")
+    secret_access_key: Secret = Field(description="e.g. ${AWS_SECRET_ACCESS_KEY}.")
+    session_token: Secret | None = Field(default=None, description="e.g. ${AWS_SESSION_TOKEN}.")
+    base_url: str = Field(default="", description="Default: https://email.<region>.amazonaws.com.")
+    configuration_set: str | None = Field(default=None, description="ConfigurationSetName.")
+    max_send_rate: float | None = Field(
+        default=None, gt=0, description="Your account's maximum send rate, messages/s."
+    )
+    mode: Literal["bulk", "simple"] = Field(
+        default="bulk", description="bulk: SendBulkEmail; simple: one SendEmail per recipient."
+    )
+
+
+def escape_handlebars(text: str) -> str:
+    """Content that happens to hold ``{{`` must not be read as a Handlebars expression."""
+    return text.replace("{{", "\\{{")
+
+
+def prepare(envelope: Envelope, recipients: tuple[Recipient, ...]) -> Substitution:
+    return substitute(
+        escape_handlebars(envelope.subject),
+        escape_handlebars(envelope.html),
+        escape_handlebars(envelope.text),
+        {},
+        recipients,
+        lambda name: "{{{" + name + "}}}",
+        html_placeholder=lambda name: "{{" + name + "}}",
+    )
+
+
+def build_bulk_request(
+    envelope: Envelope,
+    recipients: tuple[Recipient, ...],
+    *,
+    issue_id: str,
+    configuration_set: str | None,
+) -> dict[str, Any]:
+    sub = prepare(envelope, recipients)
+    # Handlebars escapes {{x}} itself: the HTML reads the plain value.
+    sub_plain = Substitution(
+        sub.subject, sub.html, sub.text, {}, sub.names, {name: name for name in sub.html_keys}
+    )
+    fixed = [{"Name": k, "Value": v} for k, v in envelope.headers.items() if not MARKER.search(v)]
+    personal = {k: v for k, v in envelope.headers.items() if MARKER.search(v)}
+    template: dict[str, Any] = {
+        "TemplateContent": {"Subject": sub.subject, "Html": sub.html, "Text": sub.text},
+        "TemplateData": "{}",
+    }
+    if fixed:
+        template["Headers"] = fixed
+    entries = []
+    for r in recipients:
+        entry: dict[str, Any] = {
+            "Destination": {"ToAddresses": [r.email]},
+            "ReplacementEmailContent": {
+                "ReplacementTemplate": {
+                    "ReplacementTemplateData": json.dumps(
+                        sub_plain.variables(r.values), separators=(",", ":")
+                    ),
+                }
+            },
+            "ReplacementTags": [{"Name": "subscriber", "Value": str(r.subscriber_id)}],
+        }
+        if personal:
+            entry["ReplacementHeaders"] = [
+                {"Name": k, "Value": fill_markers(v, r.values)} for k, v in personal.items()
+            ]
+        entries.append(entry)
+    body: dict[str, Any] = {
+        "FromEmailAddress": envelope.from_address,
+        "DefaultContent": {"Template": template},
+        "BulkEmailEntries": entries,
+        "DefaultEmailTags": [{"Name": "issue", "Value": _tag(issue_id)}],
+    }
+    if envelope.reply_to:
+        body["ReplyToAddresses"] = [envelope.reply_to]
+    if configuration_set:
+        body["ConfigurationSetName"] = configuration_set
+    return body
+
+
+def build_simple_request(
+    envelope: Envelope, recipient: Recipient, *, issue_id: str, configuration_set: str | None
+) -> dict[str, Any]:
+    values = recipient.values
+    body: dict[str, Any] = {
+        "FromEmailAddress": envelope.from_address,
+        "Destination": {"ToAddresses": [recipient.email]},
+        "Content": {
+            "Simple": {
+                "Subject": {"Data": fill_markers(envelope.subject, values)},
+                "Body": {
+                    "Html": {"Data": fill_markers(envelope.html, values, html=True)},
+                    "Text": {"Data": fill_markers(envelope.text, values)},
+                },
+                "Headers": [
+                    {"Name": k, "Value": fill_markers(v, values)}
+                    for k, v in envelope.headers.items()
+                ],
+            }
+        },
+        "EmailTags": [{"Name": "issue", "Value": _tag(issue_id)}],
+    }
+    if envelope.reply_to:
+        body["ReplyToAddresses"] = [envelope.reply_to]
+    if configuration_set:
+        body["ConfigurationSetName"] = configuration_set
+    return body
+
+
+def _tag(value: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in value)
+
+
+def parse_bulk_response(
+    body: Any, recipients: tuple[Recipient, ...]
+) -> tuple[list[Result], str | None]:
+    """A result per entry, and the first account-wide status (which stops the send)."""
+    entries = body.get("BulkEmailEntryResults") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or len(entries) != len(recipients):
+        raise ValueError(f"expected {len(recipients)} entry results, got {str(body)[:200]}")
+    results: list[Result] = []
+    stop: str | None = None
+    for r, entry in zip(recipients, entries, strict=True):
+        status = str(entry.get("Status", ""))
+        why = f"ses {status}: {entry.get('Error') or status}"
+        if status == "SUCCESS":
+            results.append(
+                Result(r.subscriber_id, "sent", provider_message_id=entry.get("MessageId"))
+            )
+        elif status in ACCOUNT_STATUSES:
+            stop = stop or why
+            results.append(Result(r.subscriber_id, "failed-retryable", reason=why))
+        elif status in RETRY_STATUSES:
+            results.append(Result(r.subscriber_id, "failed-retryable", reason=why))
+        else:
+            results.append(Result(r.subscriber_id, "failed-permanent", reason=why))
+    return results, stop
+
+
+class Signer:
+    """SigV4 with botocore's own signer (service ``ses``)."""
+
+    def __init__(self, settings: SesSettings, environ: Mapping[str, str] | None = None) -> None:
+        env = dict(environ) if environ is not None else None
+        self.credentials = Credentials(
+            settings.access_key_id.resolve(env),
+            settings.secret_access_key.resolve(env),
+            settings.session_token.resolve(env) if settings.session_token else None,
+        )
+        self.region = settings.region
+
+    def __call__(
+        self, method: str, url: str, body: bytes, headers: dict[str, str]
+    ) -> dict[str, str]:
+        request = AWSRequest(method=method, url=url, data=body, headers=headers)
+        SigV4Auth(self.credentials, "ses", self.region).add_auth(request)
+        return {k: str(v) for k, v in request.headers.items()}
+
+
+class Ses(HttpProvider):
+    name = "ses"
+    Settings: ClassVar[type[ProviderSettings]] = SesSettings
+    settings: SesSettings
+    max_batch = 50
+    default_concurrency = 4
+
+    def __init__(self, settings: ProviderSettings, config: Any, *, client: Any = None) -> None:
+        assert isinstance(settings, SesSettings)
+        if not settings.base_url:
+            settings = settings.model_copy(
+                update={"base_url": f"https://email.{settings.region}.amazonaws.com"}
+            )
+        super().__init__(settings, config, client=client)
+        self.messages = Pacer(rate=settings.max_send_rate)
+        self._signer: Signer | None = None
+
+    def stop(self, response: Any, message: str | None = None) -> ProviderError:
+        """As for every provider, with SES's error type before its message."""
+        return super().stop(response, message or _ses_message(response))
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = Signer(self.settings)
+        return self._signer
+
+    def _post(self, path: str, body: dict[str, Any], messages: int) -> Any:
+        if self.settings.max_send_rate:  # SES counts messages, not requests
+            for _ in range(messages):
+                self.messages.wait()
+        return self.transport.send(
+            "POST",
+            self.url(path),
+            content=encode_json(body),
+            headers={"Content-Type": "application/json"},
+            sign=self.signer,
+        )
+
+    def send(self, batch: Batch) -> Iterator[Event]:
+        envelope = Envelope.of(batch)
+        self.stats.add(recipients=len(batch.recipients))
+        if self.settings.mode == "simple":
+            yield from self._send_simple(batch, envelope)
+            return
+        body = build_bulk_request(
+            envelope,
+            batch.recipients,
+            issue_id=batch.issue_id,
+            configuration_set=self.settings.configuration_set,
+        )
+        try:
+            response = self._post("/v2/email/outbound-bulk-emails", body, len(batch.recipients))
+        except RequestFailed as exc:
+            yield from retryable_for(batch.recipients, exc.reason)
+            return
+        if response.status_code != 200:
+            raise self.stop(response)
+        try:
+            results, stop = parse_bulk_response(response.json(), batch.recipients)
+        except ValueError as exc:
+            raise self.stop(response, f"unexpected answer to SendBulkEmail: {exc}") from None
+        yield from results
+        if stop is not None:
+            raise self.stop(response, stop)
+
+    def _send_simple(self, batch: Batch, envelope: Envelope) -> Iterator[Event]:
+        for r in batch.recipients:
+            body = build_simple_request(
+                envelope,
+                r,
+                issue_id=batch.issue_id,
+                configuration_set=self.settings.configuration_set,
+            )
+            try:
+                response = self._post("/v2/email/outbound-emails", body, 1)
+            except RequestFailed as exc:
+                yield Result(r.subscriber_id, "failed-retryable", reason=exc.reason)
+                continue
+            if response.status_code == 200:
+                yield Result(
+                    r.subscriber_id, "sent", provider_message_id=response.json().get("MessageId")
+                )
+                continue
+            kind = response.headers.get("x-amzn-errortype", "")
+            if (
+                response.status_code == 400
+                and kind.startswith("MessageRejected")
+                and "not verified" not in _ses_message(response)
+            ):
+                yield Result(
+                    r.subscriber_id, "failed-permanent", reason=f"ses 400: {_ses_message(response)}"
+                )
+                continue
+            raise self.stop(response)
+
+    # -- suppressions
+
+    def fetch_suppressions(self) -> Iterator[Suppression]:
+        """The account-level suppression list (``ListSuppressedDestinations``), every page."""
+        token: str | None = None
+        for _ in range(10_000):  # a bound, should a NextToken never end
+            query = {"PageSize": "100"}
+            if token:
+                query["NextToken"] = token
+            path = "/v2/email/suppression/addresses?" + urllib.parse.urlencode(query)
+            response = self.get(path, {}, sign=self.signer)
+            data = response.json()
+            for item in data.get("SuppressedDestinationSummaries") or []:
+                reason = str(item.get("Reason", ""))
+                updated = item.get("LastUpdateTime")
+                yield Suppression(
+                    str(item["EmailAddress"]),
+                    "complained" if reason == "COMPLAINT" else "bounced",
+                    f"ses: {reason or 'suppressed'}",
+                    datetime.fromtimestamp(updated, timezone.utc).isoformat()
+                    if isinstance(updated, (int, float))
+                    else None,
+                )
+            token = data.get("NextToken")
+            if not token:
+                return
+
+
+def _ses_message(response: Any) -> str:
+    kind = str(response.headers.get("x-amzn-errortype", "")).split(":")[0]
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    text = ""
+    if isinstance(data, dict):
+        text = str(data.get("message") or data.get("Message") or "")
+        detail = data.get("detail")
+        if detail:
+            text = f"{text}: {detail}" if text else str(detail)
+        kind = kind or str(data.get("type") or data.get("__type") or "")
+    text = text or response.text[:300] or "no message"
+    return f"{kind}: {text}" if kind else text
+
+
+registry.register("ses", Ses)

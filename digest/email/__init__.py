@@ -1,0 +1,1 @@
+"""Stage 2, the email: compose (jinja2 -> MJML -> premailer), checks, build, archive."""

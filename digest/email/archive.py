@@ -1,0 +1,100 @@
+"""The web archive: ``out/archive/`` with one page per built issue, an index and an Atom feed.
+
+Each issue's page is the web version of its email (no subscriber links), at
+``archive/<issue-id>/index.html``, which is where the email's "view in browser" link points
+(``{serve.public_url or site.base_url}/archive/<issue-id>/``). The index and the feed are
+rebuilt from every issue's ``issue.json`` each time, so they list every issue ever built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+from digest.config import Config
+from digest.content.select import Selection
+from digest.email.compose import (
+    ComposedEmail,
+    archive_url,
+    date_range,
+    environment,
+    issue_title,
+    render_template,
+)
+from digest.errors import ContentError
+
+INDEX_TEMPLATE = "archive_index.html.j2"
+FEED_TEMPLATE = "archive_feed.xml.j2"
+
+
+def archive_dir(config: Config) -> Path:
+    return config.path(config.out_dir) / "archive"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8", newline="")
+    os.replace(temporary, path)
+
+
+def issue_record(config: Config, selection: Selection, web: ComposedEmail) -> dict[str, Any]:
+    return {
+        "issue_id": selection.issue_id,
+        "title": issue_title(selection),
+        "date_range": date_range(selection),
+        "subject": web.subject,
+        "preheader": web.preheader,
+        "post_count": web.post_count,
+        "url": archive_url(config, selection.issue_id),
+        "updated": selection.window.end.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def write_issue(config: Config, selection: Selection, web: ComposedEmail) -> Path:
+    """Write one issue's web page and record, then rebuild the index and the feed."""
+    folder = archive_dir(config) / selection.issue_id
+    write_text(folder / "index.html", web.html)
+    record = issue_record(config, selection, web)
+    write_text(folder / "issue.json", json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    rebuild_index(config)
+    return folder
+
+
+def read_issues(config: Config) -> list[dict[str, Any]]:
+    """Every issue's record, newest first."""
+    records = []
+    root = archive_dir(config)
+    if not root.is_dir():
+        return []
+    for path in sorted(root.glob("*/issue.json")):
+        try:
+            records.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise ContentError(
+                f"{path}: cannot read this archived issue ({exc}); delete its folder and "
+                "build the issue again"
+            ) from None
+    records.sort(key=lambda r: (r.get("updated", ""), r.get("issue_id", "")), reverse=True)
+    return records
+
+
+def rebuild_index(config: Config) -> None:
+    issues = read_issues(config)
+    env = environment(config)
+    context = {
+        "lang": config.site.language,
+        "site": {"name": config.site.name, "url": config.site.base_url + "/"},
+        "issues": issues,
+        "archive_url": archive_url(config),
+        "feed_url": archive_url(config) + "feed.xml",
+        "updated": issues[0]["updated"] if issues else "1970-01-01T00:00:00Z",
+        "author": config.sender.from_name,
+    }
+    root = archive_dir(config)
+    write_text(root / "index.html", render_template(env, INDEX_TEMPLATE, context))
+    write_text(root / "feed.xml", render_template(env, FEED_TEMPLATE, context))

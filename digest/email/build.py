@@ -1,0 +1,178 @@
+"""Build one issue: load → select → compose → check → write ``out/<issue-id>/``.
+
+``out/<issue-id>/`` holds ``email.html`` and ``email.txt`` (with the per-subscriber markers
+of :data:`digest.email.compose.PLACEHOLDERS` still in place: they are what sending fills in),
+``email.eml`` (a complete proof copy addressed to the sender, markers filled with sample
+values), and ``manifest.json``. The web version goes to the archive (:mod:`digest.email.archive`).
+
+Everything written depends only on the config, the posts and the window: the .eml's Date
+is the end of the issue's window and its Message-ID is derived from the content, so
+building twice gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from digest.config import Config
+from digest.content import pipeline
+from digest.content.intro import Intro, load_intro
+from digest.content.select import Selection
+from digest.email import archive
+from digest.email.checks import CheckResult, all_passed, run_checks
+from digest.email.compose import ComposedEmail, archive_url, compose, sample_values, to_message
+from digest.errors import NothingToSend
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    selection: Selection
+    composed: ComposedEmail
+    checks: list[CheckResult]
+    manifest: dict[str, Any]
+    out_dir: Path
+    written: tuple[Path, ...] = ()
+    intro: Intro | None = None
+    problems: tuple[str, ...] = ()  # posts that were skipped while loading
+
+    @property
+    def ok(self) -> bool:
+        return all_passed(self.checks)
+
+
+def issue_dir(config: Config, issue_id: str) -> Path:
+    return config.path(config.out_dir) / issue_id
+
+
+def build_issue(
+    config: Config,
+    *,
+    now: datetime,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    write: bool = True,
+) -> BuildResult:
+    """Compose and check the issue for a window; with ``write``, write its files.
+
+    Raises :class:`NothingToSend` when no post is selected for the window.
+    """
+    loaded = pipeline.load_and_select(config, now, week=week, since=since, until=until)
+    selection = loaded.selection
+    if selection.count == 0:
+        window = selection.window
+        in_window = len(selection.in_window)
+        why = (
+            f"; {in_window} posts around it were left out (run `digest select --week "
+            f"{selection.issue_id} --explain` to see why)"
+            if in_window
+            else ""
+        )
+        raise NothingToSend(
+            f"{selection.issue_id} ({window.describe()}, {config.timezone}) has no posts to "
+            f"send{why}; no email was built"
+        )
+    return build_from_selection(
+        config,
+        selection,
+        now=now,
+        write=write,
+        problems=tuple(str(p) for p in loaded.posts.problems),
+    )
+
+
+def build_from_selection(
+    config: Config,
+    selection: Selection,
+    *,
+    now: datetime,
+    write: bool = True,
+    problems: tuple[str, ...] = (),
+) -> BuildResult:
+    intro = load_intro(config, selection.issue_id)
+    composed = compose(config, selection, now=now, intro=intro)
+    checks = run_checks(composed)
+    out = issue_dir(config, selection.issue_id)
+    manifest = make_manifest(config, selection, composed, checks, intro)
+    written: list[Path] = []
+    if write:
+        sent_at = selection.window.end
+        message = to_message(
+            composed, to=config.sender.from_email, values=sample_values(config), date=sent_at
+        )
+        files = {
+            "email.html": composed.html,
+            "email.txt": composed.text,
+            "email.eml": message.as_string(),
+            "manifest.json": json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
+        }
+        for name, content in files.items():
+            archive.write_text(out / name, content)
+            written.append(out / name)
+        web = compose(config, selection, now=now, intro=intro, web=True)
+        folder = archive.write_issue(config, selection, web)
+        written.append(folder / "index.html")
+    return BuildResult(
+        selection=selection,
+        composed=composed,
+        checks=checks,
+        manifest=manifest,
+        out_dir=out,
+        written=tuple(written),
+        intro=intro,
+        problems=problems,
+    )
+
+
+def make_manifest(
+    config: Config,
+    selection: Selection,
+    composed: ComposedEmail,
+    checks: list[CheckResult],
+    intro: Intro | None,
+) -> dict[str, Any]:
+    window = selection.window
+    included = {slug for _, slug, _ in composed.posts}
+    titles = {p.slug: p.title for p in selection.posts}
+    return {
+        "issue_id": composed.issue_id,
+        "window": {
+            "start": window.start.isoformat(),
+            "end": window.end.isoformat(),
+            "timezone": config.timezone,
+        },
+        "subject": composed.subject,
+        "preheader": composed.preheader,
+        "intro": str(intro.path.name) if intro else None,
+        "sections": [
+            {
+                "name": name,
+                "posts": [
+                    {"id": slug, "title": titles.get(slug, slug), "url": url}
+                    for section, slug, url in composed.posts
+                    if section == name
+                ],
+            }
+            for name in composed.sections
+        ],
+        "post_count": composed.post_count,
+        "selected": selection.count,
+        "trimmed_posts": sorted(p.slug for p in selection.posts if p.slug not in included),
+        "trimmed": list(composed.trimmed),
+        "sizes": {
+            "html": composed.html_size,
+            "text": composed.text_size,
+            "budget": composed.size_budget,
+        },
+        "checks": [c.as_json() for c in checks],
+        "ok": all_passed(checks),
+        "warnings": list(composed.warnings),
+        "archive_url": archive_url(config, composed.issue_id),
+    }

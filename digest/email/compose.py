@@ -1,0 +1,915 @@
+"""A selection turned into the email a reader opens: HTML, plain text, headers, a message.
+
+The HTML goes jinja2 (autoescape on) → MJML (mjml-python) → premailer, which inlines the
+rules of ``templates/email.css`` that MJML cannot, keeps MJML's own ``<style>`` blocks (the
+``@media`` rules and client resets) as they are, and never fetches anything. The text part
+has its own template. A user's ``email.templates_dir`` overrides any built-in template by
+file name.
+
+Per-subscriber values are literal markers (:data:`PLACEHOLDERS`) in the composed HTML, text
+and headers; :func:`personalise` and :func:`to_message` fill them at send time.
+
+If the HTML is over ``email.size_budget_kb``, the issue is trimmed by ``email.trim_policy``
+(fewer posts per section, then compact cards without images or excerpts); what was trimmed
+is reported in :attr:`ComposedEmail.trimmed`. If nothing fits, the email is returned as it
+is and the size check fails, so an email Gmail would clip is never produced silently.
+
+Pure: no clock, no network, no files but the templates.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import html as html_lib
+import logging
+import re
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import jinja2
+from markupsafe import Markup
+from mjml import mjml2html
+from premailer import Premailer
+
+from digest.audience.links import category_url, post_url, with_query
+from digest.config import Config
+from digest.content.intro import Intro
+from digest.content.posts import Post
+from digest.content.select import Section, Selection
+from digest.errors import TemplateError
+from digest.resources import BUILTIN_TEMPLATES
+
+logger = logging.getLogger(__name__)
+
+HTML_TEMPLATE = "email.mjml.j2"
+TEXT_TEMPLATE = "email.txt.j2"
+CSS_FILE = "email.css"
+
+PLACEHOLDERS: dict[str, str] = {
+    "unsubscribe_url": "[[digest:unsubscribe_url]]",
+    "preferences_url": "[[digest:preferences_url]]",
+    "name": "[[digest:name]]",
+    "email": "[[digest:email]]",
+}
+_MARKER = re.compile(r"\[\[digest:([a-z_]+)\]\]")
+
+PREHEADER_MIN = 40
+PREHEADER_MAX = 110
+# Zero-width joiner and no-break space after the preheader keep the inbox preview from
+# running on into the first words of the body.
+PREHEADER_PAD = "\u034f\u200c\u00a0"
+COVER_WIDTH = 552  # 600px body minus 24px padding each side
+DEFAULT_COVER_RATIO = 0.5  # height / width when the image URL does not say
+
+
+@dataclass(frozen=True)
+class ComposedEmail:
+    """One issue's email, with per-subscriber markers still in place."""
+
+    issue_id: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    headers: dict[str, str]
+    from_address: str
+    reply_to: str | None
+    sections: tuple[str, ...]
+    post_count: int
+    trimmed: tuple[str, ...] = ()
+    posts: tuple[tuple[str, str, str], ...] = ()  # (section, slug, url) in email order
+    warnings: tuple[str, ...] = ()
+    composed_at: datetime | None = None
+    size_budget: int = 100 * 1024
+    list_id: str = ""
+    web: bool = False
+
+    @property
+    def html_size(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def text_size(self) -> int:
+        return len(self.text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Personalised:
+    """A composed email with one subscriber's values filled in."""
+
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+
+
+# --------------------------------------------------------------------------- links
+
+
+def public_base(config: Config) -> str:
+    """Where ``digest serve`` and the archive are reachable."""
+    return (config.serve.public_url or config.site.base_url).rstrip("/")
+
+
+def archive_url(config: Config, issue_id: str | None = None) -> str:
+    base = f"{public_base(config)}/archive/"
+    return f"{base}{issue_id}/" if issue_id else base
+
+
+def subscriber_urls(
+    config: Config, *, unsubscribe_token: str, preferences_token: str
+) -> dict[str, str]:
+    """The unsubscribe and preferences URLs of one subscriber, for :func:`personalise`."""
+    base = public_base(config)
+    return {
+        "unsubscribe_url": f"{base}/unsubscribe/{unsubscribe_token}",
+        "preferences_url": f"{base}/preferences/{preferences_token}",
+    }
+
+
+def confirm_url(config: Config, token: str) -> str:
+    return f"{public_base(config)}/confirm/{token}"
+
+
+def safe_image_url(config: Config, url: str | None) -> tuple[str | None, str | None]:
+    """(absolute https URL, None) or (None, why it was refused)."""
+    if not url:
+        return None, None
+    candidate = url.strip()
+    if candidate.startswith("//"):
+        candidate = "https:" + candidate
+    elif candidate.startswith("/"):
+        candidate = urljoin(config.site.base_url + "/", candidate.lstrip("/"))
+    parts = urlsplit(candidate)
+    if parts.scheme.casefold() != "https" or not parts.netloc:
+        scheme = parts.scheme or "relative"
+        return None, f"{scheme}: image refused (only absolute https images are shown)"
+    if any(c in candidate for c in "\"'<>\\ \t\n"):
+        return None, "image URL has characters that are not allowed in a URL"
+    return candidate, None
+
+
+def _cover_height(url: str) -> int:
+    """The height that keeps the image's proportions, when its URL says (w=…&h=…)."""
+    query = parse_qs(urlsplit(url).query)
+    try:
+        width = int(query["w"][0])
+        height = int(query["h"][0])
+    except (KeyError, ValueError, IndexError):
+        return round(COVER_WIDTH * DEFAULT_COVER_RATIO)
+    if width <= 0 or height <= 0:
+        return round(COVER_WIDTH * DEFAULT_COVER_RATIO)
+    return max(1, round(COVER_WIDTH * height / width))
+
+
+def _utm(config: Config, issue_id: str) -> dict[str, str]:
+    return {k: v.replace("{issue_id}", issue_id) for k, v in config.email.utm.items()}
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def _wrap(text: str, width: int = 72, indent: str = "", hanging: str | None = None) -> str:
+    subsequent = indent if hanging is None else hanging
+    paragraphs = [p for p in re.split(r"\n\s*\n", str(text))]
+    wrapped = [
+        textwrap.fill(
+            " ".join(p.split()),
+            width=width,
+            initial_indent=indent,
+            subsequent_indent=subsequent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for p in paragraphs
+        if p.strip()
+    ]
+    return "\n\n".join(wrapped)
+
+
+@lru_cache(maxsize=8)
+def _environment(user_dir: str | None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if user_dir:
+        loaders.append(jinja2.FileSystemLoader(user_dir))
+    loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=lambda name: name is None or not name.endswith(".txt.j2"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+    env.filters["wrap"] = _wrap
+    return env
+
+
+def environment(config: Config) -> jinja2.Environment:
+    user = config.email.templates_dir
+    return _environment(str(config.path(user)) if user else None)
+
+
+def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(
+            f"template {exc.name!r} not found in {_searched(env)}", path=str(exc.name)
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            exc.message or "syntax error", path=exc.filename, line=exc.lineno
+        ) from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(
+            f"{exc.message}; the names a template can use are {', '.join(sorted(context))}",
+            path=name,
+        ) from None
+
+
+def _searched(env: jinja2.Environment) -> str:
+    loader = env.loader
+    folders: list[str] = []
+    if isinstance(loader, jinja2.ChoiceLoader):
+        for inner in loader.loaders:
+            if isinstance(inner, jinja2.FileSystemLoader):
+                folders.extend(str(p) for p in inner.searchpath)
+    return ", ".join(folders)
+
+
+def _css(env: jinja2.Environment) -> str:
+    assert env.loader is not None
+    try:
+        source, _, _ = env.loader.get_source(env, CSS_FILE)
+    except jinja2.TemplateNotFound:
+        return ""
+    return source
+
+
+def _mjml_to_html(mjml: str, css: str, inline: bool = True) -> str:
+    try:
+        result = mjml2html(mjml)
+    except Exception as exc:  # mjml-python raises plain exceptions for bad markup
+        raise TemplateError(f"MJML could not render the email: {exc}", path=HTML_TEMPLATE) from None
+    html: str = result if isinstance(result, str) else str(result)
+    if not inline:
+        return html
+    # MJML's own <style> blocks (resets, @media, Outlook fixes) are left exactly as they are;
+    # premailer only inlines email.css, and adds its @media rules to <head>.
+    html = html.replace(
+        '<style type="text/css">', '<style type="text/css" data-premailer="ignore">'
+    )
+    # premailer keeps a doctype only when it matches lxml's spelling.
+    html = re.sub(r"^\s*<!doctype html>", "<!DOCTYPE html>", html, flags=re.IGNORECASE)
+    premailer = Premailer(
+        css_text=[css] if css else None,
+        keep_style_tags=False,
+        allow_network=False,
+        allow_loading_external_files=False,
+        disable_validation=True,
+        disable_link_rewrites=True,
+        remove_classes=False,
+        strip_important=False,
+        disable_basic_attributes=["width", "height"],
+        cssutils_logging_level=logging.CRITICAL,
+        cache_css_parsing=True,
+    )
+    inlined: str = premailer.transform(html).replace(' data-premailer="ignore"', "")
+    if not inlined.lstrip().upper().startswith("<!DOCTYPE"):
+        inlined = "<!DOCTYPE html>\n" + inlined
+    return inlined
+
+
+# --------------------------------------------------------------------------- the view
+
+
+@dataclass(frozen=True)
+class _Card:
+    title: str
+    url: str
+    image: dict[str, Any] | None
+    excerpt: str
+    byline: str
+    slug: str
+
+
+@dataclass(frozen=True)
+class _SectionView:
+    name: str
+    title: str
+    posts: list[_Card]
+    more: int
+    more_url: str
+
+
+@dataclass
+class _Plan:
+    cap: int | None = None
+    compact: bool = False
+
+
+def date_range(selection: Selection) -> str:
+    start = selection.window.start.date()
+    last = selection.window.last_day
+    if start == last:
+        return f"{start.day} {start:%B %Y}"
+    if (start.year, start.month) == (last.year, last.month):
+        return f"{start.day}–{last.day} {last:%B %Y}"
+    if start.year == last.year:
+        return f"{start.day} {start:%B} – {last.day} {last:%B %Y}"
+    return f"{start.day} {start:%B %Y} – {last.day} {last:%B %Y}"
+
+
+def issue_title(selection: Selection) -> str:
+    match = re.fullmatch(r"(\d{4})-W(\d{2})", selection.issue_id)
+    if match:
+        return f"Week {int(match.group(2))}, {match.group(1)}"
+    return f"Issue {selection.issue_id}"
+
+
+def _byline(post: Post) -> str:
+    day = f"{post.date.day} {post.date:%b %Y}"
+    return f"{post.author} · {day}" if post.author else day
+
+
+def _card(config: Config, post: Post, utm: dict[str, str], warnings: list[str]) -> _Card:
+    src, problem = safe_image_url(config, post.cover_image)
+    if problem:
+        warnings.append(f"{post.path}: cover image {problem}")
+    image = None
+    if src:
+        image = {
+            "src": src,
+            "width": COVER_WIDTH,
+            "height": _cover_height(src),
+            "alt": post.extra.get("coverAlt") or post.title,
+        }
+    return _Card(
+        title=post.title,
+        url=with_query(post_url(config, post), utm),
+        image=image,
+        excerpt=post.excerpt,
+        byline=_byline(post),
+        slug=post.slug,
+    )
+
+
+def _fill_template(template: str, key: str, values: Mapping[str, Any]) -> str:
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise TemplateError(
+            f"{key}: {template!r} uses {exc}, which is not one of {{{'}, {'.join(sorted(values))}}}"
+        ) from None
+
+
+def _subject(config: Config, selection: Selection, intro: Intro | None) -> str:
+    if intro and intro.subject:
+        return intro.subject
+    posts = selection.posts
+    values = {
+        "site": config.site.name,
+        "top_title": posts[0].title if posts else "",
+        "n": max(len(posts) - 1, 0),
+        "count": len(posts),
+        "issue_id": selection.issue_id,
+        "week": selection.issue_id,
+    }
+    subject = _fill_template(config.email.subject, "email.subject", values)
+    if len(posts) == 1:
+        subject = re.sub(r"\s+and 0 more\b", "", subject)
+    return " ".join(subject.split())
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-–—") + "…"
+
+
+def fit_preheader(text: str, filler: str) -> str:
+    """``text`` cut to 110 characters, or topped up from ``filler`` to at least 40."""
+    text = " ".join(text.split())
+    if len(text) < PREHEADER_MIN:
+        text = f"{text} — {filler}" if text else filler
+    return _cut(text, PREHEADER_MAX)
+
+
+def _preheader(config: Config, selection: Selection, intro: Intro | None) -> str:
+    posts = selection.posts
+    filler = f"This week in {config.site.name}: " + ", ".join(p.title for p in posts[:3])
+    if intro and intro.preheader:
+        return fit_preheader(intro.preheader, filler)
+    values = {
+        "site": config.site.name,
+        "count": len(posts),
+        "n": max(len(posts) - 1, 0),
+        "titles": "; ".join(p.title for p in posts[:4]),
+        "top_title": posts[0].title if posts else "",
+        "issue_id": selection.issue_id,
+        "week": selection.issue_id,
+    }
+    text = _fill_template(config.email.preheader, "email.preheader", values)
+    if len(posts) == 1:
+        text = text.replace("1 posts", "1 post")
+    return fit_preheader(text, filler)
+
+
+def _preheader_padding(preheader: str) -> str:
+    return PREHEADER_PAD * max(0, 150 - len(preheader))
+
+
+def _headers(config: Config, subject: str) -> dict[str, str]:
+    sender = config.sender
+    mailto = ""
+    if sender.unsubscribe_mailto:
+        mailto = f", <mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>"
+    headers = {
+        "From": formataddr((sender.from_name, sender.from_email)),
+        "Subject": subject,
+        "List-Id": f"{config.site.name} <{config.list_id}>",
+        "List-Unsubscribe": f"<{PLACEHOLDERS['unsubscribe_url']}>{mailto}",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    if sender.reply_to:
+        headers["Reply-To"] = sender.reply_to
+    return headers
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def compose(
+    config: Config,
+    selection: Selection,
+    *,
+    now: datetime,
+    intro: Intro | None = None,
+    web: bool = False,
+) -> ComposedEmail:
+    """The issue's email. ``web=True`` gives the archive's version (no subscriber links)."""
+    env = environment(config)
+    css = _css(env)
+    utm = _utm(config, selection.issue_id)
+    warnings: list[str] = []
+    cards = {
+        section.name: [_card(config, post, utm, warnings) for post in section.posts]
+        for section in selection.sections
+    }
+    subject = _subject(config, selection, intro)
+    preheader = _preheader(config, selection, intro)
+    links = {
+        "unsubscribe": PLACEHOLDERS["unsubscribe_url"],
+        "preferences": PLACEHOLDERS["preferences_url"],
+        "view_in_browser": archive_url(config, selection.issue_id),
+        "archive": archive_url(config),
+    }
+    base_context: dict[str, Any] = {
+        "lang": config.site.language,
+        "subject": subject,
+        "preheader": preheader,
+        "preheader_padding": _preheader_padding(preheader),
+        "site": {
+            "name": config.site.name,
+            "url": with_query(config.site.base_url + "/", utm),
+            "logo_url": safe_image_url(config, config.site.logo_url)[0],
+            "logo_width": config.site.logo_width,
+            "logo_height": config.site.logo_height,
+        },
+        # markdown-it renders the intro with raw HTML off and unsafe links refused.
+        "intro": {"html": Markup(intro.html), "text": intro.text} if intro else None,
+        "links": links,
+        "postal_address": config.sender.postal_address,
+        "placeholders": PLACEHOLDERS,
+        "web": web,
+    }
+
+    def render(plan: _Plan, inline: bool = True) -> tuple[str, str, list[_SectionView]]:
+        views = _section_views(config, selection.sections, cards, utm, plan.cap)
+        count = sum(len(v.posts) for v in views)
+        context = {
+            **base_context,
+            "issue": {
+                "id": selection.issue_id,
+                "title": issue_title(selection),
+                "date_range": date_range(selection),
+                "post_count": count,
+            },
+            "sections": views,
+            "compact": plan.compact,
+        }
+        mjml = render_template(env, HTML_TEMPLATE, context)
+        if not inline:  # a quick lower bound of the size, for trimming
+            return _mjml_to_html(mjml, css, inline=False), "", views
+        html = _mjml_to_html(mjml, css)
+        text = render_template(env, TEXT_TEMPLATE, context)
+        return html, text, views
+
+    budget = config.email.size_budget_kb * 1024
+    trimmed, (html, text, views) = _fit(config, selection, render, budget)
+    text = text.strip("\n") + "\n"
+    return ComposedEmail(
+        issue_id=selection.issue_id,
+        subject=subject,
+        preheader=preheader,
+        html=html,
+        text=text,
+        headers=_headers(config, subject),
+        from_address=formataddr((config.sender.from_name, config.sender.from_email)),
+        reply_to=config.sender.reply_to,
+        sections=tuple(v.name for v in views),
+        post_count=sum(len(v.posts) for v in views),
+        trimmed=tuple(trimmed),
+        posts=tuple((v.name, c.slug, c.url) for v in views for c in v.posts),
+        warnings=tuple(warnings),
+        composed_at=now,
+        size_budget=budget,
+        list_id=config.list_id,
+        web=web,
+    )
+
+
+def _section_views(
+    config: Config,
+    sections: tuple[Section, ...],
+    cards: dict[str, list[_Card]],
+    utm: dict[str, str],
+    cap: int | None,
+) -> list[_SectionView]:
+    views = []
+    for section in sections:
+        shown = cards[section.name] if cap is None else cards[section.name][:cap]
+        more = section.more + len(cards[section.name]) - len(shown)
+        views.append(
+            _SectionView(
+                name=section.name,
+                title=section.title,
+                posts=shown,
+                more=more,
+                more_url=with_query(category_url(config, section.name), utm),
+            )
+        )
+    return views
+
+
+Rendered = tuple[str, str, list[_SectionView]]
+
+
+def _fit(
+    config: Config,
+    selection: Selection,
+    render: Callable[[_Plan, bool], Rendered],
+    budget: int,
+) -> tuple[list[str], Rendered]:
+    """Render, and if over budget, trim by the configured policy until it fits."""
+
+    def size(result: Rendered) -> int:
+        return len(result[0].encode("utf-8"))
+
+    # MJML's output before premailer is a lower bound of the final size (premailer only
+    # adds inline styles), and costs a fraction of it: a plan over budget before premailer
+    # is never inlined.
+    quick_full = size(render(_Plan(), False))
+    if quick_full <= budget:
+        result = render(_Plan(), True)
+        if size(result) <= budget:
+            return [], result
+    full = quick_full
+    most = max((len(s.posts) for s in selection.sections), default=0)
+    policy = list(config.email.trim_policy)
+    floor = min(config.email.trim_min_posts, most)
+
+    # Each phase is (compact?, lowest cap to try); size grows with the cap, so a phase
+    # is a binary search for the largest cap that fits.
+    phases: list[tuple[bool, int]] = []
+    compact = False
+    for i, step in enumerate(policy):
+        if step == "fewer_posts":
+            later_compact = "compact_cards" in policy[i + 1 :]
+            phases.append((compact, floor if later_compact else 1))
+        elif step == "compact_cards":
+            compact = True
+            phases.append((True, most))
+    if phases and policy[-1] == "compact_cards" and "fewer_posts" in policy:
+        phases.append((True, 1))  # compact cards, then fewer of them if still too big
+
+    cache: dict[tuple[bool, int, bool], Rendered] = {}
+
+    def attempt(compact_cards: bool, cap: int, inline: bool = True) -> Rendered:
+        key = (compact_cards, cap, inline)
+        if key not in cache:
+            plan = _Plan(cap=None if cap >= most else cap, compact=compact_cards)
+            cache[key] = render(plan, inline)
+        return cache[key]
+
+    best: tuple[bool, int] | None = None
+    smallest = (False, most)
+    for compact_cards, lowest in phases:
+        # The largest cap whose quick size fits, then down from there until the real one does.
+        low, high, candidate = lowest, most, None
+        while low <= high:
+            middle = (low + high) // 2
+            if size(attempt(compact_cards, middle, False)) <= budget:
+                candidate, low = middle, middle + 1
+            else:
+                high = middle - 1
+        found = None
+        cap = candidate
+        while cap is not None and cap >= lowest:
+            if size(attempt(compact_cards, cap)) <= budget:
+                found = cap
+                break
+            cap -= 1
+        if found is not None:
+            best = (compact_cards, found)
+            break
+        smallest = (compact_cards, lowest)
+
+    chosen = best or smallest
+    result = attempt(*chosen)
+    compact_cards, cap = chosen
+    trimmed: list[str] = []
+    if cap < most:
+        left_out = sum(max(0, len(s.posts) - cap) for s in selection.sections)
+        trimmed.append(
+            f"fewer_posts: at most {cap} posts per section ({left_out} left out, "
+            f"linked from each section's 'more' link)"
+        )
+    if compact_cards:
+        trimmed.append("compact_cards: cards without cover images or excerpts")
+    if best is None:
+        trimmed.append(
+            f"over budget: {size(result):,} bytes after trimming (was {full:,}); "
+            f"the budget is {budget:,}"
+        )
+        logger.warning("the email is still over its size budget after trimming")
+    return trimmed, result
+
+
+# --------------------------------------------------------------------------- sending
+
+
+def _fill(text: str, values: Mapping[str, str], escape: bool) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            return match.group(0)
+        value = values[name]
+        return html_lib.escape(value, quote=True) if escape else value
+
+    return _MARKER.sub(replace, text)
+
+
+def personalise(composed: ComposedEmail, values: Mapping[str, str]) -> Personalised:
+    """Fill the markers with one subscriber's values (HTML-escaped in the HTML only).
+
+    Markers without a value are left as they are.
+    """
+    return Personalised(
+        subject=_fill(composed.subject, values, escape=False),
+        html=_fill(composed.html, values, escape=True),
+        text=_fill(composed.text, values, escape=False),
+        headers={k: _fill(v, values, escape=False) for k, v in composed.headers.items()},
+    )
+
+
+def message_id_for(composed: ComposedEmail, to: str) -> str:
+    """A Message-ID that is the same for the same issue, content and recipient."""
+    domain = composed.from_address.rsplit("@", 1)[-1].rstrip(">") or "digest.invalid"
+    digest = hashlib.sha256(f"{composed.issue_id}\0{to}\0{composed.html}".encode()).hexdigest()
+    return f"<{composed.issue_id}.{digest[:24]}@{domain}>"
+
+
+def to_message(
+    composed: ComposedEmail,
+    *,
+    to: str,
+    values: Mapping[str, str],
+    message_id: str | None = None,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """The complete multipart/alternative message for one recipient."""
+    filled = personalise(composed, {"email": to, **values})
+    message = EmailMessage(policy=SMTP)
+    message["From"] = filled.headers["From"]
+    message["To"] = to
+    if "Reply-To" in filled.headers:
+        message["Reply-To"] = filled.headers["Reply-To"]
+    message["Subject"] = filled.subject
+    when = date or composed.composed_at
+    if when is None:
+        raise ValueError("to_message needs a date when the email was composed without one")
+    message["Date"] = format_datetime(when)
+    message["Message-ID"] = message_id or message_id_for(composed, to)
+    for name in ("List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"):
+        if name in filled.headers:
+            message[name] = filled.headers[name]
+    message.set_content(filled.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(filled.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # A boundary derived from the content keeps the bytes stable; "=_" cannot occur in
+    # quoted-printable text, so it cannot collide with the parts.
+    seed = f"{message['Message-ID']}\0{filled.text}\0{filled.html}".encode()
+    message.set_boundary(f"=_digest_{hashlib.sha256(seed).hexdigest()[:32]}")
+    return message
+
+
+# --------------------------------------------------------------------------- wire bytes
+
+# Headers that are pure ASCII are written on one line up to 998 characters (RFC 5322), so a
+# long List-Unsubscribe URL stays one token; headers that need RFC 2047 encoded words are
+# folded at 78 so that no encoded word is longer than 75 characters.
+_LONG_LINES = SMTP.clone(max_line_length=998)
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOTTED = rf"{_ATOM}(?:\.{_ATOM})*"
+_PLAIN_ADDRESS = re.compile(rf"{_DOTTED}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_PLAIN_MESSAGE_ID = re.compile(rf"<{_DOTTED}@{_DOTTED}>")
+
+
+_ADDRESS_HEADERS = frozenset({"From", "To", "Cc", "Reply-To", "Sender"})
+
+
+def wire_header(name: str, value: str) -> bytes:
+    """One header line (folded if needed), CRLF-terminated, as ``to_message`` would write it.
+
+    Short plain-ASCII values (a bare address for address headers, ``<id@host>`` for
+    Message-ID, anything without encoded-word look-alikes for free-text headers) are
+    written as they are; everything else goes through the ``email`` package's header
+    registry (RFC 2047 encoded words for non-ASCII, address and Message-ID syntax).
+    """
+    plain = (
+        value.isascii()
+        and "=?" not in value
+        and "\r" not in value
+        and "\n" not in value
+        and "  " not in value
+        and len(name) + len(value) + 2 <= 998
+        and value == value.strip()
+    )
+    if plain:
+        if name in _ADDRESS_HEADERS:
+            plain = _PLAIN_ADDRESS.fullmatch(value) is not None
+        elif name == "Message-ID":
+            plain = _PLAIN_MESSAGE_ID.fullmatch(value) is not None
+        elif name == "Date":
+            plain = False
+    if plain:
+        return f"{name}: {value}\r\n".encode("ascii")
+    return _fold_header(name, value)
+
+
+def _fold_header(name: str, value: str) -> bytes:
+    policy = _LONG_LINES if value.isascii() else SMTP
+    folded: str = policy.header_factory(name, value).fold(policy=policy)
+    return folded.encode("ascii")
+
+
+def qp_lines(text: str) -> bytes:
+    """Quoted-printable (RFC 2045) of UTF-8 ``text`` with CRLF line ends.
+
+    Line ends are normalised the way ``EmailMessage.set_content`` does (``\\r\\n``, ``\\r``
+    and ``\\n`` each end a line, and the body ends with one). ``binascii.b2a_qp`` encodes
+    ``=``, every byte outside printable ASCII, and a space or tab at the end of a line;
+    soft line breaks keep each line at 76 characters or fewer. A ``.`` at the start of a
+    line is left alone: doubling it is the SMTP layer's job.
+    """
+    lines = text.encode("utf-8").splitlines()
+    body = b"\n".join(lines) + b"\n"
+    return binascii.b2a_qp(body, istext=True).replace(b"\n", b"\r\n")
+
+
+class _Body:
+    """One part's body, quoted-printable encoded once except for the lines with markers.
+
+    QP encoding of a line depends only on that line, so runs of lines without markers are
+    encoded once per variant; each recipient costs one substitution and one encoding of
+    the few lines that hold markers.
+    """
+
+    def __init__(self, text: str, escape: bool) -> None:
+        self.escape = escape
+        self.parts: list[bytes | str] = []
+        lines = text.splitlines()
+        static: list[str] = []
+        for line in lines:
+            if "[[digest:" in line:
+                if static:
+                    self.parts.append(qp_lines("\n".join(static)))
+                    static = []
+                self.parts.append(line)
+            else:
+                static.append(line)
+        if static or not lines:
+            self.parts.append(qp_lines("\n".join(static)))
+
+    def render(self, values: Mapping[str, str]) -> bytes:
+        out: list[bytes] = []
+        for part in self.parts:
+            if isinstance(part, bytes):
+                out.append(part)
+            else:
+                out.append(qp_lines(_fill(part, values, self.escape)))
+        return b"".join(out)
+
+
+class WireTemplate:
+    """The bytes of one variant's message, built once; :meth:`render` fills one recipient.
+
+    Produces what ``to_message(...).as_bytes(policy=WIRE_POLICY)`` does (the same headers,
+    the same decoded parts; tests compare the two) at a fraction of the cost: the shared
+    headers, the multipart structure with a fixed per-variant boundary and the part
+    headers are written once; per recipient only the markers are substituted, the lines
+    holding them are quoted-printable encoded, and To, Message-ID and any header holding
+    a marker are written.
+    """
+
+    def __init__(self, composed: Any, *, date: datetime | None = None) -> None:
+        when = date or getattr(composed, "composed_at", None)
+        if when is None:
+            raise ValueError("a wire template needs a date when the email has none")
+        headers: Mapping[str, str] = composed.headers
+        self.subject: str = composed.subject
+        seed = f"{composed.issue_id}\0{composed.text}\0{composed.html}\0{self.subject}".encode()
+        boundary = f"=_digest_{hashlib.sha256(seed).hexdigest()[:32]}"
+        # (name, template): bytes when fixed for the variant, str when it holds markers.
+        self.head: list[tuple[str, bytes | str]] = []
+
+        def add(name: str, value: str) -> None:
+            self.head.append((name, value if "[[digest:" in value else wire_header(name, value)))
+
+        add("From", headers["From"])
+        self.head.append(("To", ""))
+        if "Reply-To" in headers:
+            add("Reply-To", headers["Reply-To"])
+        add("Subject", self.subject)
+        add("Date", format_datetime(when))
+        self.head.append(("Message-ID", ""))
+        for name in ("List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"):
+            if name in headers:
+                add(name, headers[name])
+        self.structure = (
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="' + boundary.encode() + b'"\r\n'
+            b"\r\n--" + boundary.encode() + b"\r\n"
+            b'Content-Type: text/plain; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self.middle = (
+            b"\r\n--" + boundary.encode() + b"\r\n"
+            b'Content-Type: text/html; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n"
+            # add_alternative() writes this on the HTML part too; kept for identical parts.
+            b"MIME-Version: 1.0\r\n\r\n"
+        )
+        self.end = b"\r\n--" + boundary.encode() + b"--\r\n"
+        self.text = _Body(composed.text, escape=False)
+        self.html = _Body(composed.html, escape=True)
+
+    def render(self, *, to: str, values: Mapping[str, str], message_id: str) -> bytes:
+        """The whole message for one recipient, CRLF line ends, ready for a file or DATA."""
+        filled = {"email": to, **values}
+        out: list[bytes] = []
+        for name, template in self.head:
+            if name == "To":
+                out.append(wire_header("To", to))
+            elif name == "Message-ID":
+                out.append(wire_header("Message-ID", message_id))
+            elif isinstance(template, bytes):
+                out.append(template)
+            else:
+                out.append(wire_header(name, _fill(template, filled, escape=False)))
+        out.append(self.structure)
+        out.append(self.text.render(filled))
+        out.append(self.middle)
+        out.append(self.html.render(filled))
+        out.append(self.end)
+        return b"".join(out)
+
+
+def sample_values(config: Config) -> dict[str, str]:
+    """Values for a proof copy sent to the sender: real-looking links, no real token."""
+    urls = subscriber_urls(config, unsubscribe_token="preview", preferences_token="preview")
+    return {**urls, "name": "", "email": config.sender.from_email}
+
+
+__all__ = [
+    "PLACEHOLDERS",
+    "ComposedEmail",
+    "Personalised",
+    "WireTemplate",
+    "compose",
+    "personalise",
+    "to_message",
+]

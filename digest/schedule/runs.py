@@ -1,0 +1,178 @@
+"""The record of scheduled runs: which occurrence ran, for which issue, and how it ended.
+
+One row per scheduled occurrence, keyed by its instant in UTC. ``digest run`` reads it to
+stay idempotent (an occurrence that has finished is never run again) and to resume one
+that was interrupted. What was actually sent to whom lives in the send ledger; this table
+only says what the scheduler decided and how each attempt ended.
+
+Outcomes::
+
+    running        started and not finished: the process died or was killed (resumable)
+    stopped        a stop signal ended the send at a safe point (resumable)
+    failed         the job raised an error (retried by the next run within the grace period)
+    sent           the issue went out (or the ledger says it already had)
+    already-sent   the ledger had nothing left to send for this issue
+    skipped-empty  the week had no posts and ``schedule.skip_empty`` is on
+    empty          the week had no posts and ``schedule.skip_empty`` is off (reported)
+    missed         the occurrence was found later than the grace period allows
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from digest.errors import StoreError
+from digest.store.sqlite import open_database
+
+FINAL_OUTCOMES = frozenset({"sent", "already-sent", "skipped-empty", "empty", "missed"})
+RESUMABLE_OUTCOMES = frozenset({"running", "stopped"})
+OUTCOMES = FINAL_OUTCOMES | RESUMABLE_OUTCOMES | {"failed"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    occurrence  TEXT PRIMARY KEY,   -- the scheduled instant, UTC ISO 8601
+    issue_id    TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    started_at  TEXT,
+    finished_at TEXT,
+    sent        INTEGER NOT NULL DEFAULT 0,
+    failed      INTEGER NOT NULL DEFAULT 0,
+    detail      TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def _utc(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("run times must be timezone-aware")
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of the runs table."""
+
+    occurrence: datetime
+    issue_id: str
+    outcome: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    sent: int
+    failed: int
+    detail: str
+
+    @property
+    def final(self) -> bool:
+        return self.outcome in FINAL_OUTCOMES
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class RunStore:
+    """The runs table in its own SQLite file (``schedule.database``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = open_database(path, _SCHEMA, what="the runs database (schedule.database)")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: cannot record the run: {exc}") from None
+
+    def get(self, occurrence: datetime) -> Run | None:
+        row = self._db.execute(
+            "SELECT * FROM runs WHERE occurrence = ?", (_utc(occurrence),)
+        ).fetchone()
+        return self._run(row) if row else None
+
+    def latest(self) -> Run | None:
+        row = self._db.execute("SELECT * FROM runs ORDER BY occurrence DESC LIMIT 1").fetchone()
+        return self._run(row) if row else None
+
+    def all(self) -> list[Run]:
+        rows = self._db.execute("SELECT * FROM runs ORDER BY occurrence").fetchall()
+        return [self._run(row) for row in rows]
+
+    def start(self, occurrence: datetime, issue_id: str, *, now: datetime) -> Run:
+        """Mark ``occurrence`` as running (again), counting the attempt."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (occurrence, issue_id, outcome, attempts, started_at)"
+                " VALUES (?, ?, 'running', 1, ?)"
+                " ON CONFLICT(occurrence) DO UPDATE SET outcome = 'running',"
+                " attempts = attempts + 1, started_at = excluded.started_at,"
+                " finished_at = NULL, issue_id = excluded.issue_id",
+                (_utc(occurrence), issue_id, _utc(now)),
+            )
+        run = self.get(occurrence)
+        assert run is not None
+        return run
+
+    def finish(
+        self,
+        occurrence: datetime,
+        issue_id: str,
+        outcome: str,
+        *,
+        now: datetime,
+        sent: int = 0,
+        failed: int = 0,
+        detail: str = "",
+    ) -> Run:
+        """Record how ``occurrence`` ended (inserting the row if it never started)."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown run outcome {outcome!r}")
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (occurrence, issue_id, outcome, finished_at, sent, failed,"
+                " detail) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(occurrence) DO UPDATE SET outcome = excluded.outcome,"
+                " finished_at = excluded.finished_at, sent = runs.sent + excluded.sent,"
+                " failed = excluded.failed, detail = excluded.detail",
+                (_utc(occurrence), issue_id, outcome, _utc(now), sent, failed, detail),
+            )
+        run = self.get(occurrence)
+        assert run is not None
+        return run
+
+    @staticmethod
+    def _run(row: tuple[object, ...]) -> Run:
+        occurrence, issue_id, outcome, attempts, started, finished, sent, failed, detail = row
+        parsed = _parse(str(occurrence))
+        assert parsed is not None
+        return Run(
+            occurrence=parsed,
+            issue_id=str(issue_id),
+            outcome=str(outcome),
+            attempts=int(str(attempts)),
+            started_at=_parse(started if isinstance(started, str) else None),
+            finished_at=_parse(finished if isinstance(finished, str) else None),
+            sent=int(str(sent)),
+            failed=int(str(failed)),
+            detail=str(detail),
+        )

@@ -1,0 +1,600 @@
+"""When to send, and the one idempotent job that sends whatever is due.
+
+Three layers, each usable on its own:
+
+* :class:`Schedule` is the occurrence maths: a cron expression read as wall-clock time in
+  an IANA timezone. It never reads the clock.
+* :func:`run_due` is what ``digest run`` does once: find the latest occurrence at or
+  before ``now``, decide whether it is due (not yet finished, not older than the grace
+  period), work out its issue (the last complete week before the occurrence), call the
+  injected job and record the outcome in the :class:`~digest.schedule.runs.RunStore`.
+* :class:`Scheduler` is ``digest schedule``: it holds a lock, catches up on start, then
+  sleeps until each next occurrence and calls :func:`run_due`. The clock and the sleep are
+  injected (:class:`Clock`), so tests run weeks of schedule without sleeping.
+
+Daylight saving time
+--------------------
+Occurrences are wall-clock times in the schedule's timezone, as a person reads the cron
+line ("09:00 on Mondays" stays 09:00 local in summer and winter). Two wall-clock hours are
+special, and digest resolves them the same way in every timezone:
+
+* **Skipped hour** (spring forward: 02:00–03:00 does not exist in Europe/Berlin on the
+  last Sunday of March): an occurrence that falls in the gap runs at the first instant
+  after it (02:30 runs at 03:00). Several occurrences in the gap, and one at the end of
+  the gap, collapse into a single run.
+* **Repeated hour** (fall back: 02:00–03:00 happens twice in Europe/Berlin on the last
+  Sunday of October): an occurrence runs once, in the first pass of that hour (the
+  earlier instant, ``fold=0``). It is not repeated in the second pass.
+
+croniter on its own runs a repeated-hour occurrence twice; the wall-clock resolution here
+is done explicitly so the rule above holds whatever croniter's version does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Protocol
+from zoneinfo import ZoneInfo
+
+from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+
+from digest.content.select import Window, last_complete_week
+from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
+from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
+from digest.store.lock import FileLock
+
+if TYPE_CHECKING:
+    from digest.config import Config
+
+log = logging.getLogger(__name__)
+
+CRON_EXAMPLE = '"0 9 * * MON" (minute hour day-of-month month day-of-week)'
+
+# A wall-clock time is looked up from this far before the instant asked about, so an
+# occurrence in a repeated hour is still found; no zone shifts its clock by more.
+_DST_SLACK = timedelta(hours=3)
+# How many missed occurrences are counted (for the log line) before giving up counting.
+_COUNT_LIMIT = 10_000
+
+
+# --------------------------------------------------------------------------- occurrences
+
+
+def check_cron(expression: str) -> str:
+    """Validate a cron expression; return it tidied, or raise ValueError saying how to fix it.
+
+    Five fields (minute hour day-of-month month day-of-week), or six with seconds first
+    (``*/10 * * * * *``), or an alias such as ``@weekly``.
+    """
+    text = " ".join(expression.split())
+    fields = text.split(" ")
+    if not text.startswith("@") and len(fields) not in (5, 6):
+        raise ValueError(
+            f"'{expression}' has {len(fields)} field{'s' if len(fields) != 1 else ''}; "
+            f"a cron expression has five, such as {CRON_EXAMPLE}, or six with seconds first"
+        )
+    try:
+        iterator = croniter(text, datetime(2000, 1, 1), second_at_beginning=True)
+        iterator.get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(
+            f"'{expression}' never happens (no date matches it); "
+            f"use a date that exists, such as {CRON_EXAMPLE}"
+        ) from None
+    except (CroniterBadCronError, CroniterError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"'{expression}' is not a cron expression ({exc}); write one such as {CRON_EXAMPLE}"
+        ) from None
+    return text
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A cron expression read as wall-clock time in ``tz``."""
+
+    cron: str
+    tz: ZoneInfo
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "cron", check_cron(self.cron))
+        except ValueError as exc:
+            raise ConfigError(f"schedule.cron: {exc}") from None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Schedule:
+        name = config.schedule.timezone or config.timezone
+        return cls(config.schedule.cron, ZoneInfo(name))
+
+    def _resolve(self, wall: datetime) -> datetime:
+        """The instant a naive wall-clock time stands for (see the module's DST rules)."""
+        first = wall.replace(tzinfo=self.tz, fold=0)
+        if first.astimezone(timezone.utc).astimezone(self.tz).replace(tzinfo=None) == wall:
+            return first  # exists (once, or twice: the first pass wins)
+        # In a gap: the two readings straddle the transition; find its instant.
+        lo = wall.replace(tzinfo=self.tz, fold=1).astimezone(timezone.utc)
+        hi = first.astimezone(timezone.utc)
+        lo, hi = min(lo, hi), max(lo, hi)
+        before = lo.astimezone(self.tz).utcoffset()
+        while hi - lo > timedelta(seconds=1):
+            mid = lo + (hi - lo) / 2
+            if mid.astimezone(self.tz).utcoffset() == before:
+                lo = mid
+            else:
+                hi = mid
+        return hi.replace(microsecond=0).astimezone(self.tz)
+
+    def _walls(self, start: datetime) -> croniter:
+        return croniter(self.cron, start, second_at_beginning=True)
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first occurrence strictly after ``moment`` (aware, in the schedule's zone)."""
+        wall = moment.astimezone(self.tz).replace(tzinfo=None) - _DST_SLACK
+        walls = self._walls(wall)
+        while True:
+            candidate = self._resolve(walls.get_next(datetime))
+            if candidate > moment:
+                return candidate
+
+    def latest_at_or_before(self, moment: datetime) -> datetime | None:
+        """The last occurrence at or before ``moment``, or None if there is none."""
+        wall = moment.astimezone(self.tz).replace(tzinfo=None) + _DST_SLACK
+        walls = self._walls(wall + timedelta(seconds=1))
+        try:
+            while True:
+                candidate = self._resolve(walls.get_prev(datetime))
+                if candidate <= moment:
+                    return candidate
+        except CroniterBadDateError:
+            return None
+
+    def upcoming(self, after: datetime, count: int) -> list[datetime]:
+        """The next ``count`` occurrences after ``after``."""
+        found: list[datetime] = []
+        moment = after
+        for _ in range(count):
+            moment = self.next_after(moment)
+            found.append(moment)
+        return found
+
+    def count_between(self, after: datetime, until: datetime, limit: int = _COUNT_LIMIT) -> int:
+        """How many occurrences fall in (after, until), counting at most ``limit``."""
+        count = 0
+        moment = self.next_after(after)
+        while moment < until and count < limit:
+            count += 1
+            moment = self.next_after(moment)
+        return count
+
+
+# --------------------------------------------------------------------------------- clocks
+
+
+class Clock(Protocol):
+    """Where the scheduler gets the time, and how it waits."""
+
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        """Wait ``seconds`` or until ``stop`` is set, whichever comes first."""
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(max(0.0, seconds))
+
+
+class ScaledClock:
+    """A clock that reads ``start`` at the real instant ``anchor`` and runs ``speed`` times
+    faster than real time: for rehearsing a weekly schedule in seconds.
+
+    Every process given the same anchor, start and speed sees the same timeline, so a
+    restarted scheduler carries on where the killed one was.
+    """
+
+    def __init__(self, start: datetime, anchor: float, speed: float = 1.0) -> None:
+        if start.tzinfo is None:
+            raise ValueError("the rehearsal clock's start must carry a UTC offset")
+        self.start = start
+        self.anchor = anchor
+        self.speed = speed
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(time.time() - self.anchor) * self.speed)
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(max(0.0, seconds / self.speed))
+
+
+CLOCK_ENV = "DIGEST_CLOCK"
+
+
+def clock_from_env(environ: dict[str, str] | None = None) -> Clock:
+    """The system clock, or a rehearsal clock from ``DIGEST_CLOCK``.
+
+    ``DIGEST_CLOCK="2026-11-16T08:59:00+01:00@1763279940x60480"`` reads 08:59 on that day
+    at the Unix time after ``@``, and runs 60480 times faster (a week every 10 seconds).
+    It exists to rehearse a schedule end to end (the test suite does); never set it in
+    production.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(CLOCK_ENV)
+    if not value:
+        return SystemClock()
+    try:
+        start_text, rest = value.split("@", 1)
+        anchor_text, _, speed_text = rest.partition("x")
+        return ScaledClock(
+            datetime.fromisoformat(start_text), float(anchor_text), float(speed_text or 1)
+        )
+    except ValueError:
+        raise ConfigError(
+            f"{CLOCK_ENV}={value!r}: expected START@UNIX_TIME[xSPEED], such as "
+            "2026-11-16T08:59:00+01:00@1763279940x60480 (or unset it to use the real clock)"
+        ) from None
+
+
+# ------------------------------------------------------------------------------ the job
+
+
+@dataclass(frozen=True)
+class Due:
+    """An occurrence to act on, and the issue it sends."""
+
+    occurrence: datetime
+    window: Window
+
+    @property
+    def issue_id(self) -> str:
+        return self.window.issue_id
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How the job ended: ``sent``, ``already-sent`` or ``empty``, with counts."""
+
+    outcome: str
+    sent: int = 0
+    failed: int = 0
+    detail: str = ""
+
+
+class Stopped(DigestError):
+    """A stop was asked for and the job stopped at a safe point; the next run resumes."""
+
+    exit_code = 6
+
+
+Job = Callable[[Due, threading.Event], JobResult]
+
+
+def issue_window(occurrence: datetime, tz: ZoneInfo, week_start: str = "monday") -> Window:
+    """The issue the occurrence sends: the last complete week before it."""
+    return last_complete_week(occurrence, tz, week_start)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The parts of ``schedule:`` that decide what a run does."""
+
+    schedule: Schedule
+    grace: timedelta
+    skip_empty: bool = True
+    week_start: str = "monday"
+    issue_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+    @classmethod
+    def from_config(cls, config: Config) -> Policy:
+        return cls(
+            schedule=Schedule.from_config(config),
+            grace=config.schedule.grace,
+            skip_empty=config.schedule.skip_empty,
+            week_start=config.week_start,
+            issue_tz=config.tz,
+        )
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one call of :func:`run_due` did.
+
+    ``action``: ``nothing-due`` (no occurrence yet), ``done`` (the latest occurrence has
+    already finished), ``missed`` (too late to send it), or ``ran`` (the job was called;
+    ``run`` says how it ended).
+    """
+
+    action: str
+    now: datetime
+    occurrence: datetime | None
+    issue_id: str | None
+    next_occurrence: datetime
+    run: Run | None = None
+    skipped_earlier: int = 0
+    resumed: bool = False
+
+    @property
+    def message(self) -> str:
+        when = _local(self.occurrence) if self.occurrence else ""
+        nxt = f"; next run {_local(self.next_occurrence)}"
+        if self.action == "nothing-due":
+            return f"nothing due yet{nxt}"
+        if self.action == "done":
+            outcome = self.run.outcome if self.run else "done"
+            return f"nothing due: the run at {when} ({self.issue_id}) is {outcome}{nxt}"
+        if self.action == "missed":
+            late = describe_duration(self.now - self.occurrence) if self.occurrence else ""
+            return (
+                f"skipped the run at {when} ({self.issue_id}): {late} late is past the grace "
+                f"period (schedule.grace); send it by hand with `digest send --week "
+                f"{self.issue_id}` if it should still go out{nxt}"
+            )
+        assert self.run is not None
+        run = self.run
+        verb = "resumed" if self.resumed else "ran"
+        detail = f": {run.detail}" if run.detail else ""
+        return f"{verb} {when} ({run.issue_id}): {run.outcome}{detail}{nxt}"
+
+
+def _local(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def describe_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400:
+        return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 60}m {seconds % 60}s"
+
+
+def run_due(
+    policy: Policy,
+    runs: RunStore,
+    job: Job,
+    now: datetime,
+    *,
+    stop: threading.Event | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> RunReport:
+    """Do whatever the schedule says is due at ``now``, once. Safe to call at any time.
+
+    ``clock`` (default: ``now`` throughout) stamps when the job finished.
+
+    The caller holds the run lock. Raises what the job raises (after recording a
+    ``failed`` run), :class:`Stopped` after recording a ``stopped`` run, and
+    :class:`NothingToSend` for an empty week when ``skip_empty`` is off.
+    """
+    stop = stop or threading.Event()
+    schedule = policy.schedule
+    next_occurrence = schedule.next_after(now)
+    occurrence = schedule.latest_at_or_before(now)
+    if occurrence is None:
+        return RunReport("nothing-due", now, None, None, next_occurrence)
+    window = issue_window(occurrence, policy.issue_tz, policy.week_start)
+    existing = runs.get(occurrence)
+    if existing is not None and existing.final:
+        return RunReport("done", now, occurrence, existing.issue_id, next_occurrence, existing)
+
+    skipped = 0
+    if existing is None:
+        latest = runs.latest()
+        if latest is not None and latest.occurrence < occurrence:
+            skipped = schedule.count_between(latest.occurrence, occurrence)
+            if skipped:
+                log.warning(
+                    "skipped %d occurrence%s between the last recorded run (%s) and %s: "
+                    "only the latest is ever caught up",
+                    skipped,
+                    "s" if skipped != 1 else "",
+                    _local(latest.occurrence.astimezone(schedule.tz)),
+                    _local(occurrence),
+                )
+
+    resumable = existing is not None and existing.outcome in RESUMABLE_OUTCOMES
+    if now - occurrence > policy.grace and not resumable:
+        run = runs.finish(
+            occurrence,
+            window.issue_id,
+            "missed",
+            now=now,
+            detail=f"found {describe_duration(now - occurrence)} late; "
+            f"grace is {describe_duration(policy.grace)}",
+        )
+        return RunReport("missed", now, occurrence, window.issue_id, next_occurrence, run, skipped)
+
+    if resumable:
+        log.info("resuming the interrupted run at %s (%s)", _local(occurrence), window.issue_id)
+    runs.start(occurrence, window.issue_id, now=now)
+    due = Due(occurrence, window)
+    finished = clock or (lambda: now)
+    try:
+        result = job(due, stop)
+    except Stopped as exc:
+        runs.finish(occurrence, window.issue_id, "stopped", now=finished(), detail=str(exc))
+        raise
+    except DigestError as exc:
+        runs.finish(occurrence, window.issue_id, "failed", now=finished(), detail=str(exc))
+        raise
+    outcome = result.outcome
+    if outcome == "empty" and policy.skip_empty:
+        outcome = "skipped-empty"
+    run = runs.finish(
+        occurrence,
+        window.issue_id,
+        outcome,
+        now=finished(),
+        sent=result.sent,
+        failed=result.failed,
+        detail=result.detail,
+    )
+    if outcome == "empty":
+        raise NothingToSend(
+            f"{window.issue_id} has no posts ({window.describe()}), and schedule.skip_empty "
+            "is off; nothing was sent (turn skip_empty on to treat an empty week as normal)"
+        )
+    return RunReport(
+        "ran",
+        now,
+        occurrence,
+        window.issue_id,
+        next_occurrence,
+        run,
+        skipped,
+        resumed=resumable,
+    )
+
+
+# ---------------------------------------------------------------------------- scheduler
+
+# The longest single sleep: the clock is read again at least this often, so a suspended
+# laptop or a corrected system clock is noticed.
+MAX_SLEEP = timedelta(minutes=1)
+# When to try again after another process held the run lock, or after a failed run.
+LOCK_RETRY = timedelta(seconds=30)
+FAILURE_RETRY = timedelta(minutes=5)
+
+
+class Scheduler:
+    """``digest schedule``: hold the lock, catch up, then run each occurrence as it comes."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        runs: RunStore,
+        job: Job,
+        clock: Clock,
+        *,
+        lock: FileLock,
+        run_lock: FileLock | None = None,
+        stop: threading.Event | None = None,
+        on_report: Callable[[RunReport], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.runs = runs
+        self.job = job
+        self.clock = clock
+        self.lock = lock
+        self.run_lock = run_lock
+        self.stop = stop or threading.Event()
+        self.on_report = on_report or (lambda report: log.info("%s", report.message))
+
+    def run(self, *, max_wakeups: int | None = None) -> None:
+        """Run until :attr:`stop` is set (or after ``max_wakeups`` wake-ups, for tests).
+
+        Raises :class:`~digest.errors.LockError` at once if another scheduler holds the lock.
+        """
+        with self.lock:
+            schedule = self.policy.schedule
+            log.info("scheduler started: %r in %s", schedule.cron, schedule.tz)
+            retry_at = self._tick()  # catch up whatever is due now
+            wakeups = 0
+            while not self.stop.is_set():
+                if max_wakeups is not None and wakeups >= max_wakeups:
+                    return
+                target = schedule.next_after(self.clock.now())
+                if retry_at is not None:
+                    target = min(target, retry_at)
+                self._sleep_until(target)
+                if self.stop.is_set():
+                    break
+                wakeups += 1
+                retry_at = self._tick()
+            log.info("scheduler stopped")
+
+    def _sleep_until(self, target: datetime) -> None:
+        while not self.stop.is_set():
+            remaining = target - self.clock.now()
+            if remaining <= timedelta(0):
+                return
+            self.clock.sleep(min(remaining, MAX_SLEEP).total_seconds(), self.stop)
+
+    def _tick(self) -> datetime | None:
+        """One run_due under the run lock. Errors are logged and the scheduler goes on;
+        returns when to try again if the run should be retried before the next occurrence.
+        """
+        try:
+            if self.run_lock is not None:
+                self.run_lock.acquire()
+        except LockError as exc:
+            log.info("another run is in progress; trying again shortly (%s)", exc)
+            return self.clock.now() + LOCK_RETRY
+        try:
+            report = run_due(
+                self.policy,
+                self.runs,
+                self.job,
+                self.clock.now(),
+                stop=self.stop,
+                clock=self.clock.now,
+            )
+        except Stopped as exc:
+            log.warning("stopped at a safe point: %s", exc)
+            return None
+        except DigestError as exc:
+            log.error("the scheduled run failed: %s (retrying within schedule.grace)", exc)
+            return self.clock.now() + FAILURE_RETRY
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
+        self.on_report(report)
+        return None
+
+
+# ----------------------------------------------------------------------- the real job
+
+
+def send_job(config: Config, clock: Clock) -> Job:
+    """The job ``digest run`` and ``digest schedule`` call: send the due issue through the
+    ledger (``digest.delivery.send.send_issue`` builds it, resumes a partial send, and refuses one
+    that has gone out in full).
+
+    A stop request is honoured after the next committed result: the ledger is consistent
+    there, and the next run resumes from it.
+    """
+
+    def job(due: Due, stop: threading.Event) -> JobResult:
+        from digest.content import pipeline
+        from digest.delivery import send
+
+        now = clock.now()
+        selection = pipeline.load_and_select(config, now, week=due.issue_id).selection
+        if selection.count == 0:
+            return JobResult("empty", detail=f"no posts in {due.window.describe()}")
+
+        def progress(done: int, total: int) -> None:
+            if stop.is_set():
+                raise Stopped(
+                    f"stopped {due.issue_id} at a safe point after {done} of {total} "
+                    "messages; the next `digest run` resumes it"
+                )
+
+        try:
+            report = send.send_issue(
+                config, now=now, week=due.issue_id, progress=progress, clock=clock.now
+            )
+        except NothingToSend as exc:
+            return JobResult("already-sent", detail=str(exc))
+        failed = report.ledger.get("failed-permanent", 0)
+        if not report.complete:
+            raise SendError(
+                f"{due.issue_id}: {report.sent} sent but the send did not finish "
+                f"({report.ledger}); the next run carries on"
+            )
+        detail = f"{report.sent} message{'s' if report.sent != 1 else ''}"
+        if failed:
+            detail += f", {failed} failed for good (see digest status --week {due.issue_id})"
+        return JobResult("sent", sent=report.sent, failed=failed, detail=detail)
+
+    return job

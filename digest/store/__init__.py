@@ -1,0 +1,1 @@
+"""The database layer: opening SQLite files safely, process locks."""
