@@ -34,7 +34,8 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import StoreError
-from digest.store.sqlite import open_database
+from digest.store.database import Cursor, Target, as_target, open_store
+from digest.store.migrations import Migration
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced", "complained")
 INACTIVE = ("unsubscribed", "bounced", "complained")
@@ -53,6 +54,9 @@ CREATE TABLE IF NOT EXISTS subscribers (
 );
 CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status, id);
 """
+
+# The schema's history, oldest first (digest.store.migrations); add new steps at the end.
+MIGRATIONS = (Migration(1, "subscribers table, as before schema versions", _SCHEMA),)
 
 
 class InvalidEmail(StoreError):
@@ -321,9 +325,11 @@ def read_records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, st
 class SubscriberStore:
     """The subscribers table. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._db = open_database(self.path, _SCHEMA, what="the subscriber store")
+    def __init__(self, path: Target | str) -> None:
+        self.path = as_target(path)
+        self._db = open_store(
+            self.path, MIGRATIONS, store="subscribers", what="the subscriber store"
+        )
 
     def __enter__(self) -> SubscriberStore:
         return self
@@ -404,7 +410,7 @@ class SubscriberStore:
 
     # -- writing
 
-    def _write(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: Sequence[Any]) -> Cursor:
         try:
             return self._db.execute(sql, params)
         except sqlite3.Error as exc:

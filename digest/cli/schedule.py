@@ -27,6 +27,7 @@ from digest.schedule.scheduler import (
     run_due,
     send_job,
 )
+from digest.store.database import locate
 from digest.store.lock import FileLock
 
 
@@ -117,7 +118,7 @@ def run_command(state: State, as_json: bool) -> None:
     with (
         stop_on_signals() as stop,
         FileLock(run_lock_path(config), "digest run"),
-        RunStore(config.path(config.schedule.database)) as runs,
+        RunStore(locate(config, config.schedule.database)) as runs,
     ):
         report = run_due(
             policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
@@ -165,7 +166,7 @@ def schedule_group(ctx: click.Context, state: State) -> None:
     with (
         lock,
         stop_on_signals() as stop,
-        RunStore(config.path(config.schedule.database)) as runs,
+        RunStore(locate(config, config.schedule.database)) as runs,
     ):
         scheduler = Scheduler(
             policy,
@@ -279,9 +280,9 @@ def status_command(state: State, count: int, as_json: bool) -> None:
       digest schedule status -n 50 --json
     """
     config = state.config
-    path = config.path(config.schedule.database)
+    path = locate(config, config.schedule.database)
     runs: list[Run] = []
-    if path.exists():
+    if not isinstance(path, Path) or path.exists():
         with RunStore(path) as store:
             runs = store.all()[-count:] if count > 0 else []
     if as_json:

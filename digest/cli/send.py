@@ -23,6 +23,7 @@ from digest.cli._app import (
 from digest.content.select import resolve_window
 from digest.delivery.ledger import Ledger
 from digest.delivery.send import SendReport, send_issue, send_test, token_secret
+from digest.store.database import locate
 
 
 class _Bar:
@@ -188,7 +189,7 @@ def status_command(
     """
     config = state.config
     issue_id = resolve_window(config, now(), week=week, since=since, until=until).issue_id
-    with Ledger(config.path(config.ledger.database)) as ledger:
+    with Ledger(locate(config, config.ledger.database)) as ledger:
         counts = ledger.counts(issue_id)
         info = ledger.issue(issue_id)
         unconfirmed = ledger.unconfirmed(issue_id)
@@ -220,7 +221,7 @@ def status_command(
 
 def unsubscribe(config: Any, token_or_email: str) -> str:
     """Apply an unsubscribe token (or an address, for the operator); the address."""
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
         if "@" in token_or_email:  # tokens are base64url, so never hold an @
             email = token_or_email
         else:

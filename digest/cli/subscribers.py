@@ -11,11 +11,12 @@ import click
 
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
+from digest.store.database import locate
 
 
 def _store(state: State) -> SubscriberStore:
     config = state.config
-    return SubscriberStore(config.path(config.subscribers.database))
+    return SubscriberStore(locate(config, config.subscribers.database))
 
 
 @main.group("subscribers")

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from digest.errors import LockError, StoreError
-from digest.store.sqlite import open_database
+from digest.store.database import Cursor, DatabaseLocks, Target, as_target, open_store
+from digest.store.migrations import Migration
 
 PENDING = "pending"
 SENDING = "sending"
@@ -71,6 +72,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, subscriber_id);
 """
 
+# The schema's history, oldest first (digest.store.migrations); add new steps at the end.
+MIGRATIONS = (Migration(1, "issues and deliveries, as before schema versions", _SCHEMA),)
+
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
@@ -107,10 +111,11 @@ class Outcome:
 class Ledger:
     """The deliveries table. One process sends an issue at a time (see :meth:`lock`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Target | str) -> None:
+        self.path = as_target(path)
         self._lock_fd: int | None = None
-        self._db = open_database(self.path, _SCHEMA, what="the send ledger")
+        self._db_lock = False
+        self._db = open_store(self.path, MIGRATIONS, store="ledger", what="the send ledger")
 
     def __enter__(self) -> Ledger:
         return self
@@ -126,8 +131,20 @@ class Ledger:
 
     def lock(self) -> None:
         """Hold an exclusive lock for sending; the kernel drops it if the process dies."""
-        if self._lock_fd is not None:
+        if self._lock_fd is not None or self._db_lock:
             return
+        if isinstance(self._db, DatabaseLocks):
+            # On PostgreSQL the lock lives in the database: every host sees it, and the
+            # server drops it when the holder's connection goes (the process died).
+            if not self._db.try_lock("digest send"):
+                holder = self._db.holder("digest send") or "another process"
+                raise LockError(
+                    f"{self.path} is held by {holder}: another digest send is running on "
+                    "this database; wait for it to finish (it resumes where it stopped)"
+                )
+            self._db_lock = True
+            return
+        assert isinstance(self.path, Path)
         lock_path = self.path.with_name(self.path.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -144,6 +161,9 @@ class Ledger:
         self._lock_fd = fd
 
     def unlock(self) -> None:
+        if self._db_lock and isinstance(self._db, DatabaseLocks):
+            self._db_lock = False
+            self._db.unlock("digest send")
         if self._lock_fd is not None:
             fd, self._lock_fd = self._lock_fd, None
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -151,7 +171,7 @@ class Ledger:
 
     # -- helpers
 
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         try:
             return self._db.execute(sql, params)
         except sqlite3.Error as exc:
@@ -188,7 +208,7 @@ class Ledger:
     def start_run(self, issue_id: str, *, subject: str, provider: str, now: datetime) -> None:
         self._run(
             "INSERT INTO issues (issue_id, subject, provider, started_at, runs) "
-            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (issue_id) DO UPDATE SET runs = runs + 1, "
+            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (issue_id) DO UPDATE SET runs = issues.runs + 1, "
             "subject = excluded.subject, provider = excluded.provider",
             (issue_id, subject, provider, _iso(now)),
         )

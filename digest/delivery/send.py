@@ -52,6 +52,7 @@ from digest.delivery.providers.base import (
 )
 from digest.delivery.providers.registry import get_provider_class
 from digest.errors import ConfigError, NothingToSend
+from digest.store.database import locate
 
 log = logging.getLogger(__name__)
 
@@ -553,8 +554,8 @@ def send_issue(
     issue_id = issue.selection.issue_id
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue_id} has no posts; there is nothing to send")
-    store = SubscriberStore(config.path(config.subscribers.database))
-    ledger = Ledger(config.path(config.ledger.database))
+    store = SubscriberStore(locate(config, config.subscribers.database))
+    ledger = Ledger(locate(config, config.ledger.database))
     try:
         if dry_run:
             return _dry_run(config, issue, store, ledger, composer)
@@ -721,7 +722,7 @@ def send_test(
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue.selection.issue_id} has no posts; there is nothing to send")
     composed = replace(issue.composed, subject=f"[TEST] {issue.composed.subject}")  # type: ignore[type-var]
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
         known = store.get(address)
     secret = known.secret if known else os.urandom(32)
     fake = Subscriber(0, address, known.name if known else "", "active", "", (), secret)
@@ -746,5 +747,5 @@ def send_test(
 
 
 def iter_ledger_issues(config: Config) -> Iterator[str]:
-    with Ledger(config.path(config.ledger.database)) as ledger:
+    with Ledger(locate(config, config.ledger.database)) as ledger:
         yield from ledger.issues()

@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from digest.errors import StoreError
-from digest.store.sqlite import open_database
+from digest.store.database import Connection, Target, as_target, open_store
+from digest.store.migrations import Migration
 
 FINAL_OUTCOMES = frozenset({"sent", "already-sent", "skipped-empty", "empty", "missed"})
 RESUMABLE_OUTCOMES = frozenset({"running", "stopped"})
@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS runs (
     detail      TEXT NOT NULL DEFAULT ''
 );
 """
+
+# The schema's history, oldest first (digest.store.migrations); add new steps at the end.
+MIGRATIONS = (Migration(1, "runs table, as before schema versions", _SCHEMA),)
 
 
 def _utc(moment: datetime) -> str:
@@ -80,9 +83,11 @@ def _parse(value: str | None) -> datetime | None:
 class RunStore:
     """The runs table in its own SQLite file (``schedule.database``)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = open_database(path, _SCHEMA, what="the runs database (schedule.database)")
+    def __init__(self, path: Target | str) -> None:
+        self.path = as_target(path)
+        self._db = open_store(
+            self.path, MIGRATIONS, store="runs", what="the runs database (schedule.database)"
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -94,7 +99,7 @@ class RunStore:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[Connection]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             yield self._db

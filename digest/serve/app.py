@@ -75,6 +75,7 @@ from digest.serve.service import (
     require_server_secret,
 )
 from digest.serve.webhooks import ReplayGuard, WebhookError, read_webhook
+from digest.store.database import locate
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class Service:
         self.limiter = RateLimiter(
             config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
         )
-        self.store = StoreWorker(config.path(config.subscribers.database))
+        self.store = StoreWorker(locate(config, config.subscribers.database))
         self.mailer = mailer or Mailer(config, self.pages)
         hooks = config.serve.webhooks
         self.replays = ReplayGuard(
