@@ -116,11 +116,11 @@ class DatabaseURL(str):
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         return core_schema.no_info_plain_validator_function(
-            _to_database_url, serialization=core_schema.plain_serializer_function_ser_schema(str)
+            parse_database_url, serialization=core_schema.plain_serializer_function_ser_schema(str)
         )
 
 
-def _to_database_url(value: Any) -> DatabaseURL:
+def parse_database_url(value: Any) -> DatabaseURL:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a URL such as postgresql://digest:${PGPASSWORD}@db/digest")
     text = value.strip()

@@ -34,7 +34,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import StoreError
-from digest.store.database import Cursor, Target, as_target, open_store
+from digest.store.database import Cursor, StoreSpec, Target, as_target, open_store
 from digest.store.migrations import Migration
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced", "complained")
@@ -57,6 +57,7 @@ CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status, id);
 
 # The schema's history, oldest first (digest.store.migrations); add new steps at the end.
 MIGRATIONS = (Migration(1, "subscribers table, as before schema versions", _SCHEMA),)
+SPEC = StoreSpec("subscribers", "the subscriber store", MIGRATIONS, ("subscribers",))
 
 
 class InvalidEmail(StoreError):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.errors import LockError, StoreError
-from digest.store.database import Cursor, DatabaseLocks, Target, as_target, open_store
+from digest.store.database import Cursor, DatabaseLocks, StoreSpec, Target, as_target, open_store
 from digest.store.migrations import Migration
 
 PENDING = "pending"
@@ -74,6 +74,7 @@ CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, subs
 
 # The schema's history, oldest first (digest.store.migrations); add new steps at the end.
 MIGRATIONS = (Migration(1, "issues and deliveries, as before schema versions", _SCHEMA),)
+SPEC = StoreSpec("ledger", "the send ledger", MIGRATIONS, ("issues", "deliveries"))
 
 
 def _iso(moment: datetime) -> str:

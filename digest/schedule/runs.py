@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from digest.errors import StoreError
-from digest.store.database import Connection, Target, as_target, open_store
+from digest.store.database import Connection, StoreSpec, Target, as_target, open_store
 from digest.store.migrations import Migration
 
 FINAL_OUTCOMES = frozenset({"sent", "already-sent", "skipped-empty", "empty", "missed"})
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS runs (
 
 # The schema's history, oldest first (digest.store.migrations); add new steps at the end.
 MIGRATIONS = (Migration(1, "runs table, as before schema versions", _SCHEMA),)
+SPEC = StoreSpec("runs", "the runs database (schedule.database)", MIGRATIONS, ("runs",))
 
 
 def _utc(moment: datetime) -> str:
@@ -130,7 +131,7 @@ class RunStore:
                 "INSERT INTO runs (occurrence, issue_id, outcome, attempts, started_at)"
                 " VALUES (?, ?, 'running', 1, ?)"
                 " ON CONFLICT(occurrence) DO UPDATE SET outcome = 'running',"
-                " attempts = attempts + 1, started_at = excluded.started_at,"
+                " attempts = runs.attempts + 1, started_at = excluded.started_at,"
                 " finished_at = NULL, issue_id = excluded.issue_id",
                 (_utc(occurrence), issue_id, _utc(now)),
             )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -90,6 +91,16 @@ class DatabaseLocks(Protocol):
     def unlock(self, name: str) -> None: ...
 
     def holder(self, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What the tools that handle every store (``digest db``) need to know about one."""
+
+    name: str  # its row in schema_versions
+    what: str  # how errors name it
+    migrations: tuple[Migration, ...]
+    tables: tuple[str, ...]  # in the order rows are copied (parents first)
 
 
 def locate(config: Config, path: Path) -> Target:
