@@ -27,6 +27,7 @@ from digest.store.postgres import translate
 from .conftest import run_digest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+LATEST = {"subscribers": 1, "ledger": 2, "runs": 1}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
 
@@ -185,17 +186,12 @@ def test_todays_files_are_upgraded_in_place_and_keep_their_rows(tmp_path: Path) 
     with RunStore(tmp_path / "runs.sqlite") as runs:
         [run] = runs.all()
         assert (run.issue_id, run.outcome, run.sent) == ("2026-W47", "sent", 1)
-    for name, store in (("subscribers", "subscribers"), ("ledger", "ledger"), ("runs", "runs")):
-        versions = _versions(tmp_path / f"{name}.sqlite")
-        assert versions == {store: len(_spec(store).migrations)}
-
-
-def _spec(name: str) -> object:
-    from digest.audience.subscribers import SPEC as subscribers
-    from digest.delivery.ledger import SPEC as ledger
-    from digest.schedule.runs import SPEC as runs
-
-    return {"subscribers": subscribers, "ledger": ledger, "runs": runs}[name]
+    for name, latest in LATEST.items():
+        assert _versions(tmp_path / f"{name}.sqlite") == {name: latest}
+    old = sqlite3.connect(tmp_path / "ledger.sqlite")  # migration 2 added the lease columns
+    columns = [row[1] for row in old.execute("PRAGMA table_info(deliveries)")]
+    old.close()
+    assert columns[-2:] == ["lease_owner", "lease_until"]
 
 
 MIGRATIONS = (
@@ -269,7 +265,7 @@ def test_processes_creating_every_store_in_one_new_database_together(pg_cluster:
             assert pool.map(_open_all, [url] * 4) == ["ok"] * 4
             with psycopg.connect(url) as conn:
                 found = dict(conn.execute("SELECT store, version FROM schema_versions").fetchall())
-            assert found == {"subscribers": 1, "ledger": 1, "runs": 1}
+            assert found == LATEST
 
 
 @pytest.mark.backends
@@ -406,7 +402,7 @@ def test_db_status_and_upgrade(sample_site: Path) -> None:
     status = run_digest("db", "status", "--json", cwd=sample_site)
     assert status.returncode == 0, status.stderr
     before = {v["store"]: (v["before"], v["after"]) for v in json.loads(status.stdout)}
-    assert before == {"subscribers": (0, 1), "ledger": (0, 1), "runs": (0, 1)}
+    assert before == {name: (0, latest) for name, latest in LATEST.items()}
     upgraded = run_digest("db", "upgrade", cwd=sample_site)
     assert upgraded.returncode == 0, upgraded.stderr
     assert [line.split()[:2] for line in upgraded.stdout.splitlines()] == [
@@ -416,7 +412,7 @@ def test_db_status_and_upgrade(sample_site: Path) -> None:
     ]
     status = run_digest("db", "status", "--json", cwd=sample_site)
     after = {v["store"]: (v["before"], v["after"]) for v in json.loads(status.stdout)}
-    assert after == {"subscribers": (1, 1), "ledger": (1, 1), "runs": (1, 1)}
+    assert after == {name: (latest, latest) for name, latest in LATEST.items()}
     again = run_digest("db", "upgrade", cwd=sample_site)
     assert "already current" in again.stdout
     assert locate(config, config.subscribers.database) is not None

@@ -22,11 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,12 +60,62 @@ from digest.email.message import (
     recipient_values,
     to_message,
 )
-from digest.errors import ConfigError, NothingToSend
+from digest.errors import ConfigError, DigestError, NothingToSend
 from digest.store.database import locate
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+LEASE = timedelta(seconds=60)
+"""How long a sender holds rows without renewing: a dead sender's rows are free after it."""
+
+
+def sender_id() -> str:
+    """This sender's name in the ledger's leases: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class _Heartbeat:
+    """Renews this sender's leases every third of the lease, on its own connection, so a
+    sender slowed by the provider keeps its rows and a dead one loses them."""
+
+    def __init__(
+        self,
+        target: Any,
+        issue_id: str,
+        owner: str,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._beat,
+            args=(target, issue_id, owner, lease, clock),
+            name="digest-lease",
+            daemon=True,
+        )
+        self.thread.start()
+
+    def _beat(
+        self,
+        target: Any,
+        issue_id: str,
+        owner: str,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        with Ledger(target) as ledger:
+            while not self.stop.wait(lease.total_seconds() / 3):
+                try:
+                    ledger.renew(issue_id, owner=owner, until=clock() + lease)
+                except DigestError as exc:  # the next beat tries again
+                    log.warning("could not renew the send leases: %s", exc)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 ALL = "all"
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` after each committed result."""
@@ -238,7 +291,11 @@ class _Sender:
         now: datetime,
         clock: Callable[[], datetime],
         progress: Progress | None,
+        owner: str = "",
+        lease: timedelta = LEASE,
     ) -> None:
+        self.owner = owner or sender_id()
+        self.lease = lease
         self.config = config
         self.issue = issue
         self.issue_id = issue.selection.issue_id
@@ -316,8 +373,31 @@ class _Sender:
 
     # -- settle what a crashed run left behind
 
-    def settle(self) -> None:
-        for chunk in self.ledger.iter_state(self.issue_id, [L.SENDING], chunk=CHUNK):
+    def leased(self, states: Sequence[str]) -> Iterator[list[Delivery]]:
+        """Rows in ``states`` that no other sender holds, ``CHUNK`` at a time, in subscriber
+        order, each chunk leased to this sender before it is yielded."""
+        after = 0
+        while True:
+            now = self.clock()
+            chunk = self.ledger.lease(
+                self.issue_id,
+                states,
+                owner=self.owner,
+                after=after,
+                limit=CHUNK,
+                until=now + self.lease,
+                now=now,
+            )
+            if not chunk:
+                return
+            yield chunk
+            after = chunk[-1].subscriber_id
+
+    def settle(self) -> int:
+        """Settle ``sending`` rows that a dead sender left (a lease that ran out); how many."""
+        settled_rows = 0
+        for chunk in self.leased([L.SENDING]):
+            settled_rows += len(chunk)
             settled = self.provider.reconcile(self.issue_id, chunk)
             outcomes: list[Outcome] = []
             resend: dict[str, list[Delivery]] = {}
@@ -337,6 +417,7 @@ class _Sender:
             self.ledger.record(self.issue_id, outcomes, now=self.clock())
             for key, deliveries in resend.items():
                 self.resend_same_key(key, deliveries)
+        return settled_rows
 
     def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None:
         found = self.store.get_many([d.subscriber_id for d in deliveries])
@@ -351,7 +432,7 @@ class _Sender:
 
     def run(self, states: Sequence[str], limit: int | None) -> bool:
         """Send every row in ``states``; False when ``limit`` stopped it early."""
-        for chunk in self.ledger.iter_state(self.issue_id, states, chunk=CHUNK):
+        for chunk in self.leased(states):
             chunk = [
                 d
                 for d in chunk
@@ -497,8 +578,15 @@ def send_issue(
     provider: Provider | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], datetime] | None = None,
+    lease: timedelta = LEASE,
+    enqueue: bool = True,
 ) -> SendReport:
     """Send the issue to every active subscriber who has not had it; see the module doc.
+
+    Any number of these may run at once on one issue, in this process or others, on this
+    host or others sharing the database: each leases the rows it sends (``lease``, renewed
+    while it runs), and stays until the issue is done, taking over the rows of a sender
+    whose lease ran out. ``enqueue=False`` skips queueing (a worker whose parent queued).
 
     Raises :class:`NothingToSend` for an empty issue, or one already sent in full (unless
     ``force``). A message that fails permanently does not raise: it is in the report and
@@ -521,7 +609,9 @@ def send_issue(
         _require_link_secret(config, provider)
         report = SendReport(issue_id, provider.name)
         started, cpu_started = time.perf_counter(), time.process_time()
-        ledger.lock()
+        # Shared: any number of senders may run on one issue (rows are leased); only a
+        # `digest db migrate` takes the lock for itself.
+        ledger.lock(shared=True)
         state = ledger.issue(issue_id)
         if state is not None and state["completed_at"]:
             if not force:
@@ -534,10 +624,12 @@ def send_issue(
         ledger.start_run(
             issue_id, subject=str(issue.composed.subject), provider=provider.name, now=now
         )
-        report.queued = ledger.enqueue(
-            issue_id, ((s.id, s.email) for s in store.iter_active(chunk=CHUNK)), now=now
-        )
-        ledger.mark_enqueued(issue_id, now)
+        if enqueue:
+            report.queued = ledger.enqueue(
+                issue_id, ((s.id, s.email) for s in store.iter_active(chunk=CHUNK)), now=now
+            )
+            ledger.mark_enqueued(issue_id, now)
+        owner = sender_id()
         sender = _Sender(
             config,
             issue,
@@ -549,27 +641,47 @@ def send_issue(
             now=now,
             clock=tick_clock,
             progress=progress,
+            owner=owner,
+            lease=lease,
         )
+        heartbeat = _Heartbeat(ledger.path, issue_id, owner, lease, tick_clock)
         counts = ledger.counts(issue_id)
         sender.total = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
         if limit is not None:
             sender.total = min(sender.total, limit)
         try:
-            sender.settle()
-            finished = sender.run([L.PENDING, L.FAILED_RETRYABLE], limit)
-            attempt = 1
-            while finished and attempt < config.send.max_attempts:
-                if not ledger.counts(issue_id)[L.FAILED_RETRYABLE]:
+            while True:
+                before = (report.attempted, report.skipped)
+                settled = sender.settle()
+                finished = sender.run([L.PENDING, L.FAILED_RETRYABLE], limit)
+                attempt = 1
+                while finished and attempt < config.send.max_attempts:
+                    if not ledger.counts(issue_id)[L.FAILED_RETRYABLE]:
+                        break
+                    sleep(min(2.0**attempt, 60.0))
+                    finished = sender.run([L.FAILED_RETRYABLE], limit)
+                    attempt += 1
+                _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
+                if not finished:
                     break
-                sleep(min(2.0**attempt, 60.0))
-                finished = sender.run([L.FAILED_RETRYABLE], limit)
-                attempt += 1
-            _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
+                if settled or (report.attempted, report.skipped) != before:
+                    continue  # rows may have come free meanwhile (a sender that died)
+                # Other senders hold what is left: stay until they finish it, or until their
+                # leases run out (they died) and this sender can take the rows over.
+                held_until = ledger.held_elsewhere(issue_id, owner=owner, now=tick_clock())
+                if held_until is None:
+                    break
+                wait = (held_until - tick_clock()).total_seconds()
+                sleep(min(max(wait, 0.0) + 0.05, lease.total_seconds() / 3))
         finally:
             try:
                 sender.close()
             finally:
-                provider.close()
+                try:
+                    heartbeat.close()
+                    ledger.release(issue_id, owner=owner)
+                finally:
+                    provider.close()
         report.limited = not finished
         report.ledger = ledger.counts(issue_id)
         report.unconfirmed = ledger.unconfirmed(issue_id)

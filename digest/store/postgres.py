@@ -141,13 +141,13 @@ class PostgresConnection:
 
     # -- PostgreSQL only
 
-    def try_lock(self, name: str) -> bool:
+    def try_lock(self, name: str, *, shared: bool = False) -> bool:
         """Take the session advisory lock ``name`` if free (released when this connection
-        closes, including when the process dies)."""
+        closes, including when the process dies); ``shared`` holders exclude only an
+        exclusive one."""
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         try:
-            row = self._conn.execute(
-                "SELECT pg_try_advisory_lock(%s)", (lock_key(name),)
-            ).fetchone()
+            row = self._conn.execute(f"SELECT {function}(%s)", (lock_key(name),)).fetchone()
         except psycopg.Error as exc:
             raise _error(exc) from None
         return bool(row and row[0])
@@ -166,9 +166,10 @@ class PostgresConnection:
             return ""
         return str(row[0]) if row and row[0] else ""
 
-    def unlock(self, name: str) -> None:
+    def unlock(self, name: str, *, shared: bool = False) -> None:
+        function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
         try:
-            self._conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+            self._conn.execute(f"SELECT {function}(%s)", (lock_key(name),))
         except psycopg.Error as exc:
             raise _error(exc) from None
 
