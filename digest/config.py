@@ -366,6 +366,21 @@ class SendConfig(_Section):
         default=None, ge=1, description="Messages per request (default: the provider's most)."
     )
     max_attempts: int = Field(default=5, ge=1, description="Tries per message before giving up.")
+    lease: Annotated[
+        timedelta,
+        Field(
+            description="How long a sender holds the rows it took without renewing them; "
+            "the rows of a sender that died go to the others after it."
+        ),
+    ] = timedelta(seconds=60)
+
+    @field_validator("lease", mode="before")
+    @classmethod
+    def _lease(cls, value: Any) -> timedelta:
+        lease = _parse_duration(value)
+        if lease < timedelta(seconds=1):
+            raise ValueError("expected at least 1s")
+        return lease
 
 
 class SubscribersConfig(_Section):

@@ -100,7 +100,7 @@ def make_site(
 
 
 def ledger_rows(config: Config) -> dict[str, tuple[str, str | None]]:
-    with sqlite3.connect(locate(config, config.ledger.database)) as db:
+    with sqlite3.connect(config.path(config.ledger.database)) as db:
         rows = db.execute("SELECT email, state, last_error FROM deliveries").fetchall()
     return {email: (state, error) for email, state, error in rows}
 

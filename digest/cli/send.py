@@ -22,7 +22,7 @@ from digest.cli._app import (
 )
 from digest.content.select import resolve_window
 from digest.delivery.ledger import Ledger
-from digest.delivery.send import SendReport, send_issue, send_test
+from digest.delivery.send import SendReport, send_in_processes, send_issue, send_test
 from digest.store.database import locate
 
 
@@ -115,6 +115,13 @@ def _summary(report: SendReport) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
 @click.option("--force", is_flag=True, help="Send again an issue that was already sent in full.")
 @click.option("--test", "test_to", metavar="EMAIL", help="Send one [TEST] message; no ledger.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Sender processes sharing the issue (rows are leased; more hosts may join).",
+)
 @json_option
 @pass_state
 def send_command(
@@ -126,6 +133,7 @@ def send_command(
     limit: int | None,
     force: bool,
     test_to: str | None,
+    workers: int,
     as_json: bool,
 ) -> None:
     """Send the issue to every active subscriber, exactly once.
@@ -138,6 +146,7 @@ def send_command(
       digest send --week 2026-W47 --dry-run
       digest send --week 2026-W47 --test me@example.com
       digest send --week 2026-W47 --limit 100
+      digest send --week 2026-W47 --workers 4
       digest send --week 2026-W47 --json
     """
     config = state.config
@@ -150,19 +159,33 @@ def send_command(
         if result.state != "sent":
             raise click.exceptions.Exit(1)
         return
+    if workers > 1 and (dry_run or limit is not None):
+        raise click.UsageError("--workers cannot be combined with --dry-run or --limit")
     bar = _Bar(enabled=isatty() and not as_json)
     try:
-        report = send_issue(
-            config,
-            now=now(),
-            week=week,
-            since=since,
-            until=until,
-            dry_run=dry_run,
-            limit=limit,
-            force=force,
-            progress=bar,
-        )
+        if workers > 1:
+            report = send_in_processes(
+                config,
+                workers=workers,
+                now=now(),
+                week=week,
+                since=since,
+                until=until,
+                force=force,
+                progress=bar,
+            )
+        else:
+            report = send_issue(
+                config,
+                now=now(),
+                week=week,
+                since=since,
+                until=until,
+                dry_run=dry_run,
+                limit=limit,
+                force=force,
+                progress=bar,
+            )
     finally:
         bar.close()
     if as_json:

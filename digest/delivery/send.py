@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import threading
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1000
 LEASE = timedelta(seconds=60)
-"""How long a sender holds rows without renewing: a dead sender's rows are free after it."""
+"""How long a sender holds rows without renewing (``send.lease`` in config)."""
 
 
 def sender_id() -> str:
@@ -578,7 +579,7 @@ def send_issue(
     provider: Provider | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], datetime] | None = None,
-    lease: timedelta = LEASE,
+    lease: timedelta | None = None,
     enqueue: bool = True,
 ) -> SendReport:
     """Send the issue to every active subscriber who has not had it; see the module doc.
@@ -594,8 +595,15 @@ def send_issue(
     """
     composer = composer or BuildComposer()
     tick_clock = clock or (lambda: datetime.now(timezone.utc))
+    lease = lease or config.send.lease
     issue = composer.prepare(
-        config, now=now, week=week, since=since, until=until, write=not dry_run
+        # a worker (enqueue=False) uses what the process that queued the issue built
+        config,
+        now=now,
+        week=week,
+        since=since,
+        until=until,
+        write=enqueue and not dry_run,
     )
     issue_id = issue.selection.issue_id
     if issue.selection.count == 0:
@@ -700,6 +708,79 @@ def send_issue(
     finally:
         ledger.close()
         store.close()
+
+
+def send_in_processes(
+    config: Config,
+    *,
+    workers: int,
+    now: datetime,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    lease: timedelta | None = None,
+) -> SendReport:
+    """``digest send --workers N``: queue the issue here, then send it from ``workers``
+    processes that lease rows from the ledger (see :func:`send_issue`); one report for all.
+    """
+    started, cpu_started = time.perf_counter(), time.process_time()
+    queued = send_issue(
+        config, now=now, week=week, since=since, until=until, force=force, limit=0, lease=lease
+    )
+    issue_id = queued.issue_id
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has threads
+    arguments = {"now": now, "week": week, "since": since, "until": until, "lease": lease}
+    with context.Pool(workers) as pool:
+        pending = [pool.apply_async(_worker, (config, arguments)) for _ in range(workers)]
+        with Ledger(locate(config, config.ledger.database)) as ledger:
+            while not all(p.ready() for p in pending):
+                if progress is not None:
+                    counts = ledger.counts(issue_id)
+                    left = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
+                    done = sum(counts.values()) - left
+                    progress(done, sum(counts.values()))
+                pending[0].wait(0.5)
+        reports = [p.get() for p in pending]
+    report = SendReport(issue_id, queued.provider, queued=queued.queued)
+    for part in reports:
+        if part is None:
+            continue
+        report.attempted += part.attempted
+        report.sent += part.sent
+        report.failed_permanent += part.failed_permanent
+        report.failed_retryable += part.failed_retryable
+        report.skipped += part.skipped
+        for key, value in part.settled_after_crash.items():
+            report.settled_after_crash[key] = report.settled_after_crash.get(key, 0) + value
+        for key, value in part.variants.items():
+            report.variants[key] = report.variants.get(key, 0) + value
+    with Ledger(locate(config, config.ledger.database)) as ledger:
+        report.ledger = ledger.counts(issue_id)
+        report.unconfirmed = ledger.unconfirmed(issue_id)
+        unfinished = sum(report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE))
+        report.complete = unfinished == 0
+        if report.complete:
+            ledger.mark_completed(issue_id, datetime.now(timezone.utc))
+        report.failures = [
+            {"email": d.email, "state": d.state, "attempts": d.attempts, "error": d.last_error}
+            for d in ledger.failures(issue_id)
+        ]
+    report.seconds = time.perf_counter() - started
+    report.cpu_seconds = (
+        time.process_time() - cpu_started + sum(r.cpu_seconds for r in reports if r is not None)
+    )
+    report.report_path = str(write_report(config, report))
+    return report
+
+
+def _worker(config: Config, arguments: dict[str, Any]) -> SendReport | None:
+    """One process of :func:`send_in_processes` (None: the others had finished the issue)."""
+    try:
+        return send_issue(config, enqueue=False, **arguments)
+    except NothingToSend:
+        return None
 
 
 def _require_link_secret(config: Config, provider: Provider) -> None:
