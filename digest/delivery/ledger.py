@@ -473,16 +473,27 @@ class Ledger:
 
     def renew(self, issue_id: str, *, owner: str, until: datetime) -> int:
         """Extend every unfinished row ``owner`` holds to ``until`` (the sender's heartbeat)."""
-        cursor = self._run(
+        # Under the store's write lock, like record() and claim(): on PostgreSQL a
+        # many-row UPDATE racing a transaction over the same rows could deadlock.
+        return self._locked(
             "UPDATE deliveries SET lease_until = ? WHERE issue_id = ? AND lease_owner = ? "
             "AND state IN (?, ?, ?)",
             (_iso(until), issue_id, owner, PENDING, SENDING, FAILED_RETRYABLE),
         )
-        return cursor.rowcount
+
+    def _locked(self, sql: str, params: Sequence[Any]) -> int:
+        self._run("BEGIN IMMEDIATE")
+        try:
+            count = self._run(sql, params).rowcount
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._run("COMMIT")
+        return count
 
     def release(self, issue_id: str, *, owner: str) -> None:
         """Give back every row ``owner`` holds (a sender that stops cleanly)."""
-        self._run(
+        self._locked(
             "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL "
             "WHERE issue_id = ? AND lease_owner = ?",
             (issue_id, owner),
