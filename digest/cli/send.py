@@ -1,4 +1,4 @@
-"""`digest send`, `digest status` and `digest unsubscribe`."""
+"""`digest send` and `digest status`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any, cast
 
 import click
 
-from digest.audience.subscribers import SubscriberStore
-from digest.audience.tokens import TokenError, signing_key, token_secret, verify_token
 from digest.cli._app import (
     State,
     emit_json,
@@ -22,7 +20,7 @@ from digest.cli._app import (
 )
 from digest.content.select import resolve_window
 from digest.delivery.ledger import Ledger
-from digest.delivery.send import SendReport, send_in_processes, send_issue, send_test
+from digest.delivery.send import SendReport, send_issue, send_test
 from digest.store.database import locate
 
 
@@ -115,13 +113,6 @@ def _summary(report: SendReport) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
 @click.option("--force", is_flag=True, help="Send again an issue that was already sent in full.")
 @click.option("--test", "test_to", metavar="EMAIL", help="Send one [TEST] message; no ledger.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Sender processes sharing the issue (rows are leased; more hosts may join).",
-)
 @json_option
 @pass_state
 def send_command(
@@ -133,7 +124,6 @@ def send_command(
     limit: int | None,
     force: bool,
     test_to: str | None,
-    workers: int,
     as_json: bool,
 ) -> None:
     """Send the issue to every active subscriber, exactly once.
@@ -146,7 +136,6 @@ def send_command(
       digest send --week 2026-W47 --dry-run
       digest send --week 2026-W47 --test me@example.com
       digest send --week 2026-W47 --limit 100
-      digest send --week 2026-W47 --workers 4
       digest send --week 2026-W47 --json
     """
     config = state.config
@@ -159,33 +148,19 @@ def send_command(
         if result.state != "sent":
             raise click.exceptions.Exit(1)
         return
-    if workers > 1 and (dry_run or limit is not None):
-        raise click.UsageError("--workers cannot be combined with --dry-run or --limit")
     bar = _Bar(enabled=isatty() and not as_json)
     try:
-        if workers > 1:
-            report = send_in_processes(
-                config,
-                workers=workers,
-                now=now(),
-                week=week,
-                since=since,
-                until=until,
-                force=force,
-                progress=bar,
-            )
-        else:
-            report = send_issue(
-                config,
-                now=now(),
-                week=week,
-                since=since,
-                until=until,
-                dry_run=dry_run,
-                limit=limit,
-                force=force,
-                progress=bar,
-            )
+        report = send_issue(
+            config,
+            now=now(),
+            week=week,
+            since=since,
+            until=until,
+            dry_run=dry_run,
+            limit=limit,
+            force=force,
+            progress=bar,
+        )
     finally:
         bar.close()
     if as_json:
@@ -240,37 +215,3 @@ def status_command(
         click.echo(f"  {unconfirmed} of the sent were counted without the provider's reply")
     for failure in failures:
         click.secho(f"  {failure.state}: {failure.email}: {failure.last_error}", fg="red")
-
-
-def unsubscribe(config: Any, token_or_email: str) -> str:
-    """Apply an unsubscribe token (or an address, for the operator); the address."""
-    with SubscriberStore(locate(config, config.subscribers.database)) as store:
-        if "@" in token_or_email:  # tokens are base64url, so never hold an @
-            email = token_or_email
-        else:
-            server = token_secret(config)
-
-            def key_for(address: str) -> bytes | None:
-                found = store.get(address)
-                return signing_key(found.secret, server) if found else None
-
-            email = verify_token(token_or_email, "unsubscribe", key_for, now=now())
-        return store.set_status(email, "unsubscribed", now=now()).email
-
-
-@main.command("unsubscribe")
-@click.argument("token_or_email")
-@pass_state
-def unsubscribe_command(state: State, token_or_email: str) -> None:
-    """Unsubscribe someone, by the token from their link or by address.
-
-    \b
-    Examples:
-      digest unsubscribe ada@example.com
-      digest unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
-    """
-    try:
-        email = unsubscribe(state.config, token_or_email)
-    except TokenError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"unsubscribed {email}")

@@ -895,8 +895,3 @@ def send_test(
     finally:
         provider.close()
     return results[0]
-
-
-def iter_ledger_issues(config: Config) -> Iterator[str]:
-    with Ledger(locate(config, config.ledger.database)) as ledger:
-        yield from ledger.issues()
