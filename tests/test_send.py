@@ -16,9 +16,8 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from digest.audience.subscribers import SubscriberStore
+from digest.audience.subscribers import SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError, signing_key, token_secret, verify_token
-from digest.cli.send import unsubscribe
 from digest.config import Config, load_config
 from digest.delivery import ledger as L
 from digest.delivery.ledger import Ledger
@@ -301,7 +300,11 @@ def test_each_message_carries_its_own_working_unsubscribe_token(sample_site: Pat
     with pytest.raises(TokenError):
         verify_token(f"{ada_mail}.{bob_rest}", "unsubscribe", key_for, now=NOW)
     store.close()
-    assert unsubscribe(config, tokens["reader001@example.com"]) == "reader001@example.com"
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        left, _ = unsubscribe(
+            store, tokens["reader001@example.com"], server=token_secret(config), now=NOW
+        )
+    assert left.email == "reader001@example.com"
     with SubscriberStore(locate(config, config.subscribers.database)) as store:
         one, zero = store.get("reader001@example.com"), store.get("reader000@example.com")
     assert one is not None and one.status == "unsubscribed"

@@ -52,7 +52,7 @@ def _site(site: Path, n: int, **extra: Any) -> Config:
     config = load_config(path)
     with SubscriberStore(locate(config, config.subscribers.database)) as store:
         _bulk_add(store, n)
-        store.set_status("r00003@example.com", "unsubscribed", now=_now())
+        store.set_status("r00003@example.com", "unsubscribed", cause="cli_unsubscribe", now=_now())
     return config
 
 

@@ -332,7 +332,7 @@ def _populated_site(site: Path) -> None:
             store.add(
                 f"reader{n}@example.com", name=f"R {n}", categories=("Work",) * (n % 2), now=NOW
             )
-        store.set_status("reader7@example.com", "unsubscribed", now=NOW)
+        store.set_status("reader7@example.com", "unsubscribed", cause="cli_unsubscribe", now=NOW)
     with Ledger(config.path(config.ledger.database)) as ledger:
         ledger.start_run("2026-W46", subject="Old", provider="outbox", now=NOW)
         ledger.enqueue("2026-W46", [(n + 1, f"reader{n}@example.com") for n in range(250)], now=NOW)

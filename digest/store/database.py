@@ -21,76 +21,39 @@ SQL that only one backend can run (``FOR UPDATE SKIP LOCKED``) branches on
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from digest.config import Config, DatabaseURL
+from digest.config import DatabaseURL
+from digest.store.connection import (
+    Connection,
+    Cursor,
+    DatabaseError,
+    DatabaseLocks,
+    IntegrityError,
+    Target,
+    as_target,
+    dialect_of,
+    is_postgres,
+    locate,
+)
+from digest.store.migrations import Migration, upgrade
 
-if TYPE_CHECKING:
-    from digest.store.migrations import Migration
-
-Target = Path | DatabaseURL
-"""Where a store lives: its SQLite file, or the PostgreSQL database every store shares."""
-
-Dialect = Literal["sqlite", "postgresql"]
-
-
-class DatabaseError(sqlite3.DatabaseError):
-    """A statement failed on PostgreSQL (the driver's message is kept).
-
-    A subclass of :class:`sqlite3.Error` on purpose: every store's ``except sqlite3.Error``
-    catches the same failures whichever backend runs underneath.
-    """
-
-
-class IntegrityError(DatabaseError, sqlite3.IntegrityError):
-    """A constraint (unique, not null, foreign key) refused a row on PostgreSQL."""
-
-
-class Cursor(Protocol):
-    """What stores read from a statement: the subset of :class:`sqlite3.Cursor` they use."""
-
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-
-class Connection(Protocol):
-    """The subset of :class:`sqlite3.Connection` the stores use; both backends provide it."""
-
-    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
-
-    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
-
-    def executescript(self, sql_script: str, /) -> Cursor: ...
-
-    @property
-    def total_changes(self) -> int: ...
-
-    @property
-    def in_transaction(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class DatabaseLocks(Protocol):
-    """Named locks held in the database (PostgreSQL's advisory locks), seen by every host
-    and released by the server when the holder's connection ends."""
-
-    def try_lock(self, name: str, *, shared: bool = False) -> bool: ...
-
-    def unlock(self, name: str, *, shared: bool = False) -> None: ...
-
-    def holder(self, name: str) -> str: ...
+# The names a store needs, in one place (defined in digest.store.connection).
+__all__ = [
+    "Connection",
+    "Cursor",
+    "DatabaseError",
+    "DatabaseLocks",
+    "IntegrityError",
+    "StoreSpec",
+    "Target",
+    "as_target",
+    "dialect_of",
+    "is_postgres",
+    "locate",
+    "open_store",
+]
 
 
 @dataclass(frozen=True)
@@ -101,26 +64,6 @@ class StoreSpec:
     what: str  # how errors name it
     migrations: tuple[Migration, ...]
     tables: tuple[str, ...]  # in the order rows are copied (parents first)
-
-
-def locate(config: Config, path: Path) -> Target:
-    """Where the store configured at ``path`` lives: ``database:`` when set, else the file."""
-    return config.database if config.database is not None else config.path(path)
-
-
-def is_postgres(target: Target) -> bool:
-    return isinstance(target, DatabaseURL)
-
-
-def as_target(value: Target | str) -> Target:
-    """Accept what callers used to pass (a path as text) as well as a target."""
-    if isinstance(value, (Path, DatabaseURL)):
-        return value
-    return Path(value)
-
-
-def dialect_of(db: Connection) -> Dialect:
-    return "sqlite" if isinstance(db, sqlite3.Connection) else "postgresql"
 
 
 def open_store(
@@ -136,8 +79,6 @@ def open_store(
     ``store`` names the store's row in ``schema_versions`` (and its advisory lock on
     PostgreSQL); ``what`` names it in errors.
     """
-    from digest.store.migrations import upgrade
-
     db: Connection
     if isinstance(target, DatabaseURL):
         from digest.store.postgres import connect

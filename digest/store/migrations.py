@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from digest.errors import StoreError
-from digest.store.database import Connection, dialect_of
+from digest.store.connection import Connection, dialect_of
 from digest.store.sqlite import retry_when_busy
 
 # One advisory lock key for every migration on a PostgreSQL database: concurrent CREATE

@@ -31,7 +31,7 @@ from psycopg.pq import TransactionStatus
 
 from digest.config import DatabaseURL
 from digest.errors import StoreError
-from digest.store.database import Cursor, DatabaseError, IntegrityError
+from digest.store.connection import Cursor, DatabaseError, IntegrityError
 
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\?|%")
 
