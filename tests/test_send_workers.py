@@ -9,6 +9,7 @@ again, which no listing of the folder could reveal).
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import ctypes.util
 import json
@@ -23,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -239,4 +241,47 @@ def test_killed_senders_through_an_api_send_everyone_once(sample_site: Path, bre
     counts = brevo.counts()
     assert {a: c for a, c in counts.items() if c != 1} == {}
     assert set(counts) == _active(n)
+    assert _ledger_counts(config) == {L.SENT: n - 1}
+
+
+RATE = 8  # send requests per second the emulated account allows
+
+
+@pytest.fixture
+def limited_brevo() -> Iterator[Any]:
+    with run_emulator("brevo", key=KEY, seed=5, rate_limit=RATE, retry_after=1) as emulator:
+        yield emulator
+
+
+@pytest.mark.slow
+def test_four_senders_together_keep_the_providers_rate_limit(
+    sample_site: Path, limited_brevo: Any
+) -> None:
+    """The account allows RATE requests in any second; four processes share it through the
+    database: not one request refused for the rate, and together at least 95% of it."""
+    per_request = 10
+    n = RATE * per_request * 30 + 1  # about 30 s of sending at the limit
+    config = _site(
+        sample_site,
+        n,
+        send={"batch_size": per_request, "concurrency": 2},
+        provider={"name": "brevo", "base_url": limited_brevo.url, "api_key": "${EMU_KEY}"},
+    )
+    senders = [_spawn(sample_site, {"EMU_KEY": KEY}) for _ in range(4)]
+    for sender in senders:
+        _, err = sender.communicate(timeout=600)
+        assert sender.returncode in (0, 5), err.decode()[-2000:]
+    refused = [r for r in limited_brevo.requests() if r["fault"] == "rate_limit"]
+    assert refused == [], ([r["request_id"] for r in refused], len(limited_brevo.requests()))
+    accepted: dict[int, float] = {}
+    for message in limited_brevo.messages():
+        at = datetime.fromisoformat(message["accepted_at"]).timestamp()
+        accepted[message["request_id"]] = min(at, accepted.get(message["request_id"], at))
+    times = sorted(accepted.values())
+    assert len(times) == (n - 1) // per_request
+    busiest = max(bisect.bisect_right(times, t + 1.0 - 1e-9) - i for i, t in enumerate(times))
+    assert busiest <= RATE  # never above, in any window of one second
+    achieved = (len(times) - 1) / (times[-1] - times[0])
+    print(f"4 senders together: {achieved:.2f} requests/s of {RATE} allowed")
+    assert achieved >= 0.95 * RATE
     assert _ledger_counts(config) == {L.SENT: n - 1}

@@ -27,7 +27,7 @@ from digest.store.postgres import translate
 from .conftest import run_digest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
-LATEST = {"subscribers": 1, "ledger": 2, "runs": 1}  # each store's schema version now
+LATEST = {"subscribers": 1, "ledger": 3, "runs": 1}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
 
@@ -370,7 +370,14 @@ def test_db_migrate_moves_every_row_and_refuses_a_second_time(
     moved = run_digest("db", "migrate", "--to", pg_url, "--json", cwd=sample_site)
     assert moved.returncode == 0, moved.stderr
     tables = {t["table"]: t["rows"] for t in json.loads(moved.stdout)["tables"]}
-    assert tables == {"subscribers": 250, "issues": 1, "deliveries": 250, "runs": 1}
+    assert tables == {
+        "subscribers": 250,
+        "issues": 1,
+        "deliveries": 250,
+        "send_pace": 0,
+        "send_tokens": 0,
+        "runs": 1,
+    }
     url = DatabaseURL(pg_url)
     assert _dump(url, url, url) == expected
     # A new subscriber gets the next id, not one already taken.

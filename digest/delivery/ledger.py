@@ -87,11 +87,27 @@ ALTER TABLE deliveries ADD COLUMN lease_until TEXT;
 CREATE INDEX IF NOT EXISTS deliveries_lease ON deliveries (issue_id, lease_owner);
 """
 
+_PACE = """
+CREATE TABLE IF NOT EXISTS send_pace (
+    pace_key  TEXT PRIMARY KEY,   -- a provider account
+    next_slot REAL NOT NULL       -- when the next request may start, seconds since the epoch
+);
+CREATE TABLE IF NOT EXISTS send_tokens (
+    pace_key   TEXT NOT NULL,
+    token      INTEGER NOT NULL,
+    busy_until REAL NOT NULL,     -- in flight, or answered less than a window ago, until then
+    PRIMARY KEY (pace_key, token)
+);
+"""
+
 MIGRATIONS = (
     Migration(1, "issues and deliveries, as before schema versions", _SCHEMA),
     Migration(2, "leases: several senders share one issue", _LEASES),
+    Migration(3, "the provider's pace, shared by every sender", _PACE),
 )
-SPEC = StoreSpec("ledger", "the send ledger", MIGRATIONS, ("issues", "deliveries"))
+SPEC = StoreSpec(
+    "ledger", "the send ledger", MIGRATIONS, ("issues", "deliveries", "send_pace", "send_tokens")
+)
 
 
 def _iso(moment: datetime) -> str:

@@ -42,6 +42,7 @@ from digest.content.intro import Intro, load_intro
 from digest.content.select import Selection
 from digest.delivery import ledger as L
 from digest.delivery.ledger import Delivery, Ledger, Outcome
+from digest.delivery.pace import DatabasePace
 from digest.delivery.providers.base import (
     Batch,
     Event,
@@ -51,6 +52,7 @@ from digest.delivery.providers.base import (
     Result,
     idempotency_key,
 )
+from digest.delivery.providers.http import HttpProvider
 from digest.delivery.providers.registry import make_provider
 from digest.email.build import build_issue
 from digest.email.compose import compose
@@ -653,6 +655,12 @@ def send_issue(
             lease=lease,
         )
         heartbeat = _Heartbeat(ledger.path, issue_id, owner, lease, tick_clock)
+        pace: DatabasePace | None = None
+        if isinstance(provider, HttpProvider):
+            # every sender process of this installation takes its request slots from one
+            # sequence, so together they keep the provider's pace
+            pace = DatabasePace(ledger.path, provider.name)
+            provider.pacer.share(pace)
         counts = ledger.counts(issue_id)
         sender.total = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
         if limit is not None:
@@ -690,6 +698,8 @@ def send_issue(
                     ledger.release(issue_id, owner=owner)
                 finally:
                     provider.close()
+                    if pace is not None:
+                        pace.close()
         report.limited = not finished
         report.ledger = ledger.counts(issue_id)
         report.unconfirmed = ledger.unconfirmed(issue_id)
