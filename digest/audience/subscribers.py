@@ -475,9 +475,10 @@ class SubscriberStore:
         if existing is None:
             if decided.after is None:  # this cause adds no one (e.g. an unsubscribe)
                 raise StoreError(f"no subscriber {key} in {self.path}")
-            self._write(
+            inserted = self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-                "secret, source_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "secret, source_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (email) DO NOTHING",
                 (
                     key,
                     name,
@@ -489,6 +490,17 @@ class SubscriberStore:
                     stamp,
                 ),
             )
+            if inserted.rowcount == 0:  # another process (or host) added it just now
+                return self.add(
+                    key,
+                    name=name,
+                    categories=categories,
+                    status=status,
+                    now=now,
+                    subscribed_at=subscribed_at,
+                    source_id=source_id,
+                    cause=cause,
+                )
             created = self.get(key)
             assert created is not None
             return created, True

@@ -12,6 +12,7 @@ from digest.config import Config, DatabaseURL, parse_database_url
 from digest.delivery import ledger
 from digest.errors import ConfigError
 from digest.schedule import runs
+from digest.serve import shared
 from digest.store.database import StoreSpec, Target, locate
 from digest.store.transfer import migrate_to_postgres, upgrade_all, versions
 
@@ -26,12 +27,16 @@ def _files(config: Config) -> list[tuple[StoreSpec, Path]]:
 
 
 def _stores(config: Config) -> list[tuple[StoreSpec, Target]]:
-    """Every store where digest uses it: the files, or the database: URL."""
-    return [
+    """Every store where digest uses it: the files, or the database: URL (which also holds
+    the state `digest serve` shares between hosts)."""
+    found: list[tuple[StoreSpec, Target]] = [
         (subscribers.SPEC, locate(config, config.subscribers.database)),
         (ledger.SPEC, locate(config, config.ledger.database)),
         (runs.SPEC, locate(config, config.schedule.database)),
     ]
+    if config.database is not None:
+        found.append((shared.SPEC, config.database))
+    return found
 
 
 @main.group("db")

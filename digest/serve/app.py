@@ -74,6 +74,7 @@ from digest.serve.service import (
     Subscriptions,
     require_server_secret,
 )
+from digest.serve.shared import SharedRateLimiter, SharedReplayGuard
 from digest.serve.webhooks import ReplayGuard, WebhookError, read_webhook
 from digest.store.database import locate
 
@@ -182,20 +183,35 @@ class Service:
         self.pages = Pages(config)
         self.subscriptions = Subscriptions(config, secret)
         self.csrf = CsrfGuard(secret)
-        self.limiter = RateLimiter(
-            config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
-        )
+        self.limiter: RateLimiter | SharedRateLimiter
+        if config.database is not None:  # several hosts: the limits live in the database
+            self.limiter = SharedRateLimiter(
+                config.database,
+                config.serve.subscribe_per_minute,
+                config.serve.subscribe_burst,
+                prefix="subscribe",
+            )
+        else:
+            self.limiter = RateLimiter(
+                config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
+            )
         self.store = StoreWorker(locate(config, config.subscribers.database))
         self.mailer = mailer or Mailer(config, self.pages)
         hooks = config.serve.webhooks
-        self.replays = ReplayGuard(
-            keep=(max(hooks.tolerance, hooks.max_age) + hooks.tolerance).total_seconds()
+        keep = (max(hooks.tolerance, hooks.max_age) + hooks.tolerance).total_seconds()
+        self.replays: ReplayGuard | SharedReplayGuard = (
+            SharedReplayGuard(config.database, keep=keep)
+            if config.database is not None
+            else ReplayGuard(keep=keep)
         )
         self.sections = [(s.name, s.title) for s in config.categories.sections]
 
     def close(self) -> None:
         self.store.close()
         self.mailer.close()
+        for shared in (self.limiter, self.replays):
+            if isinstance(shared, (SharedRateLimiter, SharedReplayGuard)):
+                shared.close()
 
     # -- helpers
 
