@@ -415,17 +415,23 @@ class Pacer:
                 self._shared.release(*token)
             self.release()
 
-    def _shared_token(self) -> tuple[int, float]:
+    def _shared_token(self) -> tuple[int, float] | None:
         """A token of the guard shared by every process: (token, window to hold it for).
 
-        Before any limit is known one token exists, so the processes' first requests go
-        one at a time, as a single process's do.
+        Before this process has had an answer one token exists, so the processes' first
+        requests go one at a time, as a single process's do. A provider that states no
+        limit (and none configured) needs no token after that.
         """
         assert self._shared is not None
         while True:
             with self._lock:
                 guards = self._guards()
-            capacity, window = min(guards, key=lambda g: g[0] / g[1]) if guards else (1, 1.0)
+            if guards:
+                capacity, window = min(guards, key=lambda g: g[0] / g[1])
+            elif not self._answered.is_set():
+                capacity, window = 1, 1.0
+            else:
+                return None
             token, wait = self._shared.acquire(capacity, SHARED_HOLD)
             if token is not None:
                 return token, window
