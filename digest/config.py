@@ -152,6 +152,21 @@ class ContentConfig(_Section):
     max_file_size: int = Field(
         default=5_000_000, ge=1, description="Posts larger than this (bytes) are skipped."
     )
+    excerpt_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions (case-insensitive) removed from every excerpt, on "
+        "top of the built-in rules; `digest check --excerpts` shows what each removed.",
+    )
+
+    @field_validator("excerpt_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
 
 
 class CategorySection(_Section):
@@ -202,11 +217,21 @@ class CategoriesConfig(_Section):
         return self
 
 
+RankKey = Literal["featured", "source", "cover", "excerpt", "newest", "oldest"]
+DEFAULT_RANK: tuple[RankKey, ...] = ("featured", "source", "newest")
+
+
 class LimitsConfig(_Section):
     """How many posts an issue holds."""
 
     per_category: int | None = Field(default=5, ge=0, description="Posts per section.")
     total: int | None = Field(default=40, ge=0, description="Posts in the whole issue.")
+    rank: list[RankKey] = Field(
+        default_factory=lambda: list(DEFAULT_RANK),
+        description="How posts are ordered within a section, so limits keep the best: "
+        "featured, source (has a source URL), cover (has a cover image), excerpt (has "
+        "one), newest, oldest; earlier keys count first.",
+    )
 
 
 class DedupeConfig(_Section):
@@ -214,6 +239,19 @@ class DedupeConfig(_Section):
 
     by_source: bool = Field(default=True, description="Posts sharing a source URL.")
     by_title: bool = Field(default=True, description="Posts whose normalised titles match.")
+    near_duplicates: float | None = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Posts whose bodies are at least this similar (estimated Jaccard "
+        "similarity of 4-word shingles, 0–1) count as one story; null turns it off.",
+    )
+    earlier_issues: int = Field(
+        default=8,
+        ge=0,
+        description="Leave out posts whose title, source or body was in one of this many "
+        "earlier issues built in out_dir (0 turns it off).",
+    )
 
 
 class FilterConfig(_Section):

@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 from digest.config import Config
 from digest.content.cache import PostCache
+from digest.content.memory import earlier_issues
 from digest.content.posts import LoadResult, load_posts
 from digest.content.select import (
     NEAR_WINDOW,
@@ -19,6 +20,7 @@ from digest.content.select import (
     resolve_window,
     select_posts,
 )
+from digest.content.text import ExcerptCleaner
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ def load(config: Config, *, use_cache: bool = True, around: Window | None = None
             cache=cache,
             max_size=config.content.max_file_size,
             between=between,
+            cleaner=ExcerptCleaner(config.content.excerpt_patterns),
         )
     finally:
         if cache is not None:
@@ -56,5 +59,8 @@ def load_and_select(
     """Load every post and select the issue for the requested window."""
     chosen = resolve_window(config, now, week=week, since=since, until=until)
     result = load(config, use_cache=use_cache, around=chosen)
-    selection = select_posts(result.posts, chosen, Rules.from_config(config), now)
+    earlier = earlier_issues(
+        config.path(config.out_dir), chosen.start, config.dedupe.earlier_issues
+    )
+    selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
     return Loaded(result, selection)

@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import lxml.html
+import lxml.html  # type: ignore[import-untyped]
 from lxml import etree
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -269,9 +269,7 @@ _CREDIT = re.compile(
 )
 _CREDIT_END = re.compile(rf"^.{{0,80}}{_AGENCIES}", re.DOTALL)
 # A byline cut off at the end of a scraped excerpt: "… chip production. By Anna…"
-_TRAILING_BYLINE = re.compile(
-    r"(?<=[.!?])[\"”’]?\s+By\s+[A-Z][^.!?…]{0,60}(?:\.\.\.|…)?\s*$"
-)
+_TRAILING_BYLINE = re.compile(r"(?<=[.!?])[\"”’]?\s+By\s+[A-Z][^.!?…]{0,60}(?:\.\.\.|…)?\s*$")
 # A photo caption and its credit before the text: "OpenAI CEO Sam Altman. | Bloomberg via
 # Getty Images OpenAI says…"
 _CAPTION_CREDIT = re.compile(rf"^[^|]{{1,200}}?\s\|\s.{{0,80}}{_AGENCIES}", re.DOTALL)
@@ -300,6 +298,10 @@ _BOILERPLATE_BUILTIN = (
     r"\b(?:recommendations|reviews|ratings) are based on\b",
     r"\bwhat exactly does it mean\?",
     r"\badd us as a preferred source\b",
+    r"\bdoes not affect (?:what we cover|the price you pay)\b",
+    r"\bwe gather data from\b",
+    r"\bpore over customer reviews\b",
+    r"\b(?:are|is) (?:not )?compensated\b",
     r"\bfollow us on (?:google|twitter|x|facebook)\b",
 )
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"”’)]))\s+(?=[\"“‘'(A-Z0-9])")
@@ -391,18 +393,18 @@ class ExcerptCleaner:
             take("posted-stamp", match.group(0))
         text = _POSTED.sub(" ", text)
 
-        for regex, rule in ((_BYLINE, "byline"), (_ROLE_BYLINE, "byline")):
-            match = regex.search(text)
-            if match is None:
+        for regex in (_BYLINE, _ROLE_BYLINE):
+            byline = regex.search(text)
+            if byline is None:
                 continue
-            before = text[: match.start()].strip()
+            before = text[: byline.start()].strip()
             if len(before.split()) >= 4:
                 # The dek before a byline is the summary; what follows is credits and body.
-                take(rule, text[match.start() :])
+                take("byline", text[byline.start() :])
                 text = before
             else:
-                take(rule, text[: match.end()])
-                text = text[match.end() :]
+                take("byline", text[: byline.end()])
+                text = text[byline.end() :]
 
         caption = _CAPTION_CREDIT.match(text)
         if caption is not None:
@@ -428,7 +430,7 @@ class ExcerptCleaner:
         kept: list[str] = []
         sentences = _SENTENCE_END.split(_fold_space(text))
         junk = [s for s in sentences if self.boilerplate.search(s)]
-        if body and len(junk) >= 2 and len(junk) * 2 >= len(sentences):
+        if body and len(junk) >= 2 and len(junk) * 2 > len(sentences):
             take("boilerplate", text)  # a disclosure paragraph: none of it is the story
             return ""
         for sentence in sentences:
