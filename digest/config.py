@@ -289,11 +289,19 @@ TrimStep = Literal["fewer_posts", "compact_cards"]
 TRIM_STEPS: tuple[TrimStep, ...] = ("fewer_posts", "compact_cards")
 
 
+ImageCdn = Literal["imgix", "cloudinary"]
+DEFAULT_IMAGE_CDNS: dict[str, ImageCdn] = {
+    "images.unsplash.com": "imgix",
+    "*.imgix.net": "imgix",
+    "res.cloudinary.com": "cloudinary",
+}
+
+
 class EmailConfig(_Section):
     """How the email is composed."""
 
     subject: str = Field(
-        default="{site} weekly — {top_title} and {n} more",
+        default="{site}: {top_title} and {n} more",
         description="Subject template: {site}, {top_title}, {n}, {count}, {issue_id}, {week}.",
     )
     preheader: str = Field(
@@ -317,6 +325,12 @@ class EmailConfig(_Section):
     )
     templates_dir: Path | None = Field(
         default=None, description="Your own templates; a file here overrides the built-in one."
+    )
+    image_cdns: dict[str, ImageCdn] = Field(
+        default_factory=lambda: dict(DEFAULT_IMAGE_CDNS),
+        description="Image hosts that resize on request (host, or *.domain), and how: imgix "
+        "(w/h query, as Unsplash) or cloudinary (w_,h_ in the path). Covers there are asked "
+        "for at twice their display size, cropped to the displayed shape.",
     )
     trim_min_posts: int = Field(
         default=3,

@@ -9,9 +9,11 @@ import click
 
 from digest.audience.links import post_url
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
+from digest.config import Config
 from digest.content import pipeline
-from digest.content.posts import Post
-from digest.content.select import Decision, Rules, Selection
+from digest.content.posts import Post, excerpt_report
+from digest.content.select import Decision, Rules, Selection, resolve_window
+from digest.content.text import ExcerptCleaner
 
 
 def _post_json(post: Post, url: str) -> dict[str, Any]:
@@ -36,6 +38,7 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason.value,
         "detail": decision.explain(),
         "duplicate_of": decision.duplicate_of.slug if decision.duplicate_of else None,
+        "rank": decision.rank,
         "path": str(decision.post.path),
     }
 
@@ -129,6 +132,49 @@ def select_command(
     _report_problems(loaded.posts.problems)
 
 
+def _excerpt_reports(
+    config: Config,
+    as_json: bool,
+    week: str | None,
+    since: date | None,
+    until: date | None,
+) -> None:
+    around = (
+        resolve_window(config, now(), week=week, since=since, until=until)
+        if week or since or until
+        else None
+    )
+    result = pipeline.load(config, around=around)
+    cleaner = ExcerptCleaner(config.content.excerpt_patterns)
+    posts = [p for p in result.posts if around is None or p.date in around]
+    reports = [excerpt_report(p.path, config.content.max_file_size, cleaner) for p in posts]
+    if as_json:
+        emit_json(
+            {
+                "posts": [
+                    {
+                        "path": str(r.path),
+                        "excerpt": r.excerpt,
+                        "from": r.origin,
+                        "removed": [{"rule": x.rule, "text": x.text} for x in r.removed],
+                    }
+                    for r in reports
+                ]
+            }
+        )
+        return
+    changed = 0
+    for report in reports:
+        if not report.removed:
+            continue
+        changed += 1
+        click.secho(f"{report.path}", bold=True)
+        for removal in report.removed:
+            click.echo(f"  - {removal.rule}: {removal.text[:160]}")
+        click.echo(f"  = ({report.origin}) {report.excerpt or '(no excerpt)'}")
+    click.echo(f"excerpts: {len(reports)} posts, {changed} cleaned")
+
+
 def _report_problems(problems: list[Any]) -> None:
     if problems:
         noun = "file" if len(problems) == 1 else "files"
@@ -142,6 +188,11 @@ def _report_problems(problems: list[Any]) -> None:
 @click.option(
     "--email", is_flag=True, help="Also compose the issue and run the email quality checks."
 )
+@click.option(
+    "--excerpts",
+    is_flag=True,
+    help="Show, post by post, what excerpt cleaning removed (bylines, stamps, credits, …).",
+)
 @window_options
 @pass_state
 def check_command(
@@ -151,6 +202,7 @@ def check_command(
     week: str | None = None,
     since: date | None = None,
     until: date | None = None,
+    excerpts: bool = False,
 ) -> None:
     """Validate config.yaml and every post; exit non-zero if anything is wrong.
 
@@ -163,8 +215,12 @@ def check_command(
       digest check
       digest --config site/config.yaml check --json
       digest check --email --week 2026-W34
+      digest check --excerpts --week 2026-W34
     """
     config = state.config  # a bad config raises ConfigError here (exit 3)
+    if excerpts:
+        _excerpt_reports(config, as_json, week, since, until)
+        return
     if email:
         from digest.cli.build import check_email
 

@@ -33,6 +33,7 @@ from digest.content.text import (
     EXCERPT_LENGTH,
     SHORT_EXCERPT_WORDS,
     ExcerptCleaner,
+    Removal,
     body_words,
     clean_text,
     cut_at_word,
@@ -389,6 +390,41 @@ def finish_post(
         if len(from_body) > len(excerpt):
             excerpt = from_body
     return Finished(excerpt, sketch(body_words(body)))
+
+
+@dataclass(frozen=True)
+class ExcerptReport:
+    """How one post's excerpt was made: where from, and what each rule removed."""
+
+    path: Path
+    excerpt: str
+    origin: str  # "front matter", "body", or "none"
+    removed: tuple[Removal, ...]
+
+
+def excerpt_report(
+    path: Path, max_size: int, cleaner: ExcerptCleaner = DEFAULT_CLEANER
+) -> ExcerptReport:
+    """Clean one post's excerpt again, keeping what each rule removed (for
+    ``digest check --excerpts``)."""
+    record = read_post_metadata(path, max_size)
+    title, raw = record["title"], record["excerpt"]
+    removed: list[Removal] = []
+    excerpt, origin = "", "none"
+    if raw:
+        tidied = cleaner.tidy(raw, title)
+        removed.extend(tidied.removed)
+        excerpt, origin = tidied.text, "front matter" if tidied.text else "none"
+    if len(excerpt.split()) < SHORT_EXCERPT_WORDS:
+        try:
+            body = _split(_decode(path.read_bytes()))[1] or ""
+        except (OSError, PostReadError):
+            body = ""
+        from_body = cleaner.from_body(body, title)
+        if len(from_body.text) > len(excerpt):
+            removed.extend(from_body.removed)
+            excerpt, origin = from_body.text, "body"
+    return ExcerptReport(path, excerpt, origin, tuple(removed))
 
 
 def finish_excerpt(path: Path, title: str, raw: str | None) -> str:

@@ -63,9 +63,10 @@ def run_checks(composed: ComposedEmail) -> list[CheckResult]:
 
 
 def check_size(doc: _Doc) -> CheckResult:
-    size = doc.composed.html_size
+    composed = doc.composed
+    size = composed.sent_size if composed.sent_size is not None else composed.html_size
     budget = doc.composed.size_budget
-    summary = f"HTML is {size / 1024:.1f} KB of a {budget / 1024:.0f} KB budget"
+    summary = f"HTML part as sent is {size / 1024:.1f} KB of a {budget / 1024:.0f} KB budget"
     if doc.composed.trimmed:
         summary += f" (trimmed: {'; '.join(doc.composed.trimmed)})"
     if size <= budget:
