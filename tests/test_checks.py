@@ -40,7 +40,7 @@ def test_size_over_budget(good: ComposedEmail) -> None:
     result = _result(replace(good, size_budget=1000), "size")
     assert not result.passed
     assert result.problems == (
-        f"{good.html_size:,} bytes is over the 1,000 byte budget; Gmail clips at about 102 KB",
+        f"{good.sent_size:,} bytes is over the 1,000 byte budget; Gmail clips at about 102 KB",
     )
 
 
