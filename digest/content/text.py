@@ -28,6 +28,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 EXCERPT_LENGTH = 280
+RULES_VERSION = 1  # bump when a rule changes, so cached excerpts are made again
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
 
 # --------------------------------------------------------------------------- entities
@@ -342,7 +343,7 @@ def _title_span(text: str, title: str, within: int = 240) -> tuple[int, int] | N
         pattern = r"\W+".join(re.escape(w) for w in words[:count])
         match = re.search(pattern, text, flags=re.IGNORECASE)
         if match is not None and match.start() <= within:
-            cut_off = re.match(r"\w*\W*?(…|\.\.\.)\s*$", text[match.end() :])
+            cut_off = re.match(r"\W*\w*(…|\.\.\.)\s*$", text[match.end() :])
             if count < len(words) and cut_off is None:
                 continue  # only a whole title, or a title cut off at the very end
             return match.start(), match.end()
@@ -359,7 +360,7 @@ class ExcerptCleaner:
             "|".join(f"(?:{p})" for p in _BOILERPLATE_BUILTIN), re.IGNORECASE
         )
         self.custom = [re.compile(p, re.IGNORECASE) for p in self.patterns]
-        key = "\0".join((str(limit), *self.patterns)).encode()
+        key = "\0".join((str(RULES_VERSION), str(limit), *self.patterns)).encode()
         self.fingerprint = hashlib.sha256(key).hexdigest()[:12]
 
     # ---- rules on one run of text
