@@ -1,7 +1,7 @@
 """What earlier issues held, so a story is not sent twice.
 
 Each built issue's ``manifest.json`` carries a ``memory`` list: per post in the email, its
-slug, normalised title, normalised source and body sketch (64 integers). That is all a
+slug, normalised title, normalised source and body sketch (128 integers). That is all a
 later issue needs to leave out a post whose title, source or near-identical body was in an
 earlier one, and it costs a few kilobytes per issue. :func:`earlier_issues` reads the
 memories of issues whose window starts before a given one, newest first.

@@ -28,7 +28,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 EXCERPT_LENGTH = 280
-RULES_VERSION = 1  # bump when a rule changes, so cached excerpts are made again
+RULES_VERSION = 2  # bump when a rule changes, so cached excerpts are made again
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
 
 # --------------------------------------------------------------------------- entities
@@ -529,7 +529,7 @@ def excerpt_from_body(body: str, title: str = "", limit: int = EXCERPT_LENGTH) -
 
 # --------------------------------------------------------------------------- near-duplicates
 
-SKETCH_SIZE = 64
+SKETCH_SIZE = 128
 SHINGLE_WORDS = 4
 MIN_SKETCH_WORDS = 30  # shorter bodies are too short to call two of them the same
 
