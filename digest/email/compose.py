@@ -349,14 +349,13 @@ def _card(
     src, problem = safe_image_url(config, post.cover_image)
     if problem:
         warnings.append(f"{post.path}: cover image {problem}")
-    image = None
-    if src and seen_images is not None:
-        if src in seen_images:
-            src = None  # a cover already shown in this issue is not shown again
+    image = cover_image(config, src, post) if src else None
+    if image is not None and seen_images is not None:
+        # The same picture (after any CDN sizing) is shown once per issue, at its first use.
+        if image["src"] in seen_images:
+            image = None
         else:
-            seen_images.add(src)
-    if src:
-        image = cover_image(config, src, post)
+            seen_images.add(image["src"])
     return _Card(
         title=post.title,
         url=with_query(post_url(config, post), utm),
