@@ -11,9 +11,8 @@ from digest.audience.links import post_url
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
 from digest.config import Config
 from digest.content import pipeline
-from digest.content.posts import Post, excerpt_report
-from digest.content.select import Decision, Rules, Selection, resolve_window
-from digest.content.text import ExcerptCleaner
+from digest.content.posts import Post
+from digest.content.select import Decision, Selection
 
 
 def _post_json(post: Post, url: str) -> dict[str, Any]:
@@ -139,15 +138,7 @@ def _excerpt_reports(
     since: date | None,
     until: date | None,
 ) -> None:
-    around = (
-        resolve_window(config, now(), week=week, since=since, until=until)
-        if week or since or until
-        else None
-    )
-    result = pipeline.load(config, around=around)
-    cleaner = ExcerptCleaner(config.content.excerpt_patterns)
-    posts = [p for p in result.posts if around is None or p.date in around]
-    reports = [excerpt_report(p.path, config.content.max_file_size, cleaner) for p in posts]
+    reports = pipeline.excerpt_reports(config, now(), week=week, since=since, until=until)
     if as_json:
         emit_json(
             {
@@ -227,14 +218,7 @@ def check_command(
         check_email(config, as_json=as_json, week=week, since=since, until=until)
         return
     result = pipeline.load(config)
-    rules_unknown = sorted(
-        {
-            p.category or "(none)"
-            for p in result.posts
-            if config.categories.sections
-            and Rules.from_config(config).section_of(p.category) is None
-        }
-    )
+    rules_unknown = pipeline.unlisted_categories(config, result.posts)
     if as_json:
         emit_json(
             {

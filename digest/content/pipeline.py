@@ -5,13 +5,14 @@ Commands call these; each takes the config and the clock, and returns plain resu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from digest.config import Config
 from digest.content.cache import PostCache
 from digest.content.memory import earlier_issues
-from digest.content.posts import LoadResult, load_posts
+from digest.content.posts import ExcerptReport, LoadResult, Post, excerpt_report, load_posts
 from digest.content.select import (
     NEAR_WINDOW,
     Rules,
@@ -64,3 +65,34 @@ def load_and_select(
     )
     selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
     return Loaded(result, selection)
+
+
+def unlisted_categories(config: Config, posts: Iterable[Post]) -> list[str]:
+    """Categories of ``posts`` that no configured section takes (empty: no sections set)."""
+    if not config.categories.sections:
+        return []
+    rules = Rules.from_config(config)
+    return sorted({p.category or "(none)" for p in posts if rules.section_of(p.category) is None})
+
+
+def excerpt_reports(
+    config: Config,
+    now: datetime,
+    *,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> list[ExcerptReport]:
+    """How each post's excerpt was cleaned: those of the window asked for, or every post."""
+    around = (
+        resolve_window(config, now, week=week, since=since, until=until)
+        if week or since or until
+        else None
+    )
+    result = load(config, around=around)
+    cleaner = ExcerptCleaner(config.content.excerpt_patterns)
+    return [
+        excerpt_report(post.path, config.content.max_file_size, cleaner)
+        for post in result.posts
+        if around is None or post.date in around
+    ]
