@@ -28,7 +28,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 EXCERPT_LENGTH = 280
-RULES_VERSION = 2  # bump when a rule changes, so cached excerpts are made again
+RULES_VERSION = 4  # bump when a rule changes, so cached excerpts are made again
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
 
 # --------------------------------------------------------------------------- entities
@@ -270,7 +270,10 @@ _CREDIT = re.compile(
 )
 _CREDIT_END = re.compile(rf"^.{{0,80}}{_AGENCIES}", re.DOTALL)
 # A byline cut off at the end of a scraped excerpt: "… chip production. By Anna…"
-_TRAILING_BYLINE = re.compile(r"(?<=[.!?])[\"”’]?\s+By\s+[A-Z][^.!?…]{0,60}(?:\.\.\.|…)?\s*$")
+_TRAILING_BYLINE = re.compile(
+    r"(?<=[.!?])[\"”’]?\s+(?:(?:Written|Reported)\s+)?[Bb]y(?:\s+[A-Z][^.!?…]{0,60})?"
+    r"(?:\.\.\.|…)?\s*$"
+)
 # A photo caption and its credit before the text: "OpenAI CEO Sam Altman. | Bloomberg via
 # Getty Images OpenAI says…"
 _CAPTION_CREDIT = re.compile(rf"^[^|]{{1,200}}?\s\|\s.{{0,80}}{_AGENCIES}", re.DOTALL)
@@ -288,7 +291,8 @@ _BOILERPLATE_BUILTIN = (
     r"subscribe to our newsletter",
     r"cookie(?:s)? (?:policy|settings)",
     r"skip to (?:main )?content",
-    r"\bsign up (?:here|for|now|today)\b",
+    r"\bsign up here\b",
+    r"\bsign up (?:for|to) (?:our|the) (?:newsletter|mailing list)",
     r"originally appeared (?:in|on)\b",
     r"to get (?:stories|articles|posts) like this",
     r"\blisten on (?:apple podcasts|spotify|google podcasts|youtube)",
@@ -431,7 +435,8 @@ class ExcerptCleaner:
         kept: list[str] = []
         sentences = _SENTENCE_END.split(_fold_space(text))
         junk = [s for s in sentences if self.boilerplate.search(s)]
-        if body and len(junk) >= 2 and len(junk) * 2 > len(sentences):
+        junk_share = sum(len(j) for j in junk) / max(1, sum(len(x) for x in sentences))
+        if body and len(junk) >= 2 and junk_share >= 0.5:
             take("boilerplate", text)  # a disclosure paragraph: none of it is the story
             return ""
         for sentence in sentences:
