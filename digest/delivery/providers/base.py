@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 # readable token instead of being split into encoded words.
 WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 
-ResultState = Literal["sent", "failed-permanent", "failed-retryable"]
+ResultState = Literal["sent", "failed-permanent", "failed-retryable", "uncertain"]
 
 
 class ComposedLike(Protocol):
@@ -125,7 +125,7 @@ class Result:
     state: ResultState
     provider_message_id: str | None = None
     reason: str | None = None
-    confirmed: bool = True  # False: counted as sent without the provider's reply
+    confirmed: bool = True  # False: counted as sent without the provider's reply (old rows)
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,15 @@ class Handoff:
 
 
 Event = Result | Handoff
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding of :meth:`Provider.preflight`."""
+
+    name: str  # "credentials", "domain", "sender", "connection"
+    ok: bool
+    detail: str
 
 
 def idempotency_key(issue_id: str, variant: str, subscriber_ids: Sequence[int]) -> str:
@@ -185,9 +194,9 @@ class Provider(ABC):
 
         Returns a result per subscriber id, or None for "was not accepted: send again".
         The default: with idempotency keys, send again (the provider drops repeats); with
-        hand-off marks, rows never handed off are sent again and rows handed off are counted
-        as sent, unconfirmed; otherwise, counted as sent, unconfirmed — digest prefers a
-        missed message to a duplicate, and says how many it could not confirm.
+        hand-off marks, rows never handed off are sent again; everything else may have been
+        accepted and is ``uncertain`` — then :meth:`lookup` (where the provider can answer)
+        or the operator's ``send.uncertain`` policy decides.
         """
         settled: dict[int, Result | None] = {}
         for delivery in deliveries:
@@ -196,12 +205,27 @@ class Provider(ABC):
             else:
                 settled[delivery.subscriber_id] = Result(
                     delivery.subscriber_id,
-                    "sent",
-                    reason="counted as sent without a reply: the run stopped after handing "
-                    "the message over",
-                    confirmed=False,
+                    "uncertain",
+                    reason="the run stopped while the message was with the provider, "
+                    "before its answer was recorded",
                 )
         return settled
+
+    can_look_up: ClassVar[bool] = False
+    """:meth:`lookup` can ask the provider which messages it accepted."""
+
+    def lookup(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, str | None]:
+        """Ask the provider which of these messages it accepted (reconciliation).
+
+        Returns, per subscriber id, the provider's message id when it has the message, or
+        None when it certainly has not. Only called when :attr:`can_look_up` is True.
+        """
+        raise NotImplementedError
+
+    def preflight(self) -> list[Check]:
+        """One read-only authenticated request: do the credentials work, is the domain
+        verified? Transports without an account return what they can check locally."""
+        return [Check("credentials", True, "no account to check")]
 
     def close(self) -> None:
         """Release connections; called once when sending ends."""

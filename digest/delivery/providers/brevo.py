@@ -39,7 +39,7 @@ from digest.delivery.providers.http import (
     Suppression,
     encode_json,
     error_message,
-    retryable_for,
+    unanswered,
 )
 
 API = "https://api.brevo.com"
@@ -129,7 +129,7 @@ class Brevo(HttpProvider):
                     "POST", self.url("/v3/smtp/email"), content=body, headers=self._headers()
                 )
             except RequestFailed as exc:
-                yield from retryable_for(recipients, exc.reason)
+                yield from unanswered(self.name, recipients, exc)
                 return
             if response.status_code in (200, 201, 202):
                 data = response.json()

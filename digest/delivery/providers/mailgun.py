@@ -32,7 +32,7 @@ from digest.delivery.providers.http import (
     Substitution,
     Suppression,
     error_message,
-    retryable_for,
+    unanswered,
 )
 
 API = "https://api.mailgun.net"  # EU: https://api.eu.mailgun.net
@@ -123,7 +123,7 @@ class Mailgun(HttpProvider):
                     headers={"Authorization": self._auth(), "Content-Type": content_type},
                 )
             except RequestFailed as exc:
-                yield from retryable_for(recipients, exc.reason)
+                yield from unanswered(self.name, recipients, exc)
                 continue
             if response.status_code == 200:
                 message_id = response.json().get("id")

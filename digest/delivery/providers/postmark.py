@@ -28,7 +28,7 @@ from digest.delivery.providers.http import (
     Suppression,
     encode_json,
     fill_markers,
-    retryable_for,
+    unanswered,
 )
 
 API = "https://api.postmarkapp.com"
@@ -149,7 +149,7 @@ class Postmark(HttpProvider):
                 "POST", self.url("/email/batch"), content=body, headers=self._headers()
             )
         except RequestFailed as exc:
-            yield from retryable_for(batch.recipients, exc.reason)
+            yield from unanswered(self.name, batch.recipients, exc)
             return
         if response.status_code != 200:
             raise self.stop(response)

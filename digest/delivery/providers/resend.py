@@ -33,6 +33,7 @@ from digest.delivery.providers.http import (
     error_message,
     fill_markers,
     retryable_for,
+    unanswered,
 )
 
 API = "https://api.resend.com"
@@ -127,7 +128,7 @@ class Resend(HttpProvider):
                 "POST", self.url("/emails/batch"), content=body, headers=self.headers(batch)
             )
         except RequestFailed as exc:
-            yield from retryable_for(batch.recipients, exc.reason)
+            yield from unanswered(self.name, batch.recipients, exc)
             return
         if response.status_code == 409 and _concurrent(response):
             # the same key is still being processed: the earlier try will settle it

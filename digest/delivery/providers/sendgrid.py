@@ -30,7 +30,7 @@ from digest.delivery.providers.http import (
     Substitution,
     Suppression,
     encode_json,
-    retryable_for,
+    unanswered,
 )
 
 API = "https://api.sendgrid.com"
@@ -142,7 +142,7 @@ class SendGrid(HttpProvider):
                     "POST", self.url("/v3/mail/send"), content=body, headers=self._headers()
                 )
             except RequestFailed as exc:
-                yield from retryable_for(recipients, exc.reason)
+                yield from unanswered(self.name, recipients, exc)
                 return
             if response.status_code in (200, 202):
                 message_id = response.headers.get("x-message-id")

@@ -43,8 +43,8 @@ from digest.delivery.providers.http import (
     Suppression,
     encode_json,
     fill_markers,
-    retryable_for,
     substitute,
+    unanswered,
 )
 from digest.errors import ProviderError
 
@@ -284,7 +284,7 @@ class Ses(HttpProvider):
         try:
             response = self._post("/v2/email/outbound-bulk-emails", body, len(batch.recipients))
         except RequestFailed as exc:
-            yield from retryable_for(batch.recipients, exc.reason)
+            yield from unanswered(self.name, batch.recipients, exc)
             return
         if response.status_code != 200:
             raise self.stop(response)
@@ -307,7 +307,7 @@ class Ses(HttpProvider):
             try:
                 response = self._post("/v2/email/outbound-emails", body, 1)
             except RequestFailed as exc:
-                yield Result(r.subscriber_id, "failed-retryable", reason=exc.reason)
+                yield from unanswered(self.name, [r], exc)
                 continue
             if response.status_code == 200:
                 yield Result(

@@ -5,8 +5,8 @@ Each message is one MAIL/RCPT/DATA exchange, so each recipient gets their own ou
 before the end-of-data mark (the moment the server may accept the message) the transport
 yields a :class:`~digest.delivery.providers.base.Handoff`, which the send loop commits; the server's
 reply is committed as soon as it arrives. After a crash, a row without a hand-off was never
-accepted and is sent again; a row with one is counted as sent, unconfirmed (see
-docs/sending.md for the exact window that leaves).
+accepted and is sent again; a row with one is ``uncertain`` (see docs/sending.md for the
+exact window that leaves, and what decides about it).
 """
 
 from __future__ import annotations
@@ -180,8 +180,7 @@ class SmtpProvider(Provider):
             if handed_off:
                 yield Result(
                     subscriber_id,
-                    "sent",
-                    confirmed=False,
+                    "uncertain",
                     reason=f"the connection failed after the message was handed over: {exc}",
                 )
             else:
