@@ -29,9 +29,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from digest.audience.tokens import SECRET_ENV
 from digest.config import Config
 from digest.errors import ConfigError
+
+SECRET_ENV = "DIGEST_SECRET"
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,12 @@ import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
+from digest.audience.keys import SECRET_ENV, link_keys
+from digest.config import Config
 from digest.errors import DigestError
 
 PURPOSES = ("unsubscribe", "preferences", "confirm")
-SECRET_ENV = "DIGEST_SECRET"
+__all__ = ["PURPOSES", "SECRET_ENV", "TokenError", "make_token", "token_secret", "verify_token"]
 
 
 class TokenError(DigestError):
@@ -38,6 +40,17 @@ def server_secret(environ: dict[str, str] | None = None) -> bytes | None:
     env = os.environ if environ is None else environ
     value = env.get(SECRET_ENV)
     return value.encode() if value else None
+
+
+def token_secret(config: Config) -> bytes:
+    """The link key that signs new links: ``serve.secret``, else ``$DIGEST_SECRET``, else the
+    key file, created once (see :mod:`digest.audience.keys`)."""
+    return link_keys(config).signing
+
+
+def verifying_secrets(config: Config) -> tuple[bytes, ...]:
+    """Every link key a link may be signed with (the current one first)."""
+    return link_keys(config).verifying
 
 
 def signing_key(subscriber_secret: bytes, server: bytes | None = None) -> bytes:
