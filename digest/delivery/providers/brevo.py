@@ -24,6 +24,7 @@ from digest.config import Secret
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
     Batch,
+    Check,
     Event,
     ProviderSettings,
     Recipient,
@@ -153,6 +154,23 @@ class Brevo(HttpProvider):
             key = idempotency_key(
                 batch.issue_id, batch.variant, [r.subscriber_id for r in recipients]
             )
+
+    # -- preflight
+
+    def preflight(self) -> list[Check]:
+        """``GET /v3/senders``: the key works, and the From address is an active sender."""
+        response = self.get("/v3/senders", self._headers())
+        address = self.config.sender.from_email.lower()
+        senders = response.json().get("senders") or []
+        match = [s for s in senders if str(s.get("email", "")).lower() == address]
+        active = bool(match and match[0].get("active"))
+        detail = (
+            f"{address} is an active sender"
+            if active
+            else f"{address} is {'not active' if match else 'not a sender'} in Brevo "
+            "(Senders, Domains & Dedicated IPs)"
+        )
+        return [Check("credentials", True, "API key accepted"), Check("sender", active, detail)]
 
     # -- suppressions
 

@@ -23,7 +23,14 @@ from pydantic import Field
 
 from digest.config import Secret
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.base import (
+    Batch,
+    Check,
+    Event,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -140,6 +147,19 @@ class Resend(HttpProvider):
             yield from parse_batch_response(response.json(), batch.recipients)
         except ValueError as exc:
             raise self.stop(response, f"unexpected answer to a batch: {exc}") from None
+
+    def preflight(self) -> list[Check]:
+        """``GET /domains``: the key works, and the From domain's status."""
+        headers = {"Authorization": f"Bearer {self.settings.api_key.resolve()}"}
+        response = self.get("/domains", headers)
+        domain = self.config.sender.from_email.rpartition("@")[2].lower()
+        items = response.json().get("data") or []
+        match = [i for i in items if str(i.get("name", "")).lower() == domain]
+        status = str(match[0].get("status", "unknown")) if match else "not added"
+        return [
+            Check("credentials", True, "API key accepted"),
+            Check("domain", status == "verified", f"{domain} is {status}"),
+        ]
 
 
 def _concurrent(response: httpx.Response) -> bool:

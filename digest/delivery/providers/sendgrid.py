@@ -21,7 +21,14 @@ from pydantic import Field
 
 from digest.config import Secret
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.base import (
+    Batch,
+    Check,
+    Event,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -165,6 +172,25 @@ class SendGrid(HttpProvider):
                         reason=f"sendgrid 400: {reason}",
                     )
             recipients = tuple(r for i, r in enumerate(recipients) if i not in refused)
+
+    # -- preflight
+
+    def preflight(self) -> list[Check]:
+        """``GET /v3/whitelabel/domains``: the key works, and whether the From domain is
+        authenticated (a verified single sender also lets SendGrid send)."""
+        response = self.get("/v3/whitelabel/domains", self._headers())
+        domain = self.config.sender.from_email.rpartition("@")[2].lower()
+        items = response.json()
+        entries = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        match = [i for i in entries if str(i.get("domain", "")).lower() == domain]
+        valid = bool(match and match[0].get("valid"))
+        detail = (
+            f"{domain} is authenticated"
+            if valid
+            else f"{domain} is {'not yet valid' if match else 'not authenticated'} in SendGrid "
+            "(Settings → Sender Authentication)"
+        )
+        return [Check("credentials", True, "API key accepted"), Check("domain", valid, detail)]
 
     # -- suppressions
 

@@ -31,7 +31,14 @@ from pydantic import Field
 
 from digest.config import Secret
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.base import (
+    Batch,
+    Check,
+    Event,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -323,6 +330,24 @@ class Ses(HttpProvider):
                 )
                 continue
             raise self.stop(response)
+
+    # -- preflight
+
+    def preflight(self) -> list[Check]:
+        """``GetEmailIdentity`` on the From domain: the keys work (the request is signed),
+        and whether SES lets that domain send."""
+        domain = self.config.sender.from_email.rpartition("@")[2].lower()
+        path = f"/v2/email/identities/{urllib.parse.quote(domain)}"
+        data = self.get(path, {}, sign=self.signer).json()
+        verified = bool(data.get("VerifiedForSendingStatus"))
+        return [
+            Check("credentials", True, "access keys accepted"),
+            Check(
+                "domain",
+                verified,
+                f"{domain} is {'verified' if verified else 'not verified'} for sending",
+            ),
+        ]
 
     # -- suppressions
 

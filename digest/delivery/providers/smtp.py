@@ -25,6 +25,7 @@ from pydantic import Field
 from digest.config import Secret
 from digest.delivery.providers.base import (
     Batch,
+    Check,
     Event,
     Handoff,
     Provider,
@@ -141,6 +142,18 @@ class SmtpProvider(Provider):
             conn, self._conn = self._conn, None
             with contextlib.suppress(OSError):
                 conn.close()
+
+    # -- preflight
+
+    def preflight(self) -> list[Check]:
+        """Connect, EHLO, STARTTLS/SSL and log in as a send would; then QUIT."""
+        s = self.smtp_settings
+        try:
+            self._connect()
+        finally:
+            self.close()
+        login = f"logged in as {s.username}" if s.username else "no login configured"
+        return [Check("credentials", True, f"{s.host}: connected ({s.security}), {login}")]
 
     # -- sending
 
