@@ -324,7 +324,8 @@ class _Sender:
             variant=variant,
             composed=self.composed(variant),
             recipients=tuple(recipients),
-            idempotency_key=key or idempotency_key(self.issue_id, variant, ids),
+            idempotency_key=key
+            or idempotency_key(self.issue_id, variant, ids, [r.email for r in recipients]),
             renderer=self.composer.render,
             date=self.now,
             wire=self.wire(variant),
@@ -405,7 +406,12 @@ class _Sender:
 
     def fresh_key(self, deliveries: Sequence[Delivery]) -> str:
         variant = deliveries[0].variant or ALL
-        return idempotency_key(self.issue_id, variant, [d.subscriber_id for d in deliveries])
+        return idempotency_key(
+            self.issue_id,
+            variant,
+            [d.subscriber_id for d in deliveries],
+            [d.email for d in deliveries],
+        )
 
     def look_up(self) -> None:
         wait = float(getattr(self.provider.settings, "reconcile_after", 0.0) or 0.0)

@@ -132,11 +132,22 @@ class Check:
     detail: str
 
 
-def idempotency_key(issue_id: str, variant: str, subscriber_ids: Sequence[int]) -> str:
-    """The same issue, variant and recipients always give the same key."""
+def idempotency_key(
+    issue_id: str,
+    variant: str,
+    subscriber_ids: Sequence[int],
+    emails: Sequence[str] = (),
+) -> str:
+    """The same issue, variant and recipients always give the same key.
+
+    With ``emails``, the addresses are part of it too: two lists that share a provider
+    account (and so its keys) and number their subscribers alike still get different keys.
+    """
     digest = hashlib.sha256(f"{issue_id}\x00{variant}\x00".encode())
     for sid in subscriber_ids:
         digest.update(f"{sid},".encode())
+    for email in emails:
+        digest.update(f"{email.lower()},".encode())
     return f"digest-{issue_id}-{digest.hexdigest()[:32]}"
 
 

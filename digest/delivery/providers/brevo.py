@@ -152,7 +152,10 @@ class Brevo(HttpProvider):
             )
             recipients = recipients[:index] + recipients[index + 1 :]
             key = idempotency_key(
-                batch.issue_id, batch.variant, [r.subscriber_id for r in recipients]
+                batch.issue_id,
+                batch.variant,
+                [r.subscriber_id for r in recipients],
+                [r.email for r in recipients],
             )
 
     # -- preflight
