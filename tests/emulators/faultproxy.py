@@ -66,6 +66,7 @@ class MatrixProxy(ThreadingHTTPServer):
                 "drop_after": 0,
                 "hang_after": 0,
                 "hang_seconds": 5.0,
+                "delay": 0.0,  # seconds to hold every send request back (all of them)
             }
 
     def set_faults(self, **faults: float) -> None:
@@ -161,6 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not SEND_PATHS[proxy.provider].match(self.path.split("?")[0]):
             response = self._forward("POST", body)
             return self._reply(response.status_code, response.content, raw=True)
+        if proxy.faults["delay"]:
+            time.sleep(float(proxy.faults["delay"]))
         fault = proxy.next_fault()
         if fault:
             with proxy.lock:
