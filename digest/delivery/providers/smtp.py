@@ -169,9 +169,14 @@ class SmtpProvider(Provider):
         try:
             code, reply = conn.mail(sender)
             if code != 250:
-                conn.rset()
-                yield self._refused(subscriber_id, "MAIL FROM", code, reply)
-                return
+                # about the sender or the session, not this recipient: stop the send (the
+                # message was not taken, so it stays pending for the next run)
+                self._drop()
+                raise ProviderError(
+                    "smtp",
+                    f"MAIL FROM refused: {code} {reply.decode(errors='replace')}",
+                    retryable=code < 500,
+                )
             code, reply = conn.rcpt(to)
             if code not in (250, 251):
                 conn.rset()
@@ -206,6 +211,10 @@ class SmtpProvider(Provider):
 
     @staticmethod
     def _refused(subscriber_id: int, step: str, code: int, reply: bytes) -> Result:
+        if code == 421:  # the server is closing the session: stop, nothing was taken
+            raise ProviderError(
+                "smtp", f"{step}: {code} {reply.decode(errors='replace')}", retryable=True
+            )
         text = reply.decode(errors="replace")
         state: Literal["failed-permanent", "failed-retryable"] = (
             "failed-permanent" if 500 <= code < 600 else "failed-retryable"
