@@ -39,8 +39,10 @@ class _Progress:
         self.started = time.monotonic()
         self.last_line = self.started
         self.done = 0
+        self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
+        self.total = total
         if not self.enabled:
             return
         if self.tty:
@@ -258,6 +260,18 @@ def send_command(
                 progress=progress,
                 stop=stopper,
             )
+    except KeyboardInterrupt:
+        # the second Ctrl-C: what was recorded is committed; batches that were in flight
+        # stay `sending`, which the next run settles as it settles a crash
+        progress.close()
+        message = (
+            f"stopped at once after {progress.done} of {max(progress.total, progress.done)}; "
+            "run the same command to resume"
+        )
+        click.secho(f"error: {message}", fg="red", err=True)
+        if as_json:
+            emit_json({"error": message, "exit": 6})
+        raise click.exceptions.Exit(6) from None
     finally:
         progress.close()
     if as_json:
