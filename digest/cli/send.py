@@ -1,4 +1,4 @@
-"""`digest send`, `digest status` and `digest unsubscribe`."""
+"""`digest send` and `digest status`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ from typing import Any, cast
 
 import click
 
-from digest.audience.keys import link_keys
-from digest.audience.subscribers import SubscriberStore
-from digest.audience.tokens import TokenError, signing_key, verify_token
 from digest.cli._app import (
     State,
     emit_json,
@@ -23,8 +20,7 @@ from digest.cli._app import (
     window_options,
 )
 from digest.content.select import resolve_window
-from digest.delivery.ledger import Ledger
-from digest.delivery.send import SendReport, count_new_subscribers, send_issue, send_test
+from digest.delivery.send import SendReport, issue_status, send_issue, send_test
 
 
 class _Progress:
@@ -298,27 +294,11 @@ def status_command(
     """
     config = state.config
     issue_id = resolve_window(config, now(), week=week, since=since, until=until).issue_id
-    with Ledger(config.path(config.ledger.database)) as ledger:
-        counts = ledger.counts(issue_id)
-        info = ledger.issue(issue_id)
-        unconfirmed = ledger.unconfirmed(issue_id)
-        failures = ledger.failures(issue_id, limit=20)
-        uncertain = ledger.uncertain(issue_id, limit=20)
-        joined = 0
-        if info is not None and info["completed_at"]:
-            with SubscriberStore(config.path(config.subscribers.database)) as store:
-                joined = count_new_subscribers(store, ledger, issue_id)
-    data = {
-        "issue_id": issue_id,
-        "counts": counts,
-        "unconfirmed": unconfirmed,
-        "uncertain": [{"email": u.email, "error": u.last_error} for u in uncertain],
-        "new_subscribers": joined,
-        "started_at": info["started_at"] if info else None,
-        "completed_at": info["completed_at"] if info else None,
-        "runs": info["runs"] if info else 0,
-        "failures": [{"email": f.email, "state": f.state, "error": f.last_error} for f in failures],
-    }
+    data = issue_status(config, issue_id)
+    counts, info = data["counts"], data["info"]
+    unconfirmed, joined = data["unconfirmed"], data["new_subscribers"]
+    uncertain, failures = data["uncertain"], data["failures"]
+    del data["info"]
     if as_json:
         emit_json(data)
         return
@@ -338,45 +318,11 @@ def status_command(
             fg="yellow",
         )
         for item in uncertain[:10]:
-            click.secho(f"    {item.email}: {item.last_error}", fg="yellow")
+            click.secho(f"    {item['email']}: {item['error']}", fg="yellow")
     if joined:
         click.echo(
             f"  {joined} subscriber{'s' if joined != 1 else ''} joined since it was sent: "
             "`digest send --new-subscribers` sends them this issue"
         )
     for failure in failures:
-        click.secho(f"  {failure.state}: {failure.email}: {failure.last_error}", fg="red")
-
-
-def unsubscribe(config: Any, token_or_email: str) -> str:
-    """Apply an unsubscribe token (or an address, for the operator); the address."""
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
-        if "@" in token_or_email:  # tokens are base64url, so never hold an @
-            email = token_or_email
-        else:
-            keys = link_keys(config).verifying
-
-            def key_for(address: str) -> list[bytes] | None:
-                found = store.get(address)
-                return [signing_key(found.secret, k) for k in keys] if found else None
-
-            email = verify_token(token_or_email, "unsubscribe", key_for, now=now())
-        return store.set_status(email, "unsubscribed", now=now()).email
-
-
-@main.command("unsubscribe")
-@click.argument("token_or_email")
-@pass_state
-def unsubscribe_command(state: State, token_or_email: str) -> None:
-    """Unsubscribe someone, by the token from their link or by address.
-
-    \b
-    Examples:
-      digest unsubscribe ada@example.com
-      digest unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
-    """
-    try:
-        email = unsubscribe(state.config, token_or_email)
-    except TokenError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"unsubscribed {email}")
+        click.secho(f"  {failure['state']}: {failure['email']}: {failure['error']}", fg="red")

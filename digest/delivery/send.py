@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -896,6 +896,35 @@ def _finish(
     report.report_path = str(write_report(config, report))
 
 
+def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
+    """What ``digest status`` shows: the ledger's counts, the uncertain and failed rows, and
+    how many active subscribers joined after the issue went out."""
+    with Ledger(config.path(config.ledger.database)) as ledger:
+        info = ledger.issue(issue_id)
+        joined = 0
+        if info is not None and info["completed_at"]:
+            with SubscriberStore(config.path(config.subscribers.database)) as store:
+                joined = count_new_subscribers(store, ledger, issue_id)
+        return {
+            "issue_id": issue_id,
+            "counts": ledger.counts(issue_id),
+            "unconfirmed": ledger.unconfirmed(issue_id),
+            "uncertain": [
+                {"email": u.email, "error": u.last_error}
+                for u in ledger.uncertain(issue_id, limit=20)
+            ],
+            "new_subscribers": joined,
+            "info": info,
+            "started_at": info["started_at"] if info else None,
+            "completed_at": info["completed_at"] if info else None,
+            "runs": info["runs"] if info else 0,
+            "failures": [
+                {"email": f.email, "state": f.state, "error": f.last_error}
+                for f in ledger.failures(issue_id, limit=20)
+            ],
+        }
+
+
 def count_new_subscribers(store: SubscriberStore, ledger: Ledger, issue_id: str) -> int:
     """Active subscribers who have no row for the issue (they joined after it went out)."""
     missing = 0
@@ -1011,8 +1040,3 @@ def send_test(
     finally:
         provider.close()
     return results[0]
-
-
-def iter_ledger_issues(config: Config) -> Iterator[str]:
-    with Ledger(config.path(config.ledger.database)) as ledger:
-        yield from ledger.issues()

@@ -22,9 +22,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlencode
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import MailgunSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
     Batch,
@@ -37,7 +35,6 @@ from digest.delivery.providers.base import (
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     RequestFailed,
     Substitution,
     Suppression,
@@ -47,14 +44,6 @@ from digest.delivery.providers.http import (
 
 if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
-
-API = "https://api.mailgun.net"  # EU: https://api.eu.mailgun.net
-
-
-class MailgunSettings(HttpSettings):
-    api_key: Secret = Field(description="Private API key, e.g. ${MAILGUN_API_KEY}.")
-    domain: str = Field(description="Your sending domain, e.g. mg.example.com.")
-    base_url: str = Field(default=API, description="https://api.eu.mailgun.net for the EU.")
 
 
 def placeholder(name: str) -> str:

@@ -16,9 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import PostmarkSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
     Batch,
@@ -31,7 +29,6 @@ from digest.delivery.providers.base import (
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     RequestFailed,
     Suppression,
     encode_json,
@@ -41,8 +38,6 @@ from digest.email.message import fill
 
 if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
-
-API = "https://api.postmarkapp.com"
 
 # Per-message codes that are about the account, not the recipient: stop sending.
 ACCOUNT_CODES = {
@@ -58,15 +53,6 @@ _KINDS = {
     "SpamComplaint": "complained",
     "ManualSuppression": "unsubscribed",
 }
-
-
-class PostmarkSettings(HttpSettings):
-    token: Secret = Field(description="Server API token, e.g. ${POSTMARK_TOKEN}.")
-    message_stream: str = Field(
-        default="outbound", description="Message stream: 'broadcast' for newsletters."
-    )
-    base_url: str = Field(default=API, description="The API's address.")
-    track_opens: bool | None = Field(default=None, description="Postmark open tracking.")
 
 
 def build_message(
