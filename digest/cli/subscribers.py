@@ -162,12 +162,12 @@ def unsubscribe_command(state: State, token_or_email: str) -> None:
       digest subscribers unsubscribe ada@example.com
       digest subscribers unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
     """
-    from digest.audience.tokens import token_secret
+    from digest.audience.tokens import verifying_secrets
 
     try:
         with _store(state) as store:
             subscriber, change = unsubscribe(
-                store, token_or_email, server=token_secret(state.config), now=now()
+                store, token_or_email, server=verifying_secrets(state.config), now=now()
             )
     except TokenError as exc:
         raise click.ClickException(str(exc)) from None
