@@ -33,6 +33,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.audience.records import extend_schema
 from digest.errors import StoreError
 from digest.store.sqlite import open_database
 
@@ -324,6 +325,16 @@ class SubscriberStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db = open_database(self.path, _SCHEMA, what="the subscriber store")
+        try:
+            extend_schema(self._db)
+        except StoreError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open database, for the modules that keep more in it (records, imports)."""
+        return self._db
 
     def __enter__(self) -> SubscriberStore:
         return self
@@ -487,15 +498,81 @@ class SubscriberStore:
         return True
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Writes inside are one commit (one fsync): all of them, or none on an exception."""
+    def transaction(self, *, commit: bool = True) -> Iterator[None]:
+        """Writes inside are one commit (one fsync): all of them, or none on an exception.
+
+        ``commit=False`` rolls everything back at the end (a dry run)."""
         self._write("BEGIN IMMEDIATE", ())
         try:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._write("COMMIT", ())
+        self._write("COMMIT" if commit else "ROLLBACK", ())
+
+    def change_status(
+        self, email: str, status: str, *, now: datetime, cause: str, reason: str | None = None
+    ) -> Subscriber:
+        """Set a status, recording what changed it (``cause``) and why (``reason``)."""
+        if status not in STATUSES:
+            raise StoreError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        found = self._require(email)
+        self._write(
+            "UPDATE subscribers SET status = ?, status_cause = ?, reason = ?, updated_at = ? "
+            "WHERE id = ?",
+            (status, cause, reason, _iso(now), found.id),
+        )
+        return self._require(email)
+
+    def insert_imported(
+        self,
+        email: str,
+        *,
+        name: str,
+        status: str,
+        subscribed_at: str,
+        categories: Sequence[str],
+        source_id: str | None,
+        now: datetime,
+        status_at: str | None,
+        source: str,
+    ) -> None:
+        """A new row from an import (``email`` already normalised), with its own dates."""
+        if status not in STATUSES:
+            raise StoreError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        self._write(
+            "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
+            "secret, source_id, updated_at, status_at, status_cause, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?)",
+            (
+                email,
+                name,
+                status,
+                subscribed_at,
+                json.dumps(list(categories)),
+                secrets.token_bytes(32),
+                source_id,
+                _iso(now),
+                status_at,
+                source,
+            ),
+        )
+
+    def update_imported(
+        self,
+        email: str,
+        *,
+        name: str,
+        categories: Sequence[str],
+        source_id: str | None,
+        now: datetime,
+    ) -> None:
+        found = self._require(email)
+        self._write(
+            "UPDATE subscribers SET name = ?, categories = ?, source_id = ?, updated_at = ? "
+            "WHERE id = ?",
+            (name, json.dumps(list(categories)), source_id, _iso(now), found.id),
+        )
 
     def import_file(self, path: Path, categories: Categories, *, now: datetime) -> ImportReport:
         """Add or update every good row of a CSV or JSON file, in one transaction.
