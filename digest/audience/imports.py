@@ -913,7 +913,13 @@ def _apply(
         return
     store.update_imported(row.email, name=name, categories=categories, source_id=source_id, now=now)
     if status != existing.status:
-        store.change_status(row.email, status, now=now, cause="import", reason=row.reason)
-    records.set_details(db, row.email, consent=new_consent, confirmed_at=new_confirmed)
+        store.change_status(row.email, status, cause="import", now=now)
+    records.set_details(
+        db,
+        row.email,
+        consent=new_consent,
+        confirmed_at=new_confirmed,
+        reason=row.reason if status != existing.status else None,
+    )
     report.updated += 1
     _note(report, Change(number, row.email, "update", ", ".join(changed)))

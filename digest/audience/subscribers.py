@@ -511,18 +511,17 @@ class SubscriberStore:
         self._write("COMMIT" if commit else "ROLLBACK", ())
 
     def change_status(
-        self, email: str, status: str, *, now: datetime, cause: str, reason: str | None = None
-    ) -> Subscriber:
-        """Set a status, recording what changed it (``cause``) and why (``reason``)."""
+        self, email: str, status: str, *, cause: str, now: datetime
+    ) -> tuple[Subscriber, None]:
+        """Set a status, recording what changed it (``cause``)."""
         if status not in STATUSES:
             raise StoreError(f"status {status!r} is not one of {', '.join(STATUSES)}")
         found = self._require(email)
         self._write(
-            "UPDATE subscribers SET status = ?, status_cause = ?, reason = ?, updated_at = ? "
-            "WHERE id = ?",
-            (status, cause, reason, _iso(now), found.id),
+            "UPDATE subscribers SET status = ?, status_cause = ?, updated_at = ? WHERE id = ?",
+            (status, cause, _iso(now), found.id),
         )
-        return self._require(email)
+        return self._require(email), None
 
     def insert_imported(
         self,

@@ -68,9 +68,11 @@ from digest.serve.security import (
 from digest.serve.service import (
     CONFIRM_TEMPLATE,
     NOTICE_TEMPLATE,
+    WELCOME_TEMPLATE,
     Mailer,
     StoreWorker,
     Subscriptions,
+    next_issue,
     public_base,
     require_server_secret,
 )
@@ -274,7 +276,14 @@ class Service:
         )
 
     async def subscribe_form(self, request: Request) -> Response:
-        return self.page(request, "subscribe.html.j2", form=True, error=None, email="")
+        return self.page(
+            request,
+            "subscribe.html.j2",
+            form=True,
+            error=None,
+            email="",
+            consent_text=self.config.serve.consent_text,
+        )
 
     async def subscribe(self, request: Request) -> Response:
         client = request.client.host if request.client else "unknown"
@@ -321,10 +330,21 @@ class Service:
             email = ""
         categories = [c for c in chosen if isinstance(c, str)][:50]
         now = self.clock()
+        consent = self.subscriptions.consent(
+            now,
+            client=request.client.host if request.client else None,
+            origin=request.headers.get("origin") or request.headers.get("referer"),
+            method="json" if is_json else "form",
+        )
         try:
             outcome = await self.store.run(
                 lambda store: self.subscriptions.subscribe(
-                    store, email, name=name.strip()[:200], categories=categories, now=now
+                    store,
+                    email,
+                    name=name.strip()[:200],
+                    categories=categories,
+                    now=now,
+                    consent=consent,
                 )
             )
         except InvalidEmail:
@@ -332,7 +352,13 @@ class Service:
             if is_json:
                 return JSONResponse({"error": message}, status_code=400)
             return self.page(
-                request, "subscribe.html.j2", status=400, form=True, error=message, email=email
+                request,
+                "subscribe.html.j2",
+                status=400,
+                form=True,
+                error=message,
+                email=email,
+                consent_text=self.config.serve.consent_text,
             )
         if outcome.send_confirmation or outcome.send_notice:
             if outcome.send_confirmation:
@@ -355,12 +381,27 @@ class Service:
     async def confirm(self, request: Request) -> Response:
         token = request.path_params["token"]
         now = self.clock()
+        client = request.client.host if request.client else None
+
+        def confirm(store: Any) -> tuple[str, Any]:
+            before = self.subscriptions.check(store, token, "confirm", now).status
+            return before, self.subscriptions.confirm(store, token, now, client=client)
+
         try:
-            subscriber = await self.store.run(
-                lambda store: self.subscriptions.confirm(store, token, now)
-            )
+            before, subscriber = await self.store.run(confirm)
         except TokenError as exc:
             return self.bad_link(request, exc)
+        if self.config.serve.welcome and before != "active" and subscriber.status == "active":
+            try:
+                await self.mailer.send_async(
+                    subscriber,
+                    self.subscriptions.link(subscriber, "preferences"),
+                    now,
+                    WELCOME_TEMPLATE,
+                    next_issue(self.config, now),
+                )
+            except DigestError as exc:
+                log.warning("welcome email to %s not sent: %s", subscriber.email, exc)
         if subscriber.status != "active":
             return self.page(
                 request,

@@ -32,11 +32,14 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from digest.audience.lifecycle import address_form, erasure_key, record_confirmation
+from digest.audience.records import Consent, iso, set_details
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
 from digest.audience.tokens import SECRET_ENV, TokenError, make_token, signing_key, verify_token
 from digest.config import Config
 from digest.delivery.providers.base import Batch, Provider, Recipient, Result, idempotency_key
 from digest.errors import ConfigError, StoreError
+from digest.schedule.scheduler import Schedule
 from digest.serve.pages import Pages
 from digest.serve.webhooks import WebhookEvent
 
@@ -49,6 +52,7 @@ CONFIRM_ISSUE = "confirmations"
 
 CONFIRM_TEMPLATE = "confirm_email"
 NOTICE_TEMPLATE = "already_subscribed_email"
+WELCOME_TEMPLATE = "welcome_email"
 
 _STRENGTH = {"active": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 
@@ -201,6 +205,20 @@ class Subscriptions:
         self.config = config
         self.server = server_secret
         self.categories = Categories.from_config(config)
+        self.erasure_key = erasure_key(config)
+        self.stored_address = address_form(config)
+
+    def consent(
+        self, now: datetime, *, client: str | None, origin: str | None, method: str
+    ) -> Consent:
+        """What a subscribe request agreed to: when, from where, to which text."""
+        return Consent(
+            at=iso(now),
+            ip=self.stored_address(client),
+            origin=(origin or "")[:500] or None,
+            text=self.config.serve.consent_text,
+            method=method,
+        )
 
     # -- tokens
 
@@ -246,8 +264,29 @@ class Subscriptions:
         name: str,
         categories: Sequence[str],
         now: datetime,
+        consent: Consent | None = None,
     ) -> SubscribeOutcome:
-        """Raises InvalidEmail for an address that is not one."""
+        """Raises InvalidEmail for an address that is not one. ``consent`` is recorded for
+        a request that leads to a confirmation email (the confirmation completes it)."""
+        outcome = self._subscribe(store, email, name=name, categories=categories, now=now)
+        if consent is not None and outcome.send_confirmation:
+            set_details(
+                store.connection,
+                outcome.subscriber.email,
+                consent=consent,
+                source="serve" if outcome.action == "created" else None,
+            )
+        return outcome
+
+    def _subscribe(
+        self,
+        store: SubscriberStore,
+        email: str,
+        *,
+        name: str,
+        categories: Sequence[str],
+        now: datetime,
+    ) -> SubscribeOutcome:
         known, unknown = self.categories.canonical(categories)
         if unknown:
             log.info("subscribe: ignoring unknown categories %s", ", ".join(unknown))
@@ -271,10 +310,19 @@ class Subscriptions:
         log.info("subscribe: %s is %s; not mailed", existing.email, existing.status)
         return SubscribeOutcome("suppressed", existing)
 
-    def confirm(self, store: SubscriberStore, token: str, now: datetime) -> Subscriber:
+    def confirm(
+        self, store: SubscriberStore, token: str, now: datetime, *, client: str | None = None
+    ) -> Subscriber:
         subscriber = self.check(store, token, "confirm", now)
         if subscriber.status in ("pending", "unsubscribed"):
             subscriber = store.set_status(subscriber.email, "active", now=now)
+            record_confirmation(
+                store,
+                subscriber.email,
+                now=now,
+                erasure_key=self.erasure_key,
+                confirm_ip=self.stored_address(client),
+            )
             log.info("confirm: %s is now active", subscriber.email)
         return subscriber
 
@@ -388,11 +436,16 @@ class Mailer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-mail")
 
     def compose(
-        self, subscriber: Subscriber, url: str, template: str = CONFIRM_TEMPLATE
+        self,
+        subscriber: Subscriber,
+        url: str,
+        template: str = CONFIRM_TEMPLATE,
+        extra: dict[str, Any] | None = None,
     ) -> ConfirmationEmail:
-        """``template``: confirm_email (``url`` confirms) or already_subscribed_email (``url``
-        is the preferences page)."""
+        """``template``: confirm_email (``url`` confirms), already_subscribed_email or
+        welcome_email (``url`` is the preferences page); ``extra`` adds to the context."""
         context = {"url": url, "email": subscriber.email, "name": subscriber.name}
+        context.update(extra or {})
         sender = self.config.sender
         headers = {"Auto-Submitted": "auto-generated"}
         if sender.reply_to:
@@ -407,9 +460,14 @@ class Mailer:
         )
 
     def send(
-        self, subscriber: Subscriber, url: str, now: datetime, template: str = CONFIRM_TEMPLATE
+        self,
+        subscriber: Subscriber,
+        url: str,
+        now: datetime,
+        template: str = CONFIRM_TEMPLATE,
+        extra: dict[str, Any] | None = None,
     ) -> Result:
-        email = self.compose(subscriber, url, template)
+        email = self.compose(subscriber, url, template, extra)
         domain = parseaddr(self.config.sender.from_email)[1].rpartition("@")[2]
         recipient = Recipient(
             subscriber_id=subscriber.id,
@@ -446,11 +504,31 @@ class Mailer:
         return outcome
 
     async def send_async(
-        self, subscriber: Subscriber, url: str, now: datetime, template: str = CONFIRM_TEMPLATE
+        self,
+        subscriber: Subscriber,
+        url: str,
+        now: datetime,
+        template: str = CONFIRM_TEMPLATE,
+        extra: dict[str, Any] | None = None,
     ) -> Result:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.send, subscriber, url, now, template)
+        return await loop.run_in_executor(
+            self._executor, self.send, subscriber, url, now, template, extra
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.provider.close()
+
+
+# --------------------------------------------------------------------------- welcome
+
+
+def next_issue(config: Config, now: datetime) -> dict[str, str]:
+    """When the next issue goes out (from ``schedule.cron``), for the welcome email."""
+    moment = Schedule.from_config(config).next_after(now)
+    zone = str(moment.tzinfo)
+    return {
+        "next_issue": f"{moment:%A} {moment.day} {moment:%B %Y} at {moment:%H:%M} ({zone})",
+        "next_issue_iso": moment.isoformat(),
+    }
