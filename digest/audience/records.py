@@ -463,3 +463,31 @@ def describe(record: Record) -> list[str]:
             cause = f" ({event['cause']})" if event.get("cause") else ""
             lines.append(f"    {event['at']}  {event['status']}{cause}")
     return lines
+
+
+def iter_events(db: sqlite3.Connection) -> Iterator[tuple[int, str, str, str]]:
+    """(subscriber id, at, status, source) of every status change, oldest first."""
+    for sid, at, status, source in db.execute(
+        "SELECT subscriber_id, at, status, source FROM subscriber_events ORDER BY at, id"
+    ):
+        yield int(sid), str(at), str(status), str(source or "")
+
+
+def current_counts(db: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """{(source, status): how many} as the store holds them now."""
+    return {
+        (str(source or ""), str(status)): int(number)
+        for source, status, number in db.execute(
+            "SELECT source, status, COUNT(*) FROM subscribers GROUP BY source, status"
+        )
+    }
+
+
+def preference_counts(db: sqlite3.Connection) -> dict[str, int]:
+    """Among active subscribers: how many chose each section ('' for every section)."""
+    counts: dict[str, int] = {}
+    for (raw,) in db.execute("SELECT categories FROM subscribers WHERE status = 'active'"):
+        chosen = json.loads(raw) or [""]
+        for name in chosen:
+            counts[name] = counts.get(name, 0) + 1
+    return counts

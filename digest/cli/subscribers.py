@@ -21,6 +21,7 @@ from digest.audience.records import describe
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
 from digest.delivery.ledger import scrub_address as scrub_ledger
+from digest.delivery.reports import audience_report
 
 
 def _store(state: State) -> SubscriberStore:
@@ -280,3 +281,46 @@ def forget_command(state: State, email: str, yes: bool) -> None:
         "  copies outside the stores are not touched: outbox folders under out/, "
         "backups, and the provider's own lists"
     )
+
+
+@subscribers_group.command("stats")
+@json_option
+@pass_state
+def stats_command(state: State, as_json: bool) -> None:
+    """The audience in numbers: by status and source, chosen sections, and per issue the
+    delivery outcomes and the unsubscribes, bounces and complaints that followed it.
+    `digest preview` draws the same as charts (its /dashboard page).
+
+    \b
+    Examples:
+      digest subscribers stats
+      digest subscribers stats --json
+    """
+    config = state.config
+    report = audience_report(
+        config.path(config.subscribers.database), config.path(config.ledger.database), now=now()
+    )
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    click.echo(
+        f"{report.total} subscribers: "
+        + ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
+    )
+    for source, counts in report.sources.items():
+        click.echo(f"  {source:<22} " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if report.preferences:
+        click.echo("sections chosen by active subscribers:")
+        for name, number in report.preferences.items():
+            click.echo(f"  {name or 'every section':<22} {number}")
+    if report.timeline:
+        click.echo(f"over time (per {report.step}, last {min(len(report.timeline), 8)}):")
+        for point in report.timeline[-8:]:
+            click.echo(
+                f"  {point['at'][:10]}  "
+                + ", ".join(f"{point[s]} {s}" for s in STATUSES if point[s])
+            )
+    for issue in report.issues:
+        states = ", ".join(f"{n} {s}" for s, n in issue.states.items() if n) or "nothing"
+        followed = ", ".join(f"{n} {s}" for s, n in issue.followed.items() if n) or "none"
+        click.echo(f"{issue.issue_id}: {states}; after it: {followed}")
