@@ -58,6 +58,8 @@ T = TypeVar("T")
 
 CONFIRM_ISSUE = "confirmations"
 """The provider sees confirmation emails as this issue (outbox: out/confirmations/outbox/)."""
+WELCOME_ISSUE = "welcome"
+"""… and welcome emails as this one (outbox: out/welcome/outbox/)."""
 
 CONFIRM_TEMPLATE = "confirm_email"
 NOTICE_TEMPLATE = "already_subscribed_email"
@@ -451,7 +453,7 @@ class Mailer:
         if sender.reply_to:
             headers["Reply-To"] = sender.reply_to
         return ConfirmationEmail(
-            issue_id=CONFIRM_ISSUE,
+            issue_id=WELCOME_ISSUE if template == WELCOME_TEMPLATE else CONFIRM_ISSUE,
             subject=self.pages.render(f"{template}.subject.j2", **context).strip(),
             html=self.pages.render(f"{template}.html.j2", **context),
             text=self.pages.render(f"{template}.txt.j2", **context),
@@ -476,12 +478,12 @@ class Mailer:
             message_id=make_msgid("confirm", domain=domain or None),
         )
         batch = Batch(
-            issue_id=CONFIRM_ISSUE,
+            issue_id=email.issue_id,
             variant="confirm",
             composed=email,
             recipients=(recipient,),
             idempotency_key=idempotency_key(
-                f"{CONFIRM_ISSUE}-{now.isoformat()}", "confirm", [subscriber.id]
+                f"{email.issue_id}-{now.isoformat()}", "confirm", [subscriber.id]
             ),
             renderer=render_message,
             date=now,
