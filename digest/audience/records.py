@@ -94,6 +94,10 @@ WHEN OLD.status IS NOT NEW.status BEGIN
     VALUES (NEW.id, NEW.updated_at, NEW.status, OLD.status, NEW.status_cause, NEW.source);
     UPDATE subscribers SET status_at = NEW.updated_at WHERE id = NEW.id;
 END;
+CREATE TRIGGER IF NOT EXISTS subscriber_source_set AFTER UPDATE OF source ON subscribers
+WHEN OLD.source IS NOT NEW.source BEGIN
+    UPDATE subscriber_events SET source = NEW.source WHERE subscriber_id = NEW.id;
+END;
 CREATE TRIGGER IF NOT EXISTS subscriber_deleted AFTER DELETE ON subscribers BEGIN
     INSERT INTO subscriber_events (subscriber_id, at, status, previous, cause, source)
     VALUES (OLD.id,

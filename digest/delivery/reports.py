@@ -43,7 +43,8 @@ class AudienceReport:
     sources: dict[str, dict[str, int]]  # source -> status -> n, now
     preferences: dict[str, int]  # section ('' = every section) -> active subscribers
     step: str  # day, week or month: the spacing of the timeline
-    timeline: list[dict[str, Any]] = field(default_factory=list)  # {at, <status>: n}
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # {at, <status>: n} at the
+    # end of the period that starts at ``at``
     arrivals: list[dict[str, Any]] = field(default_factory=list)  # {at, <source>: n}
     issues: list[IssueOutcome] = field(default_factory=list)
 
@@ -129,12 +130,15 @@ def _timeline(
             else:  # forgotten, removed
                 state.pop(sid, None)
             index += 1
-        point: dict[str, Any] = {"at": records.iso(boundary)}
+        # Each point is labelled with the day (week, month) it covers and counts the
+        # store as it was at that period's end.
+        label = records.iso(boundary - step)
+        point: dict[str, Any] = {"at": label}
         point.update(dict.fromkeys(STATUSES, 0))
         for status in state.values():
             point[status] += 1
         report.timeline.append(point)
-        report.arrivals.append({"at": records.iso(boundary), **arrivals})
+        report.arrivals.append({"at": label, **arrivals})
         previous_boundary = boundary
 
 

@@ -39,6 +39,8 @@ HEIGHT = 240
 PAD_LEFT = 48
 PAD_BOTTOM = 28
 PAD_TOP = 12
+PAD_RIGHT = 36
+PLOT = WIDTH - PAD_LEFT - PAD_RIGHT
 
 
 def _e(value: object) -> str:
@@ -48,7 +50,7 @@ def _e(value: object) -> str:
 def _scale(maximum: int) -> int:
     """A round top for an axis."""
     if maximum <= 5:
-        return max(maximum, 1)
+        return max(maximum + maximum % 2, 2)  # even, so the middle tick is a whole number
     magnitude: int = 10 ** (len(str(maximum)) - 1)
     for step in (1, 2, 5, 10):
         top = step * magnitude
@@ -62,7 +64,7 @@ def _axes(top: int, labels: Sequence[str], height: int = HEIGHT) -> list[str]:
     parts = [
         f'<line x1="{PAD_LEFT}" y1="{PAD_TOP}" x2="{PAD_LEFT}" y2="{height - PAD_BOTTOM}" '
         'stroke="#d0d7de"/>',
-        f'<line x1="{PAD_LEFT}" y1="{height - PAD_BOTTOM}" x2="{WIDTH}" '
+        f'<line x1="{PAD_LEFT}" y1="{height - PAD_BOTTOM}" x2="{WIDTH - PAD_RIGHT}" '
         f'y2="{height - PAD_BOTTOM}" stroke="#d0d7de"/>',
     ]
     for fraction in (0, 0.5, 1):
@@ -72,7 +74,7 @@ def _axes(top: int, labels: Sequence[str], height: int = HEIGHT) -> list[str]:
             f"{round(top * fraction)}</text>"
         )
     if labels:
-        slot = (WIDTH - PAD_LEFT) / len(labels)
+        slot = PLOT / len(labels)
         every = max(1, len(labels) // 8)
         for i, label in enumerate(labels):
             if i % every == 0 or i == len(labels) - 1:
@@ -107,7 +109,7 @@ def line_chart(
     values = {s: [int(p.get(s, 0) or 0) for p in points] for s in series}
     top = _scale(max([v for vs in values.values() for v in vs] or [1]))
     inner = HEIGHT - PAD_TOP - PAD_BOTTOM
-    slot = (WIDTH - PAD_LEFT) / max(len(points), 1)
+    slot = PLOT / max(len(points), 1)
     body = _axes(top, labels)
     for status, colour in series.items():
         coords = [
@@ -133,7 +135,7 @@ def stacked_bars(
     """One bar per group, stacked by key; each segment carries data-group/-key/-value."""
     top = _scale(max([sum(values.values()) for _, values in groups] or [1]))
     inner = height - PAD_TOP - PAD_BOTTOM
-    slot = (WIDTH - PAD_LEFT) / max(len(groups), 1)
+    slot = PLOT / max(len(groups), 1)
     width = max(min(slot * 0.7, 60), 2)
     body = _axes(top, [g for g, _ in groups], height)
     for i, (group, values) in enumerate(groups):
