@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from digest.audience import records
 from digest.audience.lifecycle import erasure_key, forget
 from digest.config import Config
+from digest.schedule.scheduler import Schedule
 from digest.serve.app import create_app
 
 from .test_serve import (
@@ -47,7 +48,12 @@ def config(sample_site: Path, env: None) -> Config:
 
 @pytest.fixture
 def client(config: Config, clock: Clock) -> Iterator[TestClient]:
-    app = create_app(config, clock=clock, monotonic=clock.monotonic)
+    app = create_app(
+        config,
+        clock=clock,
+        monotonic=clock.monotonic,
+        next_issue=Schedule.from_config(config).next_after,
+    )
     with TestClient(app, base_url="http://127.0.0.1:8025", client=("203.0.113.77", 5000)) as c:
         yield c
 

@@ -55,8 +55,8 @@ from typing import Any
 
 from digest.audience import records
 from digest.audience.records import Consent, iso
+from digest.audience.status import Cause, transition
 from digest.audience.subscribers import (
-    INACTIVE,
     STATUSES,
     Categories,
     InvalidEmail,
@@ -881,11 +881,11 @@ def _apply(
         report.by_status[row.status] = report.by_status.get(row.status, 0) + 1
         _note(report, Change(number, row.email, "add", row.status))
         return
-    status = row.status
-    kept = False
-    if existing.status in INACTIVE and status not in INACTIVE:
-        status = existing.status  # someone who left is never brought back by an import
-        kept = True
+    # The status model decides: an import never makes a status weaker, so someone who
+    # left is never brought back by one.
+    decided = transition(existing.status, row.status, Cause.IMPORT)
+    status = decided.after or existing.status
+    kept = decided.outcome == "kept"
     name = row.name or existing.name
     source_id = row.source_id or existing.source_id
     changed: list[str] = []
@@ -913,7 +913,7 @@ def _apply(
         return
     store.update_imported(row.email, name=name, categories=categories, source_id=source_id, now=now)
     if status != existing.status:
-        store.change_status(row.email, status, cause="import", now=now)
+        store.change_status(row.email, status, cause=Cause.IMPORT, now=now)
     records.set_details(
         db,
         row.email,

@@ -18,6 +18,7 @@ from typing import Any
 
 from digest.audience import records
 from digest.audience.records import Consent, Record, iso
+from digest.audience.status import Cause
 from digest.audience.subscribers import InvalidEmail, Subscriber, SubscriberStore, normalise_email
 from digest.errors import StoreError
 
@@ -77,8 +78,10 @@ def add_subscriber(
     status: str,
     now: datetime,
     erasure_key: bytes | None,
+    cause: Cause | str = Cause.OWNER_ADD,
 ) -> tuple[Subscriber, bool]:
-    """``digest subscribers add``: refuses an address erased on request."""
+    """``digest subscribers add``: refuses an address erased on request; the status goes
+    through the status model for ``cause`` (owner_add, or owner_force)."""
     key = normalise_email(email)
     erased = records.forgotten_at(store.connection, key, erasure_key)
     if erased is not None:
@@ -86,7 +89,9 @@ def add_subscriber(
             f"{key} was erased on request on {erased[:10]} and stays suppressed: only a new "
             "subscription through the form, confirmed by its owner, brings it back"
         )
-    subscriber, created = store.add(key, name=name, categories=categories, status=status, now=now)
+    subscriber, created = store.add(
+        key, name=name, categories=categories, status=status, now=now, cause=cause
+    )
     if created:
         records.set_details(store.connection, key, source="cli")
     return subscriber, created

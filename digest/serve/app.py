@@ -73,14 +73,15 @@ from digest.serve.service import (
     Mailer,
     StoreWorker,
     Subscriptions,
-    next_issue,
     require_server_secret,
+    welcome_context,
 )
 from digest.serve.webhooks import ReplayGuard, WebhookError, read_webhook
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+NextIssue = Callable[[datetime], datetime]
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 ARCHIVE_CSP = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src https: data: 'self'; "
@@ -176,9 +177,11 @@ class Service:
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         mailer: Mailer | None = None,
+        next_issue: NextIssue | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.next_issue = next_issue
         secret = require_server_secret(config)
         self.pages = Pages(config)
         self.subscriptions = Subscriptions(config, secret)
@@ -398,7 +401,7 @@ class Service:
                     self.subscriptions.link(subscriber, "preferences"),
                     now,
                     WELCOME_TEMPLATE,
-                    next_issue(self.config, now),
+                    welcome_context(self.next_issue(now) if self.next_issue else None),
                 )
             except DigestError as exc:
                 log.warning("welcome email to %s not sent: %s", subscriber.email, exc)
@@ -586,9 +589,13 @@ def create_app(
     clock: Clock = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
     mailer: Mailer | None = None,
+    next_issue: NextIssue | None = None,
 ) -> Starlette:
-    """The ASGI app. Raises ConfigError when no server secret is set."""
-    service = Service(config, clock=clock, monotonic=monotonic, mailer=mailer)
+    """The ASGI app. Raises ConfigError when no server secret is set. ``next_issue(now)``
+    says when the next issue goes out (the schedule's), for the welcome email."""
+    service = Service(
+        config, clock=clock, monotonic=monotonic, mailer=mailer, next_issue=next_issue
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -641,11 +648,12 @@ def serve(
     sock: socket.socket,
     *,
     on_ready: Callable[[str], None] | None = None,
+    next_issue: NextIssue | None = None,
 ) -> None:
     """Run the service on ``sock`` until interrupted (SIGINT/SIGTERM end it cleanly)."""
     import uvicorn
 
-    app = create_app(config)
+    app = create_app(config, next_issue=next_issue)
     host, port = sock.getsockname()[:2]
     public = config.serve.public_url or ""
     if public.startswith("https://") and not config.serve.trusted_proxies:
