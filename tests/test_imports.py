@@ -388,3 +388,65 @@ def test_cli_import_dry_run_forget_and_show(sample_site: Path) -> None:
     assert exported.stdout.splitlines()[0] == (
         "email,name,status,subscribed_at,confirmed_at,status_at,reason,categories,source,id,consent"
     )
+
+
+def test_mailchimp_api_json(store: SubscriberStore) -> None:
+    report = load(store, "mailchimp_api_members.json")
+    assert report.platform == "mailchimp-api"
+    assert report.by_status == {"active": 1, "unsubscribed": 1, "bounced": 1, "pending": 1}
+    ana = record(store, "ana@example.com")
+    assert (ana.name, ana.subscribed_at, ana.confirmed_at, ana.source_id) == (
+        "Ana Lima",
+        "2025-02-01T08:00:00Z",
+        "2025-02-01T08:05:00Z",
+        "a1b2c3d4e5",
+    )
+    ben = record(store, "ben@example.com")
+    assert (ben.name, ben.status_at, ben.reason) == (
+        "Ben",
+        "2025-06-30T12:00:00Z",
+        "N/A (Unsubscribed by admin)",
+    )
+    assert record(store, "cleo@example.com").status_at == "2025-01-15T03:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter"),
+    [("cp1252", ","), ("utf-16", "\t"), ("utf-8", "|"), ("utf-8-sig", ";")],
+)
+def test_encodings_and_delimiters(
+    tmp_path: Path, store: SubscriberStore, encoding: str, delimiter: str
+) -> None:
+    rows = [
+        ["Email", "Name", "Status", "Signed up"],
+        ["José Núñez <jose@example.com>", "", "Subscribed", "03/04/2024"],
+        ["mailto:zoe@example.com", "Zoë", "spammy", "2024/05/06 07:08"],
+        ["ulf@example.com", "Ulf", "Free", "06.07.2024"],
+    ]
+    path = tmp_path / "list.csv"
+    path.write_bytes("\r\n".join(delimiter.join(r) for r in rows).encode(encoding))
+    report = load(store, str(path), mapping={"subscribed_at": "signed up"})
+    assert report.rejected == [] and report.added == 3
+    assert report.encoding == {"utf-8-sig": "utf-8"}.get(encoding, encoding)
+    jose = record(store, "jose@example.com")
+    assert (jose.name, jose.status, jose.subscribed_at) == (
+        "José Núñez",
+        "active",
+        "2024-03-04T00:00:00Z",  # month first, as US platforms write it
+    )
+    zoe = record(store, "zoe@example.com")
+    assert (zoe.name, zoe.status, zoe.subscribed_at) == (
+        "Zoë",
+        "unsubscribed",
+        "2024-05-06T07:08:00Z",
+    )
+    assert record(store, "ulf@example.com").subscribed_at == "2024-07-06T00:00:00Z"
+
+
+def test_an_unreadable_file_says_so(tmp_path: Path, store: SubscriberStore) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"email\n\x81\x8d\x8f\x90\x9d\n")
+    with pytest.raises(StoreError, match="neither UTF-8 nor Windows-1252"):
+        load(store, str(path))
+    with pytest.raises(StoreError, match="no such file"):
+        load(store, str(tmp_path / "missing.csv"))

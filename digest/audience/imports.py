@@ -49,7 +49,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,9 @@ def fold(header: str) -> str:
     return " ".join(re.split(r"[\s_\-]+", text.casefold())).strip()
 
 
-def _decode(path: Path) -> str:
+def _decode(path: Path) -> tuple[str, str]:
+    """The file's text and its encoding: UTF-8 (with or without a BOM), UTF-16 with a BOM,
+    or, when the bytes are not UTF-8, Windows-1252 (what a spreadsheet on Windows saves)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -105,10 +107,16 @@ def _decode(path: Path) -> str:
         raise StoreError(f"{path}: cannot read it: {exc}") from None
     encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     try:
-        return data.decode(encoding)
+        return data.decode(encoding), encoding.removesuffix("-sig")
+    except UnicodeDecodeError as exc:
+        if encoding == "utf-16":
+            raise StoreError(f"{path}: not UTF-16 text ({exc.reason})") from None
+    try:
+        return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError as exc:
         raise StoreError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+            f"{path}: neither UTF-8 nor Windows-1252 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8"
         ) from None
 
 
@@ -128,11 +136,12 @@ class Table:
     kind: str  # csv or json
     headers: list[str]
     rows: list[tuple[int, Mapping[str, Any] | None, str | None]]
+    encoding: str = "utf-8"
 
 
 def read_table(path: Path) -> Table:
     """Read a CSV or JSON file; rows are (number as a person counts them, record, problem)."""
-    text = _decode(path)
+    text, encoding = _decode(path)
     stripped = text.lstrip()
     if path.suffix.lower() == ".json" or stripped.startswith(("[", "{")):
         try:
@@ -155,7 +164,7 @@ def read_table(path: Path) -> Table:
                 rows.append((number, record, None))
             else:
                 rows.append((number, None, f"expected an object, got {type(item).__name__}"))
-        return Table("json", list(headers), rows)
+        return Table("json", list(headers), rows, encoding)
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
     if not first:
@@ -180,7 +189,7 @@ def read_table(path: Path) -> Table:
         fields = fields + [""] * (len(header) - len(fields))
         record = {fold(h): v for h, v in zip(header, fields, strict=True) if fold(h)}
         rows.append((number, record, None))
-    return Table("csv", header or [], rows)
+    return Table("csv", header or [], rows, encoding)
 
 
 # --------------------------------------------------------------------------- values
@@ -190,6 +199,24 @@ _FALSE = {"false", "0", "no", "n", "f", ""}
 _GO_TIME = re.compile(
     r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?\s*([+-]\d\d:?\d\d|Z)?(\s+[A-Za-z]+)?"
     r"(\s+m=[+-][\d.]+)?$"
+)
+
+
+_DATE_FORMS = (
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    # Month first, as US platforms and spreadsheets write them (never day first: 03/04
+    # would be ambiguous, and these platforms do not write it).
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%Y",
+    "%b %d, %Y",
+    "%B %d, %Y",
 )
 
 
@@ -220,6 +247,13 @@ def parse_time(value: Any, column: str) -> str | None:
                 moment = parsedate_to_datetime(text)
             except (TypeError, ValueError, IndexError):
                 moment = None
+    if moment is None:
+        for form in _DATE_FORMS:
+            try:
+                moment = datetime.strptime(text, form)
+                break
+            except ValueError:
+                continue
     if moment is None and re.fullmatch(r"\d{9,11}(\.\d+)?", text):
         moment = datetime.fromtimestamp(float(text), tz=timezone.utc)
     if moment is None:
@@ -248,6 +282,18 @@ _STATUS_WORDS = {
     "confirmed": "active",
     "opted in": "active",
     "regular": "active",
+    "free": "active",
+    "paid": "active",
+    "premium": "active",
+    "comped": "active",
+    "complimentary": "active",
+    "gifted": "active",
+    "trialed": "active",
+    "trialing": "active",
+    "churning": "active",
+    "paused": "active",
+    "past due": "active",
+    "unpaid": "active",
     "pending": "pending",
     "unconfirmed": "pending",
     "unactivated": "pending",
@@ -260,6 +306,9 @@ _STATUS_WORDS = {
     "blacklisted": "unsubscribed",
     "removed": "unsubscribed",
     "deleted": "unsubscribed",
+    "archived": "unsubscribed",
+    "spammy": "unsubscribed",
+    "transactional": "unsubscribed",
     "bounced": "bounced",
     "cleaned": "bounced",
     "undeliverable": "bounced",
@@ -379,6 +428,53 @@ def _mailchimp(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
             "at": optin,
             "ip": _text(record, "optin ip") or None,
             "confirm_ip": _text(record, "confirm ip") or None,
+        },
+    }
+
+
+_MAILCHIMP_API = {
+    "subscribed": "active",
+    "pending": "pending",
+    "unsubscribed": "unsubscribed",
+    "cleaned": "bounced",
+    "archived": "unsubscribed",
+    "transactional": "unsubscribed",
+}
+
+
+def _mailchimp_api(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A member as Mailchimp's Marketing API returns it (``GET /lists/{id}/members``)."""
+    raw = _text(record, "status") or "subscribed"
+    status = _MAILCHIMP_API.get(raw.lower())
+    if status is None:
+        raise ValueError(f"status {raw!r} is not a Mailchimp status ({', '.join(_MAILCHIMP_API)})")
+    merge = record.get("merge fields")
+    merge = {fold(str(k)): v for k, v in merge.items()} if isinstance(merge, dict) else {}
+    name = _text(record, "full name") or _join_name(_text(merge, "fname"), _text(merge, "lname"))
+    signup = parse_time(record.get("timestamp signup"), "timestamp_signup")
+    opt = parse_time(record.get("timestamp opt"), "timestamp_opt")
+    reason = None
+    if status == "unsubscribed":
+        reason = _text(record, "unsubscribe reason") or (
+            None if raw.lower() == "unsubscribed" else f"{raw.lower()} in Mailchimp"
+        )
+    elif status == "bounced":
+        reason = "cleaned by Mailchimp"
+    return {
+        "email": record.get("email address"),
+        "name": name,
+        "status": status,
+        "subscribed_at": signup or opt,
+        "confirmed_at": opt,
+        "status_at": parse_time(record.get("last changed"), "last_changed")
+        if status in ("unsubscribed", "bounced")
+        else None,
+        "source_id": _text(record, "unique email id", "id") or None,
+        "reason": reason,
+        "consent": {
+            "at": signup or opt,
+            "ip": _text(record, "ip signup") or None,
+            "confirm_ip": _text(record, "ip opt") or None,
         },
     }
 
@@ -555,6 +651,14 @@ PLATFORMS: tuple[Platform, ...] = (
         _mailchimp_kind,
     ),
     Platform(
+        "mailchimp-api",
+        "Mailchimp (API JSON)",
+        lambda h: (
+            "email address" in h and bool(h & {"timestamp opt", "merge fields", "unique email id"})
+        ),
+        _mailchimp_api,
+    ),
+    Platform(
         "ghost",
         "Ghost",
         lambda h: "email" in h and bool(h & {"subscribed to emails", "complimentary plan"}),
@@ -648,6 +752,10 @@ def to_incoming(
     value = raw.get("email")
     if not isinstance(value, str) or not value.strip():
         raise ValueError("no email address")
+    value = value.strip().removeprefix("mailto:")
+    display = ""
+    if "<" in value and value.endswith(">"):  # "Ada Lovelace <ada@example.com>"
+        display, value = parseaddr(value)
     try:
         email = normalise_email(value)
     except InvalidEmail as exc:
@@ -676,7 +784,7 @@ def to_incoming(
     return (
         Incoming(
             email=email,
-            name=str(raw.get("name") or "").strip()[:200],
+            name=(str(raw.get("name") or "").strip() or display)[:200],
             status=status,
             subscribed_at=raw.get("subscribed_at"),
             confirmed_at=raw.get("confirmed_at"),
@@ -713,6 +821,7 @@ class Change:
 class ImportReport:
     path: str
     platform: str = ""
+    encoding: str = "utf-8"
     dry_run: bool = False
     rows: int = 0
     added: int = 0
@@ -729,6 +838,7 @@ class ImportReport:
         return {
             "path": self.path,
             "platform": self.platform,
+            "encoding": self.encoding,
             "dry_run": self.dry_run,
             "rows": self.rows,
             "added": self.added,
@@ -761,6 +871,7 @@ def iter_incoming(
 ) -> Iterator[tuple[int, Incoming]]:
     """The good rows of a file; rejected rows and warnings go into ``report``."""
     table = read_table(Path(path))
+    report.encoding = table.encoding
     headers = set(fold(h) for h in table.headers)
     if mapping:
         missing = [column for column in mapping.values() if column not in headers]

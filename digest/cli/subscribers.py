@@ -107,6 +107,8 @@ def import_command(
             f"{report.updated} {would}updated, {report.unchanged} unchanged, "
             f"{len(report.rejected)} rejected"
         )
+        if report.encoding == "cp1252":
+            click.echo("  read as Windows-1252 text (the file is not UTF-8)")
         if report.by_status:
             click.echo(
                 "  new: " + ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items()))
