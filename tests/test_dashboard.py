@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from digest.delivery.reports import audience_report
 from digest.preview.dashboard import render_dashboard
 
 from .audience_seed import at, seed
+from .conftest import run_digest
 
 
 def nonzero(counts: dict[str, int]) -> dict[str, int]:
@@ -68,3 +70,24 @@ def test_no_stores_yet(tmp_path: Path) -> None:
     assert report.total == 0 and report.issues == [] and report.timeline == []
     assert not (tmp_path / "none.sqlite").exists()
     assert "No subscribers yet." in render_dashboard(report, site_name="x")
+
+
+def test_cli_stats(sample_site: Path) -> None:
+    seeded = seed(
+        sample_site / "data" / "subscribers.sqlite", sample_site / "data" / "ledger.sqlite"
+    )
+    as_json = run_digest("subscribers", "stats", "--json", cwd=sample_site)
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert data["counts"] == seeded.counts and data["total"] == 11
+    assert [(i["issue_id"], i["followed"]) for i in data["issues"]] == list(seeded.followed.items())
+    text = run_digest("subscribers", "stats", cwd=sample_site)
+    lines = text.stdout.splitlines()
+    assert lines[0] == (
+        "11 subscribers: 5 active, 1 pending, 3 unsubscribed, 1 bounced, 1 complained"
+    )
+    assert "2026-W46: 6 sent, 1 failed-permanent; after it: 2 unsubscribed, 1 bounced" in lines
+    assert "2026-W47: 5 sent, 1 skipped; after it: 1 unsubscribed, 1 complained" in lines
+    shown = run_digest("subscribers", "show", "ed@example.com", cwd=sample_site)
+    assert "  status:        bounced since 2026-11-09T15:00:00Z" in shown.stdout.splitlines()
+    assert "    2026-11-09T15:00:00Z  bounced (webhook_bounce)" in shown.stdout.splitlines()
