@@ -43,6 +43,7 @@ on request (``digest subscribers forget``).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -89,6 +90,7 @@ MAX_LISTED = 200  # changes listed one by one in a report; the counts are always
 # --------------------------------------------------------------------------- reading files
 
 
+@functools.lru_cache(maxsize=4096)
 def fold(header: str) -> str:
     """``"Email Address"``, ``email_address`` and ``EMAIL-ADDRESS`` all become
     ``email address``."""
@@ -171,12 +173,14 @@ def read_table(path: Path) -> Table:
         raise StoreError(f"{path}: the file is empty")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first))
     header: list[str] | None = None
+    keys: list[str] = []
     rows = []
     for fields in reader:
         if header is None:
             if not any(f.strip() for f in fields):
                 continue
             header = fields
+            keys = [fold(h) for h in header]
             continue
         number = reader.line_num
         if not any(f.strip() for f in fields):
@@ -187,7 +191,7 @@ def read_table(path: Path) -> Table:
                 continue
             fields = fields[: len(header)]
         fields = fields + [""] * (len(header) - len(fields))
-        record = {fold(h): v for h, v in zip(header, fields, strict=True) if fold(h)}
+        record = {k: v for k, v in zip(keys, fields, strict=True) if k}
         rows.append((number, record, None))
     return Table("csv", header or [], rows, encoding)
 
@@ -936,10 +940,12 @@ def import_file(
     db = store.connection
     stamp = iso(now)
     with store.transaction(commit=not dry_run):
+        # Checked once: with nothing erased there is nothing to recognise (and no key needed).
+        check_erased = records.has_forgotten(db)
         for number, incoming in iter_incoming(
             path, categories, mapping=mapping, platform=platform, report=report, address=address
         ):
-            erased = records.forgotten_at(db, incoming.email, erasure_key)
+            erased = records.forgotten_at(db, incoming.email, erasure_key) if check_erased else None
             if erased is not None:
                 report.suppressed += 1
                 report.rejected.append(
@@ -968,7 +974,7 @@ def _apply(
     now: datetime,
 ) -> None:
     db = store.connection
-    existing = records.get_record(db, row.email)
+    existing = records.get_record(db, row.email, history=False)
     if existing is None:
         store.insert_imported(
             row.email,

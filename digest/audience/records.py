@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS subscriber_events (
     source        TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS subscriber_events_at ON subscriber_events (at, id);
+CREATE INDEX IF NOT EXISTS subscriber_events_subscriber ON subscriber_events (subscriber_id);
 CREATE TABLE IF NOT EXISTS forgotten (
     hash          TEXT PRIMARY KEY,
     forgotten_at  TEXT NOT NULL
@@ -294,13 +295,16 @@ def _record(row: tuple[Any, ...], history: tuple[dict[str, Any], ...] = ()) -> R
     )
 
 
-def get_record(db: sqlite3.Connection, email: str) -> Record | None:
+def get_record(db: sqlite3.Connection, email: str, *, history: bool = True) -> Record | None:
+    """One person's record (``email`` normalised), with their status history if asked."""
     row = db.execute(
         f"SELECT {_RECORD_COLUMNS} FROM subscribers WHERE email = ?", (email,)
     ).fetchone()
     if row is None:
         return None
-    history = tuple(
+    if not history:
+        return _record(row)
+    events = tuple(
         {"at": at, "status": status, "previous": previous, "cause": cause}
         for at, status, previous, cause in db.execute(
             "SELECT at, status, previous, cause FROM subscriber_events "
@@ -308,7 +312,7 @@ def get_record(db: sqlite3.Connection, email: str) -> Record | None:
             (row[0],),
         )
     )
-    return _record(row, history)
+    return _record(row, events)
 
 
 def iter_records(db: sqlite3.Connection, *, chunk: int = 1000) -> Iterator[Record]:
