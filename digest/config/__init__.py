@@ -337,6 +337,11 @@ class SubscribersConfig(_Section):
     database: Path = Field(
         default=Path("data/subscribers.sqlite"), description="The subscriber store."
     )
+    client_address: Literal["truncate", "hash"] = Field(
+        default="truncate",
+        description="How a consent record keeps the subscriber's IP address: truncate "
+        "(IPv4 /24, IPv6 /48) or hash (keyed with the server secret). Never in full.",
+    )
 
 
 class KeysConfig(_Section):
@@ -482,6 +487,15 @@ class ServeConfig(_Section):
     )
     confirm_ttl: Annotated[timedelta, Field(description="How long a confirmation link works.")] = (
         timedelta(days=2)
+    )
+    consent_text: str = Field(
+        default="Send me the weekly digest by email. I can unsubscribe at any time.",
+        description="The consent text the subscribe form shows; each consent record keeps it.",
+    )
+    welcome: bool = Field(
+        default=False,
+        description="Send a welcome email (templates/serve/welcome_email.*) after someone "
+        "confirms, saying when the next issue comes.",
     )
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
