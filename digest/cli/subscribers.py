@@ -15,7 +15,6 @@ from digest.audience.lifecycle import (
     address_form,
     erasure_key,
     forget,
-    require_erasure_key,
     show,
 )
 from digest.audience.records import describe
@@ -304,7 +303,7 @@ def forget_command(state: State, email: str, yes: bool) -> None:
       digest subscribers forget ada@example.com --yes
     """
     config = state.config
-    key = require_erasure_key(config)
+    key = erasure_key(config)
     if not yes:
         click.confirm(f"Erase {email} for good?", abort=True)
     with _store(state) as store:
