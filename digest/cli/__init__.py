@@ -7,6 +7,7 @@ from digest.cli import (  # noqa: F401  (importing a module registers its comman
     configcmd,
     content,
     db,
+    keys,
     preview,
     schedule,
     send,

@@ -100,6 +100,11 @@ def migrate_command(state: State, url: str, as_json: bool) -> None:
     files = _files(config)
     with ledger.Ledger(config.path(config.ledger.database)) as source_ledger:
         source_ledger.lock()
+        # each file brought fully up to date by its own store first (the subscriber
+        # store's records are added in place by the store, not by a numbered migration)
+        for spec, path in files:
+            if path.exists() and spec is subscribers.SPEC:
+                subscribers.SubscriberStore(path).close()
         copied = migrate_to_postgres(files, target)
     if as_json:
         emit_json({"to": str(target), "tables": [c.__dict__ for c in copied]})

@@ -129,8 +129,13 @@ def upgrade(
                     f"knows ({latest}); upgrade digest before using it"
                 )
             for migration in migrations[before:]:
-                for statement in statements(migration.script(dialect)):
-                    db.execute(statement)
+                script = migration.script(dialect)
+                if dialect == "postgresql":
+                    if script.strip():  # one script: PL/pgSQL bodies hold semicolons
+                        db.executescript(script)
+                else:
+                    for statement in statements(script):
+                        db.execute(statement)
             if before < latest:
                 stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 db.execute(
