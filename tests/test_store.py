@@ -27,7 +27,7 @@ from digest.store.postgres import translate
 from .conftest import run_digest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
-LATEST = {"subscribers": 1, "ledger": 3, "runs": 1}  # each store's schema version now
+LATEST = {"subscribers": 2, "ledger": 3, "runs": 1}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
 
@@ -192,6 +192,10 @@ def test_todays_files_are_upgraded_in_place_and_keep_their_rows(tmp_path: Path) 
     columns = [row[1] for row in old.execute("PRAGMA table_info(deliveries)")]
     old.close()
     assert columns[-2:] == ["lease_owner", "lease_until"]
+    old = sqlite3.connect(tmp_path / "subscribers.sqlite")  # the records were added, with
+    history = old.execute("SELECT subscriber_id, status FROM subscriber_events").fetchall()
+    old.close()
+    assert history == [(1, "active")]  # a history for the one who was there
 
 
 MIGRATIONS = (
@@ -372,6 +376,8 @@ def test_db_migrate_moves_every_row_and_refuses_a_second_time(
     tables = {t["table"]: t["rows"] for t in json.loads(moved.stdout)["tables"]}
     assert tables == {
         "subscribers": 250,
+        "subscriber_events": 251,
+        "forgotten": 0,
         "issues": 1,
         "deliveries": 250,
         "send_pace": 0,
