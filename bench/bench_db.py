@@ -20,6 +20,7 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -120,6 +121,8 @@ def main() -> None:
     n = args.subscribers
     from tests.pg import Cluster
 
+    # a SIGTERM runs the finally below too, so the throwaway cluster is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {n:,} subscribers", flush=True)
     cluster = Cluster()
     baseline: float | None = None
