@@ -152,6 +152,24 @@ class ContentConfig(_Section):
     max_file_size: int = Field(
         default=5_000_000, ge=1, description="Posts larger than this (bytes) are skipped."
     )
+    max_yaml_nodes: int = Field(
+        default=10_000,
+        ge=1,
+        description="A post whose front matter holds more values (scalars, lists, mappings) "
+        "is reported and skipped.",
+    )
+    max_yaml_aliases: int = Field(
+        default=100,
+        ge=0,
+        description="A post whose front matter uses more YAML aliases (*name) is reported "
+        "and skipped.",
+    )
+    max_yaml_expanded: int = Field(
+        default=100_000,
+        ge=1,
+        description="A post whose front matter would hold more values with every alias "
+        "expanded (a 'billion laughs') is reported and skipped before it is built.",
+    )
 
 
 class CategorySection(_Section):

@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 from digest.config import Config
 from digest.content.cache import PostCache
+from digest.content.frontmatter import YamlLimits
 from digest.content.posts import LoadResult, load_posts
 from digest.content.select import (
     NEAR_WINDOW,
@@ -38,6 +39,7 @@ def load(config: Config, *, use_cache: bool = True, around: Window | None = None
             cache=cache,
             max_size=config.content.max_file_size,
             between=between,
+            limits=YamlLimits.from_config(config.content),
         )
     finally:
         if cache is not None:
