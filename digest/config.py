@@ -424,6 +424,12 @@ class WebhooksConfig(_Section):
             "keep mailing a dead address. Repeats within it are recognised and skipped."
         ),
     ] = timedelta(hours=24)
+    mailgun_confirm: bool = Field(
+        default=False,
+        description="Mailgun signs only timestamp + token, not the body: with this on, each "
+        "bounce, complaint or unsubscribe a Mailgun webhook reports is looked up in Mailgun's "
+        "events API (provider.api_key, provider.domain) and applied only if Mailgun has it.",
+    )
 
     @field_validator("tolerance", "max_age", mode="before")
     @classmethod
@@ -464,6 +470,22 @@ class ServeConfig(_Section):
     confirm_ttl: Annotated[timedelta, Field(description="How long a confirmation link works.")] = (
         timedelta(days=2)
     )
+    mail_per_address: int = Field(
+        default=3,
+        ge=0,
+        description="Most emails the service sends one mailbox (confirmations, 'already "
+        "subscribed' notes) within serve.mail_window, whoever asks; more subscribe requests "
+        "get the same answer and no mail. A +tag does not make another mailbox.",
+    )
+    mail_window: Annotated[
+        timedelta, Field(description="The window serve.mail_per_address counts in.")
+    ] = timedelta(days=1)
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        description="Deepest nesting of arrays and objects a JSON body may have (subscribe "
+        "and webhooks); deeper bodies get 400.",
+    )
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @field_validator("public_url")
@@ -481,7 +503,7 @@ class ServeConfig(_Section):
                 raise ValueError(f"'{origin}' is not an origin such as https://blog.example.com")
         return [origin.rstrip("/") for origin in value]
 
-    @field_validator("confirm_ttl", mode="before")
+    @field_validator("confirm_ttl", "mail_window", mode="before")
     @classmethod
     def _confirm_ttl(cls, value: Any) -> timedelta:
         return _parse_duration(value)

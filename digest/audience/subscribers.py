@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -46,6 +47,7 @@ from digest.audience.status import (
 )
 from digest.audience.tokens import signing_key, verify_token
 from digest.errors import StoreError
+from digest.safelog import log_change
 from digest.store.sqlite import open_database
 
 __all__ = [
@@ -75,6 +77,22 @@ CREATE TABLE IF NOT EXISTS subscribers (
     updated_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status, id);
+-- Webhook deliveries already applied (see SubscriberStore.claim_delivery): shared by every
+-- `digest serve` process on this store, kept for serve.webhooks.max_age and more.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    provider    TEXT NOT NULL,
+    delivery    TEXT NOT NULL,  -- sha256 of the provider's id, signature or token
+    received_at REAL NOT NULL,  -- Unix time
+    PRIMARY KEY (provider, delivery)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_deliveries_age ON webhook_deliveries (received_at);
+-- Mail the service sent to an address (confirmations, notices), for the per-address limit.
+CREATE TABLE IF NOT EXISTS service_mail (
+    recipient TEXT NOT NULL,  -- mail_key() of the address
+    sent_at   REAL NOT NULL   -- Unix time
+);
+CREATE INDEX IF NOT EXISTS service_mail_recipient ON service_mail (recipient, sent_at);
+CREATE INDEX IF NOT EXISTS service_mail_age ON service_mail (sent_at);
 """
 
 
@@ -92,6 +110,13 @@ def normalise_email(value: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmail(f"'{text}' is not a valid email address: {exc}") from None
     return result.normalized.lower()
+
+
+def mail_key(email: str) -> str:
+    """The mailbox an address reaches, for limits on mail to it: the stored form without a
+    ``+tag`` (``ann+1@example.com`` and ``ann+2@example.com`` are one mailbox)."""
+    local, _, domain = email.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 def _fold(value: str) -> str:
@@ -347,6 +372,19 @@ class SubscriberStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db = open_database(self.path, _SCHEMA, what="the subscriber store")
+        self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
+
+    def _note(self, event: str, **fields: Any) -> None:
+        """Log a change as a record (:func:`digest.safelog.log_change`) once it is committed."""
+        if self._db.in_transaction:
+            self._records.append((event, fields))
+        else:
+            log_change(event, **fields)
+
+    def _committed(self) -> None:
+        records, self._records = self._records, []
+        for event, fields in records:
+            log_change(event, **fields)
 
     def __enter__(self) -> SubscriberStore:
         return self
@@ -484,6 +522,9 @@ class SubscriberStore:
             )
             created = self.get(key)
             assert created is not None
+            self._note(
+                "status", email=key, before=None, after=decided.after, cause=decided.cause.value
+            )
             return created, True
         cursor = self._write(
             "UPDATE subscribers SET name = ?, status = ?, categories = ?, updated_at = ? "
@@ -510,6 +551,14 @@ class SubscriberStore:
             )
         updated = self.get(key)
         assert updated is not None
+        if decided.changed:
+            self._note(
+                "status",
+                email=key,
+                before=existing.status,
+                after=decided.after,
+                cause=decided.cause.value,
+            )
         return updated, False
 
     def _require(self, email: str) -> Subscriber:
@@ -540,6 +589,13 @@ class SubscriberStore:
                 (decided.after, _iso(now), found.id, found.status),
             )
             if cursor.rowcount:  # else another process changed it in between: decide again
+                self._note(
+                    "status",
+                    email=found.email,
+                    before=found.status,
+                    after=decided.after,
+                    cause=decided.cause.value,
+                )
                 return self._require(email), decided
 
     def set_status(
@@ -554,6 +610,7 @@ class SubscriberStore:
             "UPDATE subscribers SET categories = ?, updated_at = ? WHERE id = ?",
             (json.dumps(list(categories)), _iso(now), found.id),
         )
+        self._note("categories", email=found.email, categories=list(categories))
         return self._require(email)
 
     def remove(self, email: str) -> bool:
@@ -562,6 +619,7 @@ class SubscriberStore:
         if found is None:
             return False
         self._write("DELETE FROM subscribers WHERE id = ?", (found.id,))
+        self._note("removed", email=found.email, before=found.status)
         return True
 
     @contextlib.contextmanager
@@ -572,8 +630,28 @@ class SubscriberStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._records.clear()
             raise
         self._write("COMMIT", ())
+        self._committed()
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Writes inside happen together or not at all, inside or outside a transaction
+        (a SAVEPOINT: it nests in :meth:`transaction` and in the service's batches)."""
+        outer = not self._db.in_transaction
+        self._write("SAVEPOINT digest_atomic", ())
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO digest_atomic")
+            self._db.execute("RELEASE digest_atomic")
+            if outer:
+                self._records.clear()
+            raise
+        self._write("RELEASE digest_atomic", ())
+        if outer:
+            self._committed()
 
     def import_file(self, path: Path, categories: Categories, *, now: datetime) -> ImportReport:
         """Add or update every good row of a CSV or JSON file, in one transaction.
@@ -609,8 +687,10 @@ class SubscriberStore:
                 self._import_row(row, report, stamp)
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._records.clear()
             raise
         self._write("COMMIT", ())
+        self._committed()
         return report
 
     def _import_row(self, row: Row, report: ImportReport, stamp: str) -> None:
@@ -634,6 +714,7 @@ class SubscriberStore:
                 ),
             )
             report.added += 1
+            self._note("status", email=row.email, before=None, after=decided.after, cause="import")
             return
         status = decided.after
         if decided.outcome == "kept":
@@ -655,6 +736,46 @@ class SubscriberStore:
             (name, status, json.dumps(list(row.categories)), source_id, stamp, existing.id),
         )
         report.updated += 1
+        if status != existing.status:
+            self._note(
+                "status", email=row.email, before=existing.status, after=status, cause="import"
+            )
+
+    # -- what the web service remembers
+
+    def claim_delivery(self, provider: str, delivery: str, *, now: datetime, keep: float) -> bool:
+        """Record a webhook delivery; True the first time, False when it was seen before.
+
+        One INSERT, so it is atomic across threads and processes: of two requests carrying
+        the same id, exactly one gets True. Records older than ``keep`` seconds go (a
+        delivery that old is refused by its timestamp before it gets here).
+        """
+        digest = hashlib.sha256(delivery.encode("utf-8", "surrogatepass")).hexdigest()
+        stamp = now.timestamp()
+        self._write("DELETE FROM webhook_deliveries WHERE received_at < ?", (stamp - keep,))
+        cursor = self._write(
+            "INSERT OR IGNORE INTO webhook_deliveries (provider, delivery, received_at) "
+            "VALUES (?, ?, ?)",
+            (provider, digest, stamp),
+        )
+        return cursor.rowcount == 1
+
+    def reserve_mail(self, email: str, *, now: datetime, window: float, limit: int) -> bool:
+        """Count one service mail to ``email``'s mailbox (:func:`mail_key`); False (and
+        nothing counted) when ``limit`` were already sent within the last ``window`` seconds.
+
+        One INSERT … SELECT, so the check and the count cannot be split by another request
+        or another process.
+        """
+        key = mail_key(email)
+        stamp = now.timestamp()
+        self._write("DELETE FROM service_mail WHERE sent_at < ?", (stamp - window,))
+        cursor = self._write(
+            "INSERT INTO service_mail (recipient, sent_at) SELECT ?, ? WHERE "
+            "(SELECT COUNT(*) FROM service_mail WHERE recipient = ? AND sent_at >= ?) < ?",
+            (key, stamp, key, stamp - window, limit),
+        )
+        return cursor.rowcount == 1
 
     def export(self, status: str | None = None) -> Iterator[dict[str, Any]]:
         for subscriber in self.iter_status(status):
