@@ -11,7 +11,7 @@ from digest.audience.links import post_url
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
 from digest.content import pipeline
 from digest.content.posts import Post
-from digest.content.select import Decision, Rules, Selection
+from digest.content.select import Decision, Selection
 
 
 def _post_json(post: Post, url: str) -> dict[str, Any]:
@@ -171,14 +171,7 @@ def check_command(
         check_email(config, as_json=as_json, week=week, since=since, until=until)
         return
     result = pipeline.load(config)
-    rules_unknown = sorted(
-        {
-            p.category or "(none)"
-            for p in result.posts
-            if config.categories.sections
-            and Rules.from_config(config).section_of(p.category) is None
-        }
-    )
+    rules_unknown = pipeline.unlisted_categories(config, result.posts)
     if as_json:
         emit_json(
             {

@@ -162,7 +162,7 @@ def unsubscribe_command(state: State, token_or_email: str) -> None:
       digest subscribers unsubscribe ada@example.com
       digest subscribers unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
     """
-    from digest.delivery.send import token_secret
+    from digest.audience.tokens import token_secret
 
     try:
         with _store(state) as store:
