@@ -760,6 +760,15 @@ class SubscriberStore:
         )
         return cursor.rowcount == 1
 
+    def delivery_seen(self, provider: str, delivery: str) -> bool:
+        """Whether :meth:`claim_delivery` recorded this delivery (a read; claims decide)."""
+        digest = hashlib.sha256(delivery.encode("utf-8", "surrogatepass")).hexdigest()
+        row = self._db.execute(
+            "SELECT 1 FROM webhook_deliveries WHERE provider = ? AND delivery = ?",
+            (provider, digest),
+        ).fetchone()
+        return row is not None
+
     def reserve_mail(self, email: str, *, now: datetime, window: float, limit: int) -> bool:
         """Count one service mail to ``email``'s mailbox (:func:`mail_key`); False (and
         nothing counted) when ``limit`` were already sent within the last ``window`` seconds.

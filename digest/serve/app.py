@@ -26,11 +26,13 @@ limiter lives in memory and SQLite wants one writer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,8 +58,9 @@ from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
 from digest.audience.subscribers import InvalidEmail
 from digest.audience.tokens import TokenError
 from digest.config import Config
+from digest.delivery.providers.mailgun import Mailgun
 from digest.email.archive import archive_dir
-from digest.errors import DigestError, TemplateError
+from digest.errors import ConfigError, DigestError, TemplateError
 from digest.safelog import clean
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
 from digest.serve.pages import Pages
@@ -77,7 +80,7 @@ from digest.serve.service import (
     Subscriptions,
     require_server_secret,
 )
-from digest.serve.webhooks import WebhookError, read_webhook
+from digest.serve.webhooks import WebhookError, WebhookEvent, read_webhook
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +197,23 @@ class Service:
         hooks = config.serve.webhooks
         # How long a delivery is remembered: longer than any timestamp is accepted for.
         self.keep = (max(hooks.tolerance, hooks.max_age) + hooks.tolerance).total_seconds()
+        self.mailgun_events: Mailgun | None = None
+        if hooks.mailgun_confirm:
+            if config.provider.name != "mailgun":
+                raise ConfigError(
+                    "serve.webhooks.mailgun_confirm looks events up with Mailgun's API: it "
+                    f"needs provider.name: mailgun (not {config.provider.name})"
+                )
+            found = Mailgun.from_config(config)
+            assert isinstance(found, Mailgun)
+            self.mailgun_events = found
         self.sections = [(s.name, s.title) for s in config.categories.sections]
 
     def close(self) -> None:
         self.store.close()
         self.mailer.close()
+        if self.mailgun_events is not None:
+            self.mailgun_events.close()
 
     # -- helpers
 
@@ -518,6 +533,24 @@ class Service:
             log.info("refused a webhook for %s: %s", clean(provider, 40), clean(exc))
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         events = delivery.events
+        if provider == "mailgun" and self.mailgun_events is not None and events:
+            seen = await self.store.run(
+                lambda store: store.delivery_seen(provider, delivery.delivery_id)
+            )
+            if seen:
+                log.info("webhook %s: a delivery seen before; not applied again", provider)
+                return JSONResponse({"events": len(events), "changed": 0, "repeat": True})
+            try:
+                confirmed = await self.confirm_mailgun(events)
+            except DigestError as exc:
+                log.warning("webhook mailgun: cannot confirm its events: %s", clean(exc))
+                return JSONResponse(
+                    {"error": "cannot confirm the events with Mailgun now; retry later"},
+                    status_code=503,
+                )
+            if not confirmed:
+                return JSONResponse({"events": len(events), "changed": 0, "unconfirmed": True})
+            delivery = replace(delivery, events=confirmed)
         outcome = await self.store.run(
             lambda store: self.subscriptions.apply_delivery(store, delivery, now, keep=self.keep)
         )
@@ -525,6 +558,26 @@ class Service:
             log.info("webhook %s: a delivery seen before; not applied again", provider)
             return JSONResponse({"events": len(events), "changed": 0, "repeat": True})
         return JSONResponse({"events": len(events), "changed": outcome.changed})
+
+    async def confirm_mailgun(self, events: list[WebhookEvent]) -> list[WebhookEvent]:
+        """The events Mailgun's events API confirms (serve.webhooks.mailgun_confirm)."""
+        assert self.mailgun_events is not None
+        names = {"bounced": "failed", "complained": "complained", "unsubscribed": "unsubscribed"}
+        loop = asyncio.get_running_loop()
+        confirmed: list[WebhookEvent] = []
+        for event in events:
+            found = await loop.run_in_executor(
+                None, self.mailgun_events.has_event, event.event_id, names[event.kind], event.email
+            )
+            if found:
+                confirmed.append(event)
+            else:
+                log.info(
+                    "webhook mailgun: %s for %s is not in Mailgun's events; not applied",
+                    event.kind,
+                    clean(event.email, 100),
+                )
+        return confirmed
 
     async def feed(self, request: Request) -> Response:
         path = archive_dir(self.config) / "feed.xml"

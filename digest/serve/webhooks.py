@@ -61,6 +61,7 @@ class WebhookEvent:
     email: str
     kind: Kind
     detail: str = ""
+    event_id: str = ""  # the provider's id of the event, where it gives one (Mailgun)
 
 
 class WebhookError(DigestError):
@@ -314,14 +315,16 @@ def parse_mailgun(data: Any) -> list[WebhookEvent]:
         raise WebhookError("mailgun webhook: no event-data in the body")
     name = event.get("event")
     recipient = event.get("recipient")
+    given_id = event.get("id")
+    event_id = given_id if isinstance(given_id, str) else ""
     if not isinstance(recipient, str):
         return []
     if name == "failed" and event.get("severity") == "permanent":
-        return [WebhookEvent("mailgun", recipient, "bounced", "failed/permanent")]
+        return [WebhookEvent("mailgun", recipient, "bounced", "failed", event_id)]
     if name == "complained":
-        return [WebhookEvent("mailgun", recipient, "complained", "complained")]
+        return [WebhookEvent("mailgun", recipient, "complained", "complained", event_id)]
     if name == "unsubscribed":
-        return [WebhookEvent("mailgun", recipient, "unsubscribed", "unsubscribed")]
+        return [WebhookEvent("mailgun", recipient, "unsubscribed", "unsubscribed", event_id)]
     return []
 
 

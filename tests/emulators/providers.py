@@ -173,6 +173,7 @@ class Emulator:
         self.window: deque[float] = deque()
         self.idempotency: dict[str, Response] = {}
         self.suppressions = {k: list(v) for k, v in DEFAULT_SUPPRESSIONS.items()}
+        self.events: list[dict[str, Any]] = []  # Mailgun's events API, oldest first
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -339,6 +340,14 @@ class Emulator:
                 self.suppressions.update({k: list(v) for k, v in data.items()})
             if method in ("GET", "POST"):
                 return Response(200, self.suppressions)
+        if path == "/_emulator/events":
+            if method == "POST":
+                data = request.json()
+                if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+                    return Response(400, {"error": "expected a JSON list of event objects"})
+                self.events.extend(data)
+            if method in ("GET", "POST"):
+                return Response(200, self.events)
         if path == "/_emulator/health" and method == "GET":
             return Response(200, {"provider": self.provider})
         return Response(404, {"error": f"no control endpoint {method} {path}"})
@@ -884,7 +893,33 @@ class Mailgun(Provider):
         match = re.fullmatch(r"/v3/([^/]+)/(bounces|complaints|unsubscribes)", request.path)
         if request.method == "GET" and match:
             return Mailgun.suppressions, False, (match.group(1), match.group(2))
+        match = re.fullmatch(r"/v3/([^/]+)/events", request.path)
+        if request.method == "GET" and match:
+            return Mailgun.events, False, (match.group(1),)
         return None
+
+    @staticmethod
+    def events(emu: Emulator, request: Request, domain: str) -> Response:
+        """The events API: the events /_emulator/events added, newest first, filtered by
+        ``event`` and ``recipient``; ``paging.next`` is a full URL, and the page after the
+        last is empty (as Mailgun's is)."""
+        try:
+            limit = int(request.query.get("limit", ["100"])[0])
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= 300:
+            return Response(400, {"message": "Invalid limit: must be between 1 and 300"})
+        wanted = {k: request.query[k][0] for k in ("event", "recipient") if k in request.query}
+        found = [
+            e
+            for e in reversed(emu.events)
+            if all(str(e.get(k, "")).lower() == v.lower() for k, v in wanted.items())
+        ]
+        skip = int(request.query.get("skip", ["0"])[0] or 0)
+        page = found[skip : skip + limit]
+        base = f"http://{request.headers.get('host', '127.0.0.1')}/v3/{domain}/events"
+        following = urllib.parse.urlencode({**wanted, "limit": limit, "skip": skip + limit})
+        return Response(200, {"items": page, "paging": {"next": f"{base}?{following}"}})
 
     @staticmethod
     def suppressions(emu: Emulator, request: Request, domain: str, name: str) -> Response:
@@ -1366,6 +1401,10 @@ class RunningEmulator:
 
     def set_suppressions(self, **lists: list[str]) -> dict[str, list[str]]:
         return self._call("POST", "/_emulator/suppressions", lists)  # type: ignore[no-any-return]
+
+    def add_events(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        """Add events (Mailgun's event-data objects) for the events API to report."""
+        return self._call("POST", "/_emulator/events", list(events))  # type: ignore[no-any-return]
 
     def reset(self) -> None:
         """Forget messages, requests and idempotency keys; restore the start-up faults."""
