@@ -241,13 +241,20 @@ def parse_date(value: Any, tz: ZoneInfo) -> datetime:
                     raise ValueError from None
             except ValueError:
                 raise PostReadError(
-                    f"date {value!r} is not a date (use 2026-08-17 or 2026-08-17T09:30:00+02:00)"
+                    f"date {_shown(value)} is not a date "
+                    "(use 2026-08-17 or 2026-08-17T09:30:00+02:00)"
                 ) from None
     else:
-        raise PostReadError(f"date {value!r} is not a date")
+        raise PostReadError(f"date {_shown(value)} is not a date")
     if moment.tzinfo is None:
         return moment.replace(tzinfo=tz)
     return moment.astimezone(tz)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value for a problem report: its repr (control characters escaped), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def parse_tags(value: Any, key: str = "tags") -> tuple[str, ...]:

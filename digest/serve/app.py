@@ -702,6 +702,9 @@ def serve(
     server_config = uvicorn.Config(
         app,
         log_level="warning",
+        # uvicorn's own lines go through the root logger too, so digest serve's safe
+        # formatting (digest.safelog) applies to them as well
+        log_config=None,
         access_log=False,  # request lines hold tokens; state changes are logged instead
         proxy_headers=bool(config.serve.trusted_proxies),
         forwarded_allow_ips=",".join(config.serve.trusted_proxies) or None,

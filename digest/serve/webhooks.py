@@ -40,6 +40,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -365,8 +366,6 @@ def read_webhook(
     delivery_id = ""
     if provider == "postmark":
         verify_postmark(headers, settings, environ)
-        # Postmark signs nothing: the same body again is the same delivery.
-        delivery_id = "sha256:" + hashlib.sha256(body).hexdigest()
     elif provider == "resend":
         delivery_id = verify_svix(headers, body, settings, now=now, environ=environ)
     elif provider == "sendgrid":
@@ -374,4 +373,25 @@ def read_webhook(
     data = _json(body, provider, max_depth)
     if provider == "mailgun":
         delivery_id = verify_mailgun(data, settings, now=now, environ=environ)
+    elif provider == "postmark":
+        delivery_id = postmark_id(data, body)
     return Delivery(provider, parsers[provider](data), delivery_id)
+
+
+def postmark_id(data: Any, body: bytes) -> str:
+    """Postmark signs nothing, so a delivery is named by what it reports: each record's
+    type and Postmark's ids for it (``ID``, ``MessageID``, ``ChangedAt``). A captured
+    record sent again, with whatever body around it, is the same delivery; without ids,
+    the body itself names it."""
+    records = data if isinstance(data, list) else [data]
+    parts: list[str] = []
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        ids = [record.get(k) for k in ("ID", "MessageID", "ChangedAt")]
+        if not any(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+            return "sha256:" + hashlib.sha256(body).hexdigest()
+        parts.append(json.dumps([record.get("RecordType"), *ids], default=str))
+    if not parts:
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+    return "records:" + "|".join(sorted(parts))
