@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -220,3 +221,36 @@ def test_one_unsubscribe_command_keeps_a_complaint(sample_site: Path) -> None:
         if line.startswith("  ") and not line.startswith("   ")
     ]
     assert "unsubscribe" not in listed and "subscribers" in listed
+
+
+def test_suppression_sync_follows_the_model(sample_site: Path) -> None:
+    from digest.delivery.providers.http import Suppression
+    from digest.delivery.suppressions import sync_suppressions
+
+    config = load_config(sample_site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as s:
+        s.add("gone@example.com", status="unsubscribed", now=NOW)
+        s.add("spam@example.com", status="complained", now=NOW)
+        s.add("ok@example.com", now=NOW)
+
+    class Lists:
+        name = "fake"
+
+        def fetch_suppressions(self) -> Iterator[Suppression]:
+            yield Suppression("gone@example.com", "complained", "spam report")
+            yield Suppression("spam@example.com", "bounced", "hard bounce")
+            yield Suppression("ok@example.com", "unsubscribed", "list-unsubscribe")
+            yield Suppression("stranger@example.com", "bounced", "hard bounce")
+
+        def close(self) -> None:
+            pass
+
+    report = sync_suppressions(config, now=NOW, provider=Lists())
+    assert report.changed == {"gone@example.com": "complained", "ok@example.com": "unsubscribed"}
+    assert (report.already, report.unknown) == (1, 1)
+    with SubscriberStore(config.path(config.subscribers.database)) as s:
+        assert {x.email: x.status for x in s.list()} == {
+            "gone@example.com": "complained",  # stronger: the complaint counts
+            "spam@example.com": "complained",  # never downgraded to a bounce
+            "ok@example.com": "unsubscribed",
+        }

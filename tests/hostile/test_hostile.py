@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -38,7 +39,9 @@ from starlette.testclient import TestClient
 
 from digest.audience.subscribers import SubscriberStore
 from digest.config import Config, load_config
+from digest.content.pipeline import load_and_select
 from digest.content.posts import load_posts
+from digest.email.compose import compose
 from digest.safelog import RECORD_PREFIX, parse_record
 from digest.serve.app import create_app
 from tests.conftest import run_digest
@@ -132,7 +135,9 @@ BOMB_SCRIPT = """
 import json, resource, sys, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
+from digest.content.pipeline import load_and_select
 from digest.content.posts import load_posts
+from digest.email.compose import compose
 folder = Path(sys.argv[1])
 start = time.perf_counter()
 result = load_posts(folder, ZoneInfo("UTC"))
@@ -219,6 +224,25 @@ def test_check_select_build_and_send_go_on_without_the_bad_posts(sample_site: Pa
     assert "\x1b" not in message["Subject"] and "\x00" not in eml.read_text(errors="replace")
     body = message.get_body(("plain",))
     assert body is not None and CLEAN_TITLE in body.get_content()
+
+
+def test_a_post_the_template_fails_on_is_left_out_and_named(sample_site: Path) -> None:
+    config = load_config(sample_site / "config.yaml")
+    now = datetime(2026, 11, 23, 9, tzinfo=timezone.utc)
+    selection = load_and_select(config, now).selection
+    first = selection.sections[0]
+    # a NUL cannot come from a post file any more (the loader strips it); a post object
+    # holding one stands for anything else the template may still fail on
+    bad = replace(first.posts[0], title="A NUL \x00 here", path=Path("content/posts/bad.md"))
+    broken = replace(
+        selection,
+        sections=(replace(first, posts=(bad, *first.posts[1:])), *selection.sections[1:]),
+    )
+    composed = compose(config, broken, now=now)
+    assert composed.post_count == selection.count - 1
+    [warning] = [w for w in composed.warnings if "bad.md" in w]
+    assert warning.startswith("content/posts/bad.md: left out of the issue: email.mjml.j2: ")
+    assert "A NUL" not in composed.html
 
 
 # --------------------------------------------------------------------------- serve
