@@ -58,6 +58,7 @@ from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
 from digest.audience.subscribers import InvalidEmail
 from digest.audience.tokens import TokenError
 from digest.config import Config
+from digest.content.posts import strip_controls
 from digest.delivery.providers.mailgun import Mailgun
 from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
@@ -93,6 +94,11 @@ ARCHIVE_CSP = (
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_EMAIL = 320  # RFC 3696's longest address, give or take
 MAX_NAME = 200
+
+
+def one_line(text: str) -> str:
+    """A name as stored: control characters gone, spacing folded (it ends up in mail)."""
+    return " ".join(strip_controls(text).split())
 
 
 def utc_now() -> datetime:
@@ -347,7 +353,7 @@ class Service:
         try:
             outcome = await self.store.run(
                 lambda store: self.subscriptions.subscribe(
-                    store, email, name=name.strip()[:MAX_NAME], categories=categories, now=now
+                    store, email, name=one_line(name)[:MAX_NAME], categories=categories, now=now
                 )
             )
         except InvalidEmail:

@@ -296,6 +296,16 @@ def test_no_hostile_request_gets_a_5xx(
     assert len(response.content) < 20_000  # a short reason, not an echo of the input
 
 
+def test_a_name_is_stored_as_one_clean_line(client: TestClient, sample_site: Path) -> None:
+    answer = client.post(
+        "/subscribe", json={"email": "ann@example.com", "name": "Ann\x00\r\nBcc: x\x1b[31m"}
+    )
+    assert answer.status_code == 202
+    with _store(sample_site) as store:
+        ann = store.get("ann@example.com")
+        assert ann is not None and ann.name == "Ann Bcc: x[31m"
+
+
 def _store(site: Path) -> SubscriberStore:
     return SubscriberStore(site / "data" / "subscribers.sqlite")
 
