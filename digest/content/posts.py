@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ import yaml
 
 from digest.content.cache import CacheRow, PostCache
 from digest.content.frontmatter import FrontMatterHandler, FrontMatterTooLarge, YamlLimits
+from digest.safelog import clean
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,8 @@ class PostProblem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+        # a file name can hold a newline: shown escaped, it cannot forge a line of output
+        return f"{clean(str(self.path), 1000)}: {clean(self.reason, 1000)}"
 
 
 @dataclass
@@ -633,6 +636,11 @@ def load_posts(
                     )
                     continue
             stat = entry.stat()
+            if not S_ISREG(stat.st_mode):  # a FIFO would block the read for ever
+                result.problems.append(
+                    PostProblem(Path(entry.path), "not a regular file; not read")
+                )
+                continue
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             result.problems.append(PostProblem(Path(entry.path), f"cannot read it: {reason}"))

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import shutil
@@ -89,7 +90,10 @@ SKIPPED = {
     "huge-date.md": "date '99999999999999999999999999999999999999999999999999999999999… "
     "(10,002 characters) is not a date (use 2026-08-17 or 2026-08-17T09:30:00+02:00)",
     "passwd.md": "a symbolic link to a file outside the content folder; not read",
+    "fifo.md": "not a regular file; not read",
+    "x\nINFO change {}.md": "empty file",
 }
+NEWLINE_NAME = "x\nINFO change {}.md"
 CLEAN_TITLE = "Control [31mcharacters in the title"
 LEVEL = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 """How digest's log lines begin (``digest serve`` logs "LEVEL message")."""
@@ -104,6 +108,8 @@ def hostile_folder(target: Path, outside_dir: Path) -> Path:
     outside.write_text("root:x:0:0:root:/root:/bin/bash\n")
     (target / "passwd.md").symlink_to(outside)
     (target / "inside.md").symlink_to(target / "markup-in-title.md")  # inside: fine
+    os.mkfifo(target / "fifo.md")  # opening it would wait for a writer for ever
+    (target / NEWLINE_NAME).write_text("")  # a name that would forge a line of output
     return target
 
 
@@ -199,8 +205,10 @@ def test_check_select_build_and_send_go_on_without_the_bad_posts(sample_site: Pa
     check = run_digest("check", cwd=site)
     assert check.returncode != 0  # the problems are reported…
     for name, reason in SKIPPED.items():
-        assert f"{name}: {reason}" in check.stdout + check.stderr, name
+        shown = name.replace("\n", "\\x0a")  # escaped: one line per problem
+        assert f"{shown}: {reason}" in check.stdout + check.stderr, name
     assert "Traceback" not in check.stderr
+    assert not any(line.startswith("INFO change") for line in check.stderr.splitlines())
 
     select = run_digest("select", "--week", WEEK, cwd=site)
     assert select.returncode == 0, select.stderr  # …and the week goes on without them
