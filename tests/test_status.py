@@ -254,3 +254,35 @@ def test_suppression_sync_follows_the_model(sample_site: Path) -> None:
             "spam@example.com": "complained",  # never downgraded to a bounce
             "ok@example.com": "unsubscribed",
         }
+
+
+def test_only_the_owner_undoes_a_complaint_through_serve(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    from starlette.testclient import TestClient
+
+    from digest.serve.app import create_app
+
+    monkeypatch.setenv("DIGEST_SECRET", "status-secret")
+    config = load_config(sample_site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as s:
+        cat, _ = s.add("cat@example.com", now=NOW)
+        s.set_status("cat@example.com", "complained", cause="webhook_complaint", now=NOW)
+    key = signing_key(cat.secret, b"status-secret")
+    outbox = config.path(config.out_dir) / "confirmations" / "outbox"
+    with TestClient(create_app(config), base_url="http://127.0.0.1:8025") as client:
+        # anyone may ask to subscribe the address: it gets no mail, and stays complained
+        assert client.post("/subscribe", json={"email": "cat@example.com"}).status_code == 202
+        assert not outbox.exists() or not list(outbox.glob("*.eml"))
+        # its owner, with the preferences link from an issue they got, may come back
+        path = "/preferences/" + make_token("preferences", "cat@example.com", key)
+        page = client.get(path)
+        assert "reported" in page.text and 'value="resubscribe"' in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        client.post(path, data={"csrf": csrf.group(1), "action": "resubscribe"})
+    with SubscriberStore(config.path(config.subscribers.database)) as s:
+        found = s.get("cat@example.com")
+        assert found is not None and found.status == "active"
