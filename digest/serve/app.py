@@ -373,7 +373,7 @@ class Service:
             try:
                 await self.mailer.send_async(outcome.subscriber, url, now, template)
             except DigestError as exc:
-                log.warning("email to %s not sent: %s", outcome.subscriber.email, exc)
+                log.warning("email to %s not sent: %s", outcome.subscriber.email, clean(exc, 300))
         # The same answer whatever the address's state: nothing leaks about who is subscribed.
         if is_json:
             return JSONResponse(
@@ -459,7 +459,7 @@ class Service:
             )
         except TokenError as exc:
             if one_click:
-                log.info("refused a one-click unsubscribe: %s", exc)
+                log.info("refused a one-click unsubscribe: %s", clean(exc))
                 return Response(status_code=400)
             return self.bad_link(request, exc)
         if one_click:

@@ -312,11 +312,11 @@ class Subscriptions:
                 now=now,
                 cause=Cause.SERVE_SUBSCRIBE,
             )
-            log.info("subscribe: %s is pending; confirmation sent again", updated.email)
+            log.info("subscribe: %s is pending; asked to confirm again", updated.email)
             return SubscribeOutcome("pending", updated)
         mail = service_mail(existing.status)
         if mail == "confirm":
-            log.info("subscribe: %s is %s; confirmation sent", existing.email, existing.status)
+            log.info("subscribe: %s is %s; asked to confirm", existing.email, existing.status)
             return SubscribeOutcome("reconfirm", existing)
         if mail == "notice":
             log.info("subscribe: %s is already active; nothing changed", existing.email)
