@@ -1,29 +1,23 @@
-"""`digest serve` on several hosts: its rate limits and webhook replay memory in the database.
+"""`digest serve` on several hosts: the subscribe rate limit in the database.
 
-With ``database:`` set, every `digest serve` process behind a load balancer uses these in
-place of the in-memory :class:`~digest.serve.security.RateLimiter` and
-:class:`~digest.serve.webhooks.ReplayGuard`, so a client cannot get N times its subscribe
-allowance by landing on N hosts, and a webhook retried to another host is still recognised.
-Without ``database:`` (one process on the SQLite files) they stay in memory, as before.
+With ``database:`` set, every `digest serve` process behind a load balancer uses
+:class:`SharedRateLimiter` in place of the in-memory
+:class:`~digest.serve.security.RateLimiter`, so a client cannot get N times its subscribe
+allowance by landing on N hosts. Without ``database:`` (one process on the SQLite files) it
+stays in memory, as before. (The webhook replay memory and the per-address mail limit live
+in the subscriber store, so they are shared wherever that store is.)
 
-Both keep the interface of the in-memory versions. Each call is one statement on the
-database's clock (PostgreSQL's ``clock_timestamp()``), so hosts need not agree on the time.
-The token bucket is updated in one atomic ``INSERT … ON CONFLICT DO UPDATE``: concurrent
-requests from one client on two hosts take one token each, never the same one.
-
-The replay memory checks before applying and remembers after (as in memory): a delivery
-retried to two hosts at the same instant can be applied twice, which is harmless because
-applying an event is idempotent (a bounce marks an address bounced once); a later repeat
-is recognised on every host.
+Each call is one statement on the database's clock (PostgreSQL's ``clock_timestamp()``), so
+hosts need not agree on the time. The token bucket is updated in one atomic
+``INSERT … ON CONFLICT DO UPDATE``: concurrent requests from one client on two hosts take one
+token each, never the same one.
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from typing import Any
 
-from digest.serve.webhooks import Delivery
 from digest.store.database import StoreSpec, Target, open_store
 from digest.store.migrations import Migration
 
@@ -34,19 +28,10 @@ CREATE TABLE IF NOT EXISTS serve_buckets (
     updated REAL NOT NULL,      -- seconds since the epoch, the database's clock
     allowed INTEGER NOT NULL DEFAULT 1
 );
-CREATE TABLE IF NOT EXISTS webhook_replays (
-    provider    TEXT NOT NULL,
-    delivery_id TEXT NOT NULL,
-    seen_at     REAL NOT NULL,
-    PRIMARY KEY (provider, delivery_id)
-);
-CREATE INDEX IF NOT EXISTS webhook_replays_age ON webhook_replays (seen_at);
 """
 
-MIGRATIONS = (Migration(1, "serve's rate limits and webhook replay memory", _SCHEMA),)
-SPEC = StoreSpec(
-    "serve", "the shared serve state", MIGRATIONS, ("serve_buckets", "webhook_replays")
-)
+MIGRATIONS = (Migration(1, "serve's rate limits", _SCHEMA),)
+SPEC = StoreSpec("serve", "the shared serve state", MIGRATIONS, ("serve_buckets",))
 
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
@@ -106,42 +91,6 @@ class SharedRateLimiter:
         if tokens >= 1.0:
             return 0
         return max(1, int((1.0 - tokens) / self.rate + 0.999))
-
-    def close(self) -> None:
-        self._shared.close()
-
-
-class SharedReplayGuard:
-    """The webhook deliveries applied within the last ``keep`` seconds, on any host."""
-
-    def __init__(self, target: Target, *, keep: float) -> None:
-        self.keep = keep
-        self._shared = _Shared(target)
-
-    def seen(self, delivery: Delivery, now: datetime) -> bool:
-        if delivery.delivery_id is None:
-            return False
-        row = self._shared.run(
-            "SELECT 1 FROM webhook_replays WHERE provider = ? AND delivery_id = ? "
-            f"AND seen_at > {_NOW} - ?",
-            (delivery.provider, delivery.delivery_id, self.keep),
-        )
-        return row is not None
-
-    def remember(self, delivery: Delivery, now: datetime) -> None:
-        if delivery.delivery_id is None:
-            return
-        self._shared.run(
-            f"INSERT INTO webhook_replays (provider, delivery_id, seen_at) VALUES (?, ?, {_NOW}) "
-            f"ON CONFLICT (provider, delivery_id) DO UPDATE SET seen_at = {_NOW}",
-            (delivery.provider, delivery.delivery_id),
-            fetch=False,
-        )
-        self._shared.run(  # forget what is too old to be replayed
-            f"DELETE FROM webhook_replays WHERE seen_at < {_NOW} - ?",
-            (self.keep,),
-            fetch=False,
-        )
 
     def close(self) -> None:
         self._shared.close()

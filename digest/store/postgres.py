@@ -93,6 +93,7 @@ class PostgresConnection:
         self.store = store
         self.key = lock_key(f"digest store {store}")
         self._changes = 0
+        self._outer_savepoint: str | None = None
 
     # -- sqlite3.Connection's interface
 
@@ -104,7 +105,25 @@ class PostgresConnection:
             if head.startswith("BEGIN IMMEDIATE"):
                 self._conn.execute("BEGIN")
                 return self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.key,))
+            if head.startswith("SAVEPOINT") and not self.in_transaction:
+                # SQLite opens a transaction for a SAVEPOINT outside one; PostgreSQL needs
+                # it opened (with the store's write lock, as BEGIN IMMEDIATE would take),
+                # and its RELEASE then commits.
+                self._conn.execute("BEGIN")
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.key,))
+                self._outer_savepoint = sql.split()[1]
             cursor = self._conn.execute(translate(sql), tuple(parameters))
+            if (
+                head.startswith("RELEASE")
+                and self._outer_savepoint is not None
+                and sql.split()[-1] == self._outer_savepoint
+            ):
+                self._outer_savepoint = None
+                self._conn.execute("COMMIT")
+            elif head.startswith(("COMMIT", "END")) or (
+                head.startswith("ROLLBACK") and not head.startswith("ROLLBACK TO")
+            ):
+                self._outer_savepoint = None
         except psycopg.Error as exc:
             raise _error(exc) from None
         if cursor.rowcount > 0 and head.startswith(("INSERT", "UPDATE", "DELETE")):
