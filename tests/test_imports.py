@@ -600,3 +600,20 @@ def test_describe_a_full_record() -> None:
         "  history:",
         "    2026-11-23T09:00:00Z  pending (serve_subscribe)",
     ]
+
+
+def test_a_plain_list_with_common_column_names(tmp_path: Path, store: SubscriberStore) -> None:
+    path = tmp_path / "beehiiv-like.csv"
+    path.write_text(
+        "email,Full Name,Subscription Status,Created At,Unsubscribed At\n"
+        "a@example.com,A A,active,2023-03-24 10:23:10 UTC,\n"
+        "b@example.com,B B,,2023-03-24 10:36:47 UTC,2024-03-13 11:33:53 UTC\n"
+        "c@example.com,,inactive,2023-03-24 10:36:48 UTC,\n"
+    )
+    report = load(store, str(path))
+    assert (report.platform, report.rejected) == ("digest", [])
+    a = record(store, "a@example.com")
+    assert (a.name, a.status, a.subscribed_at) == ("A A", "active", "2023-03-24T10:23:10Z")
+    b = record(store, "b@example.com")
+    assert (b.status, b.status_at) == ("unsubscribed", "2024-03-13T11:33:53Z")
+    assert record(store, "c@example.com").status == "unsubscribed"
