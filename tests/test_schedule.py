@@ -598,7 +598,9 @@ def test_systemd_units_call_digest_run_at_the_schedule_and_hourly(sample_site: P
 
 def test_crontab_uses_cron_tz_and_offers_a_polling_line(sample_site: Path) -> None:
     text = crontab(site_config(sample_site)).text
-    command = f"digest --config {sample_site / 'config.yaml'} run"
+    # an absolute path to this digest: cron searches no virtualenv
+    program = str(Path(sys.executable).parent / "digest")
+    command = f"{program} --config {sample_site / 'config.yaml'} run"
     assert f"CRON_TZ=Europe/Berlin\n0 9 * * MON {command} >> " in text
     assert f"\n# 7 * * * * {command} >> " in text
     assert "polls every 60 minutes, within schedule.grace (6h)" in text

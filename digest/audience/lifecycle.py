@@ -1,68 +1,43 @@
 """One person's way through the store, as the CLI and the service ask for it: added by
 hand, shown, erased on request.
 
-The erasure key is the HMAC of a fixed label under the server secret (``serve.secret`` or
-``$DIGEST_SECRET``): the same secret always gives the same key, so an address erased
-today is still recognised next year, and nothing else (tokens, client-address hashes)
-shares the key. :func:`erasure_key` is the one place that knows where the key comes from.
+The erasure key is the HMAC of a fixed label under the privacy secret
+(:func:`digest.audience.keys.privacy_secret`, which never rotates): the same secret always
+gives the same key, so an address erased today is still recognised next year, and nothing
+else (tokens, client-address hashes) shares the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 from digest.audience import records
+from digest.audience.keys import privacy_secret
 from digest.audience.records import Consent, Record, iso
 from digest.audience.status import Cause
 from digest.audience.subscribers import InvalidEmail, Subscriber, SubscriberStore, normalise_email
+from digest.config import Config
 from digest.errors import StoreError
 
-SECRET_ENV = "DIGEST_SECRET"
+
+def erasure_key(config: Config) -> bytes:
+    """The key of the erased-address hashes."""
+    return hmac.new(privacy_secret(config), b"digest-erasure-key-v1", hashlib.sha256).digest()
 
 
-def server_secret_of(config: Any) -> bytes | None:
-    """``serve.secret`` when configured, else ``$DIGEST_SECRET`` (as the send does)."""
-    secret = getattr(config.serve, "secret", None)
-    if secret is not None:
-        return str(secret.resolve()).encode()
-    value = os.environ.get(SECRET_ENV)
-    return value.encode() if value else None
-
-
-def erasure_key(config: Any) -> bytes | None:
-    """The key of the erased-address hashes, or None when no server secret is set."""
-    secret = server_secret_of(config)
-    if not secret:
-        return None
-    return hmac.new(secret, b"digest-erasure-key-v1", hashlib.sha256).digest()
-
-
-def address_form(config: Any) -> Callable[[str | None], str | None]:
+def address_form(config: Config) -> Callable[[str | None], str | None]:
     """How consent records keep a client address (``subscribers.client_address``)."""
     policy = config.subscribers.client_address
-    secret = server_secret_of(config)
-    key = hmac.new(secret, b"digest-address-key-v1", hashlib.sha256).digest() if secret else None
+    secret = privacy_secret(config)
+    key = hmac.new(secret, b"digest-address-key-v1", hashlib.sha256).digest()
 
     def stored(ip: str | None) -> str | None:
         return records.stored_address(ip, policy, key)
 
     return stored
-
-
-def require_erasure_key(config: Any) -> bytes:
-    key = erasure_key(config)
-    if key is None:
-        raise StoreError(
-            f"erasing an address keeps a keyed hash of it, and the key comes from the server "
-            f"secret: set {SECRET_ENV} (or serve.secret), and keep it: with another secret "
-            "the erased addresses are no longer recognised"
-        )
-    return key
 
 
 class Forgotten(StoreError):

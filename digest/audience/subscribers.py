@@ -474,7 +474,11 @@ class SubscriberStore:
 
 
 def unsubscribe(
-    store: SubscriberStore, token_or_email: str, *, server: bytes | None, now: datetime
+    store: SubscriberStore,
+    token_or_email: str,
+    *,
+    server: bytes | Sequence[bytes] | None,
+    now: datetime,
 ) -> tuple[Subscriber, Transition]:
     """The operator's unsubscribe (cause ``cli_unsubscribe``), by address or by the token
     from someone's unsubscribe link. A stronger status (bounced, complained) is kept.
@@ -484,10 +488,12 @@ def unsubscribe(
     if "@" in token_or_email:  # tokens are base64url, so never hold an @
         email = token_or_email
     else:
+        servers = [server] if server is None or isinstance(server, bytes) else list(server)
 
-        def key_for(address: str) -> bytes | None:
+        def key_for(address: str) -> list[bytes] | None:
+            # every link key still verifying (a rotation's grace period)
             found = store.get(address)
-            return signing_key(found.secret, server) if found else None
+            return [signing_key(found.secret, key) for key in servers] if found else None
 
         email = verify_token(token_or_email, "unsubscribe", key_for, now=now)
     return store.change_status(email, "unsubscribed", cause=Cause.CLI_UNSUBSCRIBE, now=now)

@@ -15,7 +15,6 @@ from digest.audience.lifecycle import (
     address_form,
     erasure_key,
     forget,
-    require_erasure_key,
     show,
 )
 from digest.audience.records import describe
@@ -225,12 +224,12 @@ def unsubscribe_command(state: State, token_or_email: str) -> None:
       digest subscribers unsubscribe ada@example.com
       digest subscribers unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
     """
-    from digest.audience.tokens import token_secret
+    from digest.audience.tokens import verifying_secrets
 
     try:
         with _store(state) as store:
             subscriber, change = unsubscribe(
-                store, token_or_email, server=token_secret(state.config), now=now()
+                store, token_or_email, server=verifying_secrets(state.config), now=now()
             )
     except TokenError as exc:
         raise click.ClickException(str(exc)) from None
@@ -304,7 +303,7 @@ def forget_command(state: State, email: str, yes: bool) -> None:
       digest subscribers forget ada@example.com --yes
     """
     config = state.config
-    key = require_erasure_key(config)
+    key = erasure_key(config)
     if not yes:
         click.confirm(f"Erase {email} for good?", abort=True)
     with _store(state) as store:

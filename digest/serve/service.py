@@ -34,23 +34,22 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from digest.audience.keys import link_keys
 from digest.audience.lifecycle import address_form, erasure_key, record_confirmation
 from digest.audience.links import token_path, token_url
 from digest.audience.records import Consent, iso, set_details
 from digest.audience.status import WEBHOOK_CAUSES, Cause, service_mail
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
 from digest.audience.tokens import (
-    SECRET_ENV,
     TokenError,
     make_token,
     signing_key,
-    token_secret,
     verify_token,
 )
 from digest.config import Config
 from digest.delivery.providers.base import Batch, Provider, Recipient, Result, idempotency_key
 from digest.delivery.providers.registry import make_provider
-from digest.errors import ConfigError, StoreError
+from digest.errors import StoreError
 from digest.serve.pages import Pages
 from digest.serve.webhooks import WebhookEvent
 
@@ -69,15 +68,9 @@ WELCOME_TEMPLATE = "welcome_email"
 
 
 def require_server_secret(config: Config) -> bytes:
-    """The server secret that signs every token; the service will not run without one."""
-    secret = token_secret(config)
-    if not secret:
-        raise ConfigError(
-            f"digest serve needs a server secret to sign its links: set {SECRET_ENV} "
-            '(e.g. to the output of `python -c "import secrets; print(secrets.token_hex(32))"`)'
-            " or point serve.secret at another variable"
-        )
-    return secret
+    """The key that signs new links: the operator's secret, or the key file's current key
+    (created once on first use; see :mod:`digest.audience.keys`)."""
+    return link_keys(config).signing
 
 
 class StoreWorker:
@@ -209,6 +202,11 @@ class Subscriptions:
     def __init__(self, config: Config, server_secret: bytes) -> None:
         self.config = config
         self.server = server_secret
+        # links signed before a `digest keys rotate` keep verifying for the grace period
+        self.verifying = (
+            server_secret,
+            *tuple(k for k in link_keys(config).verifying if k != server_secret),
+        )
         self.categories = Categories.from_config(config)
         self.erasure_key = erasure_key(config)
         self.stored_address = address_form(config)
@@ -227,10 +225,12 @@ class Subscriptions:
 
     # -- tokens
 
-    def key_for(self, store: SubscriberStore) -> Callable[[str], bytes | None]:
-        def key(email: str) -> bytes | None:
+    def key_for(self, store: SubscriberStore) -> Callable[[str], list[bytes] | None]:
+        def key(email: str) -> list[bytes] | None:
             found = store.get(email)
-            return None if found is None else signing_key(found.secret, self.server)
+            if found is None:
+                return None
+            return [signing_key(found.secret, server) for server in self.verifying]
 
         return key
 
