@@ -101,15 +101,6 @@ def seed(subscribers: Path, ledger_path: Path) -> Seeded:
                     outcomes[4] = Outcome(ids[recipients[4]], "failed-permanent", error="550")
                 else:
                     outcomes[5] = Outcome(ids[recipients[5]], "skipped")
-                mailed = [o.subscriber_id for o in outcomes if o.state != "skipped"]
-                ledger.claim(
-                    issue,
-                    mailed,
-                    batch_key=f"{issue}-1",
-                    variant="all",
-                    message_ids=[f"<{sid}.{issue}@example.com>" for sid in mailed],
-                    now=started,
-                )
                 ledger.record(issue, outcomes, now=started)
         for email, status, when in LEAVING:
             store.change_status(email, status, cause=CAUSES[status], now=when)
