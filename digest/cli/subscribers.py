@@ -296,7 +296,8 @@ def forget_command(state: State, email: str, yes: bool) -> None:
     Their row (address, name, preferences, consent, link secret) is deleted and their
     address is blanked in the send ledger; a keyed hash of the address is kept so that
     no import, `add` or form brings it back unless its owner confirms a new
-    subscription. Needs the server secret ($DIGEST_SECRET), whose key the hash uses.
+    subscription. The hash is keyed by the privacy key (privacy.key beside the link key
+    file, which never rotates; keep it with your backups).
 
     \b
     Examples:
