@@ -59,7 +59,7 @@ def test_build_writes_the_issue_and_the_archive(sample_site: Path) -> None:
     assert manifest["sections"][0]["posts"][0]["id"] == "monday-reset-for-small-teams"
     assert manifest["sizes"]["html"] == len((result.out_dir / "email.html").read_bytes())
     assert manifest["ok"] is True
-    assert len(manifest["checks"]) == 9
+    assert len(manifest["checks"]) == 10
     parsed = email.message_from_bytes(
         (result.out_dir / "email.eml").read_bytes(), policy=email.policy.default
     )

@@ -397,7 +397,8 @@ def test_a_long_subject_is_shortened_at_a_word_and_a_set_one_is_warned_about() -
         _selection(("Work", [_post("a", title)])),
         now=NOW,
     )
-    assert any(w.startswith("subject is ") for w in long_set.warnings)
+    subject_check = next(r for r in run_checks(long_set) if r.name == "subject")
+    assert (subject_check.ok, subject_check.level) == (False, "warning")
 
 
 def test_the_preheader_is_hidden_by_size_not_by_colour() -> None:

@@ -549,11 +549,6 @@ def compose(
     posts = shown(views)
     subject = _subject(config, posts, selection.issue_id, intro)
     preheader = _preheader(config, posts, selection.issue_id, intro)
-    if len(subject) > SUBJECT_MAX:
-        warnings.append(
-            f"subject is {len(subject)} characters; inboxes show about {SUBJECT_MAX}: "
-            f"{subject!r} (email.subject, or subject in the issue intro)"
-        )
     return ComposedEmail(
         issue_id=selection.issue_id,
         subject=subject,
