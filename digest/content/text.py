@@ -564,12 +564,23 @@ def sketch(words: Sequence[str], size: int = SKETCH_SIZE) -> tuple[int, ...]:
     return tuple(sorted(heapq.nsmallest(size, hashes)))
 
 
-def similarity(a: Sequence[int], b: Sequence[int], size: int = SKETCH_SIZE) -> float:
+def similarity(
+    a: Iterable[int], b: Iterable[int], size: int = SKETCH_SIZE, at_least: float = 0.0
+) -> float:
     """The estimated Jaccard similarity of two texts from their sketches (0 when either is
-    empty): of the ``size`` smallest hashes of both, the share that both texts hold."""
-    if not a or not b:
+    empty): of the ``size`` smallest hashes of both, the share that both texts hold.
+
+    Pass frozensets when comparing one sketch many times. With ``at_least``, a pair that
+    cannot reach it (too few hashes in common) returns 0.0 without the full estimate.
+    """
+    set_a = a if isinstance(a, frozenset) else frozenset(a)
+    set_b = b if isinstance(b, frozenset) else frozenset(b)
+    if not set_a or not set_b:
         return 0.0
-    set_a, set_b = set(a), set(b)
-    union = heapq.nsmallest(min(size, len(set_a | set_b)), set_a | set_b)
-    both = sum(1 for h in union if h in set_a and h in set_b)
-    return both / len(union)
+    common = set_a & set_b
+    count = min(size, len(set_a) + len(set_b) - len(common))
+    if len(common) < at_least * count:
+        return 0.0  # even if every common hash were among the smallest, it falls short
+    union = sorted(set_a | set_b)[:count]
+    both = sum(1 for h in union if h in common)
+    return both / count
