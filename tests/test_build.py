@@ -140,7 +140,7 @@ def test_the_busiest_corpus_week_fits_and_passes(corpus_dir: Path, tmp_path: Pat
     # collapses into one post per body template.
     assert result.selection.count == 114
     assert result.ok, [c for c in result.checks if not c.passed]
-    assert result.composed.html_size < result.composed.sent_size <= 100 * 1024
-    assert result.composed.trimmed[0].startswith("fewer_posts: at most 11 posts per section")
+    assert result.composed.html_size < result.composed.sent_size <= 100_000
+    assert result.composed.trimmed[0].startswith("fewer_posts: at most 10 posts per section")
     assert len(result.composed.sections) == 9
-    assert result.composed.post_count == 69
+    assert result.composed.post_count == 67
