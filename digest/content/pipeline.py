@@ -11,6 +11,7 @@ from datetime import date, datetime
 
 from digest.config import Config
 from digest.content.cache import PostCache
+from digest.content.frontmatter import YamlLimits
 from digest.content.memory import earlier_issues
 from digest.content.posts import ExcerptReport, LoadResult, Post, excerpt_report, load_posts
 from digest.content.select import (
@@ -42,6 +43,7 @@ def load(config: Config, *, use_cache: bool = True, around: Window | None = None
             max_size=config.content.max_file_size,
             between=between,
             cleaner=ExcerptCleaner(config.content.excerpt_patterns),
+            limits=YamlLimits.from_config(config.content),
         )
     finally:
         if cache is not None:
