@@ -283,7 +283,10 @@ class EmailConfig(_Section):
         description="Preview text template, kept to 40–110 characters.",
     )
     size_budget_kb: int = Field(
-        default=100, ge=10, description="The HTML must stay under this (Gmail clips ~102 KB)."
+        default=100,
+        ge=10,
+        description="The HTML part as sent (personalised, quoted-printable) must stay under "
+        "this many kilobytes of 1,000 bytes; Gmail clips at about 102 KB.",
     )
     trim_policy: list[TrimStep] = Field(
         default_factory=lambda: list(TRIM_STEPS),

@@ -505,19 +505,22 @@ def _ranked(post: Post, ranks: dict[str, int], rank: Sequence[str]) -> str:
 
 
 def _in_earlier(
-    post: Post, earlier: Sequence[Remembered], rules: Rules
+    post: Post,
+    earlier: Sequence[tuple[Remembered, frozenset[int]]],
+    rules: Rules,
 ) -> tuple[Remembered, str] | None:
     title = normalise_title(post.title)
     source = normalise_source(post.source) if post.source else None
     best: tuple[Remembered, str] | None = None
     best_score = 0.0
-    for old in earlier:
+    mine = frozenset(post.sketch)
+    for old, old_sketch in earlier:
         if rules.dedupe_title and old.title_key == title:
             return old, "same title"
         if rules.dedupe_source and source is not None and old.source_key == source:
             return old, "same source"
-        if rules.near_duplicates is not None and post.sketch and old.sketch:
-            score = similarity(post.sketch, old.sketch)
+        if rules.near_duplicates is not None and mine and old_sketch:
+            score = similarity(mine, old_sketch, at_least=rules.near_duplicates)
             if score >= rules.near_duplicates and score > best_score:
                 best, best_score = (old, f"near-duplicate of {old.slug} ({score:.2f})"), score
     return best
@@ -530,10 +533,11 @@ def _dedupe(
     ranked = sorted(candidates, key=lambda c: (not c[0].featured, c[0].date, c[0].slug))
     owners: dict[str, Post] = {}
     kept: list[tuple[Post, str]] = []
-    sketched: list[Post] = []  # kept posts with a body sketch, for near-duplicates
+    sketched: list[tuple[Post, frozenset[int]]] = []  # kept posts with a body sketch
+    remembered = [(old, frozenset(old.sketch)) for old in earlier]
     duplicates: list[Decision] = []
     for post, section in ranked:
-        seen = _in_earlier(post, earlier, rules) if earlier else None
+        seen = _in_earlier(post, remembered, rules) if earlier else None
         if seen is not None:
             old, why = seen
             detail = f"already in {old.issue_id} ({why})"
@@ -551,15 +555,19 @@ def _dedupe(
             duplicates.append(Decision(post, Reason.DUPLICATE, section, detail, original))
             continue
         if rules.near_duplicates is not None and post.sketch:
-            scored = [(similarity(post.sketch, other.sketch), other) for other in sketched]
+            mine = frozenset(post.sketch)
+            threshold = rules.near_duplicates
+            scored = [
+                (similarity(mine, theirs, at_least=threshold), other) for other, theirs in sketched
+            ]
             score, original_post = max(scored, key=lambda s: s[0], default=(0.0, post))
-            if score >= rules.near_duplicates:
+            if score >= threshold:
                 detail = f"near-duplicate of {original_post.slug} ({score:.2f})"
                 duplicates.append(
                     Decision(post, Reason.NEAR_DUPLICATE, section, detail, original_post)
                 )
                 continue
-            sketched.append(post)
+            sketched.append((post, mine))
         for _, key in keys:
             owners[key] = post
         kept.append((post, section))
