@@ -63,7 +63,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
 
 @contextlib.contextmanager
 def server(provider: str, rate: float) -> Iterator[tuple[str, Any]]:
-    """(url, received()) with drop-after-acceptance at ``rate`` of the send requests."""
+    """(url, received), ``received()`` counting each address the server accepted, with
+    drop-after-acceptance at ``rate`` of the send requests."""
     if provider in ("resend", "ses"):
         runner = run_resend_local if provider == "resend" else run_ses_local
         with runner() as emu:
@@ -71,18 +72,18 @@ def server(provider: str, rate: float) -> Iterator[tuple[str, Any]]:
             proxy.set_faults(drop_after_rate=rate)
             try:
                 if provider == "resend":
-                    yield proxy.url, lambda: [to for e in emu.sent() for to in e["to"]]
+                    yield proxy.url, lambda: Counter(to for e in emu.sent() for to in e["to"])
                 else:
                     yield (
                         proxy.url,
-                        lambda: [to for e in emu.sent() for to in e["destination"]["to"]],
+                        lambda: Counter(to for e in emu.sent() for to in e["destination"]["to"]),
                     )
             finally:
                 proxy.close()
     else:
         with run_emulator(provider, key=KEY, drop_after_rate=rate, seed=11) as emu:
             emu.set_suppressions(bounced=[], spam=[], unsubscribed=[])
-            yield emu.url, lambda: [m["to"] for m in emu.messages()]
+            yield emu.url, lambda: Counter(emu.counts())
 
 
 def one_run(provider: str, n: int, rate: float, reconcile: bool) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def one_run(provider: str, n: int, rate: float, reconcile: bool) -> dict[str, An
                 row[0]
                 for row in db.execute("SELECT email FROM deliveries WHERE state = 'uncertain'")
             }
-        got = Counter(a for a in received() if a.startswith("b"))
+        got = Counter({a: c for a, c in received().items() if a.startswith("b")})
         held = len(uncertain)
         return {
             "uncertain": held,

@@ -307,7 +307,7 @@ def test_check_provider_against_every_emulator(
     config, _ = make_site(sample_site, provider, server.url, f"pre-{provider}")
     good = preflight(config, provider=True)
     assert good.ok, good.as_dict()
-    assert [c.name for c in good.checks][0] == "credentials"
+    assert good.checks[0].name == "credentials"
     if server.proxy is not None:
         server.proxy.domain_verified = False
     else:
