@@ -105,3 +105,25 @@ def test_a_link_mailed_before_a_rotation_still_unsubscribes_after_it(config: Con
     with SubscriberStore(config.path(config.subscribers.database)) as store:
         ann = store.get("ann@example.com")
     assert ann is not None and ann.status == "unsubscribed"
+
+
+def test_the_privacy_key_is_created_once_and_outlives_rotations(config: Config) -> None:
+    from digest.audience.keys import PRIVACY_KEY_NAME, privacy_secret
+    from digest.audience.lifecycle import erasure_key
+
+    path = key_file(config).with_name(PRIVACY_KEY_NAME)
+    first = erasure_key(config)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(privacy_secret(config)) == 32
+    rotate(config, now=NOW)
+    assert erasure_key(config) == first  # erased addresses stay recognised after a rotation
+
+
+def test_an_operator_secret_is_the_privacy_secret_when_no_file_exists(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.audience.keys import PRIVACY_KEY_NAME, privacy_secret
+
+    monkeypatch.setenv("DIGEST_SECRET", "operator-secret-0123456789")
+    assert privacy_secret(config) == b"operator-secret-0123456789"
+    assert not key_file(config).with_name(PRIVACY_KEY_NAME).exists()

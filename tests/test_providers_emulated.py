@@ -32,6 +32,7 @@ import httpx
 import pytest
 import yaml
 
+from digest.audience.imports import import_file
 from digest.audience.subscribers import SubscriberStore
 from digest.config import Config, load_config
 from digest.delivery.send import send_issue
@@ -99,7 +100,7 @@ def make_site(
     from digest.audience.subscribers import Categories
 
     with SubscriberStore(config.path(config.subscribers.database)) as store:
-        store.import_file(csv_path, Categories.from_config(config), now=NOW)
+        import_file(store, csv_path, Categories.from_config(config), now=NOW, erasure_key=None)
     return config
 
 

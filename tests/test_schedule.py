@@ -20,6 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from digest.audience.imports import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.cli import main
 from digest.config import Config, parse_config
@@ -668,10 +669,12 @@ def test_schedule_next_lists_local_and_utc_times(sample_site: Path) -> None:
 def test_digest_run_sends_once_then_reports_nothing_due(sample_site: Path) -> None:
     config = site_config(sample_site)
     with SubscriberStore(config.path(config.subscribers.database)) as store:
-        store.import_file(
+        import_file(
+            store,
             sample_site / "content" / "subscribers.json",
             Categories.from_config(config),
             now=datetime(2026, 11, 1, tzinfo=UTC),
+            erasure_key=None,
         )
     env = {"DIGEST_CLOCK": f"2026-11-23T10:00:00+01:00@{time.time():.0f}x1"}
     first = run_digest("run", cwd=sample_site, env=env)

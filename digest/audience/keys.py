@@ -218,3 +218,50 @@ def describe(config: Config, *, now: datetime | None = None) -> list[dict[str, A
             }
         )
     return out
+
+
+# --------------------------------------------------------------------------- the privacy key
+
+PRIVACY_KEY_NAME = "privacy.key"
+
+
+def privacy_secret(config: Config) -> bytes:
+    """The secret behind keyed hashes that must stay recognisable for years: erased
+    addresses and consent records' client addresses. It never rotates.
+
+    First match wins: the key file ``privacy.key`` beside the link key file (created once,
+    random, mode 0600, by the first caller that needs it when no operator secret is set);
+    else ``serve.secret`` / ``$DIGEST_SECRET``. Keep whichever you use: with another
+    secret, erased addresses are no longer recognised.
+    """
+    path = key_file(config).with_name(PRIVACY_KEY_NAME)
+    if not path.exists():
+        explicit = _explicit(config)
+        if explicit is not None:
+            return explicit[0]
+        _create_secret_file(path)
+    try:
+        secret = bytes.fromhex(path.read_text("ascii").strip())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the privacy key: {exc}") from None
+    if len(secret) < 16:
+        raise ConfigError(f"{path}: the privacy key is damaged (restore it from a backup)")
+    return secret
+
+
+def _create_secret_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (secrets.token_hex(32) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)  # another process may have made it first: keep theirs
+    except FileExistsError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()

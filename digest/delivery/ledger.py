@@ -489,3 +489,36 @@ class Ledger:
 
     def issues(self) -> list[str]:
         return [r[0] for r in self._run("SELECT issue_id FROM issues ORDER BY issue_id")]
+
+    def scrub_address(self, email: str) -> int:
+        """Blank an erased person's address in every delivery row (the rows stay: they are
+        the evidence of what was sent); returns how many rows held it."""
+        cursor = self._run("UPDATE deliveries SET email = '(erased)' WHERE email = ?", (email,))
+        return cursor.rowcount
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per issue: when it started and how many deliveries are in each state."""
+        issues: dict[str, dict[str, Any]] = {}
+        for issue_id, started_at, subject in self._run(
+            "SELECT issue_id, started_at, subject FROM issues ORDER BY started_at, issue_id"
+        ):
+            issues[issue_id] = {
+                "issue_id": issue_id,
+                "started_at": started_at,
+                "subject": subject,
+                "states": dict.fromkeys(STATES, 0),
+            }
+        for issue_id, state, number in self._run(
+            "SELECT issue_id, state, COUNT(*) FROM deliveries GROUP BY issue_id, state"
+        ):
+            if issue_id in issues:
+                issues[issue_id]["states"][state] = number
+        return list(issues.values())
+
+
+def scrub_address(path: Path, email: str) -> int:
+    """:meth:`Ledger.scrub_address` on the ledger at ``path``, if there is one."""
+    if not Path(path).exists():
+        return 0
+    with Ledger(path) as ledger:
+        return ledger.scrub_address(email)

@@ -50,6 +50,7 @@ from digest.delivery.providers.base import (
     idempotency_key,
 )
 from digest.delivery.providers.registry import make_provider
+from digest.email import archive
 from digest.email.build import build_issue
 from digest.email.compose import compose
 from digest.email.message import (
@@ -874,8 +875,10 @@ def _finish(
     clock: Callable[[], datetime],
     may_complete: bool,
 ) -> None:
-    """Counts from the ledger, completion, and the report file."""
+    """Counts from the ledger, completion, the archive, and the report file."""
     report.ledger = ledger.counts(issue_id)
+    if report.ledger[L.SENT]:
+        archive.publish_issue(config, issue_id)  # the archive shows what was sent
     report.unconfirmed = ledger.unconfirmed(issue_id)
     report.uncertain_held = [
         {"email": d.email, "attempts": d.attempts, "error": d.last_error}
