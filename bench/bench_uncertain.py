@@ -41,6 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from digest.audience.imports import import_file  # noqa: E402
 from digest.audience.subscribers import Categories, SubscriberStore  # noqa: E402
 from digest.config import load_config  # noqa: E402
 from digest.delivery.providers.registry import make_provider  # noqa: E402
@@ -108,7 +109,7 @@ def one_run(provider: str, n: int, rate: float, reconcile: bool) -> dict[str, An
         csv = site / "people.csv"
         csv.write_text("email,name\n" + "".join(f"{a},R {i}\n" for i, a in enumerate(addresses)))
         with SubscriberStore(config.path(config.subscribers.database)) as store:
-            store.import_file(csv, Categories.from_config(config), now=NOW)
+            import_file(store, csv, Categories.from_config(config), now=NOW, erasure_key=None)
         transport = make_provider(config)
         if not reconcile:
             transport.can_look_up = False  # type: ignore[misc]
