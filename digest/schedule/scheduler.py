@@ -559,6 +559,15 @@ def send_job(config: Config, clock: Clock) -> Job:
             return JobResult("already-sent", detail=str(exc))
         failed = report.ledger.get("failed-permanent", 0)
         if not report.complete:
+            held = report.ledger.get("uncertain", 0)
+            if held and not any(
+                report.ledger.get(k, 0) for k in ("pending", "sending", "failed-retryable")
+            ):
+                raise SendError(
+                    f"{due.issue_id}: {report.sent} sent; {held} uncertain (no answer came, "
+                    f"not counted as sent): see `digest status --week {due.issue_id}`, and "
+                    f"`digest send --week {due.issue_id} --resend-uncertain` to send them again"
+                )
             raise SendError(
                 f"{due.issue_id}: {report.sent} sent but the send did not finish "
                 f"({report.ledger}); the next run carries on"
