@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import click
@@ -12,6 +12,7 @@ from digest.cli._app import State, emit_json, json_option, main, now, pass_state
 from digest.content import pipeline
 from digest.content.posts import Post
 from digest.content.select import Decision, Rules, Selection
+from digest.content.sources.load import SourceReport, describe_age
 
 
 def _post_json(post: Post, url: str) -> dict[str, Any]:
@@ -170,7 +171,9 @@ def check_command(
 
         check_email(config, as_json=as_json, week=week, since=since, until=until)
         return
-    result = pipeline.load(config)
+    moment = now()
+    result = pipeline.load(config, now=moment)
+    failing = [r for r in result.sources if r.failing(config.content.failing_after)]
     rules_unknown = sorted(
         {
             p.category or "(none)"
@@ -186,17 +189,49 @@ def check_command(
                 "posts": len(result.posts),
                 "problems": [{"path": str(p.path), "reason": p.reason} for p in result.problems],
                 "unlisted_categories": rules_unknown,
+                "sources": [
+                    {
+                        "source": r.label,
+                        "kind": r.kind,
+                        "outcome": r.outcome,
+                        "posts": r.posts,
+                        "error": r.error,
+                        "failures_in_row": r.failures_in_row,
+                        "last_success": r.last_success,
+                        "failing": r.failing(config.content.failing_after),
+                    }
+                    for r in result.sources
+                ],
                 "ok": not result.problems,
             }
         )
     else:
         click.echo(f"config: {config.source} is valid")
         click.echo(f"posts: {len(result.posts)} read, {len(result.problems)} skipped")
+        _report_sources(result.sources, config.content.failing_after, moment)
         if rules_unknown:
             click.echo(
                 f"categories that are not sections ({config.categories.unlisted}): "
                 + ", ".join(rules_unknown)
             )
         _report_problems(result.problems)
-    if result.problems:
+    if result.problems or failing:
         raise click.exceptions.Exit(4)
+
+
+def _report_sources(sources: list[SourceReport], failing_after: int, now: datetime) -> None:
+    """One line per source: how this load went, its last good load, and a flag when it has
+    failed ``content.failing_after`` loads in a row."""
+    click.echo("sources:")
+    for report in sources:
+        last = describe_age(report.last_success, now)
+        if report.outcome == "failed":
+            line = f"failed: {report.error}"
+            if report.stale:
+                line += f" (kept {report.posts} entries from the last good fetch)"
+        else:
+            line = f"ok, {report.outcome}, {report.posts} post{'s' if report.posts != 1 else ''}"
+        flag = ""
+        if report.failing(failing_after):
+            flag = f"  FAILING: {report.failures_in_row} runs in a row"
+        click.echo(f"  {report.label}: {line}; last good {last}{flag}")

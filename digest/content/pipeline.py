@@ -6,11 +6,12 @@ Commands call these; each takes the config and the clock, and returns plain resu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
+
+import httpx
 
 from digest.config import Config
-from digest.content.cache import PostCache
-from digest.content.posts import LoadResult, load_posts
+from digest.content.posts import LoadResult
 from digest.content.select import (
     NEAR_WINDOW,
     Rules,
@@ -19,6 +20,8 @@ from digest.content.select import (
     resolve_window,
     select_posts,
 )
+from digest.content.sources.load import SourcesResult, load_sources
+from digest.content.sources.state import SourceStates
 
 
 @dataclass(frozen=True)
@@ -27,21 +30,40 @@ class Loaded:
     selection: Selection
 
 
-def load(config: Config, *, use_cache: bool = True, around: Window | None = None) -> LoadResult:
-    """Every post, or with ``around`` only those within a day of that window."""
-    cache = PostCache(config.path(config.content.cache_dir)) if use_cache else None
+def load(
+    config: Config,
+    *,
+    use_cache: bool = True,
+    around: Window | None = None,
+    now: datetime | None = None,
+    client: httpx.Client | None = None,
+) -> SourcesResult:
+    """Every post from every source, or with ``around`` only those within a day of that
+    window. ``now`` stamps the sources' health records and dates undated feed entries;
+    ``client`` fetches feeds (one is made when None). Without ``use_cache`` every file is
+    read and every feed fetched and parsed afresh (health is still recorded)."""
     between = (around.start - NEAR_WINDOW, around.end + NEAR_WINDOW) if around else None
-    try:
-        return load_posts(
-            config.path(config.content.posts_dir),
-            config.tz,
-            cache=cache,
-            max_size=config.content.max_file_size,
-            between=between,
-        )
-    finally:
-        if cache is not None:
-            cache.close()
+    rules = Rules.from_config(config)
+
+    def category_of(categories: list[str]) -> str | None:
+        # The first category that is a section (through its aliases), else the first.
+        known = next((c for c in categories if rules.section_of(c)), None)
+        return known or (categories[0] if categories else None)
+
+    return load_sources(
+        config.source_list,
+        tz=config.tz,
+        root=config.root,
+        now=now or datetime.now(timezone.utc),
+        states=SourceStates(
+            config.path(config.content.feeds_dir), config.root, fresh=not use_cache
+        ),
+        cache_dir=config.path(config.content.cache_dir) if use_cache else None,
+        max_size=config.content.max_file_size,
+        between=between,
+        client=client,
+        category_of=category_of,
+    )
 
 
 def load_and_select(
@@ -52,9 +74,10 @@ def load_and_select(
     since: date | None = None,
     until: date | None = None,
     use_cache: bool = True,
+    client: httpx.Client | None = None,
 ) -> Loaded:
     """Load every post and select the issue for the requested window."""
     chosen = resolve_window(config, now, week=week, since=since, until=until)
-    result = load(config, use_cache=use_cache, around=chosen)
+    result = load(config, use_cache=use_cache, around=chosen, now=now, client=client)
     selection = select_posts(result.posts, chosen, Rules.from_config(config), now)
     return Loaded(result, selection)

@@ -121,6 +121,7 @@ class Post:
     draft: bool = False
     featured: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    url: str | None = None  # where the post is read (a feed entry's link); None: site.post_url
 
 
 @dataclass(frozen=True)

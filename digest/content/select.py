@@ -9,8 +9,9 @@ rules run in this order, and the first rule that excludes a post gives its reaso
 1. drafts, then posts dated after ``now`` (future),
 2. categories: excluded, not included, or not a section (when ``unlisted: skip``),
 3. tag filters,
-4. de-duplication: a post sharing a source URL or a normalised title with one already
-   taken is a duplicate of that one (the featured or earlier post is kept),
+4. de-duplication: a post sharing a source URL (a feed entry's link), a feed entry's guid
+   or a normalised title with one already taken is a duplicate of that one (the featured
+   or earlier post is kept),
 5. limits: per section first (featured posts first, then newest first), then the total,
    filled round-robin across sections so no section is starved.
 
@@ -449,6 +450,8 @@ def _dedupe(
         keys: list[tuple[str, str]] = []
         if rules.dedupe_source and post.source:
             keys.append(("source", "s:" + normalise_source(post.source)))
+        if rules.dedupe_source and post.extra.get("guid"):
+            keys.append(("guid", "g:" + str(post.extra["guid"]).strip()))
         if rules.dedupe_title:
             keys.append(("title", "t:" + normalise_title(post.title)))
         owner = next(((kind, owners[key]) for kind, key in keys if key in owners), None)
