@@ -459,6 +459,8 @@ def _dedupe(
             kind, original = owner
             detail = f"duplicate of {original.slug} (same {kind})"
             duplicates.append(Decision(post, Reason.DUPLICATE, section, detail, original))
+            for _, key in keys:  # a third copy matching only this one is the same post too
+                owners.setdefault(key, original)
             continue
         for _, key in keys:
             owners[key] = post

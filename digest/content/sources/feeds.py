@@ -93,18 +93,20 @@ def _parse_xml_feed(
         headers["content-location"] = base_url
     if content_type:
         headers["content-type"] = content_type
+    # Links are resolved by feedparser (xml:base, the document's address); addresses inside
+    # HTML are resolved here against the entry's own link, where the HTML was written.
     parsed = feedparser.parse(
-        data, response_headers=headers, resolve_relative_uris=True, sanitize_html=True
+        data, response_headers=headers, resolve_relative_uris=False, sanitize_html=True
     )
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
         detail = f": {_short(str(problem))}" if problem else ""
         raise FeedParseError(f"not an RSS, Atom or JSON feed{detail}")
     feed = parsed.feed
-    base = feed.get("link") or base_url
+    base = absolute_url(feed.get("link"), base_url) or base_url
     entries = []
     for entry in parsed.entries:
-        record = _xml_entry(entry, base_url or base, now)
+        record = _xml_entry(entry, base, now)
         if record is not None:
             entries.append(record)
     return ParsedFeed(parsed.get("version") or "xml", _plain(feed.get("title", "")), entries)
@@ -196,11 +198,10 @@ def _xml_cover(entry: Mapping[str, Any], base: str | None) -> str | None:
 def _entry_date(raw: Any, parsed: Any) -> datetime | None:
     """The entry's date with the offset it was written with; feedparser's UTC reading as a
     fallback for the formats only it understands."""
-    if isinstance(raw, str) and raw.strip():
-        moment = _parse_date_text(raw.strip())
-        if moment is not None:
-            return moment
-    if parsed:
+    moment = _parse_date_text(raw.strip()) if isinstance(raw, str) and raw.strip() else None
+    if moment is not None and (moment.utcoffset() or not parsed or _says_utc(moment, raw)):
+        return moment
+    if parsed:  # a named zone ("CET", "PST") only feedparser knows
         try:
             return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
         except (OverflowError, ValueError, TypeError):
@@ -208,7 +209,26 @@ def _entry_date(raw: Any, parsed: Any) -> datetime | None:
     return None
 
 
+def _says_utc(moment: datetime, raw: Any) -> bool:
+    if moment.tzinfo is None:
+        return False
+    return bool(re.search(r"(\b(GMT|UTC?)|[+-]00:?00|Z)\s*$", str(raw), re.IGNORECASE))
+
+
+# Zone names feeds write that RFC 822 parsers do not know (the US ones they do).
+_NAMED_ZONES = {
+    "CET": "+0100", "CEST": "+0200", "MET": "+0100", "MEST": "+0200", "WET": "+0000",
+    "WEST": "+0100", "EET": "+0200", "EEST": "+0300", "BST": "+0100", "MSK": "+0300",
+    "JST": "+0900", "KST": "+0900", "HKT": "+0800", "SGT": "+0800", "AEST": "+1000",
+    "AEDT": "+1100", "ACST": "+0930", "AWST": "+0800", "NZST": "+1200", "NZDT": "+1300",
+}  # fmt: skip
+_ZONE_NAME = re.compile(r"\s([A-Z]{3,4})\s*$")
+
+
 def _parse_date_text(text: str) -> datetime | None:
+    named = _ZONE_NAME.search(text)
+    if named and named.group(1) in _NAMED_ZONES:
+        text = text[: named.start()] + " " + _NAMED_ZONES[named.group(1)]
     try:
         moment = parsedate_to_datetime(text)  # RFC 822 / 2822, as RSS writes it
     except (TypeError, ValueError, IndexError):
@@ -331,7 +351,8 @@ def _record(
     author: str,
     now: datetime,
 ) -> dict[str, Any] | None:
-    if not title:
+    untitled = not title
+    if untitled:
         # A microblog entry has no title: its opening words stand in.
         title = cut_at_word(clean_text(summary or body), 80)
     if not title:
@@ -353,6 +374,7 @@ def _record(
         "cover": cover,
         "categories": unique,
         "author": author or None,
+        "untitled": untitled,
     }
 
 
@@ -462,7 +484,11 @@ def post_from_entry(
         date=moment,
         category=category,
         tags=tuple(categories),
-        excerpt=feed_excerpt(title, record.get("summary") or "", record.get("body") or ""),
+        excerpt=feed_excerpt(
+            "" if record.get("untitled") else title,
+            record.get("summary") or "",
+            record.get("body") or "",
+        ),
         cover_image=record.get("cover"),
         author=record.get("author"),
         source=link,

@@ -24,7 +24,7 @@ ACCEPT = (
     "application/rss+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
 )
 USER_AGENT = "digest-feed-reader/1 (+https://github.com/digest)"
-CHUNK = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,9 @@ def fetch_feed(
                 timeout=httpx.Timeout(remaining),
                 follow_redirects=False,
             ) as response:
-                if response.is_redirect:
+                if response.status_code == 304:
+                    return Fetched(current, 304, None, etag, last_modified, None)
+                if response.status_code in _REDIRECTS:
                     location = response.headers.get("location")
                     if not location:
                         raise SourceError(f"HTTP {response.status_code} without a Location")
@@ -85,8 +87,6 @@ def fetch_feed(
                     if urlsplit(current).scheme not in ("http", "https"):
                         raise SourceError(f"redirected to {current}, which is not http(s)")
                     continue
-                if response.status_code == 304:
-                    return Fetched(current, 304, None, etag, last_modified, None)
                 if response.status_code >= 400 or response.status_code < 200:
                     raise SourceError(
                         f"HTTP {response.status_code} {response.reason_phrase} from {current}",
@@ -116,7 +116,7 @@ def _read_limited(
         raise SourceError(f"the feed is {int(declared):,} bytes, over max_bytes ({max_bytes:,})")
     parts: list[bytes] = []
     total = 0
-    for chunk in response.iter_bytes(CHUNK):
+    for chunk in response.iter_bytes():  # as it arrives, so the deadline is checked
         total += len(chunk)
         if total > max_bytes:
             raise SourceError(f"the feed is over max_bytes ({max_bytes:,} bytes); not read")
