@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
@@ -24,15 +25,15 @@ from digest.schedule.scheduler import (
     Scheduler,
     clock_from_env,
     describe_duration,
-    run_due,
+    run_newsletters,
     send_job,
 )
+from digest.schedule.scheduler import run_lock_path as scheduler_run_lock_path
 from digest.store.lock import FileLock
 
 
 def run_lock_path(config: Config) -> Path:
-    lock = config.path(config.schedule.lock)
-    return lock.with_name(lock.name + ".run")
+    return scheduler_run_lock_path(config)
 
 
 @contextmanager
@@ -111,26 +112,39 @@ def run_command(state: State, as_json: bool) -> None:
     Exit codes: 0 done or nothing due; 5 an empty week with schedule.skip_empty off;
     6 stopped by a signal (the next run resumes); 8 another run holds the lock.
     """
-    config = state.config
+    whole = state.whole_config
+    names = [state.config.newsletter_name] if state.newsletter else whole.newsletter_names
     clock = clock_from_env()
-    policy = Policy.from_config(config)
-    with (
-        stop_on_signals() as stop,
-        FileLock(run_lock_path(config), "digest run"),
-        RunStore(config.path(config.schedule.database)) as runs,
-    ):
-        report = run_due(
-            policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
-        )
+    with stop_on_signals() as stop:
+        results = run_newsletters(whole, names, clock, stop=stop)
+    if len(results) == 1 and results[0].report is not None:
+        report = results[0].report
+        if as_json:
+            emit_json(_report_json(report))
+        else:
+            click.echo(report.message)
+        return
     if as_json:
-        emit_json(_report_json(report))
+        emit_json(
+            {
+                "newsletters": {
+                    r.newsletter: (_report_json(r.report) if r.report else {"error": str(r.error)})
+                    for r in results
+                }
+            }
+        )
     else:
-        click.echo(report.message)
+        for result in results:
+            text = result.report.message if result.report else f"error: {result.error}"
+            click.echo(f"{result.newsletter}: {text}")
+    errors = [r.error for r in results if r.error is not None]
+    if errors:
+        raise click.exceptions.Exit(errors[0].exit_code)
 
 
-def _scheduler_line(report: RunReport) -> None:
+def _scheduler_line(report: RunReport, prefix: str = "") -> None:
     stamp = report.now.astimezone(report.next_occurrence.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
-    click.echo(f"[{stamp}] {report.message}")
+    click.echo(f"[{stamp}] {prefix}{report.message}")
 
 
 @main.group("schedule", invoke_without_command=True)
@@ -157,34 +171,56 @@ def schedule_group(ctx: click.Context, state: State) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    config = state.config
+    whole = state.whole_config
+    names = [state.config.newsletter_name] if state.newsletter else whole.newsletter_names
     clock = clock_from_env()
-    policy = Policy.from_config(config)
-    # The lock comes first, so a second scheduler is refused before it touches any file.
-    lock = FileLock(config.path(config.schedule.lock), "digest schedule")
-    with (
-        lock,
-        stop_on_signals() as stop,
-        RunStore(config.path(config.schedule.database)) as runs,
-    ):
-        scheduler = Scheduler(
-            policy,
-            runs,
-            send_job(config, clock),
-            clock,
-            lock=lock,
-            run_lock=FileLock(run_lock_path(config), "digest run"),
-            stop=stop,
-            on_report=_scheduler_line,
-        )
-        schedule = policy.schedule
-        click.echo(
-            f"digest schedule: {schedule.cron!r} in {schedule.tz.key}, grace "
-            f"{describe_duration(policy.grace)}; next run "
-            f"{schedule.next_after(clock.now()).strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        )
-        scheduler.run()
+    with ExitStack() as resources:
+        stop = resources.enter_context(stop_on_signals())
+        schedulers: list[tuple[str, Scheduler]] = []
+        for name in names:
+            config = whole.for_newsletter(name)
+            policy = Policy.from_config(config)
+            # The lock comes first, so a second scheduler is refused before it touches a file.
+            lock = FileLock(config.path(config.schedule.lock), "digest schedule")
+            lock.acquire()
+            resources.callback(lock.release)
+            runs = resources.enter_context(RunStore(config.path(config.schedule.database)))
+            prefix = f"{name}: " if len(names) > 1 else ""
+            scheduler = Scheduler(
+                policy,
+                runs,
+                send_job(config, clock),
+                clock,
+                lock=lock,
+                run_lock=FileLock(run_lock_path(config), "digest run"),
+                stop=stop,
+                on_report=functools.partial(_scheduler_line, prefix=prefix),
+            )
+            schedulers.append((name, scheduler))
+            schedule = policy.schedule
+            click.echo(
+                f"digest schedule: {prefix}{schedule.cron!r} in {schedule.tz.key}, grace "
+                f"{describe_duration(policy.grace)}; next run "
+                f"{schedule.next_after(clock.now()).strftime('%Y-%m-%d %H:%M:%S %Z')}",
+            )
+        if len(schedulers) == 1:
+            _run_held(schedulers[0][1])
+        else:
+            threads = [
+                threading.Thread(target=_run_held, args=(sch,), name=f"schedule-{name}")
+                for name, sch in schedulers
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.5)
     click.echo("digest schedule: stopped")
+
+
+def _run_held(scheduler: Scheduler) -> None:
+    """Run a scheduler whose lock the caller already holds."""
+    scheduler.run(lock_held=True)
 
 
 @schedule_group.command("next")

@@ -136,7 +136,32 @@ def resolve_window(
     since: date | None = None,
     until: date | None = None,
 ) -> Window:
-    """The window the command line asks for; the last complete week by default."""
+    """The window the command line asks for; the last complete week by default.
+
+    A newsletter other than the config's first has its name before its issue ids
+    (``links-2026-W47``), so its ledger, runs and archive are its own; ``--week`` takes
+    either form.
+    """
+    window = _resolve_window(config, now, week=_unprefixed(config, week), since=since, until=until)
+    if config.issue_prefix:
+        window = replace(window, issue_id=config.issue_prefix + window.issue_id)
+    return window
+
+
+def _unprefixed(config: Config, week: str | None) -> str | None:
+    if week and config.issue_prefix and week.startswith(config.issue_prefix):
+        return week[len(config.issue_prefix) :]
+    return week
+
+
+def _resolve_window(
+    config: Config,
+    now: datetime,
+    *,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> Window:
     tz = config.tz
     if week and (since or until):
         raise WindowError("use either --week or --since/--until, not both")

@@ -34,6 +34,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
+from digest.audience import newsletters
 from digest.audience.subscribers import Subscriber, SubscriberStore
 from digest.audience.tokens import SECRET_ENV, make_token, server_secret, signing_key
 from digest.config import Config
@@ -576,7 +577,9 @@ def send_issue(
             issue_id, subject=str(issue.composed.subject), provider=provider.name, now=now
         )
         report.queued = ledger.enqueue(
-            issue_id, ((s.id, s.email) for s in store.iter_active(chunk=CHUNK)), now=now
+            issue_id,
+            ((s.id, s.email) for s in newsletters.recipients(config, store, chunk=CHUNK)),
+            now=now,
         )
         ledger.mark_enqueued(issue_id, now)
         sender = _Sender(
@@ -671,7 +674,7 @@ def _dry_run(
     report = SendReport(issue_id, config.provider.name, dry_run=True)
     report.ledger = ledger.counts(issue_id)
     already = {L.SENT, L.FAILED_PERMANENT, L.SKIPPED}
-    for subscriber in store.iter_active(chunk=CHUNK):
+    for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
         variant = variant_of(subscriber, issue.selection)
         if variant is None:
             report.skipped += 1

@@ -36,9 +36,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
@@ -293,6 +295,7 @@ class Policy:
     skip_empty: bool = True
     week_start: str = "monday"
     issue_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    issue_prefix: str = ""  # a newsletter other than the first: its name and a hyphen
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -302,6 +305,7 @@ class Policy:
             skip_empty=config.schedule.skip_empty,
             week_start=config.week_start,
             issue_tz=config.tz,
+            issue_prefix=config.issue_prefix,
         )
 
 
@@ -383,6 +387,8 @@ def run_due(
     if occurrence is None:
         return RunReport("nothing-due", now, None, None, next_occurrence)
     window = issue_window(occurrence, policy.issue_tz, policy.week_start)
+    if policy.issue_prefix:
+        window = replace(window, issue_id=policy.issue_prefix + window.issue_id)
     existing = runs.get(occurrence)
     if existing is not None and existing.final:
         return RunReport("done", now, occurrence, existing.issue_id, next_occurrence, existing)
@@ -490,12 +496,14 @@ class Scheduler:
         self.stop = stop or threading.Event()
         self.on_report = on_report or (lambda report: log.info("%s", report.message))
 
-    def run(self, *, max_wakeups: int | None = None) -> None:
+    def run(self, *, max_wakeups: int | None = None, lock_held: bool = False) -> None:
         """Run until :attr:`stop` is set (or after ``max_wakeups`` wake-ups, for tests).
 
-        Raises :class:`~digest.errors.LockError` at once if another scheduler holds the lock.
+        Raises :class:`~digest.errors.LockError` at once if another scheduler holds the lock
+        (``lock_held``: the caller took it already, as `digest schedule` does for several
+        newsletters before starting any).
         """
-        with self.lock:
+        with nullcontext() if lock_held else self.lock:
             schedule = self.policy.schedule
             log.info("scheduler started: %r in %s", schedule.cron, schedule.tz)
             retry_at = self._tick()  # catch up whatever is due now
@@ -598,3 +606,59 @@ def send_job(config: Config, clock: Clock) -> Job:
         return JobResult("sent", sent=report.sent, failed=failed, detail=detail)
 
     return job
+
+
+# ------------------------------------------------------------------ several newsletters
+
+
+def run_lock_path(config: Config) -> Path:
+    """The lock `digest run` holds for one newsletter: ``<schedule.lock>.run``."""
+    lock = config.path(config.schedule.lock)
+    return lock.with_name(lock.name + ".run")
+
+
+@dataclass(frozen=True)
+class NewsletterRun:
+    """What :func:`run_newsletters` did for one newsletter: a report, or the error."""
+
+    newsletter: str
+    report: RunReport | None = None
+    error: DigestError | None = None
+
+
+def run_newsletters(
+    config: Config,
+    names: Sequence[str],
+    clock: Clock,
+    *,
+    stop: threading.Event | None = None,
+) -> list[NewsletterRun]:
+    """`digest run` for each named newsletter, each on its own schedule, runs database and
+    locks. One newsletter's failure is recorded and the others still run; with a single
+    name the error is raised as it is. A stop request ends the loop."""
+    results: list[NewsletterRun] = []
+    for name in names:
+        one = config.for_newsletter(name)
+        try:
+            with (
+                FileLock(run_lock_path(one), "digest run"),
+                RunStore(one.path(one.schedule.database)) as runs,
+            ):
+                report = run_due(
+                    Policy.from_config(one),
+                    runs,
+                    send_job(one, clock),
+                    clock.now(),
+                    stop=stop,
+                    clock=clock.now,
+                )
+        except Stopped:
+            raise
+        except DigestError as exc:
+            if len(names) == 1:
+                raise
+            log.error("newsletter %s: %s", name, exc)
+            results.append(NewsletterRun(name, error=exc))
+            continue
+        results.append(NewsletterRun(name, report))
+    return results
