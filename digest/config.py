@@ -603,6 +603,7 @@ class NewsletterConfig(_Section):
     categories: CategoriesConfig | None = Field(default=None, description="Its sections.")
     filters: FilterConfig | None = Field(default=None, description="Its tag filters.")
     limits: LimitsConfig | None = Field(default=None, description="How many posts it holds.")
+    from_name: str | None = Field(default=None, description="The name in its From header.")
     subject: str | None = Field(default=None, description="Its subject template.")
     preheader: str | None = Field(default=None, description="Its preview text template.")
     templates_dir: Path | None = Field(default=None, description="Its own templates.")
@@ -760,8 +761,16 @@ class Config(_Section):
             email_update["preheader"] = spec.preheader
         if spec.templates_dir is not None:
             email_update["templates_dir"] = spec.templates_dir
+        site = self.site
+        if spec.title is not None:
+            site = site.model_copy(update={"name": spec.title})
+        sender = self.sender
+        if spec.from_name is not None:
+            sender = sender.model_copy(update={"from_name": spec.from_name})
         derived = self.model_copy(
             update={
+                "site": site,
+                "sender": sender,
                 "sources": spec.sources if spec.sources is not None else self.sources,
                 "categories": spec.categories or self.categories,
                 "filters": spec.filters or self.filters,
@@ -787,10 +796,10 @@ class Config(_Section):
 
     @property
     def list_id(self) -> str:
-        if self.sender.list_id:
-            return self.sender.list_id
-        host = re.sub(r"^https?://", "", self.site.base_url).split("/")[0]
-        return host
+        """The List-Id: the configured one or the site's host; a newsletter other than the
+        first is its own list, with its name in front (``links.example.com``)."""
+        base = self.sender.list_id or re.sub(r"^https?://", "", self.site.base_url).split("/")[0]
+        return base if self.is_default_newsletter else f"{self.newsletter_name}.{base}"
 
 
 def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:

@@ -14,9 +14,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
-from digest.audience.subscribers import Subscriber, SubscriberStore
+from digest.audience.subscribers import (
+    Categories,
+    ImportReport,
+    InvalidEmail,
+    Subscriber,
+    SubscriberStore,
+    normalise_email,
+    read_records,
+)
 from digest.config import Config
 from digest.errors import StoreError
 from digest.store.sqlite import open_database
@@ -130,3 +139,28 @@ def recipients(
                 yield subscriber
         elif name in entry[1]:
             yield subscriber
+
+
+def import_assigning(
+    store: SubscriberStore, path: Path, config: Config, names: Sequence[str], *, now: datetime
+) -> ImportReport:
+    """Import a subscriber file (as ``digest subscribers import`` does) and assign everyone
+    in it to the newsletters ``names``: new subscribers receive exactly those, existing
+    ones gain them. An unknown name is refused before anything is imported."""
+    chosen = check_names(config, names)
+    emails: list[str] = []
+    for _, record, _ in read_records(path):
+        lowered = {str(k).strip().lower(): v for k, v in (record or {}).items()}
+        try:
+            emails.append(normalise_email(str(lowered.get("email") or "")))
+        except InvalidEmail:
+            continue
+    existed = {email for email in emails if store.get(email) is not None}
+    report = store.import_file(path, Categories.from_config(config), now=now)
+    if chosen:
+        with NewsletterChoices(store.path) as choices:
+            for email in dict.fromkeys(emails):
+                subscriber = store.get(email)
+                if subscriber is not None:
+                    choices.assign(subscriber, chosen, config, new=email not in existed)
+    return report

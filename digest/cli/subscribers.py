@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from digest.audience.newsletters import NewsletterChoices, check_names, import_assigning
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
 
@@ -33,9 +34,17 @@ def subscribers_group() -> None:
 
 @subscribers_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--assign",
+    "assign",
+    multiple=True,
+    metavar="NEWSLETTER",
+    help="Everyone in the file receives this newsletter (repeat for several); new "
+    "subscribers receive only those named.",
+)
 @json_option
 @pass_state
-def import_command(state: State, file: Path, as_json: bool) -> None:
+def import_command(state: State, file: Path, assign: tuple[str, ...], as_json: bool) -> None:
     """Add or update subscribers from a CSV or JSON file (safe to run again).
 
     CSV needs an email column; name, categories (separated by ;), status and
@@ -47,9 +56,13 @@ def import_command(state: State, file: Path, as_json: bool) -> None:
     Examples:
       digest subscribers import content/subscribers.json
       digest subscribers import list.csv --json
+      digest subscribers import links-readers.csv --assign links
     """
     with _store(state) as store:
-        report = store.import_file(file, Categories.from_config(state.config), now=now())
+        if assign:
+            report = import_assigning(store, file, state.whole_config, assign, now=now())
+        else:
+            report = store.import_file(file, Categories.from_config(state.config), now=now())
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -176,3 +189,32 @@ def export_command(state: State, fmt: str, status: str | None) -> None:
                     row["subscribed_at"],
                 ]
             )
+
+
+@subscribers_group.command("newsletters")
+@click.argument("email")
+@click.argument("names", nargs=-1, metavar="[NEWSLETTER]...")
+@json_option
+@pass_state
+def newsletters_command(state: State, email: str, names: tuple[str, ...], as_json: bool) -> None:
+    """Show which newsletters a subscriber receives, or set them.
+
+    Someone who never chose receives the config's first newsletter.
+
+    \b
+    Examples:
+      digest subscribers newsletters ada@example.com
+      digest subscribers newsletters ada@example.com weekly links
+    """
+    config = state.whole_config
+    with _store(state) as store, NewsletterChoices(store.path) as choices:
+        subscriber = store.get(email)
+        if subscriber is None:
+            raise click.ClickException(f"{email} is not a subscriber")
+        if names:
+            choices.choose(subscriber, check_names(config, names))
+        receives = choices.receives(subscriber, config)
+    if as_json:
+        emit_json({"email": subscriber.email, "newsletters": list(receives)})
+    else:
+        click.echo(f"{subscriber.email}: {', '.join(receives)}")

@@ -232,11 +232,20 @@ def message_id_for(config: Config, issue_id: str, subscriber_id: int) -> str:
     return f"<{issue_id}.{tag}@{domain}>"
 
 
-def variant_of(subscriber: Subscriber, selection: Selection) -> str | None:
-    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send."""
+def variant_of(
+    subscriber: Subscriber, selection: Selection, sections: frozenset[str] | None = None
+) -> str | None:
+    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send.
+
+    ``sections`` (casefolded names and aliases of the newsletter's sections): a subscriber
+    whose categories name none of them chose categories of another newsletter, and
+    receives this one whole.
+    """
     if not subscriber.categories:
         return ALL
     wanted = {c.casefold() for c in subscriber.categories}
+    if sections is not None and not wanted & sections:
+        return ALL
     names = [
         s.name
         for s in selection.sections
@@ -247,6 +256,18 @@ def variant_of(subscriber: Subscriber, selection: Selection) -> str | None:
     if len(names) == len(selection.sections):
         return ALL
     return "+".join(names)
+
+
+def section_names(config: Config) -> frozenset[str] | None:
+    """Every spelling of the newsletter's sections, casefolded; None with one newsletter
+    (category preferences then mean what they always meant)."""
+    if len(config.newsletter_names) < 2:
+        return None
+    return frozenset(
+        spelling.casefold()
+        for section in config.categories.sections
+        for spelling in (section.name, section.title, *section.aliases)
+    )
 
 
 # --------------------------------------------------------------------------- the loop
@@ -284,6 +305,7 @@ class _Sender:
         self.config = config
         self.issue = issue
         self.issue_id = issue.selection.issue_id
+        self.sections = section_names(config)
         self.composer = composer
         self.provider = provider
         self.ledger = ledger
@@ -410,7 +432,7 @@ class _Sender:
                         Outcome(delivery.subscriber_id, L.SKIPPED, error=f"{why} before sending")
                     )
                     continue
-                variant = variant_of(subscriber, self.issue.selection)
+                variant = variant_of(subscriber, self.issue.selection, self.sections)
                 if variant is None:
                     skipped.append(
                         Outcome(
@@ -675,7 +697,7 @@ def _dry_run(
     report.ledger = ledger.counts(issue_id)
     already = {L.SENT, L.FAILED_PERMANENT, L.SKIPPED}
     for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
-        variant = variant_of(subscriber, issue.selection)
+        variant = variant_of(subscriber, issue.selection, section_names(config))
         if variant is None:
             report.skipped += 1
             continue
