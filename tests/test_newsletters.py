@@ -1,0 +1,317 @@
+"""Several newsletters in one config: overrides, issue ids, choices, independent schedules."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from digest.audience.newsletters import NewsletterChoices, import_assigning, recipients
+from digest.audience.subscribers import SubscriberStore
+from digest.cli import main
+from digest.config import load_config, parse_config
+from digest.content import pipeline
+from digest.errors import ConfigError, StoreError
+from digest.schedule.scheduler import run_newsletters
+
+BERLIN = ZoneInfo("Europe/Berlin")
+ROOT = Path(__file__).resolve().parent.parent
+BASE: dict[str, Any] = {
+    "site": {"name": "Field Notes", "base_url": "https://fieldnotes.example.com"},
+    "sender": {"from_name": "Field Notes", "from_email": "news@fieldnotes.example.com"},
+    "timezone": "Europe/Berlin",
+}
+
+
+def test_a_config_without_newsletters_is_one_newsletter_as_before(tmp_path: Path) -> None:
+    config = parse_config(BASE, tmp_path / "config.yaml")
+    assert config.newsletter_names == ["default"]
+    assert config.for_newsletter(None) is config
+    assert config.for_newsletter("default") is config
+    assert (config.issue_prefix, config.list_id) == ("", "fieldnotes.example.com")
+    with pytest.raises(ConfigError) as raised:
+        config.for_newsletter("links")
+    assert str(raised.value) == "--newsletter links: no such newsletter; the config has default"
+
+
+def test_each_newsletter_overrides_what_it_names(tmp_path: Path) -> None:
+    data = {
+        **BASE,
+        "limits": {"per_category": 3, "total": 20},
+        "email": {"subject": "{site}: {top_title}"},
+        "newsletters": [
+            {"name": "weekly"},
+            {
+                "name": "links",
+                "title": "Field Notes Links",
+                "sources": [{"feed": "feeds/links.xml", "category": "Links"}],
+                "limits": {"per_category": 8, "total": 8},
+                "subject": "Links: {top_title}",
+                "schedule": {"cron": "0 9 * * THU"},
+            },
+        ],
+    }
+    whole = parse_config(data, tmp_path / "config.yaml")
+    weekly, links = whole.for_newsletter("weekly"), whole.for_newsletter("links")
+    assert weekly.issue_prefix == "" and links.issue_prefix == "links-"
+    assert [s.feed for s in links.source_list] == ["feeds/links.xml"]
+    assert [str(s.path) for s in weekly.source_list] == ["content/posts"]
+    assert (links.limits.total, weekly.limits.total) == (8, 20)
+    assert (links.email.subject, weekly.email.subject) == (
+        "Links: {top_title}",
+        "{site}: {top_title}",
+    )
+    assert (links.site.name, weekly.site.name) == ("Field Notes Links", "Field Notes")
+    assert links.schedule.cron == "0 9 * * THU" and weekly.schedule.cron == "0 9 * * MON"
+    # Runs and locks of another newsletter are its own.
+    assert (str(links.schedule.database), str(links.schedule.lock)) == (
+        "data/runs-links.sqlite", "data/schedule-links.lock"
+    )  # fmt: skip
+    assert str(weekly.schedule.database) == "data/runs.sqlite"
+    assert (links.list_id, weekly.list_id) == (
+        "links.fieldnotes.example.com",
+        "fieldnotes.example.com",
+    )
+    now = datetime(2026, 11, 23, 8, tzinfo=timezone.utc)
+    assert pipeline.resolve_window(links, now).issue_id == "links-2026-W47"
+    assert pipeline.resolve_window(links, now, week="links-2026-W46").issue_id == "links-2026-W46"
+    assert pipeline.resolve_window(weekly, now, week="2026-W46").issue_id == "2026-W46"
+
+
+@pytest.mark.parametrize(
+    ("newsletters", "problem"),
+    [
+        ([{"name": "Links!"}], "newsletters[0].name: 'Links!' is not a newsletter name"),
+        ([{"name": "a"}, {"name": "a"}], "newsletters: 'a' is listed twice"),
+        ([{"name": "a", "sources": []}], "newsletters: 'a' has an empty sources: list"),
+        ([{"name": "a", "sources": [{"feed": "ftp://x/y"}]}],
+         "newsletters[0].sources[0].feed: 'ftp://x/y': only http:// and https:// feeds"),
+        ([{"name": "a", "sources": [{"path": "p", "feed": "f"}]}],
+         "newsletters[0].sources[0]: a source has either path: (a Markdown folder) or feed:"),
+        ([{"name": "a", "sorces": []}],
+         "newsletters[0].sorces: unknown key; did you mean 'sources'?"),
+    ],
+)  # fmt: skip
+def test_bad_newsletters_are_named(newsletters: list[dict[str, Any]], problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({**BASE, "newsletters": newsletters})
+    assert any(line.startswith(problem) for line in raised.value.problems), raised.value.problems
+
+
+def test_sources_and_posts_dir_together_are_refused() -> None:
+    data = {**BASE, "content": {"posts_dir": "posts"}, "sources": [{"path": "posts"}]}
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data)
+    assert raised.value.problems == [
+        "sources: and content.posts_dir both say where posts are; list the folder under "
+        "sources: as {path: posts}"
+    ]
+
+
+def test_the_sample_config_has_two_newsletters_and_both_select() -> None:
+    config = load_config(ROOT / "config.yaml")
+    assert config.newsletter_names == ["weekly", "links"]
+    now = datetime(2026, 11, 23, 8, tzinfo=timezone.utc)
+    links = pipeline.load_and_select(config.for_newsletter("links"), now, week="2026-W47")
+    assert links.selection.issue_id == "links-2026-W47"
+    assert sorted(p.title for p in links.selection.posts) == [
+        "A field study of interruptions in open-plan offices",
+        "Reading a confidence interval & living with it",
+        "The quiet return of the paper planner",
+        "Why the best teams write things down",
+    ]
+    assert all(p.url and p.url.startswith("https://") for p in links.selection.posts)
+
+
+# ---------------------------------------------------------------- two schedules, one list
+
+
+class StepClock:
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+FEED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Links</title><link>https://fieldnotes.example.com/</link>
+{items}</channel></rss>"""
+ITEM = (
+    "<item><title>{title}</title><link>https://elsewhere.example.com/{slug}</link>"
+    "<pubDate>{date}</pubDate>"
+    "<description>A link worth reading this week, {title}.</description></item>"
+)
+
+
+def two_newsletter_site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    posts = site / "posts"
+    posts.mkdir(parents=True)
+    for day, slug in ((10, "week-46-post"), (18, "week-47-post"), (25, "week-48-post")):
+        (posts / f"{slug}.md").write_text(
+            f"---\ntitle: Post {slug}\ndate: 2026-11-{day:02d}T10:00:00\ncategory: Work\n---\n"
+            "A post with enough words in its body to make an excerpt for the email.\n",
+            encoding="utf-8",
+        )
+    items = "".join(
+        ITEM.format(title=f"Link {n}", slug=f"link-{n}", date=date)
+        for n, date in (
+            (1, "Wed, 11 Nov 2026 10:00:00 +0100"),  # W46
+            (2, "Tue, 17 Nov 2026 10:00:00 +0100"),  # W47
+        )
+    )
+    (site / "links.xml").write_text(FEED.format(items=items), encoding="utf-8")
+    data = {
+        **BASE,
+        "sources": [{"path": "posts"}],
+        "schedule": {"cron": "0 9 * * MON", "grace": "6h"},
+        "newsletters": [
+            {"name": "weekly"},
+            {
+                "name": "links",
+                "sources": [{"feed": "links.xml", "category": "Links"}],
+                "schedule": {"cron": "30 7 * * THU", "grace": "6h"},
+            },
+        ],
+    }
+    (site / "config.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    return site
+
+
+def outbox_deliveries(site: Path) -> Counter[tuple[str, str]]:
+    """(issue id, recipient) for every message the outbox provider wrote."""
+    found: Counter[tuple[str, str]] = Counter()
+    for eml in (site / "out").glob("*/outbox/*.eml"):
+        issue = eml.parent.parent.name
+        found[(issue, eml.stem.split("-", 1)[1])] += 1
+    return found
+
+
+def test_two_newsletters_on_their_own_schedules_reach_exactly_who_chose_them(
+    tmp_path: Path,
+) -> None:
+    site = two_newsletter_site(tmp_path)
+    whole = load_config(site / "config.yaml")
+    with SubscriberStore(whole.path(whole.subscribers.database)) as store:
+        now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+        for email in ("default@example.com", "links@example.com", "both@example.com"):
+            store.add(email, status="active", now=now)
+        with NewsletterChoices(store.path) as choices:
+            choices.choose(store.get("links@example.com"), ["links"])  # type: ignore[arg-type]
+            choices.choose(store.get("both@example.com"), ["weekly", "links"])  # type: ignore[arg-type]
+        weekly_to = sorted(s.email for s in recipients(whole.for_newsletter("weekly"), store))
+        links_to = sorted(s.email for s in recipients(whole.for_newsletter("links"), store))
+    assert weekly_to == ["both@example.com", "default@example.com"]
+    assert links_to == ["both@example.com", "links@example.com"]
+
+    # Two weeks of wall clock, an hour at a time, with `digest run` at every step.
+    clock = StepClock(datetime(2026, 11, 16, 0, 0, tzinfo=BERLIN))
+    end = datetime(2026, 11, 30, 12, 0, tzinfo=BERLIN)
+    outcomes: list[tuple[str, str, str]] = []
+    while clock.now() <= end:
+        for result in run_newsletters(whole, whole.newsletter_names, clock):
+            assert result.error is None, result.error
+            assert result.report is not None
+            if result.report.action == "ran" and result.report.run is not None:
+                run = result.report.run
+                outcomes.append((result.newsletter, run.issue_id, run.outcome))
+        clock.moment += timedelta(hours=1)
+
+    assert outcomes == [
+        ("weekly", "2026-W46", "sent"),  # Monday 16th, 09:00: the week before
+        ("links", "links-2026-W46", "sent"),  # Thursday 19th, 07:30: the week before
+        ("weekly", "2026-W47", "sent"),  # Monday 23rd, 09:00
+        ("links", "links-2026-W47", "sent"),  # Thursday 26th
+        ("weekly", "2026-W48", "sent"),  # Monday 30th
+    ]
+    assert outbox_deliveries(site) == Counter(
+        {
+            ("2026-W46", "default@example.com"): 1,
+            ("2026-W46", "both@example.com"): 1,
+            ("links-2026-W46", "links@example.com"): 1,
+            ("links-2026-W46", "both@example.com"): 1,
+            ("2026-W47", "default@example.com"): 1,
+            ("2026-W47", "both@example.com"): 1,
+            ("links-2026-W47", "links@example.com"): 1,
+            ("links-2026-W47", "both@example.com"): 1,
+            ("2026-W48", "default@example.com"): 1,
+            ("2026-W48", "both@example.com"): 1,
+        }
+    )
+    # Each newsletter's runs are its own file.
+    assert (site / "data" / "runs.sqlite").is_file()
+    assert (site / "data" / "runs-links.sqlite").is_file()
+
+
+def test_an_import_assigns_newsletters(tmp_path: Path) -> None:
+    site = two_newsletter_site(tmp_path)
+    whole = load_config(site / "config.yaml")
+    csv = tmp_path / "links.csv"
+    csv.write_text("email\nold@example.com\nnew@example.com\n", encoding="utf-8")
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    with SubscriberStore(whole.path(whole.subscribers.database)) as store:
+        store.add("old@example.com", status="active", now=now)
+        with pytest.raises(StoreError) as raised:
+            import_assigning(store, csv, whole, ["linkz"], now=now)
+        assert str(raised.value) == "no newsletter named linkz; the config has weekly, links"
+        assert store.get("new@example.com") is None  # nothing imported
+        report = import_assigning(store, csv, whole, ["links"], now=now)
+        assert (report.added, report.rows) == (1, 2)
+        with NewsletterChoices(store.path) as choices:
+            old, new = store.get("old@example.com"), store.get("new@example.com")
+            assert old is not None and new is not None
+            assert choices.receives(old, whole) == ("weekly", "links")  # kept, and gained
+            assert choices.receives(new, whole) == ("links",)
+
+
+def test_cli_newsletter_option_and_subscriber_choices(tmp_path: Path) -> None:
+    site = two_newsletter_site(tmp_path)
+    runner = CliRunner()
+    config = str(site / "config.yaml")
+    result = runner.invoke(
+        main, ["--config", config, "select", "--newsletter", "links", "--week", "2026-W47"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("links-2026-W47 · 2026-11-16 to 2026-11-22")
+    same = runner.invoke(
+        main, ["--config", config, "--newsletter", "links", "select", "--week", "2026-W47"]
+    )
+    assert same.output == result.output
+    bad = runner.invoke(main, ["--config", config, "--newsletter", "nope", "select"])
+    assert bad.exit_code == 3
+    assert "--newsletter nope: no such newsletter; the config has weekly, links" in bad.output
+
+    (site / "people.csv").write_text("email\nann@example.com\n", encoding="utf-8")
+    imported = runner.invoke(
+        main,
+        [
+            "--config",
+            config,
+            "subscribers",
+            "import",
+            str(site / "people.csv"),
+            "--assign",
+            "links",
+        ],
+    )
+    assert imported.exit_code == 0, imported.output
+    shown = runner.invoke(
+        main, ["--config", config, "subscribers", "newsletters", "ann@example.com"]
+    )
+    assert shown.output == "ann@example.com: links\n"
+    both = runner.invoke(
+        main,
+        ["--config", config, "subscribers", "newsletters", "ann@example.com", "links", "weekly"],
+    )
+    assert both.output == "ann@example.com: weekly, links\n"
