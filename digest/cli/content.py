@@ -11,7 +11,7 @@ from digest.audience.links import post_url
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
 from digest.content import pipeline
 from digest.content.posts import Post
-from digest.content.select import Decision, Rules, Selection
+from digest.content.select import Decision, Selection
 from digest.content.sources.load import SourceReport, describe_age
 
 
@@ -174,14 +174,7 @@ def check_command(
     moment = now()
     result = pipeline.load(config, now=moment)
     failing = [r for r in result.sources if r.failing(config.content.failing_after)]
-    rules_unknown = sorted(
-        {
-            p.category or "(none)"
-            for p in result.posts
-            if config.categories.sections
-            and Rules.from_config(config).section_of(p.category) is None
-        }
-    )
+    rules_unknown = pipeline.unlisted_categories(config, result.posts)
     if as_json:
         emit_json(
             {

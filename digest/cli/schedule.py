@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-import functools
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
 from digest.cli._app import State, emit_json, json_option, main, pass_state
-from digest.config import Config
 from digest.schedule.install import crontab, github_actions, systemd
 from digest.schedule.runs import Run, RunStore
 from digest.schedule.scheduler import (
     Policy,
     RunReport,
     Schedule,
-    Scheduler,
     clock_from_env,
     describe_duration,
+    issue_window,
+    run_forever_each,
     run_newsletters,
-    send_job,
 )
-from digest.schedule.scheduler import run_lock_path as scheduler_run_lock_path
-from digest.store.lock import FileLock
-
-
-def run_lock_path(config: Config) -> Path:
-    return scheduler_run_lock_path(config)
 
 
 @contextmanager
@@ -108,15 +99,18 @@ def run_command(state: State, as_json: bool) -> None:
     Examples:
       digest run                 # from cron, e.g. hourly
       digest run --json          # what it did, for scripts
+      digest run --newsletter links
+
+    With several newsletters (newsletters: in config), each is run on its own schedule;
+    --newsletter runs one. One newsletter's failure does not stop the others.
 
     Exit codes: 0 done or nothing due; 5 an empty week with schedule.skip_empty off;
     6 stopped by a signal (the next run resumes); 8 another run holds the lock.
     """
     whole = state.whole_config
     names = [state.config.newsletter_name] if state.newsletter else whole.newsletter_names
-    clock = clock_from_env()
     with stop_on_signals() as stop:
-        results = run_newsletters(whole, names, clock, stop=stop)
+        results = run_newsletters(whole, names, clock_from_env(), stop=stop)
     if len(results) == 1 and results[0].report is not None:
         report = results[0].report
         if as_json:
@@ -128,7 +122,7 @@ def run_command(state: State, as_json: bool) -> None:
         emit_json(
             {
                 "newsletters": {
-                    r.newsletter: (_report_json(r.report) if r.report else {"error": str(r.error)})
+                    r.newsletter: _report_json(r.report) if r.report else {"error": str(r.error)}
                     for r in results
                 }
             }
@@ -171,56 +165,27 @@ def schedule_group(ctx: click.Context, state: State) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+
     whole = state.whole_config
     names = [state.config.newsletter_name] if state.newsletter else whole.newsletter_names
-    clock = clock_from_env()
-    with ExitStack() as resources:
-        stop = resources.enter_context(stop_on_signals())
-        schedulers: list[tuple[str, Scheduler]] = []
-        for name in names:
-            config = whole.for_newsletter(name)
-            policy = Policy.from_config(config)
-            # The lock comes first, so a second scheduler is refused before it touches a file.
-            lock = FileLock(config.path(config.schedule.lock), "digest schedule")
-            lock.acquire()
-            resources.callback(lock.release)
-            runs = resources.enter_context(RunStore(config.path(config.schedule.database)))
-            prefix = f"{name}: " if len(names) > 1 else ""
-            scheduler = Scheduler(
-                policy,
-                runs,
-                send_job(config, clock),
-                clock,
-                lock=lock,
-                run_lock=FileLock(run_lock_path(config), "digest run"),
-                stop=stop,
-                on_report=functools.partial(_scheduler_line, prefix=prefix),
-            )
-            schedulers.append((name, scheduler))
-            schedule = policy.schedule
-            click.echo(
-                f"digest schedule: {prefix}{schedule.cron!r} in {schedule.tz.key}, grace "
-                f"{describe_duration(policy.grace)}; next run "
-                f"{schedule.next_after(clock.now()).strftime('%Y-%m-%d %H:%M:%S %Z')}",
-            )
-        if len(schedulers) == 1:
-            _run_held(schedulers[0][1])
-        else:
-            threads = [
-                threading.Thread(target=_run_held, args=(sch,), name=f"schedule-{name}")
-                for name, sch in schedulers
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(timeout=0.5)
+    prefixes = {name: f"{name}: " if len(names) > 1 else "" for name in names}
+
+    def started(name: str, policy: Policy, first: datetime) -> None:
+        schedule = policy.schedule
+        click.echo(
+            f"digest schedule: {prefixes[name]}{schedule.cron!r} in {schedule.tz.key}, grace "
+            f"{describe_duration(policy.grace)}; next run "
+            f"{first.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        )
+
+    def reported(name: str, report: RunReport) -> None:
+        _scheduler_line(report, prefixes[name])
+
+    with stop_on_signals() as stop:
+        run_forever_each(
+            whole, names, clock_from_env(), stop=stop, on_start=started, on_report=reported
+        )
     click.echo("digest schedule: stopped")
-
-
-def _run_held(scheduler: Scheduler) -> None:
-    """Run a scheduler whose lock the caller already holds."""
-    scheduler.run(lock_held=True)
 
 
 @schedule_group.command("next")
@@ -260,9 +225,7 @@ def next_command(state: State, count: int, as_json: bool) -> None:
 
 
 def _issue(policy: Policy, moment: datetime) -> str:
-    from digest.schedule.scheduler import issue_window
-
-    return issue_window(moment, policy.issue_tz, policy.week_start).issue_id
+    return policy.issue_prefix + issue_window(moment, policy.issue_tz, policy.week_start).issue_id
 
 
 @schedule_group.command("install")

@@ -5,13 +5,14 @@ Commands call these; each takes the config and the clock, and returns plain resu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 import httpx
 
 from digest.config import Config
-from digest.content.posts import LoadResult
+from digest.content.posts import LoadResult, Post
 from digest.content.select import (
     NEAR_WINDOW,
     Rules,
@@ -81,3 +82,11 @@ def load_and_select(
     result = load(config, use_cache=use_cache, around=chosen, now=now, client=client)
     selection = select_posts(result.posts, chosen, Rules.from_config(config), now)
     return Loaded(result, selection)
+
+
+def unlisted_categories(config: Config, posts: Iterable[Post]) -> list[str]:
+    """Categories of ``posts`` that no configured section takes (empty: no sections set)."""
+    if not config.categories.sections:
+        return []
+    rules = Rules.from_config(config)
+    return sorted({p.category or "(none)" for p in posts if rules.section_of(p.category) is None})

@@ -32,20 +32,21 @@ is done explicitly so the rule above holds whatever croniter's version does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+from croniter import CroniterBadDateError, croniter
 
+from digest.config.cron import check_cron
 from digest.content.select import Window, last_complete_week
 from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CRON_EXAMPLE = '"0 9 * * MON" (minute hour day-of-month month day-of-week)'
 
 # A wall-clock time is looked up from this far before the instant asked about, so an
 # occurrence in a repeated hour is still found; no zone shifts its clock by more.
@@ -66,34 +66,6 @@ _COUNT_LIMIT = 10_000
 
 
 # --------------------------------------------------------------------------- occurrences
-
-
-def check_cron(expression: str) -> str:
-    """Validate a cron expression; return it tidied, or raise ValueError saying how to fix it.
-
-    Five fields (minute hour day-of-month month day-of-week), or six with seconds first
-    (``*/10 * * * * *``), or an alias such as ``@weekly``.
-    """
-    text = " ".join(expression.split())
-    fields = text.split(" ")
-    if not text.startswith("@") and len(fields) not in (5, 6):
-        raise ValueError(
-            f"'{expression}' has {len(fields)} field{'s' if len(fields) != 1 else ''}; "
-            f"a cron expression has five, such as {CRON_EXAMPLE}, or six with seconds first"
-        )
-    try:
-        iterator = croniter(text, datetime(2000, 1, 1), second_at_beginning=True)
-        iterator.get_next(datetime)
-    except CroniterBadDateError:
-        raise ValueError(
-            f"'{expression}' never happens (no date matches it); "
-            f"use a date that exists, such as {CRON_EXAMPLE}"
-        ) from None
-    except (CroniterBadCronError, CroniterError, ValueError, KeyError) as exc:
-        raise ValueError(
-            f"'{expression}' is not a cron expression ({exc}); write one such as {CRON_EXAMPLE}"
-        ) from None
-    return text
 
 
 @dataclass(frozen=True)
@@ -272,10 +244,8 @@ class JobResult:
     detail: str = ""
 
 
-class Stopped(DigestError):
+class Stopped(SendError):
     """A stop was asked for and the job stopped at a safe point; the next run resumes."""
-
-    exit_code = 6
 
 
 Job = Callable[[Due, threading.Event], JobResult]
@@ -496,14 +466,12 @@ class Scheduler:
         self.stop = stop or threading.Event()
         self.on_report = on_report or (lambda report: log.info("%s", report.message))
 
-    def run(self, *, max_wakeups: int | None = None, lock_held: bool = False) -> None:
+    def run(self, *, max_wakeups: int | None = None) -> None:
         """Run until :attr:`stop` is set (or after ``max_wakeups`` wake-ups, for tests).
 
-        Raises :class:`~digest.errors.LockError` at once if another scheduler holds the lock
-        (``lock_held``: the caller took it already, as `digest schedule` does for several
-        newsletters before starting any).
+        Raises :class:`~digest.errors.LockError` at once if another scheduler holds the lock.
         """
-        with nullcontext() if lock_held else self.lock:
+        with self.lock:
             schedule = self.policy.schedule
             log.info("scheduler started: %r in %s", schedule.cron, schedule.tz)
             retry_at = self._tick()  # catch up whatever is due now
@@ -608,13 +576,58 @@ def send_job(config: Config, clock: Clock) -> Job:
     return job
 
 
-# ------------------------------------------------------------------ several newsletters
+# --------------------------------------------------------------------------- the commands
 
 
 def run_lock_path(config: Config) -> Path:
-    """The lock `digest run` holds for one newsletter: ``<schedule.lock>.run``."""
+    """The lock `digest run` holds (beside schedule.lock), so two runs never overlap."""
     lock = config.path(config.schedule.lock)
     return lock.with_name(lock.name + ".run")
+
+
+def run_now(config: Config, clock: Clock, *, stop: threading.Event) -> RunReport:
+    """`digest run`: under the run lock, send whatever is due now (see :func:`run_due`)."""
+    policy = Policy.from_config(config)
+    with (
+        FileLock(run_lock_path(config), "digest run"),
+        RunStore(config.path(config.schedule.database)) as runs,
+    ):
+        return run_due(
+            policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
+        )
+
+
+def run_forever(
+    config: Config,
+    clock: Clock,
+    *,
+    stop: threading.Event,
+    on_start: Callable[[Policy, datetime], None] | None = None,
+    on_report: Callable[[RunReport], None] | None = None,
+) -> None:
+    """`digest schedule`: hold the scheduler lock and run every occurrence until ``stop``.
+
+    The lock comes first, so a second scheduler is refused before it touches any file.
+    """
+    policy = Policy.from_config(config)
+    lock = FileLock(config.path(config.schedule.lock), "digest schedule")
+    with lock, RunStore(config.path(config.schedule.database)) as runs:
+        scheduler = Scheduler(
+            policy,
+            runs,
+            send_job(config, clock),
+            clock,
+            lock=lock,
+            run_lock=FileLock(run_lock_path(config), "digest run"),
+            stop=stop,
+            on_report=on_report,
+        )
+        if on_start is not None:
+            on_start(policy, policy.schedule.next_after(clock.now()))
+        scheduler.run()
+
+
+# ------------------------------------------------------------------ several newsletters
 
 
 @dataclass(frozen=True)
@@ -640,18 +653,7 @@ def run_newsletters(
     for name in names:
         one = config.for_newsletter(name)
         try:
-            with (
-                FileLock(run_lock_path(one), "digest run"),
-                RunStore(one.path(one.schedule.database)) as runs,
-            ):
-                report = run_due(
-                    Policy.from_config(one),
-                    runs,
-                    send_job(one, clock),
-                    clock.now(),
-                    stop=stop,
-                    clock=clock.now,
-                )
+            report = run_now(one, clock, stop=stop or threading.Event())
         except Stopped:
             raise
         except DigestError as exc:
@@ -662,3 +664,50 @@ def run_newsletters(
             continue
         results.append(NewsletterRun(name, report))
     return results
+
+
+def run_forever_each(
+    config: Config,
+    names: Sequence[str],
+    clock: Clock,
+    *,
+    stop: threading.Event,
+    on_start: Callable[[str, Policy, datetime], None] | None = None,
+    on_report: Callable[[str, RunReport], None] | None = None,
+) -> None:
+    """`digest schedule` for each named newsletter, each with its own scheduler, lock and
+    runs, in its own thread. The first error (another scheduler holds a lock) stops them
+    all and is raised."""
+    if len(names) == 1:
+        name = names[0]
+        run_forever(
+            config.for_newsletter(name),
+            clock,
+            stop=stop,
+            on_start=None if on_start is None else functools.partial(on_start, name),
+            on_report=None if on_report is None else functools.partial(on_report, name),
+        )
+        return
+    errors: list[BaseException] = []
+
+    def one(name: str) -> None:
+        try:
+            run_forever(
+                config.for_newsletter(name),
+                clock,
+                stop=stop,
+                on_start=None if on_start is None else functools.partial(on_start, name),
+                on_report=None if on_report is None else functools.partial(on_report, name),
+            )
+        except BaseException as exc:  # handed to the caller's thread below
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=one, args=(n,), name=f"schedule-{n}") for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    if errors:
+        raise errors[0]

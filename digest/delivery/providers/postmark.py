@@ -15,23 +15,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import PostmarkSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     RequestFailed,
     Suppression,
     encode_json,
-    fill_markers,
     retryable_for,
 )
-
-API = "https://api.postmarkapp.com"
+from digest.email.message import fill
 
 # Per-message codes that are about the account, not the recipient: stop sending.
 ACCOUNT_CODES = {
@@ -49,15 +44,6 @@ _KINDS = {
 }
 
 
-class PostmarkSettings(HttpSettings):
-    token: Secret = Field(description="Server API token, e.g. ${POSTMARK_TOKEN}.")
-    message_stream: str = Field(
-        default="outbound", description="Message stream: 'broadcast' for newsletters."
-    )
-    base_url: str = Field(default=API, description="The API's address.")
-    track_opens: bool | None = Field(default=None, description="Postmark open tracking.")
-
-
 def build_message(
     envelope: Envelope,
     recipient: Recipient,
@@ -71,12 +57,11 @@ def build_message(
     message: dict[str, Any] = {
         "From": envelope.from_address,
         "To": recipient.email,
-        "Subject": fill_markers(envelope.subject, values),
-        "HtmlBody": fill_markers(envelope.html, values, html=True),
-        "TextBody": fill_markers(envelope.text, values),
+        "Subject": fill(envelope.subject, values),
+        "HtmlBody": fill(envelope.html, values, html=True),
+        "TextBody": fill(envelope.text, values),
         "Headers": [
-            {"Name": name, "Value": fill_markers(value, values)}
-            for name, value in envelope.headers.items()
+            {"Name": name, "Value": fill(value, values)} for name, value in envelope.headers.items()
         ],
         "Tag": issue_id,
         "Metadata": {"issue_id": issue_id, "subscriber_id": str(recipient.subscriber_id)},

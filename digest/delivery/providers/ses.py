@@ -22,30 +22,27 @@ import json
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from pydantic import Field
 
-from digest.config import Secret
+from digest.config.providers import SesSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.delivery.providers.http import (
-    MARKER,
     Envelope,
     HttpProvider,
-    HttpSettings,
     Pacer,
     RequestFailed,
     Substitution,
     Suppression,
     encode_json,
-    fill_markers,
     retryable_for,
     substitute,
 )
+from digest.email.message import MARKER, fill
 from digest.errors import ProviderError
 
 # Entry statuses that concern the account or the request, not the recipient: stop.
@@ -66,21 +63,6 @@ ACCOUNT_STATUSES = frozenset(
 )
 RETRY_STATUSES = frozenset({"TRANSIENT_FAILURE", "ACCOUNT_THROTTLED", "FAILED"})
 PERMANENT_STATUSES = frozenset({"MESSAGE_REJECTED", "INVALID_PARAMETER"})
-
-
-class SesSettings(HttpSettings):
-    region: str = Field(default="us-east-1", description="The AWS region you send from.")
-    access_key_id: Secret = Field(description="e.g. ${AWS_ACCESS_KEY_ID}.")
-    secret_access_key: Secret = Field(description="e.g. ${AWS_SECRET_ACCESS_KEY}.")
-    session_token: Secret | None = Field(default=None, description="e.g. ${AWS_SESSION_TOKEN}.")
-    base_url: str = Field(default="", description="Default: https://email.<region>.amazonaws.com.")
-    configuration_set: str | None = Field(default=None, description="ConfigurationSetName.")
-    max_send_rate: float | None = Field(
-        default=None, gt=0, description="Your account's maximum send rate, messages/s."
-    )
-    mode: Literal["bulk", "simple"] = Field(
-        default="bulk", description="bulk: SendBulkEmail; simple: one SendEmail per recipient."
-    )
 
 
 def escape_handlebars(text: str) -> str:
@@ -135,7 +117,7 @@ def build_bulk_request(
         }
         if personal:
             entry["ReplacementHeaders"] = [
-                {"Name": k, "Value": fill_markers(v, r.values)} for k, v in personal.items()
+                {"Name": k, "Value": fill(v, r.values)} for k, v in personal.items()
             ]
         entries.append(entry)
     body: dict[str, Any] = {
@@ -160,14 +142,13 @@ def build_simple_request(
         "Destination": {"ToAddresses": [recipient.email]},
         "Content": {
             "Simple": {
-                "Subject": {"Data": fill_markers(envelope.subject, values)},
+                "Subject": {"Data": fill(envelope.subject, values)},
                 "Body": {
-                    "Html": {"Data": fill_markers(envelope.html, values, html=True)},
-                    "Text": {"Data": fill_markers(envelope.text, values)},
+                    "Html": {"Data": fill(envelope.html, values, html=True)},
+                    "Text": {"Data": fill(envelope.text, values)},
                 },
                 "Headers": [
-                    {"Name": k, "Value": fill_markers(v, values)}
-                    for k, v in envelope.headers.items()
+                    {"Name": k, "Value": fill(v, values)} for k, v in envelope.headers.items()
                 ],
             }
         },
