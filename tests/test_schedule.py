@@ -672,12 +672,12 @@ def test_digest_run_sends_once_then_reports_nothing_due(sample_site: Path) -> No
             now=datetime(2026, 11, 1, tzinfo=UTC),
         )
     env = {"DIGEST_CLOCK": f"2026-11-23T10:00:00+01:00@{time.time():.0f}x1"}
-    first = run_digest("run", cwd=sample_site, env=env)
+    first = run_digest("--newsletter", "weekly", "run", cwd=sample_site, env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("ran 2026-11-23 09:00:00 CET (2026-W47): sent: ")
     sent = len(list((sample_site / "out" / "2026-W47" / "outbox").glob("*.eml")))
     assert sent > 0
-    again = run_digest("run", "--json", cwd=sample_site, env=env)
+    again = run_digest("run", "--newsletter", "weekly", "--json", cwd=sample_site, env=env)
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert (report["action"], report["run"]["outcome"], report["run"]["sent"]) == (

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from digest.cli._app import State, emit_json, json_option, main, pass_state
+from digest.cli._app import State, emit_json, json_option, main, newsletter_option, pass_state
 from digest.schedule.install import crontab, github_actions, systemd
 from digest.schedule.runs import Run, RunStore
 from digest.schedule.scheduler import (
@@ -84,6 +84,7 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 
 
 @main.command("run")
+@newsletter_option
 @json_option
 @pass_state
 def run_command(state: State, as_json: bool) -> None:
@@ -129,8 +130,10 @@ def run_command(state: State, as_json: bool) -> None:
         )
     else:
         for result in results:
-            text = result.report.message if result.report else f"error: {result.error}"
-            click.echo(f"{result.newsletter}: {text}")
+            if result.report is not None:
+                click.echo(f"{result.newsletter}: {result.report.message}")
+            else:
+                click.secho(f"error: {result.newsletter}: {result.error}", fg="red", err=True)
     errors = [r.error for r in results if r.error is not None]
     if errors:
         raise click.exceptions.Exit(errors[0].exit_code)
@@ -142,6 +145,7 @@ def _scheduler_line(report: RunReport, prefix: str = "") -> None:
 
 
 @main.group("schedule", invoke_without_command=True)
+@newsletter_option
 @pass_state
 @click.pass_context
 def schedule_group(ctx: click.Context, state: State) -> None:

@@ -199,18 +199,20 @@ class SendReport:
 
 
 def variant_of(
-    subscriber: Subscriber, selection: Selection, sections: frozenset[str] | None = None
+    subscriber: Subscriber,
+    selection: Selection,
+    sections: tuple[frozenset[str], frozenset[str]] | None = None,
 ) -> str | None:
     """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send.
 
-    ``sections`` (casefolded names and aliases of the newsletter's sections): a subscriber
-    whose categories name none of them chose categories of another newsletter, and
-    receives this one whole.
+    ``sections`` (with several newsletters): the casefolded spellings of this newsletter's
+    sections and of the other newsletters' sections. A subscriber whose categories name
+    only other newsletters' sections chose within those, and receives this one whole.
     """
     if not subscriber.categories:
         return ALL
     wanted = {c.casefold() for c in subscriber.categories}
-    if sections is not None and not wanted & sections:
+    if sections is not None and not wanted & sections[0] and wanted & sections[1]:
         return ALL
     names = [
         s.name
@@ -224,16 +226,28 @@ def variant_of(
     return "+".join(names)
 
 
-def section_names(config: Config) -> frozenset[str] | None:
-    """Every spelling of the newsletter's sections, casefolded; None with one newsletter
-    (category preferences then mean what they always meant)."""
+def section_names(config: Config) -> tuple[frozenset[str], frozenset[str]] | None:
+    """Every spelling of this newsletter's sections and of the other newsletters' (see
+    :func:`variant_of`), casefolded; None with one newsletter."""
     if len(config.newsletter_names) < 2:
         return None
-    return frozenset(
-        spelling.casefold()
-        for section in config.categories.sections
-        for spelling in (section.name, section.title, *section.aliases)
+
+    def spellings(one: Config) -> frozenset[str]:
+        return frozenset(
+            spelling.casefold()
+            for section in one.categories.sections
+            for spelling in (section.name, section.title, *section.aliases)
+        )
+
+    own = spellings(config)
+    others = frozenset().union(
+        *(
+            spellings(config.for_newsletter(name))
+            for name in config.newsletter_names
+            if name != config.newsletter_name
+        )
     )
+    return own, others - own
 
 
 # --------------------------------------------------------------------------- the loop
