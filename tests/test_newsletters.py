@@ -315,3 +315,66 @@ def test_cli_newsletter_option_and_subscriber_choices(tmp_path: Path) -> None:
         ["--config", config, "subscribers", "newsletters", "ann@example.com", "links", "weekly"],
     )
     assert both.output == "ann@example.com: weekly, links\n"
+
+
+# --------------------------------------------------------------------------- serve pages
+
+
+def test_serve_pages_list_the_newsletters_and_keep_each_choice(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    from digest.serve.app import create_app
+    from tests.test_serve import SECRET, Clock, csrf_of, token_for, write_config
+
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    for name in ("PM_HOOK_PASSWORD", "RESEND_HOOK_SECRET", "SG_HOOK_KEY", "MG_HOOK_KEY"):
+        monkeypatch.setenv(name, "x")
+    config = write_config(sample_site, subscribe_burst=50)
+    clock = Clock()
+
+    def receives(address: str) -> tuple[str, ...]:
+        with SubscriberStore(config.path(config.subscribers.database)) as store:
+            subscriber = store.get(address)
+            assert subscriber is not None
+            with NewsletterChoices(store.path) as choices:
+                return choices.receives(subscriber, config)
+
+    app = create_app(config, clock=clock, monotonic=clock.monotonic)
+    with TestClient(app, base_url="http://127.0.0.1:8025") as client:
+        page = client.get("/subscribe")
+        assert page.text.count('name="newsletters"') == 2
+        assert 'value="weekly" checked> Field Notes Weekly' in page.text
+        assert 'value="links"> Field Notes Links' in page.text
+        answer = client.post(
+            "/subscribe",
+            data={
+                "email": "reader@example.com",
+                "csrf": csrf_of(page.text),
+                "newsletters": ["links", "bogus"],
+            },
+        )
+        assert answer.status_code == 202
+        assert receives("reader@example.com") == ("links",)
+        # Someone already subscribed is not changed by the public form.
+        with SubscriberStore(config.path(config.subscribers.database)) as store:
+            store.add("active@example.com", status="active", now=clock.now)
+        client.post("/subscribe", json={"email": "active@example.com", "newsletters": ["links"]})
+        assert receives("active@example.com") == ("weekly",)
+
+        path = f"/preferences/{token_for(config, 'active@example.com', 'preferences')}"
+        shown = client.get(path)
+        assert 'value="weekly" checked> Field Notes Weekly' in shown.text
+        assert 'value="links"> Field Notes Links' in shown.text
+        saved = client.post(
+            path,
+            data={
+                "csrf": csrf_of(shown.text),
+                "action": "save",
+                "newsletters": ["weekly", "links"],
+            },
+        )
+        assert saved.status_code == 200 and "Saved." in saved.text
+        assert 'value="links" checked> Field Notes Links' in saved.text
+        assert receives("active@example.com") == ("weekly", "links")

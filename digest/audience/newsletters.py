@@ -164,3 +164,37 @@ def import_assigning(
                 if subscriber is not None:
                     choices.assign(subscriber, chosen, config, new=email not in existed)
     return report
+
+
+def listed(config: Config) -> list[tuple[str, str, str]]:
+    """(name, title, description) of every newsletter, for the subscriber pages; empty
+    when the config has one (the pages then look as they always did)."""
+    if len(config.newsletter_names) < 2:
+        return []
+    return [
+        (name, config.newsletter_title(name), config.newsletter_description(name))
+        for name in config.newsletter_names
+    ]
+
+
+def choose_from_form(
+    store: SubscriberStore, email: str, names: Sequence[str], config: Config
+) -> tuple[str, ...]:
+    """Record what a subscriber ticked on a page: unknown names are ignored (it is public
+    input), nothing ticked changes nothing. Returns what the subscriber now receives."""
+    subscriber = store.get(email)
+    if subscriber is None:
+        return ()
+    known = [n for n in config.newsletter_names if n in set(names)]
+    with NewsletterChoices(store.path) as choices:
+        if known:
+            choices.choose(subscriber, known)
+        return choices.receives(subscriber, config)
+
+
+def receiving(store: SubscriberStore, email: str, config: Config) -> tuple[str, ...]:
+    subscriber = store.get(email)
+    if subscriber is None:
+        return ()
+    with NewsletterChoices(store.path) as choices:
+        return choices.receives(subscriber, config)

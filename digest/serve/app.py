@@ -51,6 +51,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.audience import newsletters
 from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
 from digest.audience.subscribers import InvalidEmail
 from digest.audience.tokens import TokenError
@@ -191,6 +192,7 @@ class Service:
             keep=(max(hooks.tolerance, hooks.max_age) + hooks.tolerance).total_seconds()
         )
         self.sections = [(s.name, s.title) for s in config.categories.sections]
+        self.newsletters = newsletters.listed(config)
 
     def close(self) -> None:
         self.store.close()
@@ -213,7 +215,9 @@ class Service:
         if form:
             assert cookie is not None
             context[CSRF_FIELD] = self.csrf.form_token(cookie)
-        html = self.pages.render(name, sections=self.sections, **context)
+        html = self.pages.render(
+            name, sections=self.sections, newsletters=self.newsletters, **context
+        )
         response = HTMLResponse(html, status_code=status, headers=NO_STORE)
         if form and cookie:
             response.set_cookie(
@@ -309,6 +313,9 @@ class Service:
             email, name, chosen = data.get("email"), data.get("name") or "", data.get("categories")
             if not isinstance(chosen, list):
                 chosen = []
+            lists = data.get("newsletters")
+            if not isinstance(lists, list):
+                lists = []
         else:
             form = await request.form()
             # The service's own form carries a CSRF token; a form on an allowed site (the
@@ -317,6 +324,7 @@ class Service:
                 return self.refused(request)
             email, name = form.get("email"), form.get("name") or ""
             chosen = form.getlist("categories")
+            lists = form.getlist("newsletters")
         if not isinstance(email, str) or not isinstance(name, str):
             email = ""
         categories = [c for c in chosen if isinstance(c, str)][:50]
@@ -333,6 +341,14 @@ class Service:
                 return JSONResponse({"error": message}, status_code=400)
             return self.page(
                 request, "subscribe.html.j2", status=400, form=True, error=message, email=email
+            )
+        wanted = [n for n in lists if isinstance(n, str)][:20]
+        if outcome.send_confirmation and wanted and self.newsletters:
+            # Only an address waiting for confirmation takes a choice from this public form;
+            # someone already subscribed changes theirs through their preferences link.
+            address = outcome.subscriber.email
+            await self.store.run(
+                lambda store: newsletters.choose_from_form(store, address, wanted, self.config)
             )
         if outcome.send_confirmation or outcome.send_notice:
             if outcome.send_confirmation:
@@ -430,6 +446,7 @@ class Service:
                 return self.refused(request)
             action = form.get("action")
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)][:50]
+            lists = [n for n in form.getlist("newsletters") if isinstance(n, str)][:20]
             try:
                 subscriber = await self.store.run(
                     lambda store: self.subscriptions.save_preferences(
@@ -442,6 +459,11 @@ class Service:
                 )
             except TokenError as exc:
                 return self.bad_link(request, exc)
+            if self.newsletters and lists and action == "save":
+                address = subscriber.email
+                await self.store.run(
+                    lambda store: newsletters.choose_from_form(store, address, lists, self.config)
+                )
             if subscriber.status == "unsubscribed" and action == "unsubscribe":
                 return self.page(
                     request,
@@ -458,6 +480,12 @@ class Service:
             except TokenError as exc:
                 return self.bad_link(request, exc)
         chosen_names = set(subscriber.categories)
+        address = subscriber.email
+        receives = (
+            await self.store.run(lambda store: newsletters.receiving(store, address, self.config))
+            if self.newsletters
+            else ()
+        )
         return self.page(
             request,
             "preferences.html.j2",
@@ -467,6 +495,7 @@ class Service:
             subscriber_status=subscriber.status,
             chosen=chosen_names,
             every=not chosen_names,
+            receives=set(receives),
             saved=saved,
             action=token_path("preferences", token),
         )
