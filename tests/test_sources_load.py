@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -299,3 +300,41 @@ def test_posts_dir_alone_is_one_markdown_source(tmp_path: Path) -> None:
     assert (source.path, source.feed, source.file(config.root)) == (
         Path("articles"), None, tmp_path / "articles"
     )  # fmt: skip
+
+
+def test_digest_check_shows_each_source_and_flags_one_failing_runs_in_a_row(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "one.md").write_text("---\ntitle: One\ndate: 2026-11-17\n---\nBody.\n")
+    make_config(
+        tmp_path / "site",
+        [
+            {"path": str(posts), "name": "blog"},
+            {"feed": server.url("ghost.atom"), "name": "ghost"},
+            {"feed": server.url("error.xml"), "name": "down"},
+        ],
+        content={"failing_after": 2},
+    )
+    config = str(tmp_path / "site" / "config.yaml")
+    runner = CliRunner()
+    first = runner.invoke(main, ["--config", config, "check"])
+    assert first.exit_code == 4
+    lines = first.output.splitlines()
+    assert "  blog: ok, loaded, 1 post; last good just now" in lines
+    assert "  ghost: ok, fetched, 2 posts; last good just now" in lines
+    down = f"  down: failed: HTTP 503 Service Unavailable from {server.url('error.xml')}"
+    assert f"{down}; last good never" in lines
+    second = runner.invoke(main, ["--config", config, "check", "--json"])
+    assert second.exit_code == 4
+    report = {s["source"]: s for s in json.loads(second.output)["sources"]}
+    assert report["ghost"]["outcome"] == "not-modified"
+    assert (report["down"]["failures_in_row"], report["down"]["failing"]) == (2, True)
+    assert report["blog"]["failing"] is False
+    third = runner.invoke(main, ["--config", config, "check"])
+    assert f"{down}; last good never  FAILING: 3 runs in a row" in third.output.splitlines()

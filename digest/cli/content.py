@@ -155,6 +155,10 @@ def check_command(
 ) -> None:
     """Validate config.yaml and every post; exit non-zero if anything is wrong.
 
+    Reads every source (of every newsletter, unless --newsletter names one) and shows
+    each source's health: this read, its last good one, and FAILING when it has failed
+    content.failing_after reads in a row.
+
     With --email, also compose the issue (the last complete week, or --week)
     and check the email: size budget, images, https links, lang, layout
     tables, unsubscribe link and headers, preheader. Exits 1 if one fails.
@@ -172,9 +176,19 @@ def check_command(
         check_email(config, as_json=as_json, week=week, since=since, until=until)
         return
     moment = now()
-    result = pipeline.load(config, now=moment)
+    if state.newsletter is None and len(config.newsletter_names) > 1:
+        whole = state.whole_config
+        result = pipeline.load_every_source(whole, now=moment)
+        # A category is unlisted when no newsletter has a section for it.
+        unlisted = [
+            set(pipeline.unlisted_categories(whole.for_newsletter(name), result.posts))
+            for name in whole.newsletter_names
+        ]
+        rules_unknown = sorted(set.intersection(*unlisted))
+    else:
+        result = pipeline.load(config, now=moment)
+        rules_unknown = pipeline.unlisted_categories(config, result.posts)
     failing = [r for r in result.sources if r.failing(config.content.failing_after)]
-    rules_unknown = pipeline.unlisted_categories(config, result.posts)
     if as_json:
         emit_json(
             {

@@ -5,13 +5,13 @@ Commands call these; each takes the config and the clock, and returns plain resu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 import httpx
 
-from digest.config import Config
+from digest.config import Config, SourceConfig
 from digest.content.posts import LoadResult, Post
 from digest.content.select import (
     NEAR_WINDOW,
@@ -51,8 +51,20 @@ def load(
         known = next((c for c in categories if rules.section_of(c)), None)
         return known or (categories[0] if categories else None)
 
+    return _load(config, config.source_list, use_cache, between, now, client, category_of)
+
+
+def _load(
+    config: Config,
+    sources: list[SourceConfig],
+    use_cache: bool,
+    between: tuple[datetime, datetime] | None,
+    now: datetime | None,
+    client: httpx.Client | None,
+    category_of: Callable[[list[str]], str | None],
+) -> SourcesResult:
     return load_sources(
-        config.source_list,
+        sources,
         tz=config.tz,
         root=config.root,
         now=now or datetime.now(timezone.utc),
@@ -64,7 +76,23 @@ def load(
         between=between,
         client=client,
         category_of=category_of,
+        primary_folder=config.path(config.content.posts_dir),
     )
+
+
+def load_every_source(
+    config: Config, *, now: datetime | None = None, client: httpx.Client | None = None
+) -> SourcesResult:
+    """Every source of every newsletter, each read once (what `digest check` reports)."""
+    seen: dict[str, SourceConfig] = {}
+    for name in config.newsletter_names:
+        for source in config.for_newsletter(name).source_list:
+            seen.setdefault(source.location(config.root), source)
+
+    def first(categories: list[str]) -> str | None:
+        return categories[0] if categories else None
+
+    return _load(config, list(seen.values()), True, None, now, client, first)
 
 
 def load_and_select(

@@ -85,22 +85,25 @@ def load_sources(
     between: tuple[datetime, datetime] | None = None,
     client: httpx.Client | None = None,
     category_of: CategoryOf = _first,
+    primary_folder: Path | None = None,
 ) -> SourcesResult:
-    """Read every source; see the module docstring for what a failure does."""
+    """Read every source; see the module docstring for what a failure does.
+
+    Each Markdown folder has its own post cache below ``cache_dir``; ``primary_folder``
+    (``content.posts_dir``) keeps the one at ``cache_dir`` itself, where it always was.
+    """
     result = SourcesResult(posts=[], problems=[])
     own_client = client is None and any(s.is_remote for s in sources)
     http = make_client() if own_client else client
-    first_folder = True
     try:
         for source in sources:
             state = states.get(source) if states is not None else None
             if source.path is not None:
                 folder_cache = None
                 if cache_dir is not None:
-                    # The first folder keeps the cache where it always was.
-                    where = cache_dir if first_folder else cache_dir / _short_hash(source, root)
+                    primary = primary_folder is not None and source.file(root) == primary_folder
+                    where = cache_dir if primary else cache_dir / _short_hash(source, root)
                     folder_cache = PostCache(where)
-                first_folder = False
                 report = _load_folder(source, root, tz, folder_cache, max_size, between, result)
             else:
                 report = _load_feed(
