@@ -378,3 +378,20 @@ def test_serve_pages_list_the_newsletters_and_keep_each_choice(
         assert saved.status_code == 200 and "Saved." in saved.text
         assert 'value="links" checked> Field Notes Links' in saved.text
         assert receives("active@example.com") == ("weekly", "links")
+
+
+def test_each_newsletter_has_its_own_archive_index(sample_site: Path) -> None:
+    from digest.email.build import build_issue
+
+    whole = load_config(sample_site / "config.yaml")
+    now = datetime(2026, 11, 23, 8, tzinfo=timezone.utc)
+    for name in whole.newsletter_names:
+        build_issue(whole.for_newsletter(name), now=now, week="2026-W47")
+    archive = sample_site / "out" / "archive"
+    assert (archive / "2026-W47" / "index.html").is_file()
+    assert (archive / "links-2026-W47" / "index.html").is_file()
+    weekly_index = (archive / "index.html").read_text()
+    links_index = (archive / "links" / "index.html").read_text()
+    assert "/archive/2026-W47/" in weekly_index and "links-2026-W47" not in weekly_index
+    assert "/archive/links-2026-W47/" in links_index and "/archive/2026-W47/" not in links_index
+    assert "links-2026-W47" in (archive / "links" / "feed.xml").read_text()

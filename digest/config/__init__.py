@@ -528,7 +528,7 @@ class PreviewConfig(_Section):
     port: int = Field(default=8000, ge=0, le=65535, description="Listen port.")
 
 
-NEWSLETTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+NEWSLETTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 DEFAULT_NEWSLETTER = "default"
 
 
@@ -570,8 +570,8 @@ class NewsletterConfig(_Section):
     def _name(cls, value: str) -> str:
         if not NEWSLETTER_NAME.match(value):
             raise ValueError(
-                f"'{value}' is not a newsletter name: use lower-case letters, digits and "
-                "hyphens, such as weekly or links"
+                f"'{value}' is not a newsletter name: a lower-case letter, then letters, "
+                "digits and hyphens, such as weekly or links"
             )
         return value
 
@@ -668,6 +668,13 @@ class Config(_Section):
     def issue_prefix(self) -> str:
         """What this newsletter's issue ids start with: nothing for the default one."""
         return "" if self.is_default_newsletter else f"{self.newsletter_name}-"
+
+    def owns_issue(self, issue_id: str) -> bool:
+        """Whether ``issue_id`` is one of this newsletter's issues (by its prefix)."""
+        if self.issue_prefix:
+            return issue_id.startswith(self.issue_prefix)
+        others = [f"{n}-" for n in self.newsletter_names if n != self.newsletter_name]
+        return not any(issue_id.startswith(prefix) for prefix in others)
 
     def newsletter_title(self, name: str | None = None) -> str:
         """What subscribers see as the newsletter's name."""
