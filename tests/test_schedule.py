@@ -597,7 +597,8 @@ def test_systemd_units_call_digest_run_at_the_schedule_and_hourly(sample_site: P
 
 def test_crontab_uses_cron_tz_and_offers_a_polling_line(sample_site: Path) -> None:
     text = crontab(site_config(sample_site)).text
-    command = f"digest --config {sample_site / 'config.yaml'} run"
+    # The sample site has two newsletters: each crontab entry names its own.
+    command = f"digest --config {sample_site / 'config.yaml'} --newsletter weekly run"
     assert f"CRON_TZ=Europe/Berlin\n0 9 * * MON {command} >> " in text
     assert f"\n# 7 * * * * {command} >> " in text
     assert "polls every 60 minutes, within schedule.grace (6h)" in text
@@ -618,7 +619,9 @@ def test_github_workflow_runs_hourly_and_keeps_the_state_in_the_cache(sample_sit
     )
     restore = steps[uses.index("actions/cache/restore@v4")]["with"]
     assert restore["path"].split() == [
+        "data/feeds",  # each feed's cache and health
         "data/ledger.sqlite",
+        "data/runs-links.sqlite",  # the sample site's second newsletter
         "data/runs.sqlite",
         "data/subscribers.sqlite",
     ]

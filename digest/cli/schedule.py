@@ -233,6 +233,7 @@ def _issue(policy: Policy, moment: datetime) -> str:
 
 
 @schedule_group.command("install")
+@newsletter_option
 @click.option("--cron", "kind", flag_value="cron", help="A crontab entry.")
 @click.option("--systemd", "kind", flag_value="systemd", help="A systemd service and timer.")
 @click.option(
@@ -261,7 +262,11 @@ def install_command(state: State, kind: str | None, digest_bin: str) -> None:
         raise click.UsageError("choose one of --cron, --systemd or --github-actions")
     config = state.config
     if kind == "cron":
-        click.echo(crontab(config, digest_bin=digest_bin).text, nl=False)
+        whole = state.whole_config
+        names = [config.newsletter_name] if state.newsletter else whole.newsletter_names
+        for name in names:  # one entry per newsletter, each on its own schedule
+            one = whole.for_newsletter(name)
+            click.echo(crontab(one, digest_bin=digest_bin).text, nl=False)
     elif kind == "systemd":
         files = systemd(config, digest_bin=digest_bin)
         click.echo("\n".join(f.text for f in files), nl=False)

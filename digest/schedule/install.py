@@ -38,9 +38,16 @@ class InstallFile:
     text: str
 
 
-def _command(config: Config, digest_bin: str) -> str:
+def _command(config: Config, digest_bin: str, *, each: bool = False) -> str:
+    """``digest --config FILE run``; with ``each`` and several newsletters, the command
+    names the config's newsletter (a crontab has one line per newsletter)."""
     source = config.source or Path("config.yaml").resolve()
-    return f"{shlex.quote(digest_bin)} --config {shlex.quote(str(source))} run"
+    chosen = (
+        f" --newsletter {shlex.quote(config.newsletter_name)}"
+        if each and len(config.newsletter_names) > 1
+        else ""
+    )
+    return f"{shlex.quote(digest_bin)} --config {shlex.quote(str(source))}{chosen} run"
 
 
 def _poll_minutes(grace: timedelta) -> int:
@@ -66,7 +73,7 @@ def crontab(config: Config, *, digest_bin: str = "digest") -> InstallFile:
     """A crontab entry. Uses CRON_TZ when the schedule is plain cron; also gives the
     polling line for crons that ignore CRON_TZ (Debian's, busybox's)."""
     schedule = Schedule.from_config(config)
-    command = _command(config, digest_bin)
+    command = _command(config, digest_bin, each=True)
     log_file = shlex.quote(str(config.path(Path("data/digest-run.log"))))
     minutes = _poll_minutes(config.schedule.grace)
     line = f"{command} >> {log_file} 2>&1"
@@ -255,7 +262,11 @@ def github_actions(config: Config) -> InstallFile:
         {
             _relative(config, config.subscribers.database),
             _relative(config, config.ledger.database),
-            _relative(config, config.schedule.database),
+            *(
+                _relative(config, config.for_newsletter(name).schedule.database)
+                for name in config.newsletter_names
+            ),
+            _relative(config, config.path(config.content.feeds_dir)),
         }
     )
     state_paths = "\n".join(f"            {p}" for p in state)
