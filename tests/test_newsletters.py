@@ -395,3 +395,57 @@ def test_each_newsletter_has_its_own_archive_index(sample_site: Path) -> None:
     assert "/archive/2026-W47/" in weekly_index and "links-2026-W47" not in weekly_index
     assert "/archive/links-2026-W47/" in links_index and "/archive/2026-W47/" not in links_index
     assert "links-2026-W47" in (archive / "links" / "feed.xml").read_text()
+
+
+def test_a_daily_newsletter_beside_a_weekly_one(tmp_path: Path) -> None:
+    site = two_newsletter_site(tmp_path)
+    path = site / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["newsletters"][1] = {
+        "name": "daily",
+        "period": "day",
+        "sources": [{"path": "posts"}],
+        "schedule": {"cron": "0 7 * * *", "grace": "6h"},
+    }
+    path.write_text(yaml.safe_dump(data))
+    whole = load_config(path)
+    daily = whole.for_newsletter("daily")
+    now = datetime(2026, 11, 19, 8, tzinfo=timezone.utc)
+    assert pipeline.resolve_window(daily, now).issue_id == "daily-2026-11-18"
+    window = pipeline.resolve_window(daily, now, week="daily-2026-11-18")
+    assert (window.start.isoformat(), window.end.isoformat()) == (
+        "2026-11-18T00:00:00+01:00", "2026-11-19T00:00:00+01:00"
+    )  # fmt: skip
+    with SubscriberStore(whole.path(whole.subscribers.database)) as store:
+        store.add("both@example.com", status="active", now=now)
+        store.add("weekly@example.com", status="active", now=now)
+        with NewsletterChoices(store.path) as choices:
+            choices.choose(store.get("both@example.com"), ["weekly", "daily"])  # type: ignore[arg-type]
+
+    clock = StepClock(datetime(2026, 11, 17, 0, 0, tzinfo=BERLIN))
+    outcomes: list[tuple[str, str, str]] = []
+    while clock.now() <= datetime(2026, 11, 24, 12, 0, tzinfo=BERLIN):
+        for result in run_newsletters(whole, whole.newsletter_names, clock):
+            assert result.report is not None, result.error
+            if result.report.action == "ran" and result.report.run is not None:
+                run = result.report.run
+                outcomes.append((result.newsletter, run.issue_id, run.outcome))
+        clock.moment += timedelta(hours=1)
+    assert outcomes == [
+        ("daily", "daily-2026-11-16", "skipped-empty"),  # Tuesday 07:00: Monday had no post
+        ("daily", "daily-2026-11-17", "skipped-empty"),
+        ("daily", "daily-2026-11-18", "sent"),  # the post of Wednesday the 18th
+        ("daily", "daily-2026-11-19", "skipped-empty"),
+        ("daily", "daily-2026-11-20", "skipped-empty"),
+        ("daily", "daily-2026-11-21", "skipped-empty"),
+        ("daily", "daily-2026-11-22", "skipped-empty"),
+        ("weekly", "2026-W47", "sent"),  # Monday the 23rd, 09:00
+        ("daily", "daily-2026-11-23", "skipped-empty"),  # Tuesday the 24th, 07:00
+    ]
+    assert outbox_deliveries(site) == Counter(
+        {
+            ("daily-2026-11-18", "both@example.com"): 1,
+            ("2026-W47", "both@example.com"): 1,
+            ("2026-W47", "weekly@example.com"): 1,
+        }
+    )

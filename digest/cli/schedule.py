@@ -229,7 +229,8 @@ def next_command(state: State, count: int, as_json: bool) -> None:
 
 
 def _issue(policy: Policy, moment: datetime) -> str:
-    return policy.issue_prefix + issue_window(moment, policy.issue_tz, policy.week_start).issue_id
+    window = issue_window(moment, policy.issue_tz, policy.week_start, policy.period)
+    return policy.issue_prefix + window.issue_id
 
 
 @schedule_group.command("install")

@@ -559,6 +559,9 @@ class NewsletterConfig(_Section):
     subject: str | None = Field(default=None, description="Its subject template.")
     preheader: str | None = Field(default=None, description="Its preview text template.")
     templates_dir: Path | None = Field(default=None, description="Its own templates.")
+    period: Literal["week", "day"] | None = Field(
+        default=None, description="week or day: what its issues cover (a daily digest)."
+    )
     schedule: ScheduleConfig | None = Field(
         default=None,
         description="When it is sent. Its runs database and lock default to the top-level "
@@ -600,6 +603,11 @@ class Config(_Section):
     week_start: Literal[
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
     ] = Field(default="monday", description="The first day of an issue's week.")
+    period: Literal["week", "day"] = Field(
+        default="week",
+        description="What an issue covers: the last complete week, or the last complete day "
+        "(midnight to midnight in the site's timezone; issue ids such as 2026-11-17).",
+    )
     categories: CategoriesConfig = Field(default_factory=CategoriesConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -736,6 +744,7 @@ class Config(_Section):
                 "limits": spec.limits or self.limits,
                 "email": self.email.model_copy(update=email_update),
                 "schedule": schedule,
+                "period": spec.period or self.period,
             }
         )
         derived._newsletter = chosen

@@ -120,6 +120,19 @@ def window_for_week_containing(day: date, tz: ZoneInfo, week_start: str = "monda
     return Window(_midnight(first, tz), _midnight(first + timedelta(days=7), tz), label)
 
 
+def day_window(day: date, tz: ZoneInfo) -> Window:
+    """One day, midnight to midnight in ``tz``, labelled by its date (a daily issue)."""
+    return Window(_midnight(day, tz), _midnight(day + timedelta(days=1), tz), day.isoformat())
+
+
+def last_complete_day(now: datetime, tz: ZoneInfo) -> Window:
+    """The day before ``now``'s day in ``tz``."""
+    return day_window(now.astimezone(tz).date() - timedelta(days=1), tz)
+
+
+_DAY_LABEL = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def range_window(since: date, until: date, tz: ZoneInfo) -> Window:
     """From the start of ``since`` to the end of ``until`` (both days included)."""
     if until < since:
@@ -165,12 +178,19 @@ def _resolve_window(
     tz = config.tz
     if week and (since or until):
         raise WindowError("use either --week or --since/--until, not both")
+    if week and _DAY_LABEL.fullmatch(week.strip()):  # a daily issue's id
+        try:
+            return day_window(date.fromisoformat(week.strip()), tz)
+        except ValueError:
+            raise WindowError(f"--week {week!r}: not a date such as 2026-11-17") from None
     if week:
         return week_window(week, tz, config.week_start)
     if since or until:
         start = since or (until - timedelta(days=6) if until else now.astimezone(tz).date())
         end = until or now.astimezone(tz).date()
         return range_window(start, end, tz)
+    if config.period == "day":
+        return last_complete_day(now, tz)
     return last_complete_week(now, tz, config.week_start)
 
 

@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 
 from digest.config.cron import check_cron
-from digest.content.select import Window, last_complete_week
+from digest.content.select import Window, last_complete_day, last_complete_week
 from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
 from digest.store.lock import FileLock
@@ -251,8 +251,12 @@ class Stopped(SendError):
 Job = Callable[[Due, threading.Event], JobResult]
 
 
-def issue_window(occurrence: datetime, tz: ZoneInfo, week_start: str = "monday") -> Window:
-    """The issue the occurrence sends: the last complete week before it."""
+def issue_window(
+    occurrence: datetime, tz: ZoneInfo, week_start: str = "monday", period: str = "week"
+) -> Window:
+    """The issue the occurrence sends: the last complete week (or day) before it."""
+    if period == "day":
+        return last_complete_day(occurrence, tz)
     return last_complete_week(occurrence, tz, week_start)
 
 
@@ -266,6 +270,7 @@ class Policy:
     week_start: str = "monday"
     issue_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     issue_prefix: str = ""  # a newsletter other than the first: its name and a hyphen
+    period: str = "week"  # or "day": what an issue covers
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -276,6 +281,7 @@ class Policy:
             week_start=config.week_start,
             issue_tz=config.tz,
             issue_prefix=config.issue_prefix,
+            period=config.period,
         )
 
 
@@ -356,7 +362,7 @@ def run_due(
     occurrence = schedule.latest_at_or_before(now)
     if occurrence is None:
         return RunReport("nothing-due", now, None, None, next_occurrence)
-    window = issue_window(occurrence, policy.issue_tz, policy.week_start)
+    window = issue_window(occurrence, policy.issue_tz, policy.week_start, policy.period)
     if policy.issue_prefix:
         window = replace(window, issue_id=policy.issue_prefix + window.issue_id)
     existing = runs.get(occurrence)
