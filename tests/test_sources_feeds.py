@@ -277,3 +277,20 @@ def test_sanitizer_keeps_prose_and_drops_everything_active() -> None:
         '<p>Hi <a rel="noopener noreferrer">x</a><a href="https://blog.example.com/ok" '
         'rel="noopener noreferrer">ok</a></p><img><img src="https://cdn.example.com/i.png">'
     )
+
+
+def test_external_entities_are_not_read_and_entity_bombs_do_not_expand() -> None:
+    xxe = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY x SYSTEM "file:///etc/hostname">]>'
+        '<rss version="2.0"><channel><title>t</title><item><title>A &x; B</title>'
+        "<link>https://a.example/x</link></item></channel></rss>"
+    )
+    assert [e["title"] for e in parse(xxe).entries] == ["A B"]
+    levels = "".join(f'<!ENTITY l{n} "{f"&l{n - 1};" * 10}">' for n in range(1, 10))
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY l0 "lol">{levels}]>'
+        '<rss version="2.0"><channel><title>t</title><item><title>&l9;</title>'
+        "<link>https://a.example/x</link></item></channel></rss>"
+    )
+    (entry,) = parse(bomb).entries
+    assert len(entry["title"]) < 100  # not 3 * 10**9 characters
