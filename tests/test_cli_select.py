@@ -60,7 +60,8 @@ def test_explain_lists_duplicates_with_the_post_they_duplicate(sample_site: Path
 def test_check_reports_the_broken_post_and_exits_4(sample_site: Path) -> None:
     result = invoke(sample_site, "check")
     assert result.exit_code == 4
-    assert "posts: 35 read, 1 skipped" in result.stdout
+    # 35 Markdown posts and the 5 entries of the links newsletter's feed file
+    assert "posts: 40 read, 1 skipped" in result.stdout
     assert "broken-front-matter.md: front matter is not valid YAML" in result.stderr
     (sample_site / "content" / "posts" / "broken-front-matter.md").unlink()
     assert invoke(sample_site, "check").exit_code == 0
@@ -96,3 +97,34 @@ def test_every_command_has_help_text(name: str, command: click.Command) -> None:
     result = CliRunner().invoke(main, [*name.split(), "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.output
+
+
+def test_check_excerpts_shows_what_cleaning_removed(sample_site: Path) -> None:
+    (sample_site / "content" / "posts" / "scraped.md").write_text(
+        "---\ntitle: A scraped story about tools\ndate: 2026-11-18\ncategory: Tools\n"
+        "excerpt: >-\n  Posted: 4:41 PM PDT · November 18, 2026 The real summary of this "
+        "story, long enough to stand on its own as an excerpt. By Ada Lovelace November 18, "
+        "2026 9:00 am EST Getty Images\n---\nBody.\n",
+        encoding="utf-8",
+    )
+    result = invoke(sample_site, "check", "--excerpts", "--week", "2026-W47", "--json")
+    assert result.exit_code == 0, result.output
+    reports = {Path(p["path"]).name: p for p in json.loads(result.stdout)["posts"]}
+    scraped = reports["scraped.md"]
+    assert scraped["excerpt"] == (
+        "The real summary of this story, long enough to stand on its own as an excerpt."
+    )
+    assert scraped["from"] == "front matter"
+    assert [r["rule"] for r in scraped["removed"]] == ["posted-stamp", "byline"]
+    text = invoke(sample_site, "check", "--excerpts", "--week", "2026-W47")
+    assert "  - posted-stamp: Posted: 4:41 PM PDT · November 18, 2026" in text.output
+    assert text.output.rstrip().endswith("cleaned")
+
+
+def test_select_explain_shows_the_rank(sample_site: Path) -> None:
+    result = invoke(sample_site, "select", "--week", "2026-W47", "--explain")
+    assert result.exit_code == 0, result.output
+    assert "monday-reset-for-small-teams: selected: rank 1" in result.output
+    data = json.loads(invoke(sample_site, "select", "--week", "2026-W47", "--json").stdout)
+    ranks = {d["slug"]: d["rank"] for d in data["decisions"] if d["reason"] == "selected"}
+    assert ranks["monday-reset-for-small-teams"] == 1

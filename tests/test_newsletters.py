@@ -386,7 +386,7 @@ def test_each_newsletter_has_its_own_archive_index(sample_site: Path) -> None:
     whole = load_config(sample_site / "config.yaml")
     now = datetime(2026, 11, 23, 8, tzinfo=timezone.utc)
     for name in whole.newsletter_names:
-        build_issue(whole.for_newsletter(name), now=now, week="2026-W47")
+        build_issue(whole.for_newsletter(name), now=now, week="2026-W47", publish=True)
     archive = sample_site / "out" / "archive"
     assert (archive / "2026-W47" / "index.html").is_file()
     assert (archive / "links-2026-W47" / "index.html").is_file()

@@ -494,6 +494,10 @@ def test_a_real_site_lists_weeks_watches_its_files_and_reads_the_archive(
 
     assert site.archive("2026-W47") is None
     assert run_digest("build", "--week", "2026-W47", cwd=sample_site).returncode == 0
+    site("2026-W47")
+    assert site.archive("2026-W47") is None  # built, not sent: not public
+    build = run_digest("build", "--week", "2026-W47", "--publish", cwd=sample_site)
+    assert build.returncode == 0
     site("2026-W47")  # a build forgets the cached week list
     assert WeekChoice("2026-W47", "2026-W47", archived=True) in site.weeks()
     page = site.archive("2026-W47")

@@ -117,6 +117,21 @@ class ContentConfig(_Section):
         ge=1,
         description="`digest check` flags a source that has failed this many fetches in a row.",
     )
+    excerpt_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions (case-insensitive) removed from every excerpt, on "
+        "top of the built-in rules; `digest check --excerpts` shows what each removed.",
+    )
+
+    @field_validator("excerpt_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
 
 
 _DEFAULT_SOURCE_TIMEOUT = timedelta(seconds=20)
@@ -256,11 +271,21 @@ class CategoriesConfig(_Section):
         return self
 
 
+RankKey = Literal["featured", "source", "cover", "excerpt", "newest", "oldest"]
+DEFAULT_RANK: tuple[RankKey, ...] = ("featured", "source", "newest")
+
+
 class LimitsConfig(_Section):
     """How many posts an issue holds."""
 
     per_category: int | None = Field(default=5, ge=0, description="Posts per section.")
     total: int | None = Field(default=40, ge=0, description="Posts in the whole issue.")
+    rank: list[RankKey] = Field(
+        default_factory=lambda: list(DEFAULT_RANK),
+        description="How posts are ordered within a section, so limits keep the best: "
+        "featured, source (has a source URL), cover (has a cover image), excerpt (has "
+        "one), newest, oldest; earlier keys count first.",
+    )
 
 
 class DedupeConfig(_Section):
@@ -268,6 +293,19 @@ class DedupeConfig(_Section):
 
     by_source: bool = Field(default=True, description="Posts sharing a source URL.")
     by_title: bool = Field(default=True, description="Posts whose normalised titles match.")
+    near_duplicates: float | None = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Posts whose bodies are at least this similar (estimated Jaccard "
+        "similarity of 4-word shingles, 0–1) count as one story; null turns it off.",
+    )
+    earlier_issues: int = Field(
+        default=8,
+        ge=0,
+        description="Leave out posts whose title, source or body was in one of this many "
+        "earlier issues built in out_dir (0 turns it off).",
+    )
 
 
 class FilterConfig(_Section):
@@ -305,11 +343,19 @@ TrimStep = Literal["fewer_posts", "compact_cards"]
 TRIM_STEPS: tuple[TrimStep, ...] = ("fewer_posts", "compact_cards")
 
 
+ImageCdn = Literal["imgix", "cloudinary"]
+DEFAULT_IMAGE_CDNS: dict[str, ImageCdn] = {
+    "images.unsplash.com": "imgix",
+    "*.imgix.net": "imgix",
+    "res.cloudinary.com": "cloudinary",
+}
+
+
 class EmailConfig(_Section):
     """How the email is composed."""
 
     subject: str = Field(
-        default="{site} weekly — {top_title} and {n} more",
+        default="{site}: {top_title} and {n} more",
         description="Subject template: {site}, {top_title}, {n}, {count}, {issue_id}, {week}.",
     )
     preheader: str = Field(
@@ -333,6 +379,12 @@ class EmailConfig(_Section):
     )
     templates_dir: Path | None = Field(
         default=None, description="Your own templates; a file here overrides the built-in one."
+    )
+    image_cdns: dict[str, ImageCdn] = Field(
+        default_factory=lambda: dict(DEFAULT_IMAGE_CDNS),
+        description="Image hosts that resize on request (host, or *.domain), and how: imgix "
+        "(w/h query, as Unsplash) or cloudinary (w_,h_ in the path). Covers there are asked "
+        "for at twice their display size, cropped to the displayed shape.",
     )
     trim_min_posts: int = Field(
         default=3,

@@ -12,7 +12,8 @@ from datetime import date, datetime, timezone
 import httpx
 
 from digest.config import Config, SourceConfig
-from digest.content.posts import LoadResult, Post
+from digest.content.memory import earlier_issues
+from digest.content.posts import ExcerptReport, LoadResult, Post, excerpt_report
 from digest.content.select import (
     NEAR_WINDOW,
     Rules,
@@ -23,6 +24,7 @@ from digest.content.select import (
 )
 from digest.content.sources.load import SourcesResult, load_sources
 from digest.content.sources.state import SourceStates
+from digest.content.text import ExcerptCleaner
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def _load(
         client=client,
         category_of=category_of,
         primary_folder=config.path(config.content.posts_dir),
+        cleaner=ExcerptCleaner(config.content.excerpt_patterns),
     )
 
 
@@ -108,7 +111,10 @@ def load_and_select(
     """Load every post and select the issue for the requested window."""
     chosen = resolve_window(config, now, week=week, since=since, until=until)
     result = load(config, use_cache=use_cache, around=chosen, now=now, client=client)
-    selection = select_posts(result.posts, chosen, Rules.from_config(config), now)
+    earlier = earlier_issues(
+        config.path(config.out_dir), chosen.start, config.dedupe.earlier_issues
+    )
+    selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
     return Loaded(result, selection)
 
 
@@ -118,3 +124,26 @@ def unlisted_categories(config: Config, posts: Iterable[Post]) -> list[str]:
         return []
     rules = Rules.from_config(config)
     return sorted({p.category or "(none)" for p in posts if rules.section_of(p.category) is None})
+
+
+def excerpt_reports(
+    config: Config,
+    now: datetime,
+    *,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> list[ExcerptReport]:
+    """How each post's excerpt was cleaned: those of the window asked for, or every post."""
+    around = (
+        resolve_window(config, now, week=week, since=since, until=until)
+        if week or since or until
+        else None
+    )
+    result = load(config, around=around)
+    cleaner = ExcerptCleaner(config.content.excerpt_patterns)
+    return [
+        excerpt_report(post.path, config.content.max_file_size, cleaner)
+        for post in result.posts
+        if (around is None or post.date in around) and "feed" not in post.extra  # a file
+    ]

@@ -11,14 +11,11 @@ and modification time, so a warm run parses nothing that has not changed.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import multiprocessing
 import os
-import re
 import threading
-import unicodedata
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +28,21 @@ import yaml
 from frontmatter.default_handlers import YAMLHandler
 
 from digest.content.cache import CacheRow, PostCache
+from digest.content.text import (
+    DEFAULT_CLEANER,
+    EXCERPT_LENGTH,
+    SHORT_EXCERPT_WORDS,
+    ExcerptCleaner,
+    Removal,
+    body_words,
+    clean_text,
+    cut_at_word,
+    decode_entities,
+    excerpt_from_body,
+    normalise_title,
+    sketch,
+    tidy_excerpt,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +57,6 @@ class _NodeLoader(_BASE_LOADER):  # type: ignore[misc]
         return ""
 
 
-EXCERPT_LENGTH = 280
-SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
 HEAD_BYTES = 8 * 1024  # most front matter fits; more is read only when it does not
 
 
@@ -121,6 +131,8 @@ class Post:
     draft: bool = False
     featured: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # A MinHash sketch of the body (digest.content.text.sketch), for near-duplicates.
+    sketch: tuple[int, ...] = field(default=(), compare=False, hash=False, repr=False)
     url: str | None = None  # where the post is read (a feed entry's link); None: site.post_url
 
 
@@ -148,134 +160,16 @@ class PostReadError(Exception):
 
 
 # --------------------------------------------------------------------------- text cleaning
-
-_TAG = re.compile(r"<[^>]+>")
-_DROP_BLOCKS = re.compile(
-    r"<(script|style|figure|figcaption|nav|iframe|svg)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL
-)
-_MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-_MD_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
-_MD_DECOR = re.compile(r"(\*\*|__|\*|_|~~|`+)(?=\S)(.+?)(?<=\S)\1")
-_CODE_FENCE = re.compile(r"^(```|~~~).*?^\1\s*$", re.MULTILINE | re.DOTALL)
-_WS = re.compile(r"\s+")
-_BOILERPLATE = re.compile(
-    r"(why you can trust|independently tests and researches|we may earn an affiliate|"
-    r"commissions? from (our )?links|subscribe to our newsletter|cookie(s)? (policy|settings)|"
-    r"skip to (main )?content|sign up for|^written by\b|^reviewed by\b|"
-    r"(contributing|senior|staff) (editor|writer)|^\d+ min read$)",
-    re.IGNORECASE,
-)
-
-
-def clean_text(value: str) -> str:
-    """HTML and Markdown to one line of plain text: tags gone, entities decoded, spaces folded."""
-    text = _CODE_FENCE.sub(" ", value)
-    text = _DROP_BLOCKS.sub(" ", text)
-    text = _TAG.sub(" ", text)
-    text = _MD_IMAGE.sub(" ", text)
-    text = _MD_LINK.sub(r"\1", text)
-    text = _MD_REF_LINK.sub(r"\1", text)
-    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", "", text, flags=re.MULTILINE)
-    text = _MD_DECOR.sub(r"\2", text)
-    text = html.unescape(text)
-    text = text.replace("\u00a0", " ").replace("\u200b", "")
-    return _WS.sub(" ", text).strip()
-
-
-def _sentence_like(line: str) -> bool:
-    words = line.split()
-    return len(words) >= 8 or (bool(re.search(r"[.!?:]\s*$", line)) and len(words) >= 4)
-
-
-def _body_paragraphs(body: str, title: str = "") -> Iterator[str]:
-    """The body's prose, paragraph by paragraph, past leading navigation crumbs and a
-    repeated title."""
-    folded_title = _fold(title)
-    body = _CODE_FENCE.sub("\n", body)
-    body = _DROP_BLOCKS.sub("\n", body)
-    started = False
-    for block in re.split(r"\n\s*\n", body):
-        if re.match(r"^\s{0,3}#{1,6}\s", block):
-            continue  # a heading is not an excerpt
-        lines = (clean_text(line) for line in block.splitlines())
-        text = " ".join(line for line in lines if line and not _BOILERPLATE.search(line))
-        if not text:
-            continue
-        if folded_title and _fold(text).startswith(folded_title):
-            text = _strip_through_title(text, title, min_words=1)
-            if _fold(text) == folded_title:
-                continue
-        if not started and not _sentence_like(text):
-            continue  # crumbs such as "Home  News  Tools" before the first sentence
-        started = True
-        yield text
-
-
-def cut_at_word(text: str, limit: int = EXCERPT_LENGTH) -> str:
-    """At most ``limit`` characters, ending on a whole word, with an ellipsis if cut."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit + 1]
-    space = cut.rfind(" ")
-    cut = cut[:space] if space > limit // 2 else text[:limit]
-    return cut.rstrip(" ,;:-–—(") + "…"
-
-
-def tidy_excerpt(raw: str, title: str, limit: int = EXCERPT_LENGTH) -> str:
-    """A front matter excerpt, cleaned: HTML gone, crumbs before the title dropped, a word cut
-    mid-way by ``...`` removed. Empty when what is left is boilerplate."""
-    text = clean_text(raw)
-    # Scraped excerpts often start with navigation crumbs and then the title itself.
-    folded_title = _fold(title)
-    if folded_title and len(folded_title) > 12:
-        position = _fold(text).find(folded_title[:40])
-        if 0 <= position < 200:
-            text = _strip_through_title(text, title)
-    if _BOILERPLATE.search(text):
-        return ""
-    truncated = bool(re.search(r"(\.\.\.|…)\s*$", text))
-    if truncated:
-        text = re.sub(r"\s*(\.\.\.|…)\s*$", "", text)
-        if re.search(r"\w$", text) and " " in text:
-            text = text.rsplit(" ", 1)[0]  # the last word was cut mid-way
-        text = text.rstrip(" ,;:-–—(") + "…"
-    if len(text.rstrip("…").split()) < 3:
-        return ""
-    return cut_at_word(text, limit)
-
-
-def _fold(value: str) -> str:
-    value = unicodedata.normalize("NFKC", value).casefold()
-    return _WS.sub(" ", re.sub(r"[^\w\s]", " ", value)).strip()
-
-
-def _strip_through_title(text: str, title: str, min_words: int = 3) -> str:
-    """Drop everything up to and including the title (matched loosely) from ``text``."""
-    words = [w for w in re.split(r"\W+", title) if w]
-    if not words:
-        return text
-    pattern = r"\W+".join(re.escape(w) for w in words)
-    match = re.search(pattern, text, flags=re.IGNORECASE)
-    if match is None or match.start() > 200:
-        return text
-    rest = text[match.end() :].lstrip(" -–—:|")
-    return rest if len(rest.split()) >= min_words else text
-
-
-def excerpt_from_body(body: str, title: str = "", limit: int = EXCERPT_LENGTH) -> str:
-    text = ""
-    for paragraph in _body_paragraphs(body, title):
-        text = f"{text} {paragraph}".strip()
-        if len(text) >= limit:
-            break
-    return cut_at_word(text, limit)
-
-
-def normalise_title(title: str) -> str:
-    """The form two titles share when they are the same title: case, punctuation and
-    spacing folded."""
-    return _fold(title.replace("-", ""))
+# The cleaning itself lives in digest.content.text; these names stay importable from here.
+__all__ = [
+    "EXCERPT_LENGTH",
+    "SHORT_EXCERPT_WORDS",
+    "clean_text",
+    "cut_at_word",
+    "excerpt_from_body",
+    "normalise_title",
+    "tidy_excerpt",
+]
 
 
 # --------------------------------------------------------------------------- parsing fields
@@ -323,7 +217,7 @@ def parse_tags(value: Any) -> tuple[str, ...]:
         items = [value]
     tags: list[str] = []
     for item in items:
-        tag = _WS.sub(" ", str(item)).strip()
+        tag = " ".join(decode_entities(str(item)).split())
         if tag and tag not in tags:
             tags.append(tag)
     return tuple(tags)
@@ -341,7 +235,9 @@ _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 def _text_field(value: Any) -> str | None:
     if value is None or (isinstance(value, str) and value in _NULLS):
         return None
-    text = " ".join(str(value).split())  # folds every Unicode space, no-break ones too
+    # Folds every Unicode space, no-break ones too; character references are decoded here,
+    # once, so no later stage shows "&#8217;" or escapes it again.
+    text = " ".join(decode_entities(str(value)).split())
     return text or None
 
 
@@ -451,22 +347,89 @@ def read_post_metadata(path: str | Path, max_size: int, size: int | None = None)
     }
 
 
-def finish_excerpt(path: Path, title: str, raw: str | None) -> str:
-    """The excerpt a reader sees: the front matter's, tidied, or else the body's opening.
+@dataclass(frozen=True)
+class Finished:
+    """What is worked out from a post's body, for posts that may go into an issue."""
+
+    excerpt: str
+    sketch: tuple[int, ...] = ()
+
+    def to_cache(self, fingerprint: str) -> str:
+        return json.dumps({"v": fingerprint, "excerpt": self.excerpt, "sketch": self.sketch})
+
+    @classmethod
+    def from_cache(cls, text: str | None, fingerprint: str) -> Finished | None:
+        """The cached result, or None when there is none or other rules made it."""
+        if not text or not text.startswith("{"):
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("v") != fingerprint:
+            return None
+        return cls(str(data.get("excerpt", "")), tuple(int(h) for h in data.get("sketch", ())))
+
+
+def finish_post(
+    path: Path, title: str, raw: str | None, cleaner: ExcerptCleaner = DEFAULT_CLEANER
+) -> Finished:
+    """The excerpt a reader sees (the front matter's, cleaned, or else the body's opening)
+    and the body's near-duplicate sketch.
 
     Done only for posts that may go into an issue, so a cold run over a large folder does
     not read or clean thousands of bodies it will never show.
     """
-    excerpt = tidy_excerpt(raw, title) if raw else ""
-    if len(excerpt.split()) >= SHORT_EXCERPT_WORDS:
-        return excerpt
-    # Missing, boilerplate, or little left after the crumbs: the body may say more.
+    excerpt = cleaner.tidy(raw, title).text if raw else ""
     try:
-        body = _split(_decode(path.read_bytes()))[1]
+        body = _split(_decode(path.read_bytes()))[1] or ""
     except (OSError, PostReadError):
-        return excerpt
-    from_body = excerpt_from_body(body or "", title)
-    return from_body if len(from_body) > len(excerpt) else excerpt
+        return Finished(excerpt)
+    if len(excerpt.split()) < SHORT_EXCERPT_WORDS:
+        # Missing, boilerplate, or little left after the crumbs: the body may say more.
+        from_body = cleaner.from_body(body, title).text
+        if len(from_body) > len(excerpt):
+            excerpt = from_body
+    return Finished(excerpt, sketch(body_words(body)))
+
+
+@dataclass(frozen=True)
+class ExcerptReport:
+    """How one post's excerpt was made: where from, and what each rule removed."""
+
+    path: Path
+    excerpt: str
+    origin: str  # "front matter", "body", or "none"
+    removed: tuple[Removal, ...]
+
+
+def excerpt_report(
+    path: Path, max_size: int, cleaner: ExcerptCleaner = DEFAULT_CLEANER
+) -> ExcerptReport:
+    """Clean one post's excerpt again, keeping what each rule removed (for
+    ``digest check --excerpts``)."""
+    record = read_post_metadata(path, max_size)
+    title, raw = record["title"], record["excerpt"]
+    removed: list[Removal] = []
+    excerpt, origin = "", "none"
+    if raw:
+        tidied = cleaner.tidy(raw, title)
+        removed.extend(tidied.removed)
+        excerpt, origin = tidied.text, "front matter" if tidied.text else "none"
+    if len(excerpt.split()) < SHORT_EXCERPT_WORDS:
+        try:
+            body = _split(_decode(path.read_bytes()))[1] or ""
+        except (OSError, PostReadError):
+            body = ""
+        from_body = cleaner.from_body(body, title)
+        if len(from_body.text) > len(excerpt):
+            removed.extend(from_body.removed)
+            excerpt, origin = from_body.text, "body"
+    return ExcerptReport(path, excerpt, origin, tuple(removed))
+
+
+def finish_excerpt(path: Path, title: str, raw: str | None) -> str:
+    return finish_post(path, title, raw).excerpt
 
 
 def _trim_partial_utf8(data: bytes) -> bytes:
@@ -486,7 +449,9 @@ def _json_safe(value: Any) -> bool:
     )
 
 
-def post_from_record(path: Path, record: dict[str, Any], tz: ZoneInfo, excerpt: str) -> Post:
+def post_from_record(
+    path: Path, record: dict[str, Any], tz: ZoneInfo, excerpt: str, sketch: tuple[int, ...] = ()
+) -> Post:
     return Post(
         path=path,
         slug=record["slug"],
@@ -501,6 +466,7 @@ def post_from_record(path: Path, record: dict[str, Any], tz: ZoneInfo, excerpt: 
         draft=record["draft"],
         featured=record["featured"],
         extra=record.get("extra") or {},
+        sketch=sketch,
     )
 
 
@@ -576,6 +542,7 @@ def load_posts(
     cache: PostCache | None = None,
     max_size: int = 5_000_000,
     between: tuple[datetime, datetime] | None = None,
+    cleaner: ExcerptCleaner = DEFAULT_CLEANER,
 ) -> LoadResult:
     """Read every post below ``folder``. Bad files become problems; the rest become posts.
 
@@ -629,16 +596,17 @@ def load_posts(
     stored = cache.records(missing) if cache is not None and missing else {}
     excerpts: dict[str, str] = {}
     for path, cached_text in wanted:
-        excerpt: str | None = None
+        finished: Finished | None = None
         record: dict[str, Any]
         if cached_text is None:
-            record, excerpt = stored[path]
+            record, stored_text = stored[path]
+            finished = Finished.from_cache(stored_text, cleaner.fingerprint)
         else:
             record = json.loads(cached_text)
-        if excerpt is None:
-            excerpt = finish_excerpt(Path(path), record["title"], record["excerpt"])
-            excerpts[path] = excerpt
-        post = post_from_record(Path(path), record, tz, excerpt)
+        if finished is None:
+            finished = finish_post(Path(path), record["title"], record["excerpt"], cleaner)
+            excerpts[path] = finished.to_cache(cleaner.fingerprint)
+        post = post_from_record(Path(path), record, tz, finished.excerpt, finished.sketch)
         if between is None or between[0] <= post.date < between[1]:
             result.posts.append(post)
     if cache is not None:

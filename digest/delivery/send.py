@@ -49,6 +49,7 @@ from digest.delivery.providers.base import (
     idempotency_key,
 )
 from digest.delivery.providers.registry import make_provider
+from digest.email import archive
 from digest.email.build import build_issue
 from digest.email.compose import compose
 from digest.email.message import (
@@ -610,6 +611,8 @@ def send_issue(
                 provider.close()
         report.limited = not finished
         report.ledger = ledger.counts(issue_id)
+        if report.ledger[L.SENT]:
+            archive.publish_issue(config, issue_id)  # the archive shows what was sent
         report.unconfirmed = ledger.unconfirmed(issue_id)
         unfinished = sum(report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE))
         report.complete = unfinished == 0

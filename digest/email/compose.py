@@ -28,19 +28,19 @@ from datetime import datetime
 from email.utils import formataddr
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
-from digest.audience.links import archive_url, category_url, post_url, with_query
+from digest.audience.links import archive_url, category_url, post_url, token_url, with_query
 from digest.config import Config
 from digest.content.intro import Intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection
-from digest.email.message import PLACEHOLDERS, ComposedEmail
+from digest.email.message import PLACEHOLDERS, ComposedEmail, fill, qp_lines
 from digest.errors import TemplateError
 from digest.resources import BUILTIN_TEMPLATES
 
@@ -57,6 +57,8 @@ PREHEADER_MAX = 110
 # running on into the first words of the body.
 PREHEADER_PAD = "\u034f\u200c\u00a0"
 COVER_WIDTH = 552  # 600px body minus 24px padding each side
+SUBJECT_MAX = 70  # what most inboxes show of a subject
+IMAGE_DENSITY = 2  # covers are asked for at twice their display size, for sharp screens
 DEFAULT_COVER_RATIO = 0.5  # height / width when the image URL does not say
 
 
@@ -78,21 +80,97 @@ def safe_image_url(config: Config, url: str | None) -> tuple[str | None, str | N
     return candidate, None
 
 
-def _cover_height(url: str) -> int:
-    """The height that keeps the image's proportions, when its URL says (w=…&h=…)."""
-    query = parse_qs(urlsplit(url).query)
-    try:
-        width = int(query["w"][0])
-        height = int(query["h"][0])
-    except (KeyError, ValueError, IndexError):
-        return round(COVER_WIDTH * DEFAULT_COVER_RATIO)
-    if width <= 0 or height <= 0:
-        return round(COVER_WIDTH * DEFAULT_COVER_RATIO)
-    return max(1, round(COVER_WIDTH * height / width))
-
-
 def _utm(config: Config, issue_id: str) -> dict[str, str]:
     return {k: v.replace("{issue_id}", issue_id) for k, v in config.email.utm.items()}
+
+
+def worst_case_values(config: Config) -> dict[str, str]:
+    """Per-recipient values as long as a real subscriber's: a long address and full-length
+    signed tokens, so the size measured with them is what the largest message sends."""
+    address = "x" * 48 + "@" + "subscriber-mail.example.com"
+    token = "t" * 200
+    return {
+        "unsubscribe_url": token_url(config, "unsubscribe", token),
+        "preferences_url": token_url(config, "preferences", token),
+        "name": "N" * 40,
+        "email": address,
+    }
+
+
+def sent_size(html: str, values: Mapping[str, str]) -> int:
+    """Bytes of the HTML part as sent: personalised, then quoted-printable encoded."""
+    return len(qp_lines(fill(html, values, html=True)))
+
+
+def _image_rewrite(config: Config, url: str) -> str | None:
+    """The image CDN kind of ``url`` ("imgix" or "cloudinary"), from email.image_cdns."""
+    host = urlsplit(url).hostname or ""
+    for pattern, kind in config.email.image_cdns.items():
+        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+            return kind
+    return None
+
+
+def sized_image_url(kind: str, url: str, width: int, height: int) -> str:
+    """``url`` asking the CDN for ``width`` × ``height`` pixels, cropped to that shape."""
+    parts = urlsplit(url)
+    if kind == "cloudinary":
+        segments = parts.path.split("/")
+        if "upload" in segments:
+            at = segments.index("upload") + 1
+            transform = f"w_{width},h_{height},c_fill"
+            if at < len(segments) and re.fullmatch(r"[a-z]{1,3}_[^/]*", segments[at]):
+                segments[at] = transform  # replace the size the URL already asked for
+            else:
+                segments.insert(at, transform)
+            return urlunsplit(parts._replace(path="/".join(segments)))
+        return url
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in {"w", "h", "fit", "crop", "dpr", "width", "height"}
+    ]
+    query += [("w", str(width)), ("h", str(height)), ("fit", "crop")]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def cover_image(config: Config, src: str, post: Post) -> dict[str, Any]:
+    """How a cover is shown: never above its natural size at 2× density, never squashed.
+
+    An image on a known CDN is asked for at twice the display size in the displayed shape.
+    Otherwise a natural size from the front matter (coverWidth/coverHeight) or the URL's
+    own w/h bounds the display size; with none, the height follows the image (auto).
+    The alt text is empty (the linked title follows) unless the front matter describes
+    the image (coverAlt).
+    """
+    alt = str(post.extra.get("coverAlt") or "")
+    width, height = COVER_WIDTH, round(COVER_WIDTH * DEFAULT_COVER_RATIO)
+    kind = _image_rewrite(config, src)
+    if kind is not None:
+        src = sized_image_url(kind, src, width * IMAGE_DENSITY, height * IMAGE_DENSITY)
+        return {"src": src, "width": width, "height": f"{height}px", "alt": alt}
+    natural = _natural_size(post, src)
+    if natural is None:
+        return {"src": src, "width": width, "height": "auto", "alt": alt}
+    natural_w, natural_h = natural
+    shown_w = max(1, min(width, natural_w // IMAGE_DENSITY))
+    shown_h = max(1, round(shown_w * natural_h / natural_w))
+    return {"src": src, "width": shown_w, "height": f"{shown_h}px", "alt": alt}
+
+
+def _natural_size(post: Post, url: str) -> tuple[int, int] | None:
+    for w, h in (
+        (post.extra.get("coverWidth"), post.extra.get("coverHeight")),
+        (parse_qs(urlsplit(url).query).get("w", [None])[0],
+         parse_qs(urlsplit(url).query).get("h", [None])[0]),
+    ):  # fmt: skip
+        try:
+            width, height = int(str(w)), int(str(h))
+        except (TypeError, ValueError):
+            continue
+        if width > 0 and height > 0:
+            return width, height
+    return None
 
 
 # --------------------------------------------------------------------------- templates
@@ -261,18 +339,23 @@ def _byline(post: Post) -> str:
     return f"{post.author} · {day}" if post.author else day
 
 
-def _card(config: Config, post: Post, utm: dict[str, str], warnings: list[str]) -> _Card:
+def _card(
+    config: Config,
+    post: Post,
+    utm: dict[str, str],
+    warnings: list[str],
+    seen_images: set[str] | None = None,
+) -> _Card:
     src, problem = safe_image_url(config, post.cover_image)
     if problem:
         warnings.append(f"{post.path}: cover image {problem}")
-    image = None
-    if src:
-        image = {
-            "src": src,
-            "width": COVER_WIDTH,
-            "height": _cover_height(src),
-            "alt": post.extra.get("coverAlt") or post.title,
-        }
+    image = cover_image(config, src, post) if src else None
+    if image is not None and seen_images is not None:
+        # The same picture (after any CDN sizing) is shown once per issue, at its first use.
+        if image["src"] in seen_images:
+            image = None
+        else:
+            seen_images.add(image["src"])
     return _Card(
         title=post.title,
         url=with_query(post_url(config, post), utm),
@@ -292,22 +375,35 @@ def _fill_template(template: str, key: str, values: Mapping[str, Any]) -> str:
         ) from None
 
 
-def _subject(config: Config, selection: Selection, intro: Intro | None) -> str:
+def _subject(config: Config, posts: list[Post], issue_id: str, intro: Intro | None) -> str:
+    """The subject, for the posts the email shows (after trimming).
+
+    When the template names ``{top_title}`` and the subject would be longer than
+    :data:`SUBJECT_MAX`, the title is shortened at a word so the subject fits.
+    """
     if intro and intro.subject:
         return intro.subject
-    posts = selection.posts
     values = {
         "site": config.site.name,
         "top_title": posts[0].title if posts else "",
         "n": max(len(posts) - 1, 0),
         "count": len(posts),
-        "issue_id": selection.issue_id,
-        "week": selection.issue_id,
+        "issue_id": issue_id,
+        "week": issue_id,
     }
-    subject = _fill_template(config.email.subject, "email.subject", values)
-    if len(posts) == 1:
-        subject = re.sub(r"\s+and 0 more\b", "", subject)
-    return " ".join(subject.split())
+
+    def fill(template_values: dict[str, Any]) -> str:
+        subject = _fill_template(config.email.subject, "email.subject", template_values)
+        if len(posts) == 1:
+            subject = re.sub(r"\s+and 0 more\b", "", subject)
+        return " ".join(subject.split())
+
+    subject = fill(values)
+    title = str(values["top_title"])
+    if len(subject) > SUBJECT_MAX and title and "{top_title}" in config.email.subject:
+        room = SUBJECT_MAX - (len(subject) - len(title))
+        subject = fill({**values, "top_title": _cut(title, max(room, 24))})
+    return subject
 
 
 def _cut(text: str, limit: int) -> str:
@@ -328,8 +424,7 @@ def fit_preheader(text: str, filler: str) -> str:
     return _cut(text, PREHEADER_MAX)
 
 
-def _preheader(config: Config, selection: Selection, intro: Intro | None) -> str:
-    posts = selection.posts
+def _preheader(config: Config, posts: list[Post], issue_id: str, intro: Intro | None) -> str:
     filler = f"This week in {config.site.name}: " + ", ".join(p.title for p in posts[:3])
     if intro and intro.preheader:
         return fit_preheader(intro.preheader, filler)
@@ -339,8 +434,8 @@ def _preheader(config: Config, selection: Selection, intro: Intro | None) -> str
         "n": max(len(posts) - 1, 0),
         "titles": "; ".join(p.title for p in posts[:4]),
         "top_title": posts[0].title if posts else "",
-        "issue_id": selection.issue_id,
-        "week": selection.issue_id,
+        "issue_id": issue_id,
+        "week": issue_id,
     }
     text = _fill_template(config.email.preheader, "email.preheader", values)
     if len(posts) == 1:
@@ -385,12 +480,16 @@ def compose(
     css = _css(env)
     utm = _utm(config, selection.issue_id)
     warnings: list[str] = []
+    seen_images: set[str] = set()
     cards = {
-        section.name: [_card(config, post, utm, warnings) for post in section.posts]
+        section.name: [_card(config, post, utm, warnings, seen_images) for post in section.posts]
         for section in selection.sections
     }
-    subject = _subject(config, selection, intro)
-    preheader = _preheader(config, selection, intro)
+    by_slug = {post.slug: post for post in selection.posts}
+
+    def shown(views: list[_SectionView]) -> list[Post]:
+        return [by_slug[card.slug] for view in views for card in view.posts]
+
     links = {
         "unsubscribe": PLACEHOLDERS["unsubscribe_url"],
         "preferences": PLACEHOLDERS["preferences_url"],
@@ -399,9 +498,6 @@ def compose(
     }
     base_context: dict[str, Any] = {
         "lang": config.site.language,
-        "subject": subject,
-        "preheader": preheader,
-        "preheader_padding": _preheader_padding(preheader),
         "site": {
             "name": config.site.name,
             "url": with_query(config.site.base_url + "/", utm),
@@ -420,8 +516,14 @@ def compose(
     def render(plan: _Plan, inline: bool = True) -> tuple[str, str, list[_SectionView]]:
         views = _section_views(config, selection.sections, cards, utm, plan.cap)
         count = sum(len(v.posts) for v in views)
+        # Subject, preheader, masthead and text part all count what this email shows.
+        posts = shown(views)
+        preheader = _preheader(config, posts, selection.issue_id, intro)
         context = {
             **base_context,
+            "subject": _subject(config, posts, selection.issue_id, intro),
+            "preheader": preheader,
+            "preheader_padding": _preheader_padding(preheader),
             "issue": {
                 "id": selection.issue_id,
                 "title": issue_title(selection),
@@ -439,8 +541,19 @@ def compose(
         return html, text, views
 
     budget = config.email.size_budget_kb * 1024
-    trimmed, (html, text, views) = _fit(config, selection, render, budget)
+    worst = worst_case_values(config)
+    trimmed, (html, text, views) = _fit(
+        config, selection, render, budget, lambda html: sent_size(html, worst)
+    )
     text = text.strip("\n") + "\n"
+    posts = shown(views)
+    subject = _subject(config, posts, selection.issue_id, intro)
+    preheader = _preheader(config, posts, selection.issue_id, intro)
+    if len(subject) > SUBJECT_MAX:
+        warnings.append(
+            f"subject is {len(subject)} characters; inboxes show about {SUBJECT_MAX}: "
+            f"{subject!r} (email.subject, or subject in the issue intro)"
+        )
     return ComposedEmail(
         issue_id=selection.issue_id,
         subject=subject,
@@ -459,6 +572,7 @@ def compose(
         size_budget=budget,
         list_id=config.list_id,
         web=web,
+        sent_size=sent_size(html, worst),
     )
 
 
@@ -493,11 +607,16 @@ def _fit(
     selection: Selection,
     render: Callable[[_Plan, bool], Rendered],
     budget: int,
+    measure: Callable[[str], int] | None = None,
 ) -> tuple[list[str], Rendered]:
-    """Render, and if over budget, trim by the configured policy until it fits."""
+    """Render, and if over budget, trim by the configured policy until it fits.
+
+    ``measure`` gives the size that counts (by default the UTF-8 bytes of the HTML):
+    :func:`compose` passes the size of the HTML part as sent.
+    """
 
     def size(result: Rendered) -> int:
-        return len(result[0].encode("utf-8"))
+        return measure(result[0]) if measure else len(result[0].encode("utf-8"))
 
     # MJML's output before premailer is a lower bound of the final size (premailer only
     # adds inline styles), and costs a fraction of it: a plan over budget before premailer

@@ -38,15 +38,17 @@ from zoneinfo import ZoneInfo
 
 import feedparser
 
-from digest.content.posts import (
+from digest.content.posts import Post
+from digest.content.sources.sanitize import absolute_url, first_image, sanitize_html
+from digest.content.text import (
+    DEFAULT_CLEANER,
     SHORT_EXCERPT_WORDS,
-    Post,
+    ExcerptCleaner,
+    body_words,
     clean_text,
     cut_at_word,
-    excerpt_from_body,
-    tidy_excerpt,
+    sketch,
 )
-from digest.content.sources.sanitize import absolute_url, first_image, sanitize_html
 
 # Bump when what a record holds changes, so cached records are parsed again.
 RECORD_VERSION = 1
@@ -423,15 +425,22 @@ def _paragraphs(sanitized: str) -> str:
     return _BLOCK_END.sub("\n\n", sanitized)
 
 
-def feed_excerpt(title: str, summary: str, body: str) -> str:
-    """The excerpt a reader sees, cleaned like any excerpt: the summary, topped up from the
-    body when the summary is missing or short."""
+_TRAILER_BLOCK = re.compile(
+    r"<p>\s*the post .{1,300}? appeared first on .{1,300}?</p>", re.IGNORECASE | re.DOTALL
+)
+
+
+def feed_excerpt(
+    title: str, summary: str, body: str, cleaner: ExcerptCleaner = DEFAULT_CLEANER
+) -> str:
+    """The excerpt a reader sees, cleaned like any excerpt (the site's excerpt rules): the
+    summary, topped up from the body when the summary is missing or short."""
     text = " ".join(clean_text(p) for p in _paragraphs(summary).split("\n\n"))
     text = _TRAILERS.sub("…" if text.rstrip().endswith("]") else "", text).strip()
-    excerpt = tidy_excerpt(text, title) if text else ""
+    excerpt = cleaner.tidy(text, title).text if text else ""
     if len(excerpt.split()) >= SHORT_EXCERPT_WORDS:
         return excerpt
-    from_body = excerpt_from_body(_paragraphs(body), title)
+    from_body = cleaner.from_body(_TRAILER_BLOCK.sub("", body), title).text
     from_body = _TRAILERS.sub("", from_body).strip()
     return from_body if len(from_body) > len(excerpt) else excerpt
 
@@ -461,6 +470,7 @@ def post_from_entry(
     default_category: str | None,
     category_of: Callable[[list[str]], str | None],
     slug: str | None = None,
+    cleaner: ExcerptCleaner = DEFAULT_CLEANER,
 ) -> Post:
     """One feed entry as a Post: dated in ``tz`` (the same instant as written), its link
     as its URL and source, its categories through the config's sections and aliases."""
@@ -488,10 +498,12 @@ def post_from_entry(
             "" if record.get("untitled") else title,
             record.get("summary") or "",
             record.get("body") or "",
+            cleaner,
         ),
         cover_image=record.get("cover"),
         author=record.get("author"),
         source=link,
         url=link,
         extra=extra,
+        sketch=sketch(body_words(_TRAILER_BLOCK.sub("", record.get("body") or ""))),
     )

@@ -29,6 +29,7 @@ from digest.content.posts import LoadResult, Post, PostProblem, load_posts
 from digest.content.sources import feeds
 from digest.content.sources.fetch import fetch_feed, make_client
 from digest.content.sources.state import SourceState, SourceStates
+from digest.content.text import DEFAULT_CLEANER, ExcerptCleaner
 from digest.errors import ContentError, SourceError
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def load_sources(
     client: httpx.Client | None = None,
     category_of: CategoryOf = _first,
     primary_folder: Path | None = None,
+    cleaner: ExcerptCleaner = DEFAULT_CLEANER,
 ) -> SourcesResult:
     """Read every source; see the module docstring for what a failure does.
 
@@ -104,10 +106,12 @@ def load_sources(
                     primary = primary_folder is not None and source.file(root) == primary_folder
                     where = cache_dir if primary else cache_dir / _short_hash(source, root)
                     folder_cache = PostCache(where)
-                report = _load_folder(source, root, tz, folder_cache, max_size, between, result)
+                report = _load_folder(
+                    source, root, tz, folder_cache, max_size, between, cleaner, result
+                )
             else:
                 report = _load_feed(
-                    source, root, tz, now, state, http, between, category_of, result
+                    source, root, tz, now, state, http, between, category_of, cleaner, result
                 )
             if state is not None and states is not None:
                 if report.outcome == "failed":
@@ -158,11 +162,14 @@ def _load_folder(
     cache: PostCache | None,
     max_size: int,
     between: tuple[datetime, datetime] | None,
+    cleaner: ExcerptCleaner,
     result: SourcesResult,
 ) -> SourceReport:
     folder = source.file(root)
     try:
-        loaded = load_posts(folder, tz, cache=cache, max_size=max_size, between=between)
+        loaded = load_posts(
+            folder, tz, cache=cache, max_size=max_size, between=between, cleaner=cleaner
+        )
     except ContentError as exc:
         return SourceReport(source.label, "markdown", "failed", 0, str(exc))
     finally:
@@ -184,6 +191,7 @@ def _load_feed(
     client: httpx.Client | None,
     between: tuple[datetime, datetime] | None,
     category_of: CategoryOf,
+    cleaner: ExcerptCleaner,
     result: SourcesResult,
 ) -> SourceReport:
     state = state or SourceState(label=source.label, location=source.location(root))
@@ -193,10 +201,10 @@ def _load_feed(
         stale = state.entries
         if not stale:
             return SourceReport(source.label, "feed", "failed", 0, str(exc))
-        posts = _posts(source, stale, tz, between, category_of)
+        posts = _posts(source, stale, tz, between, category_of, cleaner)
         result.posts.extend(posts)
         return SourceReport(source.label, "feed", "failed", len(stale), str(exc), stale=True)
-    posts = _posts(source, entries, tz, between, category_of)
+    posts = _posts(source, entries, tz, between, category_of, cleaner)
     result.posts.extend(posts)
     return SourceReport(source.label, "feed", outcome, len(entries))
 
@@ -287,6 +295,7 @@ def _posts(
     tz: ZoneInfo,
     between: tuple[datetime, datetime] | None,
     category_of: CategoryOf,
+    cleaner: ExcerptCleaner,
 ) -> list[Post]:
     posts: list[Post] = []
     slugs: set[str] = set()
@@ -309,6 +318,7 @@ def _posts(
                 default_category=source.category,
                 category_of=category_of,
                 slug=slug,
+                cleaner=cleaner,
             )
         )
     return posts
