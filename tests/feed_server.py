@@ -28,6 +28,9 @@ class FeedServer:
     overrides: dict[str, bytes] = field(default_factory=dict)  # path -> body served instead
     ignore_validators: set[str] = field(default_factory=set)  # always answer 200
     down: set[str] = field(default_factory=set)  # answer 503
+    in_flight: int = 0
+    max_in_flight: int = 0  # most requests being answered at the same moment
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
         return f"{self.base}/{path.lstrip('/')}"
@@ -50,7 +53,17 @@ def _handler(server: FeedServer, stop: threading.Event) -> type[BaseHTTPRequestH
             if status != 304:
                 self.wfile.write(body)
 
-        def do_GET(self) -> None:  # one branch per kind of host
+        def do_GET(self) -> None:
+            with server.lock:
+                server.in_flight += 1
+                server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            try:
+                self._answer()
+            finally:
+                with server.lock:
+                    server.in_flight -= 1
+
+        def _answer(self) -> None:  # one branch per kind of host
             path = self.path.split("?")[0].lstrip("/")
             server.hits[path] += 1
             if self.headers.get("If-None-Match") or self.headers.get("If-Modified-Since"):

@@ -338,3 +338,29 @@ def test_digest_check_shows_each_source_and_flags_one_failing_runs_in_a_row(
     assert report["blog"]["failing"] is False
     third = runner.invoke(main, ["--config", config, "check"])
     assert f"{down}; last good never  FAILING: 3 runs in a row" in third.output.splitlines()
+
+
+def test_a_feed_that_turns_broken_is_not_remembered_as_good(
+    tmp_path: Path, server: FeedServer, client: httpx.Client, count_parses: list[str]
+) -> None:
+    config = make_config(tmp_path, [{"feed": server.url("ghost.atom"), "name": "ghost"}])
+    pipeline.load(config, now=NOW, client=client)
+    server.overrides["ghost.atom"] = b"<html><body>Maintenance</body></html>"
+    for _ in range(2):  # the broken answer has its own ETag; it must not become the cache's
+        broken = pipeline.load(config, now=NOW, client=client)
+        assert (broken.sources[0].outcome, broken.sources[0].stale) == ("failed", True)
+    assert broken.sources[0].failures_in_row == 2
+    assert server.not_modified["ghost.atom"] == 0
+
+
+def test_feeds_are_fetched_at_the_same_time(tmp_path: Path, server: FeedServer) -> None:
+    """Eight feeds that never finish, with a three-second timeout each: the server sees
+    several of them at the same moment (one after the other, it would see one at a time)."""
+    sources = [{"feed": server.url(f"slow.xml?n={n}"), "name": f"slow{n}", "timeout": "3s"}
+               for n in range(8)]  # fmt: skip
+    config = make_config(tmp_path, [*sources, {"feed": server.url("wordpress.xml")}])
+    with httpx.Client(trust_env=False) as http:
+        loaded = pipeline.load(config, now=NOW, client=http)
+    assert [r.outcome for r in loaded.sources] == ["failed"] * 8 + ["fetched"]
+    assert server.hits["slow.xml"] == 8
+    assert server.max_in_flight >= 2

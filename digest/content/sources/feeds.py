@@ -467,6 +467,7 @@ def post_from_entry(
     *,
     source_label: str,
     tz: ZoneInfo,
+    folder: Path | None = None,
     default_category: str | None,
     category_of: Callable[[list[str]], str | None],
     slug: str | None = None,
@@ -488,7 +489,7 @@ def post_from_entry(
     if not record.get("date"):
         extra["undated"] = True
     return Post(
-        path=Path(source_label) / (slug or entry_slug(record)),
+        path=(folder or Path(source_label)) / (slug or entry_slug(record)),
         slug=slug or entry_slug(record),
         title=title,
         date=moment,

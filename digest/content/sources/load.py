@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -33,6 +35,8 @@ from digest.content.text import DEFAULT_CLEANER, ExcerptCleaner
 from digest.errors import ContentError, SourceError
 
 logger = logging.getLogger(__name__)
+
+MAX_FETCHES = 8  # feeds fetched at the same time
 
 
 @dataclass(frozen=True)
@@ -97,22 +101,53 @@ def load_sources(
     result = SourcesResult(posts=[], problems=[])
     own_client = client is None and any(s.is_remote for s in sources)
     http = make_client() if own_client else client
+    reports: dict[int, SourceReport] = {}
+    known: dict[int, SourceState | None] = {
+        i: states.get(source) if states is not None else None for i, source in enumerate(sources)
+    }
     try:
-        for source in sources:
-            state = states.get(source) if states is not None else None
+        # Folders first, in this thread: a large cold folder is parsed on every core, which
+        # is only safe before other threads exist.
+        for i, source in enumerate(sources):
             if source.path is not None:
                 folder_cache = None
                 if cache_dir is not None:
                     primary = primary_folder is not None and source.file(root) == primary_folder
                     where = cache_dir if primary else cache_dir / _short_hash(source, root)
                     folder_cache = PostCache(where)
-                report = _load_folder(
+                reports[i] = _load_folder(
                     source, root, tz, folder_cache, max_size, between, cleaner, result
                 )
-            else:
-                report = _load_feed(
-                    source, root, tz, now, state, http, between, category_of, cleaner, result
-                )
+        # Feeds at the same time: a slow or dead one costs its timeout once, not in turn.
+        feeds_at = [i for i, source in enumerate(sources) if source.feed is not None]
+        if feeds_at:
+            with ThreadPoolExecutor(max_workers=min(MAX_FETCHES, len(feeds_at))) as pool:
+                futures = {
+                    i: pool.submit(
+                        _feed_entries,
+                        sources[i],
+                        root,
+                        now,
+                        _state(known, i, sources[i], root),
+                        http,
+                    )
+                    for i in feeds_at
+                }
+                for i in feeds_at:
+                    reports[i] = _load_feed(
+                        sources[i],
+                        source_path(sources[i], root),
+                        futures[i],
+                        known[i],
+                        tz,
+                        between,
+                        category_of,
+                        cleaner,
+                        result,
+                    )
+        for i, source in enumerate(sources):
+            report = reports[i]
+            state = known[i]
             if state is not None and states is not None:
                 if report.outcome == "failed":
                     assert report.error is not None
@@ -134,9 +169,8 @@ def load_sources(
                 )
             if report.outcome == "failed":
                 logger.warning("source %s", report.describe())
-                result.problems.append(
-                    PostProblem(Path(source.label), f"source failed: {report.error}")
-                )
+                where = Path(source.name) if source.name else source_path(source, root)
+                result.problems.append(PostProblem(where, f"source failed: {report.error}"))
             result.sources.append(report)
     finally:
         if own_client and http is not None:
@@ -149,6 +183,15 @@ def load_sources(
             "every source failed: " + "; ".join(f"{r.label}: {r.error}" for r in failed)
         )
     return result
+
+
+def source_path(source: SourceConfig, root: Path) -> Path:
+    """What a source's posts and problems are filed under: its folder or file, or for a
+    URL its host and path (a Path cannot hold ``https://``)."""
+    if source.is_remote and source.feed is not None:
+        parts = urlsplit(source.feed)
+        return Path(parts.netloc + (parts.path.rstrip("/") or ""))
+    return source.file(root)
 
 
 def _short_hash(source: SourceConfig, root: Path) -> str:
@@ -182,29 +225,37 @@ def _load_folder(
     return SourceReport(source.label, "markdown", "loaded", len(loaded.posts))
 
 
+def _state(
+    known: dict[int, SourceState | None], i: int, source: SourceConfig, root: Path
+) -> SourceState:
+    state = known[i]
+    if state is None:
+        state = known[i] = SourceState(label=source.label, location=source.location(root))
+    return state
+
+
 def _load_feed(
     source: SourceConfig,
-    root: Path,
-    tz: ZoneInfo,
-    now: datetime,
+    folder: Path,
+    fetched: Future[tuple[list[dict[str, Any]], str, bool]],
     state: SourceState | None,
-    client: httpx.Client | None,
+    tz: ZoneInfo,
     between: tuple[datetime, datetime] | None,
     category_of: CategoryOf,
     cleaner: ExcerptCleaner,
     result: SourcesResult,
 ) -> SourceReport:
-    state = state or SourceState(label=source.label, location=source.location(root))
     try:
-        entries, outcome = _feed_entries(source, root, now, state, client, result)
+        entries, outcome, parsed = fetched.result()
     except SourceError as exc:
-        stale = state.entries
+        stale = state.entries if state is not None else None
         if not stale:
             return SourceReport(source.label, "feed", "failed", 0, str(exc))
-        posts = _posts(source, stale, tz, between, category_of, cleaner)
+        posts = _posts(source, folder, stale, tz, between, category_of, cleaner)
         result.posts.extend(posts)
         return SourceReport(source.label, "feed", "failed", len(stale), str(exc), stale=True)
-    posts = _posts(source, entries, tz, between, category_of, cleaner)
+    result.feeds_parsed += parsed
+    posts = _posts(source, folder, entries, tz, between, category_of, cleaner)
     result.posts.extend(posts)
     return SourceReport(source.label, "feed", outcome, len(entries))
 
@@ -215,12 +266,14 @@ def _feed_entries(
     now: datetime,
     state: SourceState,
     client: httpx.Client | None,
-    result: SourcesResult,
-) -> tuple[list[dict[str, Any]], str]:
-    """The feed's entries and how they were had: fetched (parsed now), not-modified (a
-    304), or unchanged (same file or same bytes). Updates ``state``'s cache fields."""
+) -> tuple[list[dict[str, Any]], str, bool]:
+    """The feed's entries, how they were had (fetched: parsed now; not-modified: a 304;
+    unchanged: the same file or the same bytes) and whether they were parsed. Updates
+    ``state``'s cache fields only once the new answer is known good, so a broken answer is
+    never remembered as the last good one. Runs in a worker thread; raises SourceError."""
     cached = state.entries if _current(state.entries) else None
     content_type: str | None = None
+    remember: dict[str, Any] = {}
     if source.is_remote:
         assert client is not None and source.feed is not None
         fetched = fetch_feed(
@@ -235,10 +288,10 @@ def _feed_entries(
         if fetched.not_modified:
             if cached is None:
                 raise SourceError("answered 304 Not Modified to a request that had no validators")
-            return cached, "not-modified"
+            return cached, "not-modified", False
         assert fetched.body is not None
         data, base, content_type = fetched.body, fetched.url, fetched.content_type
-        state.etag, state.last_modified = fetched.etag, fetched.last_modified
+        remember = {"etag": fetched.etag, "last_modified": fetched.last_modified}
     else:
         path = source.file(root)
         try:
@@ -250,7 +303,7 @@ def _feed_entries(
             and stat.st_size == state.file_size
             and stat.st_mtime_ns == state.file_mtime_ns
         ):
-            return cached, "unchanged"
+            return cached, "unchanged", False
         if stat.st_size > source.max_bytes:
             raise SourceError(
                 f"{path} is {stat.st_size:,} bytes, over max_bytes ({source.max_bytes:,})"
@@ -259,19 +312,25 @@ def _feed_entries(
             data = path.read_bytes()
         except OSError as exc:
             raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
-        state.file_size, state.file_mtime_ns = stat.st_size, stat.st_mtime_ns
+        remember = {"file_size": stat.st_size, "file_mtime_ns": stat.st_mtime_ns}
         base = None  # a file has no web address: links resolve against the feed's own
     digest_of = hashlib.sha256(data).hexdigest()
     if cached is not None and digest_of == state.content_hash:
-        return cached, "unchanged"
+        _remember(state, remember)
+        return cached, "unchanged", False
     try:
         parsed = feeds.parse_feed(data, base_url=base, content_type=content_type, now=now)
     except feeds.FeedParseError as exc:
         raise SourceError(str(exc)) from None
-    result.feeds_parsed += 1
     entries = feeds.carry_first_seen(_unique(parsed.entries), state.entries or [])
     state.entries, state.content_hash, state.kind = entries, digest_of, parsed.kind
-    return entries, "fetched"
+    _remember(state, remember)
+    return entries, "fetched", True
+
+
+def _remember(state: SourceState, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(state, name, value)
 
 
 def _current(entries: list[dict[str, Any]] | None) -> bool:
@@ -291,6 +350,7 @@ def _unique(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _posts(
     source: SourceConfig,
+    folder: Path,
     entries: list[dict[str, Any]],
     tz: ZoneInfo,
     between: tuple[datetime, datetime] | None,
@@ -314,6 +374,7 @@ def _posts(
             feeds.post_from_entry(
                 entry,
                 source_label=source.label,
+                folder=folder,
                 tz=tz,
                 default_category=source.category,
                 category_of=category_of,
