@@ -13,12 +13,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from digest.audience.newsletters import NewsletterChoices, import_assigning, recipients
+from digest.audience.newsletters import NewsletterChoices, recipients
 from digest.audience.subscribers import SubscriberStore
 from digest.cli import main
 from digest.config import load_config, parse_config
 from digest.content import pipeline
-from digest.errors import ConfigError, StoreError
+from digest.errors import ConfigError
 from digest.schedule.scheduler import run_newsletters
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -256,23 +256,35 @@ def test_two_newsletters_on_their_own_schedules_reach_exactly_who_chose_them(
 
 def test_an_import_assigns_newsletters(tmp_path: Path) -> None:
     site = two_newsletter_site(tmp_path)
+    config = str(site / "config.yaml")
     whole = load_config(site / "config.yaml")
     csv = tmp_path / "links.csv"
     csv.write_text("email\nold@example.com\nnew@example.com\n", encoding="utf-8")
     now = datetime(2026, 11, 1, tzinfo=timezone.utc)
     with SubscriberStore(whole.path(whole.subscribers.database)) as store:
         store.add("old@example.com", status="active", now=now)
-        with pytest.raises(StoreError) as raised:
-            import_assigning(store, csv, whole, ["linkz"], now=now)
-        assert str(raised.value) == "no newsletter named linkz; the config has weekly, links"
+    runner = CliRunner()
+    refused = runner.invoke(
+        main, ["--config", config, "subscribers", "import", str(csv), "--assign", "linkz"]
+    )
+    assert refused.exit_code == 7
+    assert "no newsletter named linkz; the config has weekly, links" in refused.output
+    with SubscriberStore(whole.path(whole.subscribers.database)) as store:
         assert store.get("new@example.com") is None  # nothing imported
-        report = import_assigning(store, csv, whole, ["links"], now=now)
-        assert (report.added, report.rows) == (1, 2)
+    done = runner.invoke(
+        main, ["--config", config, "subscribers", "import", str(csv), "--assign", "links"]
+    )
+    assert done.exit_code == 0, done.output
+    with SubscriberStore(whole.path(whole.subscribers.database)) as store:
         with NewsletterChoices(store.path) as choices:
             old, new = store.get("old@example.com"), store.get("new@example.com")
             assert old is not None and new is not None
             assert choices.receives(old, whole) == ("weekly", "links")  # kept, and gained
             assert choices.receives(new, whole) == ("links",)
+        # A subscriber's choice goes with them (removed, or forgotten on request).
+        assert store.remove("new@example.com")
+        with NewsletterChoices(store.path) as choices:
+            assert choices.chosen_map().keys() == {old.id}
 
 
 def test_cli_newsletter_option_and_subscriber_choices(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from digest.audience.imports import import_file
 from digest.audience.status import (
     RANK,
     RULES,
@@ -166,7 +167,7 @@ def test_an_import_never_lifts_and_may_make_stronger(
     ]
     path = tmp_path / "rows.json"
     path.write_text(json.dumps(rows))
-    report = store.import_file(path, Categories(), now=NOW)
+    report = import_file(store, path, Categories(), now=NOW, erasure_key=None)
     assert (report.kept_inactive, report.updated) == (2, 1)
     assert {s.email: s.status for s in store.list()} == {
         "gone@example.com": "unsubscribed",

@@ -6,26 +6,19 @@ default newsletter (the config's first), exactly as before ``newsletters:`` exis
 someone who chose receives exactly the newsletters chosen, each once per issue (the
 ledger is keyed by the issue id, which names the newsletter).
 
-A choice is recorded against the subscriber's id *and* address, so an id that SQLite
-hands out again after a subscriber is removed never inherits someone else's choice.
+A choice is recorded against the subscriber's id *and* address, and goes when the
+subscriber's row goes (removed, or forgotten on request): an id that SQLite hands out again
+never inherits someone else's choice, and an erased address leaves nothing here.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from digest.audience.subscribers import (
-    Categories,
-    ImportReport,
-    InvalidEmail,
-    Subscriber,
-    SubscriberStore,
-    normalise_email,
-    read_records,
-)
+from digest.audience.imports import ImportReport, iter_incoming
+from digest.audience.subscribers import Categories, Subscriber, SubscriberStore
 from digest.config import Config
 from digest.errors import StoreError
 from digest.store.sqlite import open_database
@@ -37,6 +30,11 @@ CREATE TABLE IF NOT EXISTS newsletter_choices (
     newsletter    TEXT NOT NULL,
     PRIMARY KEY (subscriber_id, newsletter)
 );
+CREATE TRIGGER IF NOT EXISTS newsletter_choices_go_with_the_subscriber
+AFTER DELETE ON subscribers
+BEGIN
+    DELETE FROM newsletter_choices WHERE subscriber_id = OLD.id;
+END;
 """
 
 
@@ -141,29 +139,41 @@ def recipients(
             yield subscriber
 
 
-def import_assigning(
-    store: SubscriberStore, path: Path, config: Config, names: Sequence[str], *, now: datetime
-) -> ImportReport:
-    """Import a subscriber file (as ``digest subscribers import`` does) and assign everyone
-    in it to the newsletters ``names``: new subscribers receive exactly those, existing
-    ones gain them. An unknown name is refused before anything is imported."""
+def export_emails(
+    path: Path,
+    categories: Categories,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    platform: str | None = None,
+) -> list[str]:
+    """The addresses of the good rows of an export (read the way an import reads it)."""
+    scratch = ImportReport(str(path))
+    return [
+        incoming.email
+        for _, incoming in iter_incoming(
+            path, categories, mapping=mapping, platform=platform, report=scratch
+        )
+    ]
+
+
+def assign_imported(
+    store: SubscriberStore,
+    emails: Sequence[str],
+    existed: set[str],
+    config: Config,
+    names: Sequence[str],
+) -> None:
+    """After an import, everyone in ``emails`` receives the newsletters ``names``: someone
+    the import added receives exactly those; someone who was there already (``existed``)
+    keeps what they received and gains ``names``."""
     chosen = check_names(config, names)
-    emails: list[str] = []
-    for _, record, _ in read_records(path):
-        lowered = {str(k).strip().lower(): v for k, v in (record or {}).items()}
-        try:
-            emails.append(normalise_email(str(lowered.get("email") or "")))
-        except InvalidEmail:
-            continue
-    existed = {email for email in emails if store.get(email) is not None}
-    report = store.import_file(path, Categories.from_config(config), now=now)
-    if chosen:
-        with NewsletterChoices(store.path) as choices:
-            for email in dict.fromkeys(emails):
-                subscriber = store.get(email)
-                if subscriber is not None:
-                    choices.assign(subscriber, chosen, config, new=email not in existed)
-    return report
+    if not chosen:
+        return
+    with NewsletterChoices(store.path) as choices:
+        for email in dict.fromkeys(emails):
+            subscriber = store.get(email)
+            if subscriber is not None:
+                choices.assign(subscriber, chosen, config, new=email not in existed)
 
 
 def listed(config: Config) -> list[tuple[str, str, str]]:

@@ -185,12 +185,20 @@ def _report_problems(problems: list[Any]) -> None:
     is_flag=True,
     help="Show, post by post, what excerpt cleaning removed (bylines, stamps, credits, …).",
 )
+@click.option(
+    "--provider",
+    "check_provider",
+    is_flag=True,
+    help="Also ask the provider (one read-only request) whether the credentials work "
+    "and the sending domain is verified.",
+)
 @window_options
 @pass_state
 def check_command(
     state: State,
     as_json: bool,
     email: bool = False,
+    check_provider: bool = False,
     week: str | None = None,
     since: date | None = None,
     until: date | None = None,
@@ -212,11 +220,15 @@ def check_command(
       digest --config site/config.yaml check --json
       digest check --email --week 2026-W34
       digest check --excerpts --week 2026-W34
+      digest check --provider
     """
+    from digest.delivery.preflight import preflight
+
     config = state.config  # a bad config raises ConfigError here (exit 3)
     if excerpts:
         _excerpt_reports(config, as_json, week, since, until)
         return
+    ready = preflight(config, provider=check_provider)
     if email:
         from digest.cli.build import check_email
 
@@ -256,11 +268,24 @@ def check_command(
                     }
                     for r in result.sources
                 ],
-                "ok": not result.problems,
+                "preflight": ready.as_dict(),
+                "ok": not result.problems and ready.ok,
             }
         )
     else:
         click.echo(f"config: {config.source} is valid")
+        for item in ready.missing:
+            click.secho(
+                f"  {item['key']}: ${{{item['variable']}}} is not set "
+                f"(needed by digest {item['needed_by']})",
+                fg="red" if item["needed_by"] == "send" else "yellow",
+            )
+        for check in ready.checks:
+            mark = "ok" if check.ok else "FAILED"
+            click.secho(
+                f"provider {ready.provider}: {check.name} {mark}: {check.detail}",
+                fg=None if check.ok else "red",
+            )
         click.echo(f"posts: {len(result.posts)} read, {len(result.problems)} skipped")
         _report_sources(result.sources, config.content.failing_after, moment)
         if rules_unknown:
@@ -269,8 +294,12 @@ def check_command(
                 + ", ".join(rules_unknown)
             )
         _report_problems(result.problems)
+    if any(m["needed_by"] == "send" for m in ready.missing):
+        raise click.exceptions.Exit(3)
     if result.problems or failing:
         raise click.exceptions.Exit(4)
+    if not ready.ok:
+        raise click.exceptions.Exit(1)
 
 
 def _report_sources(sources: list[SourceReport], failing_after: int, now: datetime) -> None:

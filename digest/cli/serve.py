@@ -34,6 +34,7 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
       digest serve --port 0 --json     # prints {"url": "http://127.0.0.1:PORT", ...}
     """
     from digest.audience.links import public_base
+    from digest.schedule.scheduler import Schedule
     from digest.serve.app import bind, serve
     from digest.serve.service import require_server_secret
 
@@ -59,4 +60,4 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
             click.echo(f"digest serve: listening on {url} (links point at {public_base(config)})")
         sys.stdout.flush()
 
-    serve(config, sock, on_ready=ready)
+    serve(config, sock, on_ready=ready, next_issue=Schedule.from_config(config).next_after)

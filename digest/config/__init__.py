@@ -33,6 +33,7 @@ from pydantic import (
 from digest.config.cron import check_cron
 from digest.config.problems import describe_errors
 from digest.config.providers import provider_problems
+from digest.config.secret import _ENV_REF
 from digest.config.secret import Secret as Secret
 from digest.errors import ConfigError
 
@@ -418,6 +419,16 @@ class SendConfig(_Section):
         default=None, ge=1, description="Messages per request (default: the provider's most)."
     )
     max_attempts: int = Field(default=5, ge=1, description="Tries per message before giving up.")
+    uncertain: Literal["hold", "resend"] = Field(
+        default="hold",
+        description="Messages that may have reached the provider without an answer, which "
+        "the provider cannot confirm or deny: hold them (report, never send twice) or resend "
+        "them on the next run (no one missed, a few may get two copies). Providers with "
+        "idempotency keys always resend safely.",
+    )
+    progress_every: float = Field(
+        default=10.0, gt=0, description="Seconds between progress lines when not on a terminal."
+    )
 
 
 class SubscribersConfig(_Section):
@@ -426,6 +437,33 @@ class SubscribersConfig(_Section):
     database: Path = Field(
         default=Path("data/subscribers.sqlite"), description="The subscriber store."
     )
+    client_address: Literal["truncate", "hash"] = Field(
+        default="truncate",
+        description="How a consent record keeps the subscriber's IP address: truncate "
+        "(IPv4 /24, IPv6 /48) or hash (keyed with the server secret). Never in full.",
+    )
+
+
+class KeysConfig(_Section):
+    """The key that signs unsubscribe and preference links (see `digest keys`)."""
+
+    file: Path = Field(
+        default=Path("data/link-keys.json"),
+        description="Created once (mode 0600) when no serve.secret/$DIGEST_SECRET is set; "
+        "`digest send` and `digest serve` must read the same file.",
+    )
+    grace_period: Annotated[
+        timedelta,
+        Field(
+            description="After `digest keys rotate`, links signed with an older key keep "
+            "working this long."
+        ),
+    ] = timedelta(days=90)
+
+    @field_validator("grace_period", mode="before")
+    @classmethod
+    def _grace(cls, value: Any) -> timedelta:
+        return _parse_duration(value)
 
 
 class LedgerConfig(_Section):
@@ -550,6 +588,15 @@ class ServeConfig(_Section):
     confirm_ttl: Annotated[timedelta, Field(description="How long a confirmation link works.")] = (
         timedelta(days=2)
     )
+    consent_text: str = Field(
+        default="Send me the weekly digest by email. I can unsubscribe at any time.",
+        description="The consent text the subscribe form shows; each consent record keeps it.",
+    )
+    welcome: bool = Field(
+        default=False,
+        description="Send a welcome email (templates/serve/welcome_email.*) after someone "
+        "confirms, saying when the next issue comes.",
+    )
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @field_validator("public_url")
@@ -670,6 +717,7 @@ class Config(_Section):
     send: SendConfig = Field(default_factory=SendConfig)
     subscribers: SubscribersConfig = Field(default_factory=SubscribersConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
@@ -878,3 +926,49 @@ def load_config(path: str | Path | None = None) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}{line}: not valid YAML: {problem}") from None
     return parse_config(data, source.resolve())
+
+
+def secret_references(config: Config) -> list[tuple[str, Secret]]:
+    """Every ``${VAR}`` the config refers to, with its dotted key (provider options too)."""
+    found: list[tuple[str, Secret]] = []
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, Secret):
+            found.append((key, value))
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                if name != "source":
+                    walk(getattr(value, name), f"{key}.{name}" if key else name)
+            for name, extra in (value.model_extra or {}).items():
+                walk(extra, f"{key}.{name}" if key else name)
+        elif isinstance(value, str) and _ENV_REF.match(value.strip()):
+            found.append((key, Secret(value.strip())))
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key}.{name}")
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, f"{key}[{index}]")
+
+    walk(config, "")
+    return found
+
+
+def missing_secrets(
+    config: Config, environ: dict[str, str] | None = None
+) -> list[tuple[str, Secret]]:
+    """The ``${VAR}`` references whose variable is not set (or empty)."""
+    return [(key, ref) for key, ref in secret_references(config) if not ref.is_set(environ)]
+
+
+def require_secrets(config: Config, keys: tuple[str, ...] = ("provider.",)) -> None:
+    """Raise one ConfigError naming the config file and every unset variable under ``keys``."""
+    missing = [(k, r) for k, r in missing_secrets(config) if k.startswith(keys)]
+    if missing:
+        where = str(config.source) if config.source else "the config"
+        raise ConfigError(
+            f"{where}: {len(missing)} environment variable"
+            f"{'s are' if len(missing) != 1 else ' is'} not set; export "
+            f"{'them' if len(missing) != 1 else 'it'} before sending",
+            [f"{key}: {ref} is not set" for key, ref in missing],
+        )

@@ -7,6 +7,7 @@ no listing of the project::
     GET  /static/<name>          the page's own script and stylesheet (a fixed list)
     GET  /favicon.ico            nothing (204), so browsers stop asking
     GET  /api/state?week=…       JSON: inbox line, text, headers, checks, problem, weeks
+    GET  /dashboard              the audience: charts from the subscriber store and ledger
     GET  /email/<issue>.html     the email's HTML, the same bytes `digest build` writes
     GET  /archive/<issue>/       an issue already built into out/ (when an archive is given)
     GET  /events                 server-sent events: one per rebuild
@@ -75,6 +76,7 @@ class PreviewOptions:
     send_test: TestSender | None = None
     allowed_hosts: frozenset[str] | None = None  # None: any Host header is accepted
     site_name: str = "digest"
+    dashboard: Callable[[], str] | None = None  # the audience dashboard's HTML
 
 
 class _HostCheck:
@@ -183,7 +185,14 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
             token=token,
             can_send=options.send_test is not None,
             site_name=options.site_name,
+            has_dashboard=options.dashboard is not None,
         )
+        return HTMLResponse(html, headers=NO_STORE)
+
+    async def dashboard(request: Request) -> Response:
+        if options.dashboard is None:
+            return Response("no dashboard", status_code=404, media_type="text/plain")
+        html = await asyncio.to_thread(options.dashboard)
         return HTMLResponse(html, headers=NO_STORE)
 
     async def static(request: Request) -> Response:
@@ -290,6 +299,7 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
             Route("/", page),
             Route("/static/{name}", static),
             Route("/favicon.ico", lambda request: Response(status_code=204)),
+            Route("/dashboard", dashboard),
             Route("/api/state", api_state),
             Route("/email/{issue}.html", email),
             Route("/archive/{issue}/", archive),

@@ -70,16 +70,19 @@ from digest.serve.security import (
 from digest.serve.service import (
     CONFIRM_TEMPLATE,
     NOTICE_TEMPLATE,
+    WELCOME_TEMPLATE,
     Mailer,
     StoreWorker,
     Subscriptions,
     require_server_secret,
+    welcome_context,
 )
 from digest.serve.webhooks import ReplayGuard, WebhookError, read_webhook
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+NextIssue = Callable[[datetime], datetime]
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 ARCHIVE_CSP = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src https: data: 'self'; "
@@ -175,9 +178,11 @@ class Service:
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         mailer: Mailer | None = None,
+        next_issue: NextIssue | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.next_issue = next_issue
         secret = require_server_secret(config)
         self.pages = Pages(config)
         self.subscriptions = Subscriptions(config, secret)
@@ -278,7 +283,14 @@ class Service:
         )
 
     async def subscribe_form(self, request: Request) -> Response:
-        return self.page(request, "subscribe.html.j2", form=True, error=None, email="")
+        return self.page(
+            request,
+            "subscribe.html.j2",
+            form=True,
+            error=None,
+            email="",
+            consent_text=self.config.serve.consent_text,
+        )
 
     async def subscribe(self, request: Request) -> Response:
         client = request.client.host if request.client else "unknown"
@@ -329,10 +341,21 @@ class Service:
             email = ""
         categories = [c for c in chosen if isinstance(c, str)][:50]
         now = self.clock()
+        consent = self.subscriptions.consent(
+            now,
+            client=request.client.host if request.client else None,
+            origin=request.headers.get("origin") or request.headers.get("referer"),
+            method="json" if is_json else "form",
+        )
         try:
             outcome = await self.store.run(
                 lambda store: self.subscriptions.subscribe(
-                    store, email, name=name.strip()[:200], categories=categories, now=now
+                    store,
+                    email,
+                    name=name.strip()[:200],
+                    categories=categories,
+                    now=now,
+                    consent=consent,
                 )
             )
         except InvalidEmail:
@@ -340,7 +363,13 @@ class Service:
             if is_json:
                 return JSONResponse({"error": message}, status_code=400)
             return self.page(
-                request, "subscribe.html.j2", status=400, form=True, error=message, email=email
+                request,
+                "subscribe.html.j2",
+                status=400,
+                form=True,
+                error=message,
+                email=email,
+                consent_text=self.config.serve.consent_text,
             )
         wanted = [n for n in lists if isinstance(n, str)][:20]
         if outcome.send_confirmation and wanted and self.newsletters:
@@ -371,12 +400,27 @@ class Service:
     async def confirm(self, request: Request) -> Response:
         token = request.path_params["token"]
         now = self.clock()
+        client = request.client.host if request.client else None
+
+        def confirm(store: Any) -> tuple[str, Any]:
+            before = self.subscriptions.check(store, token, "confirm", now).status
+            return before, self.subscriptions.confirm(store, token, now, client=client)
+
         try:
-            subscriber = await self.store.run(
-                lambda store: self.subscriptions.confirm(store, token, now)
-            )
+            before, subscriber = await self.store.run(confirm)
         except TokenError as exc:
             return self.bad_link(request, exc)
+        if self.config.serve.welcome and before != "active" and subscriber.status == "active":
+            try:
+                await self.mailer.send_async(
+                    subscriber,
+                    self.subscriptions.link(subscriber, "preferences"),
+                    now,
+                    WELCOME_TEMPLATE,
+                    welcome_context(self.next_issue(now) if self.next_issue else None),
+                )
+            except DigestError as exc:
+                log.warning("welcome email to %s not sent: %s", subscriber.email, exc)
         if subscriber.status != "active":
             return self.page(
                 request,
@@ -574,9 +618,13 @@ def create_app(
     clock: Clock = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
     mailer: Mailer | None = None,
+    next_issue: NextIssue | None = None,
 ) -> Starlette:
-    """The ASGI app. Raises ConfigError when no server secret is set."""
-    service = Service(config, clock=clock, monotonic=monotonic, mailer=mailer)
+    """The ASGI app. Raises ConfigError when no server secret is set. ``next_issue(now)``
+    says when the next issue goes out (the schedule's), for the welcome email."""
+    service = Service(
+        config, clock=clock, monotonic=monotonic, mailer=mailer, next_issue=next_issue
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -629,11 +677,12 @@ def serve(
     sock: socket.socket,
     *,
     on_ready: Callable[[str], None] | None = None,
+    next_issue: NextIssue | None = None,
 ) -> None:
     """Run the service on ``sock`` until interrupted (SIGINT/SIGTERM end it cleanly)."""
     import uvicorn
 
-    app = create_app(config)
+    app = create_app(config, next_issue=next_issue)
     host, port = sock.getsockname()[:2]
     public = config.serve.public_url or ""
     if public.startswith("https://") and not config.serve.trusted_proxies:
