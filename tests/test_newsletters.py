@@ -461,3 +461,25 @@ def test_a_daily_newsletter_beside_a_weekly_one(tmp_path: Path) -> None:
             ("2026-W47", "weekly@example.com"): 1,
         }
     )
+
+
+def test_category_preferences_of_one_newsletter_do_not_empty_another(sample_site: Path) -> None:
+    from digest.delivery.send import send_issue
+
+    whole = load_config(sample_site / "config.yaml")
+    links = whole.for_newsletter("links")
+    # One newsletter's view answers for the others from the config as written.
+    assert links.for_newsletter("weekly").categories == whole.categories
+    now = datetime(2026, 11, 23, 8, tzinfo=timezone.utc)
+    with SubscriberStore(whole.path(whole.subscribers.database)) as store:
+        store.add("ada@example.com", categories=("Work", "Tools"), status="active", now=now)
+        store.add("res@example.com", categories=("Research",), status="active", now=now)
+        store.add("odd@example.com", categories=("Gardening",), status="active", now=now)
+        with NewsletterChoices(store.path) as choices:
+            for address in ("ada@example.com", "res@example.com", "odd@example.com"):
+                choices.choose(store.get(address), ["weekly", "links"])  # type: ignore[arg-type]
+    report = send_issue(links, now=now, week="2026-W47")
+    # Ada chose weekly's sections: links comes whole. Research is a links section too: only
+    # it. Gardening is nobody's section: nothing, as with one newsletter.
+    assert report.variants == {"all": 1, "Research": 1}
+    assert report.skipped == 1

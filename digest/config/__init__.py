@@ -727,6 +727,8 @@ class Config(_Section):
     source: Path | None = Field(default=None, exclude=True)
     # Set by for_newsletter: which newsletter this config is (None: the default one).
     _newsletter: str | None = PrivateAttr(default=None)
+    # ... and the config as written, which every newsletter's view is made from.
+    _whole: Config | None = PrivateAttr(default=None)
 
     @field_validator("timezone")
     @classmethod
@@ -801,8 +803,11 @@ class Config(_Section):
         """This config as one newsletter sees it: its overrides applied to the top level.
 
         ``None`` is the default (first) newsletter. An unknown name is a ConfigError that
-        lists the known ones.
+        lists the known ones. Asked of one newsletter's view, it answers from the config as
+        written, never from that view.
         """
+        if self._whole is not None:
+            return self._whole.for_newsletter(name)
         names = self.newsletter_names
         chosen = name or names[0]
         if chosen not in names:
@@ -848,6 +853,7 @@ class Config(_Section):
             }
         )
         derived._newsletter = chosen
+        derived._whole = self
         return derived
 
     @property
