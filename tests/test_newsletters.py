@@ -18,6 +18,7 @@ from digest.audience.subscribers import SubscriberStore
 from digest.cli import main
 from digest.config import load_config, parse_config
 from digest.content import pipeline
+from digest.content.select import WindowError
 from digest.errors import ConfigError
 from digest.schedule.scheduler import run_newsletters
 
@@ -83,6 +84,11 @@ def test_each_newsletter_overrides_what_it_names(tmp_path: Path) -> None:
     assert pipeline.resolve_window(links, now).issue_id == "links-2026-W47"
     assert pipeline.resolve_window(links, now, week="links-2026-W46").issue_id == "links-2026-W46"
     assert pipeline.resolve_window(weekly, now, week="2026-W46").issue_id == "2026-W46"
+    with pytest.raises(WindowError) as raised:
+        pipeline.resolve_window(weekly, now, week="links-2026-W46")
+    assert str(raised.value) == (
+        "--week links-2026-W46: that is an issue of the links newsletter; add --newsletter links"
+    )
 
 
 @pytest.mark.parametrize(

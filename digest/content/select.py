@@ -172,6 +172,13 @@ def resolve_window(
 def _unprefixed(config: Config, week: str | None) -> str | None:
     if week and config.issue_prefix and week.startswith(config.issue_prefix):
         return week[len(config.issue_prefix) :]
+    if week:
+        for name in config.newsletter_names[1:]:
+            if name != config.newsletter_name and week.startswith(f"{name}-"):
+                raise WindowError(
+                    f"--week {week}: that is an issue of the {name} newsletter; "
+                    f"add --newsletter {name}"
+                )
     return week
 
 
