@@ -96,9 +96,10 @@ def _parse_xml_feed(
     if content_type:
         headers["content-type"] = content_type
     # Links are resolved by feedparser (xml:base, the document's address); addresses inside
-    # HTML are resolved here against the entry's own link, where the HTML was written.
+    # HTML are resolved here against the entry's own link, where the HTML was written. The
+    # HTML is sanitised here too (nh3, below), so feedparser's slower sanitiser is off.
     parsed = feedparser.parse(
-        data, response_headers=headers, resolve_relative_uris=False, sanitize_html=True
+        data, response_headers=headers, resolve_relative_uris=False, sanitize_html=False
     )
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
@@ -462,8 +463,23 @@ def entry_slug(record: Mapping[str, Any]) -> str:
     return slugify(str(record.get("title") or "post"))[:80]
 
 
+def finish_entry(record: dict[str, Any], cleaner: ExcerptCleaner) -> tuple[str, tuple[int, ...]]:
+    """The entry's excerpt and near-duplicate sketch, worked out once per entry and set of
+    excerpt rules and kept in the record, so an unchanged feed does not clean its entries
+    again on every run."""
+    done = record.get("finished")
+    if isinstance(done, dict) and done.get("v") == cleaner.fingerprint:
+        return str(done.get("excerpt", "")), tuple(int(h) for h in done.get("sketch", ()))
+    title = "" if record.get("untitled") else str(record["title"])
+    body = record.get("body") or ""
+    excerpt = feed_excerpt(title, record.get("summary") or "", body, cleaner)
+    hashes = sketch(body_words(_TRAILER_BLOCK.sub("", body)))
+    record["finished"] = {"v": cleaner.fingerprint, "excerpt": excerpt, "sketch": list(hashes)}
+    return excerpt, hashes
+
+
 def post_from_entry(
-    record: Mapping[str, Any],
+    record: dict[str, Any],
     *,
     source_label: str,
     tz: ZoneInfo,
@@ -488,6 +504,7 @@ def post_from_entry(
     }
     if not record.get("date"):
         extra["undated"] = True
+    excerpt, hashes = finish_entry(record, cleaner)
     return Post(
         path=(folder or Path(source_label)) / (slug or entry_slug(record)),
         slug=slug or entry_slug(record),
@@ -495,16 +512,11 @@ def post_from_entry(
         date=moment,
         category=category,
         tags=tuple(categories),
-        excerpt=feed_excerpt(
-            "" if record.get("untitled") else title,
-            record.get("summary") or "",
-            record.get("body") or "",
-            cleaner,
-        ),
+        excerpt=excerpt,
         cover_image=record.get("cover"),
         author=record.get("author"),
         source=link,
         url=link,
         extra=extra,
-        sketch=sketch(body_words(_TRAILER_BLOCK.sub("", record.get("body") or ""))),
+        sketch=hashes,
     )
