@@ -85,6 +85,17 @@ def seed(subscribers: Path, ledger_path: Path) -> Seeded:
             ):
                 ledger.start_run(issue, subject=f"Issue {issue}", provider="outbox", now=started)
                 ledger.enqueue(issue, [(ids[e], e) for e in recipients], now=started)
+                # what was attempted was claimed first; the skipped one never was
+                skipped = recipients[5] if issue != "2026-W46" else None
+                claimed = [ids[e] for e in recipients if e != skipped]
+                ledger.claim(
+                    issue,
+                    claimed,
+                    batch_key=f"seed-{issue}",
+                    variant="all",
+                    message_ids=[f"<{issue}.{i}@example.com>" for i in claimed],
+                    now=started,
+                )
                 outcomes = [Outcome(ids[e], "sent") for e in recipients]
                 if issue == "2026-W46":
                     outcomes[4] = Outcome(ids[recipients[4]], "failed-permanent", error="550")

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from digest.audience.imports import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import Config, load_config
 from digest.delivery.send import SendReport, send_issue
@@ -100,7 +101,7 @@ def make_site(root: Path, provider: str, url: str, prefix: str) -> tuple[Config,
     csv = root / "people.csv"
     csv.write_text("email,name\n" + "".join(f"{a},Reader {i}\n" for i, a in enumerate(addresses)))
     with SubscriberStore(config.path(config.subscribers.database)) as store:
-        store.import_file(csv, Categories.from_config(config), now=NOW)
+        import_file(store, csv, Categories.from_config(config), now=NOW, erasure_key=None)
     return config, addresses
 
 

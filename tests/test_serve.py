@@ -174,7 +174,12 @@ def test_subscribe_sends_confirmation_and_confirm_activates(
         found = s.get("ann@example.com")
         assert found is not None and found.categories == ("Tools", "Healthcare")
 
-    confirmed = client.get(confirm_path(eml))
+    shown = client.get(confirm_path(eml))  # what a mail scanner does: nothing changes
+    assert shown.status_code == 200
+    assert '<form method="post" action="/confirm/' in shown.text
+    assert "Yes, subscribe me" in shown.text
+    assert status_of(config, "ann@example.com") == "pending"
+    confirmed = client.post(confirm_path(eml))
     assert confirmed.status_code == 200
     assert "You're subscribed" in confirmed.text
     assert status_of(config, "ann@example.com") == "active"
@@ -222,7 +227,7 @@ def test_resubscribing_is_idempotent_and_answers_the_same(
     assert f"{PUBLIC}/preferences/" in read(notice).get_body(("plain",)).get_content()
     assert status_of(config, "gone@example.com") == "unsubscribed"
     gone = next(p for p in outbox(config) if "gone@" in p.name)
-    client.get(confirm_path(gone))
+    client.post(confirm_path(gone))
     assert status_of(config, "gone@example.com") == "active"
 
 
@@ -331,7 +336,8 @@ def test_expired_confirm_link_is_refused(client: TestClient, config: Config, clo
     client.post("/subscribe", json={"email": "late@example.com"})
     [eml] = outbox(config)
     clock.now = NOW + timedelta(days=2, seconds=1)
-    response = client.get(confirm_path(eml))
+    assert client.get(confirm_path(eml)).status_code == 400
+    response = client.post(confirm_path(eml))
     assert response.status_code == 400
     assert status_of(config, "late@example.com") == "pending"
 

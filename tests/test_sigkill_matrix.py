@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
+from digest.audience.imports import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
 from tests.emulators.faultproxy import MatrixProxy
@@ -186,7 +187,9 @@ def test_ten_sigkills_then_a_clean_run(transport: str, sample_site: Path) -> Non
         csv = sample_site / "people.csv"
         csv.write_text("email,name\n" + "".join(f"{a},R {i}\n" for i, a in enumerate(addresses)))
         with SubscriberStore(config.path(config.subscribers.database)) as store:
-            store.import_file(csv, Categories.from_config(config), now=config_time())
+            import_file(
+                store, csv, Categories.from_config(config), now=config_time(), erasure_key=None
+            )
         env = {**os.environ, "EMU_KEY": KEY, "EMU_RESEND_KEY": "re_" + KEY}
         env.pop("DIGEST_SECRET", None)  # the key file: created once, by the first run
         command = ["--config", str(path), "send", "--week", WEEK]

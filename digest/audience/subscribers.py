@@ -25,6 +25,7 @@ subscriber left with none gets every section, like one who chose none.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -49,6 +50,7 @@ from digest.audience.status import (
 )
 from digest.audience.tokens import signing_key, verify_token
 from digest.errors import StoreError
+from digest.safelog import log_change
 from digest.store.sqlite import open_database
 
 __all__ = [
@@ -77,6 +79,22 @@ CREATE TABLE IF NOT EXISTS subscribers (
     updated_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status, id);
+-- Webhook deliveries already applied (see SubscriberStore.claim_delivery): shared by every
+-- `digest serve` process on this store, kept for serve.webhooks.max_age and more.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    provider    TEXT NOT NULL,
+    delivery    TEXT NOT NULL,  -- sha256 of the provider's id, signature or token
+    received_at REAL NOT NULL,  -- Unix time
+    PRIMARY KEY (provider, delivery)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_deliveries_age ON webhook_deliveries (received_at);
+-- Mail the service sent to an address (confirmations, notices), for the per-address limit.
+CREATE TABLE IF NOT EXISTS service_mail (
+    recipient TEXT NOT NULL,  -- mail_key() of the address
+    sent_at   REAL NOT NULL   -- Unix time
+);
+CREATE INDEX IF NOT EXISTS service_mail_recipient ON service_mail (recipient, sent_at);
+CREATE INDEX IF NOT EXISTS service_mail_age ON service_mail (sent_at);
 """
 
 
@@ -94,6 +112,13 @@ def normalise_email(value: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmail(f"'{text}' is not a valid email address: {exc}") from None
     return result.normalized.lower()
+
+
+def mail_key(email: str) -> str:
+    """The mailbox an address reaches, for limits on mail to it: the stored form without a
+    ``+tag`` (``ann+1@example.com`` and ``ann+2@example.com`` are one mailbox)."""
+    local, _, domain = email.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 def _fold(value: str) -> str:
@@ -180,6 +205,19 @@ class SubscriberStore:
         except StoreError as exc:
             self._db.close()
             raise StoreError(f"{self.path}: {exc}") from None
+        self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
+
+    def _note(self, event: str, **fields: Any) -> None:
+        """Log a change as a record (:func:`digest.safelog.log_change`) once it is committed."""
+        if self._db.in_transaction:
+            self._records.append((event, fields))
+        else:
+            log_change(event, **fields)
+
+    def _committed(self, committed: bool = True) -> None:
+        records, self._records = self._records, []
+        for event, fields in records if committed else ():
+            log_change(event, **fields)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -323,6 +361,9 @@ class SubscriberStore:
             )
             created = self.get(key)
             assert created is not None
+            self._note(
+                "status", email=key, before=None, after=decided.after, cause=decided.cause.value
+            )
             return created, True
         cursor = self._write(
             "UPDATE subscribers SET name = ?, status = ?, categories = ?, updated_at = ?, "
@@ -352,6 +393,14 @@ class SubscriberStore:
             )
         updated = self.get(key)
         assert updated is not None
+        if decided.changed:
+            self._note(
+                "status",
+                email=key,
+                before=existing.status,
+                after=decided.after,
+                cause=decided.cause.value,
+            )
         return updated, False
 
     def _require(self, email: str) -> Subscriber:
@@ -383,6 +432,13 @@ class SubscriberStore:
                 (decided.after, decided.cause.value, _iso(now), found.id, found.status),
             )
             if cursor.rowcount:  # else another process changed it in between: decide again
+                self._note(
+                    "status",
+                    email=found.email,
+                    before=found.status,
+                    after=decided.after,
+                    cause=decided.cause.value,
+                )
                 return self._require(email), decided
 
     def set_status(
@@ -397,6 +453,7 @@ class SubscriberStore:
             "UPDATE subscribers SET categories = ?, updated_at = ? WHERE id = ?",
             (json.dumps(list(categories)), _iso(now), found.id),
         )
+        self._note("categories", email=found.email, categories=list(categories))
         return self._require(email)
 
     def remove(self, email: str) -> bool:
@@ -405,6 +462,7 @@ class SubscriberStore:
         if found is None:
             return False
         self._write("DELETE FROM subscribers WHERE id = ?", (found.id,))
+        self._note("removed", email=found.email, before=found.status)
         return True
 
     @contextlib.contextmanager
@@ -417,8 +475,28 @@ class SubscriberStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._committed(False)
             raise
         self._write("COMMIT" if commit else "ROLLBACK", ())
+        self._committed(commit)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Writes inside happen together or not at all, inside or outside a transaction
+        (a SAVEPOINT: it nests in :meth:`transaction` and in the service's batches)."""
+        outer = not self._db.in_transaction
+        self._write("SAVEPOINT digest_atomic", ())
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO digest_atomic")
+            self._db.execute("RELEASE digest_atomic")
+            if outer:
+                self._committed(False)
+            raise
+        self._write("RELEASE digest_atomic", ())
+        if outer:
+            self._committed()
 
     def insert_imported(
         self,
@@ -455,6 +533,7 @@ class SubscriberStore:
                 source,
             ),
         )
+        self._note("status", email=email, before=None, after=decided.after, cause="import")
 
     def update_imported(
         self,
@@ -471,6 +550,51 @@ class SubscriberStore:
             "WHERE id = ?",
             (name, json.dumps(list(categories)), source_id, _iso(now), found.id),
         )
+
+    # -- what the web service remembers
+
+    def claim_delivery(self, provider: str, delivery: str, *, now: datetime, keep: float) -> bool:
+        """Record a webhook delivery; True the first time, False when it was seen before.
+
+        One INSERT, so it is atomic across threads and processes: of two requests carrying
+        the same id, exactly one gets True. Records older than ``keep`` seconds go (a
+        delivery that old is refused by its timestamp before it gets here).
+        """
+        digest = hashlib.sha256(delivery.encode("utf-8", "surrogatepass")).hexdigest()
+        stamp = now.timestamp()
+        self._write("DELETE FROM webhook_deliveries WHERE received_at < ?", (stamp - keep,))
+        cursor = self._write(
+            "INSERT OR IGNORE INTO webhook_deliveries (provider, delivery, received_at) "
+            "VALUES (?, ?, ?)",
+            (provider, digest, stamp),
+        )
+        return cursor.rowcount == 1
+
+    def delivery_seen(self, provider: str, delivery: str) -> bool:
+        """Whether :meth:`claim_delivery` recorded this delivery (a read; claims decide)."""
+        digest = hashlib.sha256(delivery.encode("utf-8", "surrogatepass")).hexdigest()
+        row = self._db.execute(
+            "SELECT 1 FROM webhook_deliveries WHERE provider = ? AND delivery = ?",
+            (provider, digest),
+        ).fetchone()
+        return row is not None
+
+    def reserve_mail(self, email: str, *, now: datetime, window: float, limit: int) -> bool:
+        """Count one service mail to ``email``'s mailbox (:func:`mail_key`); False (and
+        nothing counted) when ``limit`` were already sent within the last ``window`` seconds.
+
+        One INSERT … SELECT, so the check and the count cannot be split by another request
+        or another process.
+        """
+        key = mail_key(email)
+        stamp = now.timestamp()
+        self._write("DELETE FROM service_mail WHERE sent_at < ?", (stamp - window,))
+        cursor = self._write(
+            "INSERT INTO service_mail (recipient, sent_at) SELECT ?, ? WHERE "
+            "(SELECT COUNT(*) FROM service_mail WHERE recipient = ? AND sent_at >= ?) < ?",
+            (key, stamp, key, stamp - window, limit),
+        )
+        return cursor.rowcount == 1
 
 
 def unsubscribe(

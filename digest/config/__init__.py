@@ -118,6 +118,25 @@ class ContentConfig(_Section):
         ge=1,
         description="`digest check` flags a source that has failed this many fetches in a row.",
     )
+    max_yaml_nodes: int = Field(
+        default=10_000,
+        ge=1,
+        description="A post whose front matter holds more values (scalars, lists, mappings) "
+        "is reported and skipped.",
+    )
+    max_yaml_aliases: int = Field(
+        default=100,
+        ge=0,
+        description="A post whose front matter uses more YAML aliases (*name) is reported "
+        "and skipped.",
+    )
+    max_yaml_expanded: int = Field(
+        default=100_000,
+        ge=1,
+        description="A post whose front matter would hold more values with every alias "
+        "expanded (a 'billion laughs') is reported and skipped before it is built.",
+    )
+
     excerpt_patterns: list[str] = Field(
         default_factory=list,
         description="Regular expressions (case-insensitive) removed from every excerpt, on "
@@ -548,6 +567,12 @@ class WebhooksConfig(_Section):
             "keep mailing a dead address. Repeats within it are recognised and skipped."
         ),
     ] = timedelta(hours=24)
+    mailgun_confirm: bool = Field(
+        default=False,
+        description="Mailgun signs only timestamp + token, not the body: with this on, each "
+        "bounce, complaint or unsubscribe a Mailgun webhook reports is looked up in Mailgun's "
+        "events API (provider.api_key, provider.domain) and applied only if Mailgun has it.",
+    )
 
     @field_validator("tolerance", "max_age", mode="before")
     @classmethod
@@ -588,6 +613,22 @@ class ServeConfig(_Section):
     confirm_ttl: Annotated[timedelta, Field(description="How long a confirmation link works.")] = (
         timedelta(days=2)
     )
+    mail_per_address: int = Field(
+        default=3,
+        ge=0,
+        description="Most emails the service sends one mailbox (confirmations, 'already "
+        "subscribed' notes) within serve.mail_window, whoever asks; more subscribe requests "
+        "get the same answer and no mail. A +tag does not make another mailbox.",
+    )
+    mail_window: Annotated[
+        timedelta, Field(description="The window serve.mail_per_address counts in.")
+    ] = timedelta(days=1)
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        description="Deepest nesting of arrays and objects a JSON body may have (subscribe "
+        "and webhooks); deeper bodies get 400.",
+    )
     consent_text: str = Field(
         default="Send me the weekly digest by email. I can unsubscribe at any time.",
         description="The consent text the subscribe form shows; each consent record keeps it.",
@@ -614,7 +655,7 @@ class ServeConfig(_Section):
                 raise ValueError(f"'{origin}' is not an origin such as https://blog.example.com")
         return [origin.rstrip("/") for origin in value]
 
-    @field_validator("confirm_ttl", mode="before")
+    @field_validator("confirm_ttl", "mail_window", mode="before")
     @classmethod
     def _confirm_ttl(cls, value: Any) -> timedelta:
         return _parse_duration(value)

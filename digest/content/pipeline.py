@@ -12,6 +12,7 @@ from datetime import date, datetime, timezone
 import httpx
 
 from digest.config import Config, SourceConfig
+from digest.content.frontmatter import YamlLimits
 from digest.content.memory import earlier_issues
 from digest.content.posts import ExcerptReport, LoadResult, Post, excerpt_report
 from digest.content.select import (
@@ -80,6 +81,7 @@ def _load(
         category_of=category_of,
         primary_folder=config.path(config.content.posts_dir),
         cleaner=ExcerptCleaner(config.content.excerpt_patterns),
+        limits=YamlLimits.from_config(config.content),
     )
 
 

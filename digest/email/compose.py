@@ -23,7 +23,7 @@ import logging
 import re
 import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import formataddr
 from functools import lru_cache
@@ -475,7 +475,73 @@ def compose(
     intro: Intro | None = None,
     web: bool = False,
 ) -> ComposedEmail:
-    """The issue's email. ``web=True`` gives the archive's version (no subscriber links)."""
+    """The issue's email. ``web=True`` gives the archive's version (no subscriber links).
+
+    One post never fails the issue: when rendering fails, the posts the failure follows
+    are found (by halves) and left out, each named in ``warnings`` with the error. A failure
+    no single post causes (a broken template) is raised as it is.
+    """
+    try:
+        return _compose(config, selection, now=now, intro=intro, web=web)
+    except TemplateError as exc:
+        error = exc
+
+    def fails(posts: list[Post]) -> bool:
+        try:
+            _compose(config, _keep_posts(selection, posts), now=now, intro=intro, web=web)
+        except TemplateError:
+            return True
+        return False
+
+    def culprits(posts: list[Post]) -> list[Post]:
+        if len(posts) <= 1:
+            return posts
+        half = len(posts) // 2
+        found = [p for part in (posts[:half], posts[half:]) if fails(part) for p in culprits(part)]
+        return found
+
+    posts = selection.posts
+    # A broken template fails with any post: when a few posts each fail alone, it is the
+    # template, and finding "culprits" would only cost a compose per post.
+    sample = {id(p): p for p in (posts[0], posts[len(posts) // 2], posts[-1])} if posts else {}
+    if not posts or all(fails([p]) for p in sample.values()):
+        raise error
+    bad = culprits(posts) if fails(posts) else []
+    if not bad or len(bad) == len(posts):
+        raise error
+    names = {id(post) for post in bad}
+    kept = [post for post in selection.posts if id(post) not in names]
+    composed = _compose(config, _keep_posts(selection, kept), now=now, intro=intro, web=web)
+    left_out = []
+    for post in bad:
+        try:
+            _compose(config, _keep_posts(selection, [post]), now=now, intro=intro, web=web)
+        except TemplateError as exc:
+            reason = exc.message
+        else:  # pragma: no cover - it failed a moment ago
+            reason = error.message
+        left_out.append(f"{post.path}: left out of the issue: {reason}")
+    return replace(composed, warnings=(*composed.warnings, *left_out))
+
+
+def _keep_posts(selection: Selection, posts: list[Post]) -> Selection:
+    """The selection with only ``posts`` (in their sections, in their order)."""
+    wanted = {id(post) for post in posts}
+    sections = tuple(
+        replace(section, posts=tuple(p for p in section.posts if id(p) in wanted))
+        for section in selection.sections
+    )
+    return replace(selection, sections=tuple(s for s in sections if s.posts))
+
+
+def _compose(
+    config: Config,
+    selection: Selection,
+    *,
+    now: datetime,
+    intro: Intro | None,
+    web: bool,
+) -> ComposedEmail:
     env = environment(config)
     css = _css(env)
     utm = _utm(config, selection.issue_id)

@@ -27,6 +27,7 @@ import httpx
 
 from digest.config import SourceConfig
 from digest.content.cache import PostCache
+from digest.content.frontmatter import YamlLimits
 from digest.content.posts import LoadResult, Post, PostProblem, load_posts
 from digest.content.sources import feeds
 from digest.content.sources.fetch import fetch_feed, make_client
@@ -92,6 +93,7 @@ def load_sources(
     category_of: CategoryOf = _first,
     primary_folder: Path | None = None,
     cleaner: ExcerptCleaner = DEFAULT_CLEANER,
+    limits: YamlLimits | None = None,
 ) -> SourcesResult:
     """Read every source; see the module docstring for what a failure does.
 
@@ -116,7 +118,7 @@ def load_sources(
                     where = cache_dir if primary else cache_dir / _short_hash(source, root)
                     folder_cache = PostCache(where)
                 reports[i] = _load_folder(
-                    source, root, tz, folder_cache, max_size, between, cleaner, result
+                    source, root, tz, folder_cache, max_size, between, cleaner, limits, result
                 )
         # Feeds at the same time: a slow or dead one costs its timeout once, not in turn.
         feeds_at = [i for i, source in enumerate(sources) if source.feed is not None]
@@ -206,12 +208,19 @@ def _load_folder(
     max_size: int,
     between: tuple[datetime, datetime] | None,
     cleaner: ExcerptCleaner,
+    limits: YamlLimits | None,
     result: SourcesResult,
 ) -> SourceReport:
     folder = source.file(root)
     try:
         loaded = load_posts(
-            folder, tz, cache=cache, max_size=max_size, between=between, cleaner=cleaner
+            folder,
+            tz,
+            cache=cache,
+            max_size=max_size,
+            between=between,
+            cleaner=cleaner,
+            limits=limits,
         )
     except ContentError as exc:
         return SourceReport(source.label, "markdown", "failed", 0, str(exc))
