@@ -11,9 +11,10 @@ rules run in this order, and the first rule that excludes a post gives its reaso
 3. tag filters,
 4. earlier issues: a post whose title, source or near-identical body was in one of the
    earlier issues (``earlier``) is out, "already in 2026-W25",
-5. de-duplication: a post sharing a source URL or a normalised title with one already
-   taken is a duplicate of that one, and one whose body is at least ``near_duplicates``
-   similar is a near-duplicate of it (the featured or earlier post is kept),
+5. de-duplication: a post sharing a source URL (a feed entry's link), a feed entry's guid
+   or a normalised title with one already taken is a duplicate of that one, and one whose
+   body is at least ``near_duplicates`` similar is a near-duplicate of it (the featured or
+   earlier post is kept),
 6. limits: per section first (in the configured rank order: by default featured posts,
    then posts with a source, then newest first), then the total, filled round-robin
    across sections so no section is starved.
@@ -127,6 +128,19 @@ def window_for_week_containing(day: date, tz: ZoneInfo, week_start: str = "monda
     return Window(_midnight(first, tz), _midnight(first + timedelta(days=7), tz), label)
 
 
+def day_window(day: date, tz: ZoneInfo) -> Window:
+    """One day, midnight to midnight in ``tz``, labelled by its date (a daily issue)."""
+    return Window(_midnight(day, tz), _midnight(day + timedelta(days=1), tz), day.isoformat())
+
+
+def last_complete_day(now: datetime, tz: ZoneInfo) -> Window:
+    """The day before ``now``'s day in ``tz``."""
+    return day_window(now.astimezone(tz).date() - timedelta(days=1), tz)
+
+
+_DAY_LABEL = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def range_window(since: date, until: date, tz: ZoneInfo) -> Window:
     """From the start of ``since`` to the end of ``until`` (both days included)."""
     if until < since:
@@ -143,16 +157,55 @@ def resolve_window(
     since: date | None = None,
     until: date | None = None,
 ) -> Window:
-    """The window the command line asks for; the last complete week by default."""
+    """The window the command line asks for; the last complete week by default.
+
+    A newsletter other than the config's first has its name before its issue ids
+    (``links-2026-W47``), so its ledger, runs and archive are its own; ``--week`` takes
+    either form.
+    """
+    window = _resolve_window(config, now, week=_unprefixed(config, week), since=since, until=until)
+    if config.issue_prefix:
+        window = replace(window, issue_id=config.issue_prefix + window.issue_id)
+    return window
+
+
+def _unprefixed(config: Config, week: str | None) -> str | None:
+    if week and config.issue_prefix and week.startswith(config.issue_prefix):
+        return week[len(config.issue_prefix) :]
+    if week:
+        for name in config.newsletter_names[1:]:
+            if name != config.newsletter_name and week.startswith(f"{name}-"):
+                raise WindowError(
+                    f"--week {week}: that is an issue of the {name} newsletter; "
+                    f"add --newsletter {name}"
+                )
+    return week
+
+
+def _resolve_window(
+    config: Config,
+    now: datetime,
+    *,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> Window:
     tz = config.tz
     if week and (since or until):
         raise WindowError("use either --week or --since/--until, not both")
+    if week and _DAY_LABEL.fullmatch(week.strip()):  # a daily issue's id
+        try:
+            return day_window(date.fromisoformat(week.strip()), tz)
+        except ValueError:
+            raise WindowError(f"--week {week!r}: not a date such as 2026-11-17") from None
     if week:
         return week_window(week, tz, config.week_start)
     if since or until:
         start = since or (until - timedelta(days=6) if until else now.astimezone(tz).date())
         end = until or now.astimezone(tz).date()
         return range_window(start, end, tz)
+    if config.period == "day":
+        return last_complete_day(now, tz)
     return last_complete_week(now, tz, config.week_start)
 
 
@@ -546,6 +599,8 @@ def _dedupe(
         keys: list[tuple[str, str]] = []
         if rules.dedupe_source and post.source:
             keys.append(("source", "s:" + normalise_source(post.source)))
+        if rules.dedupe_source and post.extra.get("guid"):
+            keys.append(("guid", "g:" + str(post.extra["guid"]).strip()))
         if rules.dedupe_title:
             keys.append(("title", "t:" + normalise_title(post.title)))
         owner = next(((kind, owners[key]) for kind, key in keys if key in owners), None)
@@ -553,6 +608,8 @@ def _dedupe(
             kind, original = owner
             detail = f"duplicate of {original.slug} (same {kind})"
             duplicates.append(Decision(post, Reason.DUPLICATE, section, detail, original))
+            for _, key in keys:  # a third copy matching only this one is the same post too
+                owners.setdefault(key, original)
             continue
         if rules.near_duplicates is not None and post.sketch:
             mine = frozenset(post.sketch)
