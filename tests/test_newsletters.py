@@ -213,7 +213,7 @@ def test_two_newsletters_on_their_own_schedules_reach_exactly_who_chose_them(
         now = datetime(2026, 11, 1, tzinfo=timezone.utc)
         for email in ("default@example.com", "links@example.com", "both@example.com"):
             store.add(email, status="active", now=now)
-        with NewsletterChoices(store.path) as choices:
+        with NewsletterChoices(store) as choices:
             choices.choose(store.get("links@example.com"), ["links"])  # type: ignore[arg-type]
             choices.choose(store.get("both@example.com"), ["weekly", "links"])  # type: ignore[arg-type]
         weekly_to = sorted(s.email for s in recipients(whole.for_newsletter("weekly"), store))
@@ -282,14 +282,14 @@ def test_an_import_assigns_newsletters(tmp_path: Path) -> None:
     )
     assert done.exit_code == 0, done.output
     with SubscriberStore(whole.path(whole.subscribers.database)) as store:
-        with NewsletterChoices(store.path) as choices:
+        with NewsletterChoices(store) as choices:
             old, new = store.get("old@example.com"), store.get("new@example.com")
             assert old is not None and new is not None
             assert choices.receives(old, whole) == ("weekly", "links")  # kept, and gained
             assert choices.receives(new, whole) == ("links",)
         # A subscriber's choice goes with them (removed, or forgotten on request).
         assert store.remove("new@example.com")
-        with NewsletterChoices(store.path) as choices:
+        with NewsletterChoices(store) as choices:
             assert choices.chosen_map().keys() == {old.id}
 
 
@@ -356,7 +356,7 @@ def test_serve_pages_list_the_newsletters_and_keep_each_choice(
         with SubscriberStore(config.path(config.subscribers.database)) as store:
             subscriber = store.get(address)
             assert subscriber is not None
-            with NewsletterChoices(store.path) as choices:
+            with NewsletterChoices(store) as choices:
                 return choices.receives(subscriber, config)
 
     app = create_app(config, clock=clock, monotonic=clock.monotonic)
@@ -437,7 +437,7 @@ def test_a_daily_newsletter_beside_a_weekly_one(tmp_path: Path) -> None:
     with SubscriberStore(whole.path(whole.subscribers.database)) as store:
         store.add("both@example.com", status="active", now=now)
         store.add("weekly@example.com", status="active", now=now)
-        with NewsletterChoices(store.path) as choices:
+        with NewsletterChoices(store) as choices:
             choices.choose(store.get("both@example.com"), ["weekly", "daily"])  # type: ignore[arg-type]
 
     clock = StepClock(datetime(2026, 11, 17, 0, 0, tzinfo=BERLIN))
@@ -481,7 +481,7 @@ def test_category_preferences_of_one_newsletter_do_not_empty_another(sample_site
         store.add("ada@example.com", categories=("Work", "Tools"), status="active", now=now)
         store.add("res@example.com", categories=("Research",), status="active", now=now)
         store.add("odd@example.com", categories=("Gardening",), status="active", now=now)
-        with NewsletterChoices(store.path) as choices:
+        with NewsletterChoices(store) as choices:
             for address in ("ada@example.com", "res@example.com", "odd@example.com"):
                 choices.choose(store.get(address), ["weekly", "links"])  # type: ignore[arg-type]
     report = send_issue(links, now=now, week="2026-W47")

@@ -29,8 +29,11 @@ from digest.config import Config, load_config
 from digest.errors import ConfigError
 from digest.serve.app import create_app
 from digest.serve.security import RateLimiter
+from digest.store.database import locate
 
 from .conftest import run_digest
+
+pytestmark = pytest.mark.backends
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 SECRET = "test-server-secret"
@@ -106,7 +109,7 @@ def client(config: Config, clock: Clock) -> Iterator[TestClient]:
 
 
 def store(config: Config) -> SubscriberStore:
-    return SubscriberStore(config.path(config.subscribers.database))
+    return SubscriberStore(locate(config, config.subscribers.database))
 
 
 def status_of(config: Config, address: str) -> str | None:
@@ -720,7 +723,7 @@ def test_store_worker_group_commit_keeps_each_call_apart(config: Config) -> None
     from digest.audience.subscribers import InvalidEmail
     from digest.serve.service import StoreWorker
 
-    worker = StoreWorker(config.path(config.subscribers.database))
+    worker = StoreWorker(locate(config, config.subscribers.database))
     pool = concurrent.futures.ThreadPoolExecutor(8)
 
     def queued_behind_a_held_call(calls: list[Any]) -> list[concurrent.futures.Future[Any]]:

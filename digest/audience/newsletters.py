@@ -21,21 +21,6 @@ from digest.audience.imports import ImportReport, iter_incoming
 from digest.audience.subscribers import Categories, Subscriber, SubscriberStore
 from digest.config import Config
 from digest.errors import StoreError
-from digest.store.sqlite import open_database
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS newsletter_choices (
-    subscriber_id INTEGER NOT NULL,
-    email         TEXT NOT NULL,
-    newsletter    TEXT NOT NULL,
-    PRIMARY KEY (subscriber_id, newsletter)
-);
-CREATE TRIGGER IF NOT EXISTS newsletter_choices_go_with_the_subscriber
-AFTER DELETE ON subscribers
-BEGIN
-    DELETE FROM newsletter_choices WHERE subscriber_id = OLD.id;
-END;
-"""
 
 
 def check_names(config: Config, names: Iterable[str]) -> tuple[str, ...]:
@@ -51,11 +36,12 @@ def check_names(config: Config, names: Iterable[str]) -> tuple[str, ...]:
 
 
 class NewsletterChoices:
-    """The newsletter_choices table of a subscriber database."""
+    """The newsletter_choices table of a subscriber store (its migration 4), read and
+    written on the store's own connection, so it works on either backend."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._db = open_database(self.path, _SCHEMA, what="the subscriber store")
+    def __init__(self, store: SubscriberStore) -> None:
+        self.path = store.path
+        self._db = store.connection
 
     def __enter__(self) -> NewsletterChoices:
         return self
@@ -64,7 +50,7 @@ class NewsletterChoices:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        """The connection is the store's: it closes with the store."""
 
     def of(self, subscriber: Subscriber) -> tuple[str, ...]:
         """The newsletters the subscriber chose (empty: never chose)."""
@@ -126,7 +112,7 @@ def recipients(
     if len(config.newsletter_names) < 2:
         yield from active
         return
-    with NewsletterChoices(store.path) as choices:
+    with NewsletterChoices(store) as choices:
         chosen = choices.chosen_map()
     name = config.newsletter_name
     default = config.is_default_newsletter
@@ -169,7 +155,7 @@ def assign_imported(
     chosen = check_names(config, names)
     if not chosen:
         return
-    with NewsletterChoices(store.path) as choices:
+    with NewsletterChoices(store) as choices:
         for email in dict.fromkeys(emails):
             subscriber = store.get(email)
             if subscriber is not None:
@@ -196,7 +182,7 @@ def choose_from_form(
     if subscriber is None:
         return ()
     known = [n for n in config.newsletter_names if n in set(names)]
-    with NewsletterChoices(store.path) as choices:
+    with NewsletterChoices(store) as choices:
         if known:
             choices.choose(subscriber, known)
         return choices.receives(subscriber, config)
@@ -206,5 +192,5 @@ def receiving(store: SubscriberStore, email: str, config: Config) -> tuple[str, 
     subscriber = store.get(email)
     if subscriber is None:
         return ()
-    with NewsletterChoices(store.path) as choices:
+    with NewsletterChoices(store) as choices:
         return choices.receives(subscriber, config)

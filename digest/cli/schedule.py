@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,7 @@ from digest.schedule.scheduler import (
     run_forever_each,
     run_newsletters,
 )
+from digest.store.database import locate
 
 
 @contextmanager
@@ -287,9 +289,9 @@ def status_command(state: State, count: int, as_json: bool) -> None:
       digest schedule status -n 50 --json
     """
     config = state.config
-    path = config.path(config.schedule.database)
+    path = locate(config, config.schedule.database)
     runs: list[Run] = []
-    if path.exists():
+    if not isinstance(path, Path) or path.exists():
         with RunStore(path) as store:
             runs = store.all()[-count:] if count > 0 else []
     if as_json:

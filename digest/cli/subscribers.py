@@ -30,11 +30,12 @@ from digest.audience.tokens import TokenError
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
 from digest.delivery.ledger import scrub_address as scrub_ledger
 from digest.delivery.reports import audience_report
+from digest.store.database import locate
 
 
 def _store(state: State) -> SubscriberStore:
     config = state.config
-    return SubscriberStore(config.path(config.subscribers.database))
+    return SubscriberStore(locate(config, config.subscribers.database))
 
 
 @main.group("subscribers")
@@ -335,7 +336,7 @@ def forget_command(state: State, email: str, yes: bool) -> None:
         click.confirm(f"Erase {email} for good?", abort=True)
     with _store(state) as store:
         erased = forget(store, email, now=now(), erasure_key=key)
-    scrubbed = scrub_ledger(config.path(config.ledger.database), erased.email)
+    scrubbed = scrub_ledger(locate(config, config.ledger.database), erased.email)
     what = "erased" if erased.existed else "not in the store; suppressed"
     click.echo(
         f"{erased.email}: {what} (erasure recorded {erased.forgotten_at}); "
@@ -362,7 +363,9 @@ def stats_command(state: State, as_json: bool) -> None:
     """
     config = state.config
     report = audience_report(
-        config.path(config.subscribers.database), config.path(config.ledger.database), now=now()
+        locate(config, config.subscribers.database),
+        locate(config, config.ledger.database),
+        now=now(),
     )
     if as_json:
         emit_json(report.as_dict())
@@ -406,7 +409,7 @@ def newsletters_command(state: State, email: str, names: tuple[str, ...], as_jso
       digest subscribers newsletters ada@example.com weekly links
     """
     config = state.whole_config
-    with _store(state) as store, NewsletterChoices(store.path) as choices:
+    with _store(state) as store, NewsletterChoices(store) as choices:
         subscriber = store.get(email)
         if subscriber is None:
             raise click.ClickException(f"{email} is not a subscriber")

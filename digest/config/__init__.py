@@ -31,6 +31,8 @@ from pydantic import (
 )
 
 from digest.config.cron import check_cron
+from digest.config.database import DatabaseURL as DatabaseURL
+from digest.config.database import parse_database_url as parse_database_url
 from digest.config.problems import describe_errors
 from digest.config.providers import provider_problems
 from digest.config.secret import _ENV_REF
@@ -441,6 +443,22 @@ class SendConfig(_Section):
         default=None, ge=1, description="Messages per request (default: the provider's most)."
     )
     max_attempts: int = Field(default=5, ge=1, description="Tries per message before giving up.")
+    lease: Annotated[
+        timedelta,
+        Field(
+            description="How long a sender holds the rows it took without renewing them; "
+            "the rows of a sender that died go to the others after it."
+        ),
+    ] = timedelta(seconds=60)
+
+    @field_validator("lease", mode="before")
+    @classmethod
+    def _lease(cls, value: Any) -> timedelta:
+        lease = _parse_duration(value)
+        if lease < timedelta(seconds=1):
+            raise ValueError("expected at least 1s")
+        return lease
+
     uncertain: Literal["hold", "resend"] = Field(
         default="hold",
         description="Messages that may have reached the provider without an answer, which "
@@ -766,6 +784,11 @@ class Config(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     out_dir: Path = Field(default=Path("out"), description="Where builds and reports go.")
+    database: DatabaseURL | None = Field(
+        default=None,
+        description="A postgresql:// URL (password as ${ENV}) that holds every store: "
+        "subscribers, ledger, runs and serve's shared state. Unset: the SQLite files.",
+    )
 
     # Set by load_config: the file this came from and the folder paths are relative to.
     source: Path | None = Field(default=None, exclude=True)

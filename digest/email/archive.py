@@ -40,7 +40,7 @@ def archive_dir(config: Config) -> Path:
 def write_text(path: Path, text: str) -> None:
     """Write through a temporary file, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per writer
     temporary.write_text(text, encoding="utf-8", newline="")
     os.replace(temporary, path)
 

@@ -50,6 +50,7 @@ from digest.config.cron import check_cron
 from digest.content.select import Window, last_complete_day, last_complete_week
 from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
+from digest.store.database import locate
 from digest.store.lock import FileLock
 
 if TYPE_CHECKING:
@@ -605,7 +606,7 @@ def run_now(config: Config, clock: Clock, *, stop: threading.Event) -> RunReport
     policy = Policy.from_config(config)
     with (
         FileLock(run_lock_path(config), "digest run"),
-        RunStore(config.path(config.schedule.database)) as runs,
+        RunStore(locate(config, config.schedule.database)) as runs,
     ):
         return run_due(
             policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
@@ -626,7 +627,7 @@ def run_forever(
     """
     policy = Policy.from_config(config)
     lock = FileLock(config.path(config.schedule.lock), "digest schedule")
-    with lock, RunStore(config.path(config.schedule.database)) as runs:
+    with lock, RunStore(locate(config, config.schedule.database)) as runs:
         scheduler = Scheduler(
             policy,
             runs,

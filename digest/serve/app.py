@@ -84,7 +84,9 @@ from digest.serve.service import (
     require_server_secret,
     welcome_context,
 )
+from digest.serve.shared import SharedRateLimiter
 from digest.serve.webhooks import WebhookError, WebhookEvent, read_webhook
+from digest.store.database import locate
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +203,19 @@ class Service:
         self.pages = Pages(config)
         self.subscriptions = Subscriptions(config, secret)
         self.csrf = CsrfGuard(secret)
-        self.limiter = RateLimiter(
-            config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
-        )
-        self.store = StoreWorker(config.path(config.subscribers.database))
+        self.limiter: RateLimiter | SharedRateLimiter
+        if config.database is not None:  # several hosts: the limits live in the database
+            self.limiter = SharedRateLimiter(
+                config.database,
+                config.serve.subscribe_per_minute,
+                config.serve.subscribe_burst,
+                prefix="subscribe",
+            )
+        else:
+            self.limiter = RateLimiter(
+                config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
+            )
+        self.store = StoreWorker(locate(config, config.subscribers.database))
         self.mailer = mailer or Mailer(config, self.pages)
         hooks = config.serve.webhooks
         # How long a delivery is remembered: longer than any timestamp is accepted for.
