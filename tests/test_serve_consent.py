@@ -92,6 +92,10 @@ def test_the_form_shows_the_consent_text_and_the_record_keeps_it(
     )
     [eml] = outbox(config)
     clock.now = clock.now.replace(minute=17)
+    # Opening the link (what a mail scanner does) confirms nothing and records nothing.
+    assert client.get(confirm_path(eml)).status_code == 200
+    assert consent_of(config, "ann@example.com").confirmed_at is None
+    assert welcomes(config) == []
     assert client.post(confirm_path(eml)).status_code == 200
     confirmed = consent_of(config, "ann@example.com")
     assert confirmed.confirmed_at == "2026-11-23T09:17:00Z"

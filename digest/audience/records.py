@@ -461,8 +461,7 @@ def forgotten_at(db: Connection, email: str, key: bytes | None) -> str | None:
         if db.execute("SELECT 1 FROM forgotten LIMIT 1").fetchone():
             raise StoreError(
                 "this store holds addresses erased on request, and recognising them needs "
-                "the server secret: set DIGEST_SECRET (or serve.secret) as when they were "
-                "erased"
+                "the privacy key they were erased with (privacy.key, or the server secret)"
             )
         return None
     row = db.execute(

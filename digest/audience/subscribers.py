@@ -101,18 +101,61 @@ CREATE INDEX IF NOT EXISTS service_mail_age ON service_mail (sent_at);
 """
 
 # The schema's history, oldest first (digest.store.migrations); add new steps at the end.
+# Which newsletters each subscriber receives (digest.audience.newsletters): a choice goes
+# with its subscriber's row.
+_CHOICES = """
+CREATE TABLE IF NOT EXISTS newsletter_choices (
+    subscriber_id INTEGER NOT NULL,
+    email         TEXT NOT NULL,
+    newsletter    TEXT NOT NULL,
+    PRIMARY KEY (subscriber_id, newsletter)
+);
+CREATE TRIGGER IF NOT EXISTS newsletter_choices_go_with_the_subscriber
+AFTER DELETE ON subscribers
+BEGIN
+    DELETE FROM newsletter_choices WHERE subscriber_id = OLD.id;
+END;
+"""
+_CHOICES_POSTGRESQL = """
+CREATE TABLE IF NOT EXISTS newsletter_choices (
+    subscriber_id BIGINT NOT NULL,
+    email         TEXT NOT NULL,
+    newsletter    TEXT NOT NULL,
+    PRIMARY KEY (subscriber_id, newsletter)
+);
+CREATE OR REPLACE FUNCTION digest_newsletter_choices_go() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM newsletter_choices WHERE subscriber_id = OLD.id;
+    RETURN OLD;
+END;
+$$;
+DROP TRIGGER IF EXISTS newsletter_choices_go_with_the_subscriber ON subscribers;
+CREATE TRIGGER newsletter_choices_go_with_the_subscriber
+AFTER DELETE ON subscribers
+FOR EACH ROW EXECUTE FUNCTION digest_newsletter_choices_go();
+"""
+
 MIGRATIONS = (
     Migration(1, "subscribers table, as before schema versions", _SCHEMA),
     # On SQLite records.extend_schema adds these in place (it predates versions and checks
     # what a file has); on PostgreSQL this migration does, with the triggers in PL/pgSQL.
     Migration(2, "consent, source and history (audience/records.py)", "", RECORDS_POSTGRESQL),
     Migration(3, "webhook deliveries applied and service mail sent", _SERVE_MEMORY),
+    Migration(4, "newsletter choices (audience/newsletters.py)", _CHOICES, _CHOICES_POSTGRESQL),
 )
 SPEC = StoreSpec(
     "subscribers",
     "the subscriber store",
     MIGRATIONS,
-    ("subscribers", "subscriber_events", "forgotten", "webhook_deliveries", "service_mail"),
+    (
+        "subscribers",
+        "subscriber_events",
+        "forgotten",
+        "webhook_deliveries",
+        "service_mail",
+        "newsletter_choices",
+    ),
 )
 
 

@@ -36,6 +36,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
 
+from digest.audience import newsletters
 from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore
 from digest.audience.tokens import token_secret
@@ -268,11 +269,22 @@ class SendReport:
 # --------------------------------------------------------------------------- variants
 
 
-def variant_of(subscriber: Subscriber, selection: Selection) -> str | None:
-    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send."""
+def variant_of(
+    subscriber: Subscriber,
+    selection: Selection,
+    sections: tuple[frozenset[str], frozenset[str]] | None = None,
+) -> str | None:
+    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send.
+
+    ``sections`` (with several newsletters): the casefolded spellings of this newsletter's
+    sections and of the other newsletters' sections. A subscriber whose categories name
+    only other newsletters' sections chose within those, and receives this one whole.
+    """
     if not subscriber.categories:
         return ALL
     wanted = {c.casefold() for c in subscriber.categories}
+    if sections is not None and not wanted & sections[0] and wanted & sections[1]:
+        return ALL
     names = [
         s.name
         for s in selection.sections
@@ -283,6 +295,30 @@ def variant_of(subscriber: Subscriber, selection: Selection) -> str | None:
     if len(names) == len(selection.sections):
         return ALL
     return "+".join(names)
+
+
+def section_names(config: Config) -> tuple[frozenset[str], frozenset[str]] | None:
+    """Every spelling of this newsletter's sections and of the other newsletters' (see
+    :func:`variant_of`), casefolded; None with one newsletter."""
+    if len(config.newsletter_names) < 2:
+        return None
+
+    def spellings(one: Config) -> frozenset[str]:
+        return frozenset(
+            spelling.casefold()
+            for section in one.categories.sections
+            for spelling in (section.name, section.title, *section.aliases)
+        )
+
+    own = spellings(config)
+    others = frozenset().union(
+        *(
+            spellings(config.for_newsletter(name))
+            for name in config.newsletter_names
+            if name != config.newsletter_name
+        )
+    )
+    return own, others - own
 
 
 # --------------------------------------------------------------------------- the loop
@@ -320,6 +356,7 @@ class _Sender:
         self.config = config
         self.issue = issue
         self.issue_id = issue.selection.issue_id
+        self.sections = section_names(config)
         self.composer = composer
         self.provider = provider
         self.ledger = ledger
@@ -566,7 +603,7 @@ class _Sender:
                         Outcome(delivery.subscriber_id, L.SKIPPED, error=f"{why} before sending")
                     )
                     continue
-                variant = variant_of(subscriber, self.issue.selection)
+                variant = variant_of(subscriber, self.issue.selection, self.sections)
                 if variant is None:
                     skipped.append(
                         Outcome(
@@ -891,7 +928,9 @@ def send_issue(
         )
         if enqueue:
             report.queued = ledger.enqueue(
-                issue_id, ((s.id, s.email) for s in store.iter_active(chunk=CHUNK)), now=now
+                issue_id,
+                ((s.id, s.email) for s in newsletters.recipients(config, store, chunk=CHUNK)),
+                now=now,
             )
             if finished_before:
                 ledger.mark_completed(issue_id, None)  # open again for those who joined
@@ -1185,8 +1224,8 @@ def _dry_run(
         if key.startswith(SEND_SECRETS)
     ]
     already = {L.SENT, L.FAILED_PERMANENT, L.SKIPPED}
-    for subscriber in store.iter_active(chunk=CHUNK):
-        variant = variant_of(subscriber, issue.selection)
+    for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
+        variant = variant_of(subscriber, issue.selection, section_names(config))
         if variant is None:
             report.skipped += 1
             continue

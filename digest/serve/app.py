@@ -54,6 +54,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.audience import newsletters
 from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
 from digest.audience.subscribers import InvalidEmail
 from digest.audience.tokens import TokenError
@@ -232,6 +233,7 @@ class Service:
             assert isinstance(found, Mailgun)
             self.mailgun_events = found
         self.sections = [(s.name, s.title) for s in config.categories.sections]
+        self.newsletters = newsletters.listed(config)
 
     def close(self) -> None:
         self.store.close()
@@ -256,7 +258,9 @@ class Service:
         if form:
             assert cookie is not None
             context[CSRF_FIELD] = self.csrf.form_token(cookie)
-        html = self.pages.render(name, sections=self.sections, **context)
+        html = self.pages.render(
+            name, sections=self.sections, newsletters=self.newsletters, **context
+        )
         response = HTMLResponse(html, status_code=status, headers=NO_STORE)
         if form and cookie:
             response.set_cookie(
@@ -359,6 +363,7 @@ class Service:
                 email = text_field(data, "email", limit=MAX_EMAIL, required=True)
                 name = text_field(data, "name", limit=MAX_NAME)
                 chosen = text_list(data, "categories", most=50, limit=200)
+                lists = text_list(data, "newsletters", most=20, limit=40)
             except BadJson as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         else:
@@ -371,6 +376,7 @@ class Service:
             email = given_email if isinstance(given_email, str) else ""
             name = given_name if isinstance(given_name, str) else ""
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
+            lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
         categories = chosen[:50]
         if len(email) > MAX_EMAIL:
             email = ""  # not an address; refused below as one
@@ -404,6 +410,14 @@ class Service:
                 error=message,
                 email=email,
                 consent_text=self.config.serve.consent_text,
+            )
+        wanted = [n for n in lists if isinstance(n, str)][:20]
+        if outcome.send_confirmation and wanted and self.newsletters:
+            # Only an address waiting for confirmation takes a choice from this public form;
+            # someone already subscribed changes theirs through their preferences link.
+            address = outcome.subscriber.email
+            await self.store.run(
+                lambda store: newsletters.choose_from_form(store, address, wanted, self.config)
             )
         if outcome.send_confirmation or outcome.send_notice:
             if outcome.send_confirmation:
@@ -538,6 +552,7 @@ class Service:
                 return self.refused(request)
             action = form.get("action")
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)][:50]
+            lists = [n for n in form.getlist("newsletters") if isinstance(n, str)][:20]
             try:
                 subscriber = await self.store.run(
                     lambda store: self.subscriptions.save_preferences(
@@ -550,6 +565,11 @@ class Service:
                 )
             except TokenError as exc:
                 return self.bad_link(request, exc)
+            if self.newsletters and lists and action == "save":
+                address = subscriber.email
+                await self.store.run(
+                    lambda store: newsletters.choose_from_form(store, address, lists, self.config)
+                )
             if subscriber.status == "unsubscribed" and action == "unsubscribe":
                 return self.page(
                     request,
@@ -566,6 +586,12 @@ class Service:
             except TokenError as exc:
                 return self.bad_link(request, exc)
         chosen_names = set(subscriber.categories)
+        address = subscriber.email
+        receives = (
+            await self.store.run(lambda store: newsletters.receiving(store, address, self.config))
+            if self.newsletters
+            else ()
+        )
         return self.page(
             request,
             "preferences.html.j2",
@@ -575,6 +601,7 @@ class Service:
             subscriber_status=subscriber.status,
             chosen=chosen_names,
             every=not chosen_names,
+            receives=set(receives),
             saved=saved,
             action=token_path("preferences", token),
         )
