@@ -27,7 +27,7 @@ from digest.store.postgres import translate
 from .conftest import run_digest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
-LATEST = {"subscribers": 3, "ledger": 3, "runs": 1}  # each store's schema version now
+LATEST = {"subscribers": 4, "ledger": 3, "runs": 1}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
 
@@ -380,6 +380,7 @@ def test_db_migrate_moves_every_row_and_refuses_a_second_time(
         "forgotten": 0,
         "webhook_deliveries": 0,
         "service_mail": 0,
+        "newsletter_choices": 0,
         "issues": 1,
         "deliveries": 250,
         "send_pace": 0,
