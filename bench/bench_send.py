@@ -4,7 +4,7 @@ For each transport and size it prints messages per second, CPU time per message 
 sending process only) and peak memory, and compares:
 
 * the per-variant wire template against the naive path measured in the same run
-  (``compose.to_message(...).as_bytes()`` for every recipient, everything else equal);
+  (``message.to_message(...).as_bytes()`` for every recipient, everything else equal);
 * peak memory at the largest size against the smallest: it must stay flat, because
   subscribers and ledger rows are streamed a chunk at a time.
 

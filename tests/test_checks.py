@@ -11,7 +11,8 @@ import pytest
 from digest.config import load_config
 from digest.content import pipeline
 from digest.email.checks import CheckResult, all_passed, run_checks
-from digest.email.compose import ComposedEmail, compose
+from digest.email.compose import compose
+from digest.email.message import ComposedEmail
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 

@@ -21,11 +21,10 @@ from digest.content.intro import load_intro, parse_intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection, week_window
 from digest.email.checks import all_passed, run_checks
-from digest.email.compose import (
+from digest.email.compose import compose, fit_preheader
+from digest.email.message import (
     PLACEHOLDERS,
     ComposedEmail,
-    compose,
-    fit_preheader,
     personalise,
     sample_values,
     to_message,

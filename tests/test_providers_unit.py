@@ -19,11 +19,11 @@ from digest.delivery.providers.http import (
     Pacer,
     RateLimit,
     RetryPolicy,
-    fill_markers,
     parse_rate_limit,
     parse_retry_after,
     substitute,
 )
+from digest.email.message import fill
 from digest.errors import ProviderError
 
 NOW = 1_800_000_000.0
@@ -240,9 +240,9 @@ def test_backoff_grows_with_jitter_and_never_undercuts_retry_after() -> None:
 
 def test_markers_are_escaped_in_html_only() -> None:
     values = {"name": 'Ann & "Bo"'}
-    assert fill_markers("Hi [[digest:name]]", values) == 'Hi Ann & "Bo"'
-    assert fill_markers("Hi [[digest:name]]", values, html=True) == "Hi Ann &amp; &quot;Bo&quot;"
-    assert fill_markers("[[digest:missing]]!", values) == "!"
+    assert fill("Hi [[digest:name]]", values) == 'Hi Ann & "Bo"'
+    assert fill("Hi [[digest:name]]", values, html=True) == "Hi Ann &amp; &quot;Bo&quot;"
+    assert fill("[[digest:missing]]!", values) == "!"
     sub = substitute(
         "[[digest:name]]",
         "<b>[[digest:name]]</b>",

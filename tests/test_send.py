@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from digest.audience.subscribers import SubscriberStore
-from digest.audience.tokens import TokenError, signing_key, verify_token
+from digest.audience.tokens import TokenError, signing_key, token_secret, verify_token
 from digest.cli.send import unsubscribe
 from digest.config import Config, load_config
 from digest.delivery import ledger as L
@@ -26,9 +26,9 @@ from digest.delivery.providers import outbox as outbox_module
 from digest.delivery.providers.base import WIRE_POLICY, Batch, Event, Result
 from digest.delivery.providers.outbox import OutboxProvider
 from digest.delivery.providers.smtp import _data_bytes
-from digest.delivery.send import send_issue, token_secret
+from digest.delivery.send import send_issue
 from digest.email import build
-from digest.email.compose import ComposedEmail, WireTemplate, qp_lines, to_message
+from digest.email.message import ComposedEmail, WireTemplate, qp_lines, to_message
 from digest.errors import NothingToSend, ProviderError
 
 from .conftest import run_digest

@@ -1,9 +1,15 @@
-"""Addresses of posts and sections on the site, built from the config's URL patterns."""
+"""Every public address digest writes: posts and sections on the site, and the pages of
+``digest serve`` (archive, confirm, unsubscribe, preferences).
+
+The routes below are the one definition of those paths: ``digest serve`` mounts them, and
+compose, send and serve build links to them through the functions here.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from digest.audience.tokens import PURPOSES
 from digest.config import Config
 from digest.content.posts import Post
 from digest.content.select import slugify
@@ -46,3 +52,47 @@ def with_query(url: str, params: dict[str, str]) -> str:
     present = {k for k, _ in query}
     query += [(k, v) for k, v in params.items() if k not in present]
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+# --------------------------------------------------------------------------- digest serve
+
+ARCHIVE_PATH = "/archive"
+TOKEN_PURPOSES = PURPOSES
+"""Each is served at ``/<purpose>/{token}``."""
+
+
+def public_base(config: Config) -> str:
+    """Where ``digest serve`` and the archive are reachable."""
+    return (config.serve.public_url or config.site.base_url).rstrip("/")
+
+
+def archive_url(config: Config, issue_id: str | None = None) -> str:
+    base = f"{public_base(config)}{ARCHIVE_PATH}/"
+    return f"{base}{issue_id}/" if issue_id else base
+
+
+def route(purpose: str) -> str:
+    """The route pattern of a token page, e.g. ``/unsubscribe/{token}``."""
+    if purpose not in TOKEN_PURPOSES:
+        raise ValueError(f"no page for {purpose!r}")
+    return f"/{purpose}/{{token}}"
+
+
+def token_path(purpose: str, token: str) -> str:
+    """A token page as a path on the service, e.g. ``/unsubscribe/<token>``."""
+    return route(purpose).format(token=token)
+
+
+def token_url(config: Config, purpose: str, token: str) -> str:
+    """A token page as a public URL."""
+    return public_base(config) + token_path(purpose, token)
+
+
+def subscriber_urls(
+    config: Config, *, unsubscribe_token: str, preferences_token: str
+) -> dict[str, str]:
+    """The unsubscribe and preferences URLs of one subscriber (values of their markers)."""
+    return {
+        "unsubscribe_url": token_url(config, "unsubscribe", unsubscribe_token),
+        "preferences_url": token_url(config, "preferences", preferences_token),
+    }

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from digest.config import Config
 from digest.errors import DigestError
 
 PURPOSES = ("unsubscribe", "preferences", "confirm")
@@ -38,6 +39,13 @@ def server_secret(environ: dict[str, str] | None = None) -> bytes | None:
     env = os.environ if environ is None else environ
     value = env.get(SECRET_ENV)
     return value.encode() if value else None
+
+
+def token_secret(config: Config) -> bytes | None:
+    """The server secret: ``serve.secret`` when configured, else ``$DIGEST_SECRET``."""
+    if config.serve.secret is not None:
+        return config.serve.secret.resolve().encode()
+    return server_secret()
 
 
 def signing_key(subscriber_secret: bytes, server: bytes | None = None) -> bytes:

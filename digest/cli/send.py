@@ -9,7 +9,7 @@ from typing import Any, cast
 import click
 
 from digest.audience.subscribers import SubscriberStore
-from digest.audience.tokens import TokenError, signing_key, verify_token
+from digest.audience.tokens import TokenError, signing_key, token_secret, verify_token
 from digest.cli._app import (
     State,
     emit_json,
@@ -22,7 +22,7 @@ from digest.cli._app import (
 )
 from digest.content.select import resolve_window
 from digest.delivery.ledger import Ledger
-from digest.delivery.send import SendReport, send_issue, send_test, token_secret
+from digest.delivery.send import SendReport, send_issue, send_test
 
 
 class _Bar:

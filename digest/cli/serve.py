@@ -33,8 +33,9 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
       digest serve --host 127.0.0.1 --port 8025
       digest serve --port 0 --json     # prints {"url": "http://127.0.0.1:PORT", ...}
     """
+    from digest.audience.links import public_base
     from digest.serve.app import bind, serve
-    from digest.serve.service import public_base, require_server_secret
+    from digest.serve.service import require_server_secret
 
     config = state.config
     require_server_secret(config)  # fail before binding, with the fix in the message

@@ -19,8 +19,6 @@ Nothing here holds the subscriber list in memory: rows are read ``CHUNK`` at a t
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import logging
 import os
@@ -30,19 +28,18 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoo
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from email.message import EmailMessage
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
 from digest.audience.subscribers import Subscriber, SubscriberStore
-from digest.audience.tokens import SECRET_ENV, make_token, server_secret, signing_key
+from digest.audience.tokens import SECRET_ENV, token_secret
 from digest.config import Config
+from digest.content.intro import Intro, load_intro
 from digest.content.select import Selection
 from digest.delivery import ledger as L
 from digest.delivery.ledger import Delivery, Ledger, Outcome
 from digest.delivery.providers.base import (
     Batch,
-    ComposedLike,
     Event,
     Handoff,
     Provider,
@@ -50,7 +47,16 @@ from digest.delivery.providers.base import (
     Result,
     idempotency_key,
 )
-from digest.delivery.providers.registry import get_provider_class
+from digest.delivery.providers.registry import make_provider
+from digest.email.build import build_issue
+from digest.email.compose import compose
+from digest.email.message import (
+    ComposedEmail,
+    WireTemplate,
+    message_id_for,
+    recipient_values,
+    to_message,
+)
 from digest.errors import ConfigError, NothingToSend
 
 log = logging.getLogger(__name__)
@@ -67,8 +73,8 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class Issue:
     selection: Selection
-    composed: ComposedLike
-    intro: Any = None
+    composed: ComposedEmail
+    intro: Intro | None = None
 
 
 class Composer(Protocol):
@@ -101,7 +107,7 @@ class Composer(Protocol):
 
 
 class BuildComposer:
-    """The real build: ``build.build_issue`` once, ``compose.compose`` per variant."""
+    """The real build: :func:`build_issue` once, :func:`compose` per variant."""
 
     def prepare(
         self,
@@ -113,45 +119,36 @@ class BuildComposer:
         until: date | None,
         write: bool,
     ) -> Issue:
-        build: Any = importlib.import_module("digest.email.build")
-        intro_module: Any = importlib.import_module("digest.content.intro")
-        result = build.build_issue(
-            config, now=now, week=week, since=since, until=until, write=write
-        )
-        intro = intro_module.load_intro(config, result.selection.issue_id)
+        result = build_issue(config, now=now, week=week, since=since, until=until, write=write)
+        intro = load_intro(config, result.selection.issue_id)
         return Issue(result.selection, result.composed, intro)
 
-    def compose(self, config: Config, issue: Issue, selection: Selection, *, now: datetime) -> Any:
-        compose: Any = importlib.import_module("digest.email.compose")
-        return compose.compose(config, selection, now=now, intro=issue.intro)
+    def compose(
+        self, config: Config, issue: Issue, selection: Selection, *, now: datetime
+    ) -> ComposedEmail:
+        return compose(config, selection, now=now, intro=issue.intro)
 
     def render(
         self,
-        composed: Any,
+        composed: ComposedEmail,
         *,
         to: str,
         values: Mapping[str, str],
         message_id: str | None,
         date: datetime | None,
     ) -> EmailMessage:
-        compose: Any = importlib.import_module("digest.email.compose")
-        message: EmailMessage = compose.to_message(
-            composed, to=to, values=values, message_id=message_id, date=date
-        )
-        return message
+        return to_message(composed, to=to, values=values, message_id=message_id, date=date)
 
     def wire_template(
-        self, composed: Any, *, date: datetime | None
+        self, composed: ComposedEmail, *, date: datetime | None
     ) -> Callable[[Recipient], bytes]:
         """The per-variant fast path to a recipient's bytes (same message as :meth:`render`)."""
-        compose: Any = importlib.import_module("digest.email.compose")
-        template = compose.WireTemplate(composed, date=date)
+        template = WireTemplate(composed, date=date)
 
         def wire(recipient: Recipient) -> bytes:
-            data: bytes = template.render(
+            return template.render(
                 to=recipient.email, values=recipient.values, message_id=recipient.message_id
             )
-            return data
 
         return wire
 
@@ -197,38 +194,7 @@ class SendReport:
         return data
 
 
-# --------------------------------------------------------------------------- personalising
-
-
-def public_base(config: Config) -> str:
-    return (config.serve.public_url or config.site.base_url).rstrip("/")
-
-
-def token_secret(config: Config) -> bytes | None:
-    """The server secret: ``serve.secret`` when configured, else ``$DIGEST_SECRET``."""
-    if config.serve.secret is not None:
-        return config.serve.secret.resolve().encode()
-    return server_secret()
-
-
-def subscriber_values(
-    config: Config, subscriber: Subscriber, server: bytes | None
-) -> dict[str, str]:
-    key = signing_key(subscriber.secret, server)
-    base = public_base(config)
-    return {
-        "name": subscriber.name,
-        "email": subscriber.email,
-        "unsubscribe_url": f"{base}/unsubscribe/{make_token('unsubscribe', subscriber.email, key)}",
-        "preferences_url": f"{base}/preferences/{make_token('preferences', subscriber.email, key)}",
-    }
-
-
-def message_id_for(config: Config, issue_id: str, subscriber_id: int) -> str:
-    """The same Message-ID on every attempt, so mail clients can spot a repeat."""
-    domain = parseaddr(config.sender.from_email)[1].rpartition("@")[2] or "digest.invalid"
-    tag = hashlib.sha256(f"{issue_id}\x00{subscriber_id}".encode()).hexdigest()[:20]
-    return f"<{issue_id}.{tag}@{domain}>"
+# --------------------------------------------------------------------------- variants
 
 
 def variant_of(subscriber: Subscriber, selection: Selection) -> str | None:
@@ -249,14 +215,6 @@ def variant_of(subscriber: Subscriber, selection: Selection) -> str | None:
 
 
 # --------------------------------------------------------------------------- the loop
-
-
-def make_provider(config: Config) -> Provider:
-    provider_class = get_provider_class(config.provider.name)
-    provider = provider_class.from_config(config)
-    if not isinstance(provider, Provider):
-        raise ConfigError(f"provider.name: {config.provider.name} is not a digest provider")
-    return provider
 
 
 def _out_dir(config: Config, issue_id: str) -> Path:
@@ -338,7 +296,7 @@ class _Sender:
         return Recipient(
             subscriber.id,
             subscriber.email,
-            subscriber_values(self.config, subscriber, self.server),
+            recipient_values(self.config, subscriber, self.server),
             message_id_for(self.config, self.issue_id, subscriber.id),
         )
 
@@ -720,12 +678,12 @@ def send_test(
     issue = composer.prepare(config, now=now, week=week, since=None, until=None, write=True)
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue.selection.issue_id} has no posts; there is nothing to send")
-    composed = replace(issue.composed, subject=f"[TEST] {issue.composed.subject}")  # type: ignore[type-var]
+    composed = replace(issue.composed, subject=f"[TEST] {issue.composed.subject}")
     with SubscriberStore(config.path(config.subscribers.database)) as store:
         known = store.get(address)
     secret = known.secret if known else os.urandom(32)
     fake = Subscriber(0, address, known.name if known else "", "active", "", (), secret)
-    values = subscriber_values(config, fake, token_secret(config))
+    values = recipient_values(config, fake, token_secret(config))
     recipient = Recipient(0, address, values, message_id_for(config, f"test-{now.timestamp()}", 0))
     provider = provider or make_provider(config)
     batch = Batch(

@@ -14,16 +14,16 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
+from digest.audience.links import archive_url
 from digest.config import Config
 from digest.content.select import Selection
 from digest.email.compose import (
-    ComposedEmail,
-    archive_url,
     date_range,
     environment,
     issue_title,
     render_template,
 )
+from digest.email.message import ComposedEmail
 from digest.errors import ContentError
 
 INDEX_TEMPLATE = "archive_index.html.j2"

@@ -1,7 +1,7 @@
 """Build one issue: load → select → compose → check → write ``out/<issue-id>/``.
 
 ``out/<issue-id>/`` holds ``email.html`` and ``email.txt`` (with the per-subscriber markers
-of :data:`digest.email.compose.PLACEHOLDERS` still in place: they are what sending fills in),
+of :data:`digest.email.message.PLACEHOLDERS` still in place: they are what sending fills in),
 ``email.eml`` (a complete proof copy addressed to the sender, markers filled with sample
 values), and ``manifest.json``. The web version goes to the archive (:mod:`digest.email.archive`).
 
@@ -19,13 +19,15 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from digest.audience.links import archive_url
 from digest.config import Config
 from digest.content import pipeline
 from digest.content.intro import Intro, load_intro
 from digest.content.select import Selection
 from digest.email import archive
 from digest.email.checks import CheckResult, all_passed, run_checks
-from digest.email.compose import ComposedEmail, archive_url, compose, sample_values, to_message
+from digest.email.compose import compose
+from digest.email.message import ComposedEmail, sample_values, to_message
 from digest.errors import NothingToSend
 
 logger = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 from lxml import html as lxml_html  # type: ignore[import-untyped]
 
-from digest.email.compose import PLACEHOLDERS, PREHEADER_MAX, PREHEADER_MIN, ComposedEmail
+from digest.email.compose import PREHEADER_MAX, PREHEADER_MIN
+from digest.email.message import MARKER, PLACEHOLDERS, ComposedEmail
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-_MARKER = re.compile(r"^\[\[digest:[a-z_]+\]\]$")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def check_images(doc: _Doc) -> CheckResult:
 def _link_problem(url: str) -> tuple[str, bool] | None:
     """(problem, is it only a warning), or None for a good link."""
     value = url.strip()
-    if _MARKER.match(value) or value.startswith("#"):
+    if MARKER.fullmatch(value) or value.startswith("#"):
         return None
     scheme = urlsplit(value).scheme.casefold()
     if scheme == "https" and urlsplit(value).netloc:

@@ -6,7 +6,6 @@ shows up in the page; a broken config.yaml becomes a problem in the page, not a 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -150,21 +149,14 @@ def send_test_for(site: SitePreview) -> Callable[[str, str], str] | None:
     config = site.last_config
     if config is None or config.provider.name == "outbox":
         return None
-    try:  # sending is optional here: without it the page simply has no button
-        send = importlib.import_module("digest.delivery.send")
-    except ImportError:
-        return None
-    send_test: Callable[..., Any] | None = getattr(send, "send_test", None)
-    if send_test is None:
-        return None
 
     def action(issue_id: str, to: str) -> str:
+        from digest.delivery.send import send_test  # the preview starts without the send stack
+
         result = send_test(site.config(), to, now=site.now(), week=issue_id)
-        state = str(getattr(result, "state", "sent"))
-        if state != "sent":
-            reason = getattr(result, "reason", None) or state
-            raise SendError(f"the test to {to} was not sent: {reason}")
-        message_id = getattr(result, "provider_message_id", None)
+        if result.state != "sent":
+            raise SendError(f"the test to {to} was not sent: {result.reason or result.state}")
+        message_id = result.provider_message_id
         ident = f" (message {message_id})" if message_id else ""
         return f"sent a [TEST] of {issue_id} to {to}{ident}"
 

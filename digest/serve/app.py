@@ -51,6 +51,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
 from digest.audience.subscribers import InvalidEmail
 from digest.audience.tokens import TokenError
 from digest.config import Config
@@ -71,7 +72,6 @@ from digest.serve.service import (
     Mailer,
     StoreWorker,
     Subscriptions,
-    public_base,
     require_server_secret,
 )
 from digest.serve.webhooks import ReplayGuard, WebhookError, read_webhook
@@ -392,7 +392,7 @@ class Service:
             form=True,
             email=subscriber.email,
             already=subscriber.status != "active" and subscriber.status != "pending",
-            action=f"/unsubscribe/{token}",
+            action=token_path("unsubscribe", token),
         )
 
     async def unsubscribe(self, request: Request) -> Response:
@@ -447,7 +447,7 @@ class Service:
                     request,
                     "unsubscribed.html.j2",
                     email=subscriber.email,
-                    preferences_url=f"/preferences/{token}",
+                    preferences_url=token_path("preferences", token),
                 )
             saved = True
         else:
@@ -468,7 +468,7 @@ class Service:
             chosen=chosen_names,
             every=not chosen_names,
             saved=saved,
-            action=f"/preferences/{token}",
+            action=token_path("preferences", token),
         )
 
     async def webhook(self, request: Request) -> Response:
@@ -563,13 +563,13 @@ def create_app(
         Route("/assets/serve.css", service.stylesheet),
         Route("/subscribe", service.subscribe_form, methods=["GET"]),
         Route("/subscribe", service.subscribe, methods=["POST"]),
-        Route("/confirm/{token}", service.confirm, methods=["GET"]),
-        Route("/unsubscribe/{token}", service.unsubscribe_page, methods=["GET"]),
-        Route("/unsubscribe/{token}", service.unsubscribe, methods=["POST"]),
-        Route("/preferences/{token}", service.preferences, methods=["GET", "POST"]),
+        Route(route("confirm"), service.confirm, methods=["GET"]),
+        Route(route("unsubscribe"), service.unsubscribe_page, methods=["GET"]),
+        Route(route("unsubscribe"), service.unsubscribe, methods=["POST"]),
+        Route(route("preferences"), service.preferences, methods=["GET", "POST"]),
         Route("/webhooks/{provider}", service.webhook, methods=["POST"]),
-        Route("/archive/feed.xml", service.feed, methods=["GET"]),
-        Mount("/archive", app=_Archive(archive_dir(config))),
+        Route(f"{ARCHIVE_PATH}/feed.xml", service.feed, methods=["GET"]),
+        Mount(ARCHIVE_PATH, app=_Archive(archive_dir(config))),
     ]
     app = Starlette(
         routes=routes,

@@ -32,10 +32,19 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from digest.audience.links import token_path, token_url
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
-from digest.audience.tokens import SECRET_ENV, TokenError, make_token, signing_key, verify_token
+from digest.audience.tokens import (
+    SECRET_ENV,
+    TokenError,
+    make_token,
+    signing_key,
+    token_secret,
+    verify_token,
+)
 from digest.config import Config
 from digest.delivery.providers.base import Batch, Provider, Recipient, Result, idempotency_key
+from digest.delivery.providers.registry import make_provider
 from digest.errors import ConfigError, StoreError
 from digest.serve.pages import Pages
 from digest.serve.webhooks import WebhookEvent
@@ -55,8 +64,6 @@ _STRENGTH = {"active": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "compla
 
 def require_server_secret(config: Config) -> bytes:
     """The server secret that signs every token; the service will not run without one."""
-    from digest.delivery.send import token_secret
-
     secret = token_secret(config)
     if not secret:
         raise ConfigError(
@@ -65,10 +72,6 @@ def require_server_secret(config: Config) -> bytes:
             " or point serve.secret at another variable"
         )
     return secret
-
-
-def public_base(config: Config) -> str:
-    return (config.serve.public_url or config.site.base_url).rstrip("/")
 
 
 class StoreWorker:
@@ -221,12 +224,11 @@ class Subscriptions:
         expires = None
         if purpose == "confirm" and now is not None:
             expires = now + self.config.serve.confirm_ttl
-        token = self.token(subscriber, purpose, expires_at=expires)
-        return f"{public_base(self.config)}/{purpose}/{token}"
+        return token_url(self.config, purpose, self.token(subscriber, purpose, expires_at=expires))
 
     def page_path(self, subscriber: Subscriber, purpose: str) -> str:
         """The same link as a path on this service, for its own pages."""
-        return f"/{purpose}/{self.token(subscriber, purpose)}"
+        return token_path(purpose, self.token(subscriber, purpose))
 
     def check(self, store: SubscriberStore, token: str, purpose: str, now: datetime) -> Subscriber:
         """The subscriber a valid token names; raises TokenError otherwise."""
@@ -380,8 +382,6 @@ class Mailer:
     """Sends confirmation emails through the configured provider (outbox by default)."""
 
     def __init__(self, config: Config, pages: Pages, provider: Provider | None = None) -> None:
-        from digest.delivery.send import make_provider
-
         self.config = config
         self.pages = pages
         self.provider = provider or make_provider(config)

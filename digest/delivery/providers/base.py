@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from digest.email.message import MessageParts
 
 if TYPE_CHECKING:
     import httpx
@@ -50,26 +52,9 @@ WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 ResultState = Literal["sent", "failed-permanent", "failed-retryable"]
 
 
-class ComposedLike(Protocol):
-    """What a transport needs from ``digest.email.compose.ComposedEmail``."""
-
-    @property
-    def issue_id(self) -> str: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def html(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-    @property
-    def from_address(self) -> str: ...
-
-
 Renderer = Callable[..., EmailMessage]
 """``renderer(composed, *, to, values, message_id, date) -> EmailMessage``
-(``digest.email.compose.to_message``)."""
+(``digest.email.message.to_message``)."""
 
 
 class ProviderSettings(BaseModel):
@@ -90,14 +75,14 @@ class Recipient:
 class Batch:
     issue_id: str
     variant: str
-    composed: ComposedLike
+    composed: MessageParts
     recipients: tuple[Recipient, ...]
     idempotency_key: str
     renderer: Renderer = field(repr=False)
     date: datetime | None = None
     test: bool = False
     wire: Callable[[Recipient], bytes] | None = field(default=None, repr=False)
-    """Fast path to the message's bytes (``digest.email.compose.WireTemplate``), if the sender
+    """Fast path to the message's bytes (``digest.email.message.WireTemplate``), if the sender
     prepared one for this variant; :meth:`wire_bytes` falls back to :attr:`renderer`."""
 
     def message_for(self, recipient: Recipient) -> EmailMessage:

@@ -1,9 +1,8 @@
 """What every HTTP email API transport shares.
 
-* **Markers**: the composed email holds ``[[digest:name]]`` markers. Providers that substitute
-  per recipient get them rewritten into their own syntax (:func:`rewrite_markers`) and receive
-  only each recipient's values; the others get every message filled in (:func:`fill_markers`).
-  Values are HTML-escaped in the HTML part only, as ``digest.email.compose.personalise`` does.
+* **Markers** (:mod:`digest.email.message`): providers that substitute per recipient get them
+  rewritten into their own syntax (:func:`substitute`) and receive only each recipient's
+  values; the others get every message filled in (``message.fill``).
 * **Rate limits**: :func:`parse_rate_limit` reads ``Retry-After``, ``RateLimit-*``,
   ``X-RateLimit-*`` and ``X-Sib-RateLimit-*``; a :class:`Pacer` shared by every worker thread
   holds requests back until the provider says there is room.
@@ -43,6 +42,7 @@ from digest.delivery.providers.base import (
     Recipient,
     Result,
 )
+from digest.email.message import MARKER, marker_names, rewrite
 from digest.errors import ProviderError
 
 if TYPE_CHECKING:
@@ -51,36 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
-# markers
-
-MARKER = re.compile(r"\[\[digest:([a-z_][a-z0-9_]*)\]\]")
-
-
-def marker_names(*texts: str) -> list[str]:
-    """Every marker name used in ``texts``, in first-seen order."""
-    seen: dict[str, None] = {}
-    for text in texts:
-        for match in MARKER.finditer(text):
-            seen.setdefault(match.group(1), None)
-    return list(seen)
-
-
-def fill_markers(text: str, values: Mapping[str, str], *, html: bool = False) -> str:
-    """Replace each marker with the recipient's value (HTML-escaped when ``html``).
-
-    A marker without a value becomes empty, like every provider's own substitution does.
-    """
-
-    def value(match: re.Match[str]) -> str:
-        found = values.get(match.group(1), "")
-        return html_lib.escape(found, quote=True) if html else found
-
-    return MARKER.sub(value, text)
-
-
-def rewrite_markers(text: str, placeholder: Callable[[str], str]) -> str:
-    """Replace each marker with the provider's placeholder for that variable name."""
-    return MARKER.sub(lambda match: placeholder(match.group(1)), text)
+# markers (their grammar and filling rule: digest.email.message)
 
 
 @dataclass(frozen=True)
@@ -132,10 +103,10 @@ def substitute(
         html_keys[name] = f"{name}_html" if needs_escape else name
     html_ph = html_placeholder or placeholder
     return Substitution(
-        subject=rewrite_markers(subject, placeholder),
+        subject=rewrite(subject, placeholder),
         html=MARKER.sub(lambda m: html_ph(html_keys[m.group(1)]), html),
-        text=rewrite_markers(text, placeholder),
-        headers={k: rewrite_markers(v, placeholder) for k, v in headers.items()},
+        text=rewrite(text, placeholder),
+        headers={k: rewrite(v, placeholder) for k, v in headers.items()},
         names=tuple(names),
         html_keys=html_keys,
     )

@@ -27,9 +27,9 @@ from digest.delivery.providers.http import (
     RequestFailed,
     Suppression,
     encode_json,
-    fill_markers,
     retryable_for,
 )
+from digest.email.message import fill
 
 API = "https://api.postmarkapp.com"
 
@@ -71,12 +71,11 @@ def build_message(
     message: dict[str, Any] = {
         "From": envelope.from_address,
         "To": recipient.email,
-        "Subject": fill_markers(envelope.subject, values),
-        "HtmlBody": fill_markers(envelope.html, values, html=True),
-        "TextBody": fill_markers(envelope.text, values),
+        "Subject": fill(envelope.subject, values),
+        "HtmlBody": fill(envelope.html, values, html=True),
+        "TextBody": fill(envelope.text, values),
         "Headers": [
-            {"Name": name, "Value": fill_markers(value, values)}
-            for name, value in envelope.headers.items()
+            {"Name": name, "Value": fill(value, values)} for name, value in envelope.headers.items()
         ],
         "Tag": issue_id,
         "Metadata": {"issue_id": issue_id, "subscriber_id": str(recipient.subscriber_id)},

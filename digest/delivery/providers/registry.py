@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from digest.errors import ConfigError
+
 if TYPE_CHECKING:
-    from digest.config import ProviderConfig
+    from digest.config import Config, ProviderConfig
+    from digest.delivery.providers.base import Provider
 
 _REGISTRY: dict[str, type[Any]] = {}
 
@@ -43,8 +46,6 @@ def available() -> list[str]:
 
 
 def get_provider_class(name: str) -> type[Any]:
-    from digest.errors import ConfigError
-
     if name not in _REGISTRY and name in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[name])
     if name not in _REGISTRY:
@@ -59,10 +60,19 @@ def get_provider_class(name: str) -> type[Any]:
     return _REGISTRY[name]
 
 
+def make_provider(config: Config) -> Provider:
+    """The configured transport, its options validated."""
+    from digest.delivery.providers.base import Provider
+
+    provider = get_provider_class(config.provider.name).from_config(config)
+    if not isinstance(provider, Provider):
+        raise ConfigError(f"provider.name: {config.provider.name} is not a digest provider")
+    return provider
+
+
 def validate_provider_config(provider: ProviderConfig) -> list[str]:
     """One line per problem in the ``provider`` section, each naming its key."""
     from digest.config import format_validation_errors
-    from digest.errors import ConfigError
 
     if not _REGISTRY and not _BUILTIN_MODULES:
         return []  # no transports registered at all: nothing to check against

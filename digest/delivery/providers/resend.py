@@ -31,9 +31,9 @@ from digest.delivery.providers.http import (
     RequestFailed,
     encode_json,
     error_message,
-    fill_markers,
     retryable_for,
 )
+from digest.email.message import fill
 
 API = "https://api.resend.com"
 
@@ -56,10 +56,10 @@ def build_email(envelope: Envelope, recipient: Recipient, *, issue_id: str) -> d
     email: dict[str, Any] = {
         "from": envelope.from_address,
         "to": [recipient.email],
-        "subject": fill_markers(envelope.subject, values),
-        "html": fill_markers(envelope.html, values, html=True),
-        "text": fill_markers(envelope.text, values),
-        "headers": {name: fill_markers(v, values) for name, v in envelope.headers.items()},
+        "subject": fill(envelope.subject, values),
+        "html": fill(envelope.html, values, html=True),
+        "text": fill(envelope.text, values),
+        "headers": {name: fill(v, values) for name, v in envelope.headers.items()},
         "tags": [
             {"name": "issue", "value": _tag_value(issue_id)},
             {"name": "subscriber", "value": str(recipient.subscriber_id)},

@@ -30,7 +30,6 @@ from digest.config import Secret
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.delivery.providers.http import (
-    MARKER,
     Envelope,
     HttpProvider,
     HttpSettings,
@@ -39,10 +38,10 @@ from digest.delivery.providers.http import (
     Substitution,
     Suppression,
     encode_json,
-    fill_markers,
     retryable_for,
     substitute,
 )
+from digest.email.message import MARKER, fill
 from digest.errors import ConfigError, ProviderError
 
 MISSING_BOTOCORE = (
@@ -146,7 +145,7 @@ def build_bulk_request(
         }
         if personal:
             entry["ReplacementHeaders"] = [
-                {"Name": k, "Value": fill_markers(v, r.values)} for k, v in personal.items()
+                {"Name": k, "Value": fill(v, r.values)} for k, v in personal.items()
             ]
         entries.append(entry)
     body: dict[str, Any] = {
@@ -171,14 +170,13 @@ def build_simple_request(
         "Destination": {"ToAddresses": [recipient.email]},
         "Content": {
             "Simple": {
-                "Subject": {"Data": fill_markers(envelope.subject, values)},
+                "Subject": {"Data": fill(envelope.subject, values)},
                 "Body": {
-                    "Html": {"Data": fill_markers(envelope.html, values, html=True)},
-                    "Text": {"Data": fill_markers(envelope.text, values)},
+                    "Html": {"Data": fill(envelope.html, values, html=True)},
+                    "Text": {"Data": fill(envelope.text, values)},
                 },
                 "Headers": [
-                    {"Name": k, "Value": fill_markers(v, values)}
-                    for k, v in envelope.headers.items()
+                    {"Name": k, "Value": fill(v, values)} for k, v in envelope.headers.items()
                 ],
             }
         },
