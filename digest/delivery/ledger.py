@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (issue_id, subscriber_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, subscriber_id);
+CREATE INDEX IF NOT EXISTS deliveries_variant
+    ON deliveries (issue_id, state, variant, subscriber_id);
 """
 
 
@@ -214,9 +216,18 @@ class Ledger:
     # -- rows
 
     def enqueue(
-        self, issue_id: str, rows: Iterable[tuple[int, str]], *, now: datetime, chunk: int = 5000
+        self,
+        issue_id: str,
+        rows: Iterable[tuple[int, str] | tuple[int, str, str]],
+        *,
+        now: datetime,
+        chunk: int = 5000,
     ) -> int:
-        """Queue (subscriber id, email) pairs once; rows already queued are left alone."""
+        """Queue (subscriber id, email[, variant]) once; rows already queued are left alone.
+
+        The variant (the subscriber's choice of sections, when known) lets
+        :meth:`iter_state` hand rows out grouped by it.
+        """
         stamp = _iso(now)
         added = 0
         batch: list[tuple[Any, ...]] = []
@@ -224,14 +235,15 @@ class Ledger:
         def flush() -> int:
             before = self._db.total_changes
             self._transaction(
-                "INSERT OR IGNORE INTO deliveries (issue_id, subscriber_id, email, state, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO deliveries (issue_id, subscriber_id, email, variant, "
+                "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 batch,
             )
             return self._db.total_changes - before
 
-        for subscriber_id, email in rows:
-            batch.append((issue_id, subscriber_id, email, PENDING, stamp, stamp))
+        for row in rows:
+            variant = row[2] if len(row) > 2 else ""
+            batch.append((issue_id, row[0], row[1], variant, PENDING, stamp, stamp))
             if len(batch) >= chunk:
                 added += flush()
                 batch = []
@@ -263,9 +275,23 @@ class Ledger:
         )
 
     def iter_state(
-        self, issue_id: str, states: Sequence[str], *, chunk: int = 1000, after: int = 0
+        self,
+        issue_id: str,
+        states: Sequence[str],
+        *,
+        chunk: int = 1000,
+        after: int = 0,
+        by_variant: bool = False,
     ) -> Iterator[list[Delivery]]:
-        """Rows in these states, in subscriber order, ``chunk`` at a time."""
+        """Rows in these states, in subscriber order, ``chunk`` at a time.
+
+        ``by_variant``: one state after another, each in (variant, subscriber) order, so
+        that rows of one variant come together (the sender then holds few variants at once).
+        """
+        if by_variant:
+            for state in states:
+                yield from self._iter_by_variant(issue_id, state, chunk)
+            return
         marks = ",".join("?" * len(states))
         last = after
         while True:
@@ -278,6 +304,19 @@ class Ledger:
                 return
             yield [self._delivery(r) for r in rows]
             last = rows[-1][1]
+
+    def _iter_by_variant(self, issue_id: str, state: str, chunk: int) -> Iterator[list[Delivery]]:
+        last: tuple[str, int] = ("", -1)
+        while True:
+            rows = self._run(
+                f"SELECT {self._COLUMNS} FROM deliveries WHERE issue_id = ? AND state = ? "
+                "AND (variant, subscriber_id) > (?, ?) ORDER BY variant, subscriber_id LIMIT ?",
+                (issue_id, state, *last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            yield [self._delivery(r) for r in rows]
+            last = (rows[-1][3], rows[-1][1])
 
     def get(self, issue_id: str, subscriber_id: int) -> Delivery | None:
         row = self._run(

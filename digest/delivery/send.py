@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -49,7 +50,6 @@ from digest.delivery.providers.base import (
 )
 from digest.delivery.providers.registry import make_provider
 from digest.email.build import build_issue
-from digest.email.compose import compose
 from digest.email.message import (
     ComposedEmail,
     WireTemplate,
@@ -57,12 +57,17 @@ from digest.email.message import (
     recipient_values,
     to_message,
 )
+from digest.email.variants import VariantAssembler
 from digest.errors import ConfigError, NothingToSend
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
 ALL = "all"
+# Variants (composed email and wire template) held at once. Queued rows are read grouped by
+# variant, so each is assembled about once; the bound keeps memory flat however many
+# distinct preference sets subscribers have.
+VARIANTS_HELD = 8
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` after each committed result."""
 
@@ -107,7 +112,11 @@ class Composer(Protocol):
 
 
 class BuildComposer:
-    """The real build: :func:`build_issue` once, :func:`compose` per variant."""
+    """The real build: :func:`build_issue` once; each preference variant assembled from the
+    issue's sections rendered once (:class:`VariantAssembler`)."""
+
+    def __init__(self) -> None:
+        self._assembler: VariantAssembler | None = None
 
     def prepare(
         self,
@@ -126,7 +135,29 @@ class BuildComposer:
     def compose(
         self, config: Config, issue: Issue, selection: Selection, *, now: datetime
     ) -> ComposedEmail:
-        return compose(config, selection, now=now, intro=issue.intro)
+        return self.assembler(config, issue, now=now).variant([s.name for s in selection.sections])
+
+    def assembler(self, config: Config, issue: Issue, *, now: datetime) -> VariantAssembler:
+        """The issue's assembler, made on the first variant asked for.
+
+        Its parts come from the templates as they are now; should the issue's email (built
+        earlier, perhaps from other templates) differ from what it assembles for every
+        section, each variant is composed whole instead, as before.
+        """
+        current = self._assembler
+        if current is None or current.selection is not issue.selection:
+            current = VariantAssembler(config, issue.selection, now=now, intro=issue.intro)
+            everything = current.variant([s.name for s in issue.selection.sections])
+            same = (everything.html, everything.text, everything.subject) == (
+                issue.composed.html,
+                issue.composed.text,
+                issue.composed.subject,
+            )
+            if not same and current.unsupported is None:
+                current.unsupported = "the built issue differs from what its parts assemble"
+                log.info("composing each variant whole: %s", current.unsupported)
+            self._assembler = current
+        return current
 
     def render(
         self,
@@ -250,8 +281,8 @@ class _Sender:
         self.clock = clock
         self.progress = progress
         self.server = token_secret(config)
-        self.variants: dict[str, Any] = {ALL: issue.composed}
-        self.wires: dict[str, Callable[[Recipient], bytes] | None] = {}
+        # variant → (composed email, wire template or None); the least recently used goes.
+        self.held: OrderedDict[str, tuple[Any, Callable[[Recipient], bytes] | None]] = OrderedDict()
         self.batch_size = min(config.send.batch_size or provider.max_batch, provider.max_batch)
         self.done = 0
         self.total = 0
@@ -275,22 +306,32 @@ class _Sender:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
 
-    def composed(self, variant: str) -> Any:
-        if variant not in self.variants:
+    def variant(self, variant: str) -> tuple[Any, Callable[[Recipient], bytes] | None]:
+        """The variant's composed email and wire template (None: the composer has no fast
+        path), built when first needed and held while recently used."""
+        held = self.held.get(variant)
+        if held is not None:
+            self.held.move_to_end(variant)
+            return held
+        if variant == ALL:
+            composed = self.issue.composed
+        else:
             names = variant.split("+")
-            self.variants[variant] = self.composer.compose(
+            composed = self.composer.compose(
                 self.config, self.issue, self.issue.selection.only(names), now=self.now
             )
-        return self.variants[variant]
+        make = getattr(self.composer, "wire_template", None)
+        held = (composed, make(composed, date=self.now) if make is not None else None)
+        self.held[variant] = held
+        if len(self.held) > VARIANTS_HELD:
+            self.held.popitem(last=False)
+        return held
+
+    def composed(self, variant: str) -> Any:
+        return self.variant(variant)[0]
 
     def wire(self, variant: str) -> Callable[[Recipient], bytes] | None:
-        """The variant's wire template, built once (None: the composer has no fast path)."""
-        if variant not in self.wires:
-            make = getattr(self.composer, "wire_template", None)
-            self.wires[variant] = (
-                make(self.composed(variant), date=self.now) if make is not None else None
-            )
-        return self.wires[variant]
+        return self.variant(variant)[1]
 
     def recipient(self, subscriber: Subscriber) -> Recipient:
         return Recipient(
@@ -350,7 +391,8 @@ class _Sender:
 
     def run(self, states: Sequence[str], limit: int | None) -> bool:
         """Send every row in ``states``; False when ``limit`` stopped it early."""
-        for chunk in self.ledger.iter_state(self.issue_id, states, chunk=CHUNK):
+        rows = self.ledger.iter_state(self.issue_id, states, chunk=CHUNK, by_variant=True)
+        for chunk in rows:
             chunk = [
                 d
                 for d in chunk
@@ -533,8 +575,14 @@ def send_issue(
         ledger.start_run(
             issue_id, subject=str(issue.composed.subject), provider=provider.name, now=now
         )
+        # Each row is queued with its variant, so that rows are sent grouped by variant.
         report.queued = ledger.enqueue(
-            issue_id, ((s.id, s.email) for s in store.iter_active(chunk=CHUNK)), now=now
+            issue_id,
+            (
+                (s.id, s.email, variant_of(s, issue.selection) or "")
+                for s in store.iter_active(chunk=CHUNK)
+            ),
+            now=now,
         )
         ledger.mark_enqueued(issue_id, now)
         sender = _Sender(
