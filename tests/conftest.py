@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS_TARBALL = ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"
+# Beside the checkout by default; DIGEST_CORPUS_TARBALL points elsewhere (e.g. from a worktree).
+CORPUS_TARBALL = Path(
+    os.environ.get("DIGEST_CORPUS_TARBALL")
+    or ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"
+)
 
 
 @pytest.fixture(autouse=True)
