@@ -334,16 +334,21 @@ class Ledger:
         variant: str,
         message_ids: Sequence[str],
         now: datetime,
+        variants: Sequence[str] | None = None,
     ) -> None:
-        """Mark rows ``sending`` (committed) before the provider is given them."""
+        """Mark rows ``sending`` (committed) before the provider is given them.
+
+        ``variants``, one per row, when a batch mixes variants (else each row gets ``variant``).
+        """
         stamp = _iso(now)
+        per_row = variants if variants is not None else [variant] * len(subscriber_ids)
         self._transaction(
             "UPDATE deliveries SET state = ?, attempts = attempts + 1, batch_key = ?, "
             "variant = ?, message_id = ?, handed_off = 0, updated_at = ? "
             "WHERE issue_id = ? AND subscriber_id = ?",
             [
-                (SENDING, batch_key, variant, mid, stamp, issue_id, sid)
-                for sid, mid in zip(subscriber_ids, message_ids, strict=True)
+                (SENDING, batch_key, row_variant, mid, stamp, issue_id, sid)
+                for sid, mid, row_variant in zip(subscriber_ids, message_ids, per_row, strict=True)
             ],
         )
 

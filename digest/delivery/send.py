@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1000
 ALL = "all"
+MIXED = "mixed"  # the variant of a batch whose recipients have several (ledger rows say which)
 # Variants (composed email and wire template) held at once. Queued rows are read grouped by
 # variant, so each is assembled about once; the bound keeps memory flat however many
 # distinct preference sets subscribers have.
@@ -354,6 +355,38 @@ class _Sender:
             wire=self.wire(variant),
         )
 
+    def mixed_batch(self, parts: Sequence[tuple[str, Recipient]]) -> Batch | None:
+        """One batch for recipients of several variants, each message from its own
+        variant's wire template (providers that send each message on its own); None when
+        the composer has no wire templates."""
+        held: dict[str, tuple[Any, Callable[[Recipient], bytes] | None]] = {}
+        wires: dict[int, Callable[[Recipient], bytes]] = {}
+        for variant, recipient in parts:
+            if variant not in held:  # the batch holds its variants, whatever the cache drops
+                held[variant] = self.variant(variant)
+            wire = held[variant][1]
+            if wire is None:
+                return None
+            wires[recipient.subscriber_id] = wire
+        variant = parts[0][0] if len(held) == 1 else MIXED
+        recipients = tuple(r for _, r in parts)
+
+        def wire_of(recipient: Recipient) -> bytes:
+            return wires[recipient.subscriber_id](recipient)
+
+        return Batch(
+            issue_id=self.issue_id,
+            variant=variant,
+            composed=held[parts[0][0]][0],
+            recipients=recipients,
+            idempotency_key=idempotency_key(
+                self.issue_id, variant, [r.subscriber_id for r in recipients]
+            ),
+            renderer=self.composer.render,
+            date=self.now,
+            wire=wire_of,
+        )
+
     # -- settle what a crashed run left behind
 
     def settle(self) -> None:
@@ -424,6 +457,8 @@ class _Sender:
                 self.ledger.record(self.issue_id, skipped, now=self.clock())
                 self.report.skipped += len(skipped)
                 self.tick(len(skipped))
+            if self.provider.mixes_variants and not self.send_mixed(groups, limit):
+                return False
             for variant, recipients in groups.items():
                 for start in range(0, len(recipients), self.batch_size):
                     part = recipients[start : start + self.batch_size]
@@ -437,7 +472,27 @@ class _Sender:
         self.drain()
         return True
 
-    def dispatch(self, batch: Batch) -> None:
+    def send_mixed(self, groups: dict[str, list[Recipient]], limit: int | None) -> bool:
+        """Send the chunk's groups in full batches across variants (emptying ``groups``);
+        False when ``limit`` stopped it. Leaves ``groups`` alone without wire templates."""
+        parts = [(variant, r) for variant, recipients in groups.items() for r in recipients]
+        for start in range(0, len(parts), self.batch_size):
+            part = parts[start : start + self.batch_size]
+            if limit is not None:
+                room = limit - self.report.attempted
+                if room <= 0:
+                    return False
+                part = part[:room]
+            batch = self.mixed_batch(part)
+            if batch is None:
+                return True  # no fast path: one variant per batch, as for every provider
+            for variant, _ in part:
+                self.report.variants[variant] = self.report.variants.get(variant, 0) + 1
+            self.dispatch(batch, variants=[variant for variant, _ in part])
+        groups.clear()
+        return True
+
+    def dispatch(self, batch: Batch, *, variants: Sequence[str] | None = None) -> None:
         ids = [r.subscriber_id for r in batch.recipients]
         self.ledger.claim(
             self.issue_id,
@@ -446,6 +501,7 @@ class _Sender:
             variant=batch.variant,
             message_ids=[r.message_id for r in batch.recipients],
             now=self.clock(),
+            variants=variants,
         )
         self.report.attempted += len(ids)
         if self.pool is None:
