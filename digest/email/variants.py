@@ -41,6 +41,7 @@ from digest.email.compose import (
     _fit,
     _Plan,
     _preheader,
+    _SectionView,
     _subject,
     compose,
     fill_issue_markers,
@@ -119,6 +120,7 @@ class VariantAssembler:
         self._heads: dict[tuple[frozenset[str], _Plan, bool], str] = {}
         self._tail: dict[tuple[bool, bool], str] = {}
         self._separator = ""
+        self._views: dict[tuple[str, _Plan], _SectionView] = {}
 
     # -- the public side
 
@@ -154,7 +156,7 @@ class VariantAssembler:
     ) -> Rendered:
         """What ``IssueRenderer.render`` gives for these sections, from the parts."""
         renderer = self.renderer
-        views = renderer.views(sections, plan)
+        views = [self.view(s, plan) for s in sections]
         count = sum(len(v.posts) for v in views)
         parts = [self.section(s.name, plan, inline) for s in sections]
         frame = self.frame(count, plan, inline)
@@ -169,6 +171,14 @@ class VariantAssembler:
         return html, renderer.text(context), views
 
     # -- the parts
+
+    def view(self, section: Section, plan: _Plan) -> _SectionView:
+        """One section's cards and "more" line under ``plan`` (the same for every variant)."""
+        key = (section.name, plan)
+        found = self._views.get(key)
+        if found is None:
+            found = self._views[key] = self.renderer.views((section,), plan)[0]
+        return found
 
     def _render(self, sections: Sequence[Section], plan: _Plan, inline: bool, count: int) -> _Doc:
         views = self.renderer.views(sections, plan)
