@@ -76,8 +76,9 @@ class DigestGroup(click.Group):
 class State:
     """Per-invocation state: which config file, and the config once loaded."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, verbose: int = 0) -> None:
         self.config_path = config_path
+        self.verbose = verbose
         self._config: Config | None = None
 
     @property
@@ -125,7 +126,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(message)s")
-    ctx.obj = State(config_path)
+    ctx.obj = State(config_path, verbose)
 
 
 pass_state = click.make_pass_decorator(State)

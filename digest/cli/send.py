@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -22,7 +22,9 @@ from digest.cli._app import (
 )
 from digest.content.select import resolve_window
 from digest.delivery.ledger import Ledger
-from digest.delivery.send import SendReport, send_issue, send_test
+
+if TYPE_CHECKING:  # imported by `digest send` only: `digest status` needs no email stack
+    from digest.delivery.send import SendReport
 
 
 class _Bar:
@@ -141,6 +143,8 @@ def send_command(
     """
     config = state.config
     if test_to:
+        from digest.delivery.send import send_test
+
         result = send_test(config, test_to, now=now(), week=week)
         if as_json:
             emit_json(result.__dict__)
@@ -149,6 +153,8 @@ def send_command(
         if result.state != "sent":
             raise click.exceptions.Exit(1)
         return
+    from digest.delivery.send import send_issue
+
     bar = _Bar(enabled=isatty() and not as_json)
     try:
         report = send_issue(
