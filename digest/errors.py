@@ -4,16 +4,27 @@ Library code raises a subclass of :class:`DigestError`; the CLI prints its messa
 line (no traceback) and exits with its ``exit_code``::
 
     DigestError                      exit 1   something went wrong; the message says what
-    ├── ConfigError                  exit 3   config.yaml is missing, unreadable or invalid
+    ├── TokenError                   exit 1   a link token is malformed, forged or expired
+    │                                         (digest.audience.tokens)
+    ├── WebhookError                 HTTP 400 a webhook request was refused (digest.serve.webhooks)
+    │   ├── WebhookUnauthorized      HTTP 401 its signature or credentials do not check out
+    │   └── WebhookDisabled          HTTP 404 that provider's webhook is not configured
+    ├── WindowError                  exit 2   a --week/--since/--until that names no window
+    │                                         (digest.content.select)
+    ├── ConfigError                  exit 3   the config file is missing, unreadable or invalid
     ├── ContentError                 exit 4   posts, intros or templates cannot be used
     │   └── TemplateError                     a template failed to load or render
     ├── NothingToSend                exit 5   the issue is empty or has already been sent
     ├── SendError                    exit 6   sending could not go on
-    │   └── ProviderError                     an email provider refused or failed a request
+    │   ├── ProviderError                     an email provider refused or failed a request
+    │   └── Stopped                           a stop was asked for; stopped at a safe point
+    │                                         (digest.schedule.scheduler)
     ├── StoreError                   exit 7   the subscriber store or send ledger refused a change
+    │   └── InvalidEmail                      not a valid email address (digest.audience)
     └── LockError                    exit 8   another digest process holds the lock
 
-Exit code 2 is click's own, for a command line it cannot parse.
+Errors defined beside the code that raises them are named with their module. Exit code 2
+is also click's own, for a command line it cannot parse.
 """
 
 from __future__ import annotations

@@ -87,8 +87,9 @@ for _, load in main.lazy.values():
     load()
 assert set(main.lazy) == set(main.commands), sorted(set(main.lazy) ^ set(main.commands))
 for name, (text, _) in main.lazy.items():
-    first = inspect.cleandoc(main.commands[name].help or "").split("\\n\\n")[0]
-    assert " ".join(first.split()) == text, (name, first, text)
+    command = main.commands[name]
+    first = inspect.cleandoc(command.help or "").split("\\n\\n")[0]
+    assert (" ".join(first.split()) if not command.hidden else "") == text, (name, first, text)
 loaded = CliRunner().invoke(main, ["--help"]).output
 assert lazy == loaded, (lazy, loaded)
 print("ok")
@@ -113,3 +114,27 @@ def test_every_lazy_command_runs_its_help(sample_site: Path) -> None:
         result = CliRunner().invoke(main, [name, "--help"])
         assert result.exit_code == 0, (name, result.output)
         assert f"Usage: main {name}" in result.output or f"Usage: digest {name}" in result.output
+
+
+EACH_LOADER = """
+import sys
+from digest.cli import main
+name = sys.argv[1]
+main.lazy[name][1]()
+assert name in main.commands, f"loading {name}'s module does not register {name}"
+print("ok")
+"""
+
+
+def test_each_lazy_command_is_registered_by_its_own_module() -> None:
+    from digest.cli import main
+
+    for name in sorted(main.lazy):
+        done = subprocess.run(
+            [sys.executable, "-c", EACH_LOADER, name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.stdout.strip() == "ok", done.stderr

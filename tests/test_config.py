@@ -59,6 +59,39 @@ def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path) -> 
     assert str(caught.value).startswith(f"{tmp_path / 'config.yaml'}: 5 problems")
 
 
+def test_provider_problems_are_reported_with_the_others(tmp_path: Path) -> None:
+    data = {
+        **MINIMAL,
+        "limits": {"per_category": "five"},
+        "provider": {"name": "postmark", "tokn": "${POSTMARK_TOKEN}", "timeout": -1},
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, data))
+    problems = caught.value.problems
+    assert any(
+        p.startswith("limits.per_category: Input should be a valid integer") for p in problems
+    )
+    assert "provider.tokn: unknown key; did you mean 'token'?" in problems
+    assert "provider.token: required, but missing" in problems
+    assert any(p.startswith("provider.timeout: Input should be greater than 0") for p in problems)
+    assert len(problems) == 4
+
+
+def test_smtp_options_are_checked_like_every_other_key() -> None:
+    data = {**MINIMAL, "provider": {"name": "smtp", "port": 70000, "security": "tls"}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    problems = caught.value.problems
+    assert any(
+        p.startswith("provider.port: Input should be less than or equal to 65535") for p in problems
+    )
+    assert any(
+        p.startswith("provider.security: Input should be 'starttls', 'ssl' or 'none'")
+        for p in problems
+    )
+    assert len(problems) == 2
+
+
 def test_unknown_key_inside_a_list_of_sections(tmp_path: Path) -> None:
     data = {**MINIMAL, "categories": {"sections": [{"name": "Work", "alias": ["jobs"]}]}}
     with pytest.raises(ConfigError) as caught:
@@ -149,10 +182,9 @@ def test_durations_in_schedule() -> None:
 
 
 def test_every_option_has_a_description_in_the_reference() -> None:
-    from digest.cli.configcmd import reference_rows
-    from digest.config import Config
+    from digest.cli.configcmd import full_reference
 
-    rows = reference_rows(Config)
+    rows = full_reference()
     keys = [key for key, _, _ in rows]
     assert "limits.per_category" in keys
     assert "categories.sections[].aliases" in keys
@@ -160,5 +192,13 @@ def test_every_option_has_a_description_in_the_reference() -> None:
     assert undocumented == []
     defaults = {key: default for key, default, _ in rows}
     assert defaults["site.name"] == "(required)"
+    # every built-in provider's options are documented too
+    assert defaults["provider(smtp).host"] == "localhost"
+    assert defaults["provider(postmark).token"] == "(required)"
+    assert {
+        "provider(ses).region",
+        "provider(mailgun).domain",
+        "provider(outbox).directory",
+    } <= set(keys)
     assert defaults["limits.per_category"] == "5"
     assert defaults["content.posts_dir"] == "content/posts"

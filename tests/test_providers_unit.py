@@ -210,21 +210,25 @@ def test_window_guard_uses_the_limit_learned_from_headers() -> None:
 
 
 def test_slot_blocks_while_the_guard_is_full_and_always_releases() -> None:
-    pacer = Pacer(rate=2)  # two per second: two slots, then wait for an answer
+    pacer = Pacer(rate=2, clock=lambda: 0.0, sleep=lambda s: None)  # time stands still
     entered = threading.Event()
+    in_flight_when_entered: list[int] = []
     with pacer.slot(), pacer.slot():
-        third = threading.Thread(target=lambda: _enter(pacer, entered))
+        assert pacer._in_flight == 2
+        third = threading.Thread(target=lambda: _enter(pacer, entered, in_flight_when_entered))
         third.start()
-        assert not entered.wait(timeout=0.2)  # cannot pass while both are in flight
-    third.join(timeout=10)
+    third.join(timeout=30)
     assert entered.is_set()
+    # the third request started only once one in flight had been answered: never 3 at once
+    assert len(in_flight_when_entered) == 1 and in_flight_when_entered[0] <= 2
     with pytest.raises(RuntimeError), pacer.slot():  # an error inside still releases
         raise RuntimeError("request failed")
     assert pacer._in_flight == 0
 
 
-def _enter(pacer: Pacer, entered: threading.Event) -> None:
+def _enter(pacer: Pacer, entered: threading.Event, seen: list[int]) -> None:
     with pacer.slot():
+        seen.append(pacer._in_flight)
         entered.set()
 
 
@@ -563,13 +567,11 @@ def test_ses_without_botocore_says_how_to_install_it(monkeypatch: pytest.MonkeyP
 
 
 def test_settings_reject_unknown_options_and_plain_secrets() -> None:
-    from digest.config import ProviderConfig
+    from digest.config.providers import provider_problems
 
-    problems = registry.validate_provider_config(
-        ProviderConfig(name="postmark", token="${T}", mesage_stream="broadcast")
-    )
+    problems = provider_problems(dict(name="postmark", token="${T}", mesage_stream="broadcast"))
     assert len(problems) == 1 and problems[0].startswith("provider.mesage_stream")
-    problems = registry.validate_provider_config(ProviderConfig(name="sendgrid", api_key="SG.x"))
+    problems = provider_problems(dict(name="sendgrid", api_key="SG.x"))
     assert len(problems) == 1 and problems[0].startswith("provider.api_key")
     assert {"postmark", "resend", "sendgrid", "mailgun", "ses", "brevo"} <= set(
         registry.available()

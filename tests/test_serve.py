@@ -187,6 +187,7 @@ def test_resubscribing_is_idempotent_and_answers_the_same(
     add(config, "active@example.com", "active")
     add(config, "gone@example.com", "unsubscribed")
     add(config, "bounce@example.com", "bounced")
+    add(config, "spam@example.com", "complained")
     answers = set()
     for address in [
         "new@example.com",
@@ -194,6 +195,7 @@ def test_resubscribing_is_idempotent_and_answers_the_same(
         "active@example.com",
         "gone@example.com",
         "bounce@example.com",
+        "spam@example.com",
     ]:
         response = client.post("/subscribe", json={"email": address})
         answers.add((response.status_code, response.text))
@@ -204,13 +206,15 @@ def test_resubscribing_is_idempotent_and_answers_the_same(
             "pending": 1,
             "unsubscribed": 1,
             "bounced": 1,
-            "complained": 0,
+            "complained": 1,
         }
     mailed = {p.name.split("-", 1)[1]: read(p)["Subject"] for p in outbox(config)}
-    # new (twice, same file) and gone (to come back it must confirm) get a confirmation, the
-    # active one a notice with its preferences link; the bounced one gets nothing
+    # new (twice, same file), gone and bounced (to come back they must confirm) get a
+    # confirmation, the active one a notice with its preferences link; the one who
+    # complained gets nothing
     assert mailed == {
         "active@example.com.eml": "You're already subscribed to Field Notes Weekly",
+        "bounce@example.com.eml": "Confirm your subscription to Field Notes Weekly",
         "gone@example.com.eml": "Confirm your subscription to Field Notes Weekly",
         "new@example.com.eml": "Confirm your subscription to Field Notes Weekly",
     }
@@ -501,13 +505,13 @@ def test_a_repeated_delivery_is_acknowledged_not_applied_again(
     client: TestClient, config: Config
 ) -> None:
     add(config, "ann@example.com")
-    body = json.dumps({"type": "email.complained", "data": {"to": ["ann@example.com"]}}).encode()
+    body = json.dumps({"type": "email.bounced", "data": {"to": ["ann@example.com"]}}).encode()
     headers = svix_headers(body, NOW)
     first = client.post("/webhooks/resend", content=body, headers=headers)
     assert first.json() == {"events": 1, "changed": 1}
     # Ann is let back in by hand; the same delivery arriving again must not undo that
     with store(config) as s:
-        s.set_status("ann@example.com", "active", now=NOW)
+        s.set_status("ann@example.com", "active", cause="owner_force", now=NOW)
     again = client.post("/webhooks/resend", content=body, headers=headers)
     assert again.status_code == 200
     assert again.json() == {"events": 1, "changed": 0, "repeat": True}

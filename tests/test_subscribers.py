@@ -125,7 +125,7 @@ def test_malformed_json(tmp_path: Path, store: SubscriberStore) -> None:
 
 def test_import_never_resubscribes_someone_who_left(tmp_path: Path, store: SubscriberStore) -> None:
     store.add("ada@example.com", now=NOW)
-    store.set_status("ada@example.com", "unsubscribed", now=NOW)
+    store.set_status("ada@example.com", "unsubscribed", cause="cli_unsubscribe", now=NOW)
     path = tmp_path / "subs.csv"
     path.write_text("email,status\nada@example.com,active\n")
     report = store.import_file(path, SECTIONS, now=NOW)

@@ -8,9 +8,11 @@ differ only in case are one person. The lowercased address is the subscriber's i
 adding or importing it again updates that row instead of making a second one.
 
 Statuses: ``active`` (gets the digest), ``pending`` (not yet confirmed), ``unsubscribed``,
-``bounced`` and ``complained``. Only active subscribers are ever sent to, and an import never
-brings back someone who unsubscribed, bounced or complained: their status only changes
-through an explicit ``digest subscribers add`` or the store's :meth:`set_status`.
+``bounced`` and ``complained``. Only active subscribers are ever sent to. Every status change
+(:meth:`SubscriberStore.add`, :meth:`~SubscriberStore.set_status`, imports) is decided by the
+one status model in :mod:`digest.audience.status`, given the change's cause: a status only
+gets stronger, and an import never brings back someone who unsubscribed, bounced or
+complained.
 
 Category preferences name configured sections (any spelling or alias). An unknown category
 is dropped with a warning and the row is kept with the categories that are known; a
@@ -33,11 +35,32 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.audience.status import (
+    INACTIVE,
+    STATUSES,
+    Cause,
+    StatusModelError,
+    StatusRefused,
+    Transition,
+    transition,
+)
+from digest.audience.tokens import signing_key, verify_token
 from digest.errors import StoreError
 from digest.store.sqlite import open_database
 
-STATUSES = ("active", "pending", "unsubscribed", "bounced", "complained")
-INACTIVE = ("unsubscribed", "bounced", "complained")
+__all__ = [
+    "INACTIVE",
+    "STATUSES",
+    "Categories",
+    "Cause",
+    "ImportReport",
+    "InvalidEmail",
+    "StatusRefused",
+    "Subscriber",
+    "SubscriberStore",
+    "Transition",
+    "normalise_email",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscribers (
@@ -410,6 +433,13 @@ class SubscriberStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
 
+    @staticmethod
+    def _decide(current: str | None, status: str, cause: Cause | str) -> Transition:
+        try:
+            return transition(current, status, cause)
+        except StatusModelError as exc:
+            raise StoreError(str(exc)) from None
+
     def add(
         self,
         email: str,
@@ -420,21 +450,31 @@ class SubscriberStore:
         now: datetime,
         subscribed_at: str | None = None,
         source_id: str | None = None,
+        cause: Cause | str = Cause.OWNER_ADD,
     ) -> tuple[Subscriber, bool]:
-        """Add a subscriber, or update the one with this address. Returns (it, created)."""
-        if status not in STATUSES:
-            raise StoreError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        """Add a subscriber, or update the one with this address. Returns (it, created).
+
+        The status goes through the status model for ``cause`` (default: the owner's
+        ``add``): for an existing subscriber it may be kept (e.g. a subscribe request for an
+        active address), and a change the owner may not make raises :class:`StatusRefused`
+        before anything is written.
+        """
         key = normalise_email(email)
         stamp = _iso(now)
         existing = self.get(key)
+        decided = self._decide(None if existing is None else existing.status, status, cause)
+        if decided.outcome == "refused":
+            raise StatusRefused(f"{key}: {decided.reason}")
         if existing is None:
+            if decided.after is None:  # this cause adds no one (e.g. an unsubscribe)
+                raise StoreError(f"no subscriber {key} in {self.path}")
             self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
                 "secret, source_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     name,
-                    status,
+                    decided.after,
                     subscribed_at or stamp,
                     json.dumps(list(categories)),
                     secrets.token_bytes(32),
@@ -445,11 +485,29 @@ class SubscriberStore:
             created = self.get(key)
             assert created is not None
             return created, True
-        self._write(
+        cursor = self._write(
             "UPDATE subscribers SET name = ?, status = ?, categories = ?, updated_at = ? "
-            "WHERE id = ?",
-            (name or existing.name, status, json.dumps(list(categories)), stamp, existing.id),
+            "WHERE id = ? AND status = ?",
+            (
+                name or existing.name,
+                decided.after,
+                json.dumps(list(categories)),
+                stamp,
+                existing.id,
+                existing.status,
+            ),
         )
+        if cursor.rowcount == 0:  # another process changed the status in between: decide again
+            return self.add(
+                key,
+                name=name,
+                categories=categories,
+                status=status,
+                now=now,
+                subscribed_at=subscribed_at,
+                source_id=source_id,
+                cause=cause,
+            )
         updated = self.get(key)
         assert updated is not None
         return updated, False
@@ -460,15 +518,35 @@ class SubscriberStore:
             raise StoreError(f"no subscriber {email} in {self.path}")
         return found
 
-    def set_status(self, email: str, status: str, *, now: datetime) -> Subscriber:
-        if status not in STATUSES:
-            raise StoreError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-        found = self._require(email)
-        self._write(
-            "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
-            (status, _iso(now), found.id),
-        )
-        return self._require(email)
+    def change_status(
+        self, email: str, status: str, *, cause: Cause | str, now: datetime
+    ) -> tuple[Subscriber, Transition]:
+        """Ask for ``status`` because of ``cause``; the status model decides.
+
+        Returns the subscriber as it is afterwards and the :class:`Transition` (whose
+        ``outcome`` says whether it changed, was already so, or was kept). Raises
+        :class:`StatusRefused` when the owner's explicit command may not make the change,
+        and StoreError for an address that is not a subscriber.
+        """
+        while True:
+            found = self._require(email)
+            decided = self._decide(found.status, status, cause)
+            if decided.outcome == "refused":
+                raise StatusRefused(f"{found.email}: {decided.reason}")
+            if not decided.changed:
+                return found, decided
+            cursor = self._write(
+                "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+                (decided.after, _iso(now), found.id, found.status),
+            )
+            if cursor.rowcount:  # else another process changed it in between: decide again
+                return self._require(email), decided
+
+    def set_status(
+        self, email: str, status: str, *, cause: Cause | str, now: datetime
+    ) -> Subscriber:
+        """:meth:`change_status`, returning only the subscriber as it is afterwards."""
+        return self.change_status(email, status, cause=cause, now=now)[0]
 
     def set_categories(self, email: str, categories: Sequence[str], *, now: datetime) -> Subscriber:
         found = self._require(email)
@@ -537,6 +615,9 @@ class SubscriberStore:
 
     def _import_row(self, row: Row, report: ImportReport, stamp: str) -> None:
         existing = self.get(row.email)
+        decided = self._decide(
+            None if existing is None else existing.status, row.status, Cause.IMPORT
+        )
         if existing is None:
             self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
@@ -544,7 +625,7 @@ class SubscriberStore:
                 (
                     row.email,
                     row.name,
-                    row.status,
+                    decided.after,
                     row.subscribed_at or stamp,
                     json.dumps(list(row.categories)),
                     secrets.token_bytes(32),
@@ -554,10 +635,9 @@ class SubscriberStore:
             )
             report.added += 1
             return
-        status = row.status
-        if existing.status in INACTIVE and status not in INACTIVE:
+        status = decided.after
+        if decided.outcome == "kept":
             # Someone who left is never brought back by an import.
-            status = existing.status
             report.kept_inactive += 1
         name = row.name or existing.name
         source_id = row.source_id or existing.source_id
@@ -579,3 +659,23 @@ class SubscriberStore:
     def export(self, status: str | None = None) -> Iterator[dict[str, Any]]:
         for subscriber in self.iter_status(status):
             yield subscriber.public()
+
+
+def unsubscribe(
+    store: SubscriberStore, token_or_email: str, *, server: bytes | None, now: datetime
+) -> tuple[Subscriber, Transition]:
+    """The operator's unsubscribe (cause ``cli_unsubscribe``), by address or by the token
+    from someone's unsubscribe link. A stronger status (bounced, complained) is kept.
+
+    Raises TokenError for a bad token, StoreError for an address that is not a subscriber.
+    """
+    if "@" in token_or_email:  # tokens are base64url, so never hold an @
+        email = token_or_email
+    else:
+
+        def key_for(address: str) -> bytes | None:
+            found = store.get(address)
+            return signing_key(found.secret, server) if found else None
+
+        email = verify_token(token_or_email, "unsubscribe", key_for, now=now)
+    return store.change_status(email, "unsubscribed", cause=Cause.CLI_UNSUBSCRIBE, now=now)

@@ -47,7 +47,7 @@ def _suppressions() -> None:
     from digest.cli import suppressions  # noqa: F401
 
 
-# name → (the first paragraph of the command's help, the loader of its module)
+# name → (the first paragraph of the command's help, "" for a hidden one; its module's loader)
 main.lazy.update(
     {
         "build": (
@@ -87,7 +87,7 @@ main.lazy.update(
             _subscribers,
         ),
         "suppressions": ("Addresses the email provider will not send to.", _suppressions),
-        "unsubscribe": ("Unsubscribe someone, by the token from their link or by address.", _send),
+        "unsubscribe": ("", _subscribers),  # hidden: an alias kept for scripts
     }
 )
 

@@ -59,7 +59,7 @@ class DigestGroup(click.Group):
                 if command.hidden:
                     continue
                 rows.append((name, command.get_short_help_str(limit)))
-            else:
+            elif self.lazy[name][0]:  # "" for a hidden command
                 rows.append((name, _shorten(self.lazy[name][0], limit)))
         if rows:
             with formatter.section("Commands"):

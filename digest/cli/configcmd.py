@@ -13,6 +13,7 @@ from pydantic_core import PydanticUndefined
 
 from digest.cli._app import State, emit_json, json_option, main, pass_state
 from digest.config import Config
+from digest.config.providers import BUILTIN
 
 
 @main.group("config")
@@ -70,11 +71,26 @@ def reference_rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, 
     return rows
 
 
+def full_reference() -> list[tuple[str, str, str]]:
+    """Every option, then each built-in provider's own options as ``provider(<name>).<key>``."""
+    rows = reference_rows(Config)
+    for name, settings in BUILTIN.items():
+        doc = (settings.__doc__ or "").strip().splitlines()
+        rows.append((f"provider({name})", "", doc[0] if doc else ""))
+        rows.extend(reference_rows(settings, f"provider({name})."))
+    return rows
+
+
 @config_group.command("reference")
 @json_option
 def reference_command(as_json: bool) -> None:
-    """Print every option of config.yaml with its default and what it does."""
-    rows = reference_rows(Config)
+    """Print every option of config.yaml with its default and what it does.
+
+    \b
+    The provider section's keys depend on provider.name; each built-in provider's keys
+    are listed after the rest as provider(<name>).<key>.
+    """
+    rows = full_reference()
     if as_json:
         emit_json([{"key": k, "default": d, "description": t} for k, d, t in rows])
         return

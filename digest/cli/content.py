@@ -212,17 +212,9 @@ def check_command(
         check_email(config, as_json=as_json, week=week, since=since, until=until)
         return
     from digest.content import pipeline
-    from digest.content.select import Rules
 
     result = pipeline.load(config)
-    rules_unknown = sorted(
-        {
-            p.category or "(none)"
-            for p in result.posts
-            if config.categories.sections
-            and Rules.from_config(config).section_of(p.category) is None
-        }
-    )
+    rules_unknown = pipeline.unlisted_categories(config, result.posts)
     if as_json:
         emit_json(
             {

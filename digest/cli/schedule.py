@@ -7,32 +7,24 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
 from digest.cli._app import State, emit_json, json_option, main, pass_state
-from digest.config import Config
 from digest.schedule.install import crontab, github_actions, systemd
 from digest.schedule.runs import Run, RunStore
 from digest.schedule.scheduler import (
     Policy,
     RunReport,
     Schedule,
-    Scheduler,
     clock_from_env,
     describe_duration,
-    run_due,
-    send_job,
+    issue_window,
+    run_forever,
+    run_now,
 )
-from digest.store.lock import FileLock
-
-
-def run_lock_path(config: Config) -> Path:
-    lock = config.path(config.schedule.lock)
-    return lock.with_name(lock.name + ".run")
 
 
 @contextmanager
@@ -111,17 +103,8 @@ def run_command(state: State, as_json: bool) -> None:
     Exit codes: 0 done or nothing due; 5 an empty week with schedule.skip_empty off;
     6 stopped by a signal (the next run resumes); 8 another run holds the lock.
     """
-    config = state.config
-    clock = clock_from_env()
-    policy = Policy.from_config(config)
-    with (
-        stop_on_signals() as stop,
-        FileLock(run_lock_path(config), "digest run"),
-        RunStore(config.path(config.schedule.database)) as runs,
-    ):
-        report = run_due(
-            policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
-        )
+    with stop_on_signals() as stop:
+        report = run_now(state.config, clock_from_env(), stop=stop)
     if as_json:
         emit_json(_report_json(report))
     else:
@@ -157,33 +140,19 @@ def schedule_group(ctx: click.Context, state: State) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    config = state.config
-    clock = clock_from_env()
-    policy = Policy.from_config(config)
-    # The lock comes first, so a second scheduler is refused before it touches any file.
-    lock = FileLock(config.path(config.schedule.lock), "digest schedule")
-    with (
-        lock,
-        stop_on_signals() as stop,
-        RunStore(config.path(config.schedule.database)) as runs,
-    ):
-        scheduler = Scheduler(
-            policy,
-            runs,
-            send_job(config, clock),
-            clock,
-            lock=lock,
-            run_lock=FileLock(run_lock_path(config), "digest run"),
-            stop=stop,
-            on_report=_scheduler_line,
-        )
+
+    def started(policy: Policy, first: datetime) -> None:
         schedule = policy.schedule
         click.echo(
             f"digest schedule: {schedule.cron!r} in {schedule.tz.key}, grace "
             f"{describe_duration(policy.grace)}; next run "
-            f"{schedule.next_after(clock.now()).strftime('%Y-%m-%d %H:%M:%S %Z')}",
+            f"{first.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         )
-        scheduler.run()
+
+    with stop_on_signals() as stop:
+        run_forever(
+            state.config, clock_from_env(), stop=stop, on_start=started, on_report=_scheduler_line
+        )
     click.echo("digest schedule: stopped")
 
 
@@ -224,8 +193,6 @@ def next_command(state: State, count: int, as_json: bool) -> None:
 
 
 def _issue(policy: Policy, moment: datetime) -> str:
-    from digest.schedule.scheduler import issue_window
-
     return issue_window(moment, policy.issue_tz, policy.week_start).issue_id
 
 

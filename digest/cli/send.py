@@ -1,4 +1,4 @@
-"""`digest send`, `digest status` and `digest unsubscribe`."""
+"""`digest send` and `digest status`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from digest.audience.subscribers import SubscriberStore
-from digest.audience.tokens import TokenError, signing_key, token_secret, verify_token
 from digest.cli._app import (
     State,
     emit_json,
@@ -222,37 +220,3 @@ def status_command(
         click.echo(f"  {unconfirmed} of the sent were counted without the provider's reply")
     for failure in failures:
         click.secho(f"  {failure.state}: {failure.email}: {failure.last_error}", fg="red")
-
-
-def unsubscribe(config: Any, token_or_email: str) -> str:
-    """Apply an unsubscribe token (or an address, for the operator); the address."""
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
-        if "@" in token_or_email:  # tokens are base64url, so never hold an @
-            email = token_or_email
-        else:
-            server = token_secret(config)
-
-            def key_for(address: str) -> bytes | None:
-                found = store.get(address)
-                return signing_key(found.secret, server) if found else None
-
-            email = verify_token(token_or_email, "unsubscribe", key_for, now=now())
-        return store.set_status(email, "unsubscribed", now=now()).email
-
-
-@main.command("unsubscribe")
-@click.argument("token_or_email")
-@pass_state
-def unsubscribe_command(state: State, token_or_email: str) -> None:
-    """Unsubscribe someone, by the token from their link or by address.
-
-    \b
-    Examples:
-      digest unsubscribe ada@example.com
-      digest unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
-    """
-    try:
-        email = unsubscribe(state.config, token_or_email)
-    except TokenError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"unsubscribed {email}")

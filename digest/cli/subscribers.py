@@ -1,4 +1,4 @@
-"""`digest subscribers import|list|add|remove|unsubscribe|export`."""
+"""`digest subscribers import|list|add|remove|unsubscribe|export` (and `digest unsubscribe`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
-from digest.audience.subscribers import STATUSES, Categories, SubscriberStore
+from digest.audience.status import Cause
+from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
+from digest.audience.tokens import TokenError
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
 
 
@@ -95,22 +97,37 @@ def list_command(state: State, status: str | None, as_json: bool) -> None:
 @click.option("--name", default="", help="Their name, for the greeting.")
 @click.option("--category", "categories", multiple=True, help="A section they want (repeat).")
 @click.option("--status", type=click.Choice(STATUSES), default="active", show_default=True)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Re-activate someone who unsubscribed or bounced (never someone who complained).",
+)
 @pass_state
 def add_command(
-    state: State, email: str, name: str, categories: tuple[str, ...], status: str
+    state: State, email: str, name: str, categories: tuple[str, ...], status: str, force: bool
 ) -> None:
-    """Add a subscriber, or update one (this may re-activate someone: it is explicit).
+    """Add a subscriber, or update one.
+
+    A status only gets stronger: re-activating someone who unsubscribed or bounced
+    needs --force, and someone who complained is never re-activated from here (only
+    by confirming again through `digest serve`).
 
     \b
     Examples:
       digest subscribers add ada@example.com --name Ada --category Work --category Tools
+      digest subscribers add bob@example.com --force     # he asked to come back
     """
     known, unknown = Categories.from_config(state.config).canonical(categories)
     if unknown:
         raise click.BadParameter(f"not a section: {', '.join(unknown)}", param_hint="--category")
     with _store(state) as store:
         subscriber, created = store.add(
-            email, name=name, categories=known, status=status, now=now()
+            email,
+            name=name,
+            categories=known,
+            status=status,
+            now=now(),
+            cause=Cause.OWNER_FORCE if force else Cause.OWNER_ADD,
         )
     click.echo(f"{'added' if created else 'updated'} {subscriber.email} ({subscriber.status})")
 
@@ -132,18 +149,40 @@ def remove_command(state: State, email: str) -> None:
 
 
 @subscribers_group.command("unsubscribe")
-@click.argument("email")
+@click.argument("token_or_email")
 @pass_state
-def unsubscribe_command(state: State, email: str) -> None:
-    """Mark a subscriber unsubscribed (kept, so an import cannot bring them back).
+def unsubscribe_command(state: State, token_or_email: str) -> None:
+    """Unsubscribe someone, by address or by the token from their unsubscribe link.
+
+    They are kept, marked unsubscribed, so an import cannot bring them back; someone who
+    bounced or complained keeps that stronger status.
 
     \b
     Examples:
       digest subscribers unsubscribe ada@example.com
+      digest subscribers unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
     """
-    with _store(state) as store:
-        subscriber = store.set_status(email, "unsubscribed", now=now())
-    click.echo(f"unsubscribed {subscriber.email}")
+    from digest.audience.tokens import token_secret
+
+    try:
+        with _store(state) as store:
+            subscriber, change = unsubscribe(
+                store, token_or_email, server=token_secret(state.config), now=now()
+            )
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from None
+    if change.outcome == "kept":
+        click.echo(f"{subscriber.email} is {subscriber.status}; kept (a stronger status)")
+    else:
+        click.echo(f"unsubscribed {subscriber.email}")
+
+
+@main.command("unsubscribe", hidden=True)
+@click.argument("token_or_email")
+@click.pass_context
+def unsubscribe_alias(ctx: click.Context, token_or_email: str) -> None:
+    """Alias of `digest subscribers unsubscribe` (kept for scripts that use it)."""
+    ctx.forward(unsubscribe_command)
 
 
 @subscribers_group.command("export")

@@ -28,7 +28,8 @@ def sync(state: State, dry_run: bool, as_json: bool) -> None:
 
     Reads the configured provider's suppression lists (Postmark, SendGrid, Mailgun, Brevo)
     and gives each subscriber on them the matching status, so the next send skips them.
-    Subscribers who are already inactive keep their status.
+    A status only gets stronger (an unsubscribed subscriber on the complaint list becomes
+    complained; a complaint is never turned into a bounce).
 
     \b
     Examples:
@@ -43,7 +44,7 @@ def sync(state: State, dry_run: bool, as_json: bool) -> None:
     verb = "would mark" if dry_run else "marked"
     click.echo(
         f"{report.provider}: {report.fetched} suppressed addresses; {verb} "
-        f"{len(report.changed)} subscribers; {report.already} already inactive; "
+        f"{len(report.changed)} subscribers; {report.already} already so; "
         f"{report.unknown} not subscribers"
     )
     for email, status in sorted(report.changed.items()):

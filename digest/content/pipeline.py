@@ -5,12 +5,13 @@ Commands call these; each takes the config and the clock, and returns plain resu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from digest.config import Config
 from digest.content.cache import PostCache
-from digest.content.posts import LoadResult, load_posts
+from digest.content.posts import LoadResult, Post, load_posts
 from digest.content.select import (
     NEAR_WINDOW,
     Rules,
@@ -58,3 +59,11 @@ def load_and_select(
     result = load(config, use_cache=use_cache, around=chosen)
     selection = select_posts(result.posts, chosen, Rules.from_config(config), now)
     return Loaded(result, selection)
+
+
+def unlisted_categories(config: Config, posts: Iterable[Post]) -> list[str]:
+    """Categories of ``posts`` that no configured section takes (empty: no sections set)."""
+    if not config.categories.sections:
+        return []
+    rules = Rules.from_config(config)
+    return sorted({p.category or "(none)" for p in posts if rules.section_of(p.category) is None})

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -805,8 +805,3 @@ def send_test(
     finally:
         provider.close()
     return results[0]
-
-
-def iter_ledger_issues(config: Config) -> Iterator[str]:
-    with Ledger(config.path(config.ledger.database)) as ledger:
-        yield from ledger.issues()

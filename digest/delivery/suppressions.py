@@ -2,9 +2,11 @@
 
 A provider that keeps such lists exposes ``fetch_suppressions()`` (Postmark, SendGrid,
 Mailgun, Brevo). Each suppressed address that is a subscriber gets the matching status
-(``bounced``, ``complained``, ``unsubscribed``), so the next send skips it. A subscriber who
-already has an inactive status keeps it (a complaint is not downgraded to a bounce); an
-address that is not a subscriber is counted and left alone.
+(``bounced``, ``complained``, ``unsubscribed``) through the status model (cause
+``suppression_sync``), so the next send skips it. A status only gets stronger: an
+unsubscribed subscriber the provider reports as complained becomes ``complained``, a
+complaint is never downgraded to a bounce; an address that is not a subscriber is counted
+and left alone.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from digest.audience.subscribers import INACTIVE, SubscriberStore, normalise_email
+from digest.audience.status import Cause, transition
+from digest.audience.subscribers import SubscriberStore, normalise_email
 from digest.config import Config
 from digest.delivery.providers.http import Suppression
 from digest.delivery.providers.registry import get_provider_class
@@ -31,7 +34,7 @@ class SyncReport:
     provider: str
     fetched: int = 0  # distinct suppressed addresses
     changed: dict[str, str] = field(default_factory=dict)  # email -> new status
-    already: int = 0  # subscribers already inactive
+    already: int = 0  # subscribers whose status is already as strong
     unknown: int = 0  # suppressed addresses that are not subscribers
     dry_run: bool = False
 
@@ -71,12 +74,18 @@ def sync_suppressions(
                 subscriber = store.get(email)
                 if subscriber is None:
                     report.unknown += 1
-                elif subscriber.status in INACTIVE:
+                elif not transition(subscriber.status, item.kind, Cause.SUPPRESSION_SYNC).changed:
                     report.already += 1
-                else:
+                elif dry_run:
                     report.changed[email] = item.kind
-                    if not dry_run:
-                        store.set_status(email, item.kind, now=now)
+                else:
+                    _, change = store.change_status(
+                        email, item.kind, cause=Cause.SUPPRESSION_SYNC, now=now
+                    )
+                    if change.changed:
+                        report.changed[email] = item.kind
+                    else:
+                        report.already += 1
     finally:
         provider.close()
     return report

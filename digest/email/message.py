@@ -242,8 +242,24 @@ def qp_lines(text: str) -> bytes:
     soft line breaks keep each line at 76 characters or fewer. A ``.`` at the start of a
     line is left alone: doubling it is the SMTP layer's job.
     """
-    lines = text.encode("utf-8").splitlines()
-    body = b"\n".join(lines) + b"\n"
+    return _qp(_lines(text) or [""])
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _lines(text: str) -> list[str]:
+    """``text``'s lines as the email package reads them: only CR, LF and CRLF end a line
+    (not the other breaks ``str.splitlines`` knows), and a final line end closes the last
+    line rather than starting an empty one."""
+    lines = _LINE_BREAK.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _qp(lines: list[str]) -> bytes:
+    body = b"".join(line.encode("utf-8") + b"\n" for line in lines)
     return binascii.b2a_qp(body, istext=True).replace(b"\n", b"\r\n")
 
 
@@ -258,18 +274,20 @@ class _Body:
     def __init__(self, text: str, escape: bool) -> None:
         self.escape = escape
         self.parts: list[bytes | str] = []
-        lines = text.splitlines()
+        lines = _lines(text)
         static: list[str] = []
         for line in lines:
             if "[[digest:" in line:
                 if static:
-                    self.parts.append(qp_lines("\n".join(static)))
+                    self.parts.append(_qp(static))
                     static = []
                 self.parts.append(line)
             else:
                 static.append(line)
-        if static or not lines:
-            self.parts.append(qp_lines("\n".join(static)))
+        if static:
+            self.parts.append(_qp(static))
+        if not lines:
+            self.parts.append(qp_lines(""))
 
     def render(self, values: Mapping[str, str]) -> bytes:
         out: list[bytes] = []
@@ -277,7 +295,8 @@ class _Body:
             if isinstance(part, bytes):
                 out.append(part)
             else:
-                out.append(qp_lines(fill(part, values, html=self.escape)))
+                # a value may hold line ends of its own: they end lines here too
+                out.append(_qp(_LINE_BREAK.split(fill(part, values, html=self.escape))))
         return b"".join(out)
 
 

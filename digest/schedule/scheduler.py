@@ -39,11 +39,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+from croniter import CroniterBadDateError, croniter
 
+from digest.config.cron import check_cron
 from digest.content.select import Window, last_complete_week
 from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CRON_EXAMPLE = '"0 9 * * MON" (minute hour day-of-month month day-of-week)'
 
 # A wall-clock time is looked up from this far before the instant asked about, so an
 # occurrence in a repeated hour is still found; no zone shifts its clock by more.
@@ -64,34 +65,6 @@ _COUNT_LIMIT = 10_000
 
 
 # --------------------------------------------------------------------------- occurrences
-
-
-def check_cron(expression: str) -> str:
-    """Validate a cron expression; return it tidied, or raise ValueError saying how to fix it.
-
-    Five fields (minute hour day-of-month month day-of-week), or six with seconds first
-    (``*/10 * * * * *``), or an alias such as ``@weekly``.
-    """
-    text = " ".join(expression.split())
-    fields = text.split(" ")
-    if not text.startswith("@") and len(fields) not in (5, 6):
-        raise ValueError(
-            f"'{expression}' has {len(fields)} field{'s' if len(fields) != 1 else ''}; "
-            f"a cron expression has five, such as {CRON_EXAMPLE}, or six with seconds first"
-        )
-    try:
-        iterator = croniter(text, datetime(2000, 1, 1), second_at_beginning=True)
-        iterator.get_next(datetime)
-    except CroniterBadDateError:
-        raise ValueError(
-            f"'{expression}' never happens (no date matches it); "
-            f"use a date that exists, such as {CRON_EXAMPLE}"
-        ) from None
-    except (CroniterBadCronError, CroniterError, ValueError, KeyError) as exc:
-        raise ValueError(
-            f"'{expression}' is not a cron expression ({exc}); write one such as {CRON_EXAMPLE}"
-        ) from None
-    return text
 
 
 @dataclass(frozen=True)
@@ -270,10 +243,8 @@ class JobResult:
     detail: str = ""
 
 
-class Stopped(DigestError):
+class Stopped(SendError):
     """A stop was asked for and the job stopped at a safe point; the next run resumes."""
-
-    exit_code = 6
 
 
 Job = Callable[[Due, threading.Event], JobResult]
@@ -598,3 +569,54 @@ def send_job(config: Config, clock: Clock) -> Job:
         return JobResult("sent", sent=report.sent, failed=failed, detail=detail)
 
     return job
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def run_lock_path(config: Config) -> Path:
+    """The lock `digest run` holds (beside schedule.lock), so two runs never overlap."""
+    lock = config.path(config.schedule.lock)
+    return lock.with_name(lock.name + ".run")
+
+
+def run_now(config: Config, clock: Clock, *, stop: threading.Event) -> RunReport:
+    """`digest run`: under the run lock, send whatever is due now (see :func:`run_due`)."""
+    policy = Policy.from_config(config)
+    with (
+        FileLock(run_lock_path(config), "digest run"),
+        RunStore(config.path(config.schedule.database)) as runs,
+    ):
+        return run_due(
+            policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
+        )
+
+
+def run_forever(
+    config: Config,
+    clock: Clock,
+    *,
+    stop: threading.Event,
+    on_start: Callable[[Policy, datetime], None] | None = None,
+    on_report: Callable[[RunReport], None] | None = None,
+) -> None:
+    """`digest schedule`: hold the scheduler lock and run every occurrence until ``stop``.
+
+    The lock comes first, so a second scheduler is refused before it touches any file.
+    """
+    policy = Policy.from_config(config)
+    lock = FileLock(config.path(config.schedule.lock), "digest schedule")
+    with lock, RunStore(config.path(config.schedule.database)) as runs:
+        scheduler = Scheduler(
+            policy,
+            runs,
+            send_job(config, clock),
+            clock,
+            lock=lock,
+            run_lock=FileLock(run_lock_path(config), "digest run"),
+            stop=stop,
+            on_report=on_report,
+        )
+        if on_start is not None:
+            on_start(policy, policy.schedule.next_after(clock.now()))
+        scheduler.run()

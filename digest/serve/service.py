@@ -7,14 +7,16 @@ change in between. Every change is logged (never a token or a secret).
 
 Status rules:
 
-- subscribe: a new address becomes ``pending`` and gets a confirmation email; a pending one
-  gets the email again; an ``unsubscribed`` one gets the email and stays unsubscribed until
-  it confirms; an ``active`` one is unchanged and gets a short "you are already subscribed"
-  email with its preferences link; ``bounced`` and ``complained`` ones are never mailed.
-  The answer to the client is the same in every case.
-- confirm: ``pending`` or ``unsubscribed`` → ``active``.
-- webhook events only make a status stronger (active/pending < unsubscribed < bounced <
-  complained), so a late bounce never undoes a complaint.
+Status rules are the status model's (:mod:`digest.audience.status`); what the service adds:
+
+- subscribe: a new address becomes ``pending`` and gets a confirmation email; a pending,
+  ``unsubscribed`` or ``bounced`` one gets the email and keeps its status until it confirms;
+  an ``active`` one is unchanged and gets a short "you are already subscribed" email with
+  its preferences link; a ``complained`` one is never mailed. The answer to the client is
+  the same in every case.
+- confirm (cause ``serve_confirm``): any status → ``active``.
+- webhook events (``webhook_*``) only make a status stronger, so a late bounce never undoes
+  a complaint.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from digest.audience.links import token_path, token_url
+from digest.audience.status import WEBHOOK_CAUSES, Cause, service_mail
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
 from digest.audience.tokens import (
     SECRET_ENV,
@@ -58,8 +61,6 @@ CONFIRM_ISSUE = "confirmations"
 
 CONFIRM_TEMPLATE = "confirm_email"
 NOTICE_TEMPLATE = "already_subscribed_email"
-
-_STRENGTH = {"active": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 
 
 def require_server_secret(config: Config) -> bytes:
@@ -255,19 +256,32 @@ class Subscriptions:
             log.info("subscribe: ignoring unknown categories %s", ", ".join(unknown))
         existing = store.get(email)
         if existing is None:
-            created, _ = store.add(email, name=name, categories=known, status="pending", now=now)
+            created, _ = store.add(
+                email,
+                name=name,
+                categories=known,
+                status="pending",
+                now=now,
+                cause=Cause.SERVE_SUBSCRIBE,
+            )
             log.info("subscribe: %s added as pending", created.email)
             return SubscribeOutcome("created", created)
         if existing.status == "pending":
             updated, _ = store.add(
-                email, name=name or existing.name, categories=known, status="pending", now=now
+                email,
+                name=name or existing.name,
+                categories=known,
+                status="pending",
+                now=now,
+                cause=Cause.SERVE_SUBSCRIBE,
             )
             log.info("subscribe: %s is pending; confirmation sent again", updated.email)
             return SubscribeOutcome("pending", updated)
-        if existing.status == "unsubscribed":
-            log.info("subscribe: %s had unsubscribed; confirmation sent", existing.email)
+        mail = service_mail(existing.status)
+        if mail == "confirm":
+            log.info("subscribe: %s is %s; confirmation sent", existing.email, existing.status)
             return SubscribeOutcome("reconfirm", existing)
-        if existing.status == "active":
+        if mail == "notice":
             log.info("subscribe: %s is already active; nothing changed", existing.email)
             return SubscribeOutcome("active", existing)
         log.info("subscribe: %s is %s; not mailed", existing.email, existing.status)
@@ -275,8 +289,10 @@ class Subscriptions:
 
     def confirm(self, store: SubscriberStore, token: str, now: datetime) -> Subscriber:
         subscriber = self.check(store, token, "confirm", now)
-        if subscriber.status in ("pending", "unsubscribed"):
-            subscriber = store.set_status(subscriber.email, "active", now=now)
+        subscriber, change = store.change_status(
+            subscriber.email, "active", cause=Cause.SERVE_CONFIRM, now=now
+        )
+        if change.changed:
             log.info("confirm: %s is now active", subscriber.email)
         return subscriber
 
@@ -289,10 +305,11 @@ class Subscriptions:
     def _unsubscribe(
         self, store: SubscriberStore, subscriber: Subscriber, now: datetime, *, how: str
     ) -> Subscriber:
-        if _STRENGTH[subscriber.status] >= _STRENGTH["unsubscribed"]:
-            return subscriber
-        changed = store.set_status(subscriber.email, "unsubscribed", now=now)
-        log.info("unsubscribe (%s): %s is now unsubscribed", how, changed.email)
+        changed, change = store.change_status(
+            subscriber.email, "unsubscribed", cause=Cause.SERVE_UNSUBSCRIBE, now=now
+        )
+        if change.changed:
+            log.info("unsubscribe (%s): %s is now unsubscribed", how, changed.email)
         return changed
 
     def save_preferences(
@@ -317,9 +334,12 @@ class Subscriptions:
                 subscriber.email,
                 ", ".join(known) if known else "every section",
             )
-        if action == "resubscribe" and subscriber.status == "unsubscribed":
-            subscriber = store.set_status(subscriber.email, "active", now=now)
-            log.info("preferences: %s subscribed again", subscriber.email)
+        if action == "resubscribe":
+            subscriber, change = store.change_status(
+                subscriber.email, "active", cause=Cause.SERVE_RESUBSCRIBE, now=now
+            )
+            if change.changed:
+                log.info("preferences: %s subscribed again", subscriber.email)
         return subscriber
 
     def apply_event(self, store: SubscriberStore, event: WebhookEvent, now: datetime) -> bool:
@@ -331,9 +351,11 @@ class Subscriptions:
         if found is None:
             log.info("webhook %s: %s for unknown address ignored", event.provider, event.kind)
             return False
-        if _STRENGTH[event.kind] <= _STRENGTH[found.status]:
+        _, change = store.change_status(
+            found.email, event.kind, cause=WEBHOOK_CAUSES[event.kind], now=now
+        )
+        if not change.changed:
             return False
-        store.set_status(found.email, event.kind, now=now)
         log.info(
             "webhook %s: %s is now %s (%s)", event.provider, found.email, event.kind, event.detail
         )

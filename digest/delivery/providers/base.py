@@ -35,8 +35,7 @@ from email import policy
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from digest.config.providers import ProviderSettings as ProviderSettings
 from digest.email.message import MessageParts
 
 if TYPE_CHECKING:
@@ -55,12 +54,6 @@ ResultState = Literal["sent", "failed-permanent", "failed-retryable"]
 Renderer = Callable[..., EmailMessage]
 """``renderer(composed, *, to, values, message_id, date) -> EmailMessage``
 (``digest.email.message.to_message``)."""
-
-
-class ProviderSettings(BaseModel):
-    """Base for a provider's options: unknown keys are errors that name the key."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import BrevoSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
     Batch,
@@ -33,7 +31,6 @@ from digest.delivery.providers.base import (
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     RequestFailed,
     Substitution,
     Suppression,
@@ -42,7 +39,6 @@ from digest.delivery.providers.http import (
     retryable_for,
 )
 
-API = "https://api.brevo.com"
 _NAMESPACE = uuid.UUID("5d0c8a4e-3f52-4a3b-9d0e-6c1f2b7a9e10")
 
 _KINDS = {
@@ -53,11 +49,6 @@ _KINDS = {
     "unsubscribedViaMA": "unsubscribed",
     "adminBlocked": "unsubscribed",
 }
-
-
-class BrevoSettings(HttpSettings):
-    api_key: Secret = Field(description="API key (xkeysib-…), e.g. ${BREVO_API_KEY}.")
-    base_url: str = Field(default=API, description="The API's address.")
 
 
 def placeholder(name: str) -> str:

@@ -33,8 +33,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from pydantic import Field
 
+from digest.config.providers import HttpSettings
 from digest.delivery.providers.base import (
     Batch,
     Provider,
@@ -590,26 +590,6 @@ def _message_from(body: Any) -> str:
 
 # --------------------------------------------------------------------------------------------
 # the base class of HTTP transports
-
-
-class HttpSettings(ProviderSettings):
-    """Options every HTTP API transport has."""
-
-    base_url: str = Field(description="The API's address (tests point it at an emulator).")
-    timeout: float = Field(default=30.0, gt=0, description="Seconds before a request is retried.")
-    max_retries: int = Field(
-        default=6,
-        ge=0,
-        description="Retries of a request after a 429, a 5xx or a dropped "
-        "connection before its messages are left for the next run.",
-    )
-    retry_base_delay: float = Field(
-        default=0.5, ge=0, description="First backoff in seconds; doubled per retry, jittered."
-    )
-    retry_max_delay: float = Field(default=30.0, ge=0, description="Longest backoff in seconds.")
-    max_requests_per_second: float | None = Field(
-        default=None, gt=0, description="A ceiling of your own on top of the provider's headers."
-    )
 
 
 class HttpProvider(Provider):

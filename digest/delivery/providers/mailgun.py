@@ -19,29 +19,18 @@ import secrets
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import MailgunSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     RequestFailed,
     Substitution,
     Suppression,
     error_message,
     retryable_for,
 )
-
-API = "https://api.mailgun.net"  # EU: https://api.eu.mailgun.net
-
-
-class MailgunSettings(HttpSettings):
-    api_key: Secret = Field(description="Private API key, e.g. ${MAILGUN_API_KEY}.")
-    domain: str = Field(description="Your sending domain, e.g. mg.example.com.")
-    base_url: str = Field(default=API, description="https://api.eu.mailgun.net for the EU.")
 
 
 def placeholder(name: str) -> str:

@@ -16,21 +16,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from digest.delivery.providers.base import Batch, Event, Provider, ProviderSettings, Result
+from digest.config.providers import OutboxSettings
+from digest.delivery.providers.base import Batch, Event, Provider, Result
 from digest.delivery.providers.registry import register
 from digest.errors import ProviderError
 
 if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
-
-
-class OutboxSettings(ProviderSettings):
-    directory: Path | None = Field(
-        default=None,
-        description="Where the files go [default: <out_dir>/<issue-id>/outbox].",
-    )
 
 
 def _safe(email: str) -> str:

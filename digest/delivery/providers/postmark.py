@@ -15,23 +15,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import PostmarkSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     RequestFailed,
     Suppression,
     encode_json,
     retryable_for,
 )
 from digest.email.message import fill
-
-API = "https://api.postmarkapp.com"
 
 # Per-message codes that are about the account, not the recipient: stop sending.
 ACCOUNT_CODES = {
@@ -47,15 +42,6 @@ _KINDS = {
     "SpamComplaint": "complained",
     "ManualSuppression": "unsubscribed",
 }
-
-
-class PostmarkSettings(HttpSettings):
-    token: Secret = Field(description="Server API token, e.g. ${POSTMARK_TOKEN}.")
-    message_stream: str = Field(
-        default="outbound", description="Message stream: 'broadcast' for newsletters."
-    )
-    base_url: str = Field(default=API, description="The API's address.")
-    track_opens: bool | None = Field(default=None, description="Postmark open tracking.")
 
 
 def build_message(

@@ -8,7 +8,7 @@ issue and its recipients, so a batch resent after a crash or a dropped connectio
 sent twice (Resend keeps keys 24 hours). Rate limits come as ``ratelimit-*`` headers
 (2 requests/s by default), which the pacer follows.
 
-Suppressions: Resend exposes no suppression list over its API; bounces and complaints
+Suppressions: Resend exposes no suppression list over its RESEND_API; bounces and complaints
 arrive by webhook, which ``digest serve`` does not take yet.
 """
 
@@ -19,31 +19,19 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field
 
-from digest.config import Secret
+from digest.config.providers import ResendSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     RequestFailed,
     encode_json,
     error_message,
     retryable_for,
 )
 from digest.email.message import fill
-
-API = "https://api.resend.com"
-
-
-class ResendSettings(HttpSettings):
-    api_key: Secret = Field(description="API key (re_…), e.g. ${RESEND_API_KEY}.")
-    base_url: str = Field(default=API, description="The API's address.")
-    permissive: bool = Field(
-        default=True, description="Send valid emails of a batch even when others are refused."
-    )
 
 
 def _tag_value(value: str) -> str:

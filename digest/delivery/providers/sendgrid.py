@@ -17,31 +17,18 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import SendGridSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     RequestFailed,
     Substitution,
     Suppression,
     encode_json,
     retryable_for,
 )
-
-API = "https://api.sendgrid.com"
-
-
-class SendGridSettings(HttpSettings):
-    api_key: Secret = Field(description="API key (SG.…), e.g. ${SENDGRID_API_KEY}.")
-    base_url: str = Field(default=API, description="The API's address.")
-    asm_group_id: int | None = Field(
-        default=None, description="Unsubscribe group, if you use SendGrid's own groups."
-    )
 
 
 def placeholder(name: str) -> str:

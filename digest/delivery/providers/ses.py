@@ -22,17 +22,14 @@ import json
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import SesSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    HttpSettings,
     Pacer,
     RequestFailed,
     Substitution,
@@ -76,21 +73,6 @@ ACCOUNT_STATUSES = frozenset(
 )
 RETRY_STATUSES = frozenset({"TRANSIENT_FAILURE", "ACCOUNT_THROTTLED", "FAILED"})
 PERMANENT_STATUSES = frozenset({"MESSAGE_REJECTED", "INVALID_PARAMETER"})
-
-
-class SesSettings(HttpSettings):
-    region: str = Field(default="us-east-1", description="The AWS region you send from.")
-    access_key_id: Secret = Field(description="e.g. ${AWS_ACCESS_KEY_ID}.")
-    secret_access_key: Secret = Field(description="e.g. ${AWS_SECRET_ACCESS_KEY}.")
-    session_token: Secret | None = Field(default=None, description="e.g. ${AWS_SESSION_TOKEN}.")
-    base_url: str = Field(default="", description="Default: https://email.<region>.amazonaws.com.")
-    configuration_set: str | None = Field(default=None, description="ConfigurationSetName.")
-    max_send_rate: float | None = Field(
-        default=None, gt=0, description="Your account's maximum send rate, messages/s."
-    )
-    mode: Literal["bulk", "simple"] = Field(
-        default="bulk", description="bulk: SendBulkEmail; simple: one SendEmail per recipient."
-    )
 
 
 def escape_handlebars(text: str) -> str:

@@ -20,9 +20,7 @@ from collections.abc import Iterator
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
-
-from digest.config import Secret
+from digest.config.providers import SmtpSettings
 from digest.delivery.providers.base import (
     Batch,
     Event,
@@ -38,20 +36,6 @@ if TYPE_CHECKING:
     import httpx
 
     from digest.config import Config
-
-
-class SmtpSettings(ProviderSettings):
-    host: str = Field(default="localhost", description="The SMTP server.")
-    port: int | None = Field(
-        default=None, ge=1, le=65535, description="[default: 465 with ssl, else 587]"
-    )
-    security: Literal["starttls", "ssl", "none"] = Field(
-        default="starttls", description="starttls (port 587), ssl (port 465), or none."
-    )
-    username: str | None = Field(default=None, description="Login name, if the server wants one.")
-    password: Secret | None = Field(default=None, description="e.g. ${SMTP_PASSWORD}.")
-    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for the server.")
-    local_hostname: str | None = Field(default=None, description="The name sent in EHLO.")
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")

@@ -12,7 +12,6 @@ environment variable (``token: ${POSTMARK_TOKEN}``), resolved when the value is 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from datetime import timedelta
@@ -25,66 +24,21 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import core_schema
 
+from digest.config.cron import check_cron
+from digest.config.problems import describe_errors
+from digest.config.providers import provider_problems
+from digest.config.secret import Secret as Secret
 from digest.errors import ConfigError
 
 CONFIG_ENV = "DIGEST_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
 
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
-class Secret(str):
-    """A reference to an environment variable, such as ``${POSTMARK_TOKEN}``.
-
-    ``str(secret)`` is the reference, never the value, so a secret cannot leak into a log
-    or a report by accident. :meth:`resolve` reads the variable when it is needed.
-    """
-
-    @property
-    def env_var(self) -> str:
-        match = _ENV_REF.match(self)
-        assert match is not None  # guaranteed by validation
-        return match.group(1)
-
-    def resolve(self, environ: dict[str, str] | None = None) -> str:
-        env = os.environ if environ is None else environ
-        value = env.get(self.env_var)
-        if not value:
-            raise ConfigError(
-                f"the environment variable {self.env_var} is not set "
-                f"(config.yaml refers to it as {self})"
-            )
-        return value
-
-    def is_set(self, environ: dict[str, str] | None = None) -> bool:
-        env = os.environ if environ is None else environ
-        return bool(env.get(self.env_var))
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            _to_secret, serialization=core_schema.plain_serializer_function_ser_schema(str)
-        )
-
-
-def _to_secret(value: Any) -> Secret:
-    if not isinstance(value, str) or not _ENV_REF.match(value.strip()):
-        raise ValueError(
-            "secrets must come from the environment: write a reference such as "
-            "${MY_PROVIDER_TOKEN} and set that variable"
-        )
-    return Secret(value.strip())
 
 
 def _parse_duration(value: Any) -> timedelta:
@@ -358,8 +312,6 @@ class ScheduleConfig(_Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from digest.schedule.scheduler import check_cron
-
         return check_cron(value)
 
     @field_validator("timezone")
@@ -528,65 +480,11 @@ class Config(_Section):
         return host
 
 
-def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:
-    """The pydantic model that holds the key at ``loc`` (for near-miss suggestions)."""
-    model: Any = root
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return None
-        annotation = field.annotation
-        # Unwrap list[X] / X | None down to a model class.
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        model = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if model is None:
-            for c in getattr(annotation, "__args__", ()):
-                for inner in getattr(c, "__args__", ()):
-                    if isinstance(inner, type) and issubclass(inner, BaseModel):
-                        model = inner
-            if model is None:
-                return None
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def format_validation_errors(
     exc: ValidationError, root: type[BaseModel] | None = None
 ) -> list[str]:
     """One line per problem, each starting with the dotted key path below ``root``."""
-    root = root or Config
-    problems: list[str] = []
-    for error in exc.errors():
-        loc = tuple(error["loc"])
-        path = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            model = _model_at(loc, root)
-            known = list(model.model_fields) if model else []
-            known = [k for k in known if k != "source"]
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            if not close and known:
-                hint = f"; known keys here: {', '.join(known)}"
-            problems.append(f"{path}: unknown key{hint}")
-        elif kind == "missing":
-            problems.append(f"{path}: required, but missing")
-        else:
-            message = error["msg"]
-            message = re.sub(r"^(Value error|Assertion failed), ", "", message)
-            got = f" (got {_describe(error.get('input'))})" if "input" in error else ""
-            if kind.startswith("value_error"):
-                got = ""
-            problems.append(f"{path}: {message}{got}" if path else f"{message}{got}")
-    return problems
+    return describe_errors(exc, root or Config)
 
 
 def find_config(explicit: str | Path | None = None) -> Path:
@@ -596,25 +494,26 @@ def find_config(explicit: str | Path | None = None) -> Path:
 
 
 def parse_config(data: Any, source: Path | None = None) -> Config:
-    """Validate already-loaded YAML data, raising one ConfigError with every problem."""
+    """Validate already-loaded YAML data, raising one ConfigError with every problem.
+
+    The provider's own options are checked in the same pass, against that provider's
+    schema (:mod:`digest.config.providers`), so a typo there is reported beside the others.
+    """
     where = str(source) if source else "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of options at the top level")
+    problems: list[str] = []
+    config: Config | None = None
     try:
         config = Config.model_validate({**data, "source": source})
     except ValidationError as exc:
         problems = format_validation_errors(exc)
+    provider = data.get("provider")
+    if isinstance(provider, dict):
+        problems += [p for p in provider_problems(provider) if p not in problems]
+    if problems or config is None:
         count = len(problems)
-        raise ConfigError(
-            f"{where}: {count} problem{'s' if count != 1 else ''}", problems
-        ) from None
-    # Provider options belong to the provider; its own schema checks them.
-    from digest.delivery.providers import validate_provider_config
-
-    provider_problems = validate_provider_config(config.provider)
-    if provider_problems:
-        count = len(provider_problems)
-        raise ConfigError(f"{where}: {count} problem{'s' if count != 1 else ''}", provider_problems)
+        raise ConfigError(f"{where}: {count} problem{'s' if count != 1 else ''}", problems)
     return config
 
 
