@@ -8,8 +8,10 @@ measurement runs in its own process so that its peak memory (max RSS) is its own
 
 Two tables: the work alone, timed inside each process (``in-process``), and whole processes
 as a user runs them (``whole process``: start-up, imports, config, output): the baseline
-loop as a script, and ``digest select --week ...`` against a config file, cold (first run,
-empty cache) and warm (the cache filled by the run before).
+loop as a script, and ``digest select --week ...`` against a config file, cold (first run:
+no post cache, no remembered answer), with the post cache warm but the full path taken
+(``-v`` turns the remembered answer off), and warm (run again, nothing changed: the
+remembered answer is replayed).
 """
 
 from __future__ import annotations
@@ -125,11 +127,11 @@ print(kept)
 """
 
 
-def whole(command: list[str], cwd: Path) -> dict[str, float]:
+def whole(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     """One whole process: wall time, and its peak RSS."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
@@ -148,20 +150,26 @@ def whole_processes(posts: Path, week: str, runs: int, tmp: Path) -> None:
         "limits: {per_category: null, total: null}\n"
     )
     select = [sys.executable, "-m", "digest", "select", "--week", week]
-    rows: dict[str, list[dict[str, float]]] = {"baseline": [], "cold": [], "warm": []}
+    full = [sys.executable, "-m", "digest", "-v", "select", "--week", week]
+    answers = tmp / "answers"  # select's remembered answers (XDG_CACHE_HOME), emptied for cold
+    env = {**os.environ, "XDG_CACHE_HOME": str(answers)}
+    rows: dict[str, list[dict[str, float]]] = {"baseline": [], "cold": [], "full": [], "warm": []}
     for _ in range(runs):
         rows["baseline"].append(
-            whole([sys.executable, "-c", BASELINE_SCRIPT, str(posts), week], site)
+            whole([sys.executable, "-c", BASELINE_SCRIPT, str(posts), week], site, env)
         )
         shutil.rmtree(site / "cache", ignore_errors=True)
-        rows["cold"].append(whole(select, site))
-        rows["warm"].append(whole(select, site))
+        shutil.rmtree(answers, ignore_errors=True)
+        rows["cold"].append(whole(select, site, env))
+        rows["full"].append(whole(full, site, env))
+        rows["warm"].append(whole(select, site, env))
     base = statistics.median(r["seconds"] for r in rows["baseline"])
     print(f"\nwhole processes, as a user runs them; median of {runs} runs")
     print(f"{'':50} {'time':>9} {'speed-up':>9}")
     labels = {
         "baseline": "baseline: python script, frontmatter.load() loop",
         "cold": f"digest select --week {week}, cold",
+        "full": "  warm post cache, answer not replayed (-v)",
         "warm": f"digest select --week {week}, warm",
     }
     for kind, label in labels.items():
