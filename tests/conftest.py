@@ -46,7 +46,13 @@ def sample_site(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real blog's 12,763 posts, unpacked once per test session."""
+    """The real blog's 12,763 posts, unpacked once per test session.
+
+    ``DIGEST_CORPUS_DIR`` names a folder where they are unpacked already (read-only use).
+    """
+    unpacked = os.environ.get("DIGEST_CORPUS_DIR")
+    if unpacked and (Path(unpacked) / "posts").is_dir():
+        return Path(unpacked) / "posts"
     if not CORPUS_TARBALL.exists():
         pytest.skip(f"the corpus is not at {CORPUS_TARBALL}")
     target = tmp_path_factory.mktemp("corpus")

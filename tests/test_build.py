@@ -27,14 +27,26 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
-def test_build_writes_the_issue_and_the_archive(sample_site: Path) -> None:
+def test_build_stages_the_web_version_and_publishes_nothing(sample_site: Path) -> None:
     config = load_config(sample_site / "config.yaml")
     result = build_issue(config, now=NOW, week="2026-W47")
+    out = sample_site / "out"
+    assert sorted(p.name for p in (out / "2026-W47" / "web").iterdir()) == [
+        "index.html", "issue.json",
+    ]  # fmt: skip
+    assert result.ok
+    # An issue that was only built is not public: no archive page, index or feed.
+    assert not (out / "archive").exists()
+
+
+def test_build_writes_the_issue_and_the_archive(sample_site: Path) -> None:
+    config = load_config(sample_site / "config.yaml")
+    result = build_issue(config, now=NOW, week="2026-W47", publish=True)
     out = sample_site / "out"
     assert result.ok
     assert result.out_dir == out / "2026-W47"
     assert sorted(p.name for p in result.out_dir.iterdir()) == [
-        "email.eml", "email.html", "email.txt", "manifest.json",
+        "email.eml", "email.html", "email.txt", "manifest.json", "web",
     ]  # fmt: skip
     manifest = json.loads((result.out_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["issue_id"] == "2026-W47"
@@ -47,7 +59,7 @@ def test_build_writes_the_issue_and_the_archive(sample_site: Path) -> None:
     assert manifest["sections"][0]["posts"][0]["id"] == "monday-reset-for-small-teams"
     assert manifest["sizes"]["html"] == len((result.out_dir / "email.html").read_bytes())
     assert manifest["ok"] is True
-    assert len(manifest["checks"]) == 8
+    assert len(manifest["checks"]) == 9
     parsed = email.message_from_bytes(
         (result.out_dir / "email.eml").read_bytes(), policy=email.policy.default
     )
@@ -62,6 +74,15 @@ def test_build_writes_the_issue_and_the_archive(sample_site: Path) -> None:
     feed = (out / "archive" / "feed.xml").read_text(encoding="utf-8")
     assert "<id>http://127.0.0.1:8025/archive/2026-W47/</id>" in feed
     assert "<updated>2026-11-22T23:00:00Z</updated>" in feed
+    # The feed carries the issue itself, escaped once as Atom's type="html" content.
+    assert '<content type="html">&lt;!DOCTYPE html&gt;' in feed
+    assert "Monday reset for small teams" in feed or "monday-reset-for-small-teams" in feed
+    # What later issues remember of this one: the posts it showed.
+    memory = manifest["memory"]
+    assert [m["slug"] for m in memory] == [
+        p["id"] for section in manifest["sections"] for p in section["posts"]
+    ]
+    assert manifest["sizes"]["sent_html"] > manifest["sizes"]["html"]
 
 
 def test_building_twice_writes_the_same_files(sample_site: Path) -> None:
@@ -115,9 +136,11 @@ def test_the_busiest_corpus_week_fits_and_passes(corpus_dir: Path, tmp_path: Pat
     shutil.copy(CORPUS_CONFIG, site / "config.yaml")
     config = load_config(site / "config.yaml")
     result = build_issue(config, now=NOW, week="2026-W02", write=False)
-    assert result.selection.count == 198  # the most posts of any week in the corpus
+    # The most posts of any week in the corpus (198), less the machine-made filler that
+    # collapses into one post per body template.
+    assert result.selection.count == 114
     assert result.ok, [c for c in result.checks if not c.passed]
-    assert result.composed.html_size <= 100 * 1024
-    assert result.composed.trimmed[0].startswith("fewer_posts: at most 3 posts per section")
-    assert len(result.composed.sections) == 13
-    assert result.composed.post_count == 39
+    assert result.composed.html_size < result.composed.sent_size <= 100 * 1024
+    assert result.composed.trimmed[0].startswith("fewer_posts: at most 11 posts per section")
+    assert len(result.composed.sections) == 9
+    assert result.composed.post_count == 69

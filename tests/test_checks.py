@@ -32,6 +32,7 @@ def test_the_good_email_passes_every_check(good: ComposedEmail) -> None:
     results = run_checks(good)
     assert [r.name for r in results] == [
         "size", "images", "https", "lang", "tables", "unsubscribe", "list-headers", "preheader",
+        "contrast",
     ]  # fmt: skip
     assert all_passed(results)
 
@@ -40,7 +41,7 @@ def test_size_over_budget(good: ComposedEmail) -> None:
     result = _result(replace(good, size_budget=1000), "size")
     assert not result.passed
     assert result.problems == (
-        f"{good.html_size:,} bytes is over the 1,000 byte budget; Gmail clips at about 102 KB",
+        f"{good.sent_size:,} bytes is over the 1,000 byte budget; Gmail clips at about 102 KB",
     )
 
 
@@ -104,3 +105,22 @@ def test_preheader_length_and_presence(good: ComposedEmail) -> None:
     html = good.html.replace(good.preheader, "Too short")
     result = _result(replace(good, preheader="Too short", html=html), "preheader")
     assert result.summary == "preheader is 9 characters"
+
+
+def test_contrast_is_checked_in_both_schemes(good: ComposedEmail) -> None:
+    from digest.email.checks import contrast
+
+    assert round(contrast("#000000", "#ffffff"), 1) == 21.0
+    assert _result(good, "contrast").ok
+    pale = good.html.replace("color:#57606a", "color:#c8c8c8", 1)
+    light = _result(replace(good, html=pale), "contrast")
+    assert not light.passed
+    assert light.problems[0].startswith("light: #c8c8c8 on #")
+    dim = good.html.replace("color: #b1bac4 !important", "color: #30363d !important")
+    dark = _result(replace(good, html=dim), "contrast")
+    assert [p.split(" (")[0] for p in dark.problems] == ["dark: #30363d", "dark: #30363d"]
+    bare = good.html.replace('<meta name="color-scheme" content="light dark">', "")
+    assert _result(replace(good, html=bare), "contrast").problems == (
+        "dark: no color-scheme meta or prefers-color-scheme: dark rules; clients invert the "
+        "colours on their own",
+    )

@@ -99,3 +99,34 @@ def test_every_command_has_help_text(name: str, command: click.Command) -> None:
     result = CliRunner().invoke(main, [*name.split(), "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.output
+
+
+def test_check_excerpts_shows_what_cleaning_removed(sample_site: Path) -> None:
+    (sample_site / "content" / "posts" / "scraped.md").write_text(
+        "---\ntitle: A scraped story about tools\ndate: 2026-11-18\ncategory: Tools\n"
+        "excerpt: >-\n  Posted: 4:41 PM PDT · November 18, 2026 The real summary of this "
+        "story, long enough to stand on its own as an excerpt. By Ada Lovelace November 18, "
+        "2026 9:00 am EST Getty Images\n---\nBody.\n",
+        encoding="utf-8",
+    )
+    result = invoke(sample_site, "check", "--excerpts", "--week", "2026-W47", "--json")
+    assert result.exit_code == 0, result.output
+    reports = {Path(p["path"]).name: p for p in json.loads(result.stdout)["posts"]}
+    scraped = reports["scraped.md"]
+    assert scraped["excerpt"] == (
+        "The real summary of this story, long enough to stand on its own as an excerpt."
+    )
+    assert scraped["from"] == "front matter"
+    assert [r["rule"] for r in scraped["removed"]] == ["posted-stamp", "byline"]
+    text = invoke(sample_site, "check", "--excerpts", "--week", "2026-W47")
+    assert "  - posted-stamp: Posted: 4:41 PM PDT · November 18, 2026" in text.output
+    assert text.output.rstrip().endswith("cleaned")
+
+
+def test_select_explain_shows_the_rank(sample_site: Path) -> None:
+    result = invoke(sample_site, "select", "--week", "2026-W47", "--explain")
+    assert result.exit_code == 0, result.output
+    assert "monday-reset-for-small-teams: selected: rank 1" in result.output
+    data = json.loads(invoke(sample_site, "select", "--week", "2026-W47", "--json").stdout)
+    ranks = {d["slug"]: d["rank"] for d in data["decisions"] if d["reason"] == "selected"}
+    assert ranks["monday-reset-for-small-teams"] == 1

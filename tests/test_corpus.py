@@ -69,16 +69,24 @@ def test_week_30_holds_exactly_the_posts_dated_in_it(tmp_path: Path, corpus_dir:
 
     # Every post is accounted for: in the issue, or out with a reason that names why.
     reasons = collections.Counter(d["reason"] for d in in_window)
-    assert set(reasons) <= {"selected", "duplicate", "over-section-limit", "over-total-limit"}
-    assert reasons["selected"] == data["count"] == 60
+    assert set(reasons) <= {
+        "selected", "duplicate", "near-duplicate", "over-section-limit", "over-total-limit",
+    }  # fmt: skip
+    assert reasons["selected"] == data["count"] == 55  # the filler collapsed into few posts
     for decision in in_window:
-        if decision["reason"] == "duplicate":
+        if decision["reason"] in ("duplicate", "near-duplicate"):
             assert decision["duplicate_of"]
-            assert decision["detail"].startswith(f"duplicate of {decision['duplicate_of']}")
+            assert decision["detail"].startswith(
+                f"{decision['reason']} of {decision['duplicate_of']}"
+            )
     # Sections hold the selected posts; "more" counts what the limits left out.
     left_out = sum(1 for d in in_window if d["reason"].startswith("over-"))
     assert sum(s["more"] for s in data["sections"]) == left_out
-    assert {s["name"] for s in data["sections"]} == set(CATEGORIES)
+    # Four categories hold nothing but the machine-made filler this week; it collapses into
+    # one post, so those sections stay empty.
+    assert {s["name"] for s in data["sections"]} == set(CATEGORIES) - {
+        "Business", "Ethics", "Research", "Technology",
+    }  # fmt: skip
 
     window_start = datetime.fromisoformat(data["window"]["start"])
     assert window_start == datetime(2026, 7, 20, tzinfo=timezone.utc)

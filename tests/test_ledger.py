@@ -126,14 +126,12 @@ def test_issue_runs_completion_and_force_reset(ledger: Ledger) -> None:
     ledger.start_run(ISSUE, subject="Hello", provider="outbox", now=NOW)
     ledger.start_run(ISSUE, subject="Hello", provider="outbox", now=NOW)
     _queue(ledger, 3)
-    ledger.claim(
-        ISSUE, [1, 2, 3], batch_key="k", variant="all", message_ids=["a", "b", "c"], now=NOW
-    )
+    ledger.claim(ISSUE, [1, 3], batch_key="k", variant="all", message_ids=["a", "c"], now=NOW)
     ledger.record(
         ISSUE,
         [
             Outcome(1, L.SENT),
-            Outcome(2, L.SKIPPED, error="no posts"),
+            Outcome(2, L.SKIPPED, error="no posts"),  # from pending: never claimed
             Outcome(3, L.FAILED_PERMANENT),
         ],
         now=NOW,

@@ -259,6 +259,21 @@ def test_the_email_is_served_byte_for_byte(
     assert response.headers["content-type"] == "text/html; charset=utf-8"
 
 
+def test_no_other_site_may_frame_the_preview(
+    client: tuple[TestClient, PreviewState, StandInBuilder],
+) -> None:
+    test_client, _, _ = client
+    test_client.get("/api/state")
+    for path in ("/", "/api/state", "/static/preview.js"):
+        response = test_client.get(path)
+        assert response.headers["content-security-policy"] == "frame-ancestors 'none'", path
+        assert response.headers["x-frame-options"] == "DENY", path
+    # the page shows the email in its own iframe: only the preview itself may frame it
+    email = test_client.get("/email/2026-W47.html")
+    assert email.headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert email.headers["x-frame-options"] == "SAMEORIGIN"
+
+
 def test_an_empty_week_shows_a_problem_not_an_error_page(
     client: tuple[TestClient, PreviewState, StandInBuilder],
 ) -> None:
@@ -494,6 +509,10 @@ def test_a_real_site_lists_weeks_watches_its_files_and_reads_the_archive(
 
     assert site.archive("2026-W47") is None
     assert run_digest("build", "--week", "2026-W47", cwd=sample_site).returncode == 0
+    site("2026-W47")
+    assert site.archive("2026-W47") is None  # built, not sent: not public
+    build = run_digest("build", "--week", "2026-W47", "--publish", cwd=sample_site)
+    assert build.returncode == 0
     site("2026-W47")  # a build forgets the cached week list
     assert WeekChoice("2026-W47", "2026-W47", archived=True) in site.weeks()
     page = site.archive("2026-W47")

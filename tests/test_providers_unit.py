@@ -288,21 +288,48 @@ def test_429_then_500_then_success_honours_retry_after() -> None:
     assert p.stats.attempts == 3 and p.stats.retries == 2
 
 
-def test_dropped_connections_and_timeouts_are_retried_then_left_retryable() -> None:
+def test_an_unanswered_request_is_uncertain_and_never_retried_without_a_key() -> None:
+    calls = {"n": 0}
+
     def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
 
     p = provider("postmark", handler, max_retries=2)
     out = results(p.send(batch(2)))
-    assert [r.state for r in out] == ["failed-retryable", "failed-retryable"]
-    assert "connection failed" in (out[0].reason or "")
-    assert "gave up after 3 tries" in (out[0].reason or "")
+    assert [r.state for r in out] == ["uncertain", "uncertain"]
+    assert "closed without an answer" in (out[0].reason or "")
+    assert "may have been accepted" in (out[0].reason or "")
+    assert calls["n"] == 1  # a second try could deliver the batch twice
 
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out")
 
     out = results(provider("postmark", slow, max_retries=1).send(batch(1)))
-    assert out[0].state == "failed-retryable" and "timed out" in (out[0].reason or "")
+    assert out[0].state == "uncertain" and "no answer in time" in (out[0].reason or "")
+
+
+def test_an_unanswered_request_is_retried_where_the_key_drops_repeats() -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.ReadTimeout("timed out")
+        return httpx.Response(201, json={"messageIds": ["<a>", "<b>"]})
+
+    out = results(provider("brevo", handler, max_retries=2).send(batch(2)))
+    assert [r.state for r in out] == ["sent", "sent"] and calls["n"] == 2
+
+
+def test_a_connection_never_made_stops_the_send_and_sends_nothing() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    with pytest.raises(ProviderError) as caught:
+        results(provider("postmark", refused, max_retries=2).send(batch(2)))
+    assert caught.value.retryable
+    assert "cannot connect" in str(caught.value) and "gave up after 3 tries" in str(caught.value)
 
 
 # --------------------------------------------------------------------------- providers

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from digest.audience.imports import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
 
@@ -85,10 +86,12 @@ def scheduled_site(sample_site: Path) -> Path:
     (sample_site / "readers.json").write_text(json.dumps(readers))
     config = load_config(config_file)
     with SubscriberStore(config.path(config.subscribers.database)) as store:
-        report = store.import_file(
+        report = import_file(
+            store,
             sample_site / "readers.json",
             Categories.from_config(config),
             now=datetime(2026, 11, 1, tzinfo=timezone.utc),
+            erasure_key=None,
         )
     assert report.added == SUBSCRIBERS
     return sample_site

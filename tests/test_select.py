@@ -211,7 +211,7 @@ def test_order_is_featured_first_then_newest_and_limits_count_what_was_left_out(
     assert [p.slug for p in research.posts] == ["r2"]  # the section's own limit is 1
     assert research.more == 1
     by_slug = {d.post.slug: d for d in selection.decisions}
-    assert by_slug["w1"].explain() == "over the Work limit (2)"
+    assert by_slug["w1"].explain() == "over the Work limit (2): rank 5"
     assert by_slug["r1"].reason is Reason.OVER_SECTION_LIMIT
 
 
@@ -225,7 +225,7 @@ def test_the_total_limit_is_shared_round_robin() -> None:
     ]
     over = [d for d in selection.decisions if d.reason is Reason.OVER_TOTAL_LIMIT]
     assert {d.post.slug for d in over} == {"w0", "t1", "t0"}
-    assert over[0].explain() == "over the total limit (3)"
+    assert over[0].explain() == "over the total limit (3): rank 3"
 
 
 def test_every_post_in_the_window_has_exactly_one_decision() -> None:
@@ -244,3 +244,107 @@ def test_only_keeps_the_sections_a_subscriber_chose() -> None:
     assert [s.name for s in selection.only(["tools"]).sections] == ["Tools"]
     assert selection.only([]) is selection
     assert selection.only(None) is selection
+
+
+# --------------------------------------------------------------------------- one story once
+
+W47 = week_window("2026-W47", BERLIN)
+FILLER = (
+    "The field of {topic} continues to evolve at an unprecedented pace. Recent developments "
+    "have shown remarkable progress in both theoretical understanding and practical "
+    "applications. Researchers and practitioners are finding new ways to leverage these "
+    "technologies for real world solutions across many industries and sectors today."
+)
+
+
+def _sketch(text: str) -> tuple[int, ...]:
+    from digest.content.text import sketch
+
+    return sketch(text.casefold().split())
+
+
+def test_near_duplicates_collapse_to_the_earliest_with_their_score() -> None:
+    posts = [
+        make("vision", "2026-11-17 09:00", sketch=_sketch(FILLER.format(topic="vision"))),
+        make("robots", "2026-11-18 09:00", sketch=_sketch(FILLER.format(topic="robots"))),
+        make("news", "2026-11-19 09:00", sketch=_sketch(
+            "Ford executives said they hired 350 veteran engineers after automated systems "
+            "failed to deliver the quality the company wanted on its lines this spring, and "
+            "more hiring is expected in the coming months across its plants in the region."
+        )),
+    ]  # fmt: skip
+    selection = select_posts(posts, W47, rules(), NOW)
+    by_slug = {d.post.slug: d for d in selection.decisions}
+    assert by_slug["robots"].reason is Reason.NEAR_DUPLICATE
+    assert by_slug["robots"].duplicate_of is not None
+    assert by_slug["robots"].duplicate_of.slug == "vision"
+    assert by_slug["robots"].explain().startswith("near-duplicate of vision (0.")
+    assert sorted(p.slug for p in selection.posts) == ["news", "vision"]
+    # The threshold is the user's: at 1.0 only identical bodies collapse.
+    roomy = {"per_category": 10}
+    strict = select_posts(posts, W47, rules(dedupe={"near_duplicates": 1.0}, limits=roomy), NOW)
+    assert sorted(p.slug for p in strict.posts) == ["news", "robots", "vision"]
+    off = select_posts(posts, W47, rules(dedupe={"near_duplicates": None}, limits=roomy), NOW)
+    assert len(off.posts) == 3
+
+
+def test_a_post_of_an_earlier_issue_is_left_out() -> None:
+    from digest.content.memory import Remembered
+
+    earlier = [
+        Remembered("2026-W46", "old-title", "same story", None),
+        Remembered("2026-W46", "old-source", "x", "example.org/story"),
+        Remembered("2026-W45", "old-body", "y", None, _sketch(FILLER.format(topic="vision"))),
+    ]
+    posts = [
+        make("again", "2026-11-17 09:00", title="Same Story!"),
+        make("moved", "2026-11-17 10:00", source="https://www.example.org/story/?utm=x"),
+        make("copy", "2026-11-17 11:00", sketch=_sketch(FILLER.format(topic="vision"))),
+        make("fresh", "2026-11-17 12:00"),
+    ]
+    selection = select_posts(posts, W47, rules(limits={"per_category": 10}), NOW, earlier)
+    by_slug = {d.post.slug: d for d in selection.decisions}
+    assert by_slug["again"].reason is Reason.EARLIER_ISSUE
+    assert by_slug["again"].explain() == "already in 2026-W46 (same title)"
+    assert by_slug["moved"].explain() == "already in 2026-W46 (same source)"
+    assert by_slug["copy"].explain() == "already in 2026-W45 (near-duplicate of old-body (1.00))"
+    assert [p.slug for p in selection.posts] == ["fresh"]
+
+
+def test_rank_order_is_configurable_and_explained() -> None:
+    posts = [
+        make("new-no-source", "2026-11-20 09:00"),
+        make("old-with-source", "2026-11-17 09:00", source="https://a.example/1"),
+        make("mid-featured", "2026-11-18 09:00", featured=True),
+    ]
+    default = select_posts(posts, W47, rules(), NOW)
+    assert [p.slug for p in default.posts] == ["mid-featured", "old-with-source"]
+    by_slug = {d.post.slug: d for d in default.decisions}
+    assert by_slug["mid-featured"].explain() == "selected: rank 1 (featured)"
+    assert by_slug["old-with-source"].explain() == "selected: rank 2 (source)"
+    assert by_slug["new-no-source"].explain() == "over the Work limit (2): rank 3"
+    assert by_slug["new-no-source"].rank == 3
+    newest = select_posts(posts, W47, rules(limits={"rank": ["newest"]}), NOW)
+    assert [p.slug for p in newest.posts] == ["new-no-source", "mid-featured"]
+
+
+def test_memory_reads_only_issues_before_the_window(tmp_path: Path) -> None:
+    import json
+
+    from digest.content.memory import earlier_issues
+
+    for issue, start in (("2026-W45", "2026-11-02"), ("2026-W46", "2026-11-09"),
+                         ("2026-W47", "2026-11-16"), ("2026-W48", "2026-11-23")):  # fmt: skip
+        folder = tmp_path / issue
+        folder.mkdir()
+        manifest = {
+            "issue_id": issue,
+            "window": {"start": f"{start}T00:00:00+01:00"},
+            "memory": [{"slug": f"p-{issue}", "title": "t", "source": None, "sketch": [1, 2]}],
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (tmp_path / "archive").mkdir()  # not an issue
+    found = earlier_issues(tmp_path, W47.start, limit=1)
+    assert [(r.issue_id, r.slug, r.sketch) for r in found] == [("2026-W46", "p-2026-W46", (1, 2))]
+    assert len(earlier_issues(tmp_path, W47.start, limit=8)) == 2
+    assert earlier_issues(tmp_path, W47.start, limit=0) == []

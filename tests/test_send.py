@@ -488,23 +488,26 @@ def test_a_provider_error_in_one_worker_keeps_the_others_results(sample_site: Pa
     with pytest.raises(ProviderError, match="emulated 403: account suspended"):
         send_issue(config, now=NOW, week=WEEK, provider=_FailingOnce.from_config(config))
     states = _ledger_states(config)
-    # The two other variants were accepted and recorded; the refused one waits for a resume.
-    assert states == {L.SENT: 6, L.SENDING: 3}
+    # The two other variants were accepted and recorded; the refused one was not taken,
+    # so it is pending again and the next run sends it.
+    assert states == {L.SENT: 6, L.PENDING: 3}
     assert len(_files(config)) == 6
 
 
-def test_real_sends_need_the_secret_that_digest_serve_verifies_links_with(
+def test_without_a_secret_every_transport_signs_with_the_one_key_file(
     sample_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest.errors import ConfigError
-
     config = _site(sample_site)
     _populate(config, n=2)
     monkeypatch.delenv("DIGEST_SECRET")
-    with pytest.raises(ConfigError, match=r"serve\.secret: unsubscribe and preference links"):
-        send_issue(config, now=NOW, week=WEEK, provider=_NamedSmtp.from_config(config))
-    # The outbox writes files for the owner to read, so it needs no secret.
-    assert send_issue(config, now=NOW, week=WEEK).sent == 2
+    key_file = config.path(config.keys.file)
+    assert not key_file.exists()
+    report = send_issue(config, now=NOW, week=WEEK, provider=_NamedSmtp.from_config(config))
+    assert report.sent == 2
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    first = key_file.read_bytes()
+    assert send_issue(config, now=NOW, week="2026-W46").sent == 2  # the outbox: same key
+    assert key_file.read_bytes() == first
 
 
 class _NamedSmtp(OutboxProvider):

@@ -151,7 +151,10 @@ def test_subscribe_confirm_one_click_and_the_next_send_skips(
         answer = http.post("/subscribe", data={"email": "ann@example.com", "csrf": csrf.group(1)})
         assert answer.status_code == 202
         assert status(sample_site, "ann@example.com") == "pending"
-        confirmed = http.get(local(server, confirm_link(sample_site, "ann@example.com")))
+        link = local(server, confirm_link(sample_site, "ann@example.com"))
+        assert http.get(link).status_code == 200  # a scanner following the link: no change
+        assert status(sample_site, "ann@example.com") == "pending"
+        confirmed = http.post(link)
         assert confirmed.status_code == 200
         assert status(sample_site, "ann@example.com") == "active"
 
@@ -209,10 +212,10 @@ def test_bad_tokens_are_refused_over_http(server: ServeProcess, sample_site: Pat
             answer = http.post(f"/unsubscribe/{token}", **ONE_CLICK)  # type: ignore[arg-type]
             assert answer.status_code == 400, kind
         expired = make_token("confirm", ann.email, key, expires_at=past)
-        assert http.get(f"/confirm/{expired}").status_code == 400
+        assert http.post(f"/confirm/{expired}").status_code == 400
         assert status(sample_site, "ann@example.com") == "pending"
         fresh = make_token("confirm", ann.email, key, expires_at=past + timedelta(days=1))
-        assert http.get(f"/confirm/{fresh}").status_code == 200
+        assert http.post(f"/confirm/{fresh}").status_code == 200
     assert status(sample_site, "ann@example.com") == "active"
 
 

@@ -189,12 +189,15 @@ def test_each_refusal_is_one_recipients_outcome_and_the_connection_goes_on(
     ]
 
 
-def test_a_refused_sender_fails_every_message_for_good(server: tuple[Refuser, int]) -> None:
+def test_a_refused_sender_stops_the_send_and_nothing_is_taken(
+    server: tuple[Refuser, int],
+) -> None:
     handler, port = server
     sender = "blocked-sender@example.com"
-    got = results(config_for(port, from_email=sender), ["a@example.org"], from_email=sender)
-    assert got["a@example.org"].state == "failed-permanent"
-    assert got["a@example.org"].reason == "SMTP MAIL FROM: 553 5.7.1 Sender address rejected"
+    with pytest.raises(ProviderError) as caught:
+        results(config_for(port, from_email=sender), ["a@example.org"], from_email=sender)
+    assert str(caught.value) == "smtp: MAIL FROM refused: 553 5.7.1 Sender address rejected"
+    assert not caught.value.retryable  # a 5xx: fixing it is the operator's job
     assert handler.accepted == []
 
 

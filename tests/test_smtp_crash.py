@@ -2,7 +2,8 @@
 process is killed with SIGKILL at seeded random points, restarting it each time.
 
 The server (aiosmtpd, in this test process, so its count survives every kill) records each
-message it accepts. Kill points cover every phase: while building and queueing (a random
+message it accepts; messages whose answer was lost to a kill are held ``uncertain``. Kill
+points cover every phase: while building and queueing (a random
 delay), just after the server received RCPT for message k (before the hand-off), and inside
 the server's DATA handler for message k — the server has accepted the message, the sender
 has not yet seen the 250 nor committed it, which is the window a naive sender double-sends
@@ -179,17 +180,17 @@ def test_sigkill_at_random_points_still_delivers_exactly_once(
     assert len({mid for _, mid in recorder.received}) == len(active)
 
     ledger = sqlite3.connect(sample_site / "data/ledger.sqlite")
-    sent = {
-        row[0]
-        for row in ledger.execute(
-            "SELECT email FROM deliveries WHERE issue_id = '2026-W47' AND state = 'sent'"
-        )
-    }
-    other = ledger.execute(
-        "SELECT state, COUNT(*) FROM deliveries WHERE state != 'sent' GROUP BY state"
-    ).fetchall()
-    assert sent == active
-    assert other == []
+    rows = dict(ledger.execute("SELECT email, state FROM deliveries WHERE issue_id = '2026-W47'"))
+    sent = {email for email, state in rows.items() if state == "sent"}
+    uncertain = {email for email, state in rows.items() if state == "uncertain"}
+    # A kill inside DATA (the server has the message, the sender never saw its 250) leaves
+    # the row handed off: it is `uncertain`, held, never counted as sent and never resent.
+    # Every other row is exactly what the server says.
+    assert sent | uncertain == active
+    assert 1 <= len(uncertain) <= sum(1 for kind, _ in plan if kind == "data")
+    assert uncertain <= set(counted)  # they did arrive; holding them sent no second copy
+    assert set(rows.values()) <= {"sent", "uncertain", "skipped"}
     again = subprocess.run(command, cwd=sample_site, env=env, capture_output=True, text=True)
-    assert again.returncode == 5
-    assert "already sent" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert Counter(rcpt for rcpt, _ in recorder.received) == counted  # nothing more sent
+    assert "uncertain" in again.stdout

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from digest.audience.subscribers import Categories, SubscriberStore, normalise_email
+from digest.audience.imports import import_file
+from digest.audience.subscribers import Categories, SubscriberStore, mail_key, normalise_email
 from digest.errors import StoreError
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -37,7 +38,9 @@ def test_normalise_lowercases_the_whole_address() -> None:
 
 
 def test_import_the_blogs_json_shape_is_idempotent(store: SubscriberStore) -> None:
-    report = store.import_file(ROOT / "content/subscribers.json", SECTIONS, now=NOW)
+    report = import_file(
+        store, ROOT / "content/subscribers.json", SECTIONS, now=NOW, erasure_key=None
+    )
     assert (report.rows, report.added, report.rejected) == (12, 12, [])
     counts = store.counts()
     assert counts["active"] == 10 and counts["unsubscribed"] == 2
@@ -45,12 +48,16 @@ def test_import_the_blogs_json_shape_is_idempotent(store: SubscriberStore) -> No
     assert grace is not None and grace.categories == () and grace.source_id == "sub_002"
     ada = store.get("ADA@example.com")
     assert ada is not None and ada.categories == ("Work", "Tools")
-    again = store.import_file(ROOT / "content/subscribers.json", SECTIONS, now=NOW)
+    again = import_file(
+        store, ROOT / "content/subscribers.json", SECTIONS, now=NOW, erasure_key=None
+    )
     assert (again.added, again.updated, again.unchanged) == (0, 0, 12)
 
 
 def test_import_csv(store: SubscriberStore) -> None:
-    report = store.import_file(ROOT / "content/subscribers.csv", SECTIONS, now=NOW)
+    report = import_file(
+        store, ROOT / "content/subscribers.csv", SECTIONS, now=NOW, erasure_key=None
+    )
     assert (report.added, report.rejected) == (6, [])
     peter = store.get("peter.novak@example.com")
     assert peter is not None and peter.status == "unsubscribed"
@@ -71,7 +78,7 @@ def test_bad_rows_are_reported_with_row_and_reason(tmp_path: Path, store: Subscr
         "w@example.com,W,,active,extra\n"
         ",Nobody,,active\n"
     )
-    report = store.import_file(path, SECTIONS, now=NOW)
+    report = import_file(store, path, SECTIONS, now=NOW, erasure_key=None)
     rejected = {r.row: r.reason for r in report.rejected}
     assert set(rejected) == {3, 4, 5, 8, 9}
     assert "not a valid email" in rejected[3]
@@ -107,20 +114,20 @@ def test_malformed_json(tmp_path: Path, store: SubscriberStore) -> None:
             ]
         )
     )
-    report = store.import_file(path, SECTIONS, now=NOW)
+    report = import_file(store, path, SECTIONS, now=NOW, erasure_key=None)
     rejected = {r.row: r.reason for r in report.rejected}
     assert rejected == {
         1: "isActive 'maybe' is not true or false",
         2: "expected an object, got str",
         3: "frequency 'monthly' is not supported (the digest is weekly)",
-        4: "subscribed date 'yesterday' is not an ISO date such as 2026-08-02",
+        4: "subscribed_at 'yesterday' is not a date such as 2026-08-02T10:15:00Z",
         5: "categories is not a list of names",
     }
     assert report.added == 1
     broken = tmp_path / "broken.json"
     broken.write_text("[{")
     with pytest.raises(StoreError, match=r"broken\.json:1: not valid JSON"):
-        store.import_file(broken, SECTIONS, now=NOW)
+        import_file(store, broken, SECTIONS, now=NOW, erasure_key=None)
 
 
 def test_import_never_resubscribes_someone_who_left(tmp_path: Path, store: SubscriberStore) -> None:
@@ -128,7 +135,7 @@ def test_import_never_resubscribes_someone_who_left(tmp_path: Path, store: Subsc
     store.set_status("ada@example.com", "unsubscribed", cause="cli_unsubscribe", now=NOW)
     path = tmp_path / "subs.csv"
     path.write_text("email,status\nada@example.com,active\n")
-    report = store.import_file(path, SECTIONS, now=NOW)
+    report = import_file(store, path, SECTIONS, now=NOW, erasure_key=None)
     assert report.kept_inactive == 1
     ada = store.get("ada@example.com")
     assert ada is not None and ada.status == "unsubscribed"
@@ -142,3 +149,29 @@ def test_streaming_in_chunks(store: SubscriberStore) -> None:
     assert [s.id for s in active] == sorted(s.id for s in active)
     assert store.remove("user1@example.com") is True
     assert store.get("user1@example.com") is None
+
+
+def test_a_webhook_delivery_is_claimed_once_across_connections(tmp_path: Path) -> None:
+    path = tmp_path / "subs.sqlite"
+    with SubscriberStore(path) as one, SubscriberStore(path) as other:
+        assert one.claim_delivery("mailgun", "token-1", now=NOW, keep=3600)
+        assert not other.claim_delivery("mailgun", "token-1", now=NOW, keep=3600)
+        assert other.delivery_seen("mailgun", "token-1")
+        assert other.claim_delivery("resend", "token-1", now=NOW, keep=3600)  # per provider
+        # remembered for `keep` seconds; a delivery that old is refused by its timestamp
+        later = NOW + timedelta(seconds=3601)
+        assert one.claim_delivery("mailgun", "token-1", now=later, keep=3600)
+
+
+def test_service_mail_is_limited_per_mailbox(store: SubscriberStore) -> None:
+    def reserve(email: str, at: datetime) -> bool:
+        return store.reserve_mail(email, now=at, window=86400, limit=3)
+
+    assert [
+        reserve(e, NOW) for e in ("ann@example.com", "ann+1@example.com", "ann+x@example.com")
+    ] == [True] * 3
+    assert not reserve("ann@example.com", NOW)
+    assert reserve("bob@example.com", NOW)
+    assert reserve("ann@example.com", NOW + timedelta(days=1, seconds=1))
+    assert mail_key("Ann+news@Example.com".lower()) == "ann@example.com"
+    assert mail_key("+only@example.com") == "+only@example.com"

@@ -214,3 +214,28 @@ def test_sections_are_rendered_once_per_plan(
         assembler.variant(names[k - 1 : k])
     assert (len(assembler._sections), len(assembler._frames)) == renders
     assert isinstance(selection.sections[0], Section)
+
+
+def test_a_picture_shown_in_an_earlier_section_is_dropped_as_composing_alone_would(
+    sample: tuple[Config, Selection, Intro | None],
+) -> None:
+    """Covers are shown once per email: whether a section's card keeps its picture depends
+    on the sections before it in that variant."""
+    config, selection, _ = sample
+    cover = "https://images.example.com/shared-cover.jpg?w=1200&h=600"
+    sections = tuple(
+        replace(s, posts=tuple(replace(p, cover_image=cover) for p in s.posts))
+        if i in (0, 2)
+        else s
+        for i, s in enumerate(selection.sections)
+    )
+    shared = replace(selection, sections=sections)
+    assembler = VariantAssembler(config, shared, now=NOW)
+    names = _names(shared)
+    for chosen in ([names[0], names[2]], [names[2]], [names[1], names[2]], names):
+        whole = compose(config, shared.only(chosen), now=NOW)
+        _assert_same(assembler.variant(chosen), whole)
+    assert assembler.unsupported is None
+    alone, after = assembler.variant([names[2]]), assembler.variant([names[0], names[2]])
+    # Both show the picture once, though the second has two sections with it.
+    assert alone.html.count("shared-cover") == after.html.count("shared-cover") > 0

@@ -14,6 +14,9 @@ one status model in :mod:`digest.audience.status`, given the change's cause: a s
 gets stronger, and an import never brings back someone who unsubscribed, bounced or
 complained.
 
+Imports from files live in :mod:`digest.audience.imports`; consent, source, history and
+erased-address hashes, kept in the same database, in :mod:`digest.audience.records`.
+
 Category preferences name configured sections (any spelling or alias). An unknown category
 is dropped with a warning and the row is kept with the categories that are known; a
 subscriber left with none gets every section, like one who chose none.
@@ -22,7 +25,7 @@ subscriber left with none gets every section, like one who chose none.
 from __future__ import annotations
 
 import contextlib
-import csv
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -35,6 +38,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.audience.records import extend_schema
 from digest.audience.status import (
     INACTIVE,
     STATUSES,
@@ -46,6 +50,7 @@ from digest.audience.status import (
 )
 from digest.audience.tokens import signing_key, verify_token
 from digest.errors import StoreError
+from digest.safelog import log_change
 from digest.store.sqlite import open_database
 
 __all__ = [
@@ -53,7 +58,6 @@ __all__ = [
     "STATUSES",
     "Categories",
     "Cause",
-    "ImportReport",
     "InvalidEmail",
     "StatusRefused",
     "Subscriber",
@@ -75,6 +79,22 @@ CREATE TABLE IF NOT EXISTS subscribers (
     updated_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status, id);
+-- Webhook deliveries already applied (see SubscriberStore.claim_delivery): shared by every
+-- `digest serve` process on this store, kept for serve.webhooks.max_age and more.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    provider    TEXT NOT NULL,
+    delivery    TEXT NOT NULL,  -- sha256 of the provider's id, signature or token
+    received_at REAL NOT NULL,  -- Unix time
+    PRIMARY KEY (provider, delivery)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_deliveries_age ON webhook_deliveries (received_at);
+-- Mail the service sent to an address (confirmations, notices), for the per-address limit.
+CREATE TABLE IF NOT EXISTS service_mail (
+    recipient TEXT NOT NULL,  -- mail_key() of the address
+    sent_at   REAL NOT NULL   -- Unix time
+);
+CREATE INDEX IF NOT EXISTS service_mail_recipient ON service_mail (recipient, sent_at);
+CREATE INDEX IF NOT EXISTS service_mail_age ON service_mail (sent_at);
 """
 
 
@@ -92,6 +112,13 @@ def normalise_email(value: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmail(f"'{text}' is not a valid email address: {exc}") from None
     return result.normalized.lower()
+
+
+def mail_key(email: str) -> str:
+    """The mailbox an address reaches, for limits on mail to it: the stored form without a
+    ``+tag`` (``ann+1@example.com`` and ``ann+2@example.com`` are one mailbox)."""
+    local, _, domain = email.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 def _fold(value: str) -> str:
@@ -163,182 +190,8 @@ class Subscriber:
         }
 
 
-@dataclass(frozen=True)
-class Rejected:
-    row: int
-    reason: str
-    email: str | None = None
-
-
-@dataclass
-class ImportReport:
-    path: str
-    rows: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    kept_inactive: int = 0  # rows that said "active" for someone who had left
-    rejected: list[Rejected] = field(default_factory=list)
-    warnings: list[Rejected] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "rows": self.rows,
-            "added": self.added,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "kept_inactive": self.kept_inactive,
-            "rejected": [r.__dict__ for r in self.rejected],
-            "warnings": [w.__dict__ for w in self.warnings],
-        }
-
-
-@dataclass(frozen=True)
-class Row:
-    """One subscriber as an import file gives it, already checked."""
-
-    email: str
-    name: str
-    status: str
-    subscribed_at: str | None
-    categories: tuple[str, ...]
-    source_id: str | None
-
-
 def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _parse_time(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"subscribed date {value!r} is not an ISO date such as 2026-08-02"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return _iso(moment)
-
-
-_TRUE = {"true", "1", "yes", "y"}
-_FALSE = {"false", "0", "no", "n"}
-
-
-def parse_record(record: Mapping[str, Any], categories: Categories) -> tuple[Row, list[str]]:
-    """Check one import record; raises ValueError with the reason it is rejected.
-
-    Accepts the blog's shape (``email``, ``subscribedAt``, ``isActive``, ``id``,
-    ``preferences.categories``, ``preferences.frequency``) and the flat one (``email``,
-    ``name``, ``status``, ``categories``, ``subscribed_at``). Returns warnings as well.
-    """
-    warnings: list[str] = []
-    lowered = {str(k).strip().lower(): v for k, v in record.items() if k is not None}
-    raw_email = lowered.get("email")
-    if not isinstance(raw_email, str) or not raw_email.strip():
-        raise ValueError("no email address")
-    try:
-        email = normalise_email(raw_email)
-    except InvalidEmail as exc:
-        raise ValueError(exc.message) from None
-
-    status = "active"
-    if "status" in lowered and lowered["status"] not in (None, ""):
-        status = str(lowered["status"]).strip().lower()
-        if status not in STATUSES:
-            raise ValueError(f"status {lowered['status']!r} is not one of {', '.join(STATUSES)}")
-    if "isactive" in lowered:
-        flag = lowered["isactive"]
-        if isinstance(flag, str) and flag.strip().lower() in _TRUE | _FALSE:
-            flag = flag.strip().lower() in _TRUE
-        if not isinstance(flag, bool):
-            raise ValueError(f"isActive {flag!r} is not true or false")
-        status = "active" if flag else "unsubscribed"
-
-    preferences = lowered.get("preferences")
-    if preferences is not None and not isinstance(preferences, dict):
-        raise ValueError("preferences is not an object")
-    raw_categories: Any = lowered.get("categories")
-    if isinstance(preferences, dict):
-        frequency = preferences.get("frequency")
-        if frequency not in (None, "", "weekly"):
-            raise ValueError(f"frequency {frequency!r} is not supported (the digest is weekly)")
-        if "categories" in preferences:
-            raw_categories = preferences["categories"]
-    if raw_categories in (None, ""):
-        names: list[str] = []
-    elif isinstance(raw_categories, str):
-        names = [p for p in raw_categories.replace("|", ";").replace(",", ";").split(";")]
-    elif isinstance(raw_categories, list) and all(isinstance(c, str) for c in raw_categories):
-        names = list(raw_categories)
-    else:
-        raise ValueError("categories is not a list of names")
-    known, unknown = categories.canonical(names)
-    if unknown:
-        left = ", ".join(known) if known else "every section"
-        warnings.append(
-            f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)} "
-            f"dropped; {email} gets {left}"
-        )
-
-    subscribed = lowered.get("subscribedat", lowered.get("subscribed_at"))
-    subscribed_at = _parse_time(subscribed)
-    name = lowered.get("name") or ""
-    if not isinstance(name, str):
-        raise ValueError("name is not text")
-    source = lowered.get("id")
-    return (
-        Row(
-            email,
-            name.strip(),
-            status,
-            subscribed_at,
-            known,
-            None if source is None else str(source),
-        ),
-        warnings,
-    )
-
-
-def read_records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
-    """(row number, record, problem) for each row of a CSV or JSON file.
-
-    Rows are numbered as a person finds them: CSV by line (the header is line 1), JSON by
-    position in the list starting at 1.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise StoreError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{path}: cannot read it: {exc}") from None
-    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-        if isinstance(data, dict) and isinstance(data.get("subscribers"), list):
-            data = data["subscribers"]
-        if not isinstance(data, list):
-            raise StoreError(f"{path}: expected a JSON list of subscribers")
-        for number, item in enumerate(data, start=1):
-            if isinstance(item, dict):
-                yield number, item, None
-            else:
-                yield number, None, f"expected an object, got {type(item).__name__}"
-        return
-    reader = csv.DictReader(text.splitlines())
-    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
-        raise StoreError(f"{path}: the CSV needs a header row with an 'email' column")
-    for record in reader:
-        number = reader.line_num
-        if None in record:
-            yield number, None, "more fields than the header has"
-            continue
-        yield number, record, None
 
 
 class SubscriberStore:
@@ -347,6 +200,29 @@ class SubscriberStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db = open_database(self.path, _SCHEMA, what="the subscriber store")
+        try:
+            extend_schema(self._db)
+        except StoreError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: {exc}") from None
+        self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
+
+    def _note(self, event: str, **fields: Any) -> None:
+        """Log a change as a record (:func:`digest.safelog.log_change`) once it is committed."""
+        if self._db.in_transaction:
+            self._records.append((event, fields))
+        else:
+            log_change(event, **fields)
+
+    def _committed(self, committed: bool = True) -> None:
+        records, self._records = self._records, []
+        for event, fields in records if committed else ():
+            log_change(event, **fields)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open database, for the modules that keep more in it (records, imports)."""
+        return self._db
 
     def __enter__(self) -> SubscriberStore:
         return self
@@ -470,7 +346,7 @@ class SubscriberStore:
                 raise StoreError(f"no subscriber {key} in {self.path}")
             self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-                "secret, source_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "secret, source_id, updated_at, status_cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     name,
@@ -480,19 +356,26 @@ class SubscriberStore:
                     secrets.token_bytes(32),
                     source_id,
                     stamp,
+                    decided.cause.value,
                 ),
             )
             created = self.get(key)
             assert created is not None
+            self._note(
+                "status", email=key, before=None, after=decided.after, cause=decided.cause.value
+            )
             return created, True
         cursor = self._write(
-            "UPDATE subscribers SET name = ?, status = ?, categories = ?, updated_at = ? "
+            "UPDATE subscribers SET name = ?, status = ?, categories = ?, updated_at = ?, "
+            "status_cause = CASE WHEN status = ? THEN status_cause ELSE ? END "
             "WHERE id = ? AND status = ?",
             (
                 name or existing.name,
                 decided.after,
                 json.dumps(list(categories)),
                 stamp,
+                decided.after,
+                decided.cause.value,
                 existing.id,
                 existing.status,
             ),
@@ -510,6 +393,14 @@ class SubscriberStore:
             )
         updated = self.get(key)
         assert updated is not None
+        if decided.changed:
+            self._note(
+                "status",
+                email=key,
+                before=existing.status,
+                after=decided.after,
+                cause=decided.cause.value,
+            )
         return updated, False
 
     def _require(self, email: str) -> Subscriber:
@@ -536,10 +427,18 @@ class SubscriberStore:
             if not decided.changed:
                 return found, decided
             cursor = self._write(
-                "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
-                (decided.after, _iso(now), found.id, found.status),
+                "UPDATE subscribers SET status = ?, status_cause = ?, updated_at = ? "
+                "WHERE id = ? AND status = ?",
+                (decided.after, decided.cause.value, _iso(now), found.id, found.status),
             )
             if cursor.rowcount:  # else another process changed it in between: decide again
+                self._note(
+                    "status",
+                    email=found.email,
+                    before=found.status,
+                    after=decided.after,
+                    cause=decided.cause.value,
+                )
                 return self._require(email), decided
 
     def set_status(
@@ -554,6 +453,7 @@ class SubscriberStore:
             "UPDATE subscribers SET categories = ?, updated_at = ? WHERE id = ?",
             (json.dumps(list(categories)), _iso(now), found.id),
         )
+        self._note("categories", email=found.email, categories=list(categories))
         return self._require(email)
 
     def remove(self, email: str) -> bool:
@@ -562,107 +462,147 @@ class SubscriberStore:
         if found is None:
             return False
         self._write("DELETE FROM subscribers WHERE id = ?", (found.id,))
+        self._note("removed", email=found.email, before=found.status)
         return True
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Writes inside are one commit (one fsync): all of them, or none on an exception."""
+    def transaction(self, *, commit: bool = True) -> Iterator[None]:
+        """Writes inside are one commit (one fsync): all of them, or none on an exception.
+
+        ``commit=False`` rolls everything back at the end (a dry run)."""
         self._write("BEGIN IMMEDIATE", ())
         try:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._committed(False)
             raise
-        self._write("COMMIT", ())
+        self._write("COMMIT" if commit else "ROLLBACK", ())
+        self._committed(commit)
 
-    def import_file(self, path: Path, categories: Categories, *, now: datetime) -> ImportReport:
-        """Add or update every good row of a CSV or JSON file, in one transaction.
-
-        Idempotent: importing the same file again changes nothing. Rejected rows are
-        reported with their row number and reason and leave the store untouched.
-        """
-        report = ImportReport(str(path))
-        seen: dict[str, int] = {}
-        stamp = _iso(now)
-        self._write("BEGIN IMMEDIATE", ())
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Writes inside happen together or not at all, inside or outside a transaction
+        (a SAVEPOINT: it nests in :meth:`transaction` and in the service's batches)."""
+        outer = not self._db.in_transaction
+        self._write("SAVEPOINT digest_atomic", ())
         try:
-            for number, record, problem in read_records(Path(path)):
-                report.rows += 1
-                if record is None:
-                    report.rejected.append(Rejected(number, problem or "unreadable row"))
-                    continue
-                try:
-                    row, warnings = parse_record(record, categories)
-                except ValueError as exc:
-                    raw = record.get("email")
-                    report.rejected.append(
-                        Rejected(number, str(exc), raw if isinstance(raw, str) else None)
-                    )
-                    continue
-                if row.email in seen:
-                    report.rejected.append(
-                        Rejected(number, f"duplicate of row {seen[row.email]}", row.email)
-                    )
-                    continue
-                seen[row.email] = number
-                report.warnings.extend(Rejected(number, w, row.email) for w in warnings)
-                self._import_row(row, report, stamp)
+            yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK TO digest_atomic")
+            self._db.execute("RELEASE digest_atomic")
+            if outer:
+                self._committed(False)
             raise
-        self._write("COMMIT", ())
-        return report
+        self._write("RELEASE digest_atomic", ())
+        if outer:
+            self._committed()
 
-    def _import_row(self, row: Row, report: ImportReport, stamp: str) -> None:
-        existing = self.get(row.email)
-        decided = self._decide(
-            None if existing is None else existing.status, row.status, Cause.IMPORT
-        )
-        if existing is None:
-            self._write(
-                "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-                "secret, source_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.email,
-                    row.name,
-                    decided.after,
-                    row.subscribed_at or stamp,
-                    json.dumps(list(row.categories)),
-                    secrets.token_bytes(32),
-                    row.source_id,
-                    stamp,
-                ),
-            )
-            report.added += 1
-            return
-        status = decided.after
-        if decided.outcome == "kept":
-            # Someone who left is never brought back by an import.
-            report.kept_inactive += 1
-        name = row.name or existing.name
-        source_id = row.source_id or existing.source_id
-        if (
-            status == existing.status
-            and name == existing.name
-            and row.categories == existing.categories
-            and source_id == existing.source_id
-        ):
-            report.unchanged += 1
-            return
+    def insert_imported(
+        self,
+        email: str,
+        *,
+        name: str,
+        status: str,
+        subscribed_at: str,
+        categories: Sequence[str],
+        source_id: str | None,
+        now: datetime,
+        status_at: str | None,
+        source: str,
+    ) -> None:
+        """A new row from an import (``email`` already normalised), with its own dates; its
+        status goes through the status model (cause ``import``)."""
+        decided = self._decide(None, status, Cause.IMPORT)
+        if decided.after is None:
+            raise StoreError(f"{email}: {decided.reason}")
         self._write(
-            "UPDATE subscribers SET name = ?, status = ?, categories = ?, source_id = ?, "
-            "updated_at = ? WHERE id = ?",
-            (name, status, json.dumps(list(row.categories)), source_id, stamp, existing.id),
+            "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
+            "secret, source_id, updated_at, status_at, status_cause, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?)",
+            (
+                email,
+                name,
+                decided.after,
+                subscribed_at,
+                json.dumps(list(categories)),
+                secrets.token_bytes(32),
+                source_id,
+                _iso(now),
+                status_at,
+                source,
+            ),
         )
-        report.updated += 1
+        self._note("status", email=email, before=None, after=decided.after, cause="import")
 
-    def export(self, status: str | None = None) -> Iterator[dict[str, Any]]:
-        for subscriber in self.iter_status(status):
-            yield subscriber.public()
+    def update_imported(
+        self,
+        email: str,
+        *,
+        name: str,
+        categories: Sequence[str],
+        source_id: str | None,
+        now: datetime,
+    ) -> None:
+        found = self._require(email)
+        self._write(
+            "UPDATE subscribers SET name = ?, categories = ?, source_id = ?, updated_at = ? "
+            "WHERE id = ?",
+            (name, json.dumps(list(categories)), source_id, _iso(now), found.id),
+        )
+
+    # -- what the web service remembers
+
+    def claim_delivery(self, provider: str, delivery: str, *, now: datetime, keep: float) -> bool:
+        """Record a webhook delivery; True the first time, False when it was seen before.
+
+        One INSERT, so it is atomic across threads and processes: of two requests carrying
+        the same id, exactly one gets True. Records older than ``keep`` seconds go (a
+        delivery that old is refused by its timestamp before it gets here).
+        """
+        digest = hashlib.sha256(delivery.encode("utf-8", "surrogatepass")).hexdigest()
+        stamp = now.timestamp()
+        self._write("DELETE FROM webhook_deliveries WHERE received_at < ?", (stamp - keep,))
+        cursor = self._write(
+            "INSERT OR IGNORE INTO webhook_deliveries (provider, delivery, received_at) "
+            "VALUES (?, ?, ?)",
+            (provider, digest, stamp),
+        )
+        return cursor.rowcount == 1
+
+    def delivery_seen(self, provider: str, delivery: str) -> bool:
+        """Whether :meth:`claim_delivery` recorded this delivery (a read; claims decide)."""
+        digest = hashlib.sha256(delivery.encode("utf-8", "surrogatepass")).hexdigest()
+        row = self._db.execute(
+            "SELECT 1 FROM webhook_deliveries WHERE provider = ? AND delivery = ?",
+            (provider, digest),
+        ).fetchone()
+        return row is not None
+
+    def reserve_mail(self, email: str, *, now: datetime, window: float, limit: int) -> bool:
+        """Count one service mail to ``email``'s mailbox (:func:`mail_key`); False (and
+        nothing counted) when ``limit`` were already sent within the last ``window`` seconds.
+
+        One INSERT … SELECT, so the check and the count cannot be split by another request
+        or another process.
+        """
+        key = mail_key(email)
+        stamp = now.timestamp()
+        self._write("DELETE FROM service_mail WHERE sent_at < ?", (stamp - window,))
+        cursor = self._write(
+            "INSERT INTO service_mail (recipient, sent_at) SELECT ?, ? WHERE "
+            "(SELECT COUNT(*) FROM service_mail WHERE recipient = ? AND sent_at >= ?) < ?",
+            (key, stamp, key, stamp - window, limit),
+        )
+        return cursor.rowcount == 1
 
 
 def unsubscribe(
-    store: SubscriberStore, token_or_email: str, *, server: bytes | None, now: datetime
+    store: SubscriberStore,
+    token_or_email: str,
+    *,
+    server: bytes | Sequence[bytes] | None,
+    now: datetime,
 ) -> tuple[Subscriber, Transition]:
     """The operator's unsubscribe (cause ``cli_unsubscribe``), by address or by the token
     from someone's unsubscribe link. A stronger status (bounced, complained) is kept.
@@ -672,10 +612,12 @@ def unsubscribe(
     if "@" in token_or_email:  # tokens are base64url, so never hold an @
         email = token_or_email
     else:
+        servers = [server] if server is None or isinstance(server, bytes) else list(server)
 
-        def key_for(address: str) -> bytes | None:
+        def key_for(address: str) -> list[bytes] | None:
+            # every link key still verifying (a rotation's grace period)
             found = store.get(address)
-            return signing_key(found.secret, server) if found else None
+            return [signing_key(found.secret, key) for key in servers] if found else None
 
         email = verify_token(token_or_email, "unsubscribe", key_for, now=now)
     return store.change_status(email, "unsubscribed", cause=Cause.CLI_UNSUBSCRIBE, now=now)

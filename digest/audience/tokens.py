@@ -18,14 +18,15 @@ import binascii
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
+from digest.audience.keys import SECRET_ENV, link_keys
 from digest.config import Config
 from digest.errors import DigestError
 
 PURPOSES = ("unsubscribe", "preferences", "confirm")
-SECRET_ENV = "DIGEST_SECRET"
+__all__ = ["PURPOSES", "SECRET_ENV", "TokenError", "make_token", "token_secret", "verify_token"]
 
 
 class TokenError(DigestError):
@@ -41,11 +42,15 @@ def server_secret(environ: dict[str, str] | None = None) -> bytes | None:
     return value.encode() if value else None
 
 
-def token_secret(config: Config) -> bytes | None:
-    """The server secret: ``serve.secret`` when configured, else ``$DIGEST_SECRET``."""
-    if config.serve.secret is not None:
-        return config.serve.secret.resolve().encode()
-    return server_secret()
+def token_secret(config: Config) -> bytes:
+    """The link key that signs new links: ``serve.secret``, else ``$DIGEST_SECRET``, else the
+    key file, created once (see :mod:`digest.audience.keys`)."""
+    return link_keys(config).signing
+
+
+def verifying_secrets(config: Config) -> tuple[bytes, ...]:
+    """Every link key a link may be signed with (the current one first)."""
+    return link_keys(config).verifying
 
 
 def signing_key(subscriber_secret: bytes, server: bytes | None = None) -> bytes:
@@ -96,14 +101,15 @@ def email_of(token: str) -> str:
 def verify_token(
     token: str,
     purpose: str,
-    key_for: Callable[[str], bytes | None],
+    key_for: Callable[[str], bytes | Sequence[bytes] | None],
     *,
     now: datetime,
 ) -> str:
     """The email the token was made for, or :class:`TokenError` saying why it is not valid.
 
-    ``key_for(email)`` returns that subscriber's signing key, or None when there is no such
-    subscriber. The signature is compared in constant time.
+    ``key_for(email)`` returns that subscriber's signing key (or every key a link of theirs
+    may be signed with: the current one and those still in a rotation's grace period), or
+    None when there is no such subscriber. Signatures are compared in constant time.
     """
     _check_purpose(purpose)
     email = email_of(token)
@@ -112,11 +118,14 @@ def verify_token(
         signature = _unb64(signature_text)
     except (binascii.Error, ValueError):
         raise TokenError("this link is damaged: its signature cannot be read") from None
-    key = key_for(email)
-    if key is None:
+    found = key_for(email)
+    if found is None:
         raise TokenError(f"no subscriber {email} (the link may be for a removed address)")
-    expected = _signature(purpose, email, expiry, key)
-    if not hmac.compare_digest(signature, expected):
+    keys = [found] if isinstance(found, bytes) else list(found)
+    matches = [
+        hmac.compare_digest(signature, _signature(purpose, email, expiry, key)) for key in keys
+    ]
+    if not any(matches):
         raise TokenError(
             f"this {purpose} link is not valid for {email}: it was altered, made for "
             "something else, or its key has changed"

@@ -23,6 +23,10 @@ def _content() -> None:
     from digest.cli import content  # noqa: F401
 
 
+def _keys() -> None:
+    from digest.cli import keys  # noqa: F401
+
+
 def _preview() -> None:
     from digest.cli import preview  # noqa: F401
 
@@ -62,6 +66,7 @@ main.lazy.update(
             "Show the configuration: its reference, or what a config file resolves to.",
             _config,
         ),
+        "keys": ("The key that signs unsubscribe and preference links.", _keys),
         "preview": (
             "Preview the issue in a browser; it rebuilds and reloads when you save.",
             _preview,

@@ -70,6 +70,9 @@ class DigestGroup(click.Group):
             return super().invoke(ctx)
         except DigestError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
+            if isinstance(ctx.obj, State) and ctx.obj.as_json:
+                # scripts read stdout: a failure is JSON there too
+                emit_json({"error": str(exc), "exit": exc.exit_code})
             ctx.exit(exc.exit_code)
 
 
@@ -80,6 +83,7 @@ class State:
         self.config_path = config_path
         self.verbose = verbose
         self._config: Config | None = None
+        self.as_json = False  # set by --json, so errors print JSON on stdout too
 
     @property
     def config(self) -> Config:
@@ -157,8 +161,17 @@ def window_options(func: F) -> F:
     return func
 
 
+def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    state = ctx.find_object(State)
+    if state is not None and value:
+        state.as_json = True
+    return value
+
+
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+    return click.option(
+        "--json", "as_json", is_flag=True, callback=_note_json, help="Print JSON for scripts."
+    )(func)
 
 
 def emit_json(data: Any) -> None:

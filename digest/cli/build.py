@@ -50,8 +50,9 @@ def echo_summary(result: BuildResult) -> None:
         + (f" ({trimmed} trimmed to fit)" if trimmed else "")
     )
     click.echo(
-        f"size: {composed.html_size / 1024:.1f} KB of {composed.size_budget / 1024:.0f} KB "
-        f"budget (text {composed.text_size / 1024:.1f} KB)"
+        f"size: {(composed.sent_size or composed.html_size) / 1024:.1f} KB of "
+        f"{composed.size_budget / 1024:.0f} KB budget, HTML part as sent "
+        f"(text {composed.text_size / 1024:.1f} KB)"
     )
     for line in composed.trimmed:
         click.echo(f"trimmed: {line}")
@@ -64,6 +65,11 @@ def echo_summary(result: BuildResult) -> None:
 @main.command("build")
 @window_options
 @click.option("--dry-run", is_flag=True, help="Compose and check, but write nothing.")
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Also publish the issue in the web archive and feed (sending does this).",
+)
 @json_option
 @pass_state
 def build_command(
@@ -73,12 +79,15 @@ def build_command(
     until: date | None,
     dry_run: bool,
     as_json: bool,
+    publish: bool = False,
 ) -> None:
     """Compose the issue's email, check it, and write it to out/<issue-id>/.
 
-    Writes email.html, email.txt, email.eml and manifest.json, and adds the
-    issue's web version to out/archive/ (index.html and feed.xml). Exits 1
-    when a quality check fails and 5 when the week has no posts.
+    Writes email.html, email.txt, email.eml and manifest.json, and stages the
+    issue's web version in out/<issue-id>/web/. The public archive
+    (out/archive/, index.html and feed.xml) gets it when the issue is sent, or
+    now with --publish. Exits 1 when a quality check fails and 5 when the week
+    has no posts.
 
     \b
     Examples:
@@ -88,13 +97,22 @@ def build_command(
       digest build --since 2026-08-01 --until 2026-08-14 --dry-run
     """
     config = state.config
-    result = build_issue(config, now=now(), week=week, since=since, until=until, write=not dry_run)
+    result = build_issue(
+        config,
+        now=now(),
+        week=week,
+        since=since,
+        until=until,
+        write=not dry_run,
+        publish=publish and not dry_run,
+    )
     if as_json:
         emit_json(result_json(result))
     else:
         echo_summary(result)
         if result.written:
-            click.echo(f"wrote: {result.out_dir}/ (and {config.path(config.out_dir)}/archive/)")
+            where = f"{config.path(config.out_dir)}/archive/" if publish else "not published"
+            click.echo(f"wrote: {result.out_dir}/ (web archive: {where})")
     if not result.ok:
         raise click.exceptions.Exit(1)
 

@@ -11,6 +11,7 @@ from digest.cli import replay
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
 
 if TYPE_CHECKING:  # imported where used: a replayed `digest select` needs none of them
+    from digest.config import Config
     from digest.content.posts import Post
     from digest.content.select import Decision, Selection
 
@@ -37,6 +38,7 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason.value,
         "detail": decision.explain(),
         "duplicate_of": decision.duplicate_of.slug if decision.duplicate_of else None,
+        "rank": decision.rank,
         "path": str(decision.post.path),
     }
 
@@ -170,6 +172,43 @@ def _print_selection(
     _report_problems(loaded.posts.problems)
 
 
+def _excerpt_reports(
+    config: Config,
+    as_json: bool,
+    week: str | None,
+    since: date | None,
+    until: date | None,
+) -> None:
+    from digest.content import pipeline
+
+    reports = pipeline.excerpt_reports(config, now(), week=week, since=since, until=until)
+    if as_json:
+        emit_json(
+            {
+                "posts": [
+                    {
+                        "path": str(r.path),
+                        "excerpt": r.excerpt,
+                        "from": r.origin,
+                        "removed": [{"rule": x.rule, "text": x.text} for x in r.removed],
+                    }
+                    for r in reports
+                ]
+            }
+        )
+        return
+    changed = 0
+    for report in reports:
+        if not report.removed:
+            continue
+        changed += 1
+        click.secho(f"{report.path}", bold=True)
+        for removal in report.removed:
+            click.echo(f"  - {removal.rule}: {removal.text[:160]}")
+        click.echo(f"  = ({report.origin}) {report.excerpt or '(no excerpt)'}")
+    click.echo(f"excerpts: {len(reports)} posts, {changed} cleaned")
+
+
 def _report_problems(problems: list[Any]) -> None:
     if problems:
         noun = "file" if len(problems) == 1 else "files"
@@ -183,15 +222,29 @@ def _report_problems(problems: list[Any]) -> None:
 @click.option(
     "--email", is_flag=True, help="Also compose the issue and run the email quality checks."
 )
+@click.option(
+    "--excerpts",
+    is_flag=True,
+    help="Show, post by post, what excerpt cleaning removed (bylines, stamps, credits, …).",
+)
+@click.option(
+    "--provider",
+    "check_provider",
+    is_flag=True,
+    help="Also ask the provider (one read-only request) whether the credentials work "
+    "and the sending domain is verified.",
+)
 @window_options
 @pass_state
 def check_command(
     state: State,
     as_json: bool,
     email: bool = False,
+    check_provider: bool = False,
     week: str | None = None,
     since: date | None = None,
     until: date | None = None,
+    excerpts: bool = False,
 ) -> None:
     """Validate config.yaml and every post; exit non-zero if anything is wrong.
 
@@ -204,8 +257,16 @@ def check_command(
       digest check
       digest --config site/config.yaml check --json
       digest check --email --week 2026-W34
+      digest check --excerpts --week 2026-W34
+      digest check --provider
     """
+    from digest.delivery.preflight import preflight
+
     config = state.config  # a bad config raises ConfigError here (exit 3)
+    if excerpts:
+        _excerpt_reports(config, as_json, week, since, until)
+        return
+    ready = preflight(config, provider=check_provider)
     if email:
         from digest.cli.build import check_email
 
@@ -222,11 +283,24 @@ def check_command(
                 "posts": len(result.posts),
                 "problems": [{"path": str(p.path), "reason": p.reason} for p in result.problems],
                 "unlisted_categories": rules_unknown,
-                "ok": not result.problems,
+                "preflight": ready.as_dict(),
+                "ok": not result.problems and ready.ok,
             }
         )
     else:
         click.echo(f"config: {config.source} is valid")
+        for item in ready.missing:
+            click.secho(
+                f"  {item['key']}: ${{{item['variable']}}} is not set "
+                f"(needed by digest {item['needed_by']})",
+                fg="red" if item["needed_by"] == "send" else "yellow",
+            )
+        for check in ready.checks:
+            mark = "ok" if check.ok else "FAILED"
+            click.secho(
+                f"provider {ready.provider}: {check.name} {mark}: {check.detail}",
+                fg=None if check.ok else "red",
+            )
         click.echo(f"posts: {len(result.posts)} read, {len(result.problems)} skipped")
         if rules_unknown:
             click.echo(
@@ -234,5 +308,9 @@ def check_command(
                 + ", ".join(rules_unknown)
             )
         _report_problems(result.problems)
+    if any(m["needed_by"] == "send" for m in ready.missing):
+        raise click.exceptions.Exit(3)
     if result.problems:
         raise click.exceptions.Exit(4)
+    if not ready.ok:
+        raise click.exceptions.Exit(1)

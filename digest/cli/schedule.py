@@ -204,13 +204,12 @@ def _issue(policy: Policy, moment: datetime) -> str:
 )
 @click.option(
     "--digest-bin",
-    default="digest",
-    show_default=True,
+    default=None,
     metavar="PATH",
-    help="The digest command to call (e.g. /srv/blog/.venv/bin/digest).",
+    help="The digest command to call [default: this digest, as an absolute path].",
 )
 @pass_state
-def install_command(state: State, kind: str | None, digest_bin: str) -> None:
+def install_command(state: State, kind: str | None, digest_bin: str | None) -> None:
     """Print what runs `digest run` on the schedule from cron, systemd or GitHub Actions.
 
     Nothing is installed: the text goes to stdout for you to review and put in place.

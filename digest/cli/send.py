@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import date
 from typing import TYPE_CHECKING, Any, cast
@@ -19,44 +20,100 @@ from digest.cli._app import (
     window_options,
 )
 from digest.content.select import resolve_window
-from digest.delivery.ledger import Ledger
 
-if TYPE_CHECKING:  # imported by `digest send` only: `digest status` needs no email stack
+if TYPE_CHECKING:  # imported by the commands that use it: `digest status` composes nothing
     from digest.delivery.send import SendReport
 
 
-class _Bar:
-    """A progress bar with rate and ETA on a terminal; silent otherwise."""
+class _Progress:
+    """Progress on stderr: a bar with rate and ETA on a terminal, else a line every
+    ``every`` seconds (so a log shows the run is alive and how fast it goes)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, tty: bool, every: float, enabled: bool = True) -> None:
+        self.tty = tty
+        self.every = every
         self.enabled = enabled
         self.bar: Any = None
-        self.started = time.perf_counter()
+        self.started = time.monotonic()
+        self.last_line = self.started
         self.done = 0
+        self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
+        self.total = total
         if not self.enabled:
             return
-        if self.bar is None:
-            self.bar = click.progressbar(
-                length=total,
-                label="sending",
-                show_eta=True,
-                show_percent=True,
-                item_show_func=lambda _: self.rate_text(),
-                file=cast(Any, click.get_text_stream("stderr")),  # type: ignore[operator]
-            )
-            self.bar.__enter__()
-        self.bar.update(done - self.done, current_item=done)
+        if self.tty:
+            if self.bar is None:
+                self.bar = click.progressbar(
+                    length=total,
+                    label="sending",
+                    show_eta=True,
+                    show_percent=True,
+                    item_show_func=lambda _: self.rate_text(),
+                    file=cast(Any, click.get_text_stream("stderr")),  # type: ignore[operator]
+                )
+                self.bar.__enter__()
+            self.bar.length = max(self.bar.length or 0, total)
+            self.bar.update(done - self.done, current_item=done)
+            self.done = done
+            return
         self.done = done
+        moment = time.monotonic()
+        if moment - self.last_line >= self.every or (done >= total and total):
+            self.last_line = moment
+            eta = self.eta(total)
+            click.echo(
+                f"sending: {done:,} of {total:,} ({self.rate_text()}{eta})",
+                err=True,
+            )
 
     def rate_text(self) -> str:
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.monotonic() - self.started
         return f"{self.done / elapsed:,.0f} msg/s" if elapsed > 0 else ""
+
+    def eta(self, total: int) -> str:
+        elapsed = time.monotonic() - self.started
+        if not self.done or elapsed <= 0 or self.done >= total:
+            return ""
+        left = (total - self.done) / (self.done / elapsed)
+        return f", about {left:,.0f}s left"
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+class _Stopper:
+    """SIGINT/SIGTERM: the first asks the send to stop at its next safe point; the second
+    stops at once (the ledger is consistent either way: see digest.delivery.send)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        name = signal.Signals(signum).name
+        click.echo(
+            f"\n{name}: stopping after the messages in flight (press Ctrl-C again to stop at once)",
+            err=True,
+        )
+
+    def __enter__(self) -> _Stopper:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def _summary(report: SendReport) -> None:
@@ -73,6 +130,8 @@ def _summary(report: SendReport) -> None:
             else:
                 sections = ", ".join(item["categories"]) or "every section"
                 click.echo(f"  e.g. {item['email']} ({sections})")
+        for name in report.missing_secrets:
+            click.secho(f"  not set: {name} (export it before sending)", fg="red")
         if not report.attempted and not report.skipped:
             click.secho(
                 "  no active subscriber is waiting for this issue "
@@ -83,8 +142,8 @@ def _summary(report: SendReport) -> None:
     ledger = report.ledger
     click.secho(
         f"{report.issue_id} via {report.provider}: {report.sent} sent, "
-        f"{report.failed_permanent} failed, {report.skipped} skipped this run "
-        f"({report.rate:,.0f} msg/s)",
+        f"{report.failed_permanent} failed, {report.uncertain} uncertain, "
+        f"{report.skipped} skipped this run ({report.rate:,.0f} msg/s)",
         bold=True,
     )
     click.echo("  ledger: " + ", ".join(f"{k} {v}" for k, v in ledger.items() if v))
@@ -93,15 +152,32 @@ def _summary(report: SendReport) -> None:
             "  settled from an interrupted run: "
             + ", ".join(f"{k} {v}" for k, v in report.settled_after_crash.items())
         )
+    if report.reconciled:
+        click.echo(
+            "  uncertain messages settled: "
+            + ", ".join(f"{k} {v}" for k, v in report.reconciled.items())
+        )
+    held = ledger.get("uncertain", 0)
+    if held:
+        click.secho(
+            f"  {held} uncertain: they may or may not have reached {report.provider} "
+            "(no answer came) and are not counted as sent; "
+            "`digest send --resend-uncertain` sends them again (see docs/sending.md)",
+            fg="yellow",
+        )
+        for item in report.uncertain_held[:5]:
+            click.secho(f"    {item['email']}: {item['error']}", fg="yellow")
     if report.unconfirmed:
         click.secho(
             f"  {report.unconfirmed} counted as sent without the provider's reply "
-            "(see docs/sending.md)",
+            "(by an older version; see docs/sending.md)",
             fg="yellow",
         )
     for failure in report.failures[:10]:
         click.secho(f"  {failure['state']}: {failure['email']}: {failure['error']}", fg="red")
-    if report.limited:
+    if report.stopped:
+        click.secho(f"  {report.stopped}", fg="red")
+    elif report.limited:
         click.echo("  stopped at --limit; run the same command again to go on")
     elif not report.complete:
         click.echo("  not finished; run the same command again to resume")
@@ -113,6 +189,16 @@ def _summary(report: SendReport) -> None:
 @click.option("--dry-run", is_flag=True, help="Count and show a sample; send nothing.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
 @click.option("--force", is_flag=True, help="Send again an issue that was already sent in full.")
+@click.option(
+    "--new-subscribers",
+    is_flag=True,
+    help="Send an issue that went out already to those who joined since (only them).",
+)
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Send again messages left uncertain (no answer came; some may arrive twice).",
+)
 @click.option("--test", "test_to", metavar="EMAIL", help="Send one [TEST] message; no ledger.")
 @json_option
 @pass_state
@@ -124,19 +210,23 @@ def send_command(
     dry_run: bool,
     limit: int | None,
     force: bool,
+    new_subscribers: bool,
+    resend_uncertain: bool,
     test_to: str | None,
     as_json: bool,
 ) -> None:
     """Send the issue to every active subscriber, exactly once.
 
-    Re-running the same command after a crash or Ctrl-C resumes where it stopped;
-    it never sends twice to someone whose message was accepted.
+    Re-running the same command after a crash, Ctrl-C or a provider error resumes where
+    it stopped; it never sends twice to someone whose message was accepted. Ctrl-C (or
+    SIGTERM) stops after the messages in flight (exit 6); a second Ctrl-C stops at once.
 
     \b
     Examples:
       digest send --week 2026-W47 --dry-run
       digest send --week 2026-W47 --test me@example.com
       digest send --week 2026-W47 --limit 100
+      digest send --week 2026-W47 --new-subscribers
       digest send --week 2026-W47 --json
     """
     config = state.config
@@ -153,21 +243,39 @@ def send_command(
         return
     from digest.delivery.send import send_issue
 
-    bar = _Bar(enabled=isatty() and not as_json)
+    progress = _Progress(
+        tty=isatty() and not as_json, every=config.send.progress_every, enabled=not dry_run
+    )
     try:
-        report = send_issue(
-            config,
-            now=now(),
-            week=week,
-            since=since,
-            until=until,
-            dry_run=dry_run,
-            limit=limit,
-            force=force,
-            progress=bar,
+        with _Stopper() as stopper:
+            report = send_issue(
+                config,
+                now=now(),
+                week=week,
+                since=since,
+                until=until,
+                dry_run=dry_run,
+                limit=limit,
+                force=force,
+                new_subscribers=new_subscribers,
+                resend_uncertain=resend_uncertain,
+                progress=progress,
+                stop=stopper,
+            )
+    except KeyboardInterrupt:
+        # the second Ctrl-C: what was recorded is committed; batches that were in flight
+        # stay `sending`, which the next run settles as it settles a crash
+        progress.close()
+        message = (
+            f"stopped at once after {progress.done} of {max(progress.total, progress.done)}; "
+            "run the same command to resume"
         )
+        click.secho(f"error: {message}", fg="red", err=True)
+        if as_json:
+            emit_json({"error": message, "exit": 6})
+        raise click.exceptions.Exit(6) from None
     finally:
-        bar.close()
+        progress.close()
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -192,20 +300,13 @@ def status_command(
     """
     config = state.config
     issue_id = resolve_window(config, now(), week=week, since=since, until=until).issue_id
-    with Ledger(config.path(config.ledger.database)) as ledger:
-        counts = ledger.counts(issue_id)
-        info = ledger.issue(issue_id)
-        unconfirmed = ledger.unconfirmed(issue_id)
-        failures = ledger.failures(issue_id, limit=20)
-    data = {
-        "issue_id": issue_id,
-        "counts": counts,
-        "unconfirmed": unconfirmed,
-        "started_at": info["started_at"] if info else None,
-        "completed_at": info["completed_at"] if info else None,
-        "runs": info["runs"] if info else 0,
-        "failures": [{"email": f.email, "state": f.state, "error": f.last_error} for f in failures],
-    }
+    from digest.delivery.send import issue_status
+
+    data = issue_status(config, issue_id)
+    counts, info = data["counts"], data["info"]
+    unconfirmed, joined = data["unconfirmed"], data["new_subscribers"]
+    uncertain, failures = data["uncertain"], data["failures"]
+    del data["info"]
     if as_json:
         emit_json(data)
         return
@@ -218,5 +319,18 @@ def status_command(
         click.echo(f"  {name:<17}{count:>8}")
     if unconfirmed:
         click.echo(f"  {unconfirmed} of the sent were counted without the provider's reply")
+    if counts.get("uncertain"):
+        click.secho(
+            f"  {counts['uncertain']} uncertain (no answer came; not counted as sent): "
+            "`digest send --resend-uncertain` sends them again",
+            fg="yellow",
+        )
+        for item in uncertain[:10]:
+            click.secho(f"    {item['email']}: {item['error']}", fg="yellow")
+    if joined:
+        click.echo(
+            f"  {joined} subscriber{'s' if joined != 1 else ''} joined since it was sent: "
+            "`digest send --new-subscribers` sends them this issue"
+        )
     for failure in failures:
-        click.secho(f"  {failure.state}: {failure.email}: {failure.last_error}", fg="red")
+        click.secho(f"  {failure['state']}: {failure['email']}: {failure['error']}", fg="red")

@@ -1,18 +1,29 @@
-"""`digest subscribers import|list|add|remove|unsubscribe|export` (and `digest unsubscribe`)."""
+"""`digest subscribers import|list|add|remove|unsubscribe|export|show|forget|stats` (and
+`digest unsubscribe`)."""
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from digest.audience.exports import FORMATS, write_export
+from digest.audience.imports import PLATFORM_NAMES, import_file, parse_mapping
+from digest.audience.lifecycle import (
+    add_subscriber,
+    address_form,
+    erasure_key,
+    forget,
+    show,
+)
+from digest.audience.records import describe
 from digest.audience.status import Cause
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
+from digest.delivery.ledger import scrub_address as scrub_ledger
+from digest.delivery.reports import audience_report
 
 
 def _store(state: State) -> SubscriberStore:
@@ -35,36 +46,85 @@ def subscribers_group() -> None:
 
 @subscribers_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar='FIELD="Column",…',
+    help="Name the columns of a file no platform wrote: email, name, first_name, last_name, "
+    "status, subscribed_at, confirmed_at, categories, id, reason.",
+)
+@click.option(
+    "--platform",
+    type=click.Choice(PLATFORM_NAMES),
+    help="Read the file as this platform's export (normally recognised by its header).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @json_option
 @pass_state
-def import_command(state: State, file: Path, as_json: bool) -> None:
-    """Add or update subscribers from a CSV or JSON file (safe to run again).
+def import_command(
+    state: State,
+    file: Path,
+    mapping: tuple[str, ...],
+    platform: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Add or update subscribers from another platform's export (safe to run again).
 
-    CSV needs an email column; name, categories (separated by ;), status and
-    subscribed_at are optional. JSON is a list of objects, in the same flat shape or
-    the blog's: {"id", "email", "subscribedAt", "isActive", "preferences":
-    {"frequency", "categories"}}. Someone who unsubscribed is never brought back.
+    The platform is recognised by the file's header row: Mailchimp (subscribed,
+    unsubscribed and cleaned files), Substack, Buttondown, listmonk, Ghost, digest's own
+    export, the blog's JSON, or any CSV with an email column. Statuses and dates come
+    along: unsubscribed stays unsubscribed, cleaned or bounced stays bounced. Someone who
+    unsubscribed, or whose address was erased on request, is never brought back.
 
     \b
     Examples:
       digest subscribers import content/subscribers.json
-      digest subscribers import list.csv --json
+      digest subscribers import subscribed_members_export.csv --dry-run
+      digest subscribers import list.csv --map email="E-mail",name="Vorname"
     """
+    config = state.config
     with _store(state) as store:
-        report = store.import_file(file, Categories.from_config(state.config), now=now())
+        report = import_file(
+            store,
+            file,
+            Categories.from_config(config),
+            now=now(),
+            erasure_key=erasure_key(config),
+            mapping=parse_mapping(mapping),
+            platform=platform,
+            dry_run=dry_run,
+            address=address_form(config),
+        )
     if as_json:
         emit_json(report.as_dict())
     else:
+        would = "would be " if dry_run else ""
         click.echo(
-            f"{file}: {report.rows} rows: {report.added} added, {report.updated} updated, "
-            f"{report.unchanged} unchanged, {len(report.rejected)} rejected"
+            f"{file} ({report.platform}): {report.rows} rows: {report.added} {would}added, "
+            f"{report.updated} {would}updated, {report.unchanged} unchanged, "
+            f"{len(report.rejected)} rejected"
         )
+        if report.encoding == "cp1252":
+            click.echo("  read as Windows-1252 text (the file is not UTF-8)")
+        if report.by_status:
+            click.echo(
+                "  new: " + ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items()))
+            )
         if report.kept_inactive:
             click.echo(f"  {report.kept_inactive} who had left were kept as they are")
+        if dry_run:
+            for change in report.changes:
+                click.echo(f"  row {change.row}: {change.action} {change.email}: {change.detail}")
+            if len(report.changes) < report.added + report.updated:
+                click.echo("  … (use --json for the first rows' details)")
         for warning in report.warnings:
             click.secho(f"  row {warning.row}: {warning.reason}", fg="yellow")
         for rejected in report.rejected:
             click.secho(f"  row {rejected.row} rejected: {rejected.reason}", fg="red", err=True)
+        if dry_run:
+            click.echo("dry run: nothing was changed")
     if report.rejected:
         raise click.exceptions.Exit(1)
 
@@ -121,12 +181,14 @@ def add_command(
     if unknown:
         raise click.BadParameter(f"not a section: {', '.join(unknown)}", param_hint="--category")
     with _store(state) as store:
-        subscriber, created = store.add(
+        subscriber, created = add_subscriber(
+            store,
             email,
             name=name,
             categories=known,
             status=status,
             now=now(),
+            erasure_key=erasure_key(state.config),
             cause=Cause.OWNER_FORCE if force else Cause.OWNER_ADD,
         )
     click.echo(f"{'added' if created else 'updated'} {subscriber.email} ({subscriber.status})")
@@ -162,12 +224,12 @@ def unsubscribe_command(state: State, token_or_email: str) -> None:
       digest subscribers unsubscribe ada@example.com
       digest subscribers unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
     """
-    from digest.audience.tokens import token_secret
+    from digest.audience.tokens import verifying_secrets
 
     try:
         with _store(state) as store:
             subscriber, change = unsubscribe(
-                store, token_or_email, server=token_secret(state.config), now=now()
+                store, token_or_email, server=verifying_secrets(state.config), now=now()
             )
     except TokenError as exc:
         raise click.ClickException(str(exc)) from None
@@ -186,13 +248,13 @@ def unsubscribe_alias(ctx: click.Context, token_or_email: str) -> None:
 
 
 @subscribers_group.command("export")
-@click.option(
-    "--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
 @click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
 @pass_state
 def export_command(state: State, fmt: str, status: str | None) -> None:
-    """Write subscribers to stdout (secrets are never exported).
+    """Write every subscriber to stdout, in every status, with their dates, preferences,
+    source, consent record and reason (secrets are never exported). The file imports
+    back into an empty store as the same store.
 
     \b
     Examples:
@@ -200,18 +262,102 @@ def export_command(state: State, fmt: str, status: str | None) -> None:
       digest subscribers export --format csv --status active
     """
     with _store(state) as store:
-        if fmt == "json":
-            click.echo(json.dumps(list(store.export(status)), indent=2, ensure_ascii=False))
-            return
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["email", "name", "categories", "status", "subscribed_at"])
-        for row in store.export(status):
-            writer.writerow(
-                [
-                    row["email"],
-                    row["name"],
-                    ";".join(row["categories"]),
-                    row["status"],
-                    row["subscribed_at"],
-                ]
+        write_export(store, sys.stdout, fmt=fmt, status=status)
+
+
+@subscribers_group.command("show")
+@click.argument("email")
+@json_option
+@pass_state
+def show_command(state: State, email: str, as_json: bool) -> None:
+    """Print one person's whole record: status, dates, preferences, consent, history.
+
+    \b
+    Examples:
+      digest subscribers show ada@example.com
+      digest subscribers show ada@example.com --json
+    """
+    with _store(state) as store:
+        record = show(store, email)
+    if as_json:
+        emit_json(record.as_dict(with_history=True))
+        return
+    for line in describe(record):
+        click.echo(line)
+
+
+@subscribers_group.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def forget_command(state: State, email: str, yes: bool) -> None:
+    """Erase one person's data on their request, and keep them suppressed.
+
+    Their row (address, name, preferences, consent, link secret) is deleted and their
+    address is blanked in the send ledger; a keyed hash of the address is kept so that
+    no import, `add` or form brings it back unless its owner confirms a new
+    subscription. Needs the server secret ($DIGEST_SECRET), whose key the hash uses.
+
+    \b
+    Examples:
+      digest subscribers forget ada@example.com --yes
+    """
+    config = state.config
+    key = erasure_key(config)
+    if not yes:
+        click.confirm(f"Erase {email} for good?", abort=True)
+    with _store(state) as store:
+        erased = forget(store, email, now=now(), erasure_key=key)
+    scrubbed = scrub_ledger(config.path(config.ledger.database), erased.email)
+    what = "erased" if erased.existed else "not in the store; suppressed"
+    click.echo(
+        f"{erased.email}: {what} (erasure recorded {erased.forgotten_at}); "
+        f"{scrubbed} ledger row(s) blanked"
+    )
+    click.echo(
+        "  copies outside the stores are not touched: outbox folders under out/, "
+        "backups, and the provider's own lists"
+    )
+
+
+@subscribers_group.command("stats")
+@json_option
+@pass_state
+def stats_command(state: State, as_json: bool) -> None:
+    """The audience in numbers: by status and source, chosen sections, and per issue the
+    delivery outcomes and the unsubscribes, bounces and complaints that followed it.
+    `digest preview` draws the same as charts (its /dashboard page).
+
+    \b
+    Examples:
+      digest subscribers stats
+      digest subscribers stats --json
+    """
+    config = state.config
+    report = audience_report(
+        config.path(config.subscribers.database), config.path(config.ledger.database), now=now()
+    )
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    click.echo(
+        f"{report.total} subscribers: "
+        + ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
+    )
+    for source, counts in report.sources.items():
+        click.echo(f"  {source:<22} " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if report.preferences:
+        click.echo("sections chosen by active subscribers:")
+        for name, number in report.preferences.items():
+            click.echo(f"  {name or 'every section':<22} {number}")
+    if report.timeline:
+        click.echo(f"over time (per {report.step}, last {min(len(report.timeline), 8)}):")
+        for point in report.timeline[-8:]:
+            click.echo(
+                f"  {point['at'][:10]}  "
+                + ", ".join(f"{point[s]} {s}" for s in STATUSES if point[s])
             )
+    for issue in report.issues:
+        states = ", ".join(f"{n} {s}" for s, n in issue.states.items() if n) or "nothing"
+        followed = ", ".join(f"{n} {s}" for s, n in issue.followed.items() if n) or "none"
+        click.echo(f"{issue.issue_id}: {states}; after it: {followed}")

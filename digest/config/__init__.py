@@ -32,6 +32,7 @@ from pydantic import (
 from digest.config.cron import check_cron
 from digest.config.problems import describe_errors
 from digest.config.providers import provider_problems
+from digest.config.secret import _ENV_REF
 from digest.config.secret import Secret as Secret
 from digest.errors import ConfigError
 
@@ -106,6 +107,40 @@ class ContentConfig(_Section):
     max_file_size: int = Field(
         default=5_000_000, ge=1, description="Posts larger than this (bytes) are skipped."
     )
+    max_yaml_nodes: int = Field(
+        default=10_000,
+        ge=1,
+        description="A post whose front matter holds more values (scalars, lists, mappings) "
+        "is reported and skipped.",
+    )
+    max_yaml_aliases: int = Field(
+        default=100,
+        ge=0,
+        description="A post whose front matter uses more YAML aliases (*name) is reported "
+        "and skipped.",
+    )
+    max_yaml_expanded: int = Field(
+        default=100_000,
+        ge=1,
+        description="A post whose front matter would hold more values with every alias "
+        "expanded (a 'billion laughs') is reported and skipped before it is built.",
+    )
+
+    excerpt_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions (case-insensitive) removed from every excerpt, on "
+        "top of the built-in rules; `digest check --excerpts` shows what each removed.",
+    )
+
+    @field_validator("excerpt_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
 
 
 class CategorySection(_Section):
@@ -156,11 +191,21 @@ class CategoriesConfig(_Section):
         return self
 
 
+RankKey = Literal["featured", "source", "cover", "excerpt", "newest", "oldest"]
+DEFAULT_RANK: tuple[RankKey, ...] = ("featured", "source", "newest")
+
+
 class LimitsConfig(_Section):
     """How many posts an issue holds."""
 
     per_category: int | None = Field(default=5, ge=0, description="Posts per section.")
     total: int | None = Field(default=40, ge=0, description="Posts in the whole issue.")
+    rank: list[RankKey] = Field(
+        default_factory=lambda: list(DEFAULT_RANK),
+        description="How posts are ordered within a section, so limits keep the best: "
+        "featured, source (has a source URL), cover (has a cover image), excerpt (has "
+        "one), newest, oldest; earlier keys count first.",
+    )
 
 
 class DedupeConfig(_Section):
@@ -168,6 +213,19 @@ class DedupeConfig(_Section):
 
     by_source: bool = Field(default=True, description="Posts sharing a source URL.")
     by_title: bool = Field(default=True, description="Posts whose normalised titles match.")
+    near_duplicates: float | None = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Posts whose bodies are at least this similar (estimated Jaccard "
+        "similarity of 4-word shingles, 0–1) count as one story; null turns it off.",
+    )
+    earlier_issues: int = Field(
+        default=8,
+        ge=0,
+        description="Leave out posts whose title, source or body was in one of this many "
+        "earlier issues built in out_dir (0 turns it off).",
+    )
 
 
 class FilterConfig(_Section):
@@ -205,11 +263,19 @@ TrimStep = Literal["fewer_posts", "compact_cards"]
 TRIM_STEPS: tuple[TrimStep, ...] = ("fewer_posts", "compact_cards")
 
 
+ImageCdn = Literal["imgix", "cloudinary"]
+DEFAULT_IMAGE_CDNS: dict[str, ImageCdn] = {
+    "images.unsplash.com": "imgix",
+    "*.imgix.net": "imgix",
+    "res.cloudinary.com": "cloudinary",
+}
+
+
 class EmailConfig(_Section):
     """How the email is composed."""
 
     subject: str = Field(
-        default="{site} weekly — {top_title} and {n} more",
+        default="{site}: {top_title} and {n} more",
         description="Subject template: {site}, {top_title}, {n}, {count}, {issue_id}, {week}.",
     )
     preheader: str = Field(
@@ -233,6 +299,12 @@ class EmailConfig(_Section):
     )
     templates_dir: Path | None = Field(
         default=None, description="Your own templates; a file here overrides the built-in one."
+    )
+    image_cdns: dict[str, ImageCdn] = Field(
+        default_factory=lambda: dict(DEFAULT_IMAGE_CDNS),
+        description="Image hosts that resize on request (host, or *.domain), and how: imgix "
+        "(w/h query, as Unsplash) or cloudinary (w_,h_ in the path). Covers there are asked "
+        "for at twice their display size, cropped to the displayed shape.",
     )
     trim_min_posts: int = Field(
         default=3,
@@ -266,6 +338,16 @@ class SendConfig(_Section):
         default=None, ge=1, description="Messages per request (default: the provider's most)."
     )
     max_attempts: int = Field(default=5, ge=1, description="Tries per message before giving up.")
+    uncertain: Literal["hold", "resend"] = Field(
+        default="hold",
+        description="Messages that may have reached the provider without an answer, which "
+        "the provider cannot confirm or deny: hold them (report, never send twice) or resend "
+        "them on the next run (no one missed, a few may get two copies). Providers with "
+        "idempotency keys always resend safely.",
+    )
+    progress_every: float = Field(
+        default=10.0, gt=0, description="Seconds between progress lines when not on a terminal."
+    )
 
 
 class SubscribersConfig(_Section):
@@ -274,6 +356,33 @@ class SubscribersConfig(_Section):
     database: Path = Field(
         default=Path("data/subscribers.sqlite"), description="The subscriber store."
     )
+    client_address: Literal["truncate", "hash"] = Field(
+        default="truncate",
+        description="How a consent record keeps the subscriber's IP address: truncate "
+        "(IPv4 /24, IPv6 /48) or hash (keyed with the server secret). Never in full.",
+    )
+
+
+class KeysConfig(_Section):
+    """The key that signs unsubscribe and preference links (see `digest keys`)."""
+
+    file: Path = Field(
+        default=Path("data/link-keys.json"),
+        description="Created once (mode 0600) when no serve.secret/$DIGEST_SECRET is set; "
+        "`digest send` and `digest serve` must read the same file.",
+    )
+    grace_period: Annotated[
+        timedelta,
+        Field(
+            description="After `digest keys rotate`, links signed with an older key keep "
+            "working this long."
+        ),
+    ] = timedelta(days=90)
+
+    @field_validator("grace_period", mode="before")
+    @classmethod
+    def _grace(cls, value: Any) -> timedelta:
+        return _parse_duration(value)
 
 
 class LedgerConfig(_Section):
@@ -358,6 +467,12 @@ class WebhooksConfig(_Section):
             "keep mailing a dead address. Repeats within it are recognised and skipped."
         ),
     ] = timedelta(hours=24)
+    mailgun_confirm: bool = Field(
+        default=False,
+        description="Mailgun signs only timestamp + token, not the body: with this on, each "
+        "bounce, complaint or unsubscribe a Mailgun webhook reports is looked up in Mailgun's "
+        "events API (provider.api_key, provider.domain) and applied only if Mailgun has it.",
+    )
 
     @field_validator("tolerance", "max_age", mode="before")
     @classmethod
@@ -398,6 +513,31 @@ class ServeConfig(_Section):
     confirm_ttl: Annotated[timedelta, Field(description="How long a confirmation link works.")] = (
         timedelta(days=2)
     )
+    mail_per_address: int = Field(
+        default=3,
+        ge=0,
+        description="Most emails the service sends one mailbox (confirmations, 'already "
+        "subscribed' notes) within serve.mail_window, whoever asks; more subscribe requests "
+        "get the same answer and no mail. A +tag does not make another mailbox.",
+    )
+    mail_window: Annotated[
+        timedelta, Field(description="The window serve.mail_per_address counts in.")
+    ] = timedelta(days=1)
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        description="Deepest nesting of arrays and objects a JSON body may have (subscribe "
+        "and webhooks); deeper bodies get 400.",
+    )
+    consent_text: str = Field(
+        default="Send me the weekly digest by email. I can unsubscribe at any time.",
+        description="The consent text the subscribe form shows; each consent record keeps it.",
+    )
+    welcome: bool = Field(
+        default=False,
+        description="Send a welcome email (templates/serve/welcome_email.*) after someone "
+        "confirms, saying when the next issue comes.",
+    )
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @field_validator("public_url")
@@ -415,7 +555,7 @@ class ServeConfig(_Section):
                 raise ValueError(f"'{origin}' is not an origin such as https://blog.example.com")
         return [origin.rstrip("/") for origin in value]
 
-    @field_validator("confirm_ttl", mode="before")
+    @field_validator("confirm_ttl", "mail_window", mode="before")
     @classmethod
     def _confirm_ttl(cls, value: Any) -> timedelta:
         return _parse_duration(value)
@@ -447,6 +587,7 @@ class Config(_Section):
     send: SendConfig = Field(default_factory=SendConfig)
     subscribers: SubscribersConfig = Field(default_factory=SubscribersConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
@@ -536,3 +677,49 @@ def load_config(path: str | Path | None = None) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}{line}: not valid YAML: {problem}") from None
     return parse_config(data, source.resolve())
+
+
+def secret_references(config: Config) -> list[tuple[str, Secret]]:
+    """Every ``${VAR}`` the config refers to, with its dotted key (provider options too)."""
+    found: list[tuple[str, Secret]] = []
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, Secret):
+            found.append((key, value))
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                if name != "source":
+                    walk(getattr(value, name), f"{key}.{name}" if key else name)
+            for name, extra in (value.model_extra or {}).items():
+                walk(extra, f"{key}.{name}" if key else name)
+        elif isinstance(value, str) and _ENV_REF.match(value.strip()):
+            found.append((key, Secret(value.strip())))
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key}.{name}")
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, f"{key}[{index}]")
+
+    walk(config, "")
+    return found
+
+
+def missing_secrets(
+    config: Config, environ: dict[str, str] | None = None
+) -> list[tuple[str, Secret]]:
+    """The ``${VAR}`` references whose variable is not set (or empty)."""
+    return [(key, ref) for key, ref in secret_references(config) if not ref.is_set(environ)]
+
+
+def require_secrets(config: Config, keys: tuple[str, ...] = ("provider.",)) -> None:
+    """Raise one ConfigError naming the config file and every unset variable under ``keys``."""
+    missing = [(k, r) for k, r in missing_secrets(config) if k.startswith(keys)]
+    if missing:
+        where = str(config.source) if config.source else "the config"
+        raise ConfigError(
+            f"{where}: {len(missing)} environment variable"
+            f"{'s are' if len(missing) != 1 else ' is'} not set; export "
+            f"{'them' if len(missing) != 1 else 'it'} before sending",
+            [f"{key}: {ref} is not set" for key, ref in missing],
+        )

@@ -33,7 +33,7 @@ class Secret(str):
         if not value:
             raise ConfigError(
                 f"the environment variable {self.env_var} is not set "
-                f"(config.yaml refers to it as {self})"
+                f"(the config refers to it as {self})"
             )
         return value
 

@@ -11,7 +11,9 @@ from datetime import date, datetime
 
 from digest.config import Config
 from digest.content.cache import PostCache
-from digest.content.posts import LoadResult, Post, load_posts
+from digest.content.frontmatter import YamlLimits
+from digest.content.memory import earlier_issues
+from digest.content.posts import ExcerptReport, LoadResult, Post, excerpt_report, load_posts
 from digest.content.select import (
     NEAR_WINDOW,
     Rules,
@@ -20,6 +22,7 @@ from digest.content.select import (
     resolve_window,
     select_posts,
 )
+from digest.content.text import ExcerptCleaner
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ def load(config: Config, *, use_cache: bool = True, around: Window | None = None
             cache=cache,
             max_size=config.content.max_file_size,
             between=between,
+            cleaner=ExcerptCleaner(config.content.excerpt_patterns),
+            limits=YamlLimits.from_config(config.content),
         )
     finally:
         if cache is not None:
@@ -57,7 +62,10 @@ def load_and_select(
     """Load every post and select the issue for the requested window."""
     chosen = resolve_window(config, now, week=week, since=since, until=until)
     result = load(config, use_cache=use_cache, around=chosen)
-    selection = select_posts(result.posts, chosen, Rules.from_config(config), now)
+    earlier = earlier_issues(
+        config.path(config.out_dir), chosen.start, config.dedupe.earlier_issues
+    )
+    selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
     return Loaded(result, selection)
 
 
@@ -67,3 +75,26 @@ def unlisted_categories(config: Config, posts: Iterable[Post]) -> list[str]:
         return []
     rules = Rules.from_config(config)
     return sorted({p.category or "(none)" for p in posts if rules.section_of(p.category) is None})
+
+
+def excerpt_reports(
+    config: Config,
+    now: datetime,
+    *,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> list[ExcerptReport]:
+    """How each post's excerpt was cleaned: those of the window asked for, or every post."""
+    around = (
+        resolve_window(config, now, week=week, since=since, until=until)
+        if week or since or until
+        else None
+    )
+    result = load(config, around=around)
+    cleaner = ExcerptCleaner(config.content.excerpt_patterns)
+    return [
+        excerpt_report(post.path, config.content.max_file_size, cleaner)
+        for post in result.posts
+        if around is None or post.date in around
+    ]

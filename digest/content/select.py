@@ -9,10 +9,14 @@ rules run in this order, and the first rule that excludes a post gives its reaso
 1. drafts, then posts dated after ``now`` (future),
 2. categories: excluded, not included, or not a section (when ``unlisted: skip``),
 3. tag filters,
-4. de-duplication: a post sharing a source URL or a normalised title with one already
-   taken is a duplicate of that one (the featured or earlier post is kept),
-5. limits: per section first (featured posts first, then newest first), then the total,
-   filled round-robin across sections so no section is starved.
+4. earlier issues: a post whose title, source or near-identical body was in one of the
+   earlier issues (``earlier``) is out, "already in 2026-W25",
+5. de-duplication: a post sharing a source URL or a normalised title with one already
+   taken is a duplicate of that one, and one whose body is at least ``near_duplicates``
+   similar is a near-duplicate of it (the featured or earlier post is kept),
+6. limits: per section first (in the configured rank order: by default featured posts,
+   then posts with a source, then newest first), then the total, filled round-robin
+   across sections so no section is starved.
 
 Posts dated within a day outside the window are listed too, as "out of window", because
 those are the ones a person asks about (timezones, midnight).
@@ -22,15 +26,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import Enum
-from urllib.parse import urlsplit
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from digest.config import WEEKDAYS, Config
-from digest.content.posts import Post, normalise_title
+from digest.content.memory import Remembered, normalise_source
+from digest.content.posts import Post
+from digest.content.text import normalise_title, similarity
 from digest.errors import DigestError
 
 NEAR_WINDOW = timedelta(days=1)
@@ -48,6 +54,8 @@ class Reason(str, Enum):
     CATEGORY_UNLISTED = "category-unlisted"
     TAG_FILTERED = "tag-filtered"
     DUPLICATE = "duplicate"
+    NEAR_DUPLICATE = "near-duplicate"
+    EARLIER_ISSUE = "in-earlier-issue"
     OVER_SECTION_LIMIT = "over-section-limit"
     OVER_TOTAL_LIMIT = "over-total-limit"
 
@@ -174,6 +182,8 @@ class Rules:
     total: int | None = 40
     dedupe_source: bool = True
     dedupe_title: bool = True
+    near_duplicates: float | None = 0.8
+    rank: tuple[str, ...] = ("featured", "source", "newest")
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -199,6 +209,8 @@ class Rules:
             total=config.limits.total,
             dedupe_source=config.dedupe.by_source,
             dedupe_title=config.dedupe.by_title,
+            near_duplicates=config.dedupe.near_duplicates,
+            rank=tuple(config.limits.rank),
         )
 
     def section_of(self, category: str | None) -> str | None:
@@ -220,14 +232,6 @@ def _display_case(category: str) -> str:
     return text if not (text.islower() or text.isupper()) else text.title()
 
 
-def normalise_source(url: str) -> str:
-    """A source URL reduced to what identifies the page: no scheme, www, query or slash."""
-    parts = urlsplit(url.strip())
-    host = parts.netloc.casefold().removeprefix("www.")
-    path = parts.path.rstrip("/")
-    return f"{host}{path}" if host else url.strip().casefold()
-
-
 # --------------------------------------------------------------------------- the result
 
 
@@ -240,6 +244,7 @@ class Decision:
     section: str | None = None
     detail: str = ""
     duplicate_of: Post | None = None
+    rank: int | None = None  # the post's place in its section's rank order, from 1
 
     @property
     def selected(self) -> bool:
@@ -302,13 +307,54 @@ def slugify(value: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "section"
 
 
-def _order_key(post: Post) -> tuple[bool, float, str]:
-    # Featured first, then newest first; the slug breaks ties so the order is stable.
-    return (not post.featured, -post.date.timestamp(), post.slug)
+def rank_key(rank: Sequence[str]) -> Callable[[Post], tuple[Any, ...]]:
+    """The sort key of a section's posts for a rank order such as (featured, source,
+    newest); the slug breaks ties so the order is stable."""
+
+    def key(post: Post) -> tuple[Any, ...]:
+        parts: list[Any] = []
+        for name in rank:
+            if name == "featured":
+                parts.append(not post.featured)
+            elif name == "source":
+                parts.append(not post.source)
+            elif name == "cover":
+                parts.append(not post.cover_image)
+            elif name == "excerpt":
+                parts.append(not post.excerpt)
+            elif name == "newest":
+                parts.append(-post.date.timestamp())
+            elif name == "oldest":
+                parts.append(post.date.timestamp())
+        parts.append(post.slug)
+        return tuple(parts)
+
+    return key
 
 
-def select_posts(posts: Sequence[Post], window: Window, rules: Rules, now: datetime) -> Selection:
-    """Decide, for every post in (or just around) the window, whether it is in the issue."""
+def _rank_traits(post: Post, rank: Sequence[str]) -> str:
+    traits = {
+        "featured": post.featured,
+        "source": bool(post.source),
+        "cover": bool(post.cover_image),
+        "excerpt": bool(post.excerpt),
+    }
+    shown = [name for name in rank if traits.get(name)]
+    return ", ".join(shown)
+
+
+def select_posts(
+    posts: Sequence[Post],
+    window: Window,
+    rules: Rules,
+    now: datetime,
+    earlier: Sequence[Remembered] = (),
+) -> Selection:
+    """Decide, for every post in (or just around) the window, whether it is in the issue.
+
+    ``earlier`` holds the posts of earlier issues (:mod:`digest.content.memory`); a post
+    that was in one of them is left out.
+    """
     decisions: list[Decision] = []
     candidates: list[tuple[Post, str]] = []
     near = Window(window.start - NEAR_WINDOW, window.end + NEAR_WINDOW, window.issue_id)
@@ -333,14 +379,18 @@ def select_posts(posts: Sequence[Post], window: Window, rules: Rules, now: datet
             section = rules.other_title
         candidates.append((post, section))
 
-    kept, duplicates = _dedupe(candidates, rules)
+    kept, duplicates = _dedupe(candidates, rules, earlier)
     decisions.extend(duplicates)
 
     by_section: dict[str, list[Post]] = {}
     for post, section in kept:
         by_section.setdefault(section, []).append(post)
+    order_key = rank_key(rules.rank)
+    ranks: dict[str, int] = {}
     for members in by_section.values():
-        members.sort(key=_order_key)
+        members.sort(key=order_key)
+        for place, post in enumerate(members, 1):
+            ranks[post.slug] = place
 
     order = [rule.name for rule in rules.sections if rule.name in by_section]
     order += sorted(name for name in by_section if name not in order and name != rules.other_title)
@@ -363,7 +413,9 @@ def select_posts(posts: Sequence[Post], window: Window, rules: Rules, now: datet
                     post,
                     Reason.OVER_SECTION_LIMIT,
                     name,
-                    f"over the {titles.get(name, name)} limit ({limit})",
+                    f"over the {titles.get(name, name)} limit ({limit}): "
+                    + _ranked(post, ranks, rules.rank),
+                    rank=ranks[post.slug],
                 )
             )
 
@@ -389,7 +441,9 @@ def select_posts(posts: Sequence[Post], window: Window, rules: Rules, now: datet
                         post,
                         Reason.OVER_TOTAL_LIMIT,
                         name,
-                        f"over the total limit ({rules.total})",
+                        f"over the total limit ({rules.total}): "
+                        + _ranked(post, ranks, rules.rank),
+                        rank=ranks[post.slug],
                     )
                 )
         taken = final
@@ -399,7 +453,15 @@ def select_posts(posts: Sequence[Post], window: Window, rules: Rules, now: datet
         if not taken[name]:
             continue
         for post in taken[name]:
-            decisions.append(Decision(post, Reason.SELECTED, name))
+            decisions.append(
+                Decision(
+                    post,
+                    Reason.SELECTED,
+                    name,
+                    "selected: " + _ranked(post, ranks, rules.rank),
+                    rank=ranks[post.slug],
+                )
+            )
         sections.append(
             Section(
                 name=name,
@@ -437,15 +499,46 @@ def _first_exclusion(
     return None, ""
 
 
+def _ranked(post: Post, ranks: dict[str, int], rank: Sequence[str]) -> str:
+    traits = _rank_traits(post, rank)
+    return f"rank {ranks[post.slug]}" + (f" ({traits})" if traits else "")
+
+
+def _in_earlier(
+    post: Post, earlier: Sequence[Remembered], rules: Rules
+) -> tuple[Remembered, str] | None:
+    title = normalise_title(post.title)
+    source = normalise_source(post.source) if post.source else None
+    best: tuple[Remembered, str] | None = None
+    best_score = 0.0
+    for old in earlier:
+        if rules.dedupe_title and old.title_key == title:
+            return old, "same title"
+        if rules.dedupe_source and source is not None and old.source_key == source:
+            return old, "same source"
+        if rules.near_duplicates is not None and post.sketch and old.sketch:
+            score = similarity(post.sketch, old.sketch)
+            if score >= rules.near_duplicates and score > best_score:
+                best, best_score = (old, f"near-duplicate of {old.slug} ({score:.2f})"), score
+    return best
+
+
 def _dedupe(
-    candidates: list[tuple[Post, str]], rules: Rules
+    candidates: list[tuple[Post, str]], rules: Rules, earlier: Sequence[Remembered] = ()
 ) -> tuple[list[tuple[Post, str]], list[Decision]]:
     # The featured post wins, then the earliest (the original).
     ranked = sorted(candidates, key=lambda c: (not c[0].featured, c[0].date, c[0].slug))
     owners: dict[str, Post] = {}
     kept: list[tuple[Post, str]] = []
+    sketched: list[Post] = []  # kept posts with a body sketch, for near-duplicates
     duplicates: list[Decision] = []
     for post, section in ranked:
+        seen = _in_earlier(post, earlier, rules) if earlier else None
+        if seen is not None:
+            old, why = seen
+            detail = f"already in {old.issue_id} ({why})"
+            duplicates.append(Decision(post, Reason.EARLIER_ISSUE, section, detail))
+            continue
         keys: list[tuple[str, str]] = []
         if rules.dedupe_source and post.source:
             keys.append(("source", "s:" + normalise_source(post.source)))
@@ -457,6 +550,16 @@ def _dedupe(
             detail = f"duplicate of {original.slug} (same {kind})"
             duplicates.append(Decision(post, Reason.DUPLICATE, section, detail, original))
             continue
+        if rules.near_duplicates is not None and post.sketch:
+            scored = [(similarity(post.sketch, other.sketch), other) for other in sketched]
+            score, original_post = max(scored, key=lambda s: s[0], default=(0.0, post))
+            if score >= rules.near_duplicates:
+                detail = f"near-duplicate of {original_post.slug} ({score:.2f})"
+                duplicates.append(
+                    Decision(post, Reason.NEAR_DUPLICATE, section, detail, original_post)
+                )
+                continue
+            sketched.append(post)
         for _, key in keys:
             owners[key] = post
         kept.append((post, section))

@@ -3,15 +3,22 @@
 One row per (issue id, subscriber). A row moves through these states, and every move is
 committed before the next step that depends on it::
 
-    pending ──claim──▶ sending ──▶ sent
-                         │  └────▶ failed-permanent
-                         └───────▶ failed-retryable ──claim──▶ sending …
+    pending ──claim──▶ sending ──▶ sent                (the provider said so)
+       ▲                 │  ├────▶ failed-permanent    (the provider refused this address)
+       │                 │  ├────▶ failed-retryable ──claim──▶ sending …
+       └──── no request ─┤  └────▶ uncertain           (bytes left, no answer came)
+                         │           │  reconciled: sent, or back to pending
+                         │           └─ resent (idempotency key, or --resend-uncertain)
     (queued, with no posts in the subscriber's sections)  skipped
 
-``sending`` rows are the uncertain ones after a crash. ``handed_off`` on a ``sending`` row
-records that the provider was about to receive the last byte of that message (SMTP: the end
-of DATA); a ``sending`` row without it was certainly never accepted. What a resumed run does
-with each kind is decided by the provider (see :mod:`digest.delivery.send` and docs/sending.md).
+A message is ``sent`` only on evidence: the provider's answer, a file renamed into place,
+or the provider's own record of it (reconciliation). ``uncertain`` is never counted as sent.
+``sending`` rows after a crash are settled by the provider (see :mod:`digest.delivery.send`):
+``handed_off`` records that the provider was about to receive the last byte of that message
+(SMTP: the end of DATA); a ``sending`` row without it was certainly never accepted.
+
+Every state change goes through :meth:`Ledger.transition`, which checks each move against
+:data:`TRANSITIONS` (a move the table does not allow is a bug, and raises).
 
 SQLite in WAL mode: a commit is one write to the log, durable against the process being
 killed at any point; ``synchronous=FULL`` makes it durable against power loss as well,
@@ -38,7 +45,22 @@ SENT = "sent"
 FAILED_PERMANENT = "failed-permanent"
 FAILED_RETRYABLE = "failed-retryable"
 SKIPPED = "skipped"
-STATES = (PENDING, SENDING, SENT, FAILED_PERMANENT, FAILED_RETRYABLE, SKIPPED)
+UNCERTAIN = "uncertain"
+STATES = (PENDING, SENDING, SENT, FAILED_PERMANENT, FAILED_RETRYABLE, UNCERTAIN, SKIPPED)
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    # target state: the states a row may move to it from
+    SENDING: frozenset({PENDING, FAILED_RETRYABLE, UNCERTAIN}),
+    SENT: frozenset({SENDING, UNCERTAIN}),
+    FAILED_PERMANENT: frozenset({SENDING, FAILED_RETRYABLE}),
+    FAILED_RETRYABLE: frozenset({SENDING}),
+    UNCERTAIN: frozenset({SENDING}),
+    PENDING: frozenset({SENDING, UNCERTAIN, FAILED_RETRYABLE}),
+    SKIPPED: frozenset({PENDING, FAILED_RETRYABLE, UNCERTAIN}),
+}
+"""Which moves are allowed. ``--force`` (:meth:`Ledger.reset_for_resend`) is the one other
+way back to ``pending``: from the finished states, by the operator's explicit choice."""
+FINISHED = frozenset({SENT, FAILED_PERMANENT, SKIPPED})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issues (
@@ -93,6 +115,7 @@ class Delivery:
     provider_message_id: str | None
     last_error: str | None
     sent_at: str | None
+    updated_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,10 @@ class Outcome:
     provider_message_id: str | None = None
     error: str | None = None
     confirmed: bool = True
+    # set when claiming (state ``sending``)
+    batch_key: str | None = None
+    variant: str | None = None
+    message_id: str | None = None
 
 
 class Ledger:
@@ -204,14 +231,7 @@ class Ledger:
 
     def reset_for_resend(self, issue_id: str, now: datetime) -> int:
         """``--force``: queue every finished row of the issue again. Returns how many."""
-        cursor = self._run(
-            "UPDATE deliveries SET state = ?, attempts = 0, batch_key = NULL, handed_off = 0, "
-            "confirmed = 0, last_error = NULL, updated_at = ? "
-            "WHERE issue_id = ? AND state IN (?, ?, ?)",
-            (PENDING, _iso(now), issue_id, SENT, FAILED_PERMANENT, SKIPPED),
-        )
-        self.mark_completed(issue_id, None)
-        return cursor.rowcount
+        return self.transition(issue_id, [], now=now, reset=True)
 
     # -- rows
 
@@ -253,7 +273,7 @@ class Ledger:
 
     _COLUMNS = (
         "issue_id, subscriber_id, email, variant, state, attempts, batch_key, handed_off, "
-        "confirmed, message_id, provider_message_id, last_error, sent_at"
+        "confirmed, message_id, provider_message_id, last_error, sent_at, updated_at"
     )
 
     @staticmethod
@@ -272,6 +292,7 @@ class Ledger:
             row[10],
             row[11],
             row[12],
+            row[13],
         )
 
     def iter_state(
@@ -340,16 +361,14 @@ class Ledger:
 
         ``variants``, one per row, when a batch mixes variants (else each row gets ``variant``).
         """
-        stamp = _iso(now)
         per_row = variants if variants is not None else [variant] * len(subscriber_ids)
-        self._transaction(
-            "UPDATE deliveries SET state = ?, attempts = attempts + 1, batch_key = ?, "
-            "variant = ?, message_id = ?, handed_off = 0, updated_at = ? "
-            "WHERE issue_id = ? AND subscriber_id = ?",
+        self.transition(
+            issue_id,
             [
-                (SENDING, batch_key, row_variant, mid, stamp, issue_id, sid)
+                Outcome(sid, SENDING, batch_key=batch_key, variant=row_variant, message_id=mid)
                 for sid, mid, row_variant in zip(subscriber_ids, message_ids, per_row, strict=True)
             ],
+            now=now,
         )
 
     def mark_handed_off(self, issue_id: str, subscriber_id: int) -> None:
@@ -370,27 +389,101 @@ class Ledger:
 
     def record(self, issue_id: str, outcomes: Sequence[Outcome], *, now: datetime) -> None:
         """Commit what happened to each delivery, in one transaction."""
+        self.transition(issue_id, outcomes, now=now)
+
+    def transition(
+        self,
+        issue_id: str,
+        outcomes: Sequence[Outcome],
+        *,
+        now: datetime,
+        reset: bool = False,
+    ) -> int:
+        """The one place a delivery's state changes: every move in one transaction.
+
+        Each move is checked against :data:`TRANSITIONS`; a row that is not in an allowed
+        source state makes the whole transaction roll back with a :class:`StoreError` (a
+        bug: two paths disagree about a row). ``reset`` (``--force``) moves every finished
+        row of the issue back to ``pending`` and returns how many.
+        """
         stamp = _iso(now)
-        self._transaction(
-            "UPDATE deliveries SET state = ?, provider_message_id = COALESCE(?, "
-            "provider_message_id), last_error = ?, confirmed = ?, updated_at = ?, "
-            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-            "WHERE issue_id = ? AND subscriber_id = ?",
-            [
-                (
-                    o.state,
-                    o.provider_message_id,
-                    o.error,
-                    int(o.confirmed),
-                    stamp,
-                    o.state,
-                    stamp,
-                    issue_id,
-                    o.subscriber_id,
+        if reset:
+            marks = ",".join("?" * len(FINISHED))
+            cursor = self._run(
+                "UPDATE deliveries SET state = ?, attempts = 0, batch_key = NULL, "
+                "handed_off = 0, confirmed = 0, last_error = NULL, updated_at = ? "
+                f"WHERE issue_id = ? AND state IN ({marks})",
+                (PENDING, stamp, issue_id, *sorted(FINISHED)),
+            )
+            self.mark_completed(issue_id, None)
+            return cursor.rowcount
+        by_target: dict[str, list[Outcome]] = {}
+        for outcome in outcomes:
+            if outcome.state not in TRANSITIONS:
+                raise StoreError(f"{self.path}: no such delivery state {outcome.state!r}")
+            by_target.setdefault(outcome.state, []).append(outcome)
+        self._run("BEGIN IMMEDIATE")
+        try:
+            changed = 0
+            for target, group in by_target.items():
+                sources = sorted(TRANSITIONS[target])
+                marks = ",".join("?" * len(sources))
+                before = self._db.total_changes
+                self._many(
+                    "UPDATE deliveries SET state = ?, "
+                    "attempts = attempts + (CASE WHEN ? = 'sending' THEN 1 ELSE 0 END), "
+                    "batch_key = COALESCE(?, batch_key), variant = COALESCE(?, variant), "
+                    "message_id = COALESCE(?, message_id), "
+                    "handed_off = CASE WHEN ? = 'sending' THEN 0 ELSE handed_off END, "
+                    "provider_message_id = COALESCE(?, provider_message_id), "
+                    "last_error = ?, confirmed = ?, updated_at = ?, "
+                    "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                    f"WHERE issue_id = ? AND subscriber_id = ? AND state IN ({marks})",
+                    [
+                        (
+                            target,
+                            target,
+                            o.batch_key,
+                            o.variant,
+                            o.message_id,
+                            target,
+                            o.provider_message_id,
+                            o.error,
+                            int(o.confirmed),
+                            stamp,
+                            target,
+                            stamp,
+                            issue_id,
+                            o.subscriber_id,
+                            *sources,
+                        )
+                        for o in group
+                    ],
                 )
-                for o in outcomes
-            ],
-        )
+                moved = self._db.total_changes - before
+                if moved != len(group):
+                    stuck = self._not_from(issue_id, group, sources)
+                    raise StoreError(
+                        f"{self.path}: {issue_id}: cannot move {len(group) - moved} row(s) to "
+                        f"{target}: {stuck}"
+                    )
+                changed += moved
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._run("COMMIT")
+        return changed
+
+    def _not_from(self, issue_id: str, group: Sequence[Outcome], sources: Sequence[str]) -> str:
+        wrong = []
+        for outcome in group[:2000]:
+            row = self.get(issue_id, outcome.subscriber_id)
+            state = row.state if row else "missing"
+            if state not in sources:
+                wrong.append(f"subscriber {outcome.subscriber_id} is {state}")
+            if len(wrong) >= 3:
+                break
+        return "; ".join(wrong) or "unknown rows"
 
     def counts(self, issue_id: str) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
@@ -409,6 +502,27 @@ class Ledger:
         ).fetchone()
         return int(row[0])
 
+    def uncertain(self, issue_id: str, *, limit: int = 50) -> list[Delivery]:
+        """Rows whose message may or may not have reached the provider."""
+        rows = self._run(
+            f"SELECT {self._COLUMNS} FROM deliveries WHERE issue_id = ? AND state = ? "
+            "ORDER BY subscriber_id LIMIT ?",
+            (issue_id, UNCERTAIN, limit),
+        ).fetchall()
+        return [self._delivery(r) for r in rows]
+
+    def queued_ids(self, issue_id: str, subscriber_ids: Sequence[int]) -> set[int]:
+        """Which of these subscribers already have a row for the issue."""
+        if not subscriber_ids:
+            return set()
+        marks = ",".join("?" * len(subscriber_ids))
+        rows = self._run(
+            f"SELECT subscriber_id FROM deliveries WHERE issue_id = ? "
+            f"AND subscriber_id IN ({marks})",
+            (issue_id, *subscriber_ids),
+        )
+        return {int(r[0]) for r in rows}
+
     def failures(self, issue_id: str, *, limit: int = 50) -> list[Delivery]:
         rows = self._run(
             f"SELECT {self._COLUMNS} FROM deliveries WHERE issue_id = ? AND state IN (?, ?) "
@@ -419,3 +533,36 @@ class Ledger:
 
     def issues(self) -> list[str]:
         return [r[0] for r in self._run("SELECT issue_id FROM issues ORDER BY issue_id")]
+
+    def scrub_address(self, email: str) -> int:
+        """Blank an erased person's address in every delivery row (the rows stay: they are
+        the evidence of what was sent); returns how many rows held it."""
+        cursor = self._run("UPDATE deliveries SET email = '(erased)' WHERE email = ?", (email,))
+        return cursor.rowcount
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per issue: when it started and how many deliveries are in each state."""
+        issues: dict[str, dict[str, Any]] = {}
+        for issue_id, started_at, subject in self._run(
+            "SELECT issue_id, started_at, subject FROM issues ORDER BY started_at, issue_id"
+        ):
+            issues[issue_id] = {
+                "issue_id": issue_id,
+                "started_at": started_at,
+                "subject": subject,
+                "states": dict.fromkeys(STATES, 0),
+            }
+        for issue_id, state, number in self._run(
+            "SELECT issue_id, state, COUNT(*) FROM deliveries GROUP BY issue_id, state"
+        ):
+            if issue_id in issues:
+                issues[issue_id]["states"][state] = number
+        return list(issues.values())
+
+
+def scrub_address(path: Path, email: str) -> int:
+    """:meth:`Ledger.scrub_address` on the ledger at ``path``, if there is one."""
+    if not Path(path).exists():
+        return 0
+    with Ledger(path) as ledger:
+        return ledger.scrub_address(email)

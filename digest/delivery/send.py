@@ -19,22 +19,24 @@ Nothing here holds the subscriber list in memory: rows are read ``CHUNK`` at a t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore
-from digest.audience.tokens import SECRET_ENV, token_secret
-from digest.config import Config
+from digest.audience.tokens import token_secret
+from digest.config import Config, missing_secrets, require_secrets
 from digest.content.intro import Intro, load_intro
 from digest.content.select import Selection
 from digest.delivery import ledger as L
@@ -49,7 +51,6 @@ from digest.delivery.providers.base import (
     idempotency_key,
 )
 from digest.delivery.providers.registry import make_provider
-from digest.email.build import build_issue
 from digest.email.message import (
     ComposedEmail,
     WireTemplate,
@@ -57,12 +58,19 @@ from digest.email.message import (
     recipient_values,
     to_message,
 )
-from digest.email.variants import VariantAssembler
-from digest.errors import ConfigError, NothingToSend
+from digest.errors import DigestError, NothingToSend, ProviderError, SendError
+
+if TYPE_CHECKING:
+    from digest.email.variants import VariantAssembler
+
+# The email stack (jinja2, MJML, premailer) is imported where an issue is built, so that
+# `digest status` (issue_status) and other readers of the ledger start fast.
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+SEND_SECRETS = ("provider.", "serve.secret")
+"""The config keys whose ``${VAR}`` a send needs (checked before anything is recorded)."""
 ALL = "all"
 MIXED = "mixed"  # the variant of a batch whose recipients have several (ledger rows say which)
 # Variants (composed email and wire template) held at once. Queued rows are read grouped by
@@ -129,6 +137,8 @@ class BuildComposer:
         until: date | None,
         write: bool,
     ) -> Issue:
+        from digest.email.build import build_issue
+
         result = build_issue(config, now=now, week=week, since=since, until=until, write=write)
         intro = load_intro(config, result.selection.issue_id)
         return Issue(result.selection, result.composed, intro)
@@ -147,6 +157,8 @@ class BuildComposer:
         """
         current = self._assembler
         if current is None or current.selection is not issue.selection:
+            from digest.email.variants import VariantAssembler
+
             current = VariantAssembler(config, issue.selection, now=now, intro=issue.intro)
             everything = current.variant([s.name for s in issue.selection.sections])
             same = (everything.html, everything.text, everything.subject) == (
@@ -198,13 +210,20 @@ class SendReport:
     sent: int = 0
     failed_permanent: int = 0
     failed_retryable: int = 0
+    uncertain: int = 0  # results this run that may or may not have reached the provider
     skipped: int = 0
     settled_after_crash: dict[str, int] = field(default_factory=dict)
+    reconciled: dict[str, int] = field(default_factory=dict)
     variants: dict[str, int] = field(default_factory=dict)
     ledger: dict[str, int] = field(default_factory=dict)
     unconfirmed: int = 0
+    uncertain_held: list[dict[str, Any]] = field(default_factory=list)
+    new_subscribers: int = 0  # active subscribers not queued for this finished issue
+    missing_secrets: list[str] = field(default_factory=list)  # dry run: unset ${VAR}s
     complete: bool = False
     limited: bool = False
+    stopped: str | None = None  # why the run stopped early (a signal, the provider)
+    total: int = 0  # messages this run set out to settle
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -213,6 +232,8 @@ class SendReport:
 
     @property
     def exit_code(self) -> int:
+        if self.stopped:
+            return 6
         return 1 if self.ledger.get(L.FAILED_PERMANENT, 0) or self.failed_permanent else 0
 
     @property
@@ -269,7 +290,11 @@ class _Sender:
         now: datetime,
         clock: Callable[[], datetime],
         progress: Progress | None,
+        stop: Callable[[], bool] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.stop_requested = stop or (lambda: False)
+        self.sleep = sleep
         self.config = config
         self.issue = issue
         self.issue_id = issue.selection.issue_id
@@ -297,7 +322,7 @@ class _Sender:
             if self.concurrency > 1
             else None
         )
-        self.inflight: set[Future[list[Event]]] = set()
+        self.inflight: dict[Future[_Attempt], Batch] = {}
 
     def close(self) -> None:
         """Finish what is in flight (recording it), then stop the workers."""
@@ -349,7 +374,8 @@ class _Sender:
             variant=variant,
             composed=self.composed(variant),
             recipients=tuple(recipients),
-            idempotency_key=key or idempotency_key(self.issue_id, variant, ids),
+            idempotency_key=key
+            or idempotency_key(self.issue_id, variant, ids, [r.email for r in recipients]),
             renderer=self.composer.render,
             date=self.now,
             wire=self.wire(variant),
@@ -390,6 +416,7 @@ class _Sender:
     # -- settle what a crashed run left behind
 
     def settle(self) -> None:
+        """Rows a crashed run left ``sending``: the provider says what became of them."""
         for chunk in self.ledger.iter_state(self.issue_id, [L.SENDING], chunk=CHUNK):
             settled = self.provider.reconcile(self.issue_id, chunk)
             outcomes: list[Outcome] = []
@@ -403,13 +430,14 @@ class _Sender:
                     key = "resent" if self.provider.supports_idempotency else "not-accepted"
                 else:
                     outcomes.append(_outcome(result))
-                    key = "sent" if result.confirmed else "unconfirmed"
+                    key = result.state
                 self.report.settled_after_crash[key] = (
                     self.report.settled_after_crash.get(key, 0) + 1
                 )
-            self.ledger.record(self.issue_id, outcomes, now=self.clock())
+            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
             for key, deliveries in resend.items():
                 self.resend_same_key(key, deliveries)
+        self.drain()
 
     def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None:
         found = self.store.get_many([d.subscriber_id for d in deliveries])
@@ -419,6 +447,100 @@ class _Sender:
         if recipients:
             variant = deliveries[0].variant or ALL
             self.dispatch(self.batch(variant, recipients, key))
+
+    # -- uncertain rows: ask the provider, resend safely, or hold
+
+    def resolve_uncertain(self, *, resend: bool) -> None:
+        """Decide about ``uncertain`` rows, best evidence first.
+
+        1. the provider can say what it accepted (:meth:`Provider.lookup`): accepted rows
+           become ``sent``; rows it has not got, once old enough for its records to be
+           complete (``reconcile_after``), go back to ``pending``;
+        2. the provider drops repeats (idempotency key): send again with the same key;
+        3. ``resend`` (``send.uncertain: resend`` or ``--resend-uncertain``): back to
+           ``pending`` — nobody is missed, and a message that did arrive arrives twice;
+        4. otherwise they are held: reported, never sent twice.
+        """
+        provider = self.provider
+        if provider.can_look_up:
+            self.look_up()
+        if provider.supports_idempotency:
+            for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+                by_key: dict[str, list[Delivery]] = {}
+                for delivery in chunk:
+                    by_key.setdefault(delivery.batch_key or "", []).append(delivery)
+                for key, deliveries in by_key.items():
+                    self.resend_same_key(key or self.fresh_key(deliveries), deliveries)
+                    self.bump("resent-same-key", len(deliveries))
+            self.drain()
+            return
+        if resend:
+            for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+                self.ledger.transition(
+                    self.issue_id,
+                    [
+                        Outcome(d.subscriber_id, L.PENDING, error=f"resent: {d.last_error}")
+                        for d in chunk
+                    ],
+                    now=self.clock(),
+                )
+                self.bump("resent", len(chunk))
+
+    def fresh_key(self, deliveries: Sequence[Delivery]) -> str:
+        variant = deliveries[0].variant or ALL
+        return idempotency_key(
+            self.issue_id,
+            variant,
+            [d.subscriber_id for d in deliveries],
+            [d.email for d in deliveries],
+        )
+
+    def look_up(self) -> None:
+        wait = float(getattr(self.provider.settings, "reconcile_after", 0.0) or 0.0)
+        now = self.clock()
+        for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+            try:
+                answers = self.provider.lookup(self.issue_id, chunk)
+            except DigestError as exc:
+                log.warning(
+                    "%s cannot say which messages it accepted (%s); %d stay uncertain",
+                    self.provider.name,
+                    exc,
+                    len(chunk),
+                )
+                self.bump("lookup-failed", len(chunk))
+                return
+            outcomes: list[Outcome] = []
+            for delivery in chunk:
+                if delivery.subscriber_id not in answers:
+                    continue
+                message_id = answers[delivery.subscriber_id]
+                if message_id is not None:
+                    outcomes.append(
+                        Outcome(
+                            delivery.subscriber_id,
+                            L.SENT,
+                            provider_message_id=message_id,
+                            error=f"confirmed by {self.provider.name}'s records",
+                        )
+                    )
+                    self.bump("confirmed-sent", 1)
+                elif _age(delivery, now) >= wait:
+                    outcomes.append(
+                        Outcome(
+                            delivery.subscriber_id,
+                            L.PENDING,
+                            error=f"not in {self.provider.name}'s records: sent again",
+                        )
+                    )
+                    self.bump("not-accepted", 1)
+                else:
+                    self.bump("too-recent", 1)
+            if outcomes:
+                self.ledger.transition(self.issue_id, outcomes, now=self.clock())
+
+    def bump(self, key: str, n: int) -> None:
+        self.report.reconciled[key] = self.report.reconciled.get(key, 0) + n
 
     # -- the main pass
 
@@ -454,7 +576,7 @@ class _Sender:
                     continue
                 groups.setdefault(variant, []).append(self.recipient(subscriber))
             if skipped:
-                self.ledger.record(self.issue_id, skipped, now=self.clock())
+                self.ledger.transition(self.issue_id, skipped, now=self.clock())
                 self.report.skipped += len(skipped)
                 self.tick(len(skipped))
             if self.provider.mixes_variants and not self.send_mixed(groups, limit):
@@ -467,6 +589,7 @@ class _Sender:
                         if room <= 0:
                             return False
                         part = part[:room]
+                    self.check_stop()
                     self.report.variants[variant] = self.report.variants.get(variant, 0) + len(part)
                     self.dispatch(self.batch(variant, part))
         self.drain()
@@ -483,6 +606,7 @@ class _Sender:
                 if room <= 0:
                     return False
                 part = part[:room]
+            self.check_stop()
             batch = self.mixed_batch(part)
             if batch is None:
                 return True  # no fast path: one variant per batch, as for every provider
@@ -491,6 +615,15 @@ class _Sender:
             self.dispatch(batch, variants=[variant for variant, _ in part])
         groups.clear()
         return True
+
+    def check_stop(self) -> None:
+        """A safe point: between batches, with every result so far committed."""
+        if self.stop_requested():
+            self.drain()
+            raise SendError(
+                f"stopped after {self.done} of {max(self.total, self.done)}; "
+                "run the same command to resume"
+            )
 
     def dispatch(self, batch: Batch, *, variants: Sequence[str] | None = None) -> None:
         ids = [r.subscriber_id for r in batch.recipients]
@@ -505,47 +638,96 @@ class _Sender:
         )
         self.report.attempted += len(ids)
         if self.pool is None:
-            self.record(self.provider.send(batch))
+            attempt = _Attempt()
+            try:
+                for event in self.provider.send(batch):
+                    self.record_event(event, attempt)
+            except Exception as exc:  # recorded by release(), then raised again
+                attempt.error = exc
+            except BaseException:
+                # killed mid-batch (Ctrl-C twice): what came back is committed; the rest
+                # stays `sending`, which the next run settles exactly like a crash
+                self.flush(attempt)
+                raise
+            self.flush(attempt)
+            self.release(batch, attempt)
             return
         while len(self.inflight) >= self.concurrency:
             self.collect(every=False)
-        self.inflight.add(self.pool.submit(lambda: list(self.provider.send(batch))))
+        self.inflight[self.pool.submit(_run_attempt, self.provider, batch)] = batch
 
-    def record(self, events: Iterable[Event]) -> None:
-        """Write a batch's results to the ledger (always on this thread)."""
-        pending: list[Outcome] = []
-        for event in events:
-            if isinstance(event, Handoff):
-                self.ledger.mark_handed_off(self.issue_id, event.subscriber_id)
-                continue
-            self.count(event)
-            if self.provider.commit_each:
-                self.ledger.record(self.issue_id, [_outcome(event)], now=self.clock())
-                self.tick(1)
-            else:
-                pending.append(_outcome(event))
-        if pending:
-            self.ledger.record(self.issue_id, pending, now=self.clock())
-            self.tick(len(pending))
+    def record_event(self, event: Event, attempt: _Attempt) -> None:
+        """Commit one event as it comes (transports that commit each) or keep it for
+        :meth:`flush`; always on this thread."""
+        if isinstance(event, Handoff):
+            self.ledger.mark_handed_off(self.issue_id, event.subscriber_id)
+            attempt.handed_off.add(event.subscriber_id)
+            return
+        attempt.seen.add(event.subscriber_id)
+        self.count(event)
+        if self.provider.commit_each:
+            self.ledger.transition(self.issue_id, [_outcome(event)], now=self.clock())
+            self.tick(1)
+        else:
+            attempt.results.append(event)
+
+    def flush(self, attempt: _Attempt) -> None:
+        if attempt.results:
+            outcomes = [_outcome(r) for r in attempt.results]
+            attempt.results = []
+            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
+            self.tick(len(outcomes))
+
+    def release(self, batch: Batch, attempt: _Attempt) -> None:
+        """Rows of ``batch`` the provider gave no result for, then the batch's error.
+
+        No result and no error: the provider answered without a verdict for them, so
+        they are ``uncertain``. With an error: rows handed off (SMTP) or answered with a
+        2xx the provider could not be read from are ``uncertain``; the rest were certainly
+        not accepted and go back to ``pending`` for the next run.
+        """
+        error = attempt.error
+        missing = [r.subscriber_id for r in batch.recipients if r.subscriber_id not in attempt.seen]
+        if missing:
+            accepted_answer = (
+                isinstance(error, ProviderError)
+                and error.status is not None
+                and 200 <= error.status < 300
+            )
+            why = str(error) if error is not None else "the provider gave no result"
+            outcomes = []
+            for sid in missing:
+                if error is None or accepted_answer or sid in attempt.handed_off:
+                    outcomes.append(Outcome(sid, L.UNCERTAIN, error=why))
+                else:
+                    outcomes.append(Outcome(sid, L.PENDING, error=f"not sent: {why}"))
+            uncertain = sum(1 for o in outcomes if o.state == L.UNCERTAIN)
+            self.report.uncertain += uncertain
+            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
+            self.tick(uncertain)
+        if error is not None:
+            raise error
 
     def collect(self, *, every: bool) -> None:
         """Wait for one batch in flight (or ``every`` one) to finish, and record what has.
 
-        When a batch raised, every other batch in flight is still recorded before the error
+        When a batch failed, every other batch in flight is still recorded before the error
         goes on: a provider's accepted messages are never left unrecorded.
         """
         if not self.inflight:
             return
-        done, _ = wait(self.inflight, return_when=ALL_COMPLETED if every else FIRST_COMPLETED)
+        done, _ = wait(list(self.inflight), return_when=ALL_COMPLETED if every else FIRST_COMPLETED)
         error: BaseException | None = None
         for future in done:
-            self.inflight.discard(future)
+            batch = self.inflight.pop(future)
+            attempt = future.result()
+            for event in attempt.events:
+                self.record_event(event, attempt)
+            self.flush(attempt)
             try:
-                events = future.result()
+                self.release(batch, attempt)
             except BaseException as exc:  # re-raised below, after the rest are recorded
                 error = error or exc
-                continue
-            self.record(events)
         if error is not None:
             self.drain()
             raise error
@@ -555,11 +737,33 @@ class _Sender:
         while self.inflight:
             self.collect(every=True)
 
+    def abandon(self) -> int:
+        """A hard stop (a second Ctrl-C): batches that already finished are recorded; rows
+        of batches still in flight stay ``sending``, which the next run settles like a
+        crash's. Returns how many were left so."""
+        for future in [f for f in self.inflight if f.done()]:
+            batch = self.inflight.pop(future)
+            attempt = future.result()
+            for event in attempt.events:
+                self.record_event(event, attempt)
+            self.flush(attempt)
+            with contextlib.suppress(Exception):
+                self.release(batch, attempt)
+        count = sum(len(b.recipients) for b in self.inflight.values())
+        for future in self.inflight:
+            future.cancel()
+        self.inflight.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        return count
+
     def count(self, result: Result) -> None:
         if result.state == L.SENT:
             self.report.sent += 1
         elif result.state == L.FAILED_PERMANENT:
             self.report.failed_permanent += 1
+        elif result.state == L.UNCERTAIN:
+            self.report.uncertain += 1
         else:
             self.report.failed_retryable += 1
 
@@ -567,6 +771,34 @@ class _Sender:
         self.done += n
         if self.progress is not None:
             self.progress(self.done, max(self.total, self.done))
+
+
+@dataclass
+class _Attempt:
+    """What one batch's send produced: its events, and the error that ended it, if any."""
+
+    events: list[Event] = field(default_factory=list)
+    error: BaseException | None = None
+    seen: set[int] = field(default_factory=set)
+    handed_off: set[int] = field(default_factory=set)
+    results: list[Result] = field(default_factory=list)
+
+
+def _run_attempt(provider: Provider, batch: Batch) -> _Attempt:
+    """On a worker thread: every event the provider yields, and how it ended."""
+    attempt = _Attempt()
+    try:
+        for event in provider.send(batch):
+            attempt.events.append(event)
+    except Exception as exc:  # handed to the sending thread, which records and re-raises
+        attempt.error = exc
+    return attempt
+
+
+def _age(delivery: Delivery, now: datetime) -> float:
+    if not delivery.updated_at:
+        return float("inf")
+    return (now - datetime.fromisoformat(delivery.updated_at)).total_seconds()
 
 
 def _outcome(result: Result) -> Outcome:
@@ -589,17 +821,24 @@ def send_issue(
     dry_run: bool = False,
     limit: int | None = None,
     force: bool = False,
+    new_subscribers: bool = False,
+    resend_uncertain: bool = False,
     progress: Progress | None = None,
     composer: Composer | None = None,
     provider: Provider | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], datetime] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> SendReport:
     """Send the issue to every active subscriber who has not had it; see the module doc.
 
-    Raises :class:`NothingToSend` for an empty issue, or one already sent in full (unless
-    ``force``). A message that fails permanently does not raise: it is in the report and
-    the ledger, and :attr:`SendReport.exit_code` is 1.
+    Raises :class:`NothingToSend` for an empty issue, an empty subscriber list (nothing is
+    recorded), or an issue already sent in full (unless ``force``, or ``new_subscribers``
+    to send it to those who joined since). A message that fails permanently does not
+    raise: it is in the report and the ledger, and :attr:`SendReport.exit_code` is 1.
+    When the run cannot go on (the provider refused us, a batch kept failing, ``stop()``
+    turned True at a safe point) the report is still written, with :attr:`SendReport.stopped`
+    set, and the :class:`SendError` is raised.
     """
     composer = composer or BuildComposer()
     tick_clock = clock or (lambda: datetime.now(timezone.utc))
@@ -614,20 +853,45 @@ def send_issue(
     try:
         if dry_run:
             return _dry_run(config, issue, store, ledger, composer)
+        require_secrets(config, SEND_SECRETS)
         provider = provider or make_provider(config)
-        _require_link_secret(config, provider)
+        link_keys(config, now=now)  # the link key exists before any link is signed
         report = SendReport(issue_id, provider.name)
         started, cpu_started = time.perf_counter(), time.process_time()
         ledger.lock()
         state = ledger.issue(issue_id)
-        if state is not None and state["completed_at"]:
-            if not force:
-                counts = ledger.counts(issue_id)
+        finished_before = bool(state is not None and state["completed_at"])
+        if finished_before:
+            if force:
+                ledger.reset_for_resend(issue_id, now)
+            else:
+                joined = count_new_subscribers(store, ledger, issue_id)
+                if not new_subscribers:
+                    counts = ledger.counts(issue_id)
+                    hint = (
+                        f"; {joined} subscriber{'s' if joined != 1 else ''} joined since: "
+                        "send them this issue with --new-subscribers"
+                        if joined
+                        else ""
+                    )
+                    raise NothingToSend(
+                        f"{issue_id} was already sent ({counts[L.SENT]} sent, completed "
+                        f"{state['completed_at'] if state else ''}){hint}; use --force to "
+                        "send it again to everyone"
+                    )
+                if not joined:
+                    raise NothingToSend(
+                        f"{issue_id}: nobody joined since it was sent; nothing to send"
+                    )
+        if not ledger.counts(issue_id) or not any(ledger.counts(issue_id).values()):
+            active = store.counts().get("active", 0)
+            if not active:
+                where = config.path(config.subscribers.database)
                 raise NothingToSend(
-                    f"{issue_id} was already sent ({counts[L.SENT]} sent, completed "
-                    f"{state['completed_at']}); use --force to send it again to everyone"
+                    f"{issue_id}: no active subscribers in {where}, so nothing was sent and "
+                    "nothing was recorded; add some with `digest subscribers import FILE` "
+                    "(or check subscribers.database in the config)"
                 )
-            ledger.reset_for_resend(issue_id, now)
         ledger.start_run(
             issue_id, subject=str(issue.composed.subject), provider=provider.name, now=now
         )
@@ -640,6 +904,8 @@ def send_issue(
             ),
             now=now,
         )
+        if finished_before:
+            ledger.mark_completed(issue_id, None)  # open again for those who joined
         ledger.mark_enqueued(issue_id, now)
         sender = _Sender(
             config,
@@ -652,61 +918,142 @@ def send_issue(
             now=now,
             clock=tick_clock,
             progress=progress,
+            stop=stop,
+            sleep=sleep,
         )
         counts = ledger.counts(issue_id)
         sender.total = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
         if limit is not None:
             sender.total = min(sender.total, limit)
+        report.total = sender.total
+        resend = resend_uncertain or config.send.uncertain == "resend"
+        finished = False
         try:
-            sender.settle()
-            finished = sender.run([L.PENDING, L.FAILED_RETRYABLE], limit)
-            attempt = 1
-            while finished and attempt < config.send.max_attempts:
-                if not ledger.counts(issue_id)[L.FAILED_RETRYABLE]:
-                    break
-                sleep(min(2.0**attempt, 60.0))
-                finished = sender.run([L.FAILED_RETRYABLE], limit)
-                attempt += 1
-            _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
-        finally:
             try:
-                sender.close()
+                sender.settle()
+                sender.resolve_uncertain(resend=resend)
+                counts = ledger.counts(issue_id)
+                sender.total = max(
+                    sender.total,
+                    counts[L.PENDING] + counts[L.FAILED_RETRYABLE] + sender.done,
+                )
+                report.total = sender.total
+                finished = sender.run([L.PENDING, L.FAILED_RETRYABLE], limit)
+                attempt = 1
+                while finished and attempt < config.send.max_attempts:
+                    if not ledger.counts(issue_id)[L.FAILED_RETRYABLE]:
+                        break
+                    sender.check_stop()
+                    sleep(min(2.0**attempt, 60.0))
+                    finished = sender.run([L.FAILED_RETRYABLE], limit)
+                    attempt += 1
+                _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
+                if finished and ledger.counts(issue_id)[L.UNCERTAIN]:
+                    # what this run left uncertain: ask now, and send what was not accepted
+                    sender.resolve_uncertain(resend=False)
+                    if ledger.counts(issue_id)[L.PENDING]:
+                        finished = sender.run([L.PENDING], limit)
             finally:
-                provider.close()
+                try:
+                    sender.close()
+                finally:
+                    provider.close()
+        except DigestError as exc:
+            report.stopped = str(exc)
+            _finish(config, ledger, report, issue_id, started, cpu_started, tick_clock, False)
+            raise
+        except KeyboardInterrupt:
+            # a hard stop: batches in flight stay `sending` and the next run settles them
+            # like a crash's; everything recorded so far is committed
+            sender.abandon()
+            report.stopped = "stopped at once"
+            _finish(config, ledger, report, issue_id, started, cpu_started, tick_clock, False)
+            raise
         report.limited = not finished
-        report.ledger = ledger.counts(issue_id)
-        report.unconfirmed = ledger.unconfirmed(issue_id)
-        unfinished = sum(report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE))
-        report.complete = unfinished == 0
-        if report.complete:
-            ledger.mark_completed(issue_id, tick_clock())
-        report.failures = [
-            {"email": d.email, "state": d.state, "attempts": d.attempts, "error": d.last_error}
-            for d in ledger.failures(issue_id)
-        ]
-        report.seconds = time.perf_counter() - started
-        report.cpu_seconds = time.process_time() - cpu_started
-        report.report_path = str(write_report(config, report))
+        _finish(config, ledger, report, issue_id, started, cpu_started, tick_clock, True)
         return report
     finally:
         ledger.close()
         store.close()
 
 
-def _require_link_secret(config: Config, provider: Provider) -> None:
-    """Refuse to mail real people links that `digest serve` would not accept.
+def _finish(
+    config: Config,
+    ledger: Ledger,
+    report: SendReport,
+    issue_id: str,
+    started: float,
+    cpu_started: float,
+    clock: Callable[[], datetime],
+    may_complete: bool,
+) -> None:
+    """Counts from the ledger, completion, the archive, and the report file."""
+    report.ledger = ledger.counts(issue_id)
+    if report.ledger[L.SENT]:
+        from digest.email import archive
 
-    The links point at `digest serve` (``serve.public_url``), which verifies tokens with the
-    server secret; tokens signed without it would be refused there. The outbox is exempt: it
-    writes files for a person to look at, not to subscribers.
-    """
-    if provider.name == "outbox" or not config.serve.public_url or token_secret(config):
-        return
-    raise ConfigError(
-        "serve.secret: unsubscribe and preference links point at digest serve "
-        f"({config.serve.public_url}), which verifies them with a server secret, and none is "
-        f"set: export {SECRET_ENV} (or set serve.secret: ${{YOUR_VARIABLE}}) before sending"
+        archive.publish_issue(config, issue_id)  # the archive shows what was sent
+    report.unconfirmed = ledger.unconfirmed(issue_id)
+    report.uncertain_held = [
+        {"email": d.email, "attempts": d.attempts, "error": d.last_error}
+        for d in ledger.uncertain(issue_id, limit=200)
+    ]
+    unfinished = sum(
+        report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE, L.UNCERTAIN)
     )
+    report.complete = unfinished == 0
+    if report.complete and may_complete:
+        ledger.mark_completed(issue_id, clock())
+    report.failures = [
+        {"email": d.email, "state": d.state, "attempts": d.attempts, "error": d.last_error}
+        for d in ledger.failures(issue_id)
+    ]
+    report.seconds = time.perf_counter() - started
+    report.cpu_seconds = time.process_time() - cpu_started
+    report.report_path = str(write_report(config, report))
+
+
+def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
+    """What ``digest status`` shows: the ledger's counts, the uncertain and failed rows, and
+    how many active subscribers joined after the issue went out."""
+    with Ledger(config.path(config.ledger.database)) as ledger:
+        info = ledger.issue(issue_id)
+        joined = 0
+        if info is not None and info["completed_at"]:
+            with SubscriberStore(config.path(config.subscribers.database)) as store:
+                joined = count_new_subscribers(store, ledger, issue_id)
+        return {
+            "issue_id": issue_id,
+            "counts": ledger.counts(issue_id),
+            "unconfirmed": ledger.unconfirmed(issue_id),
+            "uncertain": [
+                {"email": u.email, "error": u.last_error}
+                for u in ledger.uncertain(issue_id, limit=20)
+            ],
+            "new_subscribers": joined,
+            "info": info,
+            "started_at": info["started_at"] if info else None,
+            "completed_at": info["completed_at"] if info else None,
+            "runs": info["runs"] if info else 0,
+            "failures": [
+                {"email": f.email, "state": f.state, "error": f.last_error}
+                for f in ledger.failures(issue_id, limit=20)
+            ],
+        }
+
+
+def count_new_subscribers(store: SubscriberStore, ledger: Ledger, issue_id: str) -> int:
+    """Active subscribers who have no row for the issue (they joined after it went out)."""
+    missing = 0
+    batch: list[int] = []
+    for subscriber in store.iter_active(chunk=CHUNK):
+        batch.append(subscriber.id)
+        if len(batch) >= 500:
+            missing += len(batch) - len(ledger.queued_ids(issue_id, batch))
+            batch = []
+    if batch:
+        missing += len(batch) - len(ledger.queued_ids(issue_id, batch))
+    return missing
 
 
 def _give_up(ledger: Ledger, issue_id: str, max_attempts: int, now: datetime) -> None:
@@ -732,6 +1079,11 @@ def _dry_run(
     issue_id = issue.selection.issue_id
     report = SendReport(issue_id, config.provider.name, dry_run=True)
     report.ledger = ledger.counts(issue_id)
+    report.missing_secrets = [
+        f"{key}: {ref} ({config.source or 'the config'})"
+        for key, ref in missing_secrets(config)
+        if key.startswith(SEND_SECRETS)
+    ]
     already = {L.SENT, L.FAILED_PERMANENT, L.SKIPPED}
     for subscriber in store.iter_active(chunk=CHUNK):
         variant = variant_of(subscriber, issue.selection)

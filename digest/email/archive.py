@@ -1,9 +1,12 @@
-"""The web archive: ``out/archive/`` with one page per built issue, an index and an Atom feed.
+"""The web archive: ``out/archive/`` with one page per published issue, an index and an
+Atom feed.
 
-Each issue's page is the web version of its email (no subscriber links), at
-``archive/<issue-id>/index.html``, which is where the email's "view in browser" link points
-(``{serve.public_url or site.base_url}/archive/<issue-id>/``). The index and the feed are
-rebuilt from every issue's ``issue.json`` each time, so they list every issue ever built.
+Building an issue stages its web version (the email without subscriber links) in
+``out/<issue-id>/web/``; it is published, copied to ``archive/<issue-id>/index.html``
+(where the email's "view in browser" link points), when the issue is sent, or when
+``digest build --publish`` names it. An issue that was only built is never public. The
+index and the feed are rebuilt from every published issue's ``issue.json`` each time; the
+feed carries each issue's content.
 """
 
 from __future__ import annotations
@@ -55,14 +58,41 @@ def issue_record(config: Config, selection: Selection, web: ComposedEmail) -> di
     }
 
 
-def write_issue(config: Config, selection: Selection, web: ComposedEmail) -> Path:
-    """Write one issue's web page and record, then rebuild the index and the feed."""
-    folder = archive_dir(config) / selection.issue_id
+FEED_ENTRIES = 20  # the feed carries the latest issues in full; the index lists them all
+
+
+def staged_dir(config: Config, issue_id: str) -> Path:
+    return config.path(config.out_dir) / issue_id / "web"
+
+
+def stage_issue(config: Config, selection: Selection, web: ComposedEmail) -> Path:
+    """Write one issue's web page and record beside its build, not yet public."""
+    folder = staged_dir(config, selection.issue_id)
     write_text(folder / "index.html", web.html)
     record = issue_record(config, selection, web)
     write_text(folder / "issue.json", json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return folder
+
+
+def publish_issue(config: Config, issue_id: str) -> Path:
+    """Make a staged issue public: copy it into the archive, rebuild the index and feed."""
+    staged = staged_dir(config, issue_id)
+    if not (staged / "index.html").is_file() or not (staged / "issue.json").is_file():
+        raise ContentError(
+            f"{staged}: no built web version of {issue_id} to publish; build it first "
+            f"(digest build --week {issue_id})"
+        )
+    folder = archive_dir(config) / issue_id
+    for name in ("index.html", "issue.json"):
+        write_text(folder / name, (staged / name).read_text(encoding="utf-8"))
     rebuild_index(config)
     return folder
+
+
+def write_issue(config: Config, selection: Selection, web: ComposedEmail) -> Path:
+    """Stage and publish one issue at once."""
+    stage_issue(config, selection, web)
+    return publish_issue(config, selection.issue_id)
 
 
 def read_issues(config: Config) -> list[dict[str, Any]]:
@@ -85,6 +115,13 @@ def read_issues(config: Config) -> list[dict[str, Any]]:
 
 def rebuild_index(config: Config) -> None:
     issues = read_issues(config)
+    root = archive_dir(config)
+    for issue in issues[:FEED_ENTRIES]:
+        page = root / str(issue.get("issue_id", "")) / "index.html"
+        try:
+            issue["content"] = page.read_text(encoding="utf-8")
+        except OSError:
+            issue["content"] = ""
     env = environment(config)
     context = {
         "lang": config.site.language,
@@ -94,7 +131,7 @@ def rebuild_index(config: Config) -> None:
         "feed_url": archive_url(config) + "feed.xml",
         "updated": issues[0]["updated"] if issues else "1970-01-01T00:00:00Z",
         "author": config.sender.from_name,
+        "feed_entries": FEED_ENTRIES,
     }
-    root = archive_dir(config)
     write_text(root / "index.html", render_template(env, INDEX_TEMPLATE, context))
     write_text(root / "feed.xml", render_template(env, FEED_TEMPLATE, context))

@@ -23,6 +23,7 @@ from digest.audience.links import archive_url
 from digest.config import Config
 from digest.content import pipeline
 from digest.content.intro import Intro, load_intro
+from digest.content.memory import memory_of
 from digest.content.select import Selection
 from digest.email import archive
 from digest.email.checks import CheckResult, all_passed, run_checks
@@ -61,8 +62,10 @@ def build_issue(
     since: date | None = None,
     until: date | None = None,
     write: bool = True,
+    publish: bool = False,
 ) -> BuildResult:
-    """Compose and check the issue for a window; with ``write``, write its files.
+    """Compose and check the issue for a window; with ``write``, write its files (the web
+    version staged, not public); with ``publish`` as well, publish it in the archive.
 
     Raises :class:`NothingToSend` when no post is selected for the window.
     """
@@ -87,6 +90,7 @@ def build_issue(
         now=now,
         write=write,
         problems=tuple(str(p) for p in loaded.posts.problems),
+        publish=publish,
     )
 
 
@@ -97,6 +101,7 @@ def build_from_selection(
     now: datetime,
     write: bool = True,
     problems: tuple[str, ...] = (),
+    publish: bool = False,
 ) -> BuildResult:
     intro = load_intro(config, selection.issue_id)
     composed = compose(config, selection, now=now, intro=intro)
@@ -119,8 +124,10 @@ def build_from_selection(
             archive.write_text(out / name, content)
             written.append(out / name)
         web = compose(config, selection, now=now, intro=intro, web=True)
-        folder = archive.write_issue(config, selection, web)
+        folder = archive.stage_issue(config, selection, web)
         written.append(folder / "index.html")
+        if publish:
+            written.append(archive.publish_issue(config, selection.issue_id) / "index.html")
     return BuildResult(
         selection=selection,
         composed=composed,
@@ -168,7 +175,9 @@ def make_manifest(
         "selected": selection.count,
         "trimmed_posts": sorted(p.slug for p in selection.posts if p.slug not in included),
         "trimmed": list(composed.trimmed),
+        "memory": memory_of(p for p in selection.posts if p.slug in included),
         "sizes": {
+            "sent_html": composed.sent_size,
             "html": composed.html_size,
             "text": composed.text_size,
             "budget": composed.size_budget,

@@ -63,9 +63,10 @@ def run_checks(composed: ComposedEmail) -> list[CheckResult]:
 
 
 def check_size(doc: _Doc) -> CheckResult:
-    size = doc.composed.html_size
+    composed = doc.composed
+    size = composed.sent_size if composed.sent_size is not None else composed.html_size
     budget = doc.composed.size_budget
-    summary = f"HTML is {size / 1024:.1f} KB of a {budget / 1024:.0f} KB budget"
+    summary = f"HTML part as sent is {size / 1024:.1f} KB of a {budget / 1024:.0f} KB budget"
     if doc.composed.trimmed:
         summary += f" (trimmed: {'; '.join(doc.composed.trimmed)})"
     if size <= budget:
@@ -247,6 +248,117 @@ def check_preheader(doc: _Doc) -> CheckResult:
     )
 
 
+# --------------------------------------------------------------------------- contrast
+
+MIN_CONTRAST = 4.5  # WCAG AA for body text
+_HEX = r"#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b"
+_DARK_BLOCK = re.compile(r"@media[^{]*prefers-color-scheme:\s*dark[^{]*\{((?:[^{}]*\{[^{}]*\})*)")
+
+
+def _rgb(value: str) -> tuple[float, float, float]:
+    digits = value.lstrip("#")
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    return (int(digits[0:2], 16) / 255, int(digits[2:4], 16) / 255, int(digits[4:6], 16) / 255)
+
+
+def _luminance(value: str) -> float:
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in _rgb(value))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(foreground: str, background: str) -> float:
+    """The WCAG contrast ratio of two #rrggbb colours (1 to 21)."""
+    high, low = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _style_colour(style: str, prop: str) -> str | None:
+    found = re.findall(rf"(?:^|;)\s*{prop}\s*:\s*({_HEX})", style or "")
+    return found[-1] if found else None
+
+
+def _light_pairs(tree: Any) -> list[tuple[str, str, str]]:
+    """(text colour, background behind it, where) for every element with text and a colour."""
+    pairs = []
+    for element in tree.iter():
+        if not isinstance(element.tag, str) or not (element.text or "").strip():
+            continue
+        colour = None
+        node = element
+        while node is not None and colour is None:
+            colour = _style_colour(node.get("style", ""), "color")
+            node = node.getparent()
+        background = None
+        node = element
+        while node is not None and background is None:
+            style = node.get("style", "")
+            background = _style_colour(style, "background-color") or _style_colour(
+                style, "background"
+            )
+            node = node.getparent()
+        if colour and not _hidden(element):
+            pairs.append((colour, background or "#ffffff", element.tag))
+    return pairs
+
+
+def _hidden(element: Any) -> bool:
+    node = element
+    while node is not None:
+        if "display:none" in (node.get("style") or "").replace(" ", ""):
+            return True
+        node = node.getparent()
+    return False
+
+
+def check_contrast(doc: _Doc) -> CheckResult:
+    """Text against its background in the light scheme (inline styles) and in the dark one
+    (the ``prefers-color-scheme: dark`` rules), and that the dark scheme is declared."""
+    problems: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+    for colour, background, tag in _light_pairs(doc.tree):
+        ratio = contrast(colour, background)
+        if ratio < MIN_CONTRAST and (colour, background, "light") not in seen:
+            seen.add((colour, background, "light"))
+            problems.append(f"light: {colour} on {background} ({tag}) is {ratio:.1f}:1")
+    html = doc.composed.html
+    block = _DARK_BLOCK.search(html)
+    declared = bool(doc.tree.xpath("//meta[@name='color-scheme']"))
+    if block is None or not declared:
+        problems.append(
+            "dark: no color-scheme meta or prefers-color-scheme: dark rules; clients "
+            "invert the colours on their own"
+        )
+    else:
+        rules = re.findall(r"([^{}]+)\{([^{}]*)\}", block.group(1))
+        backgrounds = [
+            c
+            for _, body in rules
+            for c in re.findall(rf"background(?:-color)?\s*:\s*({_HEX})", body)
+        ]
+        colours = [
+            (selector.strip(), c)
+            for selector, body in rules
+            for c in re.findall(rf"(?<![-\w])color\s*:\s*({_HEX})", body)
+        ]
+        for selector, colour in colours:
+            for background in backgrounds:
+                ratio = contrast(colour, background)
+                if ratio < MIN_CONTRAST and (colour, background, "dark") not in seen:
+                    seen.add((colour, background, "dark"))
+                    problems.append(f"dark: {colour} ({selector}) on {background} is {ratio:.1f}:1")
+    return CheckResult(
+        "contrast",
+        not problems,
+        f"text contrast at least {MIN_CONTRAST}:1 in the light and dark schemes",
+        tuple(problems),
+        "change the colours in email.css or the dark-mode rules in email.mjml.j2",
+    )
+
+
 CHECKS = (
     check_size,
     check_images,
@@ -256,4 +368,5 @@ CHECKS = (
     check_unsubscribe,
     check_list_headers,
     check_preheader,
+    check_contrast,
 )

@@ -24,24 +24,24 @@ import logging
 import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import formataddr
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
-from digest.audience.links import archive_url, category_url, post_url, with_query
+from digest.audience.links import archive_url, category_url, post_url, token_url, with_query
 from digest.config import Config
 from digest.content.intro import Intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection
-from digest.email.message import PLACEHOLDERS, ComposedEmail
+from digest.email.message import PLACEHOLDERS, ComposedEmail, fill, qp_lines
 from digest.errors import TemplateError
 from digest.resources import BUILTIN_TEMPLATES
 
@@ -58,6 +58,8 @@ PREHEADER_MAX = 110
 # running on into the first words of the body.
 PREHEADER_PAD = "\u034f\u200c\u00a0"
 COVER_WIDTH = 552  # 600px body minus 24px padding each side
+SUBJECT_MAX = 70  # what most inboxes show of a subject
+IMAGE_DENSITY = 2  # covers are asked for at twice their display size, for sharp screens
 DEFAULT_COVER_RATIO = 0.5  # height / width when the image URL does not say
 
 
@@ -79,21 +81,97 @@ def safe_image_url(config: Config, url: str | None) -> tuple[str | None, str | N
     return candidate, None
 
 
-def _cover_height(url: str) -> int:
-    """The height that keeps the image's proportions, when its URL says (w=…&h=…)."""
-    query = parse_qs(urlsplit(url).query)
-    try:
-        width = int(query["w"][0])
-        height = int(query["h"][0])
-    except (KeyError, ValueError, IndexError):
-        return round(COVER_WIDTH * DEFAULT_COVER_RATIO)
-    if width <= 0 or height <= 0:
-        return round(COVER_WIDTH * DEFAULT_COVER_RATIO)
-    return max(1, round(COVER_WIDTH * height / width))
-
-
 def _utm(config: Config, issue_id: str) -> dict[str, str]:
     return {k: v.replace("{issue_id}", issue_id) for k, v in config.email.utm.items()}
+
+
+def worst_case_values(config: Config) -> dict[str, str]:
+    """Per-recipient values as long as a real subscriber's: a long address and full-length
+    signed tokens, so the size measured with them is what the largest message sends."""
+    address = "x" * 48 + "@" + "subscriber-mail.example.com"
+    token = "t" * 200
+    return {
+        "unsubscribe_url": token_url(config, "unsubscribe", token),
+        "preferences_url": token_url(config, "preferences", token),
+        "name": "N" * 40,
+        "email": address,
+    }
+
+
+def sent_size(html: str, values: Mapping[str, str]) -> int:
+    """Bytes of the HTML part as sent: personalised, then quoted-printable encoded."""
+    return len(qp_lines(fill(html, values, html=True)))
+
+
+def _image_rewrite(config: Config, url: str) -> str | None:
+    """The image CDN kind of ``url`` ("imgix" or "cloudinary"), from email.image_cdns."""
+    host = urlsplit(url).hostname or ""
+    for pattern, kind in config.email.image_cdns.items():
+        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+            return kind
+    return None
+
+
+def sized_image_url(kind: str, url: str, width: int, height: int) -> str:
+    """``url`` asking the CDN for ``width`` × ``height`` pixels, cropped to that shape."""
+    parts = urlsplit(url)
+    if kind == "cloudinary":
+        segments = parts.path.split("/")
+        if "upload" in segments:
+            at = segments.index("upload") + 1
+            transform = f"w_{width},h_{height},c_fill"
+            if at < len(segments) and re.fullmatch(r"[a-z]{1,3}_[^/]*", segments[at]):
+                segments[at] = transform  # replace the size the URL already asked for
+            else:
+                segments.insert(at, transform)
+            return urlunsplit(parts._replace(path="/".join(segments)))
+        return url
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in {"w", "h", "fit", "crop", "dpr", "width", "height"}
+    ]
+    query += [("w", str(width)), ("h", str(height)), ("fit", "crop")]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def cover_image(config: Config, src: str, post: Post) -> dict[str, Any]:
+    """How a cover is shown: never above its natural size at 2× density, never squashed.
+
+    An image on a known CDN is asked for at twice the display size in the displayed shape.
+    Otherwise a natural size from the front matter (coverWidth/coverHeight) or the URL's
+    own w/h bounds the display size; with none, the height follows the image (auto).
+    The alt text is empty (the linked title follows) unless the front matter describes
+    the image (coverAlt).
+    """
+    alt = str(post.extra.get("coverAlt") or "")
+    width, height = COVER_WIDTH, round(COVER_WIDTH * DEFAULT_COVER_RATIO)
+    kind = _image_rewrite(config, src)
+    if kind is not None:
+        src = sized_image_url(kind, src, width * IMAGE_DENSITY, height * IMAGE_DENSITY)
+        return {"src": src, "width": width, "height": f"{height}px", "alt": alt}
+    natural = _natural_size(post, src)
+    if natural is None:
+        return {"src": src, "width": width, "height": "auto", "alt": alt}
+    natural_w, natural_h = natural
+    shown_w = max(1, min(width, natural_w // IMAGE_DENSITY))
+    shown_h = max(1, round(shown_w * natural_h / natural_w))
+    return {"src": src, "width": shown_w, "height": f"{shown_h}px", "alt": alt}
+
+
+def _natural_size(post: Post, url: str) -> tuple[int, int] | None:
+    for w, h in (
+        (post.extra.get("coverWidth"), post.extra.get("coverHeight")),
+        (parse_qs(urlsplit(url).query).get("w", [None])[0],
+         parse_qs(urlsplit(url).query).get("h", [None])[0]),
+    ):  # fmt: skip
+        try:
+            width, height = int(str(w)), int(str(h))
+        except (TypeError, ValueError):
+            continue
+        if width > 0 and height > 0:
+            return width, height
+    return None
 
 
 # --------------------------------------------------------------------------- templates
@@ -268,9 +346,6 @@ class _Plan:
     compact: bool = False
 
 
-Rendered = tuple[str, str, list[_SectionView]]
-
-
 def date_range(selection: Selection) -> str:
     start = selection.window.start.date()
     last = selection.window.last_day
@@ -295,18 +370,23 @@ def _byline(post: Post) -> str:
     return f"{post.author} · {day}" if post.author else day
 
 
-def _card(config: Config, post: Post, utm: dict[str, str], warnings: list[str]) -> _Card:
+def _card(
+    config: Config,
+    post: Post,
+    utm: dict[str, str],
+    warnings: list[str],
+    seen_images: set[str] | None = None,
+) -> _Card:
     src, problem = safe_image_url(config, post.cover_image)
     if problem:
         warnings.append(f"{post.path}: cover image {problem}")
-    image = None
-    if src:
-        image = {
-            "src": src,
-            "width": COVER_WIDTH,
-            "height": _cover_height(src),
-            "alt": post.extra.get("coverAlt") or post.title,
-        }
+    image = cover_image(config, src, post) if src else None
+    if image is not None and seen_images is not None:
+        # The same picture (after any CDN sizing) is shown once per issue, at its first use.
+        if image["src"] in seen_images:
+            image = None
+        else:
+            seen_images.add(image["src"])
     return _Card(
         title=post.title,
         url=with_query(post_url(config, post), utm),
@@ -326,22 +406,35 @@ def _fill_template(template: str, key: str, values: Mapping[str, Any]) -> str:
         ) from None
 
 
-def _subject(config: Config, selection: Selection, intro: Intro | None) -> str:
+def _subject(config: Config, posts: list[Post], issue_id: str, intro: Intro | None) -> str:
+    """The subject, for the posts the email shows (after trimming).
+
+    When the template names ``{top_title}`` and the subject would be longer than
+    :data:`SUBJECT_MAX`, the title is shortened at a word so the subject fits.
+    """
     if intro and intro.subject:
         return intro.subject
-    posts = selection.posts
     values = {
         "site": config.site.name,
         "top_title": posts[0].title if posts else "",
         "n": max(len(posts) - 1, 0),
         "count": len(posts),
-        "issue_id": selection.issue_id,
-        "week": selection.issue_id,
+        "issue_id": issue_id,
+        "week": issue_id,
     }
-    subject = _fill_template(config.email.subject, "email.subject", values)
-    if len(posts) == 1:
-        subject = re.sub(r"\s+and 0 more\b", "", subject)
-    return " ".join(subject.split())
+
+    def fill(template_values: dict[str, Any]) -> str:
+        subject = _fill_template(config.email.subject, "email.subject", template_values)
+        if len(posts) == 1:
+            subject = re.sub(r"\s+and 0 more\b", "", subject)
+        return " ".join(subject.split())
+
+    subject = fill(values)
+    title = str(values["top_title"])
+    if len(subject) > SUBJECT_MAX and title and "{top_title}" in config.email.subject:
+        room = SUBJECT_MAX - (len(subject) - len(title))
+        subject = fill({**values, "top_title": _cut(title, max(room, 24))})
+    return subject
 
 
 def _cut(text: str, limit: int) -> str:
@@ -362,8 +455,7 @@ def fit_preheader(text: str, filler: str) -> str:
     return _cut(text, PREHEADER_MAX)
 
 
-def _preheader(config: Config, selection: Selection, intro: Intro | None) -> str:
-    posts = selection.posts
+def _preheader(config: Config, posts: list[Post], issue_id: str, intro: Intro | None) -> str:
     filler = f"This week in {config.site.name}: " + ", ".join(p.title for p in posts[:3])
     if intro and intro.preheader:
         return fit_preheader(intro.preheader, filler)
@@ -373,8 +465,8 @@ def _preheader(config: Config, selection: Selection, intro: Intro | None) -> str
         "n": max(len(posts) - 1, 0),
         "titles": "; ".join(p.title for p in posts[:4]),
         "top_title": posts[0].title if posts else "",
-        "issue_id": selection.issue_id,
-        "week": selection.issue_id,
+        "issue_id": issue_id,
+        "week": issue_id,
     }
     text = _fill_template(config.email.preheader, "email.preheader", values)
     if len(posts) == 1:
@@ -414,19 +506,80 @@ def compose(
     intro: Intro | None = None,
     web: bool = False,
 ) -> ComposedEmail:
-    """The issue's email. ``web=True`` gives the archive's version (no subscriber links)."""
+    """The issue's email. ``web=True`` gives the archive's version (no subscriber links).
+
+    One post never fails the issue: when rendering fails, the posts the failure follows
+    are found (by halves) and left out, each named in ``warnings`` with the error. A failure
+    no single post causes (a broken template) is raised as it is.
+    """
+    try:
+        return _compose(config, selection, now=now, intro=intro, web=web)
+    except TemplateError as exc:
+        error = exc
+
+    def fails(posts: list[Post]) -> bool:
+        try:
+            _compose(config, _keep_posts(selection, posts), now=now, intro=intro, web=web)
+        except TemplateError:
+            return True
+        return False
+
+    def culprits(posts: list[Post]) -> list[Post]:
+        if len(posts) <= 1:
+            return posts
+        half = len(posts) // 2
+        found = [p for part in (posts[:half], posts[half:]) if fails(part) for p in culprits(part)]
+        return found
+
+    posts = selection.posts
+    # A broken template fails with any post: when a few posts each fail alone, it is the
+    # template, and finding "culprits" would only cost a compose per post.
+    sample = {id(p): p for p in (posts[0], posts[len(posts) // 2], posts[-1])} if posts else {}
+    if not posts or all(fails([p]) for p in sample.values()):
+        raise error
+    bad = culprits(posts) if fails(posts) else []
+    if not bad or len(bad) == len(posts):
+        raise error
+    names = {id(post) for post in bad}
+    kept = [post for post in selection.posts if id(post) not in names]
+    composed = _compose(config, _keep_posts(selection, kept), now=now, intro=intro, web=web)
+    left_out = []
+    for post in bad:
+        try:
+            _compose(config, _keep_posts(selection, [post]), now=now, intro=intro, web=web)
+        except TemplateError as exc:
+            reason = exc.message
+        else:  # pragma: no cover - it failed a moment ago
+            reason = error.message
+        left_out.append(f"{post.path}: left out of the issue: {reason}")
+    return replace(composed, warnings=(*composed.warnings, *left_out))
+
+
+def _keep_posts(selection: Selection, posts: list[Post]) -> Selection:
+    """The selection with only ``posts`` (in their sections, in their order)."""
+    wanted = {id(post) for post in posts}
+    sections = tuple(
+        replace(section, posts=tuple(p for p in section.posts if id(p) in wanted))
+        for section in selection.sections
+    )
+    return replace(selection, sections=tuple(s for s in sections if s.posts))
+
+
+def _compose(
+    config: Config,
+    selection: Selection,
+    *,
+    now: datetime,
+    intro: Intro | None,
+    web: bool,
+) -> ComposedEmail:
     renderer = IssueRenderer(config, selection, intro=intro, web=web)
-    subject = _subject(config, selection, intro)
-    preheader = _preheader(config, selection, intro)
 
     def render(plan: _Plan, inline: bool = True) -> Rendered:
-        return renderer.render(
-            selection.sections, plan, inline, subject=subject, preheader=preheader
-        )
+        return renderer.render(selection.sections, plan, inline)
 
-    budget = config.email.size_budget_kb * 1024
-    trimmed, rendered = _fit(config, selection, render, budget)
-    return renderer.composed(selection, subject, preheader, rendered, trimmed, now=now)
+    trimmed, rendered = _fit(config, selection, render, renderer.budget, renderer.measure)
+    return renderer.composed(selection, rendered, trimmed, now=now)
 
 
 class IssueRenderer:
@@ -447,6 +600,10 @@ class IssueRenderer:
         self.env = environment(config)
         self.css = _css(self.env)
         self.utm = _utm(config, selection.issue_id)
+        self.budget = config.email.size_budget_kb * 1024
+        self.worst = worst_case_values(config)
+        # Cards per section, each with its own cover; an image shown earlier in the email
+        # is dropped when the sections are put together (views()).
         self.cards: dict[str, list[_Card]] = {}
         self.warnings: dict[str, list[str]] = {}  # cover image problems, per section
         for section in selection.sections:
@@ -455,6 +612,7 @@ class IssueRenderer:
                 _card(config, post, self.utm, warnings) for post in section.posts
             ]
             self.warnings[section.name] = warnings
+        self.by_slug = {post.slug: post for post in selection.posts}
         links = {
             "unsubscribe": PLACEHOLDERS["unsubscribe_url"],
             "preferences": PLACEHOLDERS["preferences_url"],
@@ -478,8 +636,41 @@ class IssueRenderer:
             "web": web,
         }
 
+    def measure(self, html: str) -> int:
+        """The size that counts against the budget: the HTML part as sent."""
+        return sent_size(html, self.worst)
+
+    def shown_cards(self, sections: Sequence[Section]) -> dict[str, list[_Card]]:
+        """The sections' cards, a picture shown once per email, at its first use."""
+        seen: set[str] = set()
+        cards: dict[str, list[_Card]] = {}
+        for section in sections:
+            kept = []
+            for card in self.cards[section.name]:
+                image = card.image
+                if image is not None and image["src"] in seen:
+                    card = replace(card, image=None)
+                elif image is not None:
+                    seen.add(image["src"])
+                kept.append(card)
+            cards[section.name] = kept
+        return cards
+
     def views(self, sections: Sequence[Section], plan: _Plan) -> list[_SectionView]:
-        return _section_views(self.config, tuple(sections), self.cards, self.utm, plan.cap)
+        cards = self.shown_cards(sections)
+        return _section_views(self.config, tuple(sections), cards, self.utm, plan.cap)
+
+    def shown(self, views: list[_SectionView]) -> list[Post]:
+        return [self.by_slug[card.slug] for view in views for card in view.posts]
+
+    def subject_and_preheader(self, views: list[_SectionView]) -> tuple[str, str]:
+        """Both count what this email shows (after trimming)."""
+        posts = self.shown(views)
+        issue_id = self.selection.issue_id
+        return (
+            _subject(self.config, posts, issue_id, self.intro),
+            _preheader(self.config, posts, issue_id, self.intro),
+        )
 
     def context(
         self,
@@ -516,16 +707,9 @@ class IssueRenderer:
     def text(self, context: Mapping[str, Any]) -> str:
         return render_template(self.env, TEXT_TEMPLATE, context)
 
-    def render(
-        self,
-        sections: Sequence[Section],
-        plan: _Plan,
-        inline: bool = True,
-        *,
-        subject: str,
-        preheader: str,
-    ) -> Rendered:
+    def render(self, sections: Sequence[Section], plan: _Plan, inline: bool = True) -> Rendered:
         views = self.views(sections, plan)
+        subject, preheader = self.subject_and_preheader(views)
         html = fill_issue_markers(self.marked_html(views, plan, inline), subject, preheader)
         if not inline:  # a quick lower bound of the size, for trimming
             return html, "", views
@@ -549,18 +733,18 @@ class IssueRenderer:
         return self.html(context, inline)
 
     def composed(
-        self,
-        selection: Selection,
-        subject: str,
-        preheader: str,
-        rendered: Rendered,
-        trimmed: Sequence[str],
-        *,
-        now: datetime,
+        self, selection: Selection, rendered: Rendered, trimmed: Sequence[str], *, now: datetime
     ) -> ComposedEmail:
         """The email of ``selection`` (these sections or some of them), as rendered."""
         config = self.config
         html, text, views = rendered
+        subject, preheader = self.subject_and_preheader(views)
+        warnings = [w for s in selection.sections for w in self.warnings[s.name]]
+        if len(subject) > SUBJECT_MAX:
+            warnings.append(
+                f"subject is {len(subject)} characters; inboxes show about {SUBJECT_MAX}: "
+                f"{subject!r} (email.subject, or subject in the issue intro)"
+            )
         return ComposedEmail(
             issue_id=selection.issue_id,
             subject=subject,
@@ -574,11 +758,12 @@ class IssueRenderer:
             post_count=sum(len(v.posts) for v in views),
             trimmed=tuple(trimmed),
             posts=tuple((v.name, c.slug, c.url) for v in views for c in v.posts),
-            warnings=tuple(w for s in selection.sections for w in self.warnings[s.name]),
+            warnings=tuple(warnings),
             composed_at=now,
-            size_budget=config.email.size_budget_kb * 1024,
+            size_budget=self.budget,
             list_id=config.list_id,
             web=self.web,
+            sent_size=self.measure(html),
         )
 
 
@@ -605,16 +790,24 @@ def _section_views(
     return views
 
 
+Rendered = tuple[str, str, list[_SectionView]]
+
+
 def _fit(
     config: Config,
     selection: Selection,
     render: Callable[[_Plan, bool], Rendered],
     budget: int,
+    measure: Callable[[str], int] | None = None,
 ) -> tuple[list[str], Rendered]:
-    """Render, and if over budget, trim by the configured policy until it fits."""
+    """Render, and if over budget, trim by the configured policy until it fits.
+
+    ``measure`` gives the size that counts (by default the UTF-8 bytes of the HTML):
+    :func:`compose` passes the size of the HTML part as sent.
+    """
 
     def size(result: Rendered) -> int:
-        return len(result[0].encode("utf-8"))
+        return measure(result[0]) if measure else len(result[0].encode("utf-8"))
 
     # MJML's output before premailer is a lower bound of the final size (premailer only
     # adds inline styles), and costs a fraction of it: a plan over budget before premailer

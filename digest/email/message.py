@@ -63,6 +63,7 @@ class ComposedEmail:
     size_budget: int = 100 * 1024
     list_id: str = ""
     web: bool = False
+    sent_size: int | None = None  # bytes of the HTML part as sent (personalised, encoded)
 
     @property
     def html_size(self) -> int:

@@ -31,6 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from digest.config import Config
 from digest.content.intro import Intro
@@ -40,9 +41,8 @@ from digest.email.compose import (
     Rendered,
     _fit,
     _Plan,
-    _preheader,
+    _section_views,
     _SectionView,
-    _subject,
     compose,
     fill_issue_markers,
 )
@@ -115,12 +115,12 @@ class VariantAssembler:
         self.renderer = IssueRenderer(config, selection, intro=intro, web=False)
         self.budget = config.email.size_budget_kb * 1024
         self.unsupported: str | None = None
-        self._sections: dict[tuple[str, _Plan, bool], tuple[str, str]] = {}
+        self._sections: dict[tuple[str, _Plan, bool, tuple[bool, ...]], tuple[str, str]] = {}
         self._frames: dict[tuple[int, bool, bool], _Frame] = {}
-        self._heads: dict[tuple[frozenset[str], _Plan, bool], str] = {}
+        self._heads: dict[tuple[tuple[str, ...], _Plan, bool], str] = {}
         self._tail: dict[tuple[bool, bool], str] = {}
         self._separator = ""
-        self._views: dict[tuple[str, _Plan], _SectionView] = {}
+        self._views: dict[tuple[str, _Plan, tuple[bool, ...]], _SectionView] = {}
 
     # -- the public side
 
@@ -136,32 +136,35 @@ class VariantAssembler:
         return compose(self.config, chosen, now=self.now, intro=self.intro)
 
     def _assemble(self, chosen: Selection) -> ComposedEmail:
-        subject = _subject(self.config, chosen, self.intro)
-        preheader = _preheader(self.config, chosen, self.intro)
-
         def render(plan: _Plan, inline: bool = True) -> Rendered:
-            return self.render(chosen.sections, plan, inline, subject=subject, preheader=preheader)
+            return self.render(chosen.sections, plan, inline)
 
-        trimmed, rendered = _fit(self.config, chosen, render, self.budget)
-        return self.renderer.composed(chosen, subject, preheader, rendered, trimmed, now=self.now)
+        renderer = self.renderer
+        trimmed, rendered = _fit(self.config, chosen, render, renderer.budget, renderer.measure)
+        return renderer.composed(chosen, rendered, trimmed, now=self.now)
 
-    def render(
-        self,
-        sections: Sequence[Section],
-        plan: _Plan,
-        inline: bool = True,
-        *,
-        subject: str,
-        preheader: str,
-    ) -> Rendered:
+    def render(self, sections: Sequence[Section], plan: _Plan, inline: bool = True) -> Rendered:
         """What ``IssueRenderer.render`` gives for these sections, from the parts."""
         renderer = self.renderer
-        views = [self.view(s, plan) for s in sections]
+        shown = renderer.shown_cards(sections)
+        # A section's cards differ from its own when a picture was shown in an earlier one.
+        marks = [tuple(c.image is None for c in shown[s.name]) for s in sections]
+        views = [self.view(s, plan, m, shown[s.name]) for s, m in zip(sections, marks, strict=True)]
         count = sum(len(v.posts) for v in views)
-        parts = [self.section(s.name, plan, inline) for s in sections]
+        subject, preheader = renderer.subject_and_preheader(views)
+        parts = [
+            self.section(s, plan, inline, m, v)
+            for s, m, v in zip(sections, marks, views, strict=True)
+        ]
         frame = self.frame(count, plan, inline)
         heads = frozenset(head for head, _ in parts)
-        head = next(iter(heads)) if len(heads) == 1 else self.union_head(sections, plan, inline)
+        if len(heads) == 1:
+            head = next(iter(heads))
+        else:  # one section of each kind is enough: MJML adds styles per kind of component
+            kinds: dict[str, _SectionView] = {}
+            for (part_head, _), view in zip(parts, views, strict=True):
+                kinds.setdefault(part_head, view)
+            head = self.union_head(list(kinds.values()), plan, inline)
         pieces = [head + frame.lead[0], *frame.lead[1:], *(piece for _, piece in parts)]
         pieces[-1] += frame.tail
         html = fill_issue_markers(self._separator.join(pieces), subject, preheader)
@@ -172,16 +175,21 @@ class VariantAssembler:
 
     # -- the parts
 
-    def view(self, section: Section, plan: _Plan) -> _SectionView:
-        """One section's cards and "more" line under ``plan`` (the same for every variant)."""
-        key = (section.name, plan)
+    def view(
+        self, section: Section, plan: _Plan, marks: tuple[bool, ...], cards: list[Any]
+    ) -> _SectionView:
+        """One section's cards and "more" line under ``plan`` (the same for every variant
+        where the same pictures of it were shown before)."""
+        key = (section.name, plan, marks)
         found = self._views.get(key)
         if found is None:
-            found = self._views[key] = self.renderer.views((section,), plan)[0]
+            found = _section_views(
+                self.config, (section,), {section.name: cards}, self.renderer.utm, plan.cap
+            )[0]
+            self._views[key] = found
         return found
 
-    def _render(self, sections: Sequence[Section], plan: _Plan, inline: bool, count: int) -> _Doc:
-        views = self.renderer.views(sections, plan)
+    def _render(self, views: list[_SectionView], plan: _Plan, inline: bool, count: int) -> _Doc:
         doc = _cut(self.renderer.marked_html(views, plan, inline, count))
         if doc.separator:
             if self._separator and doc.separator != self._separator:
@@ -193,7 +201,7 @@ class VariantAssembler:
         """The masthead and footer for ``count`` posts: the template without sections."""
         key = (count, plan.compact, inline)
         if key not in self._frames:
-            doc = self._render((), plan, inline, count)
+            doc = self._render([], plan, inline, count)
             tail = self.tail(plan, inline)
             last = doc.pieces[-1]
             if not last.endswith(tail):
@@ -209,9 +217,9 @@ class VariantAssembler:
         if key not in self._tail:
             if not self.selection.sections:
                 raise Unsupported("an issue without sections has no variants")
-            first = self.selection.sections[:1]
+            first = self.renderer.views(self.selection.sections[:1], plan)
             one = self._render(first, plan, inline, 1)
-            none = self._render((), plan, inline, 1)
+            none = self._render([], plan, inline, 1)
             if len(one.pieces) != len(none.pieces) + 1 or one.pieces[:-2] != none.pieces[:-1]:
                 raise Unsupported("the template does not put the sections after the masthead")
             masthead = one.pieces[-2]
@@ -220,33 +228,30 @@ class VariantAssembler:
             self._tail[key] = none.pieces[-1][len(masthead) :]
         return self._tail[key]
 
-    def section(self, name: str, plan: _Plan, inline: bool) -> tuple[str, str]:
+    def section(
+        self, section: Section, plan: _Plan, inline: bool, marks: tuple[bool, ...], view: Any
+    ) -> tuple[str, str]:
         """(the ``<head>`` MJML writes for it, its part of the body) for one section."""
-        key = (name, plan, inline)
+        key = (section.name, plan, inline, marks)
         if key not in self._sections:
-            section = next(s for s in self.selection.sections if s.name == name)
-            count = len(self.renderer.views((section,), plan)[0].posts)
-            doc = self._render((section,), plan, inline, count)
+            count = len(view.posts)
+            doc = self._render([view], plan, inline, count)
             frame = self.frame(count, plan, inline)
             if len(doc.pieces) != len(frame.lead) + 1 or doc.pieces[:-1] != list(frame.lead):
-                raise Unsupported(f"the parts around section {name!r} change with it")
+                raise Unsupported(f"the parts around section {section.name!r} change with it")
             last = doc.pieces[-1]
             if not last.endswith(frame.tail):
-                raise Unsupported(f"the footer changes with section {name!r}")
+                raise Unsupported(f"the footer changes with section {section.name!r}")
             self._sections[key] = (doc.head, last[: len(last) - len(frame.tail)])
         return self._sections[key]
 
-    def union_head(self, sections: Sequence[Section], plan: _Plan, inline: bool) -> str:
+    def union_head(self, views: list[_SectionView], plan: _Plan, inline: bool) -> str:
         """The ``<head>`` for sections whose own heads differ (MJML adds styles per kind of
         component used): the head of one section of each kind rendered together."""
-        kinds: dict[str, Section] = {}
-        for section in sections:
-            kinds.setdefault(self.section(section.name, plan, inline)[0], section)
-        key = (frozenset(kinds), plan, inline)
+        key = (tuple(v.name for v in views), plan, inline)
         if key not in self._heads:
-            ordered = [s for s in sections if s in kinds.values()]
-            count = sum(len(v.posts) for v in self.renderer.views(ordered, plan))
-            self._heads[key] = self._render(ordered, plan, inline, count).head
+            count = sum(len(v.posts) for v in views)
+            self._heads[key] = self._render(views, plan, inline, count).head
         return self._heads[key]
 
 

@@ -56,6 +56,7 @@ def run_preview(
     archive: ArchiveReader | None = None,
     send_test: TestSender | None = None,
     site_name: str = "digest",
+    dashboard: Callable[[], str] | None = None,
     any_host: bool = False,
     on_ready: Callable[[str, PreviewState], None] | None = None,
     on_rebuild: Callable[[Sequence[str]], None] | None = None,
@@ -82,6 +83,7 @@ def run_preview(
         send_test=send_test,
         allowed_hosts=None if any_host else local_hosts(shown_host, bound_port),
         site_name=site_name,
+        dashboard=dashboard,
     )
     app = create_app(state, options)
 

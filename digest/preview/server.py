@@ -7,6 +7,7 @@ no listing of the project::
     GET  /static/<name>          the page's own script and stylesheet (a fixed list)
     GET  /favicon.ico            nothing (204), so browsers stop asking
     GET  /api/state?week=…       JSON: inbox line, text, headers, checks, problem, weeks
+    GET  /dashboard              the audience: charts from the subscriber store and ledger
     GET  /email/<issue>.html     the email's HTML, the same bytes `digest build` writes
     GET  /archive/<issue>/       an issue already built into out/ (when an archive is given)
     GET  /events                 server-sent events: one per rebuild
@@ -14,7 +15,9 @@ no listing of the project::
 
 Requests whose Host is not the address the server was started on are refused, so a web page
 elsewhere cannot reach the preview through DNS rebinding; the send-test route also needs the
-per-process token that only the preview page carries.
+per-process token that only the preview page carries. No other site may frame the preview
+(``Content-Security-Policy: frame-ancestors 'none'``); the email and archive routes may be
+framed by the preview's own page only (``'self'``), which shows the email in an iframe.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.preview.state import ISSUE_ID, BuildEvent, IssueView, PreviewState
 from digest.resources import BUILTIN_TEMPLATES
@@ -75,6 +78,7 @@ class PreviewOptions:
     send_test: TestSender | None = None
     allowed_hosts: frozenset[str] | None = None  # None: any Host header is accepted
     site_name: str = "digest"
+    dashboard: Callable[[], str] | None = None  # the audience dashboard's HTML
 
 
 class _HostCheck:
@@ -92,6 +96,40 @@ class _HostCheck:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+FRAMED_BY_SELF = ("/email/", "/archive/")
+"""Routes the preview page shows in its own iframe."""
+
+
+class _FrameAncestors:
+    """``frame-ancestors`` (and the older ``X-Frame-Options``) on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        framed = scope["path"].startswith(FRAMED_BY_SELF)
+        policy = b"frame-ancestors 'self'" if framed else b"frame-ancestors 'none'"
+        legacy = b"SAMEORIGIN" if framed else b"DENY"
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers, csp = [], policy
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"content-security-policy":
+                        # a route's own policy is kept, with ours added
+                        csp = value if b"frame-ancestors" in value else value + b"; " + policy
+                    elif name.lower() != b"x-frame-options":
+                        headers.append((name, value))
+                headers += [(b"content-security-policy", csp), (b"x-frame-options", legacy)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class Broadcaster:
@@ -183,7 +221,14 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
             token=token,
             can_send=options.send_test is not None,
             site_name=options.site_name,
+            has_dashboard=options.dashboard is not None,
         )
+        return HTMLResponse(html, headers=NO_STORE)
+
+    async def dashboard(request: Request) -> Response:
+        if options.dashboard is None:
+            return Response("no dashboard", status_code=404, media_type="text/plain")
+        html = await asyncio.to_thread(options.dashboard)
         return HTMLResponse(html, headers=NO_STORE)
 
     async def static(request: Request) -> Response:
@@ -290,6 +335,7 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
             Route("/", page),
             Route("/static/{name}", static),
             Route("/favicon.ico", lambda request: Response(status_code=204)),
+            Route("/dashboard", dashboard),
             Route("/api/state", api_state),
             Route("/email/{issue}.html", email),
             Route("/archive/{issue}/", archive),
@@ -301,6 +347,7 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
     app.state.broadcaster = broadcaster
     app.state.token = token
     app.add_middleware(_HostCheck, allowed=options.allowed_hosts)
+    app.add_middleware(_FrameAncestors)
     return app
 
 

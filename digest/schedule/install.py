@@ -7,8 +7,11 @@ always correct: ``digest run`` sends only when an occurrence is due and not yet 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -38,9 +41,29 @@ class InstallFile:
     text: str
 
 
-def _command(config: Config, digest_bin: str) -> str:
-    source = config.source or Path("config.yaml").resolve()
-    return f"{shlex.quote(digest_bin)} --config {shlex.quote(str(source))} run"
+def digest_command(digest_bin: str | None = None) -> list[str]:
+    """The digest executable as an absolute path (cron and systemd search no virtualenv).
+
+    ``digest_bin`` as given when it is a path; a bare name is looked up: beside this
+    Python (the virtualenv's ``bin/``), then on ``$PATH``; failing both, this Python
+    with ``-m digest``.
+    """
+    if digest_bin and ("/" in digest_bin or os.sep in digest_bin):
+        return [str(Path(digest_bin).expanduser().resolve())]
+    name = digest_bin or "digest"
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside.absolute())]
+    found = shutil.which(name)
+    if found:
+        return [str(Path(found).absolute())]
+    return [str(Path(sys.executable).absolute()), "-m", "digest"]
+
+
+def _command(config: Config, digest_bin: str | None) -> str:
+    source = (config.source or Path("config.yaml")).resolve()
+    program = " ".join(shlex.quote(part) for part in digest_command(digest_bin))
+    return f"{program} --config {shlex.quote(str(source))} run"
 
 
 def _poll_minutes(grace: timedelta) -> int:
@@ -62,7 +85,7 @@ def _poll_cron(minutes: int) -> str:
     return "7 * * * *" if minutes == 60 else f"*/{minutes} * * * *"
 
 
-def crontab(config: Config, *, digest_bin: str = "digest") -> InstallFile:
+def crontab(config: Config, *, digest_bin: str | None = None) -> InstallFile:
     """A crontab entry. Uses CRON_TZ when the schedule is plain cron; also gives the
     polling line for crons that ignore CRON_TZ (Debian's, busybox's)."""
     schedule = Schedule.from_config(config)
@@ -172,7 +195,7 @@ def on_calendar(schedule: Schedule) -> str | None:
     return f"{days}*-{mo}-{d} {h}:{m}:00 {schedule.tz.key}"
 
 
-def systemd(config: Config, *, digest_bin: str = "digest") -> list[InstallFile]:
+def systemd(config: Config, *, digest_bin: str | None = None) -> list[InstallFile]:
     """A oneshot service and the timer that starts it."""
     schedule = Schedule.from_config(config)
     calendar = on_calendar(schedule)

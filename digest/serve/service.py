@@ -14,7 +14,11 @@ Status rules are the status model's (:mod:`digest.audience.status`); what the se
   an ``active`` one is unchanged and gets a short "you are already subscribed" email with
   its preferences link; a ``complained`` one is never mailed. The answer to the client is
   the same in every case.
-- confirm (cause ``serve_confirm``): any status → ``active``.
+- confirm (cause ``serve_confirm``, a POST: a GET only shows the button): any status →
+  ``active``.
+- mail limit: at most ``serve.mail_per_address`` emails to one mailbox within
+  ``serve.mail_window`` (counted in the store, so across restarts and processes); past it a
+  subscribe gets the same answer and no mail. A confirmation holds no text from the request.
 - webhook events (``webhook_*``) only make a status stronger, so a late bounce never undoes
   a complaint.
 """
@@ -34,23 +38,25 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from digest.audience.keys import link_keys
+from digest.audience.lifecycle import address_form, erasure_key, record_confirmation
 from digest.audience.links import token_path, token_url
+from digest.audience.records import Consent, iso, set_details
 from digest.audience.status import WEBHOOK_CAUSES, Cause, service_mail
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
 from digest.audience.tokens import (
-    SECRET_ENV,
     TokenError,
     make_token,
     signing_key,
-    token_secret,
     verify_token,
 )
 from digest.config import Config
 from digest.delivery.providers.base import Batch, Provider, Recipient, Result, idempotency_key
 from digest.delivery.providers.registry import make_provider
-from digest.errors import ConfigError, StoreError
+from digest.errors import StoreError
+from digest.safelog import clean, log_change
 from digest.serve.pages import Pages
-from digest.serve.webhooks import WebhookEvent
+from digest.serve.webhooks import Delivery, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +64,18 @@ T = TypeVar("T")
 
 CONFIRM_ISSUE = "confirmations"
 """The provider sees confirmation emails as this issue (outbox: out/confirmations/outbox/)."""
+WELCOME_ISSUE = "welcome"
+"""… and welcome emails as this one (outbox: out/welcome/outbox/)."""
 
 CONFIRM_TEMPLATE = "confirm_email"
 NOTICE_TEMPLATE = "already_subscribed_email"
+WELCOME_TEMPLATE = "welcome_email"
 
 
 def require_server_secret(config: Config) -> bytes:
-    """The server secret that signs every token; the service will not run without one."""
-    secret = token_secret(config)
-    if not secret:
-        raise ConfigError(
-            f"digest serve needs a server secret to sign its links: set {SECRET_ENV} "
-            '(e.g. to the output of `python -c "import secrets; print(secrets.token_hex(32))"`)'
-            " or point serve.secret at another variable"
-        )
-    return secret
+    """The key that signs new links: the operator's secret, or the key file's current key
+    (created once on first use; see :mod:`digest.audience.keys`)."""
+    return link_keys(config).signing
 
 
 class StoreWorker:
@@ -186,16 +189,25 @@ SubscribeAction = Literal["created", "pending", "reconfirm", "active", "suppress
 class SubscribeOutcome:
     action: SubscribeAction
     subscriber: Subscriber
+    limited: bool = False  # the mailbox had its serve.mail_per_address already
 
     @property
     def send_confirmation(self) -> bool:
-        return self.action in ("created", "pending", "reconfirm")
+        return not self.limited and self.action in ("created", "pending", "reconfirm")
 
     @property
     def send_notice(self) -> bool:
         """An active subscriber is told so (with their preferences link), so that every
         address that can receive mail gets one: the answer and the work look the same."""
-        return self.action == "active"
+        return not self.limited and self.action == "active"
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What applying one webhook delivery did."""
+
+    repeat: bool  # seen before: nothing applied
+    changed: int
 
 
 class Subscriptions:
@@ -204,14 +216,35 @@ class Subscriptions:
     def __init__(self, config: Config, server_secret: bytes) -> None:
         self.config = config
         self.server = server_secret
+        # links signed before a `digest keys rotate` keep verifying for the grace period
+        self.verifying = (
+            server_secret,
+            *tuple(k for k in link_keys(config).verifying if k != server_secret),
+        )
         self.categories = Categories.from_config(config)
+        self.erasure_key = erasure_key(config)
+        self.stored_address = address_form(config)
+
+    def consent(
+        self, now: datetime, *, client: str | None, origin: str | None, method: str
+    ) -> Consent:
+        """What a subscribe request agreed to: when, from where, to which text."""
+        return Consent(
+            at=iso(now),
+            ip=self.stored_address(client),
+            origin=(origin or "")[:500] or None,
+            text=self.config.serve.consent_text,
+            method=method,
+        )
 
     # -- tokens
 
-    def key_for(self, store: SubscriberStore) -> Callable[[str], bytes | None]:
-        def key(email: str) -> bytes | None:
+    def key_for(self, store: SubscriberStore) -> Callable[[str], list[bytes] | None]:
+        def key(email: str) -> list[bytes] | None:
             found = store.get(email)
-            return None if found is None else signing_key(found.secret, self.server)
+            if found is None:
+                return None
+            return [signing_key(found.secret, server) for server in self.verifying]
 
         return key
 
@@ -249,11 +282,43 @@ class Subscriptions:
         name: str,
         categories: Sequence[str],
         now: datetime,
+        consent: Consent | None = None,
     ) -> SubscribeOutcome:
-        """Raises InvalidEmail for an address that is not one."""
+        """Raises InvalidEmail for an address that is not one. ``consent`` is recorded for
+        a request that leads to a confirmation email (the confirmation completes it)."""
+        outcome = self._subscribe(store, email, name=name, categories=categories, now=now)
+        if outcome.action == "suppressed":
+            return outcome
+        serve = self.config.serve
+        if not store.reserve_mail(
+            outcome.subscriber.email,
+            now=now,
+            window=serve.mail_window.total_seconds(),
+            limit=serve.mail_per_address,
+        ):
+            log_change("mail_limited", email=outcome.subscriber.email, limit=serve.mail_per_address)
+            return SubscribeOutcome(outcome.action, outcome.subscriber, limited=True)
+        if consent is not None and outcome.send_confirmation:
+            set_details(
+                store.connection,
+                outcome.subscriber.email,
+                consent=consent,
+                source="serve" if outcome.action == "created" else None,
+            )
+        return outcome
+
+    def _subscribe(
+        self,
+        store: SubscriberStore,
+        email: str,
+        *,
+        name: str,
+        categories: Sequence[str],
+        now: datetime,
+    ) -> SubscribeOutcome:
         known, unknown = self.categories.canonical(categories)
         if unknown:
-            log.info("subscribe: ignoring unknown categories %s", ", ".join(unknown))
+            log.info("subscribe: ignoring unknown categories %s", clean(", ".join(unknown), 100))
         existing = store.get(email)
         if existing is None:
             created, _ = store.add(
@@ -275,11 +340,11 @@ class Subscriptions:
                 now=now,
                 cause=Cause.SERVE_SUBSCRIBE,
             )
-            log.info("subscribe: %s is pending; confirmation sent again", updated.email)
+            log.info("subscribe: %s is pending; asked to confirm again", updated.email)
             return SubscribeOutcome("pending", updated)
         mail = service_mail(existing.status)
         if mail == "confirm":
-            log.info("subscribe: %s is %s; confirmation sent", existing.email, existing.status)
+            log.info("subscribe: %s is %s; asked to confirm", existing.email, existing.status)
             return SubscribeOutcome("reconfirm", existing)
         if mail == "notice":
             log.info("subscribe: %s is already active; nothing changed", existing.email)
@@ -287,12 +352,21 @@ class Subscriptions:
         log.info("subscribe: %s is %s; not mailed", existing.email, existing.status)
         return SubscribeOutcome("suppressed", existing)
 
-    def confirm(self, store: SubscriberStore, token: str, now: datetime) -> Subscriber:
+    def confirm(
+        self, store: SubscriberStore, token: str, now: datetime, *, client: str | None = None
+    ) -> Subscriber:
         subscriber = self.check(store, token, "confirm", now)
         subscriber, change = store.change_status(
             subscriber.email, "active", cause=Cause.SERVE_CONFIRM, now=now
         )
         if change.changed:
+            record_confirmation(
+                store,
+                subscriber.email,
+                now=now,
+                erasure_key=self.erasure_key,
+                confirm_ip=self.stored_address(client),
+            )
             log.info("confirm: %s is now active", subscriber.email)
         return subscriber
 
@@ -342,6 +416,26 @@ class Subscriptions:
                 log.info("preferences: %s subscribed again", subscriber.email)
         return subscriber
 
+    def apply_delivery(
+        self, store: SubscriberStore, delivery: Delivery, now: datetime, *, keep: float
+    ) -> DeliveryOutcome:
+        """Record the delivery and apply its events, together (one savepoint): a delivery
+        the store has seen before — from this process or another, before a restart or a
+        moment ago — is not applied again."""
+        with store.atomic():
+            if not store.claim_delivery(
+                delivery.provider, delivery.delivery_id, now=now, keep=keep
+            ):
+                return DeliveryOutcome(repeat=True, changed=0)
+            changed = sum(self.apply_event(store, event, now) for event in delivery.events)
+        log_change(
+            "webhook",
+            provider=delivery.provider,
+            events=len(delivery.events),
+            changed=changed,
+        )
+        return DeliveryOutcome(repeat=False, changed=changed)
+
     def apply_event(self, store: SubscriberStore, event: WebhookEvent, now: datetime) -> bool:
         """Apply one webhook event; True when a status changed."""
         try:
@@ -349,7 +443,7 @@ class Subscriptions:
         except InvalidEmail:
             found = None
         if found is None:
-            log.info("webhook %s: %s for unknown address ignored", event.provider, event.kind)
+            log.info("webhook %s: %s for an unknown address ignored", event.provider, event.kind)
             return False
         _, change = store.change_status(
             found.email, event.kind, cause=WEBHOOK_CAUSES[event.kind], now=now
@@ -357,7 +451,11 @@ class Subscriptions:
         if not change.changed:
             return False
         log.info(
-            "webhook %s: %s is now %s (%s)", event.provider, found.email, event.kind, event.detail
+            "webhook %s: %s is now %s (%s)",
+            event.provider,
+            found.email,
+            event.kind,
+            clean(event.detail, 80),
         )
         return True
 
@@ -410,17 +508,25 @@ class Mailer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-mail")
 
     def compose(
-        self, subscriber: Subscriber, url: str, template: str = CONFIRM_TEMPLATE
+        self,
+        subscriber: Subscriber,
+        url: str,
+        template: str = CONFIRM_TEMPLATE,
+        extra: dict[str, Any] | None = None,
     ) -> ConfirmationEmail:
-        """``template``: confirm_email (``url`` confirms) or already_subscribed_email (``url``
-        is the preferences page)."""
-        context = {"url": url, "email": subscriber.email, "name": subscriber.name}
+        """``template``: confirm_email (``url`` confirms), already_subscribed_email or
+        welcome_email (``url`` is the preferences page); ``extra`` adds to the context."""
+        # A confirmation goes to an address nobody has confirmed yet: it holds nothing the
+        # request wrote (no name), so a stranger cannot put words in mail from the site.
+        name = subscriber.name if template != CONFIRM_TEMPLATE else ""
+        context = {"url": url, "email": subscriber.email, "name": name}
+        context.update(extra or {})
         sender = self.config.sender
         headers = {"Auto-Submitted": "auto-generated"}
         if sender.reply_to:
             headers["Reply-To"] = sender.reply_to
         return ConfirmationEmail(
-            issue_id=CONFIRM_ISSUE,
+            issue_id=WELCOME_ISSUE if template == WELCOME_TEMPLATE else CONFIRM_ISSUE,
             subject=self.pages.render(f"{template}.subject.j2", **context).strip(),
             html=self.pages.render(f"{template}.html.j2", **context),
             text=self.pages.render(f"{template}.txt.j2", **context),
@@ -429,9 +535,14 @@ class Mailer:
         )
 
     def send(
-        self, subscriber: Subscriber, url: str, now: datetime, template: str = CONFIRM_TEMPLATE
+        self,
+        subscriber: Subscriber,
+        url: str,
+        now: datetime,
+        template: str = CONFIRM_TEMPLATE,
+        extra: dict[str, Any] | None = None,
     ) -> Result:
-        email = self.compose(subscriber, url, template)
+        email = self.compose(subscriber, url, template, extra)
         domain = parseaddr(self.config.sender.from_email)[1].rpartition("@")[2]
         recipient = Recipient(
             subscriber_id=subscriber.id,
@@ -440,12 +551,12 @@ class Mailer:
             message_id=make_msgid("confirm", domain=domain or None),
         )
         batch = Batch(
-            issue_id=CONFIRM_ISSUE,
+            issue_id=email.issue_id,
             variant="confirm",
             composed=email,
             recipients=(recipient,),
             idempotency_key=idempotency_key(
-                f"{CONFIRM_ISSUE}-{now.isoformat()}", "confirm", [subscriber.id]
+                f"{email.issue_id}-{now.isoformat()}", "confirm", [subscriber.id]
             ),
             renderer=render_message,
             date=now,
@@ -456,23 +567,45 @@ class Mailer:
                 outcome = event
         if outcome is None:
             outcome = Result(subscriber.id, "failed-retryable", reason="no result from provider")
-        level = logging.INFO if outcome.state == "sent" else logging.WARNING
-        log.log(
-            level,
-            "%s to %s: %s %s",
-            template.replace("_", " "),
-            subscriber.email,
-            outcome.state,
-            outcome.reason or "",
-        )
+        log_change("mail", template=template, email=subscriber.email, state=outcome.state)
+        if outcome.state != "sent":
+            log.warning(
+                "%s to %s: %s %s",
+                template.replace("_", " "),
+                subscriber.email,
+                outcome.state,
+                clean(outcome.reason or "", 300),
+            )
         return outcome
 
     async def send_async(
-        self, subscriber: Subscriber, url: str, now: datetime, template: str = CONFIRM_TEMPLATE
+        self,
+        subscriber: Subscriber,
+        url: str,
+        now: datetime,
+        template: str = CONFIRM_TEMPLATE,
+        extra: dict[str, Any] | None = None,
     ) -> Result:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.send, subscriber, url, now, template)
+        return await loop.run_in_executor(
+            self._executor, self.send, subscriber, url, now, template, extra
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.provider.close()
+
+
+# --------------------------------------------------------------------------- welcome
+
+
+def welcome_context(next_issue: datetime | None) -> dict[str, str]:
+    """The welcome email's words for when the next issue goes out (in the schedule's zone)."""
+    if next_issue is None:
+        return {"next_issue": "", "next_issue_iso": ""}
+    zone = str(next_issue.tzinfo)
+    return {
+        "next_issue": f"{next_issue:%A} {next_issue.day} {next_issue:%B %Y} at "
+        f"{next_issue:%H:%M} ({zone})",
+        "next_issue_iso": next_issue.isoformat(),
+    }

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import email.parser
 import email.policy
+import email.utils
 import json
 import math
 import os
@@ -62,6 +63,8 @@ DEFAULT_SUPPRESSIONS: dict[str, list[str]] = {
     "unsubscribed": ["unsubscribed@example.com"],
 }
 SUPPRESSION_CREATED_AT = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
+# The account's sending domains and senders (the tests' and the sample site's From addresses).
+SENDERS = ("news@example.com", "weekly@fieldnotes.example.com")
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +75,8 @@ SUPPRESSION_CREATED_AT = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
 class Faults:
     """What goes wrong, and when. Applies to the provider's send endpoint only.
 
-    Counters (``storm``, ``drop_before``, ``drop_after``) count down one per send request.
+    Counters (``storm``, ``drop_before``, ``drop_after``, ``hang_after``) count down one per
+    send request.
     """
 
     rate_limit: float = 0.0  # allowed send requests per second; 0 = unlimited
@@ -87,6 +91,9 @@ class Faults:
     reject_pattern: str | None = None  # regex searched in each recipient address
     reject_code: int = 406  # Postmark per-message ErrorCode for a rejected recipient
     retry_after: int = 1  # seconds, sent in Retry-After on every 429
+    unauthorized_from: int = 0  # send requests from the N-th on get 401 (0: never)
+    hang_after: int = 0  # the next N send requests: accept, then hold the answer and close
+    hang_seconds: float = 5.0  # how long a hung answer is held (longer than a client waits)
     seed: int = 0
 
     @classmethod
@@ -173,6 +180,8 @@ class Emulator:
         self.window: deque[float] = deque()
         self.idempotency: dict[str, Response] = {}
         self.suppressions = {k: list(v) for k, v in DEFAULT_SUPPRESSIONS.items()}
+        self.domain_verified = True  # what the account/domain endpoints report
+        self.events: list[dict[str, Any]] = []  # Mailgun events added by /_emulator/events
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -272,6 +281,13 @@ class Emulator:
         if faults.delay > 0:
             await asyncio.sleep(faults.delay)
         provider.authenticate(self, request)
+        if faults.unauthorized_from and request_id >= faults.unauthorized_from:
+            entry["fault"] = "unauthorized"
+            key, self.key = self.key, f"revoked-{uuid.uuid4()}"
+            try:
+                provider.authenticate(self, request)  # the provider's own 401
+            finally:
+                self.key = key
         if faults.storm > 0:
             faults.storm -= 1
             entry["fault"] = "storm"
@@ -298,6 +314,11 @@ class Emulator:
         if faults.drop_after > 0 or self._chance(faults.drop_after_rate):
             faults.drop_after = max(0, faults.drop_after - 1)
             entry["fault"] = "drop_after"
+            return DROP
+        if faults.hang_after > 0:
+            faults.hang_after -= 1
+            entry["fault"] = "hang_after"
+            await asyncio.sleep(faults.hang_seconds)
             return DROP
         return response
 
@@ -339,6 +360,21 @@ class Emulator:
                 self.suppressions.update({k: list(v) for k, v in data.items()})
             if method in ("GET", "POST"):
                 return Response(200, self.suppressions)
+        if path == "/_emulator/events":
+            if method == "POST":
+                data = request.json()
+                if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+                    return Response(400, {"error": "expected a JSON list of event objects"})
+                now = time.time()
+                self.events.extend({"timestamp": now, **e} for e in data)
+            if method in ("GET", "POST"):
+                return Response(200, self.events)
+        if path == "/_emulator/domain" and method == "POST":
+            data = request.json()
+            if not isinstance(data, dict) or not isinstance(data.get("verified"), bool):
+                return Response(400, {"error": 'expected {"verified": true|false}'})
+            self.domain_verified = data["verified"]
+            return Response(200, {"verified": self.domain_verified})
         if path == "/_emulator/health" and method == "GET":
             return Response(200, {"provider": self.provider})
         return Response(404, {"error": f"no control endpoint {method} {path}"})
@@ -436,6 +472,10 @@ class Postmark(Provider):
             return Postmark.single, True, ()
         if method == "GET" and path == "/bounces":
             return Postmark.bounces, False, ()
+        if method == "GET" and path == "/messages/outbound":
+            return Postmark.outbound_search, False, ()
+        if method == "GET" and path == "/server":
+            return Postmark.server, False, ()
         match = re.fullmatch(r"/message-streams/([^/]+)/suppressions/dump", path)
         if method == "GET" and match:
             return Postmark.suppressions_dump, False, (match.group(1),)
@@ -611,6 +651,63 @@ class Postmark(Provider):
         return Response(200, {"TotalCount": len(rows), "Bounces": rows[offset : offset + count]})
 
     @staticmethod
+    def outbound_search(emu: Emulator, request: Request) -> Response:
+        """``GET /messages/outbound``: ``count`` (at most 500) and ``offset`` required,
+        count + offset at most 10,000; filters ``recipient``, ``tag``, ``status``,
+        ``messagestream`` and ``metadata_<key>``; newest first."""
+        try:
+            count = int(request.query["count"][0])
+            offset = int(request.query["offset"][0])
+        except (KeyError, ValueError):
+            raise Postmark.error(
+                422, 1, "The 'count' and 'offset' parameters are required."
+            ) from None
+        if not 0 < count <= 500 or offset < 0 or count + offset > 10000:
+            raise Postmark.error(422, 1, "count must be 1-500; count + offset at most 10000.")
+        query = {k: v[0] for k, v in request.query.items()}
+        rows = list(reversed(emu.messages))
+        if "recipient" in query:
+            rows = [m for m in rows if m["to"].lower() == query["recipient"].lower()]
+        if "tag" in query:
+            rows = [m for m in rows if query["tag"] in m["tags"]]
+        if "messagestream" in query:
+            rows = [m for m in rows if m.get("stream") == query["messagestream"]]
+        for key, value in query.items():
+            if key.startswith("metadata_"):
+                name = key[len("metadata_") :]
+                rows = [m for m in rows if str(m["metadata"].get(name)) == value]
+        messages = [
+            {
+                "Tag": m["tags"][0] if m["tags"] else "",
+                "MessageID": m["message_id"],
+                "MessageStream": m.get("stream", "outbound"),
+                "To": [{"Email": m["to"], "Name": None}],
+                "Cc": [],
+                "Bcc": [],
+                "Recipients": [m["to"]],
+                "ReceivedAt": m["accepted_at"],
+                "From": m.get("sender", ""),
+                "Subject": m.get("subject", ""),
+                "Attachments": [],
+                "Status": "Sent",
+                "TrackOpens": False,
+                "TrackLinks": "None",
+                "Metadata": m["metadata"],
+                "Sandboxed": False,
+            }
+            for m in rows[offset : offset + count]
+        ]
+        return Response(200, {"TotalCount": len(rows), "Messages": messages})
+
+    @staticmethod
+    def server(emu: Emulator, request: Request) -> Response:
+        """``GET /server``: the server the token belongs to."""
+        return Response(
+            200,
+            {"ID": 1, "Name": "digest-emulated", "ApiTokens": ["(hidden)"], "Color": "blue"},
+        )
+
+    @staticmethod
     def suppressions_dump(emu: Emulator, request: Request, stream: str) -> Response:
         reasons = {
             "bounced": "HardBounce",
@@ -651,7 +748,27 @@ class SendGrid(Provider):
         match = re.fullmatch(r"/v3/suppression/(bounces|spam_reports|unsubscribes)", path)
         if method == "GET" and match:
             return SendGrid.suppressions, False, (match.group(1), kinds[match.group(1)])
+        if method == "GET" and path == "/v3/whitelabel/domains":
+            return SendGrid.authenticated_domains, False, ()
         return None
+
+    @staticmethod
+    def authenticated_domains(emu: Emulator, request: Request) -> Response:
+        """``GET /v3/whitelabel/domains``: the authenticated domains (one, example.com)."""
+        return Response(
+            200,
+            [
+                {
+                    "id": i + 1,
+                    "domain": address.partition("@")[2],
+                    "subdomain": "em1",
+                    "username": "digest",
+                    "default": i == 0,
+                    "valid": emu.domain_verified,
+                }
+                for i, address in enumerate(SENDERS)
+            ],
+        )
 
     @staticmethod
     def errors(status: int, *items: tuple[str, str | None, str | None]) -> HttpError:
@@ -884,7 +1001,111 @@ class Mailgun(Provider):
         match = re.fullmatch(r"/v3/([^/]+)/(bounces|complaints|unsubscribes)", request.path)
         if request.method == "GET" and match:
             return Mailgun.suppressions, False, (match.group(1), match.group(2))
+        match = re.fullmatch(r"/v3/domains/([^/]+)", request.path)
+        if request.method == "GET" and match:
+            return Mailgun.domain, False, (match.group(1),)
+        match = re.fullmatch(r"/v3/([^/]+)/events(?:/([A-Za-z0-9_-]+))?", request.path)
+        if request.method == "GET" and match:
+            return Mailgun.events, False, (match.group(1), match.group(2))
         return None
+
+    @staticmethod
+    def domain(emu: Emulator, request: Request, name: str) -> Response:
+        """``GET /v3/domains/{name}``: its state is ``active`` once its DNS is verified."""
+        state = "active" if emu.domain_verified else "unverified"
+        return Response(
+            200,
+            {
+                "domain": {"name": name, "state": state, "type": "custom", "is_disabled": False},
+                "receiving_dns_records": [],
+                "sending_dns_records": [],
+            },
+        )
+
+    @staticmethod
+    def events(emu: Emulator, request: Request, domain: str, page: str | None) -> Response:
+        """``GET /v3/{domain}/events``: ``accepted`` events of the messages recorded (and
+        the events added with ``POST /_emulator/events``: bounces, complaints, …), with
+        the filters ``event``, ``tags``, ``recipient``, ``begin`` (RFC 2822 or epoch),
+        ``ascending`` and ``limit`` (at most 300); ``paging.next`` is a URL of the same
+        query from the next position (an empty page ends it)."""
+        if page:
+            try:
+                query = json.loads(base64.urlsafe_b64decode(page + "=" * (-len(page) % 4)))
+            except ValueError:
+                raise HttpError(400, {"message": "invalid page token"}) from None
+        else:
+            query = {k: v[0] for k, v in request.query.items()}
+            query["position"] = 0
+        limit = int(query.get("limit", 100))
+        if not 0 < limit <= 300:
+            raise HttpError(400, {"message": "limit must be 1-300"})
+        if query.get("event", "accepted") != "accepted":
+            return Mailgun.added_events(emu, request, domain, query, limit)
+        rows = [m for m in emu.messages if m.get("domain", domain) == domain]
+        if "tags" in query:
+            rows = [m for m in rows if query["tags"] in m["tags"]]
+        if "recipient" in query:
+            rows = [m for m in rows if m["to"].lower() == query["recipient"].lower()]
+        if "begin" in query:
+            begin_text = str(query["begin"])
+            try:
+                begin = float(begin_text)
+            except ValueError:
+                begin = email.utils.parsedate_to_datetime(begin_text).timestamp()
+            rows = [
+                m for m in rows if datetime.fromisoformat(m["accepted_at"]).timestamp() >= begin
+            ]
+        if str(query.get("ascending", "no")) != "yes":
+            rows.reverse()
+        position = int(query["position"])
+        chunk = rows[position : position + limit]
+        items = [
+            {
+                "event": "accepted",
+                "id": f"ev-{m['request_id']}-{i}",
+                "timestamp": datetime.fromisoformat(m["accepted_at"]).timestamp(),
+                "recipient": m["to"],
+                "tags": m["tags"],
+                "user-variables": m["metadata"],
+                "message": {"headers": {"message-id": m["message_id"].strip("<>")}},
+            }
+            for i, m in enumerate(chunk)
+        ]
+        following = {**query, "position": position + len(chunk)}
+        token = base64.urlsafe_b64encode(json.dumps(following).encode()).decode().rstrip("=")
+        host = request.headers.get("host", "127.0.0.1")
+        return Response(
+            200,
+            {"items": items, "paging": {"next": f"http://{host}/v3/{domain}/events/{token}"}},
+        )
+
+    @staticmethod
+    def added_events(
+        emu: Emulator, request: Request, domain: str, query: dict[str, Any], limit: int
+    ) -> Response:
+        """Events other than ``accepted``: those added with ``POST /_emulator/events``,
+        filtered by ``event`` and ``recipient``, newest first, paged the same way."""
+        rows = [
+            e
+            for e in emu.events
+            if str(e.get("event")) == query["event"]
+            and (
+                "recipient" not in query
+                or str(e.get("recipient", "")).lower() == query["recipient"].lower()
+            )
+        ]
+        if str(query.get("ascending", "no")) != "yes":
+            rows.reverse()
+        position = int(query["position"])
+        chunk = rows[position : position + limit]
+        following = {**query, "position": position + len(chunk)}
+        token = base64.urlsafe_b64encode(json.dumps(following).encode()).decode().rstrip("=")
+        host = request.headers.get("host", "127.0.0.1")
+        return Response(
+            200,
+            {"items": chunk, "paging": {"next": f"http://{host}/v3/{domain}/events/{token}"}},
+        )
 
     @staticmethod
     def suppressions(emu: Emulator, request: Request, domain: str, name: str) -> Response:
@@ -1046,7 +1267,28 @@ class Brevo(Provider):
             return Brevo.send, True, ()
         if request.method == "GET" and request.path == "/v3/smtp/blockedContacts":
             return Brevo.blocked_contacts, False, ()
+        if request.method == "GET" and request.path == "/v3/senders":
+            return Brevo.senders, False, ()
         return None
+
+    @staticmethod
+    def senders(emu: Emulator, request: Request) -> Response:
+        """``GET /v3/senders``: the account's senders (any address @example.com)."""
+        return Response(
+            200,
+            {
+                "senders": [
+                    {
+                        "id": i + 1,
+                        "name": "Digest",
+                        "email": address,
+                        "active": emu.domain_verified,
+                        "ips": [],
+                    }
+                    for i, address in enumerate(SENDERS)
+                ]
+            },
+        )
 
     @staticmethod
     def blocked_contacts(emu: Emulator, request: Request) -> Response:
@@ -1366,6 +1608,14 @@ class RunningEmulator:
 
     def set_suppressions(self, **lists: list[str]) -> dict[str, list[str]]:
         return self._call("POST", "/_emulator/suppressions", lists)  # type: ignore[no-any-return]
+
+    def set_domain_verified(self, verified: bool) -> None:
+        """What the account/domain endpoints say about the sending domain."""
+        self._call("POST", "/_emulator/domain", {"verified": verified})
+
+    def add_events(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        """Add events (Mailgun's event-data objects) for the events API to report."""
+        return self._call("POST", "/_emulator/events", list(events))  # type: ignore[no-any-return]
 
     def reset(self) -> None:
         """Forget messages, requests and idempotency keys; restore the start-up faults."""

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 # readable token instead of being split into encoded words.
 WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 
-ResultState = Literal["sent", "failed-permanent", "failed-retryable"]
+ResultState = Literal["sent", "failed-permanent", "failed-retryable", "uncertain"]
 
 
 Renderer = Callable[..., EmailMessage]
@@ -103,7 +103,7 @@ class Result:
     state: ResultState
     provider_message_id: str | None = None
     reason: str | None = None
-    confirmed: bool = True  # False: counted as sent without the provider's reply
+    confirmed: bool = True  # False: counted as sent without the provider's reply (old rows)
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,31 @@ class Handoff:
 Event = Result | Handoff
 
 
-def idempotency_key(issue_id: str, variant: str, subscriber_ids: Sequence[int]) -> str:
-    """The same issue, variant and recipients always give the same key."""
+@dataclass(frozen=True)
+class Check:
+    """One finding of :meth:`Provider.preflight`."""
+
+    name: str  # "credentials", "domain", "sender", "connection"
+    ok: bool
+    detail: str
+
+
+def idempotency_key(
+    issue_id: str,
+    variant: str,
+    subscriber_ids: Sequence[int],
+    emails: Sequence[str] = (),
+) -> str:
+    """The same issue, variant and recipients always give the same key.
+
+    With ``emails``, the addresses are part of it too: two lists that share a provider
+    account (and so its keys) and number their subscribers alike still get different keys.
+    """
     digest = hashlib.sha256(f"{issue_id}\x00{variant}\x00".encode())
     for sid in subscriber_ids:
         digest.update(f"{sid},".encode())
+    for email in emails:
+        digest.update(f"{email.lower()},".encode())
     return f"digest-{issue_id}-{digest.hexdigest()[:32]}"
 
 
@@ -167,9 +187,9 @@ class Provider(ABC):
 
         Returns a result per subscriber id, or None for "was not accepted: send again".
         The default: with idempotency keys, send again (the provider drops repeats); with
-        hand-off marks, rows never handed off are sent again and rows handed off are counted
-        as sent, unconfirmed; otherwise, counted as sent, unconfirmed — digest prefers a
-        missed message to a duplicate, and says how many it could not confirm.
+        hand-off marks, rows never handed off are sent again; everything else may have been
+        accepted and is ``uncertain`` — then :meth:`lookup` (where the provider can answer)
+        or the operator's ``send.uncertain`` policy decides.
         """
         settled: dict[int, Result | None] = {}
         for delivery in deliveries:
@@ -178,12 +198,27 @@ class Provider(ABC):
             else:
                 settled[delivery.subscriber_id] = Result(
                     delivery.subscriber_id,
-                    "sent",
-                    reason="counted as sent without a reply: the run stopped after handing "
-                    "the message over",
-                    confirmed=False,
+                    "uncertain",
+                    reason="the run stopped while the message was with the provider, "
+                    "before its answer was recorded",
                 )
         return settled
+
+    can_look_up: ClassVar[bool] = False
+    """:meth:`lookup` can ask the provider which messages it accepted."""
+
+    def lookup(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, str | None]:
+        """Ask the provider which of these messages it accepted (reconciliation).
+
+        Returns, per subscriber id, the provider's message id when it has the message, or
+        None when it certainly has not. Only called when :attr:`can_look_up` is True.
+        """
+        raise NotImplementedError
+
+    def preflight(self) -> list[Check]:
+        """One read-only authenticated request: do the credentials work, is the domain
+        verified? Transports without an account return what they can check locally."""
+        return [Check("credentials", True, "no account to check")]
 
     def close(self) -> None:
         """Release connections; called once when sending ends."""

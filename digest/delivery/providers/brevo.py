@@ -22,6 +22,7 @@ from digest.config.providers import BrevoSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
     Batch,
+    Check,
     Event,
     ProviderSettings,
     Recipient,
@@ -36,7 +37,7 @@ from digest.delivery.providers.http import (
     Suppression,
     encode_json,
     error_message,
-    retryable_for,
+    unanswered,
 )
 
 _NAMESPACE = uuid.UUID("5d0c8a4e-3f52-4a3b-9d0e-6c1f2b7a9e10")
@@ -120,7 +121,7 @@ class Brevo(HttpProvider):
                     "POST", self.url("/v3/smtp/email"), content=body, headers=self._headers()
                 )
             except RequestFailed as exc:
-                yield from retryable_for(recipients, exc.reason)
+                yield from unanswered(self.name, recipients, exc)
                 return
             if response.status_code in (200, 201, 202):
                 data = response.json()
@@ -142,8 +143,28 @@ class Brevo(HttpProvider):
             )
             recipients = recipients[:index] + recipients[index + 1 :]
             key = idempotency_key(
-                batch.issue_id, batch.variant, [r.subscriber_id for r in recipients]
+                batch.issue_id,
+                batch.variant,
+                [r.subscriber_id for r in recipients],
+                [r.email for r in recipients],
             )
+
+    # -- preflight
+
+    def preflight(self) -> list[Check]:
+        """``GET /v3/senders``: the key works, and the From address is an active sender."""
+        response = self.get("/v3/senders", self._headers())
+        address = self.config.sender.from_email.lower()
+        senders = response.json().get("senders") or []
+        match = [s for s in senders if str(s.get("email", "")).lower() == address]
+        active = bool(match and match[0].get("active"))
+        detail = (
+            f"{address} is an active sender"
+            if active
+            else f"{address} is {'not active' if match else 'not a sender'} in Brevo "
+            "(Senders, Domains & Dedicated IPs)"
+        )
+        return [Check("credentials", True, "API key accepted"), Check("sender", active, detail)]
 
     # -- suppressions
 

@@ -6,13 +6,17 @@
 * **Rate limits**: :func:`parse_rate_limit` reads ``Retry-After``, ``RateLimit-*``,
   ``X-RateLimit-*`` and ``X-Sib-RateLimit-*``; a :class:`Pacer` shared by every worker thread
   holds requests back until the provider says there is room.
-* **Retries**: :class:`HttpTransport` retries 429, 5xx, timeouts and dropped connections with
-  exponential backoff and full jitter, never sooner than ``Retry-After``. Anything else
-  (2xx, 4xx) goes back to the provider module, which knows its error shapes.
+* **Retries**: :class:`HttpTransport` retries 429, 5xx and connections that could not be made
+  with exponential backoff and full jitter, never sooner than ``Retry-After``. A request
+  whose body went out but got no answer (a timeout, a dropped connection) may have been
+  accepted: it is retried only where the provider drops repeats (an idempotency key);
+  elsewhere it ends at once as *uncertain*. Anything else (2xx, 4xx) goes back to the
+  provider module, which knows its error shapes.
 
 Errors::
 
-    RequestFailed        a request kept failing in a way that may pass (batch: failed-retryable)
+    RequestFailed        no answer worth reading came; ``uncertain`` says whether the
+                         provider may have accepted the request (see :func:`unanswered`)
     ProviderError        (digest.errors) the provider refused us as a whole: stop sending
 """
 
@@ -445,11 +449,20 @@ class RetryPolicy:
 
 
 class RequestFailed(Exception):
-    """A request kept failing in a way that may pass later (the batch is failed-retryable)."""
+    """A request got no answer worth reading.
 
-    def __init__(self, reason: str) -> None:
+    ``uncertain`` is False when the provider certainly did not take it (no connection, or
+    it answered 429/5xx every time), True when its body was written and no answer came.
+    """
+
+    def __init__(self, reason: str, *, uncertain: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.uncertain = uncertain
+
+
+# No request reached the server: safe to send again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 @dataclass
@@ -502,7 +515,11 @@ class HttpTransport:
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
+        repeat_safe: bool = False,
     ) -> None:
+        self.repeat_safe = repeat_safe
+        """The provider drops a repeated request (idempotency key): retrying a request that
+        got no answer cannot send twice."""
         self.provider = provider
         self.client = client
         self.policy = policy
@@ -527,6 +544,7 @@ class HttpTransport:
         """
         self.stats.add(requests=1)
         reason = ""
+        maybe_accepted = False
         for attempt in range(1, self.policy.attempts + 1):
             retry_after: float | None = None
             with self.pacer.slot():
@@ -538,10 +556,17 @@ class HttpTransport:
                     response = self.client.request(
                         method, url, content=content, headers=request_headers
                     )
+                except _NOT_SENT as exc:
+                    reason = f"{self.provider}: cannot connect ({exc or type(exc).__name__})"
                 except httpx.TimeoutException as exc:
-                    reason = f"{self.provider}: timed out ({type(exc).__name__})"
+                    reason = f"{self.provider}: no answer in time ({type(exc).__name__})"
+                    maybe_accepted = True
                 except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                    reason = f"{self.provider}: connection failed ({exc or type(exc).__name__})"
+                    reason = (
+                        f"{self.provider}: the connection closed without an answer "
+                        f"({exc or type(exc).__name__})"
+                    )
+                    maybe_accepted = True
                 else:
                     info = parse_rate_limit(response.headers, now=self.wall_clock())
                     throttled = response.status_code == 429
@@ -550,14 +575,23 @@ class HttpTransport:
                         return response
                     retry_after = info.retry_after
                     reason = f"{self.provider} {response.status_code}: {error_message(response)}"
+            if maybe_accepted and not self.repeat_safe:
+                raise RequestFailed(
+                    f"{reason}; the request was written, so it may have been accepted",
+                    uncertain=True,
+                )
             if attempt == self.policy.attempts:
                 break
             delay = self.policy.delay(attempt, retry_after, self.rng)
-            log.info("%s; try %d of %d in %.2fs", reason, attempt + 1, self.policy.attempts, delay)
+            log.warning(
+                "%s; try %d of %d in %.1fs", reason, attempt + 1, self.policy.attempts, delay
+            )
             self.stats.add(retries=1)
             if delay > 0:
                 self.sleep(delay)
-        raise RequestFailed(f"{reason} (gave up after {self.policy.attempts} tries)")
+        raise RequestFailed(
+            f"{reason} (gave up after {self.policy.attempts} tries)", uncertain=maybe_accepted
+        )
 
 
 def error_message(response: httpx.Response, limit: int = 300) -> str:
@@ -625,6 +659,7 @@ class HttpProvider(Provider):
             ),
             pacer=self.pacer,
             stats=self.stats,
+            repeat_safe=self.supports_idempotency,
         )
 
     def set_clock(
@@ -690,3 +725,15 @@ class Suppression:
 
 def retryable_for(recipients: Iterable[Recipient], reason: str) -> list[Result]:
     return [Result(r.subscriber_id, "failed-retryable", reason=reason) for r in recipients]
+
+
+def unanswered(provider: str, recipients: Iterable[Recipient], exc: RequestFailed) -> list[Result]:
+    """What a request without an answer means for its recipients.
+
+    It may have been accepted: each is ``uncertain`` (never counted as sent). It certainly
+    was not: sending stops (``ProviderError``); the recipients go back to ``pending`` and the
+    next run sends them.
+    """
+    if exc.uncertain:
+        return [Result(r.subscriber_id, "uncertain", reason=exc.reason) for r in recipients]
+    raise ProviderError(provider, exc.reason, retryable=True)

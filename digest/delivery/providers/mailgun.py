@@ -9,6 +9,11 @@ are alone (each fails permanently, everyone else is sent). Any other 400, 401 or
 the send. 429 answers carry ``Retry-After`` only. No idempotency key.
 
 Suppressions: ``/v3/{domain}/bounces``, ``/complaints`` and ``/unsubscribes``.
+
+Events: ``/v3/{domain}/events`` (:meth:`Mailgun.has_event`), which ``digest serve`` asks
+before it applies a Mailgun webhook when ``serve.webhooks.mailgun_confirm`` is on: Mailgun
+signs a webhook's timestamp and token but not its body, so only Mailgun's own record of the
+event proves what the body says.
 """
 
 from __future__ import annotations
@@ -16,12 +21,23 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import urllib.parse
 from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import urlencode
 
 from digest.config.providers import MailgunSettings
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.base import (
+    Batch,
+    Check,
+    Event,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -29,8 +45,11 @@ from digest.delivery.providers.http import (
     Substitution,
     Suppression,
     error_message,
-    retryable_for,
+    unanswered,
 )
+
+if TYPE_CHECKING:
+    from digest.delivery.ledger import Delivery
 
 
 def placeholder(name: str) -> str:
@@ -38,7 +57,12 @@ def placeholder(name: str) -> str:
 
 
 def build_fields(
-    envelope: Envelope, sub: Substitution, recipients: Sequence[Recipient], *, issue_id: str
+    envelope: Envelope,
+    sub: Substitution,
+    recipients: Sequence[Recipient],
+    *,
+    issue_id: str,
+    batch_id: str | None = None,
 ) -> list[tuple[str, str]]:
     """The form fields of one batch request, in order."""
     fields: list[tuple[str, str]] = [("from", envelope.from_address)]
@@ -58,6 +82,8 @@ def build_fields(
         ("o:tag", issue_id),
         ("v:issue_id", issue_id),
     ]
+    if batch_id:
+        fields.append(("v:batch_id", batch_id))  # reconciliation matches events on it
     if envelope.reply_to:
         fields.append(("h:Reply-To", envelope.reply_to))
     fields += [(f"h:{name}", value) for name, value in sub.headers.items()]
@@ -102,7 +128,13 @@ class Mailgun(HttpProvider):
             recipients = groups.pop()
             sub = envelope.substitute(recipients, placeholder)
             body, content_type = encode_multipart(
-                build_fields(envelope, sub, recipients, issue_id=batch.issue_id)
+                build_fields(
+                    envelope,
+                    sub,
+                    recipients,
+                    issue_id=batch.issue_id,
+                    batch_id=batch.idempotency_key,
+                )
             )
             try:
                 response = self.transport.send(
@@ -112,7 +144,7 @@ class Mailgun(HttpProvider):
                     headers={"Authorization": self._auth(), "Content-Type": content_type},
                 )
             except RequestFailed as exc:
-                yield from retryable_for(recipients, exc.reason)
+                yield from unanswered(self.name, recipients, exc)
                 continue
             if response.status_code == 200:
                 message_id = response.json().get("id")
@@ -131,6 +163,60 @@ class Mailgun(HttpProvider):
                 continue
             middle = len(recipients) // 2
             groups += [recipients[middle:], recipients[:middle]]
+
+    # -- reconciliation and preflight
+
+    can_look_up = True
+
+    def lookup(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, str | None]:
+        """The events log: ``GET /v3/{domain}/events`` with ``event=accepted``, the issue's
+        tag and ``begin`` a minute before the oldest row's attempt, following
+        ``paging.next``; an event matches a row by recipient and ``v:batch_id``."""
+        wanted = {(d.email.lower(), d.batch_key) for d in deliveries}
+        stamps = [datetime.fromisoformat(d.updated_at) for d in deliveries if d.updated_at]
+        begin = (min(stamps) if stamps else datetime.now(timezone.utc)) - timedelta(minutes=10)
+        query = urlencode(
+            {
+                "event": "accepted",
+                "tags": issue_id,
+                "begin": format_datetime(begin.astimezone(timezone.utc), usegmt=True),
+                "ascending": "yes",
+                "limit": 300,
+            }
+        )
+        url: str | None = f"/v3/{self.settings.domain}/events?{query}"
+        headers = {"Authorization": self._auth()}
+        found: dict[tuple[str, str | None], str] = {}
+        base = self.settings.base_url.rstrip("/")
+        pages = 0
+        while url and pages < 10000:
+            data = self.get(url, headers).json()
+            items = data.get("items", []) if isinstance(data, dict) else []
+            for item in items:
+                variables = item.get("user-variables") or {}
+                pair = (str(item.get("recipient", "")).lower(), variables.get("batch_id"))
+                if pair in wanted:
+                    message = item.get("message") or {}
+                    found[pair] = str((message.get("headers") or {}).get("message-id", "?"))
+            following = (data.get("paging") or {}).get("next") if items else None
+            url = following[len(base) :] if following and following.startswith(base) else None
+            pages += 1
+        return {d.subscriber_id: found.get((d.email.lower(), d.batch_key)) for d in deliveries}
+
+    def preflight(self) -> list[Check]:
+        """``GET /v3/domains/{domain}``: the key works, and the domain's state."""
+        response = self.get(f"/v3/domains/{self.settings.domain}", {"Authorization": self._auth()})
+        domain = response.json().get("domain") or {}
+        state = str(domain.get("state", "unknown"))
+        return [
+            Check("credentials", True, "API key accepted"),
+            Check(
+                "domain",
+                state == "active",
+                f"{self.settings.domain} is {state}"
+                + ("" if state == "active" else ": verify its DNS records in Mailgun"),
+            ),
+        ]
 
     # -- suppressions
 
@@ -156,6 +242,42 @@ class Mailgun(HttpProvider):
                 base = self.settings.base_url.rstrip("/")
                 url = following[len(base) :] if following and following.startswith(base) else None
                 seen_pages += 1
+
+    # -- events
+
+    def has_event(self, event_id: str, event: str, recipient: str) -> bool:
+        """Whether Mailgun's events API holds the event ``event_id`` (``event`` for
+        ``recipient``). Reads up to 10 pages of that recipient's events of that kind."""
+        if not event_id:
+            return False
+        headers = {"Authorization": self._auth()}
+        query = urllib.parse.urlencode(
+            {"event": event, "recipient": recipient, "limit": "300", "ascending": "no"}
+        )
+        url: str | None = f"/v3/{self.settings.domain}/events?{query}"
+        base = self.settings.base_url.rstrip("/")
+        for _ in range(10):
+            if url is None:
+                break
+            data = self.get(url, headers).json()
+            items = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(items, list) or not items:
+                return False
+            for item in items:
+                if (
+                    isinstance(item, dict)
+                    and item.get("id") == event_id
+                    and item.get("event") == event
+                    and str(item.get("recipient", "")).lower() == recipient.lower()
+                ):
+                    return True
+            following = (data.get("paging") or {}).get("next")
+            url = (
+                following[len(base) :]
+                if isinstance(following, str) and following.startswith(base)
+                else None
+            )
+        return False
 
 
 registry.register("mailgun", Mailgun)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.config.providers import OutboxSettings
-from digest.delivery.providers.base import Batch, Event, Provider, Result
+from digest.delivery.providers.base import Batch, Check, Event, Provider, Result
 from digest.delivery.providers.registry import register
 from digest.errors import ProviderError
 
@@ -106,6 +106,20 @@ class OutboxProvider(Provider):
             raise ProviderError("outbox", f"cannot write {where}: {exc.strerror}") from None
         for recipient, (_, target) in zip(batch.recipients, written, strict=True):
             yield Result(recipient.subscriber_id, "sent", provider_message_id=target.name)
+
+    def preflight(self) -> list[Check]:
+        """The outbox folder can be created and written."""
+        settings = self.settings
+        assert isinstance(settings, OutboxSettings)
+        folder = self.config.path(settings.directory or self.config.out_dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".digest-preflight-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            return [Check("folder", False, f"cannot write {folder}: {exc.strerror}")]
+        return [Check("folder", True, f"{folder} is writable (files only: nobody is mailed)")]
 
     def reconcile(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, Result | None]:
         """A ``sending`` row is sent exactly when its final file exists (see :meth:`send`).

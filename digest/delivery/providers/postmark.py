@@ -12,21 +12,32 @@ Suppressions: ``GET /message-streams/{stream}/suppressions/dump`` and ``GET /bou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
 
 from digest.config.providers import PostmarkSettings
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.base import (
+    Batch,
+    Check,
+    Event,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
     RequestFailed,
     Suppression,
     encode_json,
-    retryable_for,
+    unanswered,
 )
 from digest.email.message import fill
+
+if TYPE_CHECKING:
+    from digest.delivery.ledger import Delivery
 
 # Per-message codes that are about the account, not the recipient: stop sending.
 ACCOUNT_CODES = {
@@ -51,6 +62,7 @@ def build_message(
     issue_id: str,
     stream: str,
     track_opens: bool | None = None,
+    batch_id: str | None = None,
 ) -> dict[str, Any]:
     """One item of a batch request, markers filled for this recipient."""
     values = recipient.values
@@ -67,6 +79,9 @@ def build_message(
         "Metadata": {"issue_id": issue_id, "subscriber_id": str(recipient.subscriber_id)},
         "MessageStream": stream,
     }
+    if batch_id:
+        # what reconciliation searches for (GET /messages/outbound?metadata_batch_id=…)
+        message["Metadata"]["batch_id"] = batch_id
     if envelope.reply_to:
         message["ReplyTo"] = envelope.reply_to
     if track_opens is not None:
@@ -124,6 +139,7 @@ class Postmark(HttpProvider):
                     issue_id=batch.issue_id,
                     stream=self.settings.message_stream,
                     track_opens=self.settings.track_opens,
+                    batch_id=batch.idempotency_key,
                 )
                 for r in batch.recipients
             ]
@@ -134,7 +150,7 @@ class Postmark(HttpProvider):
                 "POST", self.url("/email/batch"), content=body, headers=self._headers()
             )
         except RequestFailed as exc:
-            yield from retryable_for(batch.recipients, exc.reason)
+            yield from unanswered(self.name, batch.recipients, exc)
             return
         if response.status_code != 200:
             raise self.stop(response)
@@ -146,6 +162,58 @@ class Postmark(HttpProvider):
         if account_error is not None:
             code, message = account_error
             raise self.stop(response, f"{message} (ErrorCode {code}: {ACCOUNT_CODES[code]})")
+
+    # -- reconciliation and preflight
+
+    can_look_up = True
+
+    def lookup(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, str | None]:
+        """Outbound message search, one batch at a time: ``GET /messages/outbound`` with
+        ``tag`` (the issue) and ``metadata_batch_id`` (the batch), 500 a page."""
+        answers: dict[int, str | None] = {}
+        by_batch: dict[str, list[Delivery]] = {}
+        for delivery in deliveries:
+            if delivery.batch_key:
+                by_batch.setdefault(delivery.batch_key, []).append(delivery)
+        headers = self._headers()
+        for key, rows in by_batch.items():
+            found: dict[str, str] = {}
+            offset = 0
+            while True:
+                query = urlencode(
+                    {
+                        "count": 500,
+                        "offset": offset,
+                        "tag": issue_id,
+                        "metadata_batch_id": key,
+                        "messagestream": self.settings.message_stream,
+                    }
+                )
+                data = self.get(f"/messages/outbound?{query}", headers).json()
+                messages = data.get("Messages") or []
+                for message in messages:
+                    for address in message.get("Recipients") or []:
+                        found[str(address).lower()] = str(message.get("MessageID"))
+                offset += len(messages)
+                if not messages or offset >= int(data.get("TotalCount", 0)) or offset >= 10000:
+                    break
+            for delivery in rows:
+                answers[delivery.subscriber_id] = found.get(delivery.email.lower())
+        return answers
+
+    def preflight(self) -> list[Check]:
+        """``GET /server``: the server token works (a sender signature check needs an
+        account token, which digest does not ask for)."""
+        response = self.get("/server", self._headers())
+        name = response.json().get("Name", "?")
+        return [
+            Check("credentials", True, f"server token accepted (server {name!r})"),
+            Check(
+                "domain",
+                True,
+                "not checked: Postmark shows sender signatures to account tokens only",
+            ),
+        ]
 
     # -- suppressions
 

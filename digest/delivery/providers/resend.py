@@ -22,7 +22,14 @@ import httpx
 
 from digest.config.providers import ResendSettings
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.base import (
+    Batch,
+    Check,
+    Event,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -30,6 +37,7 @@ from digest.delivery.providers.http import (
     encode_json,
     error_message,
     retryable_for,
+    unanswered,
 )
 from digest.email.message import fill
 
@@ -115,7 +123,7 @@ class Resend(HttpProvider):
                 "POST", self.url("/emails/batch"), content=body, headers=self.headers(batch)
             )
         except RequestFailed as exc:
-            yield from retryable_for(batch.recipients, exc.reason)
+            yield from unanswered(self.name, batch.recipients, exc)
             return
         if response.status_code == 409 and _concurrent(response):
             # the same key is still being processed: the earlier try will settle it
@@ -127,6 +135,19 @@ class Resend(HttpProvider):
             yield from parse_batch_response(response.json(), batch.recipients)
         except ValueError as exc:
             raise self.stop(response, f"unexpected answer to a batch: {exc}") from None
+
+    def preflight(self) -> list[Check]:
+        """``GET /domains``: the key works, and the From domain's status."""
+        headers = {"Authorization": f"Bearer {self.settings.api_key.resolve()}"}
+        response = self.get("/domains", headers)
+        domain = self.config.sender.from_email.rpartition("@")[2].lower()
+        items = response.json().get("data") or []
+        match = [i for i in items if str(i.get("name", "")).lower() == domain]
+        status = str(match[0].get("status", "unknown")) if match else "not added"
+        return [
+            Check("credentials", True, "API key accepted"),
+            Check("domain", status == "verified", f"{domain} is {status}"),
+        ]
 
 
 def _concurrent(response: httpx.Response) -> bool:

@@ -19,7 +19,14 @@ from typing import Any, ClassVar
 
 from digest.config.providers import SendGridSettings
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.base import (
+    Batch,
+    Check,
+    Event,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -27,7 +34,7 @@ from digest.delivery.providers.http import (
     Substitution,
     Suppression,
     encode_json,
-    retryable_for,
+    unanswered,
 )
 
 
@@ -129,7 +136,7 @@ class SendGrid(HttpProvider):
                     "POST", self.url("/v3/mail/send"), content=body, headers=self._headers()
                 )
             except RequestFailed as exc:
-                yield from retryable_for(recipients, exc.reason)
+                yield from unanswered(self.name, recipients, exc)
                 return
             if response.status_code in (200, 202):
                 message_id = response.headers.get("x-message-id")
@@ -152,6 +159,25 @@ class SendGrid(HttpProvider):
                         reason=f"sendgrid 400: {reason}",
                     )
             recipients = tuple(r for i, r in enumerate(recipients) if i not in refused)
+
+    # -- preflight
+
+    def preflight(self) -> list[Check]:
+        """``GET /v3/whitelabel/domains``: the key works, and whether the From domain is
+        authenticated (a verified single sender also lets SendGrid send)."""
+        response = self.get("/v3/whitelabel/domains", self._headers())
+        domain = self.config.sender.from_email.rpartition("@")[2].lower()
+        items = response.json()
+        entries = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        match = [i for i in entries if str(i.get("domain", "")).lower() == domain]
+        valid = bool(match and match[0].get("valid"))
+        detail = (
+            f"{domain} is authenticated"
+            if valid
+            else f"{domain} is {'not yet valid' if match else 'not authenticated'} in SendGrid "
+            "(Settings → Sender Authentication)"
+        )
+        return [Check("credentials", True, "API key accepted"), Check("domain", valid, detail)]
 
     # -- suppressions
 

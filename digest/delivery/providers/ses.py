@@ -26,7 +26,14 @@ from typing import Any, ClassVar
 
 from digest.config.providers import SesSettings
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Event, ProviderSettings, Recipient, Result
+from digest.delivery.providers.base import (
+    Batch,
+    Check,
+    Event,
+    ProviderSettings,
+    Recipient,
+    Result,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -35,8 +42,8 @@ from digest.delivery.providers.http import (
     Substitution,
     Suppression,
     encode_json,
-    retryable_for,
     substitute,
+    unanswered,
 )
 from digest.email.message import MARKER, fill
 from digest.errors import ConfigError, ProviderError
@@ -285,7 +292,7 @@ class Ses(HttpProvider):
         try:
             response = self._post("/v2/email/outbound-bulk-emails", body, len(batch.recipients))
         except RequestFailed as exc:
-            yield from retryable_for(batch.recipients, exc.reason)
+            yield from unanswered(self.name, batch.recipients, exc)
             return
         if response.status_code != 200:
             raise self.stop(response)
@@ -308,7 +315,7 @@ class Ses(HttpProvider):
             try:
                 response = self._post("/v2/email/outbound-emails", body, 1)
             except RequestFailed as exc:
-                yield Result(r.subscriber_id, "failed-retryable", reason=exc.reason)
+                yield from unanswered(self.name, [r], exc)
                 continue
             if response.status_code == 200:
                 yield Result(
@@ -326,6 +333,24 @@ class Ses(HttpProvider):
                 )
                 continue
             raise self.stop(response)
+
+    # -- preflight
+
+    def preflight(self) -> list[Check]:
+        """``GetEmailIdentity`` on the From domain: the keys work (the request is signed),
+        and whether SES lets that domain send."""
+        domain = self.config.sender.from_email.rpartition("@")[2].lower()
+        path = f"/v2/email/identities/{urllib.parse.quote(domain)}"
+        data = self.get(path, {}, sign=self.signer).json()
+        verified = bool(data.get("VerifiedForSendingStatus"))
+        return [
+            Check("credentials", True, "access keys accepted"),
+            Check(
+                "domain",
+                verified,
+                f"{domain} is {'verified' if verified else 'not verified'} for sending",
+            ),
+        ]
 
     # -- suppressions
 

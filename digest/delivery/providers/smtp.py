@@ -5,8 +5,8 @@ Each message is one MAIL/RCPT/DATA exchange, so each recipient gets their own ou
 before the end-of-data mark (the moment the server may accept the message) the transport
 yields a :class:`~digest.delivery.providers.base.Handoff`, which the send loop commits; the server's
 reply is committed as soon as it arrives. After a crash, a row without a hand-off was never
-accepted and is sent again; a row with one is counted as sent, unconfirmed (see
-docs/sending.md for the exact window that leaves).
+accepted and is sent again; a row with one is ``uncertain`` (see docs/sending.md for the
+exact window that leaves, and what decides about it).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from digest.config.providers import SmtpSettings
 from digest.delivery.providers.base import (
     Batch,
+    Check,
     Event,
     Handoff,
     Provider,
@@ -127,6 +128,18 @@ class SmtpProvider(Provider):
             with contextlib.suppress(OSError):
                 conn.close()
 
+    # -- preflight
+
+    def preflight(self) -> list[Check]:
+        """Connect, EHLO, STARTTLS/SSL and log in as a send would; then QUIT."""
+        s = self.smtp_settings
+        try:
+            self._connect()
+        finally:
+            self.close()
+        login = f"logged in as {s.username}" if s.username else "no login configured"
+        return [Check("credentials", True, f"{s.host}: connected ({s.security}), {login}")]
+
     # -- sending
 
     def send(self, batch: Batch) -> Iterator[Event]:
@@ -141,9 +154,14 @@ class SmtpProvider(Provider):
         try:
             code, reply = conn.mail(sender)
             if code != 250:
-                conn.rset()
-                yield self._refused(subscriber_id, "MAIL FROM", code, reply)
-                return
+                # about the sender or the session, not this recipient: stop the send (the
+                # message was not taken, so it stays pending for the next run)
+                self._drop()
+                raise ProviderError(
+                    "smtp",
+                    f"MAIL FROM refused: {code} {reply.decode(errors='replace')}",
+                    retryable=code < 500,
+                )
             code, reply = conn.rcpt(to)
             if code not in (250, 251):
                 conn.rset()
@@ -165,8 +183,7 @@ class SmtpProvider(Provider):
             if handed_off:
                 yield Result(
                     subscriber_id,
-                    "sent",
-                    confirmed=False,
+                    "uncertain",
                     reason=f"the connection failed after the message was handed over: {exc}",
                 )
             else:
@@ -179,6 +196,10 @@ class SmtpProvider(Provider):
 
     @staticmethod
     def _refused(subscriber_id: int, step: str, code: int, reply: bytes) -> Result:
+        if code == 421:  # the server is closing the session: stop, nothing was taken
+            raise ProviderError(
+                "smtp", f"{step}: {code} {reply.decode(errors='replace')}", retryable=True
+            )
         text = reply.decode(errors="replace")
         state: Literal["failed-permanent", "failed-retryable"] = (
             "failed-permanent" if 500 <= code < 600 else "failed-retryable"

@@ -1,0 +1,99 @@
+"""What earlier issues held, so a story is not sent twice.
+
+Each built issue's ``manifest.json`` carries a ``memory`` list: per post in the email, its
+slug, normalised title, normalised source and body sketch (128 integers). That is all a
+later issue needs to leave out a post whose title, source or near-identical body was in an
+earlier one, and it costs a few kilobytes per issue. :func:`earlier_issues` reads the
+memories of issues whose window starts before a given one, newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from digest.content.posts import Post
+from digest.content.text import normalise_title
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """One post of an earlier issue."""
+
+    issue_id: str
+    slug: str
+    title_key: str
+    source_key: str | None
+    sketch: tuple[int, ...] = ()
+
+
+def normalise_source(url: str) -> str:
+    """A source URL reduced to what identifies the page: no scheme, www, query or slash."""
+    parts = urlsplit(url.strip())
+    host = parts.netloc.casefold().removeprefix("www.")
+    path = parts.path.rstrip("/")
+    return f"{host}{path}" if host else url.strip().casefold()
+
+
+def memory_of(posts: Iterable[Post]) -> list[dict[str, Any]]:
+    """The ``memory`` entry of a manifest for the posts an email holds."""
+    return [
+        {
+            "slug": post.slug,
+            "title": normalise_title(post.title),
+            "source": normalise_source(post.source) if post.source else None,
+            "sketch": list(post.sketch),
+        }
+        for post in posts
+    ]
+
+
+def earlier_issues(out_dir: Path, before: datetime, limit: int) -> list[Remembered]:
+    """The posts of the ``limit`` latest issues in ``out_dir`` whose window starts before
+    ``before``. An issue folder without a readable memory is skipped with a warning."""
+    if limit <= 0 or not out_dir.is_dir():
+        return []
+    found: list[tuple[str, str, list[Any]]] = []
+    for manifest in out_dir.glob(f"*/{MANIFEST}"):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            start = data["window"]["start"]
+            memory = data.get("memory")
+            issue_id = str(data["issue_id"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("%s: not read as an earlier issue (%s)", manifest, exc)
+            continue
+        if not isinstance(memory, list):
+            continue
+        try:
+            if datetime.fromisoformat(start) >= before:
+                continue
+        except (TypeError, ValueError):
+            continue
+        found.append((start, issue_id, memory))
+    found.sort(reverse=True)
+    remembered: list[Remembered] = []
+    for _, issue_id, memory in found[:limit]:
+        for entry in memory:
+            if not isinstance(entry, dict):
+                continue
+            remembered.append(
+                Remembered(
+                    issue_id=issue_id,
+                    slug=str(entry.get("slug", "")),
+                    title_key=str(entry.get("title", "")),
+                    source_key=entry.get("source") or None,
+                    sketch=tuple(int(h) for h in entry.get("sketch") or ()),
+                )
+            )
+    return remembered

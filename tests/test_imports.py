@@ -1,0 +1,452 @@
+"""Imports from other platforms' exports, export of everything, and erasure on request.
+
+The sample exports in tests/data/imports/ were written for these tests from each platform's
+documented columns and status values (see digest/audience/imports.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from digest.audience import records
+from digest.audience.exports import write_export
+from digest.audience.imports import ImportReport, import_file, parse_mapping, parse_time
+from digest.audience.lifecycle import Forgotten, add_subscriber, forget, show
+from digest.audience.subscribers import Categories, SubscriberStore
+from digest.errors import StoreError
+
+from .conftest import run_digest
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+LATER = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "imports"
+KEY = b"k" * 32
+SECTIONS = Categories(
+    {name: name for name in ("Work", "Tools", "Research", "Healthcare", "Ethics", "Productivity")}
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SubscriberStore:
+    return SubscriberStore(tmp_path / "subs.sqlite")
+
+
+def load(store: SubscriberStore, name: str, **options: object) -> ImportReport:
+    return import_file(
+        store,
+        DATA / name if "/" not in name else Path(name),
+        SECTIONS,
+        now=NOW,
+        erasure_key=KEY,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def record(store: SubscriberStore, email: str) -> records.Record:
+    found = records.get_record(store.connection, email)
+    assert found is not None, email
+    return found
+
+
+def test_mailchimp_subscribed_file(store: SubscriberStore) -> None:
+    report = load(store, "mailchimp_subscribed_members_export.csv")
+    assert report.platform == "mailchimp"
+    assert (report.rows, report.added, report.by_status) == (4, 3, {"active": 3})
+    assert [(r.row, r.email, r.reason[:22]) for r in report.rejected] == [
+        (5, "not-an-address", "'not-an-address' is no")
+    ]
+    ada = record(store, "ada@example.com")
+    assert (ada.name, ada.status, ada.source, ada.source_id) == (
+        "Ada Lovelace",
+        "active",
+        "import:mailchimp",
+        "101",
+    )
+    assert (ada.subscribed_at, ada.confirmed_at) == ("2024-03-01T09:15:00Z", "2024-03-01T09:20:41Z")
+    assert ada.consent == records.Consent(
+        at="2024-03-01T09:15:00Z",
+        ip="198.51.100.0/24",  # truncated by default: never the full address
+        method="import:mailchimp",
+        confirm_ip="198.51.100.0/24",
+    )
+    linus = record(store, "linus.park@example.org")
+    assert linus.name == "Linus Park"
+    assert linus.consent is not None and linus.consent.ip == "2001:db8:85a3::/48"
+    assert record(store, "grace.hopper@example.com").name == "Grace"
+
+
+def test_mailchimp_unsubscribed_and_cleaned_files_keep_status_and_dates(
+    store: SubscriberStore,
+) -> None:
+    unsub = load(store, "mailchimp_unsubscribed_members_export.csv")
+    cleaned = load(store, "mailchimp_cleaned_members_export.csv")
+    assert (unsub.by_status, cleaned.by_status) == ({"unsubscribed": 2}, {"bounced": 1})
+    peter = record(store, "peter.novak@example.com")
+    assert (peter.status, peter.status_at, peter.reason) == (
+        "unsubscribed",
+        "2024-07-23T12:19:27Z",
+        "I no longer want to receive these emails",
+    )
+    assert record(store, "maria.silva@example.net").reason == "Too many emails"
+    olaf = record(store, "old.box@example.org")
+    assert (olaf.status, olaf.status_at, olaf.reason) == (
+        "bounced",
+        "2024-03-23T17:30:05Z",
+        "cleaned by Mailchimp after Week 12",
+    )
+    # The history shows them arriving at opt-in and leaving when Mailchimp says they did.
+    assert [(e["at"], e["status"]) for e in olaf.history] == [
+        ("2022-02-05T19:28:23Z", "active"),
+        ("2024-03-23T17:30:05Z", "bounced"),
+    ]
+
+
+def test_a_later_subscribed_file_never_brings_back_who_left(store: SubscriberStore) -> None:
+    load(store, "mailchimp_unsubscribed_members_export.csv")
+    stale = DATA / "mailchimp_subscribed_members_export.csv"
+    text = stale.read_text().replace("ada@example.com", "peter.novak@example.com")
+    path = store.path.parent / "stale.csv"
+    path.write_text(text)
+    report = load(store, str(path))
+    assert report.kept_inactive == 1
+    assert record(store, "peter.novak@example.com").status == "unsubscribed"
+
+
+def test_substack(store: SubscriberStore) -> None:
+    report = load(store, "substack_subscribers.csv")
+    assert report.platform == "substack"
+    assert report.by_status == {"active": 2, "unsubscribed": 1}
+    assert [(r.row, r.reason) for r in report.rejected] == [
+        (5, "a Substack deletion request (the person asked to be deleted)")
+    ]
+    quiet = record(store, "quiet.reader@example.net")
+    assert (quiet.status, quiet.subscribed_at, quiet.reason) == (
+        "unsubscribed",
+        "2024-01-05T23:26:30Z",
+        "email disabled in Substack",
+    )
+
+
+def test_buttondown(store: SubscriberStore) -> None:
+    report = load(store, "buttondown_subscribers.csv")
+    assert report.platform == "buttondown"
+    assert report.by_status == {"active": 2, "pending": 1, "unsubscribed": 1, "bounced": 1}
+    assert record(store, "gone.away@example.com").status_at == "2024-08-01T09:00:00Z"
+    dead = record(store, "dead.box@example.com")
+    assert (dead.status, dead.status_at) == ("bounced", "2024-09-15T06:30:00Z")
+    fatima = record(store, "fatima.zahra@example.net")
+    assert fatima.consent == records.Consent(
+        at="2024-04-02T11:00:00Z",
+        ip="203.0.113.0/24",
+        origin="https://blog.example.com/about",
+        method="import:buttondown",
+    )
+    assert record(store, "not.yet@example.com").status == "pending"
+
+
+def test_listmonk_with_go_timestamps(store: SubscriberStore) -> None:
+    report = load(store, "listmonk_subscribers.csv")
+    assert report.platform == "listmonk"
+    assert report.by_status == {"active": 1, "unsubscribed": 2}
+    kenji = record(store, "kenji.sato@example.com")
+    assert (kenji.subscribed_at, kenji.status_at, kenji.reason) == (
+        "2024-02-01T02:30:00Z",  # 08:00 +0530
+        "2025-03-04T12:00:00Z",
+        "disabled in listmonk",
+    )
+    assert record(store, "spam.trap@example.com").reason == "blocklisted in listmonk"
+    assert record(store, "noor.haddad@example.net").source_id == (
+        "6e5a3b1e-7c1f-4b1a-9f00-000000000001"
+    )
+
+
+def test_ghost(store: SubscriberStore) -> None:
+    report = load(store, "ghost_members.csv")
+    assert (report.platform, report.by_status) == ("ghost", {"active": 1, "unsubscribed": 1})
+    assert record(store, "muted@example.com").reason == "not subscribed to emails in Ghost"
+    assert record(store, "jamie@example.com").subscribed_at == "2022-04-06T07:42:08Z"
+
+
+def test_the_first_users_json(store: SubscriberStore) -> None:
+    report = load(store, str(ROOT / "content" / "subscribers.json"))
+    assert (report.platform, report.added, report.rejected) == ("digest", 12, [])
+    assert store.counts()["active"] == 10
+    ada = record(store, "ada@example.com")
+    assert (ada.categories, ada.source_id, ada.subscribed_at) == (
+        ("Work", "Tools"),
+        "sub_001",
+        "2026-08-02T10:15:00Z",
+    )
+
+
+def test_a_spreadsheets_resave_is_still_recognised(store: SubscriberStore) -> None:
+    """BOM, semicolons, CRLF, quoted upper-case headers and a column of its own."""
+    report = load(store, "excel_semicolon.csv")
+    assert (report.platform, report.added, report.rejected) == ("mailchimp", 2, [])
+    anna = record(store, "anna.k@example.com")
+    assert (anna.name, anna.subscribed_at, anna.confirmed_at) == (
+        "Anna K",
+        "2024-01-02T03:04:05Z",
+        "2024-01-02T03:05:00Z",
+    )
+
+
+def test_map_names_the_columns_of_any_file(store: SubscriberStore) -> None:
+    mapping = parse_mapping(['email="E-mail",name="Vorname"', "subscribed_at=Angemeldet"])
+    assert mapping == {"email": "e mail", "name": "vorname", "subscribed_at": "angemeldet"}
+    report = load(store, "custom_columns.csv", mapping=mapping)
+    assert (report.platform, report.added, report.rejected) == ("mapped", 2, [])
+    clara = record(store, "clara@example.de")
+    assert (clara.name, clara.status, clara.subscribed_at) == (
+        "Clara",
+        "active",
+        "2024-03-03T00:00:00Z",
+    )
+    assert record(store, "dirk@example.de").status == "unsubscribed"
+    with pytest.raises(StoreError, match="--map names column"):
+        load(store, "custom_columns.csv", mapping={"email": "courriel"})
+    with pytest.raises(StoreError, match="'mail' is not one of"):
+        parse_mapping("mail=E-mail")
+
+
+def test_a_file_with_no_email_column_says_how_to_map(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text("Adresse,Nom\nx@example.com,X\n")
+    with SubscriberStore(tmp_path / "s.sqlite") as store, pytest.raises(StoreError) as caught:
+        load(store, str(path))
+    assert "cannot tell which platform" in str(caught.value)
+    assert "--map" in str(caught.value)
+
+
+def test_dry_run_lists_the_changes_and_changes_nothing(store: SubscriberStore) -> None:
+    load(store, "mailchimp_subscribed_members_export.csv")
+    before = list(write_export_rows(store))
+    report = load(store, "mailchimp_unsubscribed_members_export.csv", dry_run=True)
+    assert report.dry_run and report.added == 2
+    assert [(c.row, c.email, c.action, c.detail) for c in report.changes] == [
+        (2, "peter.novak@example.com", "add", "unsubscribed"),
+        (3, "maria.silva@example.net", "add", "unsubscribed"),
+    ]
+    assert list(write_export_rows(store)) == before
+
+
+def test_importing_again_changes_nothing(store: SubscriberStore) -> None:
+    for name in ("mailchimp_subscribed_members_export.csv", "buttondown_subscribers.csv"):
+        load(store, name)
+        again = load(store, name)
+        assert (again.added, again.updated) == (0, 0), name
+
+
+def write_export_rows(store: SubscriberStore, fmt: str = "json") -> list[dict[str, object]]:
+    out = io.StringIO()
+    write_export(store, out, fmt=fmt)
+    if fmt == "json":
+        return list(json.loads(out.getvalue()))
+    return list(csv.DictReader(io.StringIO(out.getvalue())))
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_export_then_import_into_an_empty_store_gives_the_same_store(
+    tmp_path: Path, store: SubscriberStore, fmt: str
+) -> None:
+    for name in sorted(p.name for p in DATA.glob("*.csv") if p.name != "custom_columns.csv"):
+        load(store, name)
+    load(store, str(ROOT / "content" / "subscribers.json"))
+    add_subscriber(
+        store,
+        "eve@example.com",
+        name='Eve, "the" reader',
+        categories=["Ethics"],
+        status="active",
+        now=NOW,
+        erasure_key=KEY,
+    )
+    exported = write_export_rows(store, "json")
+    assert len(exported) == sum(store.counts().values()) == 30
+    assert {r["status"] for r in exported} == {"active", "pending", "unsubscribed", "bounced"}
+    path = tmp_path / f"everyone.{fmt}"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        write_export(store, out, fmt=fmt)
+    with SubscriberStore(tmp_path / "empty.sqlite") as empty:
+        report = load(empty, str(path))
+        assert (report.platform, report.added, report.rejected) == ("digest", 30, [])
+        assert write_export_rows(empty, "json") == exported
+
+
+def test_forget_erases_and_an_old_export_does_not_bring_it_back(
+    tmp_path: Path, store: SubscriberStore
+) -> None:
+    load(store, "mailchimp_subscribed_members_export.csv")
+    erased = forget(store, "ADA@example.com", now=LATER, erasure_key=KEY)
+    assert (erased.email, erased.existed, erased.already) == ("ada@example.com", True, False)
+    assert store.get("ada@example.com") is None
+    db = store.connection
+    assert (
+        db.execute("SELECT COUNT(*) FROM subscribers WHERE email LIKE 'ada@%'").fetchone()[0] == 0
+    )
+    assert [r[0] for r in db.execute("SELECT status FROM subscriber_events ORDER BY id")][-1] == (
+        "forgotten"
+    )
+    report = load(store, "mailchimp_subscribed_members_export.csv")
+    assert report.suppressed == 1 and store.get("ada@example.com") is None
+    assert report.rejected[0].row == 2
+    assert "erased on request on 2026-11-30" in report.rejected[0].reason
+    with pytest.raises(Forgotten, match="erased on request"):
+        add_subscriber(
+            store,
+            "ada@example.com",
+            name="",
+            categories=[],
+            status="active",
+            now=LATER,
+            erasure_key=KEY,
+        )
+    # A store holding erased addresses will not import without the key to recognise them.
+    with pytest.raises(StoreError, match="needs the server secret"):
+        import_file(store, DATA / "ghost_members.csv", SECTIONS, now=NOW, erasure_key=None)
+
+
+def test_show_has_the_whole_record(store: SubscriberStore) -> None:
+    load(store, "mailchimp_unsubscribed_members_export.csv")
+    found = show(store, "Peter.Novak@example.com").as_dict(with_history=True)
+    assert found["status"] == "unsubscribed" and found["status_cause"] == "import"
+    assert [h["status"] for h in found["history"]] == ["active", "unsubscribed"]
+    with pytest.raises(StoreError, match="no subscriber"):
+        show(store, "nobody@example.com")
+
+
+def test_an_older_store_is_upgraded_in_place_with_its_history(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE subscribers (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE,
+          name TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, subscribed_at TEXT NOT NULL,
+          categories TEXT NOT NULL DEFAULT '[]', secret BLOB NOT NULL, source_id TEXT,
+          updated_at TEXT NOT NULL);
+        INSERT INTO subscribers VALUES (1, 'a@example.com', 'A', 'active',
+          '2026-01-01T00:00:00Z', '[]', x'00', NULL, '2026-01-01T00:00:00Z');
+        INSERT INTO subscribers VALUES (2, 'b@example.com', 'B', 'unsubscribed',
+          '2026-02-01T00:00:00Z', '[]', x'00', NULL, '2026-03-01T00:00:00Z');
+        """
+    )
+    db.commit()
+    db.close()
+    with SubscriberStore(path) as store:
+        b = record(store, "b@example.com")
+        assert (b.status_at, b.source) == ("2026-03-01T00:00:00Z", "")
+        assert [(e["at"], e["status"]) for e in b.history] == [
+            ("2026-02-01T00:00:00Z", "active"),
+            ("2026-03-01T00:00:00Z", "unsubscribed"),
+        ]
+    with SubscriberStore(path) as store:  # opening again adds nothing twice
+        assert len(record(store, "b@example.com").history) == 2
+
+
+def test_parse_time_forms() -> None:
+    assert parse_time("2018-02-12 10:54:27", "x") == "2018-02-12T10:54:27Z"
+    assert parse_time("2021-06-22 10:21:27.471456 +0000 UTC", "x") == "2021-06-22T10:21:27Z"
+    assert parse_time("2023-03-24 10:23:10 UTC", "x") == "2023-03-24T10:23:10Z"
+    assert parse_time("2024-05-02T11:00:00.123Z", "x") == "2024-05-02T11:00:00Z"
+    assert parse_time("Tue, 01 Dec 2026 10:00:00 +0100", "x") == "2026-12-01T09:00:00Z"
+    with pytest.raises(ValueError, match="created_at 'yesterday' is not a date"):
+        parse_time("yesterday", "created_at")
+
+
+def test_cli_import_dry_run_forget_and_show(sample_site: Path) -> None:
+    site = sample_site
+    dry = run_digest(
+        "subscribers", "import", str(DATA / "ghost_members.csv"), "--dry-run", cwd=site
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "ghost_members.csv (ghost): 2 rows: 2 would be added" in dry.stdout
+    assert "row 2: add jamie@example.com: active" in dry.stdout
+    assert "dry run: nothing was changed" in dry.stdout
+    done = run_digest("subscribers", "import", str(DATA / "ghost_members.csv"), cwd=site)
+    assert "2 added" in done.stdout
+    shown = run_digest("subscribers", "show", "jamie@example.com", "--json", cwd=site)
+    assert json.loads(shown.stdout)["source"] == "import:ghost"
+    gone = run_digest("subscribers", "forget", "jamie@example.com", "--yes", cwd=site)
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout.startswith("jamie@example.com: erased")
+    back = run_digest("subscribers", "import", str(DATA / "ghost_members.csv"), cwd=site)
+    assert back.returncode == 1
+    assert "row 2 rejected: erased on request" in back.stderr
+    refused = run_digest("subscribers", "add", "jamie@example.com", cwd=site)
+    assert refused.returncode != 0 and "erased on request" in refused.stderr
+    exported = run_digest("subscribers", "export", "--format", "csv", cwd=site)
+    assert "jamie@example.com" not in exported.stdout
+    assert exported.stdout.splitlines()[0] == (
+        "email,name,status,subscribed_at,confirmed_at,status_at,reason,categories,source,id,consent"
+    )
+
+
+def test_mailchimp_api_json(store: SubscriberStore) -> None:
+    report = load(store, "mailchimp_api_members.json")
+    assert report.platform == "mailchimp-api"
+    assert report.by_status == {"active": 1, "unsubscribed": 1, "bounced": 1, "pending": 1}
+    ana = record(store, "ana@example.com")
+    assert (ana.name, ana.subscribed_at, ana.confirmed_at, ana.source_id) == (
+        "Ana Lima",
+        "2025-02-01T08:00:00Z",
+        "2025-02-01T08:05:00Z",
+        "a1b2c3d4e5",
+    )
+    ben = record(store, "ben@example.com")
+    assert (ben.name, ben.status_at, ben.reason) == (
+        "Ben",
+        "2025-06-30T12:00:00Z",
+        "N/A (Unsubscribed by admin)",
+    )
+    assert record(store, "cleo@example.com").status_at == "2025-01-15T03:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter"),
+    [("cp1252", ","), ("utf-16", "\t"), ("utf-8", "|"), ("utf-8-sig", ";")],
+)
+def test_encodings_and_delimiters(
+    tmp_path: Path, store: SubscriberStore, encoding: str, delimiter: str
+) -> None:
+    rows = [
+        ["Email", "Name", "Status", "Signed up"],
+        ["José Núñez <jose@example.com>", "", "Subscribed", "03/04/2024"],
+        ["mailto:zoe@example.com", "Zoë", "spammy", "2024/05/06 07:08"],
+        ["ulf@example.com", "Ulf", "Free", "06.07.2024"],
+    ]
+    path = tmp_path / "list.csv"
+    path.write_bytes("\r\n".join(delimiter.join(r) for r in rows).encode(encoding))
+    report = load(store, str(path), mapping={"subscribed_at": "signed up"})
+    assert report.rejected == [] and report.added == 3
+    assert report.encoding == {"utf-8-sig": "utf-8"}.get(encoding, encoding)
+    jose = record(store, "jose@example.com")
+    assert (jose.name, jose.status, jose.subscribed_at) == (
+        "José Núñez",
+        "active",
+        "2024-03-04T00:00:00Z",  # month first, as US platforms write it
+    )
+    zoe = record(store, "zoe@example.com")
+    assert (zoe.name, zoe.status, zoe.subscribed_at) == (
+        "Zoë",
+        "unsubscribed",
+        "2024-05-06T07:08:00Z",
+    )
+    assert record(store, "ulf@example.com").subscribed_at == "2024-07-06T00:00:00Z"
+
+
+def test_an_unreadable_file_says_so(tmp_path: Path, store: SubscriberStore) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"email\n\x81\x8d\x8f\x90\x9d\n")
+    with pytest.raises(StoreError, match="neither UTF-8 nor Windows-1252"):
+        load(store, str(path))
+    with pytest.raises(StoreError, match="no such file"):
+        load(store, str(tmp_path / "missing.csv"))

@@ -1,0 +1,293 @@
+"""`digest send/status/check` as a user meets them: the empty list, new subscribers,
+preflight, stopping with a signal, --json failures, and schedules that name absolute paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from digest.audience.subscribers import SubscriberStore
+from digest.config import load_config
+from tests.emulators.providers import run_emulator
+
+from .conftest import run_digest
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+WEEK = "2026-W47"
+
+
+def add(site: Path, *emails: str) -> None:
+    config = load_config(site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        for email in emails:
+            store.add(email, name=email.split("@")[0], categories=(), now=NOW)
+
+
+def ledger_rows(site: Path) -> dict[str, str]:
+    path = site / "data/ledger.sqlite"
+    if not path.exists():
+        return {}
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT email, state FROM deliveries").fetchall())
+
+
+def set_provider(site: Path, provider: dict[str, Any], **send: Any) -> None:
+    path = site / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["provider"] = provider
+    if send:
+        data["send"] = send
+    path.write_text(yaml.safe_dump(data))
+
+
+# --------------------------------------------------------------------------- who gets it
+
+
+def test_sending_to_nobody_records_nothing_and_exits_5(sample_site: Path) -> None:
+    result = run_digest("send", "--week", WEEK, cwd=sample_site)
+    assert result.returncode == 5
+    assert "no active subscribers in" in result.stderr
+    assert "nothing was recorded" in result.stderr
+    assert ledger_rows(sample_site) == {}
+    add(sample_site, "ann@example.com")  # the import that should have come first
+    later = run_digest("send", "--week", WEEK, cwd=sample_site)
+    assert later.returncode == 0, later.stderr
+    assert ledger_rows(sample_site) == {"ann@example.com": "sent"}
+
+
+def test_new_subscribers_are_counted_and_sent_only_when_asked(sample_site: Path) -> None:
+    add(sample_site, "ann@example.com", "bob@example.com")
+    assert run_digest("send", "--week", WEEK, cwd=sample_site).returncode == 0
+    add(sample_site, "cy@example.com", "di@example.com")
+    status = run_digest("status", "--week", WEEK, "--json", cwd=sample_site)
+    assert json.loads(status.stdout)["new_subscribers"] == 2
+    plain = run_digest("status", "--week", WEEK, cwd=sample_site)
+    assert "2 subscribers joined since it was sent" in plain.stdout
+    refused = run_digest("send", "--week", WEEK, cwd=sample_site)
+    assert refused.returncode == 5
+    assert "2 subscribers joined since" in refused.stderr and "--new-subscribers" in refused.stderr
+    assert set(ledger_rows(sample_site)) == {"ann@example.com", "bob@example.com"}
+    sent = run_digest("send", "--week", WEEK, "--new-subscribers", "--json", cwd=sample_site)
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["sent"] == 2
+    assert ledger_rows(sample_site) == dict.fromkeys(
+        ["ann@example.com", "bob@example.com", "cy@example.com", "di@example.com"], "sent"
+    )
+    outbox = sample_site / "out" / WEEK / "outbox"
+    assert len(list(outbox.glob("*.eml"))) == 4  # the first two were not mailed again
+    nothing = run_digest("send", "--week", WEEK, "--new-subscribers", cwd=sample_site)
+    assert nothing.returncode == 5 and "nobody joined since" in nothing.stderr
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def test_check_and_dry_run_name_unset_variables_and_the_real_config_file(
+    sample_site: Path,
+) -> None:
+    config_path = sample_site / "site.yaml"
+    (sample_site / "config.yaml").rename(config_path)
+    set_provider_path = config_path
+    data = yaml.safe_load(set_provider_path.read_text())
+    data["provider"] = {"name": "postmark", "token": "${PM_TOKEN_UNSET}"}
+    set_provider_path.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if k != "PM_TOKEN_UNSET"}
+    add_cfg = ["--config", str(config_path)]
+    check = subprocess.run(
+        [sys.executable, "-m", "digest", *add_cfg, "check"],
+        cwd=sample_site,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 3
+    assert "provider.token: ${PM_TOKEN_UNSET} is not set (needed by digest send)" in check.stdout
+    dry = subprocess.run(
+        [sys.executable, "-m", "digest", *add_cfg, "send", "--week", WEEK, "--dry-run"],
+        cwd=sample_site,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert f"not set: provider.token: ${{PM_TOKEN_UNSET}} ({config_path})" in dry.stdout
+    with SubscriberStore(sample_site / "data/subscribers.sqlite") as store:
+        store.add("ann@example.com", name="Ann", categories=(), now=NOW)
+    real = subprocess.run(
+        [sys.executable, "-m", "digest", *add_cfg, "send", "--week", WEEK, "--json"],
+        cwd=sample_site,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert real.returncode == 3
+    answer = json.loads(real.stdout)  # --json: the failure is JSON on stdout too
+    assert answer["exit"] == 3
+    assert str(config_path) in answer["error"] and "PM_TOKEN_UNSET" in answer["error"]
+    assert "config.yaml" not in answer["error"]
+    assert ledger_rows(sample_site) == {}  # nothing was queued, so nothing is stuck
+
+
+@pytest.fixture(scope="module")
+def postmark() -> Iterator[Any]:
+    with run_emulator("postmark", key="pm-key") as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def mailgun() -> Iterator[Any]:
+    with run_emulator("mailgun", key="mg-key") as emu:
+        yield emu
+
+
+def test_check_provider_asks_once_and_reports_credentials_and_domain(
+    sample_site: Path, mailgun: Any, postmark: Any
+) -> None:
+    (sample_site / "content/posts/broken-front-matter.md").unlink()  # posts: all fine
+    set_provider(
+        sample_site,
+        {
+            "name": "mailgun",
+            "base_url": mailgun.url,
+            "api_key": "${MG_KEY}",
+            "domain": "mg.example.com",
+        },
+    )
+    mailgun.reset()
+    ok = run_digest("check", "--provider", cwd=sample_site, env={"MG_KEY": "mg-key"})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "provider mailgun: credentials ok: API key accepted" in ok.stdout
+    assert "provider mailgun: domain ok: mg.example.com is active" in ok.stdout
+    asked = [r for r in mailgun.requests() if r["path"].startswith("/v3/domains/")]
+    assert [(r["method"], r["status"]) for r in asked] == [("GET", 200)]
+    assert all(r["method"] == "GET" for r in mailgun.requests())  # read-only
+    mailgun.set_domain_verified(False)
+    unverified = run_digest(
+        "check", "--provider", "--json", cwd=sample_site, env={"MG_KEY": "mg-key"}
+    )
+    assert unverified.returncode == 1
+    checks = json.loads(unverified.stdout)["preflight"]["checks"]
+    assert checks[1] == {
+        "name": "domain",
+        "ok": False,
+        "detail": "mg.example.com is unverified: verify its DNS records in Mailgun",
+    }
+    mailgun.set_domain_verified(True)
+    wrong = run_digest("check", "--provider", cwd=sample_site, env={"MG_KEY": "nope"})
+    assert wrong.returncode == 1
+    assert "provider mailgun: credentials FAILED: mailgun 401" in wrong.stdout
+    set_provider(sample_site, {"name": "postmark", "base_url": postmark.url, "token": "${PM_KEY}"})
+    pm = run_digest("check", "--provider", cwd=sample_site, env={"PM_KEY": "pm-key"})
+    assert pm.returncode == 0, pm.stdout
+    assert "credentials ok: server token accepted" in pm.stdout
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def _slow_site(site: Path, emu: Any, n: int) -> None:
+    set_provider(
+        site,
+        {"name": "postmark", "base_url": emu.url, "token": "${PM_KEY}", "reconcile_after": 0},
+        batch_size=2,
+        concurrency=1,
+        progress_every=0.2,
+    )
+    add(site, *[f"s{i:03d}@example.com" for i in range(n)])
+
+
+def _wait_for(emu: Any, count: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while len(emu.messages()) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_at_a_safe_point_with_exit_6_and_the_rerun_resumes(
+    signum: int, sample_site: Path, postmark: Any
+) -> None:
+    postmark.reset()
+    postmark.set_faults(delay=0.1)
+    _slow_site(sample_site, postmark, 40)
+    env = {**os.environ, "PM_KEY": "pm-key"}
+    command = [sys.executable, "-m", "digest", "send", "--week", WEEK]
+    process = subprocess.Popen(
+        command, cwd=sample_site, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for(postmark, 4, process)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 6, err
+    name = signal.Signals(signum).name
+    assert f"{name}: stopping after the messages in flight" in err
+    assert "; run the same command to resume" in err
+    stopped_at = int(err.split("stopped after ")[1].split(" of ")[0])
+    assert 4 <= stopped_at < 40
+    assert "sending: " in err  # not a terminal: progress lines on stderr
+    states = Counter(ledger_rows(sample_site).values())
+    assert states["sent"] == len(postmark.messages()) == stopped_at
+    assert set(states) <= {"sent", "pending"}  # a safe point: nothing in flight
+    postmark.clear_faults()
+    again = subprocess.run(command, cwd=sample_site, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert Counter(m["to"] for m in postmark.messages()) == Counter(
+        {f"s{i:03d}@example.com": 1 for i in range(40)}
+    )
+
+
+def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
+    sample_site: Path, postmark: Any
+) -> None:
+    postmark.reset()
+    postmark.set_faults(delay=0.3)
+    _slow_site(sample_site, postmark, 20)
+    env = {**os.environ, "PM_KEY": "pm-key"}
+    command = [sys.executable, "-m", "digest", "send", "--week", WEEK]
+    process = subprocess.Popen(
+        command, cwd=sample_site, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for(postmark, 2, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 6, err
+    assert "stopped at once after" in err and "run the same command to resume" in err
+    states = Counter(ledger_rows(sample_site).values())
+    assert set(states) <= {"sent", "pending", "sending"}
+    assert states["sending"] <= 2  # at most the one batch that was in flight
+    postmark.clear_faults()
+    again = subprocess.run(command, cwd=sample_site, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    final = Counter(m["to"] for m in postmark.messages())
+    assert set(final) == {f"s{i:03d}@example.com" for i in range(20)}
+    assert max(final.values()) == 1  # the batch in flight was looked up, not resent blindly
+    assert set(ledger_rows(sample_site).values()) == {"sent"}
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_installed_schedules_name_absolute_paths(sample_site: Path) -> None:
+    (sample_site / "config.yaml").rename(sample_site / "weekly.yaml")
+    for kind in ("--cron", "--systemd"):
+        result = run_digest("--config", "weekly.yaml", "schedule", "install", kind, cwd=sample_site)
+        assert result.returncode == 0, result.stderr
+        program = Path(sys.executable).parent / "digest"
+        expected = f"{program} --config {(sample_site / 'weekly.yaml').resolve()} run"
+        assert expected in result.stdout
+        assert " digest --config" not in result.stdout and "=digest " not in result.stdout
