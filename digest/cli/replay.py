@@ -55,35 +55,41 @@ def _store_for(config: Path) -> Path:
 
 
 def tree_fingerprint(folder: Path) -> str:
-    """Every entry below ``folder`` (not following folder symlinks), hashed: path, kind,
-    size, modification time, and a symlink's target with its target's size and time."""
+    """Every entry below ``folder`` (not following folder symlinks), hashed: name, kind,
+    size, modification time, and a symlink's target with its target's size and time.
+
+    Entries are taken in the order the folder lists them: a folder that lists them in
+    another order only costs a full run, never a wrong answer."""
     digest = hashlib.sha256()
     stack = [str(folder)]
     while stack:
         current = stack.pop()
+        seen: list[tuple[object, ...]] = [(current,)]
         try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
+            entries = os.scandir(current)
         except OSError as exc:
             digest.update(f"!{current}:{exc.errno}\n".encode())
             continue
-        for entry in entries:
-            try:
-                if entry.is_symlink():
-                    target = os.readlink(entry.path)
-                    try:
-                        stat = os.stat(entry.path)
-                        seen = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_mode}"
-                    except OSError:
-                        seen = "missing"
-                    digest.update(f"l{entry.path}>{target}:{seen}\n".encode())
-                elif entry.is_dir(follow_symlinks=False):
-                    digest.update(f"d{entry.path}\n".encode())
-                    stack.append(entry.path)
-                else:
-                    stat = entry.stat(follow_symlinks=False)
-                    digest.update(f"f{entry.path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-            except OSError as exc:
-                digest.update(f"!{entry.path}:{exc.errno}\n".encode())
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_symlink():
+                        target: tuple[int, ...] = ()
+                        try:
+                            stat = os.stat(entry.path)
+                            target = (stat.st_size, stat.st_mtime_ns, stat.st_mode)
+                        except OSError:
+                            pass
+                        seen.append(("l", entry.name, os.readlink(entry.path), *target))
+                    elif entry.is_dir(follow_symlinks=False):
+                        seen.append(("d", entry.name))
+                        stack.append(entry.path)
+                    else:
+                        stat = entry.stat(follow_symlinks=False)
+                        seen.append((entry.name, stat.st_size, stat.st_mtime_ns))
+                except OSError as exc:
+                    seen.append(("!", entry.name, exc.errno))
+        digest.update(repr(seen).encode())
     return digest.hexdigest()
 
 
