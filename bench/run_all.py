@@ -1,7 +1,10 @@
 """Run every benchmark in this folder, one after another: ``python bench/run_all.py``.
 
 Each benchmark prints its figures beside a baseline measured in the same run, with the ratio
-and peak memory. Pass names to run only some: ``python bench/run_all.py load compose``;
+and peak memory. Pass names to run only some: ``python bench/run_all.py load compose``.
+The store benchmark (1,000,000 subscribers, SQLite vs PostgreSQL, 1 and 4 senders; tens of
+minutes and about 37 GB of outbox) runs only when asked: ``python bench/run_all.py --db``
+(or by name, ``db``).
 ``--large`` adds the 100,000-subscriber sends to bench_send.
 """
 
@@ -15,12 +18,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+HEAVY = {"db"}  # run only when named, or with --db
+
+
 def main(argv: list[str]) -> int:
+    with_db = "--db" in argv
     large = "--large" in argv
-    names = [a for a in argv if not a.startswith("--")]
+    argv = [a for a in argv if a not in ("--db", "--large")]
     scripts = sorted(HERE.glob("bench_*.py"))
-    if names:
-        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in names]
+    if argv:
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in argv]
+    else:
+        scripts = [s for s in scripts if with_db or s.stem.removeprefix("bench_") not in HEAVY]
     failed = []
     for script in scripts:
         print(f"\n=== {script.stem.removeprefix('bench_')} ({script.name})", flush=True)

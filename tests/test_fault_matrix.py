@@ -295,3 +295,33 @@ def test_fault_then_corrected_rerun(
         assert duplicates <= held  # only messages that were reported uncertain
     assert ledger(config) == dict.fromkeys(addresses, "sent")
     assert report is None or report.complete
+
+
+@pytest.mark.parametrize("provider", PYTHON + NPM)
+def test_check_provider_against_every_emulator(
+    provider: str, servers: dict[str, Server], sample_site: Path
+) -> None:
+    from digest.delivery.preflight import preflight
+
+    server = servers[provider]
+    server.reset()
+    config, _ = make_site(sample_site, provider, server.url, f"pre-{provider}")
+    good = preflight(config, provider=True)
+    assert good.ok, good.as_dict()
+    assert good.checks[0].name == "credentials"
+    if server.proxy is not None:
+        server.proxy.domain_verified = False
+    else:
+        server.handle.set_domain_verified(False)
+    try:
+        bad = preflight(config, provider=True)
+    finally:
+        if server.proxy is not None:
+            server.proxy.domain_verified = True
+        else:
+            server.handle.set_domain_verified(True)
+    if provider == "postmark":  # a server token cannot see sender signatures
+        assert bad.ok and "not checked" in bad.checks[1].detail
+    else:
+        assert not bad.ok
+        assert [c.ok for c in bad.checks] == [True, False], bad.as_dict()

@@ -29,8 +29,11 @@ from digest.config import Config, load_config
 from digest.errors import ConfigError
 from digest.serve.app import create_app
 from digest.serve.security import RateLimiter
+from digest.store.database import locate
 
 from .conftest import run_digest
+
+pytestmark = pytest.mark.backends
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 SECRET = "test-server-secret"
@@ -106,7 +109,7 @@ def client(config: Config, clock: Clock) -> Iterator[TestClient]:
 
 
 def store(config: Config) -> SubscriberStore:
-    return SubscriberStore(config.path(config.subscribers.database))
+    return SubscriberStore(locate(config, config.subscribers.database))
 
 
 def status_of(config: Config, address: str) -> str | None:
@@ -350,12 +353,13 @@ def test_preferences_save_unsubscribe_and_come_back(client: TestClient, config: 
     path = f"/preferences/{token_for(config, 'ann@example.com', 'preferences')}"
     page = client.get(path)
     assert page.status_code == 200
-    assert page.text.count(" checked>") == 6  # no choice yet: every section
+    # No choice yet: every section (and the sample site's first newsletter, weekly).
+    assert page.text.count(" checked>") == 6 + 1
     saved = client.post(
         path, data={"csrf": csrf_of(page.text), "categories": ["Tools", "Ethics"], "action": "save"}
     )
     assert "Saved." in saved.text
-    assert saved.text.count(" checked>") == 2
+    assert saved.text.count(" checked>") == 2 + 1
     with store(config) as s:
         found = s.get("ann@example.com")
         assert found is not None and found.categories == ("Tools", "Ethics")
@@ -719,7 +723,7 @@ def test_store_worker_group_commit_keeps_each_call_apart(config: Config) -> None
     from digest.audience.subscribers import InvalidEmail
     from digest.serve.service import StoreWorker
 
-    worker = StoreWorker(config.path(config.subscribers.database))
+    worker = StoreWorker(locate(config, config.subscribers.database))
     pool = concurrent.futures.ThreadPoolExecutor(8)
 
     def queued_behind_a_held_call(calls: list[Any]) -> list[concurrent.futures.Future[Any]]:

@@ -29,10 +29,12 @@ import yaml
 
 from digest.audience.subscribers import SubscriberStore
 from digest.audience.tokens import make_token, signing_key
+from digest.config import load_config
+from digest.store.database import locate
 
 from .conftest import ROOT, run_digest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
 SECRET = "http-test-secret"
 MAILGUN_KEY = "mg-http-key"
@@ -112,7 +114,8 @@ def server(sample_site: Path, server_env: dict[str, str]) -> Iterator[ServeProce
 
 
 def store(site: Path) -> SubscriberStore:
-    return SubscriberStore(site / "data" / "subscribers.sqlite")
+    config = load_config(site / "config.yaml")
+    return SubscriberStore(locate(config, config.subscribers.database))
 
 
 def status(site: Path, address: str) -> str | None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from digest.audience.imports import import_file
 from digest.audience.subscribers import Categories, SubscriberStore, mail_key, normalise_email
 from digest.errors import StoreError
+from digest.store.database import Target
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +28,12 @@ SECTIONS = Categories(
 )
 
 
+pytestmark = pytest.mark.backends
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> SubscriberStore:
-    return SubscriberStore(tmp_path / "subs.sqlite")
+def store(store_at: Callable[[str], Target]) -> SubscriberStore:
+    return SubscriberStore(store_at("subs.sqlite"))
 
 
 def test_normalise_lowercases_the_whole_address() -> None:

@@ -33,12 +33,11 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.audience.records import extend_schema
+from digest.audience.records import RECORDS_POSTGRESQL, extend_schema
 from digest.audience.status import (
     INACTIVE,
     STATUSES,
@@ -51,7 +50,8 @@ from digest.audience.status import (
 from digest.audience.tokens import signing_key, verify_token
 from digest.errors import StoreError
 from digest.safelog import log_change
-from digest.store.sqlite import open_database
+from digest.store.database import Connection, Cursor, StoreSpec, Target, as_target, open_store
+from digest.store.migrations import Migration
 
 __all__ = [
     "INACTIVE",
@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS subscribers (
     updated_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status, id);
+"""
+
+_SERVE_MEMORY = """
 -- Webhook deliveries already applied (see SubscriberStore.claim_delivery): shared by every
 -- `digest serve` process on this store, kept for serve.webhooks.max_age and more.
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
@@ -96,6 +99,64 @@ CREATE TABLE IF NOT EXISTS service_mail (
 CREATE INDEX IF NOT EXISTS service_mail_recipient ON service_mail (recipient, sent_at);
 CREATE INDEX IF NOT EXISTS service_mail_age ON service_mail (sent_at);
 """
+
+# The schema's history, oldest first (digest.store.migrations); add new steps at the end.
+# Which newsletters each subscriber receives (digest.audience.newsletters): a choice goes
+# with its subscriber's row.
+_CHOICES = """
+CREATE TABLE IF NOT EXISTS newsletter_choices (
+    subscriber_id INTEGER NOT NULL,
+    email         TEXT NOT NULL,
+    newsletter    TEXT NOT NULL,
+    PRIMARY KEY (subscriber_id, newsletter)
+);
+CREATE TRIGGER IF NOT EXISTS newsletter_choices_go_with_the_subscriber
+AFTER DELETE ON subscribers
+BEGIN
+    DELETE FROM newsletter_choices WHERE subscriber_id = OLD.id;
+END;
+"""
+_CHOICES_POSTGRESQL = """
+CREATE TABLE IF NOT EXISTS newsletter_choices (
+    subscriber_id BIGINT NOT NULL,
+    email         TEXT NOT NULL,
+    newsletter    TEXT NOT NULL,
+    PRIMARY KEY (subscriber_id, newsletter)
+);
+CREATE OR REPLACE FUNCTION digest_newsletter_choices_go() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM newsletter_choices WHERE subscriber_id = OLD.id;
+    RETURN OLD;
+END;
+$$;
+DROP TRIGGER IF EXISTS newsletter_choices_go_with_the_subscriber ON subscribers;
+CREATE TRIGGER newsletter_choices_go_with_the_subscriber
+AFTER DELETE ON subscribers
+FOR EACH ROW EXECUTE FUNCTION digest_newsletter_choices_go();
+"""
+
+MIGRATIONS = (
+    Migration(1, "subscribers table, as before schema versions", _SCHEMA),
+    # On SQLite records.extend_schema adds these in place (it predates versions and checks
+    # what a file has); on PostgreSQL this migration does, with the triggers in PL/pgSQL.
+    Migration(2, "consent, source and history (audience/records.py)", "", RECORDS_POSTGRESQL),
+    Migration(3, "webhook deliveries applied and service mail sent", _SERVE_MEMORY),
+    Migration(4, "newsletter choices (audience/newsletters.py)", _CHOICES, _CHOICES_POSTGRESQL),
+)
+SPEC = StoreSpec(
+    "subscribers",
+    "the subscriber store",
+    MIGRATIONS,
+    (
+        "subscribers",
+        "subscriber_events",
+        "forgotten",
+        "webhook_deliveries",
+        "service_mail",
+        "newsletter_choices",
+    ),
+)
 
 
 class InvalidEmail(StoreError):
@@ -197,14 +258,19 @@ def _iso(value: datetime) -> str:
 class SubscriberStore:
     """The subscribers table. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._db = open_database(self.path, _SCHEMA, what="the subscriber store")
-        try:
-            extend_schema(self._db)
-        except StoreError as exc:
-            self._db.close()
-            raise StoreError(f"{self.path}: {exc}") from None
+    def __init__(self, path: Target | str) -> None:
+        self.path = as_target(path)
+        self._db = open_store(
+            self.path, MIGRATIONS, store="subscribers", what="the subscriber store"
+        )
+        if isinstance(self._db, sqlite3.Connection):
+            # On SQLite the records' columns, tables and triggers are added in place by
+            # records.extend_schema (idempotent); on PostgreSQL by migration 2.
+            try:
+                extend_schema(self._db)
+            except StoreError as exc:
+                self._db.close()
+                raise StoreError(f"{self.path}: {exc}") from None
         self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
 
     def _note(self, event: str, **fields: Any) -> None:
@@ -220,7 +286,7 @@ class SubscriberStore:
             log_change(event, **fields)
 
     @property
-    def connection(self) -> sqlite3.Connection:
+    def connection(self) -> Connection:
         """The open database, for the modules that keep more in it (records, imports)."""
         return self._db
 
@@ -303,7 +369,7 @@ class SubscriberStore:
 
     # -- writing
 
-    def _write(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: Sequence[Any]) -> Cursor:
         try:
             return self._db.execute(sql, params)
         except sqlite3.Error as exc:
@@ -344,9 +410,10 @@ class SubscriberStore:
         if existing is None:
             if decided.after is None:  # this cause adds no one (e.g. an unsubscribe)
                 raise StoreError(f"no subscriber {key} in {self.path}")
-            self._write(
+            inserted = self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-                "secret, source_id, updated_at, status_cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "secret, source_id, updated_at, status_cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (email) DO NOTHING",
                 (
                     key,
                     name,
@@ -359,6 +426,17 @@ class SubscriberStore:
                     decided.cause.value,
                 ),
             )
+            if inserted.rowcount == 0:  # another process (or host) added it just now
+                return self.add(
+                    key,
+                    name=name,
+                    categories=categories,
+                    status=status,
+                    now=now,
+                    subscribed_at=subscribed_at,
+                    source_id=source_id,
+                    cause=cause,
+                )
             created = self.get(key)
             assert created is not None
             self._note(

@@ -23,6 +23,10 @@ def _content() -> None:
     from digest.cli import content  # noqa: F401
 
 
+def _db() -> None:
+    from digest.cli import db  # noqa: F401
+
+
 def _keys() -> None:
     from digest.cli import keys  # noqa: F401
 
@@ -66,6 +70,7 @@ main.lazy.update(
             "Show the configuration: its reference, or what a config file resolves to.",
             _config,
         ),
+        "db": ("The stores: schema versions, upgrades, and moving to PostgreSQL.", _db),
         "keys": ("The key that signs unsubscribe and preference links.", _keys),
         "preview": (
             "Preview the issue in a browser; it rebuilds and reloads when you save.",

@@ -75,6 +75,7 @@ class Post:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # A MinHash sketch of the body (digest.content.text.sketch), for near-duplicates.
     sketch: tuple[int, ...] = field(default=(), compare=False, hash=False, repr=False)
+    url: str | None = None  # where the post is read (a feed entry's link); None: site.post_url
 
 
 @dataclass(frozen=True)

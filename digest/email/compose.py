@@ -58,6 +58,7 @@ PREHEADER_MAX = 110
 # running on into the first words of the body.
 PREHEADER_PAD = "\u034f\u200c\u00a0"
 COVER_WIDTH = 552  # 600px body minus 24px padding each side
+KB = 1000  # email.size_budget_kb counts kilobytes of 1,000 bytes: a margin under Gmail's 102 KiB
 SUBJECT_MAX = 70  # what most inboxes show of a subject
 IMAGE_DENSITY = 2  # covers are asked for at twice their display size, for sharp screens
 DEFAULT_COVER_RATIO = 0.5  # height / width when the image URL does not say
@@ -600,7 +601,7 @@ class IssueRenderer:
         self.env = environment(config)
         self.css = _css(self.env)
         self.utm = _utm(config, selection.issue_id)
-        self.budget = config.email.size_budget_kb * 1024
+        self.budget = config.email.size_budget_kb * KB
         self.worst = worst_case_values(config)
         # Cards per section, each with its own cover; an image shown earlier in the email
         # is dropped when the sections are put together (views()).
@@ -740,11 +741,6 @@ class IssueRenderer:
         html, text, views = rendered
         subject, preheader = self.subject_and_preheader(views)
         warnings = [w for s in selection.sections for w in self.warnings[s.name]]
-        if len(subject) > SUBJECT_MAX:
-            warnings.append(
-                f"subject is {len(subject)} characters; inboxes show about {SUBJECT_MAX}: "
-                f"{subject!r} (email.subject, or subject in the issue intro)"
-            )
         return ComposedEmail(
             issue_id=selection.issue_id,
             subject=subject,

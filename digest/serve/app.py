@@ -54,6 +54,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.audience import newsletters
 from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
 from digest.audience.subscribers import InvalidEmail
 from digest.audience.tokens import TokenError
@@ -83,7 +84,9 @@ from digest.serve.service import (
     require_server_secret,
     welcome_context,
 )
+from digest.serve.shared import SharedRateLimiter
 from digest.serve.webhooks import WebhookError, WebhookEvent, read_webhook
+from digest.store.database import locate
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +203,19 @@ class Service:
         self.pages = Pages(config)
         self.subscriptions = Subscriptions(config, secret)
         self.csrf = CsrfGuard(secret)
-        self.limiter = RateLimiter(
-            config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
-        )
-        self.store = StoreWorker(config.path(config.subscribers.database))
+        self.limiter: RateLimiter | SharedRateLimiter
+        if config.database is not None:  # several hosts: the limits live in the database
+            self.limiter = SharedRateLimiter(
+                config.database,
+                config.serve.subscribe_per_minute,
+                config.serve.subscribe_burst,
+                prefix="subscribe",
+            )
+        else:
+            self.limiter = RateLimiter(
+                config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
+            )
+        self.store = StoreWorker(locate(config, config.subscribers.database))
         self.mailer = mailer or Mailer(config, self.pages)
         hooks = config.serve.webhooks
         # How long a delivery is remembered: longer than any timestamp is accepted for.
@@ -219,6 +231,7 @@ class Service:
             assert isinstance(found, Mailgun)
             self.mailgun_events = found
         self.sections = [(s.name, s.title) for s in config.categories.sections]
+        self.newsletters = newsletters.listed(config)
 
     def close(self) -> None:
         self.store.close()
@@ -243,7 +256,9 @@ class Service:
         if form:
             assert cookie is not None
             context[CSRF_FIELD] = self.csrf.form_token(cookie)
-        html = self.pages.render(name, sections=self.sections, **context)
+        html = self.pages.render(
+            name, sections=self.sections, newsletters=self.newsletters, **context
+        )
         response = HTMLResponse(html, status_code=status, headers=NO_STORE)
         if form and cookie:
             response.set_cookie(
@@ -346,6 +361,7 @@ class Service:
                 email = text_field(data, "email", limit=MAX_EMAIL, required=True)
                 name = text_field(data, "name", limit=MAX_NAME)
                 chosen = text_list(data, "categories", most=50, limit=200)
+                lists = text_list(data, "newsletters", most=20, limit=40)
             except BadJson as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         else:
@@ -358,6 +374,7 @@ class Service:
             email = given_email if isinstance(given_email, str) else ""
             name = given_name if isinstance(given_name, str) else ""
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
+            lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
         categories = chosen[:50]
         if len(email) > MAX_EMAIL:
             email = ""  # not an address; refused below as one
@@ -391,6 +408,14 @@ class Service:
                 error=message,
                 email=email,
                 consent_text=self.config.serve.consent_text,
+            )
+        wanted = [n for n in lists if isinstance(n, str)][:20]
+        if outcome.send_confirmation and wanted and self.newsletters:
+            # Only an address waiting for confirmation takes a choice from this public form;
+            # someone already subscribed changes theirs through their preferences link.
+            address = outcome.subscriber.email
+            await self.store.run(
+                lambda store: newsletters.choose_from_form(store, address, wanted, self.config)
             )
         if outcome.send_confirmation or outcome.send_notice:
             if outcome.send_confirmation:
@@ -525,6 +550,7 @@ class Service:
                 return self.refused(request)
             action = form.get("action")
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)][:50]
+            lists = [n for n in form.getlist("newsletters") if isinstance(n, str)][:20]
             try:
                 subscriber = await self.store.run(
                     lambda store: self.subscriptions.save_preferences(
@@ -537,6 +563,11 @@ class Service:
                 )
             except TokenError as exc:
                 return self.bad_link(request, exc)
+            if self.newsletters and lists and action == "save":
+                address = subscriber.email
+                await self.store.run(
+                    lambda store: newsletters.choose_from_form(store, address, lists, self.config)
+                )
             if subscriber.status == "unsubscribed" and action == "unsubscribe":
                 return self.page(
                     request,
@@ -553,6 +584,12 @@ class Service:
             except TokenError as exc:
                 return self.bad_link(request, exc)
         chosen_names = set(subscriber.categories)
+        address = subscriber.email
+        receives = (
+            await self.store.run(lambda store: newsletters.receiving(store, address, self.config))
+            if self.newsletters
+            else ()
+        )
         return self.page(
             request,
             "preferences.html.j2",
@@ -562,6 +599,7 @@ class Service:
             subscriber_status=subscriber.status,
             chosen=chosen_names,
             every=not chosen_names,
+            receives=set(receives),
             saved=saved,
             action=token_path("preferences", token),
         )

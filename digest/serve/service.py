@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
-from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from digest.audience.keys import link_keys
@@ -57,6 +56,7 @@ from digest.errors import StoreError
 from digest.safelog import clean, log_change
 from digest.serve.pages import Pages
 from digest.serve.webhooks import Delivery, WebhookEvent
+from digest.store.database import Target
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class StoreWorker:
     one by one, so one bad call never takes another's write with it.
     """
 
-    def __init__(self, path: Path, *, max_batch: int = 64) -> None:
+    def __init__(self, path: Target, *, max_batch: int = 64) -> None:
         self.path = path
         self.max_batch = max_batch
         self.commits = 0  # how many commits carried more than one call (for the curious)

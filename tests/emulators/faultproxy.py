@@ -17,6 +17,7 @@ Counters count down one per send request; all are thread-safe.
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import threading
@@ -48,6 +49,7 @@ class MatrixProxy(ThreadingHTTPServer):
         self.seen: Counter[str] = Counter()
         self.replies: dict[str, tuple[int, bytes]] = {}  # Resend idempotency keys
         self.domain_verified = True
+        self.rng = random.Random(7)
         self.clear_faults()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
@@ -67,6 +69,7 @@ class MatrixProxy(ThreadingHTTPServer):
                 "hang_after": 0,
                 "hang_seconds": 5.0,
                 "delay": 0.0,  # seconds to hold every send request back (all of them)
+                "drop_after_rate": 0.0,  # the chance that an accepted request goes unanswered
             }
 
     def set_faults(self, **faults: float) -> None:
@@ -87,6 +90,8 @@ class MatrixProxy(ThreadingHTTPServer):
                 if faults[name] > 0:
                     faults[name] -= 1
                     return name
+            if faults["drop_after_rate"] and self.rng.random() < faults["drop_after_rate"]:
+                return "drop_after"
         return None
 
     def close(self) -> None:
