@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 # Heavy packages that only some commands need: the email stack, the web stack, the SES SDK
-# and the other HTTP stacks. (markdown-it is not here: reading a post that is not in the
-# cache yet needs it, and these runs start with an empty cache.)
+# and requests. (markdown-it is not here: reading a post that is not in the cache yet needs
+# it, and these runs start with an empty cache; nor httpx, which reads the site's feeds.)
 HEAVY = (
     "premailer",
     "cssutils",
@@ -26,7 +26,6 @@ HEAVY = (
     "uvicorn",
     "botocore",
     "requests",
-    "httpx",
     "watchfiles",
 )
 

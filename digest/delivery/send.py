@@ -56,7 +56,6 @@ from digest.delivery.providers.base import (
     Result,
     idempotency_key,
 )
-from digest.delivery.providers.http import HttpProvider
 from digest.delivery.providers.registry import make_provider
 from digest.email.message import (
     ComposedEmail,
@@ -1067,6 +1066,8 @@ def send_issue(
         )
         heartbeat = _Heartbeat(ledger.path, issue_id, owner, lease, tick_clock)
         pace: DatabasePace | None = None
+        from digest.delivery.providers.http import HttpProvider  # httpx: not for `status`
+
         if isinstance(provider, HttpProvider):
             # every sender process of this installation takes its request slots from one
             # sequence, so together they keep the provider's pace
