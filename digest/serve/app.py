@@ -210,6 +210,8 @@ class Service:
                 config.serve.subscribe_per_minute,
                 config.serve.subscribe_burst,
                 prefix="subscribe",
+                # the database's clock unless a test brings its own
+                clock=None if monotonic is time.monotonic else monotonic,
             )
         else:
             self.limiter = RateLimiter(

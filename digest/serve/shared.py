@@ -15,7 +15,9 @@ token each, never the same one.
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from digest.store.database import StoreSpec, Target, open_store
@@ -35,17 +37,31 @@ SPEC = StoreSpec("serve", "the shared serve state", MIGRATIONS, ("serve_buckets"
 
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
-_TAKE = f"""
-INSERT INTO serve_buckets (bucket, tokens, updated, allowed) VALUES (?, ? - 1, {_NOW}, 1)
+_TAKE = """
+INSERT INTO serve_buckets (bucket, tokens, updated, allowed) VALUES (:bucket, :burst - 1, :now, 1)
 ON CONFLICT (bucket) DO UPDATE SET
-    allowed = CASE WHEN LEAST(?, serve_buckets.tokens
-        + ({_NOW} - serve_buckets.updated) * ?) >= 1 THEN 1 ELSE 0 END,
-    tokens = LEAST(?, serve_buckets.tokens + ({_NOW} - serve_buckets.updated) * ?)
-        - CASE WHEN LEAST(?, serve_buckets.tokens
-            + ({_NOW} - serve_buckets.updated) * ?) >= 1 THEN 1 ELSE 0 END,
-    updated = {_NOW}
+    allowed = CASE WHEN LEAST(:burst, serve_buckets.tokens
+        + (:now - serve_buckets.updated) * :rate) >= 1 THEN 1 ELSE 0 END,
+    tokens = LEAST(:burst, serve_buckets.tokens + (:now - serve_buckets.updated) * :rate)
+        - CASE WHEN LEAST(:burst, serve_buckets.tokens
+            + (:now - serve_buckets.updated) * :rate) >= 1 THEN 1 ELSE 0 END,
+    updated = :now
 RETURNING allowed, tokens
 """
+
+
+def _positional(template: str, now_sql: str) -> tuple[str, list[str]]:
+    """``:name`` markers as ``?`` (``:now`` as ``now_sql``), and the names in order."""
+    names: list[str] = []
+
+    def mark(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "now" and now_sql != "?":
+            return now_sql
+        names.append(name)
+        return "?"
+
+    return re.sub(r":([a-z]+)\b", mark, template), names
 
 
 class _Shared:
@@ -67,19 +83,33 @@ class _Shared:
 class SharedRateLimiter:
     """At most ``burst`` requests at once per key, refilled at ``per_minute``, across hosts."""
 
-    def __init__(self, target: Target, per_minute: float, burst: int, *, prefix: str) -> None:
+    def __init__(
+        self,
+        target: Target,
+        per_minute: float,
+        burst: int,
+        *,
+        prefix: str,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock`` (seconds) is for tests; by default the database server's clock is used,
+        the one clock every host shares."""
         self.rate = per_minute / 60.0
         self.burst = float(burst)
         self.prefix = prefix
+        self.clock = clock
+        self._sql, self._names = _positional(_TAKE, "?" if clock else _NOW)
         self._shared = _Shared(target)
         self._tokens: dict[str, float] = {}
 
     def allow(self, key: str) -> bool:
-        rate, burst = self.rate, self.burst
-        allowed, tokens = self._shared.run(
-            _TAKE,
-            (f"{self.prefix}:{key}", burst, burst, rate, burst, rate, burst, rate),
-        )
+        values = {
+            "bucket": f"{self.prefix}:{key}",
+            "burst": self.burst,
+            "rate": self.rate,
+            "now": self.clock() if self.clock else None,
+        }
+        allowed, tokens = self._shared.run(self._sql, tuple(values[name] for name in self._names))
         self._tokens[key] = float(tokens)
         if len(self._tokens) > 10_000:
             self._tokens.clear()
