@@ -5,13 +5,22 @@
 The baseline, measured in the same run on the same files, is the plain loop any script would
 write: ``frontmatter.load()`` on every file, then keep the posts dated in the week. Each
 measurement runs in its own process so that its peak memory (max RSS) is its own.
+
+Two tables: the work alone, timed inside each process (``in-process``), and whole processes
+as a user runs them (``whole process``: start-up, imports, config, output): the baseline
+loop as a script, and ``digest select --week ...`` against a config file, cold (first run:
+no post cache, no remembered answer), with the post cache warm but the full path taken
+(``-v`` turns the remembered answer off), and warm (run again, nothing changed: the
+remembered answer is replayed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,7 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"
+DEFAULT_CORPUS = Path(
+    os.environ.get("DIGEST_CORPUS_TARBALL")
+    or ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"
+)
 
 
 def measure_baseline(posts: str, week: str) -> dict[str, float]:
@@ -99,6 +111,72 @@ def run(kind: str, posts: Path, week: str, cache: Path) -> dict[str, float]:
     return json.loads(output.strip().splitlines()[-1])
 
 
+BASELINE_SCRIPT = """
+import datetime as dt, sys
+from pathlib import Path
+import frontmatter
+year, number = (int(x) for x in sys.argv[2].split("-W"))
+kept = 0
+for path in sorted(Path(sys.argv[1]).glob("*.md")):
+    post = frontmatter.load(path)
+    value = post.get("date")
+    day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    if day.isocalendar()[:2] == (year, number):
+        kept += 1
+print(kept)
+"""
+
+
+def whole(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, float]:
+    """One whole process: wall time, and its peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": seconds, "peak_mb": max(peak, before) / 1024, "out": len(done.stdout)}
+
+
+def whole_processes(posts: Path, week: str, runs: int, tmp: Path) -> None:
+    site = tmp / "site"
+    site.mkdir()
+    (site / "config.yaml").write_text(
+        "site: {name: Bench, base_url: 'https://bench.example.com'}\n"
+        "sender: {from_name: Bench, from_email: bench@example.com}\n"
+        "timezone: UTC\n"
+        f"content: {{posts_dir: '{posts}', cache_dir: cache}}\n"
+        "limits: {per_category: null, total: null}\n"
+    )
+    select = [sys.executable, "-m", "digest", "select", "--week", week]
+    full = [sys.executable, "-m", "digest", "-v", "select", "--week", week]
+    answers = tmp / "answers"  # select's remembered answers (XDG_CACHE_HOME), emptied for cold
+    env = {**os.environ, "XDG_CACHE_HOME": str(answers)}
+    rows: dict[str, list[dict[str, float]]] = {"baseline": [], "cold": [], "full": [], "warm": []}
+    for _ in range(runs):
+        rows["baseline"].append(
+            whole([sys.executable, "-c", BASELINE_SCRIPT, str(posts), week], site, env)
+        )
+        shutil.rmtree(site / "cache", ignore_errors=True)
+        shutil.rmtree(answers, ignore_errors=True)
+        rows["cold"].append(whole(select, site, env))
+        rows["full"].append(whole(full, site, env))
+        rows["warm"].append(whole(select, site, env))
+    base = statistics.median(r["seconds"] for r in rows["baseline"])
+    print(f"\nwhole processes, as a user runs them; median of {runs} runs")
+    print(f"{'':50} {'time':>9} {'speed-up':>9}")
+    labels = {
+        "baseline": "baseline: python script, frontmatter.load() loop",
+        "cold": f"digest select --week {week}, cold",
+        "full": "  warm post cache, answer not replayed (-v)",
+        "warm": f"digest select --week {week}, warm",
+    }
+    for kind, label in labels.items():
+        seconds = statistics.median(r["seconds"] for r in rows[kind])
+        print(f"{label:50} {seconds:8.3f}s {base / seconds:8.1f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -158,6 +236,14 @@ def main() -> None:
         )
     parsed = {int(r.get("parsed", -1)) for r in rows["warm"]}
     print(f"files parsed on warm runs: {sorted(parsed)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.corpus.is_dir():
+            posts = args.corpus
+        else:
+            with tarfile.open(args.corpus) as archive:
+                archive.extractall(tmp, filter="data")
+            posts = Path(tmp) / "posts"
+        whole_processes(posts.resolve(), args.week, args.runs, Path(tmp))
 
 
 if __name__ == "__main__":

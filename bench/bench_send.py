@@ -1,20 +1,24 @@
-"""Send one issue to N subscribers through the outbox and through SMTP on loopback.
+"""Send one issue to N subscribers through the outbox (and SMTP on loopback), as `digest send`.
 
-For each transport and size it prints messages per second, CPU time per message (the
-sending process only) and peak memory, and compares:
+The issue is the real corpus's busiest week (2026-W02) with three posts per section: 39
+posts in all 13 categories. For each size it sends twice, in the same run:
 
-* the per-variant wire template against the naive path measured in the same run
-  (``message.to_message(...).as_bytes()`` for every recipient, everything else equal);
-* peak memory at the largest size against the smallest: it must stay flat, because
-  subscribers and ledger rows are streamed a chunk at a time.
+* ``uniform``: every subscriber gets the whole issue (no preferences);
+* ``random``: every subscriber chose 1–5 of the 13 categories at random (seeded), as the
+  first user's subscribers do, so there are up to 2,379 distinct variants;
 
-Each send runs in a fresh child process, so peak RSS (``ru_maxrss``) belongs to that send
-alone and no tracing slows it down; the child also reports the Python heap peak from a
-separate tracemalloc pass when ``--tracemalloc`` is given. The SMTP server (aiosmtpd, a
-sink that accepts everything) runs in its own process, so its CPU is not counted.
+and prints messages per second, CPU time per message (the sending process only), peak
+memory, the random case's rate as a share of the uniform one, and peak memory at each size
+against the smallest. The per-variant wire template is also compared with the naive path
+(``to_message(...).as_bytes()`` for every recipient), everything else equal.
 
-    python bench/bench_send.py                       # 10k and 100k, outbox and smtp
-    python bench/bench_send.py --sizes 2000 20000 --transports outbox --naive 1000
+Each send runs in a fresh child process (``digest send`` as a whole: build, queue, send,
+report), so peak RSS (``ru_maxrss``) belongs to that send alone. The SMTP server (aiosmtpd,
+a sink) runs in its own process, so its CPU is not counted.
+
+    python bench/bench_send.py                      # 5k and 10k, outbox
+    python bench/bench_send.py --large              # and 100k
+    python bench/bench_send.py --sizes 2000 --transports outbox smtp --naive 1000
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
-import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -36,7 +41,11 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 20, 12, 0, tzinfo=timezone.utc)
+DEFAULT_CORPUS = Path(
+    os.environ.get("DIGEST_CORPUS_TARBALL")
+    or ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"
+)
 
 SERVER = """
 import sys, time
@@ -52,17 +61,52 @@ controller.stop()
 """
 
 
-def make_site(folder: Path, n: int, provider: dict[str, Any]) -> Path:
+CATEGORIES = (
+    "Work",
+    "General AI",
+    "Healthcare",
+    "Ethics",
+    "Tools",
+    "Finance",
+    "Technology",
+    "Research",
+    "Business",
+    "Productivity",
+    "Transportation",
+    "Smart Home",
+    "Education",
+)
+WEEK = "2026-W02"
+
+
+def corpus_posts(tarball: Path, folder: Path) -> Path:
+    """The corpus's posts folder (unpacked into ``folder`` when given the tarball)."""
+    if tarball.is_dir():
+        return tarball
+    with tarfile.open(tarball) as archive:
+        archive.extractall(folder, filter="data")
+    return folder / "posts"
+
+
+def make_site(
+    folder: Path, posts: Path, cache: Path, n: int, provider: dict[str, Any], preferences: str
+) -> Path:
     from digest.audience.subscribers import SubscriberStore
 
-    shutil.copytree(ROOT / "content", folder / "content")
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "tests" / "data" / "corpus-config.yaml").read_text())
+    config["content"].update({"posts_dir": str(posts), "cache_dir": str(cache)})
+    config["limits"] = {"per_category": 3, "total": 1000}
     config["provider"] = provider
+    config["subscribers"] = {"database": "data/subscribers.sqlite"}
+    config["ledger"] = {"database": "data/ledger.sqlite"}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    rng = random.Random(14)
     with SubscriberStore(folder / "data/subscribers.sqlite") as store:
         store._db.execute("BEGIN")
         for i in range(n):
-            cats = [(), ("Work",), ("Tools", "Research")][i % 3]
+            cats: tuple[str, ...] = ()
+            if preferences == "random":
+                cats = tuple(rng.sample(CATEGORIES, rng.randint(1, 5)))
             store.add(f"reader{i:06d}@example.com", name=f"R{i}", categories=cats, now=NOW)
         store._db.execute("COMMIT")
     return folder / "config.yaml"
@@ -83,10 +127,11 @@ def child(config_path: str, naive: bool, trace: bool) -> None:
 
         tracemalloc.start()
     started, cpu = time.perf_counter(), time.process_time()
-    report = send_issue(config, now=NOW, week="2026-W47", composer=composer)
+    report = send_issue(config, now=NOW, week=WEEK, composer=composer)
     seconds, cpu_used = time.perf_counter() - started, time.process_time() - cpu
     figures = {
         "sent": report.sent,
+        "variants": len(report.variants),
         "seconds": seconds,
         "cpu": cpu_used,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -97,10 +142,17 @@ def child(config_path: str, naive: bool, trace: bool) -> None:
 
 
 def run(
-    n: int, provider: dict[str, Any], *, naive: bool = False, trace: bool = False
+    n: int,
+    provider: dict[str, Any],
+    posts: Path,
+    cache: Path,
+    *,
+    preferences: str = "uniform",
+    naive: bool = False,
+    trace: bool = False,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
-        config = make_site(Path(tmp), n, provider)
+        config = make_site(Path(tmp), posts, cache, n, provider, preferences)
         command = [sys.executable, __file__, "--child", str(config)]
         command += ["--naive-child"] if naive else []
         command += ["--tracemalloc"] if trace else []
@@ -110,6 +162,7 @@ def run(
         r: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     assert r["sent"] == n, r
     r["rate"] = n / r["seconds"]
+    r["n"] = n
     r["cpu_ms"] = r["cpu"] / n * 1000
     return r
 
@@ -117,15 +170,18 @@ def run(
 def line(label: str, n: int, r: dict[str, float], extra: str = "") -> str:
     heap = f", heap {r['heap_mb']:.1f} MB" if "heap_mb" in r else ""
     return (
-        f"{label:<13} n={n:>7}  {r['rate']:>7.0f} msg/s  {r['cpu_ms']:6.3f} ms CPU/msg  "
-        f"{r['seconds']:7.1f} s  peak RSS {r['rss_mb']:.0f} MB{heap}{extra}"
+        f"{label:<22} n={n:>7}  {r['rate']:>7.0f} msg/s  {r['cpu_ms']:6.3f} ms CPU/msg  "
+        f"{r['seconds']:7.1f} s  peak RSS {r['rss_mb']:4.0f} MB{heap}  "
+        f"variants {int(r['variants']):>5}{extra}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--transports", nargs="+", default=["outbox", "smtp"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 10_000])
+    parser.add_argument("--large", action="store_true", help="also send to 100,000")
+    parser.add_argument("--transports", nargs="+", default=["outbox"])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument(
         "--naive", type=int, default=2000, help="subscribers for the naive baseline run"
     )
@@ -138,6 +194,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.naive_child, args.tracemalloc)
         return
+    sizes = sorted({*args.sizes, *([100_000] if args.large else [])})
     server = None
     providers: dict[str, dict[str, Any]] = {"outbox": {"name": "outbox"}}
     if "smtp" in args.transports:
@@ -152,33 +209,53 @@ def main() -> None:
         )
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         providers["smtp"] = {"name": "smtp", "host": "127.0.0.1", "port": port, "security": "none"}
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; sizes {args.sizes}", flush=True)
-    try:
-        for transport in args.transports:
-            naive = run(args.naive, providers[transport], naive=True, trace=args.tracemalloc)
-            print(
-                line(f"{transport} naive", args.naive, naive, "  (baseline: to_message)"),
-                flush=True,
-            )
-            first: dict[str, float] | None = None
-            for n in args.sizes:
-                r = run(n, providers[transport], trace=args.tracemalloc)
-                extra = (
-                    f"  vs naive: CPU/msg x{naive['cpu_ms'] / r['cpu_ms']:.1f} less, "
-                    f"rate x{r['rate'] / naive['rate']:.1f}"
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {WEEK} of the corpus, 3 posts "
+        f"in each of 13 sections; sizes {sizes}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-send-corpus-") as shared:
+        posts = corpus_posts(args.corpus, Path(shared))
+        cache = Path(shared) / "cache"  # one post cache for every run, warmed by the first
+        try:
+            for transport in args.transports:
+                provider = providers[transport]
+                run(100, provider, posts, cache)  # warms the post cache
+                naive = run(args.naive, provider, posts, cache, naive=True, trace=args.tracemalloc)
+                print(
+                    line(f"{transport} naive", args.naive, naive, "  (baseline: to_message)"),
+                    flush=True,
                 )
-                if first is None:
-                    first = r
-                else:
-                    extra += f"; peak RSS x{r['rss_mb'] / first['rss_mb']:.2f} vs n={args.sizes[0]}"
-                    if "heap_mb" in r:
-                        extra += f", heap x{r['heap_mb'] / first['heap_mb']:.2f}"
-                print(line(transport, n, r, extra), flush=True)
-    finally:
-        if server is not None:
-            assert server.stdin is not None
-            server.stdin.close()
-            server.wait(timeout=30)
+                firsts: dict[str, dict[str, float]] = {}
+                for n in sizes:
+                    uniform: dict[str, float] = {}
+                    for preferences in ("uniform", "random"):
+                        r = run(
+                            n,
+                            provider,
+                            posts,
+                            cache,
+                            preferences=preferences,
+                            trace=args.tracemalloc,
+                        )
+                        extra = ""
+                        if preferences == "uniform":
+                            uniform = r
+                            extra = f"  vs naive: rate x{r['rate'] / naive['rate']:.1f}"
+                        else:
+                            extra = f"  rate {r['rate'] / uniform['rate']:.2f} of uniform"
+                        first = firsts.setdefault(preferences, r)
+                        if first is not r:
+                            extra += f"; peak RSS x{r['rss_mb'] / first['rss_mb']:.2f} "
+                            extra += f"vs n={int(first['n'])}"
+                            if "heap_mb" in r:
+                                extra += f", heap x{r['heap_mb'] / first['heap_mb']:.2f}"
+                        print(line(f"{transport} {preferences}", n, r, extra), flush=True)
+        finally:
+            if server is not None:
+                assert server.stdin is not None
+                server.stdin.close()
+                server.wait(timeout=30)
 
 
 if __name__ == "__main__":

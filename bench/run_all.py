@@ -5,6 +5,7 @@ and peak memory. Pass names to run only some: ``python bench/run_all.py load com
 The store benchmark (1,000,000 subscribers, SQLite vs PostgreSQL, 1 and 4 senders; tens of
 minutes and about 37 GB of outbox) runs only when asked: ``python bench/run_all.py --db``
 (or by name, ``db``).
+``--large`` adds the 100,000-subscriber sends to bench_send.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ HEAVY = {"db"}  # run only when named, or with --db
 
 def main(argv: list[str]) -> int:
     with_db = "--db" in argv
-    argv = [a for a in argv if a != "--db"]
+    large = "--large" in argv
+    argv = [a for a in argv if a not in ("--db", "--large")]
     scripts = sorted(HERE.glob("bench_*.py"))
     if argv:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in argv]
@@ -32,7 +34,8 @@ def main(argv: list[str]) -> int:
     for script in scripts:
         print(f"\n=== {script.stem.removeprefix('bench_')} ({script.name})", flush=True)
         started = time.perf_counter()
-        code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
+        extra = ["--large"] if large and script.stem == "bench_send" else []
+        code = subprocess.call([sys.executable, str(script), *extra], cwd=HERE.parent)
         print(f"--- {script.name}: exit {code}, {time.perf_counter() - started:.0f}s", flush=True)
         if code:
             failed.append(script.name)

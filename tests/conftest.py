@@ -17,7 +17,11 @@ from digest.config import DatabaseURL
 from digest.store.database import Target
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS_TARBALL = ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"
+# Beside the checkout by default; DIGEST_CORPUS_TARBALL points elsewhere (e.g. from a worktree).
+CORPUS_TARBALL = Path(
+    os.environ.get("DIGEST_CORPUS_TARBALL")
+    or ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -575,6 +575,24 @@ def test_ses_sandbox_refusal_is_one_clear_line() -> None:
     )
 
 
+def test_ses_without_botocore_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore is the `ses` extra; without it SES stops before sending, with the fix."""
+    import sys
+
+    from digest.errors import ConfigError
+
+    for name in [m for m in sys.modules if m == "botocore" or m.startswith("botocore.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "botocore", None)  # as if it were not installed
+    with pytest.raises(ConfigError) as caught:
+        provider("ses", lambda r: httpx.Response(200, json={}))
+    assert str(caught.value) == (
+        "provider.name: ses signs its requests with botocore, which is not installed; "
+        "install digest with the SES extra: pip install 'digest[ses]'"
+    )
+    assert caught.value.exit_code == 3
+
+
 def test_settings_reject_unknown_options_and_plain_secrets() -> None:
     from digest.config.providers import provider_problems
 

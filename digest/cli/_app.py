@@ -7,13 +7,15 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import date, datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from digest import __version__
-from digest.config import Config, load_config
 from digest.errors import DigestError
+
+if TYPE_CHECKING:
+    from digest.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,7 +29,41 @@ Exit codes:
 
 
 class DigestGroup(click.Group):
-    """Turns a DigestError into one line on stderr and its exit code; no traceback."""
+    """Turns a DigestError into one line on stderr and its exit code; no traceback.
+
+    Commands can be registered lazily (:attr:`lazy`): name → (short help, loader). The
+    loader imports the module that defines the command, which registers it the usual way
+    (``@main.command``), so a command's imports are paid only when that command runs and
+    ``digest --help`` lists every command without importing any of them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, tuple[str, Callable[[], None]]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.lazy[cmd_name][1]()
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Like click's, with the short help of a command not imported yet from :attr:`lazy`."""
+        rows = []
+        limit = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is not None:
+                if command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(limit)))
+            elif self.lazy[name][0]:  # "" for a hidden command
+                rows.append((name, _shorten(self.lazy[name][0], limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -43,9 +79,12 @@ class DigestGroup(click.Group):
 class State:
     """Per-invocation state: which config file and newsletter, and the config once loaded."""
 
-    def __init__(self, config_path: str | None, newsletter: str | None = None) -> None:
+    def __init__(
+        self, config_path: str | None, newsletter: str | None = None, verbose: int = 0
+    ) -> None:
         self.config_path = config_path
         self.newsletter = newsletter
+        self.verbose = verbose
         self._config: Config | None = None
         self.as_json = False  # set by --json, so errors print JSON on stdout too
 
@@ -53,6 +92,8 @@ class State:
     def whole_config(self) -> Config:
         """The config as written, every newsletter in it."""
         if self._config is None:
+            from digest.config import load_config  # the schema costs start-up time
+
             self._config = load_config(self.config_path)
         return self._config
 
@@ -76,6 +117,11 @@ def newsletter_option(func: F) -> F:
         callback=_set_newsletter,
         help="Which newsletter of the config [default: the first one].",
     )(func)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """The short help click would make from a command whose help is ``text``."""
+    return click.Command(None, help=text).get_short_help_str(limit)
 
 
 def now() -> datetime:
@@ -115,7 +161,7 @@ def main(ctx: click.Context, config_path: str | None, newsletter: str | None, ve
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(message)s")
-    ctx.obj = State(config_path, newsletter)
+    ctx.obj = State(config_path, newsletter, verbose)
 
 
 pass_state = click.make_pass_decorator(State)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest.audience.links import post_url
+from digest.cli import replay
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
-from digest.config import Config
-from digest.content import pipeline
-from digest.content.posts import Post
-from digest.content.select import Decision, Selection
-from digest.content.sources.load import SourceReport, describe_age
+
+if TYPE_CHECKING:  # imported where used: a replayed `digest select` needs none of them
+    from digest.config import Config
+    from digest.content.posts import Post
+    from digest.content.select import Decision, Selection
+    from digest.content.sources.load import SourceReport
 
 
 def _post_json(post: Post, url: str) -> dict[str, Any]:
@@ -92,12 +93,52 @@ def select_command(
       digest select --week 2026-W34 --explain
       digest select --since 2026-08-01 --until 2026-08-14 --json
     """
+    request = None
+    if not no_cache and state.verbose == 0:
+        asked = ("select", week, since, until, explain, as_json)
+        request = replay.Request.of(state.config_path, asked)
+        if request is not None and replay.replay(request):
+            return
+    from digest.audience.links import post_url
+    from digest.content import pipeline
+    from digest.content.select import Reason
+
     config = state.config
+    posts_dir = config.path(config.content.posts_dir)
+    fingerprint = replay.tree_fingerprint(posts_dir) if request else ""  # before reading
+    moment = now()
     loaded = pipeline.load_and_select(
-        config, now(), week=week, since=since, until=until, use_cache=not no_cache
+        config, moment, week=week, since=since, until=until, use_cache=not no_cache
     )
     selection = loaded.selection
     urls = {d.post.slug: post_url(config, d.post) for d in selection.decisions}
+    with replay.recording() as (out, err):
+        _print_selection(state, loaded, urls, explain=explain, as_json=as_json)
+    if request is not None:
+        future = [d.post.date.timestamp() for d in selection.decisions if d.reason == Reason.FUTURE]
+        if not (week or (since and until)):  # the window moves with today's date
+            future.append(_next_quarter_hour(moment))
+        replay.remember(
+            request,
+            posts_dir=posts_dir,
+            posts=fingerprint,
+            stdout=out.copy.getvalue(),
+            stderr=err.copy.getvalue(),
+            valid_until=min(future, default=None),
+        )
+
+
+def _next_quarter_hour(moment: datetime) -> float:
+    """Midnight in every time zone falls on a quarter hour (UTC)."""
+    stamp = moment.timestamp()
+    return (stamp // 900 + 1) * 900
+
+
+def _print_selection(
+    state: State, loaded: Any, urls: dict[str, str], *, explain: bool, as_json: bool
+) -> None:
+    config = state.config
+    selection = loaded.selection
     if as_json:
         data = selection_json(selection, urls)
         data["problems"] = [
@@ -139,6 +180,8 @@ def _excerpt_reports(
     since: date | None,
     until: date | None,
 ) -> None:
+    from digest.content import pipeline
+
     reports = pipeline.excerpt_reports(config, now(), week=week, since=since, until=until)
     if as_json:
         emit_json(
@@ -234,6 +277,8 @@ def check_command(
 
         check_email(config, as_json=as_json, week=week, since=since, until=until)
         return
+    from digest.content import pipeline
+
     moment = now()
     if state.newsletter is None and len(config.newsletter_names) > 1:
         whole = state.whole_config
@@ -307,6 +352,8 @@ def _report_sources(sources: list[SourceReport], failing_after: int, now: dateti
     failed ``content.failing_after`` loads in a row."""
     click.echo("sources:")
     for report in sources:
+        from digest.content.sources.load import describe_age
+
         last = describe_age(report.last_success, now)
         if report.outcome == "failed":
             line = f"failed: {report.error}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from datetime import date
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -20,13 +20,9 @@ from digest.cli._app import (
     window_options,
 )
 from digest.content.select import resolve_window
-from digest.delivery.send import (
-    SendReport,
-    issue_status,
-    send_in_processes,
-    send_issue,
-    send_test,
-)
+
+if TYPE_CHECKING:  # imported by the commands that use it: `digest status` composes nothing
+    from digest.delivery.send import SendReport
 
 
 class _Progress:
@@ -244,6 +240,8 @@ def send_command(
     """
     config = state.config
     if test_to:
+        from digest.delivery.send import send_test
+
         result = send_test(config, test_to, now=now(), week=week)
         if as_json:
             emit_json(result.__dict__)
@@ -252,6 +250,8 @@ def send_command(
         if result.state != "sent":
             raise click.exceptions.Exit(1)
         return
+    from digest.delivery.send import send_in_processes, send_issue
+
     if workers > 1 and (dry_run or limit is not None or new_subscribers):
         raise click.UsageError(
             "--workers cannot be combined with --dry-run, --limit or --new-subscribers"
@@ -326,6 +326,8 @@ def status_command(
     """
     config = state.config
     issue_id = resolve_window(config, now(), week=week, since=since, until=until).issue_id
+    from digest.delivery.send import issue_status
+
     data = issue_status(config, issue_id)
     counts, info = data["counts"], data["info"]
     unconfirmed, joined = data["unconfirmed"], data["new_subscribers"]

@@ -21,11 +21,13 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import lxml.html  # type: ignore[import-untyped]
-from lxml import etree
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+if TYPE_CHECKING:  # the parsers load when a post is parsed: a warm `digest select` needs none
+    from lxml import etree  # type: ignore[import-untyped]
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 EXCERPT_LENGTH = 280
 RULES_VERSION = 6  # bump when a rule changes, so cached excerpts are made again
@@ -60,7 +62,13 @@ class Block:
     text: str
 
 
-_MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
 _WS = re.compile(r"\s+")
 _DROP_TAGS = frozenset(
     {"script", "style", "figure", "figcaption", "nav", "iframe", "svg", "noscript", "form",
@@ -86,6 +94,9 @@ def html_blocks(markup: str) -> list[Block]:
     """The text of an HTML fragment, block by block (scripts, figures, navigation dropped)."""
     if not markup.strip():
         return []
+    import lxml.html  # type: ignore[import-untyped]
+    from lxml import etree
+
     try:
         root = lxml.html.fragment_fromstring(markup, create_parent="div")
     except (etree.ParserError, ValueError):
@@ -179,7 +190,7 @@ def markdown_blocks(source: str, *, dedent: bool = False) -> list[Block]:
         source = _dedent_outside_fences(source)
     blocks: list[Block] = []
     stack: list[str] = []
-    for token in _MD.parse(source):
+    for token in _markdown().parse(source):
         if token.type.endswith("_open"):
             stack.append(token.type[: -len("_open")])
         elif token.type.endswith("_close"):

@@ -100,6 +100,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (issue_id, subscriber_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, subscriber_id);
+CREATE INDEX IF NOT EXISTS deliveries_variant
+    ON deliveries (issue_id, state, variant, subscriber_id);
 """
 
 # The schema's history, oldest first (digest.store.migrations); add new steps at the end.
@@ -301,9 +303,18 @@ class Ledger:
     # -- rows
 
     def enqueue(
-        self, issue_id: str, rows: Iterable[tuple[int, str]], *, now: datetime, chunk: int = 5000
+        self,
+        issue_id: str,
+        rows: Iterable[tuple[int, str] | tuple[int, str, str]],
+        *,
+        now: datetime,
+        chunk: int = 5000,
     ) -> int:
-        """Queue (subscriber id, email) pairs once; rows already queued are left alone."""
+        """Queue (subscriber id, email[, variant]) once; rows already queued are left alone.
+
+        The variant (the subscriber's choice of sections, when known) lets
+        :meth:`iter_state` hand rows out grouped by it.
+        """
         stamp = _iso(now)
         added = 0
         batch: list[tuple[Any, ...]] = []
@@ -311,14 +322,15 @@ class Ledger:
         def flush() -> int:
             before = self._db.total_changes
             self._transaction(
-                "INSERT OR IGNORE INTO deliveries (issue_id, subscriber_id, email, state, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO deliveries (issue_id, subscriber_id, email, variant, "
+                "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 batch,
             )
             return self._db.total_changes - before
 
-        for subscriber_id, email in rows:
-            batch.append((issue_id, subscriber_id, email, PENDING, stamp, stamp))
+        for row in rows:
+            variant = row[2] if len(row) > 2 else ""
+            batch.append((issue_id, row[0], row[1], variant, PENDING, stamp, stamp))
             if len(batch) >= chunk:
                 added += flush()
                 batch = []
@@ -351,9 +363,23 @@ class Ledger:
         )
 
     def iter_state(
-        self, issue_id: str, states: Sequence[str], *, chunk: int = 1000, after: int = 0
+        self,
+        issue_id: str,
+        states: Sequence[str],
+        *,
+        chunk: int = 1000,
+        after: int = 0,
+        by_variant: bool = False,
     ) -> Iterator[list[Delivery]]:
-        """Rows in these states, in subscriber order, ``chunk`` at a time."""
+        """Rows in these states, in subscriber order, ``chunk`` at a time.
+
+        ``by_variant``: one state after another, each in (variant, subscriber) order, so
+        that rows of one variant come together (the sender then holds few variants at once).
+        """
+        if by_variant:
+            for state in states:
+                yield from self._iter_by_variant(issue_id, state, chunk)
+            return
         marks = ",".join("?" * len(states))
         last = after
         while True:
@@ -366,6 +392,19 @@ class Ledger:
                 return
             yield [self._delivery(r) for r in rows]
             last = rows[-1][1]
+
+    def _iter_by_variant(self, issue_id: str, state: str, chunk: int) -> Iterator[list[Delivery]]:
+        last: tuple[str, int] = ("", -1)
+        while True:
+            rows = self._run(
+                f"SELECT {self._COLUMNS} FROM deliveries WHERE issue_id = ? AND state = ? "
+                "AND (variant, subscriber_id) > (?, ?) ORDER BY variant, subscriber_id LIMIT ?",
+                (issue_id, state, *last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            yield [self._delivery(r) for r in rows]
+            last = (rows[-1][3], rows[-1][1])
 
     def get(self, issue_id: str, subscriber_id: int) -> Delivery | None:
         row = self._run(
@@ -383,13 +422,18 @@ class Ledger:
         variant: str,
         message_ids: Sequence[str],
         now: datetime,
+        variants: Sequence[str] | None = None,
     ) -> None:
-        """Mark rows ``sending`` (committed) before the provider is given them."""
+        """Mark rows ``sending`` (committed) before the provider is given them.
+
+        ``variants``, one per row, when a batch mixes variants (else each row gets ``variant``).
+        """
+        per_row = variants if variants is not None else [variant] * len(subscriber_ids)
         self.transition(
             issue_id,
             [
-                Outcome(sid, SENDING, batch_key=batch_key, variant=variant, message_id=mid)
-                for sid, mid in zip(subscriber_ids, message_ids, strict=True)
+                Outcome(sid, SENDING, batch_key=batch_key, variant=row_variant, message_id=mid)
+                for sid, mid, row_variant in zip(subscriber_ids, message_ids, per_row, strict=True)
             ],
             now=now,
         )
@@ -565,13 +609,16 @@ class Ledger:
         states: Sequence[str],
         *,
         owner: str,
-        after: int,
+        after: int | tuple[str, int],
         limit: int,
         until: datetime,
         now: datetime,
     ) -> list[Delivery]:
         """Take up to ``limit`` rows in ``states`` past subscriber ``after`` that no other
         sender holds, in subscriber order, and hold them until ``until``.
+
+        With ``after`` a (variant, subscriber) pair, rows come in (variant, subscriber)
+        order instead, so that a sender meets each preference variant's rows together.
 
         A row is free when it was never leased, its lease expired (its sender died or lost
         touch), or ``owner`` holds it already. PostgreSQL takes the rows with ``FOR UPDATE
@@ -580,15 +627,24 @@ class Ledger:
         """
         marks = ",".join("?" * len(states))
         postgres = dialect_of(self._db) == "postgresql"
+        by_variant = isinstance(after, tuple)
+        past, order = (
+            ("(variant, subscriber_id) > (?, ?)", "variant, subscriber_id")
+            if by_variant
+            else ("subscriber_id > ?", "subscriber_id")
+        )
         sql = (
             "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE issue_id = ? "
             "AND subscriber_id IN (SELECT subscriber_id FROM deliveries WHERE issue_id = ? "
-            f"AND state IN ({marks}) AND subscriber_id > ? AND (lease_until IS NULL OR "
-            "lease_until < ? OR lease_owner = ?) ORDER BY subscriber_id LIMIT ?"
+            f"AND state IN ({marks}) AND {past} AND (lease_until IS NULL OR "
+            f"lease_until < ? OR lease_owner = ?) ORDER BY {order} LIMIT ?"
             + (" FOR UPDATE SKIP LOCKED" if postgres else "")
             + f") RETURNING {self._COLUMNS}"
         )
-        params = (owner, _iso(until), issue_id, issue_id, *states, after, _iso(now), owner, limit)
+        position = after if isinstance(after, tuple) else (after,)
+        params = (
+            owner, _iso(until), issue_id, issue_id, *states, *position, _iso(now), owner, limit
+        )  # fmt: skip
         if postgres:
             rows = self._run(sql, params).fetchall()
         else:
@@ -599,7 +655,10 @@ class Ledger:
                 self._db.execute("ROLLBACK")
                 raise
             self._run("COMMIT")
-        return sorted((self._delivery(r) for r in rows), key=lambda d: d.subscriber_id)
+        found = [self._delivery(r) for r in rows]
+        if by_variant:
+            return sorted(found, key=lambda d: (d.variant, d.subscriber_id))
+        return sorted(found, key=lambda d: d.subscriber_id)
 
     def renew(self, issue_id: str, *, owner: str, until: datetime) -> int:
         """Extend every unfinished row ``owner`` holds to ``until`` (the sender's heartbeat)."""

@@ -28,13 +28,14 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from digest.audience import newsletters
 from digest.audience.keys import link_keys
@@ -55,11 +56,7 @@ from digest.delivery.providers.base import (
     Result,
     idempotency_key,
 )
-from digest.delivery.providers.http import HttpProvider
 from digest.delivery.providers.registry import make_provider
-from digest.email import archive
-from digest.email.build import build_issue
-from digest.email.compose import compose
 from digest.email.message import (
     ComposedEmail,
     WireTemplate,
@@ -69,6 +66,12 @@ from digest.email.message import (
 )
 from digest.errors import DigestError, NothingToSend, ProviderError, SendError
 from digest.store.database import locate
+
+if TYPE_CHECKING:
+    from digest.email.variants import VariantAssembler
+
+# The email stack (jinja2, MJML, premailer) is imported where an issue is built, so that
+# `digest status` (issue_status) and other readers of the ledger start fast.
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,11 @@ class _Heartbeat:
 SEND_SECRETS = ("provider.", "serve.secret")
 """The config keys whose ``${VAR}`` a send needs (checked before anything is recorded)."""
 ALL = "all"
+MIXED = "mixed"  # the variant of a batch whose recipients have several (ledger rows say which)
+# Variants (composed email and wire template) held at once. Queued rows are read grouped by
+# variant, so each is assembled about once; the bound keeps memory flat however many
+# distinct preference sets subscribers have.
+VARIANTS_HELD = 8
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` after each committed result."""
 
@@ -170,7 +178,11 @@ class Composer(Protocol):
 
 
 class BuildComposer:
-    """The real build: :func:`build_issue` once, :func:`compose` per variant."""
+    """The real build: :func:`build_issue` once; each preference variant assembled from the
+    issue's sections rendered once (:class:`VariantAssembler`)."""
+
+    def __init__(self) -> None:
+        self._assembler: VariantAssembler | None = None
 
     def prepare(
         self,
@@ -182,6 +194,8 @@ class BuildComposer:
         until: date | None,
         write: bool,
     ) -> Issue:
+        from digest.email.build import build_issue
+
         result = build_issue(config, now=now, week=week, since=since, until=until, write=write)
         intro = load_intro(config, result.selection.issue_id)
         return Issue(result.selection, result.composed, intro)
@@ -189,7 +203,31 @@ class BuildComposer:
     def compose(
         self, config: Config, issue: Issue, selection: Selection, *, now: datetime
     ) -> ComposedEmail:
-        return compose(config, selection, now=now, intro=issue.intro)
+        return self.assembler(config, issue, now=now).variant([s.name for s in selection.sections])
+
+    def assembler(self, config: Config, issue: Issue, *, now: datetime) -> VariantAssembler:
+        """The issue's assembler, made on the first variant asked for.
+
+        Its parts come from the templates as they are now; should the issue's email (built
+        earlier, perhaps from other templates) differ from what it assembles for every
+        section, each variant is composed whole instead, as before.
+        """
+        current = self._assembler
+        if current is None or current.selection is not issue.selection:
+            from digest.email.variants import VariantAssembler
+
+            current = VariantAssembler(config, issue.selection, now=now, intro=issue.intro)
+            everything = current.variant([s.name for s in issue.selection.sections])
+            same = (everything.html, everything.text, everything.subject) == (
+                issue.composed.html,
+                issue.composed.text,
+                issue.composed.subject,
+            )
+            if not same and current.unsupported is None:
+                current.unsupported = "the built issue differs from what its parts assemble"
+                log.info("composing each variant whole: %s", current.unsupported)
+            self._assembler = current
+        return current
 
     def render(
         self,
@@ -366,8 +404,8 @@ class _Sender:
         self.clock = clock
         self.progress = progress
         self.server = token_secret(config)
-        self.variants: dict[str, Any] = {ALL: issue.composed}
-        self.wires: dict[str, Callable[[Recipient], bytes] | None] = {}
+        # variant → (composed email, wire template or None); the least recently used goes.
+        self.held: OrderedDict[str, tuple[Any, Callable[[Recipient], bytes] | None]] = OrderedDict()
         self.batch_size = min(config.send.batch_size or provider.max_batch, provider.max_batch)
         self.done = 0
         self.total = 0
@@ -391,22 +429,32 @@ class _Sender:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
 
-    def composed(self, variant: str) -> Any:
-        if variant not in self.variants:
+    def variant(self, variant: str) -> tuple[Any, Callable[[Recipient], bytes] | None]:
+        """The variant's composed email and wire template (None: the composer has no fast
+        path), built when first needed and held while recently used."""
+        held = self.held.get(variant)
+        if held is not None:
+            self.held.move_to_end(variant)
+            return held
+        if variant == ALL:
+            composed = self.issue.composed
+        else:
             names = variant.split("+")
-            self.variants[variant] = self.composer.compose(
+            composed = self.composer.compose(
                 self.config, self.issue, self.issue.selection.only(names), now=self.now
             )
-        return self.variants[variant]
+        make = getattr(self.composer, "wire_template", None)
+        held = (composed, make(composed, date=self.now) if make is not None else None)
+        self.held[variant] = held
+        if len(self.held) > VARIANTS_HELD:
+            self.held.popitem(last=False)
+        return held
+
+    def composed(self, variant: str) -> Any:
+        return self.variant(variant)[0]
 
     def wire(self, variant: str) -> Callable[[Recipient], bytes] | None:
-        """The variant's wire template, built once (None: the composer has no fast path)."""
-        if variant not in self.wires:
-            make = getattr(self.composer, "wire_template", None)
-            self.wires[variant] = (
-                make(self.composed(variant), date=self.now) if make is not None else None
-            )
-        return self.wires[variant]
+        return self.variant(variant)[1]
 
     def recipient(self, subscriber: Subscriber) -> Recipient:
         return Recipient(
@@ -430,12 +478,47 @@ class _Sender:
             wire=self.wire(variant),
         )
 
+    def mixed_batch(self, parts: Sequence[tuple[str, Recipient]]) -> Batch | None:
+        """One batch for recipients of several variants, each message from its own
+        variant's wire template (providers that send each message on its own); None when
+        the composer has no wire templates."""
+        held: dict[str, tuple[Any, Callable[[Recipient], bytes] | None]] = {}
+        wires: dict[int, Callable[[Recipient], bytes]] = {}
+        for variant, recipient in parts:
+            if variant not in held:  # the batch holds its variants, whatever the cache drops
+                held[variant] = self.variant(variant)
+            wire = held[variant][1]
+            if wire is None:
+                return None
+            wires[recipient.subscriber_id] = wire
+        variant = parts[0][0] if len(held) == 1 else MIXED
+        recipients = tuple(r for _, r in parts)
+
+        def wire_of(recipient: Recipient) -> bytes:
+            return wires[recipient.subscriber_id](recipient)
+
+        return Batch(
+            issue_id=self.issue_id,
+            variant=variant,
+            composed=held[parts[0][0]][0],
+            recipients=recipients,
+            idempotency_key=idempotency_key(
+                self.issue_id, variant, [r.subscriber_id for r in recipients]
+            ),
+            renderer=self.composer.render,
+            date=self.now,
+            wire=wire_of,
+        )
+
     # -- settle what a crashed run left behind
 
-    def leased(self, states: Sequence[str]) -> Iterator[list[Delivery]]:
+    def leased(
+        self, states: Sequence[str], *, by_variant: bool = False
+    ) -> Iterator[list[Delivery]]:
         """Rows in ``states`` that no other sender holds, ``CHUNK`` at a time, in subscriber
-        order, each chunk leased to this sender before it is yielded."""
-        after = 0
+        order (``by_variant``: in variant, then subscriber order, so that each variant is
+        assembled about once), each chunk leased to this sender before it is yielded."""
+        after: int | tuple[str, int] = ("", -1) if by_variant else 0
         while True:
             now = self.clock()
             chunk = self.ledger.lease(
@@ -450,7 +533,8 @@ class _Sender:
             if not chunk:
                 return
             yield chunk
-            after = chunk[-1].subscriber_id
+            last = chunk[-1]
+            after = (last.variant, last.subscriber_id) if by_variant else last.subscriber_id
 
     def settle(self) -> int:
         """Settle ``sending`` rows that a dead sender left (a lease that ran out); how many."""
@@ -586,7 +670,7 @@ class _Sender:
 
     def run(self, states: Sequence[str], limit: int | None) -> bool:
         """Send every row in ``states``; False when ``limit`` stopped it early."""
-        for chunk in self.leased(states):
+        for chunk in self.leased(states, by_variant=True):
             chunk = [
                 d
                 for d in chunk
@@ -618,6 +702,8 @@ class _Sender:
                 self.ledger.transition(self.issue_id, skipped, now=self.clock())
                 self.report.skipped += len(skipped)
                 self.tick(len(skipped))
+            if self.provider.mixes_variants and not self.send_mixed(groups, limit):
+                return False
             for variant, recipients in groups.items():
                 for start in range(0, len(recipients), self.batch_size):
                     part = recipients[start : start + self.batch_size]
@@ -632,6 +718,27 @@ class _Sender:
         self.drain()
         return True
 
+    def send_mixed(self, groups: dict[str, list[Recipient]], limit: int | None) -> bool:
+        """Send the chunk's groups in full batches across variants (emptying ``groups``);
+        False when ``limit`` stopped it. Leaves ``groups`` alone without wire templates."""
+        parts = [(variant, r) for variant, recipients in groups.items() for r in recipients]
+        for start in range(0, len(parts), self.batch_size):
+            part = parts[start : start + self.batch_size]
+            if limit is not None:
+                room = limit - self.report.attempted
+                if room <= 0:
+                    return False
+                part = part[:room]
+            self.check_stop()
+            batch = self.mixed_batch(part)
+            if batch is None:
+                return True  # no fast path: one variant per batch, as for every provider
+            for variant, _ in part:
+                self.report.variants[variant] = self.report.variants.get(variant, 0) + 1
+            self.dispatch(batch, variants=[variant for variant, _ in part])
+        groups.clear()
+        return True
+
     def check_stop(self) -> None:
         """A safe point: between batches, with every result so far committed."""
         if self.stop_requested():
@@ -641,7 +748,7 @@ class _Sender:
                 "run the same command to resume"
             )
 
-    def dispatch(self, batch: Batch) -> None:
+    def dispatch(self, batch: Batch, *, variants: Sequence[str] | None = None) -> None:
         ids = [r.subscriber_id for r in batch.recipients]
         self.ledger.claim(
             self.issue_id,
@@ -650,6 +757,7 @@ class _Sender:
             variant=batch.variant,
             message_ids=[r.message_id for r in batch.recipients],
             now=self.clock(),
+            variants=variants,
         )
         self.report.attempted += len(ids)
         if self.pool is None:
@@ -929,7 +1037,11 @@ def send_issue(
         if enqueue:
             report.queued = ledger.enqueue(
                 issue_id,
-                ((s.id, s.email) for s in newsletters.recipients(config, store, chunk=CHUNK)),
+                (
+                    # queued with its variant, which the send groups rows by
+                    (s.id, s.email, variant_of(s, issue.selection) or "")
+                    for s in newsletters.recipients(config, store, chunk=CHUNK)
+                ),
                 now=now,
             )
             if finished_before:
@@ -954,6 +1066,8 @@ def send_issue(
         )
         heartbeat = _Heartbeat(ledger.path, issue_id, owner, lease, tick_clock)
         pace: DatabasePace | None = None
+        from digest.delivery.providers.http import HttpProvider  # httpx: not for `status`
+
         if isinstance(provider, HttpProvider):
             # every sender process of this installation takes its request slots from one
             # sequence, so together they keep the provider's pace
@@ -1131,6 +1245,8 @@ def _finish(
     """Counts from the ledger, completion, the archive, and the report file."""
     report.ledger = ledger.counts(issue_id)
     if report.ledger[L.SENT]:
+        from digest.email import archive
+
         archive.publish_issue(config, issue_id)  # the archive shows what was sent
     report.unconfirmed = ledger.unconfirmed(issue_id)
     report.uncertain_held = [

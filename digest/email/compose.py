@@ -19,10 +19,11 @@ Pure: no clock, no network, no files but the templates.
 
 from __future__ import annotations
 
+import html as html_lib
 import logging
 import re
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import formataddr
@@ -177,6 +178,7 @@ def _natural_size(post: Post, url: str) -> tuple[int, int] | None:
 # --------------------------------------------------------------------------- templates
 
 
+@lru_cache(maxsize=4096)  # the same excerpts are wrapped again for every variant
 def _wrap(text: str, width: int = 72, indent: str = "", hanging: str | None = None) -> str:
     subsequent = indent if hanging is None else hanging
     paragraphs = [p for p in re.split(r"\n\s*\n", str(text))]
@@ -288,6 +290,35 @@ def _mjml_to_html(mjml: str, css: str, inline: bool = True) -> str:
     return inlined
 
 
+# --------------------------------------------------------------------------- issue markers
+
+# The subject, preheader and preheader padding reach the HTML template as markers and are
+# filled in after MJML and premailer, escaped for where each stands (text or an attribute
+# value): MJML copies the title into an attribute with its own escaping, and the same
+# rendered parts serve every preference variant of an issue.
+ISSUE_MARKERS: dict[str, str] = {
+    "subject": "[[digest-issue:subject]]",
+    "preheader": "[[digest-issue:preheader]]",
+    "padding": "[[digest-issue:padding]]",
+}
+_ISSUE_MARKER = re.compile(r"\[\[digest-issue:(subject|preheader|padding)\]\]")
+
+
+def fill_issue_markers(html: str, subject: str, preheader: str) -> str:
+    """Put the subject, preheader and padding where their markers are, HTML-escaped."""
+    if "[[digest-issue:" not in html:
+        return html
+    values = {"subject": subject, "preheader": preheader, "padding": _preheader_padding(preheader)}
+    text = {k: html_lib.escape(v, quote=False) for k, v in values.items()}
+    attribute = {k: html_lib.escape(v, quote=True) for k, v in values.items()}
+
+    def replace(match: re.Match[str]) -> str:
+        in_tag = html.rfind("<", 0, match.start()) > html.rfind(">", 0, match.start())
+        return (attribute if in_tag else text)[match.group(1)]
+
+    return _ISSUE_MARKER.sub(replace, html)
+
+
 # --------------------------------------------------------------------------- the view
 
 
@@ -310,7 +341,7 @@ class _SectionView:
     more_url: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Plan:
     cap: int | None = None
     compact: bool = False
@@ -543,99 +574,193 @@ def _compose(
     intro: Intro | None,
     web: bool,
 ) -> ComposedEmail:
-    env = environment(config)
-    css = _css(env)
-    utm = _utm(config, selection.issue_id)
-    warnings: list[str] = []
-    seen_images: set[str] = set()
-    cards = {
-        section.name: [_card(config, post, utm, warnings, seen_images) for post in section.posts]
-        for section in selection.sections
-    }
-    by_slug = {post.slug: post for post in selection.posts}
+    renderer = IssueRenderer(config, selection, intro=intro, web=web)
 
-    def shown(views: list[_SectionView]) -> list[Post]:
-        return [by_slug[card.slug] for view in views for card in view.posts]
+    def render(plan: _Plan, inline: bool = True) -> Rendered:
+        return renderer.render(selection.sections, plan, inline)
 
-    links = {
-        "unsubscribe": PLACEHOLDERS["unsubscribe_url"],
-        "preferences": PLACEHOLDERS["preferences_url"],
-        "view_in_browser": archive_url(config, selection.issue_id),
-        "archive": archive_url(config),
-    }
-    base_context: dict[str, Any] = {
-        "lang": config.site.language,
-        "site": {
-            "name": config.site.name,
-            "url": with_query(config.site.base_url + "/", utm),
-            "logo_url": safe_image_url(config, config.site.logo_url)[0],
-            "logo_width": config.site.logo_width,
-            "logo_height": config.site.logo_height,
-        },
-        # markdown-it renders the intro with raw HTML off and unsafe links refused.
-        "intro": {"html": Markup(intro.html), "text": intro.text} if intro else None,
-        "links": links,
-        "postal_address": config.sender.postal_address,
-        "placeholders": PLACEHOLDERS,
-        "web": web,
-    }
+    trimmed, rendered = _fit(config, selection, render, renderer.budget, renderer.measure)
+    return renderer.composed(selection, rendered, trimmed, now=now)
 
-    def render(plan: _Plan, inline: bool = True) -> tuple[str, str, list[_SectionView]]:
-        views = _section_views(config, selection.sections, cards, utm, plan.cap)
-        count = sum(len(v.posts) for v in views)
-        # Subject, preheader, masthead and text part all count what this email shows.
-        posts = shown(views)
-        preheader = _preheader(config, posts, selection.issue_id, intro)
-        context = {
-            **base_context,
-            "subject": _subject(config, posts, selection.issue_id, intro),
+
+class IssueRenderer:
+    """What composing one selection needs once (cards, links, the shared context), and
+    the render of any of its sections under a trimming plan.
+
+    :func:`compose` renders a selection whole; :mod:`digest.email.variants` renders an
+    issue's sections once and assembles each subscriber's choice of them from the parts.
+    """
+
+    def __init__(
+        self, config: Config, selection: Selection, *, intro: Intro | None, web: bool
+    ) -> None:
+        self.config = config
+        self.selection = selection
+        self.intro = intro
+        self.web = web
+        self.env = environment(config)
+        self.css = _css(self.env)
+        self.utm = _utm(config, selection.issue_id)
+        self.budget = config.email.size_budget_kb * KB
+        self.worst = worst_case_values(config)
+        # Cards per section, each with its own cover; an image shown earlier in the email
+        # is dropped when the sections are put together (views()).
+        self.cards: dict[str, list[_Card]] = {}
+        self.warnings: dict[str, list[str]] = {}  # cover image problems, per section
+        for section in selection.sections:
+            warnings: list[str] = []
+            self.cards[section.name] = [
+                _card(config, post, self.utm, warnings) for post in section.posts
+            ]
+            self.warnings[section.name] = warnings
+        self.by_slug = {post.slug: post for post in selection.posts}
+        links = {
+            "unsubscribe": PLACEHOLDERS["unsubscribe_url"],
+            "preferences": PLACEHOLDERS["preferences_url"],
+            "view_in_browser": archive_url(config, selection.issue_id),
+            "archive": archive_url(config),
+        }
+        self.base_context: dict[str, Any] = {
+            "lang": config.site.language,
+            "site": {
+                "name": config.site.name,
+                "url": with_query(config.site.base_url + "/", self.utm),
+                "logo_url": safe_image_url(config, config.site.logo_url)[0],
+                "logo_width": config.site.logo_width,
+                "logo_height": config.site.logo_height,
+            },
+            # markdown-it renders the intro with raw HTML off and unsafe links refused.
+            "intro": {"html": Markup(intro.html), "text": intro.text} if intro else None,
+            "links": links,
+            "postal_address": config.sender.postal_address,
+            "placeholders": PLACEHOLDERS,
+            "web": web,
+        }
+
+    def measure(self, html: str) -> int:
+        """The size that counts against the budget: the HTML part as sent."""
+        return sent_size(html, self.worst)
+
+    def shown_cards(self, sections: Sequence[Section]) -> dict[str, list[_Card]]:
+        """The sections' cards, a picture shown once per email, at its first use."""
+        seen: set[str] = set()
+        cards: dict[str, list[_Card]] = {}
+        for section in sections:
+            kept = []
+            for card in self.cards[section.name]:
+                image = card.image
+                if image is not None and image["src"] in seen:
+                    card = replace(card, image=None)
+                elif image is not None:
+                    seen.add(image["src"])
+                kept.append(card)
+            cards[section.name] = kept
+        return cards
+
+    def views(self, sections: Sequence[Section], plan: _Plan) -> list[_SectionView]:
+        cards = self.shown_cards(sections)
+        return _section_views(self.config, tuple(sections), cards, self.utm, plan.cap)
+
+    def shown(self, views: list[_SectionView]) -> list[Post]:
+        return [self.by_slug[card.slug] for view in views for card in view.posts]
+
+    def subject_and_preheader(self, views: list[_SectionView]) -> tuple[str, str]:
+        """Both count what this email shows (after trimming)."""
+        posts = self.shown(views)
+        issue_id = self.selection.issue_id
+        return (
+            _subject(self.config, posts, issue_id, self.intro),
+            _preheader(self.config, posts, issue_id, self.intro),
+        )
+
+    def context(
+        self,
+        views: list[_SectionView],
+        plan: _Plan,
+        *,
+        subject: str,
+        preheader: str,
+        padding: str | None = None,
+        count: int | None = None,
+    ) -> dict[str, Any]:
+        """The template context; ``padding`` and ``count`` override the derived ones."""
+        selection = self.selection
+        return {
+            **self.base_context,
+            "subject": subject,
             "preheader": preheader,
-            "preheader_padding": _preheader_padding(preheader),
+            "preheader_padding": _preheader_padding(preheader) if padding is None else padding,
             "issue": {
                 "id": selection.issue_id,
                 "title": issue_title(selection),
                 "date_range": date_range(selection),
-                "post_count": count,
+                "post_count": sum(len(v.posts) for v in views) if count is None else count,
             },
             "sections": views,
             "compact": plan.compact,
         }
-        mjml = render_template(env, HTML_TEMPLATE, context)
-        if not inline:  # a quick lower bound of the size, for trimming
-            return _mjml_to_html(mjml, css, inline=False), "", views
-        html = _mjml_to_html(mjml, css)
-        text = render_template(env, TEXT_TEMPLATE, context)
-        return html, text, views
 
-    budget = config.email.size_budget_kb * KB
-    worst = worst_case_values(config)
-    trimmed, (html, text, views) = _fit(
-        config, selection, render, budget, lambda html: sent_size(html, worst)
-    )
-    text = text.strip("\n") + "\n"
-    posts = shown(views)
-    subject = _subject(config, posts, selection.issue_id, intro)
-    preheader = _preheader(config, posts, selection.issue_id, intro)
-    return ComposedEmail(
-        issue_id=selection.issue_id,
-        subject=subject,
-        preheader=preheader,
-        html=html,
-        text=text,
-        headers=_headers(config, subject),
-        from_address=formataddr((config.sender.from_name, config.sender.from_email)),
-        reply_to=config.sender.reply_to,
-        sections=tuple(v.name for v in views),
-        post_count=sum(len(v.posts) for v in views),
-        trimmed=tuple(trimmed),
-        posts=tuple((v.name, c.slug, c.url) for v in views for c in v.posts),
-        warnings=tuple(warnings),
-        composed_at=now,
-        size_budget=budget,
-        list_id=config.list_id,
-        web=web,
-        sent_size=sent_size(html, worst),
-    )
+    def html(self, context: Mapping[str, Any], inline: bool) -> str:
+        """jinja2 → MJML, then (``inline``) premailer."""
+        mjml = render_template(self.env, HTML_TEMPLATE, context)
+        return _mjml_to_html(mjml, self.css, inline=inline)
+
+    def text(self, context: Mapping[str, Any]) -> str:
+        return render_template(self.env, TEXT_TEMPLATE, context)
+
+    def render(self, sections: Sequence[Section], plan: _Plan, inline: bool = True) -> Rendered:
+        views = self.views(sections, plan)
+        subject, preheader = self.subject_and_preheader(views)
+        html = fill_issue_markers(self.marked_html(views, plan, inline), subject, preheader)
+        if not inline:  # a quick lower bound of the size, for trimming
+            return html, "", views
+        context = self.context(views, plan, subject=subject, preheader=preheader)
+        return html, self.text(context), views
+
+    def marked_html(
+        self, views: list[_SectionView], plan: _Plan, inline: bool, count: int | None = None
+    ) -> str:
+        """The HTML with the subject, preheader and its padding as markers, filled in by
+        :func:`fill_issue_markers` after premailer (so that an issue's sections can be
+        rendered once for all its variants; see :mod:`digest.email.variants`)."""
+        context = self.context(
+            views,
+            plan,
+            subject=ISSUE_MARKERS["subject"],
+            preheader=ISSUE_MARKERS["preheader"],
+            padding=ISSUE_MARKERS["padding"],
+            count=count,
+        )
+        return self.html(context, inline)
+
+    def composed(
+        self, selection: Selection, rendered: Rendered, trimmed: Sequence[str], *, now: datetime
+    ) -> ComposedEmail:
+        """The email of ``selection`` (these sections or some of them), as rendered."""
+        config = self.config
+        html, text, views = rendered
+        subject, preheader = self.subject_and_preheader(views)
+        warnings = [w for s in selection.sections for w in self.warnings[s.name]]
+        return ComposedEmail(
+            issue_id=selection.issue_id,
+            subject=subject,
+            preheader=preheader,
+            html=html,
+            text=text.strip("\n") + "\n",
+            headers=_headers(config, subject),
+            from_address=formataddr((config.sender.from_name, config.sender.from_email)),
+            reply_to=config.sender.reply_to,
+            sections=tuple(v.name for v in views),
+            post_count=sum(len(v.posts) for v in views),
+            trimmed=tuple(trimmed),
+            posts=tuple((v.name, c.slug, c.url) for v in views for c in v.posts),
+            warnings=tuple(warnings),
+            composed_at=now,
+            size_budget=self.budget,
+            list_id=config.list_id,
+            web=self.web,
+            sent_size=self.measure(html),
+        )
 
 
 def _section_views(

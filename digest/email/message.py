@@ -25,6 +25,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 from typing import Protocol
 
 from digest.audience.links import subscriber_urls
@@ -226,6 +227,7 @@ def wire_header(name: str, value: str) -> bytes:
     return _fold_header(name, value)
 
 
+@lru_cache(maxsize=1024)  # From, Date, List-Id... are the same for every variant of an issue
 def _fold_header(name: str, value: str) -> bytes:
     policy = _LONG_LINES if value.isascii() else SMTP
     folded: str = policy.header_factory(name, value).fold(policy=policy)

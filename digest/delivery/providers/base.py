@@ -157,6 +157,10 @@ class Provider(ABC):
     """:meth:`send` yields :class:`Handoff`: a ``sending`` row without one was never sent."""
     commit_each: ClassVar[bool] = False
     """Commit every result as it comes (instead of once per batch)."""
+    mixes_variants: ClassVar[bool] = False
+    """Each message goes on its own, from :meth:`Batch.wire_bytes`: a batch may hold
+    recipients of several preference variants (``Batch.wire`` picks each one's bytes), so
+    batches stay full however many variants there are."""
 
     def __init__(
         self, settings: ProviderSettings, config: Config, *, client: httpx.Client | None = None

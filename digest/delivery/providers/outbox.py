@@ -38,6 +38,7 @@ class OutboxProvider(Provider):
     Settings = OutboxSettings
     max_batch = 500
     default_concurrency = 1
+    mixes_variants = True
 
     def directory(self, issue_id: str) -> Path:
         settings = self.settings

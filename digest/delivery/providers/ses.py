@@ -24,10 +24,6 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-
 from digest.config.providers import SesSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
@@ -50,7 +46,21 @@ from digest.delivery.providers.http import (
     unanswered,
 )
 from digest.email.message import MARKER, fill
-from digest.errors import ProviderError
+from digest.errors import ConfigError, ProviderError
+
+MISSING_BOTOCORE = (
+    "provider.name: ses signs its requests with botocore, which is not installed; "
+    "install digest with the SES extra: pip install 'digest[ses]'"
+)
+
+
+def require_botocore() -> None:
+    """Raise a ConfigError that says how to install botocore, when it is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("botocore") is None:
+        raise ConfigError(MISSING_BOTOCORE)
+
 
 # Entry statuses that concern the account or the request, not the recipient: stop.
 ACCOUNT_STATUSES = frozenset(
@@ -199,9 +209,15 @@ def parse_bulk_response(
 
 
 class Signer:
-    """SigV4 with botocore's own signer (service ``ses``)."""
+    """SigV4 with botocore's own signer (service ``ses``).
+
+    botocore is an optional dependency (``pip install 'digest[ses]'``), imported here only.
+    """
 
     def __init__(self, settings: SesSettings, environ: Mapping[str, str] | None = None) -> None:
+        require_botocore()
+        from botocore.credentials import Credentials
+
         env = dict(environ) if environ is not None else None
         self.credentials = Credentials(
             settings.access_key_id.resolve(env),
@@ -213,6 +229,9 @@ class Signer:
     def __call__(
         self, method: str, url: str, body: bytes, headers: dict[str, str]
     ) -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
         request = AWSRequest(method=method, url=url, data=body, headers=headers)
         SigV4Auth(self.credentials, "ses", self.region).add_auth(request)
         return {k: str(v) for k, v in request.headers.items()}
@@ -227,6 +246,7 @@ class Ses(HttpProvider):
 
     def __init__(self, settings: ProviderSettings, config: Any, *, client: Any = None) -> None:
         assert isinstance(settings, SesSettings)
+        require_botocore()  # before any message is queued for a provider that cannot sign
         if not settings.base_url:
             settings = settings.model_copy(
                 update={"base_url": f"https://email.{settings.region}.amazonaws.com"}

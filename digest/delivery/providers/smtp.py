@@ -61,6 +61,7 @@ class SmtpProvider(Provider):
     Settings = SmtpSettings
     max_batch = 100
     default_concurrency = 1
+    mixes_variants = True
     reports_handoff = True
     commit_each = True
 
