@@ -9,9 +9,7 @@ measurement runs in its own process so that its peak memory (max RSS) is its own
 Two tables: the work alone, timed inside each process (``in-process``), and whole processes
 as a user runs them (``whole process``: start-up, imports, config, output): the baseline
 loop as a script, and ``digest select --week ...`` against a config file, cold (first run:
-no post cache, no remembered answer), with the post cache warm but the full path taken
-(``-v`` turns the remembered answer off), and warm (run again, nothing changed: the
-remembered answer is replayed).
+no post cache) and warm (run again: the post cache answers).
 """
 
 from __future__ import annotations
@@ -150,18 +148,14 @@ def whole_processes(posts: Path, week: str, runs: int, tmp: Path) -> None:
         "limits: {per_category: null, total: null}\n"
     )
     select = [sys.executable, "-m", "digest", "select", "--week", week]
-    full = [sys.executable, "-m", "digest", "-v", "select", "--week", week]
-    answers = tmp / "answers"  # select's remembered answers (XDG_CACHE_HOME), emptied for cold
-    env = {**os.environ, "XDG_CACHE_HOME": str(answers)}
-    rows: dict[str, list[dict[str, float]]] = {"baseline": [], "cold": [], "full": [], "warm": []}
+    env = dict(os.environ)
+    rows: dict[str, list[dict[str, float]]] = {"baseline": [], "cold": [], "warm": []}
     for _ in range(runs):
         rows["baseline"].append(
             whole([sys.executable, "-c", BASELINE_SCRIPT, str(posts), week], site, env)
         )
         shutil.rmtree(site / "cache", ignore_errors=True)
-        shutil.rmtree(answers, ignore_errors=True)
         rows["cold"].append(whole(select, site, env))
-        rows["full"].append(whole(full, site, env))
         rows["warm"].append(whole(select, site, env))
     base = statistics.median(r["seconds"] for r in rows["baseline"])
     print(f"\nwhole processes, as a user runs them; median of {runs} runs")
@@ -169,7 +163,6 @@ def whole_processes(posts: Path, week: str, runs: int, tmp: Path) -> None:
     labels = {
         "baseline": "baseline: python script, frontmatter.load() loop",
         "cold": f"digest select --week {week}, cold",
-        "full": "  warm post cache, answer not replayed (-v)",
         "warm": f"digest select --week {week}, warm",
     }
     for kind, label in labels.items():

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest.cli import replay
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
 
 if TYPE_CHECKING:  # imported where used: a replayed `digest select` needs none of them
@@ -93,45 +92,17 @@ def select_command(
       digest select --week 2026-W34 --explain
       digest select --since 2026-08-01 --until 2026-08-14 --json
     """
-    request = None
-    if not no_cache and state.verbose == 0:
-        asked = ("select", week, since, until, explain, as_json)
-        request = replay.Request.of(state.config_path, asked)
-        if request is not None and replay.replay(request):
-            return
     from digest.audience.links import post_url
     from digest.content import pipeline
-    from digest.content.select import Reason
 
     config = state.config
-    posts_dir = config.path(config.content.posts_dir)
-    fingerprint = replay.tree_fingerprint(posts_dir) if request else ""  # before reading
     moment = now()
     loaded = pipeline.load_and_select(
         config, moment, week=week, since=since, until=until, use_cache=not no_cache
     )
     selection = loaded.selection
     urls = {d.post.slug: post_url(config, d.post) for d in selection.decisions}
-    with replay.recording() as (out, err):
-        _print_selection(state, loaded, urls, explain=explain, as_json=as_json)
-    if request is not None:
-        future = [d.post.date.timestamp() for d in selection.decisions if d.reason == Reason.FUTURE]
-        if not (week or (since and until)):  # the window moves with today's date
-            future.append(_next_quarter_hour(moment))
-        replay.remember(
-            request,
-            posts_dir=posts_dir,
-            posts=fingerprint,
-            stdout=out.copy.getvalue(),
-            stderr=err.copy.getvalue(),
-            valid_until=min(future, default=None),
-        )
-
-
-def _next_quarter_hour(moment: datetime) -> float:
-    """Midnight in every time zone falls on a quarter hour (UTC)."""
-    stamp = moment.timestamp()
-    return (stamp // 900 + 1) * 900
+    _print_selection(state, loaded, urls, explain=explain, as_json=as_json)
 
 
 def _print_selection(
