@@ -172,7 +172,8 @@ def kill_and_rerun(
     done: list[int] = []
     killed = 0
     while killed < kills:
-        time.sleep(rng.uniform(0.5, 2.5))
+        # short gaps, so that the kills land before the send can finish on a fast machine
+        time.sleep(rng.uniform(0.1, 0.6))
         alive = [p for p in running if p.poll() is None]
         if not alive:
             break  # everything finished before the kills ran out (reported by the caller)
