@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -66,14 +67,23 @@ class LoadResult:
         return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def site_store(site: Path) -> Any:
+    """The site's subscriber store, wherever its config puts it (a file or PostgreSQL)."""
+    from digest.audience.subscribers import SubscriberStore
+    from digest.config import load_config
+    from digest.store.database import locate
+
+    config = load_config(site / "config.yaml")
+    return SubscriberStore(locate(config, config.subscribers.database))
+
+
 def seed(site: Path, count: int, secret: str) -> list[str]:
     """Add ``count`` active subscribers; return an unsubscribe token for each."""
-    from digest.audience.subscribers import SubscriberStore
     from digest.audience.tokens import make_token, signing_key
 
     now = datetime.now(timezone.utc)
     tokens = []
-    with SubscriberStore(site / "data" / "subscribers.sqlite") as store:
+    with site_store(site) as store:
         for n in range(count):
             subscriber, _ = store.add(f"leaver{n}@example.com", now=now)
             key = signing_key(subscriber.secret, secret.encode())
@@ -82,10 +92,9 @@ def seed(site: Path, count: int, secret: str) -> list[str]:
 
 
 def store_counts(site: Path) -> dict[str, int]:
-    from digest.audience.subscribers import SubscriberStore
-
-    with SubscriberStore(site / "data" / "subscribers.sqlite") as store:
-        return store.counts()
+    with site_store(site) as store:
+        counts: dict[str, int] = store.counts()
+        return counts
 
 
 class _Connection:

@@ -2,6 +2,9 @@
 
 Each benchmark prints its figures beside a baseline measured in the same run, with the ratio
 and peak memory. Pass names to run only some: ``python bench/run_all.py load compose``.
+The store benchmark (1,000,000 subscribers, SQLite vs PostgreSQL, 1 and 4 senders; tens of
+minutes and about 37 GB of outbox) runs only when asked: ``python bench/run_all.py --db``
+(or by name, ``db``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+HEAVY = {"db"}  # run only when named, or with --db
+
+
 def main(argv: list[str]) -> int:
+    with_db = "--db" in argv
+    argv = [a for a in argv if a != "--db"]
     scripts = sorted(HERE.glob("bench_*.py"))
     if argv:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in argv]
+    else:
+        scripts = [s for s in scripts if with_db or s.stem.removeprefix("bench_") not in HEAVY]
     failed = []
     for script in scripts:
         print(f"\n=== {script.stem.removeprefix('bench_')} ({script.name})", flush=True)

@@ -13,7 +13,8 @@ line (no traceback) and exits with its ``exit_code``::
     │                                         (digest.content.select)
     ├── ConfigError                  exit 3   the config file is missing, unreadable or invalid
     ├── ContentError                 exit 4   posts, intros or templates cannot be used
-    │   └── TemplateError                     a template failed to load or render
+    │   ├── TemplateError                     a template failed to load or render
+    │   └── SourceError                       a feed or folder of posts could not be read
     ├── NothingToSend                exit 5   the issue is empty or has already been sent
     ├── SendError                    exit 6   sending could not go on
     │   ├── ProviderError                     an email provider refused or failed a request
@@ -61,6 +62,18 @@ class ContentError(DigestError):
     """A post, an issue intro or a template cannot be used."""
 
     exit_code = 4
+
+
+class SourceError(ContentError):
+    """A source of posts (a feed, a folder) could not be read this time.
+
+    The loader reports it and goes on with the other sources; ``status`` is the HTTP status
+    when a server answered.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class TemplateError(ContentError):

@@ -7,10 +7,14 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from digest.config import DatabaseURL
+from digest.store.database import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_TARBALL = ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"
@@ -31,12 +35,20 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
 
 
 @pytest.fixture
-def sample_site(tmp_path: Path) -> Path:
-    """A private copy of the bundled sample site (content/ and config.yaml)."""
+def sample_site(tmp_path: Path, site_backend: str, request: pytest.FixtureRequest) -> Path:
+    """A private copy of the bundled sample site (content/ and config.yaml).
+
+    In a module marked ``backends`` it runs twice: on the SQLite files, and with
+    ``database:`` pointing at a fresh PostgreSQL database.
+    """
     site = tmp_path / "site"
     site.mkdir()
     shutil.copytree(ROOT / "content", site / "content")
     shutil.copy(ROOT / "config.yaml", site / "config.yaml")
+    if site_backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        with (site / "config.yaml").open("a", encoding="utf-8") as config:
+            config.write(f"\ndatabase: {url}\n")
     return site
 
 
@@ -70,3 +82,55 @@ def run_digest(
         text=True,
         timeout=timeout,
     )
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL server for the session (tests/pg.py), stopped at the end."""
+    from tests.pg import Cluster
+
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """The URL of a new, empty PostgreSQL database for this test."""
+    return str(pg_cluster.database())
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests in a module marked ``backends`` run once per store backend."""
+    if "site_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "backends"
+    ):
+        metafunc.parametrize("site_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def site_backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql``: where this test's stores live (sqlite unless the module
+    is marked ``backends``)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_at(
+    tmp_path: Path, site_backend: str, request: pytest.FixtureRequest
+) -> Callable[[str], Target]:
+    """``store_at("subs.sqlite")``: that file in tmp_path, or the test's PostgreSQL database."""
+    url = DatabaseURL(request.getfixturevalue("pg_url")) if site_backend == "postgresql" else None
+
+    def target(name: str) -> Target:
+        return url if url is not None else tmp_path / name
+
+    return target

@@ -59,7 +59,7 @@ def test_build_writes_the_issue_and_the_archive(sample_site: Path) -> None:
     assert manifest["sections"][0]["posts"][0]["id"] == "monday-reset-for-small-teams"
     assert manifest["sizes"]["html"] == len((result.out_dir / "email.html").read_bytes())
     assert manifest["ok"] is True
-    assert len(manifest["checks"]) == 9
+    assert len(manifest["checks"]) == 10
     parsed = email.message_from_bytes(
         (result.out_dir / "email.eml").read_bytes(), policy=email.policy.default
     )
@@ -140,7 +140,7 @@ def test_the_busiest_corpus_week_fits_and_passes(corpus_dir: Path, tmp_path: Pat
     # collapses into one post per body template.
     assert result.selection.count == 114
     assert result.ok, [c for c in result.checks if not c.passed]
-    assert result.composed.html_size < result.composed.sent_size <= 100 * 1024
-    assert result.composed.trimmed[0].startswith("fewer_posts: at most 11 posts per section")
+    assert result.composed.html_size < result.composed.sent_size <= 100_000
+    assert result.composed.trimmed[0].startswith("fewer_posts: at most 10 posts per section")
     assert len(result.composed.sections) == 9
-    assert result.composed.post_count == 69
+    assert result.composed.post_count == 67

@@ -32,7 +32,7 @@ def test_the_good_email_passes_every_check(good: ComposedEmail) -> None:
     results = run_checks(good)
     assert [r.name for r in results] == [
         "size", "images", "https", "lang", "tables", "unsubscribe", "list-headers", "preheader",
-        "contrast",
+        "subject", "contrast",
     ]  # fmt: skip
     assert all_passed(results)
 
@@ -124,3 +124,10 @@ def test_contrast_is_checked_in_both_schemes(good: ComposedEmail) -> None:
         "dark: no color-scheme meta or prefers-color-scheme: dark rules; clients invert the "
         "colours on their own",
     )
+
+
+def test_a_long_subject_is_a_warning(good: ComposedEmail) -> None:
+    assert _result(good, "subject").ok
+    long = _result(replace(good, subject="x" * 71), "subject")
+    assert (long.ok, long.passed, long.level) == (False, True, "warning")
+    assert long.summary == "subject is 71 characters"

@@ -10,7 +10,7 @@ from digest.delivery.reports import audience_report
 from digest.preview.dashboard import render_dashboard
 
 from .audience_seed import at, seed
-from .conftest import run_digest
+from .test_imports import cli
 
 
 def nonzero(counts: dict[str, int]) -> dict[str, int]:
@@ -76,18 +76,24 @@ def test_cli_stats(sample_site: Path) -> None:
     seeded = seed(
         sample_site / "data" / "subscribers.sqlite", sample_site / "data" / "ledger.sqlite"
     )
-    as_json = run_digest("subscribers", "stats", "--json", cwd=sample_site)
-    assert as_json.returncode == 0, as_json.stderr
-    data = json.loads(as_json.stdout)
+    as_json = cli(sample_site, "subscribers", "stats", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.output)
     assert data["counts"] == seeded.counts and data["total"] == 11
     assert [(i["issue_id"], i["followed"]) for i in data["issues"]] == list(seeded.followed.items())
-    text = run_digest("subscribers", "stats", cwd=sample_site)
-    lines = text.stdout.splitlines()
+    text = cli(sample_site, "subscribers", "stats")
+    lines = text.output.splitlines()
     assert lines[0] == (
         "11 subscribers: 5 active, 1 pending, 3 unsubscribed, 1 bounced, 1 complained"
     )
     assert "2026-W46: 6 sent, 1 failed-permanent; after it: 2 unsubscribed, 1 bounced" in lines
     assert "2026-W47: 5 sent, 1 skipped; after it: 1 unsubscribed, 1 complained" in lines
-    shown = run_digest("subscribers", "show", "ed@example.com", cwd=sample_site)
-    assert "  status:        bounced since 2026-11-09T15:00:00Z" in shown.stdout.splitlines()
-    assert "    2026-11-09T15:00:00Z  bounced (webhook_bounce)" in shown.stdout.splitlines()
+    shown = cli(sample_site, "subscribers", "show", "ed@example.com")
+    assert "  status:        bounced since 2026-11-09T15:00:00Z" in shown.output.splitlines()
+    assert "    2026-11-09T15:00:00Z  bounced (webhook_bounce)" in shown.output.splitlines()
+    # The last point of the timeline is today: the store as it is now.
+    over_time = lines.index(next(line for line in lines if line.startswith("over time")))
+    assert lines[over_time + 8].endswith(
+        "  5 active, 1 pending, 3 unsubscribed, 1 bounced, 1 complained"
+    )
+    assert "sections chosen by active subscribers:" in lines

@@ -13,12 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from digest.audience import records
 from digest.audience.exports import write_export
 from digest.audience.imports import ImportReport, import_file, parse_mapping, parse_time
 from digest.audience.lifecycle import Forgotten, add_subscriber, forget, show
 from digest.audience.subscribers import Categories, SubscriberStore
+from digest.cli import main
 from digest.errors import StoreError
 
 from .conftest import run_digest
@@ -309,7 +311,7 @@ def test_forget_erases_and_an_old_export_does_not_bring_it_back(
             erasure_key=KEY,
         )
     # A store holding erased addresses will not import without the key to recognise them.
-    with pytest.raises(StoreError, match="needs the server secret"):
+    with pytest.raises(StoreError, match="needs the privacy key"):
         import_file(store, DATA / "ghost_members.csv", SECTIONS, now=NOW, erasure_key=None)
 
 
@@ -450,3 +452,166 @@ def test_an_unreadable_file_says_so(tmp_path: Path, store: SubscriberStore) -> N
         load(store, str(path))
     with pytest.raises(StoreError, match="no such file"):
         load(store, str(tmp_path / "missing.csv"))
+
+
+def cli(site: Path, *args: str) -> Result:
+    """The command in this process (so that coverage sees it), as a user would run it."""
+    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args])
+
+
+def test_cli_in_process(sample_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = sample_site
+    dry = cli(
+        site,
+        "subscribers",
+        "import",
+        str(DATA / "mailchimp_cleaned_members_export.csv"),
+        "--dry-run",
+    )
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.splitlines() == [
+        f"{DATA / 'mailchimp_cleaned_members_export.csv'} (mailchimp): 1 rows: 1 would be added, "
+        "0 would be updated, 0 unchanged, 0 rejected",
+        "  new: 1 bounced",
+        "  row 2: add old.box@example.org: bounced",
+        "dry run: nothing was changed",
+    ]
+    mapped = cli(
+        site,
+        "subscribers",
+        "import",
+        str(DATA / "custom_columns.csv"),
+        "--map",
+        'email="E-mail",name=Vorname',
+        "--json",
+    )
+    assert mapped.exit_code == 0, mapped.output
+    assert json.loads(mapped.output)["platform"] == "mapped"
+    bad = cli(site, "subscribers", "import", str(DATA / "substack_subscribers.csv"))
+    assert bad.exit_code == 1
+    assert "row 5 rejected: a Substack deletion request" in bad.output
+    shown = cli(site, "subscribers", "show", "quiet.reader@example.net")
+    lines = shown.output.splitlines()
+    assert lines[:2] == ["quiet.reader@example.net", "  name:          -"]
+    assert lines[2].startswith("  status:        unsubscribed since ")
+    assert lines[2].endswith(" (email disabled in Substack)")
+    assert "  source:        import:substack" in shown.output.splitlines()
+    assert "  consent:       none recorded" in shown.output.splitlines()
+    clara = cli(site, "subscribers", "show", "clara@example.de")
+    assert "  name:          Clara" in clara.output.splitlines()
+    exported = cli(site, "subscribers", "export")
+    assert {r["email"] for r in json.loads(exported.output)} == {
+        "clara@example.de",
+        "dirk@example.de",
+        "hannah.berg@example.com",
+        "diego.alvarez@example.org",
+        "quiet.reader@example.net",
+    }
+    only = cli(site, "subscribers", "export", "--format", "csv", "--status", "unsubscribed")
+    assert [line.split(",")[0] for line in only.output.splitlines()] == [
+        "email",
+        "dirk@example.de",
+        "quiet.reader@example.net",
+    ]
+    stats = cli(site, "subscribers", "stats")
+    assert stats.output.splitlines()[0] == "5 subscribers: 3 active, 2 unsubscribed"
+    listed = cli(site, "subscribers", "list", "--status", "unsubscribed")
+    assert listed.output.splitlines()[-1] == "3 active, 2 unsubscribed"
+    assert json.loads(cli(site, "subscribers", "list", "--json").output)[0]["email"] == (
+        "clara@example.de"
+    )
+    unknown = cli(site, "subscribers", "add", "new@example.com", "--category", "Gardening")
+    assert unknown.exit_code == 2 and "not a section: Gardening" in unknown.output
+    added = cli(site, "subscribers", "add", "new@example.com", "--category", "work")
+    assert added.output == "added new@example.com (active)\n"
+    assert cli(site, "subscribers", "show", "new@example.com", "--json").exit_code == 0
+    assert "  source:        cli" in cli(site, "subscribers", "show", "new@example.com").output
+    assert cli(site, "subscribers", "remove", "new@example.com").output == (
+        "removed new@example.com\n"
+    )
+    # No secret set by hand: the privacy key (a key file of its own) keys the hash.
+    monkeypatch.delenv("DIGEST_SECRET")
+    asked = cli(site, "subscribers", "forget", "clara@example.de")  # no --yes, no answer
+    assert (
+        asked.exit_code != 0 and cli(site, "subscribers", "show", "clara@example.de").exit_code == 0
+    )
+    gone = cli(site, "subscribers", "forget", "Clara@Example.de", "--yes")
+    assert gone.exit_code == 0, gone.output
+    assert gone.output.startswith("clara@example.de: erased (erasure recorded ")
+    again = cli(site, "subscribers", "forget", "clara@example.de", "--yes")
+    assert again.output.startswith("clara@example.de: not in the store; suppressed")
+    missing = cli(site, "subscribers", "show", "clara@example.de")
+    assert missing.exit_code != 0 and "no subscriber clara@example.de" in missing.output
+    invalid = cli(site, "subscribers", "forget", "not-an-address", "--yes")
+    assert invalid.exit_code != 0 and "not a valid email address" in invalid.output
+
+
+def test_stored_addresses_are_never_whole() -> None:
+    assert records.stored_address("203.0.113.77", "truncate", None) == "203.0.113.0/24"
+    assert records.stored_address("2001:db8:1:2::9", "truncate", KEY) == "2001:db8:1::/48"
+    hashed = records.stored_address("203.0.113.77", "hash", KEY)
+    assert hashed == records.stored_address("203.0.113.77", "hash", KEY)
+    assert hashed != records.stored_address("203.0.113.78", "hash", KEY)
+    assert hashed is not None and hashed.startswith("hmac-sha256:")
+    # Without a key a hash cannot be made: the network is kept instead, never the address.
+    assert records.stored_address("203.0.113.77", "hash", None) == "203.0.113.0/24"
+    assert records.stored_address("testclient", "truncate", None) == "unknown"
+    assert records.stored_address("", "truncate", None) is None
+    # A stored form read back from an export stays as it is.
+    assert records.stored_address("198.51.100.0/24", "hash", KEY) == "198.51.100.0/24"
+
+
+def test_describe_a_full_record() -> None:
+    record = records.Record(
+        email="ann@example.com",
+        name="Ann",
+        status="active",
+        subscribed_at="2026-11-23T09:00:00Z",
+        categories=("Work",),
+        source_id="x1",
+        source="serve",
+        confirmed_at="2026-11-23T09:17:00Z",
+        status_at="2026-11-23T09:17:00Z",
+        consent=records.Consent(
+            at="2026-11-23T09:00:00Z",
+            ip="203.0.113.0/24",
+            origin="https://blog.example.com/",
+            text="Send me the digest.",
+            method="form",
+            confirm_ip="203.0.113.0/24",
+        ),
+        history=({"at": "2026-11-23T09:00:00Z", "status": "pending", "cause": "serve_subscribe"},),
+    )
+    assert records.describe(record) == [
+        "ann@example.com",
+        "  name:          Ann",
+        "  status:        active since 2026-11-23T09:17:00Z",
+        "  subscribed:    2026-11-23T09:00:00Z",
+        "  confirmed:     2026-11-23T09:17:00Z",
+        "  sections:      Work",
+        "  source:        serve (id x1)",
+        "  consent:       form at 2026-11-23T09:00:00Z",
+        "    origin:      https://blog.example.com/",
+        "    address:     203.0.113.0/24",
+        "    confirmed from: 203.0.113.0/24",
+        "    text shown:  Send me the digest.",
+        "  history:",
+        "    2026-11-23T09:00:00Z  pending (serve_subscribe)",
+    ]
+
+
+def test_a_plain_list_with_common_column_names(tmp_path: Path, store: SubscriberStore) -> None:
+    path = tmp_path / "beehiiv-like.csv"
+    path.write_text(
+        "email,Full Name,Subscription Status,Created At,Unsubscribed At\n"
+        "a@example.com,A A,active,2023-03-24 10:23:10 UTC,\n"
+        "b@example.com,B B,,2023-03-24 10:36:47 UTC,2024-03-13 11:33:53 UTC\n"
+        "c@example.com,,inactive,2023-03-24 10:36:48 UTC,\n"
+    )
+    report = load(store, str(path))
+    assert (report.platform, report.rejected) == ("digest", [])
+    a = record(store, "a@example.com")
+    assert (a.name, a.status, a.subscribed_at) == ("A A", "active", "2023-03-24T10:23:10Z")
+    b = record(store, "b@example.com")
+    assert (b.status, b.status_at) == ("unsubscribed", "2024-03-13T11:33:53Z")
+    assert record(store, "c@example.com").status == "unsubscribed"

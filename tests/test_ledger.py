@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,14 +15,18 @@ import pytest
 from digest.delivery import ledger as L
 from digest.delivery.ledger import Ledger, Outcome
 from digest.errors import LockError
+from digest.store.database import Target
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ISSUE = "2026-W47"
 
 
+pytestmark = pytest.mark.backends
+
+
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger.sqlite")
+def ledger(store_at: Callable[[str], Target]) -> Ledger:
+    return Ledger(store_at("ledger.sqlite"))
 
 
 def _queue(ledger: Ledger, n: int) -> int:
@@ -110,7 +116,8 @@ def test_sending_rows_survive_a_reopen_with_their_hand_off_marks(tmp_path: Path)
     second.close()
 
 
-def test_the_ledger_is_in_wal_mode_with_full_sync(ledger: Ledger, tmp_path: Path) -> None:
+def test_the_ledger_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")  # a property of the SQLite file
     assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert ledger._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     ledger.mark_handed_off(ISSUE, 1)  # switches to NORMAL for the mark, then back
@@ -147,34 +154,43 @@ def test_issue_runs_completion_and_force_reset(ledger: Ledger) -> None:
     assert ledger.issues() == [ISSUE]
 
 
-def test_only_one_sender_holds_the_lock(ledger: Ledger, tmp_path: Path) -> None:
+OPEN_LEDGER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from digest.config import DatabaseURL\n"
+    "from digest.delivery.ledger import Ledger\n"
+    "arg = sys.argv[1]\n"
+    "target = DatabaseURL(arg) if arg.startswith('postgresql:') else Path(arg)\n"
+)
+
+
+def test_only_one_sender_holds_the_lock(ledger: Ledger, store_at: Callable[[str], Target]) -> None:
     ledger.lock()
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from digest.delivery.ledger import Ledger\n"
+    where = str(store_at("ledger.sqlite"))
+    code = OPEN_LEDGER + (
         "from digest.errors import LockError\n"
         "try:\n"
-        "    Ledger(Path(sys.argv[1])).lock()\n"
+        "    Ledger(target).lock()\n"
         "except LockError as exc:\n"
         "    print(exc); sys.exit(8)\n"
     )
     held = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "ledger.sqlite")],
+        [sys.executable, "-c", code, where],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert held.returncode == 8
     assert "another digest send is running" in held.stdout
-    assert "digest send (pid " in held.stdout
-    # In the same process a second Ledger on the same file is refused too (flock is per
-    # open file description), and the lock is free again once released.
+    assert f"(pid {os.getpid()}" in held.stdout  # who holds it
+    # In the same process a second Ledger on the same store is refused too (flock is per
+    # open file description; an advisory lock per connection), and the lock is free again
+    # once released.
     with pytest.raises(LockError, match="another digest send is running"):
-        Ledger(tmp_path / "ledger.sqlite").lock()
+        Ledger(store_at("ledger.sqlite")).lock()
     ledger.unlock()
     free = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "ledger.sqlite")],
+        [sys.executable, "-c", code, where],
         capture_output=True,
         text=True,
         timeout=60,
@@ -182,15 +198,14 @@ def test_only_one_sender_holds_the_lock(ledger: Ledger, tmp_path: Path) -> None:
     assert free.returncode == 0, free.stdout
 
 
-def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
+def test_a_killed_holder_releases_the_lock(store_at: Callable[[str], Target]) -> None:
+    path = store_at("ledger.sqlite")
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom pathlib import Path\n"
-            "from digest.delivery.ledger import Ledger\n"
-            "Ledger(Path(sys.argv[1])).lock(); print('held', flush=True); time.sleep(600)",
+            OPEN_LEDGER + "import time\n"
+            "held = Ledger(target)\nheld.lock(); print('held', flush=True); time.sleep(600)",
             str(path),
         ],
         stdout=subprocess.PIPE,

@@ -243,7 +243,7 @@ FRONT_MATTER_SHAPES = [
 def test_front_matter_loads_as_pyyaml_base_loader_would(front: str) -> None:
     import yaml
 
-    from digest.content.posts import FrontMatterHandler
+    from digest.content.frontmatter import FrontMatterHandler
 
     expected = yaml.load(front, Loader=yaml.BaseLoader)
     assert FrontMatterHandler().load(front) == expected
@@ -260,16 +260,19 @@ def test_front_matter_loads_as_pyyaml_base_loader_would(front: str) -> None:
 def test_front_matter_that_cannot_be_loaded_is_a_yaml_error(front: str, problem: str) -> None:
     import yaml
 
-    from digest.content.posts import FrontMatterHandler
+    from digest.content.frontmatter import FrontMatterHandler
 
     with pytest.raises(yaml.YAMLError, match=problem):
         FrontMatterHandler().load(front)
 
 
-def test_a_billion_laughs_stays_small() -> None:
-    from digest.content.posts import FrontMatterHandler
+def test_a_billion_laughs_is_refused_before_it_is_built() -> None:
+    from digest.content.frontmatter import FrontMatterHandler, FrontMatterTooLarge, YamlLimits
 
     lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
-    loaded = FrontMatterHandler().load("\n".join(lines) + "\n")
-    assert loaded["a9"][0] is loaded["a8"]  # shared, not copied 9^9 times
+    with pytest.raises(FrontMatterTooLarge, match="expands to more than 100,000 values"):
+        FrontMatterHandler().load("\n".join(lines) + "\n")
+    # within the limits an alias is shared, not copied
+    loaded = FrontMatterHandler(YamlLimits(expanded=10**9)).load("\n".join(lines[:4]) + "\n")
+    assert loaded["a3"][0] is loaded["a2"]

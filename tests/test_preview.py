@@ -259,6 +259,21 @@ def test_the_email_is_served_byte_for_byte(
     assert response.headers["content-type"] == "text/html; charset=utf-8"
 
 
+def test_no_other_site_may_frame_the_preview(
+    client: tuple[TestClient, PreviewState, StandInBuilder],
+) -> None:
+    test_client, _, _ = client
+    test_client.get("/api/state")
+    for path in ("/", "/api/state", "/static/preview.js"):
+        response = test_client.get(path)
+        assert response.headers["content-security-policy"] == "frame-ancestors 'none'", path
+        assert response.headers["x-frame-options"] == "DENY", path
+    # the page shows the email in its own iframe: only the preview itself may frame it
+    email = test_client.get("/email/2026-W47.html")
+    assert email.headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert email.headers["x-frame-options"] == "SAMEORIGIN"
+
+
 def test_an_empty_week_shows_a_problem_not_an_error_page(
     client: tuple[TestClient, PreviewState, StandInBuilder],
 ) -> None:

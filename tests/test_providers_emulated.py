@@ -37,6 +37,7 @@ from digest.audience.subscribers import SubscriberStore
 from digest.config import Config, load_config
 from digest.delivery.send import send_issue
 from digest.errors import ProviderError
+from digest.store.database import locate
 from tests.emulators.node import run_resend_local, run_ses_local
 from tests.emulators.providers import run_emulator
 
@@ -99,7 +100,7 @@ def make_site(
     csv_path.write_text("\n".join(lines) + "\n")
     from digest.audience.subscribers import Categories
 
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
         import_file(store, csv_path, Categories.from_config(config), now=NOW, erasure_key=None)
     return config
 
@@ -269,7 +270,7 @@ def test_suppressions_sync_from_every_provider_with_a_suppression_api(
             address(1): "complained",
             address(2): "unsubscribed",
         }
-        with SubscriberStore(config.path(config.subscribers.database)) as store:
+        with SubscriberStore(locate(config, config.subscribers.database)) as store:
             assert [store.get(address(i)).status for i in range(4)] == [  # type: ignore[union-attr]
                 "bounced",
                 "complained",

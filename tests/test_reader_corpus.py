@@ -177,7 +177,7 @@ def test_the_email_as_sent_fits(
 ) -> None:
     config, _, result = built[week]
     body = _sent_html(config, result)
-    assert len(body) < 100 * 1024
+    assert len(body) < 100_000
     composed = result.composed
     shown = composed.post_count
     # Subject, preheader, masthead and text part agree with what is shown.
@@ -194,7 +194,7 @@ def test_fifty_per_category_still_fits_as_sent(tmp_path: Path, corpus_dir: Path)
     config = _config(tmp_path, corpus_dir, 50, 650)
     result = build_issue(config, now=NOW, week="2026-W26", write=False)
     body = _sent_html(config, result)
-    assert len(body) < 100 * 1024
+    assert len(body) < 100_000
     composed = result.composed
     assert composed.sent_size is not None and len(body) <= composed.sent_size
     shown = composed.post_count

@@ -598,9 +598,10 @@ def test_systemd_units_call_digest_run_at_the_schedule_and_hourly(sample_site: P
 
 def test_crontab_uses_cron_tz_and_offers_a_polling_line(sample_site: Path) -> None:
     text = crontab(site_config(sample_site)).text
-    # an absolute path to this digest: cron searches no virtualenv
+    # an absolute path to this digest: cron searches no virtualenv; the sample site has two
+    # newsletters, so each crontab entry names its own
     program = str(Path(sys.executable).parent / "digest")
-    command = f"{program} --config {sample_site / 'config.yaml'} run"
+    command = f"{program} --config {sample_site / 'config.yaml'} --newsletter weekly run"
     assert f"CRON_TZ=Europe/Berlin\n0 9 * * MON {command} >> " in text
     assert f"\n# 7 * * * * {command} >> " in text
     assert "polls every 60 minutes, within schedule.grace (6h)" in text
@@ -621,7 +622,9 @@ def test_github_workflow_runs_hourly_and_keeps_the_state_in_the_cache(sample_sit
     )
     restore = steps[uses.index("actions/cache/restore@v4")]["with"]
     assert restore["path"].split() == [
+        "data/feeds",  # each feed's cache and health
         "data/ledger.sqlite",
+        "data/runs-links.sqlite",  # the sample site's second newsletter
         "data/runs.sqlite",
         "data/subscribers.sqlite",
     ]
@@ -677,12 +680,12 @@ def test_digest_run_sends_once_then_reports_nothing_due(sample_site: Path) -> No
             erasure_key=None,
         )
     env = {"DIGEST_CLOCK": f"2026-11-23T10:00:00+01:00@{time.time():.0f}x1"}
-    first = run_digest("run", cwd=sample_site, env=env)
+    first = run_digest("--newsletter", "weekly", "run", cwd=sample_site, env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("ran 2026-11-23 09:00:00 CET (2026-W47): sent: ")
     sent = len(list((sample_site / "out" / "2026-W47" / "outbox").glob("*.eml")))
     assert sent > 0
-    again = run_digest("run", "--json", cwd=sample_site, env=env)
+    again = run_digest("run", "--newsletter", "weekly", "--json", cwd=sample_site, env=env)
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert (report["action"], report["run"]["outcome"], report["run"]["sent"]) == (

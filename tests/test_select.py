@@ -348,3 +348,13 @@ def test_memory_reads_only_issues_before_the_window(tmp_path: Path) -> None:
     assert [(r.issue_id, r.slug, r.sketch) for r in found] == [("2026-W46", "p-2026-W46", (1, 2))]
     assert len(earlier_issues(tmp_path, W47.start, limit=8)) == 2
     assert earlier_issues(tmp_path, W47.start, limit=0) == []
+
+
+def test_sketches_pack_and_unpack() -> None:
+    from digest.content.memory import pack_sketch, unpack_sketch
+
+    sketch = _sketch(FILLER.format(topic="vision"))
+    assert unpack_sketch(pack_sketch(sketch)) == sketch
+    assert unpack_sketch([1, 2]) == (1, 2)
+    assert unpack_sketch("not base64!") == ()
+    assert unpack_sketch(None) == ()

@@ -29,8 +29,11 @@ from digest.delivery.send import send_issue
 from digest.email import build
 from digest.email.message import ComposedEmail, WireTemplate, qp_lines, to_message
 from digest.errors import NothingToSend, ProviderError
+from digest.store.database import locate
 
 from .conftest import run_digest
+
+pytestmark = pytest.mark.backends
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,7 +189,7 @@ def _populate(config: Config, n: int = 24) -> dict[str, set[str]]:
     """n active readers (a third all sections, a third Work, a third Tools+Research), and
     one of each status that must never be sent to."""
     groups: dict[str, set[str]] = {"active": set(), "gone": set()}
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
         for i in range(n):
             cats = [(), ("Work",), ("Tools", "Research")][i % 3]
             email = f"reader{i:03d}@example.com"
@@ -218,7 +221,7 @@ def _text(message: EmailMessage) -> str:
 
 
 def _ledger_states(config: Config) -> dict[str, int]:
-    with Ledger(config.path(config.ledger.database)) as ledger:
+    with Ledger(locate(config, config.ledger.database)) as ledger:
         return {k: v for k, v in ledger.counts(WEEK).items() if v}
 
 
@@ -242,7 +245,7 @@ def test_outbox_send_reaches_every_active_subscriber_once(sample_site: Path) -> 
 def test_preferences_pick_the_sections(sample_site: Path) -> None:
     config = _site(sample_site)
     _populate(config, n=3)
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
         store.add("mixed@example.com", categories=("Gardening", "Ethics"), now=NOW)
         store.add("nowhere@example.com", categories=("Gardening",), now=NOW)
     report = send_issue(config, now=NOW, week=WEEK)
@@ -259,8 +262,8 @@ def test_preferences_pick_the_sections(sample_site: Path) -> None:
     assert headings(files["reader002@example.com"]) == ["TOOLS", "RESEARCH"]
     assert headings(files["mixed@example.com"]) == ["ETHICS"]
     assert "nowhere@example.com" not in files
-    with Ledger(config.path(config.ledger.database)) as ledger:
-        with SubscriberStore(config.path(config.subscribers.database)) as store:
+    with Ledger(locate(config, config.ledger.database)) as ledger:
+        with SubscriberStore(locate(config, config.subscribers.database)) as store:
             nowhere = store.get("nowhere@example.com")
         assert nowhere is not None
         row = ledger.get(WEEK, nowhere.id)
@@ -273,7 +276,7 @@ def test_each_message_carries_its_own_working_unsubscribe_token(sample_site: Pat
     _populate(config, n=4)
     send_issue(config, now=NOW, week=WEEK)
     files = _files(config)
-    store = SubscriberStore(config.path(config.subscribers.database))
+    store = SubscriberStore(locate(config, config.subscribers.database))
 
     def key_for(address: str) -> bytes | None:
         found = store.get(address)
@@ -301,7 +304,7 @@ def test_each_message_carries_its_own_working_unsubscribe_token(sample_site: Pat
     )
     assert found.email == "reader001@example.com"
     store.close()
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
         one, zero = store.get("reader001@example.com"), store.get("reader000@example.com")
     assert one is not None and one.status == "unsubscribed"
     assert zero is not None and zero.status == "active"
@@ -372,7 +375,7 @@ def test_limit_then_resume_then_refuse_then_force(sample_site: Path) -> None:
         send_issue(config, now=NOW, week=WEEK)
     again = send_issue(config, now=NOW, week=WEEK, force=True)
     assert (again.sent, again.complete) == (15, True)
-    with Ledger(config.path(config.ledger.database)) as ledger:
+    with Ledger(locate(config, config.ledger.database)) as ledger:
         attempts = {d.attempts for c in ledger.iter_state(WEEK, [L.SENT]) for d in c}
         info = ledger.issue(WEEK)
     assert attempts == {1} and info is not None and info["runs"] == 3

@@ -92,7 +92,11 @@ def test_the_form_shows_the_consent_text_and_the_record_keeps_it(
     )
     [eml] = outbox(config)
     clock.now = clock.now.replace(minute=17)
+    # Opening the link (what a mail scanner does) confirms nothing and records nothing.
     assert client.get(confirm_path(eml)).status_code == 200
+    assert consent_of(config, "ann@example.com").confirmed_at is None
+    assert welcomes(config) == []
+    assert client.post(confirm_path(eml)).status_code == 200
     confirmed = consent_of(config, "ann@example.com")
     assert confirmed.confirmed_at == "2026-11-23T09:17:00Z"
     assert confirmed.consent is not None and confirmed.consent.confirm_ip == "203.0.113.0/24"
@@ -107,7 +111,7 @@ def test_welcome_email_after_confirmation_names_the_next_issue(
 ) -> None:
     client.post("/subscribe", json={"email": "bo@example.com", "name": "Bo"})
     [confirmation] = outbox(config)
-    client.get(confirm_path(confirmation))
+    client.post(confirm_path(confirmation))
     [welcome] = welcomes(config)
     assert read(welcome)["Subject"] == "Welcome to Field Notes Weekly"
     text = read(welcome).get_body(("plain",)).get_content()
@@ -117,7 +121,7 @@ def test_welcome_email_after_confirmation_names_the_next_issue(
     assert "Hello Bo," in text
     # Confirming again is no new welcome.
     welcome.unlink()
-    client.get(confirm_path(confirmation))
+    client.post(confirm_path(confirmation))
     assert welcomes(config) == []
 
 
@@ -127,7 +131,7 @@ def test_no_welcome_unless_configured(sample_site: Path, env: None, clock: Clock
     with TestClient(app, base_url="http://127.0.0.1:8025") as c:
         c.post("/subscribe", json={"email": "cy@example.com"})
         [confirmation] = outbox(config)
-        c.get(confirm_path(confirmation))
+        c.post(confirm_path(confirmation))
     assert [read(p)["Subject"] for p in outbox(config)] == [
         "Confirm your subscription to Field Notes Weekly"
     ]
@@ -155,7 +159,7 @@ def test_an_erased_address_comes_back_only_by_confirming(
     client: TestClient, config: Config
 ) -> None:
     client.post("/subscribe", json={"email": "eve@example.com"})
-    client.get(confirm_path(outbox(config)[0]))
+    client.post(confirm_path(outbox(config)[0]))
     key = erasure_key(config)
     assert key is not None
     with store(config) as s:
@@ -167,7 +171,7 @@ def test_an_erased_address_comes_back_only_by_confirming(
     with store(config) as s:
         assert records.forgotten_at(s.connection, "eve@example.com", key) is not None
     newest = max(outbox(config), key=lambda p: p.stat().st_mtime_ns)
-    client.get(confirm_path(newest))
+    client.post(confirm_path(newest))
     assert status_of(config, "eve@example.com") == "active"
     with store(config) as s:
         assert records.forgotten_at(s.connection, "eve@example.com", key) is None

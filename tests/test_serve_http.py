@@ -29,10 +29,12 @@ import yaml
 
 from digest.audience.subscribers import SubscriberStore
 from digest.audience.tokens import make_token, signing_key
+from digest.config import load_config
+from digest.store.database import locate
 
 from .conftest import ROOT, run_digest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.backends, pytest.mark.slow]
 
 SECRET = "http-test-secret"
 MAILGUN_KEY = "mg-http-key"
@@ -112,7 +114,8 @@ def server(sample_site: Path, server_env: dict[str, str]) -> Iterator[ServeProce
 
 
 def store(site: Path) -> SubscriberStore:
-    return SubscriberStore(site / "data" / "subscribers.sqlite")
+    config = load_config(site / "config.yaml")
+    return SubscriberStore(locate(config, config.subscribers.database))
 
 
 def status(site: Path, address: str) -> str | None:
@@ -151,7 +154,10 @@ def test_subscribe_confirm_one_click_and_the_next_send_skips(
         answer = http.post("/subscribe", data={"email": "ann@example.com", "csrf": csrf.group(1)})
         assert answer.status_code == 202
         assert status(sample_site, "ann@example.com") == "pending"
-        confirmed = http.get(local(server, confirm_link(sample_site, "ann@example.com")))
+        link = local(server, confirm_link(sample_site, "ann@example.com"))
+        assert http.get(link).status_code == 200  # a scanner following the link: no change
+        assert status(sample_site, "ann@example.com") == "pending"
+        confirmed = http.post(link)
         assert confirmed.status_code == 200
         assert status(sample_site, "ann@example.com") == "active"
 
@@ -209,10 +215,10 @@ def test_bad_tokens_are_refused_over_http(server: ServeProcess, sample_site: Pat
             answer = http.post(f"/unsubscribe/{token}", **ONE_CLICK)  # type: ignore[arg-type]
             assert answer.status_code == 400, kind
         expired = make_token("confirm", ann.email, key, expires_at=past)
-        assert http.get(f"/confirm/{expired}").status_code == 400
+        assert http.post(f"/confirm/{expired}").status_code == 400
         assert status(sample_site, "ann@example.com") == "pending"
         fresh = make_token("confirm", ann.email, key, expires_at=past + timedelta(days=1))
-        assert http.get(f"/confirm/{fresh}").status_code == 200
+        assert http.post(f"/confirm/{fresh}").status_code == 200
     assert status(sample_site, "ann@example.com") == "active"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -221,3 +222,68 @@ def test_one_unsubscribe_command_keeps_a_complaint(sample_site: Path) -> None:
         if line.startswith("  ") and not line.startswith("   ")
     ]
     assert "unsubscribe" not in listed and "subscribers" in listed
+
+
+def test_suppression_sync_follows_the_model(sample_site: Path) -> None:
+    from digest.delivery.providers.http import Suppression
+    from digest.delivery.suppressions import sync_suppressions
+
+    config = load_config(sample_site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as s:
+        s.add("gone@example.com", status="unsubscribed", now=NOW)
+        s.add("spam@example.com", status="complained", now=NOW)
+        s.add("ok@example.com", now=NOW)
+
+    class Lists:
+        name = "fake"
+
+        def fetch_suppressions(self) -> Iterator[Suppression]:
+            yield Suppression("gone@example.com", "complained", "spam report")
+            yield Suppression("spam@example.com", "bounced", "hard bounce")
+            yield Suppression("ok@example.com", "unsubscribed", "list-unsubscribe")
+            yield Suppression("stranger@example.com", "bounced", "hard bounce")
+
+        def close(self) -> None:
+            pass
+
+    report = sync_suppressions(config, now=NOW, provider=Lists())
+    assert report.changed == {"gone@example.com": "complained", "ok@example.com": "unsubscribed"}
+    assert (report.already, report.unknown) == (1, 1)
+    with SubscriberStore(config.path(config.subscribers.database)) as s:
+        assert {x.email: x.status for x in s.list()} == {
+            "gone@example.com": "complained",  # stronger: the complaint counts
+            "spam@example.com": "complained",  # never downgraded to a bounce
+            "ok@example.com": "unsubscribed",
+        }
+
+
+def test_only_the_owner_undoes_a_complaint_through_serve(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    from starlette.testclient import TestClient
+
+    from digest.serve.app import create_app
+
+    monkeypatch.setenv("DIGEST_SECRET", "status-secret")
+    config = load_config(sample_site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as s:
+        cat, _ = s.add("cat@example.com", now=NOW)
+        s.set_status("cat@example.com", "complained", cause="webhook_complaint", now=NOW)
+    key = signing_key(cat.secret, b"status-secret")
+    outbox = config.path(config.out_dir) / "confirmations" / "outbox"
+    with TestClient(create_app(config), base_url="http://127.0.0.1:8025") as client:
+        # anyone may ask to subscribe the address: it gets no mail, and stays complained
+        assert client.post("/subscribe", json={"email": "cat@example.com"}).status_code == 202
+        assert not outbox.exists() or not list(outbox.glob("*.eml"))
+        # its owner, with the preferences link from an issue they got, may come back
+        path = "/preferences/" + make_token("preferences", "cat@example.com", key)
+        page = client.get(path)
+        assert "reported" in page.text and 'value="resubscribe"' in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        client.post(path, data={"csrf": csrf.group(1), "action": "resubscribe"})
+    with SubscriberStore(config.path(config.subscribers.database)) as s:
+        found = s.get("cat@example.com")
+        assert found is not None and found.status == "active"

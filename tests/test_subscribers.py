@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from digest.audience.imports import import_file
-from digest.audience.subscribers import Categories, SubscriberStore, normalise_email
+from digest.audience.subscribers import Categories, SubscriberStore, mail_key, normalise_email
 from digest.errors import StoreError
+from digest.store.database import Target
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +28,12 @@ SECTIONS = Categories(
 )
 
 
+pytestmark = pytest.mark.backends
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> SubscriberStore:
-    return SubscriberStore(tmp_path / "subs.sqlite")
+def store(store_at: Callable[[str], Target]) -> SubscriberStore:
+    return SubscriberStore(store_at("subs.sqlite"))
 
 
 def test_normalise_lowercases_the_whole_address() -> None:
@@ -149,3 +154,29 @@ def test_streaming_in_chunks(store: SubscriberStore) -> None:
     assert [s.id for s in active] == sorted(s.id for s in active)
     assert store.remove("user1@example.com") is True
     assert store.get("user1@example.com") is None
+
+
+def test_a_webhook_delivery_is_claimed_once_across_connections(tmp_path: Path) -> None:
+    path = tmp_path / "subs.sqlite"
+    with SubscriberStore(path) as one, SubscriberStore(path) as other:
+        assert one.claim_delivery("mailgun", "token-1", now=NOW, keep=3600)
+        assert not other.claim_delivery("mailgun", "token-1", now=NOW, keep=3600)
+        assert other.delivery_seen("mailgun", "token-1")
+        assert other.claim_delivery("resend", "token-1", now=NOW, keep=3600)  # per provider
+        # remembered for `keep` seconds; a delivery that old is refused by its timestamp
+        later = NOW + timedelta(seconds=3601)
+        assert one.claim_delivery("mailgun", "token-1", now=later, keep=3600)
+
+
+def test_service_mail_is_limited_per_mailbox(store: SubscriberStore) -> None:
+    def reserve(email: str, at: datetime) -> bool:
+        return store.reserve_mail(email, now=at, window=86400, limit=3)
+
+    assert [
+        reserve(e, NOW) for e in ("ann@example.com", "ann+1@example.com", "ann+x@example.com")
+    ] == [True] * 3
+    assert not reserve("ann@example.com", NOW)
+    assert reserve("bob@example.com", NOW)
+    assert reserve("ann@example.com", NOW + timedelta(days=1, seconds=1))
+    assert mail_key("Ann+news@Example.com".lower()) == "ann@example.com"
+    assert mail_key("+only@example.com") == "+only@example.com"

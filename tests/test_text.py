@@ -279,3 +279,31 @@ def test_short_bodies_have_no_sketch() -> None:
 @pytest.mark.parametrize("size", [1, 8, 32])
 def test_sketch_size_bounds_the_sketch(size: int) -> None:
     assert len(sketch(_words(TEMPLATE.format(topic="x")), size)) == size
+
+
+def test_rule_agency_credit_in_parentheses_or_bare() -> None:
+    text, rules = _clean(
+        "The game is this Sunday. (Li Jing/Xinhua via Getty Images) Here is how to watch it."
+    )
+    assert (text, rules) == ("The game is this Sunday. Here is how to watch it.", ["image-credit"])
+    text, rules = _clean(
+        "Experts say to put guardrails in place first. Jane Doe JuSun/Getty ImagesThe march "
+        "of AI continues"
+    )
+    assert (text, rules) == ("Experts say to put guardrails in place first.", ["image-credit"])
+    # A news agency in prose is not a credit.
+    assert _clean("Shares fell 5%, according to Reuters, after the report on Monday.") == (
+        "Shares fell 5%, according to Reuters, after the report on Monday.",
+        [],
+    )
+
+
+def test_body_series_label_and_title_paragraph_are_skipped() -> None:
+    body = (
+        "Tech Part of a Special Feature: Security in the New AI Era\n\n"
+        "Home\n\nAI threats will get worse\n\n"
+        "Don't wait until deepfakes and malware overwhelm your organization. Act now.\n"
+    )
+    assert excerpt_from_body(body, "AI threats will get worse") == (
+        "Don't wait until deepfakes and malware overwhelm your organization. Act now."
+    )

@@ -594,8 +594,12 @@ def _ghost(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _digest(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    """digest's own export, the flat CSV/JSON shape, and the blog's JSON."""
-    status = status_word(record.get("status"))
+    """digest's own export, the flat CSV/JSON shape, the blog's JSON, and any list with an
+    email column (common spellings of the other columns are recognised too)."""
+    status = status_word(_first(record, STATUS_COLUMNS))
+    left = parse_time(_first(record, LEFT_COLUMNS), "unsubscribed_at")
+    if left and status in ("active", "pending") and not record.get("status"):
+        status = "unsubscribed"  # a plain list that only says when someone left
     if "isactive" in record:
         status = "active" if _flag(record["isactive"], "isActive") else "unsubscribed"
     preferences = record.get("preferences")
@@ -622,7 +626,7 @@ def _digest(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
         }
     if not isinstance(consent, dict):
         raise ValueError("consent is not an object")
-    name = record.get("name")
+    name = _first(record, ("name", "full name", "display name"))
     if name is not None and not isinstance(name, str):
         raise ValueError("name is not text")
     return {
@@ -630,17 +634,42 @@ def _digest(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
         "name": (name or "").strip()
         or _join_name(_text(record, "first name"), _text(record, "last name")),
         "status": status,
-        "subscribed_at": parse_time(
-            record.get("subscribedat", record.get("subscribed at")), "subscribed_at"
-        ),
+        "subscribed_at": parse_time(_first(record, SUBSCRIBED_COLUMNS), "subscribed_at"),
         "confirmed_at": parse_time(record.get("confirmed at"), "confirmed_at"),
-        "status_at": parse_time(record.get("status at"), "status_at"),
+        "status_at": parse_time(record.get("status at"), "status_at") or left,
         "categories": None if raw_categories is None else _category_names(raw_categories),
         "source_id": None if record.get("id") in (None, "") else str(record["id"]),
         "reason": _text(record, "reason") or None,
         "source": _text(record, "source") or None,
         "consent": consent,
     }
+
+
+SUBSCRIBED_COLUMNS = (
+    "subscribedat",
+    "subscribed at",
+    "created at",
+    "created",
+    "date added",
+    "signup date",
+    "sign up date",
+    "subscription date",
+    "subscribe date",
+    "start date",
+    "joined",
+    "joined at",
+)
+STATUS_COLUMNS = ("status", "subscription status", "state")
+LEFT_COLUMNS = ("unsubscribed at", "unsubscribe date", "unsubscription date")
+
+
+def _first(record: Mapping[str, Any], names: Sequence[str]) -> Any:
+    """The first of these columns that has a value."""
+    for name in names:
+        value = record.get(name)
+        if value not in (None, ""):
+            return value
+    return None
 
 
 PLATFORMS: tuple[Platform, ...] = (

@@ -27,6 +27,8 @@ def _fill(pattern: str, key: str, values: dict[str, str]) -> str:
 
 
 def post_url(config: Config, post: Post) -> str:
+    if post.url:
+        return post.url  # a feed entry links to where it was published
     values = {
         "base_url": config.site.base_url,
         "slug": post.slug,

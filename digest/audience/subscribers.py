@@ -25,6 +25,7 @@ subscriber left with none gets every section, like one who chose none.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -32,12 +33,11 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.audience.records import extend_schema
+from digest.audience.records import RECORDS_POSTGRESQL, extend_schema
 from digest.audience.status import (
     INACTIVE,
     STATUSES,
@@ -49,7 +49,9 @@ from digest.audience.status import (
 )
 from digest.audience.tokens import signing_key, verify_token
 from digest.errors import StoreError
-from digest.store.sqlite import open_database
+from digest.safelog import log_change
+from digest.store.database import Connection, Cursor, StoreSpec, Target, as_target, open_store
+from digest.store.migrations import Migration
 
 __all__ = [
     "INACTIVE",
@@ -79,6 +81,83 @@ CREATE TABLE IF NOT EXISTS subscribers (
 CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status, id);
 """
 
+_SERVE_MEMORY = """
+-- Webhook deliveries already applied (see SubscriberStore.claim_delivery): shared by every
+-- `digest serve` process on this store, kept for serve.webhooks.max_age and more.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    provider    TEXT NOT NULL,
+    delivery    TEXT NOT NULL,  -- sha256 of the provider's id, signature or token
+    received_at REAL NOT NULL,  -- Unix time
+    PRIMARY KEY (provider, delivery)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_deliveries_age ON webhook_deliveries (received_at);
+-- Mail the service sent to an address (confirmations, notices), for the per-address limit.
+CREATE TABLE IF NOT EXISTS service_mail (
+    recipient TEXT NOT NULL,  -- mail_key() of the address
+    sent_at   REAL NOT NULL   -- Unix time
+);
+CREATE INDEX IF NOT EXISTS service_mail_recipient ON service_mail (recipient, sent_at);
+CREATE INDEX IF NOT EXISTS service_mail_age ON service_mail (sent_at);
+"""
+
+# The schema's history, oldest first (digest.store.migrations); add new steps at the end.
+# Which newsletters each subscriber receives (digest.audience.newsletters): a choice goes
+# with its subscriber's row.
+_CHOICES = """
+CREATE TABLE IF NOT EXISTS newsletter_choices (
+    subscriber_id INTEGER NOT NULL,
+    email         TEXT NOT NULL,
+    newsletter    TEXT NOT NULL,
+    PRIMARY KEY (subscriber_id, newsletter)
+);
+CREATE TRIGGER IF NOT EXISTS newsletter_choices_go_with_the_subscriber
+AFTER DELETE ON subscribers
+BEGIN
+    DELETE FROM newsletter_choices WHERE subscriber_id = OLD.id;
+END;
+"""
+_CHOICES_POSTGRESQL = """
+CREATE TABLE IF NOT EXISTS newsletter_choices (
+    subscriber_id BIGINT NOT NULL,
+    email         TEXT NOT NULL,
+    newsletter    TEXT NOT NULL,
+    PRIMARY KEY (subscriber_id, newsletter)
+);
+CREATE OR REPLACE FUNCTION digest_newsletter_choices_go() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM newsletter_choices WHERE subscriber_id = OLD.id;
+    RETURN OLD;
+END;
+$$;
+DROP TRIGGER IF EXISTS newsletter_choices_go_with_the_subscriber ON subscribers;
+CREATE TRIGGER newsletter_choices_go_with_the_subscriber
+AFTER DELETE ON subscribers
+FOR EACH ROW EXECUTE FUNCTION digest_newsletter_choices_go();
+"""
+
+MIGRATIONS = (
+    Migration(1, "subscribers table, as before schema versions", _SCHEMA),
+    # On SQLite records.extend_schema adds these in place (it predates versions and checks
+    # what a file has); on PostgreSQL this migration does, with the triggers in PL/pgSQL.
+    Migration(2, "consent, source and history (audience/records.py)", "", RECORDS_POSTGRESQL),
+    Migration(3, "webhook deliveries applied and service mail sent", _SERVE_MEMORY),
+    Migration(4, "newsletter choices (audience/newsletters.py)", _CHOICES, _CHOICES_POSTGRESQL),
+)
+SPEC = StoreSpec(
+    "subscribers",
+    "the subscriber store",
+    MIGRATIONS,
+    (
+        "subscribers",
+        "subscriber_events",
+        "forgotten",
+        "webhook_deliveries",
+        "service_mail",
+        "newsletter_choices",
+    ),
+)
+
 
 class InvalidEmail(StoreError):
     """An address is not a valid email address."""
@@ -94,6 +173,13 @@ def normalise_email(value: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmail(f"'{text}' is not a valid email address: {exc}") from None
     return result.normalized.lower()
+
+
+def mail_key(email: str) -> str:
+    """The mailbox an address reaches, for limits on mail to it: the stored form without a
+    ``+tag`` (``ann+1@example.com`` and ``ann+2@example.com`` are one mailbox)."""
+    local, _, domain = email.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 def _fold(value: str) -> str:
@@ -172,17 +258,35 @@ def _iso(value: datetime) -> str:
 class SubscriberStore:
     """The subscribers table. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._db = open_database(self.path, _SCHEMA, what="the subscriber store")
-        try:
-            extend_schema(self._db)
-        except StoreError as exc:
-            self._db.close()
-            raise StoreError(f"{self.path}: {exc}") from None
+    def __init__(self, path: Target | str) -> None:
+        self.path = as_target(path)
+        self._db = open_store(
+            self.path, MIGRATIONS, store="subscribers", what="the subscriber store"
+        )
+        if isinstance(self._db, sqlite3.Connection):
+            # On SQLite the records' columns, tables and triggers are added in place by
+            # records.extend_schema (idempotent); on PostgreSQL by migration 2.
+            try:
+                extend_schema(self._db)
+            except StoreError as exc:
+                self._db.close()
+                raise StoreError(f"{self.path}: {exc}") from None
+        self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
+
+    def _note(self, event: str, **fields: Any) -> None:
+        """Log a change as a record (:func:`digest.safelog.log_change`) once it is committed."""
+        if self._db.in_transaction:
+            self._records.append((event, fields))
+        else:
+            log_change(event, **fields)
+
+    def _committed(self, committed: bool = True) -> None:
+        records, self._records = self._records, []
+        for event, fields in records if committed else ():
+            log_change(event, **fields)
 
     @property
-    def connection(self) -> sqlite3.Connection:
+    def connection(self) -> Connection:
         """The open database, for the modules that keep more in it (records, imports)."""
         return self._db
 
@@ -265,7 +369,7 @@ class SubscriberStore:
 
     # -- writing
 
-    def _write(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: Sequence[Any]) -> Cursor:
         try:
             return self._db.execute(sql, params)
         except sqlite3.Error as exc:
@@ -306,9 +410,10 @@ class SubscriberStore:
         if existing is None:
             if decided.after is None:  # this cause adds no one (e.g. an unsubscribe)
                 raise StoreError(f"no subscriber {key} in {self.path}")
-            self._write(
+            inserted = self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-                "secret, source_id, updated_at, status_cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "secret, source_id, updated_at, status_cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (email) DO NOTHING",
                 (
                     key,
                     name,
@@ -321,8 +426,22 @@ class SubscriberStore:
                     decided.cause.value,
                 ),
             )
+            if inserted.rowcount == 0:  # another process (or host) added it just now
+                return self.add(
+                    key,
+                    name=name,
+                    categories=categories,
+                    status=status,
+                    now=now,
+                    subscribed_at=subscribed_at,
+                    source_id=source_id,
+                    cause=cause,
+                )
             created = self.get(key)
             assert created is not None
+            self._note(
+                "status", email=key, before=None, after=decided.after, cause=decided.cause.value
+            )
             return created, True
         cursor = self._write(
             "UPDATE subscribers SET name = ?, status = ?, categories = ?, updated_at = ?, "
@@ -352,6 +471,14 @@ class SubscriberStore:
             )
         updated = self.get(key)
         assert updated is not None
+        if decided.changed:
+            self._note(
+                "status",
+                email=key,
+                before=existing.status,
+                after=decided.after,
+                cause=decided.cause.value,
+            )
         return updated, False
 
     def _require(self, email: str) -> Subscriber:
@@ -383,6 +510,13 @@ class SubscriberStore:
                 (decided.after, decided.cause.value, _iso(now), found.id, found.status),
             )
             if cursor.rowcount:  # else another process changed it in between: decide again
+                self._note(
+                    "status",
+                    email=found.email,
+                    before=found.status,
+                    after=decided.after,
+                    cause=decided.cause.value,
+                )
                 return self._require(email), decided
 
     def set_status(
@@ -397,6 +531,7 @@ class SubscriberStore:
             "UPDATE subscribers SET categories = ?, updated_at = ? WHERE id = ?",
             (json.dumps(list(categories)), _iso(now), found.id),
         )
+        self._note("categories", email=found.email, categories=list(categories))
         return self._require(email)
 
     def remove(self, email: str) -> bool:
@@ -405,6 +540,7 @@ class SubscriberStore:
         if found is None:
             return False
         self._write("DELETE FROM subscribers WHERE id = ?", (found.id,))
+        self._note("removed", email=found.email, before=found.status)
         return True
 
     @contextlib.contextmanager
@@ -417,8 +553,28 @@ class SubscriberStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._committed(False)
             raise
         self._write("COMMIT" if commit else "ROLLBACK", ())
+        self._committed(commit)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Writes inside happen together or not at all, inside or outside a transaction
+        (a SAVEPOINT: it nests in :meth:`transaction` and in the service's batches)."""
+        outer = not self._db.in_transaction
+        self._write("SAVEPOINT digest_atomic", ())
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO digest_atomic")
+            self._db.execute("RELEASE digest_atomic")
+            if outer:
+                self._committed(False)
+            raise
+        self._write("RELEASE digest_atomic", ())
+        if outer:
+            self._committed()
 
     def insert_imported(
         self,
@@ -455,6 +611,7 @@ class SubscriberStore:
                 source,
             ),
         )
+        self._note("status", email=email, before=None, after=decided.after, cause="import")
 
     def update_imported(
         self,
@@ -471,6 +628,51 @@ class SubscriberStore:
             "WHERE id = ?",
             (name, json.dumps(list(categories)), source_id, _iso(now), found.id),
         )
+
+    # -- what the web service remembers
+
+    def claim_delivery(self, provider: str, delivery: str, *, now: datetime, keep: float) -> bool:
+        """Record a webhook delivery; True the first time, False when it was seen before.
+
+        One INSERT, so it is atomic across threads and processes: of two requests carrying
+        the same id, exactly one gets True. Records older than ``keep`` seconds go (a
+        delivery that old is refused by its timestamp before it gets here).
+        """
+        digest = hashlib.sha256(delivery.encode("utf-8", "surrogatepass")).hexdigest()
+        stamp = now.timestamp()
+        self._write("DELETE FROM webhook_deliveries WHERE received_at < ?", (stamp - keep,))
+        cursor = self._write(
+            "INSERT OR IGNORE INTO webhook_deliveries (provider, delivery, received_at) "
+            "VALUES (?, ?, ?)",
+            (provider, digest, stamp),
+        )
+        return cursor.rowcount == 1
+
+    def delivery_seen(self, provider: str, delivery: str) -> bool:
+        """Whether :meth:`claim_delivery` recorded this delivery (a read; claims decide)."""
+        digest = hashlib.sha256(delivery.encode("utf-8", "surrogatepass")).hexdigest()
+        row = self._db.execute(
+            "SELECT 1 FROM webhook_deliveries WHERE provider = ? AND delivery = ?",
+            (provider, digest),
+        ).fetchone()
+        return row is not None
+
+    def reserve_mail(self, email: str, *, now: datetime, window: float, limit: int) -> bool:
+        """Count one service mail to ``email``'s mailbox (:func:`mail_key`); False (and
+        nothing counted) when ``limit`` were already sent within the last ``window`` seconds.
+
+        One INSERT … SELECT, so the check and the count cannot be split by another request
+        or another process.
+        """
+        key = mail_key(email)
+        stamp = now.timestamp()
+        self._write("DELETE FROM service_mail WHERE sent_at < ?", (stamp - window,))
+        cursor = self._write(
+            "INSERT INTO service_mail (recipient, sent_at) SELECT ?, ? WHERE "
+            "(SELECT COUNT(*) FROM service_mail WHERE recipient = ? AND sent_at >= ?) < ?",
+            (key, stamp, key, stamp - window, limit),
+        )
+        return cursor.rowcount == 1
 
 
 def unsubscribe(

@@ -6,6 +6,7 @@ from digest.cli import (  # noqa: F401  (importing a module registers its comman
     build,
     configcmd,
     content,
+    db,
     keys,
     preview,
     schedule,

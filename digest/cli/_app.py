@@ -41,18 +41,41 @@ class DigestGroup(click.Group):
 
 
 class State:
-    """Per-invocation state: which config file, and the config once loaded."""
+    """Per-invocation state: which config file and newsletter, and the config once loaded."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, newsletter: str | None = None) -> None:
         self.config_path = config_path
+        self.newsletter = newsletter
         self._config: Config | None = None
         self.as_json = False  # set by --json, so errors print JSON on stdout too
 
     @property
-    def config(self) -> Config:
+    def whole_config(self) -> Config:
+        """The config as written, every newsletter in it."""
         if self._config is None:
             self._config = load_config(self.config_path)
         return self._config
+
+    @property
+    def config(self) -> Config:
+        """The config as the chosen newsletter sees it (--newsletter; the first by default)."""
+        return self.whole_config.for_newsletter(self.newsletter)
+
+
+def _set_newsletter(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(State).newsletter = value
+
+
+def newsletter_option(func: F) -> F:
+    """--newsletter NAME on a command (the same as before the command name)."""
+    return click.option(
+        "--newsletter",
+        metavar="NAME",
+        expose_value=False,
+        callback=_set_newsletter,
+        help="Which newsletter of the config [default: the first one].",
+    )(func)
 
 
 def now() -> datetime:
@@ -68,10 +91,16 @@ def now() -> datetime:
     metavar="FILE",
     help="The config file [default: ./config.yaml, or $DIGEST_CONFIG].",
 )
+@click.option(
+    "--newsletter",
+    envvar="DIGEST_NEWSLETTER",
+    metavar="NAME",
+    help="Which newsletter of the config (newsletters:) [default: the first one].",
+)
 @click.option("-v", "--verbose", count=True, help="Log more (-vv for debug).")
 @click.version_option(__version__, prog_name="digest")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+def main(ctx: click.Context, config_path: str | None, newsletter: str | None, verbose: int) -> None:
     """Weekly newsletter digests from a folder of Markdown posts.
 
     \b
@@ -86,7 +115,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(message)s")
-    ctx.obj = State(config_path)
+    ctx.obj = State(config_path, newsletter)
 
 
 pass_state = click.make_pass_decorator(State)
@@ -102,7 +131,9 @@ def _parse_day(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 
 def window_options(func: F) -> F:
-    """--week / --since / --until, shared by every command that works on one issue."""
+    """--week / --since / --until (and --newsletter), shared by every command that works on
+    one issue."""
+    func = newsletter_option(func)
     func = click.option(
         "--until", callback=_parse_day, metavar="DATE", help="Last day of the issue (inclusive)."
     )(func)

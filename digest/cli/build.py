@@ -50,9 +50,9 @@ def echo_summary(result: BuildResult) -> None:
         + (f" ({trimmed} trimmed to fit)" if trimmed else "")
     )
     click.echo(
-        f"size: {(composed.sent_size or composed.html_size) / 1024:.1f} KB of "
-        f"{composed.size_budget / 1024:.0f} KB budget, HTML part as sent "
-        f"(text {composed.text_size / 1024:.1f} KB)"
+        f"size: {(composed.sent_size or composed.html_size) / 1000:.1f} KB of "
+        f"{composed.size_budget / 1000:.0f} KB budget, HTML part as sent "
+        f"(text {composed.text_size / 1000:.1f} KB)"
     )
     for line in composed.trimmed:
         click.echo(f"trimmed: {line}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import click
@@ -13,6 +13,7 @@ from digest.config import Config
 from digest.content import pipeline
 from digest.content.posts import Post
 from digest.content.select import Decision, Selection
+from digest.content.sources.load import SourceReport, describe_age
 
 
 def _post_json(post: Post, url: str) -> dict[str, Any]:
@@ -205,6 +206,10 @@ def check_command(
 ) -> None:
     """Validate config.yaml and every post; exit non-zero if anything is wrong.
 
+    Reads every source (of every newsletter, unless --newsletter names one) and shows
+    each source's health: this read, its last good one, and FAILING when it has failed
+    content.failing_after reads in a row.
+
     With --email, also compose the issue (the last complete week, or --week)
     and check the email: size budget, images, https links, lang, layout
     tables, unsubscribe link and headers, preheader. Exits 1 if one fails.
@@ -229,8 +234,20 @@ def check_command(
 
         check_email(config, as_json=as_json, week=week, since=since, until=until)
         return
-    result = pipeline.load(config)
-    rules_unknown = pipeline.unlisted_categories(config, result.posts)
+    moment = now()
+    if state.newsletter is None and len(config.newsletter_names) > 1:
+        whole = state.whole_config
+        result = pipeline.load_every_source(whole, now=moment)
+        # A category is unlisted when no newsletter has a section for it.
+        unlisted = [
+            set(pipeline.unlisted_categories(whole.for_newsletter(name), result.posts))
+            for name in whole.newsletter_names
+        ]
+        rules_unknown = sorted(set.intersection(*unlisted))
+    else:
+        result = pipeline.load(config, now=moment)
+        rules_unknown = pipeline.unlisted_categories(config, result.posts)
+    failing = [r for r in result.sources if r.failing(config.content.failing_after)]
     if as_json:
         emit_json(
             {
@@ -238,6 +255,19 @@ def check_command(
                 "posts": len(result.posts),
                 "problems": [{"path": str(p.path), "reason": p.reason} for p in result.problems],
                 "unlisted_categories": rules_unknown,
+                "sources": [
+                    {
+                        "source": r.label,
+                        "kind": r.kind,
+                        "outcome": r.outcome,
+                        "posts": r.posts,
+                        "error": r.error,
+                        "failures_in_row": r.failures_in_row,
+                        "last_success": r.last_success,
+                        "failing": r.failing(config.content.failing_after),
+                    }
+                    for r in result.sources
+                ],
                 "preflight": ready.as_dict(),
                 "ok": not result.problems and ready.ok,
             }
@@ -257,6 +287,7 @@ def check_command(
                 fg=None if check.ok else "red",
             )
         click.echo(f"posts: {len(result.posts)} read, {len(result.problems)} skipped")
+        _report_sources(result.sources, config.content.failing_after, moment)
         if rules_unknown:
             click.echo(
                 f"categories that are not sections ({config.categories.unlisted}): "
@@ -265,7 +296,25 @@ def check_command(
         _report_problems(result.problems)
     if any(m["needed_by"] == "send" for m in ready.missing):
         raise click.exceptions.Exit(3)
-    if result.problems:
+    if result.problems or failing:
         raise click.exceptions.Exit(4)
     if not ready.ok:
         raise click.exceptions.Exit(1)
+
+
+def _report_sources(sources: list[SourceReport], failing_after: int, now: datetime) -> None:
+    """One line per source: how this load went, its last good load, and a flag when it has
+    failed ``content.failing_after`` loads in a row."""
+    click.echo("sources:")
+    for report in sources:
+        last = describe_age(report.last_success, now)
+        if report.outcome == "failed":
+            line = f"failed: {report.error}"
+            if report.stale:
+                line += f" (kept {report.posts} entries from the last good fetch)"
+        else:
+            line = f"ok, {report.outcome}, {report.posts} post{'s' if report.posts != 1 else ''}"
+        flag = ""
+        if report.failing(failing_after):
+            flag = f"  FAILING: {report.failures_in_row} runs in a row"
+        click.echo(f"  {report.label}: {line}; last good {last}{flag}")

@@ -7,12 +7,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
-from digest.cli._app import State, emit_json, json_option, main, pass_state
+from digest.cli._app import State, emit_json, json_option, main, newsletter_option, pass_state
 from digest.schedule.install import crontab, github_actions, systemd
 from digest.schedule.runs import Run, RunStore
 from digest.schedule.scheduler import (
@@ -22,9 +23,10 @@ from digest.schedule.scheduler import (
     clock_from_env,
     describe_duration,
     issue_window,
-    run_forever,
-    run_now,
+    run_forever_each,
+    run_newsletters,
 )
+from digest.store.database import locate
 
 
 @contextmanager
@@ -84,6 +86,7 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 
 
 @main.command("run")
+@newsletter_option
 @json_option
 @pass_state
 def run_command(state: State, as_json: bool) -> None:
@@ -99,24 +102,52 @@ def run_command(state: State, as_json: bool) -> None:
     Examples:
       digest run                 # from cron, e.g. hourly
       digest run --json          # what it did, for scripts
+      digest run --newsletter links
+
+    With several newsletters (newsletters: in config), each is run on its own schedule;
+    --newsletter runs one. One newsletter's failure does not stop the others.
 
     Exit codes: 0 done or nothing due; 5 an empty week with schedule.skip_empty off;
     6 stopped by a signal (the next run resumes); 8 another run holds the lock.
     """
+    whole = state.whole_config
+    names = [state.config.newsletter_name] if state.newsletter else whole.newsletter_names
     with stop_on_signals() as stop:
-        report = run_now(state.config, clock_from_env(), stop=stop)
+        results = run_newsletters(whole, names, clock_from_env(), stop=stop)
+    if len(results) == 1 and results[0].report is not None:
+        report = results[0].report
+        if as_json:
+            emit_json(_report_json(report))
+        else:
+            click.echo(report.message)
+        return
     if as_json:
-        emit_json(_report_json(report))
+        emit_json(
+            {
+                "newsletters": {
+                    r.newsletter: _report_json(r.report) if r.report else {"error": str(r.error)}
+                    for r in results
+                }
+            }
+        )
     else:
-        click.echo(report.message)
+        for result in results:
+            if result.report is not None:
+                click.echo(f"{result.newsletter}: {result.report.message}")
+            else:
+                click.secho(f"error: {result.newsletter}: {result.error}", fg="red", err=True)
+    errors = [r.error for r in results if r.error is not None]
+    if errors:
+        raise click.exceptions.Exit(errors[0].exit_code)
 
 
-def _scheduler_line(report: RunReport) -> None:
+def _scheduler_line(report: RunReport, prefix: str = "") -> None:
     stamp = report.now.astimezone(report.next_occurrence.tzinfo).strftime("%Y-%m-%d %H:%M:%S")
-    click.echo(f"[{stamp}] {report.message}")
+    click.echo(f"[{stamp}] {prefix}{report.message}")
 
 
 @main.group("schedule", invoke_without_command=True)
+@newsletter_option
 @pass_state
 @click.pass_context
 def schedule_group(ctx: click.Context, state: State) -> None:
@@ -141,17 +172,24 @@ def schedule_group(ctx: click.Context, state: State) -> None:
     if ctx.invoked_subcommand is not None:
         return
 
-    def started(policy: Policy, first: datetime) -> None:
+    whole = state.whole_config
+    names = [state.config.newsletter_name] if state.newsletter else whole.newsletter_names
+    prefixes = {name: f"{name}: " if len(names) > 1 else "" for name in names}
+
+    def started(name: str, policy: Policy, first: datetime) -> None:
         schedule = policy.schedule
         click.echo(
-            f"digest schedule: {schedule.cron!r} in {schedule.tz.key}, grace "
+            f"digest schedule: {prefixes[name]}{schedule.cron!r} in {schedule.tz.key}, grace "
             f"{describe_duration(policy.grace)}; next run "
             f"{first.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         )
 
+    def reported(name: str, report: RunReport) -> None:
+        _scheduler_line(report, prefixes[name])
+
     with stop_on_signals() as stop:
-        run_forever(
-            state.config, clock_from_env(), stop=stop, on_start=started, on_report=_scheduler_line
+        run_forever_each(
+            whole, names, clock_from_env(), stop=stop, on_start=started, on_report=reported
         )
     click.echo("digest schedule: stopped")
 
@@ -193,10 +231,12 @@ def next_command(state: State, count: int, as_json: bool) -> None:
 
 
 def _issue(policy: Policy, moment: datetime) -> str:
-    return issue_window(moment, policy.issue_tz, policy.week_start).issue_id
+    window = issue_window(moment, policy.issue_tz, policy.week_start, policy.period)
+    return policy.issue_prefix + window.issue_id
 
 
 @schedule_group.command("install")
+@newsletter_option
 @click.option("--cron", "kind", flag_value="cron", help="A crontab entry.")
 @click.option("--systemd", "kind", flag_value="systemd", help="A systemd service and timer.")
 @click.option(
@@ -224,7 +264,11 @@ def install_command(state: State, kind: str | None, digest_bin: str | None) -> N
         raise click.UsageError("choose one of --cron, --systemd or --github-actions")
     config = state.config
     if kind == "cron":
-        click.echo(crontab(config, digest_bin=digest_bin).text, nl=False)
+        whole = state.whole_config
+        names = [config.newsletter_name] if state.newsletter else whole.newsletter_names
+        for name in names:  # one entry per newsletter, each on its own schedule
+            one = whole.for_newsletter(name)
+            click.echo(crontab(one, digest_bin=digest_bin).text, nl=False)
     elif kind == "systemd":
         files = systemd(config, digest_bin=digest_bin)
         click.echo("\n".join(f.text for f in files), nl=False)
@@ -245,9 +289,9 @@ def status_command(state: State, count: int, as_json: bool) -> None:
       digest schedule status -n 50 --json
     """
     config = state.config
-    path = config.path(config.schedule.database)
+    path = locate(config, config.schedule.database)
     runs: list[Run] = []
-    if path.exists():
+    if not isinstance(path, Path) or path.exists():
         with RunStore(path) as store:
             runs = store.all()[-count:] if count > 0 else []
     if as_json:

@@ -20,7 +20,13 @@ from digest.cli._app import (
     window_options,
 )
 from digest.content.select import resolve_window
-from digest.delivery.send import SendReport, issue_status, send_issue, send_test
+from digest.delivery.send import (
+    SendReport,
+    issue_status,
+    send_in_processes,
+    send_issue,
+    send_test,
+)
 
 
 class _Progress:
@@ -198,6 +204,13 @@ def _summary(report: SendReport) -> None:
     help="Send again messages left uncertain (no answer came; some may arrive twice).",
 )
 @click.option("--test", "test_to", metavar="EMAIL", help="Send one [TEST] message; no ledger.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Sender processes sharing the issue (rows are leased; more hosts may join).",
+)
 @json_option
 @pass_state
 def send_command(
@@ -211,6 +224,7 @@ def send_command(
     new_subscribers: bool,
     resend_uncertain: bool,
     test_to: str | None,
+    workers: int,
     as_json: bool,
 ) -> None:
     """Send the issue to every active subscriber, exactly once.
@@ -224,6 +238,7 @@ def send_command(
       digest send --week 2026-W47 --dry-run
       digest send --week 2026-W47 --test me@example.com
       digest send --week 2026-W47 --limit 100
+      digest send --week 2026-W47 --workers 4
       digest send --week 2026-W47 --new-subscribers
       digest send --week 2026-W47 --json
     """
@@ -237,25 +252,42 @@ def send_command(
         if result.state != "sent":
             raise click.exceptions.Exit(1)
         return
+    if workers > 1 and (dry_run or limit is not None or new_subscribers):
+        raise click.UsageError(
+            "--workers cannot be combined with --dry-run, --limit or --new-subscribers"
+        )
     progress = _Progress(
         tty=isatty() and not as_json, every=config.send.progress_every, enabled=not dry_run
     )
     try:
         with _Stopper() as stopper:
-            report = send_issue(
-                config,
-                now=now(),
-                week=week,
-                since=since,
-                until=until,
-                dry_run=dry_run,
-                limit=limit,
-                force=force,
-                new_subscribers=new_subscribers,
-                resend_uncertain=resend_uncertain,
-                progress=progress,
-                stop=stopper,
-            )
+            if workers > 1:
+                report = send_in_processes(
+                    config,
+                    workers=workers,
+                    now=now(),
+                    week=week,
+                    since=since,
+                    until=until,
+                    force=force,
+                    resend_uncertain=resend_uncertain,
+                    progress=progress,
+                )
+            else:
+                report = send_issue(
+                    config,
+                    now=now(),
+                    week=week,
+                    since=since,
+                    until=until,
+                    dry_run=dry_run,
+                    limit=limit,
+                    force=force,
+                    new_subscribers=new_subscribers,
+                    resend_uncertain=resend_uncertain,
+                    progress=progress,
+                    stop=stopper,
+                )
     except KeyboardInterrupt:
         # the second Ctrl-C: what was recorded is committed; batches that were in flight
         # stay `sending`, which the next run settles as it settles a crash

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -34,15 +33,16 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
       digest serve --port 0 --json     # prints {"url": "http://127.0.0.1:PORT", ...}
     """
     from digest.audience.links import public_base
+    from digest.safelog import install as install_safe_logging
     from digest.schedule.scheduler import Schedule
     from digest.serve.app import bind, serve
     from digest.serve.service import require_server_secret
 
     config = state.config
     require_server_secret(config)  # fail before binding, with the fix in the message
-    # Every change to the store is logged, whatever -v says; request lines never are.
-    service_log = logging.getLogger("digest.serve")
-    service_log.setLevel(min(logging.INFO, service_log.getEffectiveLevel()))
+    # Every change to the store is logged, whatever -v says, as a record no request can
+    # imitate (every message escaped, tracebacks indented); request lines never are.
+    install_safe_logging()
     chosen_host = host or config.serve.host
     chosen_port = config.serve.port if port is None else port
     try:

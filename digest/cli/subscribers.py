@@ -17,6 +17,12 @@ from digest.audience.lifecycle import (
     forget,
     show,
 )
+from digest.audience.newsletters import (
+    NewsletterChoices,
+    assign_imported,
+    check_names,
+    export_emails,
+)
 from digest.audience.records import describe
 from digest.audience.status import Cause
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
@@ -24,11 +30,12 @@ from digest.audience.tokens import TokenError
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
 from digest.delivery.ledger import scrub_address as scrub_ledger
 from digest.delivery.reports import audience_report
+from digest.store.database import locate
 
 
 def _store(state: State) -> SubscriberStore:
     config = state.config
-    return SubscriberStore(config.path(config.subscribers.database))
+    return SubscriberStore(locate(config, config.subscribers.database))
 
 
 @main.group("subscribers")
@@ -60,6 +67,14 @@ def subscribers_group() -> None:
     help="Read the file as this platform's export (normally recognised by its header).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option(
+    "--assign",
+    "assign",
+    multiple=True,
+    metavar="NEWSLETTER",
+    help="Everyone in the file receives this newsletter (repeat for several); new "
+    "subscribers receive only those named.",
+)
 @json_option
 @pass_state
 def import_command(
@@ -68,6 +83,7 @@ def import_command(
     mapping: tuple[str, ...],
     platform: str | None,
     dry_run: bool,
+    assign: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Add or update subscribers from another platform's export (safe to run again).
@@ -83,9 +99,18 @@ def import_command(
       digest subscribers import content/subscribers.json
       digest subscribers import subscribed_members_export.csv --dry-run
       digest subscribers import list.csv --map email="E-mail",name="Vorname"
+      digest subscribers import links-readers.csv --assign links
     """
     config = state.config
+    lists = check_names(state.whole_config, assign) if assign else ()  # before any change
     with _store(state) as store:
+        emails: list[str] = []
+        if lists:
+            emails = export_emails(
+                file, Categories.from_config(config), mapping=parse_mapping(mapping),
+                platform=platform,
+            )  # fmt: skip
+        existed = {email for email in emails if store.get(email) is not None}
         report = import_file(
             store,
             file,
@@ -97,6 +122,8 @@ def import_command(
             dry_run=dry_run,
             address=address_form(config),
         )
+        if lists and not dry_run:
+            assign_imported(store, emails, existed, state.whole_config, lists)
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -296,7 +323,8 @@ def forget_command(state: State, email: str, yes: bool) -> None:
     Their row (address, name, preferences, consent, link secret) is deleted and their
     address is blanked in the send ledger; a keyed hash of the address is kept so that
     no import, `add` or form brings it back unless its owner confirms a new
-    subscription. Needs the server secret ($DIGEST_SECRET), whose key the hash uses.
+    subscription. The hash is keyed by the privacy key (privacy.key beside the link key
+    file, which never rotates; keep it with your backups).
 
     \b
     Examples:
@@ -308,7 +336,7 @@ def forget_command(state: State, email: str, yes: bool) -> None:
         click.confirm(f"Erase {email} for good?", abort=True)
     with _store(state) as store:
         erased = forget(store, email, now=now(), erasure_key=key)
-    scrubbed = scrub_ledger(config.path(config.ledger.database), erased.email)
+    scrubbed = scrub_ledger(locate(config, config.ledger.database), erased.email)
     what = "erased" if erased.existed else "not in the store; suppressed"
     click.echo(
         f"{erased.email}: {what} (erasure recorded {erased.forgotten_at}); "
@@ -335,7 +363,9 @@ def stats_command(state: State, as_json: bool) -> None:
     """
     config = state.config
     report = audience_report(
-        config.path(config.subscribers.database), config.path(config.ledger.database), now=now()
+        locate(config, config.subscribers.database),
+        locate(config, config.ledger.database),
+        now=now(),
     )
     if as_json:
         emit_json(report.as_dict())
@@ -361,3 +391,32 @@ def stats_command(state: State, as_json: bool) -> None:
         states = ", ".join(f"{n} {s}" for s, n in issue.states.items() if n) or "nothing"
         followed = ", ".join(f"{n} {s}" for s, n in issue.followed.items() if n) or "none"
         click.echo(f"{issue.issue_id}: {states}; after it: {followed}")
+
+
+@subscribers_group.command("newsletters")
+@click.argument("email")
+@click.argument("names", nargs=-1, metavar="[NEWSLETTER]...")
+@json_option
+@pass_state
+def newsletters_command(state: State, email: str, names: tuple[str, ...], as_json: bool) -> None:
+    """Show which newsletters a subscriber receives, or set them.
+
+    Someone who never chose receives the config's first newsletter.
+
+    \b
+    Examples:
+      digest subscribers newsletters ada@example.com
+      digest subscribers newsletters ada@example.com weekly links
+    """
+    config = state.whole_config
+    with _store(state) as store, NewsletterChoices(store) as choices:
+        subscriber = store.get(email)
+        if subscriber is None:
+            raise click.ClickException(f"{email} is not a subscriber")
+        if names:
+            choices.choose(subscriber, check_names(config, names))
+        receives = choices.receives(subscriber, config)
+    if as_json:
+        emit_json({"email": subscriber.email, "newsletters": list(receives)})
+    else:
+        click.echo(f"{subscriber.email}: {', '.join(receives)}")

@@ -24,12 +24,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from digest.config.cron import check_cron
+from digest.config.database import DatabaseURL as DatabaseURL
+from digest.config.database import parse_database_url as parse_database_url
 from digest.config.problems import describe_errors
 from digest.config.providers import provider_problems
 from digest.config.secret import _ENV_REF
@@ -107,6 +110,35 @@ class ContentConfig(_Section):
     max_file_size: int = Field(
         default=5_000_000, ge=1, description="Posts larger than this (bytes) are skipped."
     )
+    feeds_dir: Path = Field(
+        default=Path("data/feeds"),
+        description="Each feed's cache (what it last answered, its ETag and Last-Modified) "
+        "and health record (the last fetch, failures in a row).",
+    )
+    failing_after: int = Field(
+        default=3,
+        ge=1,
+        description="`digest check` flags a source that has failed this many fetches in a row.",
+    )
+    max_yaml_nodes: int = Field(
+        default=10_000,
+        ge=1,
+        description="A post whose front matter holds more values (scalars, lists, mappings) "
+        "is reported and skipped.",
+    )
+    max_yaml_aliases: int = Field(
+        default=100,
+        ge=0,
+        description="A post whose front matter uses more YAML aliases (*name) is reported "
+        "and skipped.",
+    )
+    max_yaml_expanded: int = Field(
+        default=100_000,
+        ge=1,
+        description="A post whose front matter would hold more values with every alias "
+        "expanded (a 'billion laughs') is reported and skipped before it is built.",
+    )
+
     excerpt_patterns: list[str] = Field(
         default_factory=list,
         description="Regular expressions (case-insensitive) removed from every excerpt, on "
@@ -122,6 +154,95 @@ class ContentConfig(_Section):
             except re.error as exc:
                 raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
         return value
+
+
+_DEFAULT_SOURCE_TIMEOUT = timedelta(seconds=20)
+
+
+class SourceConfig(_Section):
+    """One place posts come from: a folder of Markdown files, or a feed.
+
+    Write ``{path: content/posts}`` for a folder, or ``{feed: https://blog.example.com/feed}``
+    for an RSS 2.0, Atom or JSON Feed 1.x feed (a URL, or a file path relative to the config
+    file).
+    """
+
+    path: Path | None = Field(default=None, description="A folder of Markdown posts.")
+    feed: str | None = Field(
+        default=None,
+        description="An RSS 2.0, Atom or JSON Feed 1.x feed: an http(s) URL or a file path.",
+    )
+    name: str | None = Field(
+        default=None,
+        description="What reports and `digest check` call this source (default: its path or URL).",
+    )
+    category: str | None = Field(
+        default=None, description="The category of entries that name none (feeds only)."
+    )
+    timeout: Annotated[
+        timedelta, Field(description="How long one fetch may take, in total (feeds only).")
+    ] = _DEFAULT_SOURCE_TIMEOUT
+    max_bytes: int = Field(
+        default=10_000_000, ge=1, description="A feed larger than this (bytes) is refused."
+    )
+    max_redirects: int = Field(
+        default=5, ge=0, le=20, description="Redirects followed when fetching a feed."
+    )
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> timedelta:
+        duration = _parse_duration(value)
+        if duration <= timedelta(0):
+            raise ValueError("expected a duration above zero, such as 20s")
+        return duration
+
+    @field_validator("feed")
+    @classmethod
+    def _feed(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value:
+            raise ValueError("expected a URL such as https://blog.example.com/feed or a file")
+        if re.match(r"^[a-z][a-z0-9+.-]*://", value, flags=re.IGNORECASE) and not re.match(
+            r"^https?://[^/\s]+", value, flags=re.IGNORECASE
+        ):
+            raise ValueError(f"'{value}': only http:// and https:// feeds can be fetched")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceConfig:
+        if (self.path is None) == (self.feed is None):
+            raise ValueError("a source has either path: (a Markdown folder) or feed: (a feed)")
+        if self.path is not None and self.category is not None:
+            raise ValueError("category: applies to feeds; a Markdown post names its own")
+        return self
+
+    @property
+    def is_feed(self) -> bool:
+        return self.feed is not None
+
+    @property
+    def is_remote(self) -> bool:
+        return self.feed is not None and bool(re.match(r"^https?://", self.feed, re.IGNORECASE))
+
+    @property
+    def label(self) -> str:
+        """The name reports use: ``name``, else the path or URL as written."""
+        return self.name or str(self.feed if self.feed is not None else self.path)
+
+    def file(self, root: Path) -> Path:
+        """The folder, or the feed file, made absolute against ``root``."""
+        value = self.path if self.path is not None else Path(self.feed or "")
+        value = value.expanduser()
+        return value if value.is_absolute() else root / value
+
+    def location(self, root: Path) -> str:
+        """Where the source is: its URL, or its absolute path."""
+        if self.is_remote:
+            return str(self.feed)
+        return str(self.file(root))
 
 
 class CategorySection(_Section):
@@ -264,7 +385,10 @@ class EmailConfig(_Section):
         description="Preview text template, kept to 40–110 characters.",
     )
     size_budget_kb: int = Field(
-        default=100, ge=10, description="The HTML must stay under this (Gmail clips ~102 KB)."
+        default=100,
+        ge=10,
+        description="The HTML part as sent (personalised, quoted-printable) must stay under "
+        "this many kilobytes of 1,000 bytes; Gmail clips at about 102 KB.",
     )
     trim_policy: list[TrimStep] = Field(
         default_factory=lambda: list(TRIM_STEPS),
@@ -319,6 +443,22 @@ class SendConfig(_Section):
         default=None, ge=1, description="Messages per request (default: the provider's most)."
     )
     max_attempts: int = Field(default=5, ge=1, description="Tries per message before giving up.")
+    lease: Annotated[
+        timedelta,
+        Field(
+            description="How long a sender holds the rows it took without renewing them; "
+            "the rows of a sender that died go to the others after it."
+        ),
+    ] = timedelta(seconds=60)
+
+    @field_validator("lease", mode="before")
+    @classmethod
+    def _lease(cls, value: Any) -> timedelta:
+        lease = _parse_duration(value)
+        if lease < timedelta(seconds=1):
+            raise ValueError("expected at least 1s")
+        return lease
+
     uncertain: Literal["hold", "resend"] = Field(
         default="hold",
         description="Messages that may have reached the provider without an answer, which "
@@ -448,6 +588,12 @@ class WebhooksConfig(_Section):
             "keep mailing a dead address. Repeats within it are recognised and skipped."
         ),
     ] = timedelta(hours=24)
+    mailgun_confirm: bool = Field(
+        default=False,
+        description="Mailgun signs only timestamp + token, not the body: with this on, each "
+        "bounce, complaint or unsubscribe a Mailgun webhook reports is looked up in Mailgun's "
+        "events API (provider.api_key, provider.domain) and applied only if Mailgun has it.",
+    )
 
     @field_validator("tolerance", "max_age", mode="before")
     @classmethod
@@ -488,6 +634,22 @@ class ServeConfig(_Section):
     confirm_ttl: Annotated[timedelta, Field(description="How long a confirmation link works.")] = (
         timedelta(days=2)
     )
+    mail_per_address: int = Field(
+        default=3,
+        ge=0,
+        description="Most emails the service sends one mailbox (confirmations, 'already "
+        "subscribed' notes) within serve.mail_window, whoever asks; more subscribe requests "
+        "get the same answer and no mail. A +tag does not make another mailbox.",
+    )
+    mail_window: Annotated[
+        timedelta, Field(description="The window serve.mail_per_address counts in.")
+    ] = timedelta(days=1)
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        description="Deepest nesting of arrays and objects a JSON body may have (subscribe "
+        "and webhooks); deeper bodies get 400.",
+    )
     consent_text: str = Field(
         default="Send me the weekly digest by email. I can unsubscribe at any time.",
         description="The consent text the subscribe form shows; each consent record keeps it.",
@@ -514,7 +676,7 @@ class ServeConfig(_Section):
                 raise ValueError(f"'{origin}' is not an origin such as https://blog.example.com")
         return [origin.rstrip("/") for origin in value]
 
-    @field_validator("confirm_ttl", mode="before")
+    @field_validator("confirm_ttl", "mail_window", mode="before")
     @classmethod
     def _confirm_ttl(cls, value: Any) -> timedelta:
         return _parse_duration(value)
@@ -527,15 +689,86 @@ class PreviewConfig(_Section):
     port: int = Field(default=8000, ge=0, le=65535, description="Listen port.")
 
 
+NEWSLETTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+DEFAULT_NEWSLETTER = "default"
+
+
+class NewsletterConfig(_Section):
+    """One newsletter of several sent from the same site and subscriber list.
+
+    Every option left out is the top-level one. The first newsletter listed is the default:
+    its issue ids, ledger, runs and archive are exactly those of a config without
+    ``newsletters:``; every other one's issue ids start with its name (``links-2026-W47``) and
+    its scheduled runs are kept in their own file.
+    """
+
+    name: str = Field(
+        description="A short name for commands and links (--newsletter NAME): lower-case "
+        "letters, digits and hyphens."
+    )
+    title: str | None = Field(
+        default=None, description="What subscribers see on the subscribe and preference pages."
+    )
+    description: str = Field(default="", description="One line under the title on those pages.")
+    sources: list[SourceConfig] | None = Field(
+        default=None, description="Where its posts come from (default: the top-level sources)."
+    )
+    categories: CategoriesConfig | None = Field(default=None, description="Its sections.")
+    filters: FilterConfig | None = Field(default=None, description="Its tag filters.")
+    limits: LimitsConfig | None = Field(default=None, description="How many posts it holds.")
+    from_name: str | None = Field(default=None, description="The name in its From header.")
+    subject: str | None = Field(default=None, description="Its subject template.")
+    preheader: str | None = Field(default=None, description="Its preview text template.")
+    templates_dir: Path | None = Field(default=None, description="Its own templates.")
+    period: Literal["week", "day"] | None = Field(
+        default=None, description="week or day: what its issues cover (a daily digest)."
+    )
+    schedule: ScheduleConfig | None = Field(
+        default=None,
+        description="When it is sent. Its runs database and lock default to the top-level "
+        "ones with the newsletter's name added (data/runs-links.sqlite).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NEWSLETTER_NAME.match(value):
+            raise ValueError(
+                f"'{value}' is not a newsletter name: a lower-case letter, then letters, "
+                "digits and hyphens, such as weekly or links"
+            )
+        return value
+
+
+def _with_name(path: Path, name: str) -> Path:
+    """``data/runs.sqlite`` -> ``data/runs-links.sqlite``."""
+    return path.with_name(f"{path.stem}-{name}{path.suffix}")
+
+
 class Config(_Section):
     """The whole of config.yaml."""
 
     site: SiteConfig
     content: ContentConfig = Field(default_factory=ContentConfig)
+    sources: list[SourceConfig] | None = Field(
+        default=None,
+        description="Where posts come from: Markdown folders ({path: DIR}) and feeds "
+        "({feed: URL or file}). Default: the one folder content.posts_dir.",
+    )
+    newsletters: list[NewsletterConfig] = Field(
+        default_factory=list,
+        description="Several newsletters from one config, each overriding the top-level "
+        "options it names. Empty: one newsletter, the top-level options as they are.",
+    )
     timezone: str = Field(default="UTC", description="The site's timezone (IANA name).")
     week_start: Literal[
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
     ] = Field(default="monday", description="The first day of an issue's week.")
+    period: Literal["week", "day"] = Field(
+        default="week",
+        description="What an issue covers: the last complete week, or the last complete day "
+        "(midnight to midnight in the site's timezone; issue ids such as 2026-11-17).",
+    )
     categories: CategoriesConfig = Field(default_factory=CategoriesConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -551,14 +784,144 @@ class Config(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     out_dir: Path = Field(default=Path("out"), description="Where builds and reports go.")
+    database: DatabaseURL | None = Field(
+        default=None,
+        description="A postgresql:// URL (password as ${ENV}) that holds every store: "
+        "subscribers, ledger, runs and serve's shared state. Unset: the SQLite files.",
+    )
 
     # Set by load_config: the file this came from and the folder paths are relative to.
     source: Path | None = Field(default=None, exclude=True)
+    # Set by for_newsletter: which newsletter this config is (None: the default one).
+    _newsletter: str | None = PrivateAttr(default=None)
+    # ... and the config as written, which every newsletter's view is made from.
+    _whole: Config | None = PrivateAttr(default=None)
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
         return _check_timezone(value)
+
+    @model_validator(mode="after")
+    def _sources_and_newsletters(self) -> Config:
+        if self.sources is not None and "posts_dir" in self.content.model_fields_set:
+            raise ValueError(
+                "sources: and content.posts_dir both say where posts are; list the folder "
+                "under sources: as {path: " + str(self.content.posts_dir) + "}"
+            )
+        if self.sources is not None and not self.sources:
+            raise ValueError("sources: is empty; list at least one {path: DIR} or {feed: URL}")
+        seen: set[str] = set()
+        for newsletter in self.newsletters:
+            if newsletter.name in seen:
+                raise ValueError(f"newsletters: '{newsletter.name}' is listed twice")
+            seen.add(newsletter.name)
+            if newsletter.sources is not None and not newsletter.sources:
+                raise ValueError(f"newsletters: '{newsletter.name}' has an empty sources: list")
+        return self
+
+    @property
+    def source_list(self) -> list[SourceConfig]:
+        """Every source of posts; ``content.posts_dir`` alone when ``sources:`` is not set."""
+        if self.sources is not None:
+            return list(self.sources)
+        return [SourceConfig(path=self.content.posts_dir)]
+
+    @property
+    def newsletter_names(self) -> list[str]:
+        """Every newsletter's name, the default one first."""
+        return [n.name for n in self.newsletters] or [DEFAULT_NEWSLETTER]
+
+    @property
+    def newsletter_name(self) -> str:
+        """The name of the newsletter this config is for."""
+        return self._newsletter or self.newsletter_names[0]
+
+    @property
+    def is_default_newsletter(self) -> bool:
+        return self.newsletter_name == self.newsletter_names[0]
+
+    @property
+    def issue_prefix(self) -> str:
+        """What this newsletter's issue ids start with: nothing for the default one."""
+        return "" if self.is_default_newsletter else f"{self.newsletter_name}-"
+
+    def owns_issue(self, issue_id: str) -> bool:
+        """Whether ``issue_id`` is one of this newsletter's issues (by its prefix)."""
+        if self.issue_prefix:
+            return issue_id.startswith(self.issue_prefix)
+        others = [f"{n}-" for n in self.newsletter_names if n != self.newsletter_name]
+        return not any(issue_id.startswith(prefix) for prefix in others)
+
+    def newsletter_title(self, name: str | None = None) -> str:
+        """What subscribers see as the newsletter's name."""
+        chosen = name or self.newsletter_name
+        for newsletter in self.newsletters:
+            if newsletter.name == chosen:
+                return newsletter.title or (
+                    self.site.name if chosen == self.newsletter_names[0] else chosen
+                )
+        return self.site.name
+
+    def newsletter_description(self, name: str) -> str:
+        return next((n.description for n in self.newsletters if n.name == name), "")
+
+    def for_newsletter(self, name: str | None) -> Config:
+        """This config as one newsletter sees it: its overrides applied to the top level.
+
+        ``None`` is the default (first) newsletter. An unknown name is a ConfigError that
+        lists the known ones. Asked of one newsletter's view, it answers from the config as
+        written, never from that view.
+        """
+        if self._whole is not None:
+            return self._whole.for_newsletter(name)
+        names = self.newsletter_names
+        chosen = name or names[0]
+        if chosen not in names:
+            raise ConfigError(
+                f"--newsletter {chosen}: no such newsletter; the config has {', '.join(names)}"
+            )
+        spec = next((n for n in self.newsletters if n.name == chosen), None)
+        if spec is None:
+            return self
+        default = chosen == names[0]
+        schedule = spec.schedule or self.schedule
+        if not default:
+            moved: dict[str, Any] = {}
+            if spec.schedule is None or "database" not in spec.schedule.model_fields_set:
+                moved["database"] = _with_name(self.schedule.database, chosen)
+            if spec.schedule is None or "lock" not in spec.schedule.model_fields_set:
+                moved["lock"] = _with_name(self.schedule.lock, chosen)
+            schedule = schedule.model_copy(update=moved)
+        email_update: dict[str, Any] = {}
+        if spec.subject is not None:
+            email_update["subject"] = spec.subject
+        if spec.preheader is not None:
+            email_update["preheader"] = spec.preheader
+        if spec.templates_dir is not None:
+            email_update["templates_dir"] = spec.templates_dir
+        site = self.site
+        if spec.title is not None:
+            site = site.model_copy(update={"name": spec.title})
+        sender = self.sender
+        if spec.from_name is not None:
+            sender = sender.model_copy(update={"from_name": spec.from_name})
+        derived = self.model_copy(
+            update={
+                "site": site,
+                "sender": sender,
+                "sources": spec.sources if spec.sources is not None else self.sources,
+                "categories": spec.categories or self.categories,
+                "filters": spec.filters or self.filters,
+                "limits": spec.limits or self.limits,
+                "email": self.email.model_copy(update=email_update),
+                "schedule": schedule,
+                "period": spec.period or self.period,
+            }
+        )
+        derived._newsletter = chosen
+        derived._whole = self
+        return derived
 
     @property
     def tz(self) -> ZoneInfo:
@@ -574,10 +937,10 @@ class Config(_Section):
 
     @property
     def list_id(self) -> str:
-        if self.sender.list_id:
-            return self.sender.list_id
-        host = re.sub(r"^https?://", "", self.site.base_url).split("/")[0]
-        return host
+        """The List-Id: the configured one or the site's host; a newsletter other than the
+        first is its own list, with its name in front (``links.example.com``)."""
+        base = self.sender.list_id or re.sub(r"^https?://", "", self.site.base_url).split("/")[0]
+        return base if self.is_default_newsletter else f"{self.newsletter_name}.{base}"
 
 
 def format_validation_errors(

@@ -20,7 +20,7 @@ from digest.store.sqlite import retry_when_busy
 logger = logging.getLogger(__name__)
 
 # Bump when what read_post_metadata() stores changes, so old entries are re-parsed.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6  # 6: bounded front matter, field types checked, controls stripped
 
 
 class CacheRow(NamedTuple):

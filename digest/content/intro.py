@@ -18,6 +18,8 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from digest.config import Config
+from digest.content.frontmatter import FrontMatterTooLarge, YamlLimits, load_bounded
+from digest.content.posts import strip_controls
 from digest.errors import ContentError
 
 _SAFE_LINK = re.compile(r"^(https?:|mailto:|\[\[digest:[a-z_]+\]\])", re.IGNORECASE)
@@ -94,7 +96,9 @@ def _split_front_matter(source: str, path: Path) -> tuple[dict[str, Any], str]:
     if match is None:
         raise ContentError(f"{path}: the front matter is never closed; add a line '---' after it")
     try:
-        meta = yaml.safe_load(match.group(1)) or {}
+        meta = load_bounded(match.group(1), YamlLimits()) or {}
+    except FrontMatterTooLarge as exc:
+        raise ContentError(f"{path}: {exc.reason}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 2}" if mark is not None else ""
@@ -110,7 +114,7 @@ def _optional_text(meta: dict[str, Any], key: str, path: Path) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ContentError(f"{path}: '{key}' in the front matter must be text")
-    return " ".join(value.split())
+    return " ".join(strip_controls(value).split())
 
 
 def _to_text(tokens: list[Token]) -> str:

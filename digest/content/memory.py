@@ -1,7 +1,7 @@
 """What earlier issues held, so a story is not sent twice.
 
 Each built issue's ``manifest.json`` carries a ``memory`` list: per post in the email, its
-slug, normalised title, normalised source and body sketch (128 integers). That is all a
+slug, normalised title, normalised source and body sketch (128 hashes, base64). That is all a
 later issue needs to leave out a post whose title, source or near-identical body was in an
 earlier one, and it costs a few kilobytes per issue. :func:`earlier_issues` reads the
 memories of issues whose window starts before a given one, newest first.
@@ -9,6 +9,8 @@ memories of issues whose window starts before a given one, newest first.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Iterable
@@ -45,6 +47,24 @@ def normalise_source(url: str) -> str:
     return f"{host}{path}" if host else url.strip().casefold()
 
 
+def pack_sketch(sketch: tuple[int, ...]) -> str:
+    """A sketch as base64 of its 8-byte hashes: about a third of the JSON list's size."""
+    return base64.b64encode(b"".join(h.to_bytes(8, "big") for h in sketch)).decode("ascii")
+
+
+def unpack_sketch(value: Any) -> tuple[int, ...]:
+    """The hashes of a packed sketch (or of a plain list); empty when unreadable."""
+    if isinstance(value, list):
+        return tuple(int(h) for h in value if isinstance(h, int))
+    if not isinstance(value, str):
+        return ()
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        return ()
+    return tuple(int.from_bytes(data[i : i + 8], "big") for i in range(0, len(data) - 7, 8))
+
+
 def memory_of(posts: Iterable[Post]) -> list[dict[str, Any]]:
     """The ``memory`` entry of a manifest for the posts an email holds."""
     return [
@@ -52,7 +72,7 @@ def memory_of(posts: Iterable[Post]) -> list[dict[str, Any]]:
             "slug": post.slug,
             "title": normalise_title(post.title),
             "source": normalise_source(post.source) if post.source else None,
-            "sketch": list(post.sketch),
+            "sketch": pack_sketch(post.sketch),
         }
         for post in posts
     ]
@@ -93,7 +113,7 @@ def earlier_issues(out_dir: Path, before: datetime, limit: int) -> list[Remember
                     slug=str(entry.get("slug", "")),
                     title_key=str(entry.get("title", "")),
                     source_key=entry.get("source") or None,
-                    sketch=tuple(int(h) for h in entry.get("sketch") or ()),
+                    sketch=unpack_sketch(entry.get("sketch")),
                 )
             )
     return remembered

@@ -5,14 +5,16 @@ Commands call these; each takes the config and the clock, and returns plain resu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
-from digest.config import Config
-from digest.content.cache import PostCache
+import httpx
+
+from digest.config import Config, SourceConfig
+from digest.content.frontmatter import YamlLimits
 from digest.content.memory import earlier_issues
-from digest.content.posts import ExcerptReport, LoadResult, Post, excerpt_report, load_posts
+from digest.content.posts import ExcerptReport, LoadResult, Post, excerpt_report
 from digest.content.select import (
     NEAR_WINDOW,
     Rules,
@@ -21,6 +23,8 @@ from digest.content.select import (
     resolve_window,
     select_posts,
 )
+from digest.content.sources.load import SourcesResult, load_sources
+from digest.content.sources.state import SourceStates
 from digest.content.text import ExcerptCleaner
 
 
@@ -30,22 +34,70 @@ class Loaded:
     selection: Selection
 
 
-def load(config: Config, *, use_cache: bool = True, around: Window | None = None) -> LoadResult:
-    """Every post, or with ``around`` only those within a day of that window."""
-    cache = PostCache(config.path(config.content.cache_dir)) if use_cache else None
+def load(
+    config: Config,
+    *,
+    use_cache: bool = True,
+    around: Window | None = None,
+    now: datetime | None = None,
+    client: httpx.Client | None = None,
+) -> SourcesResult:
+    """Every post from every source, or with ``around`` only those within a day of that
+    window. ``now`` stamps the sources' health records and dates undated feed entries;
+    ``client`` fetches feeds (one is made when None). Without ``use_cache`` every file is
+    read and every feed fetched and parsed afresh (health is still recorded)."""
     between = (around.start - NEAR_WINDOW, around.end + NEAR_WINDOW) if around else None
-    try:
-        return load_posts(
-            config.path(config.content.posts_dir),
-            config.tz,
-            cache=cache,
-            max_size=config.content.max_file_size,
-            between=between,
-            cleaner=ExcerptCleaner(config.content.excerpt_patterns),
-        )
-    finally:
-        if cache is not None:
-            cache.close()
+    rules = Rules.from_config(config)
+
+    def category_of(categories: list[str]) -> str | None:
+        # The first category that is a section (through its aliases), else the first.
+        known = next((c for c in categories if rules.section_of(c)), None)
+        return known or (categories[0] if categories else None)
+
+    return _load(config, config.source_list, use_cache, between, now, client, category_of)
+
+
+def _load(
+    config: Config,
+    sources: list[SourceConfig],
+    use_cache: bool,
+    between: tuple[datetime, datetime] | None,
+    now: datetime | None,
+    client: httpx.Client | None,
+    category_of: Callable[[list[str]], str | None],
+) -> SourcesResult:
+    return load_sources(
+        sources,
+        tz=config.tz,
+        root=config.root,
+        now=now or datetime.now(timezone.utc),
+        states=SourceStates(
+            config.path(config.content.feeds_dir), config.root, fresh=not use_cache
+        ),
+        cache_dir=config.path(config.content.cache_dir) if use_cache else None,
+        max_size=config.content.max_file_size,
+        between=between,
+        client=client,
+        category_of=category_of,
+        primary_folder=config.path(config.content.posts_dir),
+        cleaner=ExcerptCleaner(config.content.excerpt_patterns),
+        limits=YamlLimits.from_config(config.content),
+    )
+
+
+def load_every_source(
+    config: Config, *, now: datetime | None = None, client: httpx.Client | None = None
+) -> SourcesResult:
+    """Every source of every newsletter, each read once (what `digest check` reports)."""
+    seen: dict[str, SourceConfig] = {}
+    for name in config.newsletter_names:
+        for source in config.for_newsletter(name).source_list:
+            seen.setdefault(source.location(config.root), source)
+
+    def first(categories: list[str]) -> str | None:
+        return categories[0] if categories else None
+
+    return _load(config, list(seen.values()), True, None, now, client, first)
 
 
 def load_and_select(
@@ -56,10 +108,11 @@ def load_and_select(
     since: date | None = None,
     until: date | None = None,
     use_cache: bool = True,
+    client: httpx.Client | None = None,
 ) -> Loaded:
     """Load every post and select the issue for the requested window."""
     chosen = resolve_window(config, now, week=week, since=since, until=until)
-    result = load(config, use_cache=use_cache, around=chosen)
+    result = load(config, use_cache=use_cache, around=chosen, now=now, client=client)
     earlier = earlier_issues(
         config.path(config.out_dir), chosen.start, config.dedupe.earlier_issues
     )
@@ -94,5 +147,5 @@ def excerpt_reports(
     return [
         excerpt_report(post.path, config.content.max_file_size, cleaner)
         for post in result.posts
-        if around is None or post.date in around
+        if (around is None or post.date in around) and "feed" not in post.extra  # a file
     ]

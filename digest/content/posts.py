@@ -15,19 +15,21 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from frontmatter.default_handlers import YAMLHandler
 
 from digest.content.cache import CacheRow, PostCache
+from digest.content.frontmatter import FrontMatterHandler, FrontMatterTooLarge, YamlLimits
 from digest.content.text import (
     DEFAULT_CLEANER,
     EXCERPT_LENGTH,
@@ -43,73 +45,13 @@ from digest.content.text import (
     sketch,
     tidy_excerpt,
 )
+from digest.safelog import clean
 
 logger = logging.getLogger(__name__)
 
 _UTC = ZoneInfo("UTC")
-_BASE_LOADER: type[Any] = getattr(yaml, "CBaseLoader", yaml.BaseLoader)  # libyaml if there
-
-
-class _NodeLoader(_BASE_LOADER):  # type: ignore[misc]
-    """Composes nodes without resolving tags: FrontMatterHandler never reads them."""
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        return ""
-
 
 HEAD_BYTES = 8 * 1024  # most front matter fits; more is read only when it does not
-
-
-class FrontMatterHandler(YAMLHandler):
-    """python-frontmatter's YAML handler, loading the way digest reads front matter.
-
-    Every scalar stays a string (as with PyYAML's BaseLoader): dates, booleans and numbers
-    are read by digest's own rules (the site's timezone, "yes"/"true"), not by YAML's
-    implicit typing. libyaml parses the text into nodes; the nodes are turned into str,
-    list and dict here directly, which is several times faster than PyYAML's generic
-    constructor and matters on a cold run over thousands of posts. An alias is shared, not
-    copied, so a "billion laughs" document stays small; a recursive one is an error.
-    """
-
-    def load(self, fm: str, **kwargs: Any) -> Any:
-        loader = _NodeLoader(fm)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
-        return None if node is None else _construct(node, {}, set())
-
-
-def _construct(node: yaml.Node, done: dict[int, Any], open_: set[int]) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return node.value
-    key = id(node)
-    if key in done:
-        return done[key]
-    if key in open_:
-        raise yaml.constructor.ConstructorError(
-            None, None, "found a recursive alias", node.start_mark
-        )
-    open_.add(key)
-    value: Any
-    if isinstance(node, yaml.SequenceNode):
-        value = [_construct(item, done, open_) for item in node.value]
-    else:
-        value = {}
-        for key_node, value_node in node.value:
-            name = _construct(key_node, done, open_)
-            if not isinstance(name, str):
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    "found unhashable key",
-                    key_node.start_mark,
-                )
-            value[name] = _construct(value_node, done, open_)
-    open_.discard(key)
-    done[key] = value
-    return value
-
 
 _HANDLER = FrontMatterHandler()
 
@@ -133,6 +75,7 @@ class Post:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # A MinHash sketch of the body (digest.content.text.sketch), for near-duplicates.
     sketch: tuple[int, ...] = field(default=(), compare=False, hash=False, repr=False)
+    url: str | None = None  # where the post is read (a feed entry's link); None: site.post_url
 
 
 @dataclass(frozen=True)
@@ -143,7 +86,8 @@ class PostProblem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+        # a file name can hold a newline: shown escaped, it cannot forge a line of output
+        return f"{clean(str(self.path), 1000)}: {clean(self.reason, 1000)}"
 
 
 @dataclass
@@ -196,16 +140,28 @@ def parse_date(value: Any, tz: ZoneInfo) -> datetime:
                     raise ValueError from None
             except ValueError:
                 raise PostReadError(
-                    f"date {value!r} is not a date (use 2026-08-17 or 2026-08-17T09:30:00+02:00)"
+                    f"date {_shown(value)} is not a date "
+                    "(use 2026-08-17 or 2026-08-17T09:30:00+02:00)"
                 ) from None
     else:
-        raise PostReadError(f"date {value!r} is not a date")
+        raise PostReadError(f"date {_shown(value)} is not a date")
     if moment.tzinfo is None:
         return moment.replace(tzinfo=tz)
     return moment.astimezone(tz)
 
 
-def parse_tags(value: Any) -> tuple[str, ...]:
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value for a problem report: its repr (control characters escaped), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def parse_tags(value: Any, key: str = "tags") -> tuple[str, ...]:
+    """Tags from a list of names or one comma-separated line.
+
+    Raises PostReadError for a mapping, or a list holding anything but names: a value is
+    never turned into text it does not hold (``['a', 'b']``).
+    """
     if value is None:
         return ()
     if isinstance(value, str):
@@ -213,31 +169,82 @@ def parse_tags(value: Any) -> tuple[str, ...]:
     elif isinstance(value, (list, tuple)):
         items = value
     else:
-        items = [value]
+        raise PostReadError(f"{key}: {_kind(value)} where a list of tags belongs")
     tags: list[str] = []
-    for item in items:
-        tag = " ".join(decode_entities(str(item)).split())
+    for number, item in enumerate(items, start=1):
+        if not isinstance(item, str):
+            raise PostReadError(f"{key}: item {number} is {_kind(item)}, not a tag")
+        tag = " ".join(strip_controls(decode_entities(item)).split())
         if tag and tag not in tags:
             tags.append(tag)
     return tuple(tags)
 
 
-def _flag(value: Any) -> bool:
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _flag(value: Any, key: str = "") -> bool:
     if isinstance(value, str):
         return value.strip().casefold() in {"true", "yes", "1", "on"}
+    if isinstance(value, (list, tuple, dict)):
+        raise PostReadError(f"{key}: {_kind(value)} where true or false belongs")
     return bool(value)
 
 
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 
+# C0 and C1 control characters and DEL, and the bidirectional embeddings, overrides and
+# isolates that can make a title read differently from what it holds. Tabs and line breaks
+# become spaces (and are folded with the rest of the spacing).
+_CONTROLS = re.compile(
+    "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]"
+)
 
-def _text_field(value: Any) -> str | None:
+
+def strip_controls(value: str) -> str:
+    """``value`` without control characters (see ``_CONTROLS``)."""
+    return _CONTROLS.sub("", value)
+
+
+def _text_field(value: Any, key: str = "") -> str | None:
+    """A one-line text value: character references decoded, spacing folded, control
+    characters gone (also those a reference such as ``&#27;`` decodes to).
+
+    None for a missing or null value; PostReadError for a list or mapping (it is reported
+    with its key, never turned into text like ``['one', 'two']``).
+    """
     if value is None or (isinstance(value, str) and value in _NULLS):
         return None
+    if not isinstance(value, str):
+        if isinstance(value, (list, tuple, dict)):
+            raise PostReadError(f"{key}: {_kind(value)} where text belongs")
+        value = str(value)
     # Folds every Unicode space, no-break ones too; character references are decoded here,
     # once, so no later stage shows "&#8217;" or escapes it again.
-    text = " ".join(decode_entities(str(value)).split())
+    text = " ".join(strip_controls(decode_entities(value)).split())
     return text or None
+
+
+def _first_text(meta: dict[str, Any], *keys: str) -> str | None:
+    """The first of ``keys`` that holds text (each checked for its type)."""
+    for key in keys:
+        text = _text_field(meta.get(key), key)
+        if text:
+            return text
+    return None
+
+
+def _clean_extra(value: Any) -> Any:
+    if isinstance(value, str):
+        return strip_controls(value)
+    if isinstance(value, list):
+        return [_clean_extra(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- reading files
@@ -268,7 +275,9 @@ def _split(text: str) -> tuple[str, str | None]:
     return parts[1], parts[2]
 
 
-def read_post_metadata(path: str | Path, max_size: int, size: int | None = None) -> dict[str, Any]:
+def read_post_metadata(
+    path: str | Path, max_size: int, size: int | None = None, limits: YamlLimits | None = None
+) -> dict[str, Any]:
     """Parse one file into a plain, JSON-safe record (what the cache stores).
 
     Raises PostReadError with the reason the file cannot be used.
@@ -291,7 +300,7 @@ def read_post_metadata(path: str | Path, max_size: int, size: int | None = None)
             except PostReadError:
                 if complete:
                     raise
-                data += handle.read()
+                data += handle.read(max_size + 1 - len(data))  # the file may have grown
                 front, _ = _split(_decode(data))
     except OSError as exc:
         raise PostReadError(f"cannot read it: {exc.strerror or exc}") from None
@@ -299,7 +308,9 @@ def read_post_metadata(path: str | Path, max_size: int, size: int | None = None)
     try:
         # The base loader keeps every scalar a string: dates, booleans and numbers are read
         # by the rules below (timezone, "yes"/"true"), not by YAML's implicit typing.
-        meta = _HANDLER.load(front)
+        meta = (_HANDLER if limits is None else FrontMatterHandler(limits)).load(front)
+    except FrontMatterTooLarge as exc:
+        raise PostReadError(exc.reason) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -310,37 +321,42 @@ def read_post_metadata(path: str | Path, max_size: int, size: int | None = None)
     if not isinstance(meta, dict):
         raise PostReadError("front matter is not a mapping of keys to values")
 
-    title = _text_field(meta.get("title"))
+    title = _text_field(meta.get("title"), "title")
     if not title:
         raise PostReadError("no title in the front matter")
-    if _text_field(meta.get("date")) is None:
+    raw_date = meta.get("date")
+    if isinstance(raw_date, (list, dict)):
+        raise PostReadError(f"date: {_kind(raw_date)} where a date belongs")
+    if _text_field(raw_date, "date") is None:
         raise PostReadError("no date in the front matter")
-    raw_date = meta["date"]
     # Validated now, so that a bad date is reported once, at parse time; the UTC reading is
     # what the cache indexes (see approximate_timestamp).
     timestamp = parse_date(raw_date, _UTC).timestamp()
 
-    raw_excerpt = _text_field(meta.get("excerpt") or meta.get("description") or meta.get("summary"))
+    raw_excerpt = _first_text(meta, "excerpt", "description", "summary")
     date_text = raw_date.isoformat() if isinstance(raw_date, (date, datetime)) else str(raw_date)
     known = {
         "title", "date", "excerpt", "description", "summary", "coverImage", "cover_image",
         "image", "author", "tags", "category", "source", "draft", "featured", "slug",
     }  # fmt: skip
-    extra = {k: v for k, v in meta.items() if k not in known and _json_safe(v)}
+    extra = {
+        strip_controls(k): _clean_extra(v)
+        for k, v in meta.items()
+        if k not in known and _json_safe(v)
+    }
     return {
-        "slug": _text_field(meta.get("slug")) or os.path.splitext(os.path.basename(path))[0],
+        "slug": _text_field(meta.get("slug"), "slug")
+        or os.path.splitext(os.path.basename(path))[0],
         "title": title,
         "date": date_text,
-        "category": _text_field(meta.get("category")),
+        "category": _text_field(meta.get("category"), "category"),
         "tags": list(parse_tags(meta.get("tags"))),
         "excerpt": raw_excerpt,
-        "cover_image": _text_field(
-            meta.get("coverImage") or meta.get("cover_image") or meta.get("image")
-        ),
-        "author": _text_field(meta.get("author")),
-        "source": _text_field(meta.get("source")),
-        "draft": _flag(meta.get("draft", False)),
-        "featured": _flag(meta.get("featured", False)),
+        "cover_image": _first_text(meta, "coverImage", "cover_image", "image"),
+        "author": _text_field(meta.get("author"), "author"),
+        "source": _text_field(meta.get("source"), "source"),
+        "draft": _flag(meta.get("draft", False), "draft"),
+        "featured": _flag(meta.get("featured", False), "featured"),
         "extra": extra,
         "ts": timestamp,
     }
@@ -379,14 +395,14 @@ def finish_post(
     Done only for posts that may go into an issue, so a cold run over a large folder does
     not read or clean thousands of bodies it will never show.
     """
-    excerpt = cleaner.tidy(raw, title).text if raw else ""
+    excerpt = strip_controls(cleaner.tidy(raw, title).text) if raw else ""
     try:
         body = _split(_decode(path.read_bytes()))[1] or ""
     except (OSError, PostReadError):
         return Finished(excerpt)
     if len(excerpt.split()) < SHORT_EXCERPT_WORDS:
         # Missing, boilerplate, or little left after the crumbs: the body may say more.
-        from_body = cleaner.from_body(body, title).text
+        from_body = strip_controls(cleaner.from_body(body, title).text)
         if len(from_body) > len(excerpt):
             excerpt = from_body
     return Finished(excerpt, sketch(body_words(body)))
@@ -488,7 +504,7 @@ def iter_post_files(folder: Path) -> Iterator[os.DirEntry[str]]:
 
 
 def _parse_for_cache(
-    path: str, max_size: int, size: int | None = None
+    path: str, max_size: int, size: int | None = None, limits: YamlLimits | None = None
 ) -> tuple[str | None, str | None, float | None]:
     """(record as JSON, problem, approximate UTC timestamp) of one file.
 
@@ -499,14 +515,14 @@ def _parse_for_cache(
     offset, it only narrows which cached posts are built.
     """
     try:
-        record = read_post_metadata(path, max_size, size)
+        record = read_post_metadata(path, max_size, size, limits)
     except PostReadError as exc:
         return None, str(exc), None
     return json.dumps(record, ensure_ascii=False), None, record["ts"]
 
 
 def _parse_many(
-    paths: list[str], sizes: list[int], max_size: int
+    paths: list[str], sizes: list[int], max_size: int, limits: YamlLimits | None = None
 ) -> Iterator[tuple[str | None, str | None, float | None]]:
     """Parse files, on every core when there are enough of them to be worth a process."""
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
@@ -519,13 +535,18 @@ def _parse_many(
         or "fork" not in multiprocessing.get_all_start_methods()
     ):
         for path, size in zip(paths, sizes, strict=True):
-            yield _parse_for_cache(path, max_size, size)
+            yield _parse_for_cache(path, max_size, size, limits)
         return
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         chunk = max(64, len(paths) // (workers * 8))
         yield from pool.map(
-            _parse_for_cache, paths, [max_size] * len(paths), sizes, chunksize=chunk
+            _parse_for_cache,
+            paths,
+            [max_size] * len(paths),
+            sizes,
+            [limits] * len(paths),
+            chunksize=chunk,
         )
 
 
@@ -542,11 +563,14 @@ def load_posts(
     max_size: int = 5_000_000,
     between: tuple[datetime, datetime] | None = None,
     cleaner: ExcerptCleaner = DEFAULT_CLEANER,
+    limits: YamlLimits | None = None,
 ) -> LoadResult:
     """Read every post below ``folder``. Bad files become problems; the rest become posts.
 
     With ``between``, only posts dated in ``[start, end)`` are built (every file is still
     checked, and every problem reported): a week's issue does not pay for the archive.
+    ``limits`` bound each front matter (:mod:`digest.content.frontmatter`). A symbolic link
+    to a file outside ``folder``, and anything but a regular file, is reported, never opened.
     """
     from digest.errors import ContentError
 
@@ -570,11 +594,28 @@ def load_posts(
         elif low <= ts < high:
             wanted.append((path, record))
 
+    root = os.path.realpath(folder)
     for entry in iter_post_files(folder):
         try:
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if os.path.commonpath([root, target]) != root:
+                    result.problems.append(
+                        PostProblem(
+                            Path(entry.path),
+                            "a symbolic link to a file outside the content folder; not read",
+                        )
+                    )
+                    continue
             stat = entry.stat()
-        except OSError as exc:
-            result.problems.append(PostProblem(Path(entry.path), f"cannot read it: {exc.strerror}"))
+            if not S_ISREG(stat.st_mode):  # a FIFO would block the read for ever
+                result.problems.append(
+                    PostProblem(Path(entry.path), "not a regular file; not read")
+                )
+                continue
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            result.problems.append(PostProblem(Path(entry.path), f"cannot read it: {reason}"))
             continue
         seen.add(entry.path)
         hit = known.get(entry.path)
@@ -584,7 +625,7 @@ def load_posts(
         else:
             to_parse.append((entry.path, stat.st_size, stat.st_mtime_ns))
 
-    parsed = _parse_many([p for p, _, _ in to_parse], [z for _, z, _ in to_parse], max_size)
+    parsed = _parse_many([p for p, _, _ in to_parse], [z for _, z, _ in to_parse], max_size, limits)
     for (path, size, mtime), (text, reason, ts) in zip(to_parse, parsed, strict=True):
         result.parsed += 1
         fresh.append(CacheRow(path, size, mtime, ts, text, reason))

@@ -11,9 +11,10 @@ rules run in this order, and the first rule that excludes a post gives its reaso
 3. tag filters,
 4. earlier issues: a post whose title, source or near-identical body was in one of the
    earlier issues (``earlier``) is out, "already in 2026-W25",
-5. de-duplication: a post sharing a source URL or a normalised title with one already
-   taken is a duplicate of that one, and one whose body is at least ``near_duplicates``
-   similar is a near-duplicate of it (the featured or earlier post is kept),
+5. de-duplication: a post sharing a source URL (a feed entry's link), a feed entry's guid
+   or a normalised title with one already taken is a duplicate of that one, and one whose
+   body is at least ``near_duplicates`` similar is a near-duplicate of it (the featured or
+   earlier post is kept),
 6. limits: per section first (in the configured rank order: by default featured posts,
    then posts with a source, then newest first), then the total, filled round-robin
    across sections so no section is starved.
@@ -127,6 +128,19 @@ def window_for_week_containing(day: date, tz: ZoneInfo, week_start: str = "monda
     return Window(_midnight(first, tz), _midnight(first + timedelta(days=7), tz), label)
 
 
+def day_window(day: date, tz: ZoneInfo) -> Window:
+    """One day, midnight to midnight in ``tz``, labelled by its date (a daily issue)."""
+    return Window(_midnight(day, tz), _midnight(day + timedelta(days=1), tz), day.isoformat())
+
+
+def last_complete_day(now: datetime, tz: ZoneInfo) -> Window:
+    """The day before ``now``'s day in ``tz``."""
+    return day_window(now.astimezone(tz).date() - timedelta(days=1), tz)
+
+
+_DAY_LABEL = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def range_window(since: date, until: date, tz: ZoneInfo) -> Window:
     """From the start of ``since`` to the end of ``until`` (both days included)."""
     if until < since:
@@ -143,16 +157,55 @@ def resolve_window(
     since: date | None = None,
     until: date | None = None,
 ) -> Window:
-    """The window the command line asks for; the last complete week by default."""
+    """The window the command line asks for; the last complete week by default.
+
+    A newsletter other than the config's first has its name before its issue ids
+    (``links-2026-W47``), so its ledger, runs and archive are its own; ``--week`` takes
+    either form.
+    """
+    window = _resolve_window(config, now, week=_unprefixed(config, week), since=since, until=until)
+    if config.issue_prefix:
+        window = replace(window, issue_id=config.issue_prefix + window.issue_id)
+    return window
+
+
+def _unprefixed(config: Config, week: str | None) -> str | None:
+    if week and config.issue_prefix and week.startswith(config.issue_prefix):
+        return week[len(config.issue_prefix) :]
+    if week:
+        for name in config.newsletter_names[1:]:
+            if name != config.newsletter_name and week.startswith(f"{name}-"):
+                raise WindowError(
+                    f"--week {week}: that is an issue of the {name} newsletter; "
+                    f"add --newsletter {name}"
+                )
+    return week
+
+
+def _resolve_window(
+    config: Config,
+    now: datetime,
+    *,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> Window:
     tz = config.tz
     if week and (since or until):
         raise WindowError("use either --week or --since/--until, not both")
+    if week and _DAY_LABEL.fullmatch(week.strip()):  # a daily issue's id
+        try:
+            return day_window(date.fromisoformat(week.strip()), tz)
+        except ValueError:
+            raise WindowError(f"--week {week!r}: not a date such as 2026-11-17") from None
     if week:
         return week_window(week, tz, config.week_start)
     if since or until:
         start = since or (until - timedelta(days=6) if until else now.astimezone(tz).date())
         end = until or now.astimezone(tz).date()
         return range_window(start, end, tz)
+    if config.period == "day":
+        return last_complete_day(now, tz)
     return last_complete_week(now, tz, config.week_start)
 
 
@@ -505,19 +558,22 @@ def _ranked(post: Post, ranks: dict[str, int], rank: Sequence[str]) -> str:
 
 
 def _in_earlier(
-    post: Post, earlier: Sequence[Remembered], rules: Rules
+    post: Post,
+    earlier: Sequence[tuple[Remembered, frozenset[int]]],
+    rules: Rules,
 ) -> tuple[Remembered, str] | None:
     title = normalise_title(post.title)
     source = normalise_source(post.source) if post.source else None
     best: tuple[Remembered, str] | None = None
     best_score = 0.0
-    for old in earlier:
+    mine = frozenset(post.sketch)
+    for old, old_sketch in earlier:
         if rules.dedupe_title and old.title_key == title:
             return old, "same title"
         if rules.dedupe_source and source is not None and old.source_key == source:
             return old, "same source"
-        if rules.near_duplicates is not None and post.sketch and old.sketch:
-            score = similarity(post.sketch, old.sketch)
+        if rules.near_duplicates is not None and mine and old_sketch:
+            score = similarity(mine, old_sketch, at_least=rules.near_duplicates)
             if score >= rules.near_duplicates and score > best_score:
                 best, best_score = (old, f"near-duplicate of {old.slug} ({score:.2f})"), score
     return best
@@ -530,10 +586,11 @@ def _dedupe(
     ranked = sorted(candidates, key=lambda c: (not c[0].featured, c[0].date, c[0].slug))
     owners: dict[str, Post] = {}
     kept: list[tuple[Post, str]] = []
-    sketched: list[Post] = []  # kept posts with a body sketch, for near-duplicates
+    sketched: list[tuple[Post, frozenset[int]]] = []  # kept posts with a body sketch
+    remembered = [(old, frozenset(old.sketch)) for old in earlier]
     duplicates: list[Decision] = []
     for post, section in ranked:
-        seen = _in_earlier(post, earlier, rules) if earlier else None
+        seen = _in_earlier(post, remembered, rules) if earlier else None
         if seen is not None:
             old, why = seen
             detail = f"already in {old.issue_id} ({why})"
@@ -542,6 +599,8 @@ def _dedupe(
         keys: list[tuple[str, str]] = []
         if rules.dedupe_source and post.source:
             keys.append(("source", "s:" + normalise_source(post.source)))
+        if rules.dedupe_source and post.extra.get("guid"):
+            keys.append(("guid", "g:" + str(post.extra["guid"]).strip()))
         if rules.dedupe_title:
             keys.append(("title", "t:" + normalise_title(post.title)))
         owner = next(((kind, owners[key]) for kind, key in keys if key in owners), None)
@@ -549,17 +608,23 @@ def _dedupe(
             kind, original = owner
             detail = f"duplicate of {original.slug} (same {kind})"
             duplicates.append(Decision(post, Reason.DUPLICATE, section, detail, original))
+            for _, key in keys:  # a third copy matching only this one is the same post too
+                owners.setdefault(key, original)
             continue
         if rules.near_duplicates is not None and post.sketch:
-            scored = [(similarity(post.sketch, other.sketch), other) for other in sketched]
+            mine = frozenset(post.sketch)
+            threshold = rules.near_duplicates
+            scored = [
+                (similarity(mine, theirs, at_least=threshold), other) for other, theirs in sketched
+            ]
             score, original_post = max(scored, key=lambda s: s[0], default=(0.0, post))
-            if score >= rules.near_duplicates:
+            if score >= threshold:
                 detail = f"near-duplicate of {original_post.slug} ({score:.2f})"
                 duplicates.append(
                     Decision(post, Reason.NEAR_DUPLICATE, section, detail, original_post)
                 )
                 continue
-            sketched.append(post)
+            sketched.append((post, mine))
         for _, key in keys:
             owners[key] = post
         kept.append((post, section))

@@ -28,7 +28,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 EXCERPT_LENGTH = 280
-RULES_VERSION = 4  # bump when a rule changes, so cached excerpts are made again
+RULES_VERSION = 6  # bump when a rule changes, so cached excerpts are made again
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
 
 # --------------------------------------------------------------------------- entities
@@ -269,6 +269,14 @@ _CREDIT = re.compile(
     re.IGNORECASE,
 )
 _CREDIT_END = re.compile(rf"^.{{0,80}}{_AGENCIES}", re.DOTALL)
+# Credits that name a photo agency: in parentheses anywhere, or bare ("JuSun/Getty Images",
+# "NurPhoto via Getty Images"); news agencies count only after a slash or "via", since
+# "according to Reuters" is prose.
+_PAREN_CREDIT = re.compile(rf"\((?:[^()]{{0,80}}?(?:/|\bvia\b|\bfor\b)\s*)?{_AGENCIES}\)")
+_BARE_CREDIT = re.compile(
+    r"(?:Getty\s?Images|Shutterstock|iStock(?:photo)?|Alamy|AP Photo)(?:\s+Plus)?"
+    r"|(?:/|\bvia\s+)(?:Reuters|AFP|EPA|Unsplash|Bloomberg|Pexels|Wikimedia Commons)\b"
+)
 # A byline cut off at the end of a scraped excerpt: "… chip production. By Anna…"
 _TRAILING_BYLINE = re.compile(
     r"(?<=[.!?])[\"”’]?\s+(?:(?:Written|Reported)\s+)?[Bb]y(?:\s+[A-Z][^.!?…]{0,60})?"
@@ -300,6 +308,7 @@ _BOILERPLATE_BUILTIN = (
     r"^\d+ min(?:ute)? read$",
     r"\b(?:contributing|senior|staff) (?:editor|writer)\b",
     r"\bexpert staff finds the best\b",
+    r"^loading the (?:player|video)\b",
     r"\b(?:recommendations|reviews|ratings) are based on\b",
     r"\bwhat exactly does it mean\?",
     r"\badd us as a preferred source\b",
@@ -428,6 +437,24 @@ class ExcerptCleaner:
             text = text[:start] + " " + rest[end.end() :]
             credit = _CREDIT.search(text)
 
+        for match in list(_PAREN_CREDIT.finditer(text)):
+            take("image-credit", match.group(0))
+        text = _PAREN_CREDIT.sub(" ", text)
+        agency = _BARE_CREDIT.search(text)
+        while agency is not None:
+            # A photo credit left in the text ("… first. Jane Doe JuSun/Getty ImagesThe …"):
+            # the credit starts after the last sentence before it; a summary before that
+            # stays, and what follows the credit is the article's body.
+            ends = list(re.finditer(r"[.!?…][\"”’)]?\s", text[: agency.start()]))
+            start = ends[-1].end() if ends else 0
+            if len(text[:start].split()) >= 4:
+                take("image-credit", text[start:])
+                text = text[:start]
+                break
+            take("image-credit", text[: agency.end()])
+            text = text[agency.end() :]
+            agency = _BARE_CREDIT.search(text)
+
         for match in list(_DATELINE.finditer(text)):
             take("dateline", match.group(0))
         text = _DATELINE.sub("", text)
@@ -475,20 +502,34 @@ class ExcerptCleaner:
             return Cleaned("", removed)
         return Cleaned(cut_at_word(text, self.limit), removed)
 
-    def paragraphs(self, body: str, title: str, removed: list[Removal]) -> Iterator[str]:
+    def paragraphs(
+        self, body: str, title: str, removed: list[Removal], *, strict: bool = True
+    ) -> Iterator[str]:
         """The body's prose, paragraph by paragraph: headings, lists, code, crumbs, bylines,
         credits and other fragments that are not sentences are skipped."""
         first = True
         for block in markdown_blocks(body, dedent=True):
             if block.kind in ("h", "code", "li"):
                 continue
-            text = self.scrub(block.text, title if first else "", removed, body=True)
+            raw = block.text
+            if not first and title and _fold(raw).startswith(_fold(title)):
+                span = _title_span(raw, title)  # the title again, as its own paragraph
+                if span is not None and span[0] == 0:
+                    removed.append(Removal("repeated-title", raw[: span[1]]))
+                    raw = raw[span[1] :]
+            text = self.scrub(raw, title if first else "", removed, body=True)
             if not text:
                 continue
-            # Before the first sentence, anything short is a crumb; after it, a block must end
-            # like a sentence (bylines, dates and credits do not).
+            # Before the first sentence, a block must read as one: ending like a sentence,
+            # or long (crumbs and series labels are neither). After it, a block must end like
+            # a sentence or be long (bylines, dates and credits do not).
             ends = re.search(r"[.!?:…]\W*$", text) is not None
-            if not _sentence_like(text) if first else not ends and len(text.split()) < 8:
+            words = len(text.split())
+            if first:
+                keep = _sentence_like(text) and (ends or words >= 20 or not strict)
+            else:
+                keep = ends or words >= 8
+            if not keep:
                 removed.append(Removal("fragment", text))
                 continue
             first = False
@@ -497,9 +538,13 @@ class ExcerptCleaner:
     def from_body(self, body: str, title: str) -> Cleaned:
         removed: list[Removal] = []
         text = ""
-        for paragraph in self.paragraphs(body, title, removed):
-            text = f"{text} {paragraph}".strip()
-            if len(text) >= self.limit:
+        for strict in (True, False):  # a long fragment may open the text when nothing else does
+            removed.clear()
+            for paragraph in self.paragraphs(body, title, removed, strict=strict):
+                text = f"{text} {paragraph}".strip()
+                if len(text) >= self.limit:
+                    break
+            if text:
                 break
         return Cleaned(cut_at_word(text, self.limit), removed)
 
@@ -564,12 +609,23 @@ def sketch(words: Sequence[str], size: int = SKETCH_SIZE) -> tuple[int, ...]:
     return tuple(sorted(heapq.nsmallest(size, hashes)))
 
 
-def similarity(a: Sequence[int], b: Sequence[int], size: int = SKETCH_SIZE) -> float:
+def similarity(
+    a: Iterable[int], b: Iterable[int], size: int = SKETCH_SIZE, at_least: float = 0.0
+) -> float:
     """The estimated Jaccard similarity of two texts from their sketches (0 when either is
-    empty): of the ``size`` smallest hashes of both, the share that both texts hold."""
-    if not a or not b:
+    empty): of the ``size`` smallest hashes of both, the share that both texts hold.
+
+    Pass frozensets when comparing one sketch many times. With ``at_least``, a pair that
+    cannot reach it (too few hashes in common) returns 0.0 without the full estimate.
+    """
+    set_a = a if isinstance(a, frozenset) else frozenset(a)
+    set_b = b if isinstance(b, frozenset) else frozenset(b)
+    if not set_a or not set_b:
         return 0.0
-    set_a, set_b = set(a), set(b)
-    union = heapq.nsmallest(min(size, len(set_a | set_b)), set_a | set_b)
-    both = sum(1 for h in union if h in set_a and h in set_b)
-    return both / len(union)
+    common = set_a & set_b
+    count = min(size, len(set_a) + len(set_b) - len(common))
+    if len(common) < at_least * count:
+        return 0.0  # even if every common hash were among the smallest, it falls short
+    union = sorted(set_a | set_b)[:count]
+    both = sum(1 for h in union if h in common)
+    return both / count

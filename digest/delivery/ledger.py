@@ -37,7 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from digest.errors import LockError, StoreError
-from digest.store.sqlite import open_database
+from digest.store.database import (
+    Cursor,
+    DatabaseLocks,
+    StoreSpec,
+    Target,
+    as_target,
+    dialect_of,
+    open_store,
+)
+from digest.store.migrations import Migration
 
 PENDING = "pending"
 SENDING = "sending"
@@ -93,9 +102,47 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, subscriber_id);
 """
 
+# The schema's history, oldest first (digest.store.migrations); add new steps at the end.
+_LEASES = """
+ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;
+ALTER TABLE deliveries ADD COLUMN lease_until TEXT;
+CREATE INDEX IF NOT EXISTS deliveries_lease ON deliveries (issue_id, lease_owner);
+"""
+
+_PACE = """
+CREATE TABLE IF NOT EXISTS send_pace (
+    pace_key  TEXT PRIMARY KEY,   -- a provider account
+    next_slot REAL NOT NULL       -- when the next request may start, seconds since the epoch
+);
+CREATE TABLE IF NOT EXISTS send_tokens (
+    pace_key   TEXT NOT NULL,
+    token      INTEGER NOT NULL,
+    busy_until REAL NOT NULL,     -- in flight, or answered less than a window ago, until then
+    PRIMARY KEY (pace_key, token)
+);
+"""
+
+MIGRATIONS = (
+    Migration(1, "issues and deliveries, as before schema versions", _SCHEMA),
+    Migration(2, "leases: several senders share one issue", _LEASES),
+    Migration(3, "the provider's pace, shared by every sender", _PACE),
+)
+SPEC = StoreSpec(
+    "ledger", "the send ledger", MIGRATIONS, ("issues", "deliveries", "send_pace", "send_tokens")
+)
+
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _busy(shared: bool) -> str:
+    if shared:
+        return (
+            "the ledger is locked for itself by another process (digest db migrate, or an "
+            "older digest send); wait for it to finish"
+        )
+    return "another digest send is running; wait for it to finish (it resumes where it stopped)"
 
 
 @dataclass(frozen=True)
@@ -132,12 +179,14 @@ class Outcome:
 
 
 class Ledger:
-    """The deliveries table. One process sends an issue at a time (see :meth:`lock`)."""
+    """The deliveries table. Several senders may share an issue (see :meth:`lease`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Target | str) -> None:
+        self.path = as_target(path)
         self._lock_fd: int | None = None
-        self._db = open_database(self.path, _SCHEMA, what="the send ledger")
+        self._db_lock = False
+        self._shared = False
+        self._db = open_store(self.path, MIGRATIONS, store="ledger", what="the send ledger")
 
     def __enter__(self) -> Ledger:
         return self
@@ -151,26 +200,44 @@ class Ledger:
 
     # -- one sender at a time
 
-    def lock(self) -> None:
-        """Hold an exclusive lock for sending; the kernel drops it if the process dies."""
-        if self._lock_fd is not None:
+    def lock(self, *, shared: bool = False) -> None:
+        """Hold the ledger's lock; the kernel (or the database server) drops it if the
+        process dies.
+
+        Senders hold it ``shared``: any number send at once, each leasing its rows.
+        ``digest db migrate`` holds it exclusively, so no send runs while rows move.
+        """
+        if self._lock_fd is not None or self._db_lock:
             return
+        if isinstance(self._db, DatabaseLocks):
+            # On PostgreSQL the lock lives in the database: every host sees it, and the
+            # server drops it when the holder's connection goes (the process died).
+            if not self._db.try_lock("digest send", shared=shared):
+                holder = self._db.holder("digest send") or "another process"
+                raise LockError(f"{self.path} is held by {holder}: {_busy(shared)}")
+            self._db_lock = True
+            self._shared = shared
+            return
+        assert isinstance(self.path, Path)
         lock_path = self.path.with_name(self.path.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
             os.close(fd)
             raise LockError(
-                f"{lock_path} is held by {holder or 'another process'}: another digest send "
-                "is running; wait for it to finish (it resumes where it stopped)"
+                f"{lock_path} is held by {holder or 'another process'}: {_busy(shared)}"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"digest send (pid {os.getpid()})\n".encode(), 0)
+        if not shared:  # shared holders are many: the file names the exclusive one only
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"digest send (pid {os.getpid()})\n".encode(), 0)
         self._lock_fd = fd
 
     def unlock(self) -> None:
+        if self._db_lock and isinstance(self._db, DatabaseLocks):
+            self._db_lock = False
+            self._db.unlock("digest send", shared=self._shared)
         if self._lock_fd is not None:
             fd, self._lock_fd = self._lock_fd, None
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -178,7 +245,7 @@ class Ledger:
 
     # -- helpers
 
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         try:
             return self._db.execute(sql, params)
         except sqlite3.Error as exc:
@@ -215,7 +282,7 @@ class Ledger:
     def start_run(self, issue_id: str, *, subject: str, provider: str, now: datetime) -> None:
         self._run(
             "INSERT INTO issues (issue_id, subject, provider, started_at, runs) "
-            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (issue_id) DO UPDATE SET runs = runs + 1, "
+            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (issue_id) DO UPDATE SET runs = issues.runs + 1, "
             "subject = excluded.subject, provider = excluded.provider",
             (issue_id, subject, provider, _iso(now)),
         )
@@ -490,6 +557,88 @@ class Ledger:
     def issues(self) -> list[str]:
         return [r[0] for r in self._run("SELECT issue_id FROM issues ORDER BY issue_id")]
 
+    # -- leases: several senders (processes, hosts) on one issue
+
+    def lease(
+        self,
+        issue_id: str,
+        states: Sequence[str],
+        *,
+        owner: str,
+        after: int,
+        limit: int,
+        until: datetime,
+        now: datetime,
+    ) -> list[Delivery]:
+        """Take up to ``limit`` rows in ``states`` past subscriber ``after`` that no other
+        sender holds, in subscriber order, and hold them until ``until``.
+
+        A row is free when it was never leased, its lease expired (its sender died or lost
+        touch), or ``owner`` holds it already. PostgreSQL takes the rows with ``FOR UPDATE
+        SKIP LOCKED``, so senders never wait for each other's rows; SQLite, whose writers
+        take turns anyway, takes them inside ``BEGIN IMMEDIATE``.
+        """
+        marks = ",".join("?" * len(states))
+        postgres = dialect_of(self._db) == "postgresql"
+        sql = (
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE issue_id = ? "
+            "AND subscriber_id IN (SELECT subscriber_id FROM deliveries WHERE issue_id = ? "
+            f"AND state IN ({marks}) AND subscriber_id > ? AND (lease_until IS NULL OR "
+            "lease_until < ? OR lease_owner = ?) ORDER BY subscriber_id LIMIT ?"
+            + (" FOR UPDATE SKIP LOCKED" if postgres else "")
+            + f") RETURNING {self._COLUMNS}"
+        )
+        params = (owner, _iso(until), issue_id, issue_id, *states, after, _iso(now), owner, limit)
+        if postgres:
+            rows = self._run(sql, params).fetchall()
+        else:
+            self._run("BEGIN IMMEDIATE")
+            try:
+                rows = self._run(sql, params).fetchall()
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._run("COMMIT")
+        return sorted((self._delivery(r) for r in rows), key=lambda d: d.subscriber_id)
+
+    def renew(self, issue_id: str, *, owner: str, until: datetime) -> int:
+        """Extend every unfinished row ``owner`` holds to ``until`` (the sender's heartbeat)."""
+        # Under the store's write lock, like record() and claim(): on PostgreSQL a
+        # many-row UPDATE racing a transaction over the same rows could deadlock.
+        return self._locked(
+            "UPDATE deliveries SET lease_until = ? WHERE issue_id = ? AND lease_owner = ? "
+            "AND state IN (?, ?, ?)",
+            (_iso(until), issue_id, owner, PENDING, SENDING, FAILED_RETRYABLE),
+        )
+
+    def _locked(self, sql: str, params: Sequence[Any]) -> int:
+        self._run("BEGIN IMMEDIATE")
+        try:
+            count = self._run(sql, params).rowcount
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._run("COMMIT")
+        return count
+
+    def release(self, issue_id: str, *, owner: str) -> None:
+        """Give back every row ``owner`` holds (a sender that stops cleanly)."""
+        self._locked(
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL "
+            "WHERE issue_id = ? AND lease_owner = ?",
+            (issue_id, owner),
+        )
+
+    def held_elsewhere(self, issue_id: str, *, owner: str, now: datetime) -> datetime | None:
+        """When the first live lease of another sender on an unfinished row ends (None: no
+        other sender holds anything)."""
+        row = self._run(
+            "SELECT MIN(lease_until) FROM deliveries WHERE issue_id = ? AND state IN (?, ?, ?) "
+            "AND lease_owner IS NOT NULL AND lease_owner <> ? AND lease_until >= ?",
+            (issue_id, PENDING, SENDING, FAILED_RETRYABLE, owner, _iso(now)),
+        ).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
     def scrub_address(self, email: str) -> int:
         """Blank an erased person's address in every delivery row (the rows stay: they are
         the evidence of what was sent); returns how many rows held it."""
@@ -516,9 +665,9 @@ class Ledger:
         return list(issues.values())
 
 
-def scrub_address(path: Path, email: str) -> int:
+def scrub_address(path: Target, email: str) -> int:
     """:meth:`Ledger.scrub_address` on the ledger at ``path``, if there is one."""
-    if not Path(path).exists():
+    if isinstance(path, Path) and not path.exists():
         return 0
     with Ledger(path) as ledger:
         return ledger.scrub_address(email)

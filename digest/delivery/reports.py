@@ -17,6 +17,7 @@ from typing import Any
 from digest.audience import records
 from digest.audience.subscribers import STATUSES, SubscriberStore
 from digest.delivery.ledger import STATES, Ledger
+from digest.store.database import Target
 
 FOLLOWED = ("unsubscribed", "bounced", "complained")
 MAX_POINTS = 120
@@ -67,9 +68,9 @@ def _step(first: datetime, last: datetime) -> tuple[str, timedelta]:
     return "month", timedelta(days=30)
 
 
-def audience_report(subscribers: Path, ledger: Path | None, *, now: datetime) -> AudienceReport:
+def audience_report(subscribers: Target, ledger: Target | None, *, now: datetime) -> AudienceReport:
     """Read both stores (each only if it exists: reading never creates one)."""
-    if not Path(subscribers).exists():
+    if isinstance(subscribers, Path) and not subscribers.exists():
         return AudienceReport(records.iso(now), dict.fromkeys(STATUSES, 0), {}, {}, "day")
     with SubscriberStore(subscribers) as store:
         db = store.connection
@@ -93,7 +94,7 @@ def audience_report(subscribers: Path, ledger: Path | None, *, now: datetime) ->
     )
     if events:
         _timeline(report, events, now)
-    if ledger is not None and Path(ledger).exists():
+    if ledger is not None and (not isinstance(ledger, Path) or ledger.exists()):
         _issues(report, ledger, events, now)
     return report
 
@@ -144,7 +145,7 @@ def _timeline(
 
 def _issues(
     report: AudienceReport,
-    path: Path,
+    path: Target,
     events: list[tuple[int, datetime, str, str]],
     now: datetime,
 ) -> None:

@@ -22,16 +22,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
+import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
 
+from digest.audience import newsletters
 from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore
 from digest.audience.tokens import token_secret
@@ -40,6 +45,7 @@ from digest.content.intro import Intro, load_intro
 from digest.content.select import Selection
 from digest.delivery import ledger as L
 from digest.delivery.ledger import Delivery, Ledger, Outcome
+from digest.delivery.pace import DatabasePace
 from digest.delivery.providers.base import (
     Batch,
     Event,
@@ -49,6 +55,7 @@ from digest.delivery.providers.base import (
     Result,
     idempotency_key,
 )
+from digest.delivery.providers.http import HttpProvider
 from digest.delivery.providers.registry import make_provider
 from digest.email import archive
 from digest.email.build import build_issue
@@ -61,10 +68,61 @@ from digest.email.message import (
     to_message,
 )
 from digest.errors import DigestError, NothingToSend, ProviderError, SendError
+from digest.store.database import locate
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+LEASE = timedelta(seconds=60)
+"""How long a sender holds rows without renewing (``send.lease`` in config)."""
+
+
+def sender_id() -> str:
+    """This sender's name in the ledger's leases: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class _Heartbeat:
+    """Renews this sender's leases every third of the lease, on its own connection, so a
+    sender slowed by the provider keeps its rows and a dead one loses them."""
+
+    def __init__(
+        self,
+        target: Any,
+        issue_id: str,
+        owner: str,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._beat,
+            args=(target, issue_id, owner, lease, clock),
+            name="digest-lease",
+            daemon=True,
+        )
+        self.thread.start()
+
+    def _beat(
+        self,
+        target: Any,
+        issue_id: str,
+        owner: str,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        with Ledger(target) as ledger:
+            while not self.stop.wait(lease.total_seconds() / 3):
+                try:
+                    ledger.renew(issue_id, owner=owner, until=clock() + lease)
+                except DigestError as exc:  # the next beat tries again
+                    log.warning("could not renew the send leases: %s", exc)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 SEND_SECRETS = ("provider.", "serve.secret")
 """The config keys whose ``${VAR}`` a send needs (checked before anything is recorded)."""
 ALL = "all"
@@ -211,11 +269,22 @@ class SendReport:
 # --------------------------------------------------------------------------- variants
 
 
-def variant_of(subscriber: Subscriber, selection: Selection) -> str | None:
-    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send."""
+def variant_of(
+    subscriber: Subscriber,
+    selection: Selection,
+    sections: tuple[frozenset[str], frozenset[str]] | None = None,
+) -> str | None:
+    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send.
+
+    ``sections`` (with several newsletters): the casefolded spellings of this newsletter's
+    sections and of the other newsletters' sections. A subscriber whose categories name
+    only other newsletters' sections chose within those, and receives this one whole.
+    """
     if not subscriber.categories:
         return ALL
     wanted = {c.casefold() for c in subscriber.categories}
+    if sections is not None and not wanted & sections[0] and wanted & sections[1]:
+        return ALL
     names = [
         s.name
         for s in selection.sections
@@ -226,6 +295,30 @@ def variant_of(subscriber: Subscriber, selection: Selection) -> str | None:
     if len(names) == len(selection.sections):
         return ALL
     return "+".join(names)
+
+
+def section_names(config: Config) -> tuple[frozenset[str], frozenset[str]] | None:
+    """Every spelling of this newsletter's sections and of the other newsletters' (see
+    :func:`variant_of`), casefolded; None with one newsletter."""
+    if len(config.newsletter_names) < 2:
+        return None
+
+    def spellings(one: Config) -> frozenset[str]:
+        return frozenset(
+            spelling.casefold()
+            for section in one.categories.sections
+            for spelling in (section.name, section.title, *section.aliases)
+        )
+
+    own = spellings(config)
+    others = frozenset().union(
+        *(
+            spellings(config.for_newsletter(name))
+            for name in config.newsletter_names
+            if name != config.newsletter_name
+        )
+    )
+    return own, others - own
 
 
 # --------------------------------------------------------------------------- the loop
@@ -253,12 +346,17 @@ class _Sender:
         progress: Progress | None,
         stop: Callable[[], bool] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        owner: str = "",
+        lease: timedelta = LEASE,
     ) -> None:
         self.stop_requested = stop or (lambda: False)
         self.sleep = sleep
+        self.owner = owner or sender_id()
+        self.lease = lease
         self.config = config
         self.issue = issue
         self.issue_id = issue.selection.issue_id
+        self.sections = section_names(config)
         self.composer = composer
         self.provider = provider
         self.ledger = ledger
@@ -334,9 +432,31 @@ class _Sender:
 
     # -- settle what a crashed run left behind
 
-    def settle(self) -> None:
-        """Rows a crashed run left ``sending``: the provider says what became of them."""
-        for chunk in self.ledger.iter_state(self.issue_id, [L.SENDING], chunk=CHUNK):
+    def leased(self, states: Sequence[str]) -> Iterator[list[Delivery]]:
+        """Rows in ``states`` that no other sender holds, ``CHUNK`` at a time, in subscriber
+        order, each chunk leased to this sender before it is yielded."""
+        after = 0
+        while True:
+            now = self.clock()
+            chunk = self.ledger.lease(
+                self.issue_id,
+                states,
+                owner=self.owner,
+                after=after,
+                limit=CHUNK,
+                until=now + self.lease,
+                now=now,
+            )
+            if not chunk:
+                return
+            yield chunk
+            after = chunk[-1].subscriber_id
+
+    def settle(self) -> int:
+        """Settle ``sending`` rows that a dead sender left (a lease that ran out); how many."""
+        settled_rows = 0
+        for chunk in self.leased([L.SENDING]):
+            settled_rows += len(chunk)
             settled = self.provider.reconcile(self.issue_id, chunk)
             outcomes: list[Outcome] = []
             resend: dict[str, list[Delivery]] = {}
@@ -357,6 +477,7 @@ class _Sender:
             for key, deliveries in resend.items():
                 self.resend_same_key(key, deliveries)
         self.drain()
+        return settled_rows
 
     def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None:
         found = self.store.get_many([d.subscriber_id for d in deliveries])
@@ -465,7 +586,7 @@ class _Sender:
 
     def run(self, states: Sequence[str], limit: int | None) -> bool:
         """Send every row in ``states``; False when ``limit`` stopped it early."""
-        for chunk in self.ledger.iter_state(self.issue_id, states, chunk=CHUNK):
+        for chunk in self.leased(states):
             chunk = [
                 d
                 for d in chunk
@@ -482,7 +603,7 @@ class _Sender:
                         Outcome(delivery.subscriber_id, L.SKIPPED, error=f"{why} before sending")
                     )
                     continue
-                variant = variant_of(subscriber, self.issue.selection)
+                variant = variant_of(subscriber, self.issue.selection, self.sections)
                 if variant is None:
                     skipped.append(
                         Outcome(
@@ -723,8 +844,15 @@ def send_issue(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], datetime] | None = None,
     stop: Callable[[], bool] | None = None,
+    lease: timedelta | None = None,
+    enqueue: bool = True,
 ) -> SendReport:
     """Send the issue to every active subscriber who has not had it; see the module doc.
+
+    Any number of these may run at once on one issue, in this process or others, on this
+    host or others sharing the database: each leases the rows it sends (``lease``, renewed
+    while it runs), and stays until the issue is done, taking over the rows of a sender
+    whose lease ran out. ``enqueue=False`` skips queueing (a worker whose parent queued).
 
     Raises :class:`NothingToSend` for an empty issue, an empty subscriber list (nothing is
     recorded), or an issue already sent in full (unless ``force``, or ``new_subscribers``
@@ -736,14 +864,21 @@ def send_issue(
     """
     composer = composer or BuildComposer()
     tick_clock = clock or (lambda: datetime.now(timezone.utc))
+    lease = lease or config.send.lease
     issue = composer.prepare(
-        config, now=now, week=week, since=since, until=until, write=not dry_run
+        # a worker (enqueue=False) uses what the process that queued the issue built
+        config,
+        now=now,
+        week=week,
+        since=since,
+        until=until,
+        write=enqueue and not dry_run,
     )
     issue_id = issue.selection.issue_id
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue_id} has no posts; there is nothing to send")
-    store = SubscriberStore(config.path(config.subscribers.database))
-    ledger = Ledger(config.path(config.ledger.database))
+    store = SubscriberStore(locate(config, config.subscribers.database))
+    ledger = Ledger(locate(config, config.ledger.database))
     try:
         if dry_run:
             return _dry_run(config, issue, store, ledger, composer)
@@ -752,7 +887,9 @@ def send_issue(
         link_keys(config, now=now)  # the link key exists before any link is signed
         report = SendReport(issue_id, provider.name)
         started, cpu_started = time.perf_counter(), time.process_time()
-        ledger.lock()
+        # Shared: any number of senders may run on one issue (rows are leased); only a
+        # `digest db migrate` takes the lock for itself.
+        ledger.lock(shared=True)
         state = ledger.issue(issue_id)
         finished_before = bool(state is not None and state["completed_at"])
         if finished_before:
@@ -780,7 +917,7 @@ def send_issue(
         if not ledger.counts(issue_id) or not any(ledger.counts(issue_id).values()):
             active = store.counts().get("active", 0)
             if not active:
-                where = config.path(config.subscribers.database)
+                where = locate(config, config.subscribers.database)
                 raise NothingToSend(
                     f"{issue_id}: no active subscribers in {where}, so nothing was sent and "
                     "nothing was recorded; add some with `digest subscribers import FILE` "
@@ -789,12 +926,16 @@ def send_issue(
         ledger.start_run(
             issue_id, subject=str(issue.composed.subject), provider=provider.name, now=now
         )
-        report.queued = ledger.enqueue(
-            issue_id, ((s.id, s.email) for s in store.iter_active(chunk=CHUNK)), now=now
-        )
-        if finished_before:
-            ledger.mark_completed(issue_id, None)  # open again for those who joined
-        ledger.mark_enqueued(issue_id, now)
+        if enqueue:
+            report.queued = ledger.enqueue(
+                issue_id,
+                ((s.id, s.email) for s in newsletters.recipients(config, store, chunk=CHUNK)),
+                now=now,
+            )
+            if finished_before:
+                ledger.mark_completed(issue_id, None)  # open again for those who joined
+            ledger.mark_enqueued(issue_id, now)
+        owner = sender_id()
         sender = _Sender(
             config,
             issue,
@@ -808,7 +949,16 @@ def send_issue(
             progress=progress,
             stop=stop,
             sleep=sleep,
+            owner=owner,
+            lease=lease,
         )
+        heartbeat = _Heartbeat(ledger.path, issue_id, owner, lease, tick_clock)
+        pace: DatabasePace | None = None
+        if isinstance(provider, HttpProvider):
+            # every sender process of this installation takes its request slots from one
+            # sequence, so together they keep the provider's pace
+            pace = DatabasePace(ledger.path, provider.name)
+            provider.pacer.share(pace)
         counts = ledger.counts(issue_id)
         sender.total = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
         if limit is not None:
@@ -818,34 +968,54 @@ def send_issue(
         finished = False
         try:
             try:
-                sender.settle()
-                sender.resolve_uncertain(resend=resend)
-                counts = ledger.counts(issue_id)
-                sender.total = max(
-                    sender.total,
-                    counts[L.PENDING] + counts[L.FAILED_RETRYABLE] + sender.done,
-                )
-                report.total = sender.total
-                finished = sender.run([L.PENDING, L.FAILED_RETRYABLE], limit)
-                attempt = 1
-                while finished and attempt < config.send.max_attempts:
-                    if not ledger.counts(issue_id)[L.FAILED_RETRYABLE]:
+                while True:
+                    before = (report.attempted, report.skipped)
+                    settled = sender.settle()
+                    sender.resolve_uncertain(resend=resend)
+                    counts = ledger.counts(issue_id)
+                    sender.total = max(
+                        sender.total,
+                        counts[L.PENDING] + counts[L.FAILED_RETRYABLE] + sender.done,
+                    )
+                    report.total = sender.total
+                    finished = sender.run([L.PENDING, L.FAILED_RETRYABLE], limit)
+                    attempt = 1
+                    while finished and attempt < config.send.max_attempts:
+                        if not ledger.counts(issue_id)[L.FAILED_RETRYABLE]:
+                            break
+                        sender.check_stop()
+                        sleep(min(2.0**attempt, 60.0))
+                        finished = sender.run([L.FAILED_RETRYABLE], limit)
+                        attempt += 1
+                    _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
+                    if finished and ledger.counts(issue_id)[L.UNCERTAIN]:
+                        # what this run left uncertain: ask now, and send what was not accepted
+                        sender.resolve_uncertain(resend=False)
+                        if ledger.counts(issue_id)[L.PENDING]:
+                            finished = sender.run([L.PENDING], limit)
+                    if not finished:
+                        break
+                    if settled or (report.attempted, report.skipped) != before:
+                        continue  # rows may have come free meanwhile (a sender that died)
+                    # Other senders hold what is left: stay until they finish it, or until
+                    # their leases run out (they died) and this sender takes the rows over.
+                    held_until = ledger.held_elsewhere(issue_id, owner=owner, now=tick_clock())
+                    if held_until is None:
                         break
                     sender.check_stop()
-                    sleep(min(2.0**attempt, 60.0))
-                    finished = sender.run([L.FAILED_RETRYABLE], limit)
-                    attempt += 1
-                _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
-                if finished and ledger.counts(issue_id)[L.UNCERTAIN]:
-                    # what this run left uncertain: ask now, and send what was not accepted
-                    sender.resolve_uncertain(resend=False)
-                    if ledger.counts(issue_id)[L.PENDING]:
-                        finished = sender.run([L.PENDING], limit)
+                    wait = (held_until - tick_clock()).total_seconds()
+                    sleep(min(max(wait, 0.0) + 0.05, lease.total_seconds() / 3))
             finally:
                 try:
                     sender.close()
                 finally:
-                    provider.close()
+                    try:
+                        heartbeat.close()
+                        ledger.release(issue_id, owner=owner)
+                    finally:
+                        provider.close()
+                        if pace is not None:
+                            pace.close()
         except DigestError as exc:
             report.stopped = str(exc)
             _finish(config, ledger, report, issue_id, started, cpu_started, tick_clock, False)
@@ -863,6 +1033,89 @@ def send_issue(
     finally:
         ledger.close()
         store.close()
+
+
+def send_in_processes(
+    config: Config,
+    *,
+    workers: int,
+    now: datetime,
+    week: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    force: bool = False,
+    resend_uncertain: bool = False,
+    progress: Progress | None = None,
+    lease: timedelta | None = None,
+) -> SendReport:
+    """``digest send --workers N``: queue the issue here, then send it from ``workers``
+    processes that lease rows from the ledger (see :func:`send_issue`); one report for all.
+    """
+    started, cpu_started = time.perf_counter(), time.process_time()
+    queued = send_issue(
+        config, now=now, week=week, since=since, until=until, force=force, limit=0, lease=lease
+    )
+    issue_id = queued.issue_id
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has threads
+    arguments = {
+        "now": now,
+        "week": week,
+        "since": since,
+        "until": until,
+        "lease": lease,
+        "resend_uncertain": resend_uncertain,
+    }
+    with context.Pool(workers) as pool:
+        pending = [pool.apply_async(_worker, (config, arguments)) for _ in range(workers)]
+        with Ledger(locate(config, config.ledger.database)) as ledger:
+            while not all(p.ready() for p in pending):
+                if progress is not None:
+                    counts = ledger.counts(issue_id)
+                    left = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
+                    done = sum(counts.values()) - left
+                    progress(done, sum(counts.values()))
+                pending[0].wait(0.5)
+        reports = [p.get() for p in pending]
+    report = SendReport(issue_id, queued.provider, queued=queued.queued)
+    for part in reports:
+        if part is None:
+            continue
+        report.attempted += part.attempted
+        report.sent += part.sent
+        report.failed_permanent += part.failed_permanent
+        report.failed_retryable += part.failed_retryable
+        report.skipped += part.skipped
+        for key, value in part.settled_after_crash.items():
+            report.settled_after_crash[key] = report.settled_after_crash.get(key, 0) + value
+        for key, value in part.variants.items():
+            report.variants[key] = report.variants.get(key, 0) + value
+    with Ledger(locate(config, config.ledger.database)) as ledger:
+        report.ledger = ledger.counts(issue_id)
+        report.unconfirmed = ledger.unconfirmed(issue_id)
+        unfinished = sum(
+            report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE, L.UNCERTAIN)
+        )
+        report.complete = unfinished == 0
+        if report.complete:
+            ledger.mark_completed(issue_id, datetime.now(timezone.utc))
+        report.failures = [
+            {"email": d.email, "state": d.state, "attempts": d.attempts, "error": d.last_error}
+            for d in ledger.failures(issue_id)
+        ]
+    report.seconds = time.perf_counter() - started
+    report.cpu_seconds = (
+        time.process_time() - cpu_started + sum(r.cpu_seconds for r in reports if r is not None)
+    )
+    report.report_path = str(write_report(config, report))
+    return report
+
+
+def _worker(config: Config, arguments: dict[str, Any]) -> SendReport | None:
+    """One process of :func:`send_in_processes` (None: the others had finished the issue)."""
+    try:
+        return send_issue(config, enqueue=False, **arguments)
+    except NothingToSend:
+        return None
 
 
 def _finish(
@@ -902,11 +1155,11 @@ def _finish(
 def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
     """What ``digest status`` shows: the ledger's counts, the uncertain and failed rows, and
     how many active subscribers joined after the issue went out."""
-    with Ledger(config.path(config.ledger.database)) as ledger:
+    with Ledger(locate(config, config.ledger.database)) as ledger:
         info = ledger.issue(issue_id)
         joined = 0
         if info is not None and info["completed_at"]:
-            with SubscriberStore(config.path(config.subscribers.database)) as store:
+            with SubscriberStore(locate(config, config.subscribers.database)) as store:
                 joined = count_new_subscribers(store, ledger, issue_id)
         return {
             "issue_id": issue_id,
@@ -971,8 +1224,8 @@ def _dry_run(
         if key.startswith(SEND_SECRETS)
     ]
     already = {L.SENT, L.FAILED_PERMANENT, L.SKIPPED}
-    for subscriber in store.iter_active(chunk=CHUNK):
-        variant = variant_of(subscriber, issue.selection)
+    for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
+        variant = variant_of(subscriber, issue.selection, section_names(config))
         if variant is None:
             report.skipped += 1
             continue
@@ -1021,7 +1274,7 @@ def send_test(
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue.selection.issue_id} has no posts; there is nothing to send")
     composed = replace(issue.composed, subject=f"[TEST] {issue.composed.subject}")
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
         known = store.get(address)
     secret = known.secret if known else os.urandom(32)
     fake = Subscriber(0, address, known.name if known else "", "active", "", (), secret)

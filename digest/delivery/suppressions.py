@@ -22,6 +22,7 @@ from digest.config import Config
 from digest.delivery.providers.http import Suppression
 from digest.delivery.providers.registry import get_provider_class
 from digest.errors import ConfigError
+from digest.store.database import locate
 
 
 @runtime_checkable
@@ -63,7 +64,7 @@ def sync_suppressions(
         provider = provider_class.from_config(config)
     report = SyncReport(provider.name, dry_run=dry_run)
     try:
-        with SubscriberStore(config.path(config.subscribers.database)) as store:
+        with SubscriberStore(locate(config, config.subscribers.database)) as store:
             seen: set[str] = set()
             for item in provider.fetch_suppressions():
                 email = normalise_email(item.email)

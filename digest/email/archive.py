@@ -40,7 +40,7 @@ def archive_dir(config: Config) -> Path:
 def write_text(path: Path, text: str) -> None:
     """Write through a temporary file, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per writer
     temporary.write_text(text, encoding="utf-8", newline="")
     os.replace(temporary, path)
 
@@ -102,6 +102,8 @@ def read_issues(config: Config) -> list[dict[str, Any]]:
     if not root.is_dir():
         return []
     for path in sorted(root.glob("*/issue.json")):
+        if not config.owns_issue(path.parent.name):
+            continue  # another newsletter's issue: it has its own index
         try:
             records.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
@@ -114,6 +116,8 @@ def read_issues(config: Config) -> list[dict[str, Any]]:
 
 
 def rebuild_index(config: Config) -> None:
+    """The index and feed of this newsletter's issues: ``archive/`` for the first
+    newsletter, ``archive/<name>/`` for each other one."""
     issues = read_issues(config)
     root = archive_dir(config)
     for issue in issues[:FEED_ENTRIES]:
@@ -123,15 +127,18 @@ def rebuild_index(config: Config) -> None:
         except OSError:
             issue["content"] = ""
     env = environment(config)
+    below = "" if config.is_default_newsletter else f"{config.newsletter_name}/"
     context = {
         "lang": config.site.language,
         "site": {"name": config.site.name, "url": config.site.base_url + "/"},
         "issues": issues,
-        "archive_url": archive_url(config),
-        "feed_url": archive_url(config) + "feed.xml",
+        "archive_url": archive_url(config) + below,
+        "feed_url": archive_url(config) + below + "feed.xml",
         "updated": issues[0]["updated"] if issues else "1970-01-01T00:00:00Z",
         "author": config.sender.from_name,
         "feed_entries": FEED_ENTRIES,
     }
+    if below:
+        root = root / below
     write_text(root / "index.html", render_template(env, INDEX_TEMPLATE, context))
     write_text(root / "feed.xml", render_template(env, FEED_TEMPLATE, context))

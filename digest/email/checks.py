@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from lxml import html as lxml_html  # type: ignore[import-untyped]
 
-from digest.email.compose import PREHEADER_MAX, PREHEADER_MIN
+from digest.email.compose import KB, PREHEADER_MAX, PREHEADER_MIN, SUBJECT_MAX
 from digest.email.message import MARKER, PLACEHOLDERS, ComposedEmail
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -66,7 +66,7 @@ def check_size(doc: _Doc) -> CheckResult:
     composed = doc.composed
     size = composed.sent_size if composed.sent_size is not None else composed.html_size
     budget = doc.composed.size_budget
-    summary = f"HTML part as sent is {size / 1024:.1f} KB of a {budget / 1024:.0f} KB budget"
+    summary = f"HTML part as sent is {size / KB:.1f} KB of a {budget / KB:.0f} KB budget"
     if doc.composed.trimmed:
         summary += f" (trimmed: {'; '.join(doc.composed.trimmed)})"
     if size <= budget:
@@ -359,6 +359,21 @@ def check_contrast(doc: _Doc) -> CheckResult:
     )
 
 
+def check_subject(doc: _Doc) -> CheckResult:
+    subject = doc.composed.subject
+    length = len(subject)
+    if 0 < length <= SUBJECT_MAX:
+        return CheckResult("subject", True, f"subject, {length} characters")
+    return CheckResult(
+        "subject",
+        False,
+        f"subject is {length} characters",
+        (f"inboxes show about {SUBJECT_MAX} characters: {subject!r}",),
+        "shorten email.subject in config.yaml, or subject in the issue intro's front matter",
+        level="warning",
+    )
+
+
 CHECKS = (
     check_size,
     check_images,
@@ -368,5 +383,6 @@ CHECKS = (
     check_unsubscribe,
     check_list_headers,
     check_preheader,
+    check_subject,
     check_contrast,
 )

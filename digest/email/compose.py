@@ -23,7 +23,7 @@ import logging
 import re
 import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import formataddr
 from functools import lru_cache
@@ -57,6 +57,7 @@ PREHEADER_MAX = 110
 # running on into the first words of the body.
 PREHEADER_PAD = "\u034f\u200c\u00a0"
 COVER_WIDTH = 552  # 600px body minus 24px padding each side
+KB = 1000  # email.size_budget_kb counts kilobytes of 1,000 bytes: a margin under Gmail's 102 KiB
 SUBJECT_MAX = 70  # what most inboxes show of a subject
 IMAGE_DENSITY = 2  # covers are asked for at twice their display size, for sharp screens
 DEFAULT_COVER_RATIO = 0.5  # height / width when the image URL does not say
@@ -475,7 +476,73 @@ def compose(
     intro: Intro | None = None,
     web: bool = False,
 ) -> ComposedEmail:
-    """The issue's email. ``web=True`` gives the archive's version (no subscriber links)."""
+    """The issue's email. ``web=True`` gives the archive's version (no subscriber links).
+
+    One post never fails the issue: when rendering fails, the posts the failure follows
+    are found (by halves) and left out, each named in ``warnings`` with the error. A failure
+    no single post causes (a broken template) is raised as it is.
+    """
+    try:
+        return _compose(config, selection, now=now, intro=intro, web=web)
+    except TemplateError as exc:
+        error = exc
+
+    def fails(posts: list[Post]) -> bool:
+        try:
+            _compose(config, _keep_posts(selection, posts), now=now, intro=intro, web=web)
+        except TemplateError:
+            return True
+        return False
+
+    def culprits(posts: list[Post]) -> list[Post]:
+        if len(posts) <= 1:
+            return posts
+        half = len(posts) // 2
+        found = [p for part in (posts[:half], posts[half:]) if fails(part) for p in culprits(part)]
+        return found
+
+    posts = selection.posts
+    # A broken template fails with any post: when a few posts each fail alone, it is the
+    # template, and finding "culprits" would only cost a compose per post.
+    sample = {id(p): p for p in (posts[0], posts[len(posts) // 2], posts[-1])} if posts else {}
+    if not posts or all(fails([p]) for p in sample.values()):
+        raise error
+    bad = culprits(posts) if fails(posts) else []
+    if not bad or len(bad) == len(posts):
+        raise error
+    names = {id(post) for post in bad}
+    kept = [post for post in selection.posts if id(post) not in names]
+    composed = _compose(config, _keep_posts(selection, kept), now=now, intro=intro, web=web)
+    left_out = []
+    for post in bad:
+        try:
+            _compose(config, _keep_posts(selection, [post]), now=now, intro=intro, web=web)
+        except TemplateError as exc:
+            reason = exc.message
+        else:  # pragma: no cover - it failed a moment ago
+            reason = error.message
+        left_out.append(f"{post.path}: left out of the issue: {reason}")
+    return replace(composed, warnings=(*composed.warnings, *left_out))
+
+
+def _keep_posts(selection: Selection, posts: list[Post]) -> Selection:
+    """The selection with only ``posts`` (in their sections, in their order)."""
+    wanted = {id(post) for post in posts}
+    sections = tuple(
+        replace(section, posts=tuple(p for p in section.posts if id(p) in wanted))
+        for section in selection.sections
+    )
+    return replace(selection, sections=tuple(s for s in sections if s.posts))
+
+
+def _compose(
+    config: Config,
+    selection: Selection,
+    *,
+    now: datetime,
+    intro: Intro | None,
+    web: bool,
+) -> ComposedEmail:
     env = environment(config)
     css = _css(env)
     utm = _utm(config, selection.issue_id)
@@ -540,7 +607,7 @@ def compose(
         text = render_template(env, TEXT_TEMPLATE, context)
         return html, text, views
 
-    budget = config.email.size_budget_kb * 1024
+    budget = config.email.size_budget_kb * KB
     worst = worst_case_values(config)
     trimmed, (html, text, views) = _fit(
         config, selection, render, budget, lambda html: sent_size(html, worst)
@@ -549,11 +616,6 @@ def compose(
     posts = shown(views)
     subject = _subject(config, posts, selection.issue_id, intro)
     preheader = _preheader(config, posts, selection.issue_id, intro)
-    if len(subject) > SUBJECT_MAX:
-        warnings.append(
-            f"subject is {len(subject)} characters; inboxes show about {SUBJECT_MAX}: "
-            f"{subject!r} (email.subject, or subject in the issue intro)"
-        )
     return ComposedEmail(
         issue_id=selection.issue_id,
         subject=subject,

@@ -15,6 +15,7 @@ from typing import Any
 
 from digest.config import Config
 from digest.delivery.reports import FOLLOWED, AudienceReport, audience_report
+from digest.store.database import locate
 
 STATUS_COLOURS = {
     "active": "#1a7f37",
@@ -310,6 +311,6 @@ def render_dashboard(report: AudienceReport, *, site_name: str) -> str:
 def audience_dashboard(config: Config, now: datetime) -> str:
     """The dashboard page for a site, read from its stores now."""
     report = audience_report(
-        config.path(config.subscribers.database), config.path(config.ledger.database), now=now
+        locate(config, config.subscribers.database), locate(config, config.ledger.database), now=now
     )
     return render_dashboard(report, site_name=config.site.name)

@@ -15,7 +15,9 @@ no listing of the project::
 
 Requests whose Host is not the address the server was started on are refused, so a web page
 elsewhere cannot reach the preview through DNS rebinding; the send-test route also needs the
-per-process token that only the preview page carries.
+per-process token that only the preview page carries. No other site may frame the preview
+(``Content-Security-Policy: frame-ancestors 'none'``); the email and archive routes may be
+framed by the preview's own page only (``'self'``), which shows the email in an iframe.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.preview.state import ISSUE_ID, BuildEvent, IssueView, PreviewState
 from digest.resources import BUILTIN_TEMPLATES
@@ -94,6 +96,40 @@ class _HostCheck:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+FRAMED_BY_SELF = ("/email/", "/archive/")
+"""Routes the preview page shows in its own iframe."""
+
+
+class _FrameAncestors:
+    """``frame-ancestors`` (and the older ``X-Frame-Options``) on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        framed = scope["path"].startswith(FRAMED_BY_SELF)
+        policy = b"frame-ancestors 'self'" if framed else b"frame-ancestors 'none'"
+        legacy = b"SAMEORIGIN" if framed else b"DENY"
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers, csp = [], policy
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"content-security-policy":
+                        # a route's own policy is kept, with ours added
+                        csp = value if b"frame-ancestors" in value else value + b"; " + policy
+                    elif name.lower() != b"x-frame-options":
+                        headers.append((name, value))
+                headers += [(b"content-security-policy", csp), (b"x-frame-options", legacy)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class Broadcaster:
@@ -311,6 +347,7 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
     app.state.broadcaster = broadcaster
     app.state.token = token
     app.add_middleware(_HostCheck, allowed=options.allowed_hosts)
+    app.add_middleware(_FrameAncestors)
     return app
 
 

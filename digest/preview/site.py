@@ -86,15 +86,15 @@ class SitePreview:
 
     def watch_set(self) -> WatchSet:
         config = self.config()
-        folders = [
-            config.path(config.content.posts_dir),
-            config.path(config.content.issues_dir),
-            BUILTIN_TEMPLATES,
-        ]
+        folders = [s.file(config.root) for s in config.source_list if s.path is not None]
+        folders += [config.path(config.content.issues_dir), BUILTIN_TEMPLATES]
         if config.email.templates_dir is not None:
             folders.append(config.path(config.email.templates_dir))
         source = config.source or self.config_path.resolve()
-        return WatchSet(tuple(folders), (source,))
+        feed_files = [
+            s.file(config.root) for s in config.source_list if s.is_feed and not s.is_remote
+        ]
+        return WatchSet(tuple(folders), (source, *feed_files))
 
     def weeks(self) -> Sequence[WeekChoice]:
         with self._lock:

@@ -60,10 +60,17 @@ def digest_command(digest_bin: str | None = None) -> list[str]:
     return [str(Path(sys.executable).absolute()), "-m", "digest"]
 
 
-def _command(config: Config, digest_bin: str | None) -> str:
+def _command(config: Config, digest_bin: str | None, *, each: bool = False) -> str:
+    """``digest --config FILE run``; with ``each`` and several newsletters, the command
+    names the config's newsletter (a crontab has one line per newsletter)."""
     source = (config.source or Path("config.yaml")).resolve()
     program = " ".join(shlex.quote(part) for part in digest_command(digest_bin))
-    return f"{program} --config {shlex.quote(str(source))} run"
+    chosen = (
+        f" --newsletter {shlex.quote(config.newsletter_name)}"
+        if each and len(config.newsletter_names) > 1
+        else ""
+    )
+    return f"{program} --config {shlex.quote(str(source))}{chosen} run"
 
 
 def _poll_minutes(grace: timedelta) -> int:
@@ -89,7 +96,7 @@ def crontab(config: Config, *, digest_bin: str | None = None) -> InstallFile:
     """A crontab entry. Uses CRON_TZ when the schedule is plain cron; also gives the
     polling line for crons that ignore CRON_TZ (Debian's, busybox's)."""
     schedule = Schedule.from_config(config)
-    command = _command(config, digest_bin)
+    command = _command(config, digest_bin, each=True)
     log_file = shlex.quote(str(config.path(Path("data/digest-run.log"))))
     minutes = _poll_minutes(config.schedule.grace)
     line = f"{command} >> {log_file} 2>&1"
@@ -278,7 +285,11 @@ def github_actions(config: Config) -> InstallFile:
         {
             _relative(config, config.subscribers.database),
             _relative(config, config.ledger.database),
-            _relative(config, config.schedule.database),
+            *(
+                _relative(config, config.for_newsletter(name).schedule.database)
+                for name in config.newsletter_names
+            ),
+            _relative(config, config.path(config.content.feeds_dir)),
         }
     )
     state_paths = "\n".join(f"            {p}" for p in state)

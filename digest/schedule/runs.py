@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from digest.errors import StoreError
-from digest.store.sqlite import open_database
+from digest.store.database import Connection, StoreSpec, Target, as_target, open_store
+from digest.store.migrations import Migration
 
 FINAL_OUTCOMES = frozenset({"sent", "already-sent", "skipped-empty", "empty", "missed"})
 RESUMABLE_OUTCOMES = frozenset({"running", "stopped"})
@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS runs (
     detail      TEXT NOT NULL DEFAULT ''
 );
 """
+
+# The schema's history, oldest first (digest.store.migrations); add new steps at the end.
+MIGRATIONS = (Migration(1, "runs table, as before schema versions", _SCHEMA),)
+SPEC = StoreSpec("runs", "the runs database (schedule.database)", MIGRATIONS, ("runs",))
 
 
 def _utc(moment: datetime) -> str:
@@ -80,9 +84,11 @@ def _parse(value: str | None) -> datetime | None:
 class RunStore:
     """The runs table in its own SQLite file (``schedule.database``)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = open_database(path, _SCHEMA, what="the runs database (schedule.database)")
+    def __init__(self, path: Target | str) -> None:
+        self.path = as_target(path)
+        self._db = open_store(
+            self.path, MIGRATIONS, store="runs", what="the runs database (schedule.database)"
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -94,7 +100,7 @@ class RunStore:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[Connection]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             yield self._db
@@ -125,7 +131,7 @@ class RunStore:
                 "INSERT INTO runs (occurrence, issue_id, outcome, attempts, started_at)"
                 " VALUES (?, ?, 'running', 1, ?)"
                 " ON CONFLICT(occurrence) DO UPDATE SET outcome = 'running',"
-                " attempts = attempts + 1, started_at = excluded.started_at,"
+                " attempts = runs.attempts + 1, started_at = excluded.started_at,"
                 " finished_at = NULL, issue_id = excluded.issue_id",
                 (_utc(occurrence), issue_id, _utc(now)),
             )

@@ -32,12 +32,13 @@ is done explicitly so the rule above holds whatever croniter's version does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -46,9 +47,10 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 
 from digest.config.cron import check_cron
-from digest.content.select import Window, last_complete_week
+from digest.content.select import Window, last_complete_day, last_complete_week
 from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
+from digest.store.database import locate
 from digest.store.lock import FileLock
 
 if TYPE_CHECKING:
@@ -250,8 +252,12 @@ class Stopped(SendError):
 Job = Callable[[Due, threading.Event], JobResult]
 
 
-def issue_window(occurrence: datetime, tz: ZoneInfo, week_start: str = "monday") -> Window:
-    """The issue the occurrence sends: the last complete week before it."""
+def issue_window(
+    occurrence: datetime, tz: ZoneInfo, week_start: str = "monday", period: str = "week"
+) -> Window:
+    """The issue the occurrence sends: the last complete week (or day) before it."""
+    if period == "day":
+        return last_complete_day(occurrence, tz)
     return last_complete_week(occurrence, tz, week_start)
 
 
@@ -264,6 +270,8 @@ class Policy:
     skip_empty: bool = True
     week_start: str = "monday"
     issue_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    issue_prefix: str = ""  # a newsletter other than the first: its name and a hyphen
+    period: str = "week"  # or "day": what an issue covers
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -273,6 +281,8 @@ class Policy:
             skip_empty=config.schedule.skip_empty,
             week_start=config.week_start,
             issue_tz=config.tz,
+            issue_prefix=config.issue_prefix,
+            period=config.period,
         )
 
 
@@ -353,7 +363,9 @@ def run_due(
     occurrence = schedule.latest_at_or_before(now)
     if occurrence is None:
         return RunReport("nothing-due", now, None, None, next_occurrence)
-    window = issue_window(occurrence, policy.issue_tz, policy.week_start)
+    window = issue_window(occurrence, policy.issue_tz, policy.week_start, policy.period)
+    if policy.issue_prefix:
+        window = replace(window, issue_id=policy.issue_prefix + window.issue_id)
     existing = runs.get(occurrence)
     if existing is not None and existing.final:
         return RunReport("done", now, occurrence, existing.issue_id, next_occurrence, existing)
@@ -594,7 +606,7 @@ def run_now(config: Config, clock: Clock, *, stop: threading.Event) -> RunReport
     policy = Policy.from_config(config)
     with (
         FileLock(run_lock_path(config), "digest run"),
-        RunStore(config.path(config.schedule.database)) as runs,
+        RunStore(locate(config, config.schedule.database)) as runs,
     ):
         return run_due(
             policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
@@ -615,7 +627,7 @@ def run_forever(
     """
     policy = Policy.from_config(config)
     lock = FileLock(config.path(config.schedule.lock), "digest schedule")
-    with lock, RunStore(config.path(config.schedule.database)) as runs:
+    with lock, RunStore(locate(config, config.schedule.database)) as runs:
         scheduler = Scheduler(
             policy,
             runs,
@@ -629,3 +641,89 @@ def run_forever(
         if on_start is not None:
             on_start(policy, policy.schedule.next_after(clock.now()))
         scheduler.run()
+
+
+# ------------------------------------------------------------------ several newsletters
+
+
+@dataclass(frozen=True)
+class NewsletterRun:
+    """What :func:`run_newsletters` did for one newsletter: a report, or the error."""
+
+    newsletter: str
+    report: RunReport | None = None
+    error: DigestError | None = None
+
+
+def run_newsletters(
+    config: Config,
+    names: Sequence[str],
+    clock: Clock,
+    *,
+    stop: threading.Event | None = None,
+) -> list[NewsletterRun]:
+    """`digest run` for each named newsletter, each on its own schedule, runs database and
+    locks. One newsletter's failure is recorded and the others still run; with a single
+    name the error is raised as it is. A stop request ends the loop."""
+    results: list[NewsletterRun] = []
+    for name in names:
+        one = config.for_newsletter(name)
+        try:
+            report = run_now(one, clock, stop=stop or threading.Event())
+        except Stopped:
+            raise
+        except DigestError as exc:
+            if len(names) == 1:
+                raise
+            log.error("newsletter %s: %s", name, exc)
+            results.append(NewsletterRun(name, error=exc))
+            continue
+        results.append(NewsletterRun(name, report))
+    return results
+
+
+def run_forever_each(
+    config: Config,
+    names: Sequence[str],
+    clock: Clock,
+    *,
+    stop: threading.Event,
+    on_start: Callable[[str, Policy, datetime], None] | None = None,
+    on_report: Callable[[str, RunReport], None] | None = None,
+) -> None:
+    """`digest schedule` for each named newsletter, each with its own scheduler, lock and
+    runs, in its own thread. The first error (another scheduler holds a lock) stops them
+    all and is raised."""
+    if len(names) == 1:
+        name = names[0]
+        run_forever(
+            config.for_newsletter(name),
+            clock,
+            stop=stop,
+            on_start=None if on_start is None else functools.partial(on_start, name),
+            on_report=None if on_report is None else functools.partial(on_report, name),
+        )
+        return
+    errors: list[BaseException] = []
+
+    def one(name: str) -> None:
+        try:
+            run_forever(
+                config.for_newsletter(name),
+                clock,
+                stop=stop,
+                on_start=None if on_start is None else functools.partial(on_start, name),
+                on_report=None if on_report is None else functools.partial(on_report, name),
+            )
+        except BaseException as exc:  # handed to the caller's thread below
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=one, args=(n,), name=f"schedule-{n}") for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    if errors:
+        raise errors[0]

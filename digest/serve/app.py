@@ -5,7 +5,9 @@ Routes::
     GET  /                         → /subscribe
     GET  /subscribe                the subscribe form
     POST /subscribe                form (with CSRF token) or JSON {email, name?, categories?}
-    GET  /confirm/<token>          double opt-in: pending → active
+    GET  /confirm/<token>          a page with a button (GET alone never confirms: mail
+                                   scanners follow links)
+    POST /confirm/<token>          double opt-in: pending → active (the token is the proof)
     GET  /unsubscribe/<token>      a page with a button (GET alone never unsubscribes)
     POST /unsubscribe/<token>      RFC 8058 one-click (body List-Unsubscribe=One-Click: 200,
                                    empty) or the page's form (CSRF checked)
@@ -24,12 +26,13 @@ limiter lives in memory and SQLite wants one writer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,12 +54,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.audience import newsletters
 from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
 from digest.audience.subscribers import InvalidEmail
 from digest.audience.tokens import TokenError
 from digest.config import Config
+from digest.content.posts import strip_controls
+from digest.delivery.providers.mailgun import Mailgun
 from digest.email.archive import archive_dir
-from digest.errors import DigestError, TemplateError
+from digest.errors import ConfigError, DigestError, TemplateError
+from digest.safelog import clean
+from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
 from digest.serve.pages import Pages
 from digest.serve.security import (
     CSRF_COOKIE,
@@ -76,7 +84,9 @@ from digest.serve.service import (
     require_server_secret,
     welcome_context,
 )
-from digest.serve.webhooks import ReplayGuard, WebhookError, read_webhook
+from digest.serve.shared import SharedRateLimiter
+from digest.serve.webhooks import WebhookError, WebhookEvent, read_webhook
+from digest.store.database import locate
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,13 @@ ARCHIVE_CSP = (
     "base-uri 'none'; frame-ancestors 'none'"
 )
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_EMAIL = 320  # RFC 3696's longest address, give or take
+MAX_NAME = 200
+
+
+def one_line(text: str) -> str:
+    """A name as stored: control characters gone, spacing folded (it ends up in mail)."""
+    return " ".join(strip_controls(text).split())
 
 
 def utc_now() -> datetime:
@@ -186,20 +203,41 @@ class Service:
         self.pages = Pages(config)
         self.subscriptions = Subscriptions(config, secret)
         self.csrf = CsrfGuard(secret)
-        self.limiter = RateLimiter(
-            config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
-        )
-        self.store = StoreWorker(config.path(config.subscribers.database))
+        self.limiter: RateLimiter | SharedRateLimiter
+        if config.database is not None:  # several hosts: the limits live in the database
+            self.limiter = SharedRateLimiter(
+                config.database,
+                config.serve.subscribe_per_minute,
+                config.serve.subscribe_burst,
+                prefix="subscribe",
+            )
+        else:
+            self.limiter = RateLimiter(
+                config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
+            )
+        self.store = StoreWorker(locate(config, config.subscribers.database))
         self.mailer = mailer or Mailer(config, self.pages)
         hooks = config.serve.webhooks
-        self.replays = ReplayGuard(
-            keep=(max(hooks.tolerance, hooks.max_age) + hooks.tolerance).total_seconds()
-        )
+        # How long a delivery is remembered: longer than any timestamp is accepted for.
+        self.keep = (max(hooks.tolerance, hooks.max_age) + hooks.tolerance).total_seconds()
+        self.mailgun_events: Mailgun | None = None
+        if hooks.mailgun_confirm:
+            if config.provider.name != "mailgun":
+                raise ConfigError(
+                    "serve.webhooks.mailgun_confirm looks events up with Mailgun's API: it "
+                    f"needs provider.name: mailgun (not {config.provider.name})"
+                )
+            found = Mailgun.from_config(config)
+            assert isinstance(found, Mailgun)
+            self.mailgun_events = found
         self.sections = [(s.name, s.title) for s in config.categories.sections]
+        self.newsletters = newsletters.listed(config)
 
     def close(self) -> None:
         self.store.close()
         self.mailer.close()
+        if self.mailgun_events is not None:
+            self.mailgun_events.close()
 
     # -- helpers
 
@@ -218,7 +256,9 @@ class Service:
         if form:
             assert cookie is not None
             context[CSRF_FIELD] = self.csrf.form_token(cookie)
-        html = self.pages.render(name, sections=self.sections, **context)
+        html = self.pages.render(
+            name, sections=self.sections, newsletters=self.newsletters, **context
+        )
         response = HTMLResponse(html, status_code=status, headers=NO_STORE)
         if form and cookie:
             response.set_cookie(
@@ -253,7 +293,7 @@ class Service:
         )
 
     def bad_link(self, request: Request, exc: TokenError) -> HTMLResponse:
-        log.info("refused a link on %s: %s", _route(request), exc)
+        log.info("refused a link on %s: %s", _route(request), clean(exc))
         return self.page(
             request,
             "error.html.j2",
@@ -295,7 +335,7 @@ class Service:
         )
         if not self.limiter.allow(client):
             retry = str(self.limiter.retry_after(client))
-            log.info("subscribe: rate limit reached for %s", client)
+            log.info("subscribe: rate limit reached for %s", clean(client, 60))
             if is_json:
                 return JSONResponse(
                     {"error": "too many requests; try again later"},
@@ -313,25 +353,31 @@ class Service:
             return response
         if is_json:
             try:
-                data = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-            if not isinstance(data, dict):
-                return JSONResponse({"error": "expected a JSON object"}, status_code=400)
-            email, name, chosen = data.get("email"), data.get("name") or "", data.get("categories")
-            if not isinstance(chosen, list):
-                chosen = []
+                data = loads_bounded(
+                    await request.body(), max_depth=self.config.serve.max_json_depth
+                )
+                if not isinstance(data, dict):
+                    raise BadJson("expected a JSON object")
+                email = text_field(data, "email", limit=MAX_EMAIL, required=True)
+                name = text_field(data, "name", limit=MAX_NAME)
+                chosen = text_list(data, "categories", most=50, limit=200)
+                lists = text_list(data, "newsletters", most=20, limit=40)
+            except BadJson as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
         else:
             form = await request.form()
             # The service's own form carries a CSRF token; a form on an allowed site (the
             # blog) cannot, and is recognised by the Origin header browsers send with it.
             if not self.csrf_ok(request, form) and not self.origin_allowed(request):
                 return self.refused(request)
-            email, name = form.get("email"), form.get("name") or ""
-            chosen = form.getlist("categories")
-        if not isinstance(email, str) or not isinstance(name, str):
-            email = ""
-        categories = [c for c in chosen if isinstance(c, str)][:50]
+            given_email, given_name = form.get("email"), form.get("name")
+            email = given_email if isinstance(given_email, str) else ""
+            name = given_name if isinstance(given_name, str) else ""
+            chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
+            lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
+        categories = chosen[:50]
+        if len(email) > MAX_EMAIL:
+            email = ""  # not an address; refused below as one
         now = self.clock()
         consent = self.subscriptions.consent(
             now,
@@ -344,7 +390,7 @@ class Service:
                 lambda store: self.subscriptions.subscribe(
                     store,
                     email,
-                    name=name.strip()[:200],
+                    name=one_line(name)[:MAX_NAME],
                     categories=categories,
                     now=now,
                     consent=consent,
@@ -363,6 +409,14 @@ class Service:
                 email=email,
                 consent_text=self.config.serve.consent_text,
             )
+        wanted = [n for n in lists if isinstance(n, str)][:20]
+        if outcome.send_confirmation and wanted and self.newsletters:
+            # Only an address waiting for confirmation takes a choice from this public form;
+            # someone already subscribed changes theirs through their preferences link.
+            address = outcome.subscriber.email
+            await self.store.run(
+                lambda store: newsletters.choose_from_form(store, address, wanted, self.config)
+            )
         if outcome.send_confirmation or outcome.send_notice:
             if outcome.send_confirmation:
                 template = CONFIRM_TEMPLATE
@@ -373,13 +427,35 @@ class Service:
             try:
                 await self.mailer.send_async(outcome.subscriber, url, now, template)
             except DigestError as exc:
-                log.warning("email to %s not sent: %s", outcome.subscriber.email, exc)
+                log.warning("email to %s not sent: %s", outcome.subscriber.email, clean(exc, 300))
         # The same answer whatever the address's state: nothing leaks about who is subscribed.
         if is_json:
             return JSONResponse(
                 {"status": "ok", "message": "Check your inbox to confirm."}, status_code=202
             )
         return self.page(request, "check_inbox.html.j2", status=202)
+
+    async def confirm_page(self, request: Request) -> Response:
+        """The confirmation link's page: a button that POSTs. A GET changes nothing, so a
+        mail scanner following the link confirms nobody."""
+        token = request.path_params["token"]
+        now = self.clock()
+        try:
+            subscriber = await self.store.run(
+                lambda store: self.subscriptions.check(store, token, "confirm", now)
+            )
+        except TokenError as exc:
+            return self.bad_link(request, exc)
+        if subscriber.status == "active":
+            return self.page(
+                request,
+                "confirmed.html.j2",
+                email=subscriber.email,
+                preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
+            )
+        return self.page(
+            request, "confirm.html.j2", email=subscriber.email, action=token_path("confirm", token)
+        )
 
     async def confirm(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -452,7 +528,7 @@ class Service:
             )
         except TokenError as exc:
             if one_click:
-                log.info("refused a one-click unsubscribe: %s", exc)
+                log.info("refused a one-click unsubscribe: %s", clean(exc))
                 return Response(status_code=400)
             return self.bad_link(request, exc)
         if one_click:
@@ -474,6 +550,7 @@ class Service:
                 return self.refused(request)
             action = form.get("action")
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)][:50]
+            lists = [n for n in form.getlist("newsletters") if isinstance(n, str)][:20]
             try:
                 subscriber = await self.store.run(
                     lambda store: self.subscriptions.save_preferences(
@@ -486,6 +563,11 @@ class Service:
                 )
             except TokenError as exc:
                 return self.bad_link(request, exc)
+            if self.newsletters and lists and action == "save":
+                address = subscriber.email
+                await self.store.run(
+                    lambda store: newsletters.choose_from_form(store, address, lists, self.config)
+                )
             if subscriber.status == "unsubscribed" and action == "unsubscribe":
                 return self.page(
                     request,
@@ -502,6 +584,12 @@ class Service:
             except TokenError as exc:
                 return self.bad_link(request, exc)
         chosen_names = set(subscriber.categories)
+        address = subscriber.email
+        receives = (
+            await self.store.run(lambda store: newsletters.receiving(store, address, self.config))
+            if self.newsletters
+            else ()
+        )
         return self.page(
             request,
             "preferences.html.j2",
@@ -511,6 +599,7 @@ class Service:
             subscriber_status=subscriber.status,
             chosen=chosen_names,
             every=not chosen_names,
+            receives=set(receives),
             saved=saved,
             action=token_path("preferences", token),
         )
@@ -521,23 +610,62 @@ class Service:
         now = self.clock()
         try:
             delivery = read_webhook(
-                provider, request.headers, body, self.config.serve.webhooks, now=now
+                provider,
+                request.headers,
+                body,
+                self.config.serve.webhooks,
+                now=now,
+                max_depth=self.config.serve.max_json_depth,
             )
         except WebhookError as exc:
-            log.info("refused a webhook for %s: %s", provider, exc)
+            log.info("refused a webhook for %s: %s", clean(provider, 40), clean(exc))
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         events = delivery.events
-        if self.replays.seen(delivery, now):
-            log.info("webhook %s %s: already applied; not again", provider, delivery.delivery_id)
+        if provider == "mailgun" and self.mailgun_events is not None and events:
+            seen = await self.store.run(
+                lambda store: store.delivery_seen(provider, delivery.delivery_id)
+            )
+            if seen:
+                log.info("webhook %s: a delivery seen before; not applied again", provider)
+                return JSONResponse({"events": len(events), "changed": 0, "repeat": True})
+            try:
+                confirmed = await self.confirm_mailgun(events)
+            except DigestError as exc:
+                log.warning("webhook mailgun: cannot confirm its events: %s", clean(exc))
+                return JSONResponse(
+                    {"error": "cannot confirm the events with Mailgun now; retry later"},
+                    status_code=503,
+                )
+            if not confirmed:
+                return JSONResponse({"events": len(events), "changed": 0, "unconfirmed": True})
+            delivery = replace(delivery, events=confirmed)
+        outcome = await self.store.run(
+            lambda store: self.subscriptions.apply_delivery(store, delivery, now, keep=self.keep)
+        )
+        if outcome.repeat:
+            log.info("webhook %s: a delivery seen before; not applied again", provider)
             return JSONResponse({"events": len(events), "changed": 0, "repeat": True})
-        changed = 0
+        return JSONResponse({"events": len(events), "changed": outcome.changed})
+
+    async def confirm_mailgun(self, events: list[WebhookEvent]) -> list[WebhookEvent]:
+        """The events Mailgun's events API confirms (serve.webhooks.mailgun_confirm)."""
+        assert self.mailgun_events is not None
+        names = {"bounced": "failed", "complained": "complained", "unsubscribed": "unsubscribed"}
+        loop = asyncio.get_running_loop()
+        confirmed: list[WebhookEvent] = []
         for event in events:
-            if await self.store.run(
-                lambda store, e=event: self.subscriptions.apply_event(store, e, now)  # type: ignore[misc]
-            ):
-                changed += 1
-        self.replays.remember(delivery, now)
-        return JSONResponse({"events": len(events), "changed": changed})
+            found = await loop.run_in_executor(
+                None, self.mailgun_events.has_event, event.event_id, names[event.kind], event.email
+            )
+            if found:
+                confirmed.append(event)
+            else:
+                log.info(
+                    "webhook mailgun: %s for %s is not in Mailgun's events; not applied",
+                    event.kind,
+                    clean(event.email, 100),
+                )
+        return confirmed
 
     async def feed(self, request: Request) -> Response:
         path = archive_dir(self.config) / "feed.xml"
@@ -611,7 +739,8 @@ def create_app(
         Route("/assets/serve.css", service.stylesheet),
         Route("/subscribe", service.subscribe_form, methods=["GET"]),
         Route("/subscribe", service.subscribe, methods=["POST"]),
-        Route(route("confirm"), service.confirm, methods=["GET"]),
+        Route(route("confirm"), service.confirm_page, methods=["GET"]),
+        Route(route("confirm"), service.confirm, methods=["POST"]),
         Route(route("unsubscribe"), service.unsubscribe_page, methods=["GET"]),
         Route(route("unsubscribe"), service.unsubscribe, methods=["POST"]),
         Route(route("preferences"), service.preferences, methods=["GET", "POST"]),
@@ -666,6 +795,9 @@ def serve(
     server_config = uvicorn.Config(
         app,
         log_level="warning",
+        # uvicorn's own lines go through the root logger too, so digest serve's safe
+        # formatting (digest.safelog) applies to them as well
+        log_config=None,
         access_log=False,  # request lines hold tokens; state changes are logged instead
         proxy_headers=bool(config.serve.trusted_proxies),
         forwarded_allow_ips=",".join(config.serve.trusted_proxies) or None,

@@ -133,7 +133,11 @@ class BodyLimit:
                     await _plain(send, 400, b"Bad Content-Length")
                     return
                 if declared > limit:
-                    await _plain(send, 413, b"Request body too large")
+                    # A body not much over the limit is read and dropped, so the answer
+                    # reaches the client and the connection stays usable; a huge one is
+                    # not worth reading, and the connection is closed instead.
+                    keep = declared <= DRAIN_MAX and await _drain(receive, declared)
+                    await _plain(send, 413, b"Request body too large", close=not keep)
                     return
         received = 0
 
@@ -151,11 +155,30 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
-async def _plain(send: Send, status: int, body: bytes) -> None:
+DRAIN_MAX = 1024 * 1024
+"""The largest over-limit body read (and dropped) to keep the connection open."""
+
+
+async def _drain(receive: Receive, declared: int) -> bool:
+    """Read and drop a request body of ``declared`` bytes; False if the client left."""
+    read = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        read += len(message.get("body", b""))
+        if read > declared:
+            return False
+        if not message.get("more_body", False):
+            return True
+
+
+async def _plain(send: Send, status: int, body: bytes, *, close: bool = True) -> None:
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
     ]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -14,7 +14,11 @@ Status rules are the status model's (:mod:`digest.audience.status`); what the se
   an ``active`` one is unchanged and gets a short "you are already subscribed" email with
   its preferences link; a ``complained`` one is never mailed. The answer to the client is
   the same in every case.
-- confirm (cause ``serve_confirm``): any status → ``active``.
+- confirm (cause ``serve_confirm``, a POST: a GET only shows the button): any status →
+  ``active``.
+- mail limit: at most ``serve.mail_per_address`` emails to one mailbox within
+  ``serve.mail_window`` (counted in the store, so across restarts and processes); past it a
+  subscribe gets the same answer and no mail. A confirmation holds no text from the request.
 - webhook events (``webhook_*``) only make a status stronger, so a late bounce never undoes
   a complaint.
 """
@@ -31,7 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
-from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from digest.audience.keys import link_keys
@@ -50,8 +53,10 @@ from digest.config import Config
 from digest.delivery.providers.base import Batch, Provider, Recipient, Result, idempotency_key
 from digest.delivery.providers.registry import make_provider
 from digest.errors import StoreError
+from digest.safelog import clean, log_change
 from digest.serve.pages import Pages
-from digest.serve.webhooks import WebhookEvent
+from digest.serve.webhooks import Delivery, WebhookEvent
+from digest.store.database import Target
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +88,7 @@ class StoreWorker:
     one by one, so one bad call never takes another's write with it.
     """
 
-    def __init__(self, path: Path, *, max_batch: int = 64) -> None:
+    def __init__(self, path: Target, *, max_batch: int = 64) -> None:
         self.path = path
         self.max_batch = max_batch
         self.commits = 0  # how many commits carried more than one call (for the curious)
@@ -184,16 +189,25 @@ SubscribeAction = Literal["created", "pending", "reconfirm", "active", "suppress
 class SubscribeOutcome:
     action: SubscribeAction
     subscriber: Subscriber
+    limited: bool = False  # the mailbox had its serve.mail_per_address already
 
     @property
     def send_confirmation(self) -> bool:
-        return self.action in ("created", "pending", "reconfirm")
+        return not self.limited and self.action in ("created", "pending", "reconfirm")
 
     @property
     def send_notice(self) -> bool:
         """An active subscriber is told so (with their preferences link), so that every
         address that can receive mail gets one: the answer and the work look the same."""
-        return self.action == "active"
+        return not self.limited and self.action == "active"
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What applying one webhook delivery did."""
+
+    repeat: bool  # seen before: nothing applied
+    changed: int
 
 
 class Subscriptions:
@@ -273,6 +287,17 @@ class Subscriptions:
         """Raises InvalidEmail for an address that is not one. ``consent`` is recorded for
         a request that leads to a confirmation email (the confirmation completes it)."""
         outcome = self._subscribe(store, email, name=name, categories=categories, now=now)
+        if outcome.action == "suppressed":
+            return outcome
+        serve = self.config.serve
+        if not store.reserve_mail(
+            outcome.subscriber.email,
+            now=now,
+            window=serve.mail_window.total_seconds(),
+            limit=serve.mail_per_address,
+        ):
+            log_change("mail_limited", email=outcome.subscriber.email, limit=serve.mail_per_address)
+            return SubscribeOutcome(outcome.action, outcome.subscriber, limited=True)
         if consent is not None and outcome.send_confirmation:
             set_details(
                 store.connection,
@@ -293,7 +318,7 @@ class Subscriptions:
     ) -> SubscribeOutcome:
         known, unknown = self.categories.canonical(categories)
         if unknown:
-            log.info("subscribe: ignoring unknown categories %s", ", ".join(unknown))
+            log.info("subscribe: ignoring unknown categories %s", clean(", ".join(unknown), 100))
         existing = store.get(email)
         if existing is None:
             created, _ = store.add(
@@ -315,11 +340,11 @@ class Subscriptions:
                 now=now,
                 cause=Cause.SERVE_SUBSCRIBE,
             )
-            log.info("subscribe: %s is pending; confirmation sent again", updated.email)
+            log.info("subscribe: %s is pending; asked to confirm again", updated.email)
             return SubscribeOutcome("pending", updated)
         mail = service_mail(existing.status)
         if mail == "confirm":
-            log.info("subscribe: %s is %s; confirmation sent", existing.email, existing.status)
+            log.info("subscribe: %s is %s; asked to confirm", existing.email, existing.status)
             return SubscribeOutcome("reconfirm", existing)
         if mail == "notice":
             log.info("subscribe: %s is already active; nothing changed", existing.email)
@@ -391,6 +416,26 @@ class Subscriptions:
                 log.info("preferences: %s subscribed again", subscriber.email)
         return subscriber
 
+    def apply_delivery(
+        self, store: SubscriberStore, delivery: Delivery, now: datetime, *, keep: float
+    ) -> DeliveryOutcome:
+        """Record the delivery and apply its events, together (one savepoint): a delivery
+        the store has seen before — from this process or another, before a restart or a
+        moment ago — is not applied again."""
+        with store.atomic():
+            if not store.claim_delivery(
+                delivery.provider, delivery.delivery_id, now=now, keep=keep
+            ):
+                return DeliveryOutcome(repeat=True, changed=0)
+            changed = sum(self.apply_event(store, event, now) for event in delivery.events)
+        log_change(
+            "webhook",
+            provider=delivery.provider,
+            events=len(delivery.events),
+            changed=changed,
+        )
+        return DeliveryOutcome(repeat=False, changed=changed)
+
     def apply_event(self, store: SubscriberStore, event: WebhookEvent, now: datetime) -> bool:
         """Apply one webhook event; True when a status changed."""
         try:
@@ -398,7 +443,7 @@ class Subscriptions:
         except InvalidEmail:
             found = None
         if found is None:
-            log.info("webhook %s: %s for unknown address ignored", event.provider, event.kind)
+            log.info("webhook %s: %s for an unknown address ignored", event.provider, event.kind)
             return False
         _, change = store.change_status(
             found.email, event.kind, cause=WEBHOOK_CAUSES[event.kind], now=now
@@ -406,7 +451,11 @@ class Subscriptions:
         if not change.changed:
             return False
         log.info(
-            "webhook %s: %s is now %s (%s)", event.provider, found.email, event.kind, event.detail
+            "webhook %s: %s is now %s (%s)",
+            event.provider,
+            found.email,
+            event.kind,
+            clean(event.detail, 80),
         )
         return True
 
@@ -467,7 +516,10 @@ class Mailer:
     ) -> ConfirmationEmail:
         """``template``: confirm_email (``url`` confirms), already_subscribed_email or
         welcome_email (``url`` is the preferences page); ``extra`` adds to the context."""
-        context = {"url": url, "email": subscriber.email, "name": subscriber.name}
+        # A confirmation goes to an address nobody has confirmed yet: it holds nothing the
+        # request wrote (no name), so a stranger cannot put words in mail from the site.
+        name = subscriber.name if template != CONFIRM_TEMPLATE else ""
+        context = {"url": url, "email": subscriber.email, "name": name}
         context.update(extra or {})
         sender = self.config.sender
         headers = {"Auto-Submitted": "auto-generated"}
@@ -515,15 +567,15 @@ class Mailer:
                 outcome = event
         if outcome is None:
             outcome = Result(subscriber.id, "failed-retryable", reason="no result from provider")
-        level = logging.INFO if outcome.state == "sent" else logging.WARNING
-        log.log(
-            level,
-            "%s to %s: %s %s",
-            template.replace("_", " "),
-            subscriber.email,
-            outcome.state,
-            outcome.reason or "",
-        )
+        log_change("mail", template=template, email=subscriber.email, state=outcome.state)
+        if outcome.state != "sent":
+            log.warning(
+                "%s to %s: %s %s",
+                template.replace("_", " "),
+                subscriber.email,
+                outcome.state,
+                clean(outcome.reason or "", 300),
+            )
         return outcome
 
     async def send_async(

@@ -21,9 +21,14 @@ A signed timestamp must be recent, so a captured request cannot be replayed late
 within ``serve.webhooks.tolerance`` (5 minutes) for Resend, whose Svix signature is made
 afresh for each attempt; within ``serve.webhooks.max_age`` (24 hours) for SendGrid and
 Mailgun, which deliver late and retry for hours (refusing a late bounce would keep mailing
-a dead address). Within that window a :class:`ReplayGuard` remembers each delivery (Svix
-message id, SendGrid signature, Mailgun token): a repeat is acknowledged and not applied
-again, which also answers a provider's own retry of a delivery whose first answer was lost.
+a dead address). Every delivery has an id (:attr:`Delivery.delivery_id`): the Svix message
+id (Resend), the signed ``timestamp + body`` (SendGrid: an ECDSA signature can be re-encoded,
+what it signs cannot), the signed token (Mailgun, whose body is not signed), the body
+(Postmark). The subscriber store records it before anything is applied, in the same
+transaction, and a delivery it has seen is never applied again — across restarts and
+between every ``digest serve`` process on the store (see
+:meth:`~digest.audience.subscribers.SubscriberStore.claim_delivery`). That also answers a
+provider's own retry of a delivery whose first answer was lost.
 
 Only events that should stop mail are kept: hard bounces, complaints and unsubscribes.
 Soft bounces, deliveries, opens and clicks are accepted and ignored.
@@ -36,15 +41,14 @@ import binascii
 import hashlib
 import hmac
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from digest.config import Secret, WebhooksConfig
 from digest.errors import DigestError
+from digest.serve.jsonbody import BadJson, loads_bounded
 
 Kind = Literal["bounced", "complained", "unsubscribed"]
 PROVIDERS = ("postmark", "resend", "sendgrid", "mailgun")
@@ -58,6 +62,7 @@ class WebhookEvent:
     email: str
     kind: Kind
     detail: str = ""
+    event_id: str = ""  # the provider's id of the event, where it gives one (Mailgun)
 
 
 class WebhookError(DigestError):
@@ -85,11 +90,11 @@ def _secret(value: Secret | None, provider: str, key: str, environ: Environ) -> 
     return value.resolve(dict(environ) if environ is not None else None)
 
 
-def _json(body: bytes, provider: str) -> Any:
+def _json(body: bytes, provider: str, max_depth: int) -> Any:
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WebhookError(f"{provider} webhook: the body is not JSON") from None
+        return loads_bounded(body, max_depth=max_depth)
+    except BadJson as exc:
+        raise WebhookError(f"{provider} webhook: {exc}") from None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -260,7 +265,8 @@ def verify_sendgrid(
     except (binascii.Error, InvalidSignature, ValueError):
         raise WebhookUnauthorized("sendgrid webhook: the signature does not verify") from None
     check_fresh("sendgrid", SENDGRID_TIMESTAMP, timestamp, settings, now)
-    return signature_text
+    # Not the signature: (r, s) and (r, n - s) both verify, so a replay could re-encode it.
+    return "sha256:" + hashlib.sha256(timestamp.encode() + b"." + body).hexdigest()
 
 
 def parse_sendgrid(data: Any) -> list[WebhookEvent]:
@@ -310,24 +316,26 @@ def parse_mailgun(data: Any) -> list[WebhookEvent]:
         raise WebhookError("mailgun webhook: no event-data in the body")
     name = event.get("event")
     recipient = event.get("recipient")
+    given_id = event.get("id")
+    event_id = given_id if isinstance(given_id, str) else ""
     if not isinstance(recipient, str):
         return []
     if name == "failed" and event.get("severity") == "permanent":
-        return [WebhookEvent("mailgun", recipient, "bounced", "failed/permanent")]
+        return [WebhookEvent("mailgun", recipient, "bounced", "failed", event_id)]
     if name == "complained":
-        return [WebhookEvent("mailgun", recipient, "complained", "complained")]
+        return [WebhookEvent("mailgun", recipient, "complained", "complained", event_id)]
     if name == "unsubscribed":
-        return [WebhookEvent("mailgun", recipient, "unsubscribed", "unsubscribed")]
+        return [WebhookEvent("mailgun", recipient, "unsubscribed", "unsubscribed", event_id)]
     return []
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """A checked webhook request: its events, and the id that names it (None: Postmark)."""
+    """A checked webhook request: its events, and the id that names it (module docstring)."""
 
     provider: str
     events: list[WebhookEvent]
-    delivery_id: str | None
+    delivery_id: str
 
 
 def read_webhook(
@@ -338,6 +346,7 @@ def read_webhook(
     *,
     now: datetime,
     environ: Environ = None,
+    max_depth: int = 32,
 ) -> Delivery:
     """Check that ``body`` came from ``provider`` and return the events that stop mail.
 
@@ -354,52 +363,35 @@ def read_webhook(
     }
     if provider not in parsers:
         raise WebhookDisabled(f"no webhook for '{provider}' (known: {', '.join(PROVIDERS)})")
-    delivery_id: str | None = None
+    delivery_id = ""
     if provider == "postmark":
         verify_postmark(headers, settings, environ)
     elif provider == "resend":
         delivery_id = verify_svix(headers, body, settings, now=now, environ=environ)
     elif provider == "sendgrid":
         delivery_id = verify_sendgrid(headers, body, settings, now=now, environ=environ)
-    data = _json(body, provider)
+    data = _json(body, provider, max_depth)
     if provider == "mailgun":
         delivery_id = verify_mailgun(data, settings, now=now, environ=environ)
+    elif provider == "postmark":
+        delivery_id = postmark_id(data, body)
     return Delivery(provider, parsers[provider](data), delivery_id)
 
 
-@dataclass
-class ReplayGuard:
-    """The deliveries applied within the last ``keep`` seconds, at most ``limit`` of them.
-
-    ``keep`` should be at least twice the timestamp tolerance: a delivery older than that
-    is refused by its timestamp before it gets here. In memory, for the one process that
-    ``digest serve`` runs.
-    """
-
-    keep: float
-    limit: int = 100_000
-    _seen: OrderedDict[tuple[str, str], float] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def seen(self, delivery: Delivery, now: datetime) -> bool:
-        if delivery.delivery_id is None:
-            return False
-        with self._lock:
-            self._forget(now.timestamp())
-            return (delivery.provider, delivery.delivery_id) in self._seen
-
-    def remember(self, delivery: Delivery, now: datetime) -> None:
-        if delivery.delivery_id is None:
-            return
-        with self._lock:
-            self._seen[(delivery.provider, delivery.delivery_id)] = now.timestamp()
-            self._seen.move_to_end((delivery.provider, delivery.delivery_id))
-            while len(self._seen) > self.limit:
-                self._seen.popitem(last=False)
-
-    def _forget(self, now: float) -> None:
-        while self._seen:
-            key, when = next(iter(self._seen.items()))
-            if now - when <= self.keep:
-                break
-            del self._seen[key]
+def postmark_id(data: Any, body: bytes) -> str:
+    """Postmark signs nothing, so a delivery is named by what it reports: each record's
+    type and Postmark's ids for it (``ID``, ``MessageID``, ``ChangedAt``). A captured
+    record sent again, with whatever body around it, is the same delivery; without ids,
+    the body itself names it."""
+    records = data if isinstance(data, list) else [data]
+    parts: list[str] = []
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        ids = [record.get(k) for k in ("ID", "MessageID", "ChangedAt")]
+        if not any(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+            return "sha256:" + hashlib.sha256(body).hexdigest()
+        parts.append(json.dumps([record.get("RecordType"), *ids], default=str))
+    if not parts:
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+    return "records:" + "|".join(sorted(parts))

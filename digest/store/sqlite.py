@@ -29,6 +29,29 @@ def open_database(
     together, a send beside ``digest status``). Switching to WAL and creating the tables
     take locks for which SQLite does not always wait, so those steps are retried.
     """
+    db = open_sqlite(path, what=what, synchronous=synchronous)
+
+    def setup() -> None:
+        try:
+            db.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    try:
+        retry_when_busy(setup)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StoreError(
+            f"{path}: cannot open {what}: {exc} (check that its folder is writable and "
+            "that no other program holds the file)"
+        ) from None
+    return db
+
+
+def open_sqlite(path: Path, *, what: str, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Connect to ``path`` (creating it and its folder), in autocommit and WAL mode."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, timeout=SETUP_PATIENCE)
@@ -40,12 +63,6 @@ def open_database(
     def setup() -> None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
-        try:
-            db.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
-        except sqlite3.Error:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     try:
         retry_when_busy(setup)

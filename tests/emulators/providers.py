@@ -181,6 +181,7 @@ class Emulator:
         self.idempotency: dict[str, Response] = {}
         self.suppressions = {k: list(v) for k, v in DEFAULT_SUPPRESSIONS.items()}
         self.domain_verified = True  # what the account/domain endpoints report
+        self.events: list[dict[str, Any]] = []  # Mailgun events added by /_emulator/events
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -359,6 +360,15 @@ class Emulator:
                 self.suppressions.update({k: list(v) for k, v in data.items()})
             if method in ("GET", "POST"):
                 return Response(200, self.suppressions)
+        if path == "/_emulator/events":
+            if method == "POST":
+                data = request.json()
+                if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+                    return Response(400, {"error": "expected a JSON list of event objects"})
+                now = time.time()
+                self.events.extend({"timestamp": now, **e} for e in data)
+            if method in ("GET", "POST"):
+                return Response(200, self.events)
         if path == "/_emulator/domain" and method == "POST":
             data = request.json()
             if not isinstance(data, dict) or not isinstance(data.get("verified"), bool):
@@ -1014,7 +1024,8 @@ class Mailgun(Provider):
 
     @staticmethod
     def events(emu: Emulator, request: Request, domain: str, page: str | None) -> Response:
-        """``GET /v3/{domain}/events``: ``accepted`` events of the messages recorded, with
+        """``GET /v3/{domain}/events``: ``accepted`` events of the messages recorded (and
+        the events added with ``POST /_emulator/events``: bounces, complaints, …), with
         the filters ``event``, ``tags``, ``recipient``, ``begin`` (RFC 2822 or epoch),
         ``ascending`` and ``limit`` (at most 300); ``paging.next`` is a URL of the same
         query from the next position (an empty page ends it)."""
@@ -1029,9 +1040,9 @@ class Mailgun(Provider):
         limit = int(query.get("limit", 100))
         if not 0 < limit <= 300:
             raise HttpError(400, {"message": "limit must be 1-300"})
-        rows = [m for m in emu.messages if m.get("domain", domain) == domain]
         if query.get("event", "accepted") != "accepted":
-            rows = []
+            return Mailgun.added_events(emu, request, domain, query, limit)
+        rows = [m for m in emu.messages if m.get("domain", domain) == domain]
         if "tags" in query:
             rows = [m for m in rows if query["tags"] in m["tags"]]
         if "recipient" in query:
@@ -1067,6 +1078,33 @@ class Mailgun(Provider):
         return Response(
             200,
             {"items": items, "paging": {"next": f"http://{host}/v3/{domain}/events/{token}"}},
+        )
+
+    @staticmethod
+    def added_events(
+        emu: Emulator, request: Request, domain: str, query: dict[str, Any], limit: int
+    ) -> Response:
+        """Events other than ``accepted``: those added with ``POST /_emulator/events``,
+        filtered by ``event`` and ``recipient``, newest first, paged the same way."""
+        rows = [
+            e
+            for e in emu.events
+            if str(e.get("event")) == query["event"]
+            and (
+                "recipient" not in query
+                or str(e.get("recipient", "")).lower() == query["recipient"].lower()
+            )
+        ]
+        if str(query.get("ascending", "no")) != "yes":
+            rows.reverse()
+        position = int(query["position"])
+        chunk = rows[position : position + limit]
+        following = {**query, "position": position + len(chunk)}
+        token = base64.urlsafe_b64encode(json.dumps(following).encode()).decode().rstrip("=")
+        host = request.headers.get("host", "127.0.0.1")
+        return Response(
+            200,
+            {"items": chunk, "paging": {"next": f"http://{host}/v3/{domain}/events/{token}"}},
         )
 
     @staticmethod
@@ -1574,6 +1612,10 @@ class RunningEmulator:
     def set_domain_verified(self, verified: bool) -> None:
         """What the account/domain endpoints say about the sending domain."""
         self._call("POST", "/_emulator/domain", {"verified": verified})
+
+    def add_events(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        """Add events (Mailgun's event-data objects) for the events API to report."""
+        return self._call("POST", "/_emulator/events", list(events))  # type: ignore[no-any-return]
 
     def reset(self) -> None:
         """Forget messages, requests and idempotency keys; restore the start-up faults."""

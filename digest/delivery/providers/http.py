@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx
 
@@ -265,6 +265,33 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimit:
 # pacing
 
 
+SHARED_MARGIN = 0.99
+"""Spacing of the shared slots, as a share of the provider's rate."""
+SHARED_HOLD = 120.0
+"""Longest a shared token counts as in flight: a process killed mid-request frees it then."""
+
+
+class SharedPace(Protocol):
+    """Request slots shared by processes (see :class:`digest.delivery.pace.DatabasePace`)."""
+
+    def reserve(self, interval: float) -> float:
+        """Take the next slot, ``interval`` after the previous one; seconds to wait for it."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """No slot starts within ``seconds`` from now."""
+        ...
+
+    def acquire(self, capacity: int, hold: float) -> tuple[int | None, float]:
+        """Take one of ``capacity`` tokens for a request in flight (held at most ``hold``
+        seconds): (token, 0), or (None, seconds until one may be free)."""
+        ...
+
+    def release(self, token: int, window: float) -> None:
+        """The token's request was answered: the token stays counted for ``window``."""
+        ...
+
+
 class Pacer:
     """Holds requests back so that the provider's limit is not hit, shared by all workers.
 
@@ -307,6 +334,13 @@ class Pacer:
         # blind burst of every worker could spend the window before it is known.
         self._answered = threading.Event()
         self._probe_sent = False
+        # Set by share(): slots and pauses held in a database that every sender process of
+        # the issue uses, so N processes together keep the provider's pace.
+        self._shared: SharedPace | None = None
+
+    def share(self, pace: SharedPace) -> None:
+        """Take slots from ``pace`` too (several processes, one provider account)."""
+        self._shared = pace
 
     def reserve(self, *, guarded: bool = False) -> float | None:
         """Take the next slot; return how long the caller must wait before using it.
@@ -334,6 +368,12 @@ class Pacer:
                         start = max(start, recent[excess - 1] + span)
                 self._in_flight += 1
             if rate:
+                if self._shared is not None:
+                    # The shared sequence of slots is the binding one across processes. Its
+                    # margin is small: the shared window guard (slot()) keeps every window
+                    # at the provider within the limit, whatever the jitter.
+                    shared_rate = rate / self.margin * SHARED_MARGIN
+                    start = max(start, now + self._shared.reserve(1.0 / shared_rate))
                 self._next_slot = start + 1.0 / rate
             self._last_start = start
             return start - now
@@ -368,11 +408,38 @@ class Pacer:
         while (delay := self.reserve(guarded=True)) is None:
             with self._lock:  # the guard is full: wait for an answer
                 self._lock.wait(timeout=1.0)
+        token: tuple[int, float] | None = None
         try:
             self._sleep(delay)
+            if self._shared is not None:
+                token = self._shared_token()
             yield
         finally:
+            if token is not None and self._shared is not None:
+                self._shared.release(*token)
             self.release()
+
+    def _shared_token(self) -> tuple[int, float] | None:
+        """A token of the guard shared by every process: (token, window to hold it for).
+
+        Before this process has had an answer one token exists, so the processes' first
+        requests go one at a time, as a single process's do. A provider that states no
+        limit (and none configured) needs no token after that.
+        """
+        assert self._shared is not None
+        while True:
+            with self._lock:
+                guards = self._guards()
+            if guards:
+                capacity, window = min(guards, key=lambda g: g[0] / g[1])
+            elif not self._answered.is_set():
+                capacity, window = 1, 1.0
+            else:
+                return None
+            token, wait = self._shared.acquire(capacity, SHARED_HOLD)
+            if token is not None:
+                return token, window
+            self._sleep(min(max(wait, 0.005), 1.0))
 
     def _wait_for_probe(self) -> None:
         if not self._answered.is_set() and not self.rate:
@@ -390,6 +457,8 @@ class Pacer:
         """Nobody sends for ``seconds`` from now (extends, never shortens, a pause)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock() + seconds)
+        if self._shared is not None:
+            self._shared.pause(seconds)
 
     def observe(self, info: RateLimit, *, throttled: bool) -> None:
         """Learn from a response's headers.

@@ -9,6 +9,11 @@ are alone (each fails permanently, everyone else is sent). Any other 400, 401 or
 the send. 429 answers carry ``Retry-After`` only. No idempotency key.
 
 Suppressions: ``/v3/{domain}/bounces``, ``/complaints`` and ``/unsubscribes``.
+
+Events: ``/v3/{domain}/events`` (:meth:`Mailgun.has_event`), which ``digest serve`` asks
+before it applies a Mailgun webhook when ``serve.webhooks.mailgun_confirm`` is on: Mailgun
+signs a webhook's timestamp and token but not its body, so only Mailgun's own record of the
+event proves what the body says.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -236,6 +242,42 @@ class Mailgun(HttpProvider):
                 base = self.settings.base_url.rstrip("/")
                 url = following[len(base) :] if following and following.startswith(base) else None
                 seen_pages += 1
+
+    # -- events
+
+    def has_event(self, event_id: str, event: str, recipient: str) -> bool:
+        """Whether Mailgun's events API holds the event ``event_id`` (``event`` for
+        ``recipient``). Reads up to 10 pages of that recipient's events of that kind."""
+        if not event_id:
+            return False
+        headers = {"Authorization": self._auth()}
+        query = urllib.parse.urlencode(
+            {"event": event, "recipient": recipient, "limit": "300", "ascending": "no"}
+        )
+        url: str | None = f"/v3/{self.settings.domain}/events?{query}"
+        base = self.settings.base_url.rstrip("/")
+        for _ in range(10):
+            if url is None:
+                break
+            data = self.get(url, headers).json()
+            items = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(items, list) or not items:
+                return False
+            for item in items:
+                if (
+                    isinstance(item, dict)
+                    and item.get("id") == event_id
+                    and item.get("event") == event
+                    and str(item.get("recipient", "")).lower() == recipient.lower()
+                ):
+                    return True
+            following = (data.get("paging") or {}).get("next")
+            url = (
+                following[len(base) :]
+                if isinstance(following, str) and following.startswith(base)
+                else None
+            )
+        return False
 
 
 registry.register("mailgun", Mailgun)

@@ -123,17 +123,23 @@ class OutboxProvider(Provider):
     def reconcile(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, Result | None]:
         """A ``sending`` row is sent exactly when its final file exists (see :meth:`send`).
 
-        Temporary files an interrupted run left behind are removed: they were never
-        renamed, so their rows are sent again.
+        Temporary files an interrupted run left behind for these rows are removed: they
+        were never renamed, so their rows are sent again. Only these rows' files: other
+        senders may be writing theirs in the same folder.
         """
         folder = self.directory(issue_id)
+        targets = {
+            d.subscriber_id: self.file_for(issue_id, d.subscriber_id, d.email) for d in deliveries
+        }
         if folder.is_dir():
+            names = {t.name for t in targets.values()}
             for leftover in folder.glob(".*.tmp"):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
+                if leftover.name[1:].rsplit(".", 2)[0] in names:
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
         settled: dict[int, Result | None] = {}
         for delivery in deliveries:
-            target = self.file_for(issue_id, delivery.subscriber_id, delivery.email)
+            target = targets[delivery.subscriber_id]
             settled[delivery.subscriber_id] = (
                 Result(delivery.subscriber_id, "sent", provider_message_id=target.name)
                 if target.exists()
