@@ -204,6 +204,7 @@ def _slow_site(site: Path, emu: Any, n: int) -> None:
         batch_size=2,
         concurrency=1,
         progress_every=0.2,
+        lease="2s",  # a hard stop leaves a leased batch; the rerun takes it soon
     )
     add(site, *[f"s{i:03d}@example.com" for i in range(n)])
 
