@@ -204,6 +204,7 @@ def _slow_site(site: Path, emu: Any, n: int) -> None:
         batch_size=2,
         concurrency=1,
         progress_every=0.2,
+        lease="2s",  # a hard stop leaves a leased batch; the rerun takes it soon
     )
     add(site, *[f"s{i:03d}@example.com" for i in range(n)])
 
@@ -211,6 +212,16 @@ def _slow_site(site: Path, emu: Any, n: int) -> None:
 def _wait_for(emu: Any, count: int, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while len(emu.messages()) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _wait_for_request(emu: Any, process: subprocess.Popen[str]) -> None:
+    """Until a send request is being held by the emulator's delay."""
+    before = len(emu.requests())
+    deadline = time.monotonic() + 60
+    while len(emu.requests()) <= before:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -253,7 +264,7 @@ def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
     sample_site: Path, postmark: Any
 ) -> None:
     postmark.reset()
-    postmark.set_faults(delay=0.3)
+    postmark.set_faults(delay=0.2)
     _slow_site(sample_site, postmark, 20)
     env = {**os.environ, "PM_KEY": "pm-key"}
     command = [sys.executable, "-m", "digest", "send", "--week", WEEK]
@@ -261,8 +272,10 @@ def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
         command, cwd=sample_site, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     _wait_for(postmark, 2, process)
+    postmark.set_faults(delay=3.0)  # the batch now in flight is slow to answer
+    _wait_for_request(postmark, process)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 6, err
@@ -271,6 +284,10 @@ def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
     assert set(states) <= {"sent", "pending", "sending"}
     assert states["sending"] <= 2  # at most the one batch that was in flight
     postmark.clear_faults()
+    deadline = time.monotonic() + 30  # the held request ends at the server (it is accepted)
+    while any(r["status"] is None for r in postmark.requests()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     again = subprocess.run(command, cwd=sample_site, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     final = Counter(m["to"] for m in postmark.messages())

@@ -106,6 +106,7 @@ def test_sigkill_at_random_points_still_delivers_exactly_once(
         "security": "none",
         "timeout": 10,
     }
+    config["send"] = {"lease": "2s"}  # a killed sender's rows come free soon
     config_path.write_text(yaml.safe_dump(config))
 
     rng = random.Random(20261123)

@@ -7,7 +7,8 @@ the provider's send endpoint, injects the same faults ``tests/emulators/provider
 ``hang_after``), each answered in the provider's own shape. It also adds what the emulators
 lack and the real APIs have:
 
-* Resend's ``Idempotency-Key``: a repeated key gets the first answer again, not a second send;
+* Resend's ``Idempotency-Key``: a repeated key gets the first answer again, not a second send
+  (409 ``concurrent_idempotent_requests`` while the first is still being answered);
 * Resend ``GET /domains`` and SES ``GET /v2/email/identities/{identity}`` (for
   ``digest check --provider``), answering ``verified`` unless ``domain_verified`` is False.
 
@@ -48,6 +49,7 @@ class MatrixProxy(ThreadingHTTPServer):
         self.faults: dict[str, float] = {}
         self.seen: Counter[str] = Counter()
         self.replies: dict[str, tuple[int, bytes]] = {}  # Resend idempotency keys
+        self.in_flight: set[str] = set()  # keys whose first request is still being answered
         self.domain_verified = True
         self.rng = random.Random(7)
         self.clear_faults()
@@ -205,9 +207,27 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(500, {"message": "internal error (emulated)"})
         with proxy.lock:
             cached = proxy.replies.get(key) if key else None
+            concurrent = bool(key) and cached is None and key in proxy.in_flight
+            if key and cached is None and not concurrent:
+                proxy.in_flight.add(key)
         if cached is not None:
             return self._reply(cached[0], cached[1], raw=True)
-        response = self._forward("POST", body)
+        if concurrent:  # Resend's answer while the first request with this key is running
+            return self._reply(
+                409,
+                {
+                    "statusCode": 409,
+                    "name": "concurrent_idempotent_requests",
+                    "message": "Same idempotency key used while original request is still "
+                    "in progress.",
+                },
+            )
+        try:
+            response = self._forward("POST", body)
+        finally:
+            if key:
+                with proxy.lock:
+                    proxy.in_flight.discard(key)
         if key and response.status_code == 200:
             with proxy.lock:
                 proxy.replies[key] = (response.status_code, response.content)
