@@ -78,7 +78,7 @@ def test_cli_stats(sample_site: Path) -> None:
     )
     as_json = cli(sample_site, "subscribers", "stats", "--json")
     assert as_json.exit_code == 0, as_json.output
-    data = json.loads(as_json.output)
+    data = json.loads(as_json.stdout)
     assert data["counts"] == seeded.counts and data["total"] == 11
     assert [(i["issue_id"], i["followed"]) for i in data["issues"]] == list(seeded.followed.items())
     text = cli(sample_site, "subscribers", "stats")

@@ -486,7 +486,7 @@ def test_cli_in_process(sample_site: Path, monkeypatch: pytest.MonkeyPatch) -> N
         "--json",
     )
     assert mapped.exit_code == 0, mapped.output
-    assert json.loads(mapped.output)["platform"] == "mapped"
+    assert json.loads(mapped.stdout)["platform"] == "mapped"
     bad = cli(site, "subscribers", "import", str(DATA / "substack_subscribers.csv"))
     assert bad.exit_code == 1
     assert "row 5 rejected: a Substack deletion request" in bad.output
@@ -500,7 +500,7 @@ def test_cli_in_process(sample_site: Path, monkeypatch: pytest.MonkeyPatch) -> N
     clara = cli(site, "subscribers", "show", "clara@example.de")
     assert "  name:          Clara" in clara.output.splitlines()
     exported = cli(site, "subscribers", "export")
-    assert {r["email"] for r in json.loads(exported.output)} == {
+    assert {r["email"] for r in json.loads(exported.stdout)} == {
         "clara@example.de",
         "dirk@example.de",
         "hannah.berg@example.com",
@@ -517,7 +517,7 @@ def test_cli_in_process(sample_site: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert stats.output.splitlines()[0] == "5 subscribers: 3 active, 2 unsubscribed"
     listed = cli(site, "subscribers", "list", "--status", "unsubscribed")
     assert listed.output.splitlines()[-1] == "3 active, 2 unsubscribed"
-    assert json.loads(cli(site, "subscribers", "list", "--json").output)[0]["email"] == (
+    assert json.loads(cli(site, "subscribers", "list", "--json").stdout)[0]["email"] == (
         "clara@example.de"
     )
     unknown = cli(site, "subscribers", "add", "new@example.com", "--category", "Gardening")

@@ -332,7 +332,7 @@ def test_digest_check_shows_each_source_and_flags_one_failing_runs_in_a_row(
     assert f"{down}; last good never" in lines
     second = runner.invoke(main, ["--config", config, "check", "--json"])
     assert second.exit_code == 4
-    report = {s["source"]: s for s in json.loads(second.output)["sources"]}
+    report = {s["source"]: s for s in json.loads(second.stdout)["sources"]}
     assert report["ghost"]["outcome"] == "not-modified"
     assert (report["down"]["failures_in_row"], report["down"]["failing"]) == (2, True)
     assert report["blog"]["failing"] is False
