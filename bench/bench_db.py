@@ -1,22 +1,43 @@
 """Queue and send one issue to N subscribers through the outbox: SQLite vs PostgreSQL, with
-one sender process and with four, as a user runs them (``digest send`` processes).
+one sender process and with four (``digest send --workers 4``), as a user runs them.
 
-For each combination it prints messages per second (queueing included: every sender queues
-the issue, as separate hosts would), the ratio to the SQLite one-sender run measured in the
-same run, and the peak RSS of each sender process (from ``wait4``). The PostgreSQL cluster is
-a throwaway one on loopback (tests/pg.py); its subscribers are copied from the SQLite file
-with ``digest db migrate``, whose time is printed too.
+For each combination, in one run:
+
+- **enqueue**: a process that queues the issue in the ledger and sends nothing (what
+  ``digest send --workers N`` does before its workers start): its time and peak RSS;
+- **send**: ``digest send --week W`` (``--workers 4``: one parent and four worker processes)
+  on the queued issue, as its own process tree: messages per second (the command's whole
+  wall time, start-up and its pass over the queue included), the ratio to the SQLite
+  one-worker run measured in the same run, and the peak RSS of every process in the tree
+  (each process's ``VmHWM``, read from ``/proc`` every 0.2 s while it runs).
+
+Every message is built in full and written to the outbox as its own fsynced ``.eml`` file,
+exactly as a send without the bench writes it. At 1,000,000 messages of about 37 KB those
+files would need 37 GB, so the bench drains the outbox while the send runs, the way a mail
+pickup consumes a spool folder: a thread deletes each ``.eml`` once it is under its final
+name, counts it and its bytes, parses every 1,000th as a message addressed to the
+subscriber its name says, and notes any subscriber whose file appears a second time. At
+the end the files counted must equal the ledger's ``sent`` rows, and ``sent`` + ``skipped``
+must equal the subscribers.
+
+The PostgreSQL cluster is a throwaway one on loopback (tests/pg.py) with the server's
+default durability (fsync and synchronous commit on), as SQLite runs with
+``synchronous=FULL``; its subscribers are copied from the SQLite file with
+``digest db migrate``, whose time is printed too.
 
     python bench/bench_db.py                        # 1,000,000 subscribers
-    python bench/bench_db.py --subscribers 100000   # smaller
+    python bench/bench_db.py --subscribers 20000    # smaller
+    python bench/run_all.py --db                    # with every other benchmark
 
-The outbox writes one file per message (about 37 KB each): 1,000,000 subscribers need about
-37 GB free for the largest run; each run's outbox is deleted before the next.
+A 1,000,000-subscriber run on 2 cores, 24 GB RAM (`nice python bench/bench_db.py`):
+see "Benchmarks" in README.md for the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import email.parser
+import email.policy
 import os
 import secrets
 import shutil
@@ -25,7 +46,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +57,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 WEEK = "2026-W47"
+ENV = {**os.environ, "DIGEST_SECRET": "bench-only-secret"}
 
 
 def populate(path: Path, n: int) -> None:
@@ -73,32 +97,198 @@ def make_site(folder: Path, database: str | None) -> Path:
     return folder
 
 
-def senders(site: Path, count: int) -> tuple[float, list[float]]:
-    """Start ``count`` `digest send` processes together; (seconds, peak RSS MB of each)."""
-    env = {**os.environ, "DIGEST_SECRET": "bench-only-secret"}
+# ------------------------------------------------------------------- measuring processes
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _hwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _role(pid: int, root: int) -> str:
+    if pid == root:
+        return "main"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "child"
+    if "resource_tracker" in command:
+        return "tracker"
+    return "worker"
+
+
+class PeakSampler(threading.Thread):
+    """The peak RSS of every process under ``root`` (VmHWM), sampled every 0.2 s."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.peaks: dict[int, tuple[str, float]] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            tree = _children()
+            stack = [self.root]
+            while stack:
+                pid = stack.pop()
+                stack.extend(tree.get(pid, []))
+                peak = _hwm_mb(pid)
+                if peak is not None:
+                    role = self.peaks.get(pid, (_role(pid, self.root), 0.0))[0]
+                    self.peaks[pid] = (role, max(peak, self.peaks.get(pid, (role, 0.0))[1]))
+            self.done.wait(0.2)
+
+    def by_role(self, role: str) -> list[float]:
+        return [peak for r, peak in self.peaks.values() if r == role]
+
+
+@dataclass
+class Drain:
+    """What the outbox consumer took: files, bytes, and the messages it parsed."""
+
+    files: int = 0
+    bytes: int = 0
+    parsed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class OutboxDrain(threading.Thread):
+    """A mail pickup: takes each finished ``.eml`` out of the outbox as it appears."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self.folder = folder
+        self.drain = Drain()
+        self.taken: set[int] = set()  # subscriber ids whose file was taken
+        self.done = threading.Event()
+        self._parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+
+    def sweep(self) -> int:
+        taken = 0
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or not name.endswith(".eml"):
+                continue  # a temporary file the sender is still writing
+            subscriber = int(name.split("-", 1)[0])
+            path = Path(entry.path)
+            try:
+                size = entry.stat().st_size
+                if self.drain.files % 1000 == 0:
+                    self.check(path, name)
+                path.unlink()
+            except FileNotFoundError:
+                # a folder listed while files are renamed into it may name one twice
+                if subscriber not in self.taken:
+                    self.drain.problems.append(f"{name}: vanished before it was taken")
+                continue
+            if subscriber in self.taken:
+                self.drain.problems.append(f"{name}: written again after it was taken")
+            self.taken.add(subscriber)
+            self.drain.bytes += size
+            self.drain.files += 1
+            taken += 1
+        return taken
+
+    def check(self, path: Path, name: str) -> None:
+        with path.open("rb") as handle:
+            headers = self._parser.parse(handle)
+        address = name.split("-", 1)[1].removesuffix(".eml")
+        if str(headers.get("To", "")).find(address) < 0 or not headers.get("Message-ID"):
+            self.drain.problems.append(f"{name}: To {headers.get('To')!r}")
+        self.drain.parsed += 1
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            if not self.sweep():
+                self.done.wait(0.05)
+        self.sweep()
+
+
+def enqueue(site: Path) -> tuple[float, float]:
+    """Queue the issue in its own process; (seconds, peak RSS MB)."""
     started = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "digest", "send", "--week", WEEK, "--json"],
-            cwd=site,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(count)
-    ]
-    peaks: list[float] = []
-    for proc in procs:
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        assert proc.stderr is not None
-        if proc.returncode not in (0, 5):
-            raise SystemExit(f"digest send failed ({proc.returncode}): {proc.stderr.read()}")
-        peaks.append(usage.ru_maxrss / 1024)
-    return time.perf_counter() - started, peaks
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--enqueue-only", str(site)],
+        cwd=site,
+        env=ENV,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert proc.stderr is not None
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"enqueue failed: {proc.stderr.read().decode()}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
-def check(site: Path, n: int, database: str | None) -> None:
+def enqueue_only(site: Path) -> None:
+    """The child of :func:`enqueue`: what ``send_in_processes`` does before its workers."""
+    from datetime import datetime, timezone
+
+    from digest.config import load_config
+    from digest.delivery.send import send_issue
+
+    config = load_config(site / "config.yaml")
+    report = send_issue(config, now=datetime.now(timezone.utc), week=WEEK, limit=0)
+    assert report.sent == 0, report
+
+
+def send(site: Path, workers: int) -> tuple[float, PeakSampler, Drain]:
+    """`digest send` (with ``--workers``) while the outbox is drained."""
+    command = [sys.executable, "-m", "digest", "send", "--week", WEEK, "--json"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    drain = OutboxDrain(site / "out" / WEEK / "outbox")
+    drain.start()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, cwd=site, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    sampler = PeakSampler(proc.pid)
+    sampler.start()
+    assert proc.stderr is not None
+    errors = proc.stderr.read()  # until it exits (a full pipe would stall it)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    sampler.done.set()
+    sampler.join()
+    drain.done.set()
+    drain.join()
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code != 0:
+        raise SystemExit(f"digest send failed ({code}): {errors.decode()[-2000:]}")
+    if workers == 1:  # exact for a single process (wait4's figure covers its children too)
+        role, peak = sampler.peaks.get(proc.pid, ("main", 0.0))
+        sampler.peaks[proc.pid] = (role, max(peak, usage.ru_maxrss / 1024))
+    return seconds, sampler, drain.drain
+
+
+def check(site: Path, n: int, drained: Drain) -> int:
+    """Every subscriber settled, and every ``sent`` row's file taken from the outbox."""
     from digest.config import load_config
     from digest.delivery.ledger import Ledger
     from digest.store.database import locate
@@ -107,36 +297,65 @@ def check(site: Path, n: int, database: str | None) -> None:
     with Ledger(locate(config, config.ledger.database)) as ledger:
         counts = ledger.counts(WEEK)
     assert counts["sent"] + counts["skipped"] == n, counts
-    outbox = site / "out" / WEEK / "outbox"
-    files = sum(1 for _ in os.scandir(outbox))
-    assert files == counts["sent"], (files, counts)
-    shutil.rmtree(outbox)
+    assert drained.files == counts["sent"], (drained.files, counts)
+    assert not drained.problems, drained.problems[:5]
+    return int(counts["sent"])
+
+
+def _filesystem(folder: str) -> str:
+    """The type of the file system ``folder`` is on (from /proc/mounts)."""
+    best, kind = "", "?"
+    target = os.path.realpath(folder)
+    for line in Path("/proc/mounts").read_text().splitlines():
+        parts = line.split()
+        mount = parts[1]
+        if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
+            best
+        ):
+            best, kind = mount, parts[2]
+    return kind
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--dir",
+        help="where the sites, their SQLite files, outboxes and the PostgreSQL cluster live "
+        "(default: the system's temporary folder)",
+    )
+    parser.add_argument("--enqueue-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.enqueue_only:
+        enqueue_only(args.enqueue_only)
+        return
     n = args.subscribers
     from tests.pg import Cluster
 
     # a SIGTERM runs the finally below too, so the throwaway cluster is stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {n:,} subscribers", flush=True)
-    cluster = Cluster()
-    baseline: float | None = None
+    where = args.dir or tempfile.gettempdir()
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {n:,} subscribers; "
+        f"outbox drained while sending; files in {where} ({_filesystem(where)})",
+        flush=True,
+    )
+    cluster = Cluster(durable=True, parent=args.dir) if "postgresql" in args.backends else None
+    base_send: float | None = None
+    base_queue: float | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-db-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-db-", dir=args.dir) as tmp:
             seed = Path(tmp) / "seed.sqlite"
             began = time.perf_counter()
             populate(seed, n)
             print(f"populate SQLite: {time.perf_counter() - began:.1f} s", flush=True)
-            for backend in ("sqlite", "postgresql"):
+            for backend in args.backends:
                 for workers in args.workers:
                     site = Path(tmp) / f"{backend}-{workers}"
                     site.mkdir()
-                    url = cluster.database() if backend == "postgresql" else None
+                    url = cluster.database() if cluster and backend == "postgresql" else None
                     make_site(site, url)
                     (site / "data").mkdir()
                     shutil.copy(seed, site / "data" / "subscribers.sqlite")
@@ -145,6 +364,7 @@ def main() -> None:
                         moved = subprocess.run(
                             [sys.executable, "-m", "digest", "db", "migrate", "--to", url],
                             cwd=site,
+                            env=ENV,
                             capture_output=True,
                             text=True,
                         )
@@ -155,20 +375,30 @@ def main() -> None:
                             f"{time.perf_counter() - began:.1f} s",
                             flush=True,
                         )
-                    seconds, peaks = senders(site, workers)
-                    check(site, n, url)
-                    rate = n / seconds
-                    baseline = baseline or rate
-                    memory = ", ".join(f"{p:.0f}" for p in peaks)
-                    print(
-                        f"{backend:<10} {workers} sender{'s' if workers > 1 else ' '}  "
-                        f"{rate:>7,.0f} msg/s  {seconds:7.1f} s  x{rate / baseline:.2f} vs "
-                        f"SQLite 1 sender  peak RSS MB per process: {memory}",
-                        flush=True,
+                    queue_s, queue_mb = enqueue(site)
+                    seconds, sampler, drained = send(site, workers)
+                    sent = check(site, n, drained)
+                    rate = sent / seconds
+                    base_send = base_send or rate
+                    base_queue = base_queue or queue_s
+                    mains = sampler.by_role("main")
+                    peaks = ", ".join(f"{p:.0f}" for p in sorted(sampler.by_role("worker")))
+                    memory = f"main {mains[0]:.0f}" if mains else "main ?"
+                    if peaks:
+                        memory += f"; workers {peaks}"
+                    label = f"{backend} {workers} worker{'s' if workers > 1 else ''}"
+                    line = (
+                        f"{label:<21} enqueue {queue_s:6.1f} s (x{queue_s / base_queue:.2f}, "
+                        f"peak {queue_mb:.0f} MB)  send {sent:,} in {seconds:7.1f} s = "
+                        f"{rate:>6,.0f} msg/s (x{rate / base_send:.2f})  "
+                        f"peak RSS MB: {memory}  outbox {drained.bytes / 1e9:.1f} GB drained"
                     )
+                    print(line, flush=True)
                     shutil.rmtree(site)
     finally:
-        cluster.stop()
+        if cluster is not None:
+            cluster.stop()
+    print("\nratios: against SQLite, 1 worker, in this run", flush=True)
 
 
 if __name__ == "__main__":

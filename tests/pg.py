@@ -6,7 +6,8 @@ refuses to run as root, so when the tests run as root the cluster belongs to the
 ``postgres`` system user (Debian's package creates it) and is started through ``runuser``.
 
 Durability settings are off (``fsync``, ``full_page_writes``): the tests kill clients, never
-the server, and a throwaway cluster need not survive a power cut.
+the server, and a throwaway cluster need not survive a power cut. ``Cluster(durable=True)``
+keeps the server's defaults (the benchmarks, which compare it with SQLite's fsyncs).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _free_port() -> int:
 class Cluster:
     """One PostgreSQL server for a test session; :meth:`database` makes a fresh database."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False, parent: str | None = None) -> None:
         initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
         if not initdb or not pg_ctl:
             raise RuntimeError(
@@ -52,7 +53,7 @@ class Cluster:
                 "`apt-get install postgresql` (scripts/test does it)"
             )
         self.pg_ctl = pg_ctl
-        self.folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="digest-pg-", dir=parent))
         self.data = self.folder / "data"
         self.port = _free_port()
         self.prefix: list[str] = []
@@ -62,9 +63,10 @@ class Cluster:
         self._run([initdb, "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8"])
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.folder} -c fsync=off "
-            "-c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
+            f"-c unix_socket_directories={self.folder} -c max_connections=200"
         )
+        if not durable:  # benchmarks ask for the server's default durability
+            options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         self._run(
             [pg_ctl, "-D", str(self.data), "-l", str(self.folder / "log"), "-o", options,
              "-w", "-t", "60", "start"]
