@@ -51,7 +51,7 @@ from digest.content.select import Window, last_complete_day, last_complete_week
 from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
 from digest.store.database import locate
-from digest.store.lock import FileLock
+from digest.store.lock import ProcessLock, process_lock
 
 if TYPE_CHECKING:
     from digest.config import Config
@@ -459,8 +459,8 @@ class Scheduler:
         job: Job,
         clock: Clock,
         *,
-        lock: FileLock,
-        run_lock: FileLock | None = None,
+        lock: ProcessLock,
+        run_lock: ProcessLock | None = None,
         stop: threading.Event | None = None,
         on_report: Callable[[RunReport], None] | None = None,
     ) -> None:
@@ -507,6 +507,7 @@ class Scheduler:
         """One run_due under the run lock. Errors are logged and the scheduler goes on;
         returns when to try again if the run should be retried before the next occurrence.
         """
+        self.lock.verify()  # a lost database lock is taken again, or the scheduler stops
         try:
             if self.run_lock is not None:
                 self.run_lock.acquire()
@@ -596,16 +597,27 @@ def send_job(config: Config, clock: Clock) -> Job:
 
 
 def run_lock_path(config: Config) -> Path:
-    """The lock `digest run` holds (beside schedule.lock), so two runs never overlap."""
+    """The file `digest run` locks (beside schedule.lock) on the SQLite files."""
     lock = config.path(config.schedule.lock)
     return lock.with_name(lock.name + ".run")
+
+
+def run_lock(config: Config) -> ProcessLock:
+    """The lock `digest run` holds, so two runs never overlap: in the database when
+    ``database:`` is set (runs on other hosts see it), else a file beside schedule.lock."""
+    return process_lock(config, run_lock_path(config), "digest run")
+
+
+def schedule_lock(config: Config) -> ProcessLock:
+    """The lock `digest schedule` holds for its whole life (see :func:`run_lock`)."""
+    return process_lock(config, config.schedule.lock, "digest schedule")
 
 
 def run_now(config: Config, clock: Clock, *, stop: threading.Event) -> RunReport:
     """`digest run`: under the run lock, send whatever is due now (see :func:`run_due`)."""
     policy = Policy.from_config(config)
     with (
-        FileLock(run_lock_path(config), "digest run"),
+        run_lock(config),
         RunStore(locate(config, config.schedule.database)) as runs,
     ):
         return run_due(
@@ -626,7 +638,7 @@ def run_forever(
     The lock comes first, so a second scheduler is refused before it touches any file.
     """
     policy = Policy.from_config(config)
-    lock = FileLock(config.path(config.schedule.lock), "digest schedule")
+    lock = schedule_lock(config)
     with lock, RunStore(locate(config, config.schedule.database)) as runs:
         scheduler = Scheduler(
             policy,
@@ -634,7 +646,7 @@ def run_forever(
             send_job(config, clock),
             clock,
             lock=lock,
-            run_lock=FileLock(run_lock_path(config), "digest run"),
+            run_lock=run_lock(config),
             stop=stop,
             on_report=on_report,
         )

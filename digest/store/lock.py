@@ -1,21 +1,84 @@
-"""An exclusive, non-blocking lock on a file, released by the kernel when the holder dies.
+"""Exclusive, non-blocking process locks (``digest schedule``, ``digest run``), released
+when the holder dies.
 
-``fcntl.flock`` is used rather than "create the file if absent" because a process killed
-with SIGKILL cannot clean up: the kernel drops a flock with the process, so a crashed
-scheduler never leaves a stale lock behind. The file holds the holder's pid and purpose so
-the error for the second process can say who has it.
+Two kinds, with one interface (:class:`ProcessLock`) and the same refusal
+(:class:`~digest.errors.LockError`, naming who holds the lock):
+
+- :class:`FileLock`, on the SQLite files: ``fcntl.flock`` on a file beside them, rather
+  than "create the file if absent", because a process killed with SIGKILL cannot clean up:
+  the kernel drops a flock with the process, so a crashed scheduler never leaves a stale
+  lock behind. The file holds the holder's pid and purpose for the error.
+- :class:`DatabaseLock`, with ``database:`` on PostgreSQL, where processes on several hosts
+  share the stores and a file lock would only keep out processes on the same host: a
+  session-level advisory lock (``pg_try_advisory_lock``) on a key derived from the lock's
+  name, held on a connection of its own for as long as the lock is held. The server drops
+  it when that connection ends: on release, when the process dies (its socket closes), and
+  when its host vanishes (TCP keepalives on the lock's connection notice within about a
+  minute and a half). The connection's ``application_name`` names the holder for the error.
+
+:func:`process_lock` picks the kind the configuration calls for.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
 
-from digest.errors import LockError
+from digest.config import Config, DatabaseURL
+from digest.errors import LockError, StoreError
+
+if TYPE_CHECKING:
+    from digest.store.postgres import PostgresConnection
+
+log = logging.getLogger(__name__)
+
+
+class ProcessLock(Protocol):
+    """What the scheduler and ``digest run`` hold: :class:`FileLock` or :class:`DatabaseLock`."""
+
+    purpose: str
+
+    @property
+    def held(self) -> bool: ...
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def verify(self) -> None: ...
+
+    def __enter__(self) -> ProcessLock: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def process_lock(config: Config, path: Path, purpose: str) -> FileLock | DatabaseLock:
+    """The lock ``purpose`` (``"digest schedule"``, ``"digest run"``) for this newsletter: in
+    the database when ``database:`` is set (every host sees it), else the file ``path``."""
+    if config.database is not None:
+        return DatabaseLock(
+            config.database, f"{purpose} ({config.newsletter_name})", purpose=purpose
+        )
+    return FileLock(config.path(path), purpose)
+
+
+def _refusal(where: object, holder: str, purpose: str) -> LockError:
+    return LockError(
+        f"{where} is held by {holder or 'another process'}; only one "
+        f"{purpose} may run at a time (stop the other one, or wait for it)"
+    )
 
 
 class FileLock:
@@ -48,10 +111,7 @@ class FileLock:
                 time.sleep(0.05)
                 holder = _read_holder(fd)
             os.close(fd)
-            raise LockError(
-                f"{self.path} is held by {holder or 'another process'}; only one "
-                f"{self.purpose} may run at a time (stop the other one, or wait for it)"
-            ) from None
+            raise _refusal(self.path, holder, self.purpose) from None
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.write(fd, f"{self.purpose} (pid {os.getpid()}, since {stamp})\n".encode())
@@ -67,6 +127,9 @@ class FileLock:
         finally:
             os.close(fd)
 
+    def verify(self) -> None:
+        """Nothing to check: a flock lasts as long as its file descriptor."""
+
     def __enter__(self) -> FileLock:
         self.acquire()
         return self
@@ -78,6 +141,122 @@ class FileLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+# How soon the server notices that the host holding a lock is gone (no TCP answer): idle
+# seconds before the first probe, seconds between probes, probes. The session (and its
+# advisory lock) ends after about 60 + 3 * 10 seconds.
+KEEPALIVE = (60, 10, 3)
+
+
+class DatabaseLock:
+    """``with DatabaseLock(url, "digest schedule (weekly)", purpose="digest schedule"):``
+    — a PostgreSQL session advisory lock, or :class:`LockError` at once."""
+
+    def __init__(self, target: DatabaseURL, name: str, *, purpose: str) -> None:
+        self.target = target
+        self.name = name
+        self.purpose = purpose
+        self._db: PostgresConnection | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._db is not None
+
+    def __str__(self) -> str:
+        return f"the lock {self.name!r} in {self.target}"
+
+    def acquire(self) -> None:
+        if self._db is not None:
+            return
+        from digest.store.postgres import connect  # psycopg: only with database: set
+
+        db = connect(self.target, store="locks", what=f"the {self.purpose} lock")
+        try:
+            me = f"{self.purpose} (pid {os.getpid()} on {socket.gethostname()})"
+            db.raw.execute("SELECT set_config('application_name', %s, false)", (me[:63],))
+            # A lock's connection sits idle for hours: no server idle timeout may end it,
+            # and a host that vanishes must not hold the lock for the TCP timeout (hours).
+            for setting, value in (
+                ("idle_session_timeout", 0),
+                ("tcp_keepalives_idle", KEEPALIVE[0]),
+                ("tcp_keepalives_interval", KEEPALIVE[1]),
+                ("tcp_keepalives_count", KEEPALIVE[2]),
+            ):
+                db.raw.execute(
+                    "SELECT set_config(name, %s, false) FROM pg_settings WHERE name = %s",
+                    (str(value), setting),
+                )  # absent settings (older servers) are skipped
+            if not db.try_lock(self.name):
+                holder = _database_holder(db, self.name)
+                raise _refusal(self, holder, self.purpose)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    def release(self) -> None:
+        if self._db is None:
+            return
+        db, self._db = self._db, None
+        try:
+            db.unlock(self.name)
+        except Exception as exc:  # the connection is gone, and the lock with it
+            log.debug("releasing %s: %s", self, exc)
+        finally:
+            db.close()
+
+    def verify(self) -> None:
+        """Make sure the lock is still held; take it again if its connection was lost (a
+        server restart, a network cut), or raise :class:`LockError` if someone else took it
+        meanwhile."""
+        if self._db is None:
+            return
+        try:
+            row = self._db.raw.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid()"
+            ).fetchone()
+            if row and row[0]:
+                return
+        except Exception as exc:
+            log.warning("%s: its connection was lost (%s); taking it again", self, exc)
+        self.release()
+        try:
+            self.acquire()
+        except StoreError as exc:
+            raise LockError(f"{self} was lost and cannot be taken again: {exc}") from None
+
+    def __enter__(self) -> DatabaseLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _database_holder(db: PostgresConnection, name: str) -> str:
+    """Who holds the advisory lock ``name``: its application name and since when."""
+    from digest.store.postgres import lock_key
+
+    try:
+        row = db.raw.execute(
+            "SELECT a.application_name, a.backend_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+            "AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+            (lock_key(name),),
+        ).fetchone()
+    except Exception:
+        return ""
+    if not row or not row[0]:
+        return ""
+    since = row[1].astimezone(timezone.utc).isoformat(timespec="seconds") if row[1] else ""
+    return f"{row[0]}, since {since}" if since else str(row[0])
 
 
 def _read_holder(fd: int) -> str:
