@@ -288,3 +288,81 @@ def test_four_senders_together_keep_the_providers_rate_limit(
     print(f"4 senders together: {achieved:.2f} requests/s of {RATE} allowed")
     assert achieved >= 0.95 * RATE
     assert _ledger_counts(config) == {L.SENT: n - 1}
+
+
+def test_senders_never_settle_the_same_uncertain_rows_twice(sample_site: Path) -> None:
+    """Uncertain rows are leased like pending ones: while one sender asks the provider about
+    a chunk of them, another sender on the issue leaves that chunk alone (before, both asked
+    and the second to record its answer failed on rows the first had settled)."""
+    from digest.delivery.providers.base import Result
+    from digest.delivery.providers.outbox import OutboxProvider
+    from digest.delivery.send import send_issue
+
+    n = 300
+    config = _site(sample_site, n)
+
+    class Unanswered(OutboxProvider):
+        """Every request goes out and no answer comes: every row ends ``uncertain``."""
+
+        def send(self, batch: Any) -> Iterator[Any]:
+            for recipient in batch.recipients:
+                yield Result(recipient.subscriber_id, "uncertain", reason="no answer came")
+
+    report = send_issue(config, now=_now(), week=WEEK, provider=Unanswered.from_config(config))
+    assert (report.uncertain, report.complete) == (n - 1, False)
+    assert _ledger_counts(config) == {L.UNCERTAIN: n - 1}
+
+    asked: Counter[int] = Counter()
+    in_lookup, go_on = threading.Event(), threading.Event()
+    guard = threading.Lock()
+
+    class LooksUp(OutboxProvider):
+        """Can say what it accepted (everything); the first question waits until the other
+        sender has finished or is waiting for this one's leases."""
+
+        can_look_up = True
+
+        def lookup(self, issue_id: str, deliveries: Any) -> dict[int, str | None]:
+            with guard:
+                first = not asked
+                asked.update(d.subscriber_id for d in deliveries)
+            if first:
+                in_lookup.set()
+                assert go_on.wait(120), "the other sender neither finished nor waited"
+            return {d.subscriber_id: f"<{d.subscriber_id}@provider>" for d in deliveries}
+
+    errors: dict[str, BaseException] = {}
+
+    def first() -> None:
+        try:
+            send_issue(config, now=_now(), week=WEEK, provider=LooksUp.from_config(config))
+        except BaseException as exc:
+            errors["first"] = exc
+
+    def second_sleeps(seconds: float) -> None:
+        go_on.set()  # waiting for the first sender's leases: let it answer
+        time.sleep(min(seconds, 0.2))
+
+    def second() -> None:
+        try:
+            assert in_lookup.wait(120), "the first sender never asked the provider"
+            send_issue(
+                config,
+                now=_now(),
+                week=WEEK,
+                provider=LooksUp.from_config(config),
+                sleep=second_sleeps,
+            )
+        except BaseException as exc:
+            errors["second"] = exc
+        finally:
+            go_on.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == {}
+    assert len(asked) == n - 1 and set(asked.values()) == {1}  # each row asked about once
+    assert _ledger_counts(config) == {L.SENT: n - 1}

@@ -666,8 +666,8 @@ class Ledger:
         # many-row UPDATE racing a transaction over the same rows could deadlock.
         return self._locked(
             "UPDATE deliveries SET lease_until = ? WHERE issue_id = ? AND lease_owner = ? "
-            "AND state IN (?, ?, ?)",
-            (_iso(until), issue_id, owner, PENDING, SENDING, FAILED_RETRYABLE),
+            "AND state IN (?, ?, ?, ?)",
+            (_iso(until), issue_id, owner, PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN),
         )
 
     def _locked(self, sql: str, params: Sequence[Any]) -> int:

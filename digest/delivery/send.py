@@ -584,12 +584,15 @@ class _Sender:
         3. ``resend`` (``send.uncertain: resend`` or ``--resend-uncertain``): back to
            ``pending`` — nobody is missed, and a message that did arrive arrives twice;
         4. otherwise they are held: reported, never sent twice.
+
+        The rows are leased like pending ones, so two senders on the issue never decide
+        about the same row; a dead sender's uncertain rows wait for its lease to run out.
         """
         provider = self.provider
         if provider.can_look_up:
             self.look_up()
         if provider.supports_idempotency:
-            for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+            for chunk in self.leased([L.UNCERTAIN]):
                 by_key: dict[str, list[Delivery]] = {}
                 for delivery in chunk:
                     by_key.setdefault(delivery.batch_key or "", []).append(delivery)
@@ -599,7 +602,7 @@ class _Sender:
             self.drain()
             return
         if resend:
-            for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+            for chunk in self.leased([L.UNCERTAIN]):
                 self.ledger.transition(
                     self.issue_id,
                     [
@@ -622,7 +625,7 @@ class _Sender:
     def look_up(self) -> None:
         wait = float(getattr(self.provider.settings, "reconcile_after", 0.0) or 0.0)
         now = self.clock()
-        for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+        for chunk in self.leased([L.UNCERTAIN]):
             try:
                 answers = self.provider.lookup(self.issue_id, chunk)
             except DigestError as exc:
