@@ -71,6 +71,30 @@ def test_light_commands_import_no_heavy_stack(sample_site: Path, args: tuple[str
     assert loaded_after(sample_site, *args) == []
 
 
+FEEDS = ("httpx", "feedparser")
+
+
+def test_select_of_markdown_folders_reads_no_feed_code(sample_site: Path) -> None:
+    """The weekly newsletter reads a folder: neither the feed parser nor the HTTP client is
+    imported; the links newsletter reads a feed, and both are (so the probe can fail)."""
+    probe = PROBE.replace("json.loads(%r)", repr(FEEDS))
+    for args, expected in (
+        (("select", "--week", "2026-W47", "--no-cache"), []),
+        (("--newsletter", "links", "select", "--week", "2026-W47"), sorted(FEEDS)),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=sample_site,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        lines = [x for x in done.stderr.splitlines() if x.startswith("LOADED ")]
+        assert lines, done.stderr
+        assert json.loads(lines[-1].removeprefix("LOADED ")) == expected, args
+
+
 def test_build_does_import_the_email_stack(sample_site: Path) -> None:
     """The probe can fail: a command that composes does load what composing needs."""
     loaded = loaded_after(sample_site, "build", "--week", "2026-W47")
