@@ -153,7 +153,8 @@ def _scheduler_line(report: RunReport, prefix: str = "") -> None:
 def schedule_group(ctx: click.Context, state: State) -> None:
     """Run digest on its schedule: `digest schedule` alone is the long-running scheduler.
 
-    The scheduler takes a lock (schedule.lock) so only one runs at a time, catches up an
+    The scheduler takes a lock (schedule.lock, or one in the database with database:
+    set, shared by every host) so only one runs at a time, catches up an
     occurrence missed by up to schedule.grace when it starts (older ones are skipped with
     a log line), then sleeps until each next occurrence and does what `digest run` does.
     SIGTERM or Ctrl-C lets a send in progress stop at a safe point, then exits; the next

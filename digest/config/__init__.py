@@ -536,7 +536,8 @@ class ScheduleConfig(_Section):
     )
     lock: Path = Field(
         default=Path("data/schedule.lock"),
-        description="Held by `digest schedule`; `digest run` holds <name>.run beside it.",
+        description="Held by `digest schedule`; `digest run` holds <name>.run beside it. "
+        "Unused with database: (the locks are then in the database).",
     )
 
     @field_validator("cron")
