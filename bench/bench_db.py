@@ -351,8 +351,9 @@ def main() -> None:
             began = time.perf_counter()
             populate(seed, n)
             print(f"populate SQLite: {time.perf_counter() - began:.1f} s", flush=True)
-            for backend in args.backends:
-                for workers in args.workers:
+            # 1 worker on each backend first (the baseline and its peer), then 4 on each
+            for workers in args.workers:
+                for backend in args.backends:
                     site = Path(tmp) / f"{backend}-{workers}"
                     site.mkdir()
                     url = cluster.database() if cluster and backend == "postgresql" else None
