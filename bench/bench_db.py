@@ -9,7 +9,8 @@ For each combination, in one run:
   on the queued issue, as its own process tree: messages per second (the command's whole
   wall time, start-up and its pass over the queue included), the ratio to the SQLite
   one-worker run measured in the same run, and the peak RSS of every process in the tree
-  (each process's ``VmHWM``, read from ``/proc`` every 0.2 s while it runs).
+  (each process's ``VmHWM``, read from ``/proc`` every 0.2 s while it runs), and the CPU
+  time of the whole tree per message (user + system; the server's is not counted).
 
 Every message is built in full and written to the outbox as its own fsynced ``.eml`` file,
 exactly as a send without the bench writes it. At 1,000,000 messages of about 37 KB those
@@ -124,6 +125,14 @@ def _hwm_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _role(pid: int, root: int) -> str:
     if pid == root:
         return "main"
@@ -143,6 +152,7 @@ class PeakSampler(threading.Thread):
         super().__init__(daemon=True)
         self.root = root
         self.peaks: dict[int, tuple[str, float]] = {}
+        self.cpu: dict[int, float] = {}  # CPU seconds (user + system) at the last sample
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -153,6 +163,9 @@ class PeakSampler(threading.Thread):
                 pid = stack.pop()
                 stack.extend(tree.get(pid, []))
                 peak = _hwm_mb(pid)
+                cpu = _cpu_seconds(pid)
+                if cpu is not None:
+                    self.cpu[pid] = cpu
                 if peak is not None:
                     role = self.peaks.get(pid, (_role(pid, self.root), 0.0))[0]
                     self.peaks[pid] = (role, max(peak, self.peaks.get(pid, (role, 0.0))[1]))
@@ -380,6 +393,7 @@ def main() -> None:
                     seconds, sampler, drained = send(site, workers)
                     sent = check(site, n, drained)
                     rate = sent / seconds
+                    cpu_ms = 1000 * sum(sampler.cpu.values()) / max(sent, 1)
                     base_send = base_send or rate
                     base_queue = base_queue or queue_s
                     mains = sampler.by_role("main")
@@ -391,7 +405,7 @@ def main() -> None:
                     line = (
                         f"{label:<21} enqueue {queue_s:6.1f} s (x{queue_s / base_queue:.2f}, "
                         f"peak {queue_mb:.0f} MB)  send {sent:,} in {seconds:7.1f} s = "
-                        f"{rate:>6,.0f} msg/s (x{rate / base_send:.2f})  "
+                        f"{rate:>6,.0f} msg/s (x{rate / base_send:.2f}), {cpu_ms:.2f} ms CPU/msg  "
                         f"peak RSS MB: {memory}  outbox {drained.bytes / 1e9:.1f} GB drained"
                     )
                     print(line, flush=True)

@@ -77,6 +77,9 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1000
 LEASE = timedelta(seconds=60)
+# How often a sender with nothing left to take looks again while others hold rows: they
+# usually finish them (and the issue) long before their leases could run out.
+HELD_POLL = 1.0
 """How long a sender holds rows without renewing (``send.lease`` in config)."""
 
 
@@ -1121,7 +1124,7 @@ def send_issue(
                         break
                     sender.check_stop()
                     wait = (held_until - tick_clock()).total_seconds()
-                    sleep(min(max(wait, 0.0) + 0.05, lease.total_seconds() / 3))
+                    sleep(min(max(wait, 0.0) + 0.05, lease.total_seconds() / 3, HELD_POLL))
             finally:
                 try:
                     sender.close()
