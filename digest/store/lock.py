@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from digest.config import Config, DatabaseURL
 from digest.errors import LockError, StoreError
+from digest.store.clock import utc_text
 
 if TYPE_CHECKING:
     from digest.store.postgres import PostgresConnection
@@ -112,7 +113,7 @@ class FileLock:
                 holder = _read_holder(fd)
             os.close(fd)
             raise _refusal(self.path, holder, self.purpose) from None
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = utc_text(datetime.now(timezone.utc), "seconds")
         os.ftruncate(fd, 0)
         os.write(fd, f"{self.purpose} (pid {os.getpid()}, since {stamp})\n".encode())
         self._fd = fd
@@ -255,7 +256,7 @@ def _database_holder(db: PostgresConnection, name: str) -> str:
         return ""
     if not row or not row[0]:
         return ""
-    since = row[1].astimezone(timezone.utc).isoformat(timespec="seconds") if row[1] else ""
+    since = utc_text(row[1], "seconds") if row[1] else ""
     return f"{row[0]}, since {since}" if since else str(row[0])
 
 
