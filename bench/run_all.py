@@ -2,9 +2,9 @@
 
 Each benchmark prints its figures beside a baseline measured in the same run, with the ratio
 and peak memory. Pass names to run only some: ``python bench/run_all.py load compose``.
-The store benchmark (1,000,000 subscribers, SQLite vs PostgreSQL, 1 and 4 senders; tens of
-minutes and about 37 GB of outbox) runs only when asked: ``python bench/run_all.py --db``
-(or by name, ``db``).
+The store benchmark (1,000,000 subscribers, SQLite vs PostgreSQL, 1 and 4 senders; about an
+hour on 2 cores, with the outbox drained as it is written) runs only when asked:
+``python bench/run_all.py --db`` (or by name, ``db``).
 ``--large`` adds the 100,000-subscriber sends to bench_send.
 """
 
