@@ -19,9 +19,10 @@ from digest.config import Config, load_config
 from digest.content import pipeline
 from digest.content.intro import load_intro
 from digest.delivery import ledger as L
-from digest.delivery import send as send_module
+from digest.delivery import preferences
+from digest.delivery.issue import BuildComposer
 from digest.delivery.ledger import Ledger
-from digest.delivery.send import BuildComposer, send_issue
+from digest.delivery.send import send_issue
 from digest.email.compose import compose
 from digest.email.message import fill, recipient_values
 
@@ -73,7 +74,7 @@ def test_each_reader_gets_what_composing_their_sections_gives(
 ) -> None:
     config = _site(sample_site)
     chosen = _populate(config, 40)
-    monkeypatch.setattr(send_module, "VARIANTS_HELD", 2)  # fewer than the variants
+    monkeypatch.setattr(preferences, "VARIANTS_HELD", 2)  # fewer than the variants
     composer = CountingComposer()
     report = send_issue(config, now=NOW, week=WEEK, composer=composer)
     assert (report.sent, report.complete) == (40, True)
