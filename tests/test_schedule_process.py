@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
 

@@ -62,7 +62,7 @@ def _bulk_add(store: SubscriberStore, n: int) -> None:
     lines = ["email,name,status"] + [f"r{i:05d}@example.com,Reader {i},active" for i in range(n)]
     csv_path = Path(os.environ["HOME"]) / "many.csv"
     csv_path.write_text("\n".join(lines) + "\n")
-    from digest.audience.imports import import_file
+    from digest.audience.imports.importer import import_file
     from digest.audience.subscribers import Categories
 
     import_file(store, csv_path, Categories(), now=_now(), erasure_key=None)

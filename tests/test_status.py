@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.status import (
     RANK,
     RULES,
