@@ -721,7 +721,7 @@ def test_csrf_cookie_is_host_prefixed_over_https(config: Config) -> None:
 
 def test_store_worker_group_commit_keeps_each_call_apart(config: Config) -> None:
     from digest.audience.subscribers import InvalidEmail
-    from digest.serve.service import StoreWorker
+    from digest.serve.store_worker import StoreWorker
 
     worker = StoreWorker(locate(config, config.subscribers.database))
     pool = concurrent.futures.ThreadPoolExecutor(8)

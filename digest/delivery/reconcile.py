@@ -14,8 +14,16 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from digest.delivery import ledger as L
-from digest.delivery.ledger import CHUNK, Delivery, Ledger, Outcome
+from digest.delivery.ledger import (
+    CHUNK,
+    PENDING,
+    SENDING,
+    SENT,
+    UNCERTAIN,
+    Delivery,
+    Ledger,
+    Outcome,
+)
 from digest.delivery.preferences import ALL
 from digest.delivery.providers.base import Provider, Result, idempotency_key
 from digest.delivery.send_report import SendReport
@@ -76,7 +84,7 @@ class Reconciler:
     def settle(self) -> int:
         """Settle ``sending`` rows that a dead sender left (a lease that ran out); how many."""
         settled_rows = 0
-        for chunk in self.loop.leased([L.SENDING]):
+        for chunk in self.loop.leased([SENDING]):
             settled_rows += len(chunk)
             settled = self.provider.reconcile(self.issue_id, chunk)
             outcomes: list[Outcome] = []
@@ -86,7 +94,7 @@ class Reconciler:
                 if result is None:
                     if self.provider.supports_idempotency and delivery.batch_key:
                         resend.setdefault(delivery.batch_key, []).append(delivery)
-                    outcomes.append(Outcome(delivery.subscriber_id, L.PENDING))
+                    outcomes.append(Outcome(delivery.subscriber_id, PENDING))
                     key = "resent" if self.provider.supports_idempotency else "not-accepted"
                 else:
                     outcomes.append(outcome_of(result))
@@ -117,7 +125,7 @@ class Reconciler:
         if provider.can_look_up:
             self.look_up()
         if provider.supports_idempotency:
-            for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+            for chunk in self.ledger.iter_state(self.issue_id, [UNCERTAIN], chunk=CHUNK):
                 by_key: dict[str, list[Delivery]] = {}
                 for delivery in chunk:
                     by_key.setdefault(delivery.batch_key or "", []).append(delivery)
@@ -127,11 +135,11 @@ class Reconciler:
             self.loop.drain()
             return
         if resend:
-            for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+            for chunk in self.ledger.iter_state(self.issue_id, [UNCERTAIN], chunk=CHUNK):
                 self.ledger.transition(
                     self.issue_id,
                     [
-                        Outcome(d.subscriber_id, L.PENDING, error=f"resent: {d.last_error}")
+                        Outcome(d.subscriber_id, PENDING, error=f"resent: {d.last_error}")
                         for d in chunk
                     ],
                     now=self.clock(),
@@ -150,7 +158,7 @@ class Reconciler:
     def look_up(self) -> None:
         wait = float(getattr(self.provider.settings, "reconcile_after", 0.0) or 0.0)
         now = self.clock()
-        for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
+        for chunk in self.ledger.iter_state(self.issue_id, [UNCERTAIN], chunk=CHUNK):
             try:
                 answers = self.provider.lookup(self.issue_id, chunk)
             except DigestError as exc:
@@ -171,7 +179,7 @@ class Reconciler:
                     outcomes.append(
                         Outcome(
                             delivery.subscriber_id,
-                            L.SENT,
+                            SENT,
                             provider_message_id=message_id,
                             error=f"confirmed by {self.provider.name}'s records",
                         )
@@ -181,7 +189,7 @@ class Reconciler:
                     outcomes.append(
                         Outcome(
                             delivery.subscriber_id,
-                            L.PENDING,
+                            PENDING,
                             error=f"not in {self.provider.name}'s records: sent again",
                         )
                     )

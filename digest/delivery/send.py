@@ -33,10 +33,21 @@ from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
-from digest.delivery import ledger as L
 from digest.delivery.issue import BuildComposer, Composer, Issue
 from digest.delivery.leases import LEASE, Heartbeat, sender_id
-from digest.delivery.ledger import CHUNK, Delivery, Ledger, Outcome
+from digest.delivery.ledger import (
+    CHUNK,
+    FAILED_PERMANENT,
+    FAILED_RETRYABLE,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+    Delivery,
+    Ledger,
+    Outcome,
+)
 from digest.delivery.pace import DatabasePace
 from digest.delivery.preferences import ALL, Variants, section_names, variant_of
 from digest.delivery.providers.base import Batch, Event, Handoff, Provider, Recipient, Result
@@ -175,7 +186,7 @@ class _Sender:
             chunk = [
                 d
                 for d in chunk
-                if d.state != L.FAILED_RETRYABLE or d.attempts < self.config.send.max_attempts
+                if d.state != FAILED_RETRYABLE or d.attempts < self.config.send.max_attempts
             ]
             found = self.store.get_many([d.subscriber_id for d in chunk])
             groups: dict[str, list[Recipient]] = {}
@@ -185,7 +196,7 @@ class _Sender:
                 if subscriber is None or not subscriber.active:
                     why = "removed" if subscriber is None else subscriber.status
                     skipped.append(
-                        Outcome(delivery.subscriber_id, L.SKIPPED, error=f"{why} before sending")
+                        Outcome(delivery.subscriber_id, SKIPPED, error=f"{why} before sending")
                     )
                     continue
                 variant = variant_of(subscriber, self.issue.selection, self.sections)
@@ -193,7 +204,7 @@ class _Sender:
                     skipped.append(
                         Outcome(
                             delivery.subscriber_id,
-                            L.SKIPPED,
+                            SKIPPED,
                             error="no posts in their sections this week",
                         )
                     )
@@ -322,10 +333,10 @@ class _Sender:
             outcomes = []
             for sid in missing:
                 if error is None or accepted_answer or sid in attempt.handed_off:
-                    outcomes.append(Outcome(sid, L.UNCERTAIN, error=why))
+                    outcomes.append(Outcome(sid, UNCERTAIN, error=why))
                 else:
-                    outcomes.append(Outcome(sid, L.PENDING, error=f"not sent: {why}"))
-            uncertain = sum(1 for o in outcomes if o.state == L.UNCERTAIN)
+                    outcomes.append(Outcome(sid, PENDING, error=f"not sent: {why}"))
+            uncertain = sum(1 for o in outcomes if o.state == UNCERTAIN)
             self.report.uncertain += uncertain
             self.ledger.transition(self.issue_id, outcomes, now=self.clock())
             self.tick(uncertain)
@@ -382,11 +393,11 @@ class _Sender:
         return count
 
     def count(self, result: Result) -> None:
-        if result.state == L.SENT:
+        if result.state == SENT:
             self.report.sent += 1
-        elif result.state == L.FAILED_PERMANENT:
+        elif result.state == FAILED_PERMANENT:
             self.report.failed_permanent += 1
-        elif result.state == L.UNCERTAIN:
+        elif result.state == UNCERTAIN:
             self.report.uncertain += 1
         else:
             self.report.failed_retryable += 1
@@ -499,7 +510,7 @@ def send_issue(
                         else ""
                     )
                     raise NothingToSend(
-                        f"{issue_id} was already sent ({counts[L.SENT]} sent, completed "
+                        f"{issue_id} was already sent ({counts[SENT]} sent, completed "
                         f"{state['completed_at'] if state else ''}){hint}; use --force to "
                         "send it again to everyone"
                     )
@@ -559,7 +570,7 @@ def send_issue(
             pace = DatabasePace(ledger.path, provider.name)
             provider.pacer.share(pace)
         counts = ledger.counts(issue_id)
-        sender.total = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
+        sender.total = counts[PENDING] + counts[SENDING] + counts[FAILED_RETRYABLE]
         if limit is not None:
             sender.total = min(sender.total, limit)
         report.total = sender.total
@@ -574,24 +585,24 @@ def send_issue(
                     counts = ledger.counts(issue_id)
                     sender.total = max(
                         sender.total,
-                        counts[L.PENDING] + counts[L.FAILED_RETRYABLE] + sender.done,
+                        counts[PENDING] + counts[FAILED_RETRYABLE] + sender.done,
                     )
                     report.total = sender.total
-                    finished = sender.run([L.PENDING, L.FAILED_RETRYABLE], limit)
+                    finished = sender.run([PENDING, FAILED_RETRYABLE], limit)
                     attempt = 1
                     while finished and attempt < config.send.max_attempts:
-                        if not ledger.counts(issue_id)[L.FAILED_RETRYABLE]:
+                        if not ledger.counts(issue_id)[FAILED_RETRYABLE]:
                             break
                         sender.check_stop()
                         sleep(min(2.0**attempt, 60.0))
-                        finished = sender.run([L.FAILED_RETRYABLE], limit)
+                        finished = sender.run([FAILED_RETRYABLE], limit)
                         attempt += 1
                     _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
-                    if finished and ledger.counts(issue_id)[L.UNCERTAIN]:
+                    if finished and ledger.counts(issue_id)[UNCERTAIN]:
                         # what this run left uncertain: ask now, and send what was not accepted
                         sender.reconciler.resolve_uncertain(resend=False)
-                        if ledger.counts(issue_id)[L.PENDING]:
-                            finished = sender.run([L.PENDING], limit)
+                        if ledger.counts(issue_id)[PENDING]:
+                            finished = sender.run([PENDING], limit)
                     if not finished:
                         break
                     if settled or (report.attempted, report.skipped) != before:
@@ -646,7 +657,7 @@ def _finish(
 ) -> None:
     """Counts from the ledger, completion, the archive, and the report file."""
     report.ledger = ledger.counts(issue_id)
-    if report.ledger[L.SENT]:
+    if report.ledger[SENT]:
         from digest.email import archive
 
         archive.publish_issue(config, issue_id)  # the archive shows what was sent
@@ -655,9 +666,7 @@ def _finish(
         {"email": d.email, "attempts": d.attempts, "error": d.last_error}
         for d in ledger.uncertain(issue_id, limit=200)
     ]
-    unfinished = sum(
-        report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE, L.UNCERTAIN)
-    )
+    unfinished = sum(report.ledger[s] for s in (PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN))
     report.complete = unfinished == 0
     if report.complete and may_complete:
         ledger.mark_completed(issue_id, clock())
@@ -673,11 +682,11 @@ def _finish(
 def _give_up(ledger: Ledger, issue_id: str, max_attempts: int, now: datetime) -> None:
     """Retryable rows that used every attempt become permanent failures."""
     outcomes: list[Outcome] = []
-    for chunk in ledger.iter_state(issue_id, [L.FAILED_RETRYABLE], chunk=CHUNK):
+    for chunk in ledger.iter_state(issue_id, [FAILED_RETRYABLE], chunk=CHUNK):
         outcomes.extend(
             Outcome(
                 d.subscriber_id,
-                L.FAILED_PERMANENT,
+                FAILED_PERMANENT,
                 error=f"gave up after {d.attempts} attempts: {d.last_error}",
             )
             for d in chunk
@@ -698,7 +707,7 @@ def _dry_run(
         for key, ref in missing_secrets(config)
         if key.startswith(SEND_SECRETS)
     ]
-    already = {L.SENT, L.FAILED_PERMANENT, L.SKIPPED}
+    already = {SENT, FAILED_PERMANENT, SKIPPED}
     for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
         variant = variant_of(subscriber, issue.selection, section_names(config))
         if variant is None:

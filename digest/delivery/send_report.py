@@ -12,8 +12,7 @@ from typing import Any
 
 from digest.audience.subscribers import SubscriberStore
 from digest.config import Config
-from digest.delivery import ledger as L
-from digest.delivery.ledger import CHUNK, Ledger
+from digest.delivery.ledger import CHUNK, FAILED_PERMANENT, Ledger
 from digest.store.database import locate
 
 Progress = Callable[[int, int], None]
@@ -54,7 +53,7 @@ class SendReport:
     def exit_code(self) -> int:
         if self.stopped:
             return 6
-        return 1 if self.ledger.get(L.FAILED_PERMANENT, 0) or self.failed_permanent else 0
+        return 1 if self.ledger.get(FAILED_PERMANENT, 0) or self.failed_permanent else 0
 
     @property
     def rate(self) -> float:

@@ -12,8 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from digest.config import Config
-from digest.delivery import ledger as L
-from digest.delivery.ledger import Ledger
+from digest.delivery.ledger import FAILED_RETRYABLE, PENDING, SENDING, UNCERTAIN, Ledger
 from digest.delivery.send import send_issue
 from digest.delivery.send_report import Progress, SendReport, write_report
 from digest.errors import NothingToSend
@@ -56,7 +55,7 @@ def send_in_processes(
             while not all(p.ready() for p in pending):
                 if progress is not None:
                     counts = ledger.counts(issue_id)
-                    left = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
+                    left = counts[PENDING] + counts[SENDING] + counts[FAILED_RETRYABLE]
                     done = sum(counts.values()) - left
                     progress(done, sum(counts.values()))
                 pending[0].wait(0.5)
@@ -77,9 +76,7 @@ def send_in_processes(
     with Ledger(locate(config, config.ledger.database)) as ledger:
         report.ledger = ledger.counts(issue_id)
         report.unconfirmed = ledger.unconfirmed(issue_id)
-        unfinished = sum(
-            report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE, L.UNCERTAIN)
-        )
+        unfinished = sum(report.ledger[s] for s in (PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN))
         report.complete = unfinished == 0
         if report.complete:
             ledger.mark_completed(issue_id, datetime.now(timezone.utc))
