@@ -28,6 +28,7 @@ from digest.delivery.preferences import ALL
 from digest.delivery.providers.base import Provider, Result, idempotency_key
 from digest.delivery.send_report import SendReport
 from digest.errors import DigestError
+from digest.store.clock import parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def outcome_of(result: Result) -> Outcome:
 def _age(delivery: Delivery, now: datetime) -> float:
     if not delivery.updated_at:
         return float("inf")
-    return (now - datetime.fromisoformat(delivery.updated_at)).total_seconds()
+    return (now - parse_utc(delivery.updated_at)).total_seconds()
 
 
 class Reconciler:
