@@ -15,6 +15,12 @@ The loop, each step committed to the ledger before the next depends on it:
 6. write ``out/<issue-id>/send-report.json``.
 
 Nothing here holds the subscriber list in memory: rows are read ``CHUNK`` at a time.
+
+The steps' helpers live beside it: :mod:`~digest.delivery.issue` (what sending needs from
+the build), :mod:`~digest.delivery.preferences` (variants and their batches),
+:mod:`~digest.delivery.reconcile` (step 3, and uncertain rows), :mod:`~digest.delivery.leases`
+(the rows this sender holds), :mod:`~digest.delivery.send_report` (step 6, and
+``digest status``) and :mod:`~digest.delivery.workers` (``digest send --workers N``).
 """
 
 from __future__ import annotations
