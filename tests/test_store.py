@@ -26,7 +26,7 @@ from digest.store.postgres import translate
 from .conftest import run_digest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
-LATEST = {"subscribers": 4, "ledger": 4, "runs": 2}  # each store's schema version now
+LATEST = {"subscribers": 4, "ledger": 4, "runs": 3}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
 
@@ -524,3 +524,42 @@ def test_moments_written_before_one_form_are_rewritten_in_place(
         assert run is not None and run.started_at == datetime(
             2026, 11, 23, 8, 0, 3, 123000, tzinfo=timezone.utc
         )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_newsletters_keep_their_own_runs_in_one_table(
+    backend: str, tmp_path: Path, pg_url: str
+) -> None:
+    """Two newsletters scheduled at the same instant (one PostgreSQL runs table for both):
+    each sees its own run; rows from before runs 3 take the prefix their issue id carries."""
+    from digest.schedule.runs import SPEC as RUNS_SPEC
+    from digest.store.database import open_store
+
+    target: Target = DatabaseURL(pg_url) if backend == "postgresql" else tmp_path / "runs.sqlite"
+    older = open_store(target, RUNS_SPEC.migrations[:2], store="runs", what="runs")
+    for occurrence, issue in (
+        ("2026-11-16T08:00:00.000Z", "2026-W46"),
+        ("2026-11-16T09:00:00.000Z", "links-2026-W46"),
+        ("2026-11-17T08:00:00.000Z", "links-2026-11-16"),
+    ):
+        older.execute(
+            "INSERT INTO runs (occurrence, issue_id, outcome) VALUES (?, ?, 'sent')",
+            (occurrence, issue),
+        )
+    if older.in_transaction:
+        older.execute("COMMIT")
+    older.close()
+
+    at = datetime(2026, 11, 23, 8, tzinfo=timezone.utc)
+    with RunStore(target) as weekly, RunStore(target, "links-") as links:
+        assert [r.issue_id for r in weekly.all()] == ["2026-W46"]
+        assert [r.issue_id for r in links.all()] == ["links-2026-W46", "links-2026-11-16"]
+        weekly.start(at, "2026-W47", now=at)
+        links.start(at, "links-2026-W47", now=at)
+        links.finish(at, "links-2026-W47", "sent", now=at, sent=3)
+        mine, theirs = weekly.get(at), links.get(at)
+        assert mine is not None and theirs is not None
+        assert (mine.issue_id, mine.outcome, mine.attempts) == ("2026-W47", "running", 1)
+        assert (theirs.issue_id, theirs.outcome, theirs.sent) == ("links-2026-W47", "sent", 3)
+        latest = weekly.latest()
+        assert latest is not None and latest.issue_id == "2026-W47"

@@ -293,7 +293,7 @@ def status_command(state: State, count: int, as_json: bool) -> None:
     path = locate(config, config.schedule.database)
     runs: list[Run] = []
     if not isinstance(path, Path) or path.exists():
-        with RunStore(path) as store:
+        with RunStore(path, config.issue_prefix) as store:
             runs = store.all()[-count:] if count > 0 else []
     if as_json:
         emit_json({"database": str(path), "runs": [_run_json(r) for r in runs]})

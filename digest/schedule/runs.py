@@ -50,6 +50,40 @@ CREATE TABLE IF NOT EXISTS runs (
 
 # The schema's history, oldest first (digest.store.migrations); add new steps at the end.
 _STAMPS = ("occurrence", "started_at", "finished_at")
+# Newsletters share one runs table on PostgreSQL: a run is keyed by its newsletter's issue
+# prefix ("" for the first newsletter, "links-" for "links") and its occurrence. Rows written
+# before get the prefix their issue id carries (the id less its week or day).
+_PREFIX_OF_ISSUE = (
+    "CASE WHEN issue_id LIKE '%-W__' THEN substr(issue_id, 1, length(issue_id) - 8)"
+    " ELSE substr(issue_id, 1, length(issue_id) - 10) END"
+)
+_BY_NEWSLETTER = f"""
+CREATE TABLE runs_by_newsletter (
+    occurrence   TEXT NOT NULL,
+    issue_id     TEXT NOT NULL,
+    outcome      TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    started_at   TEXT,
+    finished_at  TEXT,
+    sent         INTEGER NOT NULL DEFAULT 0,
+    failed       INTEGER NOT NULL DEFAULT 0,
+    detail       TEXT NOT NULL DEFAULT '',
+    issue_prefix TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (issue_prefix, occurrence)
+);
+INSERT INTO runs_by_newsletter SELECT occurrence, issue_id, outcome, attempts, started_at,
+    finished_at, sent, failed, detail, {_PREFIX_OF_ISSUE} FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_by_newsletter RENAME TO runs;
+"""
+_BY_NEWSLETTER_POSTGRESQL = f"""
+ALTER TABLE runs ADD COLUMN issue_prefix TEXT NOT NULL DEFAULT '';
+UPDATE runs SET issue_prefix = {_PREFIX_OF_ISSUE};
+ALTER TABLE runs DROP CONSTRAINT runs_pkey;
+ALTER TABLE runs ADD PRIMARY KEY (issue_prefix, occurrence);
+"""
+_COLUMNS = "occurrence, issue_id, outcome, attempts, started_at, finished_at, sent, failed, detail"
+
 MIGRATIONS = (
     Migration(1, "runs table, as before schema versions", _SCHEMA),
     Migration(
@@ -58,6 +92,7 @@ MIGRATIONS = (
         rewrite_sql("runs", _STAMPS, "sqlite"),
         rewrite_sql("runs", _STAMPS, "postgresql"),
     ),
+    Migration(3, "runs keyed by newsletter", _BY_NEWSLETTER, _BY_NEWSLETTER_POSTGRESQL),
 )
 SPEC = StoreSpec("runs", "the runs database (schedule.database)", MIGRATIONS, ("runs",))
 
@@ -92,10 +127,12 @@ def _parse(value: str | None) -> datetime | None:
 
 
 class RunStore:
-    """The runs table in its own SQLite file (``schedule.database``)."""
+    """The runs of one newsletter (``issue_prefix``: "" for the config's first), in its own
+    SQLite file (``schedule.database``) or in the database every newsletter shares."""
 
-    def __init__(self, path: Target | str) -> None:
+    def __init__(self, path: Target | str, issue_prefix: str = "") -> None:
         self.path = as_target(path)
+        self.prefix = issue_prefix
         self._db = open_store(
             self.path, MIGRATIONS, store="runs", what="the runs database (schedule.database)"
         )
@@ -122,28 +159,35 @@ class RunStore:
 
     def get(self, occurrence: datetime) -> Run | None:
         row = self._db.execute(
-            "SELECT * FROM runs WHERE occurrence = ?", (_utc(occurrence),)
+            f"SELECT {_COLUMNS} FROM runs WHERE issue_prefix = ? AND occurrence = ?",
+            (self.prefix, _utc(occurrence)),
         ).fetchone()
         return self._run(row) if row else None
 
     def latest(self) -> Run | None:
-        row = self._db.execute("SELECT * FROM runs ORDER BY occurrence DESC LIMIT 1").fetchone()
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM runs WHERE issue_prefix = ? ORDER BY occurrence DESC LIMIT 1",
+            (self.prefix,),
+        ).fetchone()
         return self._run(row) if row else None
 
     def all(self) -> list[Run]:
-        rows = self._db.execute("SELECT * FROM runs ORDER BY occurrence").fetchall()
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM runs WHERE issue_prefix = ? ORDER BY occurrence",
+            (self.prefix,),
+        ).fetchall()
         return [self._run(row) for row in rows]
 
     def start(self, occurrence: datetime, issue_id: str, *, now: datetime) -> Run:
         """Mark ``occurrence`` as running (again), counting the attempt."""
         with self._write() as db:
             db.execute(
-                "INSERT INTO runs (occurrence, issue_id, outcome, attempts, started_at)"
-                " VALUES (?, ?, 'running', 1, ?)"
-                " ON CONFLICT(occurrence) DO UPDATE SET outcome = 'running',"
+                "INSERT INTO runs (issue_prefix, occurrence, issue_id, outcome, attempts,"
+                " started_at) VALUES (?, ?, ?, 'running', 1, ?)"
+                " ON CONFLICT(issue_prefix, occurrence) DO UPDATE SET outcome = 'running',"
                 " attempts = runs.attempts + 1, started_at = excluded.started_at,"
                 " finished_at = NULL, issue_id = excluded.issue_id",
-                (_utc(occurrence), issue_id, _utc(now)),
+                (self.prefix, _utc(occurrence), issue_id, _utc(now)),
             )
         run = self.get(occurrence)
         assert run is not None
@@ -165,12 +209,12 @@ class RunStore:
             raise ValueError(f"unknown run outcome {outcome!r}")
         with self._write() as db:
             db.execute(
-                "INSERT INTO runs (occurrence, issue_id, outcome, finished_at, sent, failed,"
-                " detail) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(occurrence) DO UPDATE SET outcome = excluded.outcome,"
+                "INSERT INTO runs (issue_prefix, occurrence, issue_id, outcome, finished_at,"
+                " sent, failed, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(issue_prefix, occurrence) DO UPDATE SET outcome = excluded.outcome,"
                 " finished_at = excluded.finished_at, sent = runs.sent + excluded.sent,"
                 " failed = excluded.failed, detail = excluded.detail",
-                (_utc(occurrence), issue_id, outcome, _utc(now), sent, failed, detail),
+                (self.prefix, _utc(occurrence), issue_id, outcome, _utc(now), sent, failed, detail),
             )
         run = self.get(occurrence)
         assert run is not None

@@ -618,7 +618,7 @@ def run_now(config: Config, clock: Clock, *, stop: threading.Event) -> RunReport
     policy = Policy.from_config(config)
     with (
         run_lock(config),
-        RunStore(locate(config, config.schedule.database)) as runs,
+        RunStore(locate(config, config.schedule.database), config.issue_prefix) as runs,
     ):
         return run_due(
             policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
@@ -639,7 +639,7 @@ def run_forever(
     """
     policy = Policy.from_config(config)
     lock = schedule_lock(config)
-    with lock, RunStore(locate(config, config.schedule.database)) as runs:
+    with lock, RunStore(locate(config, config.schedule.database), config.issue_prefix) as runs:
         scheduler = Scheduler(
             policy,
             runs,
