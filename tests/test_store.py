@@ -13,8 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 
 from digest.audience.subscribers import SubscriberStore
+from digest.cli import main
 from digest.config import DatabaseURL, load_config, parse_database_url
 from digest.delivery import ledger as L
 from digest.delivery.ledger import Ledger, Outcome
@@ -27,6 +29,13 @@ from digest.store.postgres import translate
 from .conftest import run_digest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+def digest_db(site: Path, *args: str) -> Result:
+    """`digest db ...` on the site, in this process."""
+    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), "db", *args])
+
+
 LATEST = {"subscribers": 4, "ledger": 3, "runs": 1}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
@@ -371,8 +380,8 @@ def test_db_migrate_moves_every_row_and_refuses_a_second_time(
         config.path(config.schedule.database),
     )
     assert len(expected["subscribers"]) == 250  # type: ignore[arg-type]
-    moved = run_digest("db", "migrate", "--to", pg_url, "--json", cwd=sample_site)
-    assert moved.returncode == 0, moved.stderr
+    moved = digest_db(sample_site, "migrate", "--to", pg_url, "--json")
+    assert moved.exit_code == 0, moved.output
     tables = {t["table"]: t["rows"] for t in json.loads(moved.stdout)["tables"]}
     assert tables == {
         "subscribers": 250,
@@ -393,9 +402,25 @@ def test_db_migrate_moves_every_row_and_refuses_a_second_time(
     with SubscriberStore(DatabaseURL(pg_url)) as store:
         new, created = store.add("new@example.com", now=NOW)
         assert created and new.id == 251
-    again = run_digest("db", "migrate", "--to", pg_url, cwd=sample_site)
-    assert again.returncode == 7
+    again = digest_db(sample_site, "migrate", "--to", pg_url)
+    assert again.exit_code == 7
     assert "table subscribers already holds rows" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("mysql://db/digest", "'mysql://db/digest' is not a PostgreSQL URL"),
+        ("postgresql://digest:hunter2@db/digest", "the password in the URL must come from"),
+    ],
+)
+def test_db_migrate_refuses_a_url_that_is_not_postgresql_or_holds_a_password(
+    sample_site: Path, url: str, reason: str
+) -> None:
+    refused = digest_db(sample_site, "migrate", "--to", url)
+    assert refused.exit_code == 3
+    assert refused.stderr.startswith(f"error: --to: {reason}")
+    assert "hunter2" not in refused.output
 
 
 def test_db_migrate_refuses_while_a_send_holds_the_ledger(sample_site: Path, pg_url: str) -> None:
@@ -418,20 +443,29 @@ def test_db_status_and_upgrade(sample_site: Path) -> None:
         _make_old_installation(config.path(config.subscribers.database).parent)
     else:
         latest["serve"] = 1  # serve's shared state lives in the database too
-    status = run_digest("db", "status", "--json", cwd=sample_site)
-    assert status.returncode == 0, status.stderr
+    status = digest_db(sample_site, "status", "--json")
+    assert status.exit_code == 0, status.output
     before = {v["store"]: (v["before"], v["after"]) for v in json.loads(status.stdout)}
     assert before == {name: (0, version) for name, version in latest.items()}
-    upgraded = run_digest("db", "upgrade", cwd=sample_site)
-    assert upgraded.returncode == 0, upgraded.stderr
+    text = digest_db(sample_site, "status")
+    assert [line.split()[:5] for line in text.stdout.splitlines()] == [
+        [name, "version", "0", "upgrade", "pending"] for name in latest
+    ]
+    upgraded = digest_db(sample_site, "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
     assert [line.split()[:2] for line in upgraded.stdout.splitlines()] == [
         [name, "0"] for name in latest
     ]
-    status = run_digest("db", "status", "--json", cwd=sample_site)
+    status = digest_db(sample_site, "status", "--json")
     after = {v["store"]: (v["before"], v["after"]) for v in json.loads(status.stdout)}
     assert after == {name: (version, version) for name, version in latest.items()}
-    again = run_digest("db", "upgrade", cwd=sample_site)
+    assert digest_db(sample_site, "status").stdout.count("up to date") == len(latest)
+    again = digest_db(sample_site, "upgrade")
     assert again.stdout.count("already current") == len(latest)
+    as_json = digest_db(sample_site, "upgrade", "--json")
+    assert [(v["store"], v["before"], v["after"]) for v in json.loads(as_json.stdout)] == [
+        (name, version, version) for name, version in latest.items()
+    ]
 
 
 def test_a_send_resumed_after_the_move_sends_each_subscriber_once(
@@ -447,8 +481,11 @@ def test_a_send_resumed_after_the_move_sends_each_subscriber_once(
             store.add(f"reader{n}@example.com", now=NOW)
     first = send_issue(config, now=NOW, week="2026-W47", limit=15)
     assert (first.sent, first.complete) == (15, False)
-    moved = run_digest("db", "migrate", "--to", pg_url, cwd=sample_site)
-    assert moved.returncode == 0, moved.stderr
+    moved = digest_db(sample_site, "migrate", "--to", pg_url)
+    assert moved.exit_code == 0, moved.output
+    lines = moved.stdout.splitlines()
+    assert lines[0].split()[:3] == ["subscribers", "40", "rows"]
+    assert lines[-1] == f"done; set `database: {pg_url}` in config.yaml to use it"
     with (sample_site / "config.yaml").open("a", encoding="utf-8") as file:
         file.write(f"\ndatabase: {pg_url}\n")
     moved_config = load_config(sample_site / "config.yaml")
