@@ -25,6 +25,7 @@ from digest.schedule.runs import RunStore
 from digest.store.database import Target
 from digest.store.migrations import Migration, statements, to_postgres, upgrade
 from digest.store.postgres import translate
+from digest.store.sqlite import open_sqlite, retry_when_busy
 
 from .conftest import run_digest
 
@@ -497,3 +498,55 @@ def test_a_send_resumed_after_the_move_sends_each_subscriber_once(
     assert recipients == sorted(f"reader{n}@example.com" for n in range(40))
     with Ledger(DatabaseURL(pg_url)) as ledger:
         assert ledger.counts("2026-W47")[L.SENT] == 40
+
+
+# --------------------------------------------------------------------------- SQLite files
+
+
+def test_a_store_file_in_a_folder_that_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the folder should be")
+    with pytest.raises(StoreError) as caught:
+        open_sqlite(tmp_path / "data" / "ledger.sqlite", what="the send ledger")
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'data' / 'ledger.sqlite'}: cannot open the send ledger: "
+    )
+    assert str(caught.value).endswith("(check that its folder is writable)")
+
+
+def test_a_file_that_is_not_sqlite_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.sqlite"
+    path.write_bytes(b"name,email\n" * 200)  # a CSV saved under the store's name
+    with pytest.raises(StoreError) as caught:
+        open_sqlite(path, what="the subscriber store")
+    assert str(caught.value) == (
+        f"{path}: cannot open the subscriber store: file is not a database (check that its "
+        "folder is writable and that no other program holds the file)"
+    )
+    assert path.read_bytes() == b"name,email\n" * 200  # left as it was
+
+
+def test_a_locked_database_is_retried_until_the_holder_lets_go(tmp_path: Path) -> None:
+    path = tmp_path / "busy.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (n INTEGER)")
+    waiter = sqlite3.connect(path, isolation_level=None, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    attempts: list[int] = []
+
+    def write() -> int:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 3:
+            holder.execute("COMMIT")  # the other process finishes its transaction
+        waiter.execute("INSERT INTO t VALUES (1)")
+        return len(attempts)
+
+    assert retry_when_busy(write) == 3
+    assert waiter.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        retry_when_busy(lambda: waiter.execute("INSERT INTO t VALUES (2)"), patience=0)
+    holder.execute("ROLLBACK")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):  # not retried
+        retry_when_busy(lambda: waiter.execute("INSERT INTO missing VALUES (1)"))
+    holder.close()
+    waiter.close()
