@@ -717,6 +717,22 @@ def test_digest_run_sends_once_then_reports_nothing_due(sample_site: Path) -> No
     ]
 
 
+def test_digest_run_with_no_subscribers_fails_and_sends_once_they_are_added(
+    sample_site: Path,
+) -> None:
+    first = digest(sample_site, "--newsletter", "weekly", "run", clock="2026-11-23T10:00:00+01:00")
+    assert first.exit_code == 5
+    assert "2026-W47: no active subscribers in " in first.stderr
+    config = site_config(sample_site)
+    with RunStore(config.path(config.schedule.database)) as store:
+        assert [(r.issue_id, r.outcome) for r in store.all()] == [("2026-W47", "failed")]
+    import_sample_subscribers(sample_site)  # the import that should have come first
+    later = digest(sample_site, "--newsletter", "weekly", "run", clock="2026-11-23T11:00:00+01:00")
+    assert later.exit_code == 0, later.output
+    assert later.stdout.startswith("ran 2026-11-23 09:00:00 CET (2026-W47): sent: ")
+    assert list((sample_site / "out" / "2026-W47" / "outbox").glob("*.eml"))
+
+
 def test_digest_run_refuses_while_another_run_holds_the_lock(sample_site: Path) -> None:
     clock = "2026-11-23T10:00:00+01:00"
     with FileLock(sample_site / "data" / "schedule.lock.run", "digest run"):

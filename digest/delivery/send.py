@@ -64,7 +64,13 @@ from digest.email.message import (
     recipient_values,
     to_message,
 )
-from digest.errors import DigestError, NothingToSend, ProviderError, SendError
+from digest.errors import (
+    DigestError,
+    NoSubscribers,
+    NothingToSend,
+    ProviderError,
+    SendError,
+)
 from digest.store.database import locate
 
 if TYPE_CHECKING:
@@ -1026,7 +1032,7 @@ def send_issue(
             active = store.counts().get("active", 0)
             if not active:
                 where = locate(config, config.subscribers.database)
-                raise NothingToSend(
+                raise NoSubscribers(
                     f"{issue_id}: no active subscribers in {where}, so nothing was sent and "
                     "nothing was recorded; add some with `digest subscribers import FILE` "
                     "(or check subscribers.database in the config)"
