@@ -649,7 +649,7 @@ def test_every_schedule_command_has_help_with_examples() -> None:
 
 def digest(site: Path, *args: str, clock: str | None = None) -> Result:
     """`digest ...` on the site, in this process; ``clock`` is a local time to rehearse at."""
-    env = {"DIGEST_CLOCK": f"{clock}@{time.time():.0f}x1"} if clock else None
+    env = {"DIGEST_CLOCK": f"{clock}@{time.time():.6f}x1"} if clock else None
     return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args], env=env)
 
 
@@ -734,7 +734,7 @@ def test_digest_run_with_no_subscribers_fails_and_sends_once_they_are_added(
 
 
 def test_digest_run_refuses_while_another_run_holds_the_lock(sample_site: Path) -> None:
-    clock = "2026-11-23T10:00:00+01:00"
+    clock = "2026-11-23T10:30:00+01:00"
     with FileLock(sample_site / "data" / "schedule.lock.run", "digest run"):
         result = digest(sample_site, "run", clock=clock)
         as_json = digest(sample_site, "run", "--json", clock=clock)
