@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import socket
 import threading
 import warnings
 from collections.abc import Iterator
@@ -564,19 +563,6 @@ def test_no_secret_reaches_the_page(sample_site: Path, monkeypatch: pytest.Monke
         ]
     assert state.peek("2026-W47") is not None
     assert all(secret not in body for body in bodies)
-
-
-def test_preview_refuses_a_port_in_use(sample_site: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = run_digest(
-            "preview", "--week", "2026-W47", "--port", str(port), cwd=sample_site, timeout=60
-        )
-    assert result.returncode == 1
-    assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "pick another port with --port (0 picks a free one)" in result.stderr
 
 
 def test_preview_help_has_examples() -> None:
