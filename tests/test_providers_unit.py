@@ -7,12 +7,16 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from digest.audience.subscribers import SubscriberStore
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Batch, Recipient, Result, idempotency_key
 from digest.delivery.providers.http import (
@@ -24,7 +28,7 @@ from digest.delivery.providers.http import (
     substitute,
 )
 from digest.email.message import fill
-from digest.errors import ProviderError
+from digest.errors import ConfigError, ProviderError
 
 NOW = 1_800_000_000.0
 
@@ -655,3 +659,83 @@ def test_ses_suppressions_are_read_signed_page_by_page() -> None:
     assert found[0].at == "2026-01-05T09:30:00+00:00"
     assert [r.url.params.get("NextToken") for r in seen] == [None, "page 2/2"]
     assert all(r.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ") for r in seen)
+
+
+# --------------------------------------------------------------------------- add-on providers
+
+ADDON = '''
+from digest.delivery.providers.base import Provider, ProviderSettings, Result
+
+
+class AcmeSettings(ProviderSettings):
+    region: str = "eu"
+
+
+class AcmeProvider(Provider):
+    name = "acme"
+    Settings = AcmeSettings
+
+    def send(self, batch):
+        for recipient in batch.recipients:
+            yield Result(recipient.subscriber_id, "sent", provider_message_id="acme-1")
+
+
+class NotAProvider:
+    """Declares no Settings, and is not a digest Provider."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+'''
+
+
+@pytest.fixture
+def addon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package that adds providers through the ``digest.providers`` entry point
+    group: a module and its dist-info folder on sys.path, as pip leaves them."""
+    (tmp_path / "acme_mail.py").write_text(ADDON)
+    dist = tmp_path / "acme_mail-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-mail\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[digest.providers]\nacme = acme_mail:AcmeProvider\nplain = acme_mail:NotAProvider\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # forgotten after
+
+
+def test_an_added_provider_registers_and_is_validated_like_a_builtin(
+    addon: None, sample_site: Path
+) -> None:
+    from digest.config import load_config, parse_config
+    from digest.config.providers import provider_problems, settings_for
+    from digest.delivery.providers.postmark import PostmarkSettings
+    from digest.delivery.send import send_issue
+
+    assert {"acme", "plain", "postmark"} <= set(registry.available())
+    assert settings_for("acme").__name__ == "AcmeSettings"  # type: ignore[union-attr]
+    assert settings_for("postmark") is PostmarkSettings
+    assert settings_for("plain") is None  # it declares no options
+    assert provider_problems({"name": "acme", "regoin": "us"}) == [
+        "provider.regoin: unknown key; did you mean 'region'?"
+    ]
+    assert provider_problems({"name": "plain", "anything": 1}) == []
+    assert provider_problems({"name": 42}) == ["provider.name: expected a provider's name (got 42)"]
+    (problem,) = provider_problems({"name": "acmee"})
+    assert problem.startswith("provider.name: unknown provider 'acmee'; did you mean 'acme'?")
+    assert "acme, " in problem  # the known list names the add-ons too
+    with pytest.raises(ConfigError, match=r"^provider.name: unknown provider 'zzz' \(known: "):
+        registry.get_provider_class("zzz")
+    plain = parse_config({**yaml.safe_load((sample_site / "config.yaml").read_text()),
+                          "provider": {"name": "plain"}})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^provider.name: plain is not a digest provider$"):
+        registry.make_provider(plain)
+    path = sample_site / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["provider"] = {"name": "acme", "region": "us"}
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("ann@example.com", now=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    report = send_issue(config, now=datetime(2026, 11, 23, tzinfo=timezone.utc), week="2026-W47")
+    assert (report.provider, report.sent, report.complete) == ("acme", 1, True)
