@@ -102,6 +102,21 @@ def test_unknown_key_inside_a_list_of_sections(tmp_path: Path) -> None:
     ]
 
 
+def test_an_unknown_key_with_no_near_miss_lists_the_keys_that_are_known() -> None:
+    data = {
+        **MINIMAL,
+        "limits": {"zzz": 1},
+        "newsletters": [{"name": "links", "sources": [{"feed": "links.xml", "colour": "red"}]}],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert sorted(caught.value.problems) == [
+        "limits.zzz: unknown key; known keys here: per_category, total, rank",
+        "newsletters[0].sources[0].colour: unknown key; known keys here: path, feed, name, "
+        "category, timeout, max_bytes, max_redirects",
+    ]
+
+
 def test_missing_required_keys_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, {"site": {"name": "x"}}))
