@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
+import os
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -20,9 +22,10 @@ from digest.cli import main
 from digest.config import DatabaseURL, load_config, parse_database_url
 from digest.delivery import ledger as L
 from digest.delivery.ledger import Ledger, Outcome
-from digest.errors import ConfigError, StoreError
+from digest.errors import ConfigError, LockError, StoreError
 from digest.schedule.runs import RunStore
 from digest.store.database import Target
+from digest.store.lock import FileLock
 from digest.store.migrations import Migration, statements, to_postgres, upgrade
 from digest.store.postgres import translate
 from digest.store.sqlite import open_sqlite, retry_when_busy
@@ -550,3 +553,41 @@ def test_a_locked_database_is_retried_until_the_holder_lets_go(tmp_path: Path) -
         retry_when_busy(lambda: waiter.execute("INSERT INTO missing VALUES (1)"))
     holder.close()
     waiter.close()
+
+
+# --------------------------------------------------------------------------- file locks
+
+
+def test_a_lock_is_taken_once_and_released_once(tmp_path: Path) -> None:
+    lock = FileLock(tmp_path / "run.lock", "digest run")
+    assert not lock.held
+    lock.acquire()
+    lock.acquire()  # already held: nothing more happens
+    assert lock.held
+    assert (tmp_path / "run.lock").read_text().startswith(f"digest run (pid {os.getpid()}, since ")
+    lock.release()
+    lock.release()
+    assert not lock.held and (tmp_path / "run.lock").read_text() == ""
+    with FileLock(tmp_path / "run.lock", "digest run"):  # free again
+        pass
+
+
+def test_a_lock_file_that_cannot_be_made_is_a_lock_error(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the folder should be")
+    with pytest.raises(LockError, match=r"data/schedule.lock: cannot open the lock file: "):
+        FileLock(tmp_path / "data" / "schedule.lock", "digest schedule").acquire()
+
+
+def test_a_holder_that_has_not_written_its_name_is_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken, name not written (yet)
+        with pytest.raises(LockError) as refused:
+            FileLock(path, "digest schedule").acquire()
+    finally:
+        os.close(fd)
+    assert str(refused.value) == (
+        f"{path} is held by another process; only one digest schedule may run at a time "
+        "(stop the other one, or wait for it)"
+    )
