@@ -577,6 +577,10 @@ def site_config(sample_site: Path, **schedule: object) -> Config:
         ("@weekly", "Sun *-*-* 00:00:00 Europe/Berlin"),
         ("0 9 1 * MON", None),  # cron ORs the day fields; systemd cannot
         ("0 */10 * * * *", None),  # seconds
+        ("0 9 * * MON-fri", "Mon..Fri *-*-* 09:00:00 Europe/Berlin"),
+        ("0 9 * JAN,jul *", "*-01,07-* 09:00:00 Europe/Berlin"),
+        ("0 9 * * FRI-MON", None),  # wraps past Sunday
+        ("0 9 * * MON#2", None),  # the second Monday: no systemd form
     ],
 )
 def test_on_calendar_matches_the_cron_or_says_it_cannot(cron: str, calendar: str | None) -> None:
@@ -595,6 +599,42 @@ def test_systemd_units_call_digest_run_at_the_schedule_and_hourly(sample_site: P
     assert "Persistent=true\n" in timer.text
     _, polling = systemd(site_config(sample_site, cron="0 */10 * * * *", grace="20m"))
     assert "OnCalendar=*:00/10\nPersistent=true\n" in polling.text
+
+
+def test_crontab_for_a_seconds_schedule_polls_every_minute(sample_site: Path) -> None:
+    text = crontab(site_config(sample_site, cron="30 0 9 * * MON")).text
+    assert "has a seconds field, which cron cannot express:\n# poll every minute instead.\n" in text
+    assert "\n* * * * * " in text
+
+
+@pytest.mark.parametrize(
+    ("grace", "every", "shown"),
+    [("90m", 30, "90m"), ("45s", 1, "45s"), ("3m", 1, "3m"), ("2h", 60, "2h")],
+)
+def test_the_polling_line_fits_in_the_grace(
+    sample_site: Path, grace: str, every: int, shown: str
+) -> None:
+    text = crontab(site_config(sample_site, grace=grace)).text
+    assert f"# it polls every {every} minutes, within schedule.grace ({shown}):" in text
+
+
+def test_the_digest_command_is_named_by_an_absolute_path(
+    sample_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = site_config(sample_site)
+    monkeypatch.chdir(tmp_path)
+    relative = crontab(config, digest_bin="bin/digest").text
+    assert f" {tmp_path / 'bin' / 'digest'} --config " in relative
+    on_path = tmp_path / "path"
+    on_path.mkdir()
+    (on_path / "digest-other").write_text("#!/bin/sh\n")
+    (on_path / "digest-other").chmod(0o755)
+    monkeypatch.setenv("PATH", str(on_path))
+    assert (
+        f" {on_path / 'digest-other'} --config " in crontab(config, digest_bin="digest-other").text
+    )
+    missing = crontab(config, digest_bin="no-such-digest").text  # not installed as a command
+    assert f" {Path(sys.executable).absolute()} -m digest --config " in missing
 
 
 def test_crontab_uses_cron_tz_and_offers_a_polling_line(sample_site: Path) -> None:
