@@ -577,6 +577,11 @@ def site_config(sample_site: Path, **schedule: object) -> Config:
         ("@weekly", "Sun *-*-* 00:00:00 Europe/Berlin"),
         ("0 9 1 * MON", None),  # cron ORs the day fields; systemd cannot
         ("0 */10 * * * *", None),  # seconds
+        ("0 9 * * 7", "Sun *-*-* 09:00:00 Europe/Berlin"),  # 7 is Sunday too
+        ("0 9 * * 5-7", "Fri..Sun *-*-* 09:00:00 Europe/Berlin"),
+        # systemd's week starts on Monday and its ranges cannot wrap
+        ("0 9 * * 0-5", "Mon..Fri,Sun *-*-* 09:00:00 Europe/Berlin"),
+        ("0 9 * * 0-7", "*-*-* 09:00:00 Europe/Berlin"),  # every day
         ("0 9 * * MON-fri", "Mon..Fri *-*-* 09:00:00 Europe/Berlin"),
         ("0 9 * JAN,jul *", "*-01,07-* 09:00:00 Europe/Berlin"),
         ("0 9 * * FRI-MON", None),  # wraps past Sunday
