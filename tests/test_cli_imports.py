@@ -41,9 +41,10 @@ print("LOADED " + json.dumps(loaded), file=sys.stderr)
 """
 
 
-def loaded_after(site: Path, *args: str) -> list[str]:
+def loaded_after(site: Path, *args: str, watched: tuple[str, ...] = HEAVY) -> list[str]:
+    """Which of ``watched`` a fresh process running ``digest *args`` imported."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE % json.dumps(HEAVY), *args],
+        [sys.executable, "-c", PROBE % json.dumps(watched), *args],
         cwd=site,
         capture_output=True,
         text=True,
@@ -69,6 +70,18 @@ def loaded_after(site: Path, *args: str) -> list[str]:
 )
 def test_light_commands_import_no_heavy_stack(sample_site: Path, args: tuple[str, ...]) -> None:
     assert loaded_after(sample_site, *args) == []
+
+
+FEEDS = ("httpx", "feedparser")
+
+
+def test_select_of_markdown_folders_reads_no_feed_code(sample_site: Path) -> None:
+    """The weekly newsletter reads a folder: neither the feed parser nor the HTTP client is
+    imported; the links newsletter reads a feed, and both are (so the probe can fail)."""
+    weekly = loaded_after(sample_site, "select", "--week", "2026-W47", "--no-cache", watched=FEEDS)
+    assert weekly == []
+    links = ("--newsletter", "links", "select", "--week", "2026-W47")
+    assert loaded_after(sample_site, *links, watched=FEEDS) == sorted(FEEDS)
 
 
 def test_build_does_import_the_email_stack(sample_site: Path) -> None:

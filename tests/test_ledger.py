@@ -69,7 +69,7 @@ def test_a_row_moves_through_claim_and_record(ledger: Ledger) -> None:
     assert (sent.state, sent.provider_message_id, sent.sent_at) == (
         L.SENT,
         "pm-1",
-        "2026-11-23T12:00:05.000+00:00",
+        "2026-11-23T12:00:05.000Z",
     )
     assert (failed.state, failed.last_error, failed.sent_at) == (
         L.FAILED_PERMANENT,

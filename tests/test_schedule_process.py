@@ -1,31 +1,40 @@
 """`digest schedule` as a real process: killed mid-send, stopped mid-send, restarted.
 
 The scheduler runs on a rehearsal clock (``DIGEST_CLOCK``) on which a week passes in
-about 24 seconds, so three Monday occurrences happen within a minute or so. Every wait
-is on a condition (files, database rows, process exit) with a generous deadline; nothing
-depends on how fast this machine is beyond those deadlines.
+about 24 seconds, so three Monday occurrences happen within a minute or so. It sends over
+SMTP to a real server on loopback (aiosmtpd) that can hold the next message: a sender is
+caught mid-send because the server holds it there, not because a poll happened to look at
+the right moment, so a fast machine passes as surely as a slow one. Other waits are on a
+condition (an event, database rows, process exit) with a generous deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
 
 from digest.audience.imports import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
+from digest.store.clock import parse_utc
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +54,13 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE
     while time.monotonic() < end:
         if condition():
             return
-        time.sleep(0.005)
+        time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def runs(site: Path) -> dict[str, tuple[str, str, int]]:
-    """occurrence -> (issue, outcome, attempts), read while the scheduler writes."""
+    """occurrence (ISO, +00:00) -> (issue, outcome, attempts), read while the scheduler
+    writes."""
     path = site / "data" / "runs.sqlite"
     if not path.exists():
         return {}
@@ -59,25 +69,79 @@ def runs(site: Path) -> dict[str, tuple[str, str, int]]:
             rows = db.execute("SELECT occurrence, issue_id, outcome, attempts FROM runs").fetchall()
         except sqlite3.OperationalError:
             return {}
-    return {row[0]: (row[1], row[2], row[3]) for row in rows}
+    return {parse_utc(row[0]).isoformat(): (row[1], row[2], row[3]) for row in rows}
 
 
-def outbox(site: Path, issue: str) -> list[Path]:
-    folder = site / "out" / issue / "outbox"
-    return sorted(folder.glob("*.eml")) if folder.exists() else []
+class Gate:
+    """An SMTP server's handler that takes every message until told to hold: then the next
+    MAIL FROM waits until it is let go, so nothing of that message is handed over yet."""
 
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: list[tuple[str, str]] = []  # (issue, recipient)
+        self.hold_at: int | None = None
+        self.holding = threading.Event()
+        self.release = threading.Event()
 
-def inodes(files: list[Path]) -> dict[str, int]:
-    return {f.name: f.stat().st_ino for f in files}
+    def hold_after(self, count: int) -> None:
+        """Hold once ``count`` messages in all have been taken; let any held one go."""
+        with self.lock:
+            previous = self.release
+            self.holding, self.release = threading.Event(), threading.Event()
+            self.hold_at = count
+        previous.set()
+
+    def open(self) -> None:
+        with self.lock:
+            self.hold_at = None
+            self.release.set()
+
+    def of(self, issue: str) -> Counter[str]:
+        with self.lock:
+            return Counter(to for i, to in self.received if i == issue)
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        with self.lock:
+            held = self.hold_at is not None and len(self.received) >= self.hold_at
+            holding, release = self.holding, self.release
+        if held:
+            holding.set()
+            await asyncio.get_running_loop().run_in_executor(None, release.wait)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message_id = str(message_from_bytes(envelope.content)["Message-ID"])
+        issue = message_id.strip("<>").split(".")[0]
+        with self.lock:
+            self.received.append((issue, envelope.rcpt_tos[0]))
+        return "250 2.0.0 Ok: queued"
 
 
 @pytest.fixture
-def scheduled_site(sample_site: Path) -> Path:
+def gate() -> Iterator[tuple[Gate, int]]:
+    handler = Gate()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        handler.open()
+        controller.stop()
+
+
+@pytest.fixture
+def scheduled_site(sample_site: Path, gate: tuple[Gate, int]) -> Path:
     config_file = sample_site / "config.yaml"
     data = yaml.safe_load(config_file.read_text())
     data["schedule"] = {"cron": "0 9 * * MON", "grace": "3d", "skip_empty": True}
     data["send"] = {"batch_size": 20}
-    data["provider"] = {"name": "outbox"}
+    data["provider"] = {"name": "smtp", "host": "127.0.0.1", "port": gate[1], "security": "none"}
     config_file.write_text(yaml.safe_dump(data, sort_keys=False))
     readers = [
         {"email": f"reader{i:04d}@example.com", "name": f"Reader {i}", "status": "active"}
@@ -110,9 +174,9 @@ def start(site: Path, clock: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_killed_and_stopped_mid_send_each_issue_reaches_each_subscriber_once(
-    scheduled_site: Path,
+    scheduled_site: Path, gate: tuple[Gate, int]
 ) -> None:
-    site = scheduled_site
+    site, (server, _) = scheduled_site, gate
     log = site / "scheduler.log"
     # Rehearsed time starts 12 hours before the first Monday 09:00 (Europe/Berlin).
     # Ten real seconds before the first occurrence: process start-up on a loaded machine
@@ -121,26 +185,28 @@ def test_killed_and_stopped_mid_send_each_issue_reaches_each_subscriber_once(
     w45, w46, w47 = ISSUES.values()
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        # 1. SIGKILL in the middle of the first issue.
+        # 1. SIGKILL while the server holds the 101st message of the first issue.
+        server.hold_after(100)
         first = start(site, clock, log)
         processes.append(first)
-        wait_for(lambda: 0 < len(outbox(site, w45)) < SUBSCRIBERS // 2, f"{w45} mid-send")
+        assert server.holding.wait(DEADLINE), f"{w45} never reached its 101st message"
         first.send_signal(signal.SIGKILL)
         assert first.wait(timeout=60) == -signal.SIGKILL
-        killed_at = inodes(outbox(site, w45))
-        assert 0 < len(killed_at) < SUBSCRIBERS
+        assert sum(server.of(w45).values()) == 100
         assert runs(site)["2026-11-09T08:00:00+00:00"][1] == "running"
 
-        # 2. Restarted: it resumes the first issue; SIGTERM in the middle of the second.
+        # 2. Restarted: it resumes the first issue (300 more); SIGTERM while the server
+        # holds the 101st message of the second, then the server lets it go.
+        server.hold_after(500)
         second = start(site, clock, log)
         processes.append(second)
-        wait_for(lambda: 0 < len(outbox(site, w46)) < SUBSCRIBERS // 2, f"{w46} mid-send")
+        assert server.holding.wait(DEADLINE), f"{w46} never reached its 101st message"
         second.send_signal(signal.SIGTERM)
+        server.open()
         assert second.wait(timeout=DEADLINE) == 0
-        stopped_at = inodes(outbox(site, w46))
-        assert 0 < len(stopped_at) < SUBSCRIBERS
+        assert 100 <= sum(server.of(w46).values()) < SUBSCRIBERS
         assert runs(site)["2026-11-16T08:00:00+00:00"][1] == "stopped"
-        assert len(outbox(site, w45)) == SUBSCRIBERS
+        assert sum(server.of(w45).values()) == SUBSCRIBERS
 
         # 3. Restarted again: it resumes the second and sends the third on time.
         third = start(site, clock, log)
@@ -152,6 +218,7 @@ def test_killed_and_stopped_mid_send_each_issue_reaches_each_subscriber_once(
         third.send_signal(signal.SIGTERM)
         assert third.wait(timeout=DEADLINE) == 0
     finally:
+        server.open()
         for process in processes:
             if process.poll() is None:
                 process.kill()
@@ -166,22 +233,16 @@ def test_killed_and_stopped_mid_send_each_issue_reaches_each_subscriber_once(
         "2026-11-16T08:00:00+00:00": (w46, "sent", 2),
         "2026-11-23T08:00:00+00:00": (w47, "sent", 1),
     }
-    expected = {f"reader{i:04d}@example.com" for i in range(SUBSCRIBERS)}
+    expected = Counter(f"reader{i:04d}@example.com" for i in range(SUBSCRIBERS))
     config = load_config(site / "config.yaml")
     with sqlite3.connect(config.path(config.ledger.database)) as ledger:
         for issue in ISSUES.values():
-            files = outbox(site, issue)
-            recipients = [message_from_bytes(f.read_bytes())["To"] for f in files]
-            assert len(recipients) == SUBSCRIBERS, issue
-            assert {r.split("<")[-1].rstrip(">") for r in recipients} == expected, issue
+            assert server.of(issue) == expected, issue  # each reader once, none twice
             states = ledger.execute(
                 "SELECT state, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY state",
                 (issue,),
             ).fetchall()
             assert states == [("sent", SUBSCRIBERS)], issue
-    # The messages written before the kill and the stop were never written again.
-    assert {n: i for n, i in inodes(outbox(site, w45)).items() if n in killed_at} == killed_at
-    assert {n: i for n, i in inodes(outbox(site, w46)).items() if n in stopped_at} == stopped_at
     assert output.count("stopping at the next safe point") == 2
     assert "digest schedule: stopped" in output
 

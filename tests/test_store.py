@@ -40,7 +40,7 @@ def digest_db(site: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), "db", *args])
 
 
-LATEST = {"subscribers": 4, "ledger": 3, "runs": 1}  # each store's schema version now
+LATEST = {"subscribers": 4, "ledger": 4, "runs": 2}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
 
@@ -199,6 +199,17 @@ def test_todays_files_are_upgraded_in_place_and_keep_their_rows(tmp_path: Path) 
     with RunStore(tmp_path / "runs.sqlite") as runs:
         [run] = runs.all()
         assert (run.issue_id, run.outcome, run.sent) == ("2026-W47", "sent", 1)
+        # ledger 4 and runs 2 rewrote the moments in one form (digest.store.clock): the old
+        # row is found by its occurrence, and a value that is no moment is kept as it was
+        assert runs.get(run.occurrence) == run
+    old = sqlite3.connect(tmp_path / "runs.sqlite")
+    assert old.execute("SELECT occurrence FROM runs").fetchall() == [("2026-11-23T08:00:00.000Z",)]
+    old.close()
+    old = sqlite3.connect(tmp_path / "ledger.sqlite")
+    started = old.execute("SELECT started_at FROM issues").fetchall()
+    assert started == [("2026-11-23T00:00:00.000Z",)]
+    assert old.execute("SELECT created_at, sent_at FROM deliveries").fetchall() == [("a", "c")]
+    old.close()
     for name, latest in LATEST.items():
         assert _versions(tmp_path / f"{name}.sqlite") == {name: latest}
     old = sqlite3.connect(tmp_path / "ledger.sqlite")  # migration 2 added the lease columns
@@ -591,3 +602,57 @@ def test_a_holder_that_has_not_written_its_name_is_another_process(tmp_path: Pat
         f"{path} is held by another process; only one digest schedule may run at a time "
         "(stop the other one, or wait for it)"
     )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_moments_written_before_one_form_are_rewritten_in_place(
+    backend: str, tmp_path: Path, pg_url: str
+) -> None:
+    """Ledger 4 and runs 2: rows an older digest wrote (``+00:00``, micro- or milliseconds)
+    read back the same and compare as text with rows written now."""
+    from digest.delivery.ledger import SPEC as LEDGER_SPEC
+    from digest.schedule.runs import SPEC as RUNS_SPEC
+    from digest.store.database import open_store
+
+    target: Target = DatabaseURL(pg_url) if backend == "postgresql" else tmp_path / "old.sqlite"
+    older = [m for m in LEDGER_SPEC.migrations if m.version <= 3]
+    db = open_store(target, older, store="ledger", what="the send ledger")
+    db.execute(
+        "INSERT INTO issues (issue_id, started_at, runs) VALUES (?, ?, 1)",
+        ("2026-W47", "2026-11-23T08:00:00.250+00:00"),
+    )
+    db.execute(
+        "INSERT INTO deliveries (issue_id, subscriber_id, email, state, created_at, updated_at,"
+        " sent_at, lease_until) VALUES (?, 1, 'ada@example.com', 'sent', ?, ?, NULL, ?)",
+        ("2026-W47", "2026-11-23T09:00:00+01:00", "2026-11-23T08:00:01.123+00:00", "later"),
+    )
+    if db.in_transaction:
+        db.execute("COMMIT")
+    db.close()
+    runs_db = open_store(target, RUNS_SPEC.migrations[:1], store="runs", what="runs")
+    runs_db.execute(
+        "INSERT INTO runs (occurrence, issue_id, outcome, started_at) VALUES (?, ?, ?, ?)",
+        ("2026-11-23T08:00:00+00:00", "2026-W47", "sent", "2026-11-23T08:00:03.123456+00:00"),
+    )
+    if runs_db.in_transaction:
+        runs_db.execute("COMMIT")
+    runs_db.close()
+
+    with Ledger(target) as ledger:
+        row = ledger.get("2026-W47", 1)
+        assert row is not None and (row.updated_at, row.sent_at) == (
+            "2026-11-23T08:00:01.123Z",
+            None,
+        )
+    db = open_store(target, LEDGER_SPEC.migrations, store="ledger", what="the send ledger")
+    assert db.execute("SELECT created_at, lease_until FROM deliveries").fetchall() == [
+        ("2026-11-23T08:00:00.000Z", "later")  # +01:00 made UTC; no moment kept as it was
+    ]
+    assert db.execute("SELECT started_at FROM issues").fetchall() == [("2026-11-23T08:00:00.250Z",)]
+    db.close()
+    with RunStore(target) as runs:
+        occurrence = datetime(2026, 11, 23, 8, tzinfo=timezone.utc)
+        run = runs.get(occurrence)
+        assert run is not None and run.started_at == datetime(
+            2026, 11, 23, 8, 0, 3, 123000, tzinfo=timezone.utc
+        )

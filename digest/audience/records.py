@@ -35,10 +35,11 @@ import json
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from digest.errors import StoreError
+from digest.store.clock import utc_text
 from digest.store.database import Connection
 from digest.store.sqlite import retry_when_busy
 
@@ -254,7 +255,7 @@ def _split(script: str) -> list[str]:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_text(moment, "seconds")
 
 
 # --------------------------------------------------------------------------- consent

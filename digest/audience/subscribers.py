@@ -32,7 +32,7 @@ import sqlite3
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -50,6 +50,7 @@ from digest.audience.status import (
 from digest.audience.tokens import signing_key, verify_token
 from digest.errors import StoreError
 from digest.safelog import log_change
+from digest.store.clock import utc_text
 from digest.store.database import Connection, Cursor, StoreSpec, Target, as_target, open_store
 from digest.store.migrations import Migration
 
@@ -252,7 +253,7 @@ class Subscriber:
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_text(value, "seconds")
 
 
 class SubscriberStore:

@@ -10,7 +10,6 @@ checked the same way.
 from __future__ import annotations
 
 import difflib
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,6 +163,8 @@ BUILTIN: dict[str, type[ProviderSettings]] = {
 
 def _added_settings() -> dict[str, type[BaseModel] | None]:
     """Providers added by packages: name -> their Settings (None when they declare none)."""
+    from importlib.metadata import entry_points  # a third-party provider is the rare case
+
     found: dict[str, type[BaseModel] | None] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in BUILTIN:

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-
-import httpx
+from typing import TYPE_CHECKING
 
 from digest.config import Config, SourceConfig
 from digest.content.frontmatter import YamlLimits
@@ -26,6 +25,9 @@ from digest.content.select import (
 from digest.content.sources.load import SourcesResult, load_sources
 from digest.content.sources.state import SourceStates
 from digest.content.text import ExcerptCleaner
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -525,6 +523,9 @@ def _parse_many(
     paths: list[str], sizes: list[int], max_size: int, limits: YamlLimits | None = None
 ) -> Iterator[tuple[str | None, str | None, float | None]]:
     """Parse files, on every core when there are enough of them to be worth a process."""
+    import multiprocessing  # only a cold run pays for it
+    from concurrent.futures import ProcessPoolExecutor
+
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     # Forking is safe only in a process with one thread (a preview or serve process has more),
     # and "spawn" would re-run an unguarded __main__ script: parse here instead.

@@ -32,11 +32,12 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from digest.errors import LockError, StoreError
+from digest.store.clock import parse_utc, rewrite_sql, utc_text
 from digest.store.database import (
     Cursor,
     DatabaseLocks,
@@ -124,10 +125,20 @@ CREATE TABLE IF NOT EXISTS send_tokens (
 );
 """
 
+_STAMPED = {
+    "issues": ("started_at", "enqueued_at", "completed_at"),
+    "deliveries": ("created_at", "updated_at", "sent_at", "lease_until"),
+}
+_STAMPS = "".join(rewrite_sql(table, cols, "sqlite") for table, cols in _STAMPED.items())
+_STAMPS_POSTGRESQL = "".join(
+    rewrite_sql(table, cols, "postgresql") for table, cols in _STAMPED.items()
+)
+
 MIGRATIONS = (
     Migration(1, "issues and deliveries, as before schema versions", _SCHEMA),
     Migration(2, "leases: several senders share one issue", _LEASES),
     Migration(3, "the provider's pace, shared by every sender", _PACE),
+    Migration(4, "one timestamp form (digest.store.clock)", _STAMPS, _STAMPS_POSTGRESQL),
 )
 SPEC = StoreSpec(
     "ledger", "the send ledger", MIGRATIONS, ("issues", "deliveries", "send_pace", "send_tokens")
@@ -135,7 +146,7 @@ SPEC = StoreSpec(
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return utc_text(moment)
 
 
 def _busy(shared: bool) -> str:
@@ -696,7 +707,7 @@ class Ledger:
             "AND lease_owner IS NOT NULL AND lease_owner <> ? AND lease_until >= ?",
             (issue_id, PENDING, SENDING, FAILED_RETRYABLE, owner, _iso(now)),
         ).fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
+        return parse_utc(row[0]) if row and row[0] else None
 
     def scrub_address(self, email: str) -> int:
         """Blank an erased person's address in every delivery row (the rows stay: they are

@@ -10,13 +10,14 @@ start (or now, for the latest one). ``digest preview`` draws it as charts
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from digest.audience import records
 from digest.audience.subscribers import STATUSES, SubscriberStore
 from digest.delivery.ledger import STATES, Ledger
+from digest.store.clock import parse_utc
 from digest.store.database import Target
 
 FOLLOWED = ("unsubscribed", "bounced", "complained")
@@ -24,8 +25,9 @@ MAX_POINTS = 120
 
 
 def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    if not text.endswith(("Z", "z")) and "+" not in text[10:] and "-" not in text[10:]:
+        text += "Z"  # a moment written without its zone is UTC here
+    return parse_utc(text)
 
 
 @dataclass

@@ -71,6 +71,7 @@ from digest.errors import (
     ProviderError,
     SendError,
 )
+from digest.store.clock import parse_utc
 from digest.store.database import locate
 
 if TYPE_CHECKING:
@@ -927,7 +928,7 @@ def _run_attempt(provider: Provider, batch: Batch) -> _Attempt:
 def _age(delivery: Delivery, now: datetime) -> float:
     if not delivery.updated_at:
         return float("inf")
-    return (now - datetime.fromisoformat(delivery.updated_at)).total_seconds()
+    return (now - parse_utc(delivery.updated_at)).total_seconds()
 
 
 def _outcome(result: Result) -> Outcome:

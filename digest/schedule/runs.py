@@ -23,9 +23,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from digest.errors import StoreError
+from digest.store.clock import parse_utc, rewrite_sql, utc_text
 from digest.store.database import Connection, StoreSpec, Target, as_target, open_store
 from digest.store.migrations import Migration
 
@@ -35,7 +36,7 @@ OUTCOMES = FINAL_OUTCOMES | RESUMABLE_OUTCOMES | {"failed"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    occurrence  TEXT PRIMARY KEY,   -- the scheduled instant, UTC ISO 8601
+    occurrence  TEXT PRIMARY KEY,   -- the scheduled instant (digest.store.clock)
     issue_id    TEXT NOT NULL,
     outcome     TEXT NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 0,
@@ -48,14 +49,23 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 # The schema's history, oldest first (digest.store.migrations); add new steps at the end.
-MIGRATIONS = (Migration(1, "runs table, as before schema versions", _SCHEMA),)
+_STAMPS = ("occurrence", "started_at", "finished_at")
+MIGRATIONS = (
+    Migration(1, "runs table, as before schema versions", _SCHEMA),
+    Migration(
+        2,
+        "one timestamp form (digest.store.clock)",
+        rewrite_sql("runs", _STAMPS, "sqlite"),
+        rewrite_sql("runs", _STAMPS, "postgresql"),
+    ),
+)
 SPEC = StoreSpec("runs", "the runs database (schedule.database)", MIGRATIONS, ("runs",))
 
 
 def _utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("run times must be timezone-aware")
-    return moment.astimezone(timezone.utc).isoformat()
+    return utc_text(moment)
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ class Run:
 
 
 def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return parse_utc(value) if value else None
 
 
 class RunStore:

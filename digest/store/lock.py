@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from digest.errors import LockError
+from digest.store.clock import utc_text
 
 
 class FileLock:
@@ -52,7 +53,7 @@ class FileLock:
                 f"{self.path} is held by {holder or 'another process'}; only one "
                 f"{self.purpose} may run at a time (stop the other one, or wait for it)"
             ) from None
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = utc_text(datetime.now(timezone.utc), "seconds")
         os.ftruncate(fd, 0)
         os.write(fd, f"{self.purpose} (pid {os.getpid()}, since {stamp})\n".encode())
         self._fd = fd

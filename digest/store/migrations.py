@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from digest.errors import StoreError
+from digest.store.clock import utc_text
 from digest.store.connection import Connection, dialect_of
 from digest.store.sqlite import retry_when_busy
 
@@ -137,7 +138,7 @@ def upgrade(
                     for statement in statements(script):
                         db.execute(statement)
             if before < latest:
-                stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                stamp = utc_text(datetime.now(timezone.utc), "seconds")
                 db.execute(
                     "INSERT INTO schema_versions (store, version, migrated_at) VALUES (?, ?, ?) "
                     "ON CONFLICT (store) DO UPDATE SET version = excluded.version, "

@@ -19,21 +19,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
-
-import httpx
 
 from digest.config import SourceConfig
 from digest.content.cache import PostCache
 from digest.content.frontmatter import YamlLimits
 from digest.content.posts import LoadResult, Post, PostProblem, load_posts
-from digest.content.sources import feeds
-from digest.content.sources.fetch import fetch_feed, make_client
 from digest.content.sources.state import SourceState, SourceStates
 from digest.content.text import DEFAULT_CLEANER, ExcerptCleaner
 from digest.errors import ContentError, SourceError
+
+if TYPE_CHECKING:  # feeds, and the HTTP client they need, load only when a feed is configured
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +101,11 @@ def load_sources(
     """
     result = SourcesResult(posts=[], problems=[])
     own_client = client is None and any(s.is_remote for s in sources)
-    http = make_client() if own_client else client
+    http = client
+    if own_client:
+        from digest.content.sources.fetch import make_client
+
+        http = make_client()
     reports: dict[int, SourceReport] = {}
     known: dict[int, SourceState | None] = {
         i: states.get(source) if states is not None else None for i, source in enumerate(sources)
@@ -280,6 +283,9 @@ def _feed_entries(
     unchanged: the same file or the same bytes) and whether they were parsed. Updates
     ``state``'s cache fields only once the new answer is known good, so a broken answer is
     never remembered as the last good one. Runs in a worker thread; raises SourceError."""
+    from digest.content.sources import feeds
+    from digest.content.sources.fetch import fetch_feed
+
     cached = state.entries if _current(state.entries) else None
     content_type: str | None = None
     remember: dict[str, Any] = {}
@@ -343,6 +349,8 @@ def _remember(state: SourceState, fields: dict[str, Any]) -> None:
 
 
 def _current(entries: list[dict[str, Any]] | None) -> bool:
+    from digest.content.sources import feeds
+
     return bool(entries is not None and all(e.get("v") == feeds.RECORD_VERSION for e in entries))
 
 
@@ -366,6 +374,8 @@ def _posts(
     category_of: CategoryOf,
     cleaner: ExcerptCleaner,
 ) -> list[Post]:
+    from digest.content.sources import feeds
+
     posts: list[Post] = []
     slugs: set[str] = set()
     for entry in entries:

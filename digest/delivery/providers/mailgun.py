@@ -47,6 +47,7 @@ from digest.delivery.providers.http import (
     error_message,
     unanswered,
 )
+from digest.store.clock import parse_utc
 
 if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
@@ -173,7 +174,7 @@ class Mailgun(HttpProvider):
         tag and ``begin`` a minute before the oldest row's attempt, following
         ``paging.next``; an event matches a row by recipient and ``v:batch_id``."""
         wanted = {(d.email.lower(), d.batch_key) for d in deliveries}
-        stamps = [datetime.fromisoformat(d.updated_at) for d in deliveries if d.updated_at]
+        stamps = [parse_utc(d.updated_at) for d in deliveries if d.updated_at]
         begin = (min(stamps) if stamps else datetime.now(timezone.utc)) - timedelta(minutes=10)
         query = urlencode(
             {
