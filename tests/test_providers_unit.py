@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import yaml
 
 from digest.audience.subscribers import SubscriberStore
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Recipient, Result, idempotency_key
+from digest.delivery.providers.base import Batch, Check, Recipient, Result, idempotency_key
 from digest.delivery.providers.http import (
     Pacer,
     RateLimit,
@@ -419,6 +420,48 @@ def test_resend_sends_the_idempotency_key_and_reads_permissive_errors() -> None:
         ("sent", "e3"),
     ]
     assert out[1].reason == "resend: Invalid `to`"
+
+
+def test_resend_answers_that_cannot_be_read_stop_the_send() -> None:
+    for body, problem in [
+        ({"nope": 1}, "expected {'data': [...]}, got {'nope': 1}"),
+        ({"data": [{"id": "e1"}]}, "no id for email 1 in {'data': [{'id': 'e1'}]}"),
+    ]:
+        p = provider("resend", lambda r, body=body: httpx.Response(200, json=body))
+        with pytest.raises(ProviderError) as caught:
+            list(p.send(batch(2)))
+        assert f"unexpected answer to a batch: {problem}" in str(caught.value)
+
+
+def test_resend_409_for_a_key_in_progress_is_retried_later_any_other_409_stops() -> None:
+    busy = {"name": "concurrent_idempotent_requests", "message": "still processing"}
+    p = provider("resend", lambda r: httpx.Response(409, json=busy))
+    out = results(p.send(batch(2)))
+    assert [r.state for r in out] == ["failed-retryable", "failed-retryable"]
+    assert out[0].reason is not None and out[0].reason.startswith("resend 409: ")
+    other = provider("resend", lambda r: httpx.Response(409, text="conflict, not JSON"))
+    with pytest.raises(ProviderError) as caught:
+        list(other.send(batch(1)))
+    assert caught.value.status == 409
+
+
+def test_resend_preflight_reports_the_sending_domains_status() -> None:
+    domains = {"data": [{"name": "Example.com", "status": "verified"}, {"name": "other.org"}]}
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return httpx.Response(200, json=domains)
+
+    p = provider("resend", handler)
+    p.config.sender = SimpleNamespace(from_email="weekly@example.com")
+    assert [(c.name, c.ok, c.detail) for c in p.preflight()] == [
+        ("credentials", True, "API key accepted"),
+        ("domain", True, "example.com is verified"),
+    ]
+    p.config.sender = SimpleNamespace(from_email="weekly@elsewhere.net")
+    assert p.preflight()[1] == Check("domain", False, "elsewhere.net is not added")
+    assert seen == ["GET /domains", "GET /domains"]  # read-only
 
 
 def test_sendgrid_uploads_content_once_and_drops_refused_recipients() -> None:
