@@ -602,6 +602,115 @@ def test_ses_signs_with_sigv4_and_settles_each_entry() -> None:
     ]
 
 
+def test_ses_an_account_wide_status_stops_after_settling_the_batch() -> None:
+    sent: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(
+            200,
+            json={
+                "BulkEmailEntryResults": [
+                    {"Status": "SUCCESS", "MessageId": "s1"},
+                    {"Status": "MAIL_FROM_DOMAIN_NOT_VERIFIED", "Error": "verify it"},
+                ]
+            },
+        )
+
+    p = provider("ses", handler, configuration_set="digest-events")
+    events: list[Any] = []
+    with pytest.raises(ProviderError) as caught:
+        for event in p.send(batch(2)):
+            events.append(event)
+    assert [(r.state, r.reason) for r in results(events)] == [
+        ("sent", None),
+        ("failed-retryable", "ses MAIL_FROM_DOMAIN_NOT_VERIFIED: verify it"),
+    ]
+    assert "ses MAIL_FROM_DOMAIN_NOT_VERIFIED: verify it" in str(caught.value)
+    assert sent[0]["ConfigurationSetName"] == "digest-events"
+
+
+def test_ses_an_answer_without_a_result_per_entry_stops_the_send() -> None:
+    p = provider("ses", lambda r: httpx.Response(200, json={"BulkEmailEntryResults": []}))
+    with pytest.raises(ProviderError) as caught:
+        list(p.send(batch(2)))
+    assert "unexpected answer to SendBulkEmail: expected 2 entry results, got " in str(caught.value)
+
+
+def test_ses_simple_mode_sends_one_request_per_recipient_and_settles_each() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v2/email/outbound-emails"
+        to = json.loads(request.content)["Destination"]["ToAddresses"][0]
+        if to.startswith("r2@"):
+            return httpx.Response(
+                400,
+                json={"message": "Address blacklisted."},
+                headers={"x-amzn-ErrorType": "MessageRejected:http://internal"},
+            )
+        return httpx.Response(200, json={"MessageId": f"id-{to}"})
+
+    p = provider("ses", handler, mode="simple", max_send_rate=1000)
+    out = results(p.send(batch(3)))
+    assert [(r.state, r.provider_message_id, r.reason) for r in out] == [
+        ("sent", f"id-{batch(3).recipients[0].email}", None),
+        ("failed-permanent", None, "ses 400: MessageRejected: Address blacklisted."),
+        ("sent", f"id-{batch(3).recipients[2].email}", None),
+    ]
+
+
+def test_ses_simple_mode_stops_on_an_unverified_sender_or_a_refused_key() -> None:
+    unverified = provider(
+        "ses",
+        lambda r: httpx.Response(
+            400,
+            json={"message": "Email address is not verified.", "detail": "weekly@example.com"},
+            headers={"x-amzn-ErrorType": "MessageRejected:http://internal"},
+        ),
+        mode="simple",
+    )
+    with pytest.raises(ProviderError) as caught:
+        list(unverified.send(batch(1)))
+    assert str(caught.value) == (
+        "ses 400: MessageRejected: Email address is not verified.: weekly@example.com"
+    )
+    refused = provider(
+        "ses",
+        lambda r: httpx.Response(
+            403,
+            json={
+                "__type": "UnrecognizedClientException",
+                "message": "The security token included in the request is invalid.",
+            },
+        ),
+        mode="simple",
+    )
+    with pytest.raises(ProviderError) as caught:
+        list(refused.send(batch(1)))
+    assert str(caught.value) == (
+        "ses 403: UnrecognizedClientException: The security token included in the request is "
+        "invalid."
+    )
+
+
+def test_ses_preflight_asks_about_the_from_domain() -> None:
+    verified = {"VerifiedForSendingStatus": True}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "GET"
+        assert request.url.path == "/v2/email/identities/example.com"
+        assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+        return httpx.Response(200, json=verified)
+
+    p = provider("ses", handler)
+    p.config.sender = SimpleNamespace(from_email="weekly@Example.com")
+    assert [(c.name, c.ok, c.detail) for c in p.preflight()] == [
+        ("credentials", True, "access keys accepted"),
+        ("domain", True, "example.com is verified for sending"),
+    ]
+    verified["VerifiedForSendingStatus"] = False
+    assert p.preflight()[1] == Check("domain", False, "example.com is not verified for sending")
+
+
 def test_ses_sandbox_refusal_is_one_clear_line() -> None:
     p = provider(
         "ses",
