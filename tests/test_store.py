@@ -9,13 +9,15 @@ import multiprocessing
 import os
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest.audience.subscribers import SubscriberStore
 from digest.cli import main
@@ -24,6 +26,7 @@ from digest.delivery import ledger as L
 from digest.delivery.ledger import Ledger, Outcome
 from digest.errors import ConfigError, LockError, StoreError
 from digest.schedule.runs import RunStore
+from digest.store.clock import Precision, parse_utc, utc_text
 from digest.store.database import Target
 from digest.store.lock import FileLock
 from digest.store.migrations import Migration, statements, to_postgres, upgrade
@@ -656,3 +659,36 @@ def test_moments_written_before_one_form_are_rewritten_in_place(
         assert run is not None and run.started_at == datetime(
             2026, 11, 23, 8, 0, 3, 123000, tzinfo=timezone.utc
         )
+
+
+# --------------------------------------------------------------------------- stored moments
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.sampled_from(
+            [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+        ),
+    ),
+    st.sampled_from(["seconds", "milliseconds"]),
+)
+def test_a_stored_moment_reads_back_as_the_same_utc_moment(
+    moment: datetime, precision: Precision
+) -> None:
+    text = utc_text(moment, precision)
+    assert text.endswith("Z") and len(text) == (20 if precision == "seconds" else 24)
+    cut = 1_000_000 if precision == "seconds" else 1000
+    expected = moment.astimezone(timezone.utc)
+    expected = expected.replace(microsecond=expected.microsecond - expected.microsecond % cut)
+    assert parse_utc(text) == expected
+    assert parse_utc(text.lower()) == expected  # a lower-case z too
+    assert parse_utc(expected.isoformat()) == expected  # the +00:00 form older files hold
+
+
+def test_a_moment_without_a_time_zone_is_never_stored_or_read() -> None:
+    with pytest.raises(ValueError, match="must be timezone-aware"):
+        utc_text(datetime(2026, 11, 23, 8, 0))
+    with pytest.raises(ValueError, match="a stored moment without a time zone"):
+        parse_utc("2026-11-23T08:00:00")
