@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -455,3 +456,74 @@ def test_refused_and_uncertain_recipients_are_named_by_send_and_status(
         )
     finally:
         postmark.reset()
+
+
+def test_a_dry_run_names_unset_variables_and_subscribers_without_posts(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PM_UNSET", raising=False)
+    set_provider(sample_site, {"name": "postmark", "token": "${PM_UNSET}"})
+    config = load_config(sample_site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("ann@example.com", name="Ann", categories=("Tools",), now=NOW)
+        store.add("eve@example.com", name="Eve", categories=("Healthcare",), now=NOW)
+    result = invoke(sample_site, "send", "--week", "2026-W46", "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "  would send 1 messages via postmark" in lines
+    assert "  1 subscribers have no posts in their sections" in lines
+    assert (
+        f"  not set: provider.token: ${{PM_UNSET}} ({sample_site / 'config.yaml'}) "
+        "(export it before sending)"
+    ) in lines
+
+
+def test_progress_is_a_bar_on_a_terminal(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.cli.send
+
+    monkeypatch.setattr(digest.cli.send, "isatty", lambda: True)
+    add(sample_site, "ann@example.com", "bob@example.com")
+    result = invoke(sample_site, "send", "--week", WEEK)
+    assert result.exit_code == 0, result.output
+    # the bar, not the log lines (click draws the bar itself only on a real terminal)
+    assert result.stderr.startswith("sending")
+    assert "sending: " not in result.stderr
+    assert result.stdout.startswith(f"{WEEK} via outbox: 2 sent, ")
+
+
+def test_progress_lines_in_a_log_say_how_far_and_how_long(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from digest.cli.send import _Progress
+
+    progress = _Progress(tty=False, every=0.0)
+    progress(1, 4)
+    progress(4, 4)
+    quiet = _Progress(tty=False, every=0.0, enabled=False)
+    quiet(1, 4)
+    assert (quiet.total, quiet.done) == (4, 0)  # counted, not shown
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"sending: 1 of 4 \([\d,]+ msg/s, about [\d,]+s left\)", lines[0])
+    assert re.fullmatch(r"sending: 4 of 4 \([\d,]+ msg/s\)", lines[1])
+
+
+def test_the_first_signal_asks_to_stop_and_the_second_stops_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from digest.cli.send import _Stopper
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _Stopper() as stopper:
+        assert signal.getsignal(signal.SIGTERM) == stopper.handle
+        assert not stopper()
+        stopper.handle(signal.SIGTERM, None)
+        assert stopper()
+        with pytest.raises(KeyboardInterrupt):
+            stopper.handle(signal.SIGINT, None)
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert capsys.readouterr().err == (
+        "\nSIGTERM: stopping after the messages in flight (press Ctrl-C again to stop at once)\n"
+    )
