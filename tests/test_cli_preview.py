@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from click.testing import CliRunner, Result
 
@@ -142,3 +143,40 @@ def test_preview_refuses_a_port_in_use(sample_site: Path) -> None:
     assert result.exit_code == 1
     assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "pick another port with --port (0 picks a free one)" in result.stderr
+
+
+def test_an_issue_that_does_not_build_is_reported_when_the_preview_opens(
+    sample_site: Path,
+) -> None:
+    intro = sample_site / "content" / "issues" / "2026-W47.md"
+    intro.parent.mkdir(parents=True, exist_ok=True)
+    intro.write_text("---\nsubject: [never closed\n")
+    port = free_port()
+    result = run_preview_while(
+        sample_site, port, lambda base: None, "--week", "2026-W47", "--no-watch", "--host",
+        "localhost",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"Previewing 2026-W47 at http://localhost:{port}/"
+    assert result.stderr == (
+        f"2026-W47 did not build: {intro}: the front matter is never closed; add a line '---' "
+        "after it\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("192.168.1.20", False),
+        ("preview.example.com", False),
+    ],
+)
+def test_which_hosts_are_loopback(host: str, loopback: bool) -> None:
+    from digest.cli.preview import _is_loopback
+
+    assert _is_loopback(host) is loopback
