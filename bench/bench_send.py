@@ -115,7 +115,8 @@ def make_site(
 def child(config_path: str, naive: bool, trace: bool) -> None:
     """Runs in the child process: one send, figures as JSON on stdout."""
     from digest.config import load_config
-    from digest.delivery.send import BuildComposer, send_issue
+    from digest.delivery.issue import BuildComposer
+    from digest.delivery.send import send_issue
 
     class NaiveComposer(BuildComposer):
         wire_template = None  # type: ignore[assignment]  # no fast path: to_message each

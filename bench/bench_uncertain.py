@@ -41,7 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest.audience.imports import import_file  # noqa: E402
+from digest.audience.imports.importer import import_file  # noqa: E402
 from digest.audience.subscribers import Categories, SubscriberStore  # noqa: E402
 from digest.config import load_config  # noqa: E402
 from digest.delivery.providers.registry import make_provider  # noqa: E402

@@ -29,10 +29,11 @@ from typing import Any
 import pytest
 import yaml
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import Config, load_config
-from digest.delivery.send import SendReport, send_issue
+from digest.delivery.send import send_issue
+from digest.delivery.send_report import SendReport
 from digest.errors import ConfigError, DigestError, NothingToSend, ProviderError
 from tests.emulators.faultproxy import MatrixProxy
 from tests.emulators.node import run_resend_local, run_ses_local

@@ -28,10 +28,11 @@ from typing import Any
 import pytest
 import yaml
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import Config, load_config
-from digest.delivery.send import SendReport, send_issue
+from digest.delivery.send import send_issue
+from digest.delivery.send_report import SendReport
 from digest.errors import ConfigError, DigestError, NothingToSend, ProviderError
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller")

@@ -1,7 +1,7 @@
 """Imports from other platforms' exports, export of everything, and erasure on request.
 
 The sample exports in tests/data/imports/ were written for these tests from each platform's
-documented columns and status values (see digest/audience/imports.py).
+documented columns and status values (see digest/audience/imports/).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from click.testing import CliRunner, Result
 
 from digest.audience import records
 from digest.audience.exports import write_export
-from digest.audience.imports import ImportReport, import_file, parse_mapping, parse_time
+from digest.audience.imports.importer import import_file
+from digest.audience.imports.mapping import parse_mapping
+from digest.audience.imports.report import ImportReport
+from digest.audience.imports.values import parse_time
 from digest.audience.lifecycle import Forgotten, add_subscriber, forget, show
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.cli import main

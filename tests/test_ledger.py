@@ -12,8 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from digest.delivery import ledger as L
-from digest.delivery.ledger import Ledger, Outcome
+from digest.delivery.ledger import (
+    FAILED_PERMANENT,
+    FAILED_RETRYABLE,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    STATES,
+    Ledger,
+    Outcome,
+)
 from digest.errors import LockError
 from digest.store.database import Target
 
@@ -36,8 +45,8 @@ def _queue(ledger: Ledger, n: int) -> int:
 def test_enqueue_is_idempotent_and_counts_only_new_rows(ledger: Ledger) -> None:
     assert _queue(ledger, 5) == 5
     assert _queue(ledger, 7) == 2
-    assert ledger.counts(ISSUE) == {**dict.fromkeys(L.STATES, 0), L.PENDING: 7}
-    assert ledger.counts("2026-W48")[L.PENDING] == 0
+    assert ledger.counts(ISSUE) == {**dict.fromkeys(STATES, 0), PENDING: 7}
+    assert ledger.counts("2026-W48")[PENDING] == 0
 
 
 def test_a_row_moves_through_claim_and_record(ledger: Ledger) -> None:
@@ -48,7 +57,7 @@ def test_a_row_moves_through_claim_and_record(ledger: Ledger) -> None:
     row = ledger.get(ISSUE, 1)
     assert row is not None
     assert (row.state, row.attempts, row.batch_key, row.variant, row.message_id) == (
-        L.SENDING,
+        SENDING,
         1,
         "k1",
         "all",
@@ -58,30 +67,30 @@ def test_a_row_moves_through_claim_and_record(ledger: Ledger) -> None:
     ledger.record(
         ISSUE,
         [
-            Outcome(1, L.SENT, provider_message_id="pm-1"),
-            Outcome(2, L.FAILED_PERMANENT, error="550 no such user"),
-            Outcome(3, L.FAILED_RETRYABLE, error="421 try later"),
+            Outcome(1, SENT, provider_message_id="pm-1"),
+            Outcome(2, FAILED_PERMANENT, error="550 no such user"),
+            Outcome(3, FAILED_RETRYABLE, error="421 try later"),
         ],
         now=later,
     )
     sent, failed, retry = (ledger.get(ISSUE, i) for i in (1, 2, 3))
     assert sent is not None and failed is not None and retry is not None
     assert (sent.state, sent.provider_message_id, sent.sent_at) == (
-        L.SENT,
+        SENT,
         "pm-1",
         "2026-11-23T12:00:05.000Z",
     )
     assert (failed.state, failed.last_error, failed.sent_at) == (
-        L.FAILED_PERMANENT,
+        FAILED_PERMANENT,
         "550 no such user",
         None,
     )
-    assert retry.state == L.FAILED_RETRYABLE
+    assert retry.state == FAILED_RETRYABLE
     # A retry claims the row again: attempts count up, the old provider id stays.
     ledger.claim(ISSUE, [3], batch_key="k2", variant="all", message_ids=["<3>"], now=later)
     again = ledger.get(ISSUE, 3)
     assert again is not None and (again.state, again.attempts, again.batch_key) == (
-        L.SENDING,
+        SENDING,
         2,
         "k2",
     )
@@ -91,11 +100,11 @@ def test_a_row_moves_through_claim_and_record(ledger: Ledger) -> None:
 def test_iter_state_streams_in_subscriber_order_a_chunk_at_a_time(ledger: Ledger) -> None:
     _queue(ledger, 25)
     ledger.claim(ISSUE, [4, 9], batch_key="k", variant="all", message_ids=["<4>", "<9>"], now=NOW)
-    chunks = list(ledger.iter_state(ISSUE, [L.PENDING], chunk=10))
+    chunks = list(ledger.iter_state(ISSUE, [PENDING], chunk=10))
     assert [len(c) for c in chunks] == [10, 10, 3]
     ids = [d.subscriber_id for c in chunks for d in c]
     assert ids == [i for i in range(1, 26) if i not in (4, 9)]
-    assert [d.subscriber_id for c in ledger.iter_state(ISSUE, [L.SENDING]) for d in c] == [4, 9]
+    assert [d.subscriber_id for c in ledger.iter_state(ISSUE, [SENDING]) for d in c] == [4, 9]
 
 
 def test_sending_rows_survive_a_reopen_with_their_hand_off_marks(tmp_path: Path) -> None:
@@ -106,12 +115,12 @@ def test_sending_rows_survive_a_reopen_with_their_hand_off_marks(tmp_path: Path)
     first.mark_handed_off(ISSUE, 2)
     # No close(): as if the process died here.
     second = Ledger(path)
-    rows = {d.subscriber_id: d for c in second.iter_state(ISSUE, [L.SENDING]) for d in c}
+    rows = {d.subscriber_id: d for c in second.iter_state(ISSUE, [SENDING]) for d in c}
     assert set(rows) == {1, 2}
     assert (rows[1].handed_off, rows[2].handed_off) == (False, True)
-    second.record(ISSUE, [Outcome(2, L.SENT, confirmed=False), Outcome(1, L.PENDING)], now=NOW)
+    second.record(ISSUE, [Outcome(2, SENT, confirmed=False), Outcome(1, PENDING)], now=NOW)
     assert second.unconfirmed(ISSUE) == 1
-    assert second.counts(ISSUE)[L.PENDING] == 2
+    assert second.counts(ISSUE)[PENDING] == 2
     first.close()
     second.close()
 
@@ -137,9 +146,9 @@ def test_issue_runs_completion_and_force_reset(ledger: Ledger) -> None:
     ledger.record(
         ISSUE,
         [
-            Outcome(1, L.SENT),
-            Outcome(2, L.SKIPPED, error="no posts"),  # from pending: never claimed
-            Outcome(3, L.FAILED_PERMANENT),
+            Outcome(1, SENT),
+            Outcome(2, SKIPPED, error="no posts"),  # from pending: never claimed
+            Outcome(3, FAILED_PERMANENT),
         ],
         now=NOW,
     )
@@ -150,7 +159,7 @@ def test_issue_runs_completion_and_force_reset(ledger: Ledger) -> None:
     info = ledger.issue(ISSUE)
     assert info is not None and info["completed_at"] is None
     row = ledger.get(ISSUE, 1)
-    assert row is not None and (row.state, row.attempts) == (L.PENDING, 0)
+    assert row is not None and (row.state, row.attempts) == (PENDING, 0)
     assert ledger.issues() == [ISSUE]
 
 

@@ -32,7 +32,7 @@ import httpx
 import pytest
 import yaml
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import SubscriberStore
 from digest.config import Config, load_config
 from digest.delivery.send import send_issue

@@ -31,7 +31,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
 from digest.store.clock import parse_utc

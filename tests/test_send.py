@@ -19,8 +19,7 @@ import yaml
 from digest.audience.subscribers import SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError, signing_key, token_secret, verify_token
 from digest.config import Config, load_config
-from digest.delivery import ledger as L
-from digest.delivery.ledger import Ledger
+from digest.delivery.ledger import FAILED_PERMANENT, PENDING, SENDING, SENT, SKIPPED, Ledger
 from digest.delivery.providers import outbox as outbox_module
 from digest.delivery.providers.base import WIRE_POLICY, Batch, Event, Result
 from digest.delivery.providers.outbox import OutboxProvider
@@ -235,7 +234,7 @@ def test_outbox_send_reaches_every_active_subscriber_once(sample_site: Path) -> 
     files = _files(config)
     assert set(files) == groups["active"]
     assert not set(files) & groups["gone"]
-    assert _ledger_states(config) == {L.SENT: 24}
+    assert _ledger_states(config) == {SENT: 24}
     assert seen[-1] == (24, 24)
     assert not list(_outbox(config).glob(".*.tmp"))
     data = json.loads((config.path(config.out_dir) / WEEK / "send-report.json").read_text())
@@ -267,7 +266,7 @@ def test_preferences_pick_the_sections(sample_site: Path) -> None:
             nowhere = store.get("nowhere@example.com")
         assert nowhere is not None
         row = ledger.get(WEEK, nowhere.id)
-    assert row is not None and row.state == L.SKIPPED
+    assert row is not None and row.state == SKIPPED
     assert row.last_error == "no posts in their sections this week"
 
 
@@ -330,14 +329,14 @@ def test_a_crash_in_the_middle_of_a_group_commit_resumes_exactly(
         send_issue(config, now=NOW, week=WEEK)
     monkeypatch.setattr(outbox_module.os, "replace", real_replace)
     # The first batch is recorded; the second is in flight: 3 files renamed, 7 not.
-    assert _ledger_states(config) == {L.SENT: 10, L.SENDING: 10, L.PENDING: 10}
+    assert _ledger_states(config) == {SENT: 10, SENDING: 10, PENDING: 10}
     assert len(list(_outbox(config).glob("*.eml"))) == 13
     assert list(_outbox(config).glob(".*.tmp"))
 
     report = send_issue(config, now=NOW, week=WEEK)
     assert report.settled_after_crash == {"sent": 3, "not-accepted": 7}
     assert report.sent == 17
-    assert _ledger_states(config) == {L.SENT: 30}
+    assert _ledger_states(config) == {SENT: 30}
     assert set(_files(config)) == groups["active"]
     assert len(list(_outbox(config).glob("*.eml"))) == 30
     assert not list(_outbox(config).glob(".*.tmp"))
@@ -358,7 +357,7 @@ def test_an_exception_from_progress_stops_after_a_recorded_result(sample_site: P
         send_issue(config, now=NOW, week=WEEK, progress=progress)
     # The outbox's batches mix variants (5 readers each): the batch that reached 5 was
     # recorded whole before the error went on.
-    assert _ledger_states(config) == {L.SENT: 5, L.PENDING: 7}
+    assert _ledger_states(config) == {SENT: 5, PENDING: 7}
     report = send_issue(config, now=NOW, week=WEEK)
     assert (report.sent, report.settled_after_crash) == (7, {})
     assert len(list(_outbox(config).glob("*.eml"))) == 12
@@ -377,7 +376,7 @@ def test_limit_then_resume_then_refuse_then_force(sample_site: Path) -> None:
     again = send_issue(config, now=NOW, week=WEEK, force=True)
     assert (again.sent, again.complete) == (15, True)
     with Ledger(locate(config, config.ledger.database)) as ledger:
-        attempts = {d.attempts for c in ledger.iter_state(WEEK, [L.SENT]) for d in c}
+        attempts = {d.attempts for c in ledger.iter_state(WEEK, [SENT]) for d in c}
         info = ledger.issue(WEEK)
     assert attempts == {1} and info is not None and info["runs"] == 3
 
@@ -415,9 +414,9 @@ def test_a_permanent_failure_gives_exit_1_and_is_in_the_report(sample_site: Path
     failures = {f["email"]: f for f in data["failures"]}
     assert failures["reader001@example.com"]["error"] == "550 5.1.1 no such user"
     assert failures["reader001@example.com"]["attempts"] == 1
-    assert failures["reader002@example.com"]["state"] == L.FAILED_PERMANENT
+    assert failures["reader002@example.com"]["state"] == FAILED_PERMANENT
     assert failures["reader002@example.com"]["error"] == "gave up after 5 attempts: 421 busy"
-    assert _ledger_states(config) == {L.SENT: 4, L.FAILED_PERMANENT: 2}
+    assert _ledger_states(config) == {SENT: 4, FAILED_PERMANENT: 2}
 
 
 def test_cli_dry_run_sends_nothing_then_send_and_refusal(sample_site: Path) -> None:
@@ -467,7 +466,7 @@ def test_batches_go_out_concurrently_and_every_result_is_recorded(sample_site: P
     report = send_issue(config, now=NOW, week=WEEK, provider=_Concurrent.from_config(config))
     assert (report.sent, report.exit_code, report.complete) == (36, 0, True)
     assert set(_files(config)) == groups["active"]
-    assert _ledger_states(config) == {L.SENT: 36}
+    assert _ledger_states(config) == {SENT: 36}
     assert len(_Concurrent.threads) == 3
     assert all(name.startswith("digest-send") for name in _Concurrent.threads)
 
@@ -493,7 +492,7 @@ def test_a_provider_error_in_one_worker_keeps_the_others_results(sample_site: Pa
     states = _ledger_states(config)
     # The two other variants were accepted and recorded; the refused one was not taken,
     # so it is pending again and the next run sends it.
-    assert states == {L.SENT: 6, L.PENDING: 3}
+    assert states == {SENT: 6, PENDING: 3}
     assert len(_files(config)) == 6
 
 

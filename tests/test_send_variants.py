@@ -18,10 +18,10 @@ from digest.audience.tokens import token_secret
 from digest.config import Config, load_config
 from digest.content import pipeline
 from digest.content.intro import load_intro
-from digest.delivery import ledger as L
-from digest.delivery import send as send_module
-from digest.delivery.ledger import Ledger
-from digest.delivery.send import BuildComposer, send_issue
+from digest.delivery import preferences
+from digest.delivery.issue import BuildComposer
+from digest.delivery.ledger import PENDING, SENT, Ledger
+from digest.delivery.send import send_issue
 from digest.email.compose import compose
 from digest.email.message import fill, recipient_values
 
@@ -73,7 +73,7 @@ def test_each_reader_gets_what_composing_their_sections_gives(
 ) -> None:
     config = _site(sample_site)
     chosen = _populate(config, 40)
-    monkeypatch.setattr(send_module, "VARIANTS_HELD", 2)  # fewer than the variants
+    monkeypatch.setattr(preferences, "VARIANTS_HELD", 2)  # fewer than the variants
     composer = CountingComposer()
     report = send_issue(config, now=NOW, week=WEEK, composer=composer)
     assert (report.sent, report.complete) == (40, True)
@@ -105,7 +105,7 @@ def test_outbox_batches_mix_variants_and_rows_keep_their_own(sample_site: Path) 
     report = send_issue(config, now=NOW, week=WEEK)
     assert len(report.variants) > 10  # more variants than batches
     with Ledger(config.path(config.ledger.database)) as ledger:
-        rows = [d for chunk in ledger.iter_state(WEEK, [L.SENT]) for d in chunk]
+        rows = [d for chunk in ledger.iter_state(WEEK, [SENT]) for d in chunk]
     assert len(rows) == 40
     assert len({d.batch_key for d in rows}) == 4  # 40 readers in batches of 10
     for row in rows:
@@ -123,9 +123,9 @@ def test_rows_are_read_grouped_by_variant(tmp_path: Path) -> None:
         ledger.enqueue(WEEK, rows, now=NOW)
         seen = [
             (d.variant, d.subscriber_id)
-            for chunk in ledger.iter_state(WEEK, [L.PENDING], chunk=7, by_variant=True)
+            for chunk in ledger.iter_state(WEEK, [PENDING], chunk=7, by_variant=True)
             for d in chunk
         ]
         assert seen == sorted((v, i) for i, _, v in rows)
-        plain = [d.subscriber_id for c in ledger.iter_state(WEEK, [L.PENDING]) for d in c]
+        plain = [d.subscriber_id for c in ledger.iter_state(WEEK, [PENDING]) for d in c]
         assert plain == list(range(1, 31))

@@ -33,8 +33,7 @@ import yaml
 
 from digest.audience.subscribers import SubscriberStore
 from digest.config import Config, load_config
-from digest.delivery import ledger as L
-from digest.delivery.ledger import Ledger
+from digest.delivery.ledger import SENT, Ledger
 from digest.store.database import locate
 
 from .conftest import run_digest
@@ -62,7 +61,7 @@ def _bulk_add(store: SubscriberStore, n: int) -> None:
     lines = ["email,name,status"] + [f"r{i:05d}@example.com,Reader {i},active" for i in range(n)]
     csv_path = Path(os.environ["HOME"]) / "many.csv"
     csv_path.write_text("\n".join(lines) + "\n")
-    from digest.audience.imports import import_file
+    from digest.audience.imports.importer import import_file
     from digest.audience.subscribers import Categories
 
     import_file(store, csv_path, Categories(), now=_now(), erasure_key=None)
@@ -145,7 +144,7 @@ def test_workers_share_one_issue(sample_site: Path) -> None:
     report = json.loads(result.stdout)
     # the workers' own counts add up to one send per reader: none sent a row another did
     assert (report["sent"], report["attempted"], report["complete"]) == (n - 1, n - 1, True)
-    assert report["ledger"][L.SENT] == n - 1
+    assert report["ledger"][SENT] == n - 1
     assert sorted(_recipient(name) for name in renamed) == sorted(_active(n))
     assert set(renamed.values()) == {1}
     again = run_digest("send", "--week", WEEK, cwd=sample_site)
@@ -211,7 +210,7 @@ def test_killed_senders_through_the_outbox_send_everyone_once(sample_site: Path)
     final = run_digest("send", "--week", WEEK, cwd=sample_site)  # resumes anything left
     renamed = watch.close()
     assert final.returncode in (0, 5), final.stderr
-    assert _ledger_counts(config) == {L.SENT: n - 1}
+    assert _ledger_counts(config) == {SENT: n - 1}
     assert {name: c for name, c in renamed.items() if c != 1} == {}
     assert {_recipient(name) for name in renamed} == _active(n)
 
@@ -244,7 +243,7 @@ def test_killed_senders_through_an_api_send_everyone_once(sample_site: Path, bre
     counts = brevo.counts()
     assert {a: c for a, c in counts.items() if c != 1} == {}
     assert set(counts) == _active(n)
-    assert _ledger_counts(config) == {L.SENT: n - 1}
+    assert _ledger_counts(config) == {SENT: n - 1}
 
 
 RATE = 8  # send requests per second the emulated account allows
@@ -287,4 +286,4 @@ def test_four_senders_together_keep_the_providers_rate_limit(
     achieved = (len(times) - 1) / (times[-1] - times[0])
     print(f"4 senders together: {achieved:.2f} requests/s of {RATE} allowed")
     assert achieved >= 0.95 * RATE
-    assert _ledger_counts(config) == {L.SENT: n - 1}
+    assert _ledger_counts(config) == {SENT: n - 1}

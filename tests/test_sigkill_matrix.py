@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
 from tests.emulators.faultproxy import MatrixProxy

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.status import (
     RANK,
     RULES,
@@ -22,10 +22,9 @@ from digest.audience.status import (
     transition,
 )
 from digest.audience.subscribers import Categories, SubscriberStore
-from digest.audience.tokens import make_token, signing_key
+from digest.audience.tokens import make_token, signing_key, token_secret
 from digest.cli import main
 from digest.config import load_config
-from digest.delivery.send import token_secret
 from digest.errors import StoreError
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)

@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 from digest.audience.subscribers import SubscriberStore
 from digest.cli import main
 from digest.config import DatabaseURL, load_config, parse_database_url
-from digest.delivery import ledger as L
-from digest.delivery.ledger import Ledger, Outcome
+from digest.delivery.ledger import SENT, STATES, Ledger, Outcome
 from digest.errors import ConfigError, LockError, StoreError
 from digest.schedule.runs import RunStore
 from digest.store.clock import Precision, parse_utc, utc_text
@@ -196,7 +195,7 @@ def test_todays_files_are_upgraded_in_place_and_keep_their_rows(tmp_path: Path) 
             bytes.fromhex("00112233"),
         )
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        assert ledger.counts("2026-W47")[L.SENT] == 1
+        assert ledger.counts("2026-W47")[SENT] == 1
         info = ledger.issue("2026-W47")
         assert info is not None and info["runs"] == 1
     with RunStore(tmp_path / "runs.sqlite") as runs:
@@ -370,7 +369,7 @@ def _populated_site(site: Path) -> None:
         ledger.claim(
             "2026-W46", [1, 2], batch_key="k", variant="all", message_ids=["a", "b"], now=NOW
         )
-        ledger.record("2026-W46", [Outcome(1, L.SENT, provider_message_id="pm-1")], now=NOW)
+        ledger.record("2026-W46", [Outcome(1, SENT, provider_message_id="pm-1")], now=NOW)
     with RunStore(config.path(config.schedule.database)) as runs:
         runs.finish(NOW, "2026-W46", "sent", now=NOW, sent=1)
 
@@ -380,7 +379,7 @@ def _dump(subscribers: Target, ledger: Target, runs: Target) -> dict[str, object
     with SubscriberStore(subscribers) as store:
         people = [(s.id, s.email, s.name, s.status, s.categories, s.secret) for s in store.list()]
     with Ledger(ledger) as book:
-        deliveries = [d for c in book.iter_state("2026-W46", L.STATES) for d in c]
+        deliveries = [d for c in book.iter_state("2026-W46", STATES) for d in c]
         issue = book.issue("2026-W46")
     with RunStore(runs) as store_of_runs:
         all_runs = store_of_runs.all()
@@ -514,7 +513,7 @@ def test_a_send_resumed_after_the_move_sends_each_subscriber_once(
     recipients = sorted(str(message_from_bytes(p.read_bytes())["To"]) for p in outbox.glob("*.eml"))
     assert recipients == sorted(f"reader{n}@example.com" for n in range(40))
     with Ledger(DatabaseURL(pg_url)) as ledger:
-        assert ledger.counts("2026-W47")[L.SENT] == 40
+        assert ledger.counts("2026-W47")[SENT] == 40
 
 
 # --------------------------------------------------------------------------- SQLite files

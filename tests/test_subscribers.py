@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.audience.imports import import_file
+from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore, mail_key, normalise_email
 from digest.errors import StoreError
 from digest.store.database import Target

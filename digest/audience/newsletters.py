@@ -17,7 +17,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from digest.audience.imports import ImportReport, iter_incoming
+from digest.audience.imports.importer import iter_incoming
+from digest.audience.imports.report import ImportReport
 from digest.audience.subscribers import Categories, Subscriber, SubscriberStore
 from digest.config import Config
 from digest.errors import StoreError

@@ -23,7 +23,7 @@ from digest.cli._app import (
 from digest.content.select import resolve_window
 
 if TYPE_CHECKING:  # imported by the commands that use it: `digest status` composes nothing
-    from digest.delivery.send import SendReport
+    from digest.delivery.send_report import SendReport
 
 
 class _Progress:
@@ -251,7 +251,8 @@ def send_command(
         if result.state != "sent":
             raise click.exceptions.Exit(1)
         return
-    from digest.delivery.send import send_in_processes, send_issue
+    from digest.delivery.send import send_issue
+    from digest.delivery.workers import send_in_processes
 
     if workers > 1 and (dry_run or limit is not None or new_subscribers):
         raise click.UsageError(
@@ -327,7 +328,7 @@ def status_command(
     """
     config = state.config
     issue_id = resolve_window(config, now(), week=week, since=since, until=until).issue_id
-    from digest.delivery.send import issue_status
+    from digest.delivery.send_report import issue_status
 
     data = issue_status(config, issue_id)
     counts, info = data["counts"], data["info"]

@@ -36,7 +36,7 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
     from digest.safelog import install as install_safe_logging
     from digest.schedule.scheduler import Schedule
     from digest.serve.app import bind, serve
-    from digest.serve.service import require_server_secret
+    from digest.serve.subscriptions import require_server_secret
 
     config = state.config
     require_server_secret(config)  # fail before binding, with the fix in the message

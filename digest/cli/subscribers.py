@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from digest.audience.exports import FORMATS, write_export
-from digest.audience.imports import PLATFORM_NAMES, import_file, parse_mapping
+from digest.audience.imports.importer import import_file
+from digest.audience.imports.mapping import parse_mapping
+from digest.audience.imports.platforms import PLATFORM_NAMES
 from digest.audience.lifecycle import (
     add_subscriber,
     address_form,

@@ -13,7 +13,7 @@ committed before the next step that depends on it::
 
 A message is ``sent`` only on evidence: the provider's answer, a file renamed into place,
 or the provider's own record of it (reconciliation). ``uncertain`` is never counted as sent.
-``sending`` rows after a crash are settled by the provider (see :mod:`digest.delivery.send`):
+``sending`` rows after a crash are settled by the provider (see :mod:`digest.delivery.reconcile`):
 ``handed_off`` records that the provider was about to receive the last byte of that message
 (SMTP: the end of DATA); a ``sending`` row without it was certainly never accepted.
 
@@ -71,6 +71,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 """Which moves are allowed. ``--force`` (:meth:`Ledger.reset_for_resend`) is the one other
 way back to ``pending``: from the finished states, by the operator's explicit choice."""
 FINISHED = frozenset({SENT, FAILED_PERMANENT, SKIPPED})
+
+CHUNK = 1000
+"""How many rows a sender reads, leases or looks up at a time."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issues (

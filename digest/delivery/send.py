@@ -15,55 +15,57 @@ The loop, each step committed to the ledger before the next depends on it:
 6. write ``out/<issue-id>/send-report.json``.
 
 Nothing here holds the subscriber list in memory: rows are read ``CHUNK`` at a time.
+
+The steps' helpers live beside it: :mod:`~digest.delivery.issue` (what sending needs from
+the build), :mod:`~digest.delivery.preferences` (variants and their batches),
+:mod:`~digest.delivery.reconcile` (step 3, and uncertain rows), :mod:`~digest.delivery.leases`
+(the rows this sender holds), :mod:`~digest.delivery.send_report` (step 6, and
+``digest status``) and :mod:`~digest.delivery.workers` (``digest send --workers N``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import multiprocessing
 import os
-import socket
-import threading
 import time
-import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
-from email.message import EmailMessage
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
 from digest.audience import newsletters
 from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
-from digest.content.intro import Intro, load_intro
-from digest.content.select import Selection
-from digest.delivery import ledger as L
-from digest.delivery.ledger import Delivery, Ledger, Outcome
+from digest.delivery.issue import BuildComposer, Composer, Issue
+from digest.delivery.leases import LEASE, Heartbeat, sender_id
+from digest.delivery.ledger import (
+    CHUNK,
+    FAILED_PERMANENT,
+    FAILED_RETRYABLE,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+    Delivery,
+    Ledger,
+    Outcome,
+)
 from digest.delivery.pace import DatabasePace
-from digest.delivery.providers.base import (
-    Batch,
-    Event,
-    Handoff,
-    Provider,
-    Recipient,
-    Result,
-    idempotency_key,
-)
+from digest.delivery.preferences import ALL, Variants, section_names, variant_of
+from digest.delivery.providers.base import Batch, Event, Handoff, Provider, Recipient, Result
 from digest.delivery.providers.registry import make_provider
-from digest.email.message import (
-    ComposedEmail,
-    WireTemplate,
-    message_id_for,
-    recipient_values,
-    to_message,
+from digest.delivery.reconcile import Reconciler, outcome_of
+from digest.delivery.send_report import (
+    Progress,
+    SendReport,
+    count_new_subscribers,
+    write_report,
 )
+from digest.email.message import message_id_for, recipient_values
 from digest.errors import (
     DigestError,
     NoSubscribers,
@@ -71,306 +73,15 @@ from digest.errors import (
     ProviderError,
     SendError,
 )
-from digest.store.clock import parse_utc
 from digest.store.database import locate
-
-if TYPE_CHECKING:
-    from digest.email.variants import VariantAssembler
-
-# The email stack (jinja2, MJML, premailer) is imported where an issue is built, so that
-# `digest status` (issue_status) and other readers of the ledger start fast.
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1000
-LEASE = timedelta(seconds=60)
-"""How long a sender holds rows without renewing (``send.lease`` in config)."""
-
-
-def sender_id() -> str:
-    """This sender's name in the ledger's leases: host, pid and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class _Heartbeat:
-    """Renews this sender's leases every third of the lease, on its own connection, so a
-    sender slowed by the provider keeps its rows and a dead one loses them."""
-
-    def __init__(
-        self,
-        target: Any,
-        issue_id: str,
-        owner: str,
-        lease: timedelta,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=self._beat,
-            args=(target, issue_id, owner, lease, clock),
-            name="digest-lease",
-            daemon=True,
-        )
-        self.thread.start()
-
-    def _beat(
-        self,
-        target: Any,
-        issue_id: str,
-        owner: str,
-        lease: timedelta,
-        clock: Callable[[], datetime],
-    ) -> None:
-        with Ledger(target) as ledger:
-            while not self.stop.wait(lease.total_seconds() / 3):
-                try:
-                    ledger.renew(issue_id, owner=owner, until=clock() + lease)
-                except DigestError as exc:  # the next beat tries again
-                    log.warning("could not renew the send leases: %s", exc)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 SEND_SECRETS = ("provider.", "serve.secret")
 """The config keys whose ``${VAR}`` a send needs (checked before anything is recorded)."""
-ALL = "all"
-MIXED = "mixed"  # the variant of a batch whose recipients have several (ledger rows say which)
-# Variants (composed email and wire template) held at once. Queued rows are read grouped by
-# variant, so each is assembled about once; the bound keeps memory flat however many
-# distinct preference sets subscribers have.
-VARIANTS_HELD = 8
-Progress = Callable[[int, int], None]
-"""``progress(done, total)`` after each committed result."""
-
-
-# --------------------------------------------------------------------------- the issue
-
-
-@dataclass(frozen=True)
-class Issue:
-    selection: Selection
-    composed: ComposedEmail
-    intro: Intro | None = None
-
-
-class Composer(Protocol):
-    """What sending needs from the build stage (the default uses digest.build/compose)."""
-
-    def prepare(
-        self,
-        config: Config,
-        *,
-        now: datetime,
-        week: str | None,
-        since: date | None,
-        until: date | None,
-        write: bool,
-    ) -> Issue: ...
-
-    def compose(
-        self, config: Config, issue: Issue, selection: Selection, *, now: datetime
-    ) -> Any: ...
-
-    def render(
-        self,
-        composed: Any,
-        *,
-        to: str,
-        values: Mapping[str, str],
-        message_id: str | None,
-        date: datetime | None,
-    ) -> EmailMessage: ...
-
-
-class BuildComposer:
-    """The real build: :func:`build_issue` once; each preference variant assembled from the
-    issue's sections rendered once (:class:`VariantAssembler`)."""
-
-    def __init__(self) -> None:
-        self._assembler: VariantAssembler | None = None
-
-    def prepare(
-        self,
-        config: Config,
-        *,
-        now: datetime,
-        week: str | None,
-        since: date | None,
-        until: date | None,
-        write: bool,
-    ) -> Issue:
-        from digest.email.build import build_issue
-
-        result = build_issue(config, now=now, week=week, since=since, until=until, write=write)
-        intro = load_intro(config, result.selection.issue_id)
-        return Issue(result.selection, result.composed, intro)
-
-    def compose(
-        self, config: Config, issue: Issue, selection: Selection, *, now: datetime
-    ) -> ComposedEmail:
-        return self.assembler(config, issue, now=now).variant([s.name for s in selection.sections])
-
-    def assembler(self, config: Config, issue: Issue, *, now: datetime) -> VariantAssembler:
-        """The issue's assembler, made on the first variant asked for.
-
-        Its parts come from the templates as they are now; should the issue's email (built
-        earlier, perhaps from other templates) differ from what it assembles for every
-        section, each variant is composed whole instead, as before.
-        """
-        current = self._assembler
-        if current is None or current.selection is not issue.selection:
-            from digest.email.variants import VariantAssembler
-
-            current = VariantAssembler(config, issue.selection, now=now, intro=issue.intro)
-            everything = current.variant([s.name for s in issue.selection.sections])
-            same = (everything.html, everything.text, everything.subject) == (
-                issue.composed.html,
-                issue.composed.text,
-                issue.composed.subject,
-            )
-            if not same and current.unsupported is None:
-                current.unsupported = "the built issue differs from what its parts assemble"
-                log.info("composing each variant whole: %s", current.unsupported)
-            self._assembler = current
-        return current
-
-    def render(
-        self,
-        composed: ComposedEmail,
-        *,
-        to: str,
-        values: Mapping[str, str],
-        message_id: str | None,
-        date: datetime | None,
-    ) -> EmailMessage:
-        return to_message(composed, to=to, values=values, message_id=message_id, date=date)
-
-    def wire_template(
-        self, composed: ComposedEmail, *, date: datetime | None
-    ) -> Callable[[Recipient], bytes]:
-        """The per-variant fast path to a recipient's bytes (same message as :meth:`render`)."""
-        template = WireTemplate(composed, date=date)
-
-        def wire(recipient: Recipient) -> bytes:
-            return template.render(
-                to=recipient.email, values=recipient.values, message_id=recipient.message_id
-            )
-
-        return wire
-
-
-# --------------------------------------------------------------------------- the report
-
-
-@dataclass
-class SendReport:
-    issue_id: str
-    provider: str
-    dry_run: bool = False
-    queued: int = 0  # rows added to the ledger by this run
-    attempted: int = 0
-    sent: int = 0
-    failed_permanent: int = 0
-    failed_retryable: int = 0
-    uncertain: int = 0  # results this run that may or may not have reached the provider
-    skipped: int = 0
-    settled_after_crash: dict[str, int] = field(default_factory=dict)
-    reconciled: dict[str, int] = field(default_factory=dict)
-    variants: dict[str, int] = field(default_factory=dict)
-    ledger: dict[str, int] = field(default_factory=dict)
-    unconfirmed: int = 0
-    uncertain_held: list[dict[str, Any]] = field(default_factory=list)
-    new_subscribers: int = 0  # active subscribers not queued for this finished issue
-    missing_secrets: list[str] = field(default_factory=list)  # dry run: unset ${VAR}s
-    complete: bool = False
-    limited: bool = False
-    stopped: str | None = None  # why the run stopped early (a signal, the provider)
-    total: int = 0  # messages this run set out to settle
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    sample: list[dict[str, Any]] = field(default_factory=list)
-    report_path: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        if self.stopped:
-            return 6
-        return 1 if self.ledger.get(L.FAILED_PERMANENT, 0) or self.failed_permanent else 0
-
-    @property
-    def rate(self) -> float:
-        return self.attempted / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items()}
-        data["messages_per_second"] = round(self.rate, 1)
-        data["exit_code"] = self.exit_code
-        return data
-
-
-# --------------------------------------------------------------------------- variants
-
-
-def variant_of(
-    subscriber: Subscriber,
-    selection: Selection,
-    sections: tuple[frozenset[str], frozenset[str]] | None = None,
-) -> str | None:
-    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send.
-
-    ``sections`` (with several newsletters): the casefolded spellings of this newsletter's
-    sections and of the other newsletters' sections. A subscriber whose categories name
-    only other newsletters' sections chose within those, and receives this one whole.
-    """
-    if not subscriber.categories:
-        return ALL
-    wanted = {c.casefold() for c in subscriber.categories}
-    if sections is not None and not wanted & sections[0] and wanted & sections[1]:
-        return ALL
-    names = [
-        s.name
-        for s in selection.sections
-        if s.name.casefold() in wanted or s.title.casefold() in wanted
-    ]
-    if not names:
-        return None
-    if len(names) == len(selection.sections):
-        return ALL
-    return "+".join(names)
-
-
-def section_names(config: Config) -> tuple[frozenset[str], frozenset[str]] | None:
-    """Every spelling of this newsletter's sections and of the other newsletters' (see
-    :func:`variant_of`), casefolded; None with one newsletter."""
-    if len(config.newsletter_names) < 2:
-        return None
-
-    def spellings(one: Config) -> frozenset[str]:
-        return frozenset(
-            spelling.casefold()
-            for section in one.categories.sections
-            for spelling in (section.name, section.title, *section.aliases)
-        )
-
-    own = spellings(config)
-    others = frozenset().union(
-        *(
-            spellings(config.for_newsletter(name))
-            for name in config.newsletter_names
-            if name != config.newsletter_name
-        )
-    )
-    return own, others - own
 
 
 # --------------------------------------------------------------------------- the loop
-
-
-def _out_dir(config: Config, issue_id: str) -> Path:
-    return config.path(config.out_dir) / issue_id
 
 
 class _Sender:
@@ -411,8 +122,8 @@ class _Sender:
         self.clock = clock
         self.progress = progress
         self.server = token_secret(config)
-        # variant → (composed email, wire template or None); the least recently used goes.
-        self.held: OrderedDict[str, tuple[Any, Callable[[Recipient], bytes] | None]] = OrderedDict()
+        self.variants = Variants(config, issue, composer, now=now)
+        self.reconciler = Reconciler(self, self.issue_id, provider, ledger, report, clock=clock)
         self.batch_size = min(config.send.batch_size or provider.max_batch, provider.max_batch)
         self.done = 0
         self.total = 0
@@ -436,33 +147,6 @@ class _Sender:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
 
-    def variant(self, variant: str) -> tuple[Any, Callable[[Recipient], bytes] | None]:
-        """The variant's composed email and wire template (None: the composer has no fast
-        path), built when first needed and held while recently used."""
-        held = self.held.get(variant)
-        if held is not None:
-            self.held.move_to_end(variant)
-            return held
-        if variant == ALL:
-            composed = self.issue.composed
-        else:
-            names = variant.split("+")
-            composed = self.composer.compose(
-                self.config, self.issue, self.issue.selection.only(names), now=self.now
-            )
-        make = getattr(self.composer, "wire_template", None)
-        held = (composed, make(composed, date=self.now) if make is not None else None)
-        self.held[variant] = held
-        if len(self.held) > VARIANTS_HELD:
-            self.held.popitem(last=False)
-        return held
-
-    def composed(self, variant: str) -> Any:
-        return self.variant(variant)[0]
-
-    def wire(self, variant: str) -> Callable[[Recipient], bytes] | None:
-        return self.variant(variant)[1]
-
     def recipient(self, subscriber: Subscriber) -> Recipient:
         return Recipient(
             subscriber.id,
@@ -471,53 +155,7 @@ class _Sender:
             message_id_for(self.config, self.issue_id, subscriber.id),
         )
 
-    def batch(self, variant: str, recipients: Sequence[Recipient], key: str | None = None) -> Batch:
-        ids = [r.subscriber_id for r in recipients]
-        return Batch(
-            issue_id=self.issue_id,
-            variant=variant,
-            composed=self.composed(variant),
-            recipients=tuple(recipients),
-            idempotency_key=key
-            or idempotency_key(self.issue_id, variant, ids, [r.email for r in recipients]),
-            renderer=self.composer.render,
-            date=self.now,
-            wire=self.wire(variant),
-        )
-
-    def mixed_batch(self, parts: Sequence[tuple[str, Recipient]]) -> Batch | None:
-        """One batch for recipients of several variants, each message from its own
-        variant's wire template (providers that send each message on its own); None when
-        the composer has no wire templates."""
-        held: dict[str, tuple[Any, Callable[[Recipient], bytes] | None]] = {}
-        wires: dict[int, Callable[[Recipient], bytes]] = {}
-        for variant, recipient in parts:
-            if variant not in held:  # the batch holds its variants, whatever the cache drops
-                held[variant] = self.variant(variant)
-            wire = held[variant][1]
-            if wire is None:
-                return None
-            wires[recipient.subscriber_id] = wire
-        variant = parts[0][0] if len(held) == 1 else MIXED
-        recipients = tuple(r for _, r in parts)
-
-        def wire_of(recipient: Recipient) -> bytes:
-            return wires[recipient.subscriber_id](recipient)
-
-        return Batch(
-            issue_id=self.issue_id,
-            variant=variant,
-            composed=held[parts[0][0]][0],
-            recipients=recipients,
-            idempotency_key=idempotency_key(
-                self.issue_id, variant, [r.subscriber_id for r in recipients]
-            ),
-            renderer=self.composer.render,
-            date=self.now,
-            wire=wire_of,
-        )
-
-    # -- settle what a crashed run left behind
+    # -- rows, leased
 
     def leased(
         self, states: Sequence[str], *, by_variant: bool = False
@@ -543,33 +181,6 @@ class _Sender:
             last = chunk[-1]
             after = (last.variant, last.subscriber_id) if by_variant else last.subscriber_id
 
-    def settle(self) -> int:
-        """Settle ``sending`` rows that a dead sender left (a lease that ran out); how many."""
-        settled_rows = 0
-        for chunk in self.leased([L.SENDING]):
-            settled_rows += len(chunk)
-            settled = self.provider.reconcile(self.issue_id, chunk)
-            outcomes: list[Outcome] = []
-            resend: dict[str, list[Delivery]] = {}
-            for delivery in chunk:
-                result = settled.get(delivery.subscriber_id)
-                if result is None:
-                    if self.provider.supports_idempotency and delivery.batch_key:
-                        resend.setdefault(delivery.batch_key, []).append(delivery)
-                    outcomes.append(Outcome(delivery.subscriber_id, L.PENDING))
-                    key = "resent" if self.provider.supports_idempotency else "not-accepted"
-                else:
-                    outcomes.append(_outcome(result))
-                    key = result.state
-                self.report.settled_after_crash[key] = (
-                    self.report.settled_after_crash.get(key, 0) + 1
-                )
-            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
-            for key, deliveries in resend.items():
-                self.resend_same_key(key, deliveries)
-        self.drain()
-        return settled_rows
-
     def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None:
         found = self.store.get_many([d.subscriber_id for d in deliveries])
         recipients = [
@@ -577,101 +188,7 @@ class _Sender:
         ]
         if recipients:
             variant = deliveries[0].variant or ALL
-            self.dispatch(self.batch(variant, recipients, key))
-
-    # -- uncertain rows: ask the provider, resend safely, or hold
-
-    def resolve_uncertain(self, *, resend: bool) -> None:
-        """Decide about ``uncertain`` rows, best evidence first.
-
-        1. the provider can say what it accepted (:meth:`Provider.lookup`): accepted rows
-           become ``sent``; rows it has not got, once old enough for its records to be
-           complete (``reconcile_after``), go back to ``pending``;
-        2. the provider drops repeats (idempotency key): send again with the same key;
-        3. ``resend`` (``send.uncertain: resend`` or ``--resend-uncertain``): back to
-           ``pending`` — nobody is missed, and a message that did arrive arrives twice;
-        4. otherwise they are held: reported, never sent twice.
-        """
-        provider = self.provider
-        if provider.can_look_up:
-            self.look_up()
-        if provider.supports_idempotency:
-            for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
-                by_key: dict[str, list[Delivery]] = {}
-                for delivery in chunk:
-                    by_key.setdefault(delivery.batch_key or "", []).append(delivery)
-                for key, deliveries in by_key.items():
-                    self.resend_same_key(key or self.fresh_key(deliveries), deliveries)
-                    self.bump("resent-same-key", len(deliveries))
-            self.drain()
-            return
-        if resend:
-            for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
-                self.ledger.transition(
-                    self.issue_id,
-                    [
-                        Outcome(d.subscriber_id, L.PENDING, error=f"resent: {d.last_error}")
-                        for d in chunk
-                    ],
-                    now=self.clock(),
-                )
-                self.bump("resent", len(chunk))
-
-    def fresh_key(self, deliveries: Sequence[Delivery]) -> str:
-        variant = deliveries[0].variant or ALL
-        return idempotency_key(
-            self.issue_id,
-            variant,
-            [d.subscriber_id for d in deliveries],
-            [d.email for d in deliveries],
-        )
-
-    def look_up(self) -> None:
-        wait = float(getattr(self.provider.settings, "reconcile_after", 0.0) or 0.0)
-        now = self.clock()
-        for chunk in self.ledger.iter_state(self.issue_id, [L.UNCERTAIN], chunk=CHUNK):
-            try:
-                answers = self.provider.lookup(self.issue_id, chunk)
-            except DigestError as exc:
-                log.warning(
-                    "%s cannot say which messages it accepted (%s); %d stay uncertain",
-                    self.provider.name,
-                    exc,
-                    len(chunk),
-                )
-                self.bump("lookup-failed", len(chunk))
-                return
-            outcomes: list[Outcome] = []
-            for delivery in chunk:
-                if delivery.subscriber_id not in answers:
-                    continue
-                message_id = answers[delivery.subscriber_id]
-                if message_id is not None:
-                    outcomes.append(
-                        Outcome(
-                            delivery.subscriber_id,
-                            L.SENT,
-                            provider_message_id=message_id,
-                            error=f"confirmed by {self.provider.name}'s records",
-                        )
-                    )
-                    self.bump("confirmed-sent", 1)
-                elif _age(delivery, now) >= wait:
-                    outcomes.append(
-                        Outcome(
-                            delivery.subscriber_id,
-                            L.PENDING,
-                            error=f"not in {self.provider.name}'s records: sent again",
-                        )
-                    )
-                    self.bump("not-accepted", 1)
-                else:
-                    self.bump("too-recent", 1)
-            if outcomes:
-                self.ledger.transition(self.issue_id, outcomes, now=self.clock())
-
-    def bump(self, key: str, n: int) -> None:
-        self.report.reconciled[key] = self.report.reconciled.get(key, 0) + n
+            self.dispatch(self.variants.batch(variant, recipients, key))
 
     # -- the main pass
 
@@ -681,7 +198,7 @@ class _Sender:
             chunk = [
                 d
                 for d in chunk
-                if d.state != L.FAILED_RETRYABLE or d.attempts < self.config.send.max_attempts
+                if d.state != FAILED_RETRYABLE or d.attempts < self.config.send.max_attempts
             ]
             found = self.store.get_many([d.subscriber_id for d in chunk])
             groups: dict[str, list[Recipient]] = {}
@@ -691,7 +208,7 @@ class _Sender:
                 if subscriber is None or not subscriber.active:
                     why = "removed" if subscriber is None else subscriber.status
                     skipped.append(
-                        Outcome(delivery.subscriber_id, L.SKIPPED, error=f"{why} before sending")
+                        Outcome(delivery.subscriber_id, SKIPPED, error=f"{why} before sending")
                     )
                     continue
                 variant = variant_of(subscriber, self.issue.selection, self.sections)
@@ -699,7 +216,7 @@ class _Sender:
                     skipped.append(
                         Outcome(
                             delivery.subscriber_id,
-                            L.SKIPPED,
+                            SKIPPED,
                             error="no posts in their sections this week",
                         )
                     )
@@ -721,7 +238,7 @@ class _Sender:
                         part = part[:room]
                     self.check_stop()
                     self.report.variants[variant] = self.report.variants.get(variant, 0) + len(part)
-                    self.dispatch(self.batch(variant, part))
+                    self.dispatch(self.variants.batch(variant, part))
         self.drain()
         return True
 
@@ -737,7 +254,7 @@ class _Sender:
                     return False
                 part = part[:room]
             self.check_stop()
-            batch = self.mixed_batch(part)
+            batch = self.variants.mixed_batch(part)
             if batch is None:
                 return True  # no fast path: one variant per batch, as for every provider
             for variant, _ in part:
@@ -796,14 +313,14 @@ class _Sender:
         attempt.seen.add(event.subscriber_id)
         self.count(event)
         if self.provider.commit_each:
-            self.ledger.transition(self.issue_id, [_outcome(event)], now=self.clock())
+            self.ledger.transition(self.issue_id, [outcome_of(event)], now=self.clock())
             self.tick(1)
         else:
             attempt.results.append(event)
 
     def flush(self, attempt: _Attempt) -> None:
         if attempt.results:
-            outcomes = [_outcome(r) for r in attempt.results]
+            outcomes = [outcome_of(r) for r in attempt.results]
             attempt.results = []
             self.ledger.transition(self.issue_id, outcomes, now=self.clock())
             self.tick(len(outcomes))
@@ -828,10 +345,10 @@ class _Sender:
             outcomes = []
             for sid in missing:
                 if error is None or accepted_answer or sid in attempt.handed_off:
-                    outcomes.append(Outcome(sid, L.UNCERTAIN, error=why))
+                    outcomes.append(Outcome(sid, UNCERTAIN, error=why))
                 else:
-                    outcomes.append(Outcome(sid, L.PENDING, error=f"not sent: {why}"))
-            uncertain = sum(1 for o in outcomes if o.state == L.UNCERTAIN)
+                    outcomes.append(Outcome(sid, PENDING, error=f"not sent: {why}"))
+            uncertain = sum(1 for o in outcomes if o.state == UNCERTAIN)
             self.report.uncertain += uncertain
             self.ledger.transition(self.issue_id, outcomes, now=self.clock())
             self.tick(uncertain)
@@ -888,11 +405,11 @@ class _Sender:
         return count
 
     def count(self, result: Result) -> None:
-        if result.state == L.SENT:
+        if result.state == SENT:
             self.report.sent += 1
-        elif result.state == L.FAILED_PERMANENT:
+        elif result.state == FAILED_PERMANENT:
             self.report.failed_permanent += 1
-        elif result.state == L.UNCERTAIN:
+        elif result.state == UNCERTAIN:
             self.report.uncertain += 1
         else:
             self.report.failed_retryable += 1
@@ -923,22 +440,6 @@ def _run_attempt(provider: Provider, batch: Batch) -> _Attempt:
     except Exception as exc:  # handed to the sending thread, which records and re-raises
         attempt.error = exc
     return attempt
-
-
-def _age(delivery: Delivery, now: datetime) -> float:
-    if not delivery.updated_at:
-        return float("inf")
-    return (now - parse_utc(delivery.updated_at)).total_seconds()
-
-
-def _outcome(result: Result) -> Outcome:
-    return Outcome(
-        result.subscriber_id,
-        result.state,
-        provider_message_id=result.provider_message_id,
-        error=result.reason,
-        confirmed=result.confirmed,
-    )
 
 
 def send_issue(
@@ -1021,7 +522,7 @@ def send_issue(
                         else ""
                     )
                     raise NothingToSend(
-                        f"{issue_id} was already sent ({counts[L.SENT]} sent, completed "
+                        f"{issue_id} was already sent ({counts[SENT]} sent, completed "
                         f"{state['completed_at'] if state else ''}){hint}; use --force to "
                         "send it again to everyone"
                     )
@@ -1071,7 +572,7 @@ def send_issue(
             owner=owner,
             lease=lease,
         )
-        heartbeat = _Heartbeat(ledger.path, issue_id, owner, lease, tick_clock)
+        heartbeat = Heartbeat(ledger.path, issue_id, owner, lease, tick_clock)
         pace: DatabasePace | None = None
         from digest.delivery.providers.http import HttpProvider  # httpx: not for `status`
 
@@ -1081,7 +582,7 @@ def send_issue(
             pace = DatabasePace(ledger.path, provider.name)
             provider.pacer.share(pace)
         counts = ledger.counts(issue_id)
-        sender.total = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
+        sender.total = counts[PENDING] + counts[SENDING] + counts[FAILED_RETRYABLE]
         if limit is not None:
             sender.total = min(sender.total, limit)
         report.total = sender.total
@@ -1091,29 +592,29 @@ def send_issue(
             try:
                 while True:
                     before = (report.attempted, report.skipped)
-                    settled = sender.settle()
-                    sender.resolve_uncertain(resend=resend)
+                    settled = sender.reconciler.settle()
+                    sender.reconciler.resolve_uncertain(resend=resend)
                     counts = ledger.counts(issue_id)
                     sender.total = max(
                         sender.total,
-                        counts[L.PENDING] + counts[L.FAILED_RETRYABLE] + sender.done,
+                        counts[PENDING] + counts[FAILED_RETRYABLE] + sender.done,
                     )
                     report.total = sender.total
-                    finished = sender.run([L.PENDING, L.FAILED_RETRYABLE], limit)
+                    finished = sender.run([PENDING, FAILED_RETRYABLE], limit)
                     attempt = 1
                     while finished and attempt < config.send.max_attempts:
-                        if not ledger.counts(issue_id)[L.FAILED_RETRYABLE]:
+                        if not ledger.counts(issue_id)[FAILED_RETRYABLE]:
                             break
                         sender.check_stop()
                         sleep(min(2.0**attempt, 60.0))
-                        finished = sender.run([L.FAILED_RETRYABLE], limit)
+                        finished = sender.run([FAILED_RETRYABLE], limit)
                         attempt += 1
                     _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
-                    if finished and ledger.counts(issue_id)[L.UNCERTAIN]:
+                    if finished and ledger.counts(issue_id)[UNCERTAIN]:
                         # what this run left uncertain: ask now, and send what was not accepted
-                        sender.resolve_uncertain(resend=False)
-                        if ledger.counts(issue_id)[L.PENDING]:
-                            finished = sender.run([L.PENDING], limit)
+                        sender.reconciler.resolve_uncertain(resend=False)
+                        if ledger.counts(issue_id)[PENDING]:
+                            finished = sender.run([PENDING], limit)
                     if not finished:
                         break
                     if settled or (report.attempted, report.skipped) != before:
@@ -1156,89 +657,6 @@ def send_issue(
         store.close()
 
 
-def send_in_processes(
-    config: Config,
-    *,
-    workers: int,
-    now: datetime,
-    week: str | None = None,
-    since: date | None = None,
-    until: date | None = None,
-    force: bool = False,
-    resend_uncertain: bool = False,
-    progress: Progress | None = None,
-    lease: timedelta | None = None,
-) -> SendReport:
-    """``digest send --workers N``: queue the issue here, then send it from ``workers``
-    processes that lease rows from the ledger (see :func:`send_issue`); one report for all.
-    """
-    started, cpu_started = time.perf_counter(), time.process_time()
-    queued = send_issue(
-        config, now=now, week=week, since=since, until=until, force=force, limit=0, lease=lease
-    )
-    issue_id = queued.issue_id
-    context = multiprocessing.get_context("spawn")  # no fork of a process that has threads
-    arguments = {
-        "now": now,
-        "week": week,
-        "since": since,
-        "until": until,
-        "lease": lease,
-        "resend_uncertain": resend_uncertain,
-    }
-    with context.Pool(workers) as pool:
-        pending = [pool.apply_async(_worker, (config, arguments)) for _ in range(workers)]
-        with Ledger(locate(config, config.ledger.database)) as ledger:
-            while not all(p.ready() for p in pending):
-                if progress is not None:
-                    counts = ledger.counts(issue_id)
-                    left = counts[L.PENDING] + counts[L.SENDING] + counts[L.FAILED_RETRYABLE]
-                    done = sum(counts.values()) - left
-                    progress(done, sum(counts.values()))
-                pending[0].wait(0.5)
-        reports = [p.get() for p in pending]
-    report = SendReport(issue_id, queued.provider, queued=queued.queued)
-    for part in reports:
-        if part is None:
-            continue
-        report.attempted += part.attempted
-        report.sent += part.sent
-        report.failed_permanent += part.failed_permanent
-        report.failed_retryable += part.failed_retryable
-        report.skipped += part.skipped
-        for key, value in part.settled_after_crash.items():
-            report.settled_after_crash[key] = report.settled_after_crash.get(key, 0) + value
-        for key, value in part.variants.items():
-            report.variants[key] = report.variants.get(key, 0) + value
-    with Ledger(locate(config, config.ledger.database)) as ledger:
-        report.ledger = ledger.counts(issue_id)
-        report.unconfirmed = ledger.unconfirmed(issue_id)
-        unfinished = sum(
-            report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE, L.UNCERTAIN)
-        )
-        report.complete = unfinished == 0
-        if report.complete:
-            ledger.mark_completed(issue_id, datetime.now(timezone.utc))
-        report.failures = [
-            {"email": d.email, "state": d.state, "attempts": d.attempts, "error": d.last_error}
-            for d in ledger.failures(issue_id)
-        ]
-    report.seconds = time.perf_counter() - started
-    report.cpu_seconds = (
-        time.process_time() - cpu_started + sum(r.cpu_seconds for r in reports if r is not None)
-    )
-    report.report_path = str(write_report(config, report))
-    return report
-
-
-def _worker(config: Config, arguments: dict[str, Any]) -> SendReport | None:
-    """One process of :func:`send_in_processes` (None: the others had finished the issue)."""
-    try:
-        return send_issue(config, enqueue=False, **arguments)
-    except NothingToSend:
-        return None
-
-
 def _finish(
     config: Config,
     ledger: Ledger,
@@ -1251,7 +669,7 @@ def _finish(
 ) -> None:
     """Counts from the ledger, completion, the archive, and the report file."""
     report.ledger = ledger.counts(issue_id)
-    if report.ledger[L.SENT]:
+    if report.ledger[SENT]:
         from digest.email import archive
 
         archive.publish_issue(config, issue_id)  # the archive shows what was sent
@@ -1260,9 +678,7 @@ def _finish(
         {"email": d.email, "attempts": d.attempts, "error": d.last_error}
         for d in ledger.uncertain(issue_id, limit=200)
     ]
-    unfinished = sum(
-        report.ledger[s] for s in (L.PENDING, L.SENDING, L.FAILED_RETRYABLE, L.UNCERTAIN)
-    )
+    unfinished = sum(report.ledger[s] for s in (PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN))
     report.complete = unfinished == 0
     if report.complete and may_complete:
         ledger.mark_completed(issue_id, clock())
@@ -1275,57 +691,14 @@ def _finish(
     report.report_path = str(write_report(config, report))
 
 
-def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
-    """What ``digest status`` shows: the ledger's counts, the uncertain and failed rows, and
-    how many active subscribers joined after the issue went out."""
-    with Ledger(locate(config, config.ledger.database)) as ledger:
-        info = ledger.issue(issue_id)
-        joined = 0
-        if info is not None and info["completed_at"]:
-            with SubscriberStore(locate(config, config.subscribers.database)) as store:
-                joined = count_new_subscribers(store, ledger, issue_id)
-        return {
-            "issue_id": issue_id,
-            "counts": ledger.counts(issue_id),
-            "unconfirmed": ledger.unconfirmed(issue_id),
-            "uncertain": [
-                {"email": u.email, "error": u.last_error}
-                for u in ledger.uncertain(issue_id, limit=20)
-            ],
-            "new_subscribers": joined,
-            "info": info,
-            "started_at": info["started_at"] if info else None,
-            "completed_at": info["completed_at"] if info else None,
-            "runs": info["runs"] if info else 0,
-            "failures": [
-                {"email": f.email, "state": f.state, "error": f.last_error}
-                for f in ledger.failures(issue_id, limit=20)
-            ],
-        }
-
-
-def count_new_subscribers(store: SubscriberStore, ledger: Ledger, issue_id: str) -> int:
-    """Active subscribers who have no row for the issue (they joined after it went out)."""
-    missing = 0
-    batch: list[int] = []
-    for subscriber in store.iter_active(chunk=CHUNK):
-        batch.append(subscriber.id)
-        if len(batch) >= 500:
-            missing += len(batch) - len(ledger.queued_ids(issue_id, batch))
-            batch = []
-    if batch:
-        missing += len(batch) - len(ledger.queued_ids(issue_id, batch))
-    return missing
-
-
 def _give_up(ledger: Ledger, issue_id: str, max_attempts: int, now: datetime) -> None:
     """Retryable rows that used every attempt become permanent failures."""
     outcomes: list[Outcome] = []
-    for chunk in ledger.iter_state(issue_id, [L.FAILED_RETRYABLE], chunk=CHUNK):
+    for chunk in ledger.iter_state(issue_id, [FAILED_RETRYABLE], chunk=CHUNK):
         outcomes.extend(
             Outcome(
                 d.subscriber_id,
-                L.FAILED_PERMANENT,
+                FAILED_PERMANENT,
                 error=f"gave up after {d.attempts} attempts: {d.last_error}",
             )
             for d in chunk
@@ -1346,7 +719,7 @@ def _dry_run(
         for key, ref in missing_secrets(config)
         if key.startswith(SEND_SECRETS)
     ]
-    already = {L.SENT, L.FAILED_PERMANENT, L.SKIPPED}
+    already = {SENT, FAILED_PERMANENT, SKIPPED}
     for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
         variant = variant_of(subscriber, issue.selection, section_names(config))
         if variant is None:
@@ -1367,16 +740,6 @@ def _dry_run(
             )
     report.sample.insert(0, {"subject": str(issue.composed.subject)})
     return report
-
-
-def write_report(config: Config, report: SendReport) -> Path:
-    folder = _out_dir(config, report.issue_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "send-report.json"
-    temporary = target.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n", "utf-8")
-    os.replace(temporary, target)
-    return target
 
 
 def send_test(

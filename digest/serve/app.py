@@ -19,9 +19,11 @@ Routes::
     GET  /assets/serve.css         the pages' stylesheet
     GET  /healthz                  "ok", for the reverse proxy's checks
 
-The app is built by :func:`create_app` from a config, a clock and (for tests) a mailer; the
-store runs on its own thread (see :mod:`digest.serve.service`). Run one process: the rate
-limiter lives in memory and SQLite wants one writer.
+The app is built by :func:`create_app` from a config, a clock and (for tests) a mailer;
+:class:`Handlers` holds the route handlers. What they do to the subscriber store is
+:mod:`digest.serve.subscriptions`, run on the store's own thread
+(:mod:`digest.serve.store_worker`); the emails they send are :mod:`digest.serve.mail`.
+Run one process: the rate limiter lives in memory and SQLite wants one writer.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
 from digest.safelog import clean
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
+from digest.serve.mail import (
+    CONFIRM_TEMPLATE,
+    NOTICE_TEMPLATE,
+    WELCOME_TEMPLATE,
+    Mailer,
+    welcome_context,
+)
 from digest.serve.pages import Pages
 from digest.serve.security import (
     CSRF_COOKIE,
@@ -74,17 +83,9 @@ from digest.serve.security import (
     CsrfGuard,
     RateLimiter,
 )
-from digest.serve.service import (
-    CONFIRM_TEMPLATE,
-    NOTICE_TEMPLATE,
-    WELCOME_TEMPLATE,
-    Mailer,
-    StoreWorker,
-    Subscriptions,
-    require_server_secret,
-    welcome_context,
-)
 from digest.serve.shared import SharedRateLimiter
+from digest.serve.store_worker import StoreWorker
+from digest.serve.subscriptions import Subscriptions, require_server_secret
 from digest.serve.webhooks import WebhookError, WebhookEvent, read_webhook
 from digest.store.database import locate
 
@@ -184,8 +185,8 @@ class _SubscribeCors:
             await self.app(scope, receive, send)
 
 
-class Service:
-    """The routes, and what they share."""
+class Handlers:
+    """The route handlers, and what they share."""
 
     def __init__(
         self,
@@ -723,7 +724,7 @@ def create_app(
 ) -> Starlette:
     """The ASGI app. Raises ConfigError when no server secret is set. ``next_issue(now)``
     says when the next issue goes out (the schedule's), for the welcome email."""
-    service = Service(
+    handlers = Handlers(
         config, clock=clock, monotonic=monotonic, mailer=mailer, next_issue=next_issue
     )
 
@@ -733,29 +734,29 @@ def create_app(
         try:
             yield
         finally:
-            service.close()
+            handlers.close()
 
     routes = [
-        Route("/", service.home),
-        Route("/healthz", service.healthz),
-        Route("/assets/serve.css", service.stylesheet),
-        Route("/subscribe", service.subscribe_form, methods=["GET"]),
-        Route("/subscribe", service.subscribe, methods=["POST"]),
-        Route(route("confirm"), service.confirm_page, methods=["GET"]),
-        Route(route("confirm"), service.confirm, methods=["POST"]),
-        Route(route("unsubscribe"), service.unsubscribe_page, methods=["GET"]),
-        Route(route("unsubscribe"), service.unsubscribe, methods=["POST"]),
-        Route(route("preferences"), service.preferences, methods=["GET", "POST"]),
-        Route("/webhooks/{provider}", service.webhook, methods=["POST"]),
-        Route(f"{ARCHIVE_PATH}/feed.xml", service.feed, methods=["GET"]),
+        Route("/", handlers.home),
+        Route("/healthz", handlers.healthz),
+        Route("/assets/serve.css", handlers.stylesheet),
+        Route("/subscribe", handlers.subscribe_form, methods=["GET"]),
+        Route("/subscribe", handlers.subscribe, methods=["POST"]),
+        Route(route("confirm"), handlers.confirm_page, methods=["GET"]),
+        Route(route("confirm"), handlers.confirm, methods=["POST"]),
+        Route(route("unsubscribe"), handlers.unsubscribe_page, methods=["GET"]),
+        Route(route("unsubscribe"), handlers.unsubscribe, methods=["POST"]),
+        Route(route("preferences"), handlers.preferences, methods=["GET", "POST"]),
+        Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
+        Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),
         Mount(ARCHIVE_PATH, app=_Archive(archive_dir(config))),
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: service.http_error, Exception: service.server_error},
+        exception_handlers={HTTPException: handlers.http_error, Exception: handlers.server_error},
         lifespan=lifespan,
     )
-    app.state.service = service
+    app.state.handlers = handlers
     app.add_middleware(BodyLimit, limit_for=_limit_for(config))
     if config.serve.allowed_origins:
         app.add_middleware(_SubscribeCors, origins=list(config.serve.allowed_origins))

@@ -21,7 +21,7 @@ A signed timestamp must be recent, so a captured request cannot be replayed late
 within ``serve.webhooks.tolerance`` (5 minutes) for Resend, whose Svix signature is made
 afresh for each attempt; within ``serve.webhooks.max_age`` (24 hours) for SendGrid and
 Mailgun, which deliver late and retry for hours (refusing a late bounce would keep mailing
-a dead address). Every delivery has an id (:attr:`Delivery.delivery_id`): the Svix message
+a dead address). Every delivery has an id (:attr:`WebhookDelivery.delivery_id`): the Svix message
 id (Resend), the signed ``timestamp + body`` (SendGrid: an ECDSA signature can be re-encoded,
 what it signs cannot), the signed token (Mailgun, whose body is not signed), the body
 (Postmark). The subscriber store records it before anything is applied, in the same
@@ -330,7 +330,7 @@ def parse_mailgun(data: Any) -> list[WebhookEvent]:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class WebhookDelivery:
     """A checked webhook request: its events, and the id that names it (module docstring)."""
 
     provider: str
@@ -347,7 +347,7 @@ def read_webhook(
     now: datetime,
     environ: Environ = None,
     max_depth: int = 32,
-) -> Delivery:
+) -> WebhookDelivery:
     """Check that ``body`` came from ``provider`` and return the events that stop mail.
 
     Raises :class:`WebhookDisabled` (no credentials configured, or an unknown provider),
@@ -375,7 +375,7 @@ def read_webhook(
         delivery_id = verify_mailgun(data, settings, now=now, environ=environ)
     elif provider == "postmark":
         delivery_id = postmark_id(data, body)
-    return Delivery(provider, parsers[provider](data), delivery_id)
+    return WebhookDelivery(provider, parsers[provider](data), delivery_id)
 
 
 def postmark_id(data: Any, body: bytes) -> str:

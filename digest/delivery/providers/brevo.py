@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import httpx
+
 from digest.config.providers import BrevoSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
@@ -32,12 +34,10 @@ from digest.delivery.providers.base import (
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    RequestFailed,
     Substitution,
     Suppression,
     encode_json,
     error_message,
-    unanswered,
 )
 
 _NAMESPACE = uuid.UUID("5d0c8a4e-3f52-4a3b-9d0e-6c1f2b7a9e10")
@@ -91,6 +91,29 @@ def build_request(
 _REFUSED = re.compile(r"messageVersions\[(\d+)\]")
 
 
+def _read(
+    response: httpx.Response, recipients: tuple[Recipient, ...]
+) -> tuple[list[Result], str | None]:
+    data = response.json()
+    ids = data.get("messageIds") or [data.get("messageId")] * len(recipients)
+    results = [
+        Result(r.subscriber_id, "sent", provider_message_id=message_id)
+        for r, message_id in zip(recipients, ids, strict=False)
+    ]
+    return results, None
+
+
+def _refused(response: httpx.Response, recipients: tuple[Recipient, ...]) -> dict[int, str] | None:
+    """The one recipient a 400 names as not valid (Brevo stops at the first)."""
+    if response.status_code != 400:
+        return None
+    message = error_message(response)
+    match = _REFUSED.search(message)
+    if match is None or "not valid" not in message or int(match.group(1)) >= len(recipients):
+        return None
+    return {int(match.group(1)): f"brevo 400: {message}"}
+
+
 class Brevo(HttpProvider):
     name = "brevo"
     Settings: ClassVar[type[ProviderSettings]] = BrevoSettings
@@ -108,46 +131,35 @@ class Brevo(HttpProvider):
 
     def send(self, batch: Batch) -> Iterator[Event]:
         envelope = Envelope.of(batch)
-        recipients = batch.recipients
-        key = batch.idempotency_key
-        self.stats.add(recipients=len(recipients))
-        while recipients:
+
+        def post(recipients: tuple[Recipient, ...]) -> httpx.Response:
+            # the batch's key; once a refused recipient is left out, the key of the rest
+            key = (
+                batch.idempotency_key
+                if len(recipients) == len(batch.recipients)
+                else idempotency_key(
+                    batch.issue_id,
+                    batch.variant,
+                    [r.subscriber_id for r in recipients],
+                    [r.email for r in recipients],
+                )
+            )
             sub = envelope.substitute(recipients, placeholder)
             body = encode_json(
                 build_request(envelope, sub, recipients, issue_id=batch.issue_id, key=key)
             )
-            try:
-                response = self.transport.send(
-                    "POST", self.url("/v3/smtp/email"), content=body, headers=self._headers()
-                )
-            except RequestFailed as exc:
-                yield from unanswered(self.name, recipients, exc)
-                return
-            if response.status_code in (200, 201, 202):
-                data = response.json()
-                ids = data.get("messageIds") or [data.get("messageId")] * len(recipients)
-                for r, message_id in zip(recipients, ids, strict=False):
-                    yield Result(r.subscriber_id, "sent", provider_message_id=message_id)
-                return
-            message = error_message(response)
-            match = _REFUSED.search(message) if response.status_code == 400 else None
-            if (
-                match is None
-                or "not valid" not in message
-                or int(match.group(1)) >= len(recipients)
-            ):
-                raise self.stop(response, message)
-            index = int(match.group(1))
-            yield Result(
-                recipients[index].subscriber_id, "failed-permanent", reason=f"brevo 400: {message}"
+            return self.transport.send(
+                "POST", self.url("/v3/smtp/email"), content=body, headers=self._headers()
             )
-            recipients = recipients[:index] + recipients[index + 1 :]
-            key = idempotency_key(
-                batch.issue_id,
-                batch.variant,
-                [r.subscriber_id for r in recipients],
-                [r.email for r in recipients],
-            )
+
+        yield from self.post_batch(
+            batch.recipients,
+            post,
+            _read,
+            what="a send",
+            ok=(200, 201, 202),
+            refused=_refused,
+        )
 
     # -- preflight
 

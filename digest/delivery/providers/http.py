@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import getaddresses, parsedate_to_datetime
@@ -758,6 +758,52 @@ class HttpProvider(Provider):
         return ProviderError(
             self.name, message or error_message(response), status=response.status_code
         )
+
+    def post_batch(
+        self,
+        recipients: tuple[Recipient, ...],
+        post: Callable[[tuple[Recipient, ...]], httpx.Response],
+        read: Callable[[httpx.Response, tuple[Recipient, ...]], tuple[list[Result], str | None]],
+        *,
+        what: str,
+        ok: Collection[int] = (200,),
+        refused: Callable[[httpx.Response, tuple[Recipient, ...]], dict[int, str] | None]
+        | None = None,
+    ) -> Iterator[Result]:
+        """One batch's request, and what the answer says for each of its recipients.
+
+        Counted in :attr:`stats` as the batch's recipients. ``post(recipients)`` sends the
+        request (through :attr:`transport`). No answer: the
+        recipients are ``uncertain``, or sending stops (:func:`unanswered`). A status in
+        ``ok``: ``read`` turns the answer into results and, when the account cannot go on,
+        the reason to stop after them; an answer it cannot read (``ValueError``) stops the
+        send, naming ``what`` was asked. Any other status stops the send with the
+        provider's words, unless ``refused`` names the recipients it refused (their index
+        → the reason): those fail for good and the rest are sent again without them.
+        """
+        self.stats.add(recipients=len(recipients))
+        while recipients:
+            try:
+                response = post(recipients)
+            except RequestFailed as exc:
+                yield from unanswered(self.name, recipients, exc)
+                return
+            if response.status_code in ok:
+                try:
+                    results, stop = read(response, recipients)
+                except ValueError as exc:
+                    raise self.stop(response, f"unexpected answer to {what}: {exc}") from None
+                yield from results
+                if stop is not None:
+                    raise self.stop(response, stop)
+                return
+            refusals = refused(response, recipients) if refused is not None else None
+            if not refusals:
+                raise self.stop(response)
+            for index, reason in refusals.items():
+                if index < len(recipients):
+                    yield Result(recipients[index].subscriber_id, "failed-permanent", reason=reason)
+            recipients = tuple(r for i, r in enumerate(recipients) if i not in refusals)
 
     def get(
         self,

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
+import httpx
+
 from digest.config.providers import PostmarkSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
@@ -29,10 +31,8 @@ from digest.delivery.providers.base import (
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    RequestFailed,
     Suppression,
     encode_json,
-    unanswered,
 )
 from digest.email.message import fill
 
@@ -115,6 +115,16 @@ def parse_batch_response(
     return results, account_error
 
 
+def _read(
+    response: httpx.Response, recipients: tuple[Recipient, ...]
+) -> tuple[list[Result], str | None]:
+    results, account_error = parse_batch_response(response.json(), recipients)
+    if account_error is None:
+        return results, None
+    code, message = account_error
+    return results, f"{message} (ErrorCode {code}: {ACCOUNT_CODES[code]})"
+
+
 class Postmark(HttpProvider):
     name = "postmark"
     Settings: ClassVar[type[ProviderSettings]] = PostmarkSettings
@@ -144,24 +154,13 @@ class Postmark(HttpProvider):
                 for r in batch.recipients
             ]
         )
-        self.stats.add(recipients=len(batch.recipients))
-        try:
-            response = self.transport.send(
+
+        def post(recipients: tuple[Recipient, ...]) -> httpx.Response:
+            return self.transport.send(
                 "POST", self.url("/email/batch"), content=body, headers=self._headers()
             )
-        except RequestFailed as exc:
-            yield from unanswered(self.name, batch.recipients, exc)
-            return
-        if response.status_code != 200:
-            raise self.stop(response)
-        try:
-            results, account_error = parse_batch_response(response.json(), batch.recipients)
-        except ValueError as exc:
-            raise self.stop(response, f"unexpected answer to a batch: {exc}") from None
-        yield from results
-        if account_error is not None:
-            code, message = account_error
-            raise self.stop(response, f"{message} (ErrorCode {code}: {ACCOUNT_CODES[code]})")
+
+        yield from self.post_batch(batch.recipients, post, _read, what="a batch")
 
     # -- reconciliation and preflight
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+import httpx
+
 from digest.config.providers import SendGridSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
@@ -30,11 +32,9 @@ from digest.delivery.providers.base import (
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    RequestFailed,
     Substitution,
     Suppression,
     encode_json,
-    unanswered,
 )
 
 
@@ -103,6 +103,27 @@ def refused_recipients(body: Any) -> dict[int, str] | None:
     return refused
 
 
+def _read(
+    response: httpx.Response, recipients: tuple[Recipient, ...]
+) -> tuple[list[Result], str | None]:
+    message_id = response.headers.get("x-message-id")
+    sent = [Result(r.subscriber_id, "sent", provider_message_id=message_id) for r in recipients]
+    return sent, None
+
+
+def _refused(response: httpx.Response, recipients: tuple[Recipient, ...]) -> dict[int, str] | None:
+    """The recipients a 400 names (every one of its errors must name one)."""
+    if response.status_code != 400:
+        return None
+    try:
+        refused = refused_recipients(response.json())
+    except ValueError:
+        return None
+    if refused is None:
+        return None
+    return {index: f"sendgrid 400: {reason}" for index, reason in refused.items()}
+
+
 class SendGrid(HttpProvider):
     name = "sendgrid"
     Settings: ClassVar[type[ProviderSettings]] = SendGridSettings
@@ -118,9 +139,8 @@ class SendGrid(HttpProvider):
 
     def send(self, batch: Batch) -> Iterator[Event]:
         envelope = Envelope.of(batch)
-        recipients = batch.recipients
-        self.stats.add(recipients=len(recipients))
-        while recipients:
+
+        def post(recipients: tuple[Recipient, ...]) -> httpx.Response:
             sub = prepare(envelope, recipients)
             body = encode_json(
                 build_request(
@@ -131,34 +151,13 @@ class SendGrid(HttpProvider):
                     asm_group_id=self.settings.asm_group_id,
                 )
             )
-            try:
-                response = self.transport.send(
-                    "POST", self.url("/v3/mail/send"), content=body, headers=self._headers()
-                )
-            except RequestFailed as exc:
-                yield from unanswered(self.name, recipients, exc)
-                return
-            if response.status_code in (200, 202):
-                message_id = response.headers.get("x-message-id")
-                for r in recipients:
-                    yield Result(r.subscriber_id, "sent", provider_message_id=message_id)
-                return
-            refused = None
-            if response.status_code == 400:
-                try:
-                    refused = refused_recipients(response.json())
-                except ValueError:
-                    refused = None
-            if not refused:
-                raise self.stop(response)
-            for index, reason in refused.items():
-                if index < len(recipients):
-                    yield Result(
-                        recipients[index].subscriber_id,
-                        "failed-permanent",
-                        reason=f"sendgrid 400: {reason}",
-                    )
-            recipients = tuple(r for i, r in enumerate(recipients) if i not in refused)
+            return self.transport.send(
+                "POST", self.url("/v3/mail/send"), content=body, headers=self._headers()
+            )
+
+        yield from self.post_batch(
+            batch.recipients, post, _read, what="a send", ok=(200, 202), refused=_refused
+        )
 
     # -- preflight
 

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+import httpx
+
 from digest.config.providers import SesSettings
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import (
@@ -265,7 +267,7 @@ class Ses(HttpProvider):
             self._signer = Signer(self.settings)
         return self._signer
 
-    def _post(self, path: str, body: dict[str, Any], messages: int) -> Any:
+    def _post(self, path: str, body: dict[str, Any], messages: int) -> httpx.Response:
         if self.settings.max_send_rate:  # SES counts messages, not requests
             for _ in range(messages):
                 self.messages.wait()
@@ -279,8 +281,8 @@ class Ses(HttpProvider):
 
     def send(self, batch: Batch) -> Iterator[Event]:
         envelope = Envelope.of(batch)
-        self.stats.add(recipients=len(batch.recipients))
         if self.settings.mode == "simple":
+            self.stats.add(recipients=len(batch.recipients))
             yield from self._send_simple(batch, envelope)
             return
         body = build_bulk_request(
@@ -289,20 +291,16 @@ class Ses(HttpProvider):
             issue_id=batch.issue_id,
             configuration_set=self.settings.configuration_set,
         )
-        try:
-            response = self._post("/v2/email/outbound-bulk-emails", body, len(batch.recipients))
-        except RequestFailed as exc:
-            yield from unanswered(self.name, batch.recipients, exc)
-            return
-        if response.status_code != 200:
-            raise self.stop(response)
-        try:
-            results, stop = parse_bulk_response(response.json(), batch.recipients)
-        except ValueError as exc:
-            raise self.stop(response, f"unexpected answer to SendBulkEmail: {exc}") from None
-        yield from results
-        if stop is not None:
-            raise self.stop(response, stop)
+
+        def post(recipients: tuple[Recipient, ...]) -> httpx.Response:
+            return self._post("/v2/email/outbound-bulk-emails", body, len(recipients))
+
+        def read(
+            response: httpx.Response, recipients: tuple[Recipient, ...]
+        ) -> tuple[list[Result], str | None]:
+            return parse_bulk_response(response.json(), recipients)
+
+        yield from self.post_batch(batch.recipients, post, read, what="SendBulkEmail")
 
     def _send_simple(self, batch: Batch, envelope: Envelope) -> Iterator[Event]:
         for r in batch.recipients:

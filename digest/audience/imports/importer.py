@@ -1,0 +1,192 @@
+"""The import loop: every good row of a file, added or updated in one transaction (or
+rolled back, for a dry run), each status change decided by the status model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+
+from digest.audience import records
+from digest.audience.imports.incoming import Incoming, Platform, to_incoming
+from digest.audience.imports.mapping import mapped
+from digest.audience.imports.platforms import detect, platform_named
+from digest.audience.imports.report import Change, ImportReport, Rejected, note
+from digest.audience.imports.table import fold, read_table
+from digest.audience.records import iso
+from digest.audience.status import Cause, transition
+from digest.audience.subscribers import Categories, SubscriberStore
+from digest.errors import StoreError
+
+
+def iter_incoming(
+    path: Path,
+    categories: Categories,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    platform: str | None = None,
+    report: ImportReport,
+    address: Callable[[str | None], str | None] = lambda ip: ip,
+) -> Iterator[tuple[int, Incoming]]:
+    """The good rows of a file; rejected rows and warnings go into ``report``."""
+    table = read_table(Path(path))
+    report.encoding = table.encoding
+    headers = set(fold(h) for h in table.headers)
+    if mapping:
+        missing = [column for column in mapping.values() if column not in headers]
+        if missing and table.kind == "csv":
+            raise StoreError(
+                f"{path}: --map names column(s) the file does not have: "
+                f"{', '.join(missing)} (its columns: {', '.join(table.headers)})"
+            )
+        chosen = Platform("mapped", "mapped columns", lambda h: True, mapped(mapping))
+    elif platform:
+        chosen = platform_named(platform)
+    else:
+        chosen = detect(table.headers, path=Path(path))
+    report.platform = chosen.name
+    kind = chosen.kind(headers)
+    seen: dict[str, int] = {}
+    for number, record, problem in table.rows:
+        report.rows += 1
+        if record is None:
+            report.rejected.append(Rejected(number, problem or "unreadable row"))
+            continue
+        try:
+            raw = chosen.convert(record, kind)
+            incoming, warnings = to_incoming(raw, chosen.name, categories, address)
+        except ValueError as exc:
+            value = record.get("email") or record.get("email address")
+            report.rejected.append(
+                Rejected(number, str(exc), value if isinstance(value, str) else None)
+            )
+            continue
+        if incoming.email in seen:
+            report.rejected.append(
+                Rejected(number, f"duplicate of row {seen[incoming.email]}", incoming.email)
+            )
+            continue
+        seen[incoming.email] = number
+        report.warnings.extend(Rejected(number, w, incoming.email) for w in warnings)
+        yield number, incoming
+
+
+def import_file(
+    store: SubscriberStore,
+    path: Path,
+    categories: Categories,
+    *,
+    now: datetime,
+    erasure_key: bytes | None,
+    mapping: Mapping[str, str] | None = None,
+    platform: str | None = None,
+    dry_run: bool = False,
+    address: Callable[[str | None], str | None] | None = None,
+) -> ImportReport:
+    """Add or update every good row of an export, in one transaction.
+
+    Idempotent: importing the same file again changes nothing. A dry run does all of it
+    and rolls back, so its report says exactly what would change. ``address`` turns an
+    imported client address into its stored form (by default truncated to its network).
+    """
+    if address is None:
+        address = lambda ip: records.stored_address(ip, "truncate", None)  # noqa: E731
+    report = ImportReport(str(path), dry_run=dry_run)
+    db = store.connection
+    stamp = iso(now)
+    with store.transaction(commit=not dry_run):
+        # Checked once: with nothing erased there is nothing to recognise (and no key needed).
+        check_erased = records.has_forgotten(db)
+        for number, incoming in iter_incoming(
+            path, categories, mapping=mapping, platform=platform, report=report, address=address
+        ):
+            erased = records.forgotten_at(db, incoming.email, erasure_key) if check_erased else None
+            if erased is not None:
+                report.suppressed += 1
+                report.rejected.append(
+                    Rejected(
+                        number,
+                        f"erased on request on {erased[:10]}; stays suppressed (only a new "
+                        "confirmed subscription brings it back)",
+                    )
+                )
+                continue
+            _apply(store, number, incoming, report, stamp, now)
+    return report
+
+
+def _apply(
+    store: SubscriberStore,
+    number: int,
+    row: Incoming,
+    report: ImportReport,
+    stamp: str,
+    now: datetime,
+) -> None:
+    db = store.connection
+    existing = records.get_record(db, row.email, history=False)
+    if existing is None:
+        store.insert_imported(
+            row.email,
+            name=row.name,
+            status=row.status,
+            subscribed_at=row.subscribed_at or stamp,
+            categories=row.categories or (),
+            source_id=row.source_id,
+            now=now,
+            status_at=row.status_at,
+            source=row.source or "",
+        )
+        records.set_details(
+            db,
+            row.email,
+            consent=row.consent,
+            confirmed_at=row.confirmed_at,
+            reason=row.reason,
+        )
+        report.added += 1
+        report.by_status[row.status] = report.by_status.get(row.status, 0) + 1
+        note(report, Change(number, row.email, "add", row.status))
+        return
+    # The status model decides: an import never makes a status weaker, so someone who
+    # left is never brought back by one.
+    decided = transition(existing.status, row.status, Cause.IMPORT)
+    status = decided.after or existing.status
+    kept = decided.outcome == "kept"
+    name = row.name or existing.name
+    source_id = row.source_id or existing.source_id
+    changed: list[str] = []
+    if status != existing.status:
+        changed.append(f"status {existing.status} → {status}")
+    if name != existing.name:
+        changed.append("name")
+    categories = existing.categories if row.categories is None else row.categories
+    if categories != existing.categories:
+        changed.append("categories")
+    if source_id != existing.source_id:
+        changed.append("id")
+    new_consent = row.consent if existing.consent is None and row.consent else None
+    if new_consent:
+        changed.append("consent")
+    new_confirmed = row.confirmed_at if not existing.confirmed_at and row.confirmed_at else None
+    if new_confirmed:
+        changed.append("confirmed_at")
+    if kept:
+        report.kept_inactive += 1
+    if not changed:
+        report.unchanged += 1
+        if kept:
+            note(report, Change(number, row.email, "keep", f"stays {existing.status}"))
+        return
+    store.update_imported(row.email, name=name, categories=categories, source_id=source_id, now=now)
+    if status != existing.status:
+        store.change_status(row.email, status, cause=Cause.IMPORT, now=now)
+    records.set_details(
+        db,
+        row.email,
+        consent=new_consent,
+        confirmed_at=new_confirmed,
+        reason=row.reason if status != existing.status else None,
+    )
+    report.updated += 1
+    note(report, Change(number, row.email, "update", ", ".join(changed)))

@@ -1,0 +1,122 @@
+"""Reading an export file: CSV (any of four delimiters, UTF-8, UTF-16 or Windows-1252)
+or JSON, into rows keyed by folded header."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digest.errors import StoreError
+
+
+@functools.lru_cache(maxsize=4096)
+def fold(header: str) -> str:
+    """``"Email Address"``, ``email_address`` and ``EMAIL-ADDRESS`` all become
+    ``email address``."""
+    text = header.replace("\ufeff", "").strip().strip('"').strip("'")
+    return " ".join(re.split(r"[\s_\-]+", text.casefold())).strip()
+
+
+def _decode(path: Path) -> tuple[str, str]:
+    """The file's text and its encoding: UTF-8 (with or without a BOM), UTF-16 with a BOM,
+    or, when the bytes are not UTF-8, Windows-1252 (what a spreadsheet on Windows saves)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read it: {exc}") from None
+    encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    try:
+        return data.decode(encoding), encoding.removesuffix("-sig")
+    except UnicodeDecodeError as exc:
+        if encoding == "utf-16":
+            raise StoreError(f"{path}: not UTF-16 text ({exc.reason})") from None
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError as exc:
+        raise StoreError(
+            f"{path}: neither UTF-8 nor Windows-1252 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+
+
+def _delimiter(first_line: str) -> str:
+    best, most = ",", 0
+    for candidate in (",", ";", "\t", "|"):
+        fields = next(csv.reader([first_line], delimiter=candidate), [])
+        if len(fields) > most:
+            best, most = candidate, len(fields)
+    return best
+
+
+@dataclass
+class Table:
+    """The rows of one file: headers as written, and records keyed by folded header."""
+
+    kind: str  # csv or json
+    headers: list[str]
+    rows: list[tuple[int, Mapping[str, Any] | None, str | None]]
+    encoding: str = "utf-8"
+
+
+def read_table(path: Path) -> Table:
+    """Read a CSV or JSON file; rows are (number as a person counts them, record, problem)."""
+    text, encoding = _decode(path)
+    stripped = text.lstrip()
+    if path.suffix.lower() == ".json" or stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        if isinstance(data, dict):
+            for key in ("subscribers", "members", "results", "data"):
+                if isinstance(data.get(key), list):
+                    data = data[key]
+                    break
+        if not isinstance(data, list):
+            raise StoreError(f"{path}: expected a JSON list of subscribers")
+        rows: list[tuple[int, Mapping[str, Any] | None, str | None]] = []
+        headers: dict[str, None] = {}
+        for number, item in enumerate(data, start=1):
+            if isinstance(item, dict):
+                record = {fold(str(k)): v for k, v in item.items()}
+                headers.update(dict.fromkeys(str(k) for k in item))
+                rows.append((number, record, None))
+            else:
+                rows.append((number, None, f"expected an object, got {type(item).__name__}"))
+        return Table("json", list(headers), rows, encoding)
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    if not first:
+        raise StoreError(f"{path}: the file is empty")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first))
+    header: list[str] | None = None
+    keys: list[str] = []
+    rows = []
+    for fields in reader:
+        if header is None:
+            if not any(f.strip() for f in fields):
+                continue
+            header = fields
+            keys = [fold(h) for h in header]
+            continue
+        number = reader.line_num
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) > len(header):
+            if any(f.strip() for f in fields[len(header) :]):
+                rows.append((number, None, "more fields than the header has"))
+                continue
+            fields = fields[: len(header)]
+        fields = fields + [""] * (len(header) - len(fields))
+        record = {k: v for k, v in zip(keys, fields, strict=True) if k}
+        rows.append((number, record, None))
+    return Table("csv", header or [], rows, encoding)

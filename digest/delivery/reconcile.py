@@ -1,0 +1,204 @@
+"""Settling the rows a send could not be sure of, with the provider's help.
+
+Two kinds: ``sending`` rows a dead sender left (its lease ran out), which the provider
+settles as it can (:meth:`Provider.reconcile`: outbox looks for the file, SMTP trusts its
+hand-off marks, API providers resend with the same idempotency key); and ``uncertain``
+rows (the request went out, no answer came), decided best evidence first
+(:meth:`Reconciler.resolve_uncertain`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from digest.delivery.ledger import (
+    CHUNK,
+    PENDING,
+    SENDING,
+    SENT,
+    UNCERTAIN,
+    Delivery,
+    Ledger,
+    Outcome,
+)
+from digest.delivery.preferences import ALL
+from digest.delivery.providers.base import Provider, Result, idempotency_key
+from digest.delivery.send_report import SendReport
+from digest.errors import DigestError
+from digest.store.clock import parse_utc
+
+log = logging.getLogger(__name__)
+
+
+class Loop(Protocol):
+    """What reconciling needs from the send loop."""
+
+    def leased(
+        self, states: Sequence[str], *, by_variant: bool = False
+    ) -> Iterator[list[Delivery]]: ...
+
+    def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None: ...
+
+    def drain(self) -> None: ...
+
+
+def outcome_of(result: Result) -> Outcome:
+    """A provider's result, as the ledger records it."""
+    return Outcome(
+        result.subscriber_id,
+        result.state,
+        provider_message_id=result.provider_message_id,
+        error=result.reason,
+        confirmed=result.confirmed,
+    )
+
+
+def _age(delivery: Delivery, now: datetime) -> float:
+    if not delivery.updated_at:
+        return float("inf")
+    return (now - parse_utc(delivery.updated_at)).total_seconds()
+
+
+class Reconciler:
+    """Settles one issue's crashed and uncertain rows for one run of the send loop."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        issue_id: str,
+        provider: Provider,
+        ledger: Ledger,
+        report: SendReport,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.loop = loop
+        self.issue_id = issue_id
+        self.provider = provider
+        self.ledger = ledger
+        self.report = report
+        self.clock = clock
+
+    def settle(self) -> int:
+        """Settle ``sending`` rows that a dead sender left (a lease that ran out); how many."""
+        settled_rows = 0
+        for chunk in self.loop.leased([SENDING]):
+            settled_rows += len(chunk)
+            settled = self.provider.reconcile(self.issue_id, chunk)
+            outcomes: list[Outcome] = []
+            resend: dict[str, list[Delivery]] = {}
+            for delivery in chunk:
+                result = settled.get(delivery.subscriber_id)
+                if result is None:
+                    if self.provider.supports_idempotency and delivery.batch_key:
+                        resend.setdefault(delivery.batch_key, []).append(delivery)
+                    outcomes.append(Outcome(delivery.subscriber_id, PENDING))
+                    key = "resent" if self.provider.supports_idempotency else "not-accepted"
+                else:
+                    outcomes.append(outcome_of(result))
+                    key = result.state
+                self.report.settled_after_crash[key] = (
+                    self.report.settled_after_crash.get(key, 0) + 1
+                )
+            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
+            for key, deliveries in resend.items():
+                self.loop.resend_same_key(key, deliveries)
+        self.loop.drain()
+        return settled_rows
+
+    # -- uncertain rows: ask the provider, resend safely, or hold
+
+    def resolve_uncertain(self, *, resend: bool) -> None:
+        """Decide about ``uncertain`` rows, best evidence first.
+
+        1. the provider can say what it accepted (:meth:`Provider.lookup`): accepted rows
+           become ``sent``; rows it has not got, once old enough for its records to be
+           complete (``reconcile_after``), go back to ``pending``;
+        2. the provider drops repeats (idempotency key): send again with the same key;
+        3. ``resend`` (``send.uncertain: resend`` or ``--resend-uncertain``): back to
+           ``pending`` — nobody is missed, and a message that did arrive arrives twice;
+        4. otherwise they are held: reported, never sent twice.
+        """
+        provider = self.provider
+        if provider.can_look_up:
+            self.look_up()
+        if provider.supports_idempotency:
+            for chunk in self.ledger.iter_state(self.issue_id, [UNCERTAIN], chunk=CHUNK):
+                by_key: dict[str, list[Delivery]] = {}
+                for delivery in chunk:
+                    by_key.setdefault(delivery.batch_key or "", []).append(delivery)
+                for key, deliveries in by_key.items():
+                    self.loop.resend_same_key(key or self.fresh_key(deliveries), deliveries)
+                    self.bump("resent-same-key", len(deliveries))
+            self.loop.drain()
+            return
+        if resend:
+            for chunk in self.ledger.iter_state(self.issue_id, [UNCERTAIN], chunk=CHUNK):
+                self.ledger.transition(
+                    self.issue_id,
+                    [
+                        Outcome(d.subscriber_id, PENDING, error=f"resent: {d.last_error}")
+                        for d in chunk
+                    ],
+                    now=self.clock(),
+                )
+                self.bump("resent", len(chunk))
+
+    def fresh_key(self, deliveries: Sequence[Delivery]) -> str:
+        variant = deliveries[0].variant or ALL
+        return idempotency_key(
+            self.issue_id,
+            variant,
+            [d.subscriber_id for d in deliveries],
+            [d.email for d in deliveries],
+        )
+
+    def look_up(self) -> None:
+        wait = float(getattr(self.provider.settings, "reconcile_after", 0.0) or 0.0)
+        now = self.clock()
+        for chunk in self.ledger.iter_state(self.issue_id, [UNCERTAIN], chunk=CHUNK):
+            try:
+                answers = self.provider.lookup(self.issue_id, chunk)
+            except DigestError as exc:
+                log.warning(
+                    "%s cannot say which messages it accepted (%s); %d stay uncertain",
+                    self.provider.name,
+                    exc,
+                    len(chunk),
+                )
+                self.bump("lookup-failed", len(chunk))
+                return
+            outcomes: list[Outcome] = []
+            for delivery in chunk:
+                if delivery.subscriber_id not in answers:
+                    continue
+                message_id = answers[delivery.subscriber_id]
+                if message_id is not None:
+                    outcomes.append(
+                        Outcome(
+                            delivery.subscriber_id,
+                            SENT,
+                            provider_message_id=message_id,
+                            error=f"confirmed by {self.provider.name}'s records",
+                        )
+                    )
+                    self.bump("confirmed-sent", 1)
+                elif _age(delivery, now) >= wait:
+                    outcomes.append(
+                        Outcome(
+                            delivery.subscriber_id,
+                            PENDING,
+                            error=f"not in {self.provider.name}'s records: sent again",
+                        )
+                    )
+                    self.bump("not-accepted", 1)
+                else:
+                    self.bump("too-recent", 1)
+            if outcomes:
+                self.ledger.transition(self.issue_id, outcomes, now=self.clock())
+
+    def bump(self, key: str, n: int) -> None:
+        self.report.reconciled[key] = self.report.reconciled.get(key, 0) + n

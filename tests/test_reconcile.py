@@ -1,0 +1,237 @@
+"""Settling crashed and uncertain rows (digest/delivery/reconcile.py), against a real ledger
+and a provider whose answers each test sets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from digest.delivery.ledger import (
+    CHUNK,
+    FAILED_PERMANENT,
+    PENDING,
+    SENDING,
+    SENT,
+    UNCERTAIN,
+    Delivery,
+    Ledger,
+    Outcome,
+)
+from digest.delivery.providers.base import Result, idempotency_key
+from digest.delivery.reconcile import Reconciler
+from digest.delivery.send_report import SendReport
+from digest.errors import ProviderError
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+ISSUE = "2026-W47"
+
+
+@dataclass
+class Settings:
+    reconcile_after: float = 0.0
+
+
+@dataclass
+class FakeProvider:
+    """What reconciling asks of a provider, with the answers a test sets."""
+
+    supports_idempotency: bool = False
+    can_look_up: bool = False
+    settled: dict[int, Result] = field(default_factory=dict)
+    accepted: dict[int, str | None] | ProviderError = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
+    name: str = "fake"
+
+    def reconcile(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, Result]:
+        return {
+            d.subscriber_id: self.settled[d.subscriber_id]
+            for d in deliveries
+            if d.subscriber_id in self.settled
+        }
+
+    def lookup(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, str | None]:
+        if isinstance(self.accepted, ProviderError):
+            raise self.accepted
+        return {
+            d.subscriber_id: self.accepted[d.subscriber_id]
+            for d in deliveries
+            if d.subscriber_id in self.accepted
+        }
+
+
+class Loop:
+    """The send loop's side: rows as it would lease them; resends and drains recorded."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.resent: list[tuple[str, list[int]]] = []
+        self.drains = 0
+
+    def leased(
+        self, states: Sequence[str], *, by_variant: bool = False
+    ) -> Iterator[list[Delivery]]:
+        yield from self.ledger.iter_state(ISSUE, list(states), chunk=CHUNK)
+
+    def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None:
+        self.resent.append((key, [d.subscriber_id for d in deliveries]))
+
+    def drain(self) -> None:
+        self.drains += 1
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger(tmp_path / "ledger.sqlite") as opened:
+        opened.enqueue(ISSUE, ((i, f"r{i}@example.com", "all") for i in range(1, 5)), now=NOW)
+        opened.claim(
+            ISSUE,
+            [1, 2, 3, 4],
+            batch_key="k1",
+            variant="all",
+            message_ids=[f"<{i}@x>" for i in range(1, 5)],
+            now=NOW,
+        )
+        yield opened
+
+
+def _uncertain(ledger: Ledger, ids: Sequence[int]) -> None:
+    ledger.transition(ISSUE, [Outcome(i, UNCERTAIN, error="no answer") for i in ids], now=NOW)
+
+
+def _reconciler(
+    ledger: Ledger, provider: FakeProvider, *, at: datetime = NOW
+) -> tuple[Reconciler, Loop, SendReport]:
+    loop = Loop(ledger)
+    report = SendReport(ISSUE, provider.name)
+    return Reconciler(loop, ISSUE, provider, ledger, report, clock=lambda: at), loop, report  # type: ignore[arg-type]
+
+
+def _states(ledger: Ledger) -> dict[int, str]:
+    return {i: row.state for i in range(1, 5) if (row := ledger.get(ISSUE, i)) is not None}
+
+
+def test_settle_takes_the_providers_word_and_sends_the_rest_again(ledger: Ledger) -> None:
+    provider = FakeProvider(
+        settled={
+            1: Result(1, "sent", provider_message_id="m1"),
+            2: Result(2, "failed-permanent", reason="refused"),
+        }
+    )
+    reconciler, loop, report = _reconciler(ledger, provider)
+
+    assert reconciler.settle() == 4
+
+    assert _states(ledger) == {1: SENT, 2: FAILED_PERMANENT, 3: PENDING, 4: PENDING}
+    row = ledger.get(ISSUE, 1)
+    assert row is not None and row.provider_message_id == "m1"
+    assert report.settled_after_crash == {"sent": 1, "failed-permanent": 1, "not-accepted": 2}
+    assert loop.resent == []
+    assert loop.drains == 1
+
+
+def test_settle_resends_with_the_same_key_when_the_provider_drops_repeats(
+    ledger: Ledger,
+) -> None:
+    reconciler, loop, report = _reconciler(ledger, FakeProvider(supports_idempotency=True))
+
+    assert reconciler.settle() == 4
+
+    assert _states(ledger) == dict.fromkeys(range(1, 5), PENDING)
+    assert loop.resent == [("k1", [1, 2, 3, 4])]
+    assert report.settled_after_crash == {"resent": 4}
+
+
+def test_settle_with_nothing_left_sending_does_nothing(ledger: Ledger) -> None:
+    ledger.transition(ISSUE, [Outcome(i, SENT) for i in range(1, 5)], now=NOW)
+    reconciler, loop, report = _reconciler(ledger, FakeProvider())
+
+    assert reconciler.settle() == 0
+    assert report.settled_after_crash == {}
+    assert loop.drains == 1
+
+
+def test_lookup_confirms_accepted_rows_and_resends_missing_ones_once_old_enough(
+    ledger: Ledger,
+) -> None:
+    _uncertain(ledger, [1, 2, 3, 4])
+    provider = FakeProvider(
+        can_look_up=True,
+        accepted={1: "m1", 2: None, 3: None},  # 4: the provider does not say
+        settings=Settings(reconcile_after=60.0),
+    )
+
+    early, _, report = _reconciler(ledger, provider, at=NOW + timedelta(seconds=30))
+    early.resolve_uncertain(resend=False)
+    assert _states(ledger) == {1: SENT, 2: UNCERTAIN, 3: UNCERTAIN, 4: UNCERTAIN}
+    assert report.reconciled == {"confirmed-sent": 1, "too-recent": 2}
+    row = ledger.get(ISSUE, 1)
+    assert row is not None
+    assert (row.provider_message_id, row.last_error) == ("m1", "confirmed by fake's records")
+
+    later, _, report = _reconciler(ledger, provider, at=NOW + timedelta(seconds=120))
+    later.resolve_uncertain(resend=False)
+    assert _states(ledger) == {1: SENT, 2: PENDING, 3: PENDING, 4: UNCERTAIN}
+    assert report.reconciled == {"not-accepted": 2}
+    row = ledger.get(ISSUE, 2)
+    assert row is not None and row.last_error == "not in fake's records: sent again"
+
+
+def test_a_failed_lookup_leaves_the_rows_uncertain(ledger: Ledger) -> None:
+    _uncertain(ledger, [1, 2])
+    provider = FakeProvider(can_look_up=True, accepted=ProviderError("fake", "search is down"))
+    reconciler, _, report = _reconciler(ledger, provider)
+
+    reconciler.resolve_uncertain(resend=True)  # no lookup, no guessing: resend still applies
+
+    assert report.reconciled == {"lookup-failed": 2, "resent": 2}
+    assert _states(ledger) == {1: PENDING, 2: PENDING, 3: SENDING, 4: SENDING}
+
+
+def test_idempotent_providers_get_uncertain_rows_again_under_their_key(ledger: Ledger) -> None:
+    _uncertain(ledger, [1, 2, 3])
+    reconciler, loop, report = _reconciler(ledger, FakeProvider(supports_idempotency=True))
+
+    reconciler.resolve_uncertain(resend=False)
+
+    assert loop.resent == [("k1", [1, 2, 3])]
+    assert report.reconciled == {"resent-same-key": 3}
+    assert _states(ledger)[1] == UNCERTAIN  # the loop's resend moves them, not reconciling
+    assert loop.drains == 1
+
+
+def test_a_row_without_a_key_gets_the_key_its_batch_would_have(ledger: Ledger) -> None:
+    ledger.enqueue(ISSUE, [(9, "r9@example.com", "Work")], now=NOW)
+    ledger.claim(ISSUE, [9], batch_key="", variant="Work", message_ids=["<9@x>"], now=NOW)
+    _uncertain(ledger, [9])
+    reconciler, loop, _ = _reconciler(ledger, FakeProvider(supports_idempotency=True))
+
+    reconciler.resolve_uncertain(resend=False)
+
+    assert loop.resent == [(idempotency_key(ISSUE, "Work", [9], ["r9@example.com"]), [9])]
+
+
+def test_resend_puts_uncertain_rows_back_and_says_why(ledger: Ledger) -> None:
+    _uncertain(ledger, [1, 2])
+    reconciler, _, report = _reconciler(ledger, FakeProvider())
+
+    reconciler.resolve_uncertain(resend=True)
+
+    assert _states(ledger) == {1: PENDING, 2: PENDING, 3: SENDING, 4: SENDING}
+    row = ledger.get(ISSUE, 1)
+    assert row is not None and row.last_error == "resent: no answer"
+    assert report.reconciled == {"resent": 2}
+
+
+def test_without_evidence_or_permission_uncertain_rows_are_held(ledger: Ledger) -> None:
+    _uncertain(ledger, [1, 2])
+    reconciler, loop, report = _reconciler(ledger, FakeProvider())
+
+    reconciler.resolve_uncertain(resend=False)
+
+    assert _states(ledger) == {1: UNCERTAIN, 2: UNCERTAIN, 3: SENDING, 4: SENDING}
+    assert report.reconciled == {}
+    assert loop.resent == []
