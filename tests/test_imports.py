@@ -690,3 +690,33 @@ def test_platforms_are_named_or_recognised_or_the_file_is_refused(tmp_path: Path
         f"{tmp_path / 'list.csv'}: cannot tell which platform exported it: no 'email' column "
         "among its headers ('Name', 'Joined'); name the columns with --map"
     )
+
+
+def test_rows_of_a_plain_json_list_that_cannot_be_used_are_rejected_with_the_reason(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    rows = [
+        {"email": "ok@example.com", "preferences": {"categories": ["Tools"]},
+         "consent": json.dumps({"method": "form", "at": "2026-10-01T08:00:00Z"})},
+        {"email": "p@example.com", "preferences": "Tools"},
+        {"email": "f@example.com", "preferences": {"frequency": "daily"}},
+        {"email": "c@example.com", "consent": "{not json"},
+        {"email": "l@example.com", "consent": ["form"]},
+        {"email": "n@example.com", "name": 42},
+        {"email": "gone@example.com", "unsubscribed at": "2026-09-01"},
+    ]  # fmt: skip
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps(rows))
+    report = load(store, str(path))
+    assert [(r.row, r.reason) for r in report.rejected] == [
+        (2, "preferences is not an object"),
+        (3, "frequency 'daily' is not supported (the digest is weekly)"),
+        (4, "consent is not a JSON object"),
+        (5, "consent is not an object"),
+        (6, "name is not text"),
+    ]
+    ok = store.get("ok@example.com")
+    assert ok is not None and (ok.status, ok.categories) == ("active", ("Tools",))
+    gone = store.get("gone@example.com")  # a list that only says when someone left
+    assert gone is not None and gone.status == "unsubscribed"
+    assert {s.email for s in store.list()} == {"ok@example.com", "gone@example.com"}
