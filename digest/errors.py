@@ -16,6 +16,8 @@ line (no traceback) and exits with its ``exit_code``::
     │   ├── TemplateError                     a template failed to load or render
     │   └── SourceError                       a feed or folder of posts could not be read
     ├── NothingToSend                exit 5   the issue is empty or has already been sent
+    │   └── NoSubscribers                     nobody is subscribed yet (a scheduled run fails,
+    │                                         and runs again within grace)
     ├── SendError                    exit 6   sending could not go on
     │   ├── ProviderError                     an email provider refused or failed a request
     │   └── Stopped                           a stop was asked for; stopped at a safe point
@@ -92,6 +94,14 @@ class NothingToSend(DigestError):
     """The issue has no posts, or it has already been sent in full."""
 
     exit_code = 5
+
+
+class NoSubscribers(NothingToSend):
+    """Nobody is waiting for the issue: the subscriber store has no active subscriber.
+
+    Unlike an issue that went out already, this is not done: a scheduled run records it as
+    failed, so the next run within the grace period sends once subscribers are imported.
+    """
 
 
 class SendError(DigestError):

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 
+from digest.cli import main
 from digest.config import load_config
 from digest.email.build import build_issue
 from digest.errors import NothingToSend
@@ -104,22 +106,71 @@ def test_an_empty_week_builds_nothing(sample_site: Path) -> None:
     assert not (sample_site / "out" / "2026-W30").exists()
 
 
+def digest(site: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args])
+
+
 def test_cli_build_json_and_exit_codes(sample_site: Path) -> None:
-    done = run_digest("build", "--week", "2026-W47", "--json", cwd=sample_site)
-    assert done.returncode == 0, done.stderr
+    done = digest(sample_site, "build", "--week", "2026-W47", "--json")
+    assert done.exit_code == 0, done.output
     data = json.loads(done.stdout)
     assert (data["issue_id"], data["ok"], data["post_count"]) == ("2026-W47", True, 6)
-    empty = run_digest("build", "--week", "2026-W30", cwd=sample_site)
-    assert empty.returncode == 5
+    assert data["out_dir"] == str(sample_site / "out" / "2026-W47")
+    assert str(sample_site / "out" / "2026-W47" / "email.eml") in data["written"]
+    empty = digest(sample_site, "build", "--week", "2026-W30")
+    assert empty.exit_code == 5
     assert "has no posts to send" in empty.stderr
     # A failing check (an impossible budget with trimming off) exits 1 and says what to fix.
     config = yaml.safe_load((sample_site / "config.yaml").read_text(encoding="utf-8"))
     config["email"].update(size_budget_kb=10, trim_policy=[])
     (sample_site / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    failed = run_digest("check", "--email", "--week", "2026-W47", cwd=sample_site)
-    assert failed.returncode == 1
+    failed = digest(sample_site, "check", "--email", "--week", "2026-W47")
+    assert failed.exit_code == 1
+    assert failed.stdout.startswith("email: 2026-W47 · Field Notes Weekly: ")
     assert "FAIL  size:" in failed.stdout
     assert "fix: lower limits.per_category" in failed.stdout
+    as_json = digest(sample_site, "check", "--email", "--week", "2026-W47", "--json")
+    assert as_json.exit_code == 1
+    answer = json.loads(as_json.stdout)
+    assert (answer["issue_id"], answer["ok"]) == ("2026-W47", False)
+    assert [c["name"] for c in answer["checks"] if not c["ok"] and c["level"] == "error"] == [
+        "size"
+    ]
+    built = digest(sample_site, "build", "--week", "2026-W47")
+    assert built.exit_code == 1
+    assert "size: 29.4 KB of 10 KB budget, HTML part as sent" in built.stdout
+    assert "trimmed: over budget: " in built.stdout
+    assert "  FAIL  size: HTML part as sent is 29.4 KB of a 10 KB budget" in built.stdout
+    assert built.stdout.endswith(
+        f"wrote: {sample_site / 'out' / '2026-W47'}/ (web archive: not published)\n"
+    )
+
+
+def test_cli_build_text_dry_run_writes_nothing_and_publish_fills_the_archive(
+    sample_site: Path,
+) -> None:
+    dry = digest(sample_site, "build", "--week", "2026-W47", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    lines = dry.stdout.splitlines()
+    assert lines[0] == (
+        "2026-W47 · 2026-11-16 to 2026-11-22 · Field Notes Weekly: quieter meetings, louder tools"
+    )
+    assert lines[1] == "posts: 6 in 6 sections"
+    assert lines[3] == "checks:"
+    # plain http links are a warning on this machine, with the fix, and do not fail the build
+    assert "  warn  https: links use plain http on this machine" in lines
+    assert (
+        "          fix: set serve.public_url to the public https address before sending for real"
+    ) in lines
+    assert '  ok    lang: <html lang="en">' in lines
+    assert not (sample_site / "out").exists()
+    published = digest(sample_site, "build", "--week", "2026-W47", "--publish")
+    assert published.exit_code == 0, published.output
+    archive = sample_site / "out" / "archive"
+    assert published.stdout.endswith(
+        f"wrote: {sample_site / 'out' / '2026-W47'}/ (web archive: {archive}/)\n"
+    )
+    assert (archive / "2026-W47" / "index.html").exists()
 
 
 def test_cli_help_has_examples(sample_site: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,21 @@ def test_unknown_key_inside_a_list_of_sections(tmp_path: Path) -> None:
         load_config(write(tmp_path, data))
     assert caught.value.problems == [
         "categories.sections[0].alias: unknown key; did you mean 'aliases'?"
+    ]
+
+
+def test_an_unknown_key_with_no_near_miss_lists_the_keys_that_are_known() -> None:
+    data = {
+        **MINIMAL,
+        "limits": {"zzz": 1},
+        "newsletters": [{"name": "links", "sources": [{"feed": "links.xml", "colour": "red"}]}],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert sorted(caught.value.problems) == [
+        "limits.zzz: unknown key; known keys here: per_category, total, rank",
+        "newsletters[0].sources[0].colour: unknown key; known keys here: path, feed, name, "
+        "category, timeout, max_bytes, max_redirects",
     ]
 
 
@@ -202,3 +218,51 @@ def test_every_option_has_a_description_in_the_reference() -> None:
     } <= set(keys)
     assert defaults["limits.per_category"] == "5"
     assert defaults["content.posts_dir"] == "content/posts"
+
+
+# --------------------------------------------------------------------------- digest config
+
+
+def test_digest_config_reference_prints_every_key_nested_with_its_default() -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    text = CliRunner().invoke(main, ["config", "reference"])
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    at = lines.index("site")
+    assert lines[at + 1 : at + 5] == [
+        "    Who the newsletter is from and where its posts live on the web.",
+        "  name: (required)",
+        "      The site's name, shown in the header and the subject.",
+        "  base_url: (required)",
+    ]
+    smtp = lines.index("provider(smtp)")
+    assert "  host: localhost" in lines[smtp:]
+    rows = CliRunner().invoke(main, ["config", "reference", "--json"])
+    keys = {row["key"]: row["default"] for row in json.loads(rows.stdout)}
+    assert (keys["site.name"], keys["provider(smtp).host"]) == ("(required)", "localhost")
+
+
+def test_digest_config_show_fills_defaults_and_keeps_secrets_as_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    monkeypatch.setenv("PM_TOKEN", "pm-secret-value")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump({**MINIMAL, "provider": {"name": "postmark", "token": "${PM_TOKEN}"}})
+    )
+    shown = CliRunner().invoke(main, ["--config", str(path), "config", "show"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith(f"# {path}\nsite:\n")
+    data = yaml.safe_load(shown.stdout)
+    assert data["provider"]["token"] == "${PM_TOKEN}"
+    assert data["limits"]["per_category"] == 5  # a default, filled in
+    as_json = CliRunner().invoke(main, ["--config", str(path), "config", "show", "--json"])
+    assert json.loads(as_json.stdout)["provider"]["token"] == "${PM_TOKEN}"
+    assert "pm-secret-value" not in shown.output + as_json.output

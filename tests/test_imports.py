@@ -618,3 +618,105 @@ def test_a_plain_list_with_common_column_names(tmp_path: Path, store: Subscriber
     b = record(store, "b@example.com")
     assert (b.status, b.status_at) == ("unsubscribed", "2024-03-13T11:33:53Z")
     assert record(store, "c@example.com").status == "unsubscribed"
+
+
+# --------------------------------------------------------------------------- reading the file
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("missing.csv", None, "no such file"),
+        ("broken.json", b'[{"email": "a@example.com"},\n', "2: not valid JSON: "),
+        ("object.json", b'{"count": 2}', "expected a JSON list of subscribers"),
+        ("empty.csv", b"\n  \n", "the file is empty"),
+        ("odd.csv", b"\xff\xfeA\x00\x00\xd8", "not UTF-16 text ("),
+        ("undefined.csv", b"email\nann\x81@example.com\n", "neither UTF-8 nor Windows-1252 text"),
+    ],
+)
+def test_a_file_that_cannot_be_read_as_a_table_names_itself(
+    tmp_path: Path, name: str, content: bytes | None, problem: str
+) -> None:
+    from digest.audience.imports.table import read_table
+
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(StoreError) as caught:
+        read_table(path)
+    assert str(caught.value).startswith(f"{path}:")
+    assert problem in str(caught.value)
+
+
+def test_tables_in_the_shapes_platforms_write_them(tmp_path: Path) -> None:
+    from digest.audience.imports.table import read_table
+
+    wrapped = tmp_path / "members.json"
+    wrapped.write_text(json.dumps({"members": [{"Email": "a@example.com"}, "stray"]}))
+    table = read_table(wrapped)
+    assert (table.kind, table.headers) == ("json", ["Email"])
+    assert table.rows == [
+        (1, {"email": "a@example.com"}, None),
+        (2, None, "expected an object, got str"),
+    ]
+    utf16 = tmp_path / "excel.csv"
+    utf16.write_bytes("email;name\r\nann@example.com;Änne\r\n".encode("utf-16"))
+    table = read_table(utf16)
+    assert (table.encoding, table.rows) == (
+        "utf-16",
+        [(2, {"email": "ann@example.com", "name": "Änne"}, None)],
+    )
+    extra = tmp_path / "extra.csv"
+    extra.write_text("email,name\na@example.com,A,,\nb@example.com,B,surplus\n")
+    rows = read_table(extra).rows
+    assert rows == [
+        (2, {"email": "a@example.com", "name": "A"}, None),  # empty extra fields: fine
+        (3, None, "more fields than the header has"),
+    ]
+
+
+def test_platforms_are_named_or_recognised_or_the_file_is_refused(tmp_path: Path) -> None:
+    from digest.audience.imports.platforms import PLATFORM_NAMES, detect, platform_named
+
+    assert platform_named("mailchimp").name == "mailchimp"
+    with pytest.raises(StoreError) as unknown:
+        platform_named("tinyletter")
+    assert str(unknown.value) == (
+        f"unknown platform 'tinyletter'; known: {', '.join(PLATFORM_NAMES)}"
+    )
+    with pytest.raises(StoreError) as unnamed:
+        detect(["Name", "Joined"], path=tmp_path / "list.csv")
+    assert str(unnamed.value).startswith(
+        f"{tmp_path / 'list.csv'}: cannot tell which platform exported it: no 'email' column "
+        "among its headers ('Name', 'Joined'); name the columns with --map"
+    )
+
+
+def test_rows_of_a_plain_json_list_that_cannot_be_used_are_rejected_with_the_reason(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    rows = [
+        {"email": "ok@example.com", "preferences": {"categories": ["Tools"]},
+         "consent": json.dumps({"method": "form", "at": "2026-10-01T08:00:00Z"})},
+        {"email": "p@example.com", "preferences": "Tools"},
+        {"email": "f@example.com", "preferences": {"frequency": "daily"}},
+        {"email": "c@example.com", "consent": "{not json"},
+        {"email": "l@example.com", "consent": ["form"]},
+        {"email": "n@example.com", "name": 42},
+        {"email": "gone@example.com", "unsubscribed at": "2026-09-01"},
+    ]  # fmt: skip
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps(rows))
+    report = load(store, str(path))
+    assert [(r.row, r.reason) for r in report.rejected] == [
+        (2, "preferences is not an object"),
+        (3, "frequency 'daily' is not supported (the digest is weekly)"),
+        (4, "consent is not a JSON object"),
+        (5, "consent is not an object"),
+        (6, "name is not text"),
+    ]
+    ok = store.get("ok@example.com")
+    assert ok is not None and (ok.status, ok.categories) == ("active", ("Tools",))
+    gone = store.get("gone@example.com")  # a list that only says when someone left
+    assert gone is not None and gone.status == "unsubscribed"
+    assert {s.email for s in store.list()} == {"ok@example.com", "gone@example.com"}

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 
 from digest.audience.keys import describe, key_file, link_keys, rotate
 from digest.audience.subscribers import SubscriberStore
+from digest.cli import main
 from digest.config import Config, load_config
 from digest.delivery.send import send_issue
 from digest.errors import ConfigError
@@ -127,3 +129,59 @@ def test_an_operator_secret_is_the_privacy_secret_when_no_file_exists(
     monkeypatch.setenv("DIGEST_SECRET", "operator-secret-0123456789")
     assert privacy_secret(config) == b"operator-secret-0123456789"
     assert not key_file(config).with_name(PRIVACY_KEY_NAME).exists()
+
+
+# --------------------------------------------------------------------------- digest keys
+
+
+def keys_cli(config: Config, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(config.source), "keys", *args])
+
+
+def test_digest_keys_rotate_then_show_names_each_key_and_hides_secrets(config: Config) -> None:
+    path = key_file(config)
+    first = keys_cli(config, "rotate")  # no file yet: the first key, then a new one
+    assert first.exit_code == 0, first.output
+    keys = json.loads(path.read_text())["keys"]
+    assert len(keys) == 2
+    assert first.stdout == (
+        f"{path}: new signing key {keys[1]['id']}\n"
+        "  links signed with older keys keep working for 30 days (1 older key)\n"
+    )
+    second = keys_cli(config, "rotate", "--json")
+    answer = json.loads(second.stdout)
+    assert answer["file"] == str(path)
+    assert [k["signing"] for k in answer["keys"]] == [False, False, True]
+    assert answer["new"] == answer["keys"][2]["id"]
+    shown = keys_cli(config, "show")
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"links are signed with: {path}"
+    assert [line.split()[0] for line in lines[1:]] == [k["id"] for k in answer["keys"]]
+    assert lines[1].split("  ")[-1].startswith("verifies until ")
+    assert lines[3].endswith("  signing")
+    for key in json.loads(path.read_text())["keys"]:
+        assert key["secret"] not in shown.output + second.output
+    as_json = json.loads(keys_cli(config, "show", "--json").stdout)
+    assert (as_json["signing"], as_json["file"]) == (str(path), str(path))
+
+
+def test_digest_keys_rotate_warns_while_an_explicit_secret_still_signs(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "an-operator-secret-of-some-length")
+    rotated = keys_cli(config, "rotate")
+    assert rotated.exit_code == 0, rotated.output
+    assert rotated.stdout.splitlines()[-1] == (
+        "  note: $DIGEST_SECRET is set and still signs new links; unset it to sign with the "
+        "key file"
+    )
+    shown = keys_cli(config, "show")
+    assert shown.stdout.splitlines()[0] == "links are signed with: $DIGEST_SECRET"
+
+
+def test_digest_keys_show_expired_keys_as_expired(config: Config) -> None:
+    rotate(config, now=NOW - timedelta(days=90))
+    rotate(config, now=NOW - timedelta(days=60))  # the first key retired 60 days ago
+    shown = keys_cli(config, "show")
+    assert shown.stdout.splitlines()[1].endswith("  expired")

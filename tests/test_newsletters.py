@@ -489,3 +489,47 @@ def test_category_preferences_of_one_newsletter_do_not_empty_another(sample_site
     # it. Gardening is nobody's section: nothing, as with one newsletter.
     assert report.variants == {"all": 1, "Research": 1}
     assert report.skipped == 1
+
+
+def test_choices_from_a_page_and_an_import_edge_by_edge(sample_site: Path) -> None:
+    from digest.audience.newsletters import (
+        assign_imported,
+        choose_from_form,
+        listed,
+        receiving,
+    )
+    from digest.errors import StoreError
+
+    config = load_config(sample_site / "config.yaml")  # weekly and links
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        ann, _ = store.add("ann@example.com", now=now)
+        # nothing ticked changes nothing; names nobody offered are ignored (public input)
+        assert choose_from_form(store, "ann@example.com", [], config) == ("weekly",)
+        assert choose_from_form(store, "ann@example.com", ["links", "evil"], config) == ("links",)
+        assert receiving(store, "ann@example.com", config) == ("links",)
+        # someone who is not a subscriber has no choices, and none are recorded
+        assert choose_from_form(store, "nobody@example.com", ["links"], config) == ()
+        assert receiving(store, "nobody@example.com", config) == ()
+        assign_imported(store, ["ann@example.com"], {"ann@example.com"}, config, [])
+        assert receiving(store, "ann@example.com", config) == ("links",)  # no names: no change
+        with NewsletterChoices(store) as choices, pytest.raises(StoreError) as refused:
+            choices.choose(ann, [])
+        assert str(refused.value) == "choose at least one newsletter (or unsubscribe)"
+        assert receiving(store, "ann@example.com", config) == ("links",)
+    assert [name for name, _, _ in listed(config)] == ["weekly", "links"]
+    single = parse_config(BASE, sample_site / "single.yaml")
+    assert listed(single) == []  # one newsletter: the pages look as they always did
+
+
+def test_with_one_newsletter_every_active_subscriber_receives_it(tmp_path: Path) -> None:
+    config = parse_config(BASE, tmp_path / "config.yaml")
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    with SubscriberStore(tmp_path / "subscribers.sqlite") as store:
+        store.add("ann@example.com", now=now)
+        store.add("bob@example.com", status="unsubscribed", now=now)
+        store.add("cy@example.com", now=now)
+        assert [s.email for s in recipients(config, store, chunk=1)] == [
+            "ann@example.com",
+            "cy@example.com",
+        ]

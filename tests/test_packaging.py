@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import runpy
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,27 @@ def test_the_builtin_templates_are_found() -> None:
     folder = builtin_templates()
     for name in ("email.mjml.j2", "email.txt.j2", "preview/page.html.j2", "serve/base.html.j2"):
         assert (folder / name).is_file(), name
+
+
+def test_python_dash_m_digest_is_the_digest_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digest import __version__
+
+    monkeypatch.setattr(sys, "argv", ["python -m digest", "--version"])
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_module("digest", run_name="__main__")
+    assert ended.value.code == 0
+    assert capsys.readouterr().out == f"digest, version {__version__}\n"
+
+
+def test_an_installed_wheel_reads_the_templates_it_carries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest import resources
+
+    package = tmp_path / "site-packages" / "digest"
+    monkeypatch.setattr(resources, "_PACKAGE", package)
+    assert resources.builtin_templates() == tmp_path / "site-packages" / "templates"  # a checkout
+    (package / "_templates").mkdir(parents=True)
+    assert resources.builtin_templates() == package / "_templates"  # the wheel's own copy

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import html
 import json
-import socket
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -407,6 +407,84 @@ def test_the_watcher_reports_a_saved_file(tmp_path: Path) -> None:
     assert all(p.endswith("new.md") for p in seen)
 
 
+def _save_until_seen(path: Path, seen: Callable[[], bool]) -> bool:
+    """The watch starts asynchronously: keep saving ``path`` until ``seen()``."""
+    for attempt in range(int(WAIT / 0.25)):
+        if path.parent.is_dir():
+            path.write_text(f"title: {attempt}\n", encoding="utf-8")
+        deadline = time.monotonic() + 0.25
+        while time.monotonic() < deadline:
+            if seen():
+                return True
+            time.sleep(0.02)
+    return False
+
+
+def test_the_watcher_follows_the_config_to_new_folders_and_survives_mistakes(
+    tmp_path: Path,
+) -> None:
+    """The folders come from a config file: saving it moves the watch; a config that cannot
+    be read keeps the last folders; a failing handler does not end the watch."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config = tmp_path / "site" / "config.txt"
+    config.parent.mkdir()
+    config.write_text("a")
+    seen: list[str] = []
+    calls = 0
+
+    def watch_set() -> WatchSet:
+        name = config.read_text().strip()
+        if name not in ("a", "b", "later"):
+            raise ValueError(f"no folder {name!r}")
+        return WatchSet((tmp_path / name,), (config,))
+
+    def on_change(paths: Sequence[str]) -> None:
+        nonlocal calls
+        calls += 1
+        seen.extend(paths)
+        if calls == 1:
+            raise RuntimeError("the first rebuild fails")
+
+    watcher = Watcher(watch_set, on_change)
+    watcher.start()
+    try:
+        assert _save_until_seen(tmp_path / "a" / "one.md", lambda: any("one.md" in p for p in seen))
+        config.write_text("b")  # the watch moves to b
+        assert _save_until_seen(tmp_path / "b" / "two.md", lambda: any("two.md" in p for p in seen))
+        assert watcher.watching == WatchSet((tmp_path / "b",), (config,))
+        config.write_text("broken")  # cannot be read: b stays watched
+        assert _save_until_seen(
+            tmp_path / "b" / "three.md", lambda: any("three.md" in p for p in seen)
+        )
+        assert watcher.watching == WatchSet((tmp_path / "b",), (config,))
+    finally:
+        watcher.stop()
+    assert calls >= 3  # it went on after the first handler failed
+    assert all(p.endswith(".md") or p == str(config.resolve()) for p in seen)
+
+
+def test_the_watcher_waits_for_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    later = tmp_path / "later"
+    seen: list[str] = []
+    asked = 0
+
+    def watch_set() -> WatchSet:
+        nonlocal asked
+        asked += 1
+        if asked == 2:  # the folder appears after the watcher found nothing to watch
+            later.mkdir()
+        return WatchSet((later,))
+
+    watcher = Watcher(watch_set, seen.extend)
+    watcher.start()
+    try:
+        assert _save_until_seen(later / "new.md", lambda: any("new.md" in p for p in seen))
+    finally:
+        watcher.stop()
+    assert asked >= 2
+
+
 # -- the whole server, on a real socket -------------------------------------------------------
 
 
@@ -564,19 +642,6 @@ def test_no_secret_reaches_the_page(sample_site: Path, monkeypatch: pytest.Monke
         ]
     assert state.peek("2026-W47") is not None
     assert all(secret not in body for body in bodies)
-
-
-def test_preview_refuses_a_port_in_use(sample_site: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = run_digest(
-            "preview", "--week", "2026-W47", "--port", str(port), cwd=sample_site, timeout=60
-        )
-    assert result.returncode == 1
-    assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "pick another port with --port (0 picks a free one)" in result.stderr
 
 
 def test_preview_help_has_examples() -> None:

@@ -283,6 +283,57 @@ def test_suppressions_sync_from_every_provider_with_a_suppression_api(
         assert again.already == 3
 
 
+def test_digest_suppressions_sync_dry_run_then_for_real(
+    emulators: dict[str, Any], sample_site: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    emu = emulators["postmark"]
+    emu.reset()
+    emu.set_suppressions(
+        bounced=[address(0), "stranger@example.org"], spam=[address(1)], unsubscribed=[]
+    )
+    config = make_site(sample_site, "postmark", emu.url, n=3, batch_size=None)
+    args = ["--config", str(sample_site / "config.yaml"), "suppressions", "sync"]
+    dry = CliRunner().invoke(main, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.splitlines() == [
+        "postmark: 3 suppressed addresses; would mark 2 subscribers; 0 already so; "
+        "1 not subscribers",
+        f"  bounced      {address(0)}",
+        f"  complained   {address(1)}",
+    ]
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        assert {s.status for s in store.list()} == {"active"}  # a dry run changes nothing
+    done = CliRunner().invoke(main, [*args, "--json"])
+    assert done.exit_code == 0, done.output
+    answer = json.loads(done.stdout)
+    assert (answer["changed"], answer["dry_run"]) == (
+        {address(0): "bounced", address(1): "complained"},
+        False,
+    )
+    again = CliRunner().invoke(main, args)
+    assert again.stdout.startswith(
+        "postmark: 3 suppressed addresses; marked 0 subscribers; 2 already so; "
+    )
+
+
+def test_digest_suppressions_sync_names_a_provider_without_lists(sample_site: Path) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    refused = CliRunner().invoke(
+        main, ["--config", str(sample_site / "config.yaml"), "suppressions", "sync"]
+    )
+    assert refused.exit_code == 3
+    assert refused.stderr.startswith(
+        "error: provider.name: outbox keeps no suppression list digest can "
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # the npm emulators, behind a fault-injecting proxy
 

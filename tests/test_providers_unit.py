@@ -7,14 +7,19 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from email.message import EmailMessage
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from digest.audience.subscribers import SubscriberStore
 from digest.delivery.providers import registry
-from digest.delivery.providers.base import Batch, Recipient, Result, idempotency_key
+from digest.delivery.providers.base import Batch, Check, Recipient, Result, idempotency_key
 from digest.delivery.providers.http import (
     Pacer,
     RateLimit,
@@ -24,7 +29,7 @@ from digest.delivery.providers.http import (
     substitute,
 )
 from digest.email.message import fill
-from digest.errors import ProviderError
+from digest.errors import ConfigError, ProviderError
 
 NOW = 1_800_000_000.0
 
@@ -417,6 +422,48 @@ def test_resend_sends_the_idempotency_key_and_reads_permissive_errors() -> None:
     assert out[1].reason == "resend: Invalid `to`"
 
 
+def test_resend_answers_that_cannot_be_read_stop_the_send() -> None:
+    for body, problem in [
+        ({"nope": 1}, "expected {'data': [...]}, got {'nope': 1}"),
+        ({"data": [{"id": "e1"}]}, "no id for email 1 in {'data': [{'id': 'e1'}]}"),
+    ]:
+        p = provider("resend", lambda r, body=body: httpx.Response(200, json=body))
+        with pytest.raises(ProviderError) as caught:
+            list(p.send(batch(2)))
+        assert f"unexpected answer to a batch: {problem}" in str(caught.value)
+
+
+def test_resend_409_for_a_key_in_progress_is_retried_later_any_other_409_stops() -> None:
+    busy = {"name": "concurrent_idempotent_requests", "message": "still processing"}
+    p = provider("resend", lambda r: httpx.Response(409, json=busy))
+    out = results(p.send(batch(2)))
+    assert [r.state for r in out] == ["failed-retryable", "failed-retryable"]
+    assert out[0].reason is not None and out[0].reason.startswith("resend 409: ")
+    other = provider("resend", lambda r: httpx.Response(409, text="conflict, not JSON"))
+    with pytest.raises(ProviderError) as caught:
+        list(other.send(batch(1)))
+    assert caught.value.status == 409
+
+
+def test_resend_preflight_reports_the_sending_domains_status() -> None:
+    domains = {"data": [{"name": "Example.com", "status": "verified"}, {"name": "other.org"}]}
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return httpx.Response(200, json=domains)
+
+    p = provider("resend", handler)
+    p.config.sender = SimpleNamespace(from_email="weekly@example.com")
+    assert [(c.name, c.ok, c.detail) for c in p.preflight()] == [
+        ("credentials", True, "API key accepted"),
+        ("domain", True, "example.com is verified"),
+    ]
+    p.config.sender = SimpleNamespace(from_email="weekly@elsewhere.net")
+    assert p.preflight()[1] == Check("domain", False, "elsewhere.net is not added")
+    assert seen == ["GET /domains", "GET /domains"]  # read-only
+
+
 def test_sendgrid_uploads_content_once_and_drops_refused_recipients() -> None:
     bodies: list[dict[str, Any]] = []
 
@@ -555,6 +602,115 @@ def test_ses_signs_with_sigv4_and_settles_each_entry() -> None:
     ]
 
 
+def test_ses_an_account_wide_status_stops_after_settling_the_batch() -> None:
+    sent: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(
+            200,
+            json={
+                "BulkEmailEntryResults": [
+                    {"Status": "SUCCESS", "MessageId": "s1"},
+                    {"Status": "MAIL_FROM_DOMAIN_NOT_VERIFIED", "Error": "verify it"},
+                ]
+            },
+        )
+
+    p = provider("ses", handler, configuration_set="digest-events")
+    events: list[Any] = []
+    with pytest.raises(ProviderError) as caught:
+        for event in p.send(batch(2)):
+            events.append(event)
+    assert [(r.state, r.reason) for r in results(events)] == [
+        ("sent", None),
+        ("failed-retryable", "ses MAIL_FROM_DOMAIN_NOT_VERIFIED: verify it"),
+    ]
+    assert "ses MAIL_FROM_DOMAIN_NOT_VERIFIED: verify it" in str(caught.value)
+    assert sent[0]["ConfigurationSetName"] == "digest-events"
+
+
+def test_ses_an_answer_without_a_result_per_entry_stops_the_send() -> None:
+    p = provider("ses", lambda r: httpx.Response(200, json={"BulkEmailEntryResults": []}))
+    with pytest.raises(ProviderError) as caught:
+        list(p.send(batch(2)))
+    assert "unexpected answer to SendBulkEmail: expected 2 entry results, got " in str(caught.value)
+
+
+def test_ses_simple_mode_sends_one_request_per_recipient_and_settles_each() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v2/email/outbound-emails"
+        to = json.loads(request.content)["Destination"]["ToAddresses"][0]
+        if to.startswith("r2@"):
+            return httpx.Response(
+                400,
+                json={"message": "Address blacklisted."},
+                headers={"x-amzn-ErrorType": "MessageRejected:http://internal"},
+            )
+        return httpx.Response(200, json={"MessageId": f"id-{to}"})
+
+    p = provider("ses", handler, mode="simple", max_send_rate=1000)
+    out = results(p.send(batch(3)))
+    assert [(r.state, r.provider_message_id, r.reason) for r in out] == [
+        ("sent", f"id-{batch(3).recipients[0].email}", None),
+        ("failed-permanent", None, "ses 400: MessageRejected: Address blacklisted."),
+        ("sent", f"id-{batch(3).recipients[2].email}", None),
+    ]
+
+
+def test_ses_simple_mode_stops_on_an_unverified_sender_or_a_refused_key() -> None:
+    unverified = provider(
+        "ses",
+        lambda r: httpx.Response(
+            400,
+            json={"message": "Email address is not verified.", "detail": "weekly@example.com"},
+            headers={"x-amzn-ErrorType": "MessageRejected:http://internal"},
+        ),
+        mode="simple",
+    )
+    with pytest.raises(ProviderError) as caught:
+        list(unverified.send(batch(1)))
+    assert str(caught.value) == (
+        "ses 400: MessageRejected: Email address is not verified.: weekly@example.com"
+    )
+    refused = provider(
+        "ses",
+        lambda r: httpx.Response(
+            403,
+            json={
+                "__type": "UnrecognizedClientException",
+                "message": "The security token included in the request is invalid.",
+            },
+        ),
+        mode="simple",
+    )
+    with pytest.raises(ProviderError) as caught:
+        list(refused.send(batch(1)))
+    assert str(caught.value) == (
+        "ses 403: UnrecognizedClientException: The security token included in the request is "
+        "invalid."
+    )
+
+
+def test_ses_preflight_asks_about_the_from_domain() -> None:
+    verified = {"VerifiedForSendingStatus": True}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "GET"
+        assert request.url.path == "/v2/email/identities/example.com"
+        assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+        return httpx.Response(200, json=verified)
+
+    p = provider("ses", handler)
+    p.config.sender = SimpleNamespace(from_email="weekly@Example.com")
+    assert [(c.name, c.ok, c.detail) for c in p.preflight()] == [
+        ("credentials", True, "access keys accepted"),
+        ("domain", True, "example.com is verified for sending"),
+    ]
+    verified["VerifiedForSendingStatus"] = False
+    assert p.preflight()[1] == Check("domain", False, "example.com is not verified for sending")
+
+
 def test_ses_sandbox_refusal_is_one_clear_line() -> None:
     p = provider(
         "ses",
@@ -655,3 +811,83 @@ def test_ses_suppressions_are_read_signed_page_by_page() -> None:
     assert found[0].at == "2026-01-05T09:30:00+00:00"
     assert [r.url.params.get("NextToken") for r in seen] == [None, "page 2/2"]
     assert all(r.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ") for r in seen)
+
+
+# --------------------------------------------------------------------------- add-on providers
+
+ADDON = '''
+from digest.delivery.providers.base import Provider, ProviderSettings, Result
+
+
+class AcmeSettings(ProviderSettings):
+    region: str = "eu"
+
+
+class AcmeProvider(Provider):
+    name = "acme"
+    Settings = AcmeSettings
+
+    def send(self, batch):
+        for recipient in batch.recipients:
+            yield Result(recipient.subscriber_id, "sent", provider_message_id="acme-1")
+
+
+class NotAProvider:
+    """Declares no Settings, and is not a digest Provider."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+'''
+
+
+@pytest.fixture
+def addon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package that adds providers through the ``digest.providers`` entry point
+    group: a module and its dist-info folder on sys.path, as pip leaves them."""
+    (tmp_path / "acme_mail.py").write_text(ADDON)
+    dist = tmp_path / "acme_mail-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-mail\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[digest.providers]\nacme = acme_mail:AcmeProvider\nplain = acme_mail:NotAProvider\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # forgotten after
+
+
+def test_an_added_provider_registers_and_is_validated_like_a_builtin(
+    addon: None, sample_site: Path
+) -> None:
+    from digest.config import load_config, parse_config
+    from digest.config.providers import provider_problems, settings_for
+    from digest.delivery.providers.postmark import PostmarkSettings
+    from digest.delivery.send import send_issue
+
+    assert {"acme", "plain", "postmark"} <= set(registry.available())
+    assert settings_for("acme").__name__ == "AcmeSettings"  # type: ignore[union-attr]
+    assert settings_for("postmark") is PostmarkSettings
+    assert settings_for("plain") is None  # it declares no options
+    assert provider_problems({"name": "acme", "regoin": "us"}) == [
+        "provider.regoin: unknown key; did you mean 'region'?"
+    ]
+    assert provider_problems({"name": "plain", "anything": 1}) == []
+    assert provider_problems({"name": 42}) == ["provider.name: expected a provider's name (got 42)"]
+    (problem,) = provider_problems({"name": "acmee"})
+    assert problem.startswith("provider.name: unknown provider 'acmee'; did you mean 'acme'?")
+    assert "acme, " in problem  # the known list names the add-ons too
+    with pytest.raises(ConfigError, match=r"^provider.name: unknown provider 'zzz' \(known: "):
+        registry.get_provider_class("zzz")
+    plain = parse_config({**yaml.safe_load((sample_site / "config.yaml").read_text()),
+                          "provider": {"name": "plain"}})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^provider.name: plain is not a digest provider$"):
+        registry.make_provider(plain)
+    path = sample_site / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["provider"] = {"name": "acme", "region": "us"}
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("ann@example.com", now=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    report = send_issue(config, now=datetime(2026, 11, 23, tzinfo=timezone.utc), week="2026-W47")
+    assert (report.provider, report.sent, report.complete) == ("acme", 1, True)

@@ -170,3 +170,91 @@ def test_an_unreadable_or_foreign_store_means_a_full_run(sample_site: Path) -> N
     forged = {k: {**v, "reads": {"elsewhere:/": "x"}} for k, v in answers().items()}
     store.write_text(json.dumps(forged))
     assert select(sample_site, "--week", "2026-W47") == (first, "FULL")
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def test_select_in_this_process_is_remembered_then_replayed(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    monkeypatch.chdir(sample_site)
+    first = CliRunner().invoke(main, ["select", "--week", "2026-W47"])
+    assert first.exit_code == 0, first.output
+    (answer,) = answers().values()
+    assert answer["stdout"] == first.stdout
+    again = CliRunner().invoke(main, ["select", "--week", "2026-W47"])
+    assert (again.exit_code, again.stdout) == (0, first.stdout)
+    post = next((sample_site / "content" / "posts").rglob("*.md"))
+    post.write_text(post.read_text() + "\nOne more line.\n")  # a post changed: in full again
+    third = CliRunner().invoke(main, ["select", "--week", "2026-W47"])
+    assert third.exit_code == 0
+    assert len(answers()) == 1  # the same question: its answer replaced
+
+
+def test_fingerprints_see_every_kind_of_entry_and_missing_folders(tmp_path: Path) -> None:
+    posts = tmp_path / "posts"
+    (posts / "2026").mkdir(parents=True)
+    (posts / "2026" / "a.md").write_text("a")
+    (tmp_path / "shared.md").write_text("shared")
+    (posts / "linked.md").symlink_to(tmp_path / "shared.md")
+    (posts / "dangling.md").symlink_to(tmp_path / "gone.md")
+    before = replay.tree_fingerprint(posts)
+    assert replay.tree_fingerprint(posts) == before  # nothing changed
+    (tmp_path / "shared.md").write_text("shared, and changed")  # through the symlink
+    assert replay.tree_fingerprint(posts) != before
+    missing = replay.tree_fingerprint(tmp_path / "nowhere")
+    assert missing == replay.tree_fingerprint(tmp_path / "nowhere") != before
+    out = tmp_path / "out"
+    assert replay.manifests_fingerprint(out).startswith("!")  # no output folder yet
+    (out / "2026-W46").mkdir(parents=True)  # a folder without a manifest does not count
+    empty = replay.manifests_fingerprint(out)
+    (out / "2026-W46" / "manifest.json").write_text("{}")
+    assert replay.manifests_fingerprint(out) != empty
+    reads = replay.Reads((posts,), out)
+    assert replay.Reads.still(reads.fingerprint())
+    assert not replay.Reads.still({"elsewhere:/": "x"})
+
+
+def test_a_stored_answer_that_is_not_whole_is_never_replayed(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(sample_site)
+    request = replay.Request.of(None, ("select", "x"))
+    assert request is not None
+    reads = replay.Reads((sample_site / "content" / "posts",), sample_site / "out").fingerprint()
+    replay.remember(request, reads=reads, stdout="out\n", stderr="warned\n", valid_until=None)
+    assert replay.replay(request)
+    assert capsys.readouterr() == ("out\n", "warned\n")
+    (store,) = (Path.home() / ".cache" / "digest" / "answers").iterdir()
+    for broken in ({"stdout": None}, {"reads": {}}, {"stderr": 3}):
+        stored = json.loads(store.read_text())
+        stored[request.key].update(broken)
+        store.write_text(json.dumps(stored))
+        assert not replay.replay(request), broken
+        replay.remember(request, reads=reads, stdout="out\n", stderr="", valid_until=None)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_only_the_latest_answers_are_kept_and_an_unwritable_cache_is_skipped(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(sample_site)
+    reads = replay.Reads((sample_site / "content" / "posts",), sample_site / "out").fingerprint()
+    requests = [replay.Request.of(None, ("select", str(n))) for n in range(replay.KEEP + 1)]
+    for request in requests:
+        assert request is not None
+        replay.remember(request, reads=reads, stdout="", stderr="", valid_until=None)
+    kept = answers()
+    assert len(kept) == replay.KEEP
+    assert requests[0] is not None and requests[0].key not in kept  # the oldest went
+    assert replay.Request.of(str(sample_site / "missing.yaml"), ("select",)) is None
+    (sample_site / "cache-file").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(sample_site / "cache-file"))
+    assert requests[1] is not None
+    replay.remember(requests[1], reads=reads, stdout="x", stderr="", valid_until=None)
+    assert not replay.replay(requests[1])  # nothing was stored, and nothing broke

@@ -62,3 +62,67 @@ def test_no_message_makes_a_line_that_begins_like_a_record(message: str, value: 
     assert lines[0].startswith("WARNING refused ")
     assert lines[1].startswith("ERROR failed on ")
     assert all(line.startswith("  | ") for line in lines[2:])
+
+
+def test_record_fields_are_capped_lists_kept_and_other_values_shown_as_text() -> None:
+    from datetime import datetime, timezone
+
+    from digest.safelog import MAX_VALUE
+
+    data = parse_record(
+        record(
+            "import",
+            rows=[f"r{n}" for n in range(60)],
+            path=("a", 1, None),
+            at=datetime(2026, 11, 23, tzinfo=timezone.utc),
+            reason="x" * (MAX_VALUE + 5),
+        )
+    )
+    assert data is not None
+    assert data["rows"] == [f"r{n}" for n in range(50)]  # at most 50 items
+    assert data["path"] == ["a", 1, None]
+    assert data["at"] == "2026-11-23 00:00:00+00:00"
+    assert data["reason"] == "x" * MAX_VALUE + "…[+5]"
+
+
+def test_a_stack_in_a_log_line_is_indented_and_escaped() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(SafeFormatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("digest.test_safelog.stack")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("here\nchange {}", stack_info=True)
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "WARNING here\\x0achange {}"
+    assert len(lines) > 2 and all(line.startswith("  | ") for line in lines[1:])
+
+
+def test_install_gives_the_root_handlers_the_safe_format_and_logs_changes() -> None:
+    from digest.safelog import install
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    bare = logging.StreamHandler(io.StringIO())  # no formatter of its own
+    changes = logging.getLogger("digest.changes")
+    level = changes.level
+    formatters = {h: h.formatter for h in root.handlers}  # pytest's own, put back after
+    root.addHandler(handler)
+    root.addHandler(bare)
+    try:
+        changes.setLevel(logging.WARNING)
+        install()
+        assert isinstance(handler.formatter, SafeFormatter)
+        assert handler.formatter._fmt == "%(name)s: %(message)s"  # its format is kept
+        assert isinstance(bare.formatter, SafeFormatter)
+        assert changes.getEffectiveLevel() == logging.INFO
+    finally:
+        root.removeHandler(handler)
+        root.removeHandler(bare)
+        changes.setLevel(level)
+        for other, formatter in formatters.items():
+            other.setFormatter(formatter)

@@ -6,7 +6,9 @@ Every test here runs on an injected clock; nothing sleeps.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
@@ -41,7 +43,6 @@ from digest.schedule.scheduler import (
     run_due,
 )
 from digest.store.lock import FileLock
-from tests.conftest import run_digest
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -576,6 +577,15 @@ def site_config(sample_site: Path, **schedule: object) -> Config:
         ("@weekly", "Sun *-*-* 00:00:00 Europe/Berlin"),
         ("0 9 1 * MON", None),  # cron ORs the day fields; systemd cannot
         ("0 */10 * * * *", None),  # seconds
+        ("0 9 * * 7", "Sun *-*-* 09:00:00 Europe/Berlin"),  # 7 is Sunday too
+        ("0 9 * * 5-7", "Fri..Sun *-*-* 09:00:00 Europe/Berlin"),
+        # systemd's week starts on Monday and its ranges cannot wrap
+        ("0 9 * * 0-5", "Mon..Fri,Sun *-*-* 09:00:00 Europe/Berlin"),
+        ("0 9 * * 0-7", "*-*-* 09:00:00 Europe/Berlin"),  # every day
+        ("0 9 * * MON-fri", "Mon..Fri *-*-* 09:00:00 Europe/Berlin"),
+        ("0 9 * JAN,jul *", "*-01,07-* 09:00:00 Europe/Berlin"),
+        ("0 9 * * FRI-MON", None),  # wraps past Sunday
+        ("0 9 * * MON#2", None),  # the second Monday: no systemd form
     ],
 )
 def test_on_calendar_matches_the_cron_or_says_it_cannot(cron: str, calendar: str | None) -> None:
@@ -594,6 +604,42 @@ def test_systemd_units_call_digest_run_at_the_schedule_and_hourly(sample_site: P
     assert "Persistent=true\n" in timer.text
     _, polling = systemd(site_config(sample_site, cron="0 */10 * * * *", grace="20m"))
     assert "OnCalendar=*:00/10\nPersistent=true\n" in polling.text
+
+
+def test_crontab_for_a_seconds_schedule_polls_every_minute(sample_site: Path) -> None:
+    text = crontab(site_config(sample_site, cron="30 0 9 * * MON")).text
+    assert "has a seconds field, which cron cannot express:\n# poll every minute instead.\n" in text
+    assert "\n* * * * * " in text
+
+
+@pytest.mark.parametrize(
+    ("grace", "every", "shown"),
+    [("90m", 30, "90m"), ("45s", 1, "45s"), ("3m", 1, "3m"), ("2h", 60, "2h")],
+)
+def test_the_polling_line_fits_in_the_grace(
+    sample_site: Path, grace: str, every: int, shown: str
+) -> None:
+    text = crontab(site_config(sample_site, grace=grace)).text
+    assert f"# it polls every {every} minutes, within schedule.grace ({shown}):" in text
+
+
+def test_the_digest_command_is_named_by_an_absolute_path(
+    sample_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = site_config(sample_site)
+    monkeypatch.chdir(tmp_path)
+    relative = crontab(config, digest_bin="bin/digest").text
+    assert f" {tmp_path / 'bin' / 'digest'} --config " in relative
+    on_path = tmp_path / "path"
+    on_path.mkdir()
+    (on_path / "digest-other").write_text("#!/bin/sh\n")
+    (on_path / "digest-other").chmod(0o755)
+    monkeypatch.setenv("PATH", str(on_path))
+    assert (
+        f" {on_path / 'digest-other'} --config " in crontab(config, digest_bin="digest-other").text
+    )
+    missing = crontab(config, digest_bin="no-such-digest").text  # not installed as a command
+    assert f" {Path(sys.executable).absolute()} -m digest --config " in missing
 
 
 def test_crontab_uses_cron_tz_and_offers_a_polling_line(sample_site: Path) -> None:
@@ -646,10 +692,28 @@ def test_every_schedule_command_has_help_with_examples() -> None:
         assert "Examples:" in result.output, command
 
 
+def digest(site: Path, *args: str, clock: str | None = None) -> Result:
+    """`digest ...` on the site, in this process; ``clock`` is a local time to rehearse at."""
+    env = {"DIGEST_CLOCK": f"{clock}@{time.time():.6f}x1"} if clock else None
+    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args], env=env)
+
+
+def import_sample_subscribers(site: Path) -> None:
+    config = site_config(site)
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        import_file(
+            store,
+            site / "content" / "subscribers.json",
+            Categories.from_config(config),
+            now=datetime(2026, 11, 1, tzinfo=UTC),
+            erasure_key=None,
+        )
+
+
 def test_schedule_next_lists_local_and_utc_times(sample_site: Path) -> None:
-    env = {"DIGEST_CLOCK": "2026-03-20T12:00:00+01:00@" + f"{time.time() + 3600:.0f}x1"}
-    result = run_digest("schedule", "next", "-n", "2", "--json", cwd=sample_site, env=env)
-    assert result.returncode == 0, result.stderr
+    clock = "2026-03-20T12:00:00+01:00"
+    result = digest(sample_site, "schedule", "next", "-n", "2", "--json", clock=clock)
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["next"] == [
         {
             "local": "2026-03-23T09:00:00+01:00",
@@ -662,51 +726,151 @@ def test_schedule_next_lists_local_and_utc_times(sample_site: Path) -> None:
             "issue_id": "2026-W13",
         },
     ]
-    text = run_digest("schedule", "next", "-n", "1", cwd=sample_site, env=env).stdout
+    text = digest(sample_site, "schedule", "next", "-n", "1", clock=clock).stdout
     assert text == (
         "'0 9 * * MON' in Europe/Berlin:\n"
         "  Mon 2026-03-23 09:00:00 CET   2026-03-23 08:00:00 UTC   sends 2026-W12\n"
     )
+    links = digest(sample_site, "--newsletter", "links", "schedule", "next", "-n", "1", clock=clock)
+    assert links.stdout.splitlines()[1].endswith("sends links-2026-W12")
 
 
 def test_digest_run_sends_once_then_reports_nothing_due(sample_site: Path) -> None:
-    config = site_config(sample_site)
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
-        import_file(
-            store,
-            sample_site / "content" / "subscribers.json",
-            Categories.from_config(config),
-            now=datetime(2026, 11, 1, tzinfo=UTC),
-            erasure_key=None,
-        )
-    env = {"DIGEST_CLOCK": f"2026-11-23T10:00:00+01:00@{time.time():.0f}x1"}
-    first = run_digest("--newsletter", "weekly", "run", cwd=sample_site, env=env)
-    assert first.returncode == 0, first.stderr
+    import_sample_subscribers(sample_site)
+    assert digest(sample_site, "schedule", "status").stdout == (
+        f"no scheduled runs recorded yet ({sample_site / 'data' / 'runs.sqlite'})\n"
+    )
+    clock = "2026-11-23T10:00:00+01:00"
+    first = digest(sample_site, "--newsletter", "weekly", "run", clock=clock)
+    assert first.exit_code == 0, first.output
     assert first.stdout.startswith("ran 2026-11-23 09:00:00 CET (2026-W47): sent: ")
     sent = len(list((sample_site / "out" / "2026-W47" / "outbox").glob("*.eml")))
     assert sent > 0
-    again = run_digest("run", "--newsletter", "weekly", "--json", cwd=sample_site, env=env)
-    assert again.returncode == 0, again.stderr
+    again = digest(sample_site, "run", "--newsletter", "weekly", "--json", clock=clock)
+    assert again.exit_code == 0, again.output
     report = json.loads(again.stdout)
     assert (report["action"], report["run"]["outcome"], report["run"]["sent"]) == (
         "done",
         "sent",
         sent,
     )
-    status = run_digest("schedule", "status", cwd=sample_site)
+    status = digest(sample_site, "schedule", "status")
     assert status.stdout.startswith("2026-11-23 09:00 CET  2026-W47   sent ")
+    runs = json.loads(digest(sample_site, "schedule", "status", "-n", "1", "--json").stdout)
+    assert [(r["issue_id"], r["outcome"], r["sent"]) for r in runs["runs"]] == [
+        ("2026-W47", "sent", sent)
+    ]
+
+
+def test_digest_run_with_no_subscribers_fails_and_sends_once_they_are_added(
+    sample_site: Path,
+) -> None:
+    first = digest(sample_site, "--newsletter", "weekly", "run", clock="2026-11-23T10:00:00+01:00")
+    assert first.exit_code == 5
+    assert "2026-W47: no active subscribers in " in first.stderr
+    config = site_config(sample_site)
+    with RunStore(config.path(config.schedule.database)) as store:
+        assert [(r.issue_id, r.outcome) for r in store.all()] == [("2026-W47", "failed")]
+    import_sample_subscribers(sample_site)  # the import that should have come first
+    later = digest(sample_site, "--newsletter", "weekly", "run", clock="2026-11-23T11:00:00+01:00")
+    assert later.exit_code == 0, later.output
+    assert later.stdout.startswith("ran 2026-11-23 09:00:00 CET (2026-W47): sent: ")
+    assert list((sample_site / "out" / "2026-W47" / "outbox").glob("*.eml"))
 
 
 def test_digest_run_refuses_while_another_run_holds_the_lock(sample_site: Path) -> None:
+    clock = "2026-11-23T10:30:00+01:00"
     with FileLock(sample_site / "data" / "schedule.lock.run", "digest run"):
-        result = run_digest("run", cwd=sample_site)
-    assert result.returncode == 8
+        result = digest(sample_site, "run", clock=clock)
+        as_json = digest(sample_site, "run", "--json", clock=clock)
+    # the sample site's other newsletter runs all the same
+    assert result.exit_code == 8
+    assert "error: weekly: " in result.stderr
     assert "only one digest run may run at a time" in result.stderr
+    assert result.stdout.startswith(
+        "links: skipped the run at 2026-11-19 09:00:00 CET (links-2026-W46): 4d 1h late is "
+        "past the grace period"
+    )
+    assert as_json.exit_code == 8
+    answer = json.loads(as_json.stdout)["newsletters"]
+    assert "only one digest run may run at a time" in answer["weekly"]["error"]
+    assert (answer["links"]["action"], answer["links"]["run"]["outcome"]) == ("done", "missed")
+
+
+def test_digest_schedule_refuses_while_another_scheduler_holds_the_lock(
+    sample_site: Path,
+) -> None:
+    clock = "2026-11-23T10:00:00+01:00"
+    with FileLock(sample_site / "data" / "schedule.lock", "digest schedule"):
+        alone = digest(sample_site, "--newsletter", "weekly", "schedule", clock=clock)
+        both = digest(sample_site, "schedule", clock=clock)
+    assert alone.exit_code == 8
+    assert "only one digest schedule may run at a time" in alone.stderr
+    assert alone.stdout == ""  # refused before it started
+    assert both.exit_code == 8  # one newsletter's refusal stops the other's scheduler
+    assert "only one digest schedule may run at a time" in both.stderr
+    assert both.stdout.startswith("digest schedule: links: '0 9 * * THU' in Europe/Berlin")
+
+
+def test_digest_schedule_runs_the_due_issue_and_stops_on_sigterm(sample_site: Path) -> None:
+    import_sample_subscribers(sample_site)
+    config = site_config(sample_site)
+    landed: list[int] = []
+    # a SIGTERM that came after the command put its handler back must not end pytest
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: landed.append(signum))
+    finished = threading.Event()
+
+    def stop_after_the_first_run() -> None:
+        deadline = time.monotonic() + 120
+        while not finished.is_set() and time.monotonic() < deadline:
+            if (config.path(config.schedule.database)).exists():
+                with RunStore(config.path(config.schedule.database)) as store:
+                    if any(r.outcome == "sent" for r in store.all()):
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        return
+            finished.wait(0.05)
+
+    stopper = threading.Thread(target=stop_after_the_first_run)
+    stopper.start()
+    try:
+        result = digest(
+            sample_site, "--newsletter", "weekly", "schedule", clock="2026-11-23T09:30:00+01:00"
+        )
+    finally:
+        finished.set()
+        stopper.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "digest schedule: '0 9 * * MON' in Europe/Berlin, grace 6h 0m; "
+        "next run 2026-11-30 09:00:00 CET"
+    )
+    assert lines[1].startswith("[2026-11-23 09:")
+    assert "ran 2026-11-23 09:00:00 CET (2026-W47): sent: " in lines[1]
+    assert lines[-1] == "digest schedule: stopped"
+    assert "SIGTERM: stopping at the next safe point" in result.stderr
+    assert landed == []  # the command's own handler took it
+
+
+def test_schedule_install_needs_a_kind_and_prints_each(sample_site: Path) -> None:
+    missing = digest(sample_site, "schedule", "install")
+    assert missing.exit_code == 2
+    assert "choose one of --cron, --systemd or --github-actions" in missing.stderr
+    cron = digest(sample_site, "schedule", "install", "--cron", "--digest-bin", "/srv/digest")
+    assert cron.stdout.count("/srv/digest --config ") == 4  # each newsletter: line + polling
+    one = digest(sample_site, "--newsletter", "links", "schedule", "install", "--cron")
+    assert "--newsletter links run" in one.stdout and "--newsletter weekly" not in one.stdout
+    units = digest(sample_site, "schedule", "install", "--systemd", "--digest-bin", "/srv/d")
+    assert "ExecStart=/srv/d --config " in units.stdout
+    assert "OnCalendar=Mon *-*-* 09:00:00 Europe/Berlin\n" in units.stdout
+    workflow = yaml.safe_load(digest(sample_site, "schedule", "install", "--github-actions").stdout)
+    assert workflow[True]["schedule"] == [{"cron": "7 * * * *"}]
 
 
 def test_an_invalid_cron_stops_every_command_with_exit_3(sample_site: Path) -> None:
     path = sample_site / "config.yaml"
     path.write_text(path.read_text().replace('cron: "0 9 * * MON"', 'cron: "0 9 * MON"'))
-    result = run_digest("run", cwd=sample_site)
-    assert result.returncode == 3
+    result = digest(sample_site, "run")
+    assert result.exit_code == 3
     assert "schedule.cron: '0 9 * MON' has 4 fields" in result.stderr

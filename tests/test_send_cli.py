@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,8 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 
 from digest.audience.subscribers import SubscriberStore
+from digest.cli import main
 from digest.config import load_config
 from tests.emulators.providers import run_emulator
 
@@ -311,3 +314,216 @@ def test_installed_schedules_name_absolute_paths(sample_site: Path) -> None:
         expected = f"{program} --config {(sample_site / 'weekly.yaml').resolve()}{chosen} run"
         assert expected in result.stdout
         assert " digest --config" not in result.stdout and "=digest " not in result.stdout
+
+
+# --------------------------------------------------------------------------- in-process
+# The same commands through click's runner, so that what they print is measured in-process.
+
+
+def invoke(site: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args])
+
+
+def test_dry_run_shows_each_variant_and_a_sample_and_records_nothing(sample_site: Path) -> None:
+    add(sample_site, "ann@example.com")
+    config = load_config(sample_site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("bob@example.com", name="Bob", categories=("Tools",), now=NOW)
+    result = invoke(sample_site, "send", "--week", WEEK, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"{WEEK}: dry run, nothing sent",
+        "  would send 2 messages via outbox",
+        "          1  Tools",
+        "          1  all",
+        "  subject: Field Notes Weekly: quieter meetings, louder tools",
+        "  e.g. ann@example.com (every section)",
+        "  e.g. bob@example.com (Tools)",
+    ]
+    assert ledger_rows(sample_site) == {}
+    refused = invoke(sample_site, "send", "--week", WEEK, "--dry-run", "--workers", "2")
+    assert refused.exit_code == 2
+    assert "--workers cannot be combined with --dry-run, --limit or --new-subscribers" in (
+        refused.stderr
+    )
+
+
+def test_a_dry_run_without_subscribers_says_how_to_add_them(sample_site: Path) -> None:
+    result = invoke(sample_site, "send", "--week", WEEK, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "  would send 0 messages via outbox" in result.stdout
+    assert (
+        "  no active subscriber is waiting for this issue "
+        "(add some with: digest subscribers import FILE)"
+    ) in result.stdout
+
+
+def test_limit_then_resume_and_the_status_on_the_way(sample_site: Path) -> None:
+    add(sample_site, "ann@example.com", "bob@example.com")
+    before = invoke(sample_site, "status", "--week", WEEK)
+    assert before.exit_code == 0 and before.stdout == f"{WEEK}: not sent yet\n"
+    first = invoke(sample_site, "send", "--week", WEEK, "--limit", "1")
+    assert first.exit_code == 0, first.output
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith(f"{WEEK} via outbox: 1 sent, 0 failed, 0 uncertain, 0 skipped")
+    assert lines[1:] == [
+        "  ledger: pending 1, sent 1",
+        "  stopped at --limit; run the same command again to go on",
+        f"  report: {sample_site / 'out' / WEEK / 'send-report.json'}",
+    ]
+    half = invoke(sample_site, "status", "--week", WEEK)
+    assert half.stdout.splitlines()[:4] == [
+        f"{WEEK}: not complete (1 runs)",
+        "  pending                 1",
+        "  sending                 0",
+        "  sent                    1",
+    ]
+    rest = invoke(sample_site, "send", "--week", WEEK, "--json")
+    assert rest.exit_code == 0, rest.output
+    answer = json.loads(rest.stdout)
+    assert (answer["sent"], answer["complete"]) == (1, True)
+    assert ledger_rows(sample_site) == {"ann@example.com": "sent", "bob@example.com": "sent"}
+    done = invoke(sample_site, "status", "--week", WEEK)
+    assert done.stdout.splitlines()[0] == f"{WEEK}: complete (2 runs)"
+
+
+def test_a_test_message_goes_to_the_outbox_and_not_to_the_ledger(sample_site: Path) -> None:
+    result = invoke(sample_site, "send", "--week", WEEK, "--test", "me@example.com")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "test message to me@example.com: sent\n"
+    assert ledger_rows(sample_site) == {}
+    sent = list((sample_site / "out" / WEEK / "outbox").glob("*.eml"))
+    assert len(sent) == 1
+    assert "Subject: [TEST] Field Notes Weekly" in sent[0].read_text()
+
+
+def test_refused_and_uncertain_recipients_are_named_by_send_and_status(
+    sample_site: Path, postmark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PM_KEY", "pm-key")
+    set_provider(
+        sample_site,
+        {"name": "postmark", "base_url": postmark.url, "token": "${PM_KEY}"},
+        batch_size=1,
+        concurrency=1,
+    )
+    add(sample_site, "ann@example.com", "bob@example.com", "cy@example.com")
+    postmark.reset()
+    # bob is refused; the first request gets no answer and Postmark has no record of it
+    # yet (it may still be on its way, so it stays uncertain: not sent again, not sent)
+    postmark.set_faults(reject_pattern="^bob@", drop_before=1)
+    try:
+        sent = invoke(sample_site, "send", "--week", WEEK)
+        assert sent.exit_code == 1, sent.output
+        out = sent.stdout
+        assert f"{WEEK} via postmark: 1 sent, 1 failed, 1 uncertain, 0 skipped" in out
+        assert "  ledger: sent 1, failed-permanent 1, uncertain 1" in out
+        assert (
+            "  1 uncertain: they may or may not have reached postmark (no answer came) and are "
+            "not counted as sent; `digest send --resend-uncertain` sends them again"
+        ) in out
+        assert "    ann@example.com: " in out  # the first request's recipient, held uncertain
+        assert "  failed-permanent: bob@example.com: postmark 406: " in out
+        assert "  not finished; run the same command again to resume" in out
+        assert ledger_rows(sample_site) == {
+            "ann@example.com": "uncertain",
+            "bob@example.com": "failed-permanent",
+            "cy@example.com": "sent",
+        }
+        status = invoke(sample_site, "status", "--week", WEEK)
+        assert status.exit_code == 0
+        assert (
+            "  1 uncertain (no answer came; not counted as sent): "
+            "`digest send --resend-uncertain` sends them again"
+        ) in status.stdout
+        assert "  failed-permanent: bob@example.com: postmark 406: " in status.stdout
+        # once Postmark's records are trusted (reconcile_after 0), the next run asks them
+        # and sends the message they do not hold
+        set_provider(
+            sample_site,
+            {"name": "postmark", "base_url": postmark.url, "token": "${PM_KEY}",
+             "reconcile_after": 0},
+            batch_size=1,
+        )  # fmt: skip
+        again = invoke(sample_site, "send", "--week", WEEK)
+        assert again.exit_code == 1  # bob's refusal stands
+        assert "  uncertain messages settled: not-accepted 1" in again.stdout
+        assert ledger_rows(sample_site)["ann@example.com"] == "sent"
+        refused = invoke(sample_site, "send", "--week", WEEK, "--test", "bob@example.com")
+        assert refused.exit_code == 1
+        assert refused.stdout.startswith(
+            "test message to bob@example.com: failed-permanent postmark"
+        )
+    finally:
+        postmark.reset()
+
+
+def test_a_dry_run_names_unset_variables_and_subscribers_without_posts(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PM_UNSET", raising=False)
+    set_provider(sample_site, {"name": "postmark", "token": "${PM_UNSET}"})
+    config = load_config(sample_site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("ann@example.com", name="Ann", categories=("Tools",), now=NOW)
+        store.add("eve@example.com", name="Eve", categories=("Healthcare",), now=NOW)
+    result = invoke(sample_site, "send", "--week", "2026-W46", "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "  would send 1 messages via postmark" in lines
+    assert "  1 subscribers have no posts in their sections" in lines
+    assert (
+        f"  not set: provider.token: ${{PM_UNSET}} ({sample_site / 'config.yaml'}) "
+        "(export it before sending)"
+    ) in lines
+
+
+def test_progress_is_a_bar_on_a_terminal(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.cli.send
+
+    monkeypatch.setattr(digest.cli.send, "isatty", lambda: True)
+    add(sample_site, "ann@example.com", "bob@example.com")
+    result = invoke(sample_site, "send", "--week", WEEK)
+    assert result.exit_code == 0, result.output
+    # the bar, not the log lines (click draws the bar itself only on a real terminal)
+    assert result.stderr.startswith("sending")
+    assert "sending: " not in result.stderr
+    assert result.stdout.startswith(f"{WEEK} via outbox: 2 sent, ")
+
+
+def test_progress_lines_in_a_log_say_how_far_and_how_long(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from digest.cli.send import _Progress
+
+    progress = _Progress(tty=False, every=0.0)
+    progress(1, 4)
+    progress(4, 4)
+    quiet = _Progress(tty=False, every=0.0, enabled=False)
+    quiet(1, 4)
+    assert (quiet.total, quiet.done) == (4, 0)  # counted, not shown
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"sending: 1 of 4 \([\d,]+ msg/s, about [\d,]+s left\)", lines[0])
+    assert re.fullmatch(r"sending: 4 of 4 \([\d,]+ msg/s\)", lines[1])
+
+
+def test_the_first_signal_asks_to_stop_and_the_second_stops_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from digest.cli.send import _Stopper
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _Stopper() as stopper:
+        assert signal.getsignal(signal.SIGTERM) == stopper.handle
+        assert not stopper()
+        stopper.handle(signal.SIGTERM, None)
+        assert stopper()
+        with pytest.raises(KeyboardInterrupt):
+            stopper.handle(signal.SIGINT, None)
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert capsys.readouterr().err == (
+        "\nSIGTERM: stopping after the messages in flight (press Ctrl-C again to stop at once)\n"
+    )

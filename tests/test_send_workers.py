@@ -30,8 +30,10 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from digest.audience.subscribers import SubscriberStore
+from digest.cli import main
 from digest.config import Config, load_config
 from digest.delivery.ledger import SENT, UNCERTAIN, Ledger
 from digest.store.database import locate
@@ -138,10 +140,16 @@ def test_workers_share_one_issue(sample_site: Path) -> None:
     n = 600
     config = _site(sample_site, n, send={"batch_size": 50})
     watch = RenameWatch(_outbox(config))
-    result = run_digest("send", "--week", WEEK, "--workers", "3", "--json", cwd=sample_site)
+    # the command in this process (its workers are processes of their own)
+    result = CliRunner().invoke(
+        main,
+        ["--config", str(sample_site / "config.yaml"), "send", "--week", WEEK, "--workers", "3",
+         "--json"],
+    )  # fmt: skip
     renamed = watch.close()
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    assert result.stderr.splitlines()[-1].startswith(f"sending: {n - 1:,} of {n - 1:,} (")
     # the workers' own counts add up to one send per reader: none sent a row another did
     assert (report["sent"], report["attempted"], report["complete"]) == (n - 1, n - 1, True)
     assert report["ledger"][SENT] == n - 1

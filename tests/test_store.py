@@ -3,29 +3,45 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
+import os
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
+from click.testing import CliRunner, Result
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest.audience.subscribers import SubscriberStore
+from digest.cli import main
 from digest.config import DatabaseURL, load_config, parse_database_url
 from digest.delivery.ledger import SENT, STATES, Ledger, Outcome
-from digest.errors import ConfigError, StoreError
+from digest.errors import ConfigError, LockError, StoreError
 from digest.schedule.runs import RunStore
+from digest.store.clock import Precision, parse_utc, utc_text
 from digest.store.database import Target
+from digest.store.lock import FileLock
 from digest.store.migrations import Migration, statements, to_postgres, upgrade
 from digest.store.postgres import translate
+from digest.store.sqlite import open_sqlite, retry_when_busy
 
 from .conftest import run_digest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+def digest_db(site: Path, *args: str) -> Result:
+    """`digest db ...` on the site, in this process."""
+    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), "db", *args])
+
+
 LATEST = {"subscribers": 4, "ledger": 4, "runs": 3}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
@@ -381,8 +397,8 @@ def test_db_migrate_moves_every_row_and_refuses_a_second_time(
         config.path(config.schedule.database),
     )
     assert len(expected["subscribers"]) == 250  # type: ignore[arg-type]
-    moved = run_digest("db", "migrate", "--to", pg_url, "--json", cwd=sample_site)
-    assert moved.returncode == 0, moved.stderr
+    moved = digest_db(sample_site, "migrate", "--to", pg_url, "--json")
+    assert moved.exit_code == 0, moved.output
     tables = {t["table"]: t["rows"] for t in json.loads(moved.stdout)["tables"]}
     assert tables == {
         "subscribers": 250,
@@ -403,9 +419,25 @@ def test_db_migrate_moves_every_row_and_refuses_a_second_time(
     with SubscriberStore(DatabaseURL(pg_url)) as store:
         new, created = store.add("new@example.com", now=NOW)
         assert created and new.id == 251
-    again = run_digest("db", "migrate", "--to", pg_url, cwd=sample_site)
-    assert again.returncode == 7
+    again = digest_db(sample_site, "migrate", "--to", pg_url)
+    assert again.exit_code == 7
     assert "table subscribers already holds rows" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("mysql://db/digest", "'mysql://db/digest' is not a PostgreSQL URL"),
+        ("postgresql://digest:hunter2@db/digest", "the password in the URL must come from"),
+    ],
+)
+def test_db_migrate_refuses_a_url_that_is_not_postgresql_or_holds_a_password(
+    sample_site: Path, url: str, reason: str
+) -> None:
+    refused = digest_db(sample_site, "migrate", "--to", url)
+    assert refused.exit_code == 3
+    assert refused.stderr.startswith(f"error: --to: {reason}")
+    assert "hunter2" not in refused.output
 
 
 def test_db_migrate_refuses_while_a_send_holds_the_ledger(sample_site: Path, pg_url: str) -> None:
@@ -428,20 +460,29 @@ def test_db_status_and_upgrade(sample_site: Path) -> None:
         _make_old_installation(config.path(config.subscribers.database).parent)
     else:
         latest["serve"] = 1  # serve's shared state lives in the database too
-    status = run_digest("db", "status", "--json", cwd=sample_site)
-    assert status.returncode == 0, status.stderr
+    status = digest_db(sample_site, "status", "--json")
+    assert status.exit_code == 0, status.output
     before = {v["store"]: (v["before"], v["after"]) for v in json.loads(status.stdout)}
     assert before == {name: (0, version) for name, version in latest.items()}
-    upgraded = run_digest("db", "upgrade", cwd=sample_site)
-    assert upgraded.returncode == 0, upgraded.stderr
+    text = digest_db(sample_site, "status")
+    assert [line.split()[:5] for line in text.stdout.splitlines()] == [
+        [name, "version", "0", "upgrade", "pending"] for name in latest
+    ]
+    upgraded = digest_db(sample_site, "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
     assert [line.split()[:2] for line in upgraded.stdout.splitlines()] == [
         [name, "0"] for name in latest
     ]
-    status = run_digest("db", "status", "--json", cwd=sample_site)
+    status = digest_db(sample_site, "status", "--json")
     after = {v["store"]: (v["before"], v["after"]) for v in json.loads(status.stdout)}
     assert after == {name: (version, version) for name, version in latest.items()}
-    again = run_digest("db", "upgrade", cwd=sample_site)
+    assert digest_db(sample_site, "status").stdout.count("up to date") == len(latest)
+    again = digest_db(sample_site, "upgrade")
     assert again.stdout.count("already current") == len(latest)
+    as_json = digest_db(sample_site, "upgrade", "--json")
+    assert [(v["store"], v["before"], v["after"]) for v in json.loads(as_json.stdout)] == [
+        (name, version, version) for name, version in latest.items()
+    ]
 
 
 def test_a_send_resumed_after_the_move_sends_each_subscriber_once(
@@ -457,8 +498,11 @@ def test_a_send_resumed_after_the_move_sends_each_subscriber_once(
             store.add(f"reader{n}@example.com", now=NOW)
     first = send_issue(config, now=NOW, week="2026-W47", limit=15)
     assert (first.sent, first.complete) == (15, False)
-    moved = run_digest("db", "migrate", "--to", pg_url, cwd=sample_site)
-    assert moved.returncode == 0, moved.stderr
+    moved = digest_db(sample_site, "migrate", "--to", pg_url)
+    assert moved.exit_code == 0, moved.output
+    lines = moved.stdout.splitlines()
+    assert lines[0].split()[:3] == ["subscribers", "40", "rows"]
+    assert lines[-1] == f"done; set `database: {pg_url}` in config.yaml to use it"
     with (sample_site / "config.yaml").open("a", encoding="utf-8") as file:
         file.write(f"\ndatabase: {pg_url}\n")
     moved_config = load_config(sample_site / "config.yaml")
@@ -470,6 +514,96 @@ def test_a_send_resumed_after_the_move_sends_each_subscriber_once(
     assert recipients == sorted(f"reader{n}@example.com" for n in range(40))
     with Ledger(DatabaseURL(pg_url)) as ledger:
         assert ledger.counts("2026-W47")[SENT] == 40
+
+
+# --------------------------------------------------------------------------- SQLite files
+
+
+def test_a_store_file_in_a_folder_that_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the folder should be")
+    with pytest.raises(StoreError) as caught:
+        open_sqlite(tmp_path / "data" / "ledger.sqlite", what="the send ledger")
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'data' / 'ledger.sqlite'}: cannot open the send ledger: "
+    )
+    assert str(caught.value).endswith("(check that its folder is writable)")
+
+
+def test_a_file_that_is_not_sqlite_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.sqlite"
+    path.write_bytes(b"name,email\n" * 200)  # a CSV saved under the store's name
+    with pytest.raises(StoreError) as caught:
+        open_sqlite(path, what="the subscriber store")
+    assert str(caught.value) == (
+        f"{path}: cannot open the subscriber store: file is not a database (check that its "
+        "folder is writable and that no other program holds the file)"
+    )
+    assert path.read_bytes() == b"name,email\n" * 200  # left as it was
+
+
+def test_a_locked_database_is_retried_until_the_holder_lets_go(tmp_path: Path) -> None:
+    path = tmp_path / "busy.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (n INTEGER)")
+    waiter = sqlite3.connect(path, isolation_level=None, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    attempts: list[int] = []
+
+    def write() -> int:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 3:
+            holder.execute("COMMIT")  # the other process finishes its transaction
+        waiter.execute("INSERT INTO t VALUES (1)")
+        return len(attempts)
+
+    assert retry_when_busy(write) == 3
+    assert waiter.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        retry_when_busy(lambda: waiter.execute("INSERT INTO t VALUES (2)"), patience=0)
+    holder.execute("ROLLBACK")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):  # not retried
+        retry_when_busy(lambda: waiter.execute("INSERT INTO missing VALUES (1)"))
+    holder.close()
+    waiter.close()
+
+
+# --------------------------------------------------------------------------- file locks
+
+
+def test_a_lock_is_taken_once_and_released_once(tmp_path: Path) -> None:
+    lock = FileLock(tmp_path / "run.lock", "digest run")
+    assert not lock.held
+    lock.acquire()
+    lock.acquire()  # already held: nothing more happens
+    assert lock.held
+    assert (tmp_path / "run.lock").read_text().startswith(f"digest run (pid {os.getpid()}, since ")
+    lock.release()
+    lock.release()
+    assert not lock.held and (tmp_path / "run.lock").read_text() == ""
+    with FileLock(tmp_path / "run.lock", "digest run"):  # free again
+        pass
+
+
+def test_a_lock_file_that_cannot_be_made_is_a_lock_error(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the folder should be")
+    with pytest.raises(LockError, match=r"data/schedule.lock: cannot open the lock file: "):
+        FileLock(tmp_path / "data" / "schedule.lock", "digest schedule").acquire()
+
+
+def test_a_holder_that_has_not_written_its_name_is_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken, name not written (yet)
+        with pytest.raises(LockError) as refused:
+            FileLock(path, "digest schedule").acquire()
+    finally:
+        os.close(fd)
+    assert str(refused.value) == (
+        f"{path} is held by another process; only one digest schedule may run at a time "
+        "(stop the other one, or wait for it)"
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -563,3 +697,36 @@ def test_newsletters_keep_their_own_runs_in_one_table(
         assert (theirs.issue_id, theirs.outcome, theirs.sent) == ("links-2026-W47", "sent", 3)
         latest = weekly.latest()
         assert latest is not None and latest.issue_id == "2026-W47"
+
+
+# --------------------------------------------------------------------------- stored moments
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.sampled_from(
+            [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+        ),
+    ),
+    st.sampled_from(["seconds", "milliseconds"]),
+)
+def test_a_stored_moment_reads_back_as_the_same_utc_moment(
+    moment: datetime, precision: Precision
+) -> None:
+    text = utc_text(moment, precision)
+    assert text.endswith("Z") and len(text) == (20 if precision == "seconds" else 24)
+    cut = 1_000_000 if precision == "seconds" else 1000
+    expected = moment.astimezone(timezone.utc)
+    expected = expected.replace(microsecond=expected.microsecond - expected.microsecond % cut)
+    assert parse_utc(text) == expected
+    assert parse_utc(text.lower()) == expected  # a lower-case z too
+    assert parse_utc(expected.isoformat()) == expected  # the +00:00 form older files hold
+
+
+def test_a_moment_without_a_time_zone_is_never_stored_or_read() -> None:
+    with pytest.raises(ValueError, match="must be timezone-aware"):
+        utc_text(datetime(2026, 11, 23, 8, 0))
+    with pytest.raises(ValueError, match="a stored moment without a time zone"):
+        parse_utc("2026-11-23T08:00:00")

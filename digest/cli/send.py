@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from datetime import date
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -51,7 +52,7 @@ class _Progress:
                     show_eta=True,
                     show_percent=True,
                     item_show_func=lambda _: self.rate_text(),
-                    file=cast(Any, click.get_text_stream("stderr")),  # type: ignore[operator]
+                    file=sys.stderr,
                 )
                 self.bar.__enter__()
             self.bar.length = max(self.bar.length or 0, total)

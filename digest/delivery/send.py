@@ -66,7 +66,13 @@ from digest.delivery.send_report import (
     write_report,
 )
 from digest.email.message import message_id_for, recipient_values
-from digest.errors import DigestError, NothingToSend, ProviderError, SendError
+from digest.errors import (
+    DigestError,
+    NoSubscribers,
+    NothingToSend,
+    ProviderError,
+    SendError,
+)
 from digest.store.database import locate
 
 log = logging.getLogger(__name__)
@@ -532,7 +538,7 @@ def send_issue(
             active = store.counts().get("active", 0)
             if not active:
                 where = locate(config, config.subscribers.database)
-                raise NothingToSend(
+                raise NoSubscribers(
                     f"{issue_id}: no active subscribers in {where}, so nothing was sent and "
                     "nothing was recorded; add some with `digest subscribers import FILE` "
                     "(or check subscribers.database in the config)"

@@ -163,21 +163,37 @@ def _number(text: str, names: dict[str, int] | None) -> int | None:
 
 
 def _weekdays(field: str) -> str | None:
+    """The day-of-week field in systemd's form ("Mon..Fri", "Sat,Sun"; "" for every day).
+
+    systemd's week runs Monday to Sunday and its ranges cannot wrap, while cron counts
+    Sunday as 0 (and 7): cron's ``0-5`` is ``Mon..Fri,Sun`` and ``0-7`` every day.
+    """
     if field == "*":
         return ""
     days: list[str] = []
+    every: set[int] = set()
     for part in field.split(","):
         match = re.fullmatch(r"(\w+)(?:-(\w+))?", part)
         if not match:
             return None
         a = _number(match.group(1), _DOW_INDEX)
         b = _number(match.group(2), _DOW_INDEX) if match.group(2) else a
-        if a is None or b is None:
+        if a is None or b is None or not 0 <= a <= b <= 7:
             return None
-        a, b = a % 7, (b % 7 if b != 7 else 7)
-        if b < a:
-            return None
-        days.append(_DOW_NAMES[a] if a == b else f"{_DOW_NAMES[a]}..{_DOW_NAMES[b % 7]}")
+        chosen = {day % 7 for day in range(a, b + 1)}
+        every |= chosen
+        monday_first = [day for day in (1, 2, 3, 4, 5, 6, 0) if day in chosen]
+        runs: list[list[int]] = []
+        for day in monday_first:
+            if runs and (runs[-1][-1] + 1) % 7 == day and runs[-1][-1] != 0:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        for run in runs:
+            first, last = _DOW_NAMES[run[0]], _DOW_NAMES[run[-1]]
+            days.append(first if len(run) == 1 else f"{first}..{last}")
+    if len(every) == 7:
+        return ""
     return ",".join(days) + " "
 
 

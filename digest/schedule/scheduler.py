@@ -48,7 +48,14 @@ from croniter import CroniterBadDateError, croniter
 
 from digest.config.cron import check_cron
 from digest.content.select import Window, last_complete_day, last_complete_week
-from digest.errors import ConfigError, DigestError, LockError, NothingToSend, SendError
+from digest.errors import (
+    ConfigError,
+    DigestError,
+    LockError,
+    NoSubscribers,
+    NothingToSend,
+    SendError,
+)
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
 from digest.store.database import locate
 from digest.store.lock import ProcessLock, process_lock
@@ -568,6 +575,8 @@ def send_job(config: Config, clock: Clock) -> Job:
             report = send.send_issue(
                 config, now=now, week=due.issue_id, progress=progress, clock=clock.now
             )
+        except NoSubscribers:
+            raise  # not done: the run fails, and the next one within grace tries again
         except NothingToSend as exc:
             return JobResult("already-sent", detail=str(exc))
         failed = report.ledger.get("failed-permanent", 0)

@@ -1,4 +1,4 @@
-"""Opening digest's SQLite files the same way everywhere: WAL, a busy timeout, a schema."""
+"""Opening digest's SQLite files the same way everywhere: WAL, a busy timeout, retries."""
 
 from __future__ import annotations
 
@@ -15,39 +15,6 @@ T = TypeVar("T")
 
 # How long opening a database waits for other processes doing the same.
 SETUP_PATIENCE = 30.0
-
-
-def open_database(
-    path: Path, schema: str, *, what: str, synchronous: str = "FULL"
-) -> sqlite3.Connection:
-    """Open (creating it and its folder if needed) the database at ``path``.
-
-    Autocommit mode: callers open transactions explicitly. WAL lets readers (``digest
-    status``, the preview) run beside a send. ``what`` names the file in errors.
-
-    Several processes may open a new file at the same moment (two schedulers started
-    together, a send beside ``digest status``). Switching to WAL and creating the tables
-    take locks for which SQLite does not always wait, so those steps are retried.
-    """
-    db = open_sqlite(path, what=what, synchronous=synchronous)
-
-    def setup() -> None:
-        try:
-            db.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
-        except sqlite3.Error:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
-    try:
-        retry_when_busy(setup)
-    except sqlite3.Error as exc:
-        db.close()
-        raise StoreError(
-            f"{path}: cannot open {what}: {exc} (check that its folder is writable and "
-            "that no other program holds the file)"
-        ) from None
-    return db
 
 
 def open_sqlite(path: Path, *, what: str, synchronous: str = "FULL") -> sqlite3.Connection:
