@@ -647,17 +647,22 @@ class Ledger:
             if by_variant
             else ("subscriber_id > ?", "subscriber_id")
         )
+        # The rows are picked first, then updated: on PostgreSQL a LIMIT ... FOR UPDATE SKIP
+        # LOCKED subquery inside the UPDATE's WHERE may run again for each row the UPDATE
+        # scans (a plain subplan), and then took every free row, not ``limit`` of them.
+        picked = (
+            f"SELECT subscriber_id FROM deliveries WHERE issue_id = ? AND state IN ({marks}) "
+            f"AND {past} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?) "
+            f"ORDER BY {order} LIMIT ?" + (" FOR UPDATE SKIP LOCKED" if postgres else "")
+        )
         sql = (
+            f"WITH picked AS {'MATERIALIZED ' if postgres else ''}({picked}) "
             "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE issue_id = ? "
-            "AND subscriber_id IN (SELECT subscriber_id FROM deliveries WHERE issue_id = ? "
-            f"AND state IN ({marks}) AND {past} AND (lease_until IS NULL OR "
-            f"lease_until < ? OR lease_owner = ?) ORDER BY {order} LIMIT ?"
-            + (" FOR UPDATE SKIP LOCKED" if postgres else "")
-            + f") RETURNING {self._COLUMNS}"
+            f"AND subscriber_id IN (SELECT subscriber_id FROM picked) RETURNING {self._COLUMNS}"
         )
         position = after if isinstance(after, tuple) else (after,)
         params = (
-            owner, _iso(until), issue_id, issue_id, *states, *position, _iso(now), owner, limit
+            issue_id, *states, *position, _iso(now), owner, limit, owner, _iso(until), issue_id
         )  # fmt: skip
         if postgres:
             rows = self._run(sql, params).fetchall()
