@@ -32,6 +32,7 @@ is done explicitly so the rule above holds whatever croniter's version does.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -641,14 +642,17 @@ def run_forever(
     stop: threading.Event,
     on_start: Callable[[Policy, datetime], None] | None = None,
     on_report: Callable[[RunReport], None] | None = None,
+    held: ProcessLock | None = None,
 ) -> None:
     """`digest schedule`: hold the scheduler lock and run every occurrence until ``stop``.
 
     The lock comes first, so a second scheduler is refused before it touches any file.
+    ``held`` is the lock when the caller has taken it already (several newsletters).
     """
     policy = Policy.from_config(config)
-    lock = schedule_lock(config)
-    with lock, RunStore(locate(config, config.schedule.database), config.issue_prefix) as runs:
+    lock = held if held is not None else schedule_lock(config)
+    taken = contextlib.nullcontext() if held is not None else lock
+    with taken, RunStore(locate(config, config.schedule.database), config.issue_prefix) as runs:
         scheduler = Scheduler(
             policy,
             runs,
@@ -713,8 +717,11 @@ def run_forever_each(
     on_report: Callable[[str, RunReport], None] | None = None,
 ) -> None:
     """`digest schedule` for each named newsletter, each with its own scheduler, lock and
-    runs, in its own thread. The first error (another scheduler holds a lock) stops them
-    all and is raised."""
+    runs, in its own thread. The first error stops them all and is raised.
+
+    Every newsletter's lock is taken first, here, in the config's order: two schedulers
+    started at once then meet at the first lock, and one of them gets them all (taken in
+    each thread, each could get some, refuse the other, and neither run)."""
     if len(names) == 1:
         name = names[0]
         run_forever(
@@ -727,7 +734,7 @@ def run_forever_each(
         return
     errors: list[BaseException] = []
 
-    def one(name: str) -> None:
+    def one(name: str, lock: ProcessLock) -> None:
         try:
             run_forever(
                 config.for_newsletter(name),
@@ -735,16 +742,24 @@ def run_forever_each(
                 stop=stop,
                 on_start=None if on_start is None else functools.partial(on_start, name),
                 on_report=None if on_report is None else functools.partial(on_report, name),
+                held=lock,
             )
         except BaseException as exc:  # handed to the caller's thread below
             errors.append(exc)
             stop.set()
 
-    threads = [threading.Thread(target=one, args=(n,), name=f"schedule-{n}") for n in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(timeout=0.5)
+    with contextlib.ExitStack() as held:
+        locks = {name: schedule_lock(config.for_newsletter(name)) for name in names}
+        for lock in locks.values():
+            held.enter_context(lock)
+        threads = [
+            threading.Thread(target=one, args=(name, lock), name=f"schedule-{name}")
+            for name, lock in locks.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
     if errors:
         raise errors[0]
