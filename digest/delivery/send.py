@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
+from typing import TypeVar
 
 from digest.audience import newsletters
 from digest.audience.keys import link_keys
@@ -75,6 +76,7 @@ from digest.errors import (
 )
 from digest.store.database import locate
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # How often a sender with nothing left to take looks again while others hold rows: they
@@ -234,29 +236,29 @@ class _Sender:
                 return False
             for variant, recipients in groups.items():
                 for start in range(0, len(recipients), self.batch_size):
-                    part = recipients[start : start + self.batch_size]
-                    if limit is not None:
-                        room = limit - self.report.attempted
-                        if room <= 0:
-                            return False
-                        part = part[:room]
+                    part = self.within(recipients[start : start + self.batch_size], limit)
+                    if not part:
+                        return False
                     self.check_stop()
                     self.report.variants[variant] = self.report.variants.get(variant, 0) + len(part)
                     self.dispatch(self.variants.batch(variant, part))
         self.drain()
         return True
 
+    def within(self, part: list[T], limit: int | None) -> list[T]:
+        """``part`` cut to what ``--limit`` still allows (empty: the limit is reached)."""
+        if limit is None:
+            return part
+        return part[: max(limit - self.report.attempted, 0)]
+
     def send_mixed(self, groups: dict[str, list[Recipient]], limit: int | None) -> bool:
         """Send the chunk's groups in full batches across variants (emptying ``groups``);
         False when ``limit`` stopped it. Leaves ``groups`` alone without wire templates."""
         parts = [(variant, r) for variant, recipients in groups.items() for r in recipients]
         for start in range(0, len(parts), self.batch_size):
-            part = parts[start : start + self.batch_size]
-            if limit is not None:
-                room = limit - self.report.attempted
-                if room <= 0:
-                    return False
-                part = part[:room]
+            part = self.within(parts[start : start + self.batch_size], limit)
+            if not part:
+                return False
             self.check_stop()
             batch = self.variants.mixed_batch(part)
             if batch is None:
