@@ -37,6 +37,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.audience.mailbox import mailbox_key
 from digest.audience.records import RECORDS_POSTGRESQL, extend_schema
 from digest.audience.status import (
     INACTIVE,
@@ -94,7 +95,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 CREATE INDEX IF NOT EXISTS webhook_deliveries_age ON webhook_deliveries (received_at);
 -- Mail the service sent to an address (confirmations, notices), for the per-address limit.
 CREATE TABLE IF NOT EXISTS service_mail (
-    recipient TEXT NOT NULL,  -- mail_key() of the address
+    recipient TEXT NOT NULL,  -- mail_key() of the address (before schema 5: the address)
     sent_at   REAL NOT NULL   -- Unix time
 );
 CREATE INDEX IF NOT EXISTS service_mail_recipient ON service_mail (recipient, sent_at);
@@ -144,6 +145,11 @@ MIGRATIONS = (
     Migration(2, "consent, source and history (audience/records.py)", "", RECORDS_POSTGRESQL),
     Migration(3, "webhook deliveries applied and service mail sent", _SERVE_MEMORY),
     Migration(4, "newsletter choices (audience/newsletters.py)", _CHOICES, _CHOICES_POSTGRESQL),
+    # service mail counted by a hash of the canonical mailbox: rows that hold an address go
+    # (they only counted toward a limit of one window)
+    Migration(
+        5, "service mail keeps no address", "DELETE FROM service_mail WHERE recipient LIKE '%@%';"
+    ),
 )
 SPEC = StoreSpec(
     "subscribers",
@@ -177,10 +183,10 @@ def normalise_email(value: str) -> str:
 
 
 def mail_key(email: str) -> str:
-    """The mailbox an address reaches, for limits on mail to it: the stored form without a
-    ``+tag`` (``ann+1@example.com`` and ``ann+2@example.com`` are one mailbox)."""
-    local, _, domain = email.rpartition("@")
-    return f"{local.split('+', 1)[0] or local}@{domain}"
+    """What the ``service_mail`` table keeps for an address: a hash of its canonical mailbox
+    (:func:`~digest.audience.mailbox.mailbox_key`), so every spelling of one inbox counts
+    against one limit and the table holds no address."""
+    return hashlib.sha256(b"digest-mailbox-v1\x00" + mailbox_key(email).encode()).hexdigest()
 
 
 def _fold(value: str) -> str:
