@@ -175,3 +175,51 @@ def test_an_erased_address_comes_back_only_by_confirming(
     assert status_of(config, "eve@example.com") == "active"
     with store(config) as s:
         assert records.forgotten_at(s.connection, "eve@example.com", key) is None
+
+
+def test_strangers_cannot_rewrite_a_pending_subscription(
+    client: TestClient, config: Config, clock: Clock
+) -> None:
+    """A repeat subscribe for a pending address re-sends the confirmation and changes
+    nothing stored: the owner's confirm keeps the owner's name, sections and consent."""
+    owner = client.post(
+        "/subscribe",
+        json={"email": "ann@example.com", "name": "Ann", "categories": ["tools"]},
+        headers={"Origin": "http://127.0.0.1:8025"},
+    )
+    assert owner.status_code == 202
+    before = consent_of(config, "ann@example.com")
+    clock.now = clock.now.replace(minute=5)
+    stranger = client.post(
+        "/subscribe",
+        json={"email": "Ann@Example.com", "name": "Mallory", "categories": ["health"]},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert stranger.status_code == 202
+    [eml] = outbox(config)  # the confirmation went again, to the same mailbox
+    assert client.post(confirm_path(eml)).status_code == 200
+    after = consent_of(config, "ann@example.com")
+    assert (after.name, after.categories, after.status) == ("Ann", ("Tools",), "active")
+    assert after.consent is not None and before.consent is not None
+    assert after.consent.origin == "http://127.0.0.1:8025"
+    assert after.consent.at == before.consent.at == "2026-11-23T09:00:00Z"
+    with store(config) as s:
+        assert s.connection.execute("SELECT COUNT(*) FROM service_mail").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("left_by", ["unsubscribe", "complaint"])
+def test_a_confirmation_link_does_not_reactivate_after_leaving(
+    client: TestClient, config: Config, clock: Clock, left_by: str
+) -> None:
+    """A confirm only moves ``pending`` to ``active``: the confirmation link, still within
+    its lifetime, does not bring back someone who unsubscribed or complained since."""
+    assert client.post("/subscribe", json={"email": "ann@example.com"}).status_code == 202
+    [eml] = outbox(config)
+    assert client.post(confirm_path(eml)).status_code == 200
+    left = "unsubscribed" if left_by == "unsubscribe" else "complained"
+    with store(config) as s:
+        cause = "serve_unsubscribe" if left_by == "unsubscribe" else "webhook_complaint"
+        s.set_status("ann@example.com", left, cause=cause, now=clock.now)
+    clock.now = clock.now.replace(hour=20)  # well within confirm_ttl
+    client.post(confirm_path(eml))
+    assert status_of(config, "ann@example.com") == left
