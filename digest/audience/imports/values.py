@@ -72,12 +72,18 @@ def parse_time(value: Any, column: str) -> str | None:
             except ValueError:
                 continue
     if moment is None and re.fullmatch(r"\d{9,11}(\.\d+)?", text):
-        moment = datetime.fromtimestamp(float(text), tz=timezone.utc)
+        try:
+            moment = datetime.fromtimestamp(float(text), tz=timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            raise ValueError(f"{column} {text!r} is out of range") from None
     if moment is None:
         raise ValueError(f"{column} {text!r} is not a date such as 2026-08-02T10:15:00Z")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return iso(moment)
+    try:
+        return iso(moment)
+    except (OverflowError, ValueError):  # 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise ValueError(f"{column} {text!r} is out of range") from None
 
 
 def cell_flag(value: Any, column: str) -> bool:
