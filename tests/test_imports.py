@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -817,3 +818,58 @@ def test_one_bad_import_row_is_one_skipped_row(store: SubscriberStore, tmp_path:
     report = load(store, str(deep))
     assert [(r.row, r.reason) for r in report.rejected] == [(2, "nested deeper than 32 levels")]
     assert store.get("cy@example.com") is not None
+
+
+def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> None:
+    """`subscribers forget` reaches every copy digest keeps: the subscriber row, the
+    service-mail counts, the ledger's address, provider ids and message ids, and the
+    outbox files named after the address; it lists each change (text and --json)."""
+    from digest.config import load_config
+
+    site = sample_site
+    config = load_config(site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("ann@example.com", name="Ann", now=NOW)
+        store.add("bob@example.com", name="Bob", now=NOW)
+        assert store.reserve_mail("ann@example.com", now=NOW, window=86400, limit=5)
+    sent = run_digest("send", "--week", "2026-W47", cwd=site)
+    assert sent.returncode == 0, sent.stderr
+    confirmations = site / "out" / "confirmations" / "outbox"
+    confirmations.mkdir(parents=True)
+    (confirmations / "00000001-ann@example.com.eml").write_text("To: ann@example.com\n")
+
+    gone = run_digest("subscribers", "forget", "ann@example.com", "--yes", "--json", cwd=site)
+    assert gone.returncode == 0, gone.stderr
+    report = json.loads(gone.stdout)
+    assert report["email"] == "ann@example.com"
+    assert report["subscriber"] == "erased"
+    assert report["service_mail"] == 1
+    assert report["ledger_rows"] == 1
+    assert sorted(report["files"]) == [
+        "out/2026-W47/outbox/00000001-ann@example.com.eml",
+        "out/confirmations/outbox/00000001-ann@example.com.eml",
+    ]
+    ledger = sqlite3.connect(site / "data" / "ledger.sqlite")
+    rows = ledger.execute(
+        "SELECT email, COALESCE(message_id, ''), COALESCE(provider_message_id, '') "
+        "FROM deliveries ORDER BY subscriber_id"
+    ).fetchall()
+    assert rows[0][0] == "(erased)"
+    assert all("ann@" not in cell for cell in rows[0])
+    assert rows[1][0] == "bob@example.com" and "bob@example.com" in rows[1][2]
+    subscribers = sqlite3.connect(site / "data" / "subscribers.sqlite")
+    assert subscribers.execute("SELECT COUNT(*) FROM service_mail").fetchone() == (0,)
+    left = [p.name for p in (site / "out").rglob("*") if "ann@" in p.name]
+    assert left == []
+    text = run_digest("subscribers", "forget", "bob@example.com", "--yes", cwd=site)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("bob@example.com: erased (erasure recorded 20")
+    assert lines[1:] == [
+        "  subscriber store: row deleted",
+        "  service mail counts: 0 removed",
+        "  ledger: 1 row(s) blanked (address, provider id, message id)",
+        "  files: 1 deleted",
+        "    out/2026-W47/outbox/00000002-bob@example.com.eml",
+        "  not reached: backups, and the provider's own lists and logs",
+    ]

@@ -705,6 +705,12 @@ class SubscriberStore:
         )
         return cursor.rowcount == 1
 
+    def forget_mail(self, email: str) -> int:
+        """Drop the service-mail counts of ``email``'s mailbox (an erasure); how many."""
+        return self._write(
+            "DELETE FROM service_mail WHERE recipient = ?", (mail_key(email),)
+        ).rowcount
+
 
 def unsubscribe(
     store: SubscriberStore,

@@ -16,7 +16,6 @@ from digest.audience.lifecycle import (
     add_subscriber,
     address_form,
     erasure_key,
-    forget,
     show,
 )
 from digest.audience.newsletters import (
@@ -30,7 +29,6 @@ from digest.audience.status import Cause
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
-from digest.delivery.ledger import scrub_address as scrub_ledger
 from digest.delivery.reports import audience_report
 from digest.store.database import locate
 
@@ -318,36 +316,34 @@ def show_command(state: State, email: str, as_json: bool) -> None:
 @subscribers_group.command("forget")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @pass_state
-def forget_command(state: State, email: str, yes: bool) -> None:
-    """Erase one person's data on their request, and keep them suppressed.
+def forget_command(state: State, email: str, yes: bool, as_json: bool) -> None:
+    """Erase one person's data on their request, keep them suppressed, and list what
+    was changed.
 
-    Their row (address, name, preferences, consent, link secret) is deleted and their
-    address is blanked in the send ledger; a keyed hash of the address is kept so that
-    no import, `add` or form brings it back unless its owner confirms a new
-    subscription. The hash is keyed by the privacy key (privacy.key beside the link key
-    file, which never rotates; keep it with your backups).
+    Their row (address, name, preferences, consent, link secret) is deleted, the
+    service-mail counts of their mailbox go, their address is blanked in the send ledger
+    (with the provider ids and Message-IDs that hold it), and outbox files named after
+    it are deleted. A keyed hash of the address is kept so that no import, `add` or form
+    brings it back unless its owner confirms a new subscription. The hash is keyed by the
+    privacy key (privacy.key beside the link key file, which never rotates; keep it with
+    your backups). Backups and the provider's own lists are not reached.
 
     \b
     Examples:
       digest subscribers forget ada@example.com --yes
     """
-    config = state.config
-    key = erasure_key(config)
+    from digest.delivery.erasure import erase
+
     if not yes:
         click.confirm(f"Erase {email} for good?", abort=True)
-    with _store(state) as store:
-        erased = forget(store, email, now=now(), erasure_key=key)
-    scrubbed = scrub_ledger(locate(config, config.ledger.database), erased.email)
-    what = "erased" if erased.existed else "not in the store; suppressed"
-    click.echo(
-        f"{erased.email}: {what} (erasure recorded {erased.forgotten_at}); "
-        f"{scrubbed} ledger row(s) blanked"
-    )
-    click.echo(
-        "  copies outside the stores are not touched: outbox folders under out/, "
-        "backups, and the provider's own lists"
-    )
+    report = erase(state.config, email, now=now())
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    for line in report.lines():
+        click.echo(line)
 
 
 @subscribers_group.command("stats")

@@ -25,8 +25,12 @@ if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
 
 
-def _safe(email: str) -> str:
+def outbox_name(email: str) -> str:
+    """The part of a message file's name that comes from the address."""
     return re.sub(r"[^A-Za-z0-9@._+-]", "_", email)[:120]
+
+
+_safe = outbox_name
 
 
 OPEN_FILES = 128
