@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from digest.audience.tokens import TokenError
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
 from digest.delivery.reports import audience_report
 from digest.store.database import locate
+from digest.store.private import open_private, private_folder
 
 
 def _store(state: State) -> SubscriberStore:
@@ -277,19 +279,33 @@ def unsubscribe_alias(ctx: click.Context, token_or_email: str) -> None:
 @subscribers_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
 @click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (created 0600: it holds addresses) instead of stdout.",
+)
 @pass_state
-def export_command(state: State, fmt: str, status: str | None) -> None:
+def export_command(state: State, fmt: str, status: str | None, output: Path | None) -> None:
     """Write every subscriber to stdout, in every status, with their dates, preferences,
     source, consent record and reason (secrets are never exported). The file imports
-    back into an empty store as the same store.
+    back into an empty store as the same store. In CSV, a cell that starts with = + - @,
+    a tab or a carriage return gets a ' in front, so that a spreadsheet shows it as text
+    instead of running it as a formula.
 
     \b
     Examples:
-      digest subscribers export > subscribers.json
+      digest subscribers export -o subscribers.json
       digest subscribers export --format csv --status active
     """
     with _store(state) as store:
-        write_export(store, sys.stdout, fmt=fmt, status=status)
+        if output is None:
+            write_export(store, sys.stdout, fmt=fmt, status=status)
+            return
+        private_folder(output.parent)
+        with os.fdopen(open_private(output), "w", encoding="utf-8", newline="") as out:
+            count = write_export(store, out, fmt=fmt, status=status)
+    click.echo(f"{count} subscriber(s) written to {output}", err=True)
 
 
 @subscribers_group.command("show")

@@ -18,7 +18,6 @@ Not reached, and said so: backups, and the provider's own lists and logs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -31,6 +30,7 @@ from digest.config import Config
 from digest.delivery.ledger import scrub_address
 from digest.delivery.providers.outbox import outbox_name
 from digest.store.database import locate
+from digest.store.private import write_private
 
 NOT_REACHED = "backups, and the provider's own lists and logs"
 ERASED = "(erased)"
@@ -98,9 +98,7 @@ def _reports(config: Config, email: str) -> Iterator[Path]:
 def _scrub_report(path: Path, email: str) -> None:
     data = json.loads(path.read_text("utf-8"))
     text = json.dumps(data, indent=2, default=str).replace(email, ERASED) + "\n"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(text, "utf-8")
-    os.replace(temporary, path)
+    write_private(path, text.encode())
 
 
 def _relative(config: Config, path: Path) -> str:
