@@ -48,7 +48,7 @@ from digest.audience.status import (
     Transition,
     transition,
 )
-from digest.audience.tokens import signing_key, verify_token
+from digest.audience.tokens import Subject, handle_of, signing_key, verify_token
 from digest.errors import StoreError
 from digest.safelog import log_change
 from digest.store.clock import utc_text
@@ -149,6 +149,14 @@ MIGRATIONS = (
     # (they only counted toward a limit of one window)
     Migration(
         5, "service mail keeps no address", "DELETE FROM service_mail WHERE recipient LIKE '%@%';"
+    ),
+    # links name subscribers by an opaque handle (tokens.handle_of), looked up here; rows
+    # from before get theirs when the store is opened (SubscriberStore._fill_handles)
+    Migration(
+        6,
+        "subscriber handles for links without addresses",
+        "ALTER TABLE subscribers ADD COLUMN handle TEXT;\n"
+        "CREATE UNIQUE INDEX IF NOT EXISTS subscribers_handle ON subscribers (handle);",
     ),
 )
 SPEC = StoreSpec(
@@ -269,6 +277,11 @@ class Subscriber:
     def active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def handle(self) -> str:
+        """How this subscriber's links name them (no address in any link)."""
+        return handle_of(self.secret)
+
     def public(self) -> dict[str, Any]:
         """Everything but the secret, for listings and exports."""
         return {
@@ -302,6 +315,23 @@ class SubscriberStore:
                 self._db.close()
                 raise StoreError(f"{self.path}: {exc}") from None
         self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
+        self._fill_handles()
+
+    def _fill_handles(self, chunk: int = 1000) -> None:
+        """Give rows made before handles existed theirs (once; idempotent, as a handle is
+        derived from the row's own secret)."""
+        while True:
+            rows = self._db.execute(
+                "SELECT id, secret FROM subscribers WHERE handle IS NULL LIMIT ?", (chunk,)
+            ).fetchall()
+            if not rows:
+                return
+            with self.atomic():
+                for row_id, secret in rows:
+                    self._write(
+                        "UPDATE subscribers SET handle = ? WHERE id = ? AND handle IS NULL",
+                        (handle_of(bytes(secret)), row_id),
+                    )
 
     def _note(self, event: str, **fields: Any) -> None:
         """Log a change as a record (:func:`digest.safelog.log_change`) once it is committed."""
@@ -355,6 +385,18 @@ class SubscriberStore:
             f"SELECT {self._COLUMNS} FROM subscribers WHERE email = ?", (key,)
         ).fetchone()
         return self._row(row) if row else None
+
+    def get_by_handle(self, handle: str) -> Subscriber | None:
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM subscribers WHERE handle = ?", (handle,)
+        ).fetchone()
+        return self._row(row) if row else None
+
+    def named_by(self, subject: Subject) -> Subscriber | None:
+        """The subscriber a link names (by handle, or by address in the older links)."""
+        if subject.handle is not None:
+            return self.get_by_handle(subject.handle)
+        return self.get(subject.email or "")
 
     def get_many(self, ids: Sequence[int]) -> dict[int, Subscriber]:
         found: dict[int, Subscriber] = {}
@@ -441,20 +483,22 @@ class SubscriberStore:
         if existing is None:
             if decided.after is None:  # this cause adds no one (e.g. an unsubscribe)
                 raise StoreError(f"no subscriber {key} in {self.path}")
+            secret = secrets.token_bytes(32)
             inserted = self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-                "secret, source_id, updated_at, status_cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (email) DO NOTHING",
+                "secret, source_id, updated_at, status_cause, handle) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
                 (
                     key,
                     name,
                     decided.after,
                     subscribed_at or stamp,
                     json.dumps(list(categories)),
-                    secrets.token_bytes(32),
+                    secret,
                     source_id,
                     stamp,
                     decided.cause.value,
+                    handle_of(secret),
                 ),
             )
             if inserted.rowcount == 0:  # another process (or host) added it just now
@@ -625,21 +669,23 @@ class SubscriberStore:
         decided = self._decide(None, status, Cause.IMPORT)
         if decided.after is None:
             raise StoreError(f"{email}: {decided.reason}")
+        secret = secrets.token_bytes(32)
         self._write(
             "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-            "secret, source_id, updated_at, status_at, status_cause, source) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?)",
+            "secret, source_id, updated_at, status_at, status_cause, source, handle) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?, ?)",
             (
                 email,
                 clean_name(name),
                 decided.after,
                 subscribed_at,
                 json.dumps(list(categories)),
-                secrets.token_bytes(32),
+                secret,
                 source_id,
                 _iso(now),
                 status_at,
                 source,
+                handle_of(secret),
             ),
         )
         self._note("status", email=email, before=None, after=decided.after, cause="import")
@@ -729,10 +775,14 @@ def unsubscribe(
     else:
         servers = [server] if server is None or isinstance(server, bytes) else list(server)
 
-        def key_for(address: str) -> list[bytes] | None:
+        def key_for(subject: Subject) -> list[bytes] | None:
             # every link key still verifying (a rotation's grace period)
-            found = store.get(address)
+            found = store.named_by(subject)
             return [signing_key(found.secret, key) for key in servers] if found else None
 
-        email = verify_token(token_or_email, "unsubscribe", key_for, now=now)
+        subject = verify_token(token_or_email, "unsubscribe", key_for, now=now)
+        named = store.named_by(subject)
+        if named is None:
+            raise StoreError("the subscriber this link names was removed just now")
+        email = named.email
     return store.change_status(email, "unsubscribed", cause=Cause.CLI_UNSUBSCRIBE, now=now)

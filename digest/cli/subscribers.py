@@ -251,7 +251,7 @@ def unsubscribe_command(state: State, token_or_email: str) -> None:
     \b
     Examples:
       digest subscribers unsubscribe ada@example.com
-      digest subscribers unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
+      digest subscribers unsubscribe 2.Q8fz0aX1k2Lm9pQr..Xk3…
     """
     from digest.audience.tokens import verifying_secrets
 

@@ -38,6 +38,7 @@ from digest.audience.records import Consent, iso, set_details
 from digest.audience.status import WEBHOOK_CAUSES, Cause, service_mail
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
 from digest.audience.tokens import (
+    Subject,
     make_token,
     signing_key,
     verify_token,
@@ -121,9 +122,9 @@ class Subscriptions:
 
     # -- tokens
 
-    def key_for(self, store: SubscriberStore) -> Callable[[str], list[bytes] | None]:
-        def key(email: str) -> list[bytes] | None:
-            found = store.get(email)
+    def key_for(self, store: SubscriberStore) -> Callable[[Subject], list[bytes] | None]:
+        def key(subject: Subject) -> list[bytes] | None:
+            found = store.named_by(subject)
             if found is None:
                 return None
             return [signing_key(found.secret, server) for server in self.verifying]
@@ -133,8 +134,9 @@ class Subscriptions:
     def token(
         self, subscriber: Subscriber, purpose: str, *, expires_at: datetime | None = None
     ) -> str:
+        """A link token naming the subscriber by handle: no address in any URL."""
         key = signing_key(subscriber.secret, self.server)
-        return make_token(purpose, subscriber.email, key, expires_at=expires_at)
+        return make_token(purpose, subscriber.handle, key, expires_at=expires_at)
 
     def link(self, subscriber: Subscriber, purpose: str, *, now: datetime | None = None) -> str:
         expires = None
@@ -148,10 +150,10 @@ class Subscriptions:
 
     def check(self, store: SubscriberStore, token: str, purpose: str, now: datetime) -> Subscriber:
         """The subscriber a valid token names; raises TokenError otherwise."""
-        email = verify_token(token, purpose, self.key_for(store), now=now)
-        found = store.get(email)
+        subject = verify_token(token, purpose, self.key_for(store), now=now)
+        found = store.named_by(subject)
         if found is None:  # removed between the two reads: impossible on one thread
-            raise StoreError(f"no subscriber {email}")
+            raise StoreError(f"no subscriber {subject}")
         return found
 
     # -- changes
