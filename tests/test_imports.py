@@ -873,3 +873,28 @@ def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> Non
         "    out/2026-W47/outbox/00000002-bob@example.com.eml",
         "  not reached: backups, and the provider's own lists and logs",
     ]
+
+
+def test_an_erased_mailbox_stays_erased_under_another_spelling(store: SubscriberStore) -> None:
+    add_subscriber(
+        store,
+        "ann.lee@gmail.com",
+        name="",
+        categories=(),
+        status="active",
+        now=NOW,
+        erasure_key=KEY,
+    )
+    forget(store, "ann.lee@gmail.com", now=NOW, erasure_key=KEY)
+    for spelling in ("annlee@googlemail.com", "Ann.Lee+news@gmail.com"):
+        with pytest.raises(Forgotten, match="erased on request"):
+            add_subscriber(
+                store,
+                spelling,
+                name="",
+                categories=(),
+                status="active",
+                now=LATER,
+                erasure_key=KEY,
+            )
+    assert records.forgotten_at(store.connection, "someone.else@gmail.com", KEY) is None

@@ -223,3 +223,24 @@ def test_a_confirmation_link_does_not_reactivate_after_leaving(
     clock.now = clock.now.replace(hour=20)  # well within confirm_ttl
     client.post(confirm_path(eml))
     assert status_of(config, "ann@example.com") == left
+
+
+def test_mail_bombing_a_gmail_inbox_suppressions_compare_mailboxes(
+    client: TestClient, config: Config
+) -> None:
+    """A mailbox that complained under one spelling is not mailed under another (Gmail dots,
+    googlemail.com, a +tag, case), and the per-mailbox limit counts every spelling."""
+    with store(config) as s:
+        s.add("ann.lee@gmail.com", now=LATER)
+        s.set_status("ann.lee@gmail.com", "complained", cause="webhook_complaint", now=LATER)
+    for spelling in ("annlee@gmail.com", "A.nnLee+x@googlemail.com", "ANN.LEE@GMAIL.COM"):
+        assert client.post("/subscribe", json={"email": spelling}).status_code == 202
+    assert outbox(config) == []
+    assert status_of(config, "annlee@gmail.com") is None  # nothing stored for the stranger
+    limit = config.serve.mail_per_address
+    for n in range(limit + 5):
+        spelling = "bob.x" if n % 2 else "b.o.b.x"
+        client.post("/subscribe", json={"email": f"{spelling}+{n}@googlemail.com"})
+    with store(config) as s:
+        sent = s.connection.execute("SELECT COUNT(*) FROM service_mail").fetchone()[0]
+    assert sent == limit

@@ -150,13 +150,16 @@ MIGRATIONS = (
     Migration(
         5, "service mail keeps no address", "DELETE FROM service_mail WHERE recipient LIKE '%@%';"
     ),
-    # links name subscribers by an opaque handle (tokens.handle_of), looked up here; rows
-    # from before get theirs when the store is opened (SubscriberStore._fill_handles)
+    # links name subscribers by an opaque handle (tokens.handle_of), and suppressions
+    # compare canonical mailboxes (mail_key); rows from before get both when the store is
+    # opened (SubscriberStore._fill_derived)
     Migration(
         6,
-        "subscriber handles for links without addresses",
+        "subscriber handles for links without addresses; canonical mailboxes",
         "ALTER TABLE subscribers ADD COLUMN handle TEXT;\n"
-        "CREATE UNIQUE INDEX IF NOT EXISTS subscribers_handle ON subscribers (handle);",
+        "ALTER TABLE subscribers ADD COLUMN mailbox TEXT;\n"
+        "CREATE UNIQUE INDEX IF NOT EXISTS subscribers_handle ON subscribers (handle);\n"
+        "CREATE INDEX IF NOT EXISTS subscribers_mailbox ON subscribers (mailbox, status);",
     ),
 )
 SPEC = StoreSpec(
@@ -315,22 +318,24 @@ class SubscriberStore:
                 self._db.close()
                 raise StoreError(f"{self.path}: {exc}") from None
         self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
-        self._fill_handles()
+        self._fill_derived()
 
-    def _fill_handles(self, chunk: int = 1000) -> None:
-        """Give rows made before handles existed theirs (once; idempotent, as a handle is
-        derived from the row's own secret)."""
+    def _fill_derived(self, chunk: int = 1000) -> None:
+        """Give rows made before schema 6 their handle and mailbox (once; idempotent: both
+        are derived from the row's own secret and address)."""
         while True:
             rows = self._db.execute(
-                "SELECT id, secret FROM subscribers WHERE handle IS NULL LIMIT ?", (chunk,)
+                "SELECT id, secret, email FROM subscribers "
+                "WHERE handle IS NULL OR mailbox IS NULL LIMIT ?",
+                (chunk,),
             ).fetchall()
             if not rows:
                 return
             with self.atomic():
-                for row_id, secret in rows:
+                for row_id, secret, email in rows:
                     self._write(
-                        "UPDATE subscribers SET handle = ? WHERE id = ? AND handle IS NULL",
-                        (handle_of(bytes(secret)), row_id),
+                        "UPDATE subscribers SET handle = ?, mailbox = ? WHERE id = ?",
+                        (handle_of(bytes(secret)), mail_key(email), row_id),
                     )
 
     def _note(self, event: str, **fields: Any) -> None:
@@ -397,6 +402,16 @@ class SubscriberStore:
         if subject.handle is not None:
             return self.get_by_handle(subject.handle)
         return self.get(subject.email or "")
+
+    def mailbox_status(self, email: str, status: str) -> Subscriber | None:
+        """A subscriber with ``status`` whose address reaches the same mailbox as ``email``
+        (:func:`~digest.audience.mailbox.mailbox_key`: Gmail dots, +tags, case, IDN)."""
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM subscribers WHERE mailbox = ? AND status = ? "
+            "ORDER BY id LIMIT 1",
+            (mail_key(email), status),
+        ).fetchone()
+        return self._row(row) if row else None
 
     def get_many(self, ids: Sequence[int]) -> dict[int, Subscriber]:
         found: dict[int, Subscriber] = {}
@@ -486,8 +501,8 @@ class SubscriberStore:
             secret = secrets.token_bytes(32)
             inserted = self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-                "secret, source_id, updated_at, status_cause, handle) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+                "secret, source_id, updated_at, status_cause, handle, mailbox) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
                 (
                     key,
                     name,
@@ -499,6 +514,7 @@ class SubscriberStore:
                     stamp,
                     decided.cause.value,
                     handle_of(secret),
+                    mail_key(key),
                 ),
             )
             if inserted.rowcount == 0:  # another process (or host) added it just now
@@ -672,8 +688,8 @@ class SubscriberStore:
         secret = secrets.token_bytes(32)
         self._write(
             "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-            "secret, source_id, updated_at, status_at, status_cause, source, handle) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?, ?)",
+            "secret, source_id, updated_at, status_at, status_cause, source, handle, mailbox) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?, ?, ?)",
             (
                 email,
                 clean_name(name),
@@ -686,6 +702,7 @@ class SubscriberStore:
                 status_at,
                 source,
                 handle_of(secret),
+                mail_key(email),
             ),
         )
         self._note("status", email=email, before=None, after=decided.after, cause="import")

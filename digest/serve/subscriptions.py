@@ -204,6 +204,14 @@ class Subscriptions:
         if unknown:
             log.info("subscribe: ignoring unknown categories %s", clean(", ".join(unknown), 100))
         existing = store.get(email)
+        complained = store.mailbox_status(email, "complained")
+        if complained is not None and service_mail("complained") is None:
+            # the mailbox complained under another spelling (Gmail dots, a +tag, case):
+            # suppressions compare canonical mailboxes, so it is not mailed either
+            log.info(
+                "subscribe: %s reaches a mailbox that complained; not mailed", clean(email, 100)
+            )
+            return SubscribeOutcome("suppressed", existing or complained)
         if existing is None:
             created, _ = store.add(
                 email,
