@@ -7,8 +7,13 @@ send a hundred confirmations to it. :func:`mailbox_key` folds those spellings to
 - case: the local part and the domain are compared case-folded;
 - Unicode: the address is NFC-normalised and an internationalised domain is written in its
   ASCII (punycode) form, so ``ann@bücher.example`` and ``ann@xn--bcher-kva.example`` are one;
-- ``+tags``: dropped where the domain delivers ``name+anything`` to ``name``
-  (:data:`PLUS_TAG_DOMAINS`); elsewhere ``ann+x`` may be another person and is kept;
+- ``+tags``: dropped on every domain. Gmail, Outlook and Exchange Online, iCloud,
+  Fastmail, Proton and the usual mail servers (Postfix, Exim with a recipient delimiter)
+  deliver ``name+tag`` to ``name`` (RFC 5233 subaddresses), and a domain's own server may do
+  so without saying: counting ``ann+1`` and ``ann+2`` apart would let one client mail any
+  such inbox without limit. The cost, on a server where ``+`` is part of a name, is that
+  ``ann+x`` and ``ann`` share one limit and one suppression; :data:`PLUS_TAG_DOMAINS`
+  lists the domains known to deliver them (documentation, and tests);
 - dots: dropped in the local part where the domain ignores them (:data:`DOTLESS_DOMAINS`);
 - aliases of one provider's domain (:data:`DOMAIN_ALIASES`: ``googlemail.com`` is
   ``gmail.com``).
@@ -44,7 +49,8 @@ PLUS_TAG_DOMAINS = frozenset(
         "pm.me",
     }
 )
-"""Domains that deliver ``name+tag@domain`` to ``name@domain`` (after :data:`DOMAIN_ALIASES`)."""
+"""Domains known to deliver ``name+tag@domain`` to ``name@domain`` (after
+:data:`DOMAIN_ALIASES`). Tags are dropped on other domains too (see above)."""
 
 
 def _ascii_domain(domain: str) -> str:
@@ -69,8 +75,7 @@ def mailbox_key(email: str) -> str:
     host = _ascii_domain(domain)
     host = DOMAIN_ALIASES.get(host, host)
     name = local.casefold()
-    if host in PLUS_TAG_DOMAINS:
-        name = name.split("+", 1)[0] or name
+    name = name.split("+", 1)[0] or name  # every domain: see the module's docstring
     if host in DOTLESS_DOMAINS:
         name = name.replace(".", "") or name
     return f"{name}@{host}"
