@@ -898,3 +898,30 @@ def test_an_erased_mailbox_stays_erased_under_another_spelling(store: Subscriber
                 erasure_key=KEY,
             )
     assert records.forgotten_at(store.connection, "someone.else@gmail.com", KEY) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-01-01 00:00:00" + " " * 900_000 + "1",
+        "2026-01-01 00:00:00." + "1" * 900_000 + "x",
+        "2026-01-01 00:00:00 m=+" + "1." * 450_000 + "x",
+        "\\" * 450_000,
+    ],
+    ids=["spaces", "fraction", "monotonic", "backslashes"],
+)
+def test_a_1mb_hostile_import_value_is_one_rejected_row_within_a_second(
+    store: SubscriberStore, tmp_path: Path, value: str
+) -> None:
+    """A row just under the row limit (about 1 MB in the file) holding a value built to
+    make a date pattern backtrack is rejected in linear time."""
+    import time
+
+    path = tmp_path / "list.json"
+    rows = [{"email": "ann@example.com"}, {"email": "bob@example.com", "created_at": value}]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    started = time.perf_counter()
+    report = load(store, str(path))
+    assert time.perf_counter() - started < 1.0
+    assert [r.row for r in report.rejected] == [2]
+    assert [s.email for s in store.list()] == ["ann@example.com"]

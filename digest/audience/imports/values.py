@@ -13,6 +13,8 @@ from digest.audience.imports.table import fold
 from digest.audience.records import iso
 from digest.audience.subscribers import STATUSES
 
+MAX_TIME = 100
+"""The longest text read as a time (Go's longest form is about 60 characters)."""
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 _GO_TIME = re.compile(
@@ -44,6 +46,8 @@ def parse_time(value: Any, column: str) -> str | None:
     text = str(value).strip()
     if not text:
         return None
+    if len(text) > MAX_TIME:  # before any pattern: a date is short, and patterns backtrack
+        raise ValueError(f"{column} is not a date (longer than {MAX_TIME} characters)")
     moment: datetime | None = None
     found = _GO_TIME.match(text)
     if found:
