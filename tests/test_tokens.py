@@ -138,3 +138,23 @@ def test_server_secret_changes_the_key() -> None:
     assert signing_key(own, None) == own
     assert signing_key(own, b"server") != own
     assert signing_key(own, b"server") != signing_key(own, b"other")
+
+
+def test_a_handle_shared_by_two_rows_names_neither(tmp_path: object) -> None:
+    """Rows with a copied secret share a handle: the store still opens, and a link with
+    that handle names no one (it could be either)."""
+    import sqlite3
+    from pathlib import Path
+
+    from digest.audience.subscribers import SubscriberStore
+
+    path = Path(str(tmp_path)) / "subs.sqlite"
+    with SubscriberStore(path) as store:
+        store.add("ann@example.com", now=NOW)
+        store.add("bob@example.com", now=NOW)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE subscribers SET secret = x'00', handle = NULL")
+    with SubscriberStore(path) as store:
+        ann = store.get("ann@example.com")
+        assert ann is not None and ann.handle == handle_of(b"\x00")
+        assert store.get_by_handle(ann.handle) is None

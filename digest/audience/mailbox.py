@@ -24,6 +24,7 @@ typed (normalised by :func:`digest.audience.subscribers.normalise_email`).
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 
 DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
@@ -79,3 +80,10 @@ def mailbox_key(email: str) -> str:
     if host in DOTLESS_DOMAINS:
         name = name.replace(".", "") or name
     return f"{name}@{host}"
+
+
+def mail_key(email: str) -> str:
+    """What the ``service_mail`` table keeps for an address: a hash of its canonical mailbox
+    (:func:`~digest.audience.mailbox.mailbox_key`), so every spelling of one inbox counts
+    against one limit and the table holds no address."""
+    return hashlib.sha256(b"digest-mailbox-v1\x00" + mailbox_key(email).encode()).hexdigest()

@@ -37,7 +37,8 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.audience.mailbox import mailbox_key
+from digest.audience.mailbox import mail_key
+from digest.audience.names import NAME_LIMIT, clean_name
 from digest.audience.records import RECORDS_POSTGRESQL, extend_schema
 from digest.audience.status import (
     INACTIVE,
@@ -57,6 +58,7 @@ from digest.store.migrations import Migration
 
 __all__ = [
     "INACTIVE",
+    "NAME_LIMIT",
     "STATUSES",
     "Categories",
     "Cause",
@@ -65,6 +67,8 @@ __all__ = [
     "Subscriber",
     "SubscriberStore",
     "Transition",
+    "clean_name",
+    "mail_key",
     "normalise_email",
 ]
 
@@ -158,7 +162,7 @@ MIGRATIONS = (
         "subscriber handles for links without addresses; canonical mailboxes",
         "ALTER TABLE subscribers ADD COLUMN handle TEXT;\n"
         "ALTER TABLE subscribers ADD COLUMN mailbox TEXT;\n"
-        "CREATE UNIQUE INDEX IF NOT EXISTS subscribers_handle ON subscribers (handle);\n"
+        "CREATE INDEX IF NOT EXISTS subscribers_handle ON subscribers (handle);\n"
         "CREATE INDEX IF NOT EXISTS subscribers_mailbox ON subscribers (mailbox, status);",
     ),
 )
@@ -191,36 +195,6 @@ def normalise_email(value: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmail(f"'{text}' is not a valid email address: {exc}") from None
     return result.normalized.lower()
-
-
-NAME_LIMIT = 200
-"""The longest name kept (characters)."""
-
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
-
-
-def clean_name(value: str) -> str:
-    """A subscriber's name as stored: one line of text. Line breaks, tabs and other
-    whitespace controls become one space; other control characters (C0, C1: escape
-    sequences for a terminal) and bidi overrides are dropped. Every way a name comes in
-    (the subscribe form, imports, ``digest subscribers add``) goes through the store, which
-    calls this, so no name can carry a header line or a terminal command."""
-    kept: list[str] = []
-    for char in value:
-        if char.isspace():
-            kept.append(" ")
-        elif unicodedata.category(char) != "Cc" and char not in _BIDI_CONTROLS:
-            kept.append(char)
-    return " ".join("".join(kept).split())[:NAME_LIMIT]
-
-
-def mail_key(email: str) -> str:
-    """What the ``service_mail`` table keeps for an address: a hash of its canonical mailbox
-    (:func:`~digest.audience.mailbox.mailbox_key`), so every spelling of one inbox counts
-    against one limit and the table holds no address."""
-    return hashlib.sha256(b"digest-mailbox-v1\x00" + mailbox_key(email).encode()).hexdigest()
 
 
 def _fold(value: str) -> str:
@@ -392,10 +366,13 @@ class SubscriberStore:
         return self._row(row) if row else None
 
     def get_by_handle(self, handle: str) -> Subscriber | None:
-        row = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM subscribers WHERE handle = ?", (handle,)
-        ).fetchone()
-        return self._row(row) if row else None
+        """The one subscriber with this handle. Handles come from random secrets, so two
+        rows share one only when a secret was copied (a hand-made store): then neither
+        is named by it (the index is not unique, so such a store still opens)."""
+        rows = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM subscribers WHERE handle = ? LIMIT 2", (handle,)
+        ).fetchall()
+        return self._row(rows[0]) if len(rows) == 1 else None
 
     def named_by(self, subject: Subject) -> Subscriber | None:
         """The subscriber a link names (by handle, or by address in the older links)."""
