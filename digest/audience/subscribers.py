@@ -294,23 +294,22 @@ class SubscriberStore:
         self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
         self._fill_derived()
 
-    def _fill_derived(self, chunk: int = 1000) -> None:
+    def _fill_derived(self, chunk: int = 20_000) -> None:
         """Give rows made before schema 6 their handle and mailbox (once; idempotent: both
-        are derived from the row's own secret and address)."""
+        are derived from the row's own secret and address). One commit per chunk."""
         while True:
             rows = self._db.execute(
-                "SELECT id, secret, email FROM subscribers "
-                "WHERE handle IS NULL OR mailbox IS NULL LIMIT ?",
+                # both are always written together, so one indexed test finds them
+                "SELECT id, secret, email FROM subscribers WHERE handle IS NULL LIMIT ?",
                 (chunk,),
             ).fetchall()
             if not rows:
                 return
             with self.atomic():
-                for row_id, secret, email in rows:
-                    self._write(
-                        "UPDATE subscribers SET handle = ?, mailbox = ? WHERE id = ?",
-                        (handle_of(bytes(secret)), mail_key(email), row_id),
-                    )
+                self._db.executemany(
+                    "UPDATE subscribers SET handle = ?, mailbox = ? WHERE id = ?",
+                    [(handle_of(bytes(secret)), mail_key(email), i) for i, secret, email in rows],
+                )
 
     def _note(self, event: str, **fields: Any) -> None:
         """Log a change as a record (:func:`digest.safelog.log_change`) once it is committed."""
