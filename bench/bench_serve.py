@@ -87,7 +87,7 @@ def seed(site: Path, count: int, secret: str) -> list[str]:
         for n in range(count):
             subscriber, _ = store.add(f"leaver{n}@example.com", now=now)
             key = signing_key(subscriber.secret, secret.encode())
-            tokens.append(make_token("unsubscribe", subscriber.email, key))
+            tokens.append(make_token("unsubscribe", subscriber.handle, key))
     return tokens
 
 

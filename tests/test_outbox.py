@@ -84,3 +84,61 @@ def test_a_message_that_cannot_be_written_stops_the_send_and_the_rerun_finishes(
     assert again.complete
     assert states(config) == {"ann@example.com": "sent", "bob@example.com": "sent"}
     assert len(list(squatter.parent.glob("*.eml"))) == 2
+
+
+def test_stores_and_outbox_files_holding_tokens_are_private(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files holding addresses or working links are created 0600 and their folders 0700,
+    whatever the umask: the stores, the key files, the outbox messages, the send report,
+    an export. A store an older digest left world-readable is made 0600 when opened."""
+    import os
+    import stat
+
+    from digest.audience.keys import link_keys, privacy_secret
+
+    from .conftest import run_digest
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    config = load_config(sample_site / "config.yaml")
+    old = os.umask(0o022)
+    try:
+        with SubscriberStore(config.path(config.subscribers.database)) as store:
+            store.add("ann@example.com", now=NOW)
+        sent = run_digest("send", "--week", "2026-W47", cwd=sample_site)
+        assert sent.returncode == 0, sent.stderr
+        exported = sample_site / "exports" / "subscribers.csv"
+        done = run_digest(
+            "subscribers", "export", "--format", "csv", "--output", str(exported), cwd=sample_site
+        )
+        assert done.returncode == 0, done.stderr
+        monkeypatch.delenv("DIGEST_SECRET")  # the key files are made on first use
+        link_keys(config)
+        privacy_secret(config)
+    finally:
+        os.umask(old)
+    data = sample_site / "data"
+    outbox = sample_site / "out" / "2026-W47" / "outbox"
+    [eml] = list(outbox.glob("*.eml"))
+    files = {
+        eml: 0o600,
+        outbox: 0o700,
+        outbox.parent / "send-report.json": 0o600,
+        data: 0o700,
+        data / "subscribers.sqlite": 0o600,
+        data / "ledger.sqlite": 0o600,
+        exported: 0o600,
+        exported.parent: 0o700,
+    }
+    files.update({key: 0o600 for key in data.glob("*key*")})
+    assert {p.name for p in data.glob("*key*")} == {"link-keys.json", "privacy.key"}
+    files.update({wal: 0o600 for wal in data.glob("*.sqlite-*")})
+    assert {str(p.relative_to(sample_site)): oct(mode(p)) for p in files} == {
+        str(p.relative_to(sample_site)): oct(m) for p, m in files.items()
+    }
+    # a store left readable by others is made private when it is next opened
+    os.chmod(data / "subscribers.sqlite", 0o644)
+    SubscriberStore(config.path(config.subscribers.database)).close()
+    assert mode(data / "subscribers.sqlite") == 0o600

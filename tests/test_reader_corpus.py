@@ -23,7 +23,7 @@ import yaml
 from lxml import html as lxml_html
 
 from digest.audience.links import subscriber_urls
-from digest.audience.tokens import make_token
+from digest.audience.tokens import handle_of, make_token
 from digest.config import Config, load_config
 from digest.content.memory import normalise_source
 from digest.content.posts import Post
@@ -88,8 +88,8 @@ def _sent_html(config: Config, result: BuildResult) -> bytes:
     values = {
         **subscriber_urls(
             config,
-            unsubscribe_token=make_token("unsubscribe", address, key),
-            preferences_token=make_token("preferences", address, key),
+            unsubscribe_token=make_token("unsubscribe", handle_of(key), key),
+            preferences_token=make_token("preferences", handle_of(key), key),
         ),
         "name": "Subscriber",
     }

@@ -175,3 +175,72 @@ def test_an_erased_address_comes_back_only_by_confirming(
     assert status_of(config, "eve@example.com") == "active"
     with store(config) as s:
         assert records.forgotten_at(s.connection, "eve@example.com", key) is None
+
+
+def test_strangers_cannot_rewrite_a_pending_subscription(
+    client: TestClient, config: Config, clock: Clock
+) -> None:
+    """A repeat subscribe for a pending address re-sends the confirmation and changes
+    nothing stored: the owner's confirm keeps the owner's name, sections and consent."""
+    owner = client.post(
+        "/subscribe",
+        json={"email": "ann@example.com", "name": "Ann", "categories": ["tools"]},
+        headers={"Origin": "http://127.0.0.1:8025"},
+    )
+    assert owner.status_code == 202
+    before = consent_of(config, "ann@example.com")
+    clock.now = clock.now.replace(minute=5)
+    stranger = client.post(
+        "/subscribe",
+        json={"email": "Ann@Example.com", "name": "Mallory", "categories": ["health"]},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert stranger.status_code == 202
+    [eml] = outbox(config)  # the confirmation went again, to the same mailbox
+    assert client.post(confirm_path(eml)).status_code == 200
+    after = consent_of(config, "ann@example.com")
+    assert (after.name, after.categories, after.status) == ("Ann", ("Tools",), "active")
+    assert after.consent is not None and before.consent is not None
+    assert after.consent.origin == "http://127.0.0.1:8025"
+    assert after.consent.at == before.consent.at == "2026-11-23T09:00:00Z"
+    with store(config) as s:
+        assert s.connection.execute("SELECT COUNT(*) FROM service_mail").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("left_by", ["unsubscribe", "complaint"])
+def test_a_confirmation_link_does_not_reactivate_after_leaving(
+    client: TestClient, config: Config, clock: Clock, left_by: str
+) -> None:
+    """A confirm only moves ``pending`` to ``active``: the confirmation link, still within
+    its lifetime, does not bring back someone who unsubscribed or complained since."""
+    assert client.post("/subscribe", json={"email": "ann@example.com"}).status_code == 202
+    [eml] = outbox(config)
+    assert client.post(confirm_path(eml)).status_code == 200
+    left = "unsubscribed" if left_by == "unsubscribe" else "complained"
+    with store(config) as s:
+        cause = "serve_unsubscribe" if left_by == "unsubscribe" else "webhook_complaint"
+        s.set_status("ann@example.com", left, cause=cause, now=clock.now)
+    clock.now = clock.now.replace(hour=20)  # well within confirm_ttl
+    client.post(confirm_path(eml))
+    assert status_of(config, "ann@example.com") == left
+
+
+def test_mail_bombing_a_gmail_inbox_suppressions_compare_mailboxes(
+    client: TestClient, config: Config
+) -> None:
+    """A mailbox that complained under one spelling is not mailed under another (Gmail dots,
+    googlemail.com, a +tag, case), and the per-mailbox limit counts every spelling."""
+    with store(config) as s:
+        s.add("ann.lee@gmail.com", now=LATER)
+        s.set_status("ann.lee@gmail.com", "complained", cause="webhook_complaint", now=LATER)
+    for spelling in ("annlee@gmail.com", "A.nnLee+x@googlemail.com", "ANN.LEE@GMAIL.COM"):
+        assert client.post("/subscribe", json={"email": spelling}).status_code == 202
+    assert outbox(config) == []
+    assert status_of(config, "annlee@gmail.com") is None  # nothing stored for the stranger
+    limit = config.serve.mail_per_address
+    for n in range(limit + 5):
+        spelling = "bob.x" if n % 2 else "b.o.b.x"
+        client.post("/subscribe", json={"email": f"{spelling}+{n}@googlemail.com"})
+    with store(config) as s:
+        sent = s.connection.execute("SELECT COUNT(*) FROM service_mail").fetchone()[0]
+    assert sent == limit

@@ -203,21 +203,21 @@ def test_bad_tokens_are_refused_over_http(server: ServeProcess, sample_site: Pat
         ann, _ = s.add("ann@example.com", status="pending", now=datetime.now(timezone.utc))
     key = signing_key(ann.secret, SECRET.encode())
     past = datetime.now(timezone.utc) - timedelta(minutes=1)
-    good = make_token("unsubscribe", ann.email, key)
-    address, expiry, signature = good.split(".")
+    good = make_token("unsubscribe", ann.handle, key)
+    version, handle, expiry, signature = good.split(".")
     bad = {
-        "forged": make_token("unsubscribe", ann.email, b"guessed key"),
-        "tampered": f"{address}.{expiry}.{signature[:-2]}AA",
-        "wrong purpose": make_token("preferences", ann.email, key),
+        "forged": make_token("unsubscribe", ann.handle, b"guessed key"),
+        "tampered": f"{version}.{handle}.{expiry}.{signature[:-2]}AA",
+        "wrong purpose": make_token("preferences", ann.handle, key),
     }
     with httpx.Client(base_url=server.url, timeout=30) as http:
         for kind, token in bad.items():
             answer = http.post(f"/unsubscribe/{token}", **ONE_CLICK)  # type: ignore[arg-type]
             assert answer.status_code == 400, kind
-        expired = make_token("confirm", ann.email, key, expires_at=past)
+        expired = make_token("confirm", ann.handle, key, expires_at=past)
         assert http.post(f"/confirm/{expired}").status_code == 400
         assert status(sample_site, "ann@example.com") == "pending"
-        fresh = make_token("confirm", ann.email, key, expires_at=past + timedelta(days=1))
+        fresh = make_token("confirm", ann.handle, key, expires_at=past + timedelta(days=1))
         assert http.post(f"/confirm/{fresh}").status_code == 200
     assert status(sample_site, "ann@example.com") == "active"
 

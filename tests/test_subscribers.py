@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from digest.audience.imports.importer import import_file
+from digest.audience.mailbox import mailbox_key
 from digest.audience.subscribers import Categories, SubscriberStore, mail_key, normalise_email
 from digest.errors import StoreError
 from digest.store.database import Target
@@ -177,6 +178,37 @@ def test_service_mail_is_limited_per_mailbox(store: SubscriberStore) -> None:
     ] == [True] * 3
     assert not reserve("ann@example.com", NOW)
     assert reserve("bob@example.com", NOW)
-    assert reserve("ann@example.com", NOW + timedelta(days=1, seconds=1))
-    assert mail_key("Ann+news@Example.com".lower()) == "ann@example.com"
-    assert mail_key("+only@example.com") == "+only@example.com"
+    # +tags are dropped on every domain (one client must not mail an inbox without limit)
+    assert not reserve("ann+x@example.com", NOW)
+    assert reserve("ann+x@example.org", NOW)
+    assert mailbox_key("Ann+news@FastMail.com") == "ann@fastmail.com"
+    assert mailbox_key("Ann+news@Example.com") == "ann@example.com"
+    assert mailbox_key("ann.lee+x@example.com") == "ann.lee@example.com"  # dots: Gmail only
+    assert mailbox_key("+only@gmail.com") == "+only@gmail.com"
+    assert mailbox_key("A.nn+x@GoogleMail.com") == "ann@gmail.com"
+    assert mailbox_key("ann@BÜCHER.example") == "ann@xn--bcher-kva.example"
+    # the table keeps no address
+    rows = store.connection.execute("SELECT recipient FROM service_mail").fetchall()
+    assert rows and all("@" not in r[0] for r in rows)
+    assert mail_key("ann+1@fastmail.com") == mail_key("ANN@fastmail.com")
+    assert reserve("ann@example.com", NOW + timedelta(days=1, seconds=1))  # the window moved
+
+
+def test_mail_bombing_a_gmail_inbox_is_limited_as_one_mailbox(store: SubscriberStore) -> None:
+    """Gmail's dot variants, googlemail.com, +tags, case and IDN spellings are one mailbox
+    for the service-mail limit."""
+    spellings = (
+        "annlee@gmail.com",
+        "ann.lee@gmail.com",
+        "a.n.n.l.e.e@googlemail.com",
+        "AnnLee+promo@gmail.com",
+        "ann.lee+1@googlemail.com",
+    )
+    limit = 3
+    allowed = [store.reserve_mail(e, now=NOW, window=86400, limit=limit) for e in spellings]
+    assert allowed == [True, True, True, False, False]
+    # a different Gmail mailbox is counted on its own
+    assert store.reserve_mail("ann.lee2@gmail.com", now=NOW, window=86400, limit=limit)
+    # an IDN domain, in Unicode or punycode, is one mailbox
+    idn = ("ann@bücher.example", "ANN@xn--bcher-kva.example")
+    assert [store.reserve_mail(e, now=NOW, window=86400, limit=1) for e in idn] == [True, False]

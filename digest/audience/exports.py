@@ -3,6 +3,10 @@
 JSON is a list of records (see :meth:`digest.audience.records.Record.as_dict`); CSV has
 one column per field, categories joined by ``;`` and the consent record as a JSON object
 in its own column. Both read back with ``digest subscribers import`` into the same store.
+
+CSV is safe to open in a spreadsheet: a cell that starts with ``=``, ``+``, ``-``, ``@``, a
+tab or a carriage return (which a spreadsheet would run as a formula) is written with a
+``'`` in front, and an import of digest's own CSV takes that ``'`` off again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,20 @@ CSV_COLUMNS = (
     "consent",
 )
 FORMATS = ("json", "csv")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may run as a formula at the start of a cell."""
+
+
+def spreadsheet_cell(value: str) -> str:
+    """``value`` as a CSV cell a spreadsheet shows as text, never runs."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def unspreadsheet_cell(value: str) -> str:
+    """The value :func:`spreadsheet_cell` was given (for reading digest's own CSV back)."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
 
 
 def export_records(
@@ -59,14 +77,12 @@ def write_export(
         consent = row["consent"]
         categories = row["categories"]
         assert isinstance(categories, list)
-        writer.writerow(
-            ["" if row[c] is None else row[c] for c in CSV_COLUMNS[:7]]
-            + [
-                ";".join(categories),
-                row["source"] or "",
-                row["id"] or "",
-                json.dumps(consent, ensure_ascii=False, sort_keys=True) if consent else "",
-            ]
-        )
+        cells = ["" if row[c] is None else str(row[c]) for c in CSV_COLUMNS[:7]] + [
+            ";".join(categories),
+            str(row["source"] or ""),
+            str(row["id"] or ""),
+            json.dumps(consent, ensure_ascii=False, sort_keys=True) if consent else "",
+        ]
+        writer.writerow([spreadsheet_cell(cell) for cell in cells])
         count += 1
     return count

@@ -31,6 +31,7 @@ from typing import Any
 
 from digest.config import Config
 from digest.errors import ConfigError
+from digest.store.private import open_private, private_folder, write_private
 
 SECRET_ENV = "DIGEST_SECRET"
 
@@ -101,10 +102,10 @@ def _read(path: Path) -> list[LinkKey]:
 
 def _write_new(path: Path, keys: list[LinkKey]) -> bool:
     """Create ``path`` with ``keys`` unless it exists; True when this call created it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     payload = (json.dumps({"keys": [k.as_json() for k in keys]}, indent=2) + "\n").encode()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(temporary)
     try:
         os.write(fd, payload)
         os.fsync(fd)
@@ -122,14 +123,7 @@ def _write_new(path: Path, keys: list[LinkKey]) -> bool:
 
 def _replace(path: Path, keys: list[LinkKey]) -> None:
     payload = (json.dumps({"keys": [k.as_json() for k in keys]}, indent=2) + "\n").encode()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+    write_private(path, payload)
 
 
 def _new_key(keys: list[LinkKey], now: datetime) -> LinkKey:
@@ -250,9 +244,9 @@ def privacy_secret(config: Config) -> bytes:
 
 
 def _create_secret_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(temporary)
     try:
         os.write(fd, (secrets.token_hex(32) + "\n").encode())
         os.fsync(fd)

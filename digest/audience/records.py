@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from digest.audience.mailbox import mailbox_key
 from digest.errors import StoreError
 from digest.store.clock import utc_text
 from digest.store.database import Connection
@@ -454,6 +455,13 @@ def erasure_hash(email: str, key: bytes) -> str:
     return hmac.new(key, b"digest-erased-v1\x00" + email.encode(), hashlib.sha256).hexdigest()
 
 
+def erasure_hashes(email: str, key: bytes) -> tuple[str, str]:
+    """The hashes an erasure keeps: of the address, and of its canonical mailbox
+    (:func:`~digest.audience.mailbox.mailbox_key`), so another spelling of the same inbox
+    (Gmail dots, a +tag) is recognised too. Erasures from before kept only the first."""
+    return erasure_hash(email, key), erasure_hash("mailbox:" + mailbox_key(email), key)
+
+
 def forgotten_at(db: Connection, email: str, key: bytes | None) -> str | None:
     """When this address was erased, or None. Without a key nothing can be recognised, so
     a store that holds erased addresses refuses to go on (a silent miss would bring one
@@ -466,9 +474,10 @@ def forgotten_at(db: Connection, email: str, key: bytes | None) -> str | None:
             )
         return None
     row = db.execute(
-        "SELECT forgotten_at FROM forgotten WHERE hash = ?", (erasure_hash(email, key),)
+        "SELECT MIN(forgotten_at) FROM forgotten WHERE hash IN (?, ?)",
+        erasure_hashes(email, key),
     ).fetchone()
-    return str(row[0]) if row else None
+    return str(row[0]) if row and row[0] else None
 
 
 def has_forgotten(db: Connection) -> bool:
@@ -476,15 +485,16 @@ def has_forgotten(db: Connection) -> bool:
 
 
 def remember_forgotten(db: Connection, email: str, key: bytes, now: datetime) -> None:
-    db.execute(
-        "INSERT OR IGNORE INTO forgotten (hash, forgotten_at) VALUES (?, ?)",
-        (erasure_hash(email, key), iso(now)),
-    )
+    for hashed in erasure_hashes(email, key):
+        db.execute(
+            "INSERT OR IGNORE INTO forgotten (hash, forgotten_at) VALUES (?, ?)",
+            (hashed, iso(now)),
+        )
 
 
 def clear_forgotten(db: Connection, email: str, key: bytes) -> bool:
     """Lift the suppression (a new, confirmed subscription); True when there was one."""
-    cursor = db.execute("DELETE FROM forgotten WHERE hash = ?", (erasure_hash(email, key),))
+    cursor = db.execute("DELETE FROM forgotten WHERE hash IN (?, ?)", erasure_hashes(email, key))
     return cursor.rowcount > 0
 
 

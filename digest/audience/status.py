@@ -23,18 +23,22 @@ The rules:
   ===================  =====================================================
   cause                may lift (make weaker)
   ===================  =====================================================
-  serve_confirm        unsubscribed, bounced, complained → active
+  serve_subscribe      unsubscribed, bounced → pending
   serve_resubscribe    unsubscribed, bounced, complained → active
   owner_force          unsubscribed, bounced → any (never complained)
   everything else      nothing
   ===================  =====================================================
 
-  ``serve_confirm`` is a POST of a valid confirmation token, ``serve_resubscribe`` the
-  "subscribe again" button of the preferences page with a valid preferences token: both
-  prove that the owner of the mailbox acted. The web service never *mails* a
-  ``complained`` address (not even a confirmation, see :func:`service_mail`), so a
-  complaint is only undone by its owner with a link they already hold. An import never
-  lifts anything, and neither does ``digest subscribers add`` without ``--force``.
+  A subscribe request for an address that left (or bounced) makes it ``pending`` again:
+  it gets nothing but a confirmation, which it could get before too. ``serve_confirm`` (a
+  POST of a valid confirmation token) moves only ``pending`` to ``active``: a confirmation
+  link still within its lifetime does not bring back someone who unsubscribed or
+  complained after it was mailed. ``serve_resubscribe`` is the "subscribe again" button
+  of the preferences page with a valid preferences token: it proves that the owner of the
+  mailbox acted. The web service never *mails* a ``complained`` address (not even a
+  confirmation, see :func:`service_mail`), so a complaint is only undone by its owner with
+  a preferences link they already hold. An import never lifts anything, and neither does
+  ``digest subscribers add`` without ``--force``.
 - A cause that may not make a change either keeps the status silently (``kept``: a late
   bounce after a complaint, an import row saying ``active`` for someone who left, a
   subscribe request for an active address) or, for the owner's explicit commands, is
@@ -65,9 +69,10 @@ class Cause(str, enum.Enum):
     """Why a status changes. The value is what logs and records show."""
 
     SERVE_SUBSCRIBE = "serve_subscribe"
-    """The subscribe form or API: creates a pending subscriber, changes no one else."""
+    """The subscribe form or API: creates a pending subscriber, or makes one who left or
+    bounced pending again (to be confirmed); changes no one else."""
     SERVE_CONFIRM = "serve_confirm"
-    """A POST with a valid confirmation token."""
+    """A POST with a valid confirmation token: ``pending`` → ``active`` only."""
     SERVE_RESUBSCRIBE = "serve_resubscribe"
     """"Subscribe again" on the preferences page, with a valid preferences token."""
     SERVE_UNSUBSCRIBE = "serve_unsubscribe"
@@ -101,9 +106,15 @@ _NONE: frozenset[str] = frozenset()
 
 RULES: dict[Cause, _Rule] = {
     Cause.SERVE_SUBSCRIBE: _Rule(
-        frozenset({"pending"}), frozenset({"pending"}), _NONE, False, False
+        frozenset({"pending"}),
+        frozenset({"pending"}),
+        frozenset({"unsubscribed", "bounced"}),
+        False,
+        False,
     ),
-    Cause.SERVE_CONFIRM: _Rule(frozenset({"active"}), _NONE, frozenset(INACTIVE), True, False),
+    # a confirmation answers one pending request: it lifts nothing (an old link within its
+    # lifetime must not undo a later unsubscribe or complaint)
+    Cause.SERVE_CONFIRM: _Rule(frozenset({"active"}), _NONE, _NONE, True, False),
     Cause.SERVE_RESUBSCRIBE: _Rule(frozenset({"active"}), _NONE, frozenset(INACTIVE), True, False),
     Cause.SERVE_UNSUBSCRIBE: _Rule(frozenset({"unsubscribed"}), _NONE, _NONE, False, False),
     Cause.CLI_UNSUBSCRIBE: _Rule(frozenset({"unsubscribed"}), _NONE, _NONE, False, False),

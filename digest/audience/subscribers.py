@@ -37,6 +37,8 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.audience.mailbox import mail_key
+from digest.audience.names import NAME_LIMIT, clean_name
 from digest.audience.records import RECORDS_POSTGRESQL, extend_schema
 from digest.audience.status import (
     INACTIVE,
@@ -47,7 +49,7 @@ from digest.audience.status import (
     Transition,
     transition,
 )
-from digest.audience.tokens import signing_key, verify_token
+from digest.audience.tokens import Subject, handle_of, signing_key, verify_token
 from digest.errors import StoreError
 from digest.safelog import log_change
 from digest.store.clock import utc_text
@@ -56,6 +58,7 @@ from digest.store.migrations import Migration
 
 __all__ = [
     "INACTIVE",
+    "NAME_LIMIT",
     "STATUSES",
     "Categories",
     "Cause",
@@ -64,6 +67,8 @@ __all__ = [
     "Subscriber",
     "SubscriberStore",
     "Transition",
+    "clean_name",
+    "mail_key",
     "normalise_email",
 ]
 
@@ -94,7 +99,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 CREATE INDEX IF NOT EXISTS webhook_deliveries_age ON webhook_deliveries (received_at);
 -- Mail the service sent to an address (confirmations, notices), for the per-address limit.
 CREATE TABLE IF NOT EXISTS service_mail (
-    recipient TEXT NOT NULL,  -- mail_key() of the address
+    recipient TEXT NOT NULL,  -- mail_key() of the address (before schema 5: the address)
     sent_at   REAL NOT NULL   -- Unix time
 );
 CREATE INDEX IF NOT EXISTS service_mail_recipient ON service_mail (recipient, sent_at);
@@ -144,6 +149,22 @@ MIGRATIONS = (
     Migration(2, "consent, source and history (audience/records.py)", "", RECORDS_POSTGRESQL),
     Migration(3, "webhook deliveries applied and service mail sent", _SERVE_MEMORY),
     Migration(4, "newsletter choices (audience/newsletters.py)", _CHOICES, _CHOICES_POSTGRESQL),
+    # service mail counted by a hash of the canonical mailbox: rows that hold an address go
+    # (they only counted toward a limit of one window)
+    Migration(
+        5, "service mail keeps no address", "DELETE FROM service_mail WHERE recipient LIKE '%@%';"
+    ),
+    # links name subscribers by an opaque handle (tokens.handle_of), and suppressions
+    # compare canonical mailboxes (mail_key); rows from before get both when the store is
+    # opened (SubscriberStore._fill_derived)
+    Migration(
+        6,
+        "subscriber handles for links without addresses; canonical mailboxes",
+        "ALTER TABLE subscribers ADD COLUMN handle TEXT;\n"
+        "ALTER TABLE subscribers ADD COLUMN mailbox TEXT;\n"
+        "CREATE INDEX IF NOT EXISTS subscribers_handle ON subscribers (handle);\n"
+        "CREATE INDEX IF NOT EXISTS subscribers_mailbox ON subscribers (mailbox, status);",
+    ),
 )
 SPEC = StoreSpec(
     "subscribers",
@@ -174,13 +195,6 @@ def normalise_email(value: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmail(f"'{text}' is not a valid email address: {exc}") from None
     return result.normalized.lower()
-
-
-def mail_key(email: str) -> str:
-    """The mailbox an address reaches, for limits on mail to it: the stored form without a
-    ``+tag`` (``ann+1@example.com`` and ``ann+2@example.com`` are one mailbox)."""
-    local, _, domain = email.rpartition("@")
-    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 def _fold(value: str) -> str:
@@ -240,6 +254,11 @@ class Subscriber:
     def active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def handle(self) -> str:
+        """How this subscriber's links name them (no address in any link)."""
+        return handle_of(self.secret)
+
     def public(self) -> dict[str, Any]:
         """Everything but the secret, for listings and exports."""
         return {
@@ -273,6 +292,24 @@ class SubscriberStore:
                 self._db.close()
                 raise StoreError(f"{self.path}: {exc}") from None
         self._records: list[tuple[str, dict[str, Any]]] = []  # logged once committed
+        self._fill_derived()
+
+    def _fill_derived(self, chunk: int = 20_000) -> None:
+        """Give rows made before schema 6 their handle and mailbox (once; idempotent: both
+        are derived from the row's own secret and address). One commit per chunk."""
+        while True:
+            rows = self._db.execute(
+                # both are always written together, so one indexed test finds them
+                "SELECT id, secret, email FROM subscribers WHERE handle IS NULL LIMIT ?",
+                (chunk,),
+            ).fetchall()
+            if not rows:
+                return
+            with self.atomic():
+                self._db.executemany(
+                    "UPDATE subscribers SET handle = ?, mailbox = ? WHERE id = ?",
+                    [(handle_of(bytes(secret)), mail_key(email), i) for i, secret, email in rows],
+                )
 
     def _note(self, event: str, **fields: Any) -> None:
         """Log a change as a record (:func:`digest.safelog.log_change`) once it is committed."""
@@ -324,6 +361,31 @@ class SubscriberStore:
             return None
         row = self._db.execute(
             f"SELECT {self._COLUMNS} FROM subscribers WHERE email = ?", (key,)
+        ).fetchone()
+        return self._row(row) if row else None
+
+    def get_by_handle(self, handle: str) -> Subscriber | None:
+        """The one subscriber with this handle. Handles come from random secrets, so two
+        rows share one only when a secret was copied (a hand-made store): then neither
+        is named by it (the index is not unique, so such a store still opens)."""
+        rows = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM subscribers WHERE handle = ? LIMIT 2", (handle,)
+        ).fetchall()
+        return self._row(rows[0]) if len(rows) == 1 else None
+
+    def named_by(self, subject: Subject) -> Subscriber | None:
+        """The subscriber a link names (by handle, or by address in the older links)."""
+        if subject.handle is not None:
+            return self.get_by_handle(subject.handle)
+        return self.get(subject.email or "")
+
+    def mailbox_status(self, email: str, status: str) -> Subscriber | None:
+        """A subscriber with ``status`` whose address reaches the same mailbox as ``email``
+        (:func:`~digest.audience.mailbox.mailbox_key`: Gmail dots, +tags, case, IDN)."""
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM subscribers WHERE mailbox = ? AND status = ? "
+            "ORDER BY id LIMIT 1",
+            (mail_key(email), status),
         ).fetchone()
         return self._row(row) if row else None
 
@@ -403,6 +465,7 @@ class SubscriberStore:
         before anything is written.
         """
         key = normalise_email(email)
+        name = clean_name(name)
         stamp = _iso(now)
         existing = self.get(key)
         decided = self._decide(None if existing is None else existing.status, status, cause)
@@ -411,20 +474,23 @@ class SubscriberStore:
         if existing is None:
             if decided.after is None:  # this cause adds no one (e.g. an unsubscribe)
                 raise StoreError(f"no subscriber {key} in {self.path}")
+            secret = secrets.token_bytes(32)
             inserted = self._write(
                 "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-                "secret, source_id, updated_at, status_cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (email) DO NOTHING",
+                "secret, source_id, updated_at, status_cause, handle, mailbox) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
                 (
                     key,
                     name,
                     decided.after,
                     subscribed_at or stamp,
                     json.dumps(list(categories)),
-                    secrets.token_bytes(32),
+                    secret,
                     source_id,
                     stamp,
                     decided.cause.value,
+                    handle_of(secret),
+                    mail_key(key),
                 ),
             )
             if inserted.rowcount == 0:  # another process (or host) added it just now
@@ -595,21 +661,24 @@ class SubscriberStore:
         decided = self._decide(None, status, Cause.IMPORT)
         if decided.after is None:
             raise StoreError(f"{email}: {decided.reason}")
+        secret = secrets.token_bytes(32)
         self._write(
             "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-            "secret, source_id, updated_at, status_at, status_cause, source) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?)",
+            "secret, source_id, updated_at, status_at, status_cause, source, handle, mailbox) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?, ?, ?)",
             (
                 email,
-                name,
+                clean_name(name),
                 decided.after,
                 subscribed_at,
                 json.dumps(list(categories)),
-                secrets.token_bytes(32),
+                secret,
                 source_id,
                 _iso(now),
                 status_at,
                 source,
+                handle_of(secret),
+                mail_key(email),
             ),
         )
         self._note("status", email=email, before=None, after=decided.after, cause="import")
@@ -627,7 +696,7 @@ class SubscriberStore:
         self._write(
             "UPDATE subscribers SET name = ?, categories = ?, source_id = ?, updated_at = ? "
             "WHERE id = ?",
-            (name, json.dumps(list(categories)), source_id, _iso(now), found.id),
+            (clean_name(name), json.dumps(list(categories)), source_id, _iso(now), found.id),
         )
 
     # -- what the web service remembers
@@ -675,6 +744,12 @@ class SubscriberStore:
         )
         return cursor.rowcount == 1
 
+    def forget_mail(self, email: str) -> int:
+        """Drop the service-mail counts of ``email``'s mailbox (an erasure); how many."""
+        return self._write(
+            "DELETE FROM service_mail WHERE recipient = ?", (mail_key(email),)
+        ).rowcount
+
 
 def unsubscribe(
     store: SubscriberStore,
@@ -693,10 +768,14 @@ def unsubscribe(
     else:
         servers = [server] if server is None or isinstance(server, bytes) else list(server)
 
-        def key_for(address: str) -> list[bytes] | None:
+        def key_for(subject: Subject) -> list[bytes] | None:
             # every link key still verifying (a rotation's grace period)
-            found = store.get(address)
+            found = store.named_by(subject)
             return [signing_key(found.secret, key) for key in servers] if found else None
 
-        email = verify_token(token_or_email, "unsubscribe", key_for, now=now)
+        subject = verify_token(token_or_email, "unsubscribe", key_for, now=now)
+        named = store.named_by(subject)
+        if named is None:
+            raise StoreError("the subscriber this link names was removed just now")
+        email = named.email
     return store.change_status(email, "unsubscribed", cause=Cause.CLI_UNSUBSCRIBE, now=now)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from digest.audience.lifecycle import (
     add_subscriber,
     address_form,
     erasure_key,
-    forget,
     show,
 )
 from digest.audience.newsletters import (
@@ -30,9 +30,9 @@ from digest.audience.status import Cause
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state
-from digest.delivery.ledger import scrub_address as scrub_ledger
 from digest.delivery.reports import audience_report
 from digest.store.database import locate
+from digest.store.private import open_private, private_folder
 
 
 def _store(state: State) -> SubscriberStore:
@@ -251,7 +251,7 @@ def unsubscribe_command(state: State, token_or_email: str) -> None:
     \b
     Examples:
       digest subscribers unsubscribe ada@example.com
-      digest subscribers unsubscribe YWRhQGV4YW1wbGUuY29t..Xk3…
+      digest subscribers unsubscribe 2.Q8fz0aX1k2Lm9pQr..Xk3…
     """
     from digest.audience.tokens import verifying_secrets
 
@@ -279,19 +279,33 @@ def unsubscribe_alias(ctx: click.Context, token_or_email: str) -> None:
 @subscribers_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
 @click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (created 0600: it holds addresses) instead of stdout.",
+)
 @pass_state
-def export_command(state: State, fmt: str, status: str | None) -> None:
+def export_command(state: State, fmt: str, status: str | None, output: Path | None) -> None:
     """Write every subscriber to stdout, in every status, with their dates, preferences,
     source, consent record and reason (secrets are never exported). The file imports
-    back into an empty store as the same store.
+    back into an empty store as the same store. In CSV, a cell that starts with = + - @,
+    a tab or a carriage return gets a ' in front, so that a spreadsheet shows it as text
+    instead of running it as a formula.
 
     \b
     Examples:
-      digest subscribers export > subscribers.json
+      digest subscribers export -o subscribers.json
       digest subscribers export --format csv --status active
     """
     with _store(state) as store:
-        write_export(store, sys.stdout, fmt=fmt, status=status)
+        if output is None:
+            write_export(store, sys.stdout, fmt=fmt, status=status)
+            return
+        private_folder(output.parent)
+        with os.fdopen(open_private(output), "w", encoding="utf-8", newline="") as out:
+            count = write_export(store, out, fmt=fmt, status=status)
+    click.echo(f"{count} subscriber(s) written to {output}", err=True)
 
 
 @subscribers_group.command("show")
@@ -318,36 +332,34 @@ def show_command(state: State, email: str, as_json: bool) -> None:
 @subscribers_group.command("forget")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @pass_state
-def forget_command(state: State, email: str, yes: bool) -> None:
-    """Erase one person's data on their request, and keep them suppressed.
+def forget_command(state: State, email: str, yes: bool, as_json: bool) -> None:
+    """Erase one person's data on their request, keep them suppressed, and list what
+    was changed.
 
-    Their row (address, name, preferences, consent, link secret) is deleted and their
-    address is blanked in the send ledger; a keyed hash of the address is kept so that
-    no import, `add` or form brings it back unless its owner confirms a new
-    subscription. The hash is keyed by the privacy key (privacy.key beside the link key
-    file, which never rotates; keep it with your backups).
+    Their row (address, name, preferences, consent, link secret) is deleted, the
+    service-mail counts of their mailbox go, their address is blanked in the send ledger
+    (with the provider ids and Message-IDs that hold it), and outbox files named after
+    it are deleted. A keyed hash of the address is kept so that no import, `add` or form
+    brings it back unless its owner confirms a new subscription. The hash is keyed by the
+    privacy key (privacy.key beside the link key file, which never rotates; keep it with
+    your backups). Backups and the provider's own lists are not reached.
 
     \b
     Examples:
       digest subscribers forget ada@example.com --yes
     """
-    config = state.config
-    key = erasure_key(config)
+    from digest.delivery.erasure import erase
+
     if not yes:
         click.confirm(f"Erase {email} for good?", abort=True)
-    with _store(state) as store:
-        erased = forget(store, email, now=now(), erasure_key=key)
-    scrubbed = scrub_ledger(locate(config, config.ledger.database), erased.email)
-    what = "erased" if erased.existed else "not in the store; suppressed"
-    click.echo(
-        f"{erased.email}: {what} (erasure recorded {erased.forgotten_at}); "
-        f"{scrubbed} ledger row(s) blanked"
-    )
-    click.echo(
-        "  copies outside the stores are not touched: outbox folders under out/, "
-        "backups, and the provider's own lists"
-    )
+    report = erase(state.config, email, now=now())
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    for line in report.lines():
+        click.echo(line)
 
 
 @subscribers_group.command("stats")

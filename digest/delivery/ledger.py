@@ -718,9 +718,19 @@ class Ledger:
         return parse_utc(row[0]) if row and row[0] else None
 
     def scrub_address(self, email: str) -> int:
-        """Blank an erased person's address in every delivery row (the rows stay: they are
-        the evidence of what was sent); returns how many rows held it."""
-        cursor = self._run("UPDATE deliveries SET email = '(erased)' WHERE email = ?", (email,))
+        """Blank an erased person's address in every delivery row, and the provider's id,
+        Message-ID and last error where they hold it (the outbox names its files after the
+        address); the rows stay, as the evidence of what was sent. Returns how many rows
+        held it."""
+        held = "%" + email.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        blank = "CASE WHEN {0} LIKE ? ESCAPE '\\' THEN '(erased)' ELSE {0} END"
+        cursor = self._run(
+            "UPDATE deliveries SET email = '(erased)', "
+            f"provider_message_id = {blank.format('provider_message_id')}, "
+            f"message_id = {blank.format('message_id')}, "
+            f"last_error = {blank.format('last_error')} WHERE email = ?",
+            (held, held, held, email),
+        )
         return cursor.rowcount
 
     def summary(self) -> list[dict[str, Any]]:

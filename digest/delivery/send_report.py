@@ -4,7 +4,6 @@ state from the ledger (``digest status``)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from digest.audience.subscribers import SubscriberStore
 from digest.config import Config
 from digest.delivery.ledger import CHUNK, FAILED_PERMANENT, Ledger
 from digest.store.database import locate
+from digest.store.private import write_private
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` after each committed result."""
@@ -68,11 +68,9 @@ class SendReport:
 
 def write_report(config: Config, report: SendReport) -> Path:
     folder = _out_dir(config, report.issue_id)
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / "send-report.json"
-    temporary = target.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n", "utf-8")
-    os.replace(temporary, target)
+    # it names the addresses that failed: 0600, like every file holding addresses
+    write_private(target, (json.dumps(report.as_dict(), indent=2, default=str) + "\n").encode())
     return target
 
 

@@ -385,8 +385,8 @@ def recipient_values(
     key = signing_key(subscriber.secret, server)
     urls = subscriber_urls(
         config,
-        unsubscribe_token=make_token("unsubscribe", subscriber.email, key),
-        preferences_token=make_token("preferences", subscriber.email, key),
+        unsubscribe_token=make_token("unsubscribe", subscriber.handle, key),
+        preferences_token=make_token("preferences", subscriber.handle, key),
     )
     return {"name": subscriber.name, "email": subscriber.email, **urls}
 

@@ -413,7 +413,7 @@ class Handlers:
                 consent_text=self.config.serve.consent_text,
             )
         wanted = [n for n in lists if isinstance(n, str)][:20]
-        if outcome.send_confirmation and wanted and self.newsletters:
+        if outcome.send_confirmation and outcome.takes_request and wanted and self.newsletters:
             # Only an address waiting for confirmation takes a choice from this public form;
             # someone already subscribed changes theirs through their preferences link.
             address = outcome.subscriber.email

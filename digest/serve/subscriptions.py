@@ -7,13 +7,15 @@ same call, so nothing can change in between. Every change is logged (never a tok
 
 Status rules are the status model's (:mod:`digest.audience.status`); what the service adds:
 
-- subscribe: a new address becomes ``pending`` and gets a confirmation email; a pending,
-  ``unsubscribed`` or ``bounced`` one gets the email and keeps its status until it confirms;
+- subscribe: a new address becomes ``pending`` and gets a confirmation email; a pending
+  one gets the email again and nothing stored changes (not its name, sections, lists or
+  consent: a pending subscription is its owner's); an ``unsubscribed`` or ``bounced`` one
+  becomes ``pending`` and gets the email;
   an ``active`` one is unchanged and gets a short "you are already subscribed" email with
   its preferences link; a ``complained`` one is never mailed. The answer to the client is
   the same in every case.
-- confirm (cause ``serve_confirm``, a POST: a GET only shows the button): any status →
-  ``active``.
+- confirm (cause ``serve_confirm``, a POST: a GET only shows the button): ``pending`` →
+  ``active``, nothing else (a link mailed before an unsubscribe or complaint stays dead).
 - mail limit: at most ``serve.mail_per_address`` emails to one mailbox within
   ``serve.mail_window`` (counted in the store, so across restarts and processes); past it a
   subscribe gets the same answer and no mail. A confirmation holds no text from the request.
@@ -36,6 +38,7 @@ from digest.audience.records import Consent, iso, set_details
 from digest.audience.status import WEBHOOK_CAUSES, Cause, service_mail
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
 from digest.audience.tokens import (
+    Subject,
     make_token,
     signing_key,
     verify_token,
@@ -68,6 +71,12 @@ class SubscribeOutcome:
     @property
     def send_confirmation(self) -> bool:
         return not self.limited and self.action in ("created", "pending", "reconfirm")
+
+    @property
+    def takes_request(self) -> bool:
+        """Whether this request's consent and choices are kept: only for a new address or
+        one coming back, never for a pending one (that subscription is its owner's)."""
+        return self.action in ("created", "reconfirm")
 
     @property
     def send_notice(self) -> bool:
@@ -113,9 +122,9 @@ class Subscriptions:
 
     # -- tokens
 
-    def key_for(self, store: SubscriberStore) -> Callable[[str], list[bytes] | None]:
-        def key(email: str) -> list[bytes] | None:
-            found = store.get(email)
+    def key_for(self, store: SubscriberStore) -> Callable[[Subject], list[bytes] | None]:
+        def key(subject: Subject) -> list[bytes] | None:
+            found = store.named_by(subject)
             if found is None:
                 return None
             return [signing_key(found.secret, server) for server in self.verifying]
@@ -125,8 +134,9 @@ class Subscriptions:
     def token(
         self, subscriber: Subscriber, purpose: str, *, expires_at: datetime | None = None
     ) -> str:
+        """A link token naming the subscriber by handle: no address in any URL."""
         key = signing_key(subscriber.secret, self.server)
-        return make_token(purpose, subscriber.email, key, expires_at=expires_at)
+        return make_token(purpose, subscriber.handle, key, expires_at=expires_at)
 
     def link(self, subscriber: Subscriber, purpose: str, *, now: datetime | None = None) -> str:
         expires = None
@@ -140,10 +150,10 @@ class Subscriptions:
 
     def check(self, store: SubscriberStore, token: str, purpose: str, now: datetime) -> Subscriber:
         """The subscriber a valid token names; raises TokenError otherwise."""
-        email = verify_token(token, purpose, self.key_for(store), now=now)
-        found = store.get(email)
+        subject = verify_token(token, purpose, self.key_for(store), now=now)
+        found = store.named_by(subject)
         if found is None:  # removed between the two reads: impossible on one thread
-            raise StoreError(f"no subscriber {email}")
+            raise StoreError(f"no subscriber {subject}")
         return found
 
     # -- changes
@@ -172,7 +182,7 @@ class Subscriptions:
         ):
             log_change("mail_limited", email=outcome.subscriber.email, limit=serve.mail_per_address)
             return SubscribeOutcome(outcome.action, outcome.subscriber, limited=True)
-        if consent is not None and outcome.send_confirmation:
+        if consent is not None and outcome.takes_request:
             set_details(
                 store.connection,
                 outcome.subscriber.email,
@@ -194,6 +204,14 @@ class Subscriptions:
         if unknown:
             log.info("subscribe: ignoring unknown categories %s", clean(", ".join(unknown), 100))
         existing = store.get(email)
+        complained = store.mailbox_status(email, "complained")
+        if complained is not None and service_mail("complained") is None:
+            # the mailbox complained under another spelling (Gmail dots, a +tag, case):
+            # suppressions compare canonical mailboxes, so it is not mailed either
+            log.info(
+                "subscribe: %s reaches a mailbox that complained; not mailed", clean(email, 100)
+            )
+            return SubscribeOutcome("suppressed", existing or complained)
         if existing is None:
             created, _ = store.add(
                 email,
@@ -206,20 +224,17 @@ class Subscriptions:
             log.info("subscribe: %s added as pending", created.email)
             return SubscribeOutcome("created", created)
         if existing.status == "pending":
-            updated, _ = store.add(
-                email,
-                name=name or existing.name,
-                categories=known,
-                status="pending",
-                now=now,
-                cause=Cause.SERVE_SUBSCRIBE,
-            )
-            log.info("subscribe: %s is pending; asked to confirm again", updated.email)
-            return SubscribeOutcome("pending", updated)
+            # a pending subscription is its owner's: a repeat request only re-sends the
+            # confirmation (within the limits); name, sections, lists and consent stay
+            log.info("subscribe: %s is pending; asked to confirm again", existing.email)
+            return SubscribeOutcome("pending", existing)
         mail = service_mail(existing.status)
         if mail == "confirm":
-            log.info("subscribe: %s is %s; asked to confirm", existing.email, existing.status)
-            return SubscribeOutcome("reconfirm", existing)
+            again, _ = store.change_status(
+                existing.email, "pending", cause=Cause.SERVE_SUBSCRIBE, now=now
+            )
+            log.info("subscribe: %s was %s; asked to confirm", existing.email, existing.status)
+            return SubscribeOutcome("reconfirm", again)
         if mail == "notice":
             log.info("subscribe: %s is already active; nothing changed", existing.email)
             return SubscribeOutcome("active", existing)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from digest.errors import StoreError
+from digest.store.private import create_private, make_private
 
 T = TypeVar("T")
 
@@ -20,7 +21,11 @@ SETUP_PATIENCE = 30.0
 def open_sqlite(path: Path, *, what: str, synchronous: str = "FULL") -> sqlite3.Connection:
     """Connect to ``path`` (creating it and its folder), in autocommit and WAL mode."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # the store holds addresses and link secrets: 0600 in a 0700 folder (SQLite gives
+        # its -wal and -shm files the mode of the database file)
+        create_private(path)
+        for companion in ("-wal", "-shm"):
+            make_private(path.with_name(path.name + companion))
         db = sqlite3.connect(path, isolation_level=None, timeout=SETUP_PATIENCE)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(

@@ -13,6 +13,7 @@ from digest.audience.subscribers import (
     STATUSES,
     Categories,
     InvalidEmail,
+    clean_name,
     normalise_email,
 )
 
@@ -89,7 +90,7 @@ def to_incoming(
     return (
         Incoming(
             email=email,
-            name=(str(raw.get("name") or "").strip() or display)[:200],
+            name=clean_name(str(raw.get("name") or "")) or clean_name(display),
             status=status,
             subscribed_at=raw.get("subscribed_at"),
             confirmed_at=raw.get("confirmed_at"),

@@ -8,12 +8,33 @@ import functools
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from digest.audience.exports import unspreadsheet_cell
+from digest.audience.imports.jsonrows import JsonShapeError, json_rows
 from digest.errors import StoreError
+
+
+def _csv_rows(
+    reader: Any, rejected: list[tuple[int, Mapping[str, Any] | None, str | None]]
+) -> Iterator[list[str]]:
+    """The reader's rows; a row the csv module cannot read (a field longer than its limit,
+    a broken quote) is noted in ``rejected`` with its line and skipped."""
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = str(exc)
+            if "field larger than field limit" in reason:
+                reason = f"a field is longer than {csv.field_size_limit()} characters"
+            rejected.append((reader.line_num, None, reason))
+            continue
+        yield fields
 
 
 @functools.lru_cache(maxsize=4096)
@@ -67,32 +88,35 @@ class Table:
     encoding: str = "utf-8"
 
 
+def _json_table(path: Path, text: str, encoding: str) -> Table:
+    try:
+        found = list(json_rows(text))
+    except JsonShapeError as exc:
+        try:  # the parser's own message names the line
+            json.loads(text)
+        except json.JSONDecodeError as bad:
+            raise StoreError(f"{path}:{bad.lineno}: not valid JSON: {bad.msg}") from None
+        except (RecursionError, ValueError):
+            pass
+        raise StoreError(f"{path}: {exc}") from None
+    rows: list[tuple[int, Mapping[str, Any] | None, str | None]] = []
+    headers: dict[str, None] = {}
+    for number, item, problem in found:
+        if isinstance(item, dict):
+            record = {fold(str(k)): v for k, v in item.items()}
+            headers.update(dict.fromkeys(str(k) for k in item))
+            rows.append((number, record, None))
+        else:
+            rows.append((number, None, problem or f"expected an object, got {type(item).__name__}"))
+    return Table("json", list(headers), rows, encoding)
+
+
 def read_table(path: Path) -> Table:
     """Read a CSV or JSON file; rows are (number as a person counts them, record, problem)."""
     text, encoding = _decode(path)
     stripped = text.lstrip()
     if path.suffix.lower() == ".json" or stripped.startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-        if isinstance(data, dict):
-            for key in ("subscribers", "members", "results", "data"):
-                if isinstance(data.get(key), list):
-                    data = data[key]
-                    break
-        if not isinstance(data, list):
-            raise StoreError(f"{path}: expected a JSON list of subscribers")
-        rows: list[tuple[int, Mapping[str, Any] | None, str | None]] = []
-        headers: dict[str, None] = {}
-        for number, item in enumerate(data, start=1):
-            if isinstance(item, dict):
-                record = {fold(str(k)): v for k, v in item.items()}
-                headers.update(dict.fromkeys(str(k) for k in item))
-                rows.append((number, record, None))
-            else:
-                rows.append((number, None, f"expected an object, got {type(item).__name__}"))
-        return Table("json", list(headers), rows, encoding)
+        return _json_table(path, text, encoding)
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
     if not first:
@@ -100,8 +124,8 @@ def read_table(path: Path) -> Table:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first))
     header: list[str] | None = None
     keys: list[str] = []
-    rows = []
-    for fields in reader:
+    rows: list[tuple[int, Mapping[str, Any] | None, str | None]] = []
+    for fields in _csv_rows(reader, rows):
         if header is None:
             if not any(f.strip() for f in fields):
                 continue
@@ -117,6 +141,7 @@ def read_table(path: Path) -> Table:
                 continue
             fields = fields[: len(header)]
         fields = fields + [""] * (len(header) - len(fields))
+        fields = [unspreadsheet_cell(f) for f in fields]
         record = {k: v for k, v in zip(keys, fields, strict=True) if k}
         rows.append((number, record, None))
     return Table("csv", header or [], rows, encoding)

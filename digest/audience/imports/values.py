@@ -13,6 +13,8 @@ from digest.audience.imports.table import fold
 from digest.audience.records import iso
 from digest.audience.subscribers import STATUSES
 
+MAX_TIME = 100
+"""The longest text read as a time (Go's longest form is about 60 characters)."""
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 _GO_TIME = re.compile(
@@ -44,6 +46,8 @@ def parse_time(value: Any, column: str) -> str | None:
     text = str(value).strip()
     if not text:
         return None
+    if len(text) > MAX_TIME:  # before any pattern: a date is short, and patterns backtrack
+        raise ValueError(f"{column} is not a date (longer than {MAX_TIME} characters)")
     moment: datetime | None = None
     found = _GO_TIME.match(text)
     if found:
@@ -72,12 +76,18 @@ def parse_time(value: Any, column: str) -> str | None:
             except ValueError:
                 continue
     if moment is None and re.fullmatch(r"\d{9,11}(\.\d+)?", text):
-        moment = datetime.fromtimestamp(float(text), tz=timezone.utc)
+        try:
+            moment = datetime.fromtimestamp(float(text), tz=timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            raise ValueError(f"{column} {text!r} is out of range") from None
     if moment is None:
         raise ValueError(f"{column} {text!r} is not a date such as 2026-08-02T10:15:00Z")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return iso(moment)
+    try:
+        return iso(moment)
+    except (OverflowError, ValueError):  # 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise ValueError(f"{column} {text!r} is out of range") from None
 
 
 def cell_flag(value: Any, column: str) -> bool:

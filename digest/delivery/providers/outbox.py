@@ -20,13 +20,18 @@ from digest.config.providers import OutboxSettings
 from digest.delivery.providers.base import Batch, Check, Event, Provider, Result
 from digest.delivery.providers.registry import register
 from digest.errors import ProviderError
+from digest.store.private import open_private, private_folder
 
 if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
 
 
-def _safe(email: str) -> str:
+def outbox_name(email: str) -> str:
+    """The part of a message file's name that comes from the address."""
     return re.sub(r"[^A-Za-z0-9@._+-]", "_", email)[:120]
+
+
+_safe = outbox_name
 
 
 OPEN_FILES = 128
@@ -68,7 +73,7 @@ class OutboxProvider(Provider):
         """
         folder = self.directory(batch.issue_id)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_folder(folder)  # each message holds working unsubscribe links
         except OSError as exc:
             raise ProviderError("outbox", f"cannot create {folder}: {exc}") from None
         written: list[tuple[Path, Path]] = []  # (temporary, final)
@@ -86,7 +91,7 @@ class OutboxProvider(Provider):
                             test=batch.test,
                         )
                         temporary = target.with_name(f".{target.name}.{pid}.tmp")
-                        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                        fd = open_private(temporary)
                         handles.append((fd, temporary))
                         written.append((temporary, target))
                         _write_all(fd, batch.wire_bytes(recipient))

@@ -1,0 +1,135 @@
+"""Erasure on request: every copy of one person's address that digest keeps, and a list of
+what was changed.
+
+``digest subscribers forget`` reaches:
+
+- the subscriber store: the row (address, name, preferences, consent, link secret) goes,
+  a keyed hash keeps the address suppressed (:func:`digest.audience.lifecycle.forget`),
+  and the service-mail counts of the mailbox go;
+- the send ledger: the address, and the provider id, Message-ID and last error where they
+  hold it, are blanked in every row (the rows stay as the record of what was sent);
+- files under ``out/`` (and the outbox provider's own folder): the outbox messages named
+  after the address are deleted (they hold the address and working links), and send
+  reports that name it have it replaced.
+
+Not reached, and said so: backups, and the provider's own lists and logs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from digest.audience.lifecycle import erasure_key, forget
+from digest.audience.subscribers import SubscriberStore
+from digest.config import Config
+from digest.delivery.ledger import scrub_address
+from digest.delivery.providers.outbox import outbox_name
+from digest.store.database import locate
+from digest.store.private import write_private
+
+NOT_REACHED = "backups, and the provider's own lists and logs"
+ERASED = "(erased)"
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    email: str
+    existed: bool  # a subscriber row was deleted
+    already: bool  # the address had been erased before
+    forgotten_at: str
+    service_mail: int  # service-mail counts removed
+    ledger_rows: int  # ledger rows blanked
+    files: list[str] = field(default_factory=list)  # deleted, relative to the config folder
+    reports: list[str] = field(default_factory=list)  # send reports rewritten
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "subscriber": "erased" if self.existed else "not in the store; suppressed",
+            "not_reached": NOT_REACHED,
+        }
+
+    def lines(self) -> list[str]:
+        """What was changed, for a terminal."""
+        out = [
+            f"{self.email}: {'erased' if self.existed else 'not in the store; suppressed'} "
+            f"(erasure recorded {self.forgotten_at})",
+            f"  subscriber store: {'row deleted' if self.existed else 'no row'}",
+            f"  service mail counts: {self.service_mail} removed",
+            f"  ledger: {self.ledger_rows} row(s) blanked (address, provider id, message id)",
+            f"  files: {len(self.files)} deleted",
+            *(f"    {name}" for name in self.files),
+        ]
+        if self.reports:
+            out.append(f"  send reports: {len(self.reports)} rewritten")
+            out.extend(f"    {name}" for name in self.reports)
+        out.append(f"  not reached: {NOT_REACHED}")
+        return out
+
+
+def _folders(config: Config) -> list[Path]:
+    folders = [config.path(config.out_dir)]
+    directory = config.provider.options().get("directory")
+    if config.provider.name == "outbox" and isinstance(directory, str):
+        folders.append(config.path(Path(directory)))
+    return [f for f in folders if f.is_dir()]
+
+
+def _named(config: Config, email: str) -> Iterator[Path]:
+    suffix = f"-{outbox_name(email)}.eml"
+    for folder in _folders(config):
+        for path in folder.rglob("*.eml"):
+            if path.name.endswith(suffix) and not path.is_symlink():
+                yield path
+
+
+def _reports(config: Config, email: str) -> Iterator[Path]:
+    for folder in _folders(config):
+        for path in folder.rglob("send-report.json"):
+            if not path.is_symlink() and email in path.read_text("utf-8", errors="replace"):
+                yield path
+
+
+def _scrub_report(path: Path, email: str) -> None:
+    data = json.loads(path.read_text("utf-8"))
+    text = json.dumps(data, indent=2, default=str).replace(email, ERASED) + "\n"
+    write_private(path, text.encode())
+
+
+def _relative(config: Config, path: Path) -> str:
+    base = config.path(Path("."))
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def erase(config: Config, email: str, *, now: datetime) -> ErasureReport:
+    """Erase ``email`` everywhere digest keeps it (see the module's docstring)."""
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        erased = forget(store, email, now=now, erasure_key=erasure_key(config))
+        counts = store.forget_mail(erased.email)
+    rows = scrub_address(locate(config, config.ledger.database), erased.email)
+    files: list[str] = []
+    for path in sorted(_named(config, erased.email)):
+        path.unlink(missing_ok=True)
+        files.append(_relative(config, path))
+    reports: list[str] = []
+    for path in sorted(_reports(config, erased.email)):
+        _scrub_report(path, erased.email)
+        reports.append(_relative(config, path))
+    return ErasureReport(
+        erased.email,
+        erased.existed,
+        erased.already,
+        erased.forgotten_at,
+        counts,
+        rows,
+        files,
+        reports,
+    )
