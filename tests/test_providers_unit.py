@@ -272,12 +272,13 @@ def test_markers_are_escaped_in_html_only() -> None:
 # --------------------------------------------------------------------------- retries
 
 
-def test_429_then_500_then_success_honours_retry_after() -> None:
+def test_429_then_503_then_success_honours_retry_after() -> None:
+    # Postmark documents 503 as "service unavailable": not taken, so it is tried again
     answers = [
         httpx.Response(
             429, json={"ErrorCode": 429, "Message": "slow down"}, headers={"Retry-After": "3"}
         ),
-        httpx.Response(500, json={"ErrorCode": 1, "Message": "boom"}),
+        httpx.Response(503, json={"ErrorCode": 100, "Message": "maintenance"}),
         httpx.Response(
             200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"id{i}"} for i in range(3)]
         ),
@@ -376,7 +377,11 @@ def test_postmark_per_message_errors_and_one_line_401() -> None:
     )
     with pytest.raises(ProviderError) as caught:
         list(denied.send(batch()))
-    assert str(caught.value) == "postmark 401: Bad or missing Server API token."
+    assert str(caught.value) == (
+        "postmark 401: Bad or missing Server API token. (the account was refused: check "
+        "provider.* in the config and the sender in postmark; nothing of this request was sent)"
+    )
+    assert caught.value.retryable is False
 
 
 def test_postmark_unconfirmed_sender_stops_without_failing_recipients() -> None:
@@ -422,15 +427,22 @@ def test_resend_sends_the_idempotency_key_and_reads_permissive_errors() -> None:
     assert out[1].reason == "resend: Invalid `to`"
 
 
-def test_resend_answers_that_cannot_be_read_stop_the_send() -> None:
+def test_resend_a_200_that_cannot_be_read_leaves_the_batch_uncertain() -> None:
     for body, problem in [
         ({"nope": 1}, "expected {'data': [...]}, got {'nope': 1}"),
         ({"data": [{"id": "e1"}]}, "no id for email 1 in {'data': [{'id': 'e1'}]}"),
     ]:
         p = provider("resend", lambda r, body=body: httpx.Response(200, json=body))
-        with pytest.raises(ProviderError) as caught:
-            list(p.send(batch(2)))
-        assert f"unexpected answer to a batch: {problem}" in str(caught.value)
+        out = results(p.send(batch(2)))
+        assert [(r.subscriber_id, r.state, r.reason) for r in out] == [
+            (
+                sid,
+                "uncertain",
+                f"resend 200: unexpected answer to a batch: {problem}; the status said "
+                "success, so it may have been accepted",
+            )
+            for sid in (1, 2)
+        ]
 
 
 def test_resend_409_for_a_key_in_progress_is_retried_later_any_other_409_stops() -> None:
@@ -630,11 +642,17 @@ def test_ses_an_account_wide_status_stops_after_settling_the_batch() -> None:
     assert sent[0]["ConfigurationSetName"] == "digest-events"
 
 
-def test_ses_an_answer_without_a_result_per_entry_stops_the_send() -> None:
+def test_ses_an_answer_without_a_result_per_entry_leaves_the_batch_uncertain() -> None:
     p = provider("ses", lambda r: httpx.Response(200, json={"BulkEmailEntryResults": []}))
-    with pytest.raises(ProviderError) as caught:
-        list(p.send(batch(2)))
-    assert "unexpected answer to SendBulkEmail: expected 2 entry results, got " in str(caught.value)
+    out = results(p.send(batch(2)))
+    assert [(r.state, r.reason) for r in out] == [
+        (
+            "uncertain",
+            "ses 200: unexpected answer to SendBulkEmail: expected 2 entry results, got "
+            "{'BulkEmailEntryResults': []}; the status said success, so it may have been "
+            "accepted",
+        )
+    ] * 2
 
 
 def test_ses_simple_mode_sends_one_request_per_recipient_and_settles_each() -> None:

@@ -46,6 +46,9 @@ class FakeProvider:
     settings: Settings = field(default_factory=Settings)
     name: str = "fake"
 
+    def reconcile_delay(self) -> float:
+        return self.settings.reconcile_after
+
     def reconcile(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, Result]:
         return {
             d.subscriber_id: self.settled[d.subscriber_id]
@@ -177,7 +180,43 @@ def test_lookup_confirms_accepted_rows_and_resends_missing_ones_once_old_enough(
     assert _states(ledger) == {1: SENT, 2: PENDING, 3: PENDING, 4: UNCERTAIN}
     assert report.reconciled == {"not-accepted": 2}
     row = ledger.get(ISSUE, 2)
-    assert row is not None and row.last_error == "not in fake's records: sent again"
+    assert row is not None
+    assert row.last_error == "not in fake's records 60s after the attempt: sent again"
+
+
+def test_the_wait_for_the_providers_records_counts_from_the_original_attempt(
+    ledger: Ledger,
+) -> None:
+    # the rows were claimed at NOW; a run an hour later settles them uncertain (a crash)
+    crash_settled = NOW + timedelta(hours=1)
+    ledger.transition(
+        ISSUE, [Outcome(i, UNCERTAIN, error="crashed") for i in (1, 2)], now=crash_settled
+    )
+    provider = FakeProvider(
+        can_look_up=True, accepted={1: None, 2: "m2"}, settings=Settings(reconcile_after=600.0)
+    )
+    reconciler, _, report = _reconciler(ledger, provider, at=crash_settled + timedelta(seconds=30))
+    reconciler.resolve_uncertain(resend=False)
+    # 30 s after the rows changed, but an hour after the request: the records are complete
+    assert _states(ledger) == {1: PENDING, 2: SENT, 3: SENDING, 4: SENDING}
+    assert report.reconciled == {"not-accepted": 1, "confirmed-sent": 1}
+    row = ledger.get(ISSUE, 1)
+    assert row is not None and row.attempted_at == "2026-11-23T12:00:00.000Z"
+
+
+def test_the_attempt_time_is_kept_across_a_resend_of_an_uncertain_row_only(
+    ledger: Ledger,
+) -> None:
+    _uncertain(ledger, [1])
+    ledger.transition(ISSUE, [Outcome(2, PENDING, error="not sent")], now=NOW)
+    later = NOW + timedelta(minutes=5)
+    ledger.claim(ISSUE, [1, 2], batch_key="k2", variant="all", message_ids=["<1@x>", "<2@x>"],
+                 now=later)  # fmt: skip
+    first, second = ledger.get(ISSUE, 1), ledger.get(ISSUE, 2)
+    assert first is not None and second is not None
+    # 1 may still be the request that reached the provider; 2's earlier one certainly was not
+    assert first.attempted_at == "2026-11-23T12:00:00.000Z"
+    assert second.attempted_at == "2026-11-23T12:05:00.000Z"
 
 
 def test_a_failed_lookup_leaves_the_rows_uncertain(ledger: Ledger) -> None:

@@ -6,11 +6,14 @@
 * **Rate limits**: :func:`parse_rate_limit` reads ``Retry-After``, ``RateLimit-*``,
   ``X-RateLimit-*`` and ``X-Sib-RateLimit-*``; a :class:`Pacer` shared by every worker thread
   holds requests back until the provider says there is room.
-* **Retries**: :class:`HttpTransport` retries 429, 5xx and connections that could not be made
-  with exponential backoff and full jitter, never sooner than ``Retry-After``. A request
-  whose body went out but got no answer (a timeout, a dropped connection) may have been
-  accepted: it is retried only where the provider drops repeats (an idempotency key);
-  elsewhere it ends at once as *uncertain*. Anything else (2xx, 4xx) goes back to the
+* **Retries**: every answer is read by the provider's :class:`~digest.delivery.providers.
+  classify.AnswerTable` (what it proves about acceptance). :class:`HttpTransport` retries
+  transient refusals (429, 408, a 5xx the provider documents as "not taken", throttling)
+  and connections that could not be made, with exponential backoff and full jitter, never
+  sooner than ``Retry-After``. A request that may have been accepted (a timeout, a dropped
+  connection, a 5xx not documented as "not taken") is retried only where the provider
+  drops repeats (an idempotency key) or the request is a read; elsewhere it ends at once
+  as *unknown* (its rows ``uncertain``). Anything else (2xx, other 4xx) goes back to the
   provider module, which knows its error shapes.
 
 Errors::
@@ -46,6 +49,7 @@ from digest.delivery.providers.base import (
     Recipient,
     Result,
 )
+from digest.delivery.providers.classify import AnswerTable, Verdict, no_answer, unreadable
 from digest.email.message import MARKER, marker_names, rewrite
 from digest.errors import ProviderError
 
@@ -521,13 +525,17 @@ class RequestFailed(Exception):
     """A request got no answer worth reading.
 
     ``uncertain`` is False when the provider certainly did not take it (no connection, or
-    it answered 429/5xx every time), True when its body was written and no answer came.
+    it refused it for now every time), True when it may have (its body was written and no
+    answer came, or a 5xx the provider does not document as "not taken"). ``status`` is the
+    last answer's status, when one came: an unknown *answer* stops the send (the provider is
+    failing), where a lost one does not.
     """
 
-    def __init__(self, reason: str, *, uncertain: bool = False) -> None:
+    def __init__(self, reason: str, *, uncertain: bool = False, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.uncertain = uncertain
+        self.status = status
 
 
 # No request reached the server: safe to send again.
@@ -562,15 +570,22 @@ class Stats:
         }
 
 
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+GENERIC = AnswerTable("http", "RFC 9110 (no provider document)")
+"""The reading of a provider that declares no table of its own: every 5xx is unknown."""
+
+
+def error_type(response: httpx.Response) -> str:
+    """The error's type where the API names one (``x-amzn-ErrorType``; SES)."""
+    return str(response.headers.get("x-amzn-errortype", "")).split(":")[0].strip()
 
 
 class HttpTransport:
     """Sends one request with pacing and retries; returns the first response worth reading.
 
-    2xx and 4xx (other than 408 and 429) come back to the caller; 429, 5xx, timeouts and
-    dropped connections are retried until ``policy.attempts`` is used up, which raises
-    :class:`RequestFailed`.
+    2xx, and whatever ``table`` calls a lasting refusal (4xx), come back to the caller;
+    transient refusals are retried until ``policy.attempts`` is used up, which raises
+    :class:`RequestFailed`, as does an answer that leaves acceptance unknown (at once,
+    unless repeating the request is safe).
     """
 
     def __init__(
@@ -585,7 +600,9 @@ class HttpTransport:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
         repeat_safe: bool = False,
+        table: AnswerTable = GENERIC,
     ) -> None:
+        self.table = table
         self.repeat_safe = repeat_safe
         """The provider drops a repeated request (idempotency key): retrying a request that
         got no answer cannot send twice."""
@@ -614,6 +631,8 @@ class HttpTransport:
         self.stats.add(requests=1)
         reason = ""
         maybe_accepted = False
+        status: int | None = None
+        repeat_safe = self.repeat_safe or method == "GET"  # a read changes nothing
         for attempt in range(1, self.policy.attempts + 1):
             retry_after: float | None = None
             with self.pacer.slot():
@@ -628,27 +647,34 @@ class HttpTransport:
                 except _NOT_SENT as exc:
                     reason = f"{self.provider}: cannot connect ({exc or type(exc).__name__})"
                 except httpx.TimeoutException as exc:
-                    reason = f"{self.provider}: no answer in time ({type(exc).__name__})"
-                    maybe_accepted = True
+                    reason = no_answer(
+                        f"{self.provider}: no answer in time ({type(exc).__name__})"
+                    ).reason
+                    maybe_accepted, status = True, None
                 except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                    reason = (
+                    reason = no_answer(
                         f"{self.provider}: the connection closed without an answer "
                         f"({exc or type(exc).__name__})"
-                    )
-                    maybe_accepted = True
+                    ).reason
+                    maybe_accepted, status = True, None
                 else:
                     info = parse_rate_limit(response.headers, now=self.wall_clock())
-                    throttled = response.status_code == 429
-                    self.pacer.observe(info, throttled=throttled)
-                    if response.status_code not in RETRY_STATUSES:
+                    self.pacer.observe(info, throttled=response.status_code == 429)
+                    if 200 <= response.status_code < 300:
                         return response
-                    retry_after = info.retry_after
-                    reason = f"{self.provider} {response.status_code}: {error_message(response)}"
-            if maybe_accepted and not self.repeat_safe:
-                raise RequestFailed(
-                    f"{reason}; the request was written, so it may have been accepted",
-                    uncertain=True,
-                )
+                    verdict = self.table.status(
+                        response.status_code,
+                        error_message(response),
+                        error_type=error_type(response),
+                        retry_after=info.retry_after,
+                    )
+                    if verdict.kind == "unknown":
+                        maybe_accepted, status = True, response.status_code
+                    elif not verdict.transient:
+                        return response  # a lasting refusal: the provider module reads it
+                    retry_after, reason = info.retry_after, verdict.reason
+            if maybe_accepted and not repeat_safe:
+                raise RequestFailed(reason, uncertain=True, status=status)
             if attempt == self.policy.attempts:
                 break
             delay = self.policy.delay(attempt, retry_after, self.rng)
@@ -659,7 +685,9 @@ class HttpTransport:
             if delay > 0:
                 self.sleep(delay)
         raise RequestFailed(
-            f"{reason} (gave up after {self.policy.attempts} tries)", uncertain=maybe_accepted
+            f"{reason} (gave up after {self.policy.attempts} tries)",
+            uncertain=maybe_accepted,
+            status=status,
         )
 
 
@@ -703,6 +731,8 @@ class HttpProvider(Provider):
 
     Settings: ClassVar[type[ProviderSettings]] = HttpSettings
     settings: HttpSettings
+    answers: ClassVar[AnswerTable] = GENERIC
+    """What this provider's answers prove, from its own documentation (classify.py)."""
 
     def __init__(
         self, settings: ProviderSettings, config: Config, *, client: httpx.Client | None = None
@@ -729,6 +759,7 @@ class HttpProvider(Provider):
             pacer=self.pacer,
             stats=self.stats,
             repeat_safe=self.supports_idempotency,
+            table=self.answers,
         )
 
     def set_clock(
@@ -754,9 +785,23 @@ class HttpProvider(Provider):
         return self.settings.base_url.rstrip("/") + path
 
     def stop(self, response: httpx.Response, message: str | None = None) -> ProviderError:
-        """The error that ends the send: one line naming us, the status and their words."""
+        """The error that ends the send: one line naming us, the status and their words;
+        for a refusal of the account, what to fix."""
+        verdict = self.verdict(response)
+        text = message or error_message(response)
+        if verdict.account and message is None:
+            text += (
+                f" (the account was refused: check provider.* in the config and the sender "
+                f"in {self.name}; nothing of this request was sent)"
+            )
         return ProviderError(
-            self.name, message or error_message(response), status=response.status_code
+            self.name, text, status=response.status_code, retryable=verdict.transient
+        )
+
+    def verdict(self, response: httpx.Response) -> Verdict:
+        """What a non-2xx answer proves (:attr:`answers`)."""
+        return self.answers.status(
+            response.status_code, error_message(response), error_type=error_type(response)
         )
 
     def post_batch(
@@ -776,10 +821,11 @@ class HttpProvider(Provider):
         request (through :attr:`transport`). No answer: the
         recipients are ``uncertain``, or sending stops (:func:`unanswered`). A status in
         ``ok``: ``read`` turns the answer into results and, when the account cannot go on,
-        the reason to stop after them; an answer it cannot read (``ValueError``) stops the
-        send, naming ``what`` was asked. Any other status stops the send with the
-        provider's words, unless ``refused`` names the recipients it refused (their index
-        → the reason): those fail for good and the rest are sent again without them.
+        the reason to stop after them; an answer it cannot read (``ValueError``) leaves the
+        recipients ``uncertain`` (a success status: they may have been accepted), naming
+        ``what`` was asked. Any other status stops the send with the provider's words,
+        unless ``refused`` names the recipients it refused (their index → the reason):
+        those fail for good and the rest are sent again without them.
         """
         self.stats.add(recipients=len(recipients))
         while recipients:
@@ -792,7 +838,8 @@ class HttpProvider(Provider):
                 try:
                     results, stop = read(response, recipients)
                 except ValueError as exc:
-                    raise self.stop(response, f"unexpected answer to {what}: {exc}") from None
+                    yield from unreadable_answer(self.name, response, recipients, what, exc)
+                    return
                 yield from results
                 if stop is not None:
                     raise self.stop(response, stop)
@@ -842,13 +889,42 @@ def retryable_for(recipients: Iterable[Recipient], reason: str) -> list[Result]:
     return [Result(r.subscriber_id, "failed-retryable", reason=reason) for r in recipients]
 
 
-def unanswered(provider: str, recipients: Iterable[Recipient], exc: RequestFailed) -> list[Result]:
-    """What a request without an answer means for its recipients.
+def unanswered(
+    provider: str, recipients: Iterable[Recipient], exc: RequestFailed
+) -> Iterator[Result]:
+    """What a request without an answer worth reading means for its recipients.
 
-    It may have been accepted: each is ``uncertain`` (never counted as sent). It certainly
-    was not: sending stops (``ProviderError``); the recipients go back to ``pending`` and the
-    next run sends them.
+    It may have been accepted: each is ``uncertain`` (never counted as sent); when that
+    came as an *answer* (a 5xx the provider does not document as "not taken") the provider
+    is failing, and sending stops after them rather than make every batch uncertain. It
+    certainly was not: sending stops (``ProviderError``); the recipients go back to
+    ``pending`` and the next run sends them.
     """
-    if exc.uncertain:
-        return [Result(r.subscriber_id, "uncertain", reason=exc.reason) for r in recipients]
-    raise ProviderError(provider, exc.reason, retryable=True)
+    if not exc.uncertain:
+        raise ProviderError(provider, exc.reason, retryable=True)
+    for r in recipients:
+        yield Result(r.subscriber_id, "uncertain", reason=exc.reason)
+    if exc.status is not None:
+        raise ProviderError(
+            provider,
+            f"{exc.reason.removeprefix(f'{provider} {exc.status}: ')}; stopped so that no "
+            "more messages become uncertain; "
+            "run the same command to resume",
+            status=exc.status,
+            retryable=True,
+        )
+
+
+def unreadable_answer(
+    provider: str,
+    response: httpx.Response,
+    recipients: Iterable[Recipient],
+    what: str,
+    exc: Exception,
+) -> Iterator[Result]:
+    """A success status whose body cannot be read: its recipients are ``uncertain``."""
+    verdict = unreadable(
+        f"{provider} {response.status_code}: unexpected answer to {what}: {str(exc)[:200]}"
+    )
+    for r in recipients:
+        yield verdict.result(r.subscriber_id)
