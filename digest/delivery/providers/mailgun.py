@@ -118,6 +118,10 @@ recommends retrying, but not that nothing was taken): a 5xx is unknown, and sett
 events API, which records every accepted message."""
 
 
+MAX_EVENT_PAGES = 10_000
+"""A bound on one lookup's pages of events, should ``paging.next`` never end."""
+
+
 def queued_id(response: httpx.Response) -> str:
     """The id of the queued message from ``{"id": "<…>", "message": "Queued. …"}``; a 200
     without one does not say the recipients were taken (``ValueError``)."""
@@ -225,7 +229,7 @@ class Mailgun(HttpProvider):
         found: dict[tuple[str, str | None], str] = {}
         base = self.settings.base_url.rstrip("/")
         pages = 0
-        while url and pages < 10000:
+        while url and pages < MAX_EVENT_PAGES:
             data = self.get(url, headers).json()
             items = data.get("items", []) if isinstance(data, dict) else []
             for item in items:

@@ -117,6 +117,8 @@ def _read(
     response: httpx.Response, recipients: tuple[Recipient, ...]
 ) -> tuple[list[Result], str | None]:
     message_id = response.headers.get("x-message-id")
+    if not message_id:  # SendGrid's 202 names the message here; anything else is not its word
+        raise ValueError(f"no X-Message-Id with body {response.text[:200]!r}")
     sent = [Result(r.subscriber_id, "sent", provider_message_id=message_id) for r in recipients]
     return sent, None
 
