@@ -1169,3 +1169,20 @@ def test_a_read_is_tried_again_after_an_unknown_answer_it_changes_nothing() -> N
     )
     checks = provider("postmark", handler).preflight()
     assert checks[0].detail == "server token accepted (server 's')" and len(seen) == 2
+
+
+def test_postmark_a_422_about_the_sender_signature_refuses_the_account() -> None:
+    answer = {"ErrorCode": 400, "Message": "The 'From' address is not a sender signature."}
+    p = provider("postmark", lambda r: httpx.Response(422, json=answer))
+    with pytest.raises(ProviderError) as caught:
+        list(p.send(batch(2)))
+    assert str(caught.value) == (
+        "postmark 422: The 'From' address is not a sender signature. (the account was "
+        "refused: check provider.* in the config and the sender in postmark; nothing of this "
+        "request was sent)"
+    )
+    assert caught.value.retryable is False
+    bad = {"ErrorCode": 300, "Message": "Invalid 'From' address."}
+    with pytest.raises(ProviderError) as caught:
+        list(provider("postmark", lambda r: httpx.Response(422, json=bad)).send(batch(2)))
+    assert str(caught.value) == "postmark 422: Invalid 'From' address."

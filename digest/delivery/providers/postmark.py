@@ -31,7 +31,7 @@ from digest.delivery.providers.base import (
     Result,
     attempted_since,
 )
-from digest.delivery.providers.classify import AnswerTable, CodeTable
+from digest.delivery.providers.classify import AnswerTable, CodeTable, Verdict, refused
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -161,6 +161,19 @@ class Postmark(HttpProvider):
         "batch id, from the original attempt); a message missing five minutes after it is "
         "sent again"
     )
+
+    def verdict(self, response: httpx.Response) -> Verdict:
+        """A 422 whose ``ErrorCode`` concerns the account (an unconfirmed sender signature,
+        an account that may not send) refuses the account, not the message."""
+        verdict = super().verdict(response)
+        try:
+            body = response.json()
+        except ValueError:
+            return verdict
+        code = body.get("ErrorCode") if isinstance(body, dict) else None
+        if code in ACCOUNT_CODES and verdict.kind == "refused":
+            return refused(f"{verdict.reason} ({ACCOUNT_CODES[code]})", account=True)
+        return verdict
 
     def _headers(self) -> dict[str, str]:
         return {
