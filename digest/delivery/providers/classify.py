@@ -31,11 +31,12 @@ mean "not taken", which error types are throttling); the table names the documen
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from digest.delivery.providers.base import Result, ResultState
+from digest.delivery.providers.base import Recipient, Result, ResultState
+from digest.errors import ProviderError
 
 Kind = Literal["refused", "accepted", "rejected", "unknown"]
 
@@ -165,6 +166,100 @@ class AnswerTable:
             f"{reason}; {self.provider} does not document a {status} as refusing the "
             "request, so it may have been accepted",
         )
+
+
+GENERIC = AnswerTable("http", "RFC 9110 (no provider document)")
+"""The reading of a provider that declares no table of its own: every 5xx is unknown."""
+
+
+class HasHeaders(Protocol):
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def error_type(response: HasHeaders) -> str:
+    """The error's type where the API names one (``x-amzn-ErrorType``; SES)."""
+    return str(response.headers.get("x-amzn-errortype", "")).split(":")[0].strip()
+
+
+# --------------------------------------------------------------------------------------------
+# requests without an answer worth reading
+
+
+class RequestFailed(Exception):
+    """A request got no answer worth reading.
+
+    ``uncertain`` is False when the provider certainly did not take it (no connection, or
+    it refused it for now every time), True when it may have (its body was written and no
+    answer came, or a 5xx the provider does not document as "not taken"). ``status`` is the
+    last answer's status, when one came: an unknown *answer* stops the send (the provider is
+    failing), where a lost one does not.
+    """
+
+    def __init__(self, reason: str, *, uncertain: bool = False, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.uncertain = uncertain
+        self.status = status
+
+
+class HasStatus(Protocol):
+    status_code: int
+
+
+def stop_error(
+    provider: str, verdict: Verdict, response: HasStatus, message: str | None = None
+) -> ProviderError:
+    """The error that ends a send after a refusal: the provider's words (``verdict``'s, or
+    ``message``), and for a refusal of the account, what to fix."""
+    text = message or verdict.reason.removeprefix(f"{provider} {response.status_code}: ")
+    if verdict.account and message is None:
+        text += (
+            f" (the account was refused: check provider.* in the config and the sender "
+            f"in {provider}; nothing of this request was sent)"
+        )
+    return ProviderError(provider, text, status=response.status_code, retryable=verdict.transient)
+
+
+def unanswered(
+    provider: str, recipients: Iterable[Recipient], exc: RequestFailed
+) -> Iterator[Result]:
+    """What a request without an answer worth reading means for its recipients.
+
+    It may have been accepted: each is ``uncertain`` (never counted as sent); when that
+    came as an *answer* (a 5xx the provider does not document as "not taken") the provider
+    is failing, and sending stops after them rather than make every batch uncertain. It
+    certainly was not: sending stops (``ProviderError``); the recipients go back to
+    ``pending`` and the next run sends them.
+    """
+    if not exc.uncertain:
+        raise ProviderError(provider, exc.reason, retryable=True)
+    for r in recipients:
+        yield Result(r.subscriber_id, "uncertain", reason=exc.reason)
+    if exc.status is not None:
+        raise ProviderError(
+            provider,
+            f"{exc.reason.removeprefix(f'{provider} {exc.status}: ')}; stopped so that no "
+            "more messages become uncertain; "
+            "run the same command to resume",
+            status=exc.status,
+            retryable=True,
+        )
+
+
+def unreadable_answer(
+    provider: str,
+    response: HasStatus,
+    recipients: Iterable[Recipient],
+    what: str,
+    exc: Exception,
+) -> Iterator[Result]:
+    """A success status whose body cannot be read: its recipients are ``uncertain``."""
+    verdict = unreadable(
+        f"{provider} {response.status_code}: unexpected answer to {what}: {str(exc)[:200]}"
+    )
+    for r in recipients:
+        yield verdict.result(r.subscriber_id)
 
 
 # --------------------------------------------------------------------------------------------

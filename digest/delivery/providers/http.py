@@ -6,15 +6,11 @@
 * **Rate limits**: :func:`parse_rate_limit` reads ``Retry-After``, ``RateLimit-*``,
   ``X-RateLimit-*`` and ``X-Sib-RateLimit-*``; a :class:`Pacer` shared by every worker thread
   holds requests back until the provider says there is room.
-* **Retries**: every answer is read by the provider's :class:`~digest.delivery.providers.
-  classify.AnswerTable` (what it proves about acceptance). :class:`HttpTransport` retries
-  transient refusals (429, 408, a 5xx the provider documents as "not taken", throttling)
-  and connections that could not be made, with exponential backoff and full jitter, never
-  sooner than ``Retry-After``. A request that may have been accepted (a timeout, a dropped
-  connection, a 5xx not documented as "not taken") is retried only where the provider
-  drops repeats (an idempotency key) or the request is a read; elsewhere it ends at once
-  as *unknown* (its rows ``uncertain``). Anything else (2xx, other 4xx) goes back to the
-  provider module, which knows its error shapes.
+* **Retries**: answers are read by the provider's ``AnswerTable`` (:mod:`.classify`).
+  :class:`HttpTransport` retries transient refusals and connections that could not be made
+  (exponential backoff, full jitter, never sooner than ``Retry-After``); a request that may
+  have been accepted is retried only when repeating it is safe (an idempotency key, a read),
+  else it ends as *unknown*. Anything else goes back to the provider module.
 
 Errors::
 
@@ -33,7 +29,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import getaddresses, parsedate_to_datetime
@@ -49,7 +45,17 @@ from digest.delivery.providers.base import (
     Recipient,
     Result,
 )
-from digest.delivery.providers.classify import AnswerTable, Verdict, no_answer, unreadable
+from digest.delivery.providers.classify import (
+    GENERIC,
+    AnswerTable,
+    RequestFailed,
+    Verdict,
+    error_type,
+    no_answer,
+    stop_error,
+    unanswered,
+    unreadable_answer,
+)
 from digest.email.message import MARKER, marker_names, rewrite
 from digest.errors import ProviderError
 
@@ -521,23 +527,6 @@ class RetryPolicy:
         return rng.uniform(0, ceiling)
 
 
-class RequestFailed(Exception):
-    """A request got no answer worth reading.
-
-    ``uncertain`` is False when the provider certainly did not take it (no connection, or
-    it refused it for now every time), True when it may have (its body was written and no
-    answer came, or a 5xx the provider does not document as "not taken"). ``status`` is the
-    last answer's status, when one came: an unknown *answer* stops the send (the provider is
-    failing), where a lost one does not.
-    """
-
-    def __init__(self, reason: str, *, uncertain: bool = False, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.uncertain = uncertain
-        self.status = status
-
-
 # No request reached the server: safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -570,22 +559,12 @@ class Stats:
         }
 
 
-GENERIC = AnswerTable("http", "RFC 9110 (no provider document)")
-"""The reading of a provider that declares no table of its own: every 5xx is unknown."""
-
-
-def error_type(response: httpx.Response) -> str:
-    """The error's type where the API names one (``x-amzn-ErrorType``; SES)."""
-    return str(response.headers.get("x-amzn-errortype", "")).split(":")[0].strip()
-
-
 class HttpTransport:
     """Sends one request with pacing and retries; returns the first response worth reading.
 
-    2xx, and whatever ``table`` calls a lasting refusal (4xx), come back to the caller;
-    transient refusals are retried until ``policy.attempts`` is used up, which raises
-    :class:`RequestFailed`, as does an answer that leaves acceptance unknown (at once,
-    unless repeating the request is safe).
+    2xx and lasting refusals (``table``) come back to the caller; transient refusals are
+    retried until ``policy.attempts`` is used up, which raises :class:`RequestFailed`, as
+    does an unknown answer (at once, unless repeating the request is safe).
     """
 
     def __init__(
@@ -647,15 +626,13 @@ class HttpTransport:
                 except _NOT_SENT as exc:
                     reason = f"{self.provider}: cannot connect ({exc or type(exc).__name__})"
                 except httpx.TimeoutException as exc:
-                    reason = no_answer(
-                        f"{self.provider}: no answer in time ({type(exc).__name__})"
-                    ).reason
+                    reason = f"{self.provider}: no answer in time ({type(exc).__name__})"
                     maybe_accepted, status = True, None
                 except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                    reason = no_answer(
+                    reason = (
                         f"{self.provider}: the connection closed without an answer "
                         f"({exc or type(exc).__name__})"
-                    ).reason
+                    )
                     maybe_accepted, status = True, None
                 else:
                     info = parse_rate_limit(response.headers, now=self.wall_clock())
@@ -673,6 +650,8 @@ class HttpTransport:
                     elif not verdict.transient:
                         return response  # a lasting refusal: the provider module reads it
                     retry_after, reason = info.retry_after, verdict.reason
+            if maybe_accepted and status is None:
+                reason = no_answer(reason).reason  # says why it may have been accepted
             if maybe_accepted and not repeat_safe:
                 raise RequestFailed(reason, uncertain=True, status=status)
             if attempt == self.policy.attempts:
@@ -787,16 +766,7 @@ class HttpProvider(Provider):
     def stop(self, response: httpx.Response, message: str | None = None) -> ProviderError:
         """The error that ends the send: one line naming us, the status and their words;
         for a refusal of the account, what to fix."""
-        verdict = self.verdict(response)
-        text = message or error_message(response)
-        if verdict.account and message is None:
-            text += (
-                f" (the account was refused: check provider.* in the config and the sender "
-                f"in {self.name}; nothing of this request was sent)"
-            )
-        return ProviderError(
-            self.name, text, status=response.status_code, retryable=verdict.transient
-        )
+        return stop_error(self.name, self.verdict(response), response, message)
 
     def verdict(self, response: httpx.Response) -> Verdict:
         """What a non-2xx answer proves (:attr:`answers`)."""
@@ -822,8 +792,8 @@ class HttpProvider(Provider):
         recipients are ``uncertain``, or sending stops (:func:`unanswered`). A status in
         ``ok``: ``read`` turns the answer into results and, when the account cannot go on,
         the reason to stop after them; an answer it cannot read (``ValueError``) leaves the
-        recipients ``uncertain`` (a success status: they may have been accepted), naming
-        ``what`` was asked. Any other status stops the send with the provider's words,
+        recipients ``uncertain``, naming ``what`` was asked. Any other status stops the
+        send with the provider's words,
         unless ``refused`` names the recipients it refused (their index → the reason):
         those fail for good and the rest are sent again without them.
         """
@@ -883,48 +853,3 @@ class Suppression:
     kind: str  # "bounced", "complained" or "unsubscribed" (subscriber statuses)
     reason: str
     at: str | None = None
-
-
-def retryable_for(recipients: Iterable[Recipient], reason: str) -> list[Result]:
-    return [Result(r.subscriber_id, "failed-retryable", reason=reason) for r in recipients]
-
-
-def unanswered(
-    provider: str, recipients: Iterable[Recipient], exc: RequestFailed
-) -> Iterator[Result]:
-    """What a request without an answer worth reading means for its recipients.
-
-    It may have been accepted: each is ``uncertain`` (never counted as sent); when that
-    came as an *answer* (a 5xx the provider does not document as "not taken") the provider
-    is failing, and sending stops after them rather than make every batch uncertain. It
-    certainly was not: sending stops (``ProviderError``); the recipients go back to
-    ``pending`` and the next run sends them.
-    """
-    if not exc.uncertain:
-        raise ProviderError(provider, exc.reason, retryable=True)
-    for r in recipients:
-        yield Result(r.subscriber_id, "uncertain", reason=exc.reason)
-    if exc.status is not None:
-        raise ProviderError(
-            provider,
-            f"{exc.reason.removeprefix(f'{provider} {exc.status}: ')}; stopped so that no "
-            "more messages become uncertain; "
-            "run the same command to resume",
-            status=exc.status,
-            retryable=True,
-        )
-
-
-def unreadable_answer(
-    provider: str,
-    response: httpx.Response,
-    recipients: Iterable[Recipient],
-    what: str,
-    exc: Exception,
-) -> Iterator[Result]:
-    """A success status whose body cannot be read: its recipients are ``uncertain``."""
-    verdict = unreadable(
-        f"{provider} {response.status_code}: unexpected answer to {what}: {str(exc)[:200]}"
-    )
-    for r in recipients:
-        yield verdict.result(r.subscriber_id)

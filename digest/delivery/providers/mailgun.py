@@ -41,16 +41,18 @@ from digest.delivery.providers.base import (
     Result,
     attempted_since,
 )
-from digest.delivery.providers.classify import AnswerTable
+from digest.delivery.providers.classify import (
+    AnswerTable,
+    RequestFailed,
+    unanswered,
+    unreadable_answer,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    RequestFailed,
     Substitution,
     Suppression,
     error_message,
-    unanswered,
-    unreadable_answer,
 )
 from digest.errors import ProviderError
 

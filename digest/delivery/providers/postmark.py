@@ -172,7 +172,7 @@ class Postmark(HttpProvider):
             return verdict
         code = body.get("ErrorCode") if isinstance(body, dict) else None
         if code in ACCOUNT_CODES and verdict.kind == "refused":
-            return refused(f"{verdict.reason} ({ACCOUNT_CODES[code]})", account=True)
+            return refused(verdict.reason, account=True)
         return verdict
 
     def _headers(self) -> dict[str, str]:

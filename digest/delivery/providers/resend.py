@@ -30,15 +30,18 @@ from digest.delivery.providers.base import (
     Recipient,
     Result,
 )
-from digest.delivery.providers.classify import AnswerTable, refused
+from digest.delivery.providers.classify import (
+    AnswerTable,
+    RequestFailed,
+    refused,
+    unanswered,
+    unreadable_answer,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    RequestFailed,
     encode_json,
     error_message,
-    unanswered,
-    unreadable_answer,
 )
 from digest.email.message import fill
 

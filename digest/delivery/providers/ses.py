@@ -36,18 +36,22 @@ from digest.delivery.providers.base import (
     Recipient,
     Result,
 )
-from digest.delivery.providers.classify import AnswerTable, CodeTable, rejected
+from digest.delivery.providers.classify import (
+    AnswerTable,
+    CodeTable,
+    RequestFailed,
+    rejected,
+    unanswered,
+    unreadable_answer,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
     Pacer,
-    RequestFailed,
     Substitution,
     Suppression,
     encode_json,
     substitute,
-    unanswered,
-    unreadable_answer,
 )
 from digest.email.message import MARKER, fill
 from digest.errors import ConfigError, ProviderError
