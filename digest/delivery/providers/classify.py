@@ -66,12 +66,6 @@ class Verdict:
     def state(self) -> ResultState:
         return STATE_OF[self.kind]
 
-    @property
-    def stops(self) -> bool:
-        """The send cannot go on after it: a whole-request refusal that waiting will not
-        mend (the next request would be refused the same way)."""
-        return self.kind == "refused" and (self.account or not self.transient)
-
     def result(self, subscriber_id: int, provider_message_id: str | None = None) -> Result:
         """This verdict as one recipient's result."""
         return Result(
