@@ -205,8 +205,10 @@ class SmtpProvider(Provider):
         if reply.code == 421:  # the server is closing the session: stop, nothing was taken
             self._drop()
             raise ProviderError("smtp", f"{reply.step}: {reply.code} {reply.text}", retryable=True)
-        with contextlib.suppress(OSError, smtplib.SMTPException):
+        try:
             conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()  # the next message starts on a new connection
         return verdict.result(subscriber_id)
 
 
