@@ -272,12 +272,13 @@ def test_markers_are_escaped_in_html_only() -> None:
 # --------------------------------------------------------------------------- retries
 
 
-def test_429_then_500_then_success_honours_retry_after() -> None:
+def test_429_then_503_then_success_honours_retry_after() -> None:
+    # Postmark documents 503 as "service unavailable": not taken, so it is tried again
     answers = [
         httpx.Response(
             429, json={"ErrorCode": 429, "Message": "slow down"}, headers={"Retry-After": "3"}
         ),
-        httpx.Response(500, json={"ErrorCode": 1, "Message": "boom"}),
+        httpx.Response(503, json={"ErrorCode": 100, "Message": "maintenance"}),
         httpx.Response(
             200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"id{i}"} for i in range(3)]
         ),
@@ -376,7 +377,11 @@ def test_postmark_per_message_errors_and_one_line_401() -> None:
     )
     with pytest.raises(ProviderError) as caught:
         list(denied.send(batch()))
-    assert str(caught.value) == "postmark 401: Bad or missing Server API token."
+    assert str(caught.value) == (
+        "postmark 401: Bad or missing Server API token. (the account was refused: check "
+        "provider.* in the config and the sender in postmark; nothing of this request was sent)"
+    )
+    assert caught.value.retryable is False
 
 
 def test_postmark_unconfirmed_sender_stops_without_failing_recipients() -> None:
@@ -422,15 +427,22 @@ def test_resend_sends_the_idempotency_key_and_reads_permissive_errors() -> None:
     assert out[1].reason == "resend: Invalid `to`"
 
 
-def test_resend_answers_that_cannot_be_read_stop_the_send() -> None:
+def test_resend_a_200_that_cannot_be_read_leaves_the_batch_uncertain() -> None:
     for body, problem in [
         ({"nope": 1}, "expected {'data': [...]}, got {'nope': 1}"),
         ({"data": [{"id": "e1"}]}, "no id for email 1 in {'data': [{'id': 'e1'}]}"),
     ]:
         p = provider("resend", lambda r, body=body: httpx.Response(200, json=body))
-        with pytest.raises(ProviderError) as caught:
-            list(p.send(batch(2)))
-        assert f"unexpected answer to a batch: {problem}" in str(caught.value)
+        out = results(p.send(batch(2)))
+        assert [(r.subscriber_id, r.state, r.reason) for r in out] == [
+            (
+                sid,
+                "uncertain",
+                f"resend 200: unexpected answer to a batch: {problem}; the status said "
+                "success, so it may have been accepted",
+            )
+            for sid in (1, 2)
+        ]
 
 
 def test_resend_409_for_a_key_in_progress_is_retried_later_any_other_409_stops() -> None:
@@ -630,11 +642,17 @@ def test_ses_an_account_wide_status_stops_after_settling_the_batch() -> None:
     assert sent[0]["ConfigurationSetName"] == "digest-events"
 
 
-def test_ses_an_answer_without_a_result_per_entry_stops_the_send() -> None:
+def test_ses_an_answer_without_a_result_per_entry_leaves_the_batch_uncertain() -> None:
     p = provider("ses", lambda r: httpx.Response(200, json={"BulkEmailEntryResults": []}))
-    with pytest.raises(ProviderError) as caught:
-        list(p.send(batch(2)))
-    assert "unexpected answer to SendBulkEmail: expected 2 entry results, got " in str(caught.value)
+    out = results(p.send(batch(2)))
+    assert [(r.state, r.reason) for r in out] == [
+        (
+            "uncertain",
+            "ses 200: unexpected answer to SendBulkEmail: expected 2 entry results, got "
+            "{'BulkEmailEntryResults': []}; the status said success, so it may have been "
+            "accepted",
+        )
+    ] * 2
 
 
 def test_ses_simple_mode_sends_one_request_per_recipient_and_settles_each() -> None:
@@ -891,3 +909,280 @@ def test_an_added_provider_registers_and_is_validated_like_a_builtin(
         store.add("ann@example.com", now=datetime(2026, 11, 1, tzinfo=timezone.utc))
     report = send_issue(config, now=datetime(2026, 11, 23, tzinfo=timezone.utc), week="2026-W47")
     assert (report.provider, report.sent, report.complete) == ("acme", 1, True)
+
+
+# --------------------------------------------------------------------------- what answers prove
+# One row per answer of the classification table in docs/sending.md, per provider: the state
+# each recipient ends in, the message, and how many requests went out.
+
+SUCCESS: dict[str, Callable[[httpx.Request], httpx.Response]] = {
+    "postmark": lambda r: httpx.Response(
+        200, json=[{"ErrorCode": 0, "Message": "OK", "MessageID": f"id{i}"} for i in range(2)]
+    ),
+    "sendgrid": lambda r: httpx.Response(202, headers={"X-Message-Id": "sg1"}),
+    "mailgun": lambda r: httpx.Response(200, json={"id": "<mg1>", "message": "Queued."}),
+    "ses": lambda r: httpx.Response(
+        200,
+        json={
+            "BulkEmailEntryResults": [
+                {"Status": "SUCCESS", "MessageId": f"ses{i}"} for i in range(2)
+            ]
+        },
+    ),
+    "brevo": lambda r: httpx.Response(201, json={"messageIds": ["<b1>", "<b2>"]}),
+    "resend": lambda r: httpx.Response(200, json={"data": [{"id": "e1"}, {"id": "e2"}]}),
+}
+WITHOUT_KEYS = ["postmark", "sendgrid", "mailgun", "ses"]
+
+
+def counted(answers: list[Any]) -> tuple[Handler, list[httpx.Request]]:
+    """A handler giving ``answers`` in turn (a response, an exception to raise, or a
+    handler), and the requests it saw."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        if callable(answer):
+            return answer(request)  # type: ignore[no-any-return]
+        return answer  # type: ignore[no-any-return]
+
+    return handler, seen
+
+
+@pytest.mark.parametrize("name", WITHOUT_KEYS)
+def test_a_502_after_the_body_was_sent_is_uncertain_and_stops_without_a_retry(name: str) -> None:
+    handler, seen = counted([httpx.Response(502, text="Bad Gateway")])
+    p = provider(name, handler)
+    out: list[Result] = []
+    with pytest.raises(ProviderError) as caught:
+        for event in p.send(batch(2)):
+            out.append(event)
+    assert len(seen) == 1  # never sent again blindly
+    reason = (
+        f"{name} 502: Bad Gateway; {name} does not document a 502 as refusing the request, "
+        "so it may have been accepted"
+    )
+    assert [(r.subscriber_id, r.state, r.reason) for r in out] == [
+        (1, "uncertain", reason),
+        (2, "uncertain", reason),
+    ]
+    assert str(caught.value) == (
+        f"{name} 502: Bad Gateway; {name} does not document a 502 as refusing the request, so "
+        "it may have been accepted; stopped so that no more messages become uncertain; run the "
+        "same command to resume"
+    )
+    assert caught.value.retryable is True
+
+
+@pytest.mark.parametrize("name", WITHOUT_KEYS)
+@pytest.mark.parametrize(
+    "drop",
+    [httpx.ReadTimeout("timed out"), httpx.RemoteProtocolError("Server disconnected")],
+    ids=["timeout", "drop"],
+)
+def test_accepted_then_no_answer_is_uncertain_and_the_send_goes_on(
+    name: str, drop: Exception
+) -> None:
+    handler, seen = counted([drop])
+    out = results(provider(name, handler).send(batch(2)))
+    assert [r.state for r in out] == ["uncertain", "uncertain"]
+    assert (out[0].reason or "").endswith("; the request was written, so it may have been accepted")
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("name", ["postmark", "sendgrid", "ses"])
+def test_a_503_the_provider_documents_as_not_taken_is_tried_again(name: str) -> None:
+    handler, seen = counted([httpx.Response(503, text="unavailable"), SUCCESS[name]])
+    out = results(provider(name, handler).send(batch(2)))
+    assert [r.state for r in out] == ["sent", "sent"]
+    assert len(seen) == 2
+
+
+def test_mailgun_does_not_document_a_503_as_not_taken() -> None:
+    handler, seen = counted([httpx.Response(503, text="unavailable"), SUCCESS["mailgun"]])
+    out: list[Result] = []
+    with pytest.raises(ProviderError):
+        out.extend(results(provider("mailgun", handler).send(batch(2))))
+    assert len(seen) == 1  # its events API settles them instead (reconcile)
+
+
+@pytest.mark.parametrize("name", ["brevo", "resend"])
+def test_with_an_idempotency_key_an_unknown_answer_is_tried_again_with_the_same_key(
+    name: str,
+) -> None:
+    handler, seen = counted(
+        [httpx.Response(502, text="Bad Gateway"), httpx.ReadTimeout("slow"), SUCCESS[name]]
+    )
+    out = results(provider(name, handler).send(batch(2)))
+    assert [r.state for r in out] == ["sent", "sent"]
+    assert len(seen) == 3
+    keys = {
+        r.headers.get("Idempotency-Key") or json.loads(r.content)["headers"]["idempotencyKey"]
+        for r in seen
+    }
+    assert len(keys) == 1
+
+
+@pytest.mark.parametrize("name", list(SUCCESS))
+def test_429_is_a_transient_refusal_retried_then_the_rows_go_back_for_the_next_run(
+    name: str,
+) -> None:
+    handler, seen = counted([httpx.Response(429, text="slow down", headers={"Retry-After": "2"})])
+    p = provider(name, handler, max_retries=2)
+    with pytest.raises(ProviderError) as caught:
+        list(p.send(batch(2)))  # no result: the send loop puts both back to pending
+    assert len(seen) == 3
+    assert caught.value.retryable is True
+    assert str(caught.value).endswith("(gave up after 3 tries)")
+
+
+@pytest.mark.parametrize("name", list(SUCCESS))
+def test_a_refused_connection_sends_nothing_and_the_rows_go_back(name: str) -> None:
+    handler, _ = counted([httpx.ConnectError("Connection refused")])
+    with pytest.raises(ProviderError) as caught:
+        list(provider(name, handler, max_retries=1).send(batch(2)))
+    assert caught.value.retryable is True
+    assert f"{name}: cannot connect (Connection refused)" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", list(SUCCESS))
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_account_refusal_stops_the_send_with_what_to_fix(name: str, status: int) -> None:
+    handler, seen = counted([httpx.Response(status, json={"message": "key revoked"})])
+    with pytest.raises(ProviderError) as caught:
+        list(provider(name, handler).send(batch(2)))
+    assert len(seen) == 1 and caught.value.retryable is False and caught.value.status == status
+    if name != "ses":  # SES names the error type in its own words instead
+        assert str(caught.value) == (
+            f"{name} {status}: key revoked (the account was refused: check provider.* in the "
+            f"config and the sender in {name}; nothing of this request was sent)"
+        )
+
+
+@pytest.mark.parametrize("name", ["postmark", "sendgrid", "mailgun", "ses", "brevo"])
+def test_a_success_status_that_cannot_be_read_is_uncertain(name: str) -> None:
+    handler, _ = counted([httpx.Response(200, text="<html>upstream says hi</html>")])
+    p = provider(name, handler, **({"mode": "simple"} if name == "ses" else {}))
+    out = results(p.send(batch(2)))
+    assert [r.state for r in out] == ["uncertain", "uncertain"]
+    assert all(
+        (r.reason or "").endswith("; the status said success, so it may have been accepted")
+        for r in out
+    )
+    assert f"{name} 200: unexpected answer to " in (out[0].reason or "")
+
+
+def test_mailgun_a_200_without_a_message_id_is_uncertain() -> None:
+    handler, _ = counted([httpx.Response(200, json={"message": "Queued."})])
+    out = results(provider("mailgun", handler).send(batch(2)))
+    assert [(r.state, r.reason) for r in out] == [
+        (
+            "uncertain",
+            "mailgun 200: unexpected answer to a send: no message id in "
+            '\'{"message":"Queued."}\'; the status said success, so it may have been accepted',
+        )
+    ] * 2
+
+
+def test_postmark_per_message_codes_by_what_they_prove() -> None:
+    items = [
+        {"ErrorCode": 0, "Message": "OK", "MessageID": "a"},
+        {"ErrorCode": 100, "Message": "Maintenance"},
+        {
+            "ErrorCode": 406,
+            "Message": "You tried to send to a recipient that has been marked as inactive.",
+        },
+        {"ErrorCode": 300, "Message": "Invalid 'To' address"},
+    ]
+    out = results(provider("postmark", lambda r: httpx.Response(200, json=items)).send(batch(4)))
+    assert [(r.state, r.transient) for r in out] == [
+        ("sent", False),
+        ("failed-retryable", True),
+        ("failed-permanent", False),
+        ("failed-permanent", False),
+    ]
+    account = [{"ErrorCode": 0, "Message": "OK", "MessageID": "a"},
+               {"ErrorCode": 412, "Message": "Account pending"}]  # fmt: skip
+    seen: list[Result] = []
+    with pytest.raises(ProviderError) as caught:
+        seen.extend(
+            results(
+                provider("postmark", lambda r: httpx.Response(200, json=account)).send(batch(2))
+            )
+        )
+    assert str(caught.value) == (
+        "postmark 200: Account pending (ErrorCode 412: account pending approval)"
+    )
+
+
+def test_ses_throttling_and_service_unavailable_are_retried_internal_failure_is_not() -> None:
+    def ses_error(status: int, kind: str) -> httpx.Response:
+        return httpx.Response(
+            status, json={"message": kind}, headers={"x-amzn-ErrorType": f"{kind}:http://x"}
+        )
+
+    handler, seen = counted(
+        [
+            ses_error(400, "ThrottlingException"),
+            ses_error(429, "TooManyRequestsException"),
+            ses_error(503, "ServiceUnavailable"),
+            SUCCESS["ses"],
+        ]
+    )
+    assert [r.state for r in results(provider("ses", handler).send(batch(2)))] == ["sent"] * 2
+    assert len(seen) == 4
+    handler, seen = counted([ses_error(500, "InternalFailure")])
+    out: list[Result] = []
+    with pytest.raises(ProviderError):
+        out.extend(results(provider("ses", handler).send(batch(2))))
+    assert len(seen) == 1
+    handler, seen = counted([ses_error(400, "SendingPausedException")])
+    with pytest.raises(ProviderError) as caught:
+        list(provider("ses", handler).send(batch(2)))
+    assert len(seen) == 1 and caught.value.retryable is False
+
+
+def test_ses_entry_statuses_by_what_they_prove() -> None:
+    body = {
+        "BulkEmailEntryResults": [
+            {"Status": "SUCCESS", "MessageId": "m1"},
+            {"Status": "TRANSIENT_FAILURE", "Error": "try later"},
+            {"Status": "FAILED", "Error": "failed to send"},
+            {"Status": "MESSAGE_REJECTED", "Error": "virus"},
+        ]
+    }
+    out = results(provider("ses", lambda r: httpx.Response(200, json=body)).send(batch(4)))
+    assert [(r.state, r.transient, r.reason) for r in out] == [
+        ("sent", False, None),
+        ("failed-retryable", True, "ses TRANSIENT_FAILURE: try later"),
+        ("failed-retryable", True, "ses FAILED: failed to send"),
+        ("failed-permanent", False, "ses MESSAGE_REJECTED: virus"),
+    ]
+
+
+def test_a_read_is_tried_again_after_an_unknown_answer_it_changes_nothing() -> None:
+    handler, seen = counted(
+        [httpx.Response(502, text="Bad Gateway"), httpx.Response(200, json={"Name": "s"})]
+    )
+    checks = provider("postmark", handler).preflight()
+    assert checks[0].detail == "server token accepted (server 's')" and len(seen) == 2
+
+
+def test_postmark_a_422_about_the_sender_signature_refuses_the_account() -> None:
+    answer = {"ErrorCode": 400, "Message": "The 'From' address is not a sender signature."}
+    p = provider("postmark", lambda r: httpx.Response(422, json=answer))
+    with pytest.raises(ProviderError) as caught:
+        list(p.send(batch(2)))
+    assert str(caught.value) == (
+        "postmark 422: The 'From' address is not a sender signature. (the account was "
+        "refused: check provider.* in the config and the sender in postmark; nothing of this "
+        "request was sent)"
+    )
+    assert caught.value.retryable is False
+    bad = {"ErrorCode": 300, "Message": "Invalid 'From' address."}
+    with pytest.raises(ProviderError) as caught:
+        list(provider("postmark", lambda r: httpx.Response(422, json=bad)).send(batch(2)))
+    assert str(caught.value) == "postmark 422: Invalid 'From' address."

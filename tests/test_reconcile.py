@@ -3,11 +3,15 @@ and a provider whose answers each test sets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest.mock import patch
 
+import httpx
 import pytest
 
 from digest.delivery.ledger import (
@@ -21,6 +25,8 @@ from digest.delivery.ledger import (
     Ledger,
     Outcome,
 )
+from digest.delivery.providers import mailgun as mailgun_module
+from digest.delivery.providers import registry
 from digest.delivery.providers.base import Result, idempotency_key
 from digest.delivery.reconcile import Reconciler
 from digest.delivery.send_report import SendReport
@@ -45,6 +51,9 @@ class FakeProvider:
     accepted: dict[int, str | None] | ProviderError = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
     name: str = "fake"
+
+    def reconcile_delay(self) -> float:
+        return self.settings.reconcile_after
 
     def reconcile(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, Result]:
         return {
@@ -177,7 +186,43 @@ def test_lookup_confirms_accepted_rows_and_resends_missing_ones_once_old_enough(
     assert _states(ledger) == {1: SENT, 2: PENDING, 3: PENDING, 4: UNCERTAIN}
     assert report.reconciled == {"not-accepted": 2}
     row = ledger.get(ISSUE, 2)
-    assert row is not None and row.last_error == "not in fake's records: sent again"
+    assert row is not None
+    assert row.last_error == "not in fake's records 60s after the attempt: sent again"
+
+
+def test_the_wait_for_the_providers_records_counts_from_the_original_attempt(
+    ledger: Ledger,
+) -> None:
+    # the rows were claimed at NOW; a run an hour later settles them uncertain (a crash)
+    crash_settled = NOW + timedelta(hours=1)
+    ledger.transition(
+        ISSUE, [Outcome(i, UNCERTAIN, error="crashed") for i in (1, 2)], now=crash_settled
+    )
+    provider = FakeProvider(
+        can_look_up=True, accepted={1: None, 2: "m2"}, settings=Settings(reconcile_after=600.0)
+    )
+    reconciler, _, report = _reconciler(ledger, provider, at=crash_settled + timedelta(seconds=30))
+    reconciler.resolve_uncertain(resend=False)
+    # 30 s after the rows changed, but an hour after the request: the records are complete
+    assert _states(ledger) == {1: PENDING, 2: SENT, 3: SENDING, 4: SENDING}
+    assert report.reconciled == {"not-accepted": 1, "confirmed-sent": 1}
+    row = ledger.get(ISSUE, 1)
+    assert row is not None and row.attempted_at == "2026-11-23T12:00:00.000Z"
+
+
+def test_the_attempt_time_is_kept_across_a_resend_of_an_uncertain_row_only(
+    ledger: Ledger,
+) -> None:
+    _uncertain(ledger, [1])
+    ledger.transition(ISSUE, [Outcome(2, PENDING, error="not sent")], now=NOW)
+    later = NOW + timedelta(minutes=5)
+    ledger.claim(ISSUE, [1, 2], batch_key="k2", variant="all", message_ids=["<1@x>", "<2@x>"],
+                 now=later)  # fmt: skip
+    first, second = ledger.get(ISSUE, 1), ledger.get(ISSUE, 2)
+    assert first is not None and second is not None
+    # 1 may still be the request that reached the provider; 2's earlier one certainly was not
+    assert first.attempted_at == "2026-11-23T12:00:00.000Z"
+    assert second.attempted_at == "2026-11-23T12:05:00.000Z"
 
 
 def test_a_failed_lookup_leaves_the_rows_uncertain(ledger: Ledger) -> None:
@@ -235,3 +280,115 @@ def test_without_evidence_or_permission_uncertain_rows_are_held(ledger: Ledger) 
     assert _states(ledger) == {1: UNCERTAIN, 2: UNCERTAIN, 3: SENDING, 4: SENDING}
     assert report.reconciled == {}
     assert loop.resent == []
+
+
+# --------------------------------------------------------------------------------------------
+# each provider's own question, over httpx.MockTransport
+
+
+def _delivery(sid: int, *, attempted: str | None, updated: str, key: str = "k1") -> Delivery:
+    return Delivery(ISSUE, sid, f"r{sid}@example.com", "all", UNCERTAIN, 1, key, False, False,
+                    f"<{sid}@x>", None, "no answer", None, updated, attempted)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T", "secret-token")
+
+
+def _http_provider(name: str, handler: Callable[[httpx.Request], httpx.Response], **options: Any):  # type: ignore[no-untyped-def]
+    cls = registry.get_provider_class(name)
+    base = {
+        "postmark": {"token": "${T}", "message_stream": "broadcast"},
+        "mailgun": {"api_key": "${T}", "domain": "mg.example.com"},
+    }[name]
+    settings = cls.Settings.model_validate({"base_url": "https://api.test", **base, **options})
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return cls(settings, SimpleNamespace(), client=client)
+
+
+def test_mailgun_looks_from_the_original_attempt_not_from_the_rerun() -> None:
+    # attempted at 12:00, settled uncertain by a rerun at 14:30 (a crash in between)
+    rows = [
+        _delivery(1, attempted="2026-11-23T12:00:00.000Z", updated="2026-11-23T14:30:00.000Z"),
+        _delivery(2, attempted="2026-11-23T12:00:05.000Z", updated="2026-11-23T14:30:00.000Z"),
+    ]
+    asked: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        if "page=2" in str(request.url):
+            return httpx.Response(200, json={"items": [], "paging": {}})
+        event = {
+            "recipient": "r1@example.com",
+            "user-variables": {"batch_id": "k1"},
+            "message": {"headers": {"message-id": "mg-1"}},
+        }
+        following = "https://api.test/v3/mg.example.com/events/page=2"
+        return httpx.Response(200, json={"items": [event], "paging": {"next": following}})
+
+    mailgun = _http_provider("mailgun", handler)
+    assert mailgun.lookup(ISSUE, rows) == {1: "mg-1", 2: None}
+    first = asked[0].params
+    assert first["begin"] == "Mon, 23 Nov 2026 11:59:00 GMT"  # a minute before the attempt
+    assert (first["event"], first["tags"], first["ascending"]) == ("accepted", ISSUE, "yes")
+    assert len(asked) == 2  # read to the end of the pages
+
+
+def test_mailgun_pages_that_never_end_prove_nothing_missing() -> None:
+    rows = [_delivery(1, attempted="2026-11-23T12:00:00.000Z", updated="2026-11-23T12:01:00.000Z")]
+    event = {"recipient": "other@example.com", "user-variables": {}}
+    following = "https://api.test/v3/mg.example.com/events/again"
+    mailgun = _http_provider(
+        "mailgun",
+        lambda r: httpx.Response(200, json={"items": [event], "paging": {"next": following}}),
+    )
+    with patch.object(mailgun_module, "MAX_EVENT_PAGES", 3), pytest.raises(ProviderError) as caught:
+        mailgun.lookup(ISSUE, rows)
+    assert str(caught.value) == f"mailgun: the events of {ISSUE} did not end in 3 pages"
+
+
+def test_postmark_searches_from_the_original_attempt_in_eastern_time_to_the_end() -> None:
+    rows = [
+        _delivery(1, attempted="2026-11-23T17:00:30.000Z", updated="2026-11-23T19:00:00.000Z"),
+        _delivery(2, attempted="2026-11-23T17:00:30.000Z", updated="2026-11-23T19:00:00.000Z"),
+    ]
+    asked: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        offset = int(request.url.params["offset"])
+        page = [{"MessageID": "pm-1", "Recipients": ["r1@example.com"]}] if offset == 0 else []
+        return httpx.Response(200, json={"TotalCount": 501, "Messages": page})
+
+    postmark = _http_provider("postmark", handler)
+    assert postmark.lookup(ISSUE, rows) == {1: "pm-1", 2: None}
+    params = asked[0].params
+    assert params["fromdate"] == "2026-11-23T11:59:30"  # 16:59:30 UTC is 11:59:30 in New York
+    assert (params["tag"], params["metadata_batch_id"], params["count"]) == (ISSUE, "k1", "500")
+    assert [u.params["offset"] for u in asked] == ["0", "1"]
+
+
+def test_each_provider_waits_its_own_indexing_delay_unless_configured() -> None:
+    never = lambda r: httpx.Response(500)  # noqa: E731
+    assert _http_provider("mailgun", never).reconcile_delay() == 1800.0
+    assert _http_provider("postmark", never).reconcile_delay() == 300.0
+    assert _http_provider("mailgun", never, reconcile_after=0).reconcile_delay() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("postmark", "asked automatically: Postmark's outbound message search"),
+        ("mailgun", "asked automatically: Mailgun's events API"),
+        ("resend", "resent automatically with the same Idempotency-Key"),
+        ("brevo", "resent automatically with the same idempotency key"),
+        ("sendgrid", "nothing digest can ask: SendGrid lists sent messages only in its Email "),
+        ("ses", "nothing digest can ask: SES v2 has no API that lists sent messages"),
+        ("smtp", "nothing digest can ask: SMTP has no way to ask a server what it queued"),
+        ("outbox", "never uncertain"),
+        ("no-such-provider", "nothing can ask the provider"),
+    ],
+)
+def test_what_settles_an_uncertain_row_per_provider(name: str, says: str) -> None:
+    assert registry.settles_uncertain(name).startswith(says)

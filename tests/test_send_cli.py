@@ -436,6 +436,11 @@ def test_refused_and_uncertain_recipients_are_named_by_send_and_status(
             "  1 uncertain (no answer came; not counted as sent): "
             "`digest send --resend-uncertain` sends them again"
         ) in status.stdout
+        assert (
+            "  what settles them: asked automatically: Postmark's outbound message search (the "
+            "issue's tag and the batch id, from the original attempt); a message missing five "
+            "minutes after it is sent again\n    ann@example.com: "
+        ) in status.stdout
         assert "  failed-permanent: bob@example.com: postmark 406: " in status.stdout
         # once Postmark's records are trusted (reconcile_after 0), the next run asks them
         # and sends the message they do not hold

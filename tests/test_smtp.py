@@ -1,8 +1,10 @@
 """The SMTP transport against a real SMTP server (aiosmtpd on loopback) that refuses.
 
-Each refusal a server can give is one outcome for one recipient: a 5xx at MAIL FROM, RCPT TO,
-DATA or the end of DATA fails that message for good, a 4xx leaves it to be tried again, and
-the connection carries on with the next recipient. A refused login stops the run with the
+Each refusal a server can give is one outcome for one recipient: a 5xx at RCPT TO, DATA or
+the end of DATA fails that message for good, a 4xx leaves it to be tried again (transient:
+never given up for good), except 421 and 451 after the end of DATA, which leave it
+``uncertain`` (the server had the whole message), and the connection carries on with the next
+recipient. A refused login stops the run with the
 server's answer and names the user.
 """
 
@@ -58,6 +60,10 @@ class Refuser:
             return "554 5.7.1 Message rejected as spam"
         if to.startswith("eod-452"):
             return "452 4.2.2 Mailbox full"
+        if to.startswith("eod-451"):
+            return "451 4.3.0 Local error in processing"
+        if to.startswith("eod-421"):
+            return "421 4.3.2 Shutting down"
         message = message_from_bytes(envelope.content)
         self.accepted.append(f"{to} {message['Message-ID']}")
         return "250 2.0.0 Ok: queued as ABC123"
@@ -181,12 +187,35 @@ def test_each_refusal_is_one_recipients_outcome_and_the_connection_goes_on(
         "SMTP end of DATA: 554 5.7.1 Message rejected as spam"
     )
     assert got["eod-452@example.org"].state == "failed-retryable"
+    assert [got[a].transient for a in addresses] == [False, False, True, False, False, True, False]
     assert got["ok-2@example.org"].state == "sent"
     # only the two good ones reached a mailbox, each with its own Message-ID
     assert handler.accepted == [
         "ok-1@example.org <m1@example.com>",
         "ok-2@example.org <m7@example.com>",
     ]
+
+
+def test_421_or_451_after_the_end_of_data_is_uncertain_and_the_next_message_goes_on(
+    server: tuple[Refuser, int],
+) -> None:
+    handler, port = server
+    addresses = ["eod-451@example.org", "eod-421@example.org", "ok-3@example.org"]
+    got = results(config_for(port), addresses)
+    assert [(got[a].state, got[a].reason) for a in addresses] == [
+        (
+            "uncertain",
+            "SMTP end of DATA: 451 4.3.0 Local error in processing; the server had the whole "
+            "message, so it may have queued it",
+        ),
+        (
+            "uncertain",
+            "SMTP end of DATA: 421 4.3.2 Shutting down; the server had the whole message, so "
+            "it may have queued it",
+        ),
+        ("sent", None),
+    ]
+    assert handler.accepted == ["ok-3@example.org <m3@example.com>"]
 
 
 def test_a_refused_sender_stops_the_send_and_nothing_is_taken(

@@ -353,6 +353,7 @@ def status_command(
             "`digest send --resend-uncertain` sends them again",
             fg="yellow",
         )
+        click.secho(f"  what settles them: {data['uncertain_settled_by']}", fg="yellow")
         for item in uncertain[:10]:
             click.secho(f"    {item['email']}: {item['error']}", fg="yellow")
     if joined:

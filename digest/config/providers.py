@@ -70,12 +70,13 @@ class HttpSettings(ProviderSettings):
     max_requests_per_second: float | None = Field(
         default=None, gt=0, description="A ceiling of your own on top of the provider's headers."
     )
-    reconcile_after: float = Field(
-        default=300.0,
+    reconcile_after: float | None = Field(
+        default=None,
         ge=0,
         description="Where digest can ask the provider what it accepted: how many seconds "
         "after an unanswered request its records are trusted to be complete, so that a "
-        "message missing from them is sent again.",
+        "message missing from them is sent again (default: the provider's own delay, "
+        "1800 for Mailgun's events, 300 for Postmark's message search).",
     )
 
 

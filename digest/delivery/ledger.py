@@ -137,11 +137,16 @@ _STAMPS_POSTGRESQL = "".join(
     rewrite_sql(table, cols, "postgresql") for table, cols in _STAMPED.items()
 )
 
+# When the request that may have carried a row's message started: reconciliation asks the
+# provider about messages from then on (an uncertain row keeps the attempt it is unsure of).
+_ATTEMPTED = "ALTER TABLE deliveries ADD COLUMN attempted_at TEXT;\n"
+
 MIGRATIONS = (
     Migration(1, "issues and deliveries, as before schema versions", _SCHEMA),
     Migration(2, "leases: several senders share one issue", _LEASES),
     Migration(3, "the provider's pace, shared by every sender", _PACE),
     Migration(4, "one timestamp form (digest.store.clock)", _STAMPS, _STAMPS_POSTGRESQL),
+    Migration(5, "the time of each row's attempt, for reconciliation", _ATTEMPTED),
 )
 SPEC = StoreSpec(
     "ledger", "the send ledger", MIGRATIONS, ("issues", "deliveries", "send_pace", "send_tokens")
@@ -177,6 +182,8 @@ class Delivery:
     last_error: str | None
     sent_at: str | None
     updated_at: str | None = None
+    attempted_at: str | None = None
+    """When the request that may have carried the message started (see ``_ATTEMPTED``)."""
 
 
 @dataclass(frozen=True)
@@ -354,7 +361,8 @@ class Ledger:
 
     _COLUMNS = (
         "issue_id, subscriber_id, email, variant, state, attempts, batch_key, handed_off, "
-        "confirmed, message_id, provider_message_id, last_error, sent_at, updated_at"
+        "confirmed, message_id, provider_message_id, last_error, sent_at, updated_at, "
+        "attempted_at"
     )
 
     @staticmethod
@@ -374,6 +382,7 @@ class Ledger:
             row[11],
             row[12],
             row[13],
+            row[14],
         )
 
     def iter_state(
@@ -516,6 +525,8 @@ class Ledger:
                     "batch_key = COALESCE(?, batch_key), variant = COALESCE(?, variant), "
                     "message_id = COALESCE(?, message_id), "
                     "handed_off = CASE WHEN ? = 'sending' THEN 0 ELSE handed_off END, "
+                    "attempted_at = CASE WHEN ? = 'sending' AND state <> 'uncertain' THEN ? "
+                    "ELSE attempted_at END, "
                     "provider_message_id = COALESCE(?, provider_message_id), "
                     "last_error = ?, confirmed = ?, updated_at = ?, "
                     "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
@@ -528,6 +539,8 @@ class Ledger:
                             o.variant,
                             o.message_id,
                             target,
+                            target,
+                            stamp,
                             o.provider_message_id,
                             o.error,
                             int(o.confirmed),

@@ -56,9 +56,12 @@ def outcome_of(result: Result) -> Outcome:
 
 
 def _age(delivery: Delivery, now: datetime) -> float:
-    if not delivery.updated_at:
+    """Seconds since the request that may have carried the row's message started (its
+    attempt time in the ledger; older rows: their last change, which is later)."""
+    stamp = delivery.attempted_at or delivery.updated_at
+    if not stamp:
         return float("inf")
-    return (now - parse_utc(delivery.updated_at)).total_seconds()
+    return (now - parse_utc(stamp)).total_seconds()
 
 
 class Reconciler:
@@ -114,8 +117,9 @@ class Reconciler:
         """Decide about ``uncertain`` rows, best evidence first.
 
         1. the provider can say what it accepted (:meth:`Provider.lookup`): accepted rows
-           become ``sent``; rows it has not got, once old enough for its records to be
-           complete (``reconcile_after``), go back to ``pending``;
+           become ``sent``; rows it has not got, once their original attempt is old enough
+           for its records to be complete (:meth:`Provider.reconcile_delay`), go back to
+           ``pending``; younger ones stay ``uncertain`` and the next run asks again;
         2. the provider drops repeats (idempotency key): send again with the same key;
         3. ``resend`` (``send.uncertain: resend`` or ``--resend-uncertain``): back to
            ``pending`` — nobody is missed, and a message that did arrive arrives twice;
@@ -159,8 +163,9 @@ class Reconciler:
         )
 
     def look_up(self) -> None:
-        wait = float(getattr(self.provider.settings, "reconcile_after", 0.0) or 0.0)
+        wait = self.provider.reconcile_delay()
         now = self.clock()
+        too_recent: list[int] = []
         for chunk in self.loop.leased([UNCERTAIN]):
             try:
                 answers = self.provider.lookup(self.issue_id, chunk)
@@ -193,14 +198,24 @@ class Reconciler:
                         Outcome(
                             delivery.subscriber_id,
                             PENDING,
-                            error=f"not in {self.provider.name}'s records: sent again",
+                            error=f"not in {self.provider.name}'s records {wait:.0f}s after "
+                            "the attempt: sent again",
                         )
                     )
                     self.bump("not-accepted", 1)
                 else:
                     self.bump("too-recent", 1)
+                    too_recent.append(delivery.subscriber_id)
             if outcomes:
                 self.ledger.transition(self.issue_id, outcomes, now=self.clock())
+        if too_recent:
+            log.info(
+                "%d uncertain message(s) are not in %s's records yet, and it may take %.0fs "
+                "after a request for them to be: the next run asks again",
+                len(too_recent),
+                self.provider.name,
+                wait,
+            )
 
     def bump(self, key: str, n: int) -> None:
         self.report.reconciled[key] = self.report.reconciled.get(key, 0) + n

@@ -87,14 +87,21 @@ def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
         if info is not None and info["completed_at"]:
             with SubscriberStore(locate(config, config.subscribers.database)) as store:
                 joined = count_new_subscribers(store, ledger, issue_id)
+        counts = ledger.counts(issue_id)
+        settled_by = None
+        if counts["uncertain"]:  # loads the provider's module: only when it has something to say
+            from digest.delivery.providers.registry import settles_uncertain
+
+            settled_by = settles_uncertain(config.provider.name)
         return {
             "issue_id": issue_id,
-            "counts": ledger.counts(issue_id),
+            "counts": counts,
             "unconfirmed": ledger.unconfirmed(issue_id),
             "uncertain": [
-                {"email": u.email, "error": u.last_error}
+                {"subscriber_id": u.subscriber_id, "email": u.email, "error": u.last_error}
                 for u in ledger.uncertain(issue_id, limit=20)
             ],
+            "uncertain_settled_by": settled_by,
             "new_subscribers": joined,
             "info": info,
             "started_at": info["started_at"] if info else None,

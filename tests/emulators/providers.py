@@ -27,6 +27,7 @@ import email.policy
 import email.utils
 import json
 import math
+import operator
 import os
 import random
 import re
@@ -43,8 +44,12 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import h11
+
+EASTERN = ZoneInfo("America/New_York")  # Postmark reads dates in US Eastern time
+
 
 PROVIDERS = ("postmark", "sendgrid", "mailgun", "brevo")
 DEFAULT_KEY = "test-key"
@@ -676,6 +681,13 @@ class Postmark(Provider):
             if key.startswith("metadata_"):
                 name = key[len("metadata_") :]
                 rows = [m for m in rows if str(m["metadata"].get(name)) == value]
+        for key, keep in (("fromdate", operator.ge), ("todate", operator.le)):
+            if key in query:  # Postmark reads these in US Eastern time
+                try:
+                    bound = datetime.fromisoformat(query[key]).replace(tzinfo=EASTERN)
+                except ValueError:
+                    raise Postmark.error(422, 1, f"'{key}' is not a date.") from None
+                rows = [m for m in rows if keep(datetime.fromisoformat(m["accepted_at"]), bound)]
         messages = [
             {
                 "Tag": m["tags"][0] if m["tags"] else "",

@@ -30,13 +30,14 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from digest.config.providers import ProviderSettings as ProviderSettings
 from digest.email.message import MessageParts
+from digest.store.clock import parse_utc
 
 if TYPE_CHECKING:
     import httpx
@@ -104,6 +105,10 @@ class Result:
     provider_message_id: str | None = None
     reason: str | None = None
     confirmed: bool = True  # False: counted as sent without the provider's reply (old rows)
+    transient: bool = False
+    """``failed-retryable`` that is not the recipient's doing (429, 503, SMTP 451,
+    throttling, a refused account): such a row is never given up as ``failed-permanent``."""
+    retry_after: float | None = None  # seconds the provider asked to wait, when it said
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,24 @@ class Check:
     name: str  # "credentials", "domain", "sender", "connection"
     ok: bool
     detail: str
+
+
+OLD_ROW_MARGIN = timedelta(days=1)
+"""How far back to look for a row whose attempt time was never stored (older ledgers)."""
+
+
+def attempted_since(deliveries: Sequence[Delivery], *, margin: timedelta) -> datetime:
+    """The earliest moment these rows' messages may have reached the provider: their
+    attempt times stored in the ledger, less ``margin`` (clocks that disagree). A row
+    without one (written before attempt times were kept) looks a day back from its last
+    change."""
+    stamps: list[datetime] = []
+    for d in deliveries:
+        if d.attempted_at:
+            stamps.append(parse_utc(d.attempted_at) - margin)
+        elif d.updated_at:
+            stamps.append(parse_utc(d.updated_at) - OLD_ROW_MARGIN)
+    return min(stamps) if stamps else datetime.now(timezone.utc) - OLD_ROW_MARGIN
 
 
 def idempotency_key(
@@ -206,6 +229,20 @@ class Provider(ABC):
 
     can_look_up: ClassVar[bool] = False
     """:meth:`lookup` can ask the provider which messages it accepted."""
+    indexing_delay: ClassVar[float] = 300.0
+    """Seconds after a request before the provider's records of it are complete (its own
+    documentation where it says; ``reconcile_after`` overrides it)."""
+    settles_uncertain: ClassVar[str] = (
+        "nothing can ask the provider: decide with send.uncertain (hold or resend) "
+        "or digest send --resend-uncertain"
+    )
+    """What settles an ``uncertain`` row of this transport (``digest status`` says it)."""
+
+    def reconcile_delay(self) -> float:
+        """Seconds after a request before a message missing from the provider's records
+        counts as not accepted."""
+        configured = getattr(self.settings, "reconcile_after", None)
+        return float(self.indexing_delay if configured is None else configured)
 
     def lookup(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, str | None]:
         """Ask the provider which of these messages it accepted (reconciliation).

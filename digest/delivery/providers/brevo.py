@@ -31,6 +31,7 @@ from digest.delivery.providers.base import (
     Result,
     idempotency_key,
 )
+from digest.delivery.providers.classify import AnswerTable
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -95,6 +96,8 @@ def _read(
     response: httpx.Response, recipients: tuple[Recipient, ...]
 ) -> tuple[list[Result], str | None]:
     data = response.json()
+    if not isinstance(data, dict) or not (data.get("messageIds") or data.get("messageId")):
+        raise ValueError(f"no messageId in {response.text[:200]!r}")
     ids = data.get("messageIds") or [data.get("messageId")] * len(recipients)
     results = [
         Result(r.subscriber_id, "sent", provider_message_id=message_id)
@@ -121,6 +124,8 @@ class Brevo(HttpProvider):
     max_batch = 1000
     default_concurrency = 4
     supports_idempotency = True
+    answers = AnswerTable("brevo", "developers.brevo.com/docs/how-it-works (error codes)")
+    settles_uncertain = "resent automatically with the same idempotency key (Brevo drops a repeat)"
 
     def _headers(self) -> dict[str, str]:
         return {

@@ -6,12 +6,11 @@
 * **Rate limits**: :func:`parse_rate_limit` reads ``Retry-After``, ``RateLimit-*``,
   ``X-RateLimit-*`` and ``X-Sib-RateLimit-*``; a :class:`Pacer` shared by every worker thread
   holds requests back until the provider says there is room.
-* **Retries**: :class:`HttpTransport` retries 429, 5xx and connections that could not be made
-  with exponential backoff and full jitter, never sooner than ``Retry-After``. A request
-  whose body went out but got no answer (a timeout, a dropped connection) may have been
-  accepted: it is retried only where the provider drops repeats (an idempotency key);
-  elsewhere it ends at once as *uncertain*. Anything else (2xx, 4xx) goes back to the
-  provider module, which knows its error shapes.
+* **Retries**: answers are read by the provider's ``AnswerTable`` (:mod:`.classify`).
+  :class:`HttpTransport` retries transient refusals and connections that could not be made
+  (exponential backoff, full jitter, never sooner than ``Retry-After``); a request that may
+  have been accepted is retried only when repeating it is safe (an idempotency key, a read),
+  else it ends as *unknown*. Anything else goes back to the provider module.
 
 Errors::
 
@@ -30,7 +29,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import getaddresses, parsedate_to_datetime
@@ -45,6 +44,17 @@ from digest.delivery.providers.base import (
     ProviderSettings,
     Recipient,
     Result,
+)
+from digest.delivery.providers.classify import (
+    GENERIC,
+    AnswerTable,
+    RequestFailed,
+    Verdict,
+    error_type,
+    no_answer,
+    stop_error,
+    unanswered,
+    unreadable_answer,
 )
 from digest.email.message import MARKER, marker_names, rewrite
 from digest.errors import ProviderError
@@ -517,19 +527,6 @@ class RetryPolicy:
         return rng.uniform(0, ceiling)
 
 
-class RequestFailed(Exception):
-    """A request got no answer worth reading.
-
-    ``uncertain`` is False when the provider certainly did not take it (no connection, or
-    it answered 429/5xx every time), True when its body was written and no answer came.
-    """
-
-    def __init__(self, reason: str, *, uncertain: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.uncertain = uncertain
-
-
 # No request reached the server: safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -562,15 +559,12 @@ class Stats:
         }
 
 
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
 class HttpTransport:
     """Sends one request with pacing and retries; returns the first response worth reading.
 
-    2xx and 4xx (other than 408 and 429) come back to the caller; 429, 5xx, timeouts and
-    dropped connections are retried until ``policy.attempts`` is used up, which raises
-    :class:`RequestFailed`.
+    2xx and lasting refusals (``table``) come back to the caller; transient refusals are
+    retried until ``policy.attempts`` is used up, which raises :class:`RequestFailed`, as
+    does an unknown answer (at once, unless repeating the request is safe).
     """
 
     def __init__(
@@ -585,7 +579,9 @@ class HttpTransport:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
         repeat_safe: bool = False,
+        table: AnswerTable = GENERIC,
     ) -> None:
+        self.table = table
         self.repeat_safe = repeat_safe
         """The provider drops a repeated request (idempotency key): retrying a request that
         got no answer cannot send twice."""
@@ -614,6 +610,8 @@ class HttpTransport:
         self.stats.add(requests=1)
         reason = ""
         maybe_accepted = False
+        status: int | None = None
+        repeat_safe = self.repeat_safe or method == "GET"  # a read changes nothing
         for attempt in range(1, self.policy.attempts + 1):
             retry_after: float | None = None
             with self.pacer.slot():
@@ -629,26 +627,33 @@ class HttpTransport:
                     reason = f"{self.provider}: cannot connect ({exc or type(exc).__name__})"
                 except httpx.TimeoutException as exc:
                     reason = f"{self.provider}: no answer in time ({type(exc).__name__})"
-                    maybe_accepted = True
+                    maybe_accepted, status = True, None
                 except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                     reason = (
                         f"{self.provider}: the connection closed without an answer "
                         f"({exc or type(exc).__name__})"
                     )
-                    maybe_accepted = True
+                    maybe_accepted, status = True, None
                 else:
                     info = parse_rate_limit(response.headers, now=self.wall_clock())
-                    throttled = response.status_code == 429
-                    self.pacer.observe(info, throttled=throttled)
-                    if response.status_code not in RETRY_STATUSES:
+                    self.pacer.observe(info, throttled=response.status_code == 429)
+                    if 200 <= response.status_code < 300:
                         return response
-                    retry_after = info.retry_after
-                    reason = f"{self.provider} {response.status_code}: {error_message(response)}"
-            if maybe_accepted and not self.repeat_safe:
-                raise RequestFailed(
-                    f"{reason}; the request was written, so it may have been accepted",
-                    uncertain=True,
-                )
+                    verdict = self.table.status(
+                        response.status_code,
+                        error_message(response),
+                        error_type=error_type(response),
+                        retry_after=info.retry_after,
+                    )
+                    if verdict.kind == "unknown":
+                        maybe_accepted, status = True, response.status_code
+                    elif not verdict.transient:
+                        return response  # a lasting refusal: the provider module reads it
+                    retry_after, reason = info.retry_after, verdict.reason
+            if maybe_accepted and status is None:
+                reason = no_answer(reason).reason  # says why it may have been accepted
+            if maybe_accepted and not repeat_safe:
+                raise RequestFailed(reason, uncertain=True, status=status)
             if attempt == self.policy.attempts:
                 break
             delay = self.policy.delay(attempt, retry_after, self.rng)
@@ -659,7 +664,9 @@ class HttpTransport:
             if delay > 0:
                 self.sleep(delay)
         raise RequestFailed(
-            f"{reason} (gave up after {self.policy.attempts} tries)", uncertain=maybe_accepted
+            f"{reason} (gave up after {self.policy.attempts} tries)",
+            uncertain=maybe_accepted,
+            status=status,
         )
 
 
@@ -703,6 +710,8 @@ class HttpProvider(Provider):
 
     Settings: ClassVar[type[ProviderSettings]] = HttpSettings
     settings: HttpSettings
+    answers: ClassVar[AnswerTable] = GENERIC
+    """What this provider's answers prove, from its own documentation (classify.py)."""
 
     def __init__(
         self, settings: ProviderSettings, config: Config, *, client: httpx.Client | None = None
@@ -729,6 +738,7 @@ class HttpProvider(Provider):
             pacer=self.pacer,
             stats=self.stats,
             repeat_safe=self.supports_idempotency,
+            table=self.answers,
         )
 
     def set_clock(
@@ -754,9 +764,14 @@ class HttpProvider(Provider):
         return self.settings.base_url.rstrip("/") + path
 
     def stop(self, response: httpx.Response, message: str | None = None) -> ProviderError:
-        """The error that ends the send: one line naming us, the status and their words."""
-        return ProviderError(
-            self.name, message or error_message(response), status=response.status_code
+        """The error that ends the send: one line naming us, the status and their words;
+        for a refusal of the account, what to fix."""
+        return stop_error(self.name, self.verdict(response), response, message)
+
+    def verdict(self, response: httpx.Response) -> Verdict:
+        """What a non-2xx answer proves (:attr:`answers`)."""
+        return self.answers.status(
+            response.status_code, error_message(response), error_type=error_type(response)
         )
 
     def post_batch(
@@ -776,10 +791,11 @@ class HttpProvider(Provider):
         request (through :attr:`transport`). No answer: the
         recipients are ``uncertain``, or sending stops (:func:`unanswered`). A status in
         ``ok``: ``read`` turns the answer into results and, when the account cannot go on,
-        the reason to stop after them; an answer it cannot read (``ValueError``) stops the
-        send, naming ``what`` was asked. Any other status stops the send with the
-        provider's words, unless ``refused`` names the recipients it refused (their index
-        → the reason): those fail for good and the rest are sent again without them.
+        the reason to stop after them; an answer it cannot read (``ValueError``) leaves the
+        recipients ``uncertain``, naming ``what`` was asked. Any other status stops the
+        send with the provider's words,
+        unless ``refused`` names the recipients it refused (their index → the reason):
+        those fail for good and the rest are sent again without them.
         """
         self.stats.add(recipients=len(recipients))
         while recipients:
@@ -792,7 +808,8 @@ class HttpProvider(Provider):
                 try:
                     results, stop = read(response, recipients)
                 except ValueError as exc:
-                    raise self.stop(response, f"unexpected answer to {what}: {exc}") from None
+                    yield from unreadable_answer(self.name, response, recipients, what, exc)
+                    return
                 yield from results
                 if stop is not None:
                     raise self.stop(response, stop)
@@ -836,19 +853,3 @@ class Suppression:
     kind: str  # "bounced", "complained" or "unsubscribed" (subscriber statuses)
     reason: str
     at: str | None = None
-
-
-def retryable_for(recipients: Iterable[Recipient], reason: str) -> list[Result]:
-    return [Result(r.subscriber_id, "failed-retryable", reason=reason) for r in recipients]
-
-
-def unanswered(provider: str, recipients: Iterable[Recipient], exc: RequestFailed) -> list[Result]:
-    """What a request without an answer means for its recipients.
-
-    It may have been accepted: each is ``uncertain`` (never counted as sent). It certainly
-    was not: sending stops (``ProviderError``); the recipients go back to ``pending`` and the
-    next run sends them.
-    """
-    if exc.uncertain:
-        return [Result(r.subscriber_id, "uncertain", reason=exc.reason) for r in recipients]
-    raise ProviderError(provider, exc.reason, retryable=True)

@@ -23,10 +23,12 @@ import json
 import secrets
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlencode
+
+import httpx
 
 from digest.config.providers import MailgunSettings
 from digest.delivery.providers import registry
@@ -37,17 +39,22 @@ from digest.delivery.providers.base import (
     ProviderSettings,
     Recipient,
     Result,
+    attempted_since,
+)
+from digest.delivery.providers.classify import (
+    AnswerTable,
+    RequestFailed,
+    unanswered,
+    unreadable_answer,
 )
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    RequestFailed,
     Substitution,
     Suppression,
     error_message,
-    unanswered,
 )
-from digest.store.clock import parse_utc
+from digest.errors import ProviderError
 
 if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
@@ -105,6 +112,28 @@ def encode_multipart(fields: Sequence[tuple[str, str]]) -> tuple[bytes, str]:
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+SOURCE = "documentation.mailgun.com/docs/mailgun/quickstart-guide/responses"
+
+ANSWERS = AnswerTable("mailgun", SOURCE)
+"""Mailgun documents 429 (retry as the answer says) and 500 ("internal error"; it
+recommends retrying, but not that nothing was taken): a 5xx is unknown, and settled by the
+events API, which records every accepted message."""
+
+
+MAX_EVENT_PAGES = 10_000
+"""A bound on one lookup's pages of events, should ``paging.next`` never end."""
+
+
+def queued_id(response: httpx.Response) -> str:
+    """The id of the queued message from ``{"id": "<…>", "message": "Queued. …"}``; a 200
+    without one does not say the recipients were taken (``ValueError``)."""
+    body = response.json()  # json.JSONDecodeError is a ValueError
+    message_id = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(message_id, str) or not message_id:
+        raise ValueError(f"no message id in {response.text[:200]!r}")
+    return message_id
+
+
 def _invalid_address(message: str) -> bool:
     return "not a valid address" in message.lower()
 
@@ -115,6 +144,14 @@ class Mailgun(HttpProvider):
     settings: MailgunSettings
     max_batch = 1000
     default_concurrency = 4
+    answers = ANSWERS
+    indexing_delay = 1800.0
+    """Mailgun's event-polling guidance: events reach the log out of order, and a page is
+    trustworthy once its events are older than a threshold (half an hour in its example)."""
+    settles_uncertain = (
+        "asked automatically: Mailgun's events API (event=accepted, the issue's tag, from the "
+        "original attempt); a message missing half an hour after it is sent again"
+    )
 
     def _auth(self) -> str:
         token = base64.b64encode(f"api:{self.settings.api_key.resolve()}".encode()).decode()
@@ -148,13 +185,17 @@ class Mailgun(HttpProvider):
                 yield from unanswered(self.name, recipients, exc)
                 continue
             if response.status_code == 200:
-                message_id = response.json().get("id")
+                try:
+                    message_id = queued_id(response)
+                except ValueError as exc:
+                    yield from unreadable_answer(self.name, response, recipients, "a send", exc)
+                    continue
                 for r in recipients:
                     yield Result(r.subscriber_id, "sent", provider_message_id=message_id)
                 continue
             message = error_message(response)
             if response.status_code != 400 or not _invalid_address(message):
-                raise self.stop(response, message)
+                raise self.stop(response)
             if len(recipients) == 1:
                 yield Result(
                     recipients[0].subscriber_id,
@@ -171,11 +212,11 @@ class Mailgun(HttpProvider):
 
     def lookup(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, str | None]:
         """The events log: ``GET /v3/{domain}/events`` with ``event=accepted``, the issue's
-        tag and ``begin`` a minute before the oldest row's attempt, following
-        ``paging.next``; an event matches a row by recipient and ``v:batch_id``."""
+        tag and ``begin`` a minute before the oldest row's original attempt (stored in the
+        ledger, however long ago the run stopped), following ``paging.next`` to the end; an
+        event matches a row by recipient and ``v:batch_id``."""
         wanted = {(d.email.lower(), d.batch_key) for d in deliveries}
-        stamps = [parse_utc(d.updated_at) for d in deliveries if d.updated_at]
-        begin = (min(stamps) if stamps else datetime.now(timezone.utc)) - timedelta(minutes=10)
+        begin = attempted_since(deliveries, margin=timedelta(minutes=1))
         query = urlencode(
             {
                 "event": "accepted",
@@ -190,7 +231,7 @@ class Mailgun(HttpProvider):
         found: dict[tuple[str, str | None], str] = {}
         base = self.settings.base_url.rstrip("/")
         pages = 0
-        while url and pages < 10000:
+        while url and pages < MAX_EVENT_PAGES:
             data = self.get(url, headers).json()
             items = data.get("items", []) if isinstance(data, dict) else []
             for item in items:
@@ -202,6 +243,8 @@ class Mailgun(HttpProvider):
             following = (data.get("paging") or {}).get("next") if items else None
             url = following[len(base) :] if following and following.startswith(base) else None
             pages += 1
+        if url:  # not read to the end: nothing here proves a message missing
+            raise ProviderError(self.name, f"the events of {issue_id} did not end in {pages} pages")
         return {d.subscriber_id: found.get((d.email.lower(), d.batch_key)) for d in deliveries}
 
     def preflight(self) -> list[Check]:

@@ -44,6 +44,7 @@ class OutboxProvider(Provider):
     max_batch = 500
     default_concurrency = 1
     mixes_variants = True
+    settles_uncertain = "never uncertain: a message's file exists under its final name or not"
 
     def directory(self, issue_id: str) -> Path:
         settings = self.settings

@@ -13,8 +13,10 @@ Suppressions: ``GET /message-streams/{stream}/suppressions/dump`` and ``GET /bou
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -27,7 +29,9 @@ from digest.delivery.providers.base import (
     ProviderSettings,
     Recipient,
     Result,
+    attempted_since,
 )
+from digest.delivery.providers.classify import AnswerTable, CodeTable, Verdict, refused
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -35,9 +39,13 @@ from digest.delivery.providers.http import (
     encode_json,
 )
 from digest.email.message import fill
+from digest.errors import ProviderError
 
 if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
+
+EASTERN = ZoneInfo("America/New_York")
+"""Postmark's API reads and writes dates in US Eastern time."""
 
 # Per-message codes that are about the account, not the recipient: stop sending.
 ACCOUNT_CODES = {
@@ -46,7 +54,24 @@ ACCOUNT_CODES = {
     401: "sender signature not confirmed",
     405: "not allowed to send",
     412: "account pending approval",
+    413: "account may not send",
 }
+
+SOURCE = "postmarkapp.com/developer/api/overview (HTTP response codes; API error codes)"
+
+ANSWERS = AnswerTable("postmark", SOURCE, not_accepted_5xx=frozenset({503}))
+"""503 is Postmark's "service unavailable" (maintenance): nothing was taken. A 500 (or a
+proxy's 502/504) is not documented either way: unknown, and settled by the message search."""
+
+CODES = CodeTable(
+    "postmark",
+    SOURCE,
+    accepted={0},
+    account=ACCOUNT_CODES,
+    transient={100, 429},  # 100: maintenance; 429: rate limit exceeded
+)
+"""A batch item's ``ErrorCode``; any other code (300 invalid request, 406 inactive
+recipient: a suppression) refuses that recipient for good."""
 
 _KINDS = {
     "HardBounce": "bounced",
@@ -102,16 +127,15 @@ def parse_batch_response(
     results: list[Result] = []
     account_error: tuple[int, str] | None = None
     for recipient, item in zip(recipients, body, strict=True):
-        code = int(item.get("ErrorCode", -1)) if isinstance(item, dict) else -1
-        message = str(item.get("Message", "")) if isinstance(item, dict) else str(item)
-        sid = recipient.subscriber_id
-        if code == 0:
-            results.append(Result(sid, "sent", provider_message_id=item.get("MessageID")))
-        elif code in ACCOUNT_CODES:
+        if not isinstance(item, dict) or not isinstance(item.get("ErrorCode"), int):
+            raise ValueError(f"no ErrorCode for message {len(results)} in {str(body)[:200]}")
+        code, message = item["ErrorCode"], str(item.get("Message", ""))
+        verdict = CODES.verdict(code, message)
+        if verdict.kind == "accepted" and not item.get("MessageID"):
+            raise ValueError(f"no MessageID for message {len(results)} in {str(body)[:200]}")
+        if verdict.account:
             account_error = account_error or (code, message)
-            results.append(Result(sid, "failed-retryable", reason=f"postmark {code}: {message}"))
-        else:
-            results.append(Result(sid, "failed-permanent", reason=f"postmark {code}: {message}"))
+        results.append(verdict.result(recipient.subscriber_id, item.get("MessageID")))
     return results, account_error
 
 
@@ -131,6 +155,25 @@ class Postmark(HttpProvider):
     settings: PostmarkSettings
     max_batch = 500
     default_concurrency = 4
+    answers = ANSWERS
+    settles_uncertain = (
+        "asked automatically: Postmark's outbound message search (the issue's tag and the "
+        "batch id, from the original attempt); a message missing five minutes after it is "
+        "sent again"
+    )
+
+    def verdict(self, response: httpx.Response) -> Verdict:
+        """A 422 whose ``ErrorCode`` concerns the account (an unconfirmed sender signature,
+        an account that may not send) refuses the account, not the message."""
+        verdict = super().verdict(response)
+        try:
+            body = response.json()
+        except ValueError:
+            return verdict
+        code = body.get("ErrorCode") if isinstance(body, dict) else None
+        if code in ACCOUNT_CODES and verdict.kind == "refused":
+            return refused(verdict.reason, account=True)
+        return verdict
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -168,7 +211,10 @@ class Postmark(HttpProvider):
 
     def lookup(self, issue_id: str, deliveries: Sequence[Delivery]) -> dict[int, str | None]:
         """Outbound message search, one batch at a time: ``GET /messages/outbound`` with
-        ``tag`` (the issue) and ``metadata_batch_id`` (the batch), 500 a page."""
+        ``tag`` (the issue), ``metadata_batch_id`` (the batch) and ``fromdate`` a minute
+        before the batch's original attempt (stored in the ledger; Postmark reads dates in
+        US Eastern time), 500 a page to the end (Postmark serves 10,000 at most; a batch
+        is 500)."""
         answers: dict[int, str | None] = {}
         by_batch: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
@@ -176,6 +222,7 @@ class Postmark(HttpProvider):
                 by_batch.setdefault(delivery.batch_key, []).append(delivery)
         headers = self._headers()
         for key, rows in by_batch.items():
+            since = attempted_since(rows, margin=timedelta(minutes=1)).astimezone(EASTERN)
             found: dict[str, str] = {}
             offset = 0
             while True:
@@ -186,6 +233,7 @@ class Postmark(HttpProvider):
                         "tag": issue_id,
                         "metadata_batch_id": key,
                         "messagestream": self.settings.message_stream,
+                        "fromdate": since.strftime("%Y-%m-%dT%H:%M:%S"),
                     }
                 )
                 data = self.get(f"/messages/outbound?{query}", headers).json()
@@ -194,8 +242,10 @@ class Postmark(HttpProvider):
                     for address in message.get("Recipients") or []:
                         found[str(address).lower()] = str(message.get("MessageID"))
                 offset += len(messages)
-                if not messages or offset >= int(data.get("TotalCount", 0)) or offset >= 10000:
+                if not messages or offset >= int(data.get("TotalCount", 0)):
                     break
+                if offset >= 10000:  # not read to the end: nothing proves a message missing
+                    raise ProviderError(self.name, f"batch {key} matched over 10,000 messages")
             for delivery in rows:
                 answers[delivery.subscriber_id] = found.get(delivery.email.lower())
         return answers

@@ -59,3 +59,13 @@ def make_provider(config: Config) -> Provider:
     if not isinstance(provider, Provider):
         raise ConfigError(f"provider.name: {config.provider.name} is not a digest provider")
     return provider
+
+
+def settles_uncertain(name: str) -> str:
+    """What settles an ``uncertain`` row sent through provider ``name``: asked or resent
+    automatically, or left to the operator, and how (``digest status`` says it)."""
+    try:
+        provider_class = get_provider_class(name)
+    except ConfigError:
+        return Provider.settles_uncertain
+    return str(getattr(provider_class, "settles_uncertain", Provider.settles_uncertain))

@@ -30,14 +30,18 @@ from digest.delivery.providers.base import (
     Recipient,
     Result,
 )
+from digest.delivery.providers.classify import (
+    AnswerTable,
+    RequestFailed,
+    refused,
+    unanswered,
+    unreadable_answer,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
-    RequestFailed,
     encode_json,
     error_message,
-    retryable_for,
-    unanswered,
 )
 from digest.email.message import fill
 
@@ -101,6 +105,10 @@ class Resend(HttpProvider):
     max_batch = 100
     default_concurrency = 2
     supports_idempotency = True
+    answers = AnswerTable("resend", "resend.com/docs/api-reference/errors")
+    settles_uncertain = (
+        "resent automatically with the same Idempotency-Key (Resend drops a repeat for 24 hours)"
+    )
 
     def headers(self, batch: Batch) -> dict[str, str]:
         headers = {
@@ -127,14 +135,17 @@ class Resend(HttpProvider):
             return
         if response.status_code == 409 and _concurrent(response):
             # the same key is still being processed: the earlier try will settle it
-            yield from retryable_for(batch.recipients, f"resend 409: {error_message(response)}")
+            verdict = refused(f"resend 409: {error_message(response)}", transient=True)
+            yield from (verdict.result(r.subscriber_id) for r in batch.recipients)
             return
         if response.status_code != 200:
             raise self.stop(response)
         try:
-            yield from parse_batch_response(response.json(), batch.recipients)
+            results = parse_batch_response(response.json(), batch.recipients)
         except ValueError as exc:
-            raise self.stop(response, f"unexpected answer to a batch: {exc}") from None
+            yield from unreadable_answer(self.name, response, batch.recipients, "a batch", exc)
+            return
+        yield from results
 
     def preflight(self) -> list[Check]:
         """``GET /domains``: the key works, and the From domain's status."""

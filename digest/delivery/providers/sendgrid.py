@@ -29,6 +29,7 @@ from digest.delivery.providers.base import (
     Recipient,
     Result,
 )
+from digest.delivery.providers.classify import AnswerTable
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -103,10 +104,21 @@ def refused_recipients(body: Any) -> dict[int, str] | None:
     return refused
 
 
+ANSWERS = AnswerTable(
+    "sendgrid",
+    "twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/responses",
+    not_accepted_5xx=frozenset({503}),
+)
+"""503 is "the SendGrid v3 Web API is not available": nothing was taken. A 500 ("an error
+occurred on a SendGrid server" while processing a valid request) is unknown."""
+
+
 def _read(
     response: httpx.Response, recipients: tuple[Recipient, ...]
 ) -> tuple[list[Result], str | None]:
     message_id = response.headers.get("x-message-id")
+    if not message_id:  # SendGrid's 202 names the message here; anything else is not its word
+        raise ValueError(f"no X-Message-Id with body {response.text[:200]!r}")
     sent = [Result(r.subscriber_id, "sent", provider_message_id=message_id) for r in recipients]
     return sent, None
 
@@ -130,6 +142,12 @@ class SendGrid(HttpProvider):
     settings: SendGridSettings
     max_batch = 1000
     default_concurrency = 4
+    answers = ANSWERS
+    settles_uncertain = (
+        "nothing digest can ask: SendGrid lists sent messages only in its Email Activity "
+        "API, a paid add-on (search it for the issue's category and the subscriber); decide "
+        "with send.uncertain (hold or resend) or digest send --resend-uncertain"
+    )
 
     def _headers(self) -> dict[str, str]:
         return {

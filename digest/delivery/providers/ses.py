@@ -36,16 +36,22 @@ from digest.delivery.providers.base import (
     Recipient,
     Result,
 )
+from digest.delivery.providers.classify import (
+    AnswerTable,
+    CodeTable,
+    RequestFailed,
+    rejected,
+    unanswered,
+    unreadable_answer,
+)
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
     Pacer,
-    RequestFailed,
     Substitution,
     Suppression,
     encode_json,
     substitute,
-    unanswered,
 )
 from digest.email.message import MARKER, fill
 from digest.errors import ConfigError, ProviderError
@@ -82,6 +88,47 @@ ACCOUNT_STATUSES = frozenset(
 )
 RETRY_STATUSES = frozenset({"TRANSIENT_FAILURE", "ACCOUNT_THROTTLED", "FAILED"})
 PERMANENT_STATUSES = frozenset({"MESSAGE_REJECTED", "INVALID_PARAMETER"})
+
+SOURCE = (
+    "docs.aws.amazon.com/ses/latest/APIReference-V2: SendBulkEmail and SendEmail (errors), "
+    "BulkEmailEntryResult (Status), CommonErrors"
+)
+
+ANSWERS = AnswerTable(
+    "ses",
+    SOURCE,
+    not_accepted_5xx=frozenset({503}),
+    transient_types=frozenset(
+        {
+            "Throttling",
+            "ThrottlingException",
+            "TooManyRequestsException",
+            "ServiceUnavailable",
+            "ServiceUnavailableException",
+        }
+    ),
+    account_types=frozenset(
+        {
+            "AccountSuspendedException",
+            "SendingPausedException",
+            "MailFromDomainNotVerifiedException",
+            "NotFoundException",
+        }
+    ),
+)
+"""ServiceUnavailable (503, "a temporary failure of the server") and throttling (400 or 429)
+were not taken; InternalFailure (500, "an unknown error") is unknown."""
+
+STATUSES = CodeTable(
+    "ses",
+    SOURCE,
+    accepted={"SUCCESS"},
+    account={s: s.lower().replace("_", " ") for s in ACCOUNT_STATUSES},
+    transient=RETRY_STATUSES,
+)
+"""A bulk entry's ``Status``: MESSAGE_REJECTED, INVALID_PARAMETER and anything unknown
+refuse that recipient for good; FAILED ("failed to send") was not taken, and is not the
+recipient's doing."""
 
 
 def escape_handlebars(text: str) -> str:
@@ -194,19 +241,15 @@ def parse_bulk_response(
     results: list[Result] = []
     stop: str | None = None
     for r, entry in zip(recipients, entries, strict=True):
-        status = str(entry.get("Status", ""))
-        why = f"ses {status}: {entry.get('Error') or status}"
-        if status == "SUCCESS":
-            results.append(
-                Result(r.subscriber_id, "sent", provider_message_id=entry.get("MessageId"))
-            )
-        elif status in ACCOUNT_STATUSES:
-            stop = stop or why
-            results.append(Result(r.subscriber_id, "failed-retryable", reason=why))
-        elif status in RETRY_STATUSES:
-            results.append(Result(r.subscriber_id, "failed-retryable", reason=why))
-        else:
-            results.append(Result(r.subscriber_id, "failed-permanent", reason=why))
+        if not isinstance(entry, dict) or not entry.get("Status"):
+            raise ValueError(f"no Status for entry {len(results)} in {str(body)[:200]}")
+        status = str(entry["Status"])
+        verdict = STATUSES.verdict(status, str(entry.get("Error") or status))
+        if verdict.kind == "accepted" and not entry.get("MessageId"):
+            raise ValueError(f"no MessageId for entry {len(results)} in {str(body)[:200]}")
+        if verdict.account:
+            stop = stop or f"ses {status}: {entry.get('Error') or status}"
+        results.append(verdict.result(r.subscriber_id, entry.get("MessageId")))
     return results, stop
 
 
@@ -245,6 +288,13 @@ class Ses(HttpProvider):
     settings: SesSettings
     max_batch = 50
     default_concurrency = 4
+    answers = ANSWERS
+    settles_uncertain = (
+        "nothing digest can ask: SES v2 has no API that lists sent messages (GetMessageInsights "
+        "needs the message id the lost answer held); look in your configuration set's event "
+        "destination for the issue's tag, then decide with send.uncertain (hold or resend) or "
+        "digest send --resend-uncertain"
+    )
 
     def __init__(self, settings: ProviderSettings, config: Any, *, client: Any = None) -> None:
         assert isinstance(settings, SesSettings)
@@ -316,9 +366,15 @@ class Ses(HttpProvider):
                 yield from unanswered(self.name, [r], exc)
                 continue
             if response.status_code == 200:
-                yield Result(
-                    r.subscriber_id, "sent", provider_message_id=response.json().get("MessageId")
-                )
+                try:
+                    data = response.json()
+                    message_id = data.get("MessageId") if isinstance(data, dict) else None
+                    if not message_id:
+                        raise ValueError(f"no MessageId in {response.text[:200]!r}")
+                except ValueError as exc:
+                    yield from unreadable_answer(self.name, response, [r], "SendEmail", exc)
+                    continue
+                yield Result(r.subscriber_id, "sent", provider_message_id=message_id)
                 continue
             kind = response.headers.get("x-amzn-errortype", "")
             if (
@@ -326,9 +382,7 @@ class Ses(HttpProvider):
                 and kind.startswith("MessageRejected")
                 and "not verified" not in _ses_message(response)
             ):
-                yield Result(
-                    r.subscriber_id, "failed-permanent", reason=f"ses 400: {_ses_message(response)}"
-                )
+                yield rejected(f"ses 400: {_ses_message(response)}").result(r.subscriber_id)
                 continue
             raise self.stop(response)
 

@@ -18,7 +18,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 from email.utils import parseaddr
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from digest.config.providers import SmtpSettings
 from digest.delivery.providers.base import (
@@ -30,6 +30,7 @@ from digest.delivery.providers.base import (
     ProviderSettings,
     Result,
 )
+from digest.delivery.providers.classify import SmtpReply, no_answer, refused, smtp
 from digest.delivery.providers.registry import register
 from digest.errors import ProviderError
 
@@ -64,6 +65,11 @@ class SmtpProvider(Provider):
     mixes_variants = True
     reports_handoff = True
     commit_each = True
+    settles_uncertain = (
+        "nothing digest can ask: SMTP has no way to ask a server what it queued; look for "
+        "the Message-ID in the server's log, then decide with send.uncertain (hold or "
+        "resend) or digest send --resend-uncertain"
+    )
 
     def __init__(
         self, settings: ProviderSettings, config: Config, *, client: httpx.Client | None = None
@@ -157,21 +163,18 @@ class SmtpProvider(Provider):
                 # about the sender or the session, not this recipient: stop the send (the
                 # message was not taken, so it stays pending for the next run)
                 self._drop()
+                verdict = smtp(SmtpReply(code, _text(reply), "MAIL FROM", session=True))
                 raise ProviderError(
-                    "smtp",
-                    f"MAIL FROM refused: {code} {reply.decode(errors='replace')}",
-                    retryable=code < 500,
+                    "smtp", f"MAIL FROM refused: {code} {_text(reply)}", retryable=verdict.transient
                 )
             code, reply = conn.rcpt(to)
             if code not in (250, 251):
-                conn.rset()
-                yield self._refused(subscriber_id, "RCPT TO", code, reply)
+                yield self._refused(conn, subscriber_id, SmtpReply(code, _text(reply), "RCPT TO"))
                 return
             conn.putcmd("data")
             code, reply = conn.getreply()
             if code != 354:
-                conn.rset()
-                yield self._refused(subscriber_id, "DATA", code, reply)
+                yield self._refused(conn, subscriber_id, SmtpReply(code, _text(reply), "DATA"))
                 return
             conn.send(payload)
             yield Handoff(subscriber_id)
@@ -181,30 +184,36 @@ class SmtpProvider(Provider):
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             if handed_off:
-                yield Result(
-                    subscriber_id,
-                    "uncertain",
-                    reason=f"the connection failed after the message was handed over: {exc}",
+                verdict = no_answer(
+                    f"the connection failed after the message was handed over ({exc})"
                 )
             else:
-                yield Result(subscriber_id, "failed-retryable", reason=f"SMTP connection: {exc}")
+                verdict = refused(f"SMTP connection: {exc}", transient=True)
+            yield verdict.result(subscriber_id)
             return
-        if code == 250:
+        verdict = smtp(SmtpReply(code, _text(reply), "end of DATA"))
+        if verdict.kind == "accepted":
             yield Result(subscriber_id, "sent", provider_message_id=_queue_id(reply))
-        else:
-            yield self._refused(subscriber_id, "end of DATA", code, reply)
+            return
+        if code == 421:
+            self._drop()  # the server is closing the session
+        yield verdict.result(subscriber_id)
 
-    @staticmethod
-    def _refused(subscriber_id: int, step: str, code: int, reply: bytes) -> Result:
-        if code == 421:  # the server is closing the session: stop, nothing was taken
-            raise ProviderError(
-                "smtp", f"{step}: {code} {reply.decode(errors='replace')}", retryable=True
-            )
-        text = reply.decode(errors="replace")
-        state: Literal["failed-permanent", "failed-retryable"] = (
-            "failed-permanent" if 500 <= code < 600 else "failed-retryable"
-        )
-        return Result(subscriber_id, state, reason=f"SMTP {step}: {code} {text}")
+    def _refused(self, conn: smtplib.SMTP, subscriber_id: int, reply: SmtpReply) -> Result:
+        """A refusal before the end of DATA: nothing was taken (classify.smtp)."""
+        verdict = smtp(reply)
+        if reply.code == 421:  # the server is closing the session: stop, nothing was taken
+            self._drop()
+            raise ProviderError("smtp", f"{reply.step}: {reply.code} {reply.text}", retryable=True)
+        try:
+            conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()  # the next message starts on a new connection
+        return verdict.result(subscriber_id)
+
+
+def _text(reply: bytes) -> str:
+    return reply.decode(errors="replace")
 
 
 def _no_delay(conn: smtplib.SMTP) -> None:
