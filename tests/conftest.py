@@ -33,7 +33,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # select's answers: under HOME
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # any user cache: under HOME
     # A server secret as a real deployment has one; tests of its absence delete it.
     monkeypatch.setenv("DIGEST_SECRET", "test-server-secret-" + tmp_path.name)
     yield

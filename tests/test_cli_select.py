@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -131,3 +132,21 @@ def test_select_explain_shows_the_rank(sample_site: Path) -> None:
     data = json.loads(invoke(sample_site, "select", "--week", "2026-W47", "--json").stdout)
     ranks = {d["slug"]: d["rank"] for d in data["decisions"] if d["reason"] == "selected"}
     assert ranks["monday-reset-for-small-teams"] == 1
+
+
+def test_select_keeps_nothing_of_its_own_and_records_source_health(sample_site: Path) -> None:
+    home = Path(os.environ["HOME"])
+    before = set(sample_site.rglob("*"))
+    for _ in range(2):
+        result = invoke(sample_site, "select", "--week", "2026-W47")
+        assert result.exit_code == 0, result.output
+    assert list(home.rglob("*")) == []
+    written = sorted(set(sample_site.rglob("*")) - before)
+    records = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in written
+        if p.suffix == ".json" and p.is_file()
+    ]
+    health = {r["label"]: r for r in records if "last_success" in r}
+    assert health, written
+    assert all(r["last_success"] for r in health.values())
