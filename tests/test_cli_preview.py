@@ -19,6 +19,8 @@ from click.testing import CliRunner, Result
 
 from digest.cli import main
 
+pytestmark = pytest.mark.integration  # digest preview listening on loopback
+
 WAIT = 60.0  # seconds; generous, never asserted on
 
 

@@ -68,6 +68,7 @@ def test_check_reports_the_broken_post_and_exits_4(sample_site: Path) -> None:
     assert invoke(sample_site, "check").exit_code == 0
 
 
+@pytest.mark.integration
 def test_a_bad_config_is_one_clear_error_without_traceback(sample_site: Path) -> None:
     config = sample_site / "config.yaml"
     config.write_text(config.read_text().replace("limits:", "limts:"), encoding="utf-8")

@@ -21,6 +21,8 @@ from digest.audience.keys import key_file
 from digest.cli import main
 from digest.config import load_config
 
+pytestmark = pytest.mark.integration  # digest serve listening on loopback
+
 
 @pytest.fixture(autouse=True)
 def logging_as_it_was() -> Iterator[None]:

@@ -367,6 +367,7 @@ def test_parse_time_forms() -> None:
         parse_time("yesterday", "created_at")
 
 
+@pytest.mark.integration
 def test_cli_import_dry_run_forget_and_show(sample_site: Path) -> None:
     site = sample_site
     dry = run_digest(

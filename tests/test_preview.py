@@ -547,6 +547,7 @@ def test_a_saved_file_reaches_the_event_stream(site: Path) -> None:
 NOW = datetime(2026, 11, 23, 22, 0, tzinfo=timezone.utc)
 
 
+@pytest.mark.integration
 def test_the_preview_serves_the_bytes_digest_build_writes(sample_site: Path) -> None:
     built = run_digest("build", "--week", "2026-W47", cwd=sample_site)
     assert built.returncode == 0, built.stderr
@@ -563,6 +564,7 @@ def test_the_preview_serves_the_bytes_digest_build_writes(sample_site: Path) -> 
     )
 
 
+@pytest.mark.integration
 def test_a_real_site_lists_weeks_watches_its_files_and_reads_the_archive(
     sample_site: Path,
 ) -> None:
@@ -644,6 +646,7 @@ def test_no_secret_reaches_the_page(sample_site: Path, monkeypatch: pytest.Monke
     assert all(secret not in body for body in bodies)
 
 
+@pytest.mark.integration
 def test_preview_help_has_examples() -> None:
     result = run_digest("preview", "--help", cwd=Path.cwd())
     assert result.returncode == 0

@@ -397,6 +397,7 @@ def test_a_second_lock_holder_is_refused_with_the_holders_pid(tmp_path: Path) ->
         assert again.held
 
 
+@pytest.mark.integration
 def test_the_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> None:
     path = tmp_path / "schedule.lock"
     holder = subprocess.Popen(

@@ -419,6 +419,7 @@ def test_a_permanent_failure_gives_exit_1_and_is_in_the_report(sample_site: Path
     assert _ledger_states(config) == {SENT: 4, FAILED_PERMANENT: 2}
 
 
+@pytest.mark.integration
 def test_cli_dry_run_sends_nothing_then_send_and_refusal(sample_site: Path) -> None:
     config = _site(sample_site)
     _populate(config, n=9)

@@ -59,6 +59,7 @@ def set_provider(site: Path, provider: dict[str, Any], **send: Any) -> None:
 # --------------------------------------------------------------------------- who gets it
 
 
+@pytest.mark.integration
 def test_sending_to_nobody_records_nothing_and_exits_5(sample_site: Path) -> None:
     result = run_digest("send", "--week", WEEK, cwd=sample_site)
     assert result.returncode == 5
@@ -71,6 +72,7 @@ def test_sending_to_nobody_records_nothing_and_exits_5(sample_site: Path) -> Non
     assert ledger_rows(sample_site) == {"ann@example.com": "sent"}
 
 
+@pytest.mark.integration
 def test_new_subscribers_are_counted_and_sent_only_when_asked(sample_site: Path) -> None:
     add(sample_site, "ann@example.com", "bob@example.com")
     assert run_digest("send", "--week", WEEK, cwd=sample_site).returncode == 0
@@ -98,6 +100,7 @@ def test_new_subscribers_are_counted_and_sent_only_when_asked(sample_site: Path)
 # --------------------------------------------------------------------------- preflight
 
 
+@pytest.mark.integration
 def test_check_and_dry_run_name_unset_variables_and_the_real_config_file(
     sample_site: Path,
 ) -> None:
@@ -155,6 +158,7 @@ def mailgun() -> Iterator[Any]:
         yield emu
 
 
+@pytest.mark.integration
 def test_check_provider_asks_once_and_reports_credentials_and_domain(
     sample_site: Path, mailgun: Any, postmark: Any
 ) -> None:
@@ -230,6 +234,7 @@ def _wait_for_request(emu: Any, process: subprocess.Popen[str]) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_at_a_safe_point_with_exit_6_and_the_rerun_resumes(
     signum: int, sample_site: Path, postmark: Any
@@ -263,6 +268,7 @@ def test_a_signal_stops_at_a_safe_point_with_exit_6_and_the_rerun_resumes(
     )
 
 
+@pytest.mark.integration
 def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
     sample_site: Path, postmark: Any
 ) -> None:
@@ -302,6 +308,7 @@ def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
 # --------------------------------------------------------------------------- schedules
 
 
+@pytest.mark.integration
 def test_installed_schedules_name_absolute_paths(sample_site: Path) -> None:
     (sample_site / "config.yaml").rename(sample_site / "weekly.yaml")
     for kind in ("--cron", "--systemd"):
@@ -397,6 +404,7 @@ def test_a_test_message_goes_to_the_outbox_and_not_to_the_ledger(sample_site: Pa
     assert "Subject: [TEST] Field Notes Weekly" in sent[0].read_text()
 
 
+@pytest.mark.integration
 def test_refused_and_uncertain_recipients_are_named_by_send_and_status(
     sample_site: Path, postmark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

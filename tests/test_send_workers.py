@@ -136,6 +136,7 @@ def _recipient(name: str) -> str:
     return name.split("-", 1)[1].removesuffix(".eml")
 
 
+@pytest.mark.integration
 def test_workers_share_one_issue(sample_site: Path) -> None:
     n = 600
     config = _site(sample_site, n, send={"batch_size": 50})

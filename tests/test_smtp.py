@@ -27,6 +27,8 @@ from digest.delivery.providers.registry import make_provider
 from digest.email.message import ComposedEmail, to_message
 from digest.errors import ProviderError
 
+pytestmark = pytest.mark.integration  # an SMTP server on loopback
+
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
 

@@ -26,6 +26,8 @@ from digest.schedule.scheduler import run_lock, schedule_lock
 from digest.store.lock import DatabaseLock, FileLock
 from tests.conftest import ROOT, run_digest
 
+pytestmark = pytest.mark.integration  # second digest processes and PostgreSQL
+
 DEADLINE = 120.0
 QUIET = "2026-11-11T12:00:00+01:00@{now:.3f}x1"  # a Wednesday: nothing is due for days
 
