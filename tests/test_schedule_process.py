@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from email import message_from_bytes
 from pathlib import Path
@@ -35,6 +35,7 @@ from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
 from digest.store.clock import parse_utc
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,15 +48,6 @@ ISSUES = {  # occurrence (UTC) -> the issue it sends
     "2026-11-23T08:00:00+00:00": "2026-W47",
 }
 DEADLINE = 240.0  # seconds for any one condition, on a loaded machine
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def runs(site: Path) -> dict[str, tuple[str, str, int]]:

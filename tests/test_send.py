@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import yaml
 
 from digest.audience.subscribers import SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError, signing_key, token_secret, verify_token
@@ -29,6 +28,7 @@ from digest.email import build
 from digest.email.message import ComposedEmail, WireTemplate, qp_lines, to_message
 from digest.errors import NothingToSend, ProviderError
 from digest.store.database import locate
+from tests.helpers import edit_config
 
 from .conftest import run_digest
 
@@ -177,11 +177,7 @@ ALL_SECTIONS = ("WORK", "PRODUCTIVITY", "TOOLS", "RESEARCH", "HEALTH", "ETHICS")
 
 
 def _site(sample_site: Path, *, batch_size: int = 10) -> Config:
-    path = sample_site / "config.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["send"] = {**(data.get("send") or {}), "batch_size": batch_size}
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
+    return edit_config(sample_site, send={"batch_size": batch_size})
 
 
 def _populate(config: Config, n: int = 24) -> dict[str, set[str]]:

@@ -25,6 +25,7 @@ from digest.audience.subscribers import SubscriberStore
 from digest.cli import main
 from digest.config import load_config
 from tests.emulators.providers import run_emulator
+from tests.helpers import cpu_time, wait_for
 
 from .conftest import run_digest
 
@@ -216,22 +217,27 @@ def _slow_site(site: Path, emu: Any, n: int) -> None:
     add(site, *[f"s{i:03d}@example.com" for i in range(n)])
 
 
+def _running(process: subprocess.Popen[str]) -> bool:
+    assert process.poll() is None, process.communicate()
+    return True
+
+
 def _wait_for(emu: Any, count: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while len(emu.messages()) < count:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(
+        lambda: _running(process) and len(emu.messages()) >= count,
+        f"{count} messages at the emulator",
+        progress=lambda: (len(emu.messages()), cpu_time(process.pid)),
+    )
 
 
 def _wait_for_request(emu: Any, process: subprocess.Popen[str]) -> None:
     """Until a send request is being held by the emulator's delay."""
     before = len(emu.requests())
-    deadline = time.monotonic() + 60
-    while len(emu.requests()) <= before:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(
+        lambda: _running(process) and len(emu.requests()) > before,
+        "a send request at the emulator",
+        progress=lambda: cpu_time(process.pid),
+    )
 
 
 @pytest.mark.integration
@@ -293,10 +299,10 @@ def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
     assert set(states) <= {"sent", "pending", "sending"}
     assert states["sending"] <= 2  # at most the one batch that was in flight
     postmark.clear_faults()
-    deadline = time.monotonic() + 30  # the held request ends at the server (it is accepted)
-    while any(r["status"] is None for r in postmark.requests()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(  # the held request ends at the server (it is accepted)
+        lambda: all(r["status"] is not None for r in postmark.requests()),
+        "the held request to end",
+    )
     again = subprocess.run(command, cwd=sample_site, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     final = Counter(m["to"] for m in postmark.messages())

@@ -24,8 +24,9 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from digest.config import load_config
 from tests.emulators.faultproxy import MatrixProxy
 from tests.emulators.node import run_resend_local, run_ses_local
 from tests.emulators.providers import run_emulator
+from tests.helpers import cpu_time, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -145,6 +147,14 @@ def _digest(argv: list[str], env: dict[str, str], cwd: str) -> None:
     main(argv, prog_name="digest")
 
 
+def _reached(count: Callable[[], int], target: int, process: Run) -> bool:
+    return count() >= target or process.poll() is not None
+
+
+def _moved(count: Callable[[], int], pid: int | None) -> tuple[int, float]:
+    return count(), cpu_time(pid)
+
+
 class Run:
     """``digest ARGV`` in its own process."""
 
@@ -214,10 +224,12 @@ def test_ten_sigkills_then_a_clean_run(transport: str, sample_site: Path) -> Non
                 time.sleep(rng.uniform(0.01, 0.1))
             else:  # mid-send: once the server has taken a few more, after a random instant
                 target = count() + rng.randint(1, 4)
-                deadline = time.monotonic() + 60
-                while count() < target and process.poll() is None:
-                    assert time.monotonic() < deadline, "no progress"
-                    time.sleep(0.005)
+                wait_for(  # progress: messages taken, or the sender's CPU time moving
+                    partial(_reached, count, target, process),
+                    f"the sender to reach {target} messages",
+                    progress=partial(_moved, count, process.process.pid),
+                    poll=0.005,
+                )
                 time.sleep(rng.uniform(0, 0.03))
             process.kill()
             code = process.wait()

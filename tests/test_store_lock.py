@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -25,20 +24,12 @@ from digest.errors import LockError
 from digest.schedule.scheduler import run_lock, schedule_lock
 from digest.store.lock import DatabaseLock, FileLock
 from tests.conftest import ROOT, run_digest
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration  # second digest processes and PostgreSQL
 
 DEADLINE = 120.0
 QUIET = "2026-11-11T12:00:00+01:00@{now:.3f}x1"  # a Wednesday: nothing is due for days
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def host(folder: Path, url: str) -> Path:
