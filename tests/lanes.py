@@ -19,6 +19,7 @@ says which marker it needs, so the lane cannot quietly grow slow again.
 
 from __future__ import annotations
 
+import importlib
 import socket
 import subprocess
 from collections.abc import Callable, Generator, Iterator
@@ -32,6 +33,9 @@ OUTSIDE_FAST_LANE = ("browser", "integration", "slow", "corpus")
 IMPLIED = {"pg_cluster": "integration", "pg_url": "integration", "corpus_dir": "corpus"}
 _INTERNET = (socket.AF_INET, socket.AF_INET6)
 VIOLATIONS = pytest.StashKey[list[str]]()
+# Libraries whose import starts a process or binds a socket, once: croniter runs `file -b`
+# (platform.architecture()), urllib3 binds [::1]:0 to learn whether IPv6 works.
+PREIMPORTED = ("croniter", "urllib3")
 
 
 class LaneViolation(Exception):
@@ -102,10 +106,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
     if not config.getoption("--fast"):
         return
-    # Importing croniter runs `file -b` once (platform.architecture()): done here, before
-    # the guard, so that the first test to load a config with a cron line is not blamed.
-    import croniter  # noqa: F401
-
+    # Imported here, before the guard, so that the first test to import them is not blamed.
+    for name in PREIMPORTED:
+        importlib.import_module(name)
     kept = [item for item in items if in_fast_lane(item)]
     dropped = [item for item in items if not in_fast_lane(item)]
     if dropped:

@@ -63,3 +63,16 @@ def test_an_installed_wheel_reads_the_templates_it_carries(
     assert resources.builtin_templates() == tmp_path / "site-packages" / "templates"  # a checkout
     (package / "_templates").mkdir(parents=True)
     assert resources.builtin_templates() == package / "_templates"  # the wheel's own copy
+
+
+def test_the_distribution_has_its_own_name_and_installs_the_digest_command() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    project = config["project"]
+    assert project["name"] == "digest-newsletter"  # "digest" is taken on the package index
+    assert project["scripts"] == {"digest": "digest.cli:main"}
+    extras = project["optional-dependencies"]
+    assert extras["test"][:2] == ["digest-newsletter[ses]", "digest-newsletter[postgresql]"]
+    assert extras["dev"][0] == "digest-newsletter[test]"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "$ pip install digest-newsletter\n" in readme
+    assert "pip install 'digest[" not in readme and "pip install ." not in readme
