@@ -488,6 +488,7 @@ def test_the_watcher_waits_for_a_folder_that_does_not_exist_yet(tmp_path: Path) 
 # -- the whole server, on a real socket -------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_a_saved_file_reaches_the_event_stream(site: Path) -> None:
     ready = threading.Event()
     stop = threading.Event()
@@ -684,3 +685,22 @@ def test_send_test_button_only_with_a_real_provider(
     with pytest.raises(SendError, match="not sent: 422 inactive recipient"):
         action("2026-W47", "bounce@example.com")
     assert calls == [("you@example.com", "2026-W47"), ("bounce@example.com", "2026-W47")]
+
+
+def test_open_without_a_browser_says_so_and_prints_the_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import webbrowser
+
+    from digest.cli.preview import open_in_browser
+
+    asked: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: asked.append(url) or False)
+    open_in_browser("http://127.0.0.1:8000/")
+    assert asked == ["http://127.0.0.1:8000/"]
+    assert capsys.readouterr().err == (
+        "no browser found to open the preview; open http://127.0.0.1:8000/ in yours\n"
+    )
+    monkeypatch.setattr(webbrowser, "open", lambda url: True)
+    open_in_browser("http://127.0.0.1:8000/")
+    assert capsys.readouterr().err == ""

@@ -386,7 +386,7 @@ def test_limit_then_resume_and_the_status_on_the_way(sample_site: Path) -> None:
     ]
     half = invoke(sample_site, "status", "--week", WEEK)
     assert half.stdout.splitlines()[:4] == [
-        f"{WEEK}: not complete (1 runs)",
+        f"{WEEK}: not complete (1 run)",
         "  pending                 1",
         "  sending                 0",
         "  sent                    1",

@@ -58,11 +58,9 @@ def holders(url: str) -> list[str]:
 
 
 def start_schedule(site: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "DIGEST_CLOCK": QUIET.format(now=time.time())}
     return subprocess.Popen(
-        [sys.executable, "-m", "digest", "schedule"],
+        [sys.executable, "-m", "digest", "schedule", "--now", QUIET.format(now=time.time())],
         cwd=site,
-        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -149,7 +147,7 @@ def test_a_second_host_cannot_schedule_until_the_first_is_killed(
             lambda: any(f"(pid {first.pid} on" in h for h in holders(pg_url)),
             "host A's scheduler to hold its lock",
         )
-        refused = run_digest("schedule", cwd=b, env={"DIGEST_CLOCK": QUIET.format(now=time.time())})
+        refused = run_digest("schedule", "--now", QUIET.format(now=time.time()), cwd=b)
         assert refused.returncode == 8, refused.stderr
         assert (
             f"the lock 'digest schedule (weekly)' in {pg_url} is held by digest schedule "
@@ -199,8 +197,7 @@ def test_digest_run_on_another_host_is_refused_while_a_run_holds_the_lock(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        env = {"DIGEST_CLOCK": QUIET.format(now=time.time())}
-        refused = run_digest("run", cwd=b, env=env)
+        refused = run_digest("run", "--now", QUIET.format(now=time.time()), cwd=b)
         assert refused.returncode == 8, refused.stderr
         assert (
             f"the lock 'digest run (weekly)' in {pg_url} is held by digest run "
@@ -211,6 +208,6 @@ def test_digest_run_on_another_host_is_refused_while_a_run_holds_the_lock(
         holder.kill()
         holder.wait(timeout=60)
     wait_for(lambda: holders(pg_url) == [], "the killed holder's lock to be dropped")
-    ran = run_digest("run", cwd=b, env=env)
+    ran = run_digest("run", "--now", QUIET.format(now=time.time()), cwd=b)
     assert ran.returncode == 0, ran.stderr
     assert "only one digest run" not in ran.stderr
