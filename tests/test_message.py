@@ -45,6 +45,7 @@ WORDS = st.text(
 NAMES = st.sampled_from(["name", "email", "unsubscribe_url", "preferences_url", "other_1"])
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     subject=WORDS,

@@ -359,6 +359,7 @@ def test_an_exception_from_progress_stops_after_a_recorded_result(sample_site: P
     assert len(list(_outbox(config).glob("*.eml"))) == 12
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 def test_limit_then_resume_then_refuse_then_force(sample_site: Path) -> None:
     config = _site(sample_site, batch_size=4)
     _populate(config, n=15)

@@ -64,6 +64,7 @@ class CountingComposer(BuildComposer):
         return super().compose(config, issue, selection, now=now)
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 def test_each_reader_gets_what_composing_their_sections_gives(
     sample_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
