@@ -9,9 +9,7 @@ measurement runs in its own process so that its peak memory (max RSS) is its own
 Two tables: the work alone, timed inside each process (``in-process``), and whole processes
 as a user runs them (``whole process``: start-up, imports, config, output): the baseline
 loop as a script, and ``digest select --week ...`` against a config file, cold (first run:
-no post cache, no remembered answer), with the post cache warm but the answer not remembered
-(the answers folder emptied first: the full path, config schema and all), and warm (run
-again, nothing changed: the remembered answer is replayed after every file is checked).
+no post cache) and warm (run again, nothing changed: the post cache answers for every file).
 """
 
 from __future__ import annotations
@@ -155,30 +153,25 @@ def whole_processes(posts: Path, week: str, runs: int, tmp: Path) -> None:
         "limits: {per_category: null, total: null}\n"
     )
     select = [sys.executable, "-m", "digest", "select", "--week", week]
-    answers = tmp / "answers"  # select's remembered answers (XDG_CACHE_HOME)
-    env = {**os.environ, "XDG_CACHE_HOME": str(answers)}
-    rows: dict[str, list[dict[str, float]]] = {"baseline": [], "cold": [], "full": [], "warm": []}
+    env = dict(os.environ)
+    rows: dict[str, list[dict[str, float]]] = {"baseline": [], "cold": [], "warm": []}
     outputs: set[int] = set()
     for _ in range(runs):
         rows["baseline"].append(
             whole([sys.executable, "-c", BASELINE_SCRIPT, str(posts), week], site, env)
         )
         shutil.rmtree(site / "cache", ignore_errors=True)
-        shutil.rmtree(answers, ignore_errors=True)
         rows["cold"].append(whole(select, site, env))
-        shutil.rmtree(answers, ignore_errors=True)
-        rows["full"].append(whole(select, site, env))
         rows["warm"].append(whole(select, site, env))
-        outputs.update(int(rows[kind][-1]["answer"]) for kind in ("cold", "full", "warm"))
-    if len(outputs) != 1:  # the three ways must print the same answer
-        raise SystemExit("digest select printed different answers cold, full and warm")
+        outputs.update(int(rows[kind][-1]["answer"]) for kind in ("cold", "warm"))
+    if len(outputs) != 1:  # both ways must print the same answer
+        raise SystemExit("digest select printed different answers cold and warm")
     base = statistics.median(r["seconds"] for r in rows["baseline"])
     print(f"\nwhole processes, as a user runs them; median of {runs} runs")
     print(f"{'':50} {'time':>9} {'speed-up':>9}")
     labels = {
         "baseline": "baseline: python script, frontmatter.load() loop",
         "cold": f"digest select --week {week}, cold",
-        "full": "  post cache warm, answer not remembered",
         "warm": f"digest select --week {week}, warm",
     }
     for kind, label in labels.items():

@@ -9,6 +9,9 @@ line (no traceback) and exits with its ``exit_code``::
     ├── WebhookError                 HTTP 400 a webhook request was refused (digest.serve.webhooks)
     │   ├── WebhookUnauthorized      HTTP 401 its signature or credentials do not check out
     │   └── WebhookDisabled          HTTP 404 that provider's webhook is not configured
+    ├── UsageError                   exit 2   the command line names what cannot be used: a
+    │                                         file or folder that is not there, a file that
+    │                                         would be overwritten
     ├── WindowError                  exit 2   a --week/--since/--until that names no window
     │                                         (digest.content.select)
     ├── ConfigError                  exit 3   the config file is missing, unreadable or invalid
@@ -23,7 +26,13 @@ line (no traceback) and exits with its ``exit_code``::
     │   └── Stopped                           a stop was asked for; stopped at a safe point
     │                                         (digest.schedule.scheduler)
     ├── StoreError                   exit 7   the subscriber store or send ledger refused a change
-    │   └── InvalidEmail                      not a valid email address (digest.audience)
+    │   ├── InvalidEmail                      not a valid email address
+    │   │                                     (digest.audience.subscribers)
+    │   ├── StatusRefused                     a status change the transition table does not
+    │   │                                     allow (digest.audience.status)
+    │   └── Forgotten                         the address was erased on request; only a new
+    │                                         confirmed subscription brings it back
+    │                                         (digest.audience.lifecycle)
     └── LockError                    exit 8   another digest process holds the lock
 
 Errors defined beside the code that raises them are named with their module. Exit code 2
@@ -46,6 +55,13 @@ class DigestError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class UsageError(DigestError):
+    """The command line names something that cannot be used: a file or folder that is not
+    there, a file that would be overwritten. The same exit code as click's own usage errors."""
+
+    exit_code = 2
 
 
 class ConfigError(DigestError):

@@ -15,6 +15,20 @@ import pytest
 
 from digest.config import DatabaseURL
 from digest.store.database import Target
+from tests.lanes import (  # the fast lane's hooks (registered by being named here)
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_runtest_makereport,
+    pytest_runtest_protocol,
+)
+
+__all__ = [
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_runtest_makereport",
+    "pytest_runtest_protocol",
+]
+pytest_plugins = ("pytester",)  # tests/test_lanes.py runs planted tests through the lane
 
 ROOT = Path(__file__).resolve().parent.parent
 # Beside the checkout by default; DIGEST_CORPUS_TARBALL points elsewhere (e.g. from a worktree).
@@ -33,7 +47,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # select's answers: under HOME
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # any user cache: under HOME
     # A server secret as a real deployment has one; tests of its absence delete it.
     monkeypatch.setenv("DIGEST_SECRET", "test-server-secret-" + tmp_path.name)
     yield
@@ -67,7 +81,10 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if unpacked and (Path(unpacked) / "posts").is_dir():
         return Path(unpacked) / "posts"
     if not CORPUS_TARBALL.exists():
-        pytest.skip(f"the corpus is not at {CORPUS_TARBALL}")
+        where = f"the corpus is not at {CORPUS_TARBALL} (or DIGEST_CORPUS_DIR)"
+        if os.environ.get("CI", "").lower() == "true":  # a CI run must not pass by skipping
+            pytest.fail(f"{where}; CI=true runs every corpus test")
+        pytest.skip(where)
     target = tmp_path_factory.mktemp("corpus")
     with tarfile.open(CORPUS_TARBALL) as archive:
         archive.extractall(target, filter="data")
@@ -118,7 +135,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "site_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
         "backends"
     ):
-        metafunc.parametrize("site_backend", BACKENDS, indirect=True)
+        # The PostgreSQL run starts a database server: outside the fast lane (tests/lanes.py).
+        params = [
+            pytest.param(name, marks=[pytest.mark.integration] if name == "postgresql" else [])
+            for name in BACKENDS
+        ]
+        metafunc.parametrize("site_backend", params, indirect=True)
 
 
 @pytest.fixture

@@ -15,11 +15,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from tests.helpers import free_port as _free_port
 
 SUPERUSER = "digest"
 
@@ -34,12 +35,6 @@ def find_bin(name: str) -> str | None:
         if candidate.exists():
             return str(candidate)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Cluster:

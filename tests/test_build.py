@@ -173,6 +173,7 @@ def test_cli_build_text_dry_run_writes_nothing_and_publish_fills_the_archive(
     assert (archive / "2026-W47" / "index.html").exists()
 
 
+@pytest.mark.integration
 def test_cli_help_has_examples(sample_site: Path) -> None:
     done = run_digest("build", "--help", cwd=sample_site)
     assert done.returncode == 0

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # each check is a fresh interpreter
+
 # Heavy packages that only some commands need: the email stack, the web stack, the SES SDK
 # and requests. (markdown-it is not here: reading a post that is not in the cache yet needs
 # it, and these runs start with an empty cache; nor httpx, which reads the site's feeds.)

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,9 @@ import yaml
 from click.testing import CliRunner, Result
 
 from digest.cli import main
+from tests.helpers import free_port, wait_for
 
-WAIT = 60.0  # seconds; generous, never asserted on
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+pytestmark = pytest.mark.integration  # digest preview listening on loopback
 
 
 def run_preview_while(site: Path, port: int, steps: Callable[[str], None], *args: str) -> Result:
@@ -67,16 +61,6 @@ def _status(url: str) -> int | None:
         return httpx.get(url, timeout=10).status_code
     except httpx.TransportError:
         return None
-
-
-def wait_for(condition: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("the preview did not get there in time")
 
 
 def state(base: str) -> dict[str, Any]:

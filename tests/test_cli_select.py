@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -67,6 +68,7 @@ def test_check_reports_the_broken_post_and_exits_4(sample_site: Path) -> None:
     assert invoke(sample_site, "check").exit_code == 0
 
 
+@pytest.mark.integration
 def test_a_bad_config_is_one_clear_error_without_traceback(sample_site: Path) -> None:
     config = sample_site / "config.yaml"
     config.write_text(config.read_text().replace("limits:", "limts:"), encoding="utf-8")
@@ -131,3 +133,21 @@ def test_select_explain_shows_the_rank(sample_site: Path) -> None:
     data = json.loads(invoke(sample_site, "select", "--week", "2026-W47", "--json").stdout)
     ranks = {d["slug"]: d["rank"] for d in data["decisions"] if d["reason"] == "selected"}
     assert ranks["monday-reset-for-small-teams"] == 1
+
+
+def test_select_keeps_nothing_of_its_own_and_records_source_health(sample_site: Path) -> None:
+    home = Path(os.environ["HOME"])
+    before = set(sample_site.rglob("*"))
+    for _ in range(2):
+        result = invoke(sample_site, "select", "--week", "2026-W47")
+        assert result.exit_code == 0, result.output
+    assert list(home.rglob("*")) == []
+    written = sorted(set(sample_site.rglob("*")) - before)
+    records = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in written
+        if p.suffix == ".json" and p.is_file()
+    ]
+    health = {r["label"]: r for r in records if "last_success" in r}
+    assert health, written
+    assert all(r["last_success"] for r in health.values())

@@ -20,6 +20,9 @@ from click.testing import CliRunner, Result
 from digest.audience.keys import key_file
 from digest.cli import main
 from digest.config import load_config
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.integration  # digest serve listening on loopback
 
 
 @pytest.fixture(autouse=True)
@@ -34,12 +37,6 @@ def logging_as_it_was() -> Iterator[None]:
         handler.setFormatter(formatter)
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def serve_until_answered(site: Path, *args: str) -> tuple[Result, list[int]]:

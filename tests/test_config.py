@@ -179,7 +179,9 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_missing_config_file_says_how_to_choose_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"no such config file .*DIGEST_CONFIG"):
+    with pytest.raises(
+        ConfigError, match=r"no such config file; run `digest init` .*DIGEST_CONFIG"
+    ):
         load_config(tmp_path / "nope.yaml")
 
 

@@ -12,6 +12,8 @@ from digest.content.cache import PostCache
 from digest.delivery.ledger import Ledger
 from digest.schedule.runs import RunStore
 
+pytestmark = pytest.mark.integration  # processes opening one file together
+
 PROCESSES = 4
 ROUNDS = 15
 

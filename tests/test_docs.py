@@ -52,3 +52,36 @@ def test_each_config_example_is_valid(where: str, block: str) -> None:
     fragment = yaml.safe_load(block)
     assert isinstance(fragment, dict), f"{where}: not a mapping"
     parse_config(_merge(base, fragment), ROOT / where.split(":")[0])
+
+
+def test_the_error_tree_names_every_error_and_its_exit_code() -> None:
+    """digest/errors.py draws the DigestError tree; every subclass in digest/ is in it, under
+    its parent, with the exit code the class says."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import digest
+    from digest import errors
+
+    for info in pkgutil.walk_packages(digest.__path__, "digest."):
+        if not info.name.startswith(("digest.cli", "digest.__main__")):
+            importlib.import_module(info.name)
+
+    def subclasses(cls: type) -> list[type]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]
+
+    drawn = {}
+    for line in (errors.__doc__ or "").splitlines():
+        match = re.match(r"\s*([│├└─ ]*)(\w+)\s+(exit \d)?", line)
+        if match and match.group(2)[0].isupper() and "─" in match.group(1):
+            drawn[match.group(2)] = (len(match.group(1)), match.group(3))
+    for cls in subclasses(errors.DigestError):
+        if not cls.__module__.startswith("digest."):
+            continue
+        assert cls.__name__ in drawn, f"{cls.__name__} ({inspect.getmodule(cls)}) is not drawn"
+        depth, code = drawn[cls.__name__]
+        parents = [c for c in cls.__mro__[1:] if issubclass(c, errors.DigestError)]
+        assert depth == 4 * len(parents), cls.__name__
+        if code is not None:
+            assert code == f"exit {cls.exit_code}", cls.__name__

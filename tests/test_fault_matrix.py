@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -29,8 +28,6 @@ from typing import Any
 import pytest
 import yaml
 
-from digest.audience.imports.importer import import_file
-from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import Config, load_config
 from digest.delivery.send import send_issue
 from digest.delivery.send_report import SendReport
@@ -38,6 +35,8 @@ from digest.errors import ConfigError, DigestError, NothingToSend, ProviderError
 from tests.emulators.faultproxy import MatrixProxy
 from tests.emulators.node import run_resend_local, run_ses_local
 from tests.emulators.providers import run_emulator
+from tests.helpers import edit_config, import_readers
+from tests.helpers import ledger_states as ledger
 
 pytestmark = pytest.mark.slow
 
@@ -81,9 +80,7 @@ def closed_port() -> str:
 
 
 def make_site(root: Path, provider: str, url: str, prefix: str) -> tuple[Config, list[str]]:
-    path = root / "config.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["provider"] = {
+    provider_options = {
         "name": provider,
         "base_url": url,
         **OPTIONS[provider],
@@ -94,15 +91,12 @@ def make_site(root: Path, provider: str, url: str, prefix: str) -> tuple[Config,
         "reconcile_after": 0,
     }
     if provider == "ses":
-        data["provider"]["region"] = "eu-west-1"
-    data["send"] = {"batch_size": BATCH, "max_attempts": 3}
-    path.write_text(yaml.safe_dump(data))
-    config = load_config(path)
+        provider_options["region"] = "eu-west-1"
+    config = edit_config(
+        root, provider=provider_options, send={"batch_size": BATCH, "max_attempts": 3}
+    )
     addresses = [f"{prefix}-{i:03d}@example.com" for i in range(N)]
-    csv = root / "people.csv"
-    csv.write_text("email,name\n" + "".join(f"{a},Reader {i}\n" for i, a in enumerate(addresses)))
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
-        import_file(store, csv, Categories.from_config(config), now=NOW, erasure_key=None)
+    import_readers(config, addresses, now=NOW)
     return config, addresses
 
 
@@ -113,14 +107,6 @@ def with_url(config: Config, url: str) -> Config:
     data["provider"]["base_url"] = url
     path.write_text(yaml.safe_dump(data))
     return load_config(path)
-
-
-def ledger(config: Config) -> dict[str, str]:
-    db = config.path(config.ledger.database)
-    if not db.exists():
-        return {}
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return dict(conn.execute("SELECT email, state FROM deliveries").fetchall())
 
 
 # --------------------------------------------------------------------------- servers

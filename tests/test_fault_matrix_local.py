@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sqlite3
 import threading
 from collections import Counter
@@ -28,12 +27,12 @@ from typing import Any
 import pytest
 import yaml
 
-from digest.audience.imports.importer import import_file
-from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import Config, load_config
 from digest.delivery.send import send_issue
 from digest.delivery.send_report import SendReport
 from digest.errors import ConfigError, DigestError, NothingToSend, ProviderError
+from tests.helpers import edit_config, free_port, import_readers
+from tests.helpers import ledger_states as ledger
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller")
 
@@ -122,12 +121,6 @@ class Faulty:
         return "250 Message accepted for delivery"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[Faulty, int]]:
     from aiosmtpd.controller import Controller
@@ -149,26 +142,10 @@ def smtp() -> Iterator[tuple[Faulty, int]]:
 
 
 def make_site(root: Path, provider: dict[str, Any], prefix: str) -> tuple[Config, list[str]]:
-    path = root / "config.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["provider"] = provider
-    data["send"] = {"batch_size": 10, "max_attempts": 3}
-    path.write_text(yaml.safe_dump(data))
-    config = load_config(path)
+    config = edit_config(root, provider=provider, send={"batch_size": 10, "max_attempts": 3})
     addresses = [f"{prefix}-{i:03d}@example.com" for i in range(N)]
-    csv = root / "people.csv"
-    csv.write_text("email,name\n" + "".join(f"{a},Reader {i}\n" for i, a in enumerate(addresses)))
-    with SubscriberStore(config.path(config.subscribers.database)) as store:
-        import_file(store, csv, Categories.from_config(config), now=NOW, erasure_key=None)
+    import_readers(config, addresses, now=NOW)
     return config, addresses
-
-
-def ledger(config: Config) -> dict[str, str]:
-    db = config.path(config.ledger.database)
-    if not db.exists():
-        return {}
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return dict(conn.execute("SELECT email, state FROM deliveries").fetchall())
 
 
 def attempt(config: Config, **options: Any) -> tuple[SendReport | None, DigestError | None]:

@@ -25,7 +25,7 @@ from digest.audience.imports.values import parse_time
 from digest.audience.lifecycle import Forgotten, add_subscriber, forget, show
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.cli import main
-from digest.errors import StoreError
+from digest.errors import StoreError, UsageError
 
 from .conftest import run_digest
 
@@ -368,6 +368,7 @@ def test_parse_time_forms() -> None:
         parse_time("yesterday", "created_at")
 
 
+@pytest.mark.integration
 def test_cli_import_dry_run_forget_and_show(sample_site: Path) -> None:
     site = sample_site
     dry = run_digest(
@@ -454,8 +455,19 @@ def test_an_unreadable_file_says_so(tmp_path: Path, store: SubscriberStore) -> N
     path.write_bytes(b"email\n\x81\x8d\x8f\x90\x9d\n")
     with pytest.raises(StoreError, match="neither UTF-8 nor Windows-1252"):
         load(store, str(path))
-    with pytest.raises(StoreError, match="no such file"):
+    with pytest.raises(UsageError, match="no such file"):
         load(store, str(tmp_path / "missing.csv"))
+
+
+def test_a_missing_file_is_a_usage_error_exit_2(sample_site: Path) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    config = str(sample_site / "config.yaml")
+    done = CliRunner().invoke(main, ["--config", config, "subscribers", "import", "gone.csv"])
+    assert done.exit_code == 2
+    assert done.stderr == "error: gone.csv: no such file\n"
 
 
 def cli(site: Path, *args: str) -> Result:
@@ -643,7 +655,7 @@ def test_a_file_that_cannot_be_read_as_a_table_names_itself(
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(StoreError) as caught:
+    with pytest.raises(UsageError if content is None else StoreError) as caught:
         read_table(path)
     assert str(caught.value).startswith(f"{path}:")
     assert problem in str(caught.value)

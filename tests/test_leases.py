@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -14,6 +13,7 @@ from digest.delivery.ledger import PENDING, Ledger
 from digest.errors import StoreError
 from digest.store.clock import utc_text
 from digest.store.database import Target
+from tests.helpers import wait_for
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 ISSUE = "2026-W47"
@@ -46,9 +46,7 @@ def test_the_heartbeat_renews_only_its_own_rows_until_closed(
         ledger.lease(ISSUE, [PENDING], owner=theirs, after=2, limit=2, until=NOW + LEASE, now=NOW)
         beat = Heartbeat(target, ISSUE, mine, LEASE, lambda: later)
         try:
-            deadline = time.monotonic() + 60
-            while _until(ledger, 1) != utc_text(later + LEASE) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: _until(ledger, 1) == utc_text(later + LEASE), "the heartbeat to renew")
         finally:
             beat.close()
         assert not beat.thread.is_alive()
@@ -73,9 +71,7 @@ def test_a_renewal_that_fails_is_a_warning_and_the_beat_goes_on(
     with caplog.at_level(logging.WARNING, logger="digest.delivery.leases"):
         beat = Heartbeat(target, ISSUE, "me", timedelta(seconds=0.3), clock)
         try:
-            deadline = time.monotonic() + 60
-            while len(calls) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: len(calls) >= 2, "a second beat", progress=lambda: len(calls))
         finally:
             beat.close()
     assert len(calls) >= 2  # it beat again after the failure

@@ -173,6 +173,7 @@ OPEN_LEDGER = (
 )
 
 
+@pytest.mark.integration
 def test_only_one_sender_holds_the_lock(ledger: Ledger, store_at: Callable[[str], Target]) -> None:
     ledger.lock()
     where = str(store_at("ledger.sqlite"))
@@ -207,6 +208,7 @@ def test_only_one_sender_holds_the_lock(ledger: Ledger, store_at: Callable[[str]
     assert free.returncode == 0, free.stdout
 
 
+@pytest.mark.integration
 def test_a_killed_holder_releases_the_lock(store_at: Callable[[str], Target]) -> None:
     path = store_at("ledger.sqlite")
     holder = subprocess.Popen(

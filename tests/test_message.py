@@ -23,17 +23,22 @@ from digest.delivery.providers.base import WIRE_POLICY
 from digest.delivery.providers.http import parse_rate_limit
 from digest.email.message import (
     MARKER,
-    ComposedEmail,
     WireTemplate,
     fill,
     marker_names,
     rewrite,
     to_message,
 )
+from tests.helpers import composed
 
 from .test_send import _assert_same_message
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+FIELD_NOTES = "Field Notes <news@fieldnotes.example.com>"
+ONE_CLICK = {
+    "List-Unsubscribe": "<[[digest:unsubscribe_url]]>",
+    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+}
 
 # Text a person could type: no control characters, no lone surrogates.
 TEXT = st.text(
@@ -47,26 +52,7 @@ WORDS = st.text(
 NAMES = st.sampled_from(["name", "email", "unsubscribe_url", "preferences_url", "other_1"])
 
 
-def composed(subject: str, html: str, text: str) -> ComposedEmail:
-    return ComposedEmail(
-        issue_id="2026-W47",
-        subject=subject,
-        preheader="",
-        html=html,
-        text=text,
-        headers={
-            "From": "Field Notes <news@fieldnotes.example.com>",
-            "List-Unsubscribe": "<[[digest:unsubscribe_url]]>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-        from_address="Field Notes <news@fieldnotes.example.com>",
-        reply_to=None,
-        sections=(),
-        post_count=0,
-        composed_at=NOW,
-    )
-
-
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     subject=WORDS,
@@ -80,7 +66,7 @@ def test_wire_bytes_equal_what_the_email_package_writes(
     body = "\n".join(lines)
     html = f'<p>Hi [[digest:name]]</p>\n<p>{body}</p>\n<a href="[[digest:unsubscribe_url]]">x</a>'
     text = f"Hi [[digest:name]]\n{body}\nUnsubscribe: [[digest:unsubscribe_url]]"
-    email = composed(subject, html, text)
+    email = composed(subject, html, text, sender=FIELD_NOTES, headers=ONE_CLICK)
     values = {"name": name, "unsubscribe_url": f"https://example.com/unsubscribe/{url_tail}"}
     fast = WireTemplate(email, date=NOW).render(
         to="reader@example.org", values=values, message_id="<m1@fieldnotes.example.com>"
@@ -184,6 +170,6 @@ def test_rate_limit_headers_of_every_family(
 
 
 def test_a_composed_email_is_immutable() -> None:
-    email = composed("s", "h", "t")
+    email = composed("s", "h", "t", sender=FIELD_NOTES, headers=ONE_CLICK)
     with pytest.raises(dataclasses.FrozenInstanceError):
         email.subject = "other"  # type: ignore[misc]

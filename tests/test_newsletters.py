@@ -204,6 +204,7 @@ def outbox_deliveries(site: Path) -> Counter[tuple[str, str]]:
     return found
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 def test_two_newsletters_on_their_own_schedules_reach_exactly_who_chose_them(
     tmp_path: Path,
 ) -> None:
@@ -415,6 +416,7 @@ def test_each_newsletter_has_its_own_archive_index(sample_site: Path) -> None:
     assert "links-2026-W47" in (archive / "links" / "feed.xml").read_text()
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 def test_a_daily_newsletter_beside_a_weekly_one(tmp_path: Path) -> None:
     site = two_newsletter_site(tmp_path)
     path = site / "config.yaml"

@@ -63,3 +63,30 @@ def test_an_installed_wheel_reads_the_templates_it_carries(
     assert resources.builtin_templates() == tmp_path / "site-packages" / "templates"  # a checkout
     (package / "_templates").mkdir(parents=True)
     assert resources.builtin_templates() == package / "_templates"  # the wheel's own copy
+
+
+def test_the_distribution_has_its_own_name_and_installs_the_digest_command() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    project = config["project"]
+    assert project["name"] == "digest-newsletter"  # "digest" is taken on the package index
+    assert project["scripts"] == {"digest": "digest.cli:main"}
+    extras = project["optional-dependencies"]
+    assert extras["test"][:2] == ["digest-newsletter[ses]", "digest-newsletter[postgresql]"]
+    assert extras["dev"][0] == "digest-newsletter[test]"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "$ pip install digest-newsletter\n" in readme
+    assert "pip install 'digest[" not in readme and "pip install ." not in readme
+
+
+def test_the_fast_lane_installs_only_the_package_and_its_test_extras() -> None:
+    script = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
+    commands = [line.strip() for line in script.splitlines() if not line.lstrip().startswith("#")]
+    fast = commands[: next(i for i, c in enumerate(commands) if "pytest --fast" in c) + 1]
+    installs = [c for c in fast if "install" in c or "npm" in c or "apt" in c]
+    assert installs == [
+        ".venv/bin/python -m pip install --quiet --upgrade pip",
+        '.venv/bin/python -m pip install --quiet -e ".[test]"',
+    ]
+    full = "\n".join(commands)
+    assert 'apt-get "${lock[@]}"' in full and "DPkg::Lock::Timeout=$APT_WAIT" in full
+    assert (ROOT / ".ci" / "run").read_text(encoding="utf-8").endswith("exec bash scripts/test\n")

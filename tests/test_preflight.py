@@ -55,6 +55,7 @@ def test_unset_variables_are_named_with_who_needs_them_and_the_provider_is_not_a
     assert asked.as_dict()["ok"] is False
 
 
+@pytest.mark.integration
 def test_a_refused_token_is_a_failed_credentials_check(
     sample_site: Path, postmark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,6 +71,7 @@ def test_a_refused_token_is_a_failed_credentials_check(
     assert "not-the-key" not in check.detail
 
 
+@pytest.mark.integration
 def test_an_smtp_server_that_is_not_there_is_a_failed_connection_check(sample_site: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -488,6 +488,7 @@ def test_the_watcher_waits_for_a_folder_that_does_not_exist_yet(tmp_path: Path) 
 # -- the whole server, on a real socket -------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_a_saved_file_reaches_the_event_stream(site: Path) -> None:
     ready = threading.Event()
     stop = threading.Event()
@@ -547,6 +548,7 @@ def test_a_saved_file_reaches_the_event_stream(site: Path) -> None:
 NOW = datetime(2026, 11, 23, 22, 0, tzinfo=timezone.utc)
 
 
+@pytest.mark.integration
 def test_the_preview_serves_the_bytes_digest_build_writes(sample_site: Path) -> None:
     built = run_digest("build", "--week", "2026-W47", cwd=sample_site)
     assert built.returncode == 0, built.stderr
@@ -563,6 +565,7 @@ def test_the_preview_serves_the_bytes_digest_build_writes(sample_site: Path) -> 
     )
 
 
+@pytest.mark.integration
 def test_a_real_site_lists_weeks_watches_its_files_and_reads_the_archive(
     sample_site: Path,
 ) -> None:
@@ -644,6 +647,7 @@ def test_no_secret_reaches_the_page(sample_site: Path, monkeypatch: pytest.Monke
     assert all(secret not in body for body in bodies)
 
 
+@pytest.mark.integration
 def test_preview_help_has_examples() -> None:
     result = run_digest("preview", "--help", cwd=Path.cwd())
     assert result.returncode == 0
@@ -681,3 +685,22 @@ def test_send_test_button_only_with_a_real_provider(
     with pytest.raises(SendError, match="not sent: 422 inactive recipient"):
         action("2026-W47", "bounce@example.com")
     assert calls == [("you@example.com", "2026-W47"), ("bounce@example.com", "2026-W47")]
+
+
+def test_open_without_a_browser_says_so_and_prints_the_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import webbrowser
+
+    from digest.cli.preview import open_in_browser
+
+    asked: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: asked.append(url) or False)
+    open_in_browser("http://127.0.0.1:8000/")
+    assert asked == ["http://127.0.0.1:8000/"]
+    assert capsys.readouterr().err == (
+        "no browser found to open the preview; open http://127.0.0.1:8000/ in yours\n"
+    )
+    monkeypatch.setattr(webbrowser, "open", lambda url: True)
+    open_in_browser("http://127.0.0.1:8000/")
+    assert capsys.readouterr().err == ""

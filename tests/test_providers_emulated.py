@@ -30,16 +30,15 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import SubscriberStore
-from digest.config import Config, load_config
+from digest.config import Config
 from digest.delivery.send import send_issue
 from digest.errors import ProviderError
 from digest.store.database import locate
 from tests.emulators.node import run_resend_local, run_ses_local
 from tests.emulators.providers import run_emulator
+from tests.helpers import edit_config, import_readers
 
 pytestmark = pytest.mark.slow
 
@@ -81,27 +80,16 @@ def make_site(
     batch_size: int | None,
     options: dict[str, Any] | None = None,
 ) -> Config:
-    config_path = root / "config.yaml"
-    data = yaml.safe_load(config_path.read_text())
-    data["provider"] = {
+    provider_options = {
         "name": provider,
         "base_url": url,
         **OPTIONS[provider],
         **FAST_RETRIES,
         **(options or {}),
     }
-    if batch_size:
-        data["send"] = {"batch_size": batch_size, "max_attempts": 5}
-    config_path.write_text(yaml.safe_dump(data))
-    config = load_config(config_path)
-    lines = ["email,name,categories,status"]
-    lines += [f"{address(i)},Reader {i} & co,,active" for i in range(n)]
-    csv_path = root / "many.csv"
-    csv_path.write_text("\n".join(lines) + "\n")
-    from digest.audience.subscribers import Categories
-
-    with SubscriberStore(locate(config, config.subscribers.database)) as store:
-        import_file(store, csv_path, Categories.from_config(config), now=NOW, erasure_key=None)
+    send = {"send": {"batch_size": batch_size, "max_attempts": 5}} if batch_size else {}
+    config = edit_config(root, provider=provider_options, **send)
+    import_readers(config, (address(i) for i in range(n)), now=NOW, name="Reader {i} & co")
     return config
 
 

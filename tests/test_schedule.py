@@ -26,7 +26,7 @@ from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.cli import main
 from digest.config import Config, parse_config
-from digest.errors import ConfigError, LockError, NothingToSend, SendError
+from digest.errors import ConfigError, LockError, NothingToSend, SendError, UsageError
 from digest.schedule.install import crontab, github_actions, on_calendar, systemd
 from digest.schedule.runs import RunStore
 from digest.schedule.scheduler import (
@@ -37,8 +37,9 @@ from digest.schedule.scheduler import (
     Schedule,
     Scheduler,
     Stopped,
+    SystemClock,
     check_cron,
-    clock_from_env,
+    clock_at,
     issue_window,
     run_due,
 )
@@ -397,6 +398,7 @@ def test_a_second_lock_holder_is_refused_with_the_holders_pid(tmp_path: Path) ->
         assert again.held
 
 
+@pytest.mark.integration
 def test_the_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> None:
     path = tmp_path / "schedule.lock"
     holder = subprocess.Popen(
@@ -551,11 +553,38 @@ def test_a_stop_during_the_job_ends_the_loop_after_it(tmp_path: Path, runs: RunS
 
 
 def test_the_rehearsal_clock_is_shared_across_processes() -> None:
-    clock = clock_from_env({"DIGEST_CLOCK": "2026-11-23T08:59:00+01:00@1000x60"})
+    clock = clock_at("2026-11-23T08:59:00+01:00@1000x60")
     assert isinstance(clock, ScaledClock)
     assert (clock.start, clock.anchor, clock.speed) == (at("2026-11-23 08:59"), 1000.0, 60.0)
-    with pytest.raises(ConfigError, match="DIGEST_CLOCK='soon': expected START@UNIX_TIME"):
-        clock_from_env({"DIGEST_CLOCK": "soon"})
+    alone = clock_at("2026-11-23T08:59:00+01:00")  # that moment now, at the real pace
+    assert isinstance(alone, ScaledClock) and alone.speed == 1.0
+    assert abs(alone.now() - at("2026-11-23 08:59")) < timedelta(minutes=1)
+    assert isinstance(clock_at(None), SystemClock)
+    for bad in ("soon", "2026-11-23T08:59:00", "2026-11-23T08:59:00+01:00@1x0"):
+        with pytest.raises(UsageError) as caught:
+            clock_at(bad)
+        assert str(caught.value) == (
+            f"--now {bad!r}: expected a moment with its offset, such as "
+            "2026-11-23T09:30:00+01:00, or START@UNIX_TIME[xSPEED] to rehearse faster"
+        )
+
+
+def test_no_environment_variable_moves_the_clock(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_CLOCK", "2026-03-20T12:00:00+01:00@0x1")
+    result = CliRunner().invoke(
+        main, ["--config", str(sample_site / "config.yaml"), "schedule", "next", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    first = datetime.fromisoformat(json.loads(result.stdout)["next"][0]["utc"])
+    assert first > datetime.now(UTC)  # the real clock: the variable is not read
+
+
+def test_a_bad_now_is_a_usage_error(sample_site: Path) -> None:
+    result = digest(sample_site, "run", clock="monday")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --now 'monday': expected a moment with its offset")
 
 
 # ------------------------------------------------------------------ install and CLI
@@ -694,8 +723,8 @@ def test_every_schedule_command_has_help_with_examples() -> None:
 
 def digest(site: Path, *args: str, clock: str | None = None) -> Result:
     """`digest ...` on the site, in this process; ``clock`` is a local time to rehearse at."""
-    env = {"DIGEST_CLOCK": f"{clock}@{time.time():.6f}x1"} if clock else None
-    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args], env=env)
+    now = ["--now", clock] if clock else []
+    return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args, *now])
 
 
 def import_sample_subscribers(site: Path) -> None:
@@ -874,3 +903,31 @@ def test_an_invalid_cron_stops_every_command_with_exit_3(sample_site: Path) -> N
     result = digest(sample_site, "run")
     assert result.exit_code == 3
     assert "schedule.cron: '0 9 * MON' has 4 fields" in result.stderr
+
+
+def test_a_missed_run_of_another_newsletter_suggests_a_command_that_works(
+    sample_site: Path,
+) -> None:
+    missed = digest(sample_site, "--newsletter", "links", "run", clock="2026-11-23T10:30:00+01:00")
+    assert missed.exit_code == 0, missed.output
+    hint = "send it by hand with `digest --newsletter links send --week 2026-W46` if it"
+    assert hint in missed.stdout
+    suggested = ["--newsletter", "links", "send", "--week", "2026-W46", "--dry-run"]
+    tried = digest(sample_site, *suggested)  # the right newsletter and week: only empty
+    assert tried.exit_code == 5, tried.output
+    assert tried.stderr == (
+        "error: links-2026-W46 (2026-11-09 to 2026-11-15, Europe/Berlin) has no posts to send; "
+        "no email was built\n"
+    )
+
+
+def test_the_suggested_commands_name_the_newsletter_and_its_week() -> None:
+    from digest.schedule.runs import issue_command
+
+    assert issue_command("2026-W47", "", "send") == "digest send --week 2026-W47"
+    assert issue_command("links-2026-W48", "links-", "status") == (
+        "digest --newsletter links status --week 2026-W48"
+    )
+    assert issue_command("links-2026-W48", "links-", "send", "--resend-uncertain") == (
+        "digest --newsletter links send --week 2026-W48 --resend-uncertain"
+    )

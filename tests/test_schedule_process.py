@@ -1,6 +1,6 @@
 """`digest schedule` as a real process: killed mid-send, stopped mid-send, restarted.
 
-The scheduler runs on a rehearsal clock (``DIGEST_CLOCK``) on which a week passes in
+The scheduler runs on a rehearsal clock (``digest schedule --now``) on which a week passes in
 about 24 seconds, so three Monday occurrences happen within a minute or so. It sends over
 SMTP to a real server on loopback (aiosmtpd) that can hold the next message: a sender is
 caught mid-send because the server holds it there, not because a poll happened to look at
@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from email import message_from_bytes
 from pathlib import Path
@@ -35,6 +35,7 @@ from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.config import load_config
 from digest.store.clock import parse_utc
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,15 +48,6 @@ ISSUES = {  # occurrence (UTC) -> the issue it sends
     "2026-11-23T08:00:00+00:00": "2026-W47",
 }
 DEADLINE = 240.0  # seconds for any one condition, on a loaded machine
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def runs(site: Path) -> dict[str, tuple[str, str, int]]:
@@ -162,10 +154,11 @@ def scheduled_site(sample_site: Path, gate: tuple[Gate, int]) -> Path:
 
 
 def start(site: Path, clock: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DIGEST_CLOCK": clock, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    config = str(site / "config.yaml")
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "digest", "--config", str(site / "config.yaml"), "schedule"],
+            [sys.executable, "-m", "digest", "--config", config, "schedule", "--now", clock],
             cwd=site,
             env=env,
             stdout=out,
@@ -251,8 +244,9 @@ def test_two_schedulers_started_at_once_only_one_runs(scheduled_site: Path) -> N
     site = scheduled_site
     # A quiet moment: the last run was long ago (missed), the next is days away.
     clock = f"2026-11-11T12:00:00+01:00@{time.time():.3f}x1"
-    env = {**os.environ, "DIGEST_CLOCK": clock}
-    command = [sys.executable, "-m", "digest", "--config", str(site / "config.yaml"), "schedule"]
+    env = dict(os.environ)
+    config = str(site / "config.yaml")
+    command = [sys.executable, "-m", "digest", "--config", config, "schedule", "--now", clock]
     both = [
         subprocess.Popen(
             command, cwd=site, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

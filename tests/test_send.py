@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import yaml
 
 from digest.audience.subscribers import SubscriberStore, unsubscribe
 from digest.audience.tokens import (
@@ -35,6 +34,7 @@ from digest.email import build
 from digest.email.message import ComposedEmail, WireTemplate, qp_lines, to_message
 from digest.errors import NothingToSend, ProviderError
 from digest.store.database import locate
+from tests.helpers import edit_config
 
 from .conftest import run_digest
 
@@ -183,11 +183,7 @@ ALL_SECTIONS = ("WORK", "PRODUCTIVITY", "TOOLS", "RESEARCH", "HEALTH", "ETHICS")
 
 
 def _site(sample_site: Path, *, batch_size: int = 10) -> Config:
-    path = sample_site / "config.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["send"] = {**(data.get("send") or {}), "batch_size": batch_size}
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
+    return edit_config(sample_site, send={"batch_size": batch_size})
 
 
 def _populate(config: Config, n: int = 24) -> dict[str, set[str]]:
@@ -375,6 +371,7 @@ def test_an_exception_from_progress_stops_after_a_recorded_result(sample_site: P
     assert len(list(_outbox(config).glob("*.eml"))) == 12
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 def test_limit_then_resume_then_refuse_then_force(sample_site: Path) -> None:
     config = _site(sample_site, batch_size=4)
     _populate(config, n=15)
@@ -431,6 +428,7 @@ def test_a_permanent_failure_gives_exit_1_and_is_in_the_report(sample_site: Path
     assert _ledger_states(config) == {SENT: 4, FAILED_PERMANENT: 2}
 
 
+@pytest.mark.integration
 def test_cli_dry_run_sends_nothing_then_send_and_refusal(sample_site: Path) -> None:
     config = _site(sample_site)
     _populate(config, n=9)

@@ -25,6 +25,7 @@ from digest.audience.subscribers import SubscriberStore
 from digest.cli import main
 from digest.config import load_config
 from tests.emulators.providers import run_emulator
+from tests.helpers import cpu_time, wait_for
 
 from .conftest import run_digest
 
@@ -59,6 +60,7 @@ def set_provider(site: Path, provider: dict[str, Any], **send: Any) -> None:
 # --------------------------------------------------------------------------- who gets it
 
 
+@pytest.mark.integration
 def test_sending_to_nobody_records_nothing_and_exits_5(sample_site: Path) -> None:
     result = run_digest("send", "--week", WEEK, cwd=sample_site)
     assert result.returncode == 5
@@ -71,6 +73,7 @@ def test_sending_to_nobody_records_nothing_and_exits_5(sample_site: Path) -> Non
     assert ledger_rows(sample_site) == {"ann@example.com": "sent"}
 
 
+@pytest.mark.integration
 def test_new_subscribers_are_counted_and_sent_only_when_asked(sample_site: Path) -> None:
     add(sample_site, "ann@example.com", "bob@example.com")
     assert run_digest("send", "--week", WEEK, cwd=sample_site).returncode == 0
@@ -98,6 +101,7 @@ def test_new_subscribers_are_counted_and_sent_only_when_asked(sample_site: Path)
 # --------------------------------------------------------------------------- preflight
 
 
+@pytest.mark.integration
 def test_check_and_dry_run_name_unset_variables_and_the_real_config_file(
     sample_site: Path,
 ) -> None:
@@ -155,6 +159,7 @@ def mailgun() -> Iterator[Any]:
         yield emu
 
 
+@pytest.mark.integration
 def test_check_provider_asks_once_and_reports_credentials_and_domain(
     sample_site: Path, mailgun: Any, postmark: Any
 ) -> None:
@@ -212,24 +217,30 @@ def _slow_site(site: Path, emu: Any, n: int) -> None:
     add(site, *[f"s{i:03d}@example.com" for i in range(n)])
 
 
+def _running(process: subprocess.Popen[str]) -> bool:
+    assert process.poll() is None, process.communicate()
+    return True
+
+
 def _wait_for(emu: Any, count: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while len(emu.messages()) < count:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(
+        lambda: _running(process) and len(emu.messages()) >= count,
+        f"{count} messages at the emulator",
+        progress=lambda: (len(emu.messages()), cpu_time(process.pid)),
+    )
 
 
 def _wait_for_request(emu: Any, process: subprocess.Popen[str]) -> None:
     """Until a send request is being held by the emulator's delay."""
     before = len(emu.requests())
-    deadline = time.monotonic() + 60
-    while len(emu.requests()) <= before:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(
+        lambda: _running(process) and len(emu.requests()) > before,
+        "a send request at the emulator",
+        progress=lambda: cpu_time(process.pid),
+    )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_at_a_safe_point_with_exit_6_and_the_rerun_resumes(
     signum: int, sample_site: Path, postmark: Any
@@ -263,6 +274,7 @@ def test_a_signal_stops_at_a_safe_point_with_exit_6_and_the_rerun_resumes(
     )
 
 
+@pytest.mark.integration
 def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
     sample_site: Path, postmark: Any
 ) -> None:
@@ -287,10 +299,10 @@ def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
     assert set(states) <= {"sent", "pending", "sending"}
     assert states["sending"] <= 2  # at most the one batch that was in flight
     postmark.clear_faults()
-    deadline = time.monotonic() + 30  # the held request ends at the server (it is accepted)
-    while any(r["status"] is None for r in postmark.requests()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(  # the held request ends at the server (it is accepted)
+        lambda: all(r["status"] is not None for r in postmark.requests()),
+        "the held request to end",
+    )
     again = subprocess.run(command, cwd=sample_site, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     final = Counter(m["to"] for m in postmark.messages())
@@ -302,6 +314,7 @@ def test_a_second_ctrl_c_exits_at_once_and_the_ledger_stays_consistent(
 # --------------------------------------------------------------------------- schedules
 
 
+@pytest.mark.integration
 def test_installed_schedules_name_absolute_paths(sample_site: Path) -> None:
     (sample_site / "config.yaml").rename(sample_site / "weekly.yaml")
     for kind in ("--cron", "--systemd"):
@@ -373,7 +386,7 @@ def test_limit_then_resume_and_the_status_on_the_way(sample_site: Path) -> None:
     ]
     half = invoke(sample_site, "status", "--week", WEEK)
     assert half.stdout.splitlines()[:4] == [
-        f"{WEEK}: not complete (1 runs)",
+        f"{WEEK}: not complete (1 run)",
         "  pending                 1",
         "  sending                 0",
         "  sent                    1",
@@ -397,6 +410,7 @@ def test_a_test_message_goes_to_the_outbox_and_not_to_the_ledger(sample_site: Pa
     assert "Subject: [TEST] Field Notes Weekly" in sent[0].read_text()
 
 
+@pytest.mark.integration
 def test_refused_and_uncertain_recipients_are_named_by_send_and_status(
     sample_site: Path, postmark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from digest.audience.subscribers import SubscriberStore
 from digest.audience.tokens import token_secret
-from digest.config import Config, load_config
+from digest.config import Config
 from digest.content import pipeline
 from digest.content.intro import load_intro
 from digest.delivery import preferences
@@ -24,6 +23,7 @@ from digest.delivery.ledger import PENDING, SENT, Ledger
 from digest.delivery.send import send_issue
 from digest.email.compose import compose
 from digest.email.message import fill, recipient_values
+from tests.helpers import edit_config
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 WEEK = "2026-W47"
@@ -31,11 +31,7 @@ SECTIONS = ("Work", "Productivity", "Tools", "Research", "Healthcare", "Ethics")
 
 
 def _site(sample_site: Path, batch_size: int = 10) -> Config:
-    path = sample_site / "config.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["send"] = {"batch_size": batch_size}
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
+    return edit_config(sample_site, send={"batch_size": batch_size})
 
 
 def _populate(config: Config, n: int, seed: int = 14) -> dict[str, tuple[str, ...]]:
@@ -68,6 +64,7 @@ class CountingComposer(BuildComposer):
         return super().compose(config, issue, selection, now=now)
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 def test_each_reader_gets_what_composing_their_sections_gives(
     sample_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

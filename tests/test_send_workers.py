@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from digest.audience.subscribers import SubscriberStore
 from digest.cli import main
-from digest.config import Config, load_config
+from digest.config import Config
 from digest.delivery.ledger import SENT, UNCERTAIN, Ledger
 from digest.store.database import locate
+from tests.helpers import edit_config
 
 from .conftest import run_digest
 from .emulators.providers import run_emulator
@@ -48,11 +48,7 @@ KEY = "emu-key-workers"
 
 
 def _site(site: Path, n: int, **extra: Any) -> Config:
-    path = site / "config.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.update(extra)
-    path.write_text(yaml.safe_dump(data))
-    config = load_config(path)
+    config = edit_config(site, **extra)
     with SubscriberStore(locate(config, config.subscribers.database)) as store:
         _bulk_add(store, n)
         store.set_status("r00003@example.com", "unsubscribed", cause="cli_unsubscribe", now=_now())
@@ -136,6 +132,7 @@ def _recipient(name: str) -> str:
     return name.split("-", 1)[1].removesuffix(".eml")
 
 
+@pytest.mark.integration
 def test_workers_share_one_issue(sample_site: Path) -> None:
     n = 600
     config = _site(sample_site, n, send={"batch_size": 50})

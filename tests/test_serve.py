@@ -665,6 +665,7 @@ def test_errors_show_no_stack_trace(config: Config, clock: Clock) -> None:
     assert "hunter2" not in response.text and "Traceback" not in response.text
 
 
+@pytest.mark.integration
 def test_cli_help(sample_site: Path) -> None:
     help_text = run_digest("serve", "--help", cwd=sample_site)
     assert help_text.returncode == 0

@@ -25,12 +25,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import yaml
 
 from digest.audience.subscribers import SubscriberStore
 from digest.audience.tokens import make_token, signing_key
 from digest.config import load_config
 from digest.store.database import locate
+from tests.helpers import edit_config
 
 from .conftest import ROOT, run_digest
 
@@ -89,14 +89,14 @@ class ServeProcess:
 
 
 def make_site(site: Path, **serve: Any) -> Path:
-    path = site / "config.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["serve"] = {
-        "public_url": "https://news.example.com",
-        "webhooks": {"mailgun_signing_key": "${MG_KEY}"},
-        **serve,
-    }
-    path.write_text(yaml.safe_dump(data))
+    edit_config(
+        site,
+        serve={
+            "public_url": "https://news.example.com",
+            "webhooks": {"mailgun_signing_key": "${MG_KEY}"},
+            **serve,
+        },
+    )
     return site
 
 

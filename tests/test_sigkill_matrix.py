@@ -20,24 +20,21 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from digest.audience.imports.importer import import_file
-from digest.audience.subscribers import Categories, SubscriberStore
-from digest.config import load_config
 from tests.emulators.faultproxy import MatrixProxy
 from tests.emulators.node import run_resend_local, run_ses_local
 from tests.emulators.providers import run_emulator
+from tests.helpers import cpu_time, edit_config, import_readers, ledger_states, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -145,6 +142,14 @@ def _digest(argv: list[str], env: dict[str, str], cwd: str) -> None:
     main(argv, prog_name="digest")
 
 
+def _reached(count: Callable[[], int], target: int, process: Run) -> bool:
+    return count() >= target or process.poll() is not None
+
+
+def _moved(count: Callable[[], int], pid: int | None) -> tuple[int, float]:
+    return count(), cpu_time(pid)
+
+
 class Run:
     """``digest ARGV`` in its own process."""
 
@@ -167,34 +172,21 @@ class Run:
         return code
 
 
-def states(site: Path) -> dict[str, str]:
-    with contextlib.closing(sqlite3.connect(site / "data/ledger.sqlite")) as db:
-        return dict(db.execute("SELECT email, state FROM deliveries").fetchall())
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_ten_sigkills_then_a_clean_run(transport: str, sample_site: Path) -> None:
     rng = random.Random(f"sigkill-{transport}")
     with server_for(transport) as (provider, received):
         path = sample_site / "config.yaml"
-        data = yaml.safe_load(path.read_text())
         if provider["name"] not in ("outbox", "smtp"):
             provider.update(
                 {"max_retries": 2, "retry_base_delay": 0.01, "timeout": 5, "reconcile_after": 0}
             )
-        data["provider"] = provider
         # a killed sender's rows are leased: a short lease lets the next run take them soon
-        data["send"] = {"batch_size": 5, "concurrency": 1, "lease": "2s"}
-        path.write_text(yaml.safe_dump(data))
-        config = load_config(path)
+        send = {"batch_size": 5, "concurrency": 1, "lease": "2s"}
+        config = edit_config(sample_site, provider=provider, send=send)
         size = N_OUTBOX if transport == "outbox" else N
         addresses = [f"k-{transport}-{i:04d}@example.com" for i in range(size)]
-        csv = sample_site / "people.csv"
-        csv.write_text("email,name\n" + "".join(f"{a},R {i}\n" for i, a in enumerate(addresses)))
-        with SubscriberStore(config.path(config.subscribers.database)) as store:
-            import_file(
-                store, csv, Categories.from_config(config), now=config_time(), erasure_key=None
-            )
+        import_readers(config, addresses, now=config_time(), name="R {i}")
         env = {**os.environ, "EMU_KEY": KEY, "EMU_RESEND_KEY": "re_" + KEY}
         env.pop("DIGEST_SECRET", None)  # the key file: created once, by the first run
         command = ["--config", str(path), "send", "--week", WEEK]
@@ -214,10 +206,12 @@ def test_ten_sigkills_then_a_clean_run(transport: str, sample_site: Path) -> Non
                 time.sleep(rng.uniform(0.01, 0.1))
             else:  # mid-send: once the server has taken a few more, after a random instant
                 target = count() + rng.randint(1, 4)
-                deadline = time.monotonic() + 60
-                while count() < target and process.poll() is None:
-                    assert time.monotonic() < deadline, "no progress"
-                    time.sleep(0.005)
+                wait_for(  # progress: messages taken, or the sender's CPU time moving
+                    partial(_reached, count, target, process),
+                    f"the sender to reach {target} messages",
+                    progress=partial(_moved, count, process.process.pid),
+                    poll=0.005,
+                )
                 time.sleep(rng.uniform(0, 0.03))
             process.kill()
             code = process.wait()
@@ -228,7 +222,7 @@ def test_ten_sigkills_then_a_clean_run(transport: str, sample_site: Path) -> Non
         assert kills == KILLS
 
         assert Run(command, env, sample_site).wait() in (0, 5)
-        ledger = states(sample_site)
+        ledger = ledger_states(config)
         if transport == "outbox":
             outbox = config.path(config.out_dir) / WEEK / "outbox"
             got = Counter(p.name.split("-", 1)[1][:-4] for p in outbox.glob("*.eml"))
@@ -250,7 +244,7 @@ def test_ten_sigkills_then_a_clean_run(transport: str, sample_site: Path) -> Non
         final_got = Counter({a: c for a, c in final_got.items() if a in set(addresses)})
         assert set(final_got) == set(addresses)  # 0 lost
         assert {a for a, c in final_got.items() if c > 1} <= held  # duplicates: uncertain only
-        assert set(states(sample_site).values()) == {"sent"}
+        assert set(ledger_states(config).values()) == {"sent"}
 
 
 def config_time() -> Any:

@@ -10,7 +10,6 @@ server's answer and names the user.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from email import message_from_bytes
@@ -26,8 +25,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from digest.config import Config, parse_config
 from digest.delivery.providers.base import Batch, Handoff, Recipient, Result
 from digest.delivery.providers.registry import make_provider
-from digest.email.message import ComposedEmail, to_message
+from digest.email.message import to_message
 from digest.errors import ProviderError
+from tests.helpers import composed, free_port
+
+pytestmark = pytest.mark.integration  # an SMTP server on loopback
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
@@ -90,12 +92,6 @@ class PickyController(Controller):
         return PickySMTP(self.handler, **self.SMTP_kwargs)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[Refuser, int]]:
     handler = Refuser()
@@ -119,22 +115,6 @@ def config_for(port: int, *, from_email: str = "news@example.com", **options: An
     )
 
 
-def composed(from_email: str = "news@example.com") -> ComposedEmail:
-    return ComposedEmail(
-        issue_id="2026-W47",
-        subject="Subject",
-        preheader="",
-        html="<p>Hello [[digest:email]]</p>",
-        text="Hello [[digest:email]]",
-        headers={"From": f"Test <{from_email}>"},
-        from_address=f"Test <{from_email}>",
-        reply_to=None,
-        sections=(),
-        post_count=0,
-        composed_at=NOW,
-    )
-
-
 def batch(addresses: list[str], from_email: str = "news@example.com") -> Batch:
     recipients = tuple(
         Recipient(i, a, {}, f"<m{i}@example.com>") for i, a in enumerate(addresses, start=1)
@@ -142,7 +122,7 @@ def batch(addresses: list[str], from_email: str = "news@example.com") -> Batch:
     return Batch(
         issue_id="2026-W47",
         variant="all",
-        composed=composed(from_email),
+        composed=composed(sender=f"Test <{from_email}>"),
         recipients=recipients,
         idempotency_key="k",
         renderer=to_message,

@@ -280,6 +280,7 @@ def test_sanitizer_keeps_prose_and_drops_everything_active() -> None:
     )
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 def test_external_entities_are_not_read_and_entity_bombs_do_not_expand() -> None:
     xxe = (
         '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY x SYSTEM "file:///etc/hostname">]>'

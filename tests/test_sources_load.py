@@ -20,6 +20,8 @@ from digest.content.sources import feeds
 from digest.errors import ContentError
 from tests.feed_server import FEEDS, FeedServer, feed_server
 
+pytestmark = pytest.mark.integration  # a feed server on loopback
+
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)  # Monday after 2026-W47
 
 SECTIONS = {

@@ -346,6 +346,7 @@ def test_config_error_for_a_literal_password_names_the_key(sample_site: Path) ->
     assert "hunter2" not in str(caught.value)
 
 
+@pytest.mark.integration
 def test_an_unreachable_server_is_a_store_error_without_the_password(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -25,18 +24,12 @@ from digest.errors import LockError
 from digest.schedule.scheduler import run_lock, schedule_lock
 from digest.store.lock import DatabaseLock, FileLock
 from tests.conftest import ROOT, run_digest
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration  # second digest processes and PostgreSQL
 
 DEADLINE = 120.0
 QUIET = "2026-11-11T12:00:00+01:00@{now:.3f}x1"  # a Wednesday: nothing is due for days
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def host(folder: Path, url: str) -> Path:
@@ -65,11 +58,9 @@ def holders(url: str) -> list[str]:
 
 
 def start_schedule(site: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "DIGEST_CLOCK": QUIET.format(now=time.time())}
     return subprocess.Popen(
-        [sys.executable, "-m", "digest", "schedule"],
+        [sys.executable, "-m", "digest", "schedule", "--now", QUIET.format(now=time.time())],
         cwd=site,
-        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -156,7 +147,7 @@ def test_a_second_host_cannot_schedule_until_the_first_is_killed(
             lambda: any(f"(pid {first.pid} on" in h for h in holders(pg_url)),
             "host A's scheduler to hold its lock",
         )
-        refused = run_digest("schedule", cwd=b, env={"DIGEST_CLOCK": QUIET.format(now=time.time())})
+        refused = run_digest("schedule", "--now", QUIET.format(now=time.time()), cwd=b)
         assert refused.returncode == 8, refused.stderr
         assert (
             f"the lock 'digest schedule (weekly)' in {pg_url} is held by digest schedule "
@@ -206,8 +197,7 @@ def test_digest_run_on_another_host_is_refused_while_a_run_holds_the_lock(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        env = {"DIGEST_CLOCK": QUIET.format(now=time.time())}
-        refused = run_digest("run", cwd=b, env=env)
+        refused = run_digest("run", "--now", QUIET.format(now=time.time()), cwd=b)
         assert refused.returncode == 8, refused.stderr
         assert (
             f"the lock 'digest run (weekly)' in {pg_url} is held by digest run "
@@ -218,6 +208,6 @@ def test_digest_run_on_another_host_is_refused_while_a_run_holds_the_lock(
         holder.kill()
         holder.wait(timeout=60)
     wait_for(lambda: holders(pg_url) == [], "the killed holder's lock to be dropped")
-    ran = run_digest("run", cwd=b, env=env)
+    ran = run_digest("run", "--now", QUIET.format(now=time.time()), cwd=b)
     assert ran.returncode == 0, ran.stderr
     assert "only one digest run" not in ran.stderr

@@ -72,6 +72,7 @@ SETTINGS = settings(
 )
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 @SETTINGS
 @given(data=st.data())
 def test_random_preference_sets_equal_composing_from_scratch(
@@ -87,6 +88,7 @@ def test_random_preference_sets_equal_composing_from_scratch(
     assert assembler.unsupported is None  # assembled from parts, not composed whole
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 @SETTINGS
 @given(data=st.data())
 def test_trimmed_variants_are_trimmed_as_composing_them_alone_would(
@@ -117,6 +119,7 @@ AWKWARD = st.text(
 ).filter(lambda t: t.strip())
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 @SETTINGS
 @given(titles=st.lists(AWKWARD, min_size=6, max_size=6), data=st.data())
 def test_any_titles_in_subject_and_preheader_are_filled_as_composed(
@@ -200,6 +203,7 @@ def test_busiest_corpus_week_variants(corpus_dir: Path, tmp_path: Path) -> None:
     assert assembler.unsupported is None
 
 
+@pytest.mark.slow  # seconds of work even alone: outside the fast lane
 def test_sections_are_rendered_once_per_plan(
     sample: tuple[Config, Selection, Intro | None],
 ) -> None:

@@ -27,6 +27,10 @@ def _db() -> None:
     from digest.cli import db  # noqa: F401
 
 
+def _init() -> None:
+    from digest.cli import init  # noqa: F401
+
+
 def _keys() -> None:
     from digest.cli import keys  # noqa: F401
 
@@ -71,6 +75,7 @@ main.lazy.update(
             _config,
         ),
         "db": ("The stores: schema versions, upgrades, and moving to PostgreSQL.", _db),
+        "init": ("Write a first config.yaml from the posts: sections, timezone, sender.", _init),
         "keys": ("The key that signs unsubscribe and preference links.", _keys),
         "preview": (
             "Preview the issue in a browser; it rebuilds and reloads when you save.",

@@ -9,7 +9,7 @@ import click
 
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
 
-if TYPE_CHECKING:  # imported where used: a replayed `digest select` needs none of them
+if TYPE_CHECKING:  # imported where used: `digest select` loads no email or web stack
     from digest.config import Config
     from digest.content.posts import Post
     from digest.content.select import Decision, Selection
@@ -92,54 +92,15 @@ def select_command(
       digest select --week 2026-W34 --explain
       digest select --since 2026-08-01 --until 2026-08-14 --json
     """
-    from digest.cli import replay
-
-    request = None
-    if not no_cache and state.verbose == 0:
-        asked = ("select", state.newsletter, week, since, until, explain, as_json)
-        request = replay.Request.of(state.config_path, asked)
-        if request is not None and replay.replay(request, now=now().timestamp()):
-            return
     from digest.audience.links import post_url
     from digest.content import pipeline
-    from digest.content.select import Reason
 
-    with replay.recording() as (out, err):  # what the config's loading logs is replayed too
-        config = state.config
-        sources = config.source_list
-        reads = replay.Reads(
-            folders=tuple(s.file(config.root) for s in sources if s.path is not None),
-            out_dir=config.path(config.out_dir),
-        )
-        # Taken before reading, so that a post changed during this run is read again next
-        # time; a feed can change with nothing here changing, so an answer that read one is
-        # not kept.
-        feeds = any(s.path is None for s in sources)
-        remembered = reads.fingerprint() if request is not None and not feeds else None
-        moment = now()
-        loaded = pipeline.load_and_select(
-            config, moment, week=week, since=since, until=until, use_cache=not no_cache
-        )
-        selection = loaded.selection
-        urls = {d.post.slug: post_url(config, d.post) for d in selection.decisions}
-        _print_selection(state, loaded, urls, explain=explain, as_json=as_json)
-    if request is not None and remembered is not None:
-        future = [d.post.date.timestamp() for d in selection.decisions if d.reason == Reason.FUTURE]
-        if not (week or (since and until)):  # the window moves with today's date
-            future.append(_next_quarter_hour(moment))
-        replay.remember(
-            request,
-            reads=remembered,
-            stdout=out.copy.getvalue(),
-            stderr=err.copy.getvalue(),
-            valid_until=min(future, default=None),
-        )
-
-
-def _next_quarter_hour(moment: datetime) -> float:
-    """Midnight in every time zone falls on a quarter hour (UTC)."""
-    stamp = moment.timestamp()
-    return (stamp // 900 + 1) * 900
+    config = state.config
+    loaded = pipeline.load_and_select(
+        config, now(), week=week, since=since, until=until, use_cache=not no_cache
+    )
+    urls = {d.post.slug: post_url(config, d.post) for d in loaded.selection.decisions}
+    _print_selection(state, loaded, urls, explain=explain, as_json=as_json)
 
 
 def _print_selection(

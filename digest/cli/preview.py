@@ -110,7 +110,7 @@ def preview_command(
         click.echo("Press Ctrl-C to stop.")
         preview.add_listener(lambda event: report(event, preview))
         if open_browser:
-            webbrowser.open(url)
+            open_in_browser(url)
 
     run_preview(
         site,
@@ -128,3 +128,13 @@ def preview_command(
         on_rebuild=lambda paths: click.echo(f"changed: {changed_names(paths)}"),
     )
     click.echo("Preview stopped.")
+
+
+def open_in_browser(url: str) -> None:
+    """Open ``url`` in the user's browser, or say that none was found (and where to go)."""
+    try:
+        opened = webbrowser.open(url)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        echo_err(f"no browser found to open the preview; open {url} in yours")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -20,13 +20,27 @@ from digest.schedule.scheduler import (
     Policy,
     RunReport,
     Schedule,
-    clock_from_env,
+    clock_at,
     describe_duration,
     issue_window,
     run_forever_each,
     run_newsletters,
 )
 from digest.store.database import locate
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def now_option(func: F) -> F:
+    """--now MOMENT: run as if it were then (rehearse a schedule)."""
+    return click.option(
+        "--now",
+        "moment",
+        metavar="MOMENT",
+        help="Act as if it were MOMENT, e.g. 2026-11-23T09:30:00+01:00 (a rehearsal: "
+        "what would be due, what would be sent). START@UNIX_TIME[xSPEED] also runs the "
+        "clock SPEED times faster from that Unix time, shared by every process given it.",
+    )(func)
 
 
 @contextmanager
@@ -87,9 +101,10 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 
 @main.command("run")
 @newsletter_option
+@now_option
 @json_option
 @pass_state
-def run_command(state: State, as_json: bool) -> None:
+def run_command(state: State, moment: str | None, as_json: bool) -> None:
     """Send the issue that is due now, if any. Safe to call at any time, as often as you like.
 
     Works out the latest scheduled time (schedule.cron in schedule.timezone) at or before
@@ -103,6 +118,7 @@ def run_command(state: State, as_json: bool) -> None:
       digest run                 # from cron, e.g. hourly
       digest run --json          # what it did, for scripts
       digest run --newsletter links
+      digest run --now 2026-11-23T09:30:00+01:00   # rehearse: what would go out then
 
     With several newsletters (newsletters: in config), each is run on its own schedule;
     --newsletter runs one. One newsletter's failure does not stop the others.
@@ -113,7 +129,7 @@ def run_command(state: State, as_json: bool) -> None:
     whole = state.whole_config
     names = [state.config.newsletter_name] if state.newsletter else whole.newsletter_names
     with stop_on_signals() as stop:
-        results = run_newsletters(whole, names, clock_from_env(), stop=stop)
+        results = run_newsletters(whole, names, clock_at(moment), stop=stop)
     if len(results) == 1 and results[0].report is not None:
         report = results[0].report
         if as_json:
@@ -148,9 +164,10 @@ def _scheduler_line(report: RunReport, prefix: str = "") -> None:
 
 @main.group("schedule", invoke_without_command=True)
 @newsletter_option
+@now_option
 @pass_state
 @click.pass_context
-def schedule_group(ctx: click.Context, state: State) -> None:
+def schedule_group(ctx: click.Context, state: State, moment: str | None) -> None:
     """Run digest on its schedule: `digest schedule` alone is the long-running scheduler.
 
     The scheduler takes a lock (schedule.lock, or one in the database with database:
@@ -169,6 +186,8 @@ def schedule_group(ctx: click.Context, state: State) -> None:
       digest schedule next -n 5          # the next five send times
       digest schedule install --systemd  # a service + timer calling `digest run`
       digest schedule status             # what recent runs did
+      digest schedule --now 2026-11-16T08:59:00+01:00@$(date +%s)x60480
+                                         # rehearse: a week every 10 seconds
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -190,27 +209,29 @@ def schedule_group(ctx: click.Context, state: State) -> None:
 
     with stop_on_signals() as stop:
         run_forever_each(
-            whole, names, clock_from_env(), stop=stop, on_start=started, on_report=reported
+            whole, names, clock_at(moment), stop=stop, on_start=started, on_report=reported
         )
     click.echo("digest schedule: stopped")
 
 
 @schedule_group.command("next")
 @click.option("-n", "count", default=5, show_default=True, help="How many times to list.")
+@now_option
 @json_option
 @pass_state
-def next_command(state: State, count: int, as_json: bool) -> None:
+def next_command(state: State, count: int, moment: str | None, as_json: bool) -> None:
     """The next send times, in the schedule's timezone and in UTC, with the issue each sends.
 
     \b
     Examples:
       digest schedule next
       digest schedule next -n 10 --json
+      digest schedule next --now 2026-03-28T12:00:00+01:00   # around a DST change
     """
     config = state.config
     policy = Policy.from_config(config)
     schedule = policy.schedule
-    times = schedule.upcoming(clock_from_env().now(), max(count, 0))
+    times = schedule.upcoming(clock_at(moment).now(), max(count, 0))
     rows = [
         {
             "local": t.isoformat(),

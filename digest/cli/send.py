@@ -342,7 +342,8 @@ def status_command(
         click.echo(f"{issue_id}: not sent yet")
         return
     done = "complete" if info["completed_at"] else "not complete"
-    click.secho(f"{issue_id}: {done} ({info['runs']} runs)", bold=True)
+    runs = info["runs"]
+    click.secho(f"{issue_id}: {done} ({runs} run{'s' if runs != 1 else ''})", bold=True)
     for name, count in counts.items():
         click.echo(f"  {name:<17}{count:>8}")
     if unconfirmed:

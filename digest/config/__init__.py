@@ -988,7 +988,8 @@ def load_config(path: str | Path | None = None) -> Config:
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{source}: no such config file (pass --config or set {CONFIG_ENV})"
+            f"{source}: no such config file; run `digest init` to write one from your "
+            f"posts (or pass --config, or set {CONFIG_ENV})"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot read it: {exc}") from None

@@ -43,6 +43,7 @@ from digest.content.text import (
     sketch,
     tidy_excerpt,
 )
+from digest.errors import ContentError
 from digest.safelog import clean
 
 logger = logging.getLogger(__name__)
@@ -573,8 +574,6 @@ def load_posts(
     ``limits`` bound each front matter (:mod:`digest.content.frontmatter`). A symbolic link
     to a file outside ``folder``, and anything but a regular file, is reported, never opened.
     """
-    from digest.errors import ContentError
-
     if not folder.is_dir():
         raise ContentError(f"{folder}: no such folder (content.posts_dir in config.yaml)")
     result = LoadResult(posts=[], problems=[])

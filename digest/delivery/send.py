@@ -37,7 +37,7 @@ from typing import TypeVar
 
 from digest.audience import newsletters
 from digest.audience.keys import link_keys
-from digest.audience.subscribers import Subscriber, SubscriberStore
+from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
 from digest.delivery.issue import BuildComposer, Composer, Issue
@@ -758,8 +758,6 @@ def send_test(
     provider: Provider | None = None,
 ) -> Result:
     """Send one message marked [TEST] to ``to``; the ledger is not touched."""
-    from digest.audience.subscribers import normalise_email
-
     composer = composer or BuildComposer()
     address = normalise_email(to)
     issue = composer.prepare(config, now=now, week=week, since=None, until=None, write=True)

@@ -34,6 +34,19 @@ FINAL_OUTCOMES = frozenset({"sent", "already-sent", "skipped-empty", "empty", "m
 RESUMABLE_OUTCOMES = frozenset({"running", "stopped"})
 OUTCOMES = FINAL_OUTCOMES | RESUMABLE_OUTCOMES | {"failed"}
 
+
+def issue_command(issue_id: str, issue_prefix: str, command: str, *flags: str) -> str:
+    """The command line that acts on ``issue_id``: a newsletter other than the first is
+    named with ``--newsletter`` and its week given without the prefix, as ``--week`` takes
+    it (``links-2026-W48`` -> ``digest --newsletter links send --week 2026-W48``)."""
+    words = ["digest", command, "--week", issue_id, *flags]
+    if issue_prefix and issue_id.startswith(issue_prefix):
+        name = issue_prefix[:-1]  # the newsletter's name, less its hyphen
+        words = ["digest", "--newsletter", name, command, "--week", issue_id[len(issue_prefix) :]]
+        words += flags
+    return " ".join(words)
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     occurrence  TEXT PRIMARY KEY,   -- the scheduled instant (digest.store.clock)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,8 +55,9 @@ from digest.errors import (
     NoSubscribers,
     NothingToSend,
     SendError,
+    UsageError,
 )
-from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore
+from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore, issue_command
 from digest.store.database import locate
 from digest.store.lock import ProcessLock, process_lock
 
@@ -200,32 +200,30 @@ class ScaledClock:
         stop.wait(max(0.0, seconds / self.speed))
 
 
-CLOCK_ENV = "DIGEST_CLOCK"
+def clock_at(moment: str | None) -> Clock:
+    """The system clock; or, given ``--now``, a rehearsal clock.
 
-
-def clock_from_env(environ: dict[str, str] | None = None) -> Clock:
-    """The system clock, or a rehearsal clock from ``DIGEST_CLOCK``.
-
-    ``DIGEST_CLOCK="2026-11-16T08:59:00+01:00@1763279940x60480"`` reads 08:59 on that day
-    at the Unix time after ``@``, and runs 60480 times faster (a week every 10 seconds).
-    It exists to rehearse a schedule end to end (the test suite does); never set it in
-    production.
+    ``2026-11-23T09:30:00+01:00`` reads that moment now and goes on at the real pace.
+    ``START@UNIX_TIME[xSPEED]`` reads START at that Unix time and runs SPEED times faster,
+    so processes started later join the same rehearsal
+    (``2026-11-16T08:59:00+01:00@1763279940x60480``: a week every 10 seconds).
     """
-    env = os.environ if environ is None else environ
-    value = env.get(CLOCK_ENV)
-    if not value:
+    if not moment:
         return SystemClock()
+    start_text, _, rest = moment.partition("@")
+    anchor_text, _, speed_text = rest.partition("x")
     try:
-        start_text, rest = value.split("@", 1)
-        anchor_text, _, speed_text = rest.partition("x")
-        return ScaledClock(
-            datetime.fromisoformat(start_text), float(anchor_text), float(speed_text or 1)
-        )
+        start = datetime.fromisoformat(start_text)
+        speed = float(speed_text or 1)
+        if start.tzinfo is None or speed <= 0:
+            raise ValueError(moment)
+        anchor = float(anchor_text) if anchor_text else time.time()
     except ValueError:
-        raise ConfigError(
-            f"{CLOCK_ENV}={value!r}: expected START@UNIX_TIME[xSPEED], such as "
-            "2026-11-16T08:59:00+01:00@1763279940x60480 (or unset it to use the real clock)"
+        raise UsageError(
+            f"--now {moment!r}: expected a moment with its offset, such as "
+            "2026-11-23T09:30:00+01:00, or START@UNIX_TIME[xSPEED] to rehearse faster"
         ) from None
+    return ScaledClock(start, anchor, speed)
 
 
 # ------------------------------------------------------------------------------ the job
@@ -310,6 +308,7 @@ class RunReport:
     next_occurrence: datetime
     run: Run | None = None
     skipped_earlier: int = 0
+    issue_prefix: str = ""  # the newsletter's, so that hints name it
     resumed: bool = False
 
     @property
@@ -325,8 +324,9 @@ class RunReport:
             late = describe_duration(self.now - self.occurrence) if self.occurrence else ""
             return (
                 f"skipped the run at {when} ({self.issue_id}): {late} late is past the grace "
-                f"period (schedule.grace); send it by hand with `digest send --week "
-                f"{self.issue_id}` if it should still go out{nxt}"
+                f"period (schedule.grace); send it by hand with "
+                f"`{issue_command(self.issue_id or '', self.issue_prefix, 'send')}` if it "
+                f"should still go out{nxt}"
             )
         assert self.run is not None
         run = self.run
@@ -403,7 +403,16 @@ def run_due(
             detail=f"found {describe_duration(now - occurrence)} late; "
             f"grace is {describe_duration(policy.grace)}",
         )
-        return RunReport("missed", now, occurrence, window.issue_id, next_occurrence, run, skipped)
+        return RunReport(
+            "missed",
+            now,
+            occurrence,
+            window.issue_id,
+            next_occurrence,
+            run,
+            skipped,
+            issue_prefix=policy.issue_prefix,
+        )
 
     if resumable:
         log.info("resuming the interrupted run at %s (%s)", _local(occurrence), window.issue_id)
@@ -586,10 +595,12 @@ def send_job(config: Config, clock: Clock) -> Job:
             if held and not any(
                 report.ledger.get(k, 0) for k in ("pending", "sending", "failed-retryable")
             ):
+                prefix = config.issue_prefix
+                status = issue_command(due.issue_id, prefix, "status")
+                resend = issue_command(due.issue_id, prefix, "send", "--resend-uncertain")
                 raise SendError(
                     f"{due.issue_id}: {report.sent} sent; {held} uncertain (no answer came, "
-                    f"not counted as sent): see `digest status --week {due.issue_id}`, and "
-                    f"`digest send --week {due.issue_id} --resend-uncertain` to send them again"
+                    f"not counted as sent): see `{status}`, and `{resend}` to send them again"
                 )
             raise SendError(
                 f"{due.issue_id}: {report.sent} sent but the send did not finish "
@@ -597,7 +608,8 @@ def send_job(config: Config, clock: Clock) -> Job:
             )
         detail = f"{report.sent} message{'s' if report.sent != 1 else ''}"
         if failed:
-            detail += f", {failed} failed for good (see digest status --week {due.issue_id})"
+            status = issue_command(due.issue_id, config.issue_prefix, "status")
+            detail += f", {failed} failed for good (see {status})"
         return JobResult("sent", sent=report.sent, failed=failed, detail=detail)
 
     return job

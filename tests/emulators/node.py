@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from tests.helpers import free_port as _free_port
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_MODULES = NODE_DIR / "node_modules"
@@ -37,12 +38,6 @@ def _require(path: Path) -> None:
         raise NodeEmulatorError("node is not on PATH; install Node.js 18 or newer")
     if not path.exists():
         raise NodeEmulatorError(f"{path} is missing; {INSTALL_HINT}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get_json(url: str, timeout: float = 10.0) -> Any:

@@ -14,6 +14,8 @@ import pytest
 from .node import run_resend_local, run_ses_local
 from .providers import REPO_ROOT, RunningEmulator, run_emulator
 
+pytestmark = pytest.mark.integration  # the emulators: Python servers and Node processes
+
 PEOPLE = [("ann@example.com", "Ann"), ("bob@example.com", "Bob")]
 KEY = "test-key"
 

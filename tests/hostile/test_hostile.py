@@ -116,6 +116,7 @@ def hostile_folder(target: Path, outside_dir: Path) -> Path:
 # --------------------------------------------------------------------------- content
 
 
+@pytest.mark.integration
 def test_every_hostile_post_is_reported_with_its_file_or_cleaned(tmp_path: Path) -> None:
     folder = hostile_folder(tmp_path / "posts", tmp_path)
     result = load_posts(folder, ZoneInfo("UTC"))

@@ -15,7 +15,7 @@ from typing import Any
 
 from digest.audience.exports import unspreadsheet_cell
 from digest.audience.imports.jsonrows import JsonShapeError, json_rows
-from digest.errors import StoreError
+from digest.errors import StoreError, UsageError
 
 
 def _csv_rows(
@@ -50,8 +50,8 @@ def _decode(path: Path) -> tuple[str, str]:
     or, when the bytes are not UTF-8, Windows-1252 (what a spreadsheet on Windows saves)."""
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise StoreError(f"{path}: no such file") from None
+    except FileNotFoundError:  # a wrong name on the command line: exit 2, not a store error
+        raise UsageError(f"{path}: no such file") from None
     except OSError as exc:
         raise StoreError(f"{path}: cannot read it: {exc}") from None
     encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 import feedparser
 
 from digest.content.posts import Post
+from digest.content.select import slugify
 from digest.content.sources.sanitize import absolute_url, first_image, sanitize_html
 from digest.content.text import (
     DEFAULT_CLEANER,
@@ -448,8 +449,6 @@ def feed_excerpt(
 
 def entry_slug(record: Mapping[str, Any]) -> str:
     """A slug from the entry's link (its last path segment), else from its title."""
-    from digest.content.select import slugify
-
     link = record.get("link")
     if isinstance(link, str):
         segments = [s for s in urlsplit(link).path.split("/") if s]
