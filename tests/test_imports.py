@@ -832,6 +832,7 @@ def test_one_bad_import_row_is_one_skipped_row(store: SubscriberStore, tmp_path:
     assert store.get("cy@example.com") is not None
 
 
+@pytest.mark.integration  # sends through a digest process first
 def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> None:
     """`subscribers forget` reaches every copy digest keeps: the subscriber row, the
     service-mail counts, the ledger's address, provider ids and message ids, and the

@@ -93,6 +93,9 @@ WITHIN_LAYER_ALLOWED = {
     # mailgun_confirm asks Mailgun's events API: it wants a capability on the Provider
     # interface (as lookup is), found through the registry.
     ("digest.serve.app", "digest.delivery.providers.mailgun"),
+    # erasure finds the outbox's files by the name the outbox gives them: it wants an
+    # "erase" capability on the Provider interface, found through the registry.
+    ("digest.delivery.erasure", "digest.delivery.providers.outbox"),
 }
 
 

@@ -86,6 +86,7 @@ def test_a_message_that_cannot_be_written_stops_the_send_and_the_rerun_finishes(
     assert len(list(squatter.parent.glob("*.eml"))) == 2
 
 
+@pytest.mark.integration  # a digest send process writes the files
 def test_stores_and_outbox_files_holding_tokens_are_private(
     sample_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
