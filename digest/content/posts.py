@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from stat import S_ISREG
@@ -44,6 +43,7 @@ from digest.content.text import (
     tidy_excerpt,
 )
 from digest.safelog import clean
+from digest.textsafe import defuse_markers, defuse_url, strip_controls
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ __all__ = [
     "cut_at_word",
     "excerpt_from_body",
     "normalise_title",
+    "strip_controls",
     "tidy_excerpt",
 ]
 
@@ -195,18 +196,6 @@ def _flag(value: Any, key: str = "") -> bool:
 
 
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
-
-# C0 and C1 control characters and DEL, and the bidirectional embeddings, overrides and
-# isolates that can make a title read differently from what it holds. Tabs and line breaks
-# become spaces (and are folded with the rest of the spacing).
-_CONTROLS = re.compile(
-    "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]"
-)
-
-
-def strip_controls(value: str) -> str:
-    """``value`` without control characters (see ``_CONTROLS``)."""
-    return _CONTROLS.sub("", value)
 
 
 def _text_field(value: Any, key: str = "") -> str | None:
@@ -462,24 +451,64 @@ def _json_safe(value: Any) -> bool:
     )
 
 
+def _defused(value: Any) -> Any:
+    if isinstance(value, str):
+        return defuse_markers(strip_controls(value))
+    if isinstance(value, list):
+        return [_defused(v) for v in value]
+    return value
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else defuse_markers(strip_controls(value))
+
+
+def _url(value: str | None) -> str | None:
+    return None if value is None else defuse_url(strip_controls(value))
+
+
+def content_safe(post: Post) -> Post:
+    """``post`` as data that no later stage can read as anything else: control characters
+    and bidirectional overrides gone, marker syntax broken in its text and its URLs (a
+    feed author's ``[[digest:email]]`` is never filled with a reader's address).
+
+    Every post is built through here, from a fresh parse and from the cache alike.
+    """
+    return replace(
+        post,
+        slug=defuse_markers(strip_controls(post.slug)),
+        title=defuse_markers(strip_controls(post.title)),
+        category=_text(post.category),
+        tags=tuple(defuse_markers(strip_controls(t)) for t in post.tags),
+        excerpt=defuse_markers(strip_controls(post.excerpt)),
+        cover_image=_url(post.cover_image),
+        author=_text(post.author),
+        source=_url(post.source),
+        url=_url(post.url),
+        extra={strip_controls(k): _defused(v) for k, v in post.extra.items()},
+    )
+
+
 def post_from_record(
     path: Path, record: dict[str, Any], tz: ZoneInfo, excerpt: str, sketch: tuple[int, ...] = ()
 ) -> Post:
-    return Post(
-        path=path,
-        slug=record["slug"],
-        title=record["title"],
-        date=parse_date(record["date"], tz),
-        category=record["category"],
-        tags=tuple(record["tags"]),
-        excerpt=excerpt,
-        cover_image=record["cover_image"],
-        author=record["author"],
-        source=record["source"],
-        draft=record["draft"],
-        featured=record["featured"],
-        extra=record.get("extra") or {},
-        sketch=sketch,
+    return content_safe(
+        Post(
+            path=path,
+            slug=record["slug"],
+            title=record["title"],
+            date=parse_date(record["date"], tz),
+            category=record["category"],
+            tags=tuple(record["tags"]),
+            excerpt=excerpt,
+            cover_image=record["cover_image"],
+            author=record["author"],
+            source=record["source"],
+            draft=record["draft"],
+            featured=record["featured"],
+            extra=record.get("extra") or {},
+            sketch=sketch,
+        )
     )
 
 

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 import feedparser
 
-from digest.content.posts import Post
+from digest.content.posts import Post, content_safe
 from digest.content.sources.sanitize import absolute_url, first_image, sanitize_html
 from digest.content.text import (
     DEFAULT_CLEANER,
@@ -505,18 +505,20 @@ def post_from_entry(
     if not record.get("date"):
         extra["undated"] = True
     excerpt, hashes = finish_entry(record, cleaner)
-    return Post(
-        path=(folder or Path(source_label)) / (slug or entry_slug(record)),
-        slug=slug or entry_slug(record),
-        title=title,
-        date=moment,
-        category=category,
-        tags=tuple(categories),
-        excerpt=excerpt,
-        cover_image=record.get("cover"),
-        author=record.get("author"),
-        source=link,
-        url=link,
-        extra=extra,
-        sketch=hashes,
+    return content_safe(
+        Post(
+            path=(folder or Path(source_label)) / (slug or entry_slug(record)),
+            slug=slug or entry_slug(record),
+            title=title,
+            date=moment,
+            category=category,
+            tags=tuple(categories),
+            excerpt=excerpt,
+            cover_image=record.get("cover"),
+            author=record.get("author"),
+            source=link,
+            url=link,
+            extra=extra,
+            sketch=hashes,
+        )
     )
