@@ -144,9 +144,18 @@ def parse_date(value: Any, tz: ZoneInfo) -> datetime:
                 ) from None
     else:
         raise PostReadError(f"date {_shown(value)} is not a date")
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise PostReadError(f"date {_shown(value)} is out of range ({YEARS})")
     if moment.tzinfo is None:
         return moment.replace(tzinfo=tz)
     return moment.astimezone(tz)
+
+
+# A year this far from the ends of what datetime holds can be moved to any timezone and by
+# a week either way without an OverflowError ("9999-12-31T23:59:59-01:00" is year 10000 in
+# UTC).
+MIN_YEAR, MAX_YEAR = 2, 9998
+YEARS = f"a year from {MIN_YEAR} to {MAX_YEAR}"
 
 
 def _shown(value: Any, limit: int = 60) -> str:
