@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from digest.content.cache import CacheRow, PostCache
+from digest.content.files import is_inside
 from digest.content.frontmatter import FrontMatterHandler, FrontMatterTooLarge, YamlLimits
 from digest.content.text import (
     DEFAULT_CLEANER,
@@ -633,19 +634,16 @@ def load_posts(
         elif low <= ts < high:
             wanted.append((path, record))
 
-    root = os.path.realpath(folder)
     for entry in iter_post_files(folder):
         try:
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if os.path.commonpath([root, target]) != root:
-                    result.problems.append(
-                        PostProblem(
-                            Path(entry.path),
-                            "a symbolic link to a file outside the content folder; not read",
-                        )
+            if entry.is_symlink() and not is_inside(folder, entry.path):
+                result.problems.append(
+                    PostProblem(
+                        Path(entry.path),
+                        "a symbolic link to a file outside the content folder; not read",
                     )
-                    continue
+                )
+                continue
             stat = entry.stat()
             if not S_ISREG(stat.st_mode):  # a FIFO would block the read for ever
                 result.problems.append(
