@@ -64,22 +64,28 @@ def _atom(value: str) -> None:
     )
 
 
-def _json_feed(value: str) -> None:
-    item = {
-        "id": value,
-        "url": "https://x.example/" + value,
-        "title": value,
-        "content_html": value,
-        "summary": value,
-        "date_published": value,
-        "image": value,
-        "authors": [{"name": value}],
-        "tags": [value],
-    }
-    feeds.parse_feed(
-        json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": [item]}).encode(),
-        now=NOW,
-    )
+def _json_feed(field: str) -> Callable[[str], None]:
+    """A JSON Feed with the input in one field (or, for "fields", spread over the short
+    ones), written as JSON does: about a megabyte of document."""
+
+    def run(value: str) -> None:
+        item: dict[str, object] = {"id": "1", "title": "t", "url": "https://x.example/a"}
+        if field == "fields":
+            part = value[: len(value) // 6]
+            item.update(
+                id=part,
+                url="https://x.example/" + part,
+                date_published=part,
+                image=part,
+                authors=[{"name": part}],
+                tags=[part],
+            )
+        else:
+            item[field] = value
+        document = {"version": "https://jsonfeed.org/version/1.1", "items": [item]}
+        feeds.parse_feed(json.dumps(document, ensure_ascii=False).encode(), now=NOW)
+
+    return run
 
 
 def _json_raw(value: str) -> None:
@@ -129,7 +135,10 @@ def _paths(tmp: Path) -> dict[str, Callable[[str], Callable[[], object]]]:
         "front-matter-raw": _front_matter_raw(tmp),
         "rss": _now(_rss),
         "atom": _now(_atom),
-        "json-feed": _now(_json_feed),
+        "json-feed-html": _now(_json_feed("content_html")),
+        "json-feed-summary": _now(_json_feed("summary")),
+        "json-feed-title": _now(_json_feed("title")),
+        "json-feed-fields": _now(_json_feed("fields")),
         "json-feed-raw": _now(_json_raw),
         "sanitiser": _now(lambda s: sanitize.sanitize_html(s, "https://x.example/")),
         "date": _now(lambda s: parse_date(s, ZoneInfo("Europe/Berlin"))),
