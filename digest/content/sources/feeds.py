@@ -148,7 +148,7 @@ def _xml_entry(entry: Mapping[str, Any], base: str | None, now: datetime) -> dic
         if len(value) > len(body):
             body = value
     body = sanitize_html(body, entry_base)
-    if summary and body and clean_text(summary) == clean_text(body):
+    if summary and body and (summary == body or clean_text(summary) == clean_text(body)):
         summary = ""  # RSS without content:encoded: feedparser repeats the description
 
     date_text = None
