@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import date, datetime, timezone
@@ -13,6 +14,7 @@ import click
 
 from digest import __version__
 from digest.errors import DigestError
+from digest.textsafe import for_terminal
 
 if TYPE_CHECKING:
     from digest.config import Config
@@ -69,7 +71,7 @@ class DigestGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DigestError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(for_terminal(f"error: {exc}"), fg="red", err=True)
             if isinstance(ctx.obj, State) and ctx.obj.as_json:
                 # scripts read stdout: a failure is JSON there too
                 emit_json({"error": str(exc), "exit": exc.exit_code})
@@ -208,11 +210,28 @@ def json_option(func: F) -> F:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    # json.dumps escapes C0 controls; C1 controls (U+009B is CSI to some terminals), line
+    # separators and bidirectional overrides are escaped here too, as \\uXXXX (still JSON).
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    click.echo(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+_JSON_UNSAFE = re.compile("[\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]")
+
+
+def say(message: object = "", *, err: bool = False, nl: bool = True, **style: Any) -> None:
+    """Print a line that may hold outside text (post and feed titles, names, file names):
+    control characters and bidirectional overrides escaped (``\\x1b``), so no escape or
+    OSC sequence reaches the terminal raw. ``style`` is click.style's (fg=, bold=)."""
+    text = for_terminal(message)
+    if style:
+        click.secho(text, err=err, nl=nl, **style)
+    else:
+        click.echo(text, err=err, nl=nl)
 
 
 def echo_err(message: str) -> None:
-    click.echo(message, err=True)
+    say(message, err=True)
 
 
 def isatty() -> bool:

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest.cli._app import State, emit_json, json_option, main, now, pass_state, window_options
+from digest.cli._app import (
+    State,
+    emit_json,
+    json_option,
+    main,
+    now,
+    pass_state,
+    say,
+    window_options,
+)
 
 if TYPE_CHECKING:  # imported where used: `digest select` loads no email or web stack
     from digest.config import Config
@@ -116,25 +125,25 @@ def _print_selection(
         emit_json(data)
         return
     window = selection.window
-    click.secho(
+    say(
         f"{selection.issue_id} · {window.describe()} ({config.timezone}) · "
         f"{selection.count} posts in {len(selection.sections)} sections",
         bold=True,
     )
     for section in selection.sections:
         more = f" · {section.more} more" if section.more else ""
-        click.secho(f"\n{section.title} ({len(section.posts)}){more}", fg="cyan")
+        say(f"\n{section.title} ({len(section.posts)}){more}", fg="cyan")
         for post in section.posts:
             star = "★ " if post.featured else ""
-            click.echo(f"  {post.date:%Y-%m-%d %H:%M}  {star}{post.title}")
+            say(f"  {post.date:%Y-%m-%d %H:%M}  {star}{post.title}")
     if not selection.sections:
-        click.echo("\nNo posts in this window.")
+        say("\nNo posts in this window.")
     if explain:
-        click.secho("\nEvery post in and around the window:", bold=True)
+        say("\nEvery post in and around the window:", bold=True)
         for decision in selection.decisions:
             mark = "+" if decision.selected else "-"
             color = "green" if decision.selected else None
-            click.secho(
+            say(
                 f"  {mark} {decision.post.date:%Y-%m-%d %H:%M}  {decision.post.slug}: "
                 f"{decision.explain()}",
                 fg=color,
@@ -172,19 +181,19 @@ def _excerpt_reports(
         if not report.removed:
             continue
         changed += 1
-        click.secho(f"{report.path}", bold=True)
+        say(f"{report.path}", bold=True)
         for removal in report.removed:
-            click.echo(f"  - {removal.rule}: {removal.text[:160]}")
-        click.echo(f"  = ({report.origin}) {report.excerpt or '(no excerpt)'}")
-    click.echo(f"excerpts: {len(reports)} posts, {changed} cleaned")
+            say(f"  - {removal.rule}: {removal.text[:160]}")
+        say(f"  = ({report.origin}) {report.excerpt or '(no excerpt)'}")
+    say(f"excerpts: {len(reports)} posts, {changed} cleaned")
 
 
 def _report_problems(problems: list[Any]) -> None:
     if problems:
         noun = "file" if len(problems) == 1 else "files"
-        click.secho(f"\n{len(problems)} {noun} skipped:", fg="yellow", err=True)
+        say(f"\n{len(problems)} {noun} skipped:", fg="yellow", err=True)
         for problem in problems:
-            click.echo(f"  {problem}", err=True)
+            say(f"  {problem}", err=True)
 
 
 @main.command("check")
@@ -287,23 +296,23 @@ def check_command(
             }
         )
     else:
-        click.echo(f"config: {config.source} is valid")
+        say(f"config: {config.source} is valid")
         for item in ready.missing:
-            click.secho(
+            say(
                 f"  {item['key']}: ${{{item['variable']}}} is not set "
                 f"(needed by digest {item['needed_by']})",
                 fg="red" if item["needed_by"] == "send" else "yellow",
             )
         for check in ready.checks:
             mark = "ok" if check.ok else "FAILED"
-            click.secho(
+            say(
                 f"provider {ready.provider}: {check.name} {mark}: {check.detail}",
                 fg=None if check.ok else "red",
             )
-        click.echo(f"posts: {len(result.posts)} read, {len(result.problems)} skipped")
+        say(f"posts: {len(result.posts)} read, {len(result.problems)} skipped")
         _report_sources(result.sources, config.content.failing_after, moment)
         if rules_unknown:
-            click.echo(
+            say(
                 f"categories that are not sections ({config.categories.unlisted}): "
                 + ", ".join(rules_unknown)
             )
@@ -319,7 +328,7 @@ def check_command(
 def _report_sources(sources: list[SourceReport], failing_after: int, now: datetime) -> None:
     """One line per source: how this load went, its last good load, and a flag when it has
     failed ``content.failing_after`` loads in a row."""
-    click.echo("sources:")
+    say("sources:")
     for report in sources:
         from digest.content.sources.load import describe_age
 
@@ -333,4 +342,4 @@ def _report_sources(sources: list[SourceReport], failing_after: int, now: dateti
         flag = ""
         if report.failing(failing_after):
             flag = f"  FAILING: {report.failures_in_row} runs in a row"
-        click.echo(f"  {report.label}: {line}; last good {last}{flag}")
+        say(f"  {report.label}: {line}; last good {last}{flag}")

@@ -29,7 +29,7 @@ from digest.audience.records import describe
 from digest.audience.status import Cause
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError
-from digest.cli._app import State, emit_json, json_option, main, now, pass_state
+from digest.cli._app import State, emit_json, json_option, main, now, pass_state, say
 from digest.delivery.reports import audience_report
 from digest.store.database import locate
 from digest.store.private import open_private, private_folder
@@ -145,11 +145,11 @@ def import_command(
             click.echo(f"  {report.kept_inactive} who had left were kept as they are")
         if dry_run:
             for change in report.changes:
-                click.echo(f"  row {change.row}: {change.action} {change.email}: {change.detail}")
+                say(f"  row {change.row}: {change.action} {change.email}: {change.detail}")
             if len(report.changes) < report.added + report.updated:
                 click.echo("  … (use --json for the first rows' details)")
         for warning in report.warnings:
-            click.secho(f"  row {warning.row}: {warning.reason}", fg="yellow")
+            say(f"  row {warning.row}: {warning.reason}", fg="yellow")
         for rejected in report.rejected:
             click.secho(f"  row {rejected.row} rejected: {rejected.reason}", fg="red", err=True)
         if dry_run:
@@ -176,7 +176,7 @@ def list_command(state: State, status: str | None, as_json: bool) -> None:
             return
         for s in store.list(status):
             cats = ", ".join(s.categories) or "all sections"
-            click.echo(f"{s.email:<40} {s.status:<13} {s.name or '-':<24} {cats}")
+            say(f"{s.email:<40} {s.status:<13} {s.name or '-':<24} {cats}")
         counts = store.counts()
     click.echo(", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no subscribers")
 
@@ -326,7 +326,7 @@ def show_command(state: State, email: str, as_json: bool) -> None:
         emit_json(record.as_dict(with_history=True))
         return
     for line in describe(record):
-        click.echo(line)
+        say(line)
 
 
 @subscribers_group.command("forget")

@@ -188,6 +188,11 @@ class SourceConfig(_Section):
     max_redirects: int = Field(
         default=5, ge=0, le=20, description="Redirects followed when fetching a feed."
     )
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="Fetch this feed even from a loopback, private or link-local address "
+        "(its URL or a redirect); off, such a feed is refused.",
+    )
 
     @field_validator("timeout", mode="before")
     @classmethod

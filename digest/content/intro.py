@@ -18,11 +18,16 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from digest.config import Config
+from digest.content.files import read_inside
 from digest.content.frontmatter import FrontMatterTooLarge, YamlLimits, load_bounded
-from digest.content.posts import strip_controls
 from digest.errors import ContentError
+from digest.textsafe import defuse_markers, defuse_url, strip_controls
 
-_SAFE_LINK = re.compile(r"^(https?:|mailto:|\[\[digest:[a-z_]+\]\])", re.IGNORECASE)
+_SAFE_LINK = re.compile(r"^(https?:|mailto:)", re.IGNORECASE)
+_INTRO_MAX_BYTES = 200_000
+INTRO_MAX_CHARS = 32_000
+"""An intro is a note of a few paragraphs; Markdown parsing costs up to ~20 µs a character
+on hostile input, so a longer one is refused rather than parsed."""
 
 
 @dataclass(frozen=True)
@@ -58,16 +63,25 @@ def intro_path(config: Config, issue_id: str) -> Path:
 def load_intro(config: Config, issue_id: str) -> Intro | None:
     """The intro written for ``issue_id``, or None when there is no such file."""
     path = intro_path(config, issue_id)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        source = path.read_text(encoding="utf-8-sig")
+        data = read_inside(path.parent, path, max_bytes=_INTRO_MAX_BYTES)
+        source = data.decode("utf-8-sig")
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ContentError(f"{path}: a symbolic link to nothing; not read") from None
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         raise ContentError(f"{path}: cannot read the issue intro: {exc}") from None
     return parse_intro(source, issue_id=issue_id, path=path)
 
 
 def parse_intro(source: str, *, issue_id: str, path: Path) -> Intro:
+    if len(source) > INTRO_MAX_CHARS:
+        raise ContentError(
+            f"{path}: the intro is {len(source):,} characters, over {INTRO_MAX_CHARS:,}; shorten it"
+        )
     meta, body = _split_front_matter(source, path)
     unknown = sorted(set(meta) - {"subject", "preheader"})
     if unknown:
@@ -78,14 +92,20 @@ def parse_intro(source: str, *, issue_id: str, path: Path) -> Intro:
     subject = _optional_text(meta, "subject", path)
     preheader = _optional_text(meta, "preheader", path)
     tokens = _MD.parse(body)
+    for token in tokens:  # an address keeps working with its brackets percent-encoded
+        for child in token.children or []:
+            if child.type == "link_open" and isinstance(child.attrs.get("href"), str):
+                child.attrs["href"] = defuse_url(str(child.attrs["href"]))
     html = _MD.renderer.render(tokens, _MD.options, {}).strip()
+    # The intro is content: markers come only from templates (references such as
+    # "&#91;" are decoded by the parser, so the syntax is broken in what it rendered).
     return Intro(
         issue_id=issue_id,
         path=path,
-        html=html,
-        text=_to_text(tokens),
-        subject=subject,
-        preheader=preheader,
+        html=defuse_markers(html),
+        text=defuse_markers(_to_text(tokens)),
+        subject=None if subject is None else defuse_markers(subject),
+        preheader=None if preheader is None else defuse_markers(preheader),
     )
 
 

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from digest.content.files import read_inside
 from digest.content.posts import Post
 from digest.content.text import normalise_title
+from digest.errors import ContentError
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +88,12 @@ def earlier_issues(out_dir: Path, before: datetime, limit: int) -> list[Remember
     found: list[tuple[str, str, list[Any]]] = []
     for manifest in out_dir.glob(f"*/{MANIFEST}"):
         try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
+            # inside its issue folder: a link out of it is refused (files.read_inside)
+            data = json.loads(read_inside(manifest.parent, manifest, max_bytes=50_000_000))
             start = data["window"]["start"]
             memory = data.get("memory")
             issue_id = str(data["issue_id"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, ContentError) as exc:
             logger.warning("%s: not read as an earlier issue (%s)", manifest, exc)
             continue
         if not isinstance(memory, list):

@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from stat import S_ISREG
@@ -27,6 +26,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from digest.content.cache import CacheRow, PostCache
+from digest.content.files import is_inside
 from digest.content.frontmatter import FrontMatterHandler, FrontMatterTooLarge, YamlLimits
 from digest.content.text import (
     DEFAULT_CLEANER,
@@ -45,6 +45,7 @@ from digest.content.text import (
 )
 from digest.errors import ContentError
 from digest.safelog import clean
+from digest.textsafe import defuse_markers, defuse_url, strip_controls
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ __all__ = [
     "cut_at_word",
     "excerpt_from_body",
     "normalise_title",
+    "strip_controls",
     "tidy_excerpt",
 ]
 
@@ -144,9 +146,18 @@ def parse_date(value: Any, tz: ZoneInfo) -> datetime:
                 ) from None
     else:
         raise PostReadError(f"date {_shown(value)} is not a date")
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise PostReadError(f"date {_shown(value)} is out of range ({YEARS})")
     if moment.tzinfo is None:
         return moment.replace(tzinfo=tz)
     return moment.astimezone(tz)
+
+
+# A year this far from the ends of what datetime holds can be moved to any timezone and by
+# a week either way without an OverflowError ("9999-12-31T23:59:59-01:00" is year 10000 in
+# UTC).
+MIN_YEAR, MAX_YEAR = 2, 9998
+YEARS = f"a year from {MIN_YEAR} to {MAX_YEAR}"
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -196,18 +207,6 @@ def _flag(value: Any, key: str = "") -> bool:
 
 
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
-
-# C0 and C1 control characters and DEL, and the bidirectional embeddings, overrides and
-# isolates that can make a title read differently from what it holds. Tabs and line breaks
-# become spaces (and are folded with the rest of the spacing).
-_CONTROLS = re.compile(
-    "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]"
-)
-
-
-def strip_controls(value: str) -> str:
-    """``value`` without control characters (see ``_CONTROLS``)."""
-    return _CONTROLS.sub("", value)
 
 
 def _text_field(value: Any, key: str = "") -> str | None:
@@ -463,24 +462,64 @@ def _json_safe(value: Any) -> bool:
     )
 
 
+def _defused(value: Any) -> Any:
+    if isinstance(value, str):
+        return defuse_markers(strip_controls(value))
+    if isinstance(value, list):
+        return [_defused(v) for v in value]
+    return value
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else defuse_markers(strip_controls(value))
+
+
+def _url(value: str | None) -> str | None:
+    return None if value is None else defuse_url(strip_controls(value))
+
+
+def content_safe(post: Post) -> Post:
+    """``post`` as data that no later stage can read as anything else: control characters
+    and bidirectional overrides gone, marker syntax broken in its text and its URLs (a
+    feed author's ``[[digest:email]]`` is never filled with a reader's address).
+
+    Every post is built through here, from a fresh parse and from the cache alike.
+    """
+    return replace(
+        post,
+        slug=defuse_markers(strip_controls(post.slug)),
+        title=defuse_markers(strip_controls(post.title)),
+        category=_text(post.category),
+        tags=tuple(defuse_markers(strip_controls(t)) for t in post.tags),
+        excerpt=defuse_markers(strip_controls(post.excerpt)),
+        cover_image=_url(post.cover_image),
+        author=_text(post.author),
+        source=_url(post.source),
+        url=_url(post.url),
+        extra={strip_controls(k): _defused(v) for k, v in post.extra.items()},
+    )
+
+
 def post_from_record(
     path: Path, record: dict[str, Any], tz: ZoneInfo, excerpt: str, sketch: tuple[int, ...] = ()
 ) -> Post:
-    return Post(
-        path=path,
-        slug=record["slug"],
-        title=record["title"],
-        date=parse_date(record["date"], tz),
-        category=record["category"],
-        tags=tuple(record["tags"]),
-        excerpt=excerpt,
-        cover_image=record["cover_image"],
-        author=record["author"],
-        source=record["source"],
-        draft=record["draft"],
-        featured=record["featured"],
-        extra=record.get("extra") or {},
-        sketch=sketch,
+    return content_safe(
+        Post(
+            path=path,
+            slug=record["slug"],
+            title=record["title"],
+            date=parse_date(record["date"], tz),
+            category=record["category"],
+            tags=tuple(record["tags"]),
+            excerpt=excerpt,
+            cover_image=record["cover_image"],
+            author=record["author"],
+            source=record["source"],
+            draft=record["draft"],
+            featured=record["featured"],
+            extra=record.get("extra") or {},
+            sketch=sketch,
+        )
     )
 
 
@@ -594,19 +633,16 @@ def load_posts(
         elif low <= ts < high:
             wanted.append((path, record))
 
-    root = os.path.realpath(folder)
     for entry in iter_post_files(folder):
         try:
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if os.path.commonpath([root, target]) != root:
-                    result.problems.append(
-                        PostProblem(
-                            Path(entry.path),
-                            "a symbolic link to a file outside the content folder; not read",
-                        )
+            if entry.is_symlink() and not is_inside(folder, entry.path):
+                result.problems.append(
+                    PostProblem(
+                        Path(entry.path),
+                        "a symbolic link to a file outside the content folder; not read",
                     )
-                    continue
+                )
+                continue
             stat = entry.stat()
             if not S_ISREG(stat.st_mode):  # a FIFO would block the read for ever
                 result.problems.append(

@@ -30,8 +30,24 @@ if TYPE_CHECKING:  # the parsers load when a post is parsed: a warm `digest sele
     from markdown_it.token import Token
 
 EXCERPT_LENGTH = 280
-RULES_VERSION = 6  # bump when a rule changes, so cached excerpts are made again
+RULES_VERSION = 7  # bump when a rule changes, so cached excerpts are made again
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
+# Markdown parsing costs about 20 µs a character on hostile input ("[" × n), so what is
+# parsed is bounded: an excerpt (280 characters) is made from the text's opening, a
+# near-duplicate sketch from a longer opening; no real post hides its first paragraph
+# deeper than that.
+EXCERPT_SOURCE_LIMIT = 8_000
+SKETCH_SOURCE_LIMIT = 24_000
+
+
+def head_of(source: str, limit: int) -> str:
+    """The first ``limit`` characters of ``source``, cut at a blank line in the second
+    half of them when there is one (so the last paragraph kept is whole)."""
+    if len(source) <= limit:
+        return source
+    cut = source.rfind("\n\n", limit // 2, limit)
+    return source[: cut if cut != -1 else limit]
+
 
 # --------------------------------------------------------------------------- entities
 
@@ -235,7 +251,7 @@ def _dedent_outside_fences(source: str) -> str:
 
 def clean_text(value: str) -> str:
     """HTML and Markdown to one line of plain text: markup gone, entities decoded."""
-    blocks = markdown_blocks(value)
+    blocks = markdown_blocks(head_of(value, EXCERPT_SOURCE_LIMIT))
     return " ".join(b.text for b in blocks if b.kind != "code")
 
 
@@ -267,9 +283,11 @@ _POSTED = re.compile(
     rf"(?:\bIn Brief\s+)?\b(?:Posted|Published|Updated|Last updated)(?:\s+on)?:?\s*{_STAMP}",
     re.IGNORECASE,
 )
+# At most six names: an unbounded list let "By Ann Lee, By Ann Lee, …" run to the end of
+# the text from every "By" and back, which is quadratic.
 _BYLINE = re.compile(
-    rf"\b(?:By|(?:Written|Reported|Words)\s+by)\s+{_NAME}(?:\s*(?:,|and|&)\s*{_NAME})*(?:,?\s+{_ROLE}\w*)?\s*[,|·•-]?\s*"
-    rf"(?:(?:Updated|Published):?\s*)?{_STAMP}"
+    rf"\b(?:By|(?:Written|Reported|Words)\s+by)\s+{_NAME}(?:\s*(?:,|and|&)\s*{_NAME}){{0,5}}"
+    rf"(?:,?\s+{_ROLE}\w*)?\s*[,|·•-]?\s*(?:(?:Updated|Published):?\s*)?{_STAMP}"
 )
 _ROLE_BYLINE = re.compile(
     rf"\b{_NAME},\s*{_ROLE}(?:{_ROLE})?(?:\s*[,|·•-]?\s*{_STAMP}(?:\s+[A-Z]{{2,4}}\b)?)?"
@@ -330,7 +348,13 @@ _BOILERPLATE_BUILTIN = (
     r"\bfollow us on (?:google|twitter|x|facebook)\b",
 )
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"”’)]))\s+(?=[\"“‘'(A-Z0-9])")
-_TRAILING_NAME = re.compile(r"(?<=[.!?])[\"”’]?\s+(?:[A-Z][\w'’.-]+\s*){1,4},?\s*$")
+# One to four capitalised words, each at most 40 characters and separated by spacing: the
+# words cannot be split more than one way, so a long run of capitals fails in linear time
+# ("[A-Z][\w.-]+\s*" repeated could split "AAA…A#" every way there is).
+_TRAILING_NAME = re.compile(
+    r"(?<=[.!?])[\"”’]?\s+[A-Z][\w'’.-]{1,40}(?:\s+[A-Z][\w'’.-]{1,40}){0,3},?\s*$"
+)
+TAIL = 400  # the end of an excerpt the trailing rules look at
 
 
 @dataclass(frozen=True)
@@ -483,13 +507,13 @@ class ExcerptCleaner:
             else:
                 kept.append(sentence)
         text = " ".join(kept)
-        tail = _TRAILING_BYLINE.search(text)
+        tail = _TRAILING_BYLINE.search(text, max(0, len(text) - TAIL))
         if tail is not None:
             take("byline", tail.group(0))
             text = text[: tail.start() + 1]
 
         if not re.search(r"(\.\.\.|…)\s*$", text):
-            tail = _TRAILING_NAME.search(text)
+            tail = _TRAILING_NAME.search(text, max(0, len(text) - TAIL))
             if tail is not None and len(text[: tail.start()].split()) >= 6:
                 take("trailing-name", tail.group(0))
                 text = text[: tail.start() + 1]
@@ -514,12 +538,19 @@ class ExcerptCleaner:
         return Cleaned(cut_at_word(text, self.limit), removed)
 
     def paragraphs(
-        self, body: str, title: str, removed: list[Removal], *, strict: bool = True
+        self,
+        body: str,
+        title: str,
+        removed: list[Removal],
+        *,
+        strict: bool = True,
+        blocks: Sequence[Block] | None = None,
     ) -> Iterator[str]:
         """The body's prose, paragraph by paragraph: headings, lists, code, crumbs, bylines,
-        credits and other fragments that are not sentences are skipped."""
+        credits and other fragments that are not sentences are skipped. ``blocks`` is the
+        body already parsed (:func:`body_blocks`)."""
         first = True
-        for block in markdown_blocks(body, dedent=True):
+        for block in body_blocks(body) if blocks is None else blocks:
             if block.kind in ("h", "code", "li"):
                 continue
             raw = block.text
@@ -549,15 +580,21 @@ class ExcerptCleaner:
     def from_body(self, body: str, title: str) -> Cleaned:
         removed: list[Removal] = []
         text = ""
+        blocks = body_blocks(body)
         for strict in (True, False):  # a long fragment may open the text when nothing else does
             removed.clear()
-            for paragraph in self.paragraphs(body, title, removed, strict=strict):
+            for paragraph in self.paragraphs(body, title, removed, strict=strict, blocks=blocks):
                 text = f"{text} {paragraph}".strip()
                 if len(text) >= self.limit:
                     break
             if text:
                 break
         return Cleaned(cut_at_word(text, self.limit), removed)
+
+
+def body_blocks(body: str) -> list[Block]:
+    """The blocks of a body's opening (:data:`EXCERPT_SOURCE_LIMIT`), as excerpts read it."""
+    return markdown_blocks(head_of(body, EXCERPT_SOURCE_LIMIT), dedent=True)
 
 
 def _sentence_like(line: str) -> bool:
@@ -597,7 +634,8 @@ MIN_SKETCH_WORDS = 30  # shorter bodies are too short to call two of them the sa
 
 def body_words(body: str) -> list[str]:
     """The words of a body's prose (code, headings and markup left out), case-folded."""
-    text = " ".join(b.text for b in markdown_blocks(body, dedent=True) if b.kind != "code")
+    source = head_of(body, SKETCH_SOURCE_LIMIT)
+    text = " ".join(b.text for b in markdown_blocks(source, dedent=True) if b.kind != "code")
     return re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())
 
 

@@ -41,6 +41,7 @@ from digest.config import Config
 from digest.content.intro import Intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection
+from digest.email.loader import InsideLoader
 from digest.email.message import PLACEHOLDERS, ComposedEmail, fill, qp_lines
 from digest.errors import TemplateError
 from digest.resources import BUILTIN_TEMPLATES
@@ -201,8 +202,8 @@ def _wrap(text: str, width: int = 72, indent: str = "", hanging: str | None = No
 def _environment(user_dir: str | None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if user_dir:
-        loaders.append(jinja2.FileSystemLoader(user_dir))
-    loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)))
+        loaders.append(InsideLoader(user_dir))
+    loaders.append(InsideLoader(str(BUILTIN_TEMPLATES)))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=lambda name: name is None or not name.endswith(".txt.j2"),

@@ -32,6 +32,7 @@ from digest.audience.links import subscriber_urls
 from digest.audience.subscribers import Subscriber
 from digest.audience.tokens import make_token, signing_key
 from digest.config import Config
+from digest.textsafe import header_value
 
 PLACEHOLDERS: dict[str, str] = {
     "unsubscribe_url": "[[digest:unsubscribe_url]]",
@@ -133,13 +134,21 @@ def rewrite(text: str, placeholder: Callable[[str], str]) -> str:
     return MARKER.sub(lambda match: placeholder(match.group(1)), text)
 
 
+def header_values(values: Mapping[str, str]) -> dict[str, str]:
+    """``values`` as they may go into a header: one line each (CR, LF and every other
+    control character become a space), so a name cannot add a header of its own."""
+    return {name: header_value(value) for name, value in values.items()}
+
+
 def personalise(composed: ComposedEmail, values: Mapping[str, str]) -> Personalised:
-    """Fill the markers with one subscriber's values (HTML-escaped in the HTML only)."""
+    """Fill the markers with one subscriber's values (HTML-escaped in the HTML only, one
+    line in the subject and headers)."""
+    one_line = header_values(values)
     return Personalised(
-        subject=fill(composed.subject, values),
+        subject=fill(composed.subject, one_line),
         html=fill(composed.html, values, html=True),
         text=fill(composed.text, values),
-        headers={k: fill(v, values) for k, v in composed.headers.items()},
+        headers={k: fill(v, one_line) for k, v in composed.headers.items()},
     )
 
 
@@ -159,6 +168,7 @@ def to_message(
     date: datetime | None = None,
 ) -> EmailMessage:
     """The complete multipart/alternative message for one recipient."""
+    to = header_value(to)
     filled = personalise(composed, {"email": to, **values})
     message = EmailMessage(policy=SMTP)
     message["From"] = filled.headers["From"]
@@ -357,16 +367,17 @@ class WireTemplate:
     def render(self, *, to: str, values: Mapping[str, str], message_id: str) -> bytes:
         """The whole message for one recipient, CRLF line ends, ready for a file or DATA."""
         filled = {"email": to, **values}
+        one_line = header_values(filled)
         out: list[bytes] = []
         for name, template in self.head:
             if name == "To":
-                out.append(wire_header("To", to))
+                out.append(wire_header("To", one_line["email"]))
             elif name == "Message-ID":
-                out.append(wire_header("Message-ID", message_id))
+                out.append(wire_header("Message-ID", header_value(message_id)))
             elif isinstance(template, bytes):
                 out.append(template)
             else:
-                out.append(wire_header(name, fill(template, filled)))
+                out.append(wire_header(name, fill(template, one_line)))
         out.append(self.structure)
         out.append(self.text.render(filled))
         out.append(self.middle)

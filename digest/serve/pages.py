@@ -12,7 +12,6 @@ from typing import Any
 from jinja2 import (
     ChoiceLoader,
     Environment,
-    FileSystemLoader,
     StrictUndefined,
 )
 from jinja2 import (
@@ -20,6 +19,7 @@ from jinja2 import (
 )
 
 from digest.config import Config
+from digest.email.loader import InsideLoader
 from digest.errors import TemplateError
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ class Pages:
         folders.append(BUILTIN_DIR)
         self.folders = folders
         self.env = Environment(
-            loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders]),
+            loader=ChoiceLoader([InsideLoader(str(f)) for f in folders]),
             autoescape=_escape_html,
             undefined=StrictUndefined,
             keep_trailing_newline=True,

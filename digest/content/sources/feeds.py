@@ -38,16 +38,20 @@ from zoneinfo import ZoneInfo
 
 import feedparser
 
-from digest.content.posts import Post
+from digest.content.posts import MAX_YEAR, MIN_YEAR, YEARS, Post, content_safe
 from digest.content.select import slugify
+from digest.content.sources.jsondepth import json_too_deep
 from digest.content.sources.sanitize import absolute_url, first_image, sanitize_html
+from digest.content.sources.trailers import drop_post_paragraphs, strip_trailers
 from digest.content.text import (
     DEFAULT_CLEANER,
+    EXCERPT_SOURCE_LIMIT,
     SHORT_EXCERPT_WORDS,
     ExcerptCleaner,
     body_words,
     clean_text,
     cut_at_word,
+    head_of,
     sketch,
 )
 
@@ -61,6 +65,10 @@ _IMAGE_EXTENSIONS = re.compile(r"\.(jpe?g|png|gif|webp|avif)(\?|$)", re.IGNORECA
 
 class FeedParseError(Exception):
     """The bytes are not a feed digest can read (the message says why)."""
+
+
+class FeedEntryError(ValueError):
+    """One entry cannot be used (the message says why); the feed's other entries can."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,15 @@ def parse_feed(
 def _parse_xml_feed(
     data: bytes, base_url: str | None, content_type: str | None, now: datetime
 ) -> ParsedFeed:
+    # feedparser does ~6 µs of Python per parser event, and expat reports one per tag, per
+    # character reference and per line: a megabyte of "&amp;" is 200,000 events. Counted
+    # first (three linear byte counts), a feed with more is refused, not parsed for seconds.
+    events = data.count(b"<") + data.count(b"&") + data.count(b"\n")
+    if events > MAX_XML_EVENTS:
+        raise FeedParseError(
+            f"the feed holds {events:,} tags, character references and lines, over "
+            f"{MAX_XML_EVENTS:,}; not parsed"
+        )
     headers: dict[str, str] = {}
     if base_url:
         headers["content-location"] = base_url
@@ -132,7 +149,7 @@ def _xml_entry(entry: Mapping[str, Any], base: str | None, now: datetime) -> dic
         if len(value) > len(body):
             body = value
     body = sanitize_html(body, entry_base)
-    if summary and body and clean_text(summary) == clean_text(body):
+    if summary and body and (summary == body or clean_text(summary) == clean_text(body)):
         summary = ""  # RSS without content:encoded: feedparser repeats the description
 
     date_text = None
@@ -247,13 +264,31 @@ def _parse_date_text(text: str) -> datetime | None:
     return moment
 
 
+MAX_XML_EVENTS = 100_000  # a week of a busy full-text feed holds a tenth of that
+MAX_JSON_DEPTH = 100  # a JSON Feed nests 4 deep; 200,000 deep overflowed the parser's stack
+
+
+def _json_int(text: str) -> int | str:
+    return int(text) if len(text) <= 40 else text
+
+
 def _parse_json_feed(data: bytes, base_url: str | None, now: datetime) -> ParsedFeed:
     try:
-        document = json.loads(data.decode("utf-8-sig"))
+        text = data.decode("utf-8-sig")
+        too_deep = json_too_deep(text, MAX_JSON_DEPTH)
+        if too_deep is not None:
+            raise FeedParseError(
+                f"not valid JSON: nested more than {MAX_JSON_DEPTH} deep at character {too_deep}"
+            )
+        # JSON Feed 1.0 ids may be numbers, read as strings: a long one stays the string it
+        # is (int() refuses more than 4,300 digits, and nothing here counts with it)
+        document = json.loads(text, parse_int=_json_int)
     except UnicodeDecodeError as exc:
         raise FeedParseError(f"a JSON Feed must be UTF-8 (byte at offset {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise FeedParseError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:  # a number the parser refuses
+        raise FeedParseError(f"not valid JSON: {_short(str(exc))}") from None
     if not isinstance(document, dict):
         raise FeedParseError("not a JSON Feed: the top level is not an object")
     version = document.get("version")
@@ -413,12 +448,6 @@ def carry_first_seen(
 
 # --------------------------------------------------------------------------- posts
 
-# WordPress and others end a summary with these; they are not part of the text.
-_TRAILERS = re.compile(
-    r"(\s*(\[(…|\.\.\.|&#8230;|&hellip;)\]|continue reading\W*.*|read more\W*|"
-    r"the post .{1,300} appeared first on .{1,200}))+\s*$",
-    re.IGNORECASE,
-)
 _BLOCK_END = re.compile(r"</(p|div|li|h[1-6]|blockquote|pre|figure|tr|table)>|<br\s*/?>", re.I)
 
 
@@ -427,23 +456,20 @@ def _paragraphs(sanitized: str) -> str:
     return _BLOCK_END.sub("\n\n", sanitized)
 
 
-_TRAILER_BLOCK = re.compile(
-    r"<p>\s*the post .{1,300}? appeared first on .{1,300}?</p>", re.IGNORECASE | re.DOTALL
-)
-
-
 def feed_excerpt(
     title: str, summary: str, body: str, cleaner: ExcerptCleaner = DEFAULT_CLEANER
 ) -> str:
     """The excerpt a reader sees, cleaned like any excerpt (the site's excerpt rules): the
     summary, topped up from the body when the summary is missing or short."""
+    summary = head_of(summary, EXCERPT_SOURCE_LIMIT)  # an excerpt is made from the opening
     text = " ".join(clean_text(p) for p in _paragraphs(summary).split("\n\n"))
-    text = _TRAILERS.sub("…" if text.rstrip().endswith("]") else "", text).strip()
+    text, ellipsis = strip_trailers(text)
+    text = (text + "…" if ellipsis else text).strip()
     excerpt = cleaner.tidy(text, title).text if text else ""
     if len(excerpt.split()) >= SHORT_EXCERPT_WORDS:
         return excerpt
-    from_body = cleaner.from_body(_TRAILER_BLOCK.sub("", body), title).text
-    from_body = _TRAILERS.sub("", from_body).strip()
+    from_body = cleaner.from_body(drop_post_paragraphs(body), title).text
+    from_body = strip_trailers(from_body)[0].strip()
     return from_body if len(from_body) > len(excerpt) else excerpt
 
 
@@ -472,7 +498,7 @@ def finish_entry(record: dict[str, Any], cleaner: ExcerptCleaner) -> tuple[str, 
     title = "" if record.get("untitled") else str(record["title"])
     body = record.get("body") or ""
     excerpt = feed_excerpt(title, record.get("summary") or "", body, cleaner)
-    hashes = sketch(body_words(_TRAILER_BLOCK.sub("", body)))
+    hashes = sketch(body_words(drop_post_paragraphs(body)))
     record["finished"] = {"v": cleaner.fingerprint, "excerpt": excerpt, "sketch": list(hashes)}
     return excerpt, hashes
 
@@ -491,7 +517,10 @@ def post_from_entry(
     """One feed entry as a Post: dated in ``tz`` (the same instant as written), its link
     as its URL and source, its categories through the config's sections and aliases."""
     date_text = record.get("date") or record["first_seen"]
-    moment = datetime.fromisoformat(date_text).astimezone(tz)
+    moment = datetime.fromisoformat(date_text)
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise FeedEntryError(f"date {date_text!r} is out of range ({YEARS})")
+    moment = moment.astimezone(tz)
     categories = list(record.get("categories") or [])
     category = category_of(categories) or default_category
     link = record.get("link")
@@ -504,18 +533,20 @@ def post_from_entry(
     if not record.get("date"):
         extra["undated"] = True
     excerpt, hashes = finish_entry(record, cleaner)
-    return Post(
-        path=(folder or Path(source_label)) / (slug or entry_slug(record)),
-        slug=slug or entry_slug(record),
-        title=title,
-        date=moment,
-        category=category,
-        tags=tuple(categories),
-        excerpt=excerpt,
-        cover_image=record.get("cover"),
-        author=record.get("author"),
-        source=link,
-        url=link,
-        extra=extra,
-        sketch=hashes,
+    return content_safe(
+        Post(
+            path=(folder or Path(source_label)) / (slug or entry_slug(record)),
+            slug=slug or entry_slug(record),
+            title=title,
+            date=moment,
+            category=category,
+            tags=tuple(categories),
+            excerpt=excerpt,
+            cover_image=record.get("cover"),
+            author=record.get("author"),
+            source=link,
+            url=link,
+            extra=extra,
+            sketch=hashes,
+        )
     )

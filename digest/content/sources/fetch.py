@@ -11,12 +11,15 @@ saying what happened: unreachable, timed out, HTTP status, too large, too many r
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from digest.content.sources.address import check_address
+from digest.content.sources.decode import decoded
 from digest.errors import SourceError
 
 ACCEPT = (
@@ -57,8 +60,12 @@ def fetch_feed(
     timeout: timedelta = timedelta(seconds=20),
     max_bytes: int = 10_000_000,
     max_redirects: int = 5,
+    allow_private: bool = False,
 ) -> Fetched:
-    """GET ``url`` with the validators of the last answer. Raises SourceError."""
+    """GET ``url`` with the validators of the last answer. Raises SourceError.
+
+    A URL (first, or after a redirect) whose host is or resolves to a loopback, private,
+    link-local or otherwise non-public address is refused unless ``allow_private``."""
     seconds = timeout.total_seconds()
     deadline = time.monotonic() + seconds
     headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
@@ -69,6 +76,8 @@ def fetch_feed(
     current = url
     try:
         for _ in range(max_redirects + 1):
+            if not allow_private:
+                check_address(current)
             remaining = max(deadline - time.monotonic(), 0.001)
             with client.stream(
                 "GET",
@@ -116,7 +125,13 @@ def _read_limited(
         raise SourceError(f"the feed is {int(declared):,} bytes, over max_bytes ({max_bytes:,})")
     parts: list[bytes] = []
     total = 0
-    for chunk in response.iter_bytes():  # as it arrives, so the deadline is checked
+    # Raw bytes, decoded here layer by layer within the limit (see decode.py)
+    body: Iterable[bytes] = (
+        [response.content]  # read already (a response built in memory): httpx decoded it
+        if response.is_stream_consumed
+        else decoded(response.iter_raw(), response.headers.get("content-encoding"))
+    )
+    for chunk in body:  # as it arrives, so the deadline is checked
         total += len(chunk)
         if total > max_bytes:
             raise SourceError(f"the feed is over max_bytes ({max_bytes:,} bytes); not read")

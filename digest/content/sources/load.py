@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo
 from digest.config import SourceConfig
 from digest.content.cache import PostCache
 from digest.content.frontmatter import YamlLimits
-from digest.content.posts import LoadResult, Post, PostProblem, load_posts
+from digest.content.posts import MAX_YEAR, MIN_YEAR, LoadResult, Post, PostProblem, load_posts
 from digest.content.sources.state import SourceState, SourceStates
 from digest.content.text import DEFAULT_CLEANER, ExcerptCleaner
 from digest.errors import ContentError, SourceError
+from digest.safelog import clean
 
 if TYPE_CHECKING:  # feeds, and the HTTP client they need, load only when a feed is configured
     import httpx
@@ -263,11 +264,11 @@ def _load_feed(
         stale = state.entries if state is not None else None
         if not stale:
             return SourceReport(source.label, "feed", "failed", 0, str(exc))
-        posts = _posts(source, folder, stale, tz, between, category_of, cleaner)
+        posts = _posts(source, folder, stale, tz, between, category_of, cleaner, result.problems)
         result.posts.extend(posts)
         return SourceReport(source.label, "feed", "failed", len(stale), str(exc), stale=True)
     result.feeds_parsed += parsed
-    posts = _posts(source, folder, entries, tz, between, category_of, cleaner)
+    posts = _posts(source, folder, entries, tz, between, category_of, cleaner, result.problems)
     result.posts.extend(posts)
     return SourceReport(source.label, "feed", outcome, len(entries))
 
@@ -299,6 +300,7 @@ def _feed_entries(
             timeout=source.timeout,
             max_bytes=source.max_bytes,
             max_redirects=source.max_redirects,
+            allow_private=source.allow_private_addresses,
         )
         if fetched.not_modified:
             if cached is None:
@@ -373,6 +375,7 @@ def _posts(
     between: tuple[datetime, datetime] | None,
     category_of: CategoryOf,
     cleaner: ExcerptCleaner,
+    problems: list[PostProblem],
 ) -> list[Post]:
     from digest.content.sources import feeds
 
@@ -384,13 +387,14 @@ def _posts(
         while slug in slugs:
             slug, n = f"{base}-{n}", n + 1
         slugs.add(slug)
-        date_text = entry.get("date") or entry.get("first_seen")
-        if between is not None and date_text:
-            moment = datetime.fromisoformat(date_text)
-            if not between[0] <= moment < between[1]:
-                continue
-        posts.append(
-            feeds.post_from_entry(
+        # One bad entry is one problem, named with its feed and id; the others go on.
+        try:
+            date_text = entry.get("date") or entry.get("first_seen")
+            if between is not None and date_text:
+                moment = datetime.fromisoformat(date_text)
+                if not between[0] <= moment < between[1] and MIN_YEAR <= moment.year <= MAX_YEAR:
+                    continue
+            post = feeds.post_from_entry(
                 entry,
                 source_label=source.label,
                 folder=folder,
@@ -400,7 +404,11 @@ def _posts(
                 slug=slug,
                 cleaner=cleaner,
             )
-        )
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            reason = f"entry {clean(str(entry.get('id')), 120)}: {exc}"
+            problems.append(PostProblem(Path(source.name) if source.name else folder, reason))
+            continue
+        posts.append(post)
     return posts
 
 

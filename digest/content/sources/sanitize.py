@@ -9,10 +9,13 @@ entry's address, so a cached body is already safe to show.
 
 from __future__ import annotations
 
+import html
 import re
 from urllib.parse import urljoin, urlsplit
 
 import nh3
+
+from digest.content.text import html_blocks
 
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "cite", "code", "dd", "del", "dl", "dt", "em",
@@ -49,10 +52,68 @@ def absolute_url(value: str | None, base: str | None) -> str | None:
     return value
 
 
+MAX_REFERENCES = 50_000  # "&" in one body; a long escaped article holds a few thousand
+MAX_NESTING = 100
+"""Elements open at once, at most; deeper tags are dropped (their text stays) before the
+sanitiser sees the HTML: its tree work grows with the square of the depth (100,000
+nested ``<div>`` took 79 s), and no real post nests a hundred deep."""
+
+# A tag as the depth count sees it: its name, and whether it closes. "[^<>]*" stops at the
+# next "<", so an unclosed "<a<a<a…" is scanned once, not once per "<".
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^<>]*?(/?)>")
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+     "source", "track", "wbr"}
+)  # fmt: skip
+
+
+_ENDS_ITSELF = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option"})
+
+
+def flatten_nesting(html: str, limit: int = MAX_NESTING) -> str:
+    """``html`` with every tag that would open deeper than ``limit`` (and its closing
+    tag) left out; unchanged when it never nests that deep. One pass, linear."""
+    if html.count("<") <= limit:
+        return html
+    out: list[str] = []
+    open_tags: list[tuple[str, bool]] = []  # (name, kept)
+    position = 0
+    dropped = False
+    for tag in _TAG.finditer(html):
+        closing, name, self_closing = tag.group(1), tag.group(2).lower(), tag.group(3)
+        keep = True
+        if closing:
+            # the element it closes, and any left open inside it (as a browser would)
+            for back in range(1, min(len(open_tags), 10) + 1):
+                if open_tags[-back][0] == name:
+                    keep = open_tags[-back][1]
+                    del open_tags[-back:]
+                    break
+        elif name not in _VOID and not self_closing:
+            if name in _ENDS_ITSELF and open_tags and open_tags[-1][0] == name:
+                open_tags.pop()  # "<p>a<p>b": the second <p> ends the first
+            keep = len(open_tags) < limit
+            open_tags.append((name, keep))
+        if not keep:
+            out.append(html[position : tag.start()])
+            position = tag.end()
+            dropped = True
+    if not dropped:
+        return html
+    out.append(html[position:])
+    return "".join(out)
+
+
 def sanitize_html(value: str, base: str | None = None) -> str:
     """Safe HTML: only harmless tags and attributes, absolute http(s)/mailto links."""
     if not value:
         return ""
+    if value.count("&") > MAX_REFERENCES:
+        # nh3 spends ~3 us on each "&": half a million of them ("&#" x n) took 7 s. Such a
+        # body is kept as its text (read by lxml, linear), escaped: safe, and not parsed.
+        text = "\n\n".join(block.text for block in html_blocks(value))
+        return "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p)
+    value = flatten_nesting(value)
 
     def rewrite(url: str) -> str | None:
         return absolute_url(url, base)
