@@ -154,6 +154,7 @@ def _paths(tmp: Path) -> dict[str, Callable[[str], Callable[[], object]]]:
 PATHS = tuple(_paths(Path(".")))
 
 
+@pytest.mark.slow  # 22 paths x 42 shapes of 1 MB: about 100 s in all
 @pytest.mark.parametrize("path", PATHS)
 def test_no_text_path_is_super_linear_on_1mb_adversarial_input(tmp_path: Path, path: str) -> None:
     prepare = _paths(tmp_path)[path]
