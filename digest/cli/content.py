@@ -232,6 +232,11 @@ def _report_problems(problems: list[Any]) -> None:
     "--email", is_flag=True, help="Also compose the issue and run the email quality checks."
 )
 @click.option(
+    "--offline",
+    is_flag=True,
+    help="With --email: do not fetch the issue's links and images.",
+)
+@click.option(
     "--deliverability",
     is_flag=True,
     help="Also check the From domain's DNS: SPF, DKIM, DMARC, MX (and BIMI), with the "
@@ -261,6 +266,7 @@ def check_command(
     until: date | None = None,
     excerpts: bool = False,
     deliverability: bool = False,
+    offline: bool = False,
 ) -> None:
     """Validate config.yaml and every post; exit non-zero if anything is wrong.
 
@@ -273,7 +279,8 @@ def check_command(
 
     With --email, also compose the issue (the last complete week, or --week)
     and check the email: size budget, images, https links, lang, layout
-    tables, unsubscribe link and headers, preheader. Exits 1 if one fails.
+    tables, unsubscribe link and headers, preheader; and fetch every link and
+    image (--offline: not). Exits 1 if one fails, naming the post of a broken link.
 
     \b
     Examples:
@@ -300,7 +307,7 @@ def check_command(
     if email:
         from digest.cli.build import check_email
 
-        check_email(config, as_json=as_json, week=week, since=since, until=until)
+        check_email(config, as_json=as_json, week=week, since=since, until=until, links=not offline)
         if deliverability and not domain_ok:
             raise click.exceptions.Exit(1)
         return

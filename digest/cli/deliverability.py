@@ -1,9 +1,10 @@
 """`digest check --deliverability`: the sending domain's DNS, printed with the records
-to publish. Called by the ``check`` command (digest/cli/content.py)."""
+to publish; and the link check of `digest check --email`. Called by the ``check`` command
+(digest/cli/content.py, digest/cli/build.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +12,7 @@ from digest.cli._app import emit_json
 
 if TYPE_CHECKING:
     from digest.config import Config
+    from digest.email.build import BuildResult
 
 
 def check_deliverability(config: Config, *, as_json: bool) -> bool:
@@ -37,3 +39,38 @@ def check_deliverability(config: Config, *, as_json: bool) -> bool:
         if finding.publish and not finding.ok:
             click.echo(f"    publish: {finding.publish}")
     return report.ok
+
+
+def issue_links(config: Config, result: BuildResult) -> dict[str, Any]:
+    """Fetch every link and image of the built issue; a JSON-ready report."""
+    import time
+
+    from digest.email.linkcheck import broken, check_issue
+
+    started = time.monotonic()
+    found, outcomes = check_issue(
+        config, result.composed.html, result.selection.posts, now=time.time()
+    )
+    bad = broken(found, outcomes)
+    return {
+        "checked": len(found),
+        "cached": sum(1 for o in outcomes.values() if o.cached),
+        "seconds": round(time.monotonic() - started, 2),
+        "broken": [
+            {"url": t.url, "kind": t.kind, "post": t.post, "status": o.status, "detail": o.detail}
+            for t, o in bad
+        ],
+        "ok": not bad,
+    }
+
+
+def echo_links(report: dict[str, Any]) -> None:
+    """One line for the count, one per broken link or image, naming its post."""
+    mark = "ok" if report["ok"] else "FAILED"
+    click.secho(
+        f"links: {mark}: {report['checked']} links and images checked "
+        f"({report['cached']} from the last day), {len(report['broken'])} broken",
+        fg=None if report["ok"] else "red",
+    )
+    for item in report["broken"]:
+        click.secho(f"  {item['kind']} {item['url']}: {item['detail']} in {item['post']}", fg="red")
