@@ -13,6 +13,7 @@ from digest.cli._app import emit_json
 if TYPE_CHECKING:
     from digest.config import Config
     from digest.email.build import BuildResult
+    from digest.email.checks import CheckResult
 
 
 def check_deliverability(config: Config, *, as_json: bool) -> bool:
@@ -52,7 +53,9 @@ def issue_links(config: Config, result: BuildResult) -> dict[str, Any]:
         config, result.composed.html, result.selection.posts, now=time.time()
     )
     bad = broken(found, outcomes)
+    sizes = {t.url: outcomes[t.url].length for t in found if t.kind == "image"}
     return {
+        "image_bytes": {url: n for url, n in sizes.items() if n is not None},
         "checked": len(found),
         "cached": sum(1 for o in outcomes.values() if o.cached),
         "seconds": round(time.monotonic() - started, 2),
@@ -74,3 +77,11 @@ def echo_links(report: dict[str, Any]) -> None:
     )
     for item in report["broken"]:
         click.secho(f"  {item['kind']} {item['url']}: {item['detail']} in {item['post']}", fg="red")
+
+
+def presend(config: Config, result: BuildResult, links: dict[str, Any] | None) -> list[CheckResult]:
+    """The pre-send report's items (digest/email/presend.py) for the built issue."""
+    from digest.email.presend import presend_checks
+
+    images = links["image_bytes"] if links else None
+    return presend_checks(result.composed, config.sender.postal_address, images)

@@ -52,6 +52,7 @@ class Outcome:
     status: int | None
     detail: str
     cached: bool = False
+    length: int | None = None  # Content-Length, when the server gave one
 
 
 def _bare(url: str) -> str:
@@ -135,7 +136,9 @@ async def _fetch(client: httpx.AsyncClient, url: str) -> Outcome:
     if status >= 400:
         return Outcome(url, False, status, f"HTTP {status}")
     moved = f" (redirected to {response.url})" if str(response.url) != url else ""
-    return Outcome(url, True, status, f"HTTP {status}{moved}")
+    size = response.headers.get("content-length", "")
+    length = int(size) if size.isdigit() else None
+    return Outcome(url, True, status, f"HTTP {status}{moved}", length=length)
 
 
 async def _check_all(
