@@ -282,3 +282,8 @@ def test_cli_json(sample_site: Path) -> None:
     assert data["ok"] is False
     failed = [f["name"] for f in data["findings"] if not f["ok"] and f["severity"] == "fail"]
     assert failed == ["_dmarc.fieldnotes.example.com"]
+
+
+def test_a_bad_nameserver_is_named() -> None:
+    with pytest.raises(DnsError, match=r"^DNS: cannot set up the resolver: "):
+        resolver_lookup(["not-an-address"])

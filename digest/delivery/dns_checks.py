@@ -111,9 +111,12 @@ def resolver_lookup(nameservers: list[str], port: int = 53, timeout: float = 5.0
     """A lookup ``(name, rdtype) -> [record text]`` on the given servers (empty: the
     system's). No record (NXDOMAIN, no answer) is an empty list; a server that cannot
     be reached raises :class:`DnsError`."""
-    resolver = dns.resolver.Resolver(configure=not nameservers)
-    if nameservers:
-        resolver.nameservers = list(nameservers)
+    try:
+        resolver = dns.resolver.Resolver(configure=not nameservers)
+        if nameservers:
+            resolver.nameservers = list(nameservers)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise DnsError(f"DNS: cannot set up the resolver: {exc}") from exc
     resolver.port = port
     resolver.lifetime = timeout
     resolver.timeout = timeout
@@ -123,7 +126,7 @@ def resolver_lookup(nameservers: list[str], port: int = 53, timeout: float = 5.0
             answer = resolver.resolve(name, rdtype, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
-        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        except dns.exception.DNSException as exc:  # a timeout, no server, a bad name
             raise DnsError(f"DNS: no answer for {rdtype} {name}: {exc}") from exc
         out = []
         for rdata in answer:
