@@ -124,12 +124,12 @@ def test_cli_build_json_and_exit_codes(sample_site: Path) -> None:
     config = yaml.safe_load((sample_site / "config.yaml").read_text(encoding="utf-8"))
     config["email"].update(size_budget_kb=10, trim_policy=[])
     (sample_site / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    failed = digest(sample_site, "check", "--email", "--week", "2026-W47")
+    failed = digest(sample_site, "check", "--email", "--offline", "--week", "2026-W47")
     assert failed.exit_code == 1
     assert failed.stdout.startswith("email: 2026-W47 · Field Notes Weekly: ")
     assert "FAIL  size:" in failed.stdout
     assert "fix: lower limits.per_category" in failed.stdout
-    as_json = digest(sample_site, "check", "--email", "--week", "2026-W47", "--json")
+    as_json = digest(sample_site, "check", "--email", "--offline", "--week", "2026-W47", "--json")
     assert as_json.exit_code == 1
     answer = json.loads(as_json.stdout)
     assert (answer["issue_id"], answer["ok"]) == ("2026-W47", False)

@@ -124,9 +124,15 @@ def check_email(
     week: str | None,
     since: date | None,
     until: date | None,
+    links: bool = False,
 ) -> None:
-    """`digest check --email`: compose the issue without writing it, and run the checks."""
+    """`digest check --email`: compose the issue without writing it, and run the checks;
+    with ``links``, fetch every link and image too (digest/cli/deliverability.py)."""
     result = build_issue(config, now=now(), week=week, since=since, until=until, write=False)
+    from digest.cli.deliverability import echo_links, issue_links, presend
+
+    report = issue_links(config, result) if links else None
+    report_items = presend(config, result, report)
     if as_json:
         emit_json(
             {
@@ -134,11 +140,17 @@ def check_email(
                 "checks": [c.as_json() for c in result.checks],
                 "sizes": result.manifest["sizes"],
                 "trimmed": list(result.composed.trimmed),
-                "ok": result.ok,
+                "presend": [c.as_json() for c in report_items],
+                **({"links": report} if report else {}),
+                "ok": result.ok and (report is None or report["ok"]),
             }
         )
     else:
         click.secho(f"email: {result.composed.issue_id} · {result.composed.subject}", bold=True)
         echo_checks(result.checks)
-    if not result.ok:
+        click.echo("pre-send report:")
+        echo_checks(report_items)
+        if report:
+            echo_links(report)
+    if not result.ok or (report and not report["ok"]):
         raise click.exceptions.Exit(1)

@@ -202,6 +202,17 @@ def _report_problems(problems: list[Any]) -> None:
     "--email", is_flag=True, help="Also compose the issue and run the email quality checks."
 )
 @click.option(
+    "--offline",
+    is_flag=True,
+    help="With --email: do not fetch the issue's links and images.",
+)
+@click.option(
+    "--deliverability",
+    is_flag=True,
+    help="Also check the From domain's DNS: SPF, DKIM, DMARC, MX (and BIMI), with the "
+    "records to publish.",
+)
+@click.option(
     "--excerpts",
     is_flag=True,
     help="Show, post by post, what excerpt cleaning removed (bylines, stamps, credits, …).",
@@ -224,6 +235,8 @@ def check_command(
     since: date | None = None,
     until: date | None = None,
     excerpts: bool = False,
+    deliverability: bool = False,
+    offline: bool = False,
 ) -> None:
     """Validate config.yaml and every post; exit non-zero if anything is wrong.
 
@@ -231,9 +244,13 @@ def check_command(
     each source's health: this read, its last good one, and FAILING when it has failed
     content.failing_after reads in a row.
 
+    With --deliverability, also check the From domain's DNS (SPF, DKIM, DMARC, MX, BIMI)
+    and print the record to publish for each failure. Exits 1 if one fails.
+
     With --email, also compose the issue (the last complete week, or --week)
     and check the email: size budget, images, https links, lang, layout
-    tables, unsubscribe link and headers, preheader. Exits 1 if one fails.
+    tables, unsubscribe link and headers, preheader; and fetch every link and
+    image (--offline: not). Exits 1 if one fails, naming the post of a broken link.
 
     \b
     Examples:
@@ -242,6 +259,7 @@ def check_command(
       digest check --email --week 2026-W34
       digest check --excerpts --week 2026-W34
       digest check --provider
+      digest check --deliverability
     """
     from digest.delivery.preflight import preflight
 
@@ -250,10 +268,18 @@ def check_command(
         _excerpt_reports(config, as_json, week, since, until)
         return
     ready = preflight(config, provider=check_provider)
+    if deliverability:
+        from digest.cli.deliverability import check_deliverability
+
+        domain_ok = check_deliverability(config, as_json=as_json)  # exit 1 below if False
+        if not email:
+            raise click.exceptions.Exit(0 if domain_ok else 1)
     if email:
         from digest.cli.build import check_email
 
-        check_email(config, as_json=as_json, week=week, since=since, until=until)
+        check_email(config, as_json=as_json, week=week, since=since, until=until, links=not offline)
+        if deliverability and not domain_ok:
+            raise click.exceptions.Exit(1)
         return
     from digest.content import pipeline
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from digest.audience.keys import describe, key_file, link_keys, rotate
@@ -71,3 +73,42 @@ def rotate_command(state: State, as_json: bool) -> None:
             "to sign with the key file",
             fg="yellow",
         )
+
+
+@keys_group.command("dkim")
+@click.option(
+    "--selector", default=None, help="The DKIM selector [default: provider's, or digest]."
+)
+@click.option("--domain", default=None, help="The signing domain [default: the From domain].")
+@click.option("--bits", default=2048, show_default=True, type=click.IntRange(1024, 4096))
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where the private key goes [default: provider.dkim_key_file, or dkim.pem].",
+)
+@pass_state
+def dkim_command(
+    state: State, selector: str | None, domain: str | None, bits: int, key_file: Path | None
+) -> None:
+    """Make a DKIM key pair for SMTP sending (the private key in a 0600 file, kept if it
+    exists) and print the DNS TXT record to publish and the provider options to set.
+
+    \b
+    Examples:
+      digest keys dkim
+      digest keys dkim --selector news2026 --domain example.com
+    """
+    from digest.delivery.dkim_sign import dns_record, generate_key, public_key_b64
+
+    config = state.config
+    options = config.provider.options()
+    selector = selector or str(options.get("dkim_selector") or "digest")
+    domain = domain or options.get("dkim_domain") or config.sender.from_email.rsplit("@", 1)[1]
+    path = config.path(key_file or Path(options.get("dkim_key_file") or "dkim.pem"))
+    made = generate_key(path, bits)
+    click.echo(f"{'created' if made else 'kept the existing'} private key: {path} (mode 0600)")
+    click.echo("publish this DNS record:")
+    click.echo(f"  {dns_record(selector, domain, public_key_b64(path))}")
+    click.echo("and set in config.yaml:")
+    click.echo(f"  provider: {{name: smtp, dkim_key_file: {path}, dkim_selector: {selector}}}")

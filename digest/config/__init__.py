@@ -33,6 +33,7 @@ from pydantic import (
 from digest.config.cron import check_cron
 from digest.config.database import DatabaseURL as DatabaseURL
 from digest.config.database import parse_database_url as parse_database_url
+from digest.config.deliverability import DeliverabilityConfig
 from digest.config.problems import describe_errors
 from digest.config.providers import provider_problems
 from digest.config.secret import _ENV_REF
@@ -782,6 +783,7 @@ class Config(_Section):
     sender: SenderConfig
     email: EmailConfig = Field(default_factory=EmailConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    deliverability: DeliverabilityConfig = Field(default_factory=DeliverabilityConfig)
     send: SendConfig = Field(default_factory=SendConfig)
     subscribers: SubscribersConfig = Field(default_factory=SubscribersConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)

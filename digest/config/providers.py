@@ -50,6 +50,15 @@ class SmtpSettings(ProviderSettings):
     password: Secret | None = Field(default=None, description="e.g. ${SMTP_PASSWORD}.")
     timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for the server.")
     local_hostname: str | None = Field(default=None, description="The name sent in EHLO.")
+    dkim_key_file: Path | None = Field(
+        default=None,
+        description="A DKIM private key (PEM; `digest keys dkim` writes one): every message "
+        "is signed with it. Unset: messages go out unsigned.",
+    )
+    dkim_selector: str = Field(default="digest", description="The DKIM selector (s=).")
+    dkim_domain: str | None = Field(
+        default=None, description="The signing domain (d=). Unset: the From address's domain."
+    )
 
 
 class HttpSettings(ProviderSettings):

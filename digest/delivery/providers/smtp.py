@@ -21,6 +21,7 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
 from digest.config.providers import SmtpSettings
+from digest.delivery.dkim_sign import Signer
 from digest.delivery.providers.base import (
     Batch,
     Check,
@@ -78,6 +79,11 @@ class SmtpProvider(Provider):
         assert isinstance(settings, SmtpSettings)
         self.smtp_settings = settings
         self._conn: smtplib.SMTP | None = None
+        self._signer: Signer | None = None
+        if settings.dkim_key_file is not None:  # sign every message (DkimError if unusable)
+            domain = settings.dkim_domain or config.sender.from_email.rsplit("@", 1)[1]
+            key = config.path(settings.dkim_key_file)
+            self._signer = Signer(key, settings.dkim_selector, domain.lower())
 
     # -- the connection
 
@@ -151,7 +157,10 @@ class SmtpProvider(Provider):
     def send(self, batch: Batch) -> Iterator[Event]:
         sender = parseaddr(batch.composed.from_address)[1] or self.config.sender.from_email
         for recipient in batch.recipients:
-            payload = _data_bytes(batch.wire_bytes(recipient))
+            raw = batch.wire_bytes(recipient)
+            if self._signer is not None:
+                raw = self._signer.sign(_EOL.sub(b"\r\n", raw))
+            payload = _data_bytes(raw)
             yield from self._one(sender, recipient.subscriber_id, recipient.email, payload)
 
     def _one(self, sender: str, subscriber_id: int, to: str, payload: bytes) -> Iterator[Event]:
