@@ -6,6 +6,10 @@ line (no traceback) and exits with its ``exit_code``::
     DigestError                      exit 1   something went wrong; the message says what
     ├── TokenError                   exit 1   a link token is malformed, forged or expired
     │                                         (digest.audience.tokens)
+    ├── DnsError                     exit 1   the From domain's DNS could not be asked
+    │                                         (digest.delivery.dns_checks)
+    ├── DkimError                    exit 1   a DKIM key cannot be made, read or used
+    │                                         (digest.email.dkim)
     ├── WebhookError                 HTTP 400 a webhook request was refused (digest.serve.webhooks)
     │   ├── WebhookUnauthorized      HTTP 401 its signature or credentials do not check out
     │   └── WebhookDisabled          HTTP 404 that provider's webhook is not configured
@@ -17,6 +21,8 @@ line (no traceback) and exits with its ``exit_code``::
     ├── ConfigError                  exit 3   the config file is missing, unreadable or invalid
     ├── ContentError                 exit 4   posts, intros or templates cannot be used
     │   ├── TemplateError                     a template failed to load or render
+    │   ├── OutsideFolder                     a path resolves outside its folder, or is not
+    │   │                                     a file (digest.content.files)
     │   └── SourceError                       a feed or folder of posts could not be read
     ├── NothingToSend                exit 5   the issue is empty or has already been sent
     │   └── NoSubscribers                     nobody is subscribed yet (a scheduled run fails,

@@ -25,6 +25,8 @@ from digest.delivery.dns_checks import (
 )
 from tests.dns_server import Records, dns_server
 
+pytestmark = pytest.mark.integration  # real servers on loopback (DNS, HTTP)
+
 
 def _p(key: rsa.RSAPublicKey) -> str:
     der = key.public_bytes(

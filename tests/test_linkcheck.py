@@ -28,6 +28,8 @@ from cryptography.x509.oid import NameOID
 from digest.cli import main
 from digest.email.linkcheck import LinkCache, Outcome, check_urls
 
+pytestmark = pytest.mark.integration  # real servers on loopback (DNS, HTTP)
+
 BROKEN_POST = "small-samples-honest-claims"
 
 

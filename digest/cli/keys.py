@@ -99,7 +99,7 @@ def dkim_command(
       digest keys dkim
       digest keys dkim --selector news2026 --domain example.com
     """
-    from digest.delivery.dkim_sign import dns_record, generate_key, public_key_b64
+    from digest.email.dkim import dns_record, generate_key, public_key_b64
 
     config = state.config
     options = config.provider.options()

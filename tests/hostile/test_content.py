@@ -314,6 +314,7 @@ def test_one_value_does_not_fail_the_whole_issue_post_dates(sample_site: Path) -
     assert loaded.selection.count > 0
 
 
+@pytest.mark.integration  # digest processes (or a loopback server)
 def test_one_value_does_not_fail_the_whole_issue_in_any_command(sample_site: Path) -> None:
     for name, moment in OUT_OF_RANGE.items():
         _post(sample_site, name, date=moment, title=f"Dated {moment}")
@@ -500,6 +501,7 @@ def test_feed_redirects_to_loopback_and_private_addresses_are_refused(
     assert allowed.status == 200
 
 
+@pytest.mark.integration  # digest processes (or a loopback server)
 def test_a_feed_url_on_loopback_needs_the_allowance(tmp_path: Path) -> None:
     with feed_server() as server:
         url = server.url("wordpress.xml")
@@ -519,6 +521,7 @@ def test_a_feed_url_on_loopback_needs_the_allowance(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- terminal
 
 
+@pytest.mark.integration  # digest processes (or a loopback server)
 def test_control_characters_do_not_reach_the_terminal_select(sample_site: Path) -> None:
     _feed_site(sample_site, {"title": "OSC \x1b]8;;https://evil.example\x07here\x1b]8;;\x07"})
     done = run_digest("select", "--week", WEEK, "--explain", cwd=sample_site)
@@ -527,6 +530,7 @@ def test_control_characters_do_not_reach_the_terminal_select(sample_site: Path) 
     assert "OSC ]8;;https://evil.examplehere]8;;" in done.stdout
 
 
+@pytest.mark.integration  # digest processes (or a loopback server)
 def test_control_characters_do_not_reach_the_terminal_subscribers_show(
     sample_site: Path,
 ) -> None:

@@ -21,7 +21,7 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
 from digest.config.providers import SmtpSettings
-from digest.delivery.dkim_sign import Signer
+from digest.email.dkim import Signer
 from digest.delivery.providers.base import (
     Batch,
     Check,
