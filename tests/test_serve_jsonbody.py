@@ -29,6 +29,7 @@ def test_depth_ignores_brackets_in_strings() -> None:
         (b"[" * 100_000, "the JSON is nested deeper than 32 levels"),
         (b'{"n": ' + b"9" * 10_000 + b"}", "a number longer than 30 characters"),
         (b"[1e999999999999999999999999999999]", "a number longer than 30 characters"),
+        (b"[1e999]", "the number 1e999 is out of range"),
         (b"[NaN]", "NaN is not a JSON number"),
         (b"[-Infinity]", "-Infinity is not a JSON number"),
         (b'"\xff"', "the body is not UTF-8 text"),
@@ -73,10 +74,10 @@ HOSTILE_MB = {
 
 @pytest.mark.parametrize("body", HOSTILE_MB.values(), ids=HOSTILE_MB.keys())
 def test_one_request_freezes_digest_serve_depth_check_is_linear(body: bytes) -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # this process's CPU time: other load does not count
     with contextlib.suppress(BadJson):
         loads_bounded(body, max_depth=32)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_depth_of_hostile_shapes_is_exact() -> None:

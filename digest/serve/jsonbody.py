@@ -15,6 +15,7 @@ second); routes still call it off the event loop, since a second is long for a s
 from __future__ import annotations
 
 import json
+import math
 import re
 from itertools import accumulate
 from typing import Any, NoReturn
@@ -46,7 +47,10 @@ def _refuse(reason: str) -> NoReturn:
 def _number(text: str, kind: type[Any]) -> Any:
     if len(text) > MAX_NUMBER_CHARS:
         _refuse(f"a number longer than {MAX_NUMBER_CHARS} characters")
-    return kind(text)
+    value = kind(text)
+    if not math.isfinite(value):  # 1e999 reads as infinity
+        _refuse(f"the number {text} is out of range")
+    return value
 
 
 def _constant(name: str) -> Any:
