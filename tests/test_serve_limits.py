@@ -188,9 +188,9 @@ def test_slowloris_serve_starts_uvicorn_with_limits(config: Config) -> None:
         built.timeout_graceful_shutdown,
         built.access_log,
         built.server_header,
-    ) == (4096 + 1024, 5, 16 * 1024, 10, False, False)
+    ) == (65_536 + 1024, 5, 16 * 1024, 10, False, False)
     assert built.http.limits == limits  # type: ignore[union-attr]
-    assert Limits().fitted(1024).max_connections == 768
+    assert Limits().fitted(20_000).max_connections == 19_744
     assert Limits().fitted(1_000_000) == Limits()
     soft = raise_open_files()
     assert soft == resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -327,19 +327,33 @@ class Handlers:
         wanted = lists[:20]
 
         def work(store: Any) -> SubscribeOutcome:
-            # One call on the store's thread, one commit, whatever the address's state.
-            outcome = self.subscriptions.subscribe(
-                store,
-                email,
-                name=one_line(name)[:MAX_NAME],
-                categories=categories,
-                now=now,
-                consent=consent,
-            )
-            if outcome.send_confirmation and wanted and self.newsletters:
-                # Only an address waiting for confirmation takes a choice from this public
-                # form; someone subscribed changes theirs through their preferences link.
-                newsletters.choose_from_form(store, outcome.subscriber.email, wanted, self.config)
+            # One call on the store's thread and one commit (one fsync), whatever the
+            # address's state: the time it takes must not say which state that is.
+            with store.atomic():
+                outcome = self.subscriptions.subscribe(
+                    store,
+                    email,
+                    name=one_line(name)[:MAX_NAME],
+                    categories=categories,
+                    now=now,
+                    consent=consent,
+                )
+                if outcome.action == "suppressed":
+                    # nothing else was written: count the mailbox as the others do, so
+                    # this commit writes too (an address that is never mailed loses nothing)
+                    serve = self.config.serve
+                    store.reserve_mail(
+                        outcome.subscriber.email,
+                        now=now,
+                        window=serve.mail_window.total_seconds(),
+                        limit=serve.mail_per_address,
+                    )
+                elif outcome.send_confirmation and wanted and self.newsletters:
+                    # Only an address waiting for confirmation takes a choice from this
+                    # public form; someone subscribed changes theirs through their link.
+                    newsletters.choose_from_form(
+                        store, outcome.subscriber.email, wanted, self.config
+                    )
             return outcome
 
         try:

@@ -7,13 +7,16 @@ the process's descriptors, and then nobody gets in: not a reader, not the proxy'
 check. :func:`guarded_protocol` makes the protocol class ``digest serve`` gives uvicorn:
 
 - **a head deadline**: a request's head (request line and headers) must be complete within
-  :attr:`Limits.head_timeout` seconds of the connection opening, or of the first byte after
+  :attr:`Limits.head_timeout` seconds (up to twice that, at random, so connections opened
+  together are not closed together) of the connection opening, or of the first byte after
   an answer on a kept-alive connection;
 - **a body deadline**: its body within :attr:`Limits.body_timeout` of the head;
 - **a connection cap**: past :attr:`Limits.max_connections` open connections, a new one
   closes the connection that has waited longest without sending a complete request head
-  (an idle or slow one; a request being answered is never cut). A health check, which
-  sends its request at once, gets in however many idle connections there are.
+  (an idle or slow one; a request being answered is never cut). A connection whose bytes
+  are waiting in the kernel, not yet read, is passed over: it is not idle, only not read
+  yet. So a health check, which sends its request at once, is never the one closed, however
+  many idle connections there are and however fast an attacker opens new ones.
 
 A connection closed by a deadline is counted and logged through the service's rate-limited
 log (one line per kind and interval, with the count), not one line each.
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import socket
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,8 +42,11 @@ log = logging.getLogger(__name__)
 class Limits:
     """The connection limits of ``digest serve`` (docs/serve.md lists them)."""
 
-    max_connections: int = 4096
-    """Open connections at most; past it the longest-waiting idle one is closed."""
+    max_connections: int = 65_536
+    """Open connections at most (and at most the open-file limit less 256, see
+    :meth:`fitted`); past it the longest-waiting idle one is closed. High on purpose: an
+    attacker holding more connections than the cap keeps the kernel's accept queue full
+    of new ones, and a health check waits behind them; below the cap nothing waits."""
     head_timeout: float = 10.0
     """Seconds to send a complete request head."""
     body_timeout: float = 30.0
@@ -82,11 +90,36 @@ class GuardedH11Protocol(H11Protocol):
         self._arm("head")
         self._wait()
         while len(self.connections) > self.limits.max_connections:
-            oldest = next(iter(self.waiting.values()), None)
-            if oldest is None or oldest is self:
-                self._close("cap")  # everyone else is being answered: refuse this one
+            idle = self._longest_idle()
+            if idle is None:
+                self._close("cap")  # every other connection is busy: refuse this one
                 return
-            oldest._close("cap")
+            idle._close("cap")
+
+    def _longest_idle(self, probes: int = 64) -> GuardedH11Protocol | None:
+        """The connection that has waited longest with nothing unread (None if the first
+        ``probes`` all have bytes waiting); those passed over go to the back."""
+        for _ in range(min(probes, len(self.waiting))):
+            oldest = next(iter(self.waiting.values()))
+            if oldest is self:
+                return None
+            if not oldest._unread():
+                return oldest
+            self.waiting.move_to_end(id(oldest))
+        return None
+
+    def _unread(self) -> bool:
+        """Whether bytes from the client wait in the kernel (a peek; nothing is read)."""
+        transport_socket = self.transport.get_extra_info("socket")
+        if transport_socket is None:
+            return False
+        probe = socket.socket(fileno=transport_socket.fileno())
+        try:
+            return bool(probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:  # nothing waiting (EAGAIN), or the connection is gone
+            return False
+        finally:
+            probe.detach()  # the descriptor stays the transport's
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
@@ -94,8 +127,8 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _wait(self) -> None:
+        self.waiting.pop(id(self), None)
         self.waiting[id(self)] = self
-        self.waiting.move_to_end(id(self))
 
     def _close(self, why: str) -> None:
         self._cancel()
@@ -133,7 +166,13 @@ class GuardedH11Protocol(H11Protocol):
     def _arm(self, phase: str) -> None:
         self._cancel()
         self._phase = phase
-        seconds = self.limits.head_timeout if phase == "head" else self.limits.body_timeout
+        if phase == "head":
+            # Between the limit and twice it, at random: thousands of connections opened
+            # at once are not all closed at once (their owner would open them again at
+            # once, and a wave of new connections fills the kernel's accept queue).
+            seconds = self.limits.head_timeout * (1.0 + random.random())
+        else:
+            seconds = self.limits.body_timeout
         self._deadline = self.loop.call_later(seconds, self._close, phase)
 
     def _cancel(self) -> None:

@@ -23,7 +23,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(65535)  # the kernel caps it at net.core.somaxconn
     sock.set_inheritable(True)
     return sock
 
