@@ -348,12 +348,11 @@ class Handlers:
                         window=serve.mail_window.total_seconds(),
                         limit=serve.mail_per_address,
                     )
-                elif outcome.send_confirmation and wanted and self.newsletters:
-                    # Only an address waiting for confirmation takes a choice from this
-                    # public form; someone subscribed changes theirs through their link.
-                    newsletters.choose_from_form(
-                        store, outcome.subscriber.email, wanted, self.config
-                    )
+            if outcome.send_confirmation and wanted and self.newsletters:
+                # Only an address waiting for confirmation takes a choice from this public
+                # form; someone subscribed changes theirs through their link. (Its own
+                # transaction: a choice of newsletters is a second commit.)
+                newsletters.choose_from_form(store, outcome.subscriber.email, wanted, self.config)
             return outcome
 
         try:
