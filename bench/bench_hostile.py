@@ -7,6 +7,16 @@
    same size, each in its own process (peak memory is its own max RSS).
 2. Reading a subscribe body with :func:`digest.serve.jsonbody.loads_bounded`, beside plain
    ``json.loads`` (the baseline), and what a 7,000-level body costs each.
+3. ``digest serve`` under attack (``--serve``, on by default; ``--no-serve`` skips it): the
+   service runs as its own process on loopback; two attacker processes hold
+   ``--idle-connections`` idle connections between them (opening a new one for each the
+   server closes) while a thread sends 1 MB hostile JSON bodies to ``/webhooks/mailgun``
+   back to back. ``/healthz`` answer times (p50, p99, worst) are measured under that
+   attack beside the same requests with no attack (the baseline), with the server's peak
+   memory and how many bytes of log it wrote.
+4. Subscribe answer times by the address's status (new, pending, active, unsubscribed,
+   complained) with an SMTP server that takes ``--provider-delay`` seconds per message:
+   the p50 of each, beside ``/healthz`` in the same run, and the largest difference.
 """
 
 from __future__ import annotations
@@ -14,12 +24,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,10 +116,289 @@ def measure_json(rounds: int) -> tuple[float, float, float, float]:
     return plain, bounded, deep_plain, deep_bounded
 
 
+# --------------------------------------------------------------------------- digest serve
+
+SECRET = "bench-hostile-secret"
+MAILGUN_KEY = "bench-hostile-mailgun"
+HOSTILE_BODY = b"[" * 40 + b'"' + b'\\"' * 524_200  # 1 MB, under the webhook body limit
+STATUSES = ("new", "pending", "active", "unsubscribed", "complained")
+
+
+def serve_site(folder: Path, smtp_port: int) -> Path:
+    """A copy of the sample site whose service mails through the slow SMTP server."""
+    site = folder / "site"
+    site.mkdir()
+    shutil.copytree(ROOT / "content", site / "content")
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    data["provider"] = {"name": "smtp", "host": "127.0.0.1", "port": smtp_port}
+    data["provider"]["security"] = "none"
+    data["serve"] = {
+        "public_url": "http://127.0.0.1:8025",
+        "subscribe_burst": 10_000_000,
+        "subscribe_per_minute": 10_000_000,
+        "mail_per_address": 1_000_000,
+        "webhooks": {"mailgun_signing_key": "${MG_KEY}"},
+    }
+    (site / "config.yaml").write_text(yaml.safe_dump(data))
+    return site
+
+
+def seed_statuses(site: Path, count: int) -> None:
+    """``count`` subscribers in each status but new, as a store holds them."""
+    from digest.audience.subscribers import SubscriberStore
+    from digest.config import load_config
+    from digest.store.database import locate
+
+    config = load_config(site / "config.yaml")
+    now = datetime.now(timezone.utc)
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        for status in STATUSES[1:]:
+            for n in range(count):
+                store.add(f"{status}{n}@example.com", status=status, now=now)
+
+
+class SlowSmtp:
+    """An SMTP server on loopback that takes ``delay`` seconds to accept each message."""
+
+    def __init__(self, delay: float) -> None:
+        from aiosmtpd.controller import Controller
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                import asyncio
+
+                await asyncio.sleep(delay)
+                return "250 OK"
+
+        with socket.socket() as probe:  # a free port (aiosmtpd cannot take port 0)
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def start_serve(site: Path) -> tuple[subprocess.Popen[str], str, int]:
+    env = {**os.environ, "DIGEST_SECRET": SECRET, "MG_KEY": MAILGUN_KEY}
+    with open(site / "serve.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digest", "serve", "--port", "0"],
+            cwd=site,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening on " not in line:
+        proc.kill()
+        raise SystemExit(f"digest serve did not start: {line!r}")
+    url = line.split("listening on ", 1)[1].split()[0]
+    return proc, url, int(url.rsplit(":", 1)[1])
+
+
+def server_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def http(port: int, request: bytes, timeout: float = 30.0) -> tuple[int, float]:
+    """One request on a new connection: (status, seconds until the whole answer came)."""
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        answer = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split(b" ", 2)[1] or 0), time.perf_counter() - started
+
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+
+
+def health_times(port: int, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        try:
+            status, seconds = http(port, HEALTH)
+        except OSError:  # refused, reset or timed out: a failed check
+            status, seconds = 0, float("inf")
+        times.append(seconds if status == 200 else float("inf"))
+        time.sleep(0.01)  # a health checker polls; it does not hammer
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+ATTACKER = """
+import selectors, socket, sys, time
+port, count, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+sel = selectors.DefaultSelector()
+opened = reopened = failed = 0
+def connect():
+    global opened, failed
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect_ex(("127.0.0.1", port))
+        sel.register(s, selectors.EVENT_READ)
+        opened += 1
+    except OSError:
+        s.close(); failed += 1
+for _ in range(count):
+    connect()
+print("ready", flush=True)
+sel.register(sys.stdin, selectors.EVENT_READ)  # closed by the bench: time to stop
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    closed = 0
+    events = sel.select(0.05)
+    if any(key.fileobj is sys.stdin for key, _ in events):
+        break
+    for key, _ in events:
+        sel.unregister(key.fileobj); key.fileobj.close(); closed += 1
+    for _ in range(closed):  # keep the count: a new idle connection for each one closed
+        connect(); reopened += 1
+    time.sleep(0.01)
+print(opened, reopened, failed, len(sel.get_map()) - 1, flush=True)
+"""
+
+
+def hostile_bodies(port: int, stop: threading.Event, answers: list[int]) -> None:
+    head = (
+        b"POST /webhooks/mailgun HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: " + str(len(HOSTILE_BODY)).encode() + b"\r\n\r\n"
+    )
+    while not stop.is_set():
+        try:
+            status, _ = http(port, head + HOSTILE_BODY, timeout=120)
+        except OSError:
+            status = 0
+        answers.append(status)
+
+
+def attack(port: int, args: argparse.Namespace) -> tuple[list[float], list[int], list[str]]:
+    """Health times while two processes hold the idle connections and a thread sends
+    hostile bodies; the attack ends when the health checks have been made."""
+    seconds = 600.0  # an upper bound: the attackers are stopped when the checks are done
+    half = args.idle_connections // 2
+    attackers = [
+        subprocess.Popen(
+            [sys.executable, "-c", ATTACKER, str(port), str(share), str(seconds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for share in (half, args.idle_connections - half)
+    ]
+    for proc in attackers:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "ready": its connections are open (or refused)
+    stop, answers = threading.Event(), []  # type: ignore[var-annotated]
+    sender = threading.Thread(target=hostile_bodies, args=(port, stop, answers))
+    sender.start()
+    try:
+        times = health_times(port, args.health_requests)
+    finally:
+        stop.set()
+        reports = [proc.communicate(timeout=120)[0].strip() for proc in attackers]
+        sender.join()
+    return times, answers, reports
+
+
+def subscribe_times(port: int, per_status: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {s: [] for s in STATUSES}
+    for n in range(per_status):
+        for status in STATUSES:  # interleaved, so drift in the machine's load hits all alike
+            address = f"{status}{n}@example.com"
+            body = json.dumps({"email": address}).encode()
+            request = (
+                b"POST /subscribe HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+            )
+            code, seconds = http(port, request + body)
+            assert code == 202, (status, code)
+            times[status].append(seconds)
+    return times
+
+
+def bench_serve(args: argparse.Namespace) -> None:
+    smtp = SlowSmtp(args.provider_delay)
+    with tempfile.TemporaryDirectory() as tmp:
+        site = serve_site(Path(tmp), smtp.port)
+        seed_statuses(site, args.subscribes)
+        proc, url, port = start_serve(site)
+        try:
+            baseline = health_times(port, args.health_requests)
+            log_before = (site / "serve.log").stat().st_size
+            attacked, answers, reports = attack(port, args)
+            log_bytes = (site / "serve.log").stat().st_size - log_before
+            closings = [
+                line.strip()
+                for line in (site / "serve.log").read_text(errors="replace").splitlines()
+                if "closed " in line and "more like this" in line
+            ]
+            subscribes = subscribe_times(port, args.subscribes)
+            after = health_times(port, 50)
+            peak = server_peak_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=120)
+            smtp.stop()
+        clean_exit = proc.returncode in (0, -15)
+    print(f"\ndigest serve at {url}, SIGTERM ended it cleanly: {clean_exit}")
+    base50, base99 = percentile(baseline, 0.5), percentile(baseline, 0.99)
+    for name, times in (("under attack", attacked), ("after the attack", after)):
+        p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+        print(
+            f"/healthz {name} x{len(times)}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+            f"worst {max(times) * 1000:.1f} ms; baseline p50 {base50 * 1000:.1f} ms, "
+            f"p99 {base99 * 1000:.1f} ms; ratio p99 {p99 / base99:.1f}x"
+        )
+    print(
+        "attackers (opened, reopened after the server closed them, refused, still open): "
+        + "; ".join(reports)
+    )
+    statuses = sorted({a for a in answers})
+    print(
+        f"1 MB hostile bodies answered during the attack: {len(answers)} "
+        f"(statuses {statuses}); log written during the attack: {log_bytes / 1024:.1f} KB"
+    )
+    for line in closings[-6:]:
+        print(f"  server log: {line}")
+    medians = {s: percentile(t, 0.5) for s, t in subscribes.items()}
+    for status, median in medians.items():
+        print(
+            f"POST /subscribe, {status} address x{len(subscribes[status])}: "
+            f"p50 {median * 1000:.1f} ms (ratio to /healthz p50 {median / base50:.1f}x)"
+        )
+    spread = max(medians.values()) - min(medians.values())
+    print(
+        f"subscribe p50 spread across statuses: {spread * 1000:.1f} ms "
+        f"(with a {args.provider_delay * 1000:.0f} ms provider); server peak {peak:.0f} MB"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--json-rounds", type=int, default=100_000)
+    parser.add_argument("--serve", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--idle-connections", type=int, default=20_000)
+    parser.add_argument("--health-requests", type=int, default=300)
+    parser.add_argument("--subscribes", type=int, default=40, help="per status")
+    parser.add_argument("--provider-delay", type=float, default=0.4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         hostile, plain = Path(tmp) / "hostile", Path(tmp) / "plain"
@@ -130,6 +427,8 @@ def main() -> int:
         f"7,000-level body: loads_bounded refuses it in {deep_bounded * 1000:.1f} ms; "
         f"json.loads spends {deep_plain * 1000:.1f} ms and raises RecursionError"
     )
+    if args.serve:
+        bench_serve(args)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of this process: {peak:.0f} MB")
     return 0

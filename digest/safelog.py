@@ -12,6 +12,11 @@ content files:
 :class:`SafeFormatter` (installed by ``digest serve``) applies the same escaping to every
 message of every logger, and indents the lines of a traceback, so that no line the service
 writes can begin like a record unless it is one.
+
+:class:`RateLimit` (installed with it) keeps a flood of requests from becoming a flood of
+log: lines of the same kind (logger, level and message template) beyond ``burst`` within
+``interval`` seconds are counted, not written, and the next line of that kind written says
+how many were left out. State-change records are never held back.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 MAX_VALUE = 200
@@ -104,13 +112,65 @@ class SafeFormatter(logging.Formatter):
         return "\n".join("  | " + clean(line, self.limit) for line in stack_info.splitlines())
 
 
+class RateLimit(logging.Filter):
+    """Lets at most ``burst`` records of one kind through per ``interval`` seconds; the
+    first record let through after some were held back ends with ``[N more like this were
+    not logged]``. A kind is the logger, the level and the message template (so ``"closed
+    %s"`` with any value is one kind). Records on ``digest.changes`` always pass.
+
+    ``clock`` returns seconds (monotonic); tests pass their own. Safe to call from threads.
+    """
+
+    def __init__(
+        self,
+        interval: float = 10.0,
+        burst: int = 5,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_kinds: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.interval = interval
+        self.burst = burst
+        self.clock = clock
+        self.max_kinds = max_kinds
+        # kind -> [start of its interval, records let through in it, records held back]
+        self._kinds: dict[tuple[str, int, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == changes.name:
+            return True
+        kind = (record.name, record.levelno, str(record.msg)[:200])
+        now = self.clock()
+        with self._lock:
+            seen = self._kinds.get(kind)
+            if seen is None or now - seen[0] >= self.interval:
+                held = int(seen[2]) if seen is not None else 0
+                if len(self._kinds) >= self.max_kinds:
+                    self._kinds.clear()  # a flood of kinds: start counting again
+                self._kinds[kind] = [now, 1, 0]
+            elif seen[1] < self.burst:
+                held = int(seen[2])
+                seen[1] += 1
+                seen[2] = 0
+            else:
+                seen[2] += 1
+                return False
+        if held:
+            record.msg = f"{record.msg} [{held} more like this were not logged]"
+        return True
+
+
 def install(level_names: tuple[str, ...] = ("digest.serve", "digest.changes")) -> None:
     """Give every handler of the root logger a :class:`SafeFormatter` (keeping its format
-    string) and make sure the named loggers log at INFO."""
+    string) and a :class:`RateLimit`, and make sure the named loggers log at INFO."""
     root = logging.getLogger()
     for handler in root.handlers:
         fmt = handler.formatter._fmt if handler.formatter is not None else None
         handler.setFormatter(SafeFormatter(fmt))
+        if not any(isinstance(f, RateLimit) for f in handler.filters):
+            handler.addFilter(RateLimit())
     for name in level_names:
         logger = logging.getLogger(name)
         logger.setLevel(min(logging.INFO, logger.getEffectiveLevel()))

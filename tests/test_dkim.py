@@ -16,9 +16,9 @@ from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
 from digest.cli import main
-from digest.email.dkim import DkimError, Signer, dns_record, generate_key, public_key_b64
 from digest.delivery.providers.base import Batch, Recipient, Result
 from digest.delivery.providers.registry import make_provider
+from digest.email.dkim import DkimError, Signer, dns_record, generate_key, public_key_b64
 from digest.email.message import to_message
 from tests.test_smtp import composed, config_for, free_port
 

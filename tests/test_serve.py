@@ -657,12 +657,31 @@ class ExplodingMailer:
 
 
 def test_errors_show_no_stack_trace(config: Config, clock: Clock) -> None:
-    app = create_app(config, clock=clock, mailer=ExplodingMailer())  # type: ignore[arg-type]
+    app = create_app(config, clock=clock)
+
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database password is hunter2")
+
+    app.state.handlers.subscriptions.subscribe = explode
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/subscribe", json={"email": "x@example.com"})
     assert response.status_code == 500
     assert "Something went wrong" in response.text
     assert "hunter2" not in response.text and "Traceback" not in response.text
+
+
+def test_a_mail_that_fails_after_the_answer_is_logged_not_answered(
+    config: Config, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    mailer = ExplodingMailer()
+    app = create_app(config, clock=clock, mailer=mailer)  # type: ignore[arg-type]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/subscribe", json={"email": "x@example.com"})
+    assert response.status_code == 202  # the mail is sent after the answer
+    assert response.json() == {"status": "ok", "message": "Check your inbox to confirm."}
+    [failed] = [r for r in caplog.records if r.name == "digest.serve.app"]
+    assert (failed.levelname, failed.getMessage()) == ("ERROR", "email to x@example.com not sent")
+    assert mailer.closed
 
 
 @pytest.mark.integration

@@ -136,7 +136,14 @@ def read_eml(path: Path) -> email.message.EmailMessage:
 
 
 def confirm_link(site: Path, address: str) -> str:
-    [eml] = (site / "out" / "confirmations" / "outbox").glob(f"*-{address}.eml")
+    # the service mails after answering: wait for the file (it appears once, whole)
+    folder = site / "out" / "confirmations" / "outbox"
+    for _ in range(6000):
+        found = list(folder.glob(f"*-{address}.eml"))
+        if found:
+            break
+        time.sleep(0.01)
+    [eml] = found
     body = read_eml(eml).get_body(("plain",))
     assert body is not None
     match = re.search(r"https://news\.example\.com/confirm/\S+", body.get_content())

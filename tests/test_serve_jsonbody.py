@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import pytest
 
 from digest.serve.jsonbody import BadJson, depth, loads_bounded, text_field, text_list
@@ -26,6 +29,7 @@ def test_depth_ignores_brackets_in_strings() -> None:
         (b"[" * 100_000, "the JSON is nested deeper than 32 levels"),
         (b'{"n": ' + b"9" * 10_000 + b"}", "a number longer than 30 characters"),
         (b"[1e999999999999999999999999999999]", "a number longer than 30 characters"),
+        (b"[1e999]", "the number 1e999 is out of range"),
         (b"[NaN]", "NaN is not a JSON number"),
         (b"[-Infinity]", "-Infinity is not a JSON number"),
         (b'"\xff"', "the body is not UTF-8 text"),
@@ -50,3 +54,55 @@ def test_fields_of_the_wrong_type_are_refused_by_name() -> None:
         text_list(data, "categories", most=5, limit=10)
     assert text_field({"name": None}, "name", limit=5) == ""
     assert text_list({}, "categories", most=5, limit=10) == []
+
+
+# One request froze `digest serve`: the depth check's string pattern backtracked, so a 1 MB
+# body of escaped quotes took minutes. Each shape below is read (or refused) within a budget
+# a linear scan meets many times over; the old pattern needed ten seconds for 32 KB of the
+# first one.
+HOSTILE_MB = {
+    "escaped quotes in an unclosed string": b"[" * 40 + b'"' + b'\\"' * 524_288,
+    "empty arrays": b"[]," * 349_525,
+    "empty strings": b'"",' * 349_525,
+    "backslashes": b'["' + b"\\\\" * 524_000 + b'"]',
+    "open brackets": b"[" * 1_000_000,
+    "quotes": b'"' * 1_000_000,
+    "strings between brackets": b'[""],' * 200_000,
+    "a quote and a backslash": b'"\\' * 500_000,
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_MB.values(), ids=HOSTILE_MB.keys())
+def test_one_request_freezes_digest_serve_depth_check_is_linear(body: bytes) -> None:
+    started = time.process_time()  # this process's CPU time: other load does not count
+    with contextlib.suppress(BadJson):
+        loads_bounded(body, max_depth=32)
+    assert time.process_time() - started < 1.0
+
+
+def test_depth_of_hostile_shapes_is_exact() -> None:
+    assert depth(HOSTILE_MB["escaped quotes in an unclosed string"]) == 40
+    assert depth(HOSTILE_MB["open brackets"]) == 1_000_000
+    assert depth(HOSTILE_MB["quotes"]) == 0
+    assert depth(b'["\\') == 1  # a string cut off after a backslash
+    assert depth(b'[{"a": "\\\\"}, ["]"]]') == 2
+    assert depth('["\u00e9[", {}]') == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "\\ud800"}',
+        b'{"name": "x\\udfff"}',
+        b'{"\\ud800": 1}',
+        b'[[["ok", "\\ude00\\ud83d"]]]',
+    ],
+)
+def test_500s_with_tracebacks_lone_surrogates_are_refused(body: bytes) -> None:
+    with pytest.raises(BadJson) as caught:
+        loads_bounded(body)
+    assert str(caught.value) == "the JSON holds a lone surrogate (\\ud800-\\udfff without its pair)"
+
+
+def test_a_surrogate_pair_is_one_character() -> None:
+    assert loads_bounded(b'{"name": "\\ud83d\\ude00"}') == {"name": "\U0001f600"}

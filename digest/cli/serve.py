@@ -35,7 +35,7 @@ def serve_command(state: State, host: str | None, port: int | None, as_json: boo
     from digest.audience.links import public_base
     from digest.safelog import install as install_safe_logging
     from digest.schedule.scheduler import Schedule
-    from digest.serve.app import bind, serve
+    from digest.serve.server import bind, serve
     from digest.serve.subscriptions import require_server_secret
 
     config = state.config

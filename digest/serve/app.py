@@ -23,7 +23,14 @@ The app is built by :func:`create_app` from a config, a clock and (for tests) a 
 :class:`Handlers` holds the route handlers. What they do to the subscriber store is
 :mod:`digest.serve.subscriptions`, run on the store's own thread
 (:mod:`digest.serve.store_worker`); the emails they send are :mod:`digest.serve.mail`.
-Run one process: the rate limiter lives in memory and SQLite wants one writer.
+Run one process: the rate limiter lives in memory and SQLite wants one writer. The ASGI
+layers around the routes are :mod:`digest.serve.middleware`; running the app under uvicorn,
+with its connection limits, is :mod:`digest.serve.server`.
+
+Nothing a client sends runs long on the event loop: JSON bodies and webhook signatures are
+read on a worker thread, the store has its own, and the emails a subscribe asks for are sent
+after the answer has gone out (a background task), so the answer takes as long whatever the
+address's state.
 """
 
 from __future__ import annotations
@@ -31,19 +38,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
@@ -53,8 +59,6 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.audience import newsletters
 from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
@@ -74,18 +78,12 @@ from digest.serve.mail import (
     Mailer,
     welcome_context,
 )
+from digest.serve.middleware import Archive, SecurityHeaders, SubscribeCors
 from digest.serve.pages import Pages
-from digest.serve.security import (
-    CSRF_COOKIE,
-    CSRF_FIELD,
-    SECURITY_HEADERS,
-    BodyLimit,
-    CsrfGuard,
-    RateLimiter,
-)
+from digest.serve.security import CSRF_COOKIE, CSRF_FIELD, BodyLimit, CsrfGuard, RateLimiter
 from digest.serve.shared import SharedRateLimiter
 from digest.serve.store_worker import StoreWorker
-from digest.serve.subscriptions import Subscriptions, require_server_secret
+from digest.serve.subscriptions import SubscribeOutcome, Subscriptions, require_server_secret
 from digest.serve.webhooks import WebhookError, WebhookEvent, read_webhook
 from digest.store.database import locate
 
@@ -94,10 +92,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 NextIssue = Callable[[datetime], datetime]
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
-ARCHIVE_CSP = (
-    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src https: data: 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'"
-)
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_EMAIL = 320  # RFC 3696's longest address, give or take
 MAX_NAME = 200
@@ -112,46 +106,6 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _SecurityHeaders:
-    """Adds :data:`SECURITY_HEADERS` to every response (a looser CSP for archived emails)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        archive = scope["path"].startswith("/archive")
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                for name, value in SECURITY_HEADERS.items():
-                    if name == "Content-Security-Policy" and archive:
-                        value = ARCHIVE_CSP
-                    if name.lower().encode() not in present:
-                        headers.append((name.lower().encode(), value.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-
-class _Archive:
-    """``out/archive/`` as static files (index.html for folders); 404 until the first build."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.files = StaticFiles(directory=directory, html=True, check_dir=False)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.directory.is_dir():
-            raise HTTPException(404)
-        await self.files(scope, receive, send)
-
-
 def _route(request: Request) -> str:
     """The path for a log line, without the token that follows the route's name."""
     parts = request.url.path.split("/")
@@ -164,27 +118,6 @@ def _csrf_cookie(request: Request) -> str:
     return f"__Host-{CSRF_COOKIE}" if request.url.scheme == "https" else CSRF_COOKIE
 
 
-class _SubscribeCors:
-    """CORS for ``/subscribe`` only, for the sites in ``serve.allowed_origins`` (so the blog
-    can post JSON with fetch); every other route stays same-origin."""
-
-    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
-        self.app = app
-        self.cors = CORSMiddleware(
-            app,
-            allow_origins=origins,
-            allow_methods=["POST"],
-            allow_headers=["Content-Type"],
-            max_age=3600,
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/subscribe":
-            await self.cors(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
 class Handlers:
     """The route handlers, and what they share."""
 
@@ -193,10 +126,12 @@ class Handlers:
         config: Config,
         *,
         clock: Clock = utc_now,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] | None = None,
         mailer: Mailer | None = None,
         next_issue: NextIssue | None = None,
     ) -> None:
+        """``monotonic`` (seconds) is the rate limiter's clock; without one it uses the
+        database's (several hosts must agree) or ``time.monotonic`` (one process)."""
         self.config = config
         self.clock = clock
         self.next_issue = next_issue
@@ -211,12 +146,13 @@ class Handlers:
                 config.serve.subscribe_per_minute,
                 config.serve.subscribe_burst,
                 prefix="subscribe",
-                # the database's clock unless a test brings its own
-                clock=None if monotonic is time.monotonic else monotonic,
+                clock=monotonic,
             )
         else:
             self.limiter = RateLimiter(
-                config.serve.subscribe_per_minute, config.serve.subscribe_burst, clock=monotonic
+                config.serve.subscribe_per_minute,
+                config.serve.subscribe_burst,
+                clock=monotonic or time.monotonic,
             )
         self.store = StoreWorker(locate(config, config.subscribers.database))
         self.mailer = mailer or Mailer(config, self.pages)
@@ -356,8 +292,8 @@ class Handlers:
             return response
         if is_json:
             try:
-                data = loads_bounded(
-                    await request.body(), max_depth=self.config.serve.max_json_depth
+                data = await run_in_threadpool(
+                    loads_bounded, await request.body(), max_depth=self.config.serve.max_json_depth
                 )
                 if not isinstance(data, dict):
                     raise BadJson("expected a JSON object")
@@ -388,9 +324,13 @@ class Handlers:
             origin=request.headers.get("origin") or request.headers.get("referer"),
             method="json" if is_json else "form",
         )
-        try:
-            outcome = await self.store.run(
-                lambda store: self.subscriptions.subscribe(
+        wanted = lists[:20]
+
+        def work(store: Any) -> SubscribeOutcome:
+            # One call on the store's thread and one commit (one fsync), whatever the
+            # address's state: the time it takes must not say which state that is.
+            with store.atomic():
+                outcome = self.subscriptions.subscribe(
                     store,
                     email,
                     name=one_line(name)[:MAX_NAME],
@@ -398,7 +338,25 @@ class Handlers:
                     now=now,
                     consent=consent,
                 )
-            )
+                if outcome.action == "suppressed":
+                    # nothing else was written: count the mailbox as the others do, so
+                    # this commit writes too (an address that is never mailed loses nothing)
+                    serve = self.config.serve
+                    store.reserve_mail(
+                        outcome.subscriber.email,
+                        now=now,
+                        window=serve.mail_window.total_seconds(),
+                        limit=serve.mail_per_address,
+                    )
+            if outcome.send_confirmation and outcome.takes_request and wanted and self.newsletters:
+                # Only an address waiting for confirmation takes a choice from this public
+                # form; someone subscribed changes theirs through their link. (Its own
+                # transaction: a choice of newsletters is a second commit.)
+                newsletters.choose_from_form(store, outcome.subscriber.email, wanted, self.config)
+            return outcome
+
+        try:
+            outcome = await self.store.run(work)
         except InvalidEmail:
             message = "That does not look like an email address."
             if is_json:
@@ -412,31 +370,40 @@ class Handlers:
                 email=email,
                 consent_text=self.config.serve.consent_text,
             )
-        wanted = [n for n in lists if isinstance(n, str)][:20]
-        if outcome.send_confirmation and outcome.takes_request and wanted and self.newsletters:
-            # Only an address waiting for confirmation takes a choice from this public form;
-            # someone already subscribed changes theirs through their preferences link.
-            address = outcome.subscriber.email
-            await self.store.run(
-                lambda store: newsletters.choose_from_form(store, address, wanted, self.config)
-            )
-        if outcome.send_confirmation or outcome.send_notice:
-            if outcome.send_confirmation:
-                template = CONFIRM_TEMPLATE
-                url = self.subscriptions.link(outcome.subscriber, "confirm", now=now)
-            else:
-                template = NOTICE_TEMPLATE
-                url = self.subscriptions.link(outcome.subscriber, "preferences")
-            try:
-                await self.mailer.send_async(outcome.subscriber, url, now, template)
-            except DigestError as exc:
-                log.warning("email to %s not sent: %s", outcome.subscriber.email, clean(exc, 300))
+        answer = self.subscribed(request, is_json)
+        # The mail goes after the answer: a provider's delay must not tell a caller which
+        # addresses are mailed (new, pending, active) and which are not (complained).
+        answer.background = BackgroundTask(self.mail_subscribe, outcome, now)
+        return answer
+
+    def subscribed(self, request: Request, is_json: bool) -> Response:
         # The same answer whatever the address's state: nothing leaks about who is subscribed.
         if is_json:
             return JSONResponse(
                 {"status": "ok", "message": "Check your inbox to confirm."}, status_code=202
             )
         return self.page(request, "check_inbox.html.j2", status=202)
+
+    async def mail_subscribe(self, outcome: SubscribeOutcome, now: datetime) -> None:
+        """The confirmation (or "already subscribed" note) a subscribe asked for; run after
+        the answer was sent, so a failure is logged, never answered."""
+        if outcome.send_confirmation:
+            template = CONFIRM_TEMPLATE
+            url = self.subscriptions.link(outcome.subscriber, "confirm", now=now)
+        elif outcome.send_notice:
+            template = NOTICE_TEMPLATE
+            url = self.subscriptions.link(outcome.subscriber, "preferences")
+        else:
+            return
+        await self.mail_later(outcome.subscriber, url, now, template)
+
+    async def mail_later(self, subscriber: Any, url: str, now: datetime, *args: Any) -> None:
+        try:
+            await self.mailer.send_async(subscriber, url, now, *args)
+        except DigestError as exc:
+            log.warning("email to %s not sent: %s", subscriber.email, clean(exc, 300))
+        except Exception:  # the answer has gone: log it here, as the server's fault
+            log.exception("email to %s not sent", subscriber.email)
 
     async def confirm_page(self, request: Request) -> Response:
         """The confirmation link's page: a button that POSTs. A GET changes nothing, so a
@@ -473,17 +440,6 @@ class Handlers:
             before, subscriber = await self.store.run(confirm)
         except TokenError as exc:
             return self.bad_link(request, exc)
-        if self.config.serve.welcome and before != "active" and subscriber.status == "active":
-            try:
-                await self.mailer.send_async(
-                    subscriber,
-                    self.subscriptions.link(subscriber, "preferences"),
-                    now,
-                    WELCOME_TEMPLATE,
-                    welcome_context(self.next_issue(now) if self.next_issue else None),
-                )
-            except DigestError as exc:
-                log.warning("welcome email to %s not sent: %s", subscriber.email, exc)
         if subscriber.status != "active":
             return self.page(
                 request,
@@ -493,12 +449,22 @@ class Handlers:
                 message="Mail to it has bounced or been reported. Write to us if that is a "
                 "mistake.",
             )
-        return self.page(
+        answer = self.page(
             request,
             "confirmed.html.j2",
             email=subscriber.email,
             preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
         )
+        if self.config.serve.welcome and before != "active":
+            answer.background = BackgroundTask(
+                self.mail_later,
+                subscriber,
+                self.subscriptions.link(subscriber, "preferences"),
+                now,
+                WELCOME_TEMPLATE,
+                welcome_context(self.next_issue(now) if self.next_issue else None),
+            )
+        return answer
 
     async def unsubscribe_page(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -612,7 +578,10 @@ class Handlers:
         body = await request.body()
         now = self.clock()
         try:
-            delivery = read_webhook(
+            # signatures and JSON are checked on a worker thread: a 1 MB body must not stop
+            # the event loop (and every other request) while it is read
+            delivery = await run_in_threadpool(
+                read_webhook,
                 provider,
                 request.headers,
                 body,
@@ -622,6 +591,13 @@ class Handlers:
             )
         except WebhookError as exc:
             log.info("refused a webhook for %s: %s", clean(provider, 40), clean(exc))
+            if exc.spent:
+                # Its signature verified: that signature is used up, whatever the body was,
+                # so nobody can send it again with a body of their own.
+                spent = exc.spent
+                await self.store.run(
+                    lambda store: store.claim_delivery(provider, spent, now=now, keep=self.keep)
+                )
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         events = delivery.events
         if provider == "mailgun" and self.mailgun_events is not None and events:
@@ -640,6 +616,12 @@ class Handlers:
                     status_code=503,
                 )
             if not confirmed:
+                # recorded all the same: the signature is spent (see above)
+                await self.store.run(
+                    lambda store: self.subscriptions.apply_delivery(
+                        store, replace(delivery, events=[]), now, keep=self.keep
+                    )
+                )
                 return JSONResponse({"events": len(events), "changed": 0, "unconfirmed": True})
             delivery = replace(delivery, events=confirmed)
         outcome = await self.store.run(
@@ -690,6 +672,11 @@ class Handlers:
             return PlainTextResponse(title, status_code=exc.status_code)
         return self.page(request, "error.html.j2", status=exc.status_code, title=title, message="")
 
+    async def client_left(self, request: Request, exc: Exception) -> Response:
+        """The client went away (or was cut off by a read deadline) while sending its body:
+        nobody is left to answer, and nothing is worth logging."""
+        return Response(status_code=400)
+
     async def server_error(self, request: Request, exc: Exception) -> Response:
         log.error("error on %s %s", request.method, _route(request), exc_info=exc)
         try:
@@ -718,7 +705,7 @@ def create_app(
     config: Config,
     *,
     clock: Clock = utc_now,
-    monotonic: Callable[[], float] = time.monotonic,
+    monotonic: Callable[[], float] | None = None,
     mailer: Mailer | None = None,
     next_issue: NextIssue | None = None,
 ) -> Starlette:
@@ -749,71 +736,20 @@ def create_app(
         Route(route("preferences"), handlers.preferences, methods=["GET", "POST"]),
         Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
         Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),
-        Mount(ARCHIVE_PATH, app=_Archive(archive_dir(config))),
+        Mount(ARCHIVE_PATH, app=Archive(archive_dir(config))),
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: handlers.http_error, Exception: handlers.server_error},
+        exception_handlers={
+            HTTPException: handlers.http_error,
+            ClientDisconnect: handlers.client_left,
+            Exception: handlers.server_error,
+        },
         lifespan=lifespan,
     )
     app.state.handlers = handlers
     app.add_middleware(BodyLimit, limit_for=_limit_for(config))
     if config.serve.allowed_origins:
-        app.add_middleware(_SubscribeCors, origins=list(config.serve.allowed_origins))
-    app.add_middleware(_SecurityHeaders)
+        app.add_middleware(SubscribeCors, origins=list(config.serve.allowed_origins))
+    app.add_middleware(SecurityHeaders)
     return app
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket; port 0 picks a free one (``getsockname()`` says which)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def serve(
-    config: Config,
-    sock: socket.socket,
-    *,
-    on_ready: Callable[[str], None] | None = None,
-    next_issue: NextIssue | None = None,
-) -> None:
-    """Run the service on ``sock`` until interrupted (SIGINT/SIGTERM end it cleanly)."""
-    import uvicorn
-
-    app = create_app(config, next_issue=next_issue)
-    host, port = sock.getsockname()[:2]
-    public = config.serve.public_url or ""
-    if public.startswith("https://") and not config.serve.trusted_proxies:
-        log.warning(
-            "serve.public_url is https but serve.trusted_proxies is empty: behind a reverse "
-            "proxy every client looks like the proxy, and they share one rate limit; list the "
-            "proxy's address there (see docs/serve.md)"
-        )
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    server_config = uvicorn.Config(
-        app,
-        log_level="warning",
-        # uvicorn's own lines go through the root logger too, so digest serve's safe
-        # formatting (digest.safelog) applies to them as well
-        log_config=None,
-        access_log=False,  # request lines hold tokens; state changes are logged instead
-        proxy_headers=bool(config.serve.trusted_proxies),
-        forwarded_allow_ips=",".join(config.serve.trusted_proxies) or None,
-        server_header=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(server_config)
-    if on_ready is not None:
-        original = server.startup
-
-        async def startup(sockets: list[socket.socket] | None = None) -> None:
-            await original(sockets=sockets)
-            on_ready(url)
-
-        server.startup = startup  # type: ignore[method-assign]
-    server.run(sockets=[sock])

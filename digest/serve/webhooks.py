@@ -66,9 +66,15 @@ class WebhookEvent:
 
 
 class WebhookError(DigestError):
-    """A webhook request was refused; ``status`` is the HTTP answer."""
+    """A webhook request was refused; ``status`` is the HTTP answer. ``spent`` is the
+    delivery id when the request's proof verified before it was refused: that proof must
+    not work again (a Mailgun signature does not cover the body, so it could carry another)."""
 
     status = 400
+
+    def __init__(self, message: str, *, spent: str = "") -> None:
+        super().__init__(message)
+        self.spent = spent
 
 
 class WebhookDisabled(WebhookError):
@@ -303,6 +309,8 @@ def verify_mailgun(
     if not all(isinstance(p, str) and p for p in parts):
         raise WebhookUnauthorized("mailgun webhook: the signature object is incomplete")
     timestamp, token, given = (str(p) for p in parts)
+    if not (timestamp + token + given).isascii():
+        raise WebhookUnauthorized("mailgun webhook: the signature object is not ASCII")
     expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise WebhookUnauthorized("mailgun webhook: the signature does not verify")
@@ -370,12 +378,18 @@ def read_webhook(
         delivery_id = verify_svix(headers, body, settings, now=now, environ=environ)
     elif provider == "sendgrid":
         delivery_id = verify_sendgrid(headers, body, settings, now=now, environ=environ)
-    data = _json(body, provider, max_depth)
-    if provider == "mailgun":
-        delivery_id = verify_mailgun(data, settings, now=now, environ=environ)
-    elif provider == "postmark":
-        delivery_id = postmark_id(data, body)
-    return WebhookDelivery(provider, parsers[provider](data), delivery_id)
+    try:
+        data = _json(body, provider, max_depth)
+        if provider == "mailgun":
+            delivery_id = verify_mailgun(data, settings, now=now, environ=environ)
+        elif provider == "postmark":
+            delivery_id = postmark_id(data, body)
+        return WebhookDelivery(provider, parsers[provider](data), delivery_id)
+    except (WebhookUnauthorized, WebhookDisabled):
+        raise
+    except WebhookError as exc:
+        exc.spent = delivery_id  # the proof verified: the body is what was refused
+        raise
 
 
 def postmark_id(data: Any, body: bytes) -> str:

@@ -21,7 +21,6 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
 from digest.config.providers import SmtpSettings
-from digest.email.dkim import Signer
 from digest.delivery.providers.base import (
     Batch,
     Check,
@@ -33,6 +32,7 @@ from digest.delivery.providers.base import (
 )
 from digest.delivery.providers.classify import SmtpReply, no_answer, refused, smtp
 from digest.delivery.providers.registry import register
+from digest.email.dkim import Signer
 from digest.errors import ProviderError
 
 if TYPE_CHECKING:
