@@ -238,9 +238,12 @@ def test_mail_bombing_a_gmail_inbox_suppressions_compare_mailboxes(
     assert outbox(config) == []
     assert status_of(config, "annlee@gmail.com") is None  # nothing stored for the stranger
     limit = config.serve.mail_per_address
+    # the suppressed spellings are counted too (the same work for every status)
+    with store(config) as s:
+        before = s.connection.execute("SELECT COUNT(*) FROM service_mail").fetchone()[0]
     for n in range(limit + 5):
         spelling = "bob.x" if n % 2 else "b.o.b.x"
         client.post("/subscribe", json={"email": f"{spelling}+{n}@googlemail.com"})
     with store(config) as s:
         sent = s.connection.execute("SELECT COUNT(*) FROM service_mail").fetchone()[0]
-    assert sent == limit
+    assert sent - before == limit
