@@ -58,6 +58,7 @@ class _Attempt:
     seen: set[int] = field(default_factory=set)
     handed_off: set[int] = field(default_factory=set)
     results: list[Result] = field(default_factory=list)
+    cut: bool = False  # ended by the loop before the provider was done: no verdict on the rest
 
 
 def _close(events: Iterator[Event]) -> None:
@@ -83,6 +84,7 @@ class Dispatcher:
         concurrency: int,
         clock: Callable[[], datetime],
         tick: Callable[[int], None],
+        gone: Callable[[Sequence[int]], list[Outcome]] | None = None,
     ) -> None:
         self.issue_id = issue_id
         self.provider = provider
@@ -91,6 +93,9 @@ class Dispatcher:
         self.owner = owner
         self.clock = clock
         self.tick = tick
+        self.gone = gone
+        """Who of these left (unsubscribed, removed) since their batch was claimed: asked
+        again at each hand-off of transports that send one message at a time (SMTP)."""
         self.concurrency = concurrency
         self.generations: dict[int, int] = {}
         """The lease generation of each row of the chunk being sent (set by the loop)."""
@@ -151,6 +156,8 @@ class Dispatcher:
         try:
             for event in events:
                 if isinstance(event, Handoff):
+                    if self.left(event, attempt):
+                        break  # closed below: that message is never completed
                     self.ledger.hand_off(
                         self.issue_id, event.subscriber_ids, fence=fence, now=self.clock()
                     )
@@ -166,6 +173,21 @@ class Dispatcher:
             _close(events)
         self.flush(attempt)
         self.release(batch, attempt)
+
+    def left(self, handoff: Handoff, attempt: _Attempt) -> bool:
+        """Whether someone this hand-off is for left since the batch was claimed: then they
+        are skipped, and the batch ends here (its other rows go back to pending)."""
+        if self.gone is None or not self.provider.commit_each:
+            return False
+        gone = self.gone(handoff.subscriber_ids)
+        if not gone:
+            return False
+        self.ledger.transition(self.issue_id, gone, now=self.clock(), fence=self.fence)
+        self.report.skipped += len(gone)
+        self.tick(len(gone))
+        attempt.seen.update(o.subscriber_id for o in gone)
+        attempt.cut = True
+        return True
 
     def _run_attempt(self, batch: Batch, fence: Fence) -> _Attempt:
         """On a worker thread: every event the provider yields, each hand-off fenced on this
@@ -243,9 +265,14 @@ class Dispatcher:
             answered_2xx = status is not None and 200 <= status < 300
             refused = status is not None and not answered_2xx
             why = str(error) if error is not None else "the provider gave no result"
+            if attempt.cut and error is None:
+                why = "the batch ended early (a subscriber in it left)"
             outcomes = []
             for sid in missing:
-                maybe = error is None or answered_2xx or (sid in attempt.handed_off and not refused)
+                handed = sid in attempt.handed_off
+                maybe = (
+                    (error is None and not attempt.cut) or answered_2xx or (handed and not refused)
+                )
                 if maybe:
                     outcomes.append(Outcome(sid, UNCERTAIN, error=why))
                 else:

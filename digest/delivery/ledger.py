@@ -66,7 +66,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     FAILED_RETRYABLE: frozenset({SENDING}),
     UNCERTAIN: frozenset({SENDING}),
     PENDING: frozenset({SENDING, UNCERTAIN, FAILED_RETRYABLE}),
-    SKIPPED: frozenset({PENDING, FAILED_RETRYABLE, UNCERTAIN}),
+    # SENDING: the subscriber left after the row was claimed, before the hand-off
+    SKIPPED: frozenset({PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN}),
 }
 """Which moves are allowed. ``--force`` (:meth:`Ledger.reset_for_resend`) is the one other
 way back to ``pending``: from the finished states, by the operator's explicit choice."""

@@ -143,6 +143,7 @@ class _Sender:
             concurrency=1 if provider.commit_each else concurrency,
             clock=clock,
             tick=self.tick,
+            gone=self.gone,
         )
 
     def close(self) -> None:
@@ -250,19 +251,23 @@ class _Sender:
         """``part`` without those who left since their chunk was read: statuses are read
         again for every batch, just before it is claimed, so an unsubscribe lands within
         one batch (``send.batch_size``) of the send, not one chunk of rows."""
-        found = self.store.get_many([recipient(p).subscriber_id for p in part])
-        keep: list[T] = []
+        skipped = self.gone([recipient(p).subscriber_id for p in part])
+        if not skipped:
+            return part
+        self.skip(skipped)
+        left = {o.subscriber_id for o in skipped}
+        return [p for p in part if recipient(p).subscriber_id not in left]
+
+    def gone(self, subscriber_ids: Sequence[int]) -> list[Outcome]:
+        """``skipped`` outcomes for those of these subscribers who are no longer active."""
+        found = self.store.get_many(subscriber_ids)
         skipped: list[Outcome] = []
-        for item in part:
-            sid = recipient(item).subscriber_id
+        for sid in subscriber_ids:
             subscriber = found.get(sid)
-            if subscriber is not None and subscriber.active:
-                keep.append(item)
-            else:
+            if subscriber is None or not subscriber.active:
                 why = "removed" if subscriber is None else subscriber.status
                 skipped.append(Outcome(sid, SKIPPED, error=f"{why} before sending"))
-        self.skip(skipped)
-        return keep
+        return skipped
 
     def within(self, part: list[T], limit: int | None) -> list[T]:
         """``part`` cut to what ``--limit`` still allows (empty: the limit is reached)."""
@@ -312,8 +317,8 @@ class _Sender:
     def tick(self, n: int) -> None:
         """``n`` more rows settled for this run (never a refusal: that row comes again)."""
         self.done += n
-        if self.progress is not None:
-            self.progress(min(self.done, self.total), max(self.total, 1))
+        if n and self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
 
 
 def send_issue(
