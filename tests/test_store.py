@@ -42,7 +42,7 @@ def digest_db(site: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), "db", *args])
 
 
-LATEST = {"subscribers": 4, "ledger": 4, "runs": 3}  # each store's schema version now
+LATEST = {"subscribers": 4, "ledger": 5, "runs": 3}  # each store's schema version now
 
 # --------------------------------------------------------------------------- translation
 
@@ -217,7 +217,11 @@ def test_todays_files_are_upgraded_in_place_and_keep_their_rows(tmp_path: Path) 
     old = sqlite3.connect(tmp_path / "ledger.sqlite")  # migration 2 added the lease columns
     columns = [row[1] for row in old.execute("PRAGMA table_info(deliveries)")]
     old.close()
-    assert columns[-2:] == ["lease_owner", "lease_until"]
+    # migration 2 added the lease columns, 5 the fencing token (0 for rows never leased)
+    assert columns[-3:] == ["lease_owner", "lease_until", "lease_generation"]
+    old = sqlite3.connect(tmp_path / "ledger.sqlite")
+    assert old.execute("SELECT lease_generation FROM deliveries").fetchall() == [(0,)]
+    old.close()
     old = sqlite3.connect(tmp_path / "subscribers.sqlite")  # the records were added, with
     history = old.execute("SELECT subscriber_id, status FROM subscriber_events").fetchall()
     old.close()

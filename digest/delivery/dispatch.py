@@ -23,7 +23,6 @@ The send loop (:mod:`digest.delivery.send`) decides what goes in a batch; a
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -108,9 +107,6 @@ class Dispatcher:
             else None
         )
         self.inflight: dict[Future[_Attempt], Batch] = {}
-        self._local = threading.local()
-        self._connections: list[Ledger] = []
-        self._connections_lock = threading.Lock()
 
     @property
     def fence(self) -> Fence:
@@ -124,8 +120,6 @@ class Dispatcher:
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
-            for ledger in self._connections:
-                ledger.close()
 
     # -- one batch
 
@@ -190,14 +184,16 @@ class Dispatcher:
         return True
 
     def _run_attempt(self, batch: Batch, fence: Fence) -> _Attempt:
-        """On a worker thread: every event the provider yields, each hand-off fenced on this
-        thread's own connection before the provider goes on, and how it ended."""
+        """On a worker thread: every event the provider yields, each hand-off fenced on a
+        connection of this attempt's own before the provider goes on, and how it ended."""
         attempt = _Attempt()
         events = self.provider.send(batch)
+        ledger: Ledger | None = None
         try:
             for event in events:
                 if isinstance(event, Handoff):
-                    self._thread_ledger().hand_off(
+                    ledger = ledger or Ledger(self.ledger.path)
+                    ledger.hand_off(
                         self.issue_id, event.subscriber_ids, fence=fence, now=self.clock()
                     )
                 attempt.events.append(event)
@@ -205,16 +201,9 @@ class Dispatcher:
             attempt.error = exc
         finally:
             _close(events)
+            if ledger is not None:
+                ledger.close()
         return attempt
-
-    def _thread_ledger(self) -> Ledger:
-        ledger: Ledger | None = getattr(self._local, "ledger", None)
-        if ledger is None:
-            ledger = Ledger(self.ledger.path)
-            self._local.ledger = ledger
-            with self._connections_lock:
-                self._connections.append(ledger)
-        return ledger
 
     def record_event(self, event: Event, attempt: _Attempt) -> None:
         """Commit one event as it comes (transports that commit each) or keep it for
