@@ -259,13 +259,22 @@ class _Sender:
         return [p for p in part if recipient(p).subscriber_id not in left]
 
     def gone(self, subscriber_ids: Sequence[int]) -> list[Outcome]:
-        """``skipped`` outcomes for those of these subscribers who are no longer active."""
-        found = self.store.get_many(subscriber_ids)
+        """``skipped`` outcomes for those of these subscribers who are no longer active
+        (their statuses only: this runs for every batch, and for every SMTP message)."""
+        statuses: dict[int, str] = {}
+        for start in range(0, len(subscriber_ids), 500):
+            part = list(subscriber_ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            statuses.update(
+                self.store.connection.execute(
+                    f"SELECT id, status FROM subscribers WHERE id IN ({marks})", part
+                ).fetchall()
+            )
         skipped: list[Outcome] = []
         for sid in subscriber_ids:
-            subscriber = found.get(sid)
-            if subscriber is None or not subscriber.active:
-                why = "removed" if subscriber is None else subscriber.status
+            status = statuses.get(sid)
+            if status != "active":
+                why = "removed" if status is None else status
                 skipped.append(Outcome(sid, SKIPPED, error=f"{why} before sending"))
         return skipped
 
