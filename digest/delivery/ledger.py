@@ -5,7 +5,7 @@ committed before the next step that depends on it::
 
     pending ──claim──▶ sending ──▶ sent                (the provider said so)
        ▲                 │  ├────▶ failed-permanent    (the provider refused this address)
-       │                 │  ├────▶ failed-retryable ──claim──▶ sending …
+       ├─ refused for now┤  (older ledgers: failed-retryable ──claim──▶ sending …)
        └──── no request ─┤  └────▶ uncertain           (bytes left, no answer came)
                          │           │  reconciled: sent, or back to pending
                          │           └─ resent (idempotency key, or --resend-uncertain)

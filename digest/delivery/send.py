@@ -9,10 +9,14 @@ The loop, each step committed to the ledger before the next depends on it:
    the file, SMTP trusts its hand-off marks, API providers resend with the same
    idempotency key);
 4. stream queued rows in subscriber order, a chunk at a time; group them by preference set
-   (one composed variant per distinct set, then per-recipient substitution), claim each
-   batch as ``sending``, hand it to the provider and commit every result;
-5. retry retryable failures with backoff, up to ``send.max_attempts`` tries;
-6. write ``out/<issue-id>/send-report.json``.
+   (one composed variant per distinct set, then per-recipient substitution), read the
+   batch's statuses again, claim it as ``sending`` under this sender's fence, hand it to the
+   provider and commit every result (:mod:`~digest.delivery.dispatch`);
+5. send again what was refused for now (back to ``pending``) after a pause, for at most
+   ``send.max_attempts`` tries within ``send.retry_for``; then stop (exit 6), the rows
+   pending for the next run. Nothing refused for now is ever ``failed-permanent``;
+6. write ``out/<issue-id>/send-report.json``; the issue is complete only when no row is
+   ``pending``, ``sending`` or ``uncertain``.
 
 Nothing here holds the subscriber list in memory: rows are read ``CHUNK`` at a time.
 
