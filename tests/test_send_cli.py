@@ -577,3 +577,26 @@ def test_a_double_ctrl_c_on_the_outbox_exits_6_and_the_rerun_sends_the_rest(
     assert again.returncode == 0, again.stderr
     assert set(ledger_rows(sample_site).values()) == {"sent"}
     assert len(list(outbox.glob("*.eml"))) == len(emails)
+
+
+def test_after_a_stop_a_further_signal_cannot_kill_the_process_on_its_way_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from digest.cli.send import _Stopper
+    from digest.errors import SendError
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SendError), _Stopper() as stopper:
+            stopper.handle(signal.SIGINT, None)
+            raise SendError("stopped after 3 of 9; run the same command to resume")
+        # the CLI still has to print and exit 6: a second Ctrl-C there used to exit -2
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    with _Stopper():  # a run that ends normally puts the handlers back
+        pass
+    assert signal.getsignal(signal.SIGINT) == before[signal.SIGINT]
+    assert capsys.readouterr().err.startswith("\nSIGINT: stopping after the messages in flight")
