@@ -36,6 +36,8 @@ from digest.delivery.send_report import issue_status
 from digest.errors import ProviderError, SendError
 from digest.store.database import locate
 
+from .conftest import run_digest
+
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 WEEK = "2026-W47"
 
@@ -170,6 +172,9 @@ def test_an_issue_marked_complete_with_rows_unfinished_is_sent_not_refused(
         ledger.mark_completed(WEEK, NOW)
     status = issue_status(config, WEEK)
     assert (status["complete"], status["counts"][PENDING]) == (False, 4)
+    shown = run_digest("status", "--week", WEEK, cwd=sample_site)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"{WEEK}: not complete (1 runs)\n")
     report = send_issue(config, now=NOW, week=WEEK)
     assert (report.sent, report.complete) == (4, True)
     assert sink.counts() == Counter(dict.fromkeys(emails, 1))
