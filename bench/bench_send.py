@@ -252,6 +252,7 @@ def main() -> None:
     parser.add_argument("--fence-n", type=int, default=3000, help="subscribers in the fenced row")
     parser.add_argument("--fence-repeats", type=int, default=3, help="sends of each, alternately")
     parser.add_argument("--only-fence", action="store_true", help="only the fenced row")
+    parser.add_argument("--fence-transports", nargs="+", default=["outbox", "smtp"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--naive-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -318,7 +319,7 @@ def main() -> None:
                                 extra += f", heap x{r['heap_mb'] / first['heap_mb']:.2f}"
                         print(line(f"{transport} {preferences}", n, r, extra), flush=True)
             fenced_row(
-                providers,
+                {t: providers[t] for t in args.fence_transports},
                 posts,
                 cache,
                 args.fence_n,
