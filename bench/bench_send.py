@@ -16,9 +16,17 @@ Each send runs in a fresh child process (``digest send`` as a whole: build, queu
 report), so peak RSS (``ru_maxrss``) belongs to that send alone. The SMTP server (aiosmtpd,
 a sink) runs in its own process, so its CPU is not counted.
 
-    python bench/bench_send.py                      # 5k and 10k, outbox
+A last row, ``fenced``, sends the same issue to the same subscribers (uniform) with the
+send loop as it was before fencing and the per-batch status checks (``--base``, by default
+where this branch left ``main``: checked out into a temporary git worktree, its code run
+as a whole process) and with this one, alternately, ``--fence-repeats`` times each; it
+prints the best rate of each, their ratio and peak memory, for the outbox and for SMTP
+(where every message is fenced and its subscriber read again at the hand-off).
+
+    python bench/bench_send.py                      # 5k and 10k, outbox; the fenced row
     python bench/bench_send.py --large              # and 100k
     python bench/bench_send.py --sizes 2000 --transports outbox smtp --naive 1000
+    python bench/bench_send.py --only-fence --fence-n 3000 --base f7aa992
 """
 
 from __future__ import annotations
@@ -151,13 +159,16 @@ def run(
     preferences: str = "uniform",
     naive: bool = False,
     trace: bool = False,
+    code: Path = ROOT,
 ) -> dict[str, float]:
+    """One send in a child process, with the digest found in ``code`` (a checkout)."""
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
         config = make_site(Path(tmp), posts, cache, n, provider, preferences)
-        command = [sys.executable, __file__, "--child", str(config)]
+        command = [sys.executable, str(code / "bench" / "bench_send.py"), "--child", str(config)]
         command += ["--naive-child"] if naive else []
         command += ["--tracemalloc"] if trace else []
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        env = {**os.environ, "PYTHONPATH": str(code)}  # ahead of the editable install
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if done.returncode:
             raise SystemExit(f"send failed:\n{done.stderr}")
         r: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -177,6 +188,54 @@ def line(label: str, n: int, r: dict[str, float], extra: str = "") -> str:
     )
 
 
+def fenced_row(
+    providers: dict[str, dict[str, Any]], posts: Path, cache: Path, n: int, base: str, repeats: int
+) -> None:
+    """This send against the same send at ``base``, alternately, in one run."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", base], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="bench-send-base-") as tmp:
+        checkout = Path(tmp) / "base"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--quiet", str(checkout), commit],
+            cwd=ROOT,
+            check=True,
+        )
+        try:
+            for transport, provider in providers.items():
+                best: dict[str, dict[str, float]] = {}
+                for _ in range(repeats):
+                    for label, code in (("before", checkout), ("fenced", ROOT)):
+                        r = run(n, provider, posts, cache, code=code)
+                        if label not in best or r["rate"] > best[label]["rate"]:
+                            best[label] = r
+                before, after = best["before"], best["fenced"]
+                print(line(f"{transport} before {commit}", n, before), flush=True)
+                print(
+                    line(
+                        f"{transport} fenced",
+                        n,
+                        after,
+                        f"  rate x{after['rate'] / before['rate']:.3f} of before "
+                        f"(cost {(1 - after['rate'] / before['rate']) * 100:+.1f}%), peak RSS "
+                        f"x{after['rss_mb'] / before['rss_mb']:.2f}",
+                    ),
+                    flush=True,
+                )
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False
+            )
+
+
+def _merge_base() -> str:
+    found = subprocess.run(
+        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True
+    )
+    return found.stdout.strip() or "HEAD"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 10_000])
@@ -187,6 +246,13 @@ def main() -> None:
         "--naive", type=int, default=2000, help="subscribers for the naive baseline run"
     )
     parser.add_argument("--tracemalloc", action="store_true", help="also trace the heap peak")
+    parser.add_argument(
+        "--base", help="the commit the fenced row compares with (default: merge-base with main)"
+    )
+    parser.add_argument("--fence-n", type=int, default=3000, help="subscribers in the fenced row")
+    parser.add_argument("--fence-repeats", type=int, default=3, help="sends of each, alternately")
+    parser.add_argument("--only-fence", action="store_true", help="only the fenced row")
+    parser.add_argument("--fence-transports", nargs="+", default=["outbox", "smtp"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--naive-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,18 +264,18 @@ def main() -> None:
     sizes = sorted({*args.sizes, *([100_000] if args.large else [])})
     server = None
     providers: dict[str, dict[str, Any]] = {"outbox": {"name": "outbox"}}
-    if "smtp" in args.transports:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        providers["smtp"] = {"name": "smtp", "host": "127.0.0.1", "port": port, "security": "none"}
+    # the SMTP sink: for --transports smtp, and always for the fenced row
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    providers["smtp"] = {"name": "smtp", "host": "127.0.0.1", "port": port, "security": "none"}
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {WEEK} of the corpus, 3 posts "
         f"in each of 13 sections; sizes {sizes}",
@@ -219,7 +285,7 @@ def main() -> None:
         posts = corpus_posts(args.corpus, Path(shared))
         cache = Path(shared) / "cache"  # one post cache for every run, warmed by the first
         try:
-            for transport in args.transports:
+            for transport in [] if args.only_fence else args.transports:
                 provider = providers[transport]
                 run(100, provider, posts, cache)  # warms the post cache
                 naive = run(args.naive, provider, posts, cache, naive=True, trace=args.tracemalloc)
@@ -252,6 +318,14 @@ def main() -> None:
                             if "heap_mb" in r:
                                 extra += f", heap x{r['heap_mb'] / first['heap_mb']:.2f}"
                         print(line(f"{transport} {preferences}", n, r, extra), flush=True)
+            fenced_row(
+                {t: providers[t] for t in args.fence_transports},
+                posts,
+                cache,
+                args.fence_n,
+                args.base or _merge_base(),
+                args.fence_repeats,
+            )
         finally:
             if server is not None:
                 assert server.stdin is not None

@@ -29,6 +29,9 @@ line (no traceback) and exits with its ``exit_code``::
     │                                         and runs again within grace)
     ├── SendError                    exit 6   sending could not go on
     │   ├── ProviderError                     an email provider refused or failed a request
+    │   ├── LeaseLost                         another sender took over this one's rows (its
+    │   │                                     lease ran out); nothing more is sent
+    │   │                                     (digest.delivery.ledger)
     │   └── Stopped                           a stop was asked for; stopped at a safe point
     │                                         (digest.schedule.scheduler)
     ├── StoreError                   exit 7   the subscriber store or send ledger refused a change

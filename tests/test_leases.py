@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from digest.delivery.leases import Heartbeat, sender_id
-from digest.delivery.ledger import PENDING, Ledger
+from digest.delivery.ledger import PENDING, SENDING, SENT, Fence, LeaseLost, Ledger, Outcome
 from digest.errors import StoreError
 from digest.store.clock import utc_text
 from digest.store.database import Target
@@ -76,3 +76,76 @@ def test_a_renewal_that_fails_is_a_warning_and_the_beat_goes_on(
             beat.close()
     assert len(calls) >= 2  # it beat again after the failure
     assert any("could not renew the send leases" in r.getMessage() for r in caplog.records)
+
+
+def _handed_off(ledger: Ledger, subscriber_id: int) -> bool:
+    row = ledger.get(ISSUE, subscriber_id)
+    return bool(row and row.handed_off)
+
+
+def test_a_row_taken_over_gets_the_next_generation_and_fences_its_first_holder_out(
+    store_at: Callable[[str], Target],
+) -> None:
+    frozen, other = sender_id(), sender_id()
+    later = NOW + 2 * LEASE  # the frozen sender's lease ran out
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        ledger.enqueue(ISSUE, ((i, f"r{i}@example.com") for i in range(1, 4)), now=NOW)
+        mine = ledger.lease(
+            ISSUE, [PENDING], owner=frozen, after=0, limit=3, until=NOW + LEASE, now=NOW
+        )
+        assert [d.lease_generation for d in mine] == [1, 1, 1]
+        # the frozen sender had claimed row 1 and was about to send it
+        first = Fence(frozen, {d.subscriber_id: d.lease_generation for d in mine})
+        ledger.claim(ISSUE, [1], batch_key="k", variant="all", message_ids=["<1>"], now=NOW,
+                     fence=first)  # fmt: skip
+        # the same owner leasing again keeps the generation
+        again = ledger.lease(
+            ISSUE, [PENDING], owner=frozen, after=1, limit=3, until=NOW + LEASE, now=NOW
+        )
+        assert [(d.subscriber_id, d.lease_generation) for d in again] == [(2, 1), (3, 1)]
+        taken = ledger.lease(
+            ISSUE, [PENDING, SENDING], owner=other, after=0, limit=3, until=later + LEASE,
+            now=later,
+        )  # fmt: skip
+        assert [(d.subscriber_id, d.lease_generation) for d in taken] == [(1, 2), (2, 2), (3, 2)]
+        with pytest.raises(LeaseLost, match="ran out or passed to another sender"):
+            ledger.hand_off(ISSUE, [1], fence=first, now=NOW)  # resumed: the token is old
+        assert not _handed_off(ledger, 1)
+        with pytest.raises(LeaseLost, match="1 row\\(s\\) passed to another sender"):
+            ledger.claim(ISSUE, [2], batch_key="k", variant="all", message_ids=["<2>"], now=NOW,
+                         fence=first)  # fmt: skip
+        row = ledger.get(ISSUE, 2)
+        assert row is not None and (row.state, row.attempts) == (PENDING, 0)
+        # the new holder claims, hands over and records as usual
+        second = Fence(other, {d.subscriber_id: d.lease_generation for d in taken})
+        ledger.claim(ISSUE, [2], batch_key="k2", variant="all", message_ids=["<2>"], now=later,
+                     fence=second)  # fmt: skip
+        ledger.hand_off(ISSUE, [2], fence=second, now=later)
+        assert _handed_off(ledger, 2)
+        # a result the old holder brings back for a row it lost is not recorded; the rest is
+        with pytest.raises(LeaseLost):
+            ledger.transition(ISSUE, [Outcome(2, SENT)], now=later, fence=Fence(frozen))
+        row = ledger.get(ISSUE, 2)
+        assert row is not None and row.state == SENDING
+        ledger.transition(ISSUE, [Outcome(2, SENT)], now=later, fence=Fence(other))
+        row = ledger.get(ISSUE, 2)
+        assert row is not None and row.state == SENT
+
+
+def test_a_hand_off_after_the_lease_ran_out_is_refused_even_if_nobody_took_the_row(
+    store_at: Callable[[str], Target],
+) -> None:
+    owner = sender_id()
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        ledger.enqueue(ISSUE, [(1, "r1@example.com"), (2, "r2@example.com")], now=NOW)
+        rows = ledger.lease(
+            ISSUE, [PENDING], owner=owner, after=0, limit=2, until=NOW + LEASE, now=NOW
+        )
+        fence = Fence(owner, {d.subscriber_id: d.lease_generation for d in rows})
+        ledger.claim(ISSUE, [1, 2], batch_key="k", variant="all", message_ids=["a", "b"],
+                     now=NOW, fence=fence)  # fmt: skip
+        with pytest.raises(LeaseLost, match="the lease on 2 of 2 row\\(s\\) about to be sent"):
+            ledger.hand_off(ISSUE, [1, 2], fence=fence, now=NOW + 2 * LEASE)
+        assert not _handed_off(ledger, 1) and not _handed_off(ledger, 2)
+        ledger.hand_off(ISSUE, [1, 2], fence=fence, now=NOW + LEASE / 2)
+        assert _handed_off(ledger, 1) and _handed_off(ledger, 2)

@@ -396,7 +396,7 @@ def test_postmark_unconfirmed_sender_stops_without_failing_recipients() -> None:
     with pytest.raises(ProviderError) as caught:
         for event in events:
             got.append(event)
-    assert [r.state for r in got] == ["failed-retryable", "failed-retryable"]
+    assert [r.state for r in results(got)] == ["failed-retryable", "failed-retryable"]
     assert str(caught.value).startswith("postmark 200: Sender signature not confirmed.")
 
 

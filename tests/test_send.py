@@ -32,7 +32,7 @@ from digest.delivery.providers.smtp import _data_bytes
 from digest.delivery.send import send_issue
 from digest.email import build
 from digest.email.message import ComposedEmail, WireTemplate, qp_lines, to_message
-from digest.errors import NothingToSend, ProviderError
+from digest.errors import NothingToSend, ProviderError, SendError
 from digest.store.database import locate
 from tests.helpers import edit_config
 
@@ -405,27 +405,40 @@ class _Refusing(OutboxProvider):
         yield from super().send(dataclasses.replace(batch, recipients=tuple(keep)))
 
 
-def test_a_permanent_failure_gives_exit_1_and_is_in_the_report(sample_site: Path) -> None:
+def test_a_permanent_failure_gives_exit_1_and_a_refusal_for_now_stays_pending(
+    sample_site: Path,
+) -> None:
     config = _site(sample_site)
     _populate(config, n=6)
     sleeps: list[float] = []
-    report = send_issue(
-        config,
-        now=NOW,
-        week=WEEK,
-        provider=_Refusing.from_config(config),
-        sleep=sleeps.append,
+    with pytest.raises(SendError) as stopped:
+        send_issue(
+            config,
+            now=NOW,
+            week=WEEK,
+            provider=_Refusing.from_config(config),
+            sleep=sleeps.append,
+        )
+    assert str(stopped.value) == (
+        "the provider kept refusing for now (421 busy) over 10 tries in 0s; 1 message(s) "
+        "stay pending: run the same command later to send them"
     )
-    assert (report.sent, report.exit_code, report.complete) == (4, 1, True)
-    assert sleeps == [2.0, 4.0, 8.0, 16.0]  # retried up to send.max_attempts (5)
-    data = json.loads(Path(str(report.report_path)).read_text())
-    assert data["exit_code"] == 1
+    assert sleeps == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0, 60.0]  # send.max_attempts
+    data = json.loads((config.path(config.out_dir) / WEEK / "send-report.json").read_text())
+    assert (data["exit_code"], data["complete"]) == (6, False)
     failures = {f["email"]: f for f in data["failures"]}
     assert failures["reader001@example.com"]["error"] == "550 5.1.1 no such user"
     assert failures["reader001@example.com"]["attempts"] == 1
-    assert failures["reader002@example.com"]["state"] == FAILED_PERMANENT
-    assert failures["reader002@example.com"]["error"] == "gave up after 5 attempts: 421 busy"
-    assert _ledger_states(config) == {SENT: 4, FAILED_PERMANENT: 2}
+    assert "reader002@example.com" not in failures  # refused for now: never a failure
+    assert _ledger_states(config) == {SENT: 4, FAILED_PERMANENT: 1, PENDING: 1}
+    with Ledger(locate(config, config.ledger.database)) as ledger:
+        row = ledger.get(WEEK, 3)
+    assert row is not None and row.email == "reader002@example.com"
+    assert (row.attempts, row.last_error) == (10, "refused for now: 421 busy")
+    # the next run, the refusal over, sends it: the issue is complete, exit 1 for the 550
+    report = send_issue(config, now=NOW, week=WEEK)
+    assert (report.sent, report.complete, report.exit_code) == (1, True, 1)
+    assert _ledger_states(config) == {SENT: 5, FAILED_PERMANENT: 1}
 
 
 @pytest.mark.integration

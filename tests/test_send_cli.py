@@ -546,3 +546,76 @@ def test_the_first_signal_asks_to_stop_and_the_second_stops_at_once(
     assert capsys.readouterr().err == (
         "\nSIGTERM: stopping after the messages in flight (press Ctrl-C again to stop at once)\n"
     )
+
+
+def test_progress_off_a_terminal_is_a_line_per_interval_never_above_the_total(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from digest.cli.send import _Progress
+
+    moments = [0.0]
+    progress = _Progress(tty=False, every=10.0, clock=lambda: moments[-1])
+    for step in range(1, 71):  # 35 s of results, two a second; retries count past the total
+        moments.append(step / 2)
+        progress(step, 50)
+    progress.close()
+    progress.close()  # the final line once
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        "sending: 20 of 50",
+        "sending: 40 of 50",
+        "sending: 50 of 50",  # at 30 s: 60 results, shown as the 50 there are
+    ]  # and no line at close: it showed where it ended already
+    assert lines[0] == "sending: 20 of 50 (2 msg/s, about 15s left)"
+
+
+def test_a_double_ctrl_c_on_the_outbox_exits_6_and_the_rerun_sends_the_rest(
+    sample_site: Path,
+) -> None:
+    set_provider(sample_site, {"name": "outbox"}, progress_every=0.2, lease="2s")
+    emails = [f"s{i:04d}@example.com" for i in range(1500)]
+    add(sample_site, *emails)
+    command = [sys.executable, "-m", "digest", "send", "--week", WEEK]
+    process = subprocess.Popen(
+        command, cwd=sample_site, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    outbox = sample_site / "out" / WEEK / "outbox"
+    deadline = time.monotonic() + 120
+    while not (outbox.is_dir() and any(outbox.glob("*.eml"))):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 6, err
+    assert "run the same command to resume" in err
+    assert "Traceback" not in err
+    again = subprocess.run(command, cwd=sample_site, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert set(ledger_rows(sample_site).values()) == {"sent"}
+    assert len(list(outbox.glob("*.eml"))) == len(emails)
+
+
+def test_after_a_stop_a_further_signal_cannot_kill_the_process_on_its_way_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from digest.cli.send import _Stopper
+    from digest.errors import SendError
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SendError), _Stopper() as stopper:
+            stopper.handle(signal.SIGINT, None)
+            raise SendError("stopped after 3 of 9; run the same command to resume")
+        # the CLI still has to print and exit 6: a second Ctrl-C there used to exit -2
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    with _Stopper():  # a run that ends normally puts the handlers back
+        pass
+    assert signal.getsignal(signal.SIGINT) == before[signal.SIGINT]
+    assert capsys.readouterr().err.startswith("\nSIGINT: stopping after the messages in flight")

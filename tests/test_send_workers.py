@@ -189,7 +189,10 @@ def kill_and_rerun(
         running.append(_spawn(site, env))
     for process in running:
         _, err = process.communicate(timeout=900)
-        assert process.returncode in (0, 5), err.decode()[-2000:]
+        # 6: a sender too slow to renew its lease on a loaded machine lost rows to another
+        # and stopped without sending them (the fence); the others and the rerun send them
+        lost = process.returncode == 6 and b"passed to another sender" in err
+        assert process.returncode in (0, 5) or lost, err.decode()[-2000:]
         done.append(process.returncode)
     assert killed == kills, f"the send finished after {killed} kills; make it bigger"
     return done

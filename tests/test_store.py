@@ -225,7 +225,12 @@ def test_todays_files_are_upgraded_in_place_and_keep_their_rows(tmp_path: Path) 
     old = sqlite3.connect(tmp_path / "ledger.sqlite")  # migration 2 added the lease columns
     columns = [row[1] for row in old.execute("PRAGMA table_info(deliveries)")]
     old.close()
-    assert {"lease_owner", "lease_until", "attempted_at"} <= set(columns)
+    # migration 2 added the lease columns, 5 the attempt time, 6 the fencing token (0 for
+    # rows never leased)
+    assert columns[-4:] == ["lease_owner", "lease_until", "attempted_at", "lease_generation"]
+    old = sqlite3.connect(tmp_path / "ledger.sqlite")
+    assert old.execute("SELECT lease_generation FROM deliveries").fetchall() == [(0,)]
+    old.close()
     old = sqlite3.connect(tmp_path / "subscribers.sqlite")  # the records were added, with
     history = old.execute("SELECT subscriber_id, status FROM subscriber_events").fetchall()
     old.close()

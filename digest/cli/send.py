@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -28,20 +29,30 @@ if TYPE_CHECKING:  # imported by the commands that use it: `digest status` compo
 
 class _Progress:
     """Progress on stderr: a bar with rate and ETA on a terminal, else a line every
-    ``every`` seconds (so a log shows the run is alive and how fast it goes)."""
+    ``every`` seconds and one when it closes (so a log shows the run is alive and how fast
+    it goes, without a line per message). ``done`` never shows above ``total``."""
 
-    def __init__(self, tty: bool, every: float, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        tty: bool,
+        every: float,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.tty = tty
         self.every = every
         self.enabled = enabled
+        self.clock = clock
         self.bar: Any = None
-        self.started = time.monotonic()
+        self.started = clock()
         self.last_line = self.started
         self.done = 0
         self.total = 0
+        self.shown = 0  # ``done`` as the last line showed it
 
     def __call__(self, done: int, total: int) -> None:
-        self.total = total
+        self.total = max(total, 0)
+        done = min(done, self.total)
         if not self.enabled:
             return
         if self.tty:
@@ -60,21 +71,22 @@ class _Progress:
             self.done = done
             return
         self.done = done
-        moment = time.monotonic()
-        if moment - self.last_line >= self.every or (done >= total and total):
+        moment = self.clock()
+        if moment - self.last_line >= self.every:
             self.last_line = moment
-            eta = self.eta(total)
-            click.echo(
-                f"sending: {done:,} of {total:,} ({self.rate_text()}{eta})",
-                err=True,
-            )
+            self.line()
+
+    def line(self) -> None:
+        self.shown = self.done
+        eta = self.eta(self.total)
+        click.echo(f"sending: {self.done:,} of {self.total:,} ({self.rate_text()}{eta})", err=True)
 
     def rate_text(self) -> str:
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock() - self.started
         return f"{self.done / elapsed:,.0f} msg/s" if elapsed > 0 else ""
 
     def eta(self, total: int) -> str:
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock() - self.started
         if not self.done or elapsed <= 0 or self.done >= total:
             return ""
         left = (total - self.done) / (self.done / elapsed)
@@ -84,6 +96,8 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+        elif self.enabled and not self.tty and self.done != self.shown:
+            self.line()  # where it ended, once
 
 
 class _Stopper:
@@ -112,9 +126,14 @@ class _Stopper:
             self.previous[signum] = signal.signal(signum, self.handle)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+            if self.requested and kind is not None:
+                # stopping (exit 6): a further signal must not kill the process on its
+                # way out with a traceback or exit -2
+                signal.signal(signum, signal.SIG_IGN)
+            else:
+                signal.signal(signum, handler)
 
 
 def _summary(report: SendReport) -> None:
@@ -341,7 +360,7 @@ def status_command(
     if info is None:
         click.echo(f"{issue_id}: not sent yet")
         return
-    done = "complete" if info["completed_at"] else "not complete"
+    done = "complete" if data["complete"] else "not complete"
     runs = info["runs"]
     click.secho(f"{issue_id}: {done} ({runs} run{'s' if runs != 1 else ''})", bold=True)
     for name, count in counts.items():

@@ -448,7 +448,20 @@ class SendConfig(_Section):
     batch_size: int | None = Field(
         default=None, ge=1, description="Messages per request (default: the provider's most)."
     )
-    max_attempts: int = Field(default=5, ge=1, description="Tries per message before giving up.")
+    max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Tries in one run for messages the provider refuses for now (a 451, a "
+        "throttle); past them, or past retry_for, the run stops (exit 6) and they stay "
+        "pending for the next run. Never a permanent failure.",
+    )
+    retry_for: Annotated[
+        timedelta,
+        Field(
+            description="How long one run retries messages refused for now, waiting 2 s, "
+            "4 s, 8 s … (at most 60 s) between tries."
+        ),
+    ] = timedelta(minutes=10)
     lease: Annotated[
         timedelta,
         Field(
@@ -456,6 +469,11 @@ class SendConfig(_Section):
             "the rows of a sender that died go to the others after it."
         ),
     ] = timedelta(seconds=60)
+
+    @field_validator("retry_for", mode="before")
+    @classmethod
+    def _retry_for(cls, value: Any) -> timedelta:
+        return _parse_duration(value)
 
     @field_validator("lease", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ committed before the next step that depends on it::
 
     pending ──claim──▶ sending ──▶ sent                (the provider said so)
        ▲                 │  ├────▶ failed-permanent    (the provider refused this address)
-       │                 │  ├────▶ failed-retryable ──claim──▶ sending …
+       ├─ refused for now┤  (older ledgers: failed-retryable ──claim──▶ sending …)
        └──── no request ─┤  └────▶ uncertain           (bytes left, no answer came)
                          │           │  reconciled: sent, or back to pending
                          │           └─ resent (idempotency key, or --resend-uncertain)
@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from digest.errors import LockError, StoreError
+from digest.errors import LockError, SendError, StoreError
 from digest.store.clock import parse_utc, rewrite_sql, utc_text
 from digest.store.database import (
     Cursor,
@@ -66,7 +66,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     FAILED_RETRYABLE: frozenset({SENDING}),
     UNCERTAIN: frozenset({SENDING}),
     PENDING: frozenset({SENDING, UNCERTAIN, FAILED_RETRYABLE}),
-    SKIPPED: frozenset({PENDING, FAILED_RETRYABLE, UNCERTAIN}),
+    # SENDING: the subscriber left after the row was claimed, before the hand-off
+    SKIPPED: frozenset({PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN}),
 }
 """Which moves are allowed. ``--force`` (:meth:`Ledger.reset_for_resend`) is the one other
 way back to ``pending``: from the finished states, by the operator's explicit choice."""
@@ -74,6 +75,22 @@ FINISHED = frozenset({SENT, FAILED_PERMANENT, SKIPPED})
 
 CHUNK = 1000
 """How many rows a sender reads, leases or looks up at a time."""
+
+
+class LeaseLost(SendError):
+    """This sender no longer holds rows it was about to claim, hand over or record: its
+    lease ran out (the process was frozen, or lost touch with the database) and another
+    sender took them. The sender stops without sending them; the holder settles them."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who must still hold the rows a change touches: ``owner`` and, when claiming or
+    handing over, each row's lease generation as this sender leased it."""
+
+    owner: str
+    generations: dict[int, int] | None = None
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issues (
@@ -140,6 +157,12 @@ _STAMPS_POSTGRESQL = "".join(
 # When the request that may have carried a row's message started: reconciliation asks the
 # provider about messages from then on (an uncertain row keeps the attempt it is unsure of).
 _ATTEMPTED = "ALTER TABLE deliveries ADD COLUMN attempted_at TEXT;\n"
+# The fencing token: bumped each time a row's lease passes to another sender, and compared
+# (with the owner) when the row is claimed and when its message is handed over, so a sender
+# that lost the row (frozen past its lease) cannot send it.
+_FENCE = """
+ALTER TABLE deliveries ADD COLUMN lease_generation INTEGER NOT NULL DEFAULT 0;
+"""
 
 MIGRATIONS = (
     Migration(1, "issues and deliveries, as before schema versions", _SCHEMA),
@@ -147,6 +170,7 @@ MIGRATIONS = (
     Migration(3, "the provider's pace, shared by every sender", _PACE),
     Migration(4, "one timestamp form (digest.store.clock)", _STAMPS, _STAMPS_POSTGRESQL),
     Migration(5, "the time of each row's attempt, for reconciliation", _ATTEMPTED),
+    Migration(6, "a fencing token per leased row", _FENCE),
 )
 SPEC = StoreSpec(
     "ledger", "the send ledger", MIGRATIONS, ("issues", "deliveries", "send_pace", "send_tokens")
@@ -155,6 +179,14 @@ SPEC = StoreSpec(
 
 def _iso(moment: datetime) -> str:
     return utc_text(moment)
+
+
+def _fence_params(fence: Fence | None, subscriber_id: int) -> tuple[Any, ...]:
+    if fence is None:
+        return ()
+    if fence.generations is None:
+        return (fence.owner,)
+    return (fence.owner, fence.generations.get(subscriber_id, -1))
 
 
 def _busy(shared: bool) -> str:
@@ -184,6 +216,8 @@ class Delivery:
     updated_at: str | None = None
     attempted_at: str | None = None
     """When the request that may have carried the message started (see ``_ATTEMPTED``)."""
+    lease_generation: int = 0
+    """The row's fencing token when it was read (see :meth:`Ledger.lease`)."""
 
 
 @dataclass(frozen=True)
@@ -362,7 +396,7 @@ class Ledger:
     _COLUMNS = (
         "issue_id, subscriber_id, email, variant, state, attempts, batch_key, handed_off, "
         "confirmed, message_id, provider_message_id, last_error, sent_at, updated_at, "
-        "attempted_at"
+        "attempted_at, lease_generation"
     )
 
     @staticmethod
@@ -383,6 +417,7 @@ class Ledger:
             row[12],
             row[13],
             row[14],
+            int(row[15] or 0),
         )
 
     def iter_state(
@@ -446,10 +481,12 @@ class Ledger:
         message_ids: Sequence[str],
         now: datetime,
         variants: Sequence[str] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         """Mark rows ``sending`` (committed) before the provider is given them.
 
         ``variants``, one per row, when a batch mixes variants (else each row gets ``variant``).
+        ``fence``: only while that sender holds them at their generations (:meth:`transition`).
         """
         per_row = variants if variants is not None else [variant] * len(subscriber_ids)
         self.transition(
@@ -459,6 +496,7 @@ class Ledger:
                 for sid, mid, row_variant in zip(subscriber_ids, message_ids, per_row, strict=True)
             ],
             now=now,
+            fence=fence,
         )
 
     def mark_handed_off(self, issue_id: str, subscriber_id: int) -> None:
@@ -488,6 +526,7 @@ class Ledger:
         *,
         now: datetime,
         reset: bool = False,
+        fence: Fence | None = None,
     ) -> int:
         """The one place a delivery's state changes: every move in one transaction.
 
@@ -495,6 +534,10 @@ class Ledger:
         source state makes the whole transaction roll back with a :class:`StoreError` (a
         bug: two paths disagree about a row). ``reset`` (``--force``) moves every finished
         row of the issue back to ``pending`` and returns how many.
+
+        With a ``fence``, only rows that sender still holds move (with the generations
+        given, only at those generations); the others are left to their new holder and,
+        once the rest is committed, :class:`LeaseLost` names how many.
         """
         stamp = _iso(now)
         if reset:
@@ -512,6 +555,12 @@ class Ledger:
             if outcome.state not in TRANSITIONS:
                 raise StoreError(f"{self.path}: no such delivery state {outcome.state!r}")
             by_target.setdefault(outcome.state, []).append(outcome)
+        fenced = ""
+        if fence is not None:
+            fenced = " AND lease_owner = ?" + (
+                " AND lease_generation = ?" if fence.generations is not None else ""
+            )
+        lost = 0
         self._run("BEGIN IMMEDIATE")
         try:
             changed = 0
@@ -530,7 +579,7 @@ class Ledger:
                     "provider_message_id = COALESCE(?, provider_message_id), "
                     "last_error = ?, confirmed = ?, updated_at = ?, "
                     "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-                    f"WHERE issue_id = ? AND subscriber_id = ? AND state IN ({marks})",
+                    f"WHERE issue_id = ? AND subscriber_id = ? AND state IN ({marks}){fenced}",
                     [
                         (
                             target,
@@ -550,11 +599,16 @@ class Ledger:
                             issue_id,
                             o.subscriber_id,
                             *sources,
+                            *_fence_params(fence, o.subscriber_id),
                         )
                         for o in group
                     ],
                 )
                 moved = self._db.total_changes - before
+                if moved != len(group) and fence is not None:
+                    taken = self._taken(issue_id, group, fence)
+                    lost += taken
+                    moved += taken
                 if moved != len(group):
                     stuck = self._not_from(issue_id, group, sources)
                     raise StoreError(
@@ -566,7 +620,67 @@ class Ledger:
             self._db.execute("ROLLBACK")
             raise
         self._run("COMMIT")
+        if lost:
+            raise LeaseLost(
+                f"{issue_id}: {lost} row(s) passed to another sender (this one's lease ran "
+                "out); stopped without touching them"
+            )
         return changed
+
+    def _taken(self, issue_id: str, group: Sequence[Outcome], fence: Fence) -> int:
+        """How many rows of ``group`` another sender (or another lease) holds now."""
+        taken = 0
+        for start in range(0, len(group), 500):
+            part = group[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for sid, owner, generation in self._run(
+                "SELECT subscriber_id, lease_owner, lease_generation FROM deliveries "
+                f"WHERE issue_id = ? AND subscriber_id IN ({marks})",
+                (issue_id, *(o.subscriber_id for o in part)),
+            ):
+                wanted = fence.generations.get(sid) if fence.generations is not None else None
+                if owner != fence.owner or (wanted is not None and generation != wanted):
+                    taken += 1
+        return taken
+
+    def hand_off(
+        self, issue_id: str, subscriber_ids: Sequence[int], *, fence: Fence, now: datetime
+    ) -> None:
+        """The fence check before a message leaves: mark these ``sending`` rows handed off,
+        in one transaction, only if ``fence`` still holds every one of them (its owner, its
+        generation, a lease not yet run out); else change nothing and raise
+        :class:`LeaseLost`, and the transport does not send.
+
+        Written with ``synchronous=NORMAL`` (see :meth:`mark_handed_off`).
+        """
+        generations = fence.generations or {}
+        self._run("PRAGMA synchronous=NORMAL")
+        try:
+            self._run("BEGIN IMMEDIATE")
+            try:
+                before = self._db.total_changes
+                self._many(
+                    "UPDATE deliveries SET handed_off = 1 WHERE issue_id = ? "
+                    "AND subscriber_id = ? AND state = ? AND lease_owner = ? "
+                    "AND lease_generation = ? AND lease_until >= ?",
+                    [
+                        (issue_id, sid, SENDING, fence.owner, generations.get(sid, -1), _iso(now))
+                        for sid in subscriber_ids
+                    ],
+                )
+                held = self._db.total_changes - before
+                if held != len(subscriber_ids):
+                    raise LeaseLost(
+                        f"{issue_id}: the lease on {len(subscriber_ids) - held} of "
+                        f"{len(subscriber_ids)} row(s) about to be sent ran out or passed to "
+                        "another sender; stopped before sending them"
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._run("COMMIT")
+        finally:
+            self._run("PRAGMA synchronous=FULL")
 
     def _not_from(self, issue_id: str, group: Sequence[Outcome], sources: Sequence[str]) -> str:
         wrong = []
@@ -648,7 +762,9 @@ class Ledger:
         order instead, so that a sender meets each preference variant's rows together.
 
         A row is free when it was never leased, its lease expired (its sender died or lost
-        touch), or ``owner`` holds it already. PostgreSQL takes the rows with ``FOR UPDATE
+        touch), or ``owner`` holds it already. A row that passes to another owner gets the
+        next lease generation: the fencing token :meth:`claim` and :meth:`hand_off` compare.
+        PostgreSQL takes the rows with ``FOR UPDATE
         SKIP LOCKED``, so senders never wait for each other's rows; SQLite, whose writers
         take turns anyway, takes them inside ``BEGIN IMMEDIATE``.
         """
@@ -670,12 +786,15 @@ class Ledger:
         )
         sql = (
             f"WITH picked AS {'MATERIALIZED ' if postgres else ''}({picked}) "
-            "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE issue_id = ? "
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ?, lease_generation = "
+            "CASE WHEN lease_owner = ? THEN lease_generation ELSE lease_generation + 1 END "
+            "WHERE issue_id = ? "
             f"AND subscriber_id IN (SELECT subscriber_id FROM picked) RETURNING {self._COLUMNS}"
         )
         position = after if isinstance(after, tuple) else (after,)
         params = (
-            issue_id, *states, *position, _iso(now), owner, limit, owner, _iso(until), issue_id
+            issue_id, *states, *position, _iso(now), owner, limit,
+            owner, _iso(until), owner, issue_id,
         )  # fmt: skip
         if postgres:
             rows = self._run(sql, params).fetchall()

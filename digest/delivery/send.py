@@ -9,10 +9,14 @@ The loop, each step committed to the ledger before the next depends on it:
    the file, SMTP trusts its hand-off marks, API providers resend with the same
    idempotency key);
 4. stream queued rows in subscriber order, a chunk at a time; group them by preference set
-   (one composed variant per distinct set, then per-recipient substitution), claim each
-   batch as ``sending``, hand it to the provider and commit every result;
-5. retry retryable failures with backoff, up to ``send.max_attempts`` tries;
-6. write ``out/<issue-id>/send-report.json``.
+   (one composed variant per distinct set, then per-recipient substitution), read the
+   batch's statuses again, claim it as ``sending`` under this sender's fence, hand it to the
+   provider and commit every result (:mod:`~digest.delivery.dispatch`);
+5. send again what was refused for now (back to ``pending``) after a pause, for at most
+   ``send.max_attempts`` tries within ``send.retry_for``; then stop (exit 6), the rows
+   pending for the next run. Nothing refused for now is ever ``failed-permanent``;
+6. write ``out/<issue-id>/send-report.json``; the issue is complete only when no row is
+   ``pending``, ``sending`` or ``uncertain``.
 
 Nothing here holds the subscriber list in memory: rows are read ``CHUNK`` at a time.
 
@@ -25,13 +29,11 @@ the build), :mod:`~digest.delivery.preferences` (variants and their batches),
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TypeVar
 
@@ -40,6 +42,7 @@ from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
+from digest.delivery.dispatch import Dispatcher
 from digest.delivery.issue import BuildComposer, Composer, Issue
 from digest.delivery.leases import LEASE, Heartbeat, sender_id
 from digest.delivery.ledger import (
@@ -57,9 +60,9 @@ from digest.delivery.ledger import (
 )
 from digest.delivery.pace import DatabasePace
 from digest.delivery.preferences import ALL, Variants, section_names, variant_of
-from digest.delivery.providers.base import Batch, Event, Handoff, Provider, Recipient, Result
+from digest.delivery.providers.base import Batch, Provider, Recipient, Result
 from digest.delivery.providers.registry import make_provider
-from digest.delivery.reconcile import Reconciler, outcome_of
+from digest.delivery.reconcile import Reconciler
 from digest.delivery.send_report import (
     Progress,
     SendReport,
@@ -71,7 +74,6 @@ from digest.errors import (
     DigestError,
     NoSubscribers,
     NothingToSend,
-    ProviderError,
     SendError,
 )
 from digest.store.database import locate
@@ -133,25 +135,24 @@ class _Sender:
         self.batch_size = min(config.send.batch_size or provider.max_batch, provider.max_batch)
         self.done = 0
         self.total = 0
-        # Batches go to the provider from `concurrency` worker threads; every ledger write
-        # stays on this thread. Transports that commit mid-message (SMTP) send one at a time.
-        self.concurrency = config.send.concurrency or provider.default_concurrency
-        if provider.commit_each or provider.reports_handoff:
-            self.concurrency = 1
-        self.pool = (
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="digest-send")
-            if self.concurrency > 1
-            else None
+        # Batches go to the provider from `concurrency` worker threads (delivery/dispatch.py).
+        # Transports that commit mid-message (SMTP) send one at a time.
+        concurrency = config.send.concurrency or provider.default_concurrency
+        self.dispatcher = Dispatcher(
+            issue_id=self.issue_id,
+            provider=provider,
+            ledger=ledger,
+            report=report,
+            owner=self.owner,
+            concurrency=1 if provider.commit_each else concurrency,
+            clock=clock,
+            tick=self.tick,
+            gone=self.gone,
         )
-        self.inflight: dict[Future[_Attempt], Batch] = {}
 
     def close(self) -> None:
         """Finish what is in flight (recording it), then stop the workers."""
-        try:
-            self.drain()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
+        self.dispatcher.close()
 
     def recipient(self, subscriber: Subscriber) -> Recipient:
         return Recipient(
@@ -183,6 +184,8 @@ class _Sender:
             )
             if not chunk:
                 return
+            # the fencing tokens of the rows being sent: claims and hand-offs compare them
+            self.dispatcher.generations = {d.subscriber_id: d.lease_generation for d in chunk}
             yield chunk
             last = chunk[-1]
             after = (last.variant, last.subscriber_id) if by_variant else last.subscriber_id
@@ -201,11 +204,6 @@ class _Sender:
     def run(self, states: Sequence[str], limit: int | None) -> bool:
         """Send every row in ``states``; False when ``limit`` stopped it early."""
         for chunk in self.leased(states, by_variant=True):
-            chunk = [
-                d
-                for d in chunk
-                if d.state != FAILED_RETRYABLE or d.attempts < self.config.send.max_attempts
-            ]
             found = self.store.get_many([d.subscriber_id for d in chunk])
             groups: dict[str, list[Recipient]] = {}
             skipped: list[Outcome] = []
@@ -228,10 +226,7 @@ class _Sender:
                     )
                     continue
                 groups.setdefault(variant, []).append(self.recipient(subscriber))
-            if skipped:
-                self.ledger.transition(self.issue_id, skipped, now=self.clock())
-                self.report.skipped += len(skipped)
-                self.tick(len(skipped))
+            self.skip(skipped)
             if self.provider.mixes_variants and not self.send_mixed(groups, limit):
                 return False
             for variant, recipients in groups.items():
@@ -240,10 +235,52 @@ class _Sender:
                     if not part:
                         return False
                     self.check_stop()
+                    part = self.still_active(part, lambda r: r)
+                    if not part:
+                        continue
                     self.report.variants[variant] = self.report.variants.get(variant, 0) + len(part)
                     self.dispatch(self.variants.batch(variant, part))
         self.drain()
         return True
+
+    def skip(self, skipped: list[Outcome]) -> None:
+        if skipped:
+            self.ledger.transition(
+                self.issue_id, skipped, now=self.clock(), fence=self.dispatcher.fence
+            )
+            self.report.skipped += len(skipped)
+            self.tick(len(skipped))
+
+    def still_active(self, part: list[T], recipient: Callable[[T], Recipient]) -> list[T]:
+        """``part`` without those who left since their chunk was read: statuses are read
+        again for every batch, just before it is claimed, so an unsubscribe lands within
+        one batch (``send.batch_size``) of the send, not one chunk of rows."""
+        skipped = self.gone([recipient(p).subscriber_id for p in part])
+        if not skipped:
+            return part
+        self.skip(skipped)
+        left = {o.subscriber_id for o in skipped}
+        return [p for p in part if recipient(p).subscriber_id not in left]
+
+    def gone(self, subscriber_ids: Sequence[int]) -> list[Outcome]:
+        """``skipped`` outcomes for those of these subscribers who are no longer active
+        (their statuses only: this runs for every batch, and for every SMTP message)."""
+        statuses: dict[int, str] = {}
+        for start in range(0, len(subscriber_ids), 500):
+            part = list(subscriber_ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            statuses.update(
+                self.store.connection.execute(
+                    f"SELECT id, status FROM subscribers WHERE id IN ({marks})", part
+                ).fetchall()
+            )
+        skipped: list[Outcome] = []
+        for sid in subscriber_ids:
+            status = statuses.get(sid)
+            if status != "active":
+                why = "removed" if status is None else status
+                skipped.append(Outcome(sid, SKIPPED, error=f"{why} before sending"))
+        return skipped
 
     def within(self, part: list[T], limit: int | None) -> list[T]:
         """``part`` cut to what ``--limit`` still allows (empty: the limit is reached)."""
@@ -263,6 +300,12 @@ class _Sender:
             batch = self.variants.mixed_batch(part)
             if batch is None:
                 return True  # no fast path: one variant per batch, as for every provider
+            active = self.still_active(part, lambda p: p[1])
+            if not active:
+                continue
+            if len(active) != len(part):
+                part, batch = active, self.variants.mixed_batch(active)
+                assert batch is not None  # the same variants' wire templates
             for variant, _ in part:
                 self.report.variants[variant] = self.report.variants.get(variant, 0) + 1
             self.dispatch(batch, variants=[variant for variant, _ in part])
@@ -279,173 +322,16 @@ class _Sender:
             )
 
     def dispatch(self, batch: Batch, *, variants: Sequence[str] | None = None) -> None:
-        ids = [r.subscriber_id for r in batch.recipients]
-        self.ledger.claim(
-            self.issue_id,
-            ids,
-            batch_key=batch.idempotency_key,
-            variant=batch.variant,
-            message_ids=[r.message_id for r in batch.recipients],
-            now=self.clock(),
-            variants=variants,
-        )
-        self.report.attempted += len(ids)
-        if self.pool is None:
-            attempt = _Attempt()
-            try:
-                for event in self.provider.send(batch):
-                    self.record_event(event, attempt)
-            except Exception as exc:  # recorded by release(), then raised again
-                attempt.error = exc
-            except BaseException:
-                # killed mid-batch (Ctrl-C twice): what came back is committed; the rest
-                # stays `sending`, which the next run settles exactly like a crash
-                self.flush(attempt)
-                raise
-            self.flush(attempt)
-            self.release(batch, attempt)
-            return
-        while len(self.inflight) >= self.concurrency:
-            self.collect(every=False)
-        self.inflight[self.pool.submit(_run_attempt, self.provider, batch)] = batch
-
-    def record_event(self, event: Event, attempt: _Attempt) -> None:
-        """Commit one event as it comes (transports that commit each) or keep it for
-        :meth:`flush`; always on this thread."""
-        if isinstance(event, Handoff):
-            self.ledger.mark_handed_off(self.issue_id, event.subscriber_id)
-            attempt.handed_off.add(event.subscriber_id)
-            return
-        attempt.seen.add(event.subscriber_id)
-        self.count(event)
-        if self.provider.commit_each:
-            self.ledger.transition(self.issue_id, [outcome_of(event)], now=self.clock())
-            self.tick(1)
-        else:
-            attempt.results.append(event)
-
-    def flush(self, attempt: _Attempt) -> None:
-        if attempt.results:
-            outcomes = [outcome_of(r) for r in attempt.results]
-            attempt.results = []
-            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
-            self.tick(len(outcomes))
-
-    def release(self, batch: Batch, attempt: _Attempt) -> None:
-        """Rows of ``batch`` the provider gave no result for, then the batch's error.
-
-        No result and no error: the provider answered without a verdict for them, so
-        they are ``uncertain``. With an error: rows handed off (SMTP) or answered with a
-        2xx the provider could not be read from are ``uncertain``; the rest were certainly
-        not accepted and go back to ``pending`` for the next run.
-        """
-        error = attempt.error
-        missing = [r.subscriber_id for r in batch.recipients if r.subscriber_id not in attempt.seen]
-        if missing:
-            accepted_answer = (
-                isinstance(error, ProviderError)
-                and error.status is not None
-                and 200 <= error.status < 300
-            )
-            why = str(error) if error is not None else "the provider gave no result"
-            outcomes = []
-            for sid in missing:
-                if error is None or accepted_answer or sid in attempt.handed_off:
-                    outcomes.append(Outcome(sid, UNCERTAIN, error=why))
-                else:
-                    outcomes.append(Outcome(sid, PENDING, error=f"not sent: {why}"))
-            uncertain = sum(1 for o in outcomes if o.state == UNCERTAIN)
-            self.report.uncertain += uncertain
-            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
-            self.tick(uncertain)
-        if error is not None:
-            raise error
-
-    def collect(self, *, every: bool) -> None:
-        """Wait for one batch in flight (or ``every`` one) to finish, and record what has.
-
-        When a batch failed, every other batch in flight is still recorded before the error
-        goes on: a provider's accepted messages are never left unrecorded.
-        """
-        if not self.inflight:
-            return
-        done, _ = wait(list(self.inflight), return_when=ALL_COMPLETED if every else FIRST_COMPLETED)
-        error: BaseException | None = None
-        for future in done:
-            batch = self.inflight.pop(future)
-            attempt = future.result()
-            for event in attempt.events:
-                self.record_event(event, attempt)
-            self.flush(attempt)
-            try:
-                self.release(batch, attempt)
-            except BaseException as exc:  # re-raised below, after the rest are recorded
-                error = error or exc
-        if error is not None:
-            self.drain()
-            raise error
+        self.dispatcher.dispatch(batch, variants=variants)
 
     def drain(self) -> None:
-        """Wait for every batch in flight and record it."""
-        while self.inflight:
-            self.collect(every=True)
-
-    def abandon(self) -> int:
-        """A hard stop (a second Ctrl-C): batches that already finished are recorded; rows
-        of batches still in flight stay ``sending``, which the next run settles like a
-        crash's. Returns how many were left so."""
-        for future in [f for f in self.inflight if f.done()]:
-            batch = self.inflight.pop(future)
-            attempt = future.result()
-            for event in attempt.events:
-                self.record_event(event, attempt)
-            self.flush(attempt)
-            with contextlib.suppress(Exception):
-                self.release(batch, attempt)
-        count = sum(len(b.recipients) for b in self.inflight.values())
-        for future in self.inflight:
-            future.cancel()
-        self.inflight.clear()
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-        return count
-
-    def count(self, result: Result) -> None:
-        if result.state == SENT:
-            self.report.sent += 1
-        elif result.state == FAILED_PERMANENT:
-            self.report.failed_permanent += 1
-        elif result.state == UNCERTAIN:
-            self.report.uncertain += 1
-        else:
-            self.report.failed_retryable += 1
+        self.dispatcher.drain()
 
     def tick(self, n: int) -> None:
+        """``n`` more rows settled for this run (never a refusal: that row comes again)."""
         self.done += n
-        if self.progress is not None:
-            self.progress(self.done, max(self.total, self.done))
-
-
-@dataclass
-class _Attempt:
-    """What one batch's send produced: its events, and the error that ended it, if any."""
-
-    events: list[Event] = field(default_factory=list)
-    error: BaseException | None = None
-    seen: set[int] = field(default_factory=set)
-    handed_off: set[int] = field(default_factory=set)
-    results: list[Result] = field(default_factory=list)
-
-
-def _run_attempt(provider: Provider, batch: Batch) -> _Attempt:
-    """On a worker thread: every event the provider yields, and how it ended."""
-    attempt = _Attempt()
-    try:
-        for event in provider.send(batch):
-            attempt.events.append(event)
-    except Exception as exc:  # handed to the sending thread, which records and re-raises
-        attempt.error = exc
-    return attempt
+        if n and self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
 
 
 def send_issue(
@@ -513,7 +399,11 @@ def send_issue(
         # `digest db migrate` takes the lock for itself.
         ledger.lock(shared=True)
         state = ledger.issue(issue_id)
-        finished_before = bool(state is not None and state["completed_at"])
+        # Complete only on evidence: a row still pending, sending or uncertain opens the
+        # issue again, whatever an earlier run (or an older digest) marked.
+        finished_before = bool(state is not None and state["completed_at"]) and not _unfinished(
+            ledger.counts(issue_id)
+        )
         if finished_before:
             if force:
                 ledger.reset_for_resend(issue_id, now)
@@ -588,7 +478,7 @@ def send_issue(
             pace = DatabasePace(ledger.path, provider.name)
             provider.pacer.share(pace)
         counts = ledger.counts(issue_id)
-        sender.total = counts[PENDING] + counts[SENDING] + counts[FAILED_RETRYABLE]
+        sender.total = _unfinished(counts)
         if limit is not None:
             sender.total = min(sender.total, limit)
         report.total = sender.total
@@ -596,43 +486,7 @@ def send_issue(
         finished = False
         try:
             try:
-                while True:
-                    before = (report.attempted, report.skipped)
-                    settled = sender.reconciler.settle()
-                    sender.reconciler.resolve_uncertain(resend=resend)
-                    counts = ledger.counts(issue_id)
-                    sender.total = max(
-                        sender.total,
-                        counts[PENDING] + counts[FAILED_RETRYABLE] + sender.done,
-                    )
-                    report.total = sender.total
-                    finished = sender.run([PENDING, FAILED_RETRYABLE], limit)
-                    attempt = 1
-                    while finished and attempt < config.send.max_attempts:
-                        if not ledger.counts(issue_id)[FAILED_RETRYABLE]:
-                            break
-                        sender.check_stop()
-                        sleep(min(2.0**attempt, 60.0))
-                        finished = sender.run([FAILED_RETRYABLE], limit)
-                        attempt += 1
-                    _give_up(ledger, issue_id, config.send.max_attempts, tick_clock())
-                    if finished and ledger.counts(issue_id)[UNCERTAIN]:
-                        # what this run left uncertain: ask now, and send what was not accepted
-                        sender.reconciler.resolve_uncertain(resend=False)
-                        if ledger.counts(issue_id)[PENDING]:
-                            finished = sender.run([PENDING], limit)
-                    if not finished:
-                        break
-                    if settled or (report.attempted, report.skipped) != before:
-                        continue  # rows may have come free meanwhile (a sender that died)
-                    # Other senders hold what is left: stay until they finish it, or until
-                    # their leases run out (they died) and this sender takes the rows over.
-                    held_until = ledger.held_elsewhere(issue_id, owner=owner, now=tick_clock())
-                    if held_until is None:
-                        break
-                    sender.check_stop()
-                    wait = (held_until - tick_clock()).total_seconds()
-                    sleep(min(max(wait, 0.0) + 0.05, lease.total_seconds() / 3, HELD_POLL))
+                finished = _loop(sender, ledger, config, limit=limit, resend=resend, sleep=sleep)
             finally:
                 try:
                     sender.close()
@@ -651,7 +505,7 @@ def send_issue(
         except KeyboardInterrupt:
             # a hard stop: batches in flight stay `sending` and the next run settles them
             # like a crash's; everything recorded so far is committed
-            sender.abandon()
+            sender.dispatcher.abandon()
             report.stopped = "stopped at once"
             _finish(config, ledger, report, issue_id, started, cpu_started, tick_clock, False)
             raise
@@ -661,6 +515,84 @@ def send_issue(
     finally:
         ledger.close()
         store.close()
+
+
+def _loop(
+    sender: _Sender,
+    ledger: Ledger,
+    config: Config,
+    *,
+    limit: int | None,
+    resend: bool,
+    sleep: Callable[[float], None],
+) -> bool:
+    """Settle, send, retry what was refused for now, and wait for the other senders, until
+    nothing is left for this one (True) or ``--limit`` stopped it (False)."""
+    issue_id = sender.issue_id
+    retry = _Retry(config.send.retry_for, config.send.max_attempts, sender.clock)
+    while True:
+        before = (sender.report.attempted, sender.report.skipped)
+        settled = sender.reconciler.settle()
+        sender.reconciler.resolve_uncertain(resend=resend)
+        counts = ledger.counts(issue_id)
+        sender.total = max(sender.total, counts[PENDING] + counts[FAILED_RETRYABLE] + sender.done)
+        sender.report.total = sender.total
+        refused = sender.dispatcher.refused
+        if not sender.run([PENDING, FAILED_RETRYABLE], limit):
+            return False
+        if ledger.counts(issue_id)[UNCERTAIN]:
+            # what this run left uncertain: ask now, and send what was not accepted
+            sender.reconciler.resolve_uncertain(resend=False)
+            if ledger.counts(issue_id)[PENDING] and not sender.run([PENDING], limit):
+                return False
+        if sender.dispatcher.refused > refused:
+            # refused for now (a 451, a throttle): the rows are pending again; wait, then
+            # go again, for at most send.retry_for (then stop: the next run sends them)
+            pause = retry.pause(ledger.counts(issue_id)[PENDING], sender.dispatcher.last_refusal)
+            sender.check_stop()
+            sleep(pause)
+            continue
+        retry.reset()
+        if settled or (sender.report.attempted, sender.report.skipped) != before:
+            continue  # rows may have come free meanwhile (a sender that died)
+        # Other senders hold what is left: stay until they finish it, or until their
+        # leases run out (they died) and this sender takes the rows over.
+        held_until = ledger.held_elsewhere(issue_id, owner=sender.owner, now=sender.clock())
+        if held_until is None:
+            return True
+        sender.check_stop()
+        wait = (held_until - sender.clock()).total_seconds()
+        sleep(min(max(wait, 0.0) + 0.05, sender.lease.total_seconds() / 3, HELD_POLL))
+
+
+class _Retry:
+    """How long refusals for now are retried: backoff doubling from 2 s (at most 60 s),
+    for ``send.max_attempts`` tries and at most ``send.retry_for`` since the first."""
+
+    def __init__(self, within: timedelta, attempts: int, clock: Callable[[], datetime]) -> None:
+        self.within = within
+        self.attempts = attempts
+        self.clock = clock
+        self.first: datetime | None = None
+        self.rounds = 0
+
+    def reset(self) -> None:
+        self.first, self.rounds = None, 0
+
+    def pause(self, pending: int, why: str) -> float:
+        """Seconds to wait before the next try; :class:`SendError` once the bound is past."""
+        now = self.clock()
+        self.first = self.first or now
+        self.rounds += 1
+        spent = now - self.first
+        if self.rounds >= self.attempts or spent >= self.within:
+            raise SendError(
+                f"the provider kept refusing for now ({why}) over {self.rounds} tries in "
+                f"{spent.total_seconds():.0f}s; {pending} message(s) stay pending: run the "
+                "same command later to send them"
+            )
+        left = (self.within - spent).total_seconds()
+        return max(min(2.0**self.rounds, 60.0, left), 0.0)
 
 
 def _finish(
@@ -684,8 +616,7 @@ def _finish(
         {"email": d.email, "attempts": d.attempts, "error": d.last_error}
         for d in ledger.uncertain(issue_id, limit=200)
     ]
-    unfinished = sum(report.ledger[s] for s in (PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN))
-    report.complete = unfinished == 0
+    report.complete = _unfinished(report.ledger) == 0
     if report.complete and may_complete:
         ledger.mark_completed(issue_id, clock())
     report.failures = [
@@ -697,21 +628,8 @@ def _finish(
     report.report_path = str(write_report(config, report))
 
 
-def _give_up(ledger: Ledger, issue_id: str, max_attempts: int, now: datetime) -> None:
-    """Retryable rows that used every attempt become permanent failures."""
-    outcomes: list[Outcome] = []
-    for chunk in ledger.iter_state(issue_id, [FAILED_RETRYABLE], chunk=CHUNK):
-        outcomes.extend(
-            Outcome(
-                d.subscriber_id,
-                FAILED_PERMANENT,
-                error=f"gave up after {d.attempts} attempts: {d.last_error}",
-            )
-            for d in chunk
-            if d.attempts >= max_attempts
-        )
-    if outcomes:
-        ledger.record(issue_id, outcomes, now=now)
+def _unfinished(counts: dict[str, int]) -> int:
+    return sum(counts[s] for s in (PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN))
 
 
 def _dry_run(

@@ -11,7 +11,15 @@ from typing import Any
 
 from digest.audience.subscribers import SubscriberStore
 from digest.config import Config
-from digest.delivery.ledger import CHUNK, FAILED_PERMANENT, Ledger
+from digest.delivery.ledger import (
+    CHUNK,
+    FAILED_PERMANENT,
+    FAILED_RETRYABLE,
+    PENDING,
+    SENDING,
+    UNCERTAIN,
+    Ledger,
+)
 from digest.store.database import locate
 from digest.store.private import write_private
 
@@ -83,11 +91,15 @@ def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
     how many active subscribers joined after the issue went out."""
     with Ledger(locate(config, config.ledger.database)) as ledger:
         info = ledger.issue(issue_id)
+        counts = ledger.counts(issue_id)
+        unfinished = sum(counts[s] for s in (PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN))
+        # complete on evidence only: a mark an earlier run (or an older digest) left with
+        # rows pending, sending or uncertain does not count
+        complete = bool(info is not None and info["completed_at"]) and not unfinished
         joined = 0
-        if info is not None and info["completed_at"]:
+        if complete:
             with SubscriberStore(locate(config, config.subscribers.database)) as store:
                 joined = count_new_subscribers(store, ledger, issue_id)
-        counts = ledger.counts(issue_id)
         settled_by = None
         if counts["uncertain"]:  # loads the provider's module: only when it has something to say
             from digest.delivery.providers.registry import settles_uncertain
@@ -96,6 +108,7 @@ def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
         return {
             "issue_id": issue_id,
             "counts": counts,
+            "complete": complete,
             "unconfirmed": ledger.unconfirmed(issue_id),
             "uncertain": [
                 {"subscriber_id": u.subscriber_id, "email": u.email, "error": u.last_error}
@@ -105,7 +118,7 @@ def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
             "new_subscribers": joined,
             "info": info,
             "started_at": info["started_at"] if info else None,
-            "completed_at": info["completed_at"] if info else None,
+            "completed_at": info["completed_at"] if complete and info else None,
             "runs": info["runs"] if info else 0,
             "failures": [
                 {"email": f.email, "state": f.state, "error": f.last_error}

@@ -113,9 +113,24 @@ class Result:
 
 @dataclass(frozen=True)
 class Handoff:
-    """The transport is about to pass the point after which it may have been accepted."""
+    """The transport is about to pass the point after which it may have been accepted.
+
+    The send loop checks its fence (this sender still holds the rows) and commits the
+    hand-off before the transport goes on; when the check fails the generator is closed
+    there, and the message never leaves. HTTP APIs yield one before each request, naming
+    every recipient it carries (``more``).
+    """
 
     subscriber_id: int
+    more: tuple[int, ...] = ()
+
+    @property
+    def subscriber_ids(self) -> tuple[int, ...]:
+        return (self.subscriber_id, *self.more)
+
+    @classmethod
+    def of(cls, recipients: Sequence[Recipient]) -> Handoff:
+        return cls(recipients[0].subscriber_id, tuple(r.subscriber_id for r in recipients[1:]))
 
 
 Event = Result | Handoff

@@ -40,6 +40,8 @@ import httpx
 from digest.config.providers import HttpSettings
 from digest.delivery.providers.base import (
     Batch,
+    Event,
+    Handoff,
     Provider,
     ProviderSettings,
     Recipient,
@@ -712,6 +714,7 @@ class HttpProvider(Provider):
     settings: HttpSettings
     answers: ClassVar[AnswerTable] = GENERIC
     """What this provider's answers prove, from its own documentation (classify.py)."""
+    reports_handoff: ClassVar[bool] = True  # a Handoff before every request (post_batch)
 
     def __init__(
         self, settings: ProviderSettings, config: Config, *, client: httpx.Client | None = None
@@ -784,7 +787,7 @@ class HttpProvider(Provider):
         ok: Collection[int] = (200,),
         refused: Callable[[httpx.Response, tuple[Recipient, ...]], dict[int, str] | None]
         | None = None,
-    ) -> Iterator[Result]:
+    ) -> Iterator[Event]:
         """One batch's request, and what the answer says for each of its recipients.
 
         Counted in :attr:`stats` as the batch's recipients. ``post(recipients)`` sends the
@@ -799,6 +802,7 @@ class HttpProvider(Provider):
         """
         self.stats.add(recipients=len(recipients))
         while recipients:
+            yield Handoff.of(recipients)  # the send loop's fence check, before the request
             try:
                 response = post(recipients)
             except RequestFailed as exc:

@@ -36,6 +36,7 @@ from digest.delivery.providers.base import (
     Batch,
     Check,
     Event,
+    Handoff,
     ProviderSettings,
     Recipient,
     Result,
@@ -174,6 +175,7 @@ class Mailgun(HttpProvider):
                     batch_id=batch.idempotency_key,
                 )
             )
+            yield Handoff.of(recipients)  # the send loop's fence check, before the request
             try:
                 response = self.transport.send(
                     "POST",

@@ -26,6 +26,7 @@ from digest.delivery.providers.base import (
     Batch,
     Check,
     Event,
+    Handoff,
     ProviderSettings,
     Recipient,
     Result,
@@ -126,6 +127,7 @@ class Resend(HttpProvider):
             [build_email(envelope, r, issue_id=batch.issue_id) for r in batch.recipients]
         )
         self.stats.add(recipients=len(batch.recipients))
+        yield Handoff.of(batch.recipients)  # the send loop's fence check, before the request
         try:
             response = self.transport.send(
                 "POST", self.url("/emails/batch"), content=body, headers=self.headers(batch)

@@ -186,7 +186,13 @@ class SmtpProvider(Provider):
                 yield self._refused(conn, subscriber_id, SmtpReply(code, _text(reply), "DATA"))
                 return
             conn.send(payload)
-            yield Handoff(subscriber_id)
+            try:
+                yield Handoff(subscriber_id)
+            except GeneratorExit:
+                # the send loop refused the hand-off (a lost lease, an unsubscribe): drop
+                # the connection mid-DATA, so the message is never completed
+                self._drop()
+                raise
             handed_off = True
             conn.send(b".\r\n")
             code, reply = conn.getreply()
