@@ -959,7 +959,8 @@ def test_a_502_after_the_body_was_sent_is_uncertain_and_stops_without_a_retry(na
     out: list[Result] = []
     with pytest.raises(ProviderError) as caught:
         for event in p.send(batch(2)):
-            out.append(event)
+            if isinstance(event, Result):  # the Handoff before the request is not a result
+                out.append(event)
     assert len(seen) == 1  # never sent again blindly
     reason = (
         f"{name} 502: Bad Gateway; {name} does not document a 502 as refusing the request, "

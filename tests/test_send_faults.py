@@ -174,7 +174,7 @@ def test_an_issue_marked_complete_with_rows_unfinished_is_sent_not_refused(
     assert (status["complete"], status["counts"][PENDING]) == (False, 4)
     shown = run_digest("status", "--week", WEEK, cwd=sample_site)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith(f"{WEEK}: not complete (1 runs)\n")
+    assert shown.stdout.startswith(f"{WEEK}: not complete (1 run)\n")
     report = send_issue(config, now=NOW, week=WEEK)
     assert (report.sent, report.complete) == (4, True)
     assert sink.counts() == Counter(dict.fromkeys(emails, 1))
