@@ -247,6 +247,11 @@ def test_backoff_grows_with_jitter_and_never_undercuts_retry_after() -> None:
     assert all(3.0 <= policy.delay(1, 3.0, rng) <= 4.0 for _ in range(50))
 
 
+def keep(text: str, *, html: bool = False) -> str:
+    """A provider with no syntax of its own to defuse."""
+    return text
+
+
 def test_markers_are_escaped_in_html_only() -> None:
     values = {"name": 'Ann & "Bo"'}
     assert fill("Hi [[digest:name]]", values) == 'Hi Ann & "Bo"'
@@ -259,13 +264,16 @@ def test_markers_are_escaped_in_html_only() -> None:
         {},
         [recipient(1, "A & B"), recipient(2)],
         lambda n: f"%{n}%",
+        defuse=keep,
     )
     assert sub.html == "<b>%name_html%</b>" and sub.text == "%name%"
     assert sub.variables(recipient(1, "A & B").values) == {
         "name": "A & B",
         "name_html": "A &amp; B",
     }
-    plain = substitute("", "<b>[[digest:name]]</b>", "", {}, [recipient(2)], lambda n: f"%{n}%")
+    plain = substitute(
+        "", "<b>[[digest:name]]</b>", "", {}, [recipient(2)], lambda n: f"%{n}%", defuse=keep
+    )
     assert plain.html == "<b>%name%</b>"  # nobody needs escaping: no second copy sent
 
 

@@ -32,6 +32,7 @@ from digest.delivery.providers.base import (
     idempotency_key,
 )
 from digest.delivery.providers.classify import AnswerTable
+from digest.delivery.providers.defuse import TemplateSyntax
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -55,6 +56,17 @@ _KINDS = {
 
 def placeholder(name: str) -> str:
     return "{{params." + name + "}}"
+
+
+SYNTAX = TemplateSyntax(re.compile(r"\{(?=[{%#])"))
+"""Brevo's template language fills ``{{ params.<name> }}``, ``{{ contact.EMAIL }}`` and any
+``{{ … }}``, runs ``{% … %}`` tags and drops ``{# … #}`` comments, in the subject, HTML and
+text: the ``{`` that opens each is broken."""
+
+
+def defuse(text: str, *, html: bool = False) -> str:
+    """``text`` with Brevo's template syntax broken (:mod:`.defuse`)."""
+    return SYNTAX.defuse(text, html=html)
 
 
 def idempotency_uuid(key: str) -> str:
@@ -149,7 +161,7 @@ class Brevo(HttpProvider):
                     [r.email for r in recipients],
                 )
             )
-            sub = envelope.substitute(recipients, placeholder)
+            sub = envelope.substitute(recipients, placeholder, defuse)
             body = encode_json(
                 build_request(envelope, sub, recipients, issue_id=batch.issue_id, key=key)
             )

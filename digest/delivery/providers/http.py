@@ -1,8 +1,9 @@
 """What every HTTP email API transport shares.
 
 * **Markers** (:mod:`digest.email.message`): providers that substitute per recipient get them
-  rewritten into their own syntax (:func:`substitute`) and receive only each recipient's
-  values; the others get every message filled in (``message.fill``).
+  rewritten into their own syntax (:func:`substitute`, after their own syntax in the content
+  is broken: :mod:`.defuse`) and receive only each recipient's values; the others get every
+  message filled in (``message.fill``).
 * **Rate limits**: :func:`parse_rate_limit` reads ``Retry-After``, ``RateLimit-*``,
   ``X-RateLimit-*`` and ``X-Sib-RateLimit-*``; a :class:`Pacer` shared by every worker thread
   holds requests back until the provider says there is room.
@@ -58,6 +59,7 @@ from digest.delivery.providers.classify import (
     unanswered,
     unreadable_answer,
 )
+from digest.delivery.providers.defuse import Defuse
 from digest.email.message import MARKER, marker_names, rewrite
 from digest.errors import ProviderError
 
@@ -105,9 +107,17 @@ def substitute(
     recipients: Sequence[Recipient],
     placeholder: Callable[[str], str],
     *,
+    defuse: Defuse,
     html_placeholder: Callable[[str], str] | None = None,
 ) -> Substitution:
-    """Rewrite one variant's markers into a provider's syntax for these recipients."""
+    """Rewrite one variant's markers into a provider's syntax for these recipients.
+
+    ``defuse`` first breaks every occurrence of the provider's own syntax (content is data:
+    :mod:`.defuse`), so the only placeholders the provider fills are digest's.
+    """
+    subject, text = defuse(subject), defuse(text)
+    html = defuse(html, html=True)
+    headers = {k: defuse(v) for k, v in headers.items()}
     names = marker_names(subject, text, html, *headers.values())
     html_names = marker_names(html)
     html_keys: dict[str, str] = {}
@@ -190,10 +200,18 @@ class Envelope:
         )
 
     def substitute(
-        self, recipients: Sequence[Recipient], placeholder: Callable[[str], str]
+        self, recipients: Sequence[Recipient], placeholder: Callable[[str], str], defuse: Defuse
     ) -> Substitution:
         """:func:`substitute` over this envelope's subject, HTML, text and headers."""
-        return substitute(self.subject, self.html, self.text, self.headers, recipients, placeholder)
+        return substitute(
+            self.subject,
+            self.html,
+            self.text,
+            self.headers,
+            recipients,
+            placeholder,
+            defuse=defuse,
+        )
 
 
 def encode_json(value: Any) -> bytes:

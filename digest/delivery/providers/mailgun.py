@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,7 @@ from digest.delivery.providers.classify import (
     unanswered,
     unreadable_answer,
 )
+from digest.delivery.providers.defuse import TemplateSyntax
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -63,6 +65,19 @@ if TYPE_CHECKING:
 
 def placeholder(name: str) -> str:
     return f"%recipient.{name}%"
+
+
+SYNTAX = TemplateSyntax(
+    re.compile(r"%(?=recipient|(?:tag_|mailing_list_)?unsubscribe_url%)", re.IGNORECASE)
+)
+"""Mailgun fills ``%recipient.<key>%`` from ``recipient-variables`` and its unsubscribe
+variables (``%unsubscribe_url%``, ``%tag_unsubscribe_url%``,
+``%mailing_list_unsubscribe_url%``) in the subject, text and HTML: their ``%`` is broken."""
+
+
+def defuse(text: str, *, html: bool = False) -> str:
+    """``text`` with Mailgun's substitution syntax broken (:mod:`.defuse`)."""
+    return SYNTAX.defuse(text, html=html)
 
 
 def build_fields(
@@ -165,7 +180,7 @@ class Mailgun(HttpProvider):
         groups: list[tuple[Recipient, ...]] = [batch.recipients]
         while groups:
             recipients = groups.pop()
-            sub = envelope.substitute(recipients, placeholder)
+            sub = envelope.substitute(recipients, placeholder, defuse)
             body, content_type = encode_multipart(
                 build_fields(
                     envelope,

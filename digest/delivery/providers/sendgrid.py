@@ -30,6 +30,7 @@ from digest.delivery.providers.base import (
     Result,
 )
 from digest.delivery.providers.classify import AnswerTable
+from digest.delivery.providers.defuse import TemplateSyntax
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -43,8 +44,19 @@ def placeholder(name: str) -> str:
     return f"-digest_{name}-"
 
 
+SYNTAX = TemplateSyntax(re.compile(r"-(?=digest_)|<(?=%)", re.IGNORECASE))
+"""SendGrid replaces each personalization's substitution keys (ours: ``-digest_<name>-``)
+wherever they occur, and its subscription tags (``<%asm_group_unsubscribe_raw_url%>``, …)
+with a recipient's unsubscribe links: the ``-`` and the ``<`` that open them are broken."""
+
+
+def defuse(text: str, *, html: bool = False) -> str:
+    """``text`` with SendGrid's substitution syntax broken (:mod:`.defuse`)."""
+    return SYNTAX.defuse(text, html=html)
+
+
 def prepare(envelope: Envelope, recipients: tuple[Recipient, ...]) -> Substitution:
-    return envelope.substitute(recipients, placeholder)
+    return envelope.substitute(recipients, placeholder, defuse)
 
 
 def build_request(

@@ -19,6 +19,7 @@ Suppressions: ``ListSuppressedDestinations`` (the account-level list: bounces, c
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
@@ -44,6 +45,7 @@ from digest.delivery.providers.classify import (
     unanswered,
     unreadable_answer,
 )
+from digest.delivery.providers.defuse import TemplateSyntax
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -131,20 +133,38 @@ refuse that recipient for good; FAILED ("failed to send") was not taken, and is 
 recipient's doing."""
 
 
-def escape_handlebars(text: str) -> str:
-    """Content that happens to hold ``{{`` must not be read as a Handlebars expression."""
-    return text.replace("{{", "\\{{")
+def placeholder(name: str) -> str:
+    """In the subject and text: Handlebars' unescaped form."""
+    return "{{{" + name + "}}}"
+
+
+def html_placeholder(name: str) -> str:
+    """In the HTML: Handlebars escapes the value itself."""
+    return "{{" + name + "}}"
+
+
+SYNTAX = TemplateSyntax(re.compile(r"\{(?=\{)"))
+"""SES renders the subject, HTML and text of a template as Handlebars: every ``{{`` opens an
+expression (``{{{``, ``{{#``, ``{{>`` and ``{{!`` included), so every ``{`` followed by
+another is broken. Headers are not rendered (they go filled, per entry)."""
+
+
+def defuse(text: str, *, html: bool = False) -> str:
+    """``text`` with Handlebars' syntax broken (:mod:`.defuse`). Handlebars' own escape,
+    ``\\{{``, is not used: content that puts a backslash before it (``\\\\{{``) undoes it."""
+    return SYNTAX.defuse(text, html=html)
 
 
 def prepare(envelope: Envelope, recipients: tuple[Recipient, ...]) -> Substitution:
     return substitute(
-        escape_handlebars(envelope.subject),
-        escape_handlebars(envelope.html),
-        escape_handlebars(envelope.text),
+        envelope.subject,
+        envelope.html,
+        envelope.text,
         {},
         recipients,
-        lambda name: "{{{" + name + "}}}",
-        html_placeholder=lambda name: "{{" + name + "}}",
+        placeholder,
+        defuse=defuse,
+        html_placeholder=html_placeholder,
     )
 
 
