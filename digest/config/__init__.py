@@ -37,6 +37,7 @@ from digest.config.problems import describe_errors
 from digest.config.providers import provider_problems
 from digest.config.secret import _ENV_REF
 from digest.config.secret import Secret as Secret
+from digest.config.selection import SelectionConfig
 from digest.errors import ConfigError
 
 CONFIG_ENV = "DIGEST_CONFIG"
@@ -774,6 +775,7 @@ class Config(_Section):
     filters: FilterConfig = Field(default_factory=FilterConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     sender: SenderConfig
     email: EmailConfig = Field(default_factory=EmailConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
