@@ -114,8 +114,13 @@ def edit(
         best, *others = _best_first(story.posts)
         result.coverage[best.slug] = tuple(sorted(others, key=lambda p: (p.date, p.slug)))
         for other in others:
+            score, shared = index.compare(other, best)
             link = story.links.get(other.slug)
-            why = f" ({link[1]:.2f}: {', '.join(link[2])})" if link else ""
+            if link is not None and link[0] != best.slug:  # joined through another post
+                score, shared = link[1], link[2]
+                why = f" (through {link[0]}, {score:.2f}: {', '.join(shared)})"
+            else:
+                why = f" ({score:.2f}: {', '.join(shared)})"
             detail = f"same story as {best.slug}{why}; under its 'also covered by'"
             result.left.append(Left(other, section_of[other.slug], "same-story", detail, best))
     gone = {left.post.slug for left in result.left}

@@ -11,7 +11,9 @@ Two posts are **the same story** when they are dated within ``days`` of each oth
 the features they share weigh at least ``threshold`` of the features either has, each
 feature weighed by how rare it is among the posts loaded (its inverse document
 frequency: "AI" or "OpenAI" weigh little on an AI blog, "Co-Star" much), and they share
-at least two rare features (in at most 2% of the posts, or in two). A story is every
+at least two rare features (in at most 2% of the posts, or in two), and their titles do
+not hold only different numbers ("Opus 4" and "Opus 5"). The score is taken twice, on the
+whole features and on the titles' alone, and the better counts. A story is every
 post linked to another by that test (posts are taken oldest first; a post joins the story
 it scores highest with).
 
@@ -76,11 +78,15 @@ def names(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def headline(title: str) -> frozenset[str]:
+    """A title's features: its content words, names and numbers."""
+    found = {_stem(match.group()) for match in _WORD.finditer(title)}
+    return frozenset(word for word in found if word and word not in _STOP) | names(title)
+
+
 def features(post: Post, lead_chars: int = 200) -> frozenset[str]:
     """The words that say which event a post reports (see the module docstring)."""
-    found = {_stem(match.group()) for match in _WORD.finditer(post.title)}
-    found = {word for word in found if word and word not in _STOP}
-    return frozenset(found) | names(post.title) | names(post.excerpt[:lead_chars])
+    return headline(post.title) | names(post.excerpt[:lead_chars])
 
 
 def source_name(post: Post) -> str:
@@ -114,7 +120,11 @@ class StoryIndex:
     """Features and their weights for a set of posts (the ones loaded with an issue)."""
 
     def __init__(self, posts: Iterable[Post]) -> None:
-        self.features: dict[str, frozenset[str]] = {p.slug: features(p) for p in posts}
+        self.features: dict[str, frozenset[str]] = {}
+        self.titles: dict[str, frozenset[str]] = {}
+        for post in posts:
+            self.features[post.slug] = features(post)
+            self.titles[post.slug] = headline(post.title)
         counts: Counter[str] = Counter()
         for found in self.features.values():
             counts.update(found)
@@ -130,6 +140,27 @@ class StoryIndex:
     def of(self, post: Post) -> frozenset[str]:
         found = self.features.get(post.slug)
         return found if found is not None else features(post)
+
+    def may_link(self, a: Post, b: Post) -> bool:
+        """Whether two posts can be one story at all: they share ``MIN_SHARED`` rare
+        features, and their titles do not both hold numbers none of which they share
+        ("Opus 4" and "Opus 5" are two releases)."""
+        mine, theirs = self.of(a), self.of(b)
+        if sum(1 for f in mine & theirs if self.rare(f)) < MIN_SHARED:
+            return False
+        numbers_a = {f for f in self.title(a) if any(c.isdigit() for c in f)}
+        numbers_b = {f for f in self.title(b) if any(c.isdigit() for c in f)}
+        return not (numbers_a and numbers_b and not numbers_a & numbers_b)
+
+    def compare(self, a: Post, b: Post) -> tuple[float, tuple[str, ...]]:
+        """The better of the two scores (whole features, titles alone) and what is shared."""
+        mine, theirs = self.of(a), self.of(b)
+        score = max(self.score(mine, theirs), self.score(self.title(a), self.title(b)))
+        return score, tuple(sorted(mine & theirs))
+
+    def title(self, post: Post) -> frozenset[str]:
+        found = self.titles.get(post.slug)
+        return found if found is not None else headline(post.title)
 
     def score(self, a: frozenset[str], b: frozenset[str]) -> float:
         """The weight of what ``a`` and ``b`` share over the weight of what either has."""
@@ -162,9 +193,9 @@ def cluster_stories(
         best: tuple[float, Post] | None = None
         for other in candidates.values():
             theirs = index.of(other)
-            if sum(1 for f in mine & theirs if index.rare(f)) < MIN_SHARED:
+            if not index.may_link(post, other):
                 continue
-            score = index.score(mine, theirs)
+            score, _ = index.compare(post, other)
             if score >= rules.threshold and (best is None or score > best[0]):
                 best = (score, other)
         if best is None:

@@ -41,6 +41,7 @@ from digest.config import Config
 from digest.content.intro import Intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection
+from digest.content.stories import source_name
 from digest.email.message import PLACEHOLDERS, ComposedEmail, fill, qp_lines
 from digest.errors import TemplateError
 from digest.resources import BUILTIN_TEMPLATES
@@ -330,6 +331,7 @@ class _Card:
     excerpt: str
     byline: str
     slug: str
+    also: tuple[tuple[str, str], ...] = ()  # (outlet, link): the story's other reports
 
 
 @dataclass(frozen=True)
@@ -377,6 +379,7 @@ def _card(
     utm: dict[str, str],
     warnings: list[str],
     seen_images: set[str] | None = None,
+    also: Sequence[Post] = (),
 ) -> _Card:
     src, problem = safe_image_url(config, post.cover_image)
     if problem:
@@ -395,7 +398,16 @@ def _card(
         excerpt=post.excerpt,
         byline=_byline(post),
         slug=post.slug,
+        also=tuple((source_name(other) or other.title, _also_url(config, other)) for other in also),
     )
+
+
+def _also_url(config: Config, post: Post) -> str:
+    """Where an "also covered by" link goes: the outlet's page, else the post's own."""
+    source = (post.source or "").strip()
+    if urlsplit(source).scheme in ("http", "https"):
+        return source
+    return post_url(config, post)
 
 
 def _fill_template(template: str, key: str, values: Mapping[str, Any]) -> str:
@@ -610,7 +622,8 @@ class IssueRenderer:
         for section in selection.sections:
             warnings: list[str] = []
             self.cards[section.name] = [
-                _card(config, post, self.utm, warnings) for post in section.posts
+                _card(config, post, self.utm, warnings, also=selection.coverage.get(post.slug, ()))
+                for post in section.posts
             ]
             self.warnings[section.name] = warnings
         self.by_slug = {post.slug: post for post in selection.posts}
