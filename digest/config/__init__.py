@@ -381,6 +381,11 @@ class EmailConfig(_Section):
         default="{site}: {top_title} and {n} more",
         description="Subject template: {site}, {top_title}, {n}, {count}, {issue_id}, {week}.",
     )
+    subject_short: str = Field(
+        default="{site}: {count} stories this week",
+        description="The subject when the template with the lead's whole title is over 70 "
+        "characters and '{site}: {top_title}' is too (a headline is never cut).",
+    )
     preheader: str = Field(
         default="{count} posts this week: {titles}",
         description="Preview text template, kept to 40–110 characters.",

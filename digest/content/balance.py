@@ -109,17 +109,19 @@ def balanced(
 def lead_of(
     sections: Sequence[Sequence[Post]], coverage: Mapping[str, Sequence[Post]], featured: bool
 ) -> tuple[int, int] | None:
-    """Where the lead is (section, place): a featured post when the rank order puts them
-    first, else the post told by the most outlets, each section's order breaking ties;
-    None when nothing is featured and no story was told twice (the order as configured).
-    """
-    best: tuple[bool, int, int, int] | None = None
+    """Where the lead is (section, place): the post told by the most outlets, each
+    section's order breaking ties; None when no story was told twice (the order as
+    configured). With ``featured`` (the rank order puts featured posts first), a section
+    that holds a featured post keeps it first, so the lead is then that post."""
+    best: tuple[int, int, int] | None = None
     for number, posts in enumerate(sections):
         for place, post in enumerate(posts):
             told = len(coverage.get(post.slug, ()))
-            key = (not (featured and post.featured), -told, place, number)
-            if best is None or key < best:
-                best = key
-    if best is None or (best[0] and best[1] == 0):
+            if told and (best is None or (-told, place, number) < best):
+                best = (-told, place, number)
+    if best is None:
         return None
-    return best[3], best[2]
+    _, place, number = best
+    if featured and sections[number] and sections[number][0].featured:
+        place = 0
+    return number, place

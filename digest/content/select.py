@@ -21,7 +21,7 @@ rules run in this order, and the first rule that excludes a post gives its reaso
    then posts with a source, then newest first; with ``selection:`` weights, the balanced
    order of :mod:`digest.content.balance`), then the total, filled round-robin across
    sections so no section is starved. The lead is the biggest story (the most outlets,
-   then the best score); its section comes first.
+   then its place; a featured post keeps the top of its section); its section comes first.
 
 Posts dated within a day outside the window are listed too, as "out of window", because
 those are the ones a person asks about (timezones, midnight).

@@ -192,7 +192,6 @@ def cluster_stories(
             by_feature[feature].append(post)
         best: tuple[float, Post] | None = None
         for other in candidates.values():
-            theirs = index.of(other)
             if not index.may_link(post, other):
                 continue
             score, _ = index.compare(post, other)

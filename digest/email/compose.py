@@ -422,8 +422,9 @@ def _fill_template(template: str, key: str, values: Mapping[str, Any]) -> str:
 def _subject(config: Config, posts: list[Post], issue_id: str, intro: Intro | None) -> str:
     """The subject, for the posts the email shows (after trimming).
 
-    When the template names ``{top_title}`` and the subject would be longer than
-    :data:`SUBJECT_MAX`, the title is shortened at a word so the subject fits.
+    A headline is never cut: when the template names ``{top_title}`` and the subject would
+    be longer than :data:`SUBJECT_MAX`, the lead's title with the site name alone is
+    tried, then ``email.subject_short``.
     """
     if intro and intro.subject:
         return intro.subject
@@ -443,11 +444,14 @@ def _subject(config: Config, posts: list[Post], issue_id: str, intro: Intro | No
         return " ".join(subject.split())
 
     subject = fill(values)
-    title = str(values["top_title"])
-    if len(subject) > SUBJECT_MAX and title and "{top_title}" in config.email.subject:
-        room = SUBJECT_MAX - (len(subject) - len(title))
-        subject = fill({**values, "top_title": _cut(title, max(room, 24))})
-    return subject
+    if len(subject) <= SUBJECT_MAX or "{top_title}" not in config.email.subject:
+        return subject
+    for form in ("{site}: {top_title}", config.email.subject_short):
+        shorter = " ".join(_fill_template(form, "email.subject_short", values).split())
+        shorter = re.sub(r"\b1 stories\b", "1 story", shorter)
+        if len(shorter) <= SUBJECT_MAX:
+            return shorter
+    return shorter  # a subject_short longer than the limit is the owner's choice
 
 
 def _cut(text: str, limit: int) -> str:
