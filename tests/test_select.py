@@ -242,10 +242,36 @@ def test_every_post_in_the_window_has_exactly_one_decision() -> None:
 
 def test_only_keeps_the_sections_a_subscriber_chose() -> None:
     posts = [make("w", "2026-11-17 10:00"), make("t", "2026-11-17 10:00", "Tools")]
-    selection = select_posts(posts, W47, rules(), NOW)
+    selection = select_posts(posts, W47, rules(limits={"min_per_section": 1}), NOW)
     assert [s.name for s in selection.only(["tools"]).sections] == ["Tools"]
     assert selection.only([]) is selection
     assert selection.only(None) is selection
+
+
+def test_thin_sections_fold_into_also_this_week_and_preferences_still_find_them() -> None:
+    posts = [
+        make("w1", "2026-11-17 10:00"),
+        make("w2", "2026-11-18 10:00"),
+        make("t", "2026-11-17 10:00", "Tools"),
+        make("r", "2026-11-19 10:00", "Research"),
+    ]
+    selection = select_posts(posts, W47, rules(), NOW)
+    assert [(s.title, [p.slug for p in s.posts]) for s in selection.sections] == [
+        ("Work", ["w2", "w1"]),
+        ("Also this week", ["t", "r"]),
+    ]
+    assert selection.sections[1].origins == ("Tools", "Research")
+    tools = selection.only(["Tools"])  # the folded section comes whole
+    assert [(s.title, [p.slug for p in s.posts]) for s in tools.sections] == [
+        ("Also this week", ["t", "r"])
+    ]
+    assert [s.title for s in selection.only(["Work"]).sections] == ["Work"]
+    alone = select_posts(posts[:3], W47, rules(), NOW)  # one thin section stays as it is
+    assert [s.title for s in alone.sections] == ["Work", "Tools"]
+    every = select_posts([posts[0], *posts[2:]], W47, rules(), NOW)  # all thin: as they are
+    assert [s.title for s in every.sections] == ["Work", "Tools", "Research"]
+    named = select_posts(posts, W47, rules(limits={"also_title": "In brief"}), NOW)
+    assert named.sections[-1].title == "In brief"
 
 
 # --------------------------------------------------------------------------- one story once

@@ -303,6 +303,13 @@ class LimitsConfig(_Section):
 
     per_category: int | None = Field(default=5, ge=0, description="Posts per section.")
     total: int | None = Field(default=40, ge=0, description="Posts in the whole issue.")
+    min_per_section: int = Field(
+        default=2,
+        ge=1,
+        description="A section left with fewer posts folds into one section at the end, "
+        "titled also_title (1 keeps every section as it is).",
+    )
+    also_title: str = Field(default="Also this week", description="That section's title.")
     rank: list[RankKey] = Field(
         default_factory=lambda: list(DEFAULT_RANK),
         description="How posts are ordered within a section, so limits keep the best: "

@@ -30,17 +30,22 @@ those are the ones a person asks about (timezones, midnight).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Any
 
 from digest.config import Config
-from digest.content.balance import Tally, Weights, balanced, lead_of
+from digest.content.balance import Tally, Weights, balanced
+from digest.content.decisions import Decision as Decision
+from digest.content.decisions import Reason as Reason
+from digest.content.decisions import Section as Section
+from digest.content.decisions import Selection as Selection
+from digest.content.decisions import _fold
+from digest.content.decisions import slugify as slugify
 from digest.content.editorial import Edited, EditorRules, edit
+from digest.content.layout import fold_thin, lead_first
 from digest.content.memory import Remembered, normalise_source
 from digest.content.posts import Post
 from digest.content.stories import Earlier, source_name
@@ -76,27 +81,6 @@ from digest.content.window import (
 NEAR_WINDOW = timedelta(days=1)
 
 
-class Reason(str, Enum):
-    """Why a post is in or out; the value is the machine-readable code in --json."""
-
-    SELECTED = "selected"
-    OUT_OF_WINDOW = "out-of-window"
-    DRAFT = "draft"
-    FUTURE = "future"
-    CATEGORY_EXCLUDED = "category-excluded"
-    CATEGORY_NOT_INCLUDED = "category-not-included"
-    CATEGORY_UNLISTED = "category-unlisted"
-    TAG_FILTERED = "tag-filtered"
-    DUPLICATE = "duplicate"
-    NEAR_DUPLICATE = "near-duplicate"
-    EARLIER_ISSUE = "in-earlier-issue"
-    OVER_SECTION_LIMIT = "over-section-limit"
-    OVER_TOTAL_LIMIT = "over-total-limit"
-    FILLER = "filler"
-    SAME_STORY = "same-story"
-    EARLIER_STORY = "earlier-story"
-
-
 # --------------------------------------------------------------------------- rules
 
 
@@ -125,6 +109,8 @@ class Rules:
     dedupe_title: bool = True
     near_duplicates: float | None = 0.8
     rank: tuple[str, ...] = ("featured", "source", "newest")
+    min_per_section: int = 1
+    also_title: str = "Also this week"
     editor: EditorRules | None = None  # None: no editor's pass (filler, stories)
     weights: Weights | None = None  # None: the rank order alone
 
@@ -154,6 +140,8 @@ class Rules:
             dedupe_title=config.dedupe.by_title,
             near_duplicates=config.dedupe.near_duplicates,
             rank=tuple(config.limits.rank),
+            min_per_section=config.limits.min_per_section,
+            also_title=config.limits.also_title,
             editor=EditorRules.from_config(config),
             weights=Weights.from_config(config),
         )
@@ -167,91 +155,10 @@ class Rules:
         return self.lookup.get(_fold(category))
 
 
-def _fold(value: str) -> str:
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", value)).strip().casefold()
-
-
 def _display_case(category: str) -> str:
     """A category written in any case, in one stable spelling ("work" -> "Work")."""
     text = re.sub(r"\s+", " ", category).strip()
     return text if not (text.islower() or text.isupper()) else text.title()
-
-
-# --------------------------------------------------------------------------- the result
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One post and why it is in or out of the issue."""
-
-    post: Post
-    reason: Reason
-    section: str | None = None
-    detail: str = ""
-    duplicate_of: Post | None = None
-    rank: int | None = None  # the post's place in its section's rank order, from 1
-
-    @property
-    def selected(self) -> bool:
-        return self.reason is Reason.SELECTED
-
-    def explain(self) -> str:
-        return self.detail or self.reason.value.replace("-", " ")
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    title: str
-    posts: tuple[Post, ...]
-    more: int = 0  # posts of this section left out by limits
-
-    @property
-    def slug(self) -> str:
-        return slugify(self.name)
-
-
-@dataclass(frozen=True)
-class Selection:
-    window: Window
-    sections: tuple[Section, ...]
-    decisions: tuple[Decision, ...]
-    # A card's slug -> the other posts that told its story ("also covered by").
-    coverage: dict[str, tuple[Post, ...]] = field(default_factory=dict, compare=False)
-
-    @property
-    def issue_id(self) -> str:
-        return self.window.issue_id
-
-    @property
-    def posts(self) -> list[Post]:
-        return [post for section in self.sections for post in section.posts]
-
-    @property
-    def count(self) -> int:
-        return sum(len(s.posts) for s in self.sections)
-
-    @property
-    def in_window(self) -> list[Decision]:
-        return [d for d in self.decisions if d.reason is not Reason.OUT_OF_WINDOW]
-
-    def only(self, categories: Iterable[str] | None) -> Selection:
-        """The same issue with only the named sections (a subscriber's preferences).
-
-        ``None`` or an empty collection means every section.
-        """
-        wanted = {_fold(c) for c in categories or ()}
-        if not wanted:
-            return self
-        sections = tuple(
-            s for s in self.sections if _fold(s.name) in wanted or _fold(s.title) in wanted
-        )
-        return replace(self, sections=sections)
-
-
-def slugify(value: str) -> str:
-    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "section"
 
 
 def rank_key(rank: Sequence[str], *, slug: bool = True) -> Callable[[Post], tuple[Any, ...]]:
@@ -428,22 +335,9 @@ def select_posts(
 
     decisions.sort(key=lambda d: (d.post.date, d.post.slug))
     coverage = dict(edited.coverage)
-    ordered = lead_first(sections, coverage, "featured" in rules.rank)
+    folded = fold_thin(sections, rules.min_per_section, rules.also_title)
+    ordered = lead_first(folded, coverage, "featured" in rules.rank)
     return Selection(window, ordered, tuple(decisions), coverage)
-
-
-def lead_first(
-    sections: list[Section], coverage: dict[str, tuple[Post, ...]], featured: bool = True
-) -> tuple[Section, ...]:
-    """The sections with the lead (:func:`digest.content.balance.lead_of`) first in its
-    section, and its section first."""
-    found = lead_of([s.posts for s in sections], coverage, featured)
-    if found is None:
-        return tuple(sections)
-    number, place = found
-    lead = sections[number]
-    posts = (lead.posts[place], *lead.posts[:place], *lead.posts[place + 1 :])
-    return (replace(lead, posts=posts), *sections[:number], *sections[number + 1 :])
 
 
 def _earlier_stories(earlier: Sequence[Remembered]) -> list[Earlier]:
