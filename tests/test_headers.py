@@ -86,7 +86,8 @@ def test_every_corpus_title_as_the_lead_round_trips(corpus_dir: Path) -> None:
     cut = 0
     for post in posts:
         subject = _subject(CONFIG, [post, other], "2026-W30", None)
-        cut += "…" in subject
+        whole = " ".join(post.title.split()) in subject  # or the short form, no title
+        cut += not (whole or subject == "AIVibe Weekly: 2 stories this week")
         email_parser, second = _decoded(wire_header("Subject", subject))
         if (email_parser, second) != (subject, subject):
             differences.append((subject, email_parser, second))

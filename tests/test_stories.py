@@ -371,3 +371,16 @@ def test_whole_corpus_stories_and_the_hand_checked_sample(corpus_dir: Path) -> N
     random.seed(24)
     again = random.sample(stories, 30)
     print("sample now:", [[p.slug for p in s.posts][:2] for s in again][:3])
+
+
+def test_every_newsletters_heading_reads_like_the_first_ones() -> None:
+    from digest.content.select import Selection
+    from digest.email.compose import issue_title
+
+    for issue_id, heading in (
+        ("2026-W47", "Week 47, 2026"),
+        ("links-2026-W47", "Week 47, 2026"),
+        ("links-2026-11-17", "16–22 November 2026"),
+    ):
+        selection = Selection(replace(W47, issue_id=issue_id), (), ())
+        assert issue_title(selection) == heading

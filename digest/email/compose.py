@@ -362,10 +362,12 @@ def date_range(selection: Selection) -> str:
 
 
 def issue_title(selection: Selection) -> str:
-    match = re.fullmatch(r"(\d{4})-W(\d{2})", selection.issue_id)
+    """"Week 47, 2026" for a week of any newsletter (its issue ids carry its name first),
+    else the window's dates."""
+    match = re.search(r"(\d{4})-W(\d{2})$", selection.issue_id)
     if match:
         return f"Week {int(match.group(2))}, {match.group(1)}"
-    return f"Issue {selection.issue_id}"
+    return date_range(selection)
 
 
 def _byline(post: Post) -> str:
