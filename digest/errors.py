@@ -14,7 +14,9 @@ line (no traceback) and exits with its ``exit_code``::
     ├── ConfigError                  exit 3   the config file is missing, unreadable or invalid
     ├── ContentError                 exit 4   posts, intros or templates cannot be used
     │   ├── TemplateError                     a template failed to load or render
-    │   └── SourceError                       a feed or folder of posts could not be read
+    │   ├── SourceError                       a feed or folder of posts could not be read
+    │   └── SkippedPosts                      posts could not be read and the build is
+    │                                         strict (digest.email.build)
     ├── NothingToSend                exit 5   the issue is empty or has already been sent
     │   └── NoSubscribers                     nobody is subscribed yet (a scheduled run fails,
     │                                         and runs again within grace)

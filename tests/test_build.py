@@ -195,3 +195,33 @@ def test_the_busiest_corpus_week_fits_and_passes(corpus_dir: Path, tmp_path: Pat
     assert result.composed.trimmed[0].startswith("fewer_posts: at most 10 posts per section")
     assert len(result.composed.sections) == 9
     assert result.composed.post_count == 67
+
+
+def test_a_skipped_post_is_named_on_stderr_in_the_manifest_and_strict_exits_4(
+    sample_site: Path,
+) -> None:
+    broken = sample_site / "content" / "posts" / "broken-front-matter.md"
+    named = f"skipped {broken}: front matter is not valid YAML at line 9"
+    done = run_digest("build", "--week", "2026-W47", cwd=sample_site)
+    assert done.returncode == 0, done.stderr
+    assert f"WARNING {named}" in done.stderr
+    manifest = json.loads((sample_site / "out" / "2026-W47" / "manifest.json").read_text())
+    assert [line.split(": ")[0] for line in manifest["skipped"]] == [str(broken)]
+    strict = run_digest("build", "--week", "2026-W47", "--strict", "--dry-run", cwd=sample_site)
+    assert strict.returncode == 4
+    assert strict.stderr.splitlines()[-1].startswith(
+        f"error: 1 post(s) skipped, and the build is strict: {broken}: front matter"
+    )
+    config = yaml.safe_load((sample_site / "config.yaml").read_text(encoding="utf-8"))
+    config.setdefault("content", {})["strict"] = True
+    (sample_site / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert run_digest("build", "--week", "2026-W47", "--dry-run", cwd=sample_site).returncode == 4
+
+
+def test_the_preview_shows_skipped_posts_first_among_its_checks(sample_site: Path) -> None:
+    from digest.preview.site import render_from_build
+
+    result = build_issue(load_config(sample_site / "config.yaml"), now=NOW, week="2026-W47")
+    shown = render_from_build(result).checks[0]
+    assert (shown.name, shown.status) == ("skipped posts", "fail")
+    assert shown.message.startswith(str(sample_site / "content" / "posts" / "broken-front-matter"))

@@ -111,6 +111,11 @@ class ContentConfig(_Section):
     max_file_size: int = Field(
         default=5_000_000, ge=1, description="Posts larger than this (bytes) are skipped."
     )
+    strict: bool = Field(
+        default=False,
+        description="A post that cannot be read stops build and send (exit 4) instead of "
+        "being skipped with a warning.",
+    )
     feeds_dir: Path = Field(
         default=Path("data/feeds"),
         description="Each feed's cache (what it last answered, its ETag and Last-Modified) "
