@@ -429,6 +429,16 @@ class EmailConfig(_Section):
         "(w/h query, as Unsplash) or cloudinary (w_,h_ in the path). Covers there are asked "
         "for at twice their display size, cropped to the displayed shape.",
     )
+    cover_fallback: Literal["alt", "color"] = Field(
+        default="color",
+        description="What a cover leaves when images are off: color (a block of "
+        "cover_color in the cover's shape) or alt (the box with its alt text, coverAlt).",
+    )
+    cover_color: str = Field(
+        default="#d0d7de",
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description="The colour of that block (#rrggbb): the usual colour of the covers.",
+    )
     trim_min_posts: int = Field(
         default=3,
         ge=1,

@@ -42,6 +42,7 @@ from digest.content.intro import Intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection
 from digest.content.stories import source_name
+from digest.email.covers import shape_covers
 from digest.email.message import PLACEHOLDERS, ComposedEmail, fill, qp_lines
 from digest.errors import TemplateError
 from digest.resources import BUILTIN_TEMPLATES
@@ -257,12 +258,14 @@ def _css(env: jinja2.Environment) -> str:
     return source
 
 
-def _mjml_to_html(mjml: str, css: str, inline: bool = True) -> str:
+def _mjml_to_html(
+    mjml: str, css: str, inline: bool = True, covers: tuple[str, str] = ("alt", "")
+) -> str:
     try:
         result = mjml2html(mjml)
     except Exception as exc:  # mjml-python raises plain exceptions for bad markup
         raise TemplateError(f"MJML could not render the email: {exc}", path=HTML_TEMPLATE) from None
-    html: str = result if isinstance(result, str) else str(result)
+    html: str = shape_covers(result if isinstance(result, str) else str(result), *covers)
     if not inline:
         return html
     # MJML's own <style> blocks (resets, @media, Outlook fixes) are left exactly as they are;
@@ -362,7 +365,7 @@ def date_range(selection: Selection) -> str:
 
 
 def issue_title(selection: Selection) -> str:
-    """"Week 47, 2026" for a week of any newsletter (its issue ids carry its name first),
+    """ "Week 47, 2026" for a week of any newsletter (its issue ids carry its name first),
     else the window's dates."""
     match = re.search(r"(\d{4})-W(\d{2})$", selection.issue_id)
     if match:
@@ -722,7 +725,8 @@ class IssueRenderer:
     def html(self, context: Mapping[str, Any], inline: bool) -> str:
         """jinja2 → MJML, then (``inline``) premailer."""
         mjml = render_template(self.env, HTML_TEMPLATE, context)
-        return _mjml_to_html(mjml, self.css, inline=inline)
+        covers = (self.config.email.cover_fallback, self.config.email.cover_color)
+        return _mjml_to_html(mjml, self.css, inline=inline, covers=covers)
 
     def text(self, context: Mapping[str, Any]) -> str:
         return render_template(self.env, TEXT_TEMPLATE, context)
