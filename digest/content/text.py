@@ -24,13 +24,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from digest.content.excerpts import PROMOTION, cut_at_boundary
+
 if TYPE_CHECKING:  # the parsers load when a post is parsed: a warm `digest select` needs none
     from lxml import etree  # type: ignore[import-untyped]
     from markdown_it import MarkdownIt
     from markdown_it.token import Token
 
 EXCERPT_LENGTH = 280
-RULES_VERSION = 6  # bump when a rule changes, so cached excerpts are made again
+RULES_VERSION = 7  # bump when a rule changes, so cached excerpts are made again
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
 
 # --------------------------------------------------------------------------- entities
@@ -328,6 +330,7 @@ _BOILERPLATE_BUILTIN = (
     r"\bpore over customer reviews\b",
     r"\b(?:are|is) (?:not )?compensated\b",
     r"\bfollow us on (?:google|twitter|x|facebook)\b",
+    *PROMOTION,
 )
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"”’)]))\s+(?=[\"“‘'(A-Z0-9])")
 _TRAILING_NAME = re.compile(r"(?<=[.!?])[\"”’]?\s+(?:[A-Z][\w'’.-]+\s*){1,4},?\s*$")
@@ -566,13 +569,9 @@ def _sentence_like(line: str) -> bool:
 
 
 def cut_at_word(text: str, limit: int = EXCERPT_LENGTH) -> str:
-    """At most ``limit`` characters, ending on a whole word, with an ellipsis if cut."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit + 1]
-    space = cut.rfind(" ")
-    cut = cut[:space] if space > limit // 2 else text[:limit]
-    return cut.rstrip(" ,;:-–—(") + "…"
+    """At most ``limit`` characters, ending at a sentence, clause or word boundary
+    (:func:`digest.content.excerpts.cut_at_boundary`), with an ellipsis if cut mid-sentence."""
+    return cut_at_boundary(text, limit)
 
 
 DEFAULT_CLEANER = ExcerptCleaner()
