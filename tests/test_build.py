@@ -225,3 +225,15 @@ def test_the_preview_shows_skipped_posts_first_among_its_checks(sample_site: Pat
     shown = render_from_build(result).checks[0]
     assert (shown.name, shown.status) == ("skipped posts", "fail")
     assert shown.message.startswith(str(sample_site / "content" / "posts" / "broken-front-matter"))
+
+
+def test_an_issue_under_min_posts_is_not_sent_without_force(sample_site: Path) -> None:
+    config = yaml.safe_load((sample_site / "config.yaml").read_text(encoding="utf-8"))
+    config.setdefault("limits", {})["min_posts"] = 7
+    (sample_site / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    done = digest(sample_site, "send", "--week", "2026-W47")
+    assert done.exit_code == 5
+    assert done.stderr.strip().endswith(
+        "2026-W47 has 6 posts, under limits.min_posts (7); not sent "
+        "(`digest send --force` sends it)"
+    )

@@ -315,6 +315,12 @@ class LimitsConfig(_Section):
         "titled also_title (1 keeps every section as it is).",
     )
     also_title: str = Field(default="Also this week", description="That section's title.")
+    min_posts: int = Field(
+        default=1,
+        ge=1,
+        description="An issue with fewer posts is not sent by the schedule, and `digest "
+        "send` sends it only with --force.",
+    )
     rank: list[RankKey] = Field(
         default_factory=lambda: list(DEFAULT_RANK),
         description="How posts are ordered within a section, so limits keep the best: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from digest.config import Config
 from digest.content.balance import lead_of
 from digest.content.decisions import Section
 from digest.content.posts import Post
@@ -37,3 +38,12 @@ def fold_thin(sections: list[Section], least: int, title: str) -> list[Section]:
     origins = tuple(s.name for s in thin for _ in s.posts)
     also = Section(title, title, posts, 0, origins)
     return [*kept, also]
+
+
+def too_few_posts(issue_id: str, count: int, config: Config) -> str:
+    """Why an issue under ``limits.min_posts`` is not sent, and how to send it anyway."""
+    least = config.limits.min_posts
+    return (
+        f"{issue_id} has {count} post{'' if count == 1 else 's'}, under limits.min_posts "
+        f"({least}); not sent (`digest send --force` sends it)"
+    )

@@ -40,6 +40,7 @@ from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
+from digest.content.layout import too_few_posts
 from digest.delivery.issue import BuildComposer, Composer, Issue
 from digest.delivery.leases import LEASE, Heartbeat, sender_id
 from digest.delivery.ledger import (
@@ -499,6 +500,8 @@ def send_issue(
     issue_id = issue.selection.issue_id
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue_id} has no posts; there is nothing to send")
+    if issue.selection.count < config.limits.min_posts and not (force or dry_run):
+        raise NothingToSend(too_few_posts(issue_id, issue.selection.count, config))
     store = SubscriberStore(locate(config, config.subscribers.database))
     ledger = Ledger(locate(config, config.ledger.database))
     try:
