@@ -58,6 +58,7 @@ def site_config(plain: bool) -> Config:
         "sender": {"from_name": "AIVibe Weekly", "from_email": "weekly@aivibe.example.com"},
         "categories": {"sections": [{"name": c} for c in CATEGORIES], "unlisted": "skip"},
         "limits": {"per_category": 3, "total": 30, **({"min_per_section": 1} if plain else {})},
+        "selection": {"min_words": 30},  # the corpus's scraped posts: a floor suits them
     }
     return parse_config(data)
 

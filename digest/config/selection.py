@@ -19,7 +19,10 @@ class SelectionConfig(BaseModel):
         "every other post of their section, or keep them as any post.",
     )
     min_words: int = Field(
-        default=30, ge=0, description="A post whose body has fewer words is filler."
+        default=0,
+        ge=0,
+        description="A post whose body has fewer words is filler (0: no floor; 30 suits a "
+        "news site whose scraped posts can be a headline and a link).",
     )
     template_posts: int = Field(
         default=10,

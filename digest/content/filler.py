@@ -29,7 +29,7 @@ from digest.content.posts import Post
 class FillerRules:
     """The thresholds (``selection.*`` in the config)."""
 
-    min_words: int = 30
+    min_words: int = 0
     min_shared: int = 10
     share: float = 0.5
 
@@ -64,7 +64,7 @@ def find_filler(
     counts = shared_counts(among or posts)
     found: dict[str, Filler] = {}
     for post in posts:
-        if post.words is not None and post.words < rules.min_words:
+        if post.words is not None and post.words < rules.min_words:  # 0: no floor
             found[post.slug] = Filler(
                 "words", f"filler: {post.words} words, under the floor of {rules.min_words}"
             )
