@@ -385,3 +385,20 @@ def test_every_newsletters_heading_reads_like_the_first_ones() -> None:
     ):
         selection = Selection(replace(W47, issue_id=issue_id), (), ())
         assert issue_title(selection) == heading
+
+
+def test_select_explain_shows_the_rules_and_weights(sample_site: Path) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    done = CliRunner().invoke(
+        main, ["--config", str(sample_site / "config.yaml"), "select", "--week", "2026-W47",
+               "--explain"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert (
+        "\nfiller: drop; stories: threshold 0.3, within 3 days; score = 1.0 × coverage + "
+        "0.1 × newest − 0.6 × same day − 0.3 × same outlet\n"
+    ) in done.stdout
+    assert "selected: rank 1 (featured, source); score 0.10 (0.10 newest)" in done.stdout
