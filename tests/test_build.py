@@ -138,9 +138,9 @@ def test_cli_build_json_and_exit_codes(sample_site: Path) -> None:
     ]
     built = digest(sample_site, "build", "--week", "2026-W47")
     assert built.exit_code == 1
-    assert "size: 29.4 KB of 10 KB budget, HTML part as sent" in built.stdout
+    assert "size: 29.3 KB of 10 KB budget, HTML part as sent" in built.stdout
     assert "trimmed: over budget: " in built.stdout
-    assert "  FAIL  size: HTML part as sent is 29.4 KB of a 10 KB budget" in built.stdout
+    assert "  FAIL  size: HTML part as sent is 29.3 KB of a 10 KB budget" in built.stdout
     assert built.stdout.endswith(
         f"wrote: {sample_site / 'out' / '2026-W47'}/ (web archive: not published)\n"
     )

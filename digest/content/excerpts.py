@@ -21,6 +21,7 @@ PROMOTION = (
     r"\bstudios?, (?:inc|llc|ltd)\.?$",
 )
 
+_CLOSERS = "\"”’')"
 _CLAUSE_BREAKS = (", ", "; ", ": ", " — ", " – ", " - ")
 _ABBREVIATIONS = frozenset(
     ["mr", "mrs", "ms", "dr", "st", "vs", "inc", "co", "jan", "feb", "mar", "apr", "jun",
@@ -30,13 +31,17 @@ _ABBREVIATIONS = frozenset(
 
 def _sentence_end(text: str, limit: int) -> int:
     """The end (after its stop) of the last whole sentence within ``limit``; 0 if none."""
-    for stop in range(min(limit, len(text) - 1) - 1, 0, -1):
-        if text[stop] not in ".!?" or text[stop + 1] != " ":
+    for end in range(min(limit, len(text) - 1), 1, -1):
+        if text[end] != " ":
             continue
-        word = text[text.rfind(" ", 0, stop) + 1 : stop].casefold()
-        if text[stop] == "." and (word in _ABBREVIATIONS or len(word) == 1):
+        stop = end - 1 if text[end - 1] in _CLOSERS else end  # '."' ends one too
+        mark = text[stop - 1]
+        if mark not in ".!?":
+            continue
+        word = text[text.rfind(" ", 0, stop) + 1 : stop - 1].casefold()
+        if mark == "." and (word in _ABBREVIATIONS or len(word) == 1):
             continue  # "Aug. 9", "J. Smith": not a sentence's end
-        return stop + 1
+        return end
     return 0
 
 

@@ -514,7 +514,7 @@ class ExcerptCleaner:
             if text:
                 removed.append(Removal("too-short", text))
             return Cleaned("", removed)
-        return Cleaned(cut_at_word(text, self.limit), removed)
+        return Cleaned(cut_at_boundary(text, self.limit), removed)
 
     def paragraphs(
         self, body: str, title: str, removed: list[Removal], *, strict: bool = True
@@ -560,7 +560,7 @@ class ExcerptCleaner:
                     break
             if text:
                 break
-        return Cleaned(cut_at_word(text, self.limit), removed)
+        return Cleaned(cut_at_boundary(text, self.limit), removed)
 
 
 def _sentence_like(line: str) -> bool:
@@ -569,9 +569,13 @@ def _sentence_like(line: str) -> bool:
 
 
 def cut_at_word(text: str, limit: int = EXCERPT_LENGTH) -> str:
-    """At most ``limit`` characters, ending at a sentence, clause or word boundary
-    (:func:`digest.content.excerpts.cut_at_boundary`), with an ellipsis if cut mid-sentence."""
-    return cut_at_boundary(text, limit)
+    """At most ``limit`` characters, ending on a whole word, with an ellipsis if cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space > limit // 2 else text[:limit]
+    return cut.rstrip(" ,;:-–—(") + "…"
 
 
 DEFAULT_CLEANER = ExcerptCleaner()
