@@ -23,7 +23,9 @@ line (no traceback) and exits with its ``exit_code``::
     │   ├── TemplateError                     a template failed to load or render
     │   ├── OutsideFolder                     a path resolves outside its folder, or is not
     │   │                                     a file (digest.content.files)
-    │   └── SourceError                       a feed or folder of posts could not be read
+    │   ├── SourceError                       a feed or folder of posts could not be read
+    │   └── SkippedPosts                      posts could not be read and the build is
+    │                                         strict (digest.email.build)
     ├── NothingToSend                exit 5   the issue is empty or has already been sent
     │   └── NoSubscribers                     nobody is subscribed yet (a scheduled run fails,
     │                                         and runs again within grace)

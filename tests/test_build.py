@@ -138,9 +138,9 @@ def test_cli_build_json_and_exit_codes(sample_site: Path) -> None:
     ]
     built = digest(sample_site, "build", "--week", "2026-W47")
     assert built.exit_code == 1
-    assert "size: 29.4 KB of 10 KB budget, HTML part as sent" in built.stdout
+    assert "size: 29.3 KB of 10 KB budget, HTML part as sent" in built.stdout
     assert "trimmed: over budget: " in built.stdout
-    assert "  FAIL  size: HTML part as sent is 29.4 KB of a 10 KB budget" in built.stdout
+    assert "  FAIL  size: HTML part as sent is 29.3 KB of a 10 KB budget" in built.stdout
     assert built.stdout.endswith(
         f"wrote: {sample_site / 'out' / '2026-W47'}/ (web archive: not published)\n"
     )
@@ -188,11 +188,53 @@ def test_the_busiest_corpus_week_fits_and_passes(corpus_dir: Path, tmp_path: Pat
     shutil.copy(CORPUS_CONFIG, site / "config.yaml")
     config = load_config(site / "config.yaml")
     result = build_issue(config, now=NOW, week="2026-W02", write=False)
-    # The most posts of any week in the corpus (198), less the machine-made filler that
-    # collapses into one post per body template.
-    assert result.selection.count == 114
+    # The most posts of any week in the corpus (198), less the machine-made filler and the
+    # stories other outlets told first.
+    assert result.selection.count == 93
     assert result.ok, [c for c in result.checks if not c.passed]
     assert result.composed.html_size < result.composed.sent_size <= 100_000
-    assert result.composed.trimmed[0].startswith("fewer_posts: at most 10 posts per section")
-    assert len(result.composed.sections) == 9
-    assert result.composed.post_count == 67
+    assert result.composed.trimmed[0].startswith("fewer_posts: at most 14 posts per section")
+    assert len(result.composed.sections) == 8
+    assert result.composed.post_count == 68
+
+
+def test_a_skipped_post_is_named_on_stderr_in_the_manifest_and_strict_exits_4(
+    sample_site: Path,
+) -> None:
+    broken = sample_site / "content" / "posts" / "broken-front-matter.md"
+    named = f"skipped {broken}: front matter is not valid YAML at line 9"
+    done = run_digest("build", "--week", "2026-W47", cwd=sample_site)
+    assert done.returncode == 0, done.stderr
+    assert f"WARNING {named}" in done.stderr
+    manifest = json.loads((sample_site / "out" / "2026-W47" / "manifest.json").read_text())
+    assert [line.split(": ")[0] for line in manifest["skipped"]] == [str(broken)]
+    strict = run_digest("build", "--week", "2026-W47", "--strict", "--dry-run", cwd=sample_site)
+    assert strict.returncode == 4
+    assert strict.stderr.splitlines()[-1].startswith(
+        f"error: 1 post(s) skipped, and the build is strict: {broken}: front matter"
+    )
+    config = yaml.safe_load((sample_site / "config.yaml").read_text(encoding="utf-8"))
+    config.setdefault("content", {})["strict"] = True
+    (sample_site / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert run_digest("build", "--week", "2026-W47", "--dry-run", cwd=sample_site).returncode == 4
+
+
+def test_the_preview_shows_skipped_posts_first_among_its_checks(sample_site: Path) -> None:
+    from digest.preview.site import render_from_build
+
+    result = build_issue(load_config(sample_site / "config.yaml"), now=NOW, week="2026-W47")
+    shown = render_from_build(result).checks[0]
+    assert (shown.name, shown.status) == ("skipped posts", "fail")
+    assert shown.message.startswith(str(sample_site / "content" / "posts" / "broken-front-matter"))
+
+
+def test_an_issue_under_min_posts_is_not_sent_without_force(sample_site: Path) -> None:
+    config = yaml.safe_load((sample_site / "config.yaml").read_text(encoding="utf-8"))
+    config.setdefault("limits", {})["min_posts"] = 7
+    (sample_site / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    done = digest(sample_site, "send", "--week", "2026-W47")
+    assert done.exit_code == 5
+    assert done.stderr.strip().endswith(
+        "2026-W47 has 6 posts, under limits.min_posts (7); not sent "
+        "(`digest send --force` sends it)"
+    )

@@ -183,7 +183,9 @@ def test_titles_and_excerpts_are_escaped() -> None:
     assert [i.get("alt") for i in tree.iter("img")] == [""]
     # The text part is not HTML: the title appears as written.
     assert nasty in composed.text
-    assert "🎉" in composed.subject
+    assert composed.subject == "Test Site: 1 story this week"  # the title is over 70
+    short = compose(_config(), _selection(("Work", [_post("e", "Tom & Jerry 🎉")])), now=NOW)
+    assert short.subject == "Test Site: Tom & Jerry 🎉"
 
 
 def test_personalise_escapes_values_in_html_only() -> None:
@@ -384,16 +386,23 @@ def test_after_trimming_every_count_is_what_the_email_shows() -> None:
     assert shown + more == 40  # the "N more" links account for the rest
 
 
-def test_a_long_subject_is_shortened_at_a_word_and_a_set_one_is_warned_about() -> None:
+def test_a_long_headline_is_never_cut_and_a_set_subject_is_warned_about() -> None:
     title = "An extraordinarily long headline that goes on and on about many things at once"
     composed = compose(
         _config(), _selection(("Work", [_post("a", title), _post("b", "B")])), now=NOW
     )
-    assert len(composed.subject) <= 70
-    assert composed.subject.startswith("Test Site: An extraordinarily long headline")
-    assert composed.subject.endswith("… and 1 more")
+    assert composed.subject == "Test Site: 2 stories this week"
+    fits = "A headline that fits with the site name but not the rest"
+    alone = compose(_config(), _selection(("Work", [_post("a", fits), _post("b", "B")])), now=NOW)
+    assert alone.subject == f"Test Site: {fits}"  # "... and 1 more" would pass 70
+    own = compose(
+        _config(subject_short="{site} this week"),
+        _selection(("Work", [_post("a", title), _post("b", "B")])),
+        now=NOW,
+    )
+    assert own.subject == "Test Site this week"
     long_set = compose(
-        _config(subject="{top_title} — the whole story, with every detail you could want"),
+        _config(subject="{site} — the whole story of the week, with every detail you could want"),
         _selection(("Work", [_post("a", title)])),
         now=NOW,
     )

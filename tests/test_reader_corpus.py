@@ -181,7 +181,13 @@ def test_the_email_as_sent_fits(
     composed = result.composed
     shown = composed.post_count
     # Subject, preheader, masthead and text part agree with what is shown.
-    assert composed.subject.endswith(f"and {shown - 1} more")
+    # The subject is written from the lead's whole headline, or says how many stories.
+    lead = result.selection.posts[0].title
+    assert composed.subject in (
+        f"AIVibe Weekly: {lead} and {shown - 1} more",
+        f"AIVibe Weekly: {lead}",
+        f"AIVibe Weekly: {shown} stories this week",
+    )
     assert len(composed.subject) <= 70
     assert composed.preheader.startswith(f"{shown} posts")
     assert f"· {shown} posts" in composed.text.splitlines()[2]

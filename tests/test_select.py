@@ -211,7 +211,7 @@ def test_order_is_featured_first_then_newest_and_limits_count_what_was_left_out(
     assert [p.slug for p in research.posts] == ["r2"]  # the section's own limit is 1
     assert research.more == 1
     by_slug = {d.post.slug: d for d in selection.decisions}
-    assert by_slug["w1"].explain() == "over the Work limit (2): rank 5"
+    assert by_slug["w1"].explain() == "over the Work limit (2): rank 5; score 0.14 (0.14 newest)"
     assert by_slug["r1"].reason is Reason.OVER_SECTION_LIMIT
 
 
@@ -225,7 +225,9 @@ def test_the_total_limit_is_shared_round_robin() -> None:
     ]
     over = [d for d in selection.decisions if d.reason is Reason.OVER_TOTAL_LIMIT]
     assert {d.post.slug for d in over} == {"w0", "t1", "t0"}
-    assert over[0].explain() == "over the total limit (3): rank 3"
+    assert over[0].explain() == (
+        "over the total limit (3): rank 3; score -1.10 (0.10 newest − 1.20 same day)"
+    )
 
 
 def test_every_post_in_the_window_has_exactly_one_decision() -> None:
@@ -240,10 +242,36 @@ def test_every_post_in_the_window_has_exactly_one_decision() -> None:
 
 def test_only_keeps_the_sections_a_subscriber_chose() -> None:
     posts = [make("w", "2026-11-17 10:00"), make("t", "2026-11-17 10:00", "Tools")]
-    selection = select_posts(posts, W47, rules(), NOW)
+    selection = select_posts(posts, W47, rules(limits={"min_per_section": 1}), NOW)
     assert [s.name for s in selection.only(["tools"]).sections] == ["Tools"]
     assert selection.only([]) is selection
     assert selection.only(None) is selection
+
+
+def test_thin_sections_fold_into_also_this_week_and_preferences_still_find_them() -> None:
+    posts = [
+        make("w1", "2026-11-17 10:00"),
+        make("w2", "2026-11-18 10:00"),
+        make("t", "2026-11-17 10:00", "Tools"),
+        make("r", "2026-11-19 10:00", "Research"),
+    ]
+    selection = select_posts(posts, W47, rules(), NOW)
+    assert [(s.title, [p.slug for p in s.posts]) for s in selection.sections] == [
+        ("Work", ["w2", "w1"]),
+        ("Also this week", ["t", "r"]),
+    ]
+    assert selection.sections[1].origins == ("Tools", "Research")
+    tools = selection.only(["Tools"])  # the folded section comes whole
+    assert [(s.title, [p.slug for p in s.posts]) for s in tools.sections] == [
+        ("Also this week", ["t", "r"])
+    ]
+    assert [s.title for s in selection.only(["Work"]).sections] == ["Work"]
+    alone = select_posts(posts[:3], W47, rules(), NOW)  # one thin section stays as it is
+    assert [s.title for s in alone.sections] == ["Work", "Tools"]
+    every = select_posts([posts[0], *posts[2:]], W47, rules(), NOW)  # all thin: as they are
+    assert [s.title for s in every.sections] == ["Work", "Tools", "Research"]
+    named = select_posts(posts, W47, rules(limits={"also_title": "In brief"}), NOW)
+    assert named.sections[-1].title == "In brief"
 
 
 # --------------------------------------------------------------------------- one story once
@@ -320,9 +348,17 @@ def test_rank_order_is_configurable_and_explained() -> None:
     default = select_posts(posts, W47, rules(), NOW)
     assert [p.slug for p in default.posts] == ["mid-featured", "old-with-source"]
     by_slug = {d.post.slug: d for d in default.decisions}
-    assert by_slug["mid-featured"].explain() == "selected: rank 1 (featured)"
-    assert by_slug["old-with-source"].explain() == "selected: rank 2 (source)"
-    assert by_slug["new-no-source"].explain() == "over the Work limit (2): rank 3"
+    assert (
+        by_slug["mid-featured"].explain() == "selected: rank 1 (featured); score 0.24 (0.24 newest)"
+    )
+    assert (
+        by_slug["old-with-source"].explain()
+        == "selected: rank 2 (source); score 0.14 (0.14 newest)"
+    )
+    assert (
+        by_slug["new-no-source"].explain()
+        == "over the Work limit (2): rank 3; score 0.44 (0.44 newest)"
+    )
     assert by_slug["new-no-source"].rank == 3
     newest = select_posts(posts, W47, rules(limits={"rank": ["newest"]}), NOW)
     assert [p.slug for p in newest.posts] == ["new-no-source", "mid-featured"]

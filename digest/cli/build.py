@@ -66,6 +66,12 @@ def echo_summary(result: BuildResult) -> None:
 @window_options
 @click.option("--dry-run", is_flag=True, help="Compose and check, but write nothing.")
 @click.option(
+    "--strict",
+    is_flag=True,
+    default=None,
+    help="Exit 4 when a post cannot be read, instead of skipping it [default: content.strict].",
+)
+@click.option(
     "--publish",
     is_flag=True,
     help="Also publish the issue in the web archive and feed (sending does this).",
@@ -80,14 +86,16 @@ def build_command(
     dry_run: bool,
     as_json: bool,
     publish: bool = False,
+    strict: bool | None = None,
 ) -> None:
     """Compose the issue's email, check it, and write it to out/<issue-id>/.
 
     Writes email.html, email.txt, email.eml and manifest.json, and stages the
     issue's web version in out/<issue-id>/web/. The public archive
     (out/archive/, index.html and feed.xml) gets it when the issue is sent, or
-    now with --publish. Exits 1 when a quality check fails and 5 when the week
-    has no posts.
+    now with --publish. A post that cannot be read is named on stderr and in
+    the manifest's "skipped". Exits 1 when a quality check fails, 4 when a post
+    was skipped and the build is strict, and 5 when the week has no posts.
 
     \b
     Examples:
@@ -105,6 +113,7 @@ def build_command(
         until=until,
         write=not dry_run,
         publish=publish and not dry_run,
+        strict=strict or None,
     )
     if as_json:
         emit_json(result_json(result))

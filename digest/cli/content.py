@@ -136,9 +136,20 @@ def _print_selection(
         for post in section.posts:
             star = "★ " if post.featured else ""
             say(f"  {post.date:%Y-%m-%d %H:%M}  {star}{post.title}")
+            also = selection.coverage.get(post.slug, ())
+            if also:
+                say("                    also covered by " + ", ".join(
+                    p.source or p.slug for p in also))  # fmt: skip
     if not selection.sections:
         say("\nNo posts in this window.")
     if explain:
+        s = config.selection
+        click.echo(
+            f"\nfiller: {s.filler}; stories: "
+            + (f"threshold {s.story_threshold}, within {s.story_days} days" if s.stories else "off")
+            + f"; score = {s.weight_coverage} × coverage + {s.weight_newest} × newest"
+            f" − {s.weight_day} × same day − {s.weight_source} × same outlet"
+        )
         say("\nEvery post in and around the window:", bold=True)
         for decision in selection.decisions:
             mark = "+" if decision.selected else "-"

@@ -208,7 +208,11 @@ def _summary(report: SendReport) -> None:
 @window_options
 @click.option("--dry-run", is_flag=True, help="Count and show a sample; send nothing.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
-@click.option("--force", is_flag=True, help="Send again an issue that was already sent in full.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Send an issue under limits.min_posts, or again one already sent in full.",
+)
 @click.option(
     "--new-subscribers",
     is_flag=True,

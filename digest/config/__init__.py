@@ -38,6 +38,7 @@ from digest.config.problems import describe_errors
 from digest.config.providers import provider_problems
 from digest.config.secret import _ENV_REF
 from digest.config.secret import Secret as Secret
+from digest.config.selection import SelectionConfig
 from digest.errors import ConfigError
 
 CONFIG_ENV = "DIGEST_CONFIG"
@@ -110,6 +111,11 @@ class ContentConfig(_Section):
     )
     max_file_size: int = Field(
         default=5_000_000, ge=1, description="Posts larger than this (bytes) are skipped."
+    )
+    strict: bool = Field(
+        default=False,
+        description="A post that cannot be read stops build and send (exit 4) instead of "
+        "being skipped with a warning.",
     )
     feeds_dir: Path = Field(
         default=Path("data/feeds"),
@@ -308,6 +314,19 @@ class LimitsConfig(_Section):
 
     per_category: int | None = Field(default=5, ge=0, description="Posts per section.")
     total: int | None = Field(default=40, ge=0, description="Posts in the whole issue.")
+    min_per_section: int = Field(
+        default=2,
+        ge=1,
+        description="A section left with fewer posts folds into one section at the end, "
+        "titled also_title (1 keeps every section as it is).",
+    )
+    also_title: str = Field(default="Also this week", description="That section's title.")
+    min_posts: int = Field(
+        default=1,
+        ge=1,
+        description="An issue with fewer posts is not sent by the schedule, and `digest "
+        "send` sends it only with --force.",
+    )
     rank: list[RankKey] = Field(
         default_factory=lambda: list(DEFAULT_RANK),
         description="How posts are ordered within a section, so limits keep the best: "
@@ -386,6 +405,11 @@ class EmailConfig(_Section):
         default="{site}: {top_title} and {n} more",
         description="Subject template: {site}, {top_title}, {n}, {count}, {issue_id}, {week}.",
     )
+    subject_short: str = Field(
+        default="{site}: {count} stories this week",
+        description="The subject when the template with the lead's whole title is over 70 "
+        "characters and '{site}: {top_title}' is too (a headline is never cut).",
+    )
     preheader: str = Field(
         default="{count} posts this week: {titles}",
         description="Preview text template, kept to 40–110 characters.",
@@ -416,6 +440,16 @@ class EmailConfig(_Section):
         description="Image hosts that resize on request (host, or *.domain), and how: imgix "
         "(w/h query, as Unsplash) or cloudinary (w_,h_ in the path). Covers there are asked "
         "for at twice their display size, cropped to the displayed shape.",
+    )
+    cover_fallback: Literal["alt", "color"] = Field(
+        default="color",
+        description="What a cover leaves when images are off: color (a block of "
+        "cover_color in the cover's shape) or alt (the box with its alt text, coverAlt).",
+    )
+    cover_color: str = Field(
+        default="#d0d7de",
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description="The colour of that block (#rrggbb): the usual colour of the covers.",
     )
     trim_min_posts: int = Field(
         default=3,
@@ -798,6 +832,7 @@ class Config(_Section):
     filters: FilterConfig = Field(default_factory=FilterConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     sender: SenderConfig
     email: EmailConfig = Field(default_factory=EmailConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)

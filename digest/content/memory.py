@@ -1,7 +1,8 @@
 """What earlier issues held, so a story is not sent twice.
 
 Each built issue's ``manifest.json`` carries a ``memory`` list: per post in the email, its
-slug, normalised title, normalised source and body sketch (128 hashes, base64). That is all a
+slug, normalised title, normalised source, body sketch (128 hashes, base64) and the
+story's features (:func:`digest.content.stories.features`). That is all a
 later issue needs to leave out a post whose title, source or near-identical body was in an
 earlier one, and it costs a few kilobytes per issue. :func:`earlier_issues` reads the
 memories of issues whose window starts before a given one, newest first.
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 from digest.content.files import read_inside
 from digest.content.posts import Post
+from digest.content.stories import features
 from digest.content.text import normalise_title
 from digest.errors import ContentError
 
@@ -39,6 +41,7 @@ class Remembered:
     title_key: str
     source_key: str | None
     sketch: tuple[int, ...] = ()
+    story: tuple[str, ...] = ()  # the story's features (digest.content.stories)
 
 
 def normalise_source(url: str) -> str:
@@ -75,6 +78,7 @@ def memory_of(posts: Iterable[Post]) -> list[dict[str, Any]]:
             "title": normalise_title(post.title),
             "source": normalise_source(post.source) if post.source else None,
             "sketch": pack_sketch(post.sketch),
+            "story": sorted(features(post)),
         }
         for post in posts
     ]
@@ -117,6 +121,13 @@ def earlier_issues(out_dir: Path, before: datetime, limit: int) -> list[Remember
                     title_key=str(entry.get("title", "")),
                     source_key=entry.get("source") or None,
                     sketch=unpack_sketch(entry.get("sketch")),
+                    story=_story(entry.get("story")),
                 )
             )
     return remembered
+
+
+def _story(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v) for v in value if isinstance(v, str))

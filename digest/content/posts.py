@@ -76,6 +76,7 @@ class Post:
     # A MinHash sketch of the body (digest.content.text.sketch), for near-duplicates.
     sketch: tuple[int, ...] = field(default=(), compare=False, hash=False, repr=False)
     url: str | None = None  # where the post is read (a feed entry's link); None: site.post_url
+    words: int | None = None  # words in the body (None: not counted, e.g. a feed entry)
 
 
 @dataclass(frozen=True)
@@ -366,9 +367,12 @@ class Finished:
 
     excerpt: str
     sketch: tuple[int, ...] = ()
+    words: int | None = None  # words in the body; None when it could not be read
 
     def to_cache(self, fingerprint: str) -> str:
-        return json.dumps({"v": fingerprint, "excerpt": self.excerpt, "sketch": self.sketch})
+        return json.dumps(
+            {"v": fingerprint, "excerpt": self.excerpt, "sketch": self.sketch, "words": self.words}
+        )
 
     @classmethod
     def from_cache(cls, text: str | None, fingerprint: str) -> Finished | None:
@@ -379,9 +383,11 @@ class Finished:
             data = json.loads(text)
         except ValueError:
             return None
-        if not isinstance(data, dict) or data.get("v") != fingerprint:
-            return None
-        return cls(str(data.get("excerpt", "")), tuple(int(h) for h in data.get("sketch", ())))
+        if not isinstance(data, dict) or data.get("v") != fingerprint or "words" not in data:
+            return None  # other rules made it, or a cache from before words were counted
+        words = data["words"] if isinstance(data["words"], int) else None
+        sketched = tuple(int(h) for h in data.get("sketch", ()))
+        return cls(str(data.get("excerpt", "")), sketched, words)
 
 
 def finish_post(
@@ -403,7 +409,8 @@ def finish_post(
         from_body = strip_controls(cleaner.from_body(body, title).text)
         if len(from_body) > len(excerpt):
             excerpt = from_body
-    return Finished(excerpt, sketch(body_words(body)))
+    words = body_words(body)
+    return Finished(excerpt, sketch(words), len(words))
 
 
 @dataclass(frozen=True)
@@ -501,7 +508,12 @@ def content_safe(post: Post) -> Post:
 
 
 def post_from_record(
-    path: Path, record: dict[str, Any], tz: ZoneInfo, excerpt: str, sketch: tuple[int, ...] = ()
+    path: Path,
+    record: dict[str, Any],
+    tz: ZoneInfo,
+    excerpt: str,
+    sketch: tuple[int, ...] = (),
+    words: int | None = None,
 ) -> Post:
     return content_safe(
         Post(
@@ -519,6 +531,7 @@ def post_from_record(
             featured=record["featured"],
             extra=record.get("extra") or {},
             sketch=sketch,
+            words=words,
         )
     )
 
@@ -682,7 +695,9 @@ def load_posts(
         if finished is None:
             finished = finish_post(Path(path), record["title"], record["excerpt"], cleaner)
             excerpts[path] = finished.to_cache(cleaner.fingerprint)
-        post = post_from_record(Path(path), record, tz, finished.excerpt, finished.sketch)
+        post = post_from_record(
+            Path(path), record, tz, finished.excerpt, finished.sketch, finished.words
+        )
         if between is None or between[0] <= post.date < between[1]:
             result.posts.append(post)
     if cache is not None:

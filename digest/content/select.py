@@ -15,9 +15,13 @@ rules run in this order, and the first rule that excludes a post gives its reaso
    or a normalised title with one already taken is a duplicate of that one, and one whose
    body is at least ``near_duplicates`` similar is a near-duplicate of it (the featured or
    earlier post is kept),
-6. limits: per section first (in the configured rank order: by default featured posts,
-   then posts with a source, then newest first), then the total, filled round-robin
-   across sections so no section is starved.
+6. the editor's pass (:mod:`digest.content.editorial`): filler, stories an earlier issue
+   sent, and posts of one story merged into one card ("also covered by"),
+7. limits: per section first (in the configured rank order: by default featured posts,
+   then posts with a source, then newest first; with ``selection:`` weights, the balanced
+   order of :mod:`digest.content.balance`), then the total, filled round-robin across
+   sections so no section is starved. The lead is the biggest story (the most outlets,
+   then its place; a featured post keeps the top of its section); its section comes first.
 
 Posts dated within a day outside the window are listed too, as "out of window", because
 those are the ones a person asks about (timezones, midnight).
@@ -26,187 +30,55 @@ those are the ones a person asks about (timezones, midnight).
 from __future__ import annotations
 
 import re
-import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
-from enum import Enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from digest.config import WEEKDAYS, Config
+from digest.config import Config
+from digest.content.balance import Tally, Weights, balanced
+from digest.content.decisions import Decision as Decision
+from digest.content.decisions import Reason as Reason
+from digest.content.decisions import Section as Section
+from digest.content.decisions import Selection as Selection
+from digest.content.decisions import _fold
+from digest.content.decisions import slugify as slugify
+from digest.content.editorial import Edited, EditorRules, edit
+from digest.content.layout import fold_thin, lead_first
 from digest.content.memory import Remembered, normalise_source
 from digest.content.posts import Post
+from digest.content.stories import Earlier, source_name
 from digest.content.text import normalise_title, similarity
-from digest.errors import DigestError
+from digest.content.window import (
+    Window as Window,
+)
+from digest.content.window import (
+    WindowError as WindowError,
+)
+from digest.content.window import (
+    day_window as day_window,
+)
+from digest.content.window import (
+    last_complete_day as last_complete_day,
+)
+from digest.content.window import (
+    last_complete_week as last_complete_week,
+)
+from digest.content.window import (
+    range_window as range_window,
+)
+from digest.content.window import (
+    resolve_window as resolve_window,
+)
+from digest.content.window import (
+    week_window as week_window,
+)
+from digest.content.window import (
+    window_for_week_containing as window_for_week_containing,
+)
 
 NEAR_WINDOW = timedelta(days=1)
-
-
-class Reason(str, Enum):
-    """Why a post is in or out; the value is the machine-readable code in --json."""
-
-    SELECTED = "selected"
-    OUT_OF_WINDOW = "out-of-window"
-    DRAFT = "draft"
-    FUTURE = "future"
-    CATEGORY_EXCLUDED = "category-excluded"
-    CATEGORY_NOT_INCLUDED = "category-not-included"
-    CATEGORY_UNLISTED = "category-unlisted"
-    TAG_FILTERED = "tag-filtered"
-    DUPLICATE = "duplicate"
-    NEAR_DUPLICATE = "near-duplicate"
-    EARLIER_ISSUE = "in-earlier-issue"
-    OVER_SECTION_LIMIT = "over-section-limit"
-    OVER_TOTAL_LIMIT = "over-total-limit"
-
-
-class WindowError(DigestError):
-    exit_code = 2
-
-
-@dataclass(frozen=True)
-class Window:
-    """``start`` inclusive, ``end`` exclusive, both aware in the site's timezone."""
-
-    start: datetime
-    end: datetime
-    issue_id: str
-
-    def __contains__(self, moment: datetime) -> bool:
-        return self.start <= moment < self.end
-
-    @property
-    def last_day(self) -> date:
-        return (self.end - timedelta(microseconds=1)).date()
-
-    def describe(self) -> str:
-        return f"{self.start.date().isoformat()} to {self.last_day.isoformat()}"
-
-
-def _midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(), tzinfo=tz)
-
-
-def _week_start_of(day: date, week_start: str) -> date:
-    offset = (day.weekday() - WEEKDAYS.index(week_start)) % 7
-    return day - timedelta(days=offset)
-
-
-def week_window(week: str, tz: ZoneInfo, week_start: str = "monday") -> Window:
-    """The window of an ISO week label such as ``2026-W34``.
-
-    With a week start other than Monday, the window begins on the last such day on or
-    before the ISO week's Monday.
-    """
-    match = re.fullmatch(r"(\d{4})-?W(\d{1,2})", week.strip(), flags=re.IGNORECASE)
-    if not match:
-        raise WindowError(f"--week {week!r}: expected an ISO week such as 2026-W34")
-    year, number = int(match.group(1)), int(match.group(2))
-    try:
-        monday = date.fromisocalendar(year, number, 1)
-    except ValueError:
-        raise WindowError(f"--week {week!r}: {year} has no week {number}") from None
-    first = _week_start_of(monday, week_start)
-    label = f"{year}-W{number:02d}"
-    return Window(_midnight(first, tz), _midnight(first + timedelta(days=7), tz), label)
-
-
-def last_complete_week(now: datetime, tz: ZoneInfo, week_start: str = "monday") -> Window:
-    """The most recent whole week that ended before ``now``."""
-    today = now.astimezone(tz).date()
-    this_week = _week_start_of(today, week_start)
-    first = this_week - timedelta(days=7)
-    return window_for_week_containing(first, tz, week_start)
-
-
-def window_for_week_containing(day: date, tz: ZoneInfo, week_start: str = "monday") -> Window:
-    first = _week_start_of(day, week_start)
-    # Label by the ISO week that holds most of the window (its Thursday-equivalent).
-    iso = (first + timedelta(days=3)).isocalendar()
-    label = f"{iso[0]}-W{iso[1]:02d}"
-    return Window(_midnight(first, tz), _midnight(first + timedelta(days=7), tz), label)
-
-
-def day_window(day: date, tz: ZoneInfo) -> Window:
-    """One day, midnight to midnight in ``tz``, labelled by its date (a daily issue)."""
-    return Window(_midnight(day, tz), _midnight(day + timedelta(days=1), tz), day.isoformat())
-
-
-def last_complete_day(now: datetime, tz: ZoneInfo) -> Window:
-    """The day before ``now``'s day in ``tz``."""
-    return day_window(now.astimezone(tz).date() - timedelta(days=1), tz)
-
-
-_DAY_LABEL = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def range_window(since: date, until: date, tz: ZoneInfo) -> Window:
-    """From the start of ``since`` to the end of ``until`` (both days included)."""
-    if until < since:
-        raise WindowError(f"--until {until} is before --since {since}")
-    label = f"{since.isoformat()}_{until.isoformat()}"
-    return Window(_midnight(since, tz), _midnight(until + timedelta(days=1), tz), label)
-
-
-def resolve_window(
-    config: Config,
-    now: datetime,
-    *,
-    week: str | None = None,
-    since: date | None = None,
-    until: date | None = None,
-) -> Window:
-    """The window the command line asks for; the last complete week by default.
-
-    A newsletter other than the config's first has its name before its issue ids
-    (``links-2026-W47``), so its ledger, runs and archive are its own; ``--week`` takes
-    either form.
-    """
-    window = _resolve_window(config, now, week=_unprefixed(config, week), since=since, until=until)
-    if config.issue_prefix:
-        window = replace(window, issue_id=config.issue_prefix + window.issue_id)
-    return window
-
-
-def _unprefixed(config: Config, week: str | None) -> str | None:
-    if week and config.issue_prefix and week.startswith(config.issue_prefix):
-        return week[len(config.issue_prefix) :]
-    if week:
-        for name in config.newsletter_names[1:]:
-            if name != config.newsletter_name and week.startswith(f"{name}-"):
-                raise WindowError(
-                    f"--week {week}: that is an issue of the {name} newsletter; "
-                    f"add --newsletter {name}"
-                )
-    return week
-
-
-def _resolve_window(
-    config: Config,
-    now: datetime,
-    *,
-    week: str | None = None,
-    since: date | None = None,
-    until: date | None = None,
-) -> Window:
-    tz = config.tz
-    if week and (since or until):
-        raise WindowError("use either --week or --since/--until, not both")
-    if week and _DAY_LABEL.fullmatch(week.strip()):  # a daily issue's id
-        try:
-            return day_window(date.fromisoformat(week.strip()), tz)
-        except ValueError:
-            raise WindowError(f"--week {week!r}: not a date such as 2026-11-17") from None
-    if week:
-        return week_window(week, tz, config.week_start)
-    if since or until:
-        start = since or (until - timedelta(days=6) if until else now.astimezone(tz).date())
-        end = until or now.astimezone(tz).date()
-        return range_window(start, end, tz)
-    if config.period == "day":
-        return last_complete_day(now, tz)
-    return last_complete_week(now, tz, config.week_start)
 
 
 # --------------------------------------------------------------------------- rules
@@ -237,6 +109,10 @@ class Rules:
     dedupe_title: bool = True
     near_duplicates: float | None = 0.8
     rank: tuple[str, ...] = ("featured", "source", "newest")
+    min_per_section: int = 1
+    also_title: str = "Also this week"
+    editor: EditorRules | None = None  # None: no editor's pass (filler, stories)
+    weights: Weights | None = None  # None: the rank order alone
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -264,6 +140,10 @@ class Rules:
             dedupe_title=config.dedupe.by_title,
             near_duplicates=config.dedupe.near_duplicates,
             rank=tuple(config.limits.rank),
+            min_per_section=config.limits.min_per_section,
+            also_title=config.limits.also_title,
+            editor=EditorRules.from_config(config),
+            weights=Weights.from_config(config),
         )
 
     def section_of(self, category: str | None) -> str | None:
@@ -275,92 +155,13 @@ class Rules:
         return self.lookup.get(_fold(category))
 
 
-def _fold(value: str) -> str:
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", value)).strip().casefold()
-
-
 def _display_case(category: str) -> str:
     """A category written in any case, in one stable spelling ("work" -> "Work")."""
     text = re.sub(r"\s+", " ", category).strip()
     return text if not (text.islower() or text.isupper()) else text.title()
 
 
-# --------------------------------------------------------------------------- the result
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One post and why it is in or out of the issue."""
-
-    post: Post
-    reason: Reason
-    section: str | None = None
-    detail: str = ""
-    duplicate_of: Post | None = None
-    rank: int | None = None  # the post's place in its section's rank order, from 1
-
-    @property
-    def selected(self) -> bool:
-        return self.reason is Reason.SELECTED
-
-    def explain(self) -> str:
-        return self.detail or self.reason.value.replace("-", " ")
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    title: str
-    posts: tuple[Post, ...]
-    more: int = 0  # posts of this section left out by limits
-
-    @property
-    def slug(self) -> str:
-        return slugify(self.name)
-
-
-@dataclass(frozen=True)
-class Selection:
-    window: Window
-    sections: tuple[Section, ...]
-    decisions: tuple[Decision, ...]
-
-    @property
-    def issue_id(self) -> str:
-        return self.window.issue_id
-
-    @property
-    def posts(self) -> list[Post]:
-        return [post for section in self.sections for post in section.posts]
-
-    @property
-    def count(self) -> int:
-        return sum(len(s.posts) for s in self.sections)
-
-    @property
-    def in_window(self) -> list[Decision]:
-        return [d for d in self.decisions if d.reason is not Reason.OUT_OF_WINDOW]
-
-    def only(self, categories: Iterable[str] | None) -> Selection:
-        """The same issue with only the named sections (a subscriber's preferences).
-
-        ``None`` or an empty collection means every section.
-        """
-        wanted = {_fold(c) for c in categories or ()}
-        if not wanted:
-            return self
-        sections = tuple(
-            s for s in self.sections if _fold(s.name) in wanted or _fold(s.title) in wanted
-        )
-        return replace(self, sections=sections)
-
-
-def slugify(value: str) -> str:
-    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "section"
-
-
-def rank_key(rank: Sequence[str]) -> Callable[[Post], tuple[Any, ...]]:
+def rank_key(rank: Sequence[str], *, slug: bool = True) -> Callable[[Post], tuple[Any, ...]]:
     """The sort key of a section's posts for a rank order such as (featured, source,
     newest); the slug breaks ties so the order is stable."""
 
@@ -379,10 +180,16 @@ def rank_key(rank: Sequence[str]) -> Callable[[Post], tuple[Any, ...]]:
                 parts.append(-post.date.timestamp())
             elif name == "oldest":
                 parts.append(post.date.timestamp())
-        parts.append(post.slug)
+        if slug:
+            parts.append(post.slug)
         return tuple(parts)
 
     return key
+
+
+def trait_key(rank: Sequence[str]) -> Callable[[Post], tuple[Any, ...]]:
+    """The part of a rank order that is about what a post has, not its date."""
+    return rank_key([name for name in rank if name not in ("newest", "oldest")], slug=False)
 
 
 def _rank_traits(post: Post, rank: Sequence[str]) -> str:
@@ -434,16 +241,17 @@ def select_posts(
 
     kept, duplicates = _dedupe(candidates, rules, earlier)
     decisions.extend(duplicates)
+    edited = Edited(kept, [], {}, {}, {})
+    if rules.editor is not None:
+        edited = edit(kept, posts, rules.editor, _earlier_stories(earlier))
+        kept = edited.kept
+        for left in edited.left:
+            reason = Reason(left.kind)  # the pass's kinds are reasons' codes
+            decisions.append(Decision(left.post, reason, left.section, left.detail, left.original))
 
     by_section: dict[str, list[Post]] = {}
     for post, section in kept:
         by_section.setdefault(section, []).append(post)
-    order_key = rank_key(rules.rank)
-    ranks: dict[str, int] = {}
-    for members in by_section.values():
-        members.sort(key=order_key)
-        for place, post in enumerate(members, 1):
-            ranks[post.slug] = place
 
     order = [rule.name for rule in rules.sections if rule.name in by_section]
     order += sorted(name for name in by_section if name not in order and name != rules.other_title)
@@ -451,6 +259,7 @@ def select_posts(
         order.append(rules.other_title)
     limits = {rule.name: rule.limit for rule in rules.sections}
     titles = {rule.name: rule.title for rule in rules.sections}
+    ranks = _order_sections(by_section, order, limits, rules, window, edited)
 
     # Per-section limits.
     taken: dict[str, list[Post]] = {}
@@ -467,7 +276,7 @@ def select_posts(
                     Reason.OVER_SECTION_LIMIT,
                     name,
                     f"over the {titles.get(name, name)} limit ({limit}): "
-                    + _ranked(post, ranks, rules.rank),
+                    + _ranked(post, ranks, rules.rank, edited),
                     rank=ranks[post.slug],
                 )
             )
@@ -495,7 +304,7 @@ def select_posts(
                         Reason.OVER_TOTAL_LIMIT,
                         name,
                         f"over the total limit ({rules.total}): "
-                        + _ranked(post, ranks, rules.rank),
+                        + _ranked(post, ranks, rules.rank, edited),
                         rank=ranks[post.slug],
                     )
                 )
@@ -511,7 +320,7 @@ def select_posts(
                     post,
                     Reason.SELECTED,
                     name,
-                    "selected: " + _ranked(post, ranks, rules.rank),
+                    "selected: " + _ranked(post, ranks, rules.rank, edited),
                     rank=ranks[post.slug],
                 )
             )
@@ -525,7 +334,48 @@ def select_posts(
         )
 
     decisions.sort(key=lambda d: (d.post.date, d.post.slug))
-    return Selection(window, tuple(sections), tuple(decisions))
+    coverage = dict(edited.coverage)
+    folded = fold_thin(sections, rules.min_per_section, rules.also_title)
+    ordered = lead_first(folded, coverage, "featured" in rules.rank)
+    return Selection(window, ordered, tuple(decisions), coverage)
+
+
+def _earlier_stories(earlier: Sequence[Remembered]) -> list[Earlier]:
+    return [Earlier(r.issue_id, r.slug, frozenset(r.story)) for r in earlier if r.story]
+
+
+def _order_sections(
+    by_section: dict[str, list[Post]],
+    order: list[str],
+    limits: dict[str, int | None],
+    rules: Rules,
+    window: Window,
+    edited: Edited,
+) -> dict[str, int]:
+    """Sort each section's posts in place into pick order; each post's place, from 1."""
+    order_key = rank_key(rules.rank)
+    ranks: dict[str, int] = {}
+    tally = Tally(Counter(), Counter())
+    covered = {slug: len(also) for slug, also in edited.coverage.items()}
+    for name in order:
+        members = by_section[name]
+        if rules.weights is None:
+            members.sort(key=order_key)
+        else:
+            limit = limits.get(name)
+            limit = rules.per_category if limit is None else limit
+            picked, said = balanced(
+                members, limit, rules.weights, window.start, covered, edited.demoted, tally,
+                order_key, trait_key(rules.rank),
+            )  # fmt: skip
+            members[:] = picked
+            edited.notes.update(
+                {slug: f"{text}; {edited.notes[slug]}" if slug in edited.notes else text
+                 for slug, text in said.items()}
+            )  # fmt: skip
+        for place, post in enumerate(members, 1):
+            ranks[post.slug] = place
+    return ranks
 
 
 def _first_exclusion(
@@ -552,9 +402,19 @@ def _first_exclusion(
     return None, ""
 
 
-def _ranked(post: Post, ranks: dict[str, int], rank: Sequence[str]) -> str:
+def _ranked(
+    post: Post, ranks: dict[str, int], rank: Sequence[str], edited: Edited | None = None
+) -> str:
     traits = _rank_traits(post, rank)
-    return f"rank {ranks[post.slug]}" + (f" ({traits})" if traits else "")
+    text = f"rank {ranks[post.slug]}" + (f" ({traits})" if traits else "")
+    if edited is None:
+        return text
+    extra = [edited.notes.get(post.slug, ""), edited.demoted.get(post.slug, "")]
+    also = edited.coverage.get(post.slug, ())
+    if also:
+        names = ", ".join(source_name(p) or p.slug for p in also)
+        extra.append(f"also covered by {names}")
+    return "; ".join([text, *(e for e in extra if e)])
 
 
 def _in_earlier(

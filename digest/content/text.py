@@ -24,13 +24,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from digest.content.excerpts import PROMOTION, cut_at_boundary
+
 if TYPE_CHECKING:  # the parsers load when a post is parsed: a warm `digest select` needs none
     from lxml import etree  # type: ignore[import-untyped]
     from markdown_it import MarkdownIt
     from markdown_it.token import Token
 
 EXCERPT_LENGTH = 280
-RULES_VERSION = 7  # bump when a rule changes, so cached excerpts are made again
+RULES_VERSION = 8  # bump when a rule changes, so cached excerpts are made again
 SHORT_EXCERPT_WORDS = 12  # a front matter excerpt shorter than this is topped up from the body
 # Markdown parsing costs about 20 µs a character on hostile input ("[" × n), so what is
 # parsed is bounded: an excerpt (280 characters) is made from the text's opening, a
@@ -346,6 +348,7 @@ _BOILERPLATE_BUILTIN = (
     r"\bpore over customer reviews\b",
     r"\b(?:are|is) (?:not )?compensated\b",
     r"\bfollow us on (?:google|twitter|x|facebook)\b",
+    *PROMOTION,
 )
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"”’)]))\s+(?=[\"“‘'(A-Z0-9])")
 # One to four capitalised words, each at most 40 characters and separated by spacing: the
@@ -535,7 +538,7 @@ class ExcerptCleaner:
             if text:
                 removed.append(Removal("too-short", text))
             return Cleaned("", removed)
-        return Cleaned(cut_at_word(text, self.limit), removed)
+        return Cleaned(cut_at_boundary(text, self.limit), removed)
 
     def paragraphs(
         self,
@@ -589,7 +592,7 @@ class ExcerptCleaner:
                     break
             if text:
                 break
-        return Cleaned(cut_at_word(text, self.limit), removed)
+        return Cleaned(cut_at_boundary(text, self.limit), removed)
 
 
 def body_blocks(body: str) -> list[Block]:

@@ -43,11 +43,7 @@ def variant_of(
     wanted = {c.casefold() for c in subscriber.categories}
     if sections is not None and not wanted & sections[0] and wanted & sections[1]:
         return ALL
-    names = [
-        s.name
-        for s in selection.sections
-        if s.name.casefold() in wanted or s.title.casefold() in wanted
-    ]
+    names = [s.name for s in selection.sections if s.chosen_by(wanted)]
     if not names:
         return None
     if len(names) == len(selection.sections):

@@ -42,6 +42,7 @@ from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
+from digest.content.layout import too_few_posts
 from digest.delivery.dispatch import Dispatcher
 from digest.delivery.issue import BuildComposer, Composer, Issue
 from digest.delivery.leases import LEASE, Heartbeat, sender_id
@@ -385,6 +386,8 @@ def send_issue(
     issue_id = issue.selection.issue_id
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue_id} has no posts; there is nothing to send")
+    if issue.selection.count < config.limits.min_posts and not (force or dry_run):
+        raise NothingToSend(too_few_posts(issue_id, issue.selection.count, config))
     store = SubscriberStore(locate(config, config.subscribers.database))
     ledger = Ledger(locate(config, config.ledger.database))
     try:

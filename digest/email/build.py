@@ -29,9 +29,20 @@ from digest.email import archive
 from digest.email.checks import CheckResult, all_passed, run_checks
 from digest.email.compose import compose
 from digest.email.message import ComposedEmail, sample_values, to_message
-from digest.errors import NothingToSend
+from digest.errors import ContentError, NothingToSend
 
 logger = logging.getLogger(__name__)
+
+
+class SkippedPosts(ContentError):
+    """Posts could not be read and the build is strict (``--strict``, ``content.strict``)."""
+
+    def __init__(self, problems: tuple[str, ...]) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        super().__init__(f"{len(problems)} post(s) skipped, and the build is strict: {shown}")
 
 
 @dataclass(frozen=True)
@@ -63,13 +74,22 @@ def build_issue(
     until: date | None = None,
     write: bool = True,
     publish: bool = False,
+    strict: bool | None = None,
 ) -> BuildResult:
     """Compose and check the issue for a window; with ``write``, write its files (the web
     version staged, not public); with ``publish`` as well, publish it in the archive.
 
-    Raises :class:`NothingToSend` when no post is selected for the window.
+    Every post that could not be read is logged as a warning ("skipped FILE: why") and
+    listed in the manifest's ``skipped``; with ``strict`` (default ``content.strict``)
+    it raises :class:`SkippedPosts` instead. Raises :class:`NothingToSend` when no post
+    is selected for the window.
     """
     loaded = pipeline.load_and_select(config, now, week=week, since=since, until=until)
+    skipped = tuple(str(p) for p in loaded.posts.problems)
+    for problem in skipped:
+        logger.warning("skipped %s", problem)
+    if skipped and (config.content.strict if strict is None else strict):
+        raise SkippedPosts(skipped)
     selection = loaded.selection
     if selection.count == 0:
         window = selection.window
@@ -89,7 +109,7 @@ def build_issue(
         selection,
         now=now,
         write=write,
-        problems=tuple(str(p) for p in loaded.posts.problems),
+        problems=skipped,
         publish=publish,
     )
 
@@ -108,6 +128,7 @@ def build_from_selection(
     checks = run_checks(composed)
     out = issue_dir(config, selection.issue_id)
     manifest = make_manifest(config, selection, composed, checks, intro)
+    manifest["skipped"] = list(problems)
     written: list[Path] = []
     if write:
         sent_at = selection.window.end

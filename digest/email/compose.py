@@ -41,6 +41,8 @@ from digest.config import Config
 from digest.content.intro import Intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection
+from digest.content.stories import source_name
+from digest.email.covers import shape_covers
 from digest.email.loader import InsideLoader
 from digest.email.message import PLACEHOLDERS, ComposedEmail, fill, qp_lines
 from digest.errors import TemplateError
@@ -257,12 +259,14 @@ def _css(env: jinja2.Environment) -> str:
     return source
 
 
-def _mjml_to_html(mjml: str, css: str, inline: bool = True) -> str:
+def _mjml_to_html(
+    mjml: str, css: str, inline: bool = True, covers: tuple[str, str] = ("alt", "")
+) -> str:
     try:
         result = mjml2html(mjml)
     except Exception as exc:  # mjml-python raises plain exceptions for bad markup
         raise TemplateError(f"MJML could not render the email: {exc}", path=HTML_TEMPLATE) from None
-    html: str = result if isinstance(result, str) else str(result)
+    html: str = shape_covers(result if isinstance(result, str) else str(result), *covers)
     if not inline:
         return html
     # MJML's own <style> blocks (resets, @media, Outlook fixes) are left exactly as they are;
@@ -331,6 +335,7 @@ class _Card:
     excerpt: str
     byline: str
     slug: str
+    also: tuple[tuple[str, str], ...] = ()  # (outlet, link): the story's other reports
 
 
 @dataclass(frozen=True)
@@ -361,10 +366,12 @@ def date_range(selection: Selection) -> str:
 
 
 def issue_title(selection: Selection) -> str:
-    match = re.fullmatch(r"(\d{4})-W(\d{2})", selection.issue_id)
+    """ "Week 47, 2026" for a week of any newsletter (its issue ids carry its name first),
+    else the window's dates."""
+    match = re.search(r"(\d{4})-W(\d{2})$", selection.issue_id)
     if match:
         return f"Week {int(match.group(2))}, {match.group(1)}"
-    return f"Issue {selection.issue_id}"
+    return date_range(selection)
 
 
 def _byline(post: Post) -> str:
@@ -378,6 +385,7 @@ def _card(
     utm: dict[str, str],
     warnings: list[str],
     seen_images: set[str] | None = None,
+    also: Sequence[Post] = (),
 ) -> _Card:
     src, problem = safe_image_url(config, post.cover_image)
     if problem:
@@ -396,7 +404,16 @@ def _card(
         excerpt=post.excerpt,
         byline=_byline(post),
         slug=post.slug,
+        also=tuple((source_name(other) or other.title, _also_url(config, other)) for other in also),
     )
+
+
+def _also_url(config: Config, post: Post) -> str:
+    """Where an "also covered by" link goes: the outlet's page, else the post's own."""
+    source = (post.source or "").strip()
+    if urlsplit(source).scheme in ("http", "https"):
+        return source
+    return post_url(config, post)
 
 
 def _fill_template(template: str, key: str, values: Mapping[str, Any]) -> str:
@@ -411,8 +428,9 @@ def _fill_template(template: str, key: str, values: Mapping[str, Any]) -> str:
 def _subject(config: Config, posts: list[Post], issue_id: str, intro: Intro | None) -> str:
     """The subject, for the posts the email shows (after trimming).
 
-    When the template names ``{top_title}`` and the subject would be longer than
-    :data:`SUBJECT_MAX`, the title is shortened at a word so the subject fits.
+    A headline is never cut: when the template names ``{top_title}`` and the subject would
+    be longer than :data:`SUBJECT_MAX`, the lead's title with the site name alone is
+    tried, then ``email.subject_short``.
     """
     if intro and intro.subject:
         return intro.subject
@@ -432,11 +450,14 @@ def _subject(config: Config, posts: list[Post], issue_id: str, intro: Intro | No
         return " ".join(subject.split())
 
     subject = fill(values)
-    title = str(values["top_title"])
-    if len(subject) > SUBJECT_MAX and title and "{top_title}" in config.email.subject:
-        room = SUBJECT_MAX - (len(subject) - len(title))
-        subject = fill({**values, "top_title": _cut(title, max(room, 24))})
-    return subject
+    if len(subject) <= SUBJECT_MAX or "{top_title}" not in config.email.subject:
+        return subject
+    for form in ("{site}: {top_title}", config.email.subject_short):
+        shorter = " ".join(_fill_template(form, "email.subject_short", values).split())
+        shorter = re.sub(r"\b1 stories\b", "1 story", shorter)
+        if len(shorter) <= SUBJECT_MAX:
+            return shorter
+    return shorter  # a subject_short longer than the limit is the owner's choice
 
 
 def _cut(text: str, limit: int) -> str:
@@ -611,7 +632,8 @@ class IssueRenderer:
         for section in selection.sections:
             warnings: list[str] = []
             self.cards[section.name] = [
-                _card(config, post, self.utm, warnings) for post in section.posts
+                _card(config, post, self.utm, warnings, also=selection.coverage.get(post.slug, ()))
+                for post in section.posts
             ]
             self.warnings[section.name] = warnings
         self.by_slug = {post.slug: post for post in selection.posts}
@@ -704,7 +726,8 @@ class IssueRenderer:
     def html(self, context: Mapping[str, Any], inline: bool) -> str:
         """jinja2 → MJML, then (``inline``) premailer."""
         mjml = render_template(self.env, HTML_TEMPLATE, context)
-        return _mjml_to_html(mjml, self.css, inline=inline)
+        covers = (self.config.email.cover_fallback, self.config.email.cover_color)
+        return _mjml_to_html(mjml, self.css, inline=inline, covers=covers)
 
     def text(self, context: Mapping[str, Any]) -> str:
         return render_template(self.env, TEXT_TEMPLATE, context)

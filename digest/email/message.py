@@ -32,6 +32,7 @@ from digest.audience.links import subscriber_urls
 from digest.audience.subscribers import Subscriber
 from digest.audience.tokens import make_token, signing_key
 from digest.config import Config
+from digest.email.headers import encoded_words
 from digest.textsafe import header_value
 
 PLACEHOLDERS: dict[str, str] = {
@@ -175,7 +176,10 @@ def to_message(
     message["To"] = to
     if "Reply-To" in filled.headers:
         message["Reply-To"] = filled.headers["Reply-To"]
-    message["Subject"] = filled.subject
+    if filled.subject.isascii():
+        message["Subject"] = filled.subject
+    else:  # stored folded: the encoder's own folding can lose a space (email/headers.py)
+        message.set_raw("Subject", encoded_words(filled.subject))
     when = date or composed.composed_at
     if when is None:
         raise ValueError("to_message needs a date when the email was composed without one")
@@ -239,6 +243,8 @@ def wire_header(name: str, value: str) -> bytes:
 
 @lru_cache(maxsize=1024)  # From, Date, List-Id... are the same for every variant of an issue
 def _fold_header(name: str, value: str) -> bytes:
+    if name == "Subject" and not value.isascii():
+        return f"Subject: {encoded_words(value)}\r\n".encode("ascii")
     policy = _LONG_LINES if value.isascii() else SMTP
     folded: str = policy.header_factory(name, value).fold(policy=policy)
     return folded.encode("ascii")

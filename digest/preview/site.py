@@ -40,6 +40,14 @@ def _check_from(result: Any) -> Check:
     return Check(str(getattr(result, "name", "check")), status, "; ".join(p for p in parts if p))
 
 
+def _skipped(result: Any) -> tuple[Check, ...]:
+    """Posts that could not be read, as the first line of the preview's checks."""
+    problems = [str(p) for p in getattr(result, "problems", ())]
+    if not problems:
+        return ()
+    return (Check("skipped posts", "fail", "; ".join(problems)),)
+
+
 def render_from_build(result: Any) -> Render:
     """The preview's view of a ``BuildResult``: the composed email exactly as built."""
     composed = result.composed
@@ -52,7 +60,7 @@ def render_from_build(result: Any) -> Render:
         html=composed.html,
         text=composed.text,
         headers=dict(composed.headers),
-        checks=tuple(_check_from(c) for c in raw_checks),
+        checks=(*_skipped(result), *(_check_from(c) for c in raw_checks)),
         sections=tuple(composed.sections),
         post_count=int(composed.post_count),
         trimmed=tuple(composed.trimmed),

@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 
 from digest.config.cron import check_cron
+from digest.content.layout import too_few_posts
 from digest.content.select import Window, last_complete_day, last_complete_week
 from digest.errors import (
     ConfigError,
@@ -573,6 +574,8 @@ def send_job(config: Config, clock: Clock) -> Job:
         selection = pipeline.load_and_select(config, now, week=due.issue_id).selection
         if selection.count == 0:
             return JobResult("empty", detail=f"no posts in {due.window.describe()}")
+        if selection.count < config.limits.min_posts:
+            return JobResult("empty", detail=too_few_posts(due.issue_id, selection.count, config))
 
         def progress(done: int, total: int) -> None:
             if stop.is_set():

@@ -1,0 +1,237 @@
+"""Posts that report the same event, whichever outlet wrote them: one story, one card.
+
+Two outlets writing up one event share almost no body text, so body sketches cannot find
+them. What they share is the event's words: the names (people, companies, products), the
+numbers, and the title's content words. Each post is reduced to those **features**: the
+content words of its title (stop words out, light stemming: "acquired" and "acquire"
+meet) and the names and numbers of its title and lead (a capitalised word that does not
+open the text, a word with an inner capital, or one with a digit).
+
+Two posts are **the same story** when they are dated within ``days`` of each other and
+the features they share weigh at least ``threshold`` of the features either has, each
+feature weighed by how rare it is among the posts loaded (its inverse document
+frequency: "AI" or "OpenAI" weigh little on an AI blog, "Co-Star" much), and they share
+at least two rare features (in at most 2% of the posts, or in two), and their titles do
+not hold only different numbers ("Opus 4" and "Opus 5"). The score is taken twice, on the
+whole features and on the titles' alone, and the better counts. A story is every
+post linked to another by that test (posts are taken oldest first; a post joins the story
+it scores highest with).
+
+The same test decides whether a post repeats a story an earlier issue sent
+(:func:`follow_up`): a post that is the same story as a remembered one is out, unless its
+title brings a name or number the remembered story did not have (a newer development).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from digest.content.posts import Post
+
+# One word: a letter, digit, $ or %, then word characters and inner punctuation (linear:
+# one quantifier; trailing punctuation is stripped after the match).
+_WORD = re.compile(r"[\w$%][\w’'$%.-]*")
+_STOP = frozenset(
+    """a an the and or but of to in on for with at by from as is are was were be been being
+    it its this that these those into about over after before new how why what who when will
+    can could would should may might has have had not no than more most says said just now
+    up out their his her they we you our your i he she them there here if so do does did
+    get gets got all any some one two via vs amid after while""".split()  # noqa: SIM905
+)
+_SUFFIXES = ("ing", "ed", "es", "s")
+MIN_SHARED = 2  # rare features two posts must share, whatever they weigh
+COMMON_FEATURE = 0.02  # a feature in more than this share of posts is too common to link by
+
+
+def _stem(word: str) -> str:
+    word = word.casefold().replace("’", "'").rstrip(".'-")
+    word = word.removesuffix("'s")
+    for suffix in _SUFFIXES:
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _is_name(word: str, first: bool) -> bool:
+    if any(c.isdigit() for c in word):
+        return True
+    if word[:1].isupper() and not first:
+        return True
+    return any(c.isupper() for c in word[1:])
+
+
+def names(text: str) -> frozenset[str]:
+    """The names and numbers of a text, stemmed as features are."""
+    found: set[str] = set()
+    for place, match in enumerate(_WORD.finditer(text)):
+        word = match.group().rstrip(".'’-")
+        if word and _is_name(word, place == 0):
+            stem = _stem(word)
+            if stem and stem not in _STOP:
+                found.add(stem)
+    return frozenset(found)
+
+
+def headline(title: str) -> frozenset[str]:
+    """A title's features: its content words, names and numbers."""
+    found = {_stem(match.group()) for match in _WORD.finditer(title)}
+    return frozenset(word for word in found if word and word not in _STOP) | names(title)
+
+
+def features(post: Post, lead_chars: int = 200) -> frozenset[str]:
+    """The words that say which event a post reports (see the module docstring)."""
+    return headline(post.title) | names(post.excerpt[:lead_chars])
+
+
+def source_name(post: Post) -> str:
+    """The outlet a post reports from: its source URL's host without ``www.``."""
+    if not post.source:
+        return ""
+    return urlsplit(post.source.strip()).netloc.casefold().removeprefix("www.")
+
+
+@dataclass(frozen=True)
+class StoryRules:
+    """The test's two numbers (``selection.story_*`` in the config)."""
+
+    threshold: float = 0.3
+    days: int = 3
+
+
+@dataclass
+class Story:
+    """Posts that report one event; ``links`` says why each later post joined."""
+
+    posts: list[Post] = field(default_factory=list)
+    links: dict[str, tuple[str, float, tuple[str, ...]]] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.posts)
+
+
+class StoryIndex:
+    """Features and their weights for a set of posts (the ones loaded with an issue)."""
+
+    def __init__(self, posts: Iterable[Post]) -> None:
+        self.features: dict[str, frozenset[str]] = {}
+        self.titles: dict[str, frozenset[str]] = {}
+        for post in posts:
+            self.features[post.slug] = features(post)
+            self.titles[post.slug] = headline(post.title)
+        counts: Counter[str] = Counter()
+        for found in self.features.values():
+            counts.update(found)
+        self.total = max(len(self.features), 1)
+        self.counts = counts
+
+    def weight(self, feature: str) -> float:
+        return math.log((self.total + 1) / (self.counts.get(feature, 0) + 1)) + 0.1
+
+    def rare(self, feature: str) -> bool:
+        return self.counts.get(feature, 0) <= max(2, COMMON_FEATURE * self.total)
+
+    def of(self, post: Post) -> frozenset[str]:
+        found = self.features.get(post.slug)
+        return found if found is not None else features(post)
+
+    def may_link(self, a: Post, b: Post) -> bool:
+        """Whether two posts can be one story at all: they share ``MIN_SHARED`` rare
+        features, and their titles do not both hold numbers none of which they share
+        ("Opus 4" and "Opus 5" are two releases)."""
+        mine, theirs = self.of(a), self.of(b)
+        if sum(1 for f in mine & theirs if self.rare(f)) < MIN_SHARED:
+            return False
+        numbers_a = {f for f in self.title(a) if any(c.isdigit() for c in f)}
+        numbers_b = {f for f in self.title(b) if any(c.isdigit() for c in f)}
+        return not (numbers_a and numbers_b and not numbers_a & numbers_b)
+
+    def compare(self, a: Post, b: Post) -> tuple[float, tuple[str, ...]]:
+        """The better of the two scores (whole features, titles alone) and what is shared."""
+        mine, theirs = self.of(a), self.of(b)
+        score = max(self.score(mine, theirs), self.score(self.title(a), self.title(b)))
+        return score, tuple(sorted(mine & theirs))
+
+    def title(self, post: Post) -> frozenset[str]:
+        found = self.titles.get(post.slug)
+        return found if found is not None else headline(post.title)
+
+    def score(self, a: frozenset[str], b: frozenset[str]) -> float:
+        """The weight of what ``a`` and ``b`` share over the weight of what either has."""
+        union = a | b
+        if not union:
+            return 0.0
+        shared = sum(self.weight(f) for f in a & b)
+        return shared / sum(self.weight(f) for f in union)
+
+
+def cluster_stories(
+    posts: Sequence[Post], rules: StoryRules, index: StoryIndex | None = None
+) -> list[Story]:
+    """Every story among ``posts``, oldest post first in each (single posts included)."""
+    index = index or StoryIndex(posts)
+    span = timedelta(days=rules.days)
+    stories: list[Story] = []
+    story_of: dict[str, Story] = {}
+    by_feature: dict[str, list[Post]] = defaultdict(list)
+    for post in sorted(posts, key=lambda p: (p.date, p.slug)):
+        mine = index.of(post)
+        candidates: dict[str, Post] = {}
+        for feature in mine:
+            if not index.rare(feature):
+                continue
+            for other in by_feature[feature]:
+                if post.date - other.date <= span:
+                    candidates[other.slug] = other
+            by_feature[feature].append(post)
+        best: tuple[float, Post] | None = None
+        for other in candidates.values():
+            if not index.may_link(post, other):
+                continue
+            score, _ = index.compare(post, other)
+            if score >= rules.threshold and (best is None or score > best[0]):
+                best = (score, other)
+        if best is None:
+            story = Story([post])
+            stories.append(story)
+        else:
+            story = story_of[best[1].slug]
+            story.posts.append(post)
+            shared = tuple(sorted(mine & index.of(best[1])))
+            story.links[post.slug] = (best[1].slug, best[0], shared)
+        story_of[post.slug] = story
+    return stories
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A story an earlier issue sent: its issue, post and features."""
+
+    issue_id: str
+    slug: str
+    features: frozenset[str]
+
+
+def follow_up(
+    post: Post, earlier: Sequence[Earlier], index: StoryIndex, rules: StoryRules
+) -> tuple[Earlier, float, tuple[str, ...]] | None:
+    """The earlier story ``post`` repeats, with its score and the new names or numbers
+    the post's title brings (empty: nothing new, so the post is a repeat)."""
+    mine = index.of(post)
+    best: tuple[Earlier, float] | None = None
+    for old in earlier:
+        if sum(1 for f in mine & old.features if index.rare(f)) < MIN_SHARED:
+            continue
+        score = index.score(mine, old.features)
+        if score >= rules.threshold and (best is None or score > best[1]):
+            best = (old, score)
+    if best is None:
+        return None
+    new = tuple(sorted(f for f in names(post.title) - best[0].features if index.rare(f)))
+    return best[0], best[1], new

@@ -1,0 +1,404 @@
+"""Stories told by several outlets, filler, and a week in balance (content/stories.py,
+content/filler.py, content/editorial.py, content/balance.py) on small sites written here,
+and on the real blog's corpus.
+
+The corpus run finds 271 stories of two posts or more among the 12,763 posts (5,212 once
+filler is out). A sample of 30 of them (seed 24, kept in tests/data/story_sample.json)
+was read by hand: 27 report one event (precision 90%); the 3 that do not join posts
+around one occasion (a launch and a column on the same kind of product, two "set up a
+device for a child" guides, Super Bowl viewing guides joined by a piece on its ads).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from lxml import html as lxml_html
+
+from digest.config import load_config, parse_config
+from digest.content.balance import Tally, Weights, balanced
+from digest.content.filler import FillerRules, find_filler
+from digest.content.memory import Remembered
+from digest.content.posts import Post, load_posts
+from digest.content.select import Reason, Rules, select_posts, week_window
+from digest.content.stories import StoryRules, cluster_stories, features, source_name
+from digest.content.text import body_words, sketch
+from digest.email.build import build_issue
+from digest.email.compose import compose
+
+UTC = timezone.utc
+W47 = week_window("2026-W47", UTC)  # type: ignore[arg-type]
+NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent
+
+BASE: dict[str, object] = {
+    "site": {"name": "T", "base_url": "https://example.com"},
+    "sender": {"from_name": "T", "from_email": "t@example.com"},
+    "categories": {"sections": [{"name": "Work"}, {"name": "Tools"}]},
+    "limits": {"per_category": 5, "total": 20},
+}
+
+TEMPLATE = (
+    "{topic} represents one of the most exciting frontiers in the field today. The rapid "
+    "advancement in this area is reshaping how teams approach hard problems and creating "
+    "new openings for progress. Current implementations reached a level of polish that was "
+    "hard to picture a few years ago, thanks to better methods, more computing power and "
+    "better data. Organisations use these tools to improve workflows and cut manual effort, "
+    "while end users enjoy simpler interfaces and capable features once kept for experts."
+)
+UNRELATED = [
+    ("Harbour city opens a tidal energy pilot", "Gridline", 0),
+    ("Regional rail adds night trains to the coast", "Rolling", 1),
+    ("Museum digitises its map collection", "Atlas", 2),
+    ("Bakery chain switches to electric vans", "Crumb", 3),
+    ("University library extends weekend hours", "Stacks", 4),
+    ("Farmers test soil sensors in dry valleys", "Furrow", 5),
+]
+
+
+def rules(**overrides: object) -> Rules:
+    data = {**BASE, **overrides}
+    return Rules.from_config(parse_config(data))
+
+
+def post(slug: str, title: str, day: int, source: str | None = None, **fields: object) -> Post:
+    values: dict[str, object] = {
+        "path": Path(f"{slug}.md"),
+        "slug": slug,
+        "title": title,
+        "date": datetime(2026, 11, 16 + day, 9, 0, tzinfo=UTC),
+        "category": "Work",
+        "source": source,
+        "words": 200,
+    }
+    values.update(fields)
+    return Post(**values)  # type: ignore[arg-type]
+
+
+def background() -> list[Post]:
+    return [
+        post(f"other-{n}", title, day, f"https://news.example.org/{n}", excerpt=f"{name} said.")
+        for n, (title, name, day) in enumerate(UNRELATED)
+    ]
+
+
+def acme() -> list[Post]:
+    return [
+        post(
+            "acme-buys-dozy",
+            "Acme buys the sleep app Dozy",
+            2,
+            "https://first.example.com/acme-dozy",
+            excerpt="Acme, the maker of smart alarm clocks, has bought Dozy for $40 million.",
+        ),
+        post(
+            "acme-acquired-dozy",
+            "Acme acquired sleep tracker Dozy",
+            3,
+            "https://www.second.example.net/2026/acme-acquires-dozy",
+            excerpt="The sleep tracker Dozy now belongs to Acme, which paid $40 million.",
+            words=500,
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- stories
+
+
+def test_two_outlets_reporting_one_event_are_one_story() -> None:
+    stories = cluster_stories([*acme(), *background()], StoryRules())
+    told = [[p.slug for p in s.posts] for s in stories if s.size > 1]
+    assert told == [["acme-buys-dozy", "acme-acquired-dozy"]]
+    link = next(s for s in stories if s.size > 1).links["acme-acquired-dozy"]
+    assert link[0] == "acme-buys-dozy"
+    assert link[2] == ("$40", "acme", "dozy", "sleep")
+
+
+def test_features_are_title_words_and_the_leads_names_and_numbers() -> None:
+    found = features(acme()[0])
+    assert found == {"acme", "buys", "sleep", "app", "dozy", "$40"}
+
+
+def test_the_same_event_too_far_apart_is_two_stories() -> None:
+    first, second = acme()
+    second = replace(second, date=first.date + timedelta(days=4))
+    assert all(s.size == 1 for s in cluster_stories([first, second, *background()], StoryRules()))
+    wider = cluster_stories([first, second, *background()], StoryRules(days=4))
+    assert [s.size for s in wider if s.size > 1] == [2]
+
+
+def test_a_story_is_one_card_with_the_others_under_also_covered_by() -> None:
+    selection = select_posts([*acme(), *background()], W47, rules(), NOW)
+    assert [p.slug for p in selection.posts].count("acme-acquired-dozy") == 1
+    assert "acme-buys-dozy" not in [p.slug for p in selection.posts]
+    assert selection.posts[0].slug == "acme-acquired-dozy"  # the lead: the widest story
+    assert [p.slug for p in selection.coverage["acme-acquired-dozy"]] == ["acme-buys-dozy"]
+    by_slug = {d.post.slug: d for d in selection.decisions}
+    left = by_slug["acme-buys-dozy"]
+    assert left.reason is Reason.SAME_STORY
+    assert left.duplicate_of is not None and left.duplicate_of.slug == "acme-acquired-dozy"
+    assert left.explain().startswith("same story as acme-acquired-dozy (")
+    assert left.explain().endswith("); under its 'also covered by'")
+    assert by_slug["acme-acquired-dozy"].explain().endswith("also covered by first.example.com")
+
+
+def test_the_card_links_the_other_outlets_in_html_and_text() -> None:
+    config = parse_config(BASE)
+    selection = select_posts([*acme(), *background()], W47, rules(), NOW)
+    email = compose(config, selection, now=NOW)
+    assert (
+        'Also covered by <a href="https://first.example.com/acme-dozy?' in email.html
+        or 'Also covered by <a href="https://first.example.com/acme-dozy"' in email.html
+    )
+    assert ">first.example.com</a>" in email.html
+    assert "   Also covered by:\n     first.example.com: https://first.example.com/acme-dozy\n" in (
+        email.text
+    )
+    assert source_name(acme()[1]) == "second.example.net"
+
+
+def test_a_story_sent_last_week_is_out_unless_its_title_brings_something_new() -> None:
+    sent = acme()[0]
+    earlier = [
+        Remembered("2026-W46", sent.slug, "x", None, (), tuple(sorted(features(sent)))),
+    ]
+    repeat = post(
+        "dozy-now-acme",
+        "Dozy sleep app now part of Acme",
+        1,
+        "https://third.example.com/dozy",
+        excerpt="Acme bought Dozy for $40 million.",
+    )
+    news = post(
+        "acme-dozy-layoffs",
+        "Acme cuts 30 Dozy sleep app jobs after buying it",
+        1,
+        "https://fourth.example.com/dozy",
+        excerpt="Acme, Dozy.",
+    )
+    selection = select_posts([repeat, news, *background()], W47, rules(), NOW, earlier)
+    by_slug = {d.post.slug: d for d in selection.decisions}
+    assert by_slug["dozy-now-acme"].reason is Reason.EARLIER_STORY
+    assert (
+        by_slug["dozy-now-acme"].explain().startswith("same story as acme-buys-dozy in 2026-W46 (")
+    )
+    assert by_slug["dozy-now-acme"].explain().endswith("), no new names or numbers")
+    assert by_slug["acme-dozy-layoffs"].selected
+    assert "follows up same story as acme-buys-dozy in 2026-W46" in (
+        by_slug["acme-dozy-layoffs"].explain()
+    )
+    assert by_slug["acme-dozy-layoffs"].explain().endswith(": new 30")
+
+
+# --------------------------------------------------------------------------- filler
+
+
+def _templated(n: int, topic: str, day: int = 1) -> Post:
+    body = TEMPLATE.format(topic=topic)
+    return post(
+        f"filler-{n}",
+        f"{topic}: Complete Guide to Recent Innovations",
+        day,
+        sketch=sketch(body_words(body)),
+        words=len(body.split()),
+    )
+
+
+def _real(n: int, day: int = 2) -> Post:
+    body = " ".join(f"w{n}x{i}" for i in range(80))
+    return post(f"real-{n}", f"Real report number {n}", day, sketch=sketch(body_words(body)))
+
+
+TOPICS = [f"Topic {chr(65 + i)} {chr(75 + i)}" for i in range(12)]
+
+
+def test_a_body_shared_with_many_posts_is_filler_learned_from_the_site() -> None:
+    posts = [_templated(i, topic) for i, topic in enumerate(TOPICS)] + [_real(1), _real(2)]
+    found = find_filler(posts, FillerRules())
+    assert sorted(found) == sorted(f"filler-{i}" for i in range(12))
+    assert {f.rule for f in found.values()} == {"template"}
+    assert found["filler-0"].detail.endswith(
+        "of its body is shared with 10 or more other posts (a template or site boilerplate)"
+    )
+    few = find_filler([*posts[:5], _real(1)], FillerRules())
+    assert few == {}  # five copies are not "many"
+
+
+def test_a_body_under_the_length_floor_is_filler_and_an_uncounted_one_is_not() -> None:
+    short = post("short", "A short note", 1, words=12)
+    unknown = post("feed-entry", "A feed entry", 1, words=None)
+    found = find_filler([short, unknown], FillerRules(min_words=30))
+    assert find_filler([short, unknown], FillerRules()) == {}  # no floor by default
+    assert list(found) == ["short"]
+    assert found["short"].detail == "filler: 12 words, under the floor of 30"
+
+
+@pytest.mark.parametrize(
+    ("mode", "shown"),
+    [("drop", ["real-1", "real-2"]), ("demote", ["real-1", "real-2", "filler-"]), ("keep", None)],
+)
+def test_selection_filler_drops_demotes_or_keeps(mode: str, shown: list[str] | None) -> None:
+    posts = [_templated(i, topic) for i, topic in enumerate(TOPICS)] + [_real(1), _real(2)]
+    chosen = rules(selection={"filler": mode}, limits={"per_category": 3, "total": 20})
+    selection = select_posts(posts, W47, chosen, NOW)
+    slugs = [p.slug for p in selection.posts]
+    by_slug = {d.post.slug: d for d in selection.decisions}
+    if mode == "drop":
+        assert slugs == shown
+        out = collections.Counter(by_slug[f"filler-{i}"].reason for i in range(12))
+        assert out[Reason.FILLER] >= 1  # the rest are near-duplicates of the first
+        assert out[Reason.FILLER] + out[Reason.NEAR_DUPLICATE] == 12
+    elif mode == "demote":
+        assert slugs[:2] == ["real-2", "real-1"] or slugs[:2] == ["real-1", "real-2"]
+        assert slugs[2].startswith("filler-")
+        assert "filler, demoted: " in by_slug[slugs[2]].explain()
+    else:
+        assert any(s.startswith("filler-") for s in slugs[:2])
+        assert not any(d.reason is Reason.FILLER for d in selection.decisions)
+
+
+# --------------------------------------------------------------------------- balance
+
+
+def test_picks_spread_over_the_week_rather_than_the_newest_day() -> None:
+    sunday = [post(f"sun-{i}", f"Sunday piece {i}", 6, f"https://s{i}.example/") for i in range(4)]
+    week = [post(f"day-{d}", f"Weekday piece {d}", d, f"https://d{d}.example/") for d in range(3)]
+    picked, said = balanced(
+        [*sunday, *week], 3, Weights(), W47.start, {}, {}, Tally(
+            collections.Counter(), collections.Counter()
+        ), lambda p: (p.slug,), lambda p: (),
+    )  # fmt: skip
+    first_three = [p.slug for p in picked[:3]]
+    assert sum(1 for slug in first_three if slug.startswith("sun-")) == 1
+    assert said[first_three[0]] == "score 0.64 (0.64 newest)"
+    assert (
+        said[first_three[1]].endswith("− 0.60 same day)") or "same day" not in said[first_three[1]]
+    )
+
+
+def test_weights_are_configured_and_zero_weights_keep_the_rank_order() -> None:
+    sunday = [post(f"sun-{i}", f"Sunday piece {i}", 6) for i in range(4)]
+    week = [post(f"day-{d}", f"Weekday piece {d}", d) for d in range(3)]
+    flat = rules(
+        selection={"weight_day": 0, "weight_source": 0, "weight_newest": 0, "stories": False},
+        limits={"per_category": 3, "rank": ["newest"]},
+    )
+    assert [p.slug for p in select_posts([*sunday, *week], W47, flat, NOW).posts] == [
+        "sun-0",
+        "sun-1",
+        "sun-2",
+    ]
+    spread = select_posts([*sunday, *week], W47, rules(limits={"per_category": 3}), NOW)
+    days = [p.date.weekday() for p in spread.posts]
+    assert days.count(6) == 1
+
+
+# --------------------------------------------------------------------------- the corpus
+
+CATEGORIES = [
+    "Work", "General AI", "Healthcare", "Ethics", "Tools", "Finance", "Technology",
+    "Research", "Business", "Productivity", "Transportation", "Smart Home", "Education",
+]  # fmt: skip
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_w30_has_the_co_star_story_once_with_the_other_outlet(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    data = {
+        "site": {"name": "AIVibe Weekly", "base_url": "https://aivibe.example.com"},
+        "sender": {
+            "from_name": "AIVibe Weekly",
+            "from_email": "weekly@aivibe.example.com",
+            "unsubscribe_mailto": "unsubscribe@aivibe.example.com",
+            "postal_address": "AIVibe, 1 Example Road, Springfield",
+        },
+        "content": {"posts_dir": str(corpus_dir), "cache_dir": str(tmp_path / "cache")},
+        "categories": {"sections": [{"name": c} for c in CATEGORIES], "unlisted": "skip"},
+        "limits": {"per_category": 3, "total": 30},
+        "serve": {"public_url": "https://aivibe.example.com"},
+        "out_dir": str(tmp_path / "out"),
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    config = load_config(tmp_path / "config.yaml")
+    result = build_issue(config, now=NOW, week="2026-W30", write=False)
+    titles = [p.title for p in result.selection.posts]
+    co_star = [t for t in titles if "Co-Star" in t]
+    assert co_star == ["Midjourney acquired the astrology app Co-Star"]
+    also = result.selection.coverage["midjourney-acquired-the-astrology-app-co-star"]
+    assert [p.slug for p in also] == ["midjourney-bought-the-astrology-app-co-star"]
+    verge = (
+        "https://www.theverge.com/ai-artificial-intelligence/970894/midjourney-co-star-acquisition"
+    )
+    assert f'<a href="{verge}">theverge.com</a>' in result.composed.html
+    assert f"     theverge.com: {verge}\n" in result.composed.text
+    cards = lxml_html.document_fromstring(result.composed.html).xpath("//h3/a/text()")
+    assert [t for t in cards if "Co-Star" in t] == co_star
+    assert len(result.composed.subject) <= 70 and "…" not in result.composed.subject
+    assert not [p for p in result.selection.posts if p.slug.endswith(tuple("0123456789"))]
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_whole_corpus_stories_and_the_hand_checked_sample(corpus_dir: Path) -> None:
+    """271 stories of two or more posts; of a sample of 30 read by hand, 27 report one
+    event (90%). The sample's verdicts are in tests/data/story_sample.json; this checks
+    the run still finds the same stories and prints the figures."""
+    posts = load_posts(corpus_dir, UTC).posts  # type: ignore[arg-type]
+    filler = find_filler(posts, FillerRules())
+    news = [p for p in posts if p.slug not in filler]
+    stories = [s for s in cluster_stories(news, StoryRules()) if s.size >= 2]
+    print(f"{len(posts)} posts, {len(filler)} filler, {len(stories)} stories of 2 or more")
+    assert 0.55 * len(posts) <= len(filler) <= 0.62 * len(posts)  # "about half"
+    assert 240 <= len(stories) <= 310
+    sample = json.loads((ROOT / "data" / "story_sample.json").read_text(encoding="utf-8"))
+    judged_same = [entry for entry in sample if entry["same_event"]]
+    assert (len(sample), len(judged_same)) == (30, 27)
+    story_of = {p.slug: n for n, s in enumerate(stories) for p in s.posts}
+    kept = sum(
+        1
+        for entry in judged_same
+        if len({story_of.get(slug, -1 - i) for i, slug in enumerate(entry["slugs"])}) == 1
+    )
+    assert kept >= 25, f"only {kept} of the 27 hand-checked stories are still found whole"
+    random.seed(24)
+    again = random.sample(stories, 30)
+    print("sample now:", [[p.slug for p in s.posts][:2] for s in again][:3])
+
+
+def test_every_newsletters_heading_reads_like_the_first_ones() -> None:
+    from digest.content.select import Selection
+    from digest.email.compose import issue_title
+
+    for issue_id, heading in (
+        ("2026-W47", "Week 47, 2026"),
+        ("links-2026-W47", "Week 47, 2026"),
+        ("links-2026-11-17", "16–22 November 2026"),
+    ):
+        selection = Selection(replace(W47, issue_id=issue_id), (), ())
+        assert issue_title(selection) == heading
+
+
+def test_select_explain_shows_the_rules_and_weights(sample_site: Path) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    done = CliRunner().invoke(
+        main, ["--config", str(sample_site / "config.yaml"), "select", "--week", "2026-W47",
+               "--explain"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert (
+        "\nfiller: drop; stories: threshold 0.3, within 3 days; score = 1.0 × coverage + "
+        "0.1 × newest − 0.6 × same day − 0.3 × same outlet\n"
+    ) in done.stdout
+    assert "selected: rank 1 (featured, source); score 0.10 (0.10 newest)" in done.stdout
