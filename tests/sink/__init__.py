@@ -15,7 +15,7 @@ on command:
 ``bad_json``              accepted, then a 200 whose body is not JSON
 ========================  ===============================================================
 
-A fault lasts for ``times`` send requests, or until :meth:`HttpSink.clear` (``times=None``).
+A fault lasts for ``times`` send requests, or ``seconds``, or until :meth:`HttpSink.clear`.
 Read-only requests (lookups, preflight, suppression lists) are never faulted, and the
 lookups that settle uncertain rows (Postmark's outbound message search, Mailgun's events)
 answer from what the sink really accepted. Resend and Brevo honour idempotency keys the way
@@ -75,6 +75,7 @@ class Fault:
     status: int = 0
     code: str = ""
     times: int | None = None  # send requests left; None: until cleared
+    until: float | None = None  # or a time.monotonic() after which it is gone
 
 
 @dataclass
@@ -152,14 +153,31 @@ class HttpSink:
     # ------------------------------------------------------------------ the test's controls
 
     def fail(
-        self, provider: str, kind: str, *, status: int = 0, code: str = "", times: int | None = None
+        self,
+        provider: str,
+        kind: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        times: int | None = None,
+        seconds: float | None = None,
     ) -> None:
+        until = time.monotonic() + seconds if seconds is not None else None
         with self._lock:
-            self._faults[provider] = Fault(kind, status, code, times)
+            self._faults[provider] = Fault(kind, status, code, times, until)
 
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def reset(self) -> None:
+        """Forget everything: faults, what was accepted, the idempotency keys seen."""
+        with self._lock:
+            self._faults.clear()
+            self.accepted.clear()
+            self._keys.clear()
+            self.requests.clear()
+            self.refused = 0
 
     def counts(self, provider: str | None = None) -> Counter[str]:
         with self._lock:
@@ -192,6 +210,9 @@ class HttpSink:
         with self._lock:
             fault = self._faults.get(provider)
             if fault is None:
+                return None
+            if fault.until is not None and time.monotonic() > fault.until:
+                del self._faults[provider]
                 return None
             if fault.times is not None:
                 fault.times -= 1

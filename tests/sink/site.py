@@ -60,6 +60,7 @@ def configure(
     n: int = 200,
     batch: int = 20,
     concurrency: int = 1,
+    timeout: float = TIMEOUT,
     **send: Any,
 ) -> list[str]:
     """Point the site at the sink, import ``n`` subscribers; their addresses."""
@@ -72,7 +73,7 @@ def configure(
             "host": "127.0.0.1",
             "port": port,
             "security": "none",
-            "timeout": TIMEOUT * 3,
+            "timeout": timeout * 3,
         }
     else:
         data["provider"] = {
@@ -82,7 +83,7 @@ def configure(
             "max_retries": 2,
             "retry_base_delay": 0.01,
             "retry_max_delay": 0.05,
-            "timeout": TIMEOUT,
+            "timeout": timeout,
             "reconcile_after": 0,
         }
     data["send"] = {"batch_size": batch, "concurrency": concurrency, "max_attempts": 3, **send}

@@ -10,13 +10,14 @@ below) and injects faults on command:
 ``drop_after``      the message is accepted, then the connection closed with no reply
 ==================  ===================================================================
 
-A fault lasts for ``times`` messages (``None``: until :meth:`SmtpSink.clear`).
+A fault lasts for ``times`` messages, or ``seconds``, or until :meth:`SmtpSink.clear`.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from aiosmtpd.controller import Controller
 class SmtpFault:
     kind: str
     times: int | None
+    until: float | None = None
 
 
 def free_port() -> int:
@@ -50,13 +52,20 @@ class SmtpSink:
 
     # ------------------------------------------------------------------ the test's controls
 
-    def fail(self, kind: str, *, times: int | None = None) -> None:
+    def fail(self, kind: str, *, times: int | None = None, seconds: float | None = None) -> None:
+        until = time.monotonic() + seconds if seconds is not None else None
         with self._lock:
-            self._fault = SmtpFault(kind, times)
+            self._fault = SmtpFault(kind, times, until)
 
     def clear(self) -> None:
         with self._lock:
             self._fault = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._fault = None
+            self.accepted.clear()
+            self.refused = 0
 
     def counts(self) -> Counter[str]:
         with self._lock:
@@ -65,6 +74,8 @@ class SmtpSink:
     def _take(self, *kinds: str) -> str | None:
         with self._lock:
             fault = self._fault
+            if fault is not None and fault.until is not None and time.monotonic() > fault.until:
+                self._fault = fault = None
             if fault is None or fault.kind not in kinds:
                 return None
             if fault.times is not None:
