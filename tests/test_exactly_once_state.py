@@ -99,7 +99,7 @@ TEMPLATES: dict[str, Path] = {}
 
 def sinks() -> tuple[HttpSink, SmtpSink]:
     if not SINKS:
-        SINKS["http"] = HttpSink(hang=0.6)
+        SINKS["http"] = HttpSink(hang=0.4)
         SINKS["smtp"] = SmtpSink()
         SINKS["smtp"].start()
     return SINKS["http"], SINKS["smtp"]
@@ -273,7 +273,7 @@ def machine(transport: str) -> Any:
     case = cls.TestCase
     case.settings = settings(
         max_examples=EXAMPLES,
-        stateful_step_count=4,
+        stateful_step_count=3,
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
