@@ -11,11 +11,12 @@ and at the end of each sequence, after the faults are cleared and a clean rerun:
 active subscriber is accepted exactly once, or named ``uncertain`` by ``digest status``
 where the provider has no query to settle them (SendGrid, SES, SMTP).
 
-Sends run in this process (``send_issue``, the issue composed once per process); the
-SIGKILL step forks a sender and kills it with SIGKILL once the sink has accepted a drawn
-number of its messages. ``--resend-uncertain`` is drawn only where the provider can settle
-or deduplicate what it resends (Postmark, Mailgun, Brevo, Resend): elsewhere it is the
-operator's documented choice to risk a second copy.
+Every send step draws a fault that applies to the transport (or none) and how long it lasts,
+so most sends meet one. Sends run in this process (``send_issue``, the issue composed once
+per process); the SIGKILL step forks a sender and kills it with SIGKILL once the sink has
+accepted a drawn number of its messages. ``--resend-uncertain`` is drawn only where the
+provider can settle or deduplicate what it resends (Postmark, Mailgun, Brevo, Resend):
+elsewhere it is the operator's documented choice to risk a second copy.
 
 Each transport runs ``DIGEST_STATEFUL_EXAMPLES`` sequences (default 30: 210 in all);
 set it higher for a longer run, e.g. ``DIGEST_STATEFUL_EXAMPLES=500``.
@@ -67,6 +68,16 @@ SES_FAULTS = [
     ("ses", 0, c) for c in ("TooManyRequestsException", "ThrottlingException", "ServiceUnavailable")
 ]
 SMTP_FAULTS = ["451_before", "421_before", "451_after", "421_after", "drop_after"]
+
+
+def faults(transport: str) -> list[tuple[str, int, str] | None]:
+    """The faults that apply to a transport, and no fault."""
+    if transport == "smtp":
+        return [None, *((k, 0, "") for k in SMTP_FAULTS)]
+    found: list[tuple[str, int, str] | None] = [None, *HTTP_FAULTS]
+    if transport == "sendgrid":
+        found.remove(("bad_json", 0, ""))  # SendGrid's 202 carries no body
+    return found + (SES_FAULTS if transport == "ses" else [])  # type: ignore[operator]
 
 
 class CachedComposer(BuildComposer):
@@ -164,34 +175,35 @@ class ExactlyOnce(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ rules
 
-    @rule(fault=st.sampled_from(HTTP_FAULTS + SES_FAULTS), times=st.sampled_from([1, 2, None]))
-    def http_fault(self, fault: tuple[str, int, str], times: int | None) -> None:
-        kind, code, name = fault
-        if self.transport == "smtp" or (kind == "ses" and self.transport != "ses"):
+    def inject(self, data: st.DataObject) -> None:
+        """Draw a fault that applies to this transport (or none) and how long it lasts (a
+        number of requests or messages, or until cleared); it stays until replaced."""
+        fault = data.draw(st.sampled_from(faults(self.transport)), label="fault")
+        if fault is None:
             return
-        if kind == "bad_json" and self.transport == "sendgrid":
-            return  # SendGrid's 202 carries no body
+        times = data.draw(st.sampled_from([1, 2, None]), label="times")
+        kind, code, name = fault
+        if self.transport == "smtp":
+            self.smtp.fail(kind, times=times)
+            return
         if kind.startswith("accept_") and times is None:
             times = 3  # an answer that never comes costs a timeout per request: keep it short
         self.http.fail(self.transport, kind, status=code, code=name, times=times)
-
-    @rule(kind=st.sampled_from(SMTP_FAULTS), times=st.sampled_from([1, 2, None]))
-    def smtp_fault(self, kind: str, times: int | None) -> None:
-        if self.transport == "smtp":
-            self.smtp.fail(kind, times=times)
 
     @rule()
     def clear_faults(self) -> None:
         self.http.clear()
         self.smtp.clear()
 
-    @rule()
-    def send(self) -> None:
+    @rule(data=st.data())
+    def send(self, data: st.DataObject) -> None:
+        self.inject(data)
         run_send(self.config)
 
     @precondition(lambda self: self.transport not in NO_QUERY)
-    @rule()
-    def send_resend_uncertain(self) -> None:
+    @rule(data=st.data())
+    def send_resend_uncertain(self, data: st.DataObject) -> None:
+        self.inject(data)
         run_send(self.config, resend_uncertain=True)
 
     @rule(who=st.integers(0, N - 1))
@@ -205,10 +217,11 @@ class ExactlyOnce(RuleBasedStateMachine):
             self.unsubscribed_counts.setdefault(email, self.smtp.counts()[email])
 
     @precondition(lambda self: self.kills < 1)
-    @rule(after=st.integers(0, N))
-    def sigkill(self, after: int) -> None:
+    @rule(after=st.integers(0, N), data=st.data())
+    def sigkill(self, after: int, data: st.DataObject) -> None:
         """A sender in its own process, SIGKILLed once the sink accepted ``after`` more."""
         self.kills += 1
+        self.inject(data)
         before = sum(self.accepted().values())
         pid = os.fork()
         if pid == 0:  # the child: send, then leave without cleanup
