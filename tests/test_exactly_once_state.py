@@ -310,3 +310,6 @@ def stop_sinks() -> Iterator[None]:
         with contextlib.suppress(Exception):
             SINKS.pop("http").close()
             SINKS.pop("smtp").stop()
+    for site in TEMPLATES.values():
+        shutil.rmtree(site.parent, ignore_errors=True)
+    TEMPLATES.clear()
