@@ -1,0 +1,315 @@
+"""Exactly once as a stateful property: random sequences of provider faults, SIGKILLed
+senders, reruns, unsubscribes and ``--resend-uncertain``, on every transport, against the
+independent sink in tests/sink.
+
+Invariants, checked after every step:
+
+* no subscriber is accepted twice at the sink;
+* nobody is accepted after their unsubscribe returned;
+
+and at the end of each sequence, after the faults are cleared and a clean rerun: every
+active subscriber is accepted exactly once, or named ``uncertain`` by ``digest status``
+where the provider has no query to settle them (SendGrid, SES, SMTP).
+
+Every send step draws a fault that applies to the transport (or none) and how long it lasts,
+so most sends meet one. Sends run in this process (``send_issue``, the issue composed once
+per process); the SIGKILL step forks a sender and kills it with SIGKILL once the sink has
+accepted a drawn number of its messages. ``--resend-uncertain`` is drawn only where the
+provider can settle or deduplicate what it resends (Postmark, Mailgun, Brevo, Resend):
+elsewhere it is the operator's documented choice to risk a second copy.
+
+Each transport runs ``DIGEST_STATEFUL_EXAMPLES`` sequences (default 30: 210 in all);
+set it higher for a longer run, e.g. ``DIGEST_STATEFUL_EXAMPLES=500``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from digest.audience.subscribers import SubscriberStore, unsubscribe
+from digest.config import Config, load_config
+from digest.delivery.issue import BuildComposer, Issue
+from digest.delivery.providers import registry
+from digest.delivery.send import send_issue
+from digest.errors import DigestError, NothingToSend
+from tests.sink import HttpSink
+from tests.sink.site import EXACT, NO_QUERY, NOW, TRANSPORTS, WEEK, configure, status, verdict
+from tests.sink.smtp import SmtpSink
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = int(os.environ.get("DIGEST_STATEFUL_EXAMPLES", "30"))
+N = 6
+
+HTTP_FAULTS: list[tuple[str, int, str]] = [
+    *(("refuse", s, "") for s in (401, 403, 429, 500, 502, 503)),
+    ("accept_502", 0, ""),
+    ("accept_drop", 0, ""),
+    ("accept_hang", 0, ""),
+    ("bad_json", 0, ""),
+]
+SES_FAULTS = [
+    ("ses", 0, c) for c in ("TooManyRequestsException", "ThrottlingException", "ServiceUnavailable")
+]
+SMTP_FAULTS = ["451_before", "421_before", "451_after", "421_after", "drop_after"]
+
+
+def faults(transport: str) -> list[tuple[str, int, str] | None]:
+    """The faults that apply to a transport, and no fault."""
+    if transport == "smtp":
+        return [None, *((k, 0, "") for k in SMTP_FAULTS)]
+    found: list[tuple[str, int, str] | None] = [None, *HTTP_FAULTS]
+    if transport == "sendgrid":
+        found.remove(("bad_json", 0, ""))  # SendGrid's 202 carries no body
+    return found + (SES_FAULTS if transport == "ses" else [])  # type: ignore[operator]
+
+
+class CachedComposer(BuildComposer):
+    """The real composer, the issue built once per process: it does not depend on who
+    subscribes, and building it is most of a small send's time."""
+
+    issue: ClassVar[Issue | None] = None
+
+    def prepare(
+        self,
+        config: Config,
+        *,
+        now: datetime,
+        week: str | None,
+        since: date | None,
+        until: date | None,
+        write: bool,
+    ) -> Issue:
+        if CachedComposer.issue is None:
+            CachedComposer.issue = super().prepare(
+                config, now=now, week=week, since=since, until=until, write=write
+            )
+        return CachedComposer.issue
+
+
+COMPOSER = CachedComposer()
+SINKS: dict[str, Any] = {}
+TEMPLATES: dict[str, Path] = {}
+
+
+def sinks() -> tuple[HttpSink, SmtpSink]:
+    if not SINKS:
+        SINKS["http"] = HttpSink(hang=0.4)
+        SINKS["smtp"] = SmtpSink()
+        SINKS["smtp"].start()
+    return SINKS["http"], SINKS["smtp"]
+
+
+def template(transport: str) -> Path:
+    """A configured site with its subscribers, made once per transport and copied."""
+    if transport not in TEMPLATES:
+        http, smtp = sinks()
+        site = Path(tempfile.mkdtemp(prefix=f"digest-state-{transport}-")) / "site"
+        site.mkdir()
+        shutil.copytree(ROOT / "content", site / "content")
+        shutil.copy(ROOT / "config.yaml", site / "config.yaml")
+        configure(
+            site, transport, url=http.url, port=smtp.port, n=N, batch=3, lease="1s", timeout=0.3
+        )
+        TEMPLATES[transport] = site
+    return TEMPLATES[transport]
+
+
+def run_send(config: Config, *, resend_uncertain: bool = False) -> str:
+    try:
+        report = send_issue(
+            config,
+            now=NOW,
+            week=WEEK,
+            provider=registry.make_provider(config),
+            composer=COMPOSER,
+            resend_uncertain=resend_uncertain,
+        )
+    except NothingToSend:
+        return "nothing"
+    except DigestError as exc:
+        return type(exc).__name__
+    return f"exit {report.exit_code}"
+
+
+class ExactlyOnce(RuleBasedStateMachine):
+    transport: ClassVar[str] = "postmark"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.http, self.smtp = sinks()
+        self.http.reset()
+        self.smtp.reset()
+        self.folder = Path(tempfile.mkdtemp(prefix="digest-state-"))
+        self.site = self.folder / "site"
+        shutil.copytree(template(self.transport), self.site)
+        self.config = load_config(self.site / "config.yaml")
+        self.unsubscribed: dict[str, float] = {}
+        self.kills = 0
+
+    # ------------------------------------------------------------------ what the sink saw
+
+    def accepted(self) -> Counter[str]:
+        return self.smtp.counts() if self.transport == "smtp" else self.http.counts(self.transport)
+
+    def accept_times(self) -> list[tuple[str, float]]:
+        if self.transport == "smtp":
+            return []  # the SMTP sink keeps no times; its unsubscribes are checked by count
+        return [(a.email, a.at) for a in list(self.http.accepted) if a.provider == self.transport]
+
+    # ------------------------------------------------------------------ rules
+
+    def inject(self, data: st.DataObject) -> None:
+        """Draw a fault that applies to this transport (or none) and how long it lasts (a
+        number of requests or messages, or until cleared); it stays until replaced."""
+        fault = data.draw(st.sampled_from(faults(self.transport)), label="fault")
+        if fault is None:
+            return
+        times = data.draw(st.sampled_from([1, 2, None]), label="times")
+        kind, code, name = fault
+        if self.transport == "smtp":
+            self.smtp.fail(kind, times=times)
+            return
+        if kind.startswith("accept_") and times is None:
+            times = 3  # an answer that never comes costs a timeout per request: keep it short
+        self.http.fail(self.transport, kind, status=code, code=name, times=times)
+
+    @rule()
+    def clear_faults(self) -> None:
+        self.http.clear()
+        self.smtp.clear()
+
+    @rule(data=st.data())
+    def send(self, data: st.DataObject) -> None:
+        self.inject(data)
+        run_send(self.config)
+
+    @precondition(lambda self: self.transport not in NO_QUERY)
+    @rule(data=st.data())
+    def send_resend_uncertain(self, data: st.DataObject) -> None:
+        self.inject(data)
+        run_send(self.config, resend_uncertain=True)
+
+    @rule(who=st.integers(0, N - 1))
+    def unsubscribe(self, who: int) -> None:
+        email = f"reader-{who:04d}@example.com"
+        with SubscriberStore(self.config.path(self.config.subscribers.database)) as store:
+            unsubscribe(store, email, server=None, now=NOW)
+        self.unsubscribed.setdefault(email, time.time())
+        if self.transport == "smtp":
+            self.unsubscribed_counts = getattr(self, "unsubscribed_counts", {})
+            self.unsubscribed_counts.setdefault(email, self.smtp.counts()[email])
+
+    @precondition(lambda self: self.kills < 1)
+    @rule(after=st.integers(0, N), data=st.data())
+    def sigkill(self, after: int, data: st.DataObject) -> None:
+        """A sender in its own process, SIGKILLed once the sink accepted ``after`` more."""
+        self.kills += 1
+        self.inject(data)
+        before = sum(self.accepted().values())
+        pid = os.fork()
+        if pid == 0:  # the child: send, then leave without cleanup
+            code = 0
+            try:
+                run_send(load_config(self.site / "config.yaml"))
+            except BaseException:
+                code = 1
+            os._exit(code)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if sum(self.accepted().values()) >= before + after:
+                break
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+            time.sleep(0.002)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+    # ------------------------------------------------------------------ invariants
+
+    @invariant()
+    def nobody_accepted_twice(self) -> None:
+        twice = sorted(e for e, c in self.accepted().items() if c > 1)
+        assert twice == [], f"accepted twice: {twice}"
+
+    @invariant()
+    def nobody_accepted_after_their_unsubscribe(self) -> None:
+        late = [
+            e
+            for e, at in self.accept_times()
+            if e in self.unsubscribed and at > self.unsubscribed[e]
+        ]
+        if self.transport == "smtp":
+            counts = self.smtp.counts()
+            late = [e for e, c in getattr(self, "unsubscribed_counts", {}).items() if counts[e] > c]
+        assert late == [], f"accepted after their unsubscribe returned: {late}"
+
+    def teardown(self) -> None:
+        try:
+            self.http.clear()
+            self.smtp.clear()
+            self._clean_rerun()
+            self.nobody_accepted_twice()
+            assert verdict(self.accepted(), self.site, self.transport) == EXACT
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _clean_rerun(self) -> None:
+        """Send until nothing is left to send, waiting out a SIGKILLed sender's lease (1 s)."""
+        for _ in range(3):
+            run_send(self.config)
+            counts = status(self.site)["counts"]
+            if not counts.get("sending"):
+                return
+            time.sleep(1.0)
+
+
+def machine(transport: str) -> Any:
+    cls = type(f"ExactlyOnce_{transport}", (ExactlyOnce,), {"transport": transport})
+    case = cls.TestCase
+    case.settings = settings(
+        max_examples=EXAMPLES,
+        stateful_step_count=3,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    return case
+
+
+TestPostmark = machine("postmark")
+TestSendgrid = machine("sendgrid")
+TestMailgun = machine("mailgun")
+TestBrevo = machine("brevo")
+TestResend = machine("resend")
+TestSes = machine("ses")
+TestSmtp = machine("smtp")
+assert len(TRANSPORTS) == 7
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stop_sinks() -> Iterator[None]:
+    yield
+    if SINKS:
+        with contextlib.suppress(Exception):
+            SINKS.pop("http").close()
+            SINKS.pop("smtp").stop()
+    for site in TEMPLATES.values():
+        shutil.rmtree(site.parent, ignore_errors=True)
+    TEMPLATES.clear()
