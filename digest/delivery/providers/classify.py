@@ -227,6 +227,11 @@ def unanswered(
     ``pending`` and the next run sends them.
     """
     if not exc.uncertain:
+        # Certainly not taken (no connection, or refused for now until the retries ran
+        # out): said per recipient, so the loop puts them back to pending even when the
+        # request was already handed off.
+        for r in recipients:
+            yield Result(r.subscriber_id, "failed-retryable", reason=exc.reason)
         raise ProviderError(provider, exc.reason, retryable=True)
     for r in recipients:
         yield Result(r.subscriber_id, "uncertain", reason=exc.reason)
