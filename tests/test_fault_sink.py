@@ -153,6 +153,11 @@ def test_transient_outage_is_delivered_by_the_rerun_not_reported_complete(
 
 
 STORM = [(p, s) for p in HTTP for s in (401, 403, 429, 500, 502, 503)]
+# The 5xx each provider's API reference documents as "the request was not taken":
+# Postmark's "HTTP response codes" (503: service unavailable), SendGrid's v3 "responses"
+# (503: the v3 Web API is not available), SES v2's CommonErrors (503 ServiceUnavailable).
+# Mailgun, Brevo and Resend document none, so any 5xx from them may hide an acceptance.
+NOT_TAKEN_5XX: dict[str, tuple[int, ...]] = {"postmark": (503,), "sendgrid": (503,), "ses": (503,)}
 
 
 @pytest.mark.parametrize(("transport", "code"), STORM, ids=[f"{p}-{s}" for p, s in STORM])
@@ -169,8 +174,13 @@ def test_refusal_storm_with_concurrency_puts_rows_back_to_pending(
     counts = status(sample_site)["counts"]
     assert counts["sending"] == 0
     assert counts["failed-permanent"] == 0
-    if code != 502:  # a 502 may be classified unknown; the rerun must still settle it
+    if code < 500 or code in NOT_TAKEN_5XX.get(transport, ()):
         assert counts["uncertain"] == 0, counts
+    else:
+        # a 5xx the provider does not document as "not taken" proves nothing: only the
+        # batches that were answered may be uncertain (never one that did not leave), and
+        # the rerun must settle them
+        assert counts["uncertain"] <= 3 * 20, counts
     assert sink.counts(transport) == {}
     sink.clear()
     rerun = send(sample_site)

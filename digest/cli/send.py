@@ -380,6 +380,8 @@ def status_command(
         click.secho(f"  what settles them: {data['uncertain_settled_by']}", fg="yellow")
         for item in uncertain[:10]:
             click.secho(f"    {item['email']}: {item['error']}", fg="yellow")
+        if len(uncertain) > 10:
+            click.secho(f"    and {len(uncertain) - 10} more (--json names every one)", fg="yellow")
     if joined:
         click.echo(
             f"  {joined} subscriber{'s' if joined != 1 else ''} joined since it was sent: "

@@ -710,13 +710,17 @@ class Ledger:
         ).fetchone()
         return int(row[0])
 
-    def uncertain(self, issue_id: str, *, limit: int = 50) -> list[Delivery]:
-        """Rows whose message may or may not have reached the provider."""
-        rows = self._run(
+    def uncertain(self, issue_id: str, *, limit: int | None = 50) -> list[Delivery]:
+        """Rows whose message may or may not have reached the provider (every one with
+        ``limit=None``)."""
+        sql = (
             f"SELECT {self._COLUMNS} FROM deliveries WHERE issue_id = ? AND state = ? "
-            "ORDER BY subscriber_id LIMIT ?",
-            (issue_id, UNCERTAIN, limit),
-        ).fetchall()
+            "ORDER BY subscriber_id"
+        )
+        params: tuple[Any, ...] = (issue_id, UNCERTAIN)
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", (*params, limit)
+        rows = self._run(sql, params).fetchall()
         return [self._delivery(r) for r in rows]
 
     def queued_ids(self, issue_id: str, subscriber_ids: Sequence[int]) -> set[int]:

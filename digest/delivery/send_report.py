@@ -112,7 +112,7 @@ def issue_status(config: Config, issue_id: str) -> dict[str, Any]:
             "unconfirmed": ledger.unconfirmed(issue_id),
             "uncertain": [
                 {"subscriber_id": u.subscriber_id, "email": u.email, "error": u.last_error}
-                for u in ledger.uncertain(issue_id, limit=20)
+                for u in ledger.uncertain(issue_id, limit=None)  # each named, to be settled
             ],
             "uncertain_settled_by": settled_by,
             "new_subscribers": joined,
