@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from digest.config import DatabaseURL
+from digest.safelog import RateLimit
 from digest.store.database import Target
 from tests.lanes import (  # the fast lane's hooks (registered by being named here)
     pytest_addoption,
@@ -51,6 +53,11 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     # A server secret as a real deployment has one; tests of its absence delete it.
     monkeypatch.setenv("DIGEST_SECRET", "test-server-secret-" + tmp_path.name)
     yield
+    # `digest serve` run in this process (CliRunner) rate-limits the root logger's handlers,
+    # pytest's own among them: the next test starts with every record logged again
+    for handler in logging.getLogger().handlers:
+        for log_filter in [f for f in handler.filters if isinstance(f, RateLimit)]:
+            handler.removeFilter(log_filter)
 
 
 @pytest.fixture

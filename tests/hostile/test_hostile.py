@@ -190,7 +190,9 @@ def test_billion_laughs_are_skipped_in_bounded_memory_and_time(tmp_path: Path) -
     assert measured["problems"] == {name: EXPANDED for name in BOMBS}
     assert measured["posts"] == ["fine.md"]
     assert measured["took"] < 2.0  # nine levels would be 387,420,489 strings
-    assert measured["peak_mb"] < 300
+    # against plain posts loaded the same way: the forked loader starts as big as the test
+    # process has grown by then, so an absolute figure depends on what ran before
+    assert measured["peak_mb"] < baseline["peak_mb"] + 100
     # the alias structure does not show in memory: loading the bombs costs what plain posts do
     assert measured["peak_mb"] < baseline["peak_mb"] + 20
 
