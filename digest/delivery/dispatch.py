@@ -28,6 +28,7 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoo
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from digest.delivery.leases import lease_now
 from digest.delivery.ledger import (
     FAILED_PERMANENT,
     FAILED_RETRYABLE,
@@ -153,7 +154,7 @@ class Dispatcher:
                     if self.left(event, attempt):
                         break  # closed below: that message is never completed
                     self.ledger.hand_off(
-                        self.issue_id, event.subscriber_ids, fence=fence, now=self.clock()
+                        self.issue_id, event.subscriber_ids, fence=fence, now=lease_now()
                     )
                 self.record_event(event, attempt)
         except Exception as exc:  # recorded by release(), then raised again
@@ -194,7 +195,7 @@ class Dispatcher:
                 if isinstance(event, Handoff):
                     ledger = ledger or Ledger(self.ledger.path)
                     ledger.hand_off(
-                        self.issue_id, event.subscriber_ids, fence=fence, now=self.clock()
+                        self.issue_id, event.subscriber_ids, fence=fence, now=lease_now()
                     )
                 attempt.events.append(event)
         except Exception as exc:  # handed to the sending thread, which records and re-raises

@@ -14,7 +14,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from digest.delivery.ledger import Ledger
@@ -29,6 +29,13 @@ LEASE = timedelta(seconds=60)
 def sender_id() -> str:
     """This sender's name in the ledger's leases: host, pid and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_now() -> datetime:
+    """The clock leases run on: the real one, always. A lease says whether a sender is
+    alive, so it is measured in real seconds even when a schedule is rehearsed on a faster
+    clock (``--now``), where every lease would otherwise run out before its first use."""
+    return datetime.now(timezone.utc)
 
 
 class Heartbeat:

@@ -45,7 +45,7 @@ from digest.config import Config, missing_secrets, require_secrets
 from digest.content.layout import too_few_posts
 from digest.delivery.dispatch import Dispatcher
 from digest.delivery.issue import BuildComposer, Composer, Issue
-from digest.delivery.leases import LEASE, Heartbeat, sender_id
+from digest.delivery.leases import LEASE, Heartbeat, lease_now, sender_id
 from digest.delivery.ledger import (
     CHUNK,
     FAILED_PERMANENT,
@@ -173,7 +173,7 @@ class _Sender:
         assembled about once), each chunk leased to this sender before it is yielded."""
         after: int | tuple[str, int] = ("", -1) if by_variant else 0
         while True:
-            now = self.clock()
+            now = lease_now()
             chunk = self.ledger.lease(
                 self.issue_id,
                 states,
@@ -471,7 +471,7 @@ def send_issue(
             owner=owner,
             lease=lease,
         )
-        heartbeat = Heartbeat(ledger.path, issue_id, owner, lease, tick_clock)
+        heartbeat = Heartbeat(ledger.path, issue_id, owner, lease, lease_now)
         pace: DatabasePace | None = None
         from digest.delivery.providers.http import HttpProvider  # httpx: not for `status`
 
@@ -560,11 +560,11 @@ def _loop(
             continue  # rows may have come free meanwhile (a sender that died)
         # Other senders hold what is left: stay until they finish it, or until their
         # leases run out (they died) and this sender takes the rows over.
-        held_until = ledger.held_elsewhere(issue_id, owner=sender.owner, now=sender.clock())
+        held_until = ledger.held_elsewhere(issue_id, owner=sender.owner, now=lease_now())
         if held_until is None:
             return True
         sender.check_stop()
-        wait = (held_until - sender.clock()).total_seconds()
+        wait = (held_until - lease_now()).total_seconds()
         sleep(min(max(wait, 0.0) + 0.05, sender.lease.total_seconds() / 3, HELD_POLL))
 
 
