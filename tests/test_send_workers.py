@@ -232,7 +232,7 @@ def brevo() -> Iterator[Any]:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="failed once on PostgreSQL in a full run (passes alone); the outbox variant failed "
+    reason="failed once on PostgreSQL in a full run (not yet run alone); the outbox variant failed "
     "the same way before fencing; under investigation",
 )
 def test_killed_senders_through_an_api_send_everyone_once(sample_site: Path, brevo: Any) -> None:
