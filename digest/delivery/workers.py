@@ -52,12 +52,16 @@ def send_in_processes(
     with context.Pool(workers) as pool:
         pending = [pool.apply_async(_worker, (config, arguments)) for _ in range(workers)]
         with Ledger(locate(config, config.ledger.database)) as ledger:
-            while not all(p.ready() for p in pending):
+            while True:
+                finished = all(p.ready() for p in pending)
                 if progress is not None:
+                    # once more after the workers end, so the last line is where it ended
                     counts = ledger.counts(issue_id)
                     left = counts[PENDING] + counts[SENDING] + counts[FAILED_RETRYABLE]
                     done = sum(counts.values()) - left
                     progress(done, sum(counts.values()))
+                if finished:
+                    break
                 pending[0].wait(0.5)
         reports = [p.get() for p in pending]
     report = SendReport(issue_id, queued.provider, queued=queued.queued)
