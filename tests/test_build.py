@@ -198,6 +198,7 @@ def test_the_busiest_corpus_week_fits_and_passes(corpus_dir: Path, tmp_path: Pat
     assert result.composed.post_count == 68
 
 
+@pytest.mark.integration
 def test_a_skipped_post_is_named_on_stderr_in_the_manifest_and_strict_exits_4(
     sample_site: Path,
 ) -> None:

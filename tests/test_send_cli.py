@@ -569,6 +569,7 @@ def test_progress_off_a_terminal_is_a_line_per_interval_never_above_the_total(
     assert lines[0] == "sending: 20 of 50 (2 msg/s, about 15s left)"
 
 
+@pytest.mark.integration
 def test_a_double_ctrl_c_on_the_outbox_exits_6_and_the_rerun_sends_the_rest(
     sample_site: Path,
 ) -> None:

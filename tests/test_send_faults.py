@@ -128,6 +128,7 @@ def _states(config: Config) -> dict[str, int]:
 # --------------------------------------------------------------------------- refusals for now
 
 
+@pytest.mark.integration
 def test_smtp_451_longer_than_retry_for_stops_with_exit_6_and_the_rerun_delivers(
     sample_site: Path, sink: Sink
 ) -> None:
@@ -160,6 +161,7 @@ def test_smtp_451_longer_than_retry_for_stops_with_exit_6_and_the_rerun_delivers
     assert issue_status(config, WEEK)["complete"] is True
 
 
+@pytest.mark.integration
 def test_an_issue_marked_complete_with_rows_unfinished_is_sent_not_refused(
     sample_site: Path, sink: Sink
 ) -> None:
@@ -237,6 +239,7 @@ def _digest(site: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.integration
 def test_a_sender_frozen_past_its_lease_stops_without_sending(
     sample_site: Path, sink: Sink
 ) -> None:
@@ -270,6 +273,7 @@ def test_a_sender_frozen_past_its_lease_stops_without_sending(
 # --------------------------------------------------------------------------- unsubscribes
 
 
+@pytest.mark.integration
 def test_an_unsubscribe_during_a_paced_send_lands_within_the_message_in_flight(
     sample_site: Path, sink: Sink
 ) -> None:

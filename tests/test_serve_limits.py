@@ -113,6 +113,7 @@ class Lines(logging.Handler):
         self.lines.append(self.format(record))
 
 
+@pytest.mark.integration
 def test_slowloris_idle_connections_cannot_keep_health_checks_out(
     running: Callable[..., Running],
 ) -> None:
@@ -155,6 +156,7 @@ def _closed_by_peer(sock: socket.socket) -> bool:
     return True
 
 
+@pytest.mark.integration
 def test_slowloris_a_head_or_body_sent_too_slowly_is_cut_off(
     running: Callable[..., Running], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -240,6 +242,7 @@ def test_slowloris_state_change_records_are_never_held_back() -> None:
 HOSTILE_WEBHOOK = b"[" * 40 + b'"' + b'\\"' * 524_200  # under the 1 MB webhook limit
 
 
+@pytest.mark.integration
 def test_one_request_freezes_digest_serve_health_answers_during_a_slow_hostile_body(
     running: Callable[..., Running],
 ) -> None:
@@ -406,6 +409,7 @@ class GatedMailer:
 STATUSES = ("active", "pending", "unsubscribed", "bounced", "complained")
 
 
+@pytest.mark.integration
 def test_timing_shows_who_complained_subscribe_answers_before_any_mail_and_alike(
     config: Config, running: Callable[..., Running]
 ) -> None:
