@@ -40,6 +40,9 @@ CORPUS_TARBALL = Path(
 )
 
 
+_SERVER_LOGGERS = ("digest.serve", "digest.changes")  # safelog.install raises these
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test reads the developer's config, secrets or home folder."""
@@ -52,7 +55,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # any user cache: under HOME
     # A server secret as a real deployment has one; tests of its absence delete it.
     monkeypatch.setenv("DIGEST_SECRET", "test-server-secret-" + tmp_path.name)
+    levels = {name: logging.getLogger(name).level for name in _SERVER_LOGGERS}
     yield
+    # `digest serve` in this process raises its loggers to INFO, as a server should: the
+    # next test starts with the levels as they were
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
     # `digest serve` run in this process (CliRunner) rate-limits the root logger's handlers,
     # pytest's own among them: the next test starts with every record logged again
     for handler in logging.getLogger().handlers:
