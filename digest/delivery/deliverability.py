@@ -325,11 +325,17 @@ def _loopback(url: str) -> bool:
     return url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
 
 
-def link_items(config: Config, html: str, posts: Iterable[Post], *, now: float) -> list[Item]:
-    """Every link and image fetched; one item for the count, one per broken target."""
+def link_items(
+    config: Config, html: str, posts: Iterable[Post], *, now: float
+) -> tuple[list[Item], dict[str, int]]:
+    """Every link and image fetched; one item for the count, one per broken target; and
+    each image's size in bytes, where its server said."""
     from digest.email.linkcheck import broken, check_issue
 
     found, outcomes = check_issue(config, html, posts, now=now)
+    sizes = {
+        t.url: n for t in found if t.kind == "image" and (n := outcomes[t.url].length) is not None
+    }
     bad = broken(found, outcomes)
     cached = sum(1 for o in outcomes.values() if o.cached)
     items = [
@@ -351,7 +357,7 @@ def link_items(config: Config, html: str, posts: Iterable[Post], *, now: float) 
                 "fix or remove the link in that post",
             )
         )
-    return items
+    return items, sizes
 
 
 # --- the report and the gate -------------------------------------------------------------
@@ -386,11 +392,14 @@ def issue_report(
             report.items += dns_items(config, lookup)
         if provider:
             report.items += provider_items(config)
-    report.items += presend_items(config, composed, checks)
+    links: list[Item] = []
+    sizes = None
+    if posts is not None and now is not None:
+        links, sizes = link_items(config, composed.html, posts, now=now)
+    report.items += presend_items(config, composed, checks, sizes)
     if unsubscribe:
         report.items.append(unsubscribe_item(config, composed))
-    if posts is not None and now is not None:
-        report.items += link_items(config, composed.html, posts, now=now)
+    report.items += links
     return report
 
 
