@@ -31,7 +31,7 @@ from digest.delivery.deliverability import (
 from digest.delivery.dns_checks import DnsError, RunLookup
 from tests.dns_server import dns_server
 from tests.emulators.providers import run_emulator
-from tests.helpers import composed, edit_config, import_readers, ledger_states
+from tests.helpers import NOW, composed, edit_config, import_readers, ledger_states
 from tests.test_dns_checks import KEY_1024
 
 WEEK = "2026-W47"
@@ -292,3 +292,12 @@ def test_a_real_send_is_refused_by_a_failed_check_unless_skipped(sample_site: Pa
     sent = _send(sample_site, "--week", WEEK, "--skip-checks")
     assert sent.exit_code == 0, sent.output
     assert ledger_states(config) == {"ann@example.com": "sent"}
+
+
+def test_the_workers_gate_builds_without_writing_and_refuses(sample_site: Path) -> None:
+    config = _site_config(sample_site, "http://news.example.com")
+    with pytest.raises(SendRefused, match=r"^2026-W47 not sent: 2 pre-send checks failed \("):
+        deliverability.gate_issue(config, now=NOW, week=WEEK, since=None, until=None)
+    assert not (config.path(config.out_dir) / WEEK).exists()  # built in memory only
+    good = _site_config(sample_site, "https://news.example.com")
+    deliverability.gate_issue(good, now=NOW, week=WEEK, since=None, until=None)
