@@ -32,10 +32,12 @@ import httpx
 
 from digest.audience.links import public_base
 from digest.config import Config, missing_secrets
+from digest.config.providers import HttpSettings
 from digest.content.intro import load_intro
 from digest.delivery.dns_checks import DnsError, Lookup, check_config
 from digest.delivery.issue import BuildComposer, Issue
-from digest.delivery.providers.registry import make_provider
+from digest.delivery.providers.base import Provider
+from digest.delivery.providers.registry import get_provider_class
 from digest.email.checks import CheckResult, run_checks
 from digest.email.message import ComposedEmail, fill, sample_values
 from digest.email.presend import presend_checks
@@ -55,6 +57,8 @@ GMAIL_CLIP_BYTES = 102 * 1024
 unsubscribe link in it)."""
 LOCAL_TRANSPORTS = ("outbox",)
 """Transports that mail nobody: no DNS or provider to ask."""
+PROVIDER_TIMEOUT = 10.0  # seconds per request to the provider's domain endpoints
+PROVIDER_RETRIES = 1
 UNSUBSCRIBE_TIMEOUT = 5.0
 UNSUBSCRIBE_REDIRECTS = 3
 
@@ -162,7 +166,7 @@ def provider_items(config: Config) -> list[Item]:
         ]
     domain = from_domain(config)
     try:
-        transport = make_provider(config)
+        transport = _bounded_provider(config)
     except DigestError as exc:
         return [
             Item("provider", "connection", "fail", f"{name}: {exc}", "fix the provider's settings")
@@ -199,6 +203,21 @@ def provider_items(config: Config) -> list[Item]:
         action = f"publish {finding.publish}" if finding.publish and not finding.ok else None
         items.append(Item("provider", finding.rule, status, finding.detail, action))
     return items
+
+
+def _bounded_provider(config: Config) -> Provider:
+    """The configured provider, asking at most twice with a short timeout: a check must
+    not wait out a send's retries on a provider that does not answer."""
+    kind: type[Provider] = get_provider_class(config.provider.name)
+    settings = kind.Settings.model_validate(config.provider.options())
+    if isinstance(settings, HttpSettings):
+        settings = settings.model_copy(
+            update={
+                "max_retries": min(settings.max_retries, PROVIDER_RETRIES),
+                "timeout": min(settings.timeout, PROVIDER_TIMEOUT),
+            }
+        )
+    return kind(settings, config)
 
 
 # --- the composed email ------------------------------------------------------------------
