@@ -301,3 +301,27 @@ def test_the_workers_gate_builds_without_writing_and_refuses(sample_site: Path) 
     assert not (config.path(config.out_dir) / WEEK).exists()  # built in memory only
     good = _site_config(sample_site, "https://news.example.com")
     deliverability.gate_issue(good, now=NOW, week=WEEK, since=None, until=None)
+
+
+@pytest.mark.integration
+def test_the_probe_against_a_real_digest_serve(sample_site: Path) -> None:
+    from tests.test_serve_http import SECRET, ServeProcess, make_site
+
+    make_site(sample_site)
+    server = ServeProcess(sample_site, {"DIGEST_SECRET": SECRET, "MG_KEY": "mg-key"})
+    try:
+        served = unsubscribe_item(_site_config(sample_site, server.url), composed(headers=HEADERS))
+        elsewhere = _site_config(sample_site, server.url + "/elsewhere")
+        missing = unsubscribe_item(elsewhere, composed(headers=HEADERS))
+    finally:
+        assert server.stop(), server.stderr()
+    assert (served.status, served.detail) == (
+        "ok",
+        f"{server.url}/unsubscribe/preview: HTTP 400 to a sample token (refused as any "
+        "unsigned token is): served",
+    )
+    assert (missing.status, missing.detail) == (
+        "warn",
+        f"{server.url}/elsewhere/unsubscribe/preview: HTTP 404",
+    )
+    assert "refused a link on /unsubscribe" in server.stderr()  # a GET, answered as a page
