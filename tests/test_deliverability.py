@@ -325,3 +325,13 @@ def test_the_probe_against_a_real_digest_serve(sample_site: Path) -> None:
         f"{server.url}/elsewhere/unsubscribe/preview: HTTP 404",
     )
     assert "refused a link on /unsubscribe" in server.stderr()  # a GET, answered as a page
+
+
+def test_a_scheduled_run_is_refused_by_a_failed_check(sample_site: Path) -> None:
+    config = _site_config(sample_site, "http://news.example.com")
+    import_readers(config, ["ann@example.com"])
+    args = ["--newsletter", "weekly", "run", "--now", "2026-11-23T10:00:00+01:00"]
+    run = CliRunner().invoke(main, ["--config", str(sample_site / "config.yaml"), *args])
+    assert run.exit_code == 1, run.output
+    assert f"{WEEK} not sent: 2 pre-send checks failed (" in run.stderr
+    assert ledger_states(config) == {}  # refused before anything was queued
