@@ -10,6 +10,8 @@ line (no traceback) and exits with its ``exit_code``::
     │                                         (digest.delivery.dns_checks)
     ├── DkimError                    exit 1   a DKIM key cannot be made, read or used
     │                                         (digest.email.dkim)
+    ├── SendRefused                  exit 1   a pre-send check failed, so nothing was sent
+    │                                         (digest.delivery.deliverability)
     ├── WebhookError                 HTTP 400 a webhook request was refused (digest.serve.webhooks)
     │   ├── WebhookUnauthorized      HTTP 401 its signature or credentials do not check out
     │   └── WebhookDisabled          HTTP 404 that provider's webhook is not configured

@@ -194,6 +194,28 @@ def test_dkim_without_selector_says_which_to_set(lookup: Lookup) -> None:
     assert "Postmark's DKIM selector is dated" in dkim.detail
 
 
+@pytest.mark.parametrize(
+    ("provider", "where"),
+    [
+        ("mailgun", "Mailgun makes a selector per domain, shown under Sending > Domain "
+         "settings > DNS records (and in the provider findings below)"),
+        ("brevo", "Brevo shows the DKIM record's host under Senders, Domains & Dedicated IPs "
+         "> Domains (and in the provider findings below)"),
+    ],
+)  # fmt: skip
+def test_mailgun_and_brevo_selectors_are_required_settings(
+    lookup: Lookup, provider: str, where: str
+) -> None:
+    """Neither documents a fixed selector: none is guessed, and the finding says where to
+    find the domain's own."""
+    (dkim,) = _by_rule(check_domain(lookup, "good.test", provider=provider).findings, "dkim")
+    assert (dkim.ok, dkim.name) == (False, "<selector>._domainkey.good.test")
+    assert dkim.detail == (
+        "no DKIM selector to look up: set deliverability.dkim_selectors to the selector(s) "
+        f"your provider shows ({where})"
+    )
+
+
 def test_dmarc_missing_and_without_policy(lookup: Lookup) -> None:
     (missing,) = _by_rule(_check(lookup, "nodmarc.test"), "dmarc")
     assert (missing.ok, missing.name) == (False, "_dmarc.nodmarc.test")

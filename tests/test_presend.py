@@ -57,7 +57,7 @@ def test_report_items() -> None:
         False,
         "set sender.postal_address in config.yaml",
     )
-    assert missing["image-bytes"].summary == "images not fetched (--offline)"
+    assert missing["image-bytes"].summary == "images not fetched (the link check did not run)"
 
 
 def test_in_check_email(sample_site: Path) -> None:
@@ -73,6 +73,6 @@ def test_in_check_email(sample_site: Path) -> None:
         "subject-words",
         "postal-address",
     ]
-    assert report[1] == "  ok    image-bytes: images not fetched (--offline)"
+    assert report[1] == "  ok    image-bytes: images not fetched (the link check did not run)"
     assert report[5] == "  ok    postal-address: the postal address is in the footer"
     assert "links:" not in result.output

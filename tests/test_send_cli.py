@@ -123,7 +123,17 @@ def test_check_and_dry_run_name_unset_variables_and_the_real_config_file(
     assert check.returncode == 3
     assert "provider.token: ${PM_TOKEN_UNSET} is not set (needed by digest send)" in check.stdout
     dry = subprocess.run(
-        [sys.executable, "-m", "digest", *add_cfg, "send", "--week", WEEK, "--dry-run"],
+        [
+            sys.executable,
+            "-m",
+            "digest",
+            *add_cfg,
+            "send",
+            "--week",
+            WEEK,
+            "--dry-run",
+            "--offline",
+        ],
         cwd=sample_site,
         env=env,
         capture_output=True,
@@ -352,6 +362,20 @@ def test_dry_run_shows_each_variant_and_a_sample_and_records_nothing(sample_site
         "  subject: Field Notes Weekly: quieter meetings, louder tools",
         "  e.g. ann@example.com (every section)",
         "  e.g. bob@example.com (Tools)",
+        "deliverability: ok (fieldnotes.example.com via outbox)",
+        "  dns skipped: info: outbox: the messages stay on this machine, so the From domain's "
+        "DNS is checked when a provider that sends is configured",
+        "  presend list-unsubscribe: warning: one-click, plain http on this machine (fine for "
+        "testing only): http://127.0.0.1:8025/unsubscribe/preview",
+        "    set serve.public_url to the public https address before sending for real",
+        "  presend https: warning: links use plain http on this machine; "
+        "http://127.0.0.1:8025/archive/2026-W47/ is plain http on this machine "
+        "(fine for testing only)",
+        "    set serve.public_url to the public https address before sending for real",
+        "  unsubscribe reachable: warning: http://127.0.0.1:8025/unsubscribe/preview: cannot "
+        "connect (ConnectError: [Errno 111] Connection refused)",
+        "    start `digest serve` where serve.public_url points (http://127.0.0.1:8025)",
+        "  16 passed (--json lists each)",
     ]
     assert ledger_rows(sample_site) == {}
     refused = invoke(sample_site, "send", "--week", WEEK, "--dry-run", "--workers", "2")
@@ -486,7 +510,7 @@ def test_a_dry_run_names_unset_variables_and_subscribers_without_posts(
     with SubscriberStore(config.path(config.subscribers.database)) as store:
         store.add("ann@example.com", name="Ann", categories=("Tools",), now=NOW)
         store.add("eve@example.com", name="Eve", categories=("Healthcare",), now=NOW)
-    result = invoke(sample_site, "send", "--week", "2026-W46", "--dry-run")
+    result = invoke(sample_site, "send", "--week", "2026-W46", "--dry-run", "--offline")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "  would send 1 messages via postmark" in lines

@@ -4,14 +4,16 @@ to publish; and the link check of `digest check --email`. Called by the ``check`
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest.cli._app import emit_json
+from digest.cli._app import emit_json, say
 
 if TYPE_CHECKING:
     from digest.config import Config
+    from digest.delivery.deliverability import DeliverabilityReport, Item
     from digest.email.build import BuildResult
     from digest.email.checks import CheckResult
 
@@ -20,18 +22,22 @@ def check_deliverability(config: Config, *, as_json: bool) -> bool:
     """Run the DNS checks for the From domain and print them; True when none failed.
 
     A DNS server that cannot be reached raises DnsError (exit 1), never a pass."""
+    from digest.delivery.deliverability import provider_items
     from digest.delivery.dns_checks import check_config
 
     report = check_config(config)
+    provider = provider_items(config)
+    ok = report.ok and not any(i.blocking for i in provider)
     if as_json:
         emit_json(
             {
                 "domain": report.domain,
                 "findings": [f.as_dict() for f in report.findings],
-                "ok": report.ok,
+                "provider": [asdict(i) for i in provider],
+                "ok": ok,
             }
         )
-        return report.ok
+        return ok
     click.secho(f"deliverability: {report.domain} via {config.provider.name}", bold=True)
     for finding in report.findings:
         mark = "ok" if finding.ok else ("FAILED" if finding.failed else finding.severity)
@@ -39,7 +45,46 @@ def check_deliverability(config: Config, *, as_json: bool) -> bool:
         click.secho(f"  {finding.rule} {finding.name}: {mark}: {finding.detail}", fg=colour)
         if finding.publish and not finding.ok:
             click.echo(f"    publish: {finding.publish}")
-    return report.ok
+    _echo_items(provider)
+    return ok
+
+
+def _echo_items(items: list[Item]) -> None:
+    for item in items:
+        colour = {"fail": "red", "warn": "yellow"}.get(item.status)
+        say(f"  {item.line()}", fg=colour)
+        if item.action and item.status in ("fail", "warn"):
+            say(f"    {item.action}")
+
+
+def dry_run_checks(config: Config, built: BuildResult, *, offline: bool) -> DeliverabilityReport:
+    """`send --dry-run`: the DNS rules, the provider's word on the domain, the pre-send
+    checks and the List-Unsubscribe page (``offline``: the pre-send checks only)."""
+    from digest.delivery.deliverability import issue_report
+
+    return issue_report(
+        config,
+        built.composed,
+        checks=built.checks,
+        dns=not offline,
+        provider=not offline,
+        unsubscribe=not offline,
+    )
+
+
+def echo_deliverability(report: DeliverabilityReport) -> None:
+    """The dry run's deliverability lines: what blocks, what warns, what passed."""
+    blocking = len(report.blocking)
+    mark = "ok" if report.ok else f"{blocking} blocking"
+    click.secho(
+        f"deliverability: {mark} ({report.domain} via {report.provider})",
+        bold=True,
+        fg=None if report.ok else "red",
+    )
+    _echo_items([i for i in report.items if i.status != "ok"])
+    passed = [i.name for i in report.items if i.status == "ok"]
+    if passed:
+        click.echo(f"  {len(passed)} passed (--json lists each)")
 
 
 def issue_links(config: Config, result: BuildResult) -> dict[str, Any]:

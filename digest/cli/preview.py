@@ -123,11 +123,19 @@ def preview_command(
         send_test=send_test_for(site),
         site_name=config.site.name,
         dashboard=lambda: audience_dashboard(config, now()),
+        deliverability=lambda issue: _deliverability_panel(site, issue),
         any_host=not _is_loopback(host),
         on_ready=ready,
         on_rebuild=lambda paths: click.echo(f"changed: {changed_names(paths)}"),
     )
     click.echo("Preview stopped.")
+
+
+def _deliverability_panel(site: SitePreview, issue_id: str) -> str:
+    """The panel of ``/deliverability``: loaded when first asked for (it runs every check)."""
+    from digest.preview.deliverability import site_panel
+
+    return site_panel(site.config(), issue_id, now())
 
 
 def open_in_browser(url: str) -> None:

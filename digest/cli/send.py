@@ -21,6 +21,7 @@ from digest.cli._app import (
     pass_state,
     window_options,
 )
+from digest.cli.deliverability import dry_run_checks, echo_deliverability
 from digest.content.select import resolve_window
 
 if TYPE_CHECKING:  # imported by the commands that use it: `digest status` composes nothing
@@ -231,6 +232,17 @@ def _summary(report: SendReport) -> None:
     show_default=True,
     help="Sender processes sharing the issue (rows are leased; more hosts may join).",
 )
+@click.option(
+    "--skip-checks",
+    is_flag=True,
+    help="Send even when a pre-send check fails (Gmail clipping, no List-Unsubscribe, an "
+    "email check that fails the build).",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="With --dry-run: do not ask the DNS, the provider or the unsubscribe page.",
+)
 @json_option
 @pass_state
 def send_command(
@@ -245,6 +257,8 @@ def send_command(
     resend_uncertain: bool,
     test_to: str | None,
     workers: int,
+    skip_checks: bool,
+    offline: bool,
     as_json: bool,
 ) -> None:
     """Send the issue to every active subscriber, exactly once.
@@ -252,6 +266,12 @@ def send_command(
     Re-running the same command after a crash, Ctrl-C or a provider error resumes where
     it stopped; it never sends twice to someone whose message was accepted. Ctrl-C (or
     SIGTERM) stops after the messages in flight (exit 6); a second Ctrl-C stops at once.
+
+    Before anything is recorded, the pre-send checks run on the issue (its size against
+    Gmail's clipping, List-Unsubscribe, the email checks that fail a build); a failed one
+    refuses the send (exit 1) unless --skip-checks. --dry-run also checks the From
+    domain's DNS, asks the provider about the domain and DKIM, and fetches the
+    List-Unsubscribe page; it exits 1 when a finding blocks (--offline: no network).
 
     \b
     Examples:
@@ -274,6 +294,7 @@ def send_command(
         if result.state != "sent":
             raise click.exceptions.Exit(1)
         return
+    from digest.delivery.deliverability import CheckedComposer, gate_issue
     from digest.delivery.send import send_issue
     from digest.delivery.workers import send_in_processes
 
@@ -284,9 +305,12 @@ def send_command(
     progress = _Progress(
         tty=isatty() and not as_json, every=config.send.progress_every, enabled=not dry_run
     )
+    composer = CheckedComposer(gated=not (dry_run or skip_checks))
     try:
         with _Stopper() as stopper:
             if workers > 1:
+                if not skip_checks:
+                    gate_issue(config, now=now(), week=week, since=since, until=until)
                 report = send_in_processes(
                     config,
                     workers=workers,
@@ -312,6 +336,7 @@ def send_command(
                     resend_uncertain=resend_uncertain,
                     progress=progress,
                     stop=stopper,
+                    composer=composer,
                 )
     except KeyboardInterrupt:
         # the second Ctrl-C: what was recorded is committed; batches that were in flight
@@ -327,12 +352,22 @@ def send_command(
         raise click.exceptions.Exit(6) from None
     finally:
         progress.close()
+    checked = None
+    if dry_run and composer.built is not None:
+        checked = dry_run_checks(config, composer.built, offline=offline)
     if as_json:
-        emit_json(report.as_dict())
+        data = report.as_dict()
+        if checked is not None:
+            data["deliverability"] = checked.as_dict()
+        emit_json(data)
     else:
         _summary(report)
+        if checked is not None:
+            echo_deliverability(checked)
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
+    if checked is not None and not checked.ok:
+        raise click.exceptions.Exit(1)
 
 
 @main.command("status")

@@ -23,6 +23,12 @@ class DeliverabilityConfig(BaseModel):
     dns_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to wait for an answer to one question."
     )
+    dns_budget: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds one run may spend asking the DNS in all; past it the "
+        "remaining questions are reported unanswered instead of waited for.",
+    )
     dkim_selectors: list[str] | None = Field(
         default=None,
         description="DKIM selectors to look up under <selector>._domainkey.<from domain>. "

@@ -100,6 +100,11 @@ class PostmarkSettings(HttpSettings):
     """postmark: Postmark's batch API."""
 
     token: Secret = Field(description="Server API token, e.g. ${POSTMARK_TOKEN}.")
+    account_token: Secret | None = Field(
+        default=None,
+        description="Account API token, e.g. ${POSTMARK_ACCOUNT_TOKEN}: lets "
+        "`digest check --deliverability` read the domain's DKIM and Return-Path state.",
+    )
     message_stream: str = Field(
         default="outbound", description="Message stream: 'broadcast' for newsletters."
     )

@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import ipaddress
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -53,11 +54,21 @@ PROVIDERS: dict[str, ProviderDns] = {
         "spf.mtasv.net", (), "Postmark's DKIM selector is dated (e.g. 20240101pm): copy it"
     ),
     "sendgrid": ProviderDns("sendgrid.net", ("s1", "s2")),
-    "mailgun": ProviderDns("mailgun.org", ("pdk1", "pdk2")),
+    "mailgun": ProviderDns(
+        "mailgun.org",
+        (),
+        "Mailgun makes a selector per domain, shown under Sending > Domain settings > DNS "
+        "records (and in the provider findings below)",
+    ),
     "ses": ProviderDns(
         "amazonses.com", (), "SES Easy DKIM makes three random selectors: copy them"
     ),
-    "brevo": ProviderDns("spf.brevo.com", ("brevo1", "brevo2")),
+    "brevo": ProviderDns(
+        "spf.brevo.com",
+        (),
+        "Brevo shows the DKIM record's host under Senders, Domains & Dedicated IPs > "
+        "Domains (and in the provider findings below)",
+    ),
     "resend": ProviderDns("amazonses.com", ("resend",), "SPF lives on send.<your domain>"),
 }
 
@@ -139,6 +150,53 @@ def resolver_lookup(nameservers: list[str], port: int = 53, timeout: float = 5.0
         return out
 
     return lookup
+
+
+class RunLookup:
+    """One run's DNS questions: each ``(name, type)`` asked once (the answer, or the
+    error, is kept for the rest of the run), and the run bounded as a whole: once
+    ``budget`` seconds have gone on asking, every further question is a :class:`DnsError`
+    instead of another wait. ``asked`` counts the questions that reached ``lookup``."""
+
+    def __init__(
+        self, lookup: Lookup, budget: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.lookup = lookup
+        self.budget = budget
+        self.clock = clock
+        self.spent = 0.0
+        self.asked = 0
+        self.answers: dict[tuple[str, str], list[str] | DnsError] = {}
+
+    def __call__(self, name: str, rdtype: str) -> list[str]:
+        key = (name.lower().rstrip("."), rdtype)
+        if key not in self.answers:
+            if self.spent >= self.budget:
+                self.answers[key] = DnsError(
+                    f"DNS: not asked for {rdtype} {name}: this run's {self.budget:g} s of "
+                    "DNS questions are spent (a slow or silent resolver)"
+                )
+            else:
+                started = self.clock()
+                self.asked += 1
+                try:
+                    self.answers[key] = list(self.lookup(name, rdtype))
+                except DnsError as exc:
+                    self.answers[key] = exc
+                finally:
+                    self.spent += self.clock() - started
+        answer = self.answers[key]
+        if isinstance(answer, DnsError):
+            raise answer
+        return list(answer)
+
+
+def run_lookup(config: Config) -> RunLookup:
+    """The configured resolver, cached and bounded for one run (``deliverability``:
+    ``dns_timeout`` per question, ``dns_budget`` for the run)."""
+    settings = config.deliverability
+    lookup = resolver_lookup(settings.nameservers, settings.dns_port, settings.dns_timeout)
+    return RunLookup(lookup, settings.dns_budget)
 
 
 # --- SPF ---------------------------------------------------------------------------------
@@ -485,7 +543,7 @@ def check_config(config: Config, lookup: Lookup | None = None) -> Report:
     """:func:`check_domain` for the configured sender, provider and resolver."""
     settings = config.deliverability
     if lookup is None:
-        lookup = resolver_lookup(settings.nameservers, settings.dns_port, settings.dns_timeout)
+        lookup = run_lookup(config)
     provider = config.provider.name
     selectors = settings.dkim_selectors
     if selectors is None and provider == "smtp":

@@ -71,7 +71,8 @@ def presend_checks(
     size = composed.sent_size or composed.html_size
     items = [CheckResult("sent-size", True, f"{size / 1024:.1f} KB HTML part as sent")]
     if image_bytes is None:
-        items.append(CheckResult("image-bytes", True, "images not fetched (--offline)"))
+        unknown = "images not fetched (the link check did not run)"
+        items.append(CheckResult("image-bytes", True, unknown))
     elif image_bytes:
         largest = sorted(image_bytes.items(), key=lambda kv: -kv[1])[:3]
         listed = ", ".join(f"{url} {n / 1024:.0f} KB" for url, n in largest)

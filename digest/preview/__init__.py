@@ -57,6 +57,7 @@ def run_preview(
     send_test: TestSender | None = None,
     site_name: str = "digest",
     dashboard: Callable[[], str] | None = None,
+    deliverability: Callable[[str], str] | None = None,
     any_host: bool = False,
     on_ready: Callable[[str, PreviewState], None] | None = None,
     on_rebuild: Callable[[Sequence[str]], None] | None = None,
@@ -84,6 +85,7 @@ def run_preview(
         allowed_hosts=None if any_host else local_hosts(shown_host, bound_port),
         site_name=site_name,
         dashboard=dashboard,
+        deliverability=deliverability,
     )
     app = create_app(state, options)
 

@@ -8,6 +8,8 @@ no listing of the project::
     GET  /favicon.ico            nothing (204), so browsers stop asking
     GET  /api/state?week=…       JSON: inbox line, text, headers, checks, problem, weeks
     GET  /dashboard              the audience: charts from the subscriber store and ledger
+    GET  /deliverability?week=…  the issue's deliverability panel (DNS, provider, pre-send,
+                                 links, List-Unsubscribe), when a panel maker is given
     GET  /email/<issue>.html     the email's HTML, the same bytes `digest build` writes
     GET  /archive/<issue>/       an issue already built into out/ (when an archive is given)
     GET  /events                 server-sent events: one per rebuild
@@ -41,6 +43,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.errors import DigestError
 from digest.preview.state import ISSUE_ID, BuildEvent, IssueView, PreviewState
 from digest.resources import BUILTIN_TEMPLATES
 
@@ -79,6 +82,7 @@ class PreviewOptions:
     allowed_hosts: frozenset[str] | None = None  # None: any Host header is accepted
     site_name: str = "digest"
     dashboard: Callable[[], str] | None = None  # the audience dashboard's HTML
+    deliverability: Callable[[str], str] | None = None  # issue id -> the panel's HTML
 
 
 class _HostCheck:
@@ -222,6 +226,7 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
             can_send=options.send_test is not None,
             site_name=options.site_name,
             has_dashboard=options.dashboard is not None,
+            has_deliverability=options.deliverability is not None,
         )
         return HTMLResponse(html, headers=NO_STORE)
 
@@ -229,6 +234,17 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
         if options.dashboard is None:
             return Response("no dashboard", status_code=404, media_type="text/plain")
         html = await asyncio.to_thread(options.dashboard)
+        return HTMLResponse(html, headers=NO_STORE)
+
+    async def deliverability(request: Request) -> Response:
+        issue_id = chosen_issue(request)
+        if options.deliverability is None or issue_id is None:
+            return Response("no such panel", status_code=404, media_type="text/plain")
+        try:
+            html = await asyncio.to_thread(options.deliverability, issue_id)
+        except DigestError as exc:  # a broken config or an empty week: say so, never a 500
+            message = f"{issue_id} cannot be checked: {exc}"
+            return Response(message, status_code=409, media_type="text/plain", headers=NO_STORE)
         return HTMLResponse(html, headers=NO_STORE)
 
     async def static(request: Request) -> Response:
@@ -336,6 +352,7 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
             Route("/static/{name}", static),
             Route("/favicon.ico", lambda request: Response(status_code=204)),
             Route("/dashboard", dashboard),
+            Route("/deliverability", deliverability),
             Route("/api/state", api_state),
             Route("/email/{issue}.html", email),
             Route("/archive/{issue}/", archive),

@@ -584,9 +584,16 @@ def send_job(config: Config, clock: Clock) -> Job:
                     "messages; the next `digest run` resumes it"
                 )
 
+        from digest.delivery.deliverability import CheckedComposer
+
         try:
             report = send.send_issue(
-                config, now=now, week=due.issue_id, progress=progress, clock=clock.now
+                config,
+                now=now,
+                week=due.issue_id,
+                progress=progress,
+                clock=clock.now,
+                composer=CheckedComposer(gated=True),  # a failed pre-send check fails the run
             )
         except NoSubscribers:
             raise  # not done: the run fails, and the next one within grace tries again

@@ -10,7 +10,9 @@ lack and the real APIs have:
 * Resend's ``Idempotency-Key``: a repeated key gets the first answer again, not a second send
   (409 ``concurrent_idempotent_requests`` while the first is still being answered);
 * Resend ``GET /domains`` and SES ``GET /v2/email/identities/{identity}`` (for
-  ``digest check --provider``), answering ``verified`` unless ``domain_verified`` is False.
+  ``digest check --provider``), answering ``verified`` unless ``domain_verified`` is False;
+  Resend ``GET /domains/{id}`` with the domain's records, and SES's ``DkimAttributes``,
+  whose DKIM state is ``dkim_verified`` (for ``digest check --deliverability``).
 
 Counters count down one per send request; all are thread-safe.
 """
@@ -51,6 +53,7 @@ class MatrixProxy(ThreadingHTTPServer):
         self.replies: dict[str, tuple[int, bytes]] = {}  # Resend idempotency keys
         self.in_flight: set[str] = set()  # keys whose first request is still being answered
         self.domain_verified = True
+        self.dkim_verified = True  # Resend's DKIM record, SES's DkimAttributes.Status
         self.rng = random.Random(7)
         self.clear_faults()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -150,6 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
                     ],
                 },
             )
+        match = re.fullmatch(r"/domains/d(\d+)", path)
+        if proxy.provider == "resend" and match and int(match.group(1)) < len(SENDER_DOMAINS):
+            return self._reply(200, _resend_domain(proxy, int(match.group(1))))
         match = re.fullmatch(r"/v2/email/identities/([^/]+)", path)
         if proxy.provider == "ses" and match:
             return self._reply(
@@ -158,6 +164,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "IdentityType": "DOMAIN",
                     "VerifiedForSendingStatus": proxy.domain_verified,
                     "VerificationStatus": "SUCCESS" if proxy.domain_verified else "PENDING",
+                    "DkimAttributes": {
+                        "SigningEnabled": True,
+                        "Status": "SUCCESS" if proxy.dkim_verified else "PENDING",
+                        "Tokens": ["tok1", "tok2", "tok3"],
+                        "SigningAttributesOrigin": "AWS_SES",
+                    },
                 },
             )
         response = self._forward("GET", b"")
@@ -237,3 +249,35 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(float(proxy.faults["hang_seconds"]))
             return self._drop()
         return self._reply(response.status_code, response.content, raw=True)
+
+
+def _resend_domain(proxy: MatrixProxy, index: int) -> dict[str, Any]:
+    """Resend's ``GET /domains/{id}``: the domain and its records, each with a status."""
+    name = SENDER_DOMAINS[index]
+    status = "verified" if proxy.domain_verified else "pending"
+    dkim = "verified" if proxy.dkim_verified else "failed"
+    return {
+        "object": "domain",
+        "id": f"d{index}",
+        "name": name,
+        "status": status,
+        "region": "us-east-1",
+        "records": [
+            {
+                "record": "SPF",
+                "name": "send",
+                "type": "TXT",
+                "ttl": "Auto",
+                "status": status,
+                "value": "v=spf1 include:amazonses.com ~all",
+            },
+            {
+                "record": "DKIM",
+                "name": "resend._domainkey",
+                "type": "TXT",
+                "ttl": "Auto",
+                "status": dkim,
+                "value": "p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCB",
+            },
+        ],
+    }

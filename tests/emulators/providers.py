@@ -186,6 +186,7 @@ class Emulator:
         self.idempotency: dict[str, Response] = {}
         self.suppressions = {k: list(v) for k, v in DEFAULT_SUPPRESSIONS.items()}
         self.domain_verified = True  # what the account/domain endpoints report
+        self.dkim_verified = True  # what the domain endpoints say of its DKIM record
         self.events: list[dict[str, Any]] = []  # Mailgun events added by /_emulator/events
 
     # -- faults -------------------------------------------------------------------------------
@@ -378,8 +379,11 @@ class Emulator:
             data = request.json()
             if not isinstance(data, dict) or not isinstance(data.get("verified"), bool):
                 return Response(400, {"error": 'expected {"verified": true|false}'})
+            if not isinstance(data.get("dkim", data["verified"]), bool):
+                return Response(400, {"error": '"dkim" must be true or false'})
             self.domain_verified = data["verified"]
-            return Response(200, {"verified": self.domain_verified})
+            self.dkim_verified = data.get("dkim", data["verified"])
+            return Response(200, {"verified": self.domain_verified, "dkim": self.dkim_verified})
         if path == "/_emulator/health" and method == "GET":
             return Response(200, {"provider": self.provider})
         return Response(404, {"error": f"no control endpoint {method} {path}"})
@@ -481,6 +485,11 @@ class Postmark(Provider):
             return Postmark.outbound_search, False, ()
         if method == "GET" and path == "/server":
             return Postmark.server, False, ()
+        if method == "GET" and path == "/domains":
+            return Postmark.domains, False, ()
+        match = re.fullmatch(r"/domains/(\d+)", path)
+        if method == "GET" and match:
+            return Postmark.domain, False, (int(match.group(1)),)
         match = re.fullmatch(r"/message-streams/([^/]+)/suppressions/dump", path)
         if method == "GET" and match:
             return Postmark.suppressions_dump, False, (match.group(1),)
@@ -491,7 +500,53 @@ class Postmark(Provider):
         return HttpError(status, {"ErrorCode": code, "Message": message})
 
     @staticmethod
+    def domains(emu: Emulator, request: Request) -> Response:
+        """``GET /domains`` (account token): the account's domains, with their state."""
+        listed = [Postmark.domain_details(emu, i + 1) for i in range(len(SENDERS))]
+        keys = ("ID", "Name", "SPFVerified", "DKIMVerified", "WeakDKIM", "ReturnPathDomainVerified")
+        return Response(
+            200,
+            {"TotalCount": len(listed), "Domains": [{k: d[k] for k in keys} for d in listed]},
+        )
+
+    @staticmethod
+    def domain(emu: Emulator, request: Request, domain_id: int) -> Response:
+        """``GET /domains/{id}`` (account token): one domain's records and state."""
+        if not 1 <= domain_id <= len(SENDERS):
+            raise Postmark.error(422, 510, "This domain was not found.")
+        return Response(200, Postmark.domain_details(emu, domain_id))
+
+    @staticmethod
+    def domain_details(emu: Emulator, domain_id: int) -> dict[str, Any]:
+        name = SENDERS[domain_id - 1].partition("@")[2]
+        dkim = emu.dkim_verified
+        return {
+            "ID": domain_id,
+            "Name": name,
+            "SPFVerified": True,
+            "DKIMVerified": dkim,
+            "WeakDKIM": False,
+            "ReturnPathDomainVerified": emu.domain_verified,
+            "DKIMHost": f"20240101pm._domainkey.{name}" if dkim else "",
+            "DKIMTextValue": "k=rsa;p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCB" if dkim else "",
+            "DKIMPendingHost": "" if dkim else f"20260101pm._domainkey.{name}",
+            "DKIMPendingTextValue": "" if dkim else "k=rsa;p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCB",
+            "ReturnPathDomain": f"pm-bounces.{name}",
+            "ReturnPathDomainCNAMEValue": "pm.mtasv.net",
+        }
+
+    @staticmethod
     def authenticate(emu: Emulator, request: Request) -> None:
+        if request.path == "/domains" or request.path.startswith("/domains/"):
+            account = request.headers.get("x-postmark-account-token")
+            if account != emu.key:
+                raise Postmark.error(
+                    401,
+                    10,
+                    "The Account Token you provided in the X-Postmark-Account-Token request "
+                    "header was invalid. Please verify that you are using a valid token.",
+                )
+            return
         token = request.headers.get("x-postmark-server-token")
         if not token:
             raise Postmark.error(
@@ -776,11 +831,36 @@ class SendGrid(Provider):
                     "subdomain": "em1",
                     "username": "digest",
                     "default": i == 0,
-                    "valid": emu.domain_verified,
+                    "valid": emu.domain_verified and emu.dkim_verified,
+                    "dns": SendGrid.dns_records(emu, address.partition("@")[2]),
                 }
                 for i, address in enumerate(SENDERS)
             ],
         )
+
+    @staticmethod
+    def dns_records(emu: Emulator, domain: str) -> dict[str, dict[str, Any]]:
+        """An authenticated domain's ``dns`` (automatic security: three CNAMEs)."""
+        return {
+            "mail_cname": {
+                "valid": emu.domain_verified,
+                "type": "cname",
+                "host": f"em1.{domain}",
+                "data": "u1.wl.sendgrid.net",
+            },
+            "dkim1": {
+                "valid": emu.dkim_verified,
+                "type": "cname",
+                "host": f"s1._domainkey.{domain}",
+                "data": "s1.domainkey.u1.wl.sendgrid.net",
+            },
+            "dkim2": {
+                "valid": emu.dkim_verified,
+                "type": "cname",
+                "host": f"s2._domainkey.{domain}",
+                "data": "s2.domainkey.u1.wl.sendgrid.net",
+            },
+        }
 
     @staticmethod
     def errors(status: int, *items: tuple[str, str | None, str | None]) -> HttpError:
@@ -1030,7 +1110,20 @@ class Mailgun(Provider):
             {
                 "domain": {"name": name, "state": state, "type": "custom", "is_disabled": False},
                 "receiving_dns_records": [],
-                "sending_dns_records": [],
+                "sending_dns_records": [
+                    {
+                        "record_type": "TXT",
+                        "valid": "valid" if emu.domain_verified else "unknown",
+                        "name": name,
+                        "value": "v=spf1 include:mailgun.org ~all",
+                    },
+                    {
+                        "record_type": "TXT",
+                        "valid": "valid" if emu.dkim_verified else "invalid",
+                        "name": f"pic._domainkey.{name}",
+                        "value": "k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCB",
+                    },
+                ],
             },
         )
 
@@ -1281,7 +1374,38 @@ class Brevo(Provider):
             return Brevo.blocked_contacts, False, ()
         if request.method == "GET" and request.path == "/v3/senders":
             return Brevo.senders, False, ()
+        match = re.fullmatch(r"/v3/senders/domains/([^/]+)", request.path)
+        if request.method == "GET" and match:
+            return Brevo.sender_domain, False, (match.group(1),)
         return None
+
+    @staticmethod
+    def sender_domain(emu: Emulator, request: Request, name: str) -> Response:
+        """``GET /v3/senders/domains/{domainName}``: verified, authenticated, records."""
+        if name not in {a.partition("@")[2] for a in SENDERS}:
+            raise HttpError(404, {"code": "document_not_found", "message": "Domain not found"})
+        return Response(
+            200,
+            {
+                "domain": name,
+                "verified": emu.domain_verified,
+                "authenticated": emu.domain_verified and emu.dkim_verified,
+                "dns_records": {
+                    "dkim_record": {
+                        "type": "TXT",
+                        "value": "k=rsa;p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCB",
+                        "host_name": "mail._domainkey.",
+                        "status": emu.dkim_verified,
+                    },
+                    "brevo_code": {
+                        "type": "TXT",
+                        "value": "brevo-code:0123456789abcdef",
+                        "host_name": "@",
+                        "status": emu.domain_verified,
+                    },
+                },
+            },
+        )
 
     @staticmethod
     def senders(emu: Emulator, request: Request) -> Response:
@@ -1621,9 +1745,13 @@ class RunningEmulator:
     def set_suppressions(self, **lists: list[str]) -> dict[str, list[str]]:
         return self._call("POST", "/_emulator/suppressions", lists)  # type: ignore[no-any-return]
 
-    def set_domain_verified(self, verified: bool) -> None:
-        """What the account/domain endpoints say about the sending domain."""
-        self._call("POST", "/_emulator/domain", {"verified": verified})
+    def set_domain_verified(self, verified: bool, dkim: bool | None = None) -> None:
+        """What the account/domain endpoints say about the sending domain (and its DKIM
+        record: as ``verified`` unless given)."""
+        body: dict[str, bool] = {"verified": verified}
+        if dkim is not None:
+            body["dkim"] = dkim
+        self._call("POST", "/_emulator/domain", body)
 
     def add_events(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
         """Add events (Mailgun's event-data objects) for the events API to report."""

@@ -36,6 +36,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from digest.config.providers import ProviderSettings as ProviderSettings
+from digest.delivery.providers.domains import DomainFinding
 from digest.email.message import MessageParts
 from digest.store.clock import parse_utc
 
@@ -271,6 +272,12 @@ class Provider(ABC):
         """One read-only authenticated request: do the credentials work, is the domain
         verified? Transports without an account return what they can check locally."""
         return [Check("credentials", True, "no account to check")]
+
+    def domain_state(self, domain: str) -> list[DomainFinding]:
+        """What the provider's API says of ``domain`` (verified, DKIM verified, the
+        records it asks for), read-only (digest/delivery/providers/domains.py). Empty: the
+        transport has no such API. Raises ProviderError when the provider refuses."""
+        return []
 
     def close(self) -> None:
         """Release connections; called once when sending ends."""

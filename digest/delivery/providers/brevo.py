@@ -14,6 +14,7 @@ Suppressions: ``GET /v3/smtp/blockedContacts`` (hard bounces, spam reports, unsu
 from __future__ import annotations
 
 import re
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -21,7 +22,7 @@ from typing import Any, ClassVar
 import httpx
 
 from digest.config.providers import BrevoSettings
-from digest.delivery.providers import registry
+from digest.delivery.providers import domains, registry
 from digest.delivery.providers.base import (
     Batch,
     Check,
@@ -33,6 +34,7 @@ from digest.delivery.providers.base import (
 )
 from digest.delivery.providers.classify import AnswerTable
 from digest.delivery.providers.defuse import TemplateSyntax
+from digest.delivery.providers.domains import DomainFinding
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -41,6 +43,7 @@ from digest.delivery.providers.http import (
     encode_json,
     error_message,
 )
+from digest.errors import ProviderError
 
 _NAMESPACE = uuid.UUID("5d0c8a4e-3f52-4a3b-9d0e-6c1f2b7a9e10")
 
@@ -194,6 +197,17 @@ class Brevo(HttpProvider):
             "(Senders, Domains & Dedicated IPs)"
         )
         return [Check("credentials", True, "API key accepted"), Check("sender", active, detail)]
+
+    def domain_state(self, domain: str) -> list[DomainFinding]:
+        """``GET /v3/senders/domains/{domainName}``: verified, authenticated, records."""
+        path = f"/v3/senders/domains/{urllib.parse.quote(domain)}"
+        try:
+            data = self.get(path, self._headers()).json()
+        except ProviderError as exc:
+            if exc.status != 404:
+                raise
+            return domains.not_found("brevo", domain, "Brevo (Senders, Domains & Dedicated IPs)")
+        return domains.brevo(domain, data)
 
     # -- suppressions
 

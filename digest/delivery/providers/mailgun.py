@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 import httpx
 
 from digest.config.providers import MailgunSettings
-from digest.delivery.providers import registry
+from digest.delivery.providers import domains, registry
 from digest.delivery.providers.base import (
     Batch,
     Check,
@@ -50,6 +50,7 @@ from digest.delivery.providers.classify import (
     unreadable_answer,
 )
 from digest.delivery.providers.defuse import TemplateSyntax
+from digest.delivery.providers.domains import DomainFinding
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -278,6 +279,12 @@ class Mailgun(HttpProvider):
                 + ("" if state == "active" else ": verify its DNS records in Mailgun"),
             ),
         ]
+
+    def domain_state(self, domain: str) -> list[DomainFinding]:
+        """``GET /v3/domains/{name}``: its state and each sending record's validity."""
+        path = f"/v3/domains/{urllib.parse.quote(domain)}"
+        data = self.get(path, {"Authorization": self._auth()}).json()
+        return domains.mailgun(domain, data)
 
     # -- suppressions
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from digest.config.providers import PostmarkSettings
-from digest.delivery.providers import registry
+from digest.delivery.providers import domains, registry
 from digest.delivery.providers.base import (
     Batch,
     Check,
@@ -32,6 +32,7 @@ from digest.delivery.providers.base import (
     attempted_since,
 )
 from digest.delivery.providers.classify import AnswerTable, CodeTable, Verdict, refused
+from digest.delivery.providers.domains import DomainFinding
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -263,6 +264,31 @@ class Postmark(HttpProvider):
                 "not checked: Postmark shows sender signatures to account tokens only",
             ),
         ]
+
+    def domain_state(self, domain: str) -> list[DomainFinding]:
+        """``GET /domains`` then ``GET /domains/{id}``, with the account token (the
+        server token cannot read domains)."""
+        if self.settings.account_token is None:
+            return [
+                DomainFinding(
+                    "provider-dkim",
+                    True,
+                    "not asked: Postmark shows domains to account tokens only; set "
+                    "provider.account_token (e.g. ${POSTMARK_ACCOUNT_TOKEN}) to check DKIM "
+                    "and the Return-Path there",
+                    checked=False,
+                )
+            ]
+        headers = {
+            "X-Postmark-Account-Token": self.settings.account_token.resolve(),
+            "Accept": "application/json",
+        }
+        listed = self.get("/domains?count=500&offset=0", headers).json().get("Domains") or []
+        match = [d for d in listed if str(d.get("Name", "")).lower() == domain]
+        if not match:
+            return domains.not_found("postmark", domain, "Postmark (Sender Signatures)")
+        details = self.get(f"/domains/{int(match[0]['ID'])}", headers).json()
+        return domains.postmark(domain, details)
 
     # -- suppressions
 

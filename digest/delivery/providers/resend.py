@@ -15,13 +15,14 @@ arrive by webhook, which ``digest serve`` does not take yet.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
 
 from digest.config.providers import ResendSettings
-from digest.delivery.providers import registry
+from digest.delivery.providers import domains, registry
 from digest.delivery.providers.base import (
     Batch,
     Check,
@@ -38,6 +39,7 @@ from digest.delivery.providers.classify import (
     unanswered,
     unreadable_answer,
 )
+from digest.delivery.providers.domains import DomainFinding
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -161,6 +163,16 @@ class Resend(HttpProvider):
             Check("credentials", True, "API key accepted"),
             Check("domain", status == "verified", f"{domain} is {status}"),
         ]
+
+    def domain_state(self, domain: str) -> list[DomainFinding]:
+        """``GET /domains`` to find the domain, ``GET /domains/{id}`` for its records."""
+        headers = {"Authorization": f"Bearer {self.settings.api_key.resolve()}"}
+        items = self.get("/domains", headers).json().get("data") or []
+        match = [i for i in items if str(i.get("name", "")).lower() == domain]
+        if not match:
+            return domains.not_found("resend", domain, "Resend (Domains)")
+        path = f"/domains/{urllib.parse.quote(str(match[0].get('id', '')))}"
+        return domains.resend(domain, {**match[0], **self.get(path, headers).json()})
 
 
 def _concurrent(response: httpx.Response) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import httpx
 
 from digest.config.providers import SendGridSettings
-from digest.delivery.providers import registry
+from digest.delivery.providers import domains, registry
 from digest.delivery.providers.base import (
     Batch,
     Check,
@@ -31,6 +31,7 @@ from digest.delivery.providers.base import (
 )
 from digest.delivery.providers.classify import AnswerTable
 from digest.delivery.providers.defuse import TemplateSyntax
+from digest.delivery.providers.domains import DomainFinding
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -207,6 +208,11 @@ class SendGrid(HttpProvider):
             "(Settings → Sender Authentication)"
         )
         return [Check("credentials", True, "API key accepted"), Check("domain", valid, detail)]
+
+    def domain_state(self, domain: str) -> list[DomainFinding]:
+        """``GET /v3/whitelabel/domains``: the domain's validity and its DNS records'."""
+        items = self.get("/v3/whitelabel/domains", self._headers()).json()
+        return domains.sendgrid(domain, items if isinstance(items, list) else [])
 
     # -- suppressions
 

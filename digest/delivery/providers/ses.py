@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import httpx
 
 from digest.config.providers import SesSettings
-from digest.delivery.providers import registry
+from digest.delivery.providers import domains, registry
 from digest.delivery.providers.base import (
     Batch,
     Check,
@@ -46,6 +46,7 @@ from digest.delivery.providers.classify import (
     unreadable_answer,
 )
 from digest.delivery.providers.defuse import TemplateSyntax
+from digest.delivery.providers.domains import DomainFinding
 from digest.delivery.providers.http import (
     Envelope,
     HttpProvider,
@@ -423,6 +424,11 @@ class Ses(HttpProvider):
                 f"{domain} is {'verified' if verified else 'not verified'} for sending",
             ),
         ]
+
+    def domain_state(self, domain: str) -> list[DomainFinding]:
+        """``GetEmailIdentity``: verified for sending, and the Easy DKIM status."""
+        path = f"/v2/email/identities/{urllib.parse.quote(domain)}"
+        return domains.ses(domain, self.get(path, {}, sign=self.signer).json())
 
     # -- suppressions
 
