@@ -71,6 +71,7 @@ from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
 from digest.safelog import clean
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
+from digest.serve.leaving import Leaving, named
 from digest.serve.mail import (
     CONFIRM_TEMPLATE,
     NOTICE_TEMPLATE,
@@ -171,6 +172,7 @@ class Handlers:
             self.mailgun_events = found
         self.sections = [(s.name, s.title) for s in config.categories.sections]
         self.newsletters = newsletters.listed(config)
+        self.leaving = Leaving(self.subscriptions)
 
     def close(self) -> None:
         self.store.close()
@@ -468,10 +470,11 @@ class Handlers:
 
     async def unsubscribe_page(self, request: Request) -> Response:
         token = request.path_params["token"]
+        scope = named(request.query_params)
         now = self.clock()
         try:
-            subscriber = await self.store.run(
-                lambda store: self.subscriptions.check(store, token, "unsubscribe", now)
+            subscriber, newsletter = await self.store.run(
+                lambda store: self.leaving.check(store, token, scope, now)
             )
         except TokenError as exc:
             return self.bad_link(request, exc)
@@ -481,19 +484,24 @@ class Handlers:
             form=True,
             email=subscriber.email,
             already=subscriber.status != "active" and subscriber.status != "pending",
-            action=token_path("unsubscribe", token),
+            newsletter=self.config.newsletter_title(newsletter) if newsletter else None,
+            action=self.leaving.action(token, scope if newsletter else None),
         )
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]
+        scope = named(request.query_params)
         form = await request.form()
         one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1] and CSRF_FIELD not in form
         if not one_click and not self.csrf_ok(request, form):
             return self.refused(request)
         now = self.clock()
+        everything = form.get("scope") == "all"
         try:
-            subscriber = await self.store.run(
-                lambda store: self.subscriptions.unsubscribe(store, token, now)
+            left = await self.store.run(
+                lambda store: self.leaving.unsubscribe(
+                    store, token, scope, now, everything=everything
+                )
             )
         except TokenError as exc:
             if one_click:
@@ -502,10 +510,13 @@ class Handlers:
             return self.bad_link(request, exc)
         if one_click:
             return Response(status_code=200)  # RFC 8058: the answer is for a machine
+        subscriber = left.subscriber
         return self.page(
             request,
             "unsubscribed.html.j2",
             email=subscriber.email,
+            left=self.config.newsletter_title(left.newsletter) if left.newsletter else None,
+            still=self.leaving.titles(left.still),
             preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
         )
 
