@@ -60,9 +60,11 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 
+from digest import i18n
 from digest.audience import newsletters
 from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
-from digest.audience.subscribers import InvalidEmail
+from digest.audience.settings import apply as apply_settings
+from digest.audience.subscribers import InvalidEmail, Subscriber
 from digest.audience.tokens import TokenError
 from digest.config import Config
 from digest.content.posts import strip_controls
@@ -189,6 +191,7 @@ class Handlers:
         *,
         status: int = 200,
         form: bool = False,
+        reader: Subscriber | None = None,
         **context: Any,
     ) -> HTMLResponse:
         cookie = request.cookies.get(_csrf_cookie(request)) if form else None
@@ -197,8 +200,15 @@ class Handlers:
         if form:
             assert cookie is not None
             context[CSRF_FIELD] = self.csrf.form_token(cookie)
+        language = self.pages.language(
+            reader.language if reader else None, request.headers.get("accept-language")
+        )
         html = self.pages.render(
-            name, sections=self.sections, newsletters=self.newsletters, **context
+            name,
+            language=language,
+            sections=self.sections,
+            newsletters=self.newsletters,
+            **context,
         )
         response = HTMLResponse(html, status_code=status, headers=NO_STORE)
         if form and cookie:
@@ -303,6 +313,7 @@ class Handlers:
                 name = text_field(data, "name", limit=MAX_NAME)
                 chosen = text_list(data, "categories", most=50, limit=200)
                 lists = text_list(data, "newsletters", most=20, limit=40)
+                given_language: object = text_field(data, "language", limit=40)
             except BadJson as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         else:
@@ -316,7 +327,12 @@ class Handlers:
             name = given_name if isinstance(given_name, str) else ""
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
             lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
+            given_language = form.get("language")
         categories = chosen[:50]
+        language = self.pages.to_store(
+            given_language if isinstance(given_language, str) else None,
+            request.headers.get("accept-language"),
+        )
         if len(email) > MAX_EMAIL:
             email = ""  # not an address; refused below as one
         now = self.clock()
@@ -350,6 +366,9 @@ class Handlers:
                         window=serve.mail_window.total_seconds(),
                         limit=serve.mail_per_address,
                     )
+                elif outcome.takes_request and language != outcome.subscriber.language:
+                    changed = store.set_language(outcome.subscriber.email, language, now=now)
+                    outcome = replace(outcome, subscriber=changed)
             if outcome.send_confirmation and outcome.takes_request and wanted and self.newsletters:
                 # Only an address waiting for confirmation takes a choice from this public
                 # form; someone subscribed changes theirs through their link. (Its own
@@ -422,11 +441,16 @@ class Handlers:
             return self.page(
                 request,
                 "confirmed.html.j2",
+                reader=subscriber,
                 email=subscriber.email,
                 preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
             )
         return self.page(
-            request, "confirm.html.j2", email=subscriber.email, action=token_path("confirm", token)
+            request,
+            "confirm.html.j2",
+            reader=subscriber,
+            email=subscriber.email,
+            action=token_path("confirm", token),
         )
 
     async def confirm(self, request: Request) -> Response:
@@ -454,6 +478,7 @@ class Handlers:
         answer = self.page(
             request,
             "confirmed.html.j2",
+            reader=subscriber,
             email=subscriber.email,
             preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
         )
@@ -481,6 +506,7 @@ class Handlers:
         return self.page(
             request,
             "unsubscribe.html.j2",
+            reader=subscriber,
             form=True,
             email=subscriber.email,
             already=subscriber.status != "active" and subscriber.status != "pending",
@@ -514,6 +540,7 @@ class Handlers:
         return self.page(
             request,
             "unsubscribed.html.j2",
+            reader=subscriber,
             email=subscriber.email,
             left=self.config.newsletter_title(left.newsletter) if left.newsletter else None,
             still=self.leaving.titles(left.still),
@@ -548,10 +575,17 @@ class Handlers:
                 await self.store.run(
                     lambda store: newsletters.choose_from_form(store, address, lists, self.config)
                 )
+            given = form.get("language")
+            if isinstance(given, str) and action == "save" and i18n.spoken(given):
+                address, tag = subscriber.email, self.pages.to_store(given, None)
+                subscriber = await self.store.run(
+                    lambda store: apply_settings(store, address, now=now, language=tag)
+                )
             if subscriber.status == "unsubscribed" and action == "unsubscribe":
                 return self.page(
                     request,
                     "unsubscribed.html.j2",
+                    reader=subscriber,
                     email=subscriber.email,
                     preferences_url=token_path("preferences", token),
                 )
@@ -573,6 +607,7 @@ class Handlers:
         return self.page(
             request,
             "preferences.html.j2",
+            reader=subscriber,
             form=True,
             email=subscriber.email,
             status=200,
@@ -581,6 +616,7 @@ class Handlers:
             every=not chosen_names,
             receives=set(receives),
             saved=saved,
+            languages=i18n.names(i18n.catalogues(), self.pages.language(subscriber.language)),
             action=token_path("preferences", token),
         )
 

@@ -88,8 +88,9 @@ class Mailer:
         # A confirmation goes to an address nobody has confirmed yet: it holds nothing the
         # request wrote (no name), so a stranger cannot put words in mail from the site.
         name = subscriber.name if template != CONFIRM_TEMPLATE else ""
-        context = {"url": url, "email": subscriber.email, "name": name}
+        context: dict[str, Any] = {"url": url, "email": subscriber.email, "name": name}
         context.update(extra or {})
+        context["language"] = self.pages.language(subscriber.language)
         sender = self.config.sender
         headers = {"Auto-Submitted": "auto-generated"}
         if sender.reply_to:
