@@ -192,3 +192,30 @@ def sqlite_rows(config: Config, query: str) -> list[tuple[str, str]]:
 
     with contextlib.closing(sqlite3.connect(config.path(config.ledger.database))) as db:
         return list(db.execute(query))
+
+
+def test_an_import_reads_a_language_or_locale_column(tmp_path: Path, sample_site: Path) -> None:
+    config = load_config(sample_site / "config.yaml")
+    csv = tmp_path / "readers.csv"
+    csv.write_text(
+        "email,locale\nute@example.com,de-DE\nann@example.com,\nbad@example.com,de_??\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    path = str(sample_site / "config.yaml")
+    done = runner.invoke(main, ["--config", path, "subscribers", "import", str(csv)])
+    assert done.exit_code == 1, done.output  # a rejected row: named, the rest imported
+    assert "row 4 rejected: language 'de_??' is not a language tag (de, en, pt-BR)" in done.output
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        ute, ann = store.get("ute@example.com"), store.get("ann@example.com")
+        assert ute is not None and ann is not None
+        assert (ute.language, ann.language) == ("de_DE", "")
+        assert store.get("bad@example.com") is None
+    again = tmp_path / "again.csv"
+    again.write_text("email,language\nute@example.com,en\n", encoding="utf-8")
+    assert (
+        runner.invoke(main, ["--config", path, "subscribers", "import", str(again)]).exit_code == 0
+    )
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        found = store.get("ute@example.com")
+        assert found is not None and found.language == "en"

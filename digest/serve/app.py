@@ -192,6 +192,7 @@ class Handlers:
         status: int = 200,
         form: bool = False,
         reader: Subscriber | None = None,
+        asked: str = "",
         **context: Any,
     ) -> HTMLResponse:
         cookie = request.cookies.get(_csrf_cookie(request)) if form else None
@@ -201,7 +202,7 @@ class Handlers:
             assert cookie is not None
             context[CSRF_FIELD] = self.csrf.form_token(cookie)
         language = self.pages.language(
-            reader.language if reader else None, request.headers.get("accept-language")
+            reader.language if reader else asked, request.headers.get("accept-language")
         )
         html = self.pages.render(
             name,
@@ -391,19 +392,19 @@ class Handlers:
                 email=email,
                 consent_text=self.config.serve.consent_text,
             )
-        answer = self.subscribed(request, is_json)
+        answer = self.subscribed(request, is_json, language)
         # The mail goes after the answer: a provider's delay must not tell a caller which
         # addresses are mailed (new, pending, active) and which are not (complained).
         answer.background = BackgroundTask(self.mail_subscribe, outcome, now)
         return answer
 
-    def subscribed(self, request: Request, is_json: bool) -> Response:
+    def subscribed(self, request: Request, is_json: bool, language: str = "") -> Response:
         # The same answer whatever the address's state: nothing leaks about who is subscribed.
         if is_json:
             return JSONResponse(
                 {"status": "ok", "message": "Check your inbox to confirm."}, status_code=202
             )
-        return self.page(request, "check_inbox.html.j2", status=202)
+        return self.page(request, "check_inbox.html.j2", status=202, asked=language)
 
     async def mail_subscribe(self, outcome: SubscribeOutcome, now: datetime) -> None:
         """The confirmation (or "already subscribed" note) a subscribe asked for; run after
