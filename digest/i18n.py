@@ -17,13 +17,13 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_interval
+from babel.dates import format_date, format_interval, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -171,6 +171,18 @@ def byline_day(day: date, language: str) -> str:
     if language == SOURCE:
         return f"{day.day} {day:%b %Y}"
     return format_date(day, "medium", locale=language)
+
+
+def moment(when: datetime, language: str, zone: str) -> str:
+    """A moment in a reader's language, with its zone: ``Montag, 30. November 2026 um 09:00
+    (Europe/Berlin)`` (digest's English keeps its own spelling, in serve.mail)."""
+    text = gettext(
+        language,
+        N_("%(date)s at %(time)s"),
+        date=format_date(when, "full", locale=language),
+        time=format_time(when, "HH:mm", locale=language),
+    )
+    return f"{text} ({zone})"
 
 
 def day_range(start: date, last: date, language: str) -> str:

@@ -97,3 +97,35 @@ def test_a_german_browser_subscribes_in_german(site: Config) -> None:
         assert "<h1>Your preferences</h1>" in saved.text and "Saved." in saved.text
         assert '<option value="en" selected>English</option>' in saved.text
     assert language_of(site, "ute@example.com") == ""
+
+
+def test_the_welcome_names_the_next_issue_in_the_readers_language(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.schedule.scheduler import Schedule
+
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    for name in ("PM_HOOK_PASSWORD", "RESEND_HOOK_SECRET", "SG_HOOK_KEY", "MG_HOOK_KEY"):
+        monkeypatch.setenv(name, "x")
+    config = write_config(sample_site, subscribe_burst=50, welcome=True)
+    clock = Clock()
+    app = create_app(
+        config,
+        clock=clock,
+        monotonic=clock.monotonic,
+        next_issue=Schedule.from_config(config).next_after,
+    )
+    with TestClient(app, base_url="http://127.0.0.1:8025") as client:
+        client.post("/subscribe", json={"email": "bo@example.com", "name": "Bo"}, headers=GERMAN)
+        [confirmation] = outbox(config)
+        client.post(confirm_path(confirmation))
+    [welcome] = sorted((config.path(config.out_dir) / "welcome" / "outbox").glob("*.eml"))
+    message = email.message_from_bytes(welcome.read_bytes(), policy=policy.default)
+    assert message["Subject"] == "Willkommen bei Field Notes Weekly"
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = body.get_content().replace("\r\n", "\n")
+    assert text.startswith("Hallo Bo,\n\nWillkommen bei Field Notes Weekly: bo@example.com ist")
+    assert (
+        "Die nächste Ausgabe kommt am Montag, 30. November 2026 um 09:00 (Europe/Berlin)." in text
+    )
