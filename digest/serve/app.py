@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
+from starlette.background import BackgroundTask, BackgroundTasks
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -72,6 +72,7 @@ from digest.delivery.providers.mailgun import Mailgun
 from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
 from digest.safelog import clean
+from digest.serve.first_issue import send_latest
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
 from digest.serve.leaving import Leaving, named
 from digest.serve.mail import (
@@ -484,7 +485,8 @@ class Handlers:
             preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
         )
         if self.config.serve.welcome and before != "active":
-            answer.background = BackgroundTask(
+            answer.background = tasks = BackgroundTasks()
+            tasks.add_task(
                 self.mail_later,
                 subscriber,
                 self.subscriptions.link(subscriber, "preferences"),
@@ -492,6 +494,8 @@ class Handlers:
                 WELCOME_TEMPLATE,
                 welcome_context(self.next_issue(now) if self.next_issue else None),
             )
+            if self.config.serve.welcome_latest_issue:
+                tasks.add_task(send_latest, self.config, subscriber, now)
         return answer
 
     async def unsubscribe_page(self, request: Request) -> Response:
