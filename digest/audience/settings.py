@@ -1,8 +1,8 @@
 """A subscriber's own settings beside their sections: how each is checked and stored.
 
 ``digest subscribers set``, imports and the pages change them through :func:`apply`, which
-checks every value given before anything is stored (a bad one is a :class:`SettingError`
-naming it, and nothing changes). A setting left as None is not touched. Today that is the
+checks every value given before anything is stored (a bad one is a StoreError naming it,
+and nothing changes). A setting left as None is not touched. Today that is the
 language; another setting is one more keyword and one more check here.
 """
 
@@ -15,17 +15,13 @@ from digest.audience.subscribers import Subscriber, SubscriberStore
 from digest.errors import StoreError
 
 
-class SettingError(StoreError):
-    """A setting's value is not one digest can use."""
-
-
 def check_language(value: str) -> str:
-    """A language tag as stored ('' for the site's); SettingError for anything else."""
+    """A language tag as stored ('' for the site's); StoreError for anything else."""
     if value.strip().lower() in ("", "default", "site"):
         return ""
     tag = i18n.normalise(value)
     if tag is None:
-        raise SettingError(
+        raise StoreError(
             f"--language {value!r} is not a language tag; use one such as "
             f"{', '.join(i18n.catalogues())}"
         )
