@@ -129,3 +129,17 @@ def test_the_welcome_names_the_next_issue_in_the_readers_language(
     assert (
         "Die nächste Ausgabe kommt am Montag, 30. November 2026 um 09:00 (Europe/Berlin)." in text
     )
+
+
+def test_error_pages_speak_the_browsers_language(site: Config) -> None:
+    clock = Clock()
+    app = create_app(site, clock=clock, monotonic=clock.monotonic)
+    with TestClient(app, base_url="http://127.0.0.1:8025") as client:
+        bad = client.get("/unsubscribe/2.not-a-token", headers=GERMAN)
+        assert bad.status_code == 400
+        assert "<h1>Dieser Link funktioniert nicht</h1>" in bad.text
+        assert "Nehmen Sie den neuesten Link aus Ihrer E-Mail" in bad.text
+        english = client.get("/unsubscribe/2.not-a-token")
+        assert "<h1>This link does not work</h1>" in english.text
+        missing = client.get("/nowhere", headers=GERMAN)
+        assert missing.status_code == 404 and "<h1>Nicht gefunden</h1>" in missing.text

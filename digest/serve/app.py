@@ -71,6 +71,7 @@ from digest.content.posts import strip_controls
 from digest.delivery.providers.mailgun import Mailgun
 from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
+from digest.i18n import N_
 from digest.safelog import clean
 from digest.serve.first_issue import send_latest
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
@@ -205,6 +206,9 @@ class Handlers:
         language = self.pages.language(
             reader.language if reader else asked, request.headers.get("accept-language")
         )
+        for key in ("title", "message"):  # the error page's words, marked N_ where written
+            if isinstance(context.get(key), str) and context[key]:
+                context[key] = i18n.gettext(language, context[key])
         html = self.pages.render(
             name,
             language=language,
@@ -241,8 +245,8 @@ class Handlers:
             request,
             "error.html.j2",
             status=403,
-            title="This form has expired",
-            message="Reload the page and try again.",
+            title=N_("This form has expired"),
+            message=N_("Reload the page and try again."),
         )
 
     def bad_link(self, request: Request, exc: TokenError) -> HTMLResponse:
@@ -251,9 +255,11 @@ class Handlers:
             request,
             "error.html.j2",
             status=400,
-            title="This link does not work",
-            message="It may be incomplete, out of date, or meant for something else. "
-            "Use the newest link from your email, or subscribe again.",
+            title=N_("This link does not work"),
+            message=N_(
+                "It may be incomplete, out of date, or meant for something else. "
+                "Use the newest link from your email, or subscribe again."
+            ),
         )
 
     # -- routes
@@ -299,8 +305,8 @@ class Handlers:
                 request,
                 "error.html.j2",
                 status=429,
-                title="Too many requests",
-                message="Please wait a minute and try again.",
+                title=N_("Too many requests"),
+                message=N_("Please wait a minute and try again."),
             )
             response.headers["Retry-After"] = retry
             return response
@@ -473,9 +479,10 @@ class Handlers:
                 request,
                 "error.html.j2",
                 status=409,
-                title="This address cannot be confirmed",
-                message="Mail to it has bounced or been reported. Write to us if that is a "
-                "mistake.",
+                title=N_("This address cannot be confirmed"),
+                message=N_(
+                    "Mail to it has bounced or been reported. Write to us if that is a mistake."
+                ),
             )
         answer = self.page(
             request,
@@ -715,11 +722,11 @@ class Handlers:
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         titles = {
-            404: "Not found",
-            405: "Not allowed",
-            413: "Too large",
+            404: N_("Not found"),
+            405: N_("Not allowed"),
+            413: N_("Too large"),
         }
-        title = titles.get(exc.status_code, "Request refused")
+        title = titles.get(exc.status_code, N_("Request refused"))
         if request.url.path.startswith("/webhooks/") or exc.status_code == 413:
             return PlainTextResponse(title, status_code=exc.status_code)
         return self.page(request, "error.html.j2", status=exc.status_code, title=title, message="")
