@@ -4,7 +4,8 @@ Routes::
 
     GET  /                         → /subscribe
     GET  /subscribe                the subscribe form
-    POST /subscribe                form (with CSRF token) or JSON {email, name?, categories?}
+    POST /subscribe                form (with CSRF token) or JSON {email, name?, categories?,
+                                   newsletters?, language?}; pages speak the reader's language
     GET  /confirm/<token>          a page with a button (GET alone never confirms: mail
                                    scanners follow links)
     POST /confirm/<token>          double opt-in: pending → active (the token is the proof)
