@@ -24,6 +24,7 @@ from tests.test_serve import (
     csrf_of,
     status_of,
     store,
+    token_for,
     write_config,
 )
 
@@ -124,6 +125,11 @@ def test_one_click_in_the_weekly_mail_ends_the_weekly_only(site: Config) -> None
         ],
     )
     assert shown.output == "both@example.com: links\n"
+    app = create_app(config, clock=clock, monotonic=clock.monotonic)
+    with TestClient(app, base_url=PUBLIC) as client:
+        prefs = client.get(f"/preferences/{token_for(config, 'both@example.com', 'preferences')}")
+        assert 'value="weekly"> Field Notes Weekly' in prefs.text
+        assert 'value="links" checked> Field Notes Links' in prefs.text
 
     # What is sent next agrees: the links issue reaches them, the weekly one does not.
     send(config, "links")
