@@ -195,3 +195,18 @@ def receiving(store: SubscriberStore, email: str, config: Config) -> tuple[str, 
         return ()
     with NewsletterChoices(store) as choices:
         return choices.receives(subscriber, config)
+
+
+def leave(
+    store: SubscriberStore, subscriber: Subscriber, name: str, config: Config
+) -> tuple[str, ...]:
+    """Stop sending newsletter ``name`` to the subscriber; returns what they still receive.
+
+    Empty: ``name`` was the last one. The choice is then left as it was (the caller
+    unsubscribes them, and someone who subscribes again gets back what they had)."""
+    with NewsletterChoices(store) as choices:
+        current = choices.receives(subscriber, config)
+        remaining = tuple(n for n in current if n != name)
+        if remaining and remaining != current:
+            choices.choose(subscriber, remaining)
+        return remaining

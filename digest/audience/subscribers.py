@@ -165,6 +165,12 @@ MIGRATIONS = (
         "CREATE INDEX IF NOT EXISTS subscribers_handle ON subscribers (handle);\n"
         "CREATE INDEX IF NOT EXISTS subscribers_mailbox ON subscribers (mailbox, status);",
     ),
+    # each reader's language (digest.i18n): '' is the site's
+    Migration(
+        7,
+        "each subscriber's language",
+        "ALTER TABLE subscribers ADD COLUMN language TEXT NOT NULL DEFAULT '';",
+    ),
 )
 SPEC = StoreSpec(
     "subscribers",
@@ -249,6 +255,7 @@ class Subscriber:
     categories: tuple[str, ...]
     secret: bytes = field(repr=False)
     source_id: str | None = None
+    language: str = ""  # a tag as digest.i18n.normalise spells it; '' is the site's
 
     @property
     def active(self) -> bool:
@@ -339,7 +346,7 @@ class SubscriberStore:
 
     # -- reading
 
-    _COLUMNS = "id, email, name, status, subscribed_at, categories, secret, source_id"
+    _COLUMNS = "id, email, name, status, subscribed_at, categories, secret, source_id, language"
 
     @staticmethod
     def _row(row: Sequence[Any]) -> Subscriber:
@@ -352,6 +359,7 @@ class SubscriberStore:
             categories=tuple(json.loads(row[5])),
             secret=bytes(row[6]),
             source_id=row[7],
+            language=row[8] or "",
         )
 
     def get(self, email: str) -> Subscriber | None:
@@ -599,6 +607,16 @@ class SubscriberStore:
             (json.dumps(list(categories)), _iso(now), found.id),
         )
         self._note("categories", email=found.email, categories=list(categories))
+        return self._require(email)
+
+    def set_language(self, email: str, language: str, *, now: datetime) -> Subscriber:
+        """Store a language tag (checked by :mod:`digest.audience.settings`); '' is the site's."""
+        found = self._require(email)
+        self._write(
+            "UPDATE subscribers SET language = ?, updated_at = ? WHERE id = ?",
+            (language, _iso(now), found.id),
+        )
+        self._note("language", email=found.email, language=language)
         return self._require(email)
 
     def remove(self, email: str) -> bool:

@@ -43,6 +43,7 @@ __all__ = [
     "TokenError",
     "handle_of",
     "make_token",
+    "newsletter_seal",
     "parse_token",
     "token_secret",
     "verify_token",
@@ -211,6 +212,22 @@ def verify_token(token: str, purpose: str, key_for: KeyFor, *, now: datetime) ->
     if expiry and now.timestamp() >= int(expiry, 36):
         raise TokenError(f"this {purpose} link has expired; ask for a new one")
     return subject
+
+
+def newsletter_seal(key: bytes, handle: str, newsletter: str) -> str:
+    """What binds a newsletter's name to a subscriber's unsubscribe link (``?newsletter=
+    weekly&seal=...``): signed with the subscriber's key like their tokens, so a link cannot
+    be made to end another newsletter, or all of them."""
+    fields = (b"digest-newsletter-v1", handle.encode(), newsletter.encode())
+    return _b64(hmac.new(key, b"\x00".join(fields), hashlib.sha256).digest()[:16])
+
+
+def seal_holds(seal: str, keys: Sequence[bytes], handle: str, newsletter: str) -> bool:
+    """Whether ``seal`` was made by :func:`newsletter_seal` under one of ``keys``."""
+    return any(
+        hmac.compare_digest(seal.encode(), newsletter_seal(key, handle, newsletter).encode())
+        for key in keys
+    )
 
 
 def _base36(number: int) -> str:

@@ -434,3 +434,44 @@ def newsletters_command(state: State, email: str, names: tuple[str, ...], as_jso
         emit_json({"email": subscriber.email, "newsletters": list(receives)})
     else:
         click.echo(f"{subscriber.email}: {', '.join(receives)}")
+
+
+@subscribers_group.command("set")
+@click.argument("email")
+@click.option(
+    "--language",
+    metavar="TAG",
+    help="The language of their email and pages (de, en, pt-BR; 'default': the site's).",
+)
+@json_option
+@pass_state
+def set_command(state: State, email: str, language: str | None, as_json: bool) -> None:
+    """Change a subscriber's own settings (each option given; the rest stay).
+
+    \b
+    Examples:
+      digest subscribers set ada@example.com --language de
+      digest subscribers set ada@example.com --language default
+    """
+    from digest import i18n
+    from digest.audience.settings import apply
+
+    if language is None:
+        raise click.UsageError("give at least one setting to change, e.g. --language de")
+    with _store(state) as store:
+        subscriber = apply(store, email, now=now(), language=language)
+    site = state.config.site.language
+    spoken = i18n.language_of(subscriber.language, site)
+    if as_json:
+        emit_json(
+            {"email": subscriber.email, "language": subscriber.language, "written_in": spoken}
+        )
+        return
+    click.echo(
+        f"{subscriber.email}: language {subscriber.language or 'default'} (written in {spoken})"
+    )
+    if subscriber.language and i18n.spoken(subscriber.language) is None:
+        say(
+            f"note: no catalogue for {subscriber.language} yet; "
+            f"they get {spoken} until one is added"
+        )

@@ -718,6 +718,12 @@ class ServeConfig(_Section):
         description="Send a welcome email (templates/serve/welcome_email.*) after someone "
         "confirms, saying when the next issue comes.",
     )
+    welcome_latest_issue: bool = Field(
+        default=False,
+        description="With welcome: right after the welcome email, send the latest issue of "
+        "each newsletter the reader chose (their sections, their language), recorded in the "
+        "ledger like any send, so it never reaches them twice.",
+    )
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @field_validator("public_url")

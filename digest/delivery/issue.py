@@ -72,6 +72,9 @@ class BuildComposer:
 
     def __init__(self) -> None:
         self._assembler: VariantAssembler | None = None
+        # one more per language its readers use besides the site's (config.site.language)
+        self._in_language: dict[str, VariantAssembler] = {}
+        self._built_in: str | None = None  # the language the issue was built in
 
     def prepare(
         self,
@@ -86,6 +89,7 @@ class BuildComposer:
         from digest.email.build import build_issue
 
         result = build_issue(config, now=now, week=week, since=since, until=until, write=write)
+        self._built_in = config.site.language
         intro = load_intro(config, result.selection.issue_id)
         return Issue(result.selection, result.composed, intro)
 
@@ -101,6 +105,8 @@ class BuildComposer:
         earlier, perhaps from other templates) differ from what it assembles for every
         section, each variant is composed whole instead, as before.
         """
+        if self._built_in is not None and config.site.language != self._built_in:
+            return self._assembler_in(config, issue, now=now)
         current = self._assembler
         if current is None or current.selection is not issue.selection:
             from digest.email.variants import VariantAssembler
@@ -116,6 +122,18 @@ class BuildComposer:
                 current.unsupported = "the built issue differs from what its parts assemble"
                 log.info("composing each variant whole: %s", current.unsupported)
             self._assembler = current
+        return current
+
+    def _assembler_in(self, config: Config, issue: Issue, *, now: datetime) -> VariantAssembler:
+        """A language variant's assembler: its parts are rendered in that language, so
+        there is no built email to compare them with."""
+        language = config.site.language
+        current = self._in_language.get(language)
+        if current is None or current.selection is not issue.selection:
+            from digest.email.variants import VariantAssembler
+
+            current = VariantAssembler(config, issue.selection, now=now, intro=issue.intro)
+            self._in_language[language] = current
         return current
 
     def render(

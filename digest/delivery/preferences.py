@@ -2,8 +2,9 @@
 pick, and the variants a send holds (each composed when its first row comes up) with the
 batches made from them.
 
-A variant is named by its sections (``Work+Tools``), or ``all`` for the whole issue;
-composing one from the issue's parts is :mod:`digest.email.variants`' job.
+A variant is named by its sections (``Work+Tools``), or ``all`` for the whole issue, and
+for a reader in another language than the site's, by that language first (``de:all``,
+``de:Work+Tools``); composing one from the issue's parts is :mod:`digest.email.variants`' job.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from digest import i18n
 from digest.audience.subscribers import Subscriber
 from digest.config import Config
 from digest.content.select import Selection
@@ -31,13 +33,42 @@ def variant_of(
     subscriber: Subscriber,
     selection: Selection,
     sections: tuple[frozenset[str], frozenset[str]] | None = None,
+    site: str | None = None,
 ) -> str | None:
-    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send.
+    """The subscriber's variant key: ``all``, ``Work+Tools``, or None for nothing to send;
+    with ``site`` (the site's language), prefixed by the reader's own when it differs.
 
     ``sections`` (with several newsletters): the casefolded spellings of this newsletter's
     sections and of the other newsletters' sections. A subscriber whose categories name
     only other newsletters' sections chose within those, and receives this one whole.
     """
+    key = _sections_key(subscriber, selection, sections)
+    if key is None or site is None:
+        return key
+    language = i18n.language_of(subscriber.language, site)
+    return key if language == i18n.language_of(None, site) else f"{language}:{key}"
+
+
+def split_variant(variant: str) -> tuple[str | None, str]:
+    """(the language of a variant key, or None for the site's; its sections key)."""
+    head, sep, rest = variant.partition(":")
+    if sep and head in i18n.catalogues():
+        return head, rest
+    return None, variant
+
+
+def in_language(config: Config, language: str | None) -> Config:
+    """``config`` as a reader in ``language`` sees it (None: as it is)."""
+    if language is None:
+        return config
+    return config.model_copy(update={"site": config.site.model_copy(update={"language": language})})
+
+
+def _sections_key(
+    subscriber: Subscriber,
+    selection: Selection,
+    sections: tuple[frozenset[str], frozenset[str]] | None,
+) -> str | None:
     if not subscriber.categories:
         return ALL
     wanted = {c.casefold() for c in subscriber.categories}
@@ -98,13 +129,14 @@ class Variants:
         if held is not None:
             self.held.move_to_end(variant)
             return held
-        if variant == ALL:
+        language, key = split_variant(variant)
+        if key == ALL and language is None:
             composed = self.issue.composed
         else:
-            names = variant.split("+")
-            composed = self.composer.compose(
-                self.config, self.issue, self.issue.selection.only(names), now=self.now
-            )
+            selection = self.issue.selection
+            chosen = selection if key == ALL else selection.only(key.split("+"))
+            config = in_language(self.config, language)
+            composed = self.composer.compose(config, self.issue, chosen, now=self.now)
         make = getattr(self.composer, "wire_template", None)
         held = (composed, make(composed, date=self.now) if make is not None else None)
         self.held[variant] = held

@@ -216,7 +216,9 @@ class _Sender:
                         Outcome(delivery.subscriber_id, SKIPPED, error=f"{why} before sending")
                     )
                     continue
-                variant = variant_of(subscriber, self.issue.selection, self.sections)
+                variant = variant_of(
+                    subscriber, self.issue.selection, self.sections, self.config.site.language
+                )
                 if variant is None:
                     skipped.append(
                         Outcome(
@@ -446,7 +448,7 @@ def send_issue(
                 issue_id,
                 (
                     # queued with its variant, which the send groups rows by
-                    (s.id, s.email, variant_of(s, issue.selection) or "")
+                    (s.id, s.email, variant_of(s, issue.selection, site=config.site.language) or "")
                     for s in newsletters.recipients(config, store, chunk=CHUNK)
                 ),
                 now=now,
@@ -648,7 +650,9 @@ def _dry_run(
     ]
     already = {SENT, FAILED_PERMANENT, SKIPPED}
     for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
-        variant = variant_of(subscriber, issue.selection, section_names(config))
+        variant = variant_of(
+            subscriber, issue.selection, section_names(config), config.site.language
+        )
         if variant is None:
             report.skipped += 1
             continue

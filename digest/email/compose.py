@@ -36,6 +36,7 @@ from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
+from digest import i18n
 from digest.audience.links import archive_url, category_url, post_url, token_url, with_query
 from digest.config import Config
 from digest.content.intro import Intro
@@ -200,8 +201,14 @@ def _wrap(text: str, width: int = 72, indent: str = "", hanging: str | None = No
     return "\n\n".join(wrapped)
 
 
+def spoken(config: Config) -> str:
+    """The language digest's own words are written in for ``config`` (its site.language;
+    a language variant's config has the reader's)."""
+    return i18n.language_of(None, config.site.language)
+
+
 @lru_cache(maxsize=8)
-def _environment(user_dir: str | None) -> jinja2.Environment:
+def _environment(user_dir: str | None, language: str = i18n.SOURCE) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if user_dir:
         loaders.append(InsideLoader(user_dir))
@@ -212,14 +219,16 @@ def _environment(user_dir: str | None) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,
+        extensions=["jinja2.ext.i18n"],
     )
+    i18n.install(env, language)
     env.filters["wrap"] = _wrap
     return env
 
 
 def environment(config: Config) -> jinja2.Environment:
     user = config.email.templates_dir
-    return _environment(str(config.path(user)) if user else None)
+    return _environment(str(config.path(user)) if user else None, spoken(config))
 
 
 def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
@@ -353,29 +362,21 @@ class _Plan:
     compact: bool = False
 
 
-def date_range(selection: Selection) -> str:
-    start = selection.window.start.date()
-    last = selection.window.last_day
-    if start == last:
-        return f"{start.day} {start:%B %Y}"
-    if (start.year, start.month) == (last.year, last.month):
-        return f"{start.day}–{last.day} {last:%B %Y}"
-    if start.year == last.year:
-        return f"{start.day} {start:%B} – {last.day} {last:%B %Y}"
-    return f"{start.day} {start:%B %Y} – {last.day} {last:%B %Y}"
+def date_range(selection: Selection, language: str = i18n.SOURCE) -> str:
+    return i18n.period(selection.window.start.date(), selection.window.last_day, language)
 
 
-def issue_title(selection: Selection) -> str:
+def issue_title(selection: Selection, language: str = i18n.SOURCE) -> str:
     """ "Week 47, 2026" for a week of any newsletter (its issue ids carry its name first),
     else the window's dates."""
     match = re.search(r"(\d{4})-W(\d{2})$", selection.issue_id)
     if match:
-        return f"Week {int(match.group(2))}, {match.group(1)}"
-    return date_range(selection)
+        return i18n.week_title(int(match.group(2)), match.group(1), language)
+    return date_range(selection, language)
 
 
-def _byline(post: Post) -> str:
-    day = f"{post.date.day} {post.date:%b %Y}"
+def _byline(post: Post, language: str = i18n.SOURCE) -> str:
+    day = i18n.byline_day(post.date, language)
     return f"{post.author} · {day}" if post.author else day
 
 
@@ -402,7 +403,7 @@ def _card(
         url=with_query(post_url(config, post), utm),
         image=image,
         excerpt=post.excerpt,
-        byline=_byline(post),
+        byline=_byline(post, spoken(config)),
         slug=post.slug,
         also=tuple((source_name(other) or other.title, _also_url(config, other)) for other in also),
     )
@@ -715,8 +716,8 @@ class IssueRenderer:
             "preheader_padding": _preheader_padding(preheader) if padding is None else padding,
             "issue": {
                 "id": selection.issue_id,
-                "title": issue_title(selection),
-                "date_range": date_range(selection),
+                "title": issue_title(selection, spoken(self.config)),
+                "date_range": date_range(selection, spoken(self.config)),
                 "post_count": sum(len(v.posts) for v in views) if count is None else count,
             },
             "sections": views,
@@ -801,7 +802,7 @@ def _section_views(
         views.append(
             _SectionView(
                 name=section.name,
-                title=section.title,
+                title=i18n.heading(section.title, spoken(config)),
                 posts=shown,
                 more=more,
                 more_url=with_query(category_url(config, section.name), utm),

@@ -28,9 +28,9 @@ from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from typing import Protocol
 
-from digest.audience.links import subscriber_urls
+from digest.audience.links import subscriber_urls, with_query
 from digest.audience.subscribers import Subscriber
-from digest.audience.tokens import make_token, signing_key
+from digest.audience.tokens import make_token, newsletter_seal, signing_key
 from digest.config import Config
 from digest.email.headers import encoded_words
 from digest.textsafe import header_value
@@ -398,13 +398,22 @@ class WireTemplate:
 def recipient_values(
     config: Config, subscriber: Subscriber, server: bytes | None
 ) -> dict[str, str]:
-    """What one subscriber's markers hold: name, address and their signed links."""
+    """What one subscriber's markers hold: name, address and their signed links.
+
+    With several newsletters, the unsubscribe link names ``config``'s newsletter, sealed
+    (:func:`~digest.audience.tokens.newsletter_seal`): one click on it ends that one."""
     key = signing_key(subscriber.secret, server)
     urls = subscriber_urls(
         config,
         unsubscribe_token=make_token("unsubscribe", subscriber.handle, key),
         preferences_token=make_token("preferences", subscriber.handle, key),
     )
+    if len(config.newsletter_names) > 1:
+        name = config.newsletter_name
+        seal = newsletter_seal(key, subscriber.handle, name)
+        urls["unsubscribe_url"] = with_query(
+            urls["unsubscribe_url"], {"newsletter": name, "seal": seal}
+        )
     return {"name": subscriber.name, "email": subscriber.email, **urls}
 
 

@@ -4,7 +4,8 @@ Routes::
 
     GET  /                         → /subscribe
     GET  /subscribe                the subscribe form
-    POST /subscribe                form (with CSRF token) or JSON {email, name?, categories?}
+    POST /subscribe                form (with CSRF token) or JSON {email, name?, categories?,
+                                   newsletters?, language?}; pages speak the reader's language
     GET  /confirm/<token>          a page with a button (GET alone never confirms: mail
                                    scanners follow links)
     POST /confirm/<token>          double opt-in: pending → active (the token is the proof)
@@ -45,7 +46,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
+from starlette.background import BackgroundTask, BackgroundTasks
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -60,17 +61,22 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 
+from digest import i18n
 from digest.audience import newsletters
 from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
-from digest.audience.subscribers import InvalidEmail
+from digest.audience.settings import apply as apply_settings
+from digest.audience.subscribers import InvalidEmail, Subscriber
 from digest.audience.tokens import TokenError
 from digest.config import Config
 from digest.content.posts import strip_controls
 from digest.delivery.providers.mailgun import Mailgun
 from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
+from digest.i18n import N_
 from digest.safelog import clean
+from digest.serve.first_issue import send_latest
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
+from digest.serve.leaving import Leaving, named
 from digest.serve.mail import (
     CONFIRM_TEMPLATE,
     NOTICE_TEMPLATE,
@@ -171,6 +177,7 @@ class Handlers:
             self.mailgun_events = found
         self.sections = [(s.name, s.title) for s in config.categories.sections]
         self.newsletters = newsletters.listed(config)
+        self.leaving = Leaving(self.subscriptions)
 
     def close(self) -> None:
         self.store.close()
@@ -187,6 +194,8 @@ class Handlers:
         *,
         status: int = 200,
         form: bool = False,
+        reader: Subscriber | None = None,
+        asked: str = "",
         **context: Any,
     ) -> HTMLResponse:
         cookie = request.cookies.get(_csrf_cookie(request)) if form else None
@@ -195,8 +204,18 @@ class Handlers:
         if form:
             assert cookie is not None
             context[CSRF_FIELD] = self.csrf.form_token(cookie)
+        language = self.pages.language(
+            reader.language if reader else asked, request.headers.get("accept-language")
+        )
+        for key in ("title", "message"):  # the error page's words, marked N_ where written
+            if isinstance(context.get(key), str) and context[key]:
+                context[key] = i18n.gettext(language, context[key])
         html = self.pages.render(
-            name, sections=self.sections, newsletters=self.newsletters, **context
+            name,
+            language=language,
+            sections=self.sections,
+            newsletters=self.newsletters,
+            **context,
         )
         response = HTMLResponse(html, status_code=status, headers=NO_STORE)
         if form and cookie:
@@ -227,8 +246,8 @@ class Handlers:
             request,
             "error.html.j2",
             status=403,
-            title="This form has expired",
-            message="Reload the page and try again.",
+            title=N_("This form has expired"),
+            message=N_("Reload the page and try again."),
         )
 
     def bad_link(self, request: Request, exc: TokenError) -> HTMLResponse:
@@ -237,9 +256,11 @@ class Handlers:
             request,
             "error.html.j2",
             status=400,
-            title="This link does not work",
-            message="It may be incomplete, out of date, or meant for something else. "
-            "Use the newest link from your email, or subscribe again.",
+            title=N_("This link does not work"),
+            message=N_(
+                "It may be incomplete, out of date, or meant for something else. "
+                "Use the newest link from your email, or subscribe again."
+            ),
         )
 
     # -- routes
@@ -285,8 +306,8 @@ class Handlers:
                 request,
                 "error.html.j2",
                 status=429,
-                title="Too many requests",
-                message="Please wait a minute and try again.",
+                title=N_("Too many requests"),
+                message=N_("Please wait a minute and try again."),
             )
             response.headers["Retry-After"] = retry
             return response
@@ -301,6 +322,7 @@ class Handlers:
                 name = text_field(data, "name", limit=MAX_NAME)
                 chosen = text_list(data, "categories", most=50, limit=200)
                 lists = text_list(data, "newsletters", most=20, limit=40)
+                given_language: object = text_field(data, "language", limit=40)
             except BadJson as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         else:
@@ -314,7 +336,12 @@ class Handlers:
             name = given_name if isinstance(given_name, str) else ""
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
             lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
+            given_language = form.get("language")
         categories = chosen[:50]
+        language = self.pages.to_store(
+            given_language if isinstance(given_language, str) else None,
+            request.headers.get("accept-language"),
+        )
         if len(email) > MAX_EMAIL:
             email = ""  # not an address; refused below as one
         now = self.clock()
@@ -348,6 +375,9 @@ class Handlers:
                         window=serve.mail_window.total_seconds(),
                         limit=serve.mail_per_address,
                     )
+                elif outcome.takes_request and language != outcome.subscriber.language:
+                    changed = store.set_language(outcome.subscriber.email, language, now=now)
+                    outcome = replace(outcome, subscriber=changed)
             if outcome.send_confirmation and outcome.takes_request and wanted and self.newsletters:
                 # Only an address waiting for confirmation takes a choice from this public
                 # form; someone subscribed changes theirs through their link. (Its own
@@ -370,19 +400,19 @@ class Handlers:
                 email=email,
                 consent_text=self.config.serve.consent_text,
             )
-        answer = self.subscribed(request, is_json)
+        answer = self.subscribed(request, is_json, language)
         # The mail goes after the answer: a provider's delay must not tell a caller which
         # addresses are mailed (new, pending, active) and which are not (complained).
         answer.background = BackgroundTask(self.mail_subscribe, outcome, now)
         return answer
 
-    def subscribed(self, request: Request, is_json: bool) -> Response:
+    def subscribed(self, request: Request, is_json: bool, language: str = "") -> Response:
         # The same answer whatever the address's state: nothing leaks about who is subscribed.
         if is_json:
             return JSONResponse(
                 {"status": "ok", "message": "Check your inbox to confirm."}, status_code=202
             )
-        return self.page(request, "check_inbox.html.j2", status=202)
+        return self.page(request, "check_inbox.html.j2", status=202, asked=language)
 
     async def mail_subscribe(self, outcome: SubscribeOutcome, now: datetime) -> None:
         """The confirmation (or "already subscribed" note) a subscribe asked for; run after
@@ -420,11 +450,16 @@ class Handlers:
             return self.page(
                 request,
                 "confirmed.html.j2",
+                reader=subscriber,
                 email=subscriber.email,
                 preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
             )
         return self.page(
-            request, "confirm.html.j2", email=subscriber.email, action=token_path("confirm", token)
+            request,
+            "confirm.html.j2",
+            reader=subscriber,
+            email=subscriber.email,
+            action=token_path("confirm", token),
         )
 
     async def confirm(self, request: Request) -> Response:
@@ -445,18 +480,21 @@ class Handlers:
                 request,
                 "error.html.j2",
                 status=409,
-                title="This address cannot be confirmed",
-                message="Mail to it has bounced or been reported. Write to us if that is a "
-                "mistake.",
+                title=N_("This address cannot be confirmed"),
+                message=N_(
+                    "Mail to it has bounced or been reported. Write to us if that is a mistake."
+                ),
             )
         answer = self.page(
             request,
             "confirmed.html.j2",
+            reader=subscriber,
             email=subscriber.email,
             preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
         )
         if self.config.serve.welcome and before != "active":
-            answer.background = BackgroundTask(
+            answer.background = tasks = BackgroundTasks()
+            tasks.add_task(
                 self.mail_later,
                 subscriber,
                 self.subscriptions.link(subscriber, "preferences"),
@@ -464,36 +502,45 @@ class Handlers:
                 WELCOME_TEMPLATE,
                 welcome_context(self.next_issue(now) if self.next_issue else None),
             )
+            if self.config.serve.welcome_latest_issue:
+                tasks.add_task(send_latest, self.config, subscriber, now)
         return answer
 
     async def unsubscribe_page(self, request: Request) -> Response:
         token = request.path_params["token"]
+        scope = named(request.query_params)
         now = self.clock()
         try:
-            subscriber = await self.store.run(
-                lambda store: self.subscriptions.check(store, token, "unsubscribe", now)
+            subscriber, newsletter = await self.store.run(
+                lambda store: self.leaving.check(store, token, scope, now)
             )
         except TokenError as exc:
             return self.bad_link(request, exc)
         return self.page(
             request,
             "unsubscribe.html.j2",
+            reader=subscriber,
             form=True,
             email=subscriber.email,
             already=subscriber.status != "active" and subscriber.status != "pending",
-            action=token_path("unsubscribe", token),
+            newsletter=self.config.newsletter_title(newsletter) if newsletter else None,
+            action=self.leaving.action(token, scope if newsletter else None),
         )
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]
+        scope = named(request.query_params)
         form = await request.form()
         one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1] and CSRF_FIELD not in form
         if not one_click and not self.csrf_ok(request, form):
             return self.refused(request)
         now = self.clock()
+        everything = form.get("scope") == "all"
         try:
-            subscriber = await self.store.run(
-                lambda store: self.subscriptions.unsubscribe(store, token, now)
+            left = await self.store.run(
+                lambda store: self.leaving.unsubscribe(
+                    store, token, scope, now, everything=everything
+                )
             )
         except TokenError as exc:
             if one_click:
@@ -502,10 +549,14 @@ class Handlers:
             return self.bad_link(request, exc)
         if one_click:
             return Response(status_code=200)  # RFC 8058: the answer is for a machine
+        subscriber = left.subscriber
         return self.page(
             request,
             "unsubscribed.html.j2",
+            reader=subscriber,
             email=subscriber.email,
+            left=self.config.newsletter_title(left.newsletter) if left.newsletter else None,
+            still=self.leaving.titles(left.still),
             preferences_url=self.subscriptions.page_path(subscriber, "preferences"),
         )
 
@@ -537,10 +588,17 @@ class Handlers:
                 await self.store.run(
                     lambda store: newsletters.choose_from_form(store, address, lists, self.config)
                 )
+            given = form.get("language")
+            if isinstance(given, str) and action == "save" and i18n.spoken(given):
+                address, tag = subscriber.email, self.pages.to_store(given, None)
+                subscriber = await self.store.run(
+                    lambda store: apply_settings(store, address, now=now, language=tag)
+                )
             if subscriber.status == "unsubscribed" and action == "unsubscribe":
                 return self.page(
                     request,
                     "unsubscribed.html.j2",
+                    reader=subscriber,
                     email=subscriber.email,
                     preferences_url=token_path("preferences", token),
                 )
@@ -562,6 +620,7 @@ class Handlers:
         return self.page(
             request,
             "preferences.html.j2",
+            reader=subscriber,
             form=True,
             email=subscriber.email,
             status=200,
@@ -570,6 +629,7 @@ class Handlers:
             every=not chosen_names,
             receives=set(receives),
             saved=saved,
+            languages=i18n.names(i18n.catalogues(), self.pages.language(subscriber.language)),
             action=token_path("preferences", token),
         )
 
@@ -663,11 +723,11 @@ class Handlers:
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         titles = {
-            404: "Not found",
-            405: "Not allowed",
-            413: "Too large",
+            404: N_("Not found"),
+            405: N_("Not allowed"),
+            413: N_("Too large"),
         }
-        title = titles.get(exc.status_code, "Request refused")
+        title = titles.get(exc.status_code, N_("Request refused"))
         if request.url.path.startswith("/webhooks/") or exc.status_code == 413:
             return PlainTextResponse(title, status_code=exc.status_code)
         return self.page(request, "error.html.j2", status=exc.status_code, title=title, message="")

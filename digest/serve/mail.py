@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from typing import Any
 
+from digest import i18n
 from digest.audience.subscribers import Subscriber
 from digest.config import Config
 from digest.delivery.providers.base import Batch, Provider, Recipient, Result, idempotency_key
@@ -88,8 +89,13 @@ class Mailer:
         # A confirmation goes to an address nobody has confirmed yet: it holds nothing the
         # request wrote (no name), so a stranger cannot put words in mail from the site.
         name = subscriber.name if template != CONFIRM_TEMPLATE else ""
-        context = {"url": url, "email": subscriber.email, "name": name}
+        context: dict[str, Any] = {"url": url, "email": subscriber.email, "name": name}
         context.update(extra or {})
+        context["language"] = language = self.pages.language(subscriber.language)
+        if language != i18n.SOURCE and context.get("next_issue_iso"):
+            when = datetime.fromisoformat(str(context["next_issue_iso"]))
+            zone = str(context.get("next_issue_zone") or when.tzinfo)
+            context["next_issue"] = i18n.moment(when, language, zone)
         sender = self.config.sender
         headers = {"Auto-Submitted": "auto-generated"}
         if sender.reply_to:
@@ -171,10 +177,11 @@ class Mailer:
 def welcome_context(next_issue: datetime | None) -> dict[str, str]:
     """The welcome email's words for when the next issue goes out (in the schedule's zone)."""
     if next_issue is None:
-        return {"next_issue": "", "next_issue_iso": ""}
+        return {"next_issue": "", "next_issue_iso": "", "next_issue_zone": ""}
     zone = str(next_issue.tzinfo)
     return {
         "next_issue": f"{next_issue:%A} {next_issue.day} {next_issue:%B %Y} at "
         f"{next_issue:%H:%M} ({zone})",
         "next_issue_iso": next_issue.isoformat(),
+        "next_issue_zone": zone,
     }

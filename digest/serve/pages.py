@@ -2,6 +2,9 @@
 
 A file of the same name in ``<email.templates_dir>/serve/`` overrides the built-in one, the
 same way the email's templates are overridden. Autoescaping is on for every template.
+
+Each is rendered in one language (:mod:`digest.i18n`): the reader's, or for a browser
+without a subscriber, the one its Accept-Language asks for among those digest speaks.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from jinja2 import (
     TemplateError as JinjaError,
 )
 
+from digest import i18n
 from digest.config import Config
 from digest.email.loader import InsideLoader
 from digest.errors import TemplateError
@@ -47,23 +51,50 @@ class Pages:
             folders.append(config.path(config.email.templates_dir) / "serve")
         folders.append(BUILTIN_DIR)
         self.folders = folders
-        self.env = Environment(
-            loader=ChoiceLoader([InsideLoader(str(f)) for f in folders]),
-            autoescape=_escape_html,
-            undefined=StrictUndefined,
-            keep_trailing_newline=True,
-        )
+        self.site_language = config.site.language
+        self.default = i18n.language_of(None, config.site.language)
+        self.envs: dict[str, Environment] = {}
         self.common: dict[str, Any] = {
             "site_name": config.site.name,
             "site_url": config.site.base_url,
-            "language": config.site.language,
             "postal_address": config.sender.postal_address,
         }
 
-    def render(self, name: str, /, **context: Any) -> str:
+    def env(self, language: str) -> Environment:
+        """The templates with the words of ``language`` (one environment per language)."""
+        env = self.envs.get(language)
+        if env is None:
+            env = Environment(
+                loader=ChoiceLoader([InsideLoader(str(f)) for f in self.folders]),
+                autoescape=_escape_html,
+                undefined=StrictUndefined,
+                keep_trailing_newline=True,
+                extensions=["jinja2.ext.i18n"],
+            )
+            i18n.install(env, language)
+            self.envs[language] = env
+        return env
+
+    def language(self, stored: str | None = None, accept: str | None = None) -> str:
+        """A reader's language: their stored one, else what their browser accepts."""
+        if stored:
+            return i18n.language_of(stored, self.site_language)
+        return i18n.negotiate(accept, self.site_language)
+
+    def to_store(self, given: str | None, accept: str | None) -> str:
+        """The language a subscribe request keeps: the form's choice when digest speaks it,
+        else what the browser accepts; '' when that is the site's own."""
+        spoken = i18n.spoken(given) if given else None
+        chosen = spoken or (i18n.negotiate(accept, self.site_language) if accept else "")
+        return "" if chosen == self.default else chosen
+
+    def render(self, name: str, /, *, language: str | None = None, **context: Any) -> str:
+        spoken = language or self.default
+        # the page's lang attribute: the site's own spelling while it speaks the site's
+        lang = self.site_language if spoken == self.default else spoken.replace("_", "-")
         try:
-            template = self.env.get_template(name)
-            return template.render({**self.common, **context})
+            template = self.env(spoken).get_template(name)
+            return template.render({**self.common, "language": lang, **context})
         except JinjaError as exc:
             line = getattr(exc, "lineno", None)
             raise TemplateError(str(exc), path=f"templates/serve/{name}", line=line) from None

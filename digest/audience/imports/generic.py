@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from digest import i18n
 from digest.audience.imports.incoming import Platform
 from digest.audience.imports.values import (
     category_names,
@@ -75,6 +76,9 @@ def convert(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
         }
     if not isinstance(consent, dict):
         raise ValueError("consent is not an object")
+    language = cell_text(record, "language") or cell_text(record, "locale")
+    if language and i18n.normalise(language) is None:
+        raise ValueError(f"language {language[:40]!r} is not a language tag (de, en, pt-BR)")
     name = first_of(record, ("name", "full name", "display name"))
     if name is not None and not isinstance(name, str):
         raise ValueError("name is not text")
@@ -91,6 +95,7 @@ def convert(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
         "reason": cell_text(record, "reason") or None,
         "source": cell_text(record, "source") or None,
         "consent": consent,
+        "language": i18n.normalise(language) if language else None,
     }
 
 

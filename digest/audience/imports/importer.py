@@ -144,6 +144,8 @@ def _apply(
             confirmed_at=row.confirmed_at,
             reason=row.reason,
         )
+        if row.language:
+            store.set_language(row.email, row.language, now=now)
         report.added += 1
         report.by_status[row.status] = report.by_status.get(row.status, 0) + 1
         note(report, Change(number, row.email, "add", row.status))
@@ -165,6 +167,9 @@ def _apply(
         changed.append("categories")
     if source_id != existing.source_id:
         changed.append("id")
+    was = store.get(row.email)
+    if row.language is not None and was is not None and row.language != was.language:
+        changed.append("language")
     new_consent = row.consent if existing.consent is None and row.consent else None
     if new_consent:
         changed.append("consent")
@@ -179,6 +184,8 @@ def _apply(
             note(report, Change(number, row.email, "keep", f"stays {existing.status}"))
         return
     store.update_imported(row.email, name=name, categories=categories, source_id=source_id, now=now)
+    if "language" in changed and row.language is not None:
+        store.set_language(row.email, row.language, now=now)
     if status != existing.status:
         store.change_status(row.email, status, cause=Cause.IMPORT, now=now)
     records.set_details(

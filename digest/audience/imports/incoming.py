@@ -33,6 +33,7 @@ class Incoming:
     reason: str | None = None
     source: str | None = None
     consent: Consent | None = None
+    language: str | None = None  # a checked tag (digest.i18n.normalise); None: not given
 
 
 Converter = Callable[[Mapping[str, Any], str], dict[str, Any]]
@@ -100,6 +101,7 @@ def to_incoming(
             reason=raw.get("reason"),
             source=source,
             consent=consent,
+            language=raw.get("language"),
         ),
         warnings,
     )
