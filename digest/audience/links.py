@@ -98,3 +98,12 @@ def subscriber_urls(
         "unsubscribe_url": token_url(config, "unsubscribe", unsubscribe_token),
         "preferences_url": token_url(config, "preferences", preferences_token),
     }
+
+
+CLICK_ROUTE = "/c/{token}"
+"""Where ``digest serve`` counts a click on a post link and redirects to the post."""
+
+
+def click_url(config: Config, token: str) -> str:
+    """A counted post link (``analytics.clicks``) as a public URL."""
+    return public_base(config) + CLICK_ROUTE.format(token=token)
