@@ -61,7 +61,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 
 from digest.audience import newsletters
-from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
+from digest.audience.links import ARCHIVE_PATH, CLICK_ROUTE, public_base, route, token_path
 from digest.audience.subscribers import InvalidEmail
 from digest.audience.tokens import TokenError
 from digest.config import Config
@@ -70,6 +70,7 @@ from digest.delivery.providers.mailgun import Mailgun
 from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
 from digest.safelog import clean
+from digest.serve.clicks import ClickRoute
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
 from digest.serve.mail import (
     CONFIRM_TEMPLATE,
@@ -715,12 +716,16 @@ def create_app(
         config, clock=clock, monotonic=monotonic, mailer=mailer, next_issue=next_issue
     )
 
+    clicks = ClickRoute(config, clock=clock, monotonic=monotonic or time.monotonic)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("digest serve: links point at %s", public_base(config))
+        clicks.start()
         try:
             yield
         finally:
+            await clicks.stop()
             handlers.close()
 
     routes = [
@@ -735,6 +740,7 @@ def create_app(
         Route(route("unsubscribe"), handlers.unsubscribe, methods=["POST"]),
         Route(route("preferences"), handlers.preferences, methods=["GET", "POST"]),
         Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
+        Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
         Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),
         Mount(ARCHIVE_PATH, app=Archive(archive_dir(config))),
     ]
@@ -748,6 +754,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.handlers = handlers
+    app.state.clicks = clicks
     app.add_middleware(BodyLimit, limit_for=_limit_for(config))
     if config.serve.allowed_origins:
         app.add_middleware(SubscribeCors, origins=list(config.serve.allowed_origins))
