@@ -93,3 +93,35 @@ def test_a_site_that_counts_nothing_reports_so_and_creates_no_store(sample_site:
         "analytics.clicks is off: no clicks are counted (see docs/analytics.md)\nno issues yet\n"
     )
     assert not (sample_site / "data" / "clicks.sqlite").exists()
+
+
+def test_forget_removes_the_readers_click_rows_and_only_theirs(sample_site: Path) -> None:
+    from digest.delivery.erasure import erase
+
+    config = edit_config(sample_site, analytics={"clicks": "aggregate"})
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        ann = store.add("ann@example.com", name="", now=NOW)[0]
+        bob = store.add("bob@example.com", name="", now=NOW)[0]
+    tally = Tally.empty()
+    for handle in (ann.handle, bob.handle):
+        tally.add(WEEK, 0, "all", "2026-11-23", kept=True, handle=handle)
+    with ClickStore(config.path(config.analytics.database)) as clicks:
+        clicks.add(tally)
+    report = erase(config, "ann@example.com", now=NOW)
+    assert report.click_rows == 1
+    assert "  click store: 1 reader row(s) removed" in report.lines()
+    with ClickStore(config.path(config.analytics.database)) as clicks:
+        assert clicks.readers([WEEK]) == {bob.handle: {WEEK}}
+        assert [(c.kept, c.filtered) for c in clicks.links(WEEK)] == [(2, 0)]  # aggregate stays
+
+
+def test_forget_on_a_site_without_clicks_opens_no_click_store(sample_site: Path) -> None:
+    from digest.delivery.erasure import erase
+
+    config = edit_config(sample_site)
+    with SubscriberStore(config.path(config.subscribers.database)) as store:
+        store.add("ann@example.com", name="", now=NOW)
+    report = erase(config, "ann@example.com", now=NOW)
+    assert report.click_rows is None
+    assert not any(line.startswith("  click store") for line in report.lines())
+    assert not config.path(config.analytics.database).exists()
