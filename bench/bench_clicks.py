@@ -199,9 +199,10 @@ def measure(site: Path, *, clicks: int, clients: int, baseline: int) -> dict[str
             proc.terminate()
         for proc, _ in processes:
             proc.wait(timeout=60)
-    expected = dict.fromkeys(range(POSTS), 0)
+    expected: dict[int, int] = {}
     for n in range(clients):
-        expected[n % POSTS] += per[n]
+        if per[n]:
+            expected[n % POSTS] = expected.get(n % POSTS, 0) + per[n]
     with ClickStore(locate(config, config.analytics.database)) as store:
         counted = {c.post: c.kept for c in store.links(ISSUE)}
         filtered = sum(c.filtered for c in store.links(ISSUE))
