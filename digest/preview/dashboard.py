@@ -155,9 +155,11 @@ def stacked_bars(
     groups: list[tuple[str, dict[str, int]]],
     colours: dict[str, str],
     height: int = HEIGHT,
+    floor: int = 1,
 ) -> str:
-    """One bar per group, stacked by key; each segment carries data-group/-key/-value."""
-    top = _scale(max([sum(values.values()) for _, values in groups] or [1]))
+    """One bar per group, stacked by key; each segment carries data-group/-key/-value.
+    The axis reaches ``floor`` at least (a line drawn over the chart stays on it)."""
+    top = _scale(max([sum(values.values()) for _, values in groups] + [floor]))
     inner = height - PAD_TOP - PAD_BOTTOM
     slot = PLOT / max(len(groups), 1)
     width = max(min(slot * 0.7, 60), 2)
