@@ -119,3 +119,10 @@ def test_analytics_is_off_by_default_and_opens_are_refused(sample_site: Path) ->
         out.write("\nanalytics:\n  clicks: aggregate\n  opens: true\n")
     with pytest.raises(ConfigError, match=r"analytics.opens.*no open pixel: Apple Mail Privacy"):
         load_config(sample_site / "config.yaml")
+
+
+def test_per_subscriber_clicks_are_refused_until_consent_is_recorded(sample_site: Path) -> None:
+    with (sample_site / "config.yaml").open("a", encoding="utf-8") as out:
+        out.write("\nanalytics:\n  clicks: per_subscriber\n")
+    with pytest.raises(ConfigError, match=r"analytics.clicks.*per_subscriber needs each reader"):
+        load_config(sample_site / "config.yaml")

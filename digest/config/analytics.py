@@ -24,8 +24,8 @@ class AnalyticsConfig(BaseModel):
         default="off",
         description="off: post links go straight to the post. aggregate: each post link "
         "goes through <serve.public_url>/c/<token>, counted per issue, post and variant, "
-        "never per reader. per_subscriber: as aggregate, and for readers who consented, "
-        "which issues they clicked (for 'inactive for N issues').",
+        "never per reader. per_subscriber (per-reader engagement with consent) is not built "
+        "yet and is refused.",
     )
     opens: bool = Field(
         default=False,
@@ -43,6 +43,16 @@ class AnalyticsConfig(BaseModel):
         le=60,
         description="How often each digest serve process writes its buffered counts.",
     )
+
+    @field_validator("clicks")
+    @classmethod
+    def _no_reader_engagement_yet(cls, value: ClickMode) -> ClickMode:
+        if value == "per_subscriber":
+            raise ValueError(
+                "per_subscriber needs each reader's consent, which digest does not record "
+                "yet; use aggregate (counts per issue, post and variant, never per reader)"
+            )
+        return value
 
     @field_validator("opens")
     @classmethod
