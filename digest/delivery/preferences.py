@@ -93,8 +93,10 @@ class Variants:
         self.now = now
         # variant → (composed email, wire template or None); the least recently used goes.
         self.held: OrderedDict[str, tuple[Any, Wire | None]] = OrderedDict()
-        # analytics.clicks: each variant's post links are counted (digest.email.clicklinks)
-        self.click_key = token_secret(config) if counts_clicks(config) else None
+        # analytics.clicks: each variant's post links are counted (digest.email.clicklinks);
+        # composers that stand in for the build stage may come without a config
+        counting = config is not None and counts_clicks(config)
+        self.click_key = token_secret(config) if counting else None
 
     def get(self, variant: str) -> tuple[Any, Wire | None]:
         """The variant's composed email and wire template (None: the composer has no fast
