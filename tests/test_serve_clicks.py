@@ -3,6 +3,7 @@ the issue's own post links, and scanners are counted apart from readers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,11 @@ from starlette.testclient import TestClient
 from digest.audience.clicktokens import Click, make_click_token
 from digest.audience.tokens import token_secret
 from digest.config import Config
-from digest.delivery.clicks import ClickStore, LinkCount
+from digest.delivery.clicks import ClickStore, LinkCount, Tally
+from digest.errors import StoreError
 from digest.serve.app import create_app
 from digest.serve.clickfilter import Bursts, reader_agent
+from digest.serve.clicks import ClickCounter
 from digest.store.database import locate
 from tests.test_serve import Clock, write_config
 
@@ -170,3 +173,30 @@ def test_a_burst_is_told_once_it_is_over() -> None:
     assert len(bursts) == 1
     assert list(bursts.settle(2.0, everything=True)) == [("c", True)]
     assert len(bursts) == 0
+
+
+def test_counts_a_flush_could_not_write_are_written_by_the_next(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = ClickCounter(config, monotonic=lambda: 0.0)
+    counter.tally.add(ISSUE, 0, "all", "2026-11-23", kept=True)
+    real = ClickStore.add
+    tries: list[int] = []
+
+    def down_once(self: ClickStore, tally: Tally) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise StoreError("the database is down")
+        real(self, tally)
+
+    monkeypatch.setattr(ClickStore, "add", down_once)
+
+    async def run() -> None:
+        await counter.flush()
+        assert counter.tally.links == {(ISSUE, 0, "all"): [1, 0]}  # kept for the next try
+        counter.tally.add(ISSUE, 0, "all", "2026-11-23", kept=False)
+        await counter.stop()
+
+    asyncio.run(run())
+    assert len(tries) == 2
+    assert _counts(config) == [LinkCount(ISSUE, 0, "all", 1, 1)]

@@ -76,7 +76,11 @@ class ClickCounter:
     def _write(self, tally: Tally) -> None:
         if self._store is None:
             self._store = ClickStore(self.target)
-        self._store.add(tally)
+        try:
+            self._store.add(tally)
+        except BaseException:
+            self._close()  # a broken connection: the next flush opens a new one
+            raise
 
     async def flush(self, *, everything: bool = False) -> None:
         """Add what is settled to the store; kept in memory for the next try if it fails."""
@@ -87,7 +91,7 @@ class ClickCounter:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._writer, self._write, tally)
-        except DigestError as exc:
+        except Exception as exc:  # the counts stay; a store that is down must not end the task
             log.warning("click counts not written yet (tried again later): %s", exc)
             tally.merge(self.tally)
             self.tally = tally
@@ -111,9 +115,10 @@ class ClickCounter:
         self._writer.shutdown(wait=True)
 
     def _close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):  # a connection already broken
+                store.close()
 
 
 class ClickRoute:
