@@ -126,3 +126,22 @@ def test_per_subscriber_clicks_are_refused_until_consent_is_recorded(sample_site
         out.write("\nanalytics:\n  clicks: per_subscriber\n")
     with pytest.raises(ConfigError, match=r"analytics.clicks.*per_subscriber needs each reader"):
         load_config(sample_site / "config.yaml")
+
+
+def test_db_commands_list_the_click_store_only_where_clicks_are_counted(
+    sample_site: Path, site_backend: str
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    args = ["--config", str(sample_site / "config.yaml"), "db"]
+    runner = CliRunner()
+    assert "clicks" not in runner.invoke(main, [*args, "status"]).output
+    with (sample_site / "config.yaml").open("a", encoding="utf-8") as out:
+        out.write("\nanalytics:\n  clicks: aggregate\n")
+    upgraded = runner.invoke(main, [*args, "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    status = runner.invoke(main, [*args, "status"])
+    (line,) = [x for x in status.output.splitlines() if x.startswith("clicks")]
+    assert line.split()[:4] == ["clicks", "version", str(len(MIGRATIONS)), "up"]
