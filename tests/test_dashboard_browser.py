@@ -7,6 +7,7 @@ numbers the charts draw and compares them with the stores; screenshots go to out
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from digest.audience.subscribers import SubscriberStore
+from digest.preview.dashboard import CSS, WIDTH, line_chart
 
 from .audience_seed import Seeded, seed
 from .browser import CHROMIUM, CHROMIUM_ARGS, browser_marks
@@ -120,3 +122,31 @@ def test_the_preview_links_to_the_dashboard(browser: Browser, preview: Preview) 
     page.wait_for_selector('svg[data-chart="timeline"]')
     assert page.url == preview.url + "dashboard"
     context.close()
+
+
+def test_date_labels_on_the_x_axis_never_overlap(browser: Browser) -> None:
+    """Chromium measures each drawn label (its real font); no two of them overlap, however
+    many days the chart covers, and every label stays inside the chart."""
+    page = browser.new_page(viewport={"width": 1100, "height": 400})
+    for days in (1, 2, 7, 12, 31, 49, 50, 61, 90, 119, 120):
+        points = [
+            {"at": f"2026-{1 + i // 28:02d}-{1 + i % 28:02d}T00:00:00Z", "active": i}
+            for i in range(days)
+        ]
+        page.set_content(
+            f"<!doctype html><style>{CSS}</style>"
+            + line_chart("t", "t", points, {"active": "#1a7f37"})
+        )
+        boxes = page.eval_on_selector_all(
+            'svg text.tick[text-anchor="middle"]',
+            "els => els.map(e => { const b = e.getBBox(); return [b.x, b.x + b.width]; })",
+        )
+        assert boxes, days
+        assert boxes[0][0] >= 0 and boxes[-1][1] <= WIDTH, days
+        for (_, right), (left, _) in itertools.pairwise(boxes):
+            assert left >= right, f"{days} days: labels overlap ({right:.1f} > {left:.1f})"
+        shown = page.eval_on_selector_all(
+            'svg text.tick[text-anchor="middle"]', "els => els.map(e => e.textContent)"
+        )
+        assert shown[0] == points[0]["at"][:10] and shown[-1] == points[-1]["at"][:10]
+    page.close()

@@ -98,3 +98,14 @@ def subscriber_urls(
         "unsubscribe_url": token_url(config, "unsubscribe", unsubscribe_token),
         "preferences_url": token_url(config, "preferences", preferences_token),
     }
+
+
+CLICK_PATH = "/c/"
+CLICK_ROUTE = CLICK_PATH + "{token:path}"
+"""Where ``digest serve`` counts a click on a post link and redirects to the post (every
+path below it: whatever follows ``/c/`` is a token, or refused as one)."""
+
+
+def click_url(config: Config, token: str) -> str:
+    """A counted post link (``analytics.clicks``) as a public URL."""
+    return public_base(config) + CLICK_PATH + token

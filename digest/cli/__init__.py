@@ -39,6 +39,10 @@ def _preview() -> None:
     from digest.cli import preview  # noqa: F401
 
 
+def _report() -> None:
+    from digest.cli import report  # noqa: F401
+
+
 def _schedule() -> None:
     from digest.cli import schedule  # noqa: F401
 
@@ -80,6 +84,10 @@ main.lazy.update(
         "preview": (
             "Preview the issue in a browser; it rebuilds and reloads when you save.",
             _preview,
+        ),
+        "report": (
+            "Show clicks per post, per section and per issue, with delivery outcomes.",
+            _report,
         ),
         "run": (
             "Send the issue that is due now, if any. Safe to call at any time, as often as "

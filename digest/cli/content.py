@@ -308,6 +308,9 @@ def check_command(
         result = pipeline.load(config, now=moment)
         rules_unknown = pipeline.unlisted_categories(config, result.posts)
     failing = [r for r in result.sources if r.failing(config.content.failing_after)]
+    from digest.delivery.click_check import serve_unreachable
+
+    clicks_problem = serve_unreachable(config)
     if as_json:
         emit_json(
             {
@@ -331,6 +334,7 @@ def check_command(
                 "preflight": ready.as_dict(),
                 "ok": not result.problems and ready.ok,
             }
+            | ({"clicks_warning": clicks_problem} if clicks_problem else {})
         )
     else:
         say(f"config: {config.source} is valid")
@@ -354,6 +358,8 @@ def check_command(
                 + ", ".join(rules_unknown)
             )
         _report_problems(result.problems)
+        if clicks_problem:
+            say(f"warning: {clicks_problem}", fg="yellow")
     if any(m["needed_by"] == "send" for m in ready.missing):
         raise click.exceptions.Exit(3)
     if result.problems or failing:

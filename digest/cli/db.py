@@ -9,7 +9,7 @@ import click
 from digest.audience import subscribers
 from digest.cli._app import State, emit_json, json_option, main, pass_state
 from digest.config import Config, DatabaseURL, parse_database_url
-from digest.delivery import ledger
+from digest.delivery import clicks, ledger
 from digest.errors import ConfigError
 from digest.schedule import runs
 from digest.serve import shared
@@ -23,7 +23,7 @@ def _files(config: Config) -> list[tuple[StoreSpec, Path]]:
         (subscribers.SPEC, config.path(config.subscribers.database)),
         (ledger.SPEC, config.path(config.ledger.database)),
         (runs.SPEC, config.path(config.schedule.database)),
-    ]
+    ] + ([(clicks.SPEC, config.path(config.analytics.database))] if _counts(config) else [])
 
 
 def _stores(config: Config) -> list[tuple[StoreSpec, Target]]:
@@ -33,10 +33,15 @@ def _stores(config: Config) -> list[tuple[StoreSpec, Target]]:
         (subscribers.SPEC, locate(config, config.subscribers.database)),
         (ledger.SPEC, locate(config, config.ledger.database)),
         (runs.SPEC, locate(config, config.schedule.database)),
-    ]
+    ] + ([(clicks.SPEC, locate(config, config.analytics.database))] if _counts(config) else [])
     if config.database is not None:
         found.append((shared.SPEC, config.database))
     return found
+
+
+def _counts(config: Config) -> bool:
+    """Whether the click store is one of the stores (a site that counts no clicks has none)."""
+    return config.analytics.clicks != "off"
 
 
 @main.group("db")

@@ -12,7 +12,7 @@ from digest.cli._app import State, echo_err, main, now, pass_state
 from digest.config import find_config
 from digest.content.select import resolve_window
 from digest.preview import PreviewState, run_preview
-from digest.preview.dashboard import audience_dashboard
+from digest.preview.clicks_dashboard import dashboard_page
 from digest.preview.site import SitePreview, changed_names, send_test_for
 from digest.preview.state import BuildEvent
 
@@ -122,7 +122,7 @@ def preview_command(
         archive=site.archive,
         send_test=send_test_for(site),
         site_name=config.site.name,
-        dashboard=lambda: audience_dashboard(config, now()),
+        dashboard=lambda: dashboard_page(config, now()),
         deliverability=lambda issue: _deliverability_panel(site, issue),
         any_host=not _is_loopback(host),
         on_ready=ready,

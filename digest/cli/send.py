@@ -424,3 +424,8 @@ def status_command(
         )
     for failure in failures:
         click.secho(f"  {failure['state']}: {failure['email']}: {failure['error']}", fg="red")
+    from digest.delivery.click_report import complaint_warning
+
+    warning = complaint_warning(config, issue_id, now=now())
+    if warning:
+        click.secho(f"  {warning}", fg="yellow")

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from digest.config.analytics import AnalyticsConfig
 from digest.config.cron import check_cron
 from digest.config.database import DatabaseURL as DatabaseURL
 from digest.config.database import parse_database_url as parse_database_url
@@ -850,6 +851,7 @@ class Config(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     out_dir: Path = Field(default=Path("out"), description="Where builds and reports go.")
     database: DatabaseURL | None = Field(
         default=None,

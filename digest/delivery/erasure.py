@@ -8,6 +8,8 @@ what was changed.
   and the service-mail counts of the mailbox go;
 - the send ledger: the address, and the provider id, Message-ID and last error where they
   hold it, are blanked in every row (the rows stay as the record of what was sent);
+- the click store (``analytics.clicks``): the reader's per-subscriber engagement rows
+  (aggregate counts name no reader and stay);
 - files under ``out/`` (and the outbox provider's own folder): the outbox messages named
   after the address are deleted (they hold the address and working links), and send
   reports that name it have it replaced.
@@ -27,9 +29,10 @@ from typing import Any
 from digest.audience.lifecycle import erasure_key, forget
 from digest.audience.subscribers import SubscriberStore
 from digest.config import Config
+from digest.delivery.clicks import ClickStore
 from digest.delivery.ledger import scrub_address
 from digest.delivery.providers.outbox import outbox_name
-from digest.store.database import locate
+from digest.store.database import Target, is_postgres, locate
 from digest.store.private import write_private
 
 NOT_REACHED = "backups, and the provider's own lists and logs"
@@ -46,6 +49,7 @@ class ErasureReport:
     ledger_rows: int  # ledger rows blanked
     files: list[str] = field(default_factory=list)  # deleted, relative to the config folder
     reports: list[str] = field(default_factory=list)  # send reports rewritten
+    click_rows: int | None = None  # per-reader click rows removed (None: no click store)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +69,8 @@ class ErasureReport:
             f"  files: {len(self.files)} deleted",
             *(f"    {name}" for name in self.files),
         ]
+        if self.click_rows is not None:
+            out.append(f"  click store: {self.click_rows} reader row(s) removed")
         if self.reports:
             out.append(f"  send reports: {len(self.reports)} rewritten")
             out.extend(f"    {name}" for name in self.reports)
@@ -109,11 +115,27 @@ def _relative(config: Config, path: Path) -> str:
         return str(path)
 
 
+def _has_store(config: Config, target: Target) -> bool:
+    """Clicks are counted, or were (their SQLite file is there); reading creates no store."""
+    on = config.analytics.clicks != "off"
+    return on or (not is_postgres(target) and Path(str(target)).exists())
+
+
+def _forget_clicks(target: Target, handle: str) -> int:
+    with ClickStore(target) as store:
+        return store.forget([handle])
+
+
 def erase(config: Config, email: str, *, now: datetime) -> ErasureReport:
     """Erase ``email`` everywhere digest keeps it (see the module's docstring)."""
     with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        found = store.get(email)
         erased = forget(store, email, now=now, erasure_key=erasure_key(config))
         counts = store.forget_mail(erased.email)
+    clicks = locate(config, config.analytics.database)
+    click_rows = None
+    if found is not None and _has_store(config, clicks):
+        click_rows = _forget_clicks(clicks, found.handle)
     rows = scrub_address(locate(config, config.ledger.database), erased.email)
     files: list[str] = []
     for path in sorted(_named(config, erased.email)):
@@ -132,4 +154,5 @@ def erase(config: Config, email: str, *, now: datetime) -> ErasureReport:
         rows,
         files,
         reports,
+        click_rows,
     )

@@ -16,10 +16,13 @@ from typing import Any
 
 from digest import i18n
 from digest.audience.subscribers import Subscriber
+from digest.audience.tokens import token_secret
 from digest.config import Config
 from digest.content.select import Selection
 from digest.delivery.issue import Composer, Issue
 from digest.delivery.providers.base import Batch, Recipient, idempotency_key
+from digest.email.clicklinks import count_clicks, counts_clicks
+from digest.email.message import ComposedEmail
 
 ALL = "all"
 MIXED = "mixed"  # the variant of a batch whose recipients have several (ledger rows say which)
@@ -121,6 +124,10 @@ class Variants:
         self.now = now
         # variant → (composed email, wire template or None); the least recently used goes.
         self.held: OrderedDict[str, tuple[Any, Wire | None]] = OrderedDict()
+        # analytics.clicks: each variant's post links are counted (digest.email.clicklinks);
+        # composers that stand in for the build stage may come without a config
+        counting = config is not None and counts_clicks(config)
+        self.click_key = token_secret(config) if counting else None
 
     def get(self, variant: str) -> tuple[Any, Wire | None]:
         """The variant's composed email and wire template (None: the composer has no fast
@@ -137,6 +144,14 @@ class Variants:
             chosen = selection if key == ALL else selection.only(key.split("+"))
             config = in_language(self.config, language)
             composed = self.composer.compose(config, self.issue, chosen, now=self.now)
+        if self.click_key is not None and isinstance(composed, ComposedEmail):
+            composed = count_clicks(
+                self.config,
+                composed,
+                variant=variant,
+                issue_posts=self.issue.composed.posts,
+                key=self.click_key,
+            )
         make = getattr(self.composer, "wire_template", None)
         held = (composed, make(composed, date=self.now) if make is not None else None)
         self.held[variant] = held

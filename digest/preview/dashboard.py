@@ -8,6 +8,7 @@ for screen readers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -42,6 +43,8 @@ PAD_BOTTOM = 28
 PAD_TOP = 12
 PAD_RIGHT = 36
 PLOT = WIDTH - PAD_LEFT - PAD_RIGHT
+TICK_CHAR = 7.0  # px: wider than a digit, a dash or a letter of the 11px tick font
+TICK_GAP = 8.0  # px between two tick labels at least
 
 
 def _e(value: object) -> str:
@@ -74,17 +77,37 @@ def _axes(top: int, labels: Sequence[str], height: int = HEIGHT) -> list[str]:
             f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
             f"{round(top * fraction)}</text>"
         )
-    if labels:
-        slot = PLOT / len(labels)
-        every = max(1, len(labels) // 8)
-        for i, label in enumerate(labels):
-            if i % every == 0 or i == len(labels) - 1:
-                x = PAD_LEFT + slot * (i + 0.5)
-                parts.append(
-                    f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" class="tick">'
-                    f"{_e(label)}</text>"
-                )
+    slot = PLOT / max(len(labels), 1)
+    for i in shown_ticks(labels, slot):
+        x = PAD_LEFT + slot * (i + 0.5)
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" class="tick">'
+            f"{_e(labels[i])}</text>"
+        )
     return parts
+
+
+def tick_width(label: str) -> float:
+    """The width a tick label may take: wider than any character of the tick's 11px font."""
+    return len(label) * TICK_CHAR + TICK_GAP
+
+
+def shown_ticks(labels: Sequence[str], slot: float) -> list[int]:
+    """Which labels of the x axis to draw, ``slot`` apart: every ``every``-th, so that no
+    two drawn labels overlap whatever their length, and the last one (in place of the one
+    before it when both do not fit)."""
+    if not labels:
+        return []
+    widest = max(tick_width(label) for label in labels)
+    every = max(1, math.ceil(widest / slot))
+    shown = list(range(0, len(labels), every))
+    last = len(labels) - 1
+    if shown[-1] != last:
+        if last - shown[-1] >= every:
+            shown.append(last)
+        elif len(shown) > 1:
+            shown[-1] = last
+    return shown
 
 
 def _svg(name: str, title: str, body: list[str], height: int = HEIGHT) -> str:
@@ -132,9 +155,11 @@ def stacked_bars(
     groups: list[tuple[str, dict[str, int]]],
     colours: dict[str, str],
     height: int = HEIGHT,
+    floor: int = 1,
 ) -> str:
-    """One bar per group, stacked by key; each segment carries data-group/-key/-value."""
-    top = _scale(max([sum(values.values()) for _, values in groups] or [1]))
+    """One bar per group, stacked by key; each segment carries data-group/-key/-value.
+    The axis reaches ``floor`` at least (a line drawn over the chart stays on it)."""
+    top = _scale(max([sum(values.values()) for _, values in groups] + [floor]))
     inner = height - PAD_TOP - PAD_BOTTOM
     slot = PLOT / max(len(groups), 1)
     width = max(min(slot * 0.7, 60), 2)

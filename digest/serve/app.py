@@ -63,7 +63,7 @@ from starlette.routing import Mount, Route
 
 from digest import i18n
 from digest.audience import newsletters
-from digest.audience.links import ARCHIVE_PATH, public_base, route, token_path
+from digest.audience.links import ARCHIVE_PATH, CLICK_ROUTE, public_base, route, token_path
 from digest.audience.settings import apply as apply_settings
 from digest.audience.subscribers import InvalidEmail, Subscriber
 from digest.audience.tokens import TokenError
@@ -74,6 +74,7 @@ from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
 from digest.i18n import N_
 from digest.safelog import clean
+from digest.serve.clicks import ClickRoute
 from digest.serve.first_issue import send_latest
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
 from digest.serve.leaving import Leaving, named
@@ -775,12 +776,16 @@ def create_app(
         config, clock=clock, monotonic=monotonic, mailer=mailer, next_issue=next_issue
     )
 
+    clicks = ClickRoute(config, clock=clock, monotonic=monotonic or time.monotonic)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("digest serve: links point at %s", public_base(config))
+        clicks.start()
         try:
             yield
         finally:
+            await clicks.stop()
             handlers.close()
 
     routes = [
@@ -795,6 +800,7 @@ def create_app(
         Route(route("unsubscribe"), handlers.unsubscribe, methods=["POST"]),
         Route(route("preferences"), handlers.preferences, methods=["GET", "POST"]),
         Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
+        Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
         Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),
         Mount(ARCHIVE_PATH, app=Archive(archive_dir(config))),
     ]
@@ -808,6 +814,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.handlers = handlers
+    app.state.clicks = clicks
     app.add_middleware(BodyLimit, limit_for=_limit_for(config))
     if config.serve.allowed_origins:
         app.add_middleware(SubscribeCors, origins=list(config.serve.allowed_origins))

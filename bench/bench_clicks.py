@@ -1,0 +1,265 @@
+"""Load test of counted links: `/c/<token>` on two `digest serve` processes sharing PostgreSQL.
+
+Starts a throwaway PostgreSQL cluster (tests/pg.py) unless --database names one, writes a
+site whose issue manifest lists 20 posts, and starts two `digest serve` processes on it with
+``analytics.clicks: aggregate``. Then 200 concurrent clients (keep-alive HTTP/1.1
+connections, each its own address through X-Forwarded-For, half on each process, a browser's
+User-Agent) follow their post's counted link until 50,000 clicks are made; the baseline,
+measured in the same run against the same processes (the two take turns in five rounds),
+is GET /healthz. Both processes then stop (each writes what it holds), and the click store
+must hold exactly the clicks made, per post, none filtered.
+
+Printed: p50 and p99 latency of the redirect beside /healthz's, throughput, and each
+server's peak memory (VmHWM).
+
+    python bench/bench_clicks.py                    # 50,000 clicks, 200 clients
+    python bench/bench_clicks.py --clicks 2000 --clients 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest.audience.clicktokens import Click, make_click_token  # noqa: E402
+from digest.audience.tokens import token_secret  # noqa: E402
+from digest.config import load_config  # noqa: E402
+from digest.delivery.clicks import ClickStore  # noqa: E402
+from digest.store.database import locate  # noqa: E402
+
+SECRET = "bench-clicks-secret"
+ISSUE = "2026-W47"
+POSTS = 20
+ROUNDS = 5
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+
+@dataclass
+class Run:
+    requests: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Run) -> None:
+        self.requests += other.requests
+        self.seconds += other.seconds
+        self.latencies += other.latencies
+        self.errors += other.errors
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+def make_site(folder: Path, database: str) -> Path:
+    site = folder / "site"
+    site.mkdir()
+    shutil.copytree(ROOT / "content", site / "content")
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    data["serve"] = {"public_url": "http://127.0.0.1:8025", "trusted_proxies": ["127.0.0.1"]}
+    data["analytics"] = {"clicks": "aggregate", "flush_seconds": 0.5}
+    data["database"] = database
+    (site / "config.yaml").write_text(yaml.safe_dump(data))
+    issue = site / "out" / ISSUE
+    issue.mkdir(parents=True)
+    posts = [{"id": f"p{i}", "url": f"https://news.example.org/p/{i}"} for i in range(POSTS)]
+    manifest = {"issue_id": ISSUE, "sections": [{"name": "News", "posts": posts}]}
+    (issue / "manifest.json").write_text(json.dumps(manifest))
+    return site
+
+
+def start(site: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--port", "0", "--json"],
+        cwd=site,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    text = ""
+    while "}" not in text:
+        line = proc.stdout.readline()
+        if not line:
+            proc.kill()
+            raise SystemExit("digest serve did not start")
+        text += line
+    return proc, json.loads(text)["url"]
+
+
+async def _get(
+    streams: list[Any], host: str, port: int, path: str, headers: str
+) -> tuple[int, str]:
+    """One GET on the client's keep-alive connection (opened again when the server closed
+    it); (status, Location)."""
+    for attempt in (0, 1):
+        if not streams:
+            streams.extend(await asyncio.open_connection(host, port))
+        reader, writer = streams
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode())
+        try:
+            await writer.drain()
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionResetError
+            length, location = 0, ""
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "location":
+                    location = value.strip()
+            if length:
+                await reader.readexactly(length)
+            return int(status_line.split()[1]), location
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            streams.clear()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def drive(urls: list[str], plan: list[list[str]], expect: int) -> Run:
+    """Client ``i`` sends its paths in order on its own connection to ``urls[i % 2]``."""
+    run = Run(requests=sum(len(p) for p in plan))
+
+    async def client(number: int, paths: list[str]) -> None:
+        host, port = urls[number % len(urls)].removeprefix("http://").split(":")
+        headers = (
+            f"User-Agent: {BROWSER}\r\nX-Forwarded-For: 10.{number // 250}.{number % 250}.1\r\n"
+        )
+        streams: list[Any] = []
+        for path in paths:
+            started = time.perf_counter()
+            try:
+                status, _ = await _get(streams, host, int(port), path, headers)
+                if status != expect:
+                    run.errors.append(f"{path}: {status}")
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                run.errors.append(f"{path}: {type(exc).__name__}")
+            run.latencies.append(time.perf_counter() - started)
+        if streams:
+            streams[1].close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n, paths) for n, paths in enumerate(plan)))
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(site: Path, *, clicks: int, clients: int, baseline: int) -> dict[str, Any]:
+    """Run the load on two serve processes; the figures, and whether the counts are exact."""
+    env = {**os.environ, "DIGEST_SECRET": SECRET}
+    os.environ["DIGEST_SECRET"] = SECRET
+    config = load_config(site / "config.yaml")
+    key = token_secret(config)
+    links = [f"/c/{make_click_token(Click(ISSUE, i, 'all'), key)}" for i in range(POSTS)]
+    processes = [start(site, env), start(site, env)]
+    urls = [url for _, url in processes]
+    try:
+        per = [clicks // clients + (1 if n < clicks % clients else 0) for n in range(clients)]
+        # The baseline and the clicks take turns in rounds, so a shared machine's load
+        # changes weigh on both alike.
+        health, load = Run(), Run()
+        for turn in range(ROUNDS):
+            share = [p // ROUNDS + (1 if turn < p % ROUNDS else 0) for p in per]
+            base = baseline // clients // ROUNDS or 1
+            health.add(asyncio.run(drive(urls, [["/healthz"] * base] * clients, 200)))
+            plan = [[links[n % POSTS]] * share[n] for n in range(clients)]
+            load.add(asyncio.run(drive(urls, plan, 302)))
+        memory = [peak_mb(proc.pid) for proc, _ in processes]
+    finally:
+        for proc, _ in processes:
+            proc.terminate()
+        for proc, _ in processes:
+            proc.wait(timeout=60)
+    expected: dict[int, int] = {}
+    for n in range(clients):
+        if per[n]:
+            expected[n % POSTS] = expected.get(n % POSTS, 0) + per[n]
+    with ClickStore(locate(config, config.analytics.database)) as store:
+        counted = {c.post: c.kept for c in store.links(ISSUE)}
+        filtered = sum(c.filtered for c in store.links(ISSUE))
+    return {
+        "clicks": clicks,
+        "clients": clients,
+        "errors": load.errors[:5] + health.errors[:5],
+        "exact": counted == expected and filtered == 0,
+        "counted": sum(counted.values()),
+        "filtered": filtered,
+        "click_p50_ms": load.percentile(0.50),
+        "click_p99_ms": load.percentile(0.99),
+        "health_p50_ms": health.percentile(0.50),
+        "health_p99_ms": health.percentile(0.99),
+        "clicks_per_second": load.requests / load.seconds,
+        "health_per_second": health.requests / health.seconds,
+        "server_peak_mb": memory,
+        "exit_codes": [proc.returncode for proc, _ in processes],
+        "mean_click_ms": statistics.fmean(load.latencies) * 1000,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=50_000)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--baseline", type=int, default=10_000, help="/healthz requests")
+    parser.add_argument("--database", help="a postgresql:// URL (default: a throwaway cluster)")
+    args = parser.parse_args(argv)
+    cluster = None
+    database = args.database
+    if database is None:
+        from tests.pg import Cluster
+
+        cluster = Cluster()
+        database = str(cluster.database())
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            site = make_site(Path(folder), database)
+            result = measure(site, clicks=args.clicks, clients=args.clients, baseline=args.baseline)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    print(f"{result['clicks']:,} clicks from {result['clients']} clients on 2 serve processes")
+    counted, filtered = result["counted"], result["filtered"]
+    print(f"  counted {counted:,}, filtered {filtered}, exact: {result['exact']}")
+    print(f"  {'':<22}{'/c/<token>':>12}{'/healthz':>12}{'ratio':>8}")
+    for name, q in (("p50 latency (ms)", "p50"), ("p99 latency (ms)", "p99")):
+        click, base = result[f"click_{q}_ms"], result[f"health_{q}_ms"]
+        print(f"  {name:<22}{click:>12.2f}{base:>12.2f}{click / base:>8.2f}")
+    rate, base_rate = result["clicks_per_second"], result["health_per_second"]
+    print(f"  {'requests/s':<22}{rate:>12.0f}{base_rate:>12.0f}{rate / base_rate:>8.2f}")
+    print(f"  server peak memory (MB): {', '.join(f'{m:.0f}' for m in result['server_peak_mb'])}")
+    if result["errors"]:
+        print(f"  errors: {result['errors']}")
+    return 0 if result["exact"] and not result["errors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
