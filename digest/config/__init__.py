@@ -449,7 +449,13 @@ class EmailConfig(_Section):
     cover_color: str = Field(
         default="#d0d7de",
         pattern=r"^#[0-9a-fA-F]{6}$",
-        description="The colour of that block (#rrggbb): the usual colour of the covers.",
+        description="The colour of that block (#rrggbb) when the cover's own average "
+        "colour cannot be read (a remote image, or no Pillow): the usual colour of the covers.",
+    )
+    cover_dir: Path | None = Field(
+        default=None,
+        description="The folder the site's own images are served from (site.base_url/...): "
+        "a cover found there gives the block its average colour, read at build time.",
     )
     trim_min_posts: int = Field(
         default=3,
