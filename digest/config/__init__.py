@@ -318,7 +318,8 @@ class LimitsConfig(_Section):
         default=2,
         ge=1,
         description="A section left with fewer posts folds into one section at the end, "
-        "titled also_title (1 keeps every section as it is).",
+        "titled also_title, which the smallest other section joins while it is still under "
+        "this floor (1 keeps every section as it is).",
     )
     also_title: str = Field(default="Also this week", description="That section's title.")
     min_posts: int = Field(
