@@ -144,13 +144,14 @@ def test_categories_in_any_case_and_aliases_map_to_sections() -> None:
         make("d", "2026-11-17 13:00", "Gardening"),
         make("e", "2026-11-17 14:00", None),
     ]
-    selection = select_posts(posts, W47, rules(), NOW)
+    selection = select_posts(posts, W47, rules(limits={"min_per_section": 1}), NOW)
     assert [(s.name, [p.slug for p in s.posts]) for s in selection.sections] == [
         ("Work", ["b", "a"]),
         ("Tools", ["c"]),
         ("More", ["e", "d"]),
     ]
-    skipping = select_posts(posts, W47, rules(categories={"unlisted": "skip"}), NOW)
+    skip = rules(categories={"unlisted": "skip"}, limits={"min_per_section": 1})
+    skipping = select_posts(posts, W47, skip, NOW)
     assert reasons(skipping)["d"] == "category-unlisted"
     assert [s.name for s in skipping.sections] == ["Work", "Tools"]
 
@@ -204,7 +205,7 @@ def test_order_is_featured_first_then_newest_and_limits_count_what_was_left_out(
         make("r1", "2026-11-17 09:00", "Research"),
         make("r2", "2026-11-18 09:00", "Research"),
     ]
-    selection = select_posts(posts, W47, rules(), NOW)
+    selection = select_posts(posts, W47, rules(limits={"min_per_section": 1}), NOW)
     work, research = selection.sections
     assert [p.slug for p in work.posts] == ["w0", "w4"]
     assert work.more == 3
@@ -218,7 +219,9 @@ def test_order_is_featured_first_then_newest_and_limits_count_what_was_left_out(
 def test_the_total_limit_is_shared_round_robin() -> None:
     posts = [make(f"w{i}", f"2026-11-17 0{i}:00") for i in range(3)]
     posts += [make(f"t{i}", f"2026-11-18 0{i}:00", "Tools") for i in range(3)]
-    selection = select_posts(posts, W47, rules(limits={"per_category": None, "total": 3}), NOW)
+    selection = select_posts(
+        posts, W47, rules(limits={"per_category": None, "total": 3, "min_per_section": 1}), NOW
+    )
     assert [(s.name, [p.slug for p in s.posts], s.more) for s in selection.sections] == [
         ("Work", ["w2", "w1"], 1),
         ("Tools", ["t2"], 2),
@@ -266,12 +269,44 @@ def test_thin_sections_fold_into_also_this_week_and_preferences_still_find_them(
         ("Also this week", ["t", "r"])
     ]
     assert [s.title for s in selection.only(["Work"]).sections] == ["Work"]
-    alone = select_posts(posts[:3], W47, rules(), NOW)  # one thin section stays as it is
-    assert [s.title for s in alone.sections] == ["Work", "Tools"]
-    every = select_posts([posts[0], *posts[2:]], W47, rules(), NOW)  # all thin: as they are
-    assert [s.title for s in every.sections] == ["Work", "Tools", "Research"]
     named = select_posts(posts, W47, rules(limits={"also_title": "In brief"}), NOW)
     assert named.sections[-1].title == "In brief"
+
+
+def test_a_lone_thin_section_takes_the_smallest_other_section_with_it() -> None:
+    """The folded section is held to the floor too: one thin section alone would only be
+    renamed, so the smallest other section (the last on a tie) joins it."""
+    posts = [
+        make("w1", "2026-11-17 10:00"),
+        make("w2", "2026-11-18 10:00"),
+        make("t1", "2026-11-17 11:00", "Tools"),
+        make("t2", "2026-11-18 11:00", "Tools"),
+        make("r", "2026-11-19 10:00", "Research"),
+        make("x1", "2026-11-16 10:00", "X"),
+        make("x2", "2026-11-16 11:00", "X"),
+        make("x3", "2026-11-16 12:00", "X"),
+    ]
+    chosen = rules(
+        categories={"sections": [{"name": n} for n in ("Work", "X", "Research", "Tools")]},
+        limits={"per_category": 3},
+    )
+    selection = select_posts(posts, W47, chosen, NOW)
+    assert [(s.title, [p.slug for p in s.posts]) for s in selection.sections] == [
+        ("Work", ["w2", "w1"]),
+        ("X", ["x3", "x2", "x1"]),
+        ("Also this week", ["r", "t2", "t1"]),
+    ]
+    assert selection.sections[-1].origins == ("Research", "Tools", "Tools")
+    assert [s.title for s in selection.only(["Research"]).sections] == ["Also this week"]
+    assert [s.title for s in selection.only(["Tools"]).sections] == ["Also this week"]
+    assert min(len(s.posts) for s in selection.sections) == 2
+    # Folding every section would only rename the issue: a short issue keeps its sections.
+    alone = select_posts(posts[:3], W47, rules(), NOW)
+    assert [s.title for s in alone.sections] == ["Work", "Tools"]
+    every = select_posts([posts[0], posts[2], posts[4]], W47, rules(), NOW)
+    assert [s.title for s in every.sections] == ["Work", "Tools", "Research"]
+    one_each = select_posts(posts, W47, rules(limits={"min_per_section": 1}), NOW)
+    assert "Also this week" not in [s.title for s in one_each.sections]
 
 
 # --------------------------------------------------------------------------- one story once

@@ -319,7 +319,8 @@ class LimitsConfig(_Section):
         default=2,
         ge=1,
         description="A section left with fewer posts folds into one section at the end, "
-        "titled also_title (1 keeps every section as it is).",
+        "titled also_title, which the smallest other section joins while it is still under "
+        "this floor (1 keeps every section as it is).",
     )
     also_title: str = Field(default="Also this week", description="That section's title.")
     min_posts: int = Field(
@@ -450,7 +451,13 @@ class EmailConfig(_Section):
     cover_color: str = Field(
         default="#d0d7de",
         pattern=r"^#[0-9a-fA-F]{6}$",
-        description="The colour of that block (#rrggbb): the usual colour of the covers.",
+        description="The colour of that block (#rrggbb) when the cover's own average "
+        "colour cannot be read (a remote image, or no Pillow): the usual colour of the covers.",
+    )
+    cover_dir: Path | None = Field(
+        default=None,
+        description="The folder the site's own images are served from (site.base_url/...): "
+        "a cover found there gives the block its average colour, read at build time.",
     )
     trim_min_posts: int = Field(
         default=3,

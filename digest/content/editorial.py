@@ -116,7 +116,11 @@ def edit(
         for other in others:
             score, shared = index.compare(other, best)
             link = story.links.get(other.slug)
-            if link is not None and link[0] != best.slug:  # joined through another post
+            if link is not None and other.slug in story.continued:
+                score, shared = link[1], link[2]
+                why = f" (continues it after {link[0]}: {score:.2f} of its core, "
+                why += f"{', '.join(shared)})"
+            elif link is not None and link[0] != best.slug:  # joined through another post
                 score, shared = link[1], link[2]
                 why = f" (through {link[0]}, {score:.2f}: {', '.join(shared)})"
             else:

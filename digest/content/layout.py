@@ -27,17 +27,31 @@ def lead_first(
 
 def fold_thin(sections: list[Section], least: int, title: str) -> list[Section]:
     """Sections with fewer than ``least`` posts (``limits.min_per_section``), put together
-    at the end as one section called ``title``. One thin section stays as it is, and so
-    do all of them when every section is thin (folding would leave nothing else).
+    at the end as one section called ``title``.
+
+    The section they make is held to the same floor: while it has fewer than ``least``
+    posts, the smallest of the other sections (the last one on a tie: the least prominent)
+    joins it. So no section stands with fewer than ``least`` posts, whichever section was
+    thin (the lead's, the last one, a single one). An issue where that would fold every
+    section keeps its sections as they are: a short issue (every section under the floor)
+    whose headings still say what each post is; ``limits.min_posts`` decides whether it
+    is sent.
     """
-    thin = [s for s in sections if len(s.posts) < least]
-    if len(thin) < 2 or len(thin) == len(sections):
-        return sections  # one thin section, or nothing left to be the main part
-    kept = [s for s in sections if s not in thin]
+    if least <= 1:
+        return sections
+    folded = {n for n, s in enumerate(sections) if len(s.posts) < least}
+    while folded and sum(len(sections[n].posts) for n in folded) < least:
+        rest = [n for n in range(len(sections)) if n not in folded]
+        if not rest:
+            break
+        folded.add(min(reversed(rest), key=lambda n: len(sections[n].posts)))
+    if not folded or len(folded) == len(sections):
+        return sections
+    thin = [s for n, s in enumerate(sections) if n in folded]
+    kept = [s for n, s in enumerate(sections) if n not in folded]
     posts = tuple(p for s in thin for p in s.posts)
-    origins = tuple(s.name for s in thin for _ in s.posts)
-    also = Section(title, title, posts, 0, origins)
-    return [*kept, also]
+    origins = tuple(o for s in thin for o in (s.origins or (s.name,) * len(s.posts)))
+    return [*kept, Section(title, title, posts, 0, origins)]
 
 
 def too_few_posts(issue_id: str, count: int, config: Config) -> str:

@@ -11,15 +11,25 @@ Two posts are **the same story** when they are dated within ``days`` of each oth
 the features they share weigh at least ``threshold`` of the features either has, each
 feature weighed by how rare it is among the posts loaded (its inverse document
 frequency: "AI" or "OpenAI" weigh little on an AI blog, "Co-Star" much), and they share
-at least two rare features (in at most 2% of the posts, or in two), and their titles do
+at least two rare features (see below), and their titles do
 not hold only different numbers ("Opus 4" and "Opus 5"). The score is taken twice, on the
 whole features and on the titles' alone, and the better counts. A story is every
 post linked to another by that test (posts are taken oldest first; a post joins the story
 it scores highest with).
 
-The same test decides whether a post repeats a story an earlier issue sent
-(:func:`follow_up`): a post that is the same story as a remembered one is out, unless its
-title brings a name or number the remembered story did not have (a newer development).
+A story told several times is also **continued** by a later post that holds most of its
+core (the features two or more of its posts share: ``CORE_SHARE`` of their weight, and
+``MIN_SHARED + 1`` rare ones), dated within twice ``days`` of one of its posts: a
+story told on Monday, Wednesday and Saturday, or a breach reported on Tuesday whose
+company answers on Sunday, is one story, although each report words it its own way. A
+feature is rare in at most 2% of the posts loaded, or in ``RARE_POSTS`` (10) or fewer:
+when few posts are loaded (one week, one feed), a story ten outlets told must not make
+its own names common.
+
+The same tests decide whether a post repeats a story an earlier issue sent
+(:func:`follow_up`): a post that is the same story as a remembered one (by the score, or
+holding ``CORE_SHARE`` of its features) is out, unless its title brings a name or number
+the remembered story did not have (a newer development).
 """
 
 from __future__ import annotations
@@ -47,6 +57,9 @@ _STOP = frozenset(
 _SUFFIXES = ("ing", "ed", "es", "s")
 MIN_SHARED = 2  # rare features two posts must share, whatever they weigh
 COMMON_FEATURE = 0.02  # a feature in more than this share of posts is too common to link by
+RARE_POSTS = 10  # ... unless it is in this many posts or fewer: one story's own reports
+FOLLOW = 2  # a story of two posts or more is followed this many times story_days
+CORE_SHARE = 0.75  # the share of a story's core a later post must hold to continue it
 
 
 def _stem(word: str) -> str:
@@ -110,6 +123,7 @@ class Story:
 
     posts: list[Post] = field(default_factory=list)
     links: dict[str, tuple[str, float, tuple[str, ...]]] = field(default_factory=dict)
+    continued: set[str] = field(default_factory=set)  # posts that joined by its core
 
     @property
     def size(self) -> int:
@@ -135,7 +149,7 @@ class StoryIndex:
         return math.log((self.total + 1) / (self.counts.get(feature, 0) + 1)) + 0.1
 
     def rare(self, feature: str) -> bool:
-        return self.counts.get(feature, 0) <= max(2, COMMON_FEATURE * self.total)
+        return self.counts.get(feature, 0) <= max(RARE_POSTS, COMMON_FEATURE * self.total)
 
     def of(self, post: Post) -> frozenset[str]:
         found = self.features.get(post.slug)
@@ -158,6 +172,22 @@ class StoryIndex:
         score = max(self.score(mine, theirs), self.score(self.title(a), self.title(b)))
         return score, tuple(sorted(mine & theirs))
 
+    def core(self, posts: Sequence[Post]) -> frozenset[str]:
+        """What a story's posts agree on: the features two or more of them hold."""
+        counts = Counter(f for post in posts for f in self.of(post))
+        return frozenset(f for f, n in counts.items() if n >= 2)
+
+    def continues(self, post: Post, core: frozenset[str]) -> float | None:
+        """The share of a story's ``core`` (by weight) ``post`` holds, when it holds at
+        least ``CORE_SHARE`` of it and ``MIN_SHARED + 1`` of its rare features; else None.
+        The core of a story told several times is what its posts agree on, so a later
+        report may add its own words (a CEO's name, "transparency") without leaving it."""
+        held = core & self.of(post)
+        if sum(1 for f in held if self.rare(f)) < MIN_SHARED + 1:
+            return None
+        share = sum(self.weight(f) for f in held) / sum(self.weight(f) for f in core)
+        return share if share >= CORE_SHARE else None
+
     def title(self, post: Post) -> frozenset[str]:
         found = self.titles.get(post.slug)
         return found if found is not None else headline(post.title)
@@ -174,7 +204,12 @@ class StoryIndex:
 def cluster_stories(
     posts: Sequence[Post], rules: StoryRules, index: StoryIndex | None = None
 ) -> list[Story]:
-    """Every story among ``posts``, oldest post first in each (single posts included)."""
+    """Every story among ``posts``, oldest post first in each (single posts included).
+
+    A post joins the story of the earlier post it scores highest with (dated within
+    ``rules.days``); failing that, a story it continues (:meth:`StoryIndex.continues`):
+    one of two posts or more whose latest post is within ``rules.days``, so a story told
+    on Monday, Wednesday and Saturday stays one."""
     index = index or StoryIndex(posts)
     span = timedelta(days=rules.days)
     stories: list[Story] = []
@@ -187,19 +222,26 @@ def cluster_stories(
             if not index.rare(feature):
                 continue
             for other in by_feature[feature]:
-                if post.date - other.date <= span:
+                if post.date - other.date <= span * FOLLOW:
                     candidates[other.slug] = other
             by_feature[feature].append(post)
         best: tuple[float, Post] | None = None
         for other in candidates.values():
-            if not index.may_link(post, other):
+            if post.date - other.date > span or not index.may_link(post, other):
                 continue
             score, _ = index.compare(post, other)
             if score >= rules.threshold and (best is None or score > best[0]):
                 best = (score, other)
         if best is None:
-            story = Story([post])
-            stories.append(story)
+            joined = _continued(post, candidates.values(), story_of, index)
+            if joined is None:
+                story = Story([post])
+                stories.append(story)
+            else:
+                story, score, shared = joined
+                story.links[post.slug] = (story.posts[-1].slug, score, shared)
+                story.continued.add(post.slug)
+                story.posts.append(post)
         else:
             story = story_of[best[1].slug]
             story.posts.append(post)
@@ -207,6 +249,25 @@ def cluster_stories(
             story.links[post.slug] = (best[1].slug, best[0], shared)
         story_of[post.slug] = story
     return stories
+
+
+def _continued(
+    post: Post, near: Iterable[Post], story_of: dict[str, Story], index: StoryIndex
+) -> tuple[Story, float, tuple[str, ...]] | None:
+    """The story of two posts or more, among those of ``near``, that ``post`` continues
+    best, with the share of its core the post holds and that core."""
+    best: tuple[Story, float, tuple[str, ...]] | None = None
+    seen: set[int] = set()
+    for other in near:
+        story = story_of[other.slug]
+        if story.size < 2 or id(story) in seen:
+            continue
+        seen.add(id(story))
+        core = index.core(story.posts)
+        share = index.continues(post, core)
+        if share is not None and (best is None or share > best[1]):
+            best = (story, share, tuple(sorted(core & index.of(post))))
+    return best
 
 
 @dataclass(frozen=True)
@@ -228,7 +289,7 @@ def follow_up(
     for old in earlier:
         if sum(1 for f in mine & old.features if index.rare(f)) < MIN_SHARED:
             continue
-        score = index.score(mine, old.features)
+        score = max(index.score(mine, old.features), index.continues(post, old.features) or 0)
         if score >= rules.threshold and (best is None or score > best[1]):
             best = (old, score)
     if best is None:

@@ -43,7 +43,7 @@ from digest.content.intro import Intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection
 from digest.content.stories import source_name
-from digest.email.covers import shape_covers
+from digest.email.covers import cover_colors, shape_covers
 from digest.email.loader import InsideLoader
 from digest.email.message import PLACEHOLDERS, ComposedEmail, fill, qp_lines
 from digest.errors import TemplateError
@@ -269,7 +269,10 @@ def _css(env: jinja2.Environment) -> str:
 
 
 def _mjml_to_html(
-    mjml: str, css: str, inline: bool = True, covers: tuple[str, str] = ("alt", "")
+    mjml: str,
+    css: str,
+    inline: bool = True,
+    covers: tuple[str, str, Mapping[str, str]] = ("alt", "", {}),
 ) -> str:
     try:
         result = mjml2html(mjml)
@@ -637,6 +640,8 @@ class IssueRenderer:
                 for post in section.posts
             ]
             self.warnings[section.name] = warnings
+        shown = (c.image["src"] for cards in self.cards.values() for c in cards if c.image)
+        self.cover_colors = cover_colors(config, shown)  # the no-image blocks' colours
         self.by_slug = {post.slug: post for post in selection.posts}
         links = {
             "unsubscribe": PLACEHOLDERS["unsubscribe_url"],
@@ -727,7 +732,8 @@ class IssueRenderer:
     def html(self, context: Mapping[str, Any], inline: bool) -> str:
         """jinja2 → MJML, then (``inline``) premailer."""
         mjml = render_template(self.env, HTML_TEMPLATE, context)
-        covers = (self.config.email.cover_fallback, self.config.email.cover_color)
+        email = self.config.email
+        covers = (email.cover_fallback, email.cover_color, self.cover_colors)
         return _mjml_to_html(mjml, self.css, inline=inline, covers=covers)
 
     def text(self, context: Mapping[str, Any]) -> str:
