@@ -165,6 +165,14 @@ MIGRATIONS = (
         "CREATE INDEX IF NOT EXISTS subscribers_handle ON subscribers (handle);\n"
         "CREATE INDEX IF NOT EXISTS subscribers_mailbox ON subscribers (mailbox, status);",
     ),
+    # each reader's cadence (from a week start on) and timezone (digest.audience.rhythm)
+    Migration(
+        7,
+        "each reader's cadence and timezone",
+        "ALTER TABLE subscribers ADD COLUMN frequency TEXT NOT NULL DEFAULT 'weekly';\n"
+        "ALTER TABLE subscribers ADD COLUMN frequency_since TEXT;\n"
+        "ALTER TABLE subscribers ADD COLUMN timezone TEXT;",
+    ),
 )
 SPEC = StoreSpec(
     "subscribers",

@@ -59,6 +59,7 @@ from digest.errors import (
     UsageError,
 )
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore, issue_command
+from digest.schedule.waves import resolve_wall
 from digest.store.database import locate
 from digest.store.lock import ProcessLock, process_lock
 
@@ -98,21 +99,7 @@ class Schedule:
 
     def _resolve(self, wall: datetime) -> datetime:
         """The instant a naive wall-clock time stands for (see the module's DST rules)."""
-        first = wall.replace(tzinfo=self.tz, fold=0)
-        if first.astimezone(timezone.utc).astimezone(self.tz).replace(tzinfo=None) == wall:
-            return first  # exists (once, or twice: the first pass wins)
-        # In a gap: the two readings straddle the transition; find its instant.
-        lo = wall.replace(tzinfo=self.tz, fold=1).astimezone(timezone.utc)
-        hi = first.astimezone(timezone.utc)
-        lo, hi = min(lo, hi), max(lo, hi)
-        before = lo.astimezone(self.tz).utcoffset()
-        while hi - lo > timedelta(seconds=1):
-            mid = lo + (hi - lo) / 2
-            if mid.astimezone(self.tz).utcoffset() == before:
-                lo = mid
-            else:
-                hi = mid
-        return hi.replace(microsecond=0).astimezone(self.tz)
+        return resolve_wall(wall, self.tz)
 
     def _walls(self, start: datetime) -> croniter:
         return croniter(self.cron, start, second_at_beginning=True)
