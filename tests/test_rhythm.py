@@ -3,26 +3,33 @@ week boundary, and the issues each cadence receives."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from digest.audience.rhythm import (
     Rhythm,
     RhythmError,
     Rhythms,
     check_timezone,
+    landing,
+    next_week_start,
     receives_issue,
     zone_or_default,
 )
 from digest.audience.subscribers import SubscriberStore
-from digest.config import parse_config
+from digest.cli import main
+from digest.config import Config, load_config, parse_config
 from digest.content.window import day_window, range_window, week_window
+from digest.delivery.send import send_issue
 from digest.errors import StoreError
-from digest.store.database import Target
+from digest.store.database import Target, locate
 
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=timezone.utc)  # Wednesday of 2026-W45
 BASE: dict[str, Any] = {
@@ -148,3 +155,71 @@ def test_a_daily_newsletter_and_ad_hoc_ranges_go_to_every_reader(tmp_path: Path)
     ranged = range_window(date(2026, 11, 1), date(2026, 11, 20), config.tz)
     assert receives_issue(Rhythm("daily"), ranged, config)
     assert receives_issue(weekly_reader, ranged, config)
+
+
+def test_subscribers_set_prints_where_the_switch_lands(sample_site: Path) -> None:
+    config = str(sample_site / "config.yaml")
+    runner = CliRunner()
+    added = runner.invoke(main, ["--config", config, "subscribers", "add", "ada@example.com"])
+    assert added.exit_code == 0, added.output
+    today = datetime.now(timezone.utc)
+    loaded = load_config(sample_site / "config.yaml")
+    since = next_week_start(today, loaded)
+    last, first = landing(since, "daily", loaded)
+    result = runner.invoke(
+        main,
+        ["--config", config, "subscribers", "set", "ada@example.com", "--frequency", "daily",
+         "--timezone", "Pacific/Auckland"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"ada@example.com: daily, Pacific/Auckland; the switch lands on {first} "
+        f"(the last weekly issue is {last})\n"
+    )
+    bad = runner.invoke(
+        main, ["--config", config, "subscribers", "set", "ada@example.com", "--timezone", "Mars"]
+    )
+    assert bad.exit_code == 7
+    assert bad.output == (
+        "error: timezone 'Mars': not an IANA timezone; use a name such as Europe/Berlin or UTC\n"
+    )
+    shown = runner.invoke(
+        main, ["--config", config, "subscribers", "set", "ada@example.com", "--timezone",
+               "Pacific/Auckland", "--json"],
+    )  # fmt: skip
+    assert json.loads(shown.output) == {
+        "email": "ada@example.com",
+        "frequency": "daily",
+        "timezone": "Pacific/Auckland",
+        "since": since.isoformat(),
+        "last_issue_before": None,
+        "first_issue": None,
+        "changed": False,
+    }
+
+
+def _outboxed(config: Config, issue_id: str) -> list[str]:
+    folder = config.path(config.out_dir) / issue_id / "outbox"
+    return sorted(str(message_from_bytes(path.read_bytes())["To"]) for path in folder.glob("*.eml"))
+
+
+def test_the_weekly_issue_goes_to_weekly_readers_and_the_daily_one_to_daily_readers(
+    sample_site: Path,
+) -> None:
+    config = load_config(sample_site / "config.yaml")
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        for email in ("weekly@example.com", "daily@example.com", "later@example.com"):
+            store.add(email, now=NOW)
+        rhythms = Rhythms(store)
+        rhythms.set("daily@example.com", frequency="daily", now=NOW, config=config)
+        # switches to daily in 2026-W47: still weekly for it, daily from 2026-11-23
+        rhythms.set(
+            "later@example.com", frequency="daily", now=NOW + timedelta(days=14), config=config
+        )
+    sent_at = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+    weekly = send_issue(config, now=sent_at, week="2026-W47")
+    assert weekly.sent == 2
+    assert _outboxed(config, "2026-W47") == ["later@example.com", "weekly@example.com"]
+    daily = send_issue(config, now=sent_at, week="2026-11-18")
+    assert daily.sent == 1
+    assert _outboxed(config, "2026-11-18") == ["daily@example.com"]

@@ -36,6 +36,7 @@ who never chose follows the config. Public input (the subscribe form) goes throu
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -256,3 +257,15 @@ class Rhythms:
                 since=rhythm.since.isoformat() if rhythm.since else None,
             )
         return Switch(found.email, rhythm, changed, last_old, first_new)
+
+
+def of_cadence(
+    store: SubscriberStore, subscribers: Iterable[Subscriber], window: Window, config: Config
+) -> Iterator[Subscriber]:
+    """The ``subscribers`` who receive the issue of ``window`` (see :func:`receives_issue`);
+    only readers whose rhythm is not the default are looked up."""
+    rhythms = Rhythms(store).all()
+    default = Rhythm()
+    for subscriber in subscribers:
+        if receives_issue(rhythms.get(subscriber.id, default), window, config):
+            yield subscriber

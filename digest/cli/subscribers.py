@@ -1,4 +1,4 @@
-"""`digest subscribers import|list|add|remove|unsubscribe|export|show|forget|stats` (and
+"""`digest subscribers import|list|add|set|remove|unsubscribe|export|show|forget|stats` (and
 `digest unsubscribe`)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from digest.audience.newsletters import (
     export_emails,
 )
 from digest.audience.records import describe
+from digest.audience.rhythm import FREQUENCIES, Rhythms
 from digest.audience.status import Cause
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError
@@ -434,3 +435,47 @@ def newsletters_command(state: State, email: str, names: tuple[str, ...], as_jso
         emit_json({"email": subscriber.email, "newsletters": list(receives)})
     else:
         click.echo(f"{subscriber.email}: {', '.join(receives)}")
+
+
+@subscribers_group.command("set")
+@click.argument("email")
+@click.option(
+    "--frequency",
+    type=click.Choice(FREQUENCIES),
+    help="weekly (the week's issue) or daily (each day's issue); a change lands on the "
+    "next week start.",
+)
+@click.option("--timezone", "zone", metavar="ZONE", help="An IANA name, such as Europe/Berlin.")
+@json_option
+@pass_state
+def set_command(
+    state: State, email: str, frequency: str | None, zone: str | None, as_json: bool
+) -> None:
+    """Set a subscriber's cadence and timezone, and say which issue a switch lands on.
+
+    \b
+    Examples:
+      digest subscribers set ada@example.com --frequency daily
+      digest subscribers set ada@example.com --timezone America/New_York
+    """
+    if frequency is None and zone is None:
+        raise click.UsageError("name --frequency, --timezone or both")
+    with _store(state) as store:
+        switch = Rhythms(store).set(
+            email, frequency=frequency, timezone=zone, now=now(), config=state.config
+        )
+    if as_json:
+        rhythm = switch.rhythm
+        emit_json(
+            {
+                "email": switch.email,
+                "frequency": rhythm.frequency,
+                "timezone": rhythm.timezone,
+                "since": rhythm.since.isoformat() if rhythm.since else None,
+                "last_issue_before": switch.last_old,
+                "first_issue": switch.first_new,
+                "changed": switch.changed,
+            }
+        )
+    else:
+        say(switch.describe() + ("" if switch.changed else " (unchanged)"))

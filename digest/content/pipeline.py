@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from digest.config import Config, SourceConfig
@@ -116,7 +116,10 @@ def load_and_select(
     chosen = resolve_window(config, now, week=week, since=since, until=until)
     result = load(config, use_cache=use_cache, around=chosen, now=now, client=client)
     earlier = earlier_issues(
-        config.path(config.out_dir), chosen.start, config.dedupe.earlier_issues
+        config.path(config.out_dir),
+        chosen.start,
+        config.dedupe.earlier_issues,
+        daily=chosen.end - chosen.start <= timedelta(hours=25),
     )
     selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
     return Loaded(result, selection)

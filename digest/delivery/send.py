@@ -447,7 +447,9 @@ def send_issue(
                 (
                     # queued with its variant, which the send groups rows by
                     (s.id, s.email, variant_of(s, issue.selection) or "")
-                    for s in newsletters.recipients(config, store, chunk=CHUNK)
+                    for s in newsletters.recipients(
+                        config, store, chunk=CHUNK, window=issue.selection.window
+                    )
                 ),
                 now=now,
             )
@@ -647,7 +649,9 @@ def _dry_run(
         if key.startswith(SEND_SECRETS)
     ]
     already = {SENT, FAILED_PERMANENT, SKIPPED}
-    for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
+    for subscriber in newsletters.recipients(
+        config, store, chunk=CHUNK, window=issue.selection.window
+    ):
         variant = variant_of(subscriber, issue.selection, section_names(config))
         if variant is None:
             report.skipped += 1
