@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from digest.audience import rhythm
@@ -108,13 +109,19 @@ class NewsletterChoices:
 
 
 def recipients(
-    config: Config, store: SubscriberStore, *, chunk: int = 1000, window: Window | None = None
+    config: Config,
+    store: SubscriberStore,
+    *,
+    chunk: int = 1000,
+    window: Window | None = None,
+    due_by: datetime | None = None,
 ) -> Iterator[Subscriber]:
     """The active subscribers who receive ``config``'s newsletter, in id order; given the
-    issue's ``window``, only those whose cadence it is (:func:`rhythm.receives_issue`)."""
+    issue's ``window``, only those whose cadence it is (:func:`rhythm.receives_issue`), and
+    with ``due_by`` only those whose local send time has come by then."""
     active = store.iter_active(chunk=chunk)
     if window is not None:
-        active = rhythm.of_cadence(store, active, window, config)
+        active = rhythm.of_cadence(store, active, window, config, due_by=due_by)
     if len(config.newsletter_names) < 2:
         yield from active
         return

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
+from digest.content.wallclock import local_due, parse_wall_time
 from digest.content.window import Window, day_window, window_for_week_containing
 from digest.errors import StoreError
 from digest.safelog import log_change
@@ -259,13 +260,49 @@ class Rhythms:
         return Switch(found.email, rhythm, changed, last_old, first_new)
 
 
+def default_zone(config: Config) -> str:
+    """The timezone of a reader who never chose one: the schedule's."""
+    return config.schedule.timezone or config.timezone
+
+
 def of_cadence(
-    store: SubscriberStore, subscribers: Iterable[Subscriber], window: Window, config: Config
+    store: SubscriberStore,
+    subscribers: Iterable[Subscriber],
+    window: Window,
+    config: Config,
+    *,
+    due_by: datetime | None = None,
 ) -> Iterator[Subscriber]:
     """The ``subscribers`` who receive the issue of ``window`` (see :func:`receives_issue`);
-    only readers whose rhythm is not the default are looked up."""
+    only readers whose rhythm is not the default are looked up.
+
+    ``due_by`` (with ``schedule.local_time``): only the readers whose local time for this
+    issue has come by then (the first ``local_time`` on their clock after the window ends)."""
     rhythms = Rhythms(store).all()
     default = Rhythm()
+    at = parse_wall_time(config.schedule.local_time) if config.schedule.local_time else None
+    fallback = default_zone(config)
+    dues: dict[str, datetime] = {}
     for subscriber in subscribers:
-        if receives_issue(rhythms.get(subscriber.id, default), window, config):
-            yield subscriber
+        found = rhythms.get(subscriber.id, default)
+        if not receives_issue(found, window, config):
+            continue
+        if due_by is not None and at is not None:
+            zone = found.zone(fallback)
+            if zone not in dues:
+                dues[zone] = local_due(window.end, at, ZoneInfo(zone))
+            if dues[zone] > due_by:
+                continue
+        yield subscriber
+
+
+def zone_counts(store: SubscriberStore, config: Config) -> dict[str, int]:
+    """Active readers per timezone (a reader who never chose counts in the default)."""
+    fallback = default_zone(config)
+    counts: dict[str, int] = {}
+    for zone, count in store.connection.execute(
+        "SELECT timezone, COUNT(*) FROM subscribers WHERE status = 'active' GROUP BY timezone"
+    ):
+        name = zone or fallback
+        counts[name] = counts.get(name, 0) + int(count)
+    return counts

@@ -355,8 +355,10 @@ def send_issue(
     stop: Callable[[], bool] | None = None,
     lease: timedelta | None = None,
     enqueue: bool = True,
+    due_by: datetime | None = None,
 ) -> SendReport:
     """Send the issue to every active subscriber who has not had it; see the module doc.
+    ``due_by`` (``schedule.local_time``): only those whose local send time has come.
 
     Any number of these may run at once on one issue, in this process or others, on this
     host or others sharing the database: each leases the rows it sends (``lease``, renewed
@@ -448,7 +450,7 @@ def send_issue(
                     # queued with its variant, which the send groups rows by
                     (s.id, s.email, variant_of(s, issue.selection) or "")
                     for s in newsletters.recipients(
-                        config, store, chunk=CHUNK, window=issue.selection.window
+                        config, store, chunk=CHUNK, window=issue.selection.window, due_by=due_by
                     )
                 ),
                 now=now,

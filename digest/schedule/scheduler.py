@@ -49,6 +49,7 @@ from croniter import CroniterBadDateError, croniter
 from digest.config.cron import check_cron
 from digest.content.layout import too_few_posts
 from digest.content.select import Window, last_complete_day, last_complete_week
+from digest.content.wallclock import resolve_wall
 from digest.errors import (
     ConfigError,
     DigestError,
@@ -58,8 +59,8 @@ from digest.errors import (
     SendError,
     UsageError,
 )
+from digest.schedule.local import WaveSchedule, wave_schedule
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore, issue_command
-from digest.schedule.waves import resolve_wall
 from digest.store.database import locate
 from digest.store.lock import ProcessLock, process_lock
 
@@ -259,7 +260,7 @@ def issue_window(
 class Policy:
     """The parts of ``schedule:`` that decide what a run does."""
 
-    schedule: Schedule
+    schedule: Schedule | WaveSchedule
     grace: timedelta
     skip_empty: bool = True
     week_start: str = "monday"
@@ -270,7 +271,11 @@ class Policy:
     @classmethod
     def from_config(cls, config: Config) -> Policy:
         return cls(
-            schedule=Schedule.from_config(config),
+            schedule=(
+                wave_schedule(config)
+                if config.schedule.local_time
+                else Schedule.from_config(config)
+            ),
             grace=config.schedule.grace,
             skip_empty=config.schedule.skip_empty,
             week_start=config.week_start,
@@ -572,8 +577,16 @@ def send_job(config: Config, clock: Clock) -> Job:
                 )
 
         try:
+            local = config.schedule.local_time is not None
             report = send.send_issue(
-                config, now=now, week=due.issue_id, progress=progress, clock=clock.now
+                config,
+                now=now,
+                week=due.issue_id,
+                progress=progress,
+                clock=clock.now,
+                # each wave queues the readers it reaches; the first wave completes the issue
+                new_subscribers=local,
+                due_by=due.occurrence if local else None,
             )
         except NoSubscribers:
             raise  # not done: the run fails, and the next one within grace tries again

@@ -7,7 +7,8 @@ after that instant; readers whose due instants are equal form one wave. A zone a
 site can therefore get a weekly issue on its Tuesday morning: its Monday 09:00 came before
 the week was over where the site is.
 
-Wall-clock rules (the same as the cron schedule's, :func:`resolve_wall`):
+Wall-clock rules (the same as the cron schedule's,
+:func:`digest.content.wallclock.resolve_wall`):
 
 * **a local time that does not exist** (spring forward skips it) is sent at the first
   instant after the gap: 02:30 on the day Europe/Berlin skips 02:00-03:00 is sent at 03:00
@@ -21,56 +22,24 @@ whatever its clock does that day.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
+from digest.content.wallclock import local_due, parse_wall_time, resolve_wall
 from digest.errors import ConfigError
 
-_LOCAL_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+__all__ = ["Wave", "due_and_coming", "local_due", "parse_local_time", "plan", "resolve_wall"]
 
 
 def parse_local_time(value: str) -> time:
     """``"09:00"`` as a time; ConfigError naming the option for anything else."""
-    match = _LOCAL_TIME.fullmatch((value or "").strip())
-    if not match:
-        raise ConfigError(
-            f'schedule.local_time: {value!r} is not a time of day such as "09:00" (HH:MM)'
-        )
-    return time(int(match.group(1)), int(match.group(2)))
-
-
-def resolve_wall(wall: datetime, tz: ZoneInfo) -> datetime:
-    """The instant a naive wall-clock time in ``tz`` stands for: the first pass of a
-    repeated time, the end of the gap for a skipped one (aware, in ``tz``)."""
-    first = wall.replace(tzinfo=tz, fold=0)
-    if first.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) == wall:
-        return first  # exists (once, or twice: the first pass wins)
-    # In a gap: the two readings straddle the transition; find its instant.
-    lo = wall.replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
-    hi = first.astimezone(timezone.utc)
-    lo, hi = min(lo, hi), max(lo, hi)
-    before = lo.astimezone(tz).utcoffset()
-    while hi - lo > timedelta(seconds=1):
-        mid = lo + (hi - lo) / 2
-        if mid.astimezone(tz).utcoffset() == before:
-            lo = mid
-        else:
-            hi = mid
-    return hi.replace(microsecond=0).astimezone(tz)
-
-
-def local_due(ready: datetime, at: time, tz: ZoneInfo) -> datetime:
-    """The first ``at`` on ``tz``'s clock at or after ``ready`` (aware, in UTC)."""
-    day = ready.astimezone(tz).date() - timedelta(days=1)  # a repeated hour can step back
-    while True:
-        due = resolve_wall(datetime.combine(day, at), tz)
-        if due >= ready:
-            return due.astimezone(timezone.utc)
-        day += timedelta(days=1)
+    try:
+        return parse_wall_time(value)
+    except ValueError as exc:
+        raise ConfigError(f"schedule.local_time: {exc}") from None
 
 
 @dataclass(frozen=True)
