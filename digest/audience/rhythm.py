@@ -296,12 +296,18 @@ def of_cadence(
         yield subscriber
 
 
-def zone_counts(store: SubscriberStore, config: Config) -> dict[str, int]:
-    """Active readers per timezone (a reader who never chose counts in the default)."""
+def zone_counts(
+    store: SubscriberStore, config: Config, *, frequency: str | None = None
+) -> dict[str, int]:
+    """Active readers per timezone (a reader who never chose counts in the default);
+    with ``frequency``, only the readers who asked for it (a switch not yet landed
+    included)."""
     fallback = default_zone(config)
     counts: dict[str, int] = {}
+    where = "status = 'active'" + (" AND frequency = ?" if frequency else "")
     for zone, count in store.connection.execute(
-        "SELECT timezone, COUNT(*) FROM subscribers WHERE status = 'active' GROUP BY timezone"
+        f"SELECT timezone, COUNT(*) FROM subscribers WHERE {where} GROUP BY timezone",
+        (frequency,) if frequency else (),
     ):
         name = zone or fallback
         counts[name] = counts.get(name, 0) + int(count)

@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from digest.audience.rhythm import default_zone, zone_counts
+from digest.audience.rhythm import DAILY, default_zone, zone_counts
 from digest.audience.subscribers import SubscriberStore
 from digest.content.wallclock import local_due
 from digest.content.window import Window, day_window, window_for_week_containing
@@ -52,7 +52,7 @@ class WaveSchedule:
         week_start: str = "monday",
     ) -> None:
         self.at = at
-        self.zones = tuple(sorted(set(zones))) or (tz.key,)
+        self.zones = tuple(sorted(set(zones)))
         self.site_tz = site_tz
         self.tz = tz  # how times are shown: the schedule's timezone
         self.period = period
@@ -79,6 +79,8 @@ class WaveSchedule:
 
     def next_after(self, moment: datetime) -> datetime:
         """The first wave strictly after ``moment`` (aware, in the schedule's zone)."""
+        if not self.zones:
+            raise ValueError("a wave schedule without zones has no waves")
         while True:
             found = [i for i in self._around(moment) if i > moment]
             if found:
@@ -106,11 +108,21 @@ class WaveSchedule:
         return count
 
 
-def wave_schedule(config: Config) -> WaveSchedule:
-    """The waves of ``config``'s newsletter, for the zones of its active readers now."""
+def wave_schedule(config: Config, *, daily: bool = False) -> WaveSchedule:
+    """The waves of ``config``'s newsletter, for the zones of its active readers now; with
+    ``daily``, the waves of the day issues of a weekly newsletter, for its daily readers
+    (empty when it has none)."""
     assert config.schedule.local_time is not None
     with SubscriberStore(locate(config, config.subscribers.database)) as store:
-        zones = zone_counts(store, config)
+        zones = zone_counts(store, config, frequency=DAILY if daily else None)
+    if daily:
+        return WaveSchedule(
+            parse_local_time(config.schedule.local_time),
+            zones,
+            site_tz=config.tz,
+            tz=ZoneInfo(default_zone(config)),
+            period="day",
+        )
     shown = ZoneInfo(default_zone(config))
     return WaveSchedule(
         parse_local_time(config.schedule.local_time),
@@ -120,3 +132,11 @@ def wave_schedule(config: Config) -> WaveSchedule:
         period=config.period,
         week_start=config.week_start,
     )
+
+
+def has_daily_waves(config: Config) -> bool:
+    """Whether a weekly newsletter sent at local time has daily readers to send to."""
+    if config.schedule.local_time is None or config.period != "week":
+        return False
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        return bool(zone_counts(store, config, frequency=DAILY))

@@ -59,7 +59,7 @@ from digest.errors import (
     SendError,
     UsageError,
 )
-from digest.schedule.local import WaveSchedule, wave_schedule
+from digest.schedule.local import WaveSchedule, has_daily_waves, wave_schedule
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore, issue_command
 from digest.store.database import locate
 from digest.store.lock import ProcessLock, process_lock
@@ -638,12 +638,22 @@ def schedule_lock(config: Config) -> ProcessLock:
     return process_lock(config, config.schedule.lock, "digest schedule")
 
 
-def run_now(config: Config, clock: Clock, *, stop: threading.Event) -> RunReport:
-    """`digest run`: under the run lock, send whatever is due now (see :func:`run_due`)."""
+def run_now(
+    config: Config, clock: Clock, *, stop: threading.Event, daily: bool = False
+) -> RunReport:
+    """`digest run`: under the run lock, send whatever is due now (see :func:`run_due`).
+
+    ``daily``: the day issues of a weekly newsletter with ``schedule.local_time``, for its
+    daily readers (their runs are recorded apart, under the newsletter's key and "daily:").
+    """
     policy = Policy.from_config(config)
+    key = config.issue_prefix
+    if daily:
+        policy = replace(policy, schedule=wave_schedule(config, daily=True), period="day")
+        key += "daily:"
     with (
         run_lock(config),
-        RunStore(locate(config, config.schedule.database), config.issue_prefix) as runs,
+        RunStore(locate(config, config.schedule.database), key) as runs,
     ):
         return run_due(
             policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
@@ -708,17 +718,20 @@ def run_newsletters(
     results: list[NewsletterRun] = []
     for name in names:
         one = config.for_newsletter(name)
-        try:
-            report = run_now(one, clock, stop=stop or threading.Event())
-        except Stopped:
-            raise
-        except DigestError as exc:
-            if len(names) == 1:
+        # a weekly newsletter sent at local time has its daily readers' day issues too
+        for daily in (False, True) if has_daily_waves(one) else (False,):
+            label = f"{name} daily" if daily else name
+            try:
+                report = run_now(one, clock, stop=stop or threading.Event(), daily=daily)
+            except Stopped:
                 raise
-            log.error("newsletter %s: %s", name, exc)
-            results.append(NewsletterRun(name, error=exc))
-            continue
-        results.append(NewsletterRun(name, report))
+            except DigestError as exc:
+                if len(names) == 1 and not daily and not has_daily_waves(one):
+                    raise
+                log.error("newsletter %s: %s", label, exc)
+                results.append(NewsletterRun(label, error=exc))
+                continue
+            results.append(NewsletterRun(label, report))
     return results
 
 
