@@ -11,9 +11,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
 from digest.audience.rhythm import Rhythms
 from digest.audience.subscribers import SubscriberStore
+from digest.cli import main
 from digest.config import Config
 from digest.delivery.ledger import SENT, Ledger
 from digest.schedule.local import wave_schedule
@@ -110,3 +112,31 @@ def test_four_weeks_of_waves_reach_every_zone_at_nine_local(sample_site: Path) -
     assert berlin == [8, 8, 8, 8]  # W43 goes on 2026-10-26, already CET
     new_york = {sent.astimezone(timezone.utc).hour for _, sent in got["newyork@example.com"]}
     assert new_york == {13, 14}
+
+
+def test_schedule_next_lists_the_waves_with_their_zones(sample_site: Path) -> None:
+    config = edit_config(sample_site, schedule={"cron": "0 9 * * MON", "local_time": "09:00"})
+    now = datetime(2026, 10, 20, tzinfo=timezone.utc)
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        for email in ("tokyo@example.com", "seoul@example.com", "la@example.com"):
+            store.add(email, now=now)
+        zones = {"tokyo": "Asia/Tokyo", "seoul": "Asia/Seoul", "la": "America/Los_Angeles"}
+        for name, zone in zones.items():
+            Rhythms(store).set(f"{name}@example.com", timezone=zone, now=now, config=config)
+    result = CliRunner().invoke(
+        main,
+        ["--config", str(sample_site / "config.yaml"), "schedule", "next", "-n", "3",
+         "--now", "2026-10-30T12:00:00+01:00"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "'09:00 local in 3 zone(s)' in Europe/Berlin:\n"
+        "  Mon 2026-11-02 01:00:00 CET   2026-11-02 00:00:00 UTC   sends 2026-W44\n"
+        "      Asia/Seoul: Mon 2026-11-02 09:00 KST\n"
+        "      Asia/Tokyo: Mon 2026-11-02 09:00 JST\n"
+        "  Mon 2026-11-02 18:00:00 CET   2026-11-02 17:00:00 UTC   sends 2026-W44\n"
+        "      America/Los_Angeles: Mon 2026-11-02 09:00 PST\n"
+        "  Mon 2026-11-09 01:00:00 CET   2026-11-09 00:00:00 UTC   sends 2026-W45\n"
+        "      Asia/Seoul: Mon 2026-11-09 09:00 KST\n"
+        "      Asia/Tokyo: Mon 2026-11-09 09:00 JST\n"
+    )

@@ -68,6 +68,20 @@ class WaveSchedule:
         """The due instants of one issue, earliest first (UTC)."""
         return sorted({local_due(window.end, self.at, ZoneInfo(z)) for z in self.zones})
 
+    def zones_at(self, wave: datetime) -> list[str]:
+        """The zones whose readers are due at ``wave`` (for the issue it sends)."""
+        day = wave.astimezone(self.site_tz).date()
+        found: set[str] = set()
+        for back in range(0, 9):
+            window = self._window(day - timedelta(days=back))
+            if window.end > wave:
+                continue
+            for zone in self.zones:
+                if local_due(window.end, self.at, ZoneInfo(zone)) == wave:
+                    found.add(zone)
+            break
+        return sorted(found)
+
     def _around(self, moment: datetime) -> list[datetime]:
         """Every wave of the issues whose windows end within a period of ``moment``."""
         step = timedelta(days=1 if self.period == "day" else 7)
