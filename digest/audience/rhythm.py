@@ -207,6 +207,34 @@ class Rhythms:
         )
         return {int(row[0]): self._from_row(tuple(row[1:])) for row in rows}
 
+    def imported(
+        self, subscriber: Subscriber, frequency: str | None, timezone: str | None
+    ) -> list[str]:
+        """An import's values (already checked; None: the file does not say), as they are:
+        an import states where a reader is now, so no switch rule applies. Returns the
+        names of the columns it changed."""
+        current = self.of(subscriber)
+        changed: list[str] = []
+        rhythm = current
+        if frequency is not None and frequency != current.cadence_on(date.max):
+            rhythm = Rhythm(frequency, rhythm.timezone, None)
+            changed.append("frequency")
+        if timezone is not None and timezone != current.timezone:
+            rhythm = Rhythm(rhythm.frequency, timezone, rhythm.since)
+            changed.append("timezone")
+        if changed:
+            self._db.execute(
+                "UPDATE subscribers SET frequency = ?, timezone = ?, frequency_since = ? "
+                "WHERE id = ?",
+                (
+                    rhythm.frequency,
+                    rhythm.timezone,
+                    rhythm.since.isoformat() if rhythm.since else None,
+                    subscriber.id,
+                ),
+            )
+        return changed
+
     def set(
         self,
         email: str,
