@@ -608,7 +608,7 @@ class ScheduleConfig(_Section):
     @classmethod
     def _local_time(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value.strip()):
-            raise ValueError(f"{value!r} is not a time of day such as \"09:00\" (HH:MM)")
+            raise ValueError(f'{value!r} is not a time of day such as "09:00" (HH:MM)')
         return None if value is None else value.strip()
 
     @field_validator("cron")
