@@ -17,6 +17,7 @@ Routes::
                                    <issue-id>/)
     POST /webhooks/<provider>      postmark, resend, sendgrid, mailgun
     GET  /assets/serve.css         the pages' stylesheet
+    GET  /assets/zone.js           offers the browser's timezone to the subscribe form
     GET  /healthz                  "ok", for the reverse proxy's checks
 
 The app is built by :func:`create_app` from a config, a clock and (for tests) a mailer;
@@ -257,6 +258,13 @@ class Handlers:
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
+    async def zone_script(self, request: Request) -> Response:
+        return Response(
+            self.pages.stylesheet("zone.js"),
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
     async def subscribe_form(self, request: Request) -> Response:
         return self.page(
             request,
@@ -299,6 +307,7 @@ class Handlers:
                     raise BadJson("expected a JSON object")
                 email = text_field(data, "email", limit=MAX_EMAIL, required=True)
                 name = text_field(data, "name", limit=MAX_NAME)
+                zone = text_field(data, "timezone", limit=200)
                 chosen = text_list(data, "categories", most=50, limit=200)
                 lists = text_list(data, "newsletters", most=20, limit=40)
             except BadJson as exc:
@@ -314,6 +323,8 @@ class Handlers:
             name = given_name if isinstance(given_name, str) else ""
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
             lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
+            given_zone = form.get("timezone")
+            zone = given_zone if isinstance(given_zone, str) else ""
         categories = chosen[:50]
         if len(email) > MAX_EMAIL:
             email = ""  # not an address; refused below as one
@@ -337,6 +348,7 @@ class Handlers:
                     categories=categories,
                     now=now,
                     consent=consent,
+                    timezone=zone,
                 )
                 if outcome.action == "suppressed":
                     # nothing else was written: count the mailbox as the others do, so
@@ -727,6 +739,7 @@ def create_app(
         Route("/", handlers.home),
         Route("/healthz", handlers.healthz),
         Route("/assets/serve.css", handlers.stylesheet),
+        Route("/assets/zone.js", handlers.zone_script),
         Route("/subscribe", handlers.subscribe_form, methods=["GET"]),
         Route("/subscribe", handlers.subscribe, methods=["POST"]),
         Route(route("confirm"), handlers.confirm_page, methods=["GET"]),
