@@ -140,3 +140,28 @@ def test_schedule_next_lists_the_waves_with_their_zones(sample_site: Path) -> No
         "      Asia/Seoul: Mon 2026-11-09 09:00 KST\n"
         "      Asia/Tokyo: Mon 2026-11-09 09:00 JST\n"
     )
+
+
+def test_status_shows_the_waves_sent_and_to_come(sample_site: Path) -> None:
+    config = edit_config(sample_site, schedule={"cron": "0 9 * * MON", "local_time": "09:00"})
+    joined = datetime(2026, 10, 20, tzinfo=timezone.utc)
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        for name, zone in (("tokyo", "Asia/Tokyo"), ("la", "America/Los_Angeles")):
+            store.add(f"{name}@example.com", now=joined)
+            Rhythms(store).set(f"{name}@example.com", timezone=zone, now=joined, config=config)
+    # the Tokyo wave of 2026-W44 (Monday 09:00 JST), a minute late
+    clock = SteppingClock(datetime(2026, 11, 2, 0, 1, tzinfo=timezone.utc))
+    report = run_newsletters(config, ["weekly"], clock, stop=threading.Event())[0].report
+    assert report is not None and report.run is not None
+    assert (report.action, report.run.outcome, report.run.sent) == ("ran", "sent", 1)
+    result = CliRunner().invoke(
+        main, ["--config", str(sample_site / "config.yaml"), "status", "--week", "2026-W44"]
+    )
+    assert result.exit_code == 0, result.output
+    # read after the rehearsed Monday: the Los Angeles wave's time has come, unsent
+    assert result.output.endswith(
+        "  waves (schedule.local_time):\n"
+        "    2026-11-02 00:00 UTC  1 of 1 sent  sent    Asia/Tokyo\n"
+        "    2026-11-02 17:00 UTC  0 of 1 sent  due     America/Los_Angeles\n"
+    )
+    assert "joined since" not in result.output
