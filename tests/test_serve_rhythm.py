@@ -4,6 +4,7 @@ falls back to the schedule's for anything else, never answering with a 5xx."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from starlette.testclient import TestClient
 from digest.audience.rhythm import Rhythm, Rhythms
 from digest.config import Config
 from digest.serve.app import create_app
-from tests.test_serve import Clock, csrf_of, env, store, write_config
+from tests.test_serve import Clock, add, csrf_of, env, store, token_for, write_config
 
 __all__ = ["env"]  # the fixture, imported for the tests below
 
@@ -84,3 +85,29 @@ def test_the_json_api_takes_a_zone_too(client: TestClient, config: Config) -> No
         headers={"Origin": "http://127.0.0.1:8025"},
     )
     assert (wrong.status_code, wrong.json()) == (400, {"error": "'timezone' must be a string"})
+
+
+def test_the_preferences_page_switches_the_cadence_from_the_next_week(
+    client: TestClient, config: Config
+) -> None:
+    add(config, "ann@example.com")
+    path = f"/preferences/{token_for(config, 'ann@example.com', 'preferences')}"
+    page = client.get(path)
+    assert '<option value="weekly" selected>Once a week</option>' in page.text
+    assert '<option value="daily">Every day</option>' in page.text
+    assert 'id="frequency-hint"' not in page.text
+    saved = client.post(
+        path, data={"csrf": csrf_of(page.text), "frequency": "daily", "action": "save"}
+    )
+    assert saved.status_code == 200 and "Saved." in saved.text
+    assert '<option value="daily" selected>Every day</option>' in saved.text
+    # the clock reads Monday 2026-11-23: that week comes weekly, then every day
+    assert (
+        '<p class="hint" id="frequency-hint">From the week starting 2026-11-30; the week in '
+        "progress comes as before.</p>"
+    ) in saved.text
+    assert _rhythm(config, "ann@example.com") == Rhythm("daily", None, date(2026, 11, 30))
+    odd = client.post(path, data={"csrf": csrf_of(saved.text), "frequency": "hourly",
+                                  "action": "save"})  # fmt: skip
+    assert odd.status_code == 200
+    assert _rhythm(config, "ann@example.com") == Rhythm("daily", None, date(2026, 11, 30))

@@ -544,6 +544,12 @@ class Handlers:
                 )
             except TokenError as exc:
                 return self.bad_link(request, exc)
+            given = form.get("frequency")
+            if action == "save" and isinstance(given, str):
+                address = subscriber.email
+                await self.store.run(
+                    lambda store: self.subscriptions.rhythm(store, address, now, given)
+                )
             if self.newsletters and lists and action == "save":
                 address = subscriber.email
                 await self.store.run(
@@ -571,6 +577,7 @@ class Handlers:
             if self.newsletters
             else ()
         )
+        rhythm = await self.store.run(lambda store: self.subscriptions.rhythm(store, address, now))
         return self.page(
             request,
             "preferences.html.j2",
@@ -581,6 +588,13 @@ class Handlers:
             chosen=chosen_names,
             every=not chosen_names,
             receives=set(receives),
+            frequency=rhythm.frequency,
+            # a switch not landed yet: the week in progress keeps the old cadence
+            frequency_since=(
+                rhythm.since.isoformat()
+                if rhythm.since and rhythm.since > now.astimezone(self.config.tz).date()
+                else None
+            ),
             saved=saved,
             action=token_path("preferences", token),
         )

@@ -35,7 +35,7 @@ from digest.audience.keys import link_keys
 from digest.audience.lifecycle import address_form, erasure_key, record_confirmation
 from digest.audience.links import token_path, token_url
 from digest.audience.records import Consent, iso, set_details
-from digest.audience.rhythm import Rhythms, zone_or_default
+from digest.audience.rhythm import FREQUENCIES, Rhythm, Rhythms, zone_or_default
 from digest.audience.status import WEBHOOK_CAUSES, Cause, service_mail
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
 from digest.audience.tokens import (
@@ -311,6 +311,18 @@ class Subscriptions:
             if change.changed:
                 log.info("preferences: %s subscribed again", subscriber.email)
         return subscriber
+
+    def rhythm(
+        self, store: SubscriberStore, email: str, now: datetime, frequency: str | None = None
+    ) -> Rhythm:
+        """The reader's cadence, after switching to ``frequency`` when it is one digest
+        knows (public input: anything else changes nothing)."""
+        if frequency in FREQUENCIES:
+            return (
+                Rhythms(store).set(email, frequency=frequency, now=now, config=self.config).rhythm
+            )
+        found = store.get(email)
+        return Rhythm() if found is None else Rhythms(store).of(found)
 
     def apply_delivery(
         self, store: SubscriberStore, delivery: WebhookDelivery, now: datetime, *, keep: float
