@@ -165,3 +165,32 @@ def test_status_shows_the_waves_sent_and_to_come(sample_site: Path) -> None:
         "    2026-11-02 17:00 UTC  0 of 1 sent  due     America/Los_Angeles\n"
     )
     assert "joined since" not in result.output
+
+
+def test_a_thin_day_is_skipped_and_recorded_with_its_reason(sample_site: Path) -> None:
+    config = edit_config(
+        sample_site,
+        schedule={"cron": "0 9 * * MON", "local_time": "09:00"},
+        limits={"min_posts": 1, "min_posts_daily": 2},
+    )
+    joined = datetime(2026, 10, 14, tzinfo=timezone.utc)
+    with SubscriberStore(locate(config, config.subscribers.database)) as store:
+        store.add("ada@example.com", now=joined)
+        Rhythms(store).set("ada@example.com", frequency="daily", now=joined, config=config)
+    # Berlin's wave for 2026-10-27, which has one post
+    clock = SteppingClock(datetime(2026, 10, 28, 8, 1, tzinfo=timezone.utc))
+    results = run_newsletters(config, ["weekly"], clock, stop=threading.Event())
+    daily = results[1]
+    assert daily.newsletter == "weekly daily" and daily.report is not None
+    run = daily.report.run
+    assert run is not None and (run.issue_id, run.outcome, run.sent) == (
+        "2026-10-27",
+        "skipped-empty",
+        0,
+    )
+    assert run.detail == (
+        "2026-10-27 has 1 post, under limits.min_posts_daily (2); not sent "
+        "(`digest send --force` sends it)"
+    )
+    with Ledger(locate(config, config.ledger.database)) as ledger:
+        assert "2026-10-27" not in ledger.issues()

@@ -327,6 +327,12 @@ class LimitsConfig(_Section):
         description="An issue with fewer posts is not sent by the schedule, and `digest "
         "send` sends it only with --force.",
     )
+    min_posts_daily: int | None = Field(
+        default=None,
+        ge=1,
+        description="The same for a day's issue (a daily newsletter, or the day issues of a "
+        "weekly one for its daily readers); unset: min_posts.",
+    )
     rank: list[RankKey] = Field(
         default_factory=lambda: list(DEFAULT_RANK),
         description="How posts are ordered within a section, so limits keep the best: "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING
 
 from digest.config import Config, SourceConfig
@@ -25,6 +25,7 @@ from digest.content.select import (
 from digest.content.sources.load import SourcesResult, load_sources
 from digest.content.sources.state import SourceStates
 from digest.content.text import ExcerptCleaner
+from digest.content.window import is_day
 
 if TYPE_CHECKING:
     import httpx
@@ -119,7 +120,7 @@ def load_and_select(
         config.path(config.out_dir),
         chosen.start,
         config.dedupe.earlier_issues,
-        daily=chosen.end - chosen.start <= timedelta(hours=25),
+        daily=is_day(chosen),
     )
     selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
     return Loaded(result, selection)

@@ -42,7 +42,8 @@ from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
-from digest.content.layout import too_few_posts
+from digest.content.layout import least_posts, too_few_posts
+from digest.content.window import is_day
 from digest.delivery.dispatch import Dispatcher
 from digest.delivery.issue import BuildComposer, Composer, Issue
 from digest.delivery.leases import LEASE, Heartbeat, lease_now, sender_id
@@ -388,8 +389,9 @@ def send_issue(
     issue_id = issue.selection.issue_id
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue_id} has no posts; there is nothing to send")
-    if issue.selection.count < config.limits.min_posts and not (force or dry_run):
-        raise NothingToSend(too_few_posts(issue_id, issue.selection.count, config))
+    daily = is_day(issue.selection.window)
+    if issue.selection.count < least_posts(config, daily)[0] and not (force or dry_run):
+        raise NothingToSend(too_few_posts(issue_id, issue.selection.count, config, daily))
     store = SubscriberStore(locate(config, config.subscribers.database))
     ledger = Ledger(locate(config, config.ledger.database))
     try:

@@ -47,9 +47,10 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 
 from digest.config.cron import check_cron
-from digest.content.layout import too_few_posts
+from digest.content.layout import least_posts, too_few_posts
 from digest.content.select import Window, last_complete_day, last_complete_week
 from digest.content.wallclock import resolve_wall
+from digest.content.window import is_day
 from digest.errors import (
     ConfigError,
     DigestError,
@@ -566,8 +567,10 @@ def send_job(config: Config, clock: Clock) -> Job:
         selection = pipeline.load_and_select(config, now, week=due.issue_id).selection
         if selection.count == 0:
             return JobResult("empty", detail=f"no posts in {due.window.describe()}")
-        if selection.count < config.limits.min_posts:
-            return JobResult("empty", detail=too_few_posts(due.issue_id, selection.count, config))
+        daily = is_day(due.window)
+        if selection.count < least_posts(config, daily)[0]:
+            detail = too_few_posts(due.issue_id, selection.count, config, daily)
+            return JobResult("empty", detail=detail)
 
         def progress(done: int, total: int) -> None:
             if stop.is_set():
