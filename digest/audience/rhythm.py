@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.content.wallclock import local_due, parse_wall_time
-from digest.content.window import Window, day_window, window_for_week_containing
+from digest.content.window import Window, day_window, is_day, window_for_week_containing
 from digest.errors import StoreError
 from digest.safelog import log_change
 from digest.store.clock import utc_text
@@ -116,7 +116,7 @@ class Rhythm:
 def issue_cadence(window: Window) -> str | None:
     """``daily`` for a one-day window, ``weekly`` for a week, None for another range."""
     span = window.end - window.start
-    if span <= timedelta(hours=25):
+    if is_day(window):
         return DAILY
     if timedelta(days=7) - timedelta(hours=1) <= span <= timedelta(days=7, hours=1):
         return WEEKLY
