@@ -45,6 +45,8 @@ line (no traceback) and exits with its ``exit_code``::
     │   │                                     (digest.audience.subscribers)
     │   ├── StatusRefused                     a status change the transition table does not
     │   │                                     allow (digest.audience.status)
+    │   ├── RhythmError                       a frequency or timezone digest does not know
+    │   │                                     (digest.audience.rhythm)
     │   └── Forgotten                         the address was erased on request; only a new
     │                                         confirmed subscription brings it back
     │                                         (digest.audience.lifecycle)

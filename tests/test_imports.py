@@ -23,6 +23,7 @@ from digest.audience.imports.mapping import parse_mapping
 from digest.audience.imports.report import ImportReport
 from digest.audience.imports.values import parse_time
 from digest.audience.lifecycle import Forgotten, add_subscriber, forget, show
+from digest.audience.rhythm import Rhythm, Rhythms
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.cli import main
 from digest.errors import StoreError, UsageError
@@ -712,7 +713,7 @@ def test_rows_of_a_plain_json_list_that_cannot_be_used_are_rejected_with_the_rea
         {"email": "ok@example.com", "preferences": {"categories": ["Tools"]},
          "consent": json.dumps({"method": "form", "at": "2026-10-01T08:00:00Z"})},
         {"email": "p@example.com", "preferences": "Tools"},
-        {"email": "f@example.com", "preferences": {"frequency": "daily"}},
+        {"email": "f@example.com", "preferences": {"frequency": "hourly"}},
         {"email": "c@example.com", "consent": "{not json"},
         {"email": "l@example.com", "consent": ["form"]},
         {"email": "n@example.com", "name": 42},
@@ -723,7 +724,7 @@ def test_rows_of_a_plain_json_list_that_cannot_be_used_are_rejected_with_the_rea
     report = load(store, str(path))
     assert [(r.row, r.reason) for r in report.rejected] == [
         (2, "preferences is not an object"),
-        (3, "frequency 'daily' is not supported (the digest is weekly)"),
+        (3, "frequency 'hourly' is not one of weekly, daily"),
         (4, "consent is not a JSON object"),
         (5, "consent is not an object"),
         (6, "name is not text"),
@@ -938,3 +939,38 @@ def test_a_1mb_hostile_import_value_is_one_rejected_row_within_a_second(
     assert time.perf_counter() - started < 1.0
     assert [r.row for r in report.rejected] == [2]
     assert [s.email for s in store.list()] == ["ann@example.com"]
+
+
+def test_frequency_and_timezone_columns_are_imported(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,Frequency,Time Zone\n"
+        "ada@example.com,Daily,Asia/Tokyo\n"
+        "bob@example.com,,Mars/Olympus\n"
+        "cy@example.com,weekly,\n",
+        encoding="utf-8",
+    )
+    report = load(store, str(path))
+    assert (report.added, report.rejected) == (3, [])
+    assert [(w.row, w.reason) for w in report.warnings] == [
+        (3, "unknown timezone 'Mars/Olympus' dropped; bob@example.com gets the schedule's")
+    ]
+    rhythms = Rhythms(store)
+    found = {}
+    for email in ("ada@example.com", "bob@example.com", "cy@example.com"):
+        subscriber = store.get(email)
+        assert subscriber is not None
+        found[email] = rhythms.of(subscriber)
+    assert found == {
+        "ada@example.com": Rhythm("daily", "Asia/Tokyo", None),
+        "bob@example.com": Rhythm(),
+        "cy@example.com": Rhythm(),
+    }
+    # again, with a change: the import states where the reader is now
+    path.write_text("email,cadence,tz\nada@example.com,weekly,Europe/Berlin\n", encoding="utf-8")
+    again = load(store, str(path))
+    assert (again.updated, again.unchanged) == (1, 0)
+    ada = store.get("ada@example.com")
+    assert ada is not None and rhythms.of(ada) == Rhythm("weekly", "Europe/Berlin", None)

@@ -125,7 +125,7 @@ def test_malformed_json(tmp_path: Path, store: SubscriberStore) -> None:
     assert rejected == {
         1: "isActive 'maybe' is not true or false",
         2: "expected an object, got str",
-        3: "frequency 'monthly' is not supported (the digest is weekly)",
+        3: "frequency 'monthly' is not one of weekly, daily",
         4: "subscribed_at 'yesterday' is not a date such as 2026-08-02T10:15:00Z",
         5: "categories is not a list of names",
     }

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
+from digest.audience import rhythm
 from digest.audience.imports.importer import iter_incoming
 from digest.audience.imports.report import ImportReport
 from digest.audience.subscribers import Categories, Subscriber, SubscriberStore
 from digest.config import Config
+from digest.content.window import Window
 from digest.errors import StoreError
 
 
@@ -106,10 +109,19 @@ class NewsletterChoices:
 
 
 def recipients(
-    config: Config, store: SubscriberStore, *, chunk: int = 1000
+    config: Config,
+    store: SubscriberStore,
+    *,
+    chunk: int = 1000,
+    window: Window | None = None,
+    due_by: datetime | None = None,
 ) -> Iterator[Subscriber]:
-    """The active subscribers who receive ``config``'s newsletter, in id order."""
+    """The active subscribers who receive ``config``'s newsletter, in id order; given the
+    issue's ``window``, only those whose cadence it is (:func:`rhythm.receives_issue`), and
+    with ``due_by`` only those whose local send time has come by then."""
     active = store.iter_active(chunk=chunk)
+    if window is not None:
+        active = rhythm.of_cadence(store, active, window, config, due_by=due_by)
     if len(config.newsletter_names) < 2:
         yield from active
         return

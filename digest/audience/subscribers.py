@@ -171,6 +171,14 @@ MIGRATIONS = (
         "each subscriber's language",
         "ALTER TABLE subscribers ADD COLUMN language TEXT NOT NULL DEFAULT '';",
     ),
+    # each reader's cadence (from a week start on) and timezone (digest.audience.rhythm)
+    Migration(
+        8,
+        "each reader's cadence and timezone",
+        "ALTER TABLE subscribers ADD COLUMN frequency TEXT NOT NULL DEFAULT 'weekly';\n"
+        "ALTER TABLE subscribers ADD COLUMN frequency_since TEXT;\n"
+        "ALTER TABLE subscribers ADD COLUMN timezone TEXT;",
+    ),
 )
 SPEC = StoreSpec(
     "subscribers",

@@ -10,11 +10,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
 from digest.cli._app import State, emit_json, json_option, main, newsletter_option, pass_state
 from digest.schedule.install import crontab, github_actions, systemd
+from digest.schedule.local import WaveSchedule
 from digest.schedule.runs import Run, RunStore
 from digest.schedule.scheduler import (
     Policy,
@@ -222,6 +224,9 @@ def schedule_group(ctx: click.Context, state: State, moment: str | None) -> None
 def next_command(state: State, count: int, moment: str | None, as_json: bool) -> None:
     """The next send times, in the schedule's timezone and in UTC, with the issue each sends.
 
+    With schedule.local_time, each time is a wave: the zones it reaches are listed with
+    their local time.
+
     \b
     Examples:
       digest schedule next
@@ -232,11 +237,13 @@ def next_command(state: State, count: int, moment: str | None, as_json: bool) ->
     policy = Policy.from_config(config)
     schedule = policy.schedule
     times = schedule.upcoming(clock_at(moment).now(), max(count, 0))
+    waves = schedule if isinstance(schedule, WaveSchedule) else None
     rows = [
         {
             "local": t.isoformat(),
             "utc": t.astimezone(timezone.utc).isoformat(),
             "issue_id": _issue(policy, t),
+            **({"zones": waves.zones_at(t)} if waves else {}),
         }
         for t in times
     ]
@@ -250,6 +257,9 @@ def next_command(state: State, count: int, moment: str | None, as_json: bool) ->
             f"  {t.strftime('%a %Y-%m-%d %H:%M:%S %Z')}   "
             f"{utc.strftime('%Y-%m-%d %H:%M:%S UTC')}   sends {row['issue_id']}"
         )
+        for zone in row.get("zones", ()):
+            local = t.astimezone(ZoneInfo(zone))
+            click.echo(f"      {zone}: {local.strftime('%a %Y-%m-%d %H:%M %Z')}")
 
 
 def _issue(policy: Policy, moment: datetime) -> str:

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -385,10 +385,15 @@ def status_command(
       digest status --json
     """
     config = state.config
-    issue_id = resolve_window(config, now(), week=week, since=since, until=until).issue_id
+    window = resolve_window(config, now(), week=week, since=since, until=until)
+    issue_id = window.issue_id
     from digest.delivery.send_report import issue_status
+    from digest.delivery.wave_status import wave_status
 
     data = issue_status(config, issue_id)
+    waves = wave_status(config, window, now())
+    if waves:
+        data["waves"] = waves
     counts, info = data["counts"], data["info"]
     unconfirmed, joined = data["unconfirmed"], data["new_subscribers"]
     uncertain, failures = data["uncertain"], data["failures"]
@@ -398,6 +403,7 @@ def status_command(
         return
     if info is None:
         click.echo(f"{issue_id}: not sent yet")
+        _echo_waves(waves)
         return
     done = "complete" if data["complete"] else "not complete"
     runs = info["runs"]
@@ -417,7 +423,7 @@ def status_command(
             click.secho(f"    {item['email']}: {item['error']}", fg="yellow")
         if len(uncertain) > 10:
             click.secho(f"    and {len(uncertain) - 10} more (--json names every one)", fg="yellow")
-    if joined:
+    if joined and not waves:  # with waves, readers not yet due have no row either
         click.echo(
             f"  {joined} subscriber{'s' if joined != 1 else ''} joined since it was sent: "
             "`digest send --new-subscribers` sends them this issue"
@@ -429,3 +435,16 @@ def status_command(
     warning = complaint_warning(config, issue_id, now=now())
     if warning:
         click.secho(f"  {warning}", fg="yellow")
+    _echo_waves(waves)
+
+
+def _echo_waves(waves: list[dict[str, Any]]) -> None:
+    """The issue's local-time waves: sent, due, and to come."""
+    if waves:
+        click.echo("  waves (schedule.local_time):")
+    for wave in waves:
+        when = datetime.fromisoformat(wave["due"]).strftime("%Y-%m-%d %H:%M UTC")
+        click.echo(
+            f"    {when}  {wave['sent']} of {wave['readers']} sent  {wave['state']:<8}"
+            f"{', '.join(wave['zones'])}"
+        )

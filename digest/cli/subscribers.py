@@ -1,4 +1,4 @@
-"""`digest subscribers import|list|add|remove|unsubscribe|export|show|forget|stats` (and
+"""`digest subscribers import|list|add|set|remove|unsubscribe|export|show|forget|stats` (and
 `digest unsubscribe`)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from digest.audience.newsletters import (
     export_emails,
 )
 from digest.audience.records import describe
+from digest.audience.rhythm import FREQUENCIES, Rhythms
 from digest.audience.status import Cause
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError
@@ -439,39 +440,88 @@ def newsletters_command(state: State, email: str, names: tuple[str, ...], as_jso
 @subscribers_group.command("set")
 @click.argument("email")
 @click.option(
+    "--frequency",
+    type=click.Choice(FREQUENCIES),
+    help="weekly (the week's issue) or daily (each day's issue); a change lands on the "
+    "next week start.",
+)
+@click.option("--timezone", "zone", metavar="ZONE", help="An IANA name, such as Europe/Berlin.")
+@click.option(
     "--language",
     metavar="TAG",
     help="The language of their email and pages (de, en, pt-BR; 'default': the site's).",
 )
 @json_option
 @pass_state
-def set_command(state: State, email: str, language: str | None, as_json: bool) -> None:
-    """Change a subscriber's own settings (each option given; the rest stay).
+def set_command(
+    state: State,
+    email: str,
+    frequency: str | None,
+    zone: str | None,
+    language: str | None,
+    as_json: bool,
+) -> None:
+    """Change a subscriber's own settings (each option given; the rest stay), and say which
+    issue a cadence switch lands on.
 
     \b
     Examples:
+      digest subscribers set ada@example.com --frequency daily
+      digest subscribers set ada@example.com --timezone America/New_York
       digest subscribers set ada@example.com --language de
       digest subscribers set ada@example.com --language default
     """
     from digest import i18n
     from digest.audience.settings import apply
 
-    if language is None:
-        raise click.UsageError("give at least one setting to change, e.g. --language de")
+    if frequency is None and zone is None and language is None:
+        raise click.UsageError("name --frequency, --timezone, --language or several")
+    report: dict[str, object] = {}
+    lines: list[tuple[bool, str]] = []  # (on stdout, line)
     with _store(state) as store:
-        subscriber = apply(store, email, now=now(), language=language)
-    site = state.config.site.language
-    spoken = i18n.language_of(subscriber.language, site)
+        if language is not None:
+            subscriber = apply(store, email, now=now(), language=language)
+            spoken = i18n.language_of(subscriber.language, state.config.site.language)
+            report.update(
+                {"email": subscriber.email, "language": subscriber.language, "written_in": spoken}
+            )
+            lines.append(
+                (
+                    True,
+                    f"{subscriber.email}: language {subscriber.language or 'default'} "
+                    f"(written in {spoken})",
+                )
+            )
+            if subscriber.language and i18n.spoken(subscriber.language) is None:
+                lines.append(
+                    (
+                        False,
+                        f"note: no catalogue for {subscriber.language} yet; "
+                        f"they get {spoken} until one is added",
+                    )
+                )
+        if frequency is not None or zone is not None:
+            switch = Rhythms(store).set(
+                email, frequency=frequency, timezone=zone, now=now(), config=state.config
+            )
+            rhythm = switch.rhythm
+            report.update(
+                {
+                    "email": switch.email,
+                    "frequency": rhythm.frequency,
+                    "timezone": rhythm.timezone,
+                    "since": rhythm.since.isoformat() if rhythm.since else None,
+                    "last_issue_before": switch.last_old,
+                    "first_issue": switch.first_new,
+                    "changed": switch.changed,
+                }
+            )
+            lines.append((False, switch.describe() + ("" if switch.changed else " (unchanged)")))
     if as_json:
-        emit_json(
-            {"email": subscriber.email, "language": subscriber.language, "written_in": spoken}
-        )
+        emit_json(report)
         return
-    click.echo(
-        f"{subscriber.email}: language {subscriber.language or 'default'} (written in {spoken})"
-    )
-    if subscriber.language and i18n.spoken(subscriber.language) is None:
-        say(
-            f"note: no catalogue for {subscriber.language} yet; "
-            f"they get {spoken} until one is added"
-        )
+    for on_stdout, line in lines:
+        if on_stdout:
+            click.echo(line)
+        else:
+            say(line)

@@ -329,6 +329,12 @@ class LimitsConfig(_Section):
         description="An issue with fewer posts is not sent by the schedule, and `digest "
         "send` sends it only with --force.",
     )
+    min_posts_daily: int | None = Field(
+        default=None,
+        ge=1,
+        description="The same for a day's issue (a daily newsletter, or the day issues of a "
+        "weekly one for its daily readers); unset: min_posts.",
+    )
     rank: list[RankKey] = Field(
         default_factory=lambda: list(DEFAULT_RANK),
         description="How posts are ordered within a section, so limits keep the best: "
@@ -605,6 +611,19 @@ class ScheduleConfig(_Section):
         description="Held by `digest schedule`; `digest run` holds <name>.run beside it. "
         "Unused with database: (the locks are then in the database).",
     )
+    local_time: str | None = Field(
+        default=None,
+        description='Send each reader at this wall-clock time in their own timezone ("09:00"): '
+        "one build per issue, sent in waves, one per zone whose local time has come "
+        "(docs/schedule.md). Unset: everyone at the cron's time.",
+    )
+
+    @field_validator("local_time")
+    @classmethod
+    def _local_time(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value.strip()):
+            raise ValueError(f'{value!r} is not a time of day such as "09:00" (HH:MM)')
+        return None if value is None else value.strip()
 
     @field_validator("cron")
     @classmethod

@@ -54,10 +54,18 @@ def fold_thin(sections: list[Section], least: int, title: str) -> list[Section]:
     return [*kept, Section(title, title, posts, 0, origins)]
 
 
-def too_few_posts(issue_id: str, count: int, config: Config) -> str:
-    """Why an issue under ``limits.min_posts`` is not sent, and how to send it anyway."""
-    least = config.limits.min_posts
+def least_posts(config: Config, daily: bool = False) -> tuple[int, str]:
+    """The fewest posts an issue is sent with, and the option that says so: a day's issue
+    has ``limits.min_posts_daily`` when it is set."""
+    if daily and config.limits.min_posts_daily is not None:
+        return config.limits.min_posts_daily, "limits.min_posts_daily"
+    return config.limits.min_posts, "limits.min_posts"
+
+
+def too_few_posts(issue_id: str, count: int, config: Config, daily: bool = False) -> str:
+    """Why an issue under its minimum is not sent, and how to send it anyway."""
+    least, option = least_posts(config, daily)
     return (
-        f"{issue_id} has {count} post{'' if count == 1 else 's'}, under limits.min_posts "
+        f"{issue_id} has {count} post{'' if count == 1 else 's'}, under {option} "
         f"({least}); not sent (`digest send --force` sends it)"
     )

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,9 +84,15 @@ def memory_of(posts: Iterable[Post]) -> list[dict[str, Any]]:
     ]
 
 
-def earlier_issues(out_dir: Path, before: datetime, limit: int) -> list[Remembered]:
+def earlier_issues(
+    out_dir: Path, before: datetime, limit: int, *, daily: bool | None = None
+) -> list[Remembered]:
     """The posts of the ``limit`` latest issues in ``out_dir`` whose window starts before
-    ``before``. An issue folder without a readable memory is skipped with a warning."""
+    ``before``. An issue folder without a readable memory is skipped with a warning.
+
+    ``daily`` (True or False) keeps only the issues of that cadence: a newsletter built
+    for days and for weeks sends each to other readers, so a day's issue remembers the
+    earlier days and a week's issue the earlier weeks, never the other cadence."""
     if limit <= 0 or not out_dir.is_dir():
         return []
     found: list[tuple[str, str, list[Any]]] = []
@@ -95,6 +101,7 @@ def earlier_issues(out_dir: Path, before: datetime, limit: int) -> list[Remember
             # inside its issue folder: a link out of it is refused (files.read_inside)
             data = json.loads(read_inside(manifest.parent, manifest, max_bytes=50_000_000))
             start = data["window"]["start"]
+            end = data["window"].get("end")
             memory = data.get("memory")
             issue_id = str(data["issue_id"])
         except (OSError, ValueError, KeyError, TypeError, ContentError) as exc:
@@ -104,6 +111,8 @@ def earlier_issues(out_dir: Path, before: datetime, limit: int) -> list[Remember
             continue
         try:
             if datetime.fromisoformat(start) >= before:
+                continue
+            if daily is not None and end and _is_day(start, end) != daily:
                 continue
         except (TypeError, ValueError):
             continue
@@ -125,6 +134,11 @@ def earlier_issues(out_dir: Path, before: datetime, limit: int) -> list[Remember
                 )
             )
     return remembered
+
+
+def _is_day(start: str, end: str) -> bool:
+    """Whether a window is one day (a DST day lasts 23 or 25 hours)."""
+    return datetime.fromisoformat(end) - datetime.fromisoformat(start) <= timedelta(hours=25)
 
 
 def _story(value: Any) -> tuple[str, ...]:

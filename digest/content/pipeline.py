@@ -25,6 +25,7 @@ from digest.content.select import (
 from digest.content.sources.load import SourcesResult, load_sources
 from digest.content.sources.state import SourceStates
 from digest.content.text import ExcerptCleaner
+from digest.content.window import is_day
 
 if TYPE_CHECKING:
     import httpx
@@ -116,7 +117,10 @@ def load_and_select(
     chosen = resolve_window(config, now, week=week, since=since, until=until)
     result = load(config, use_cache=use_cache, around=chosen, now=now, client=client)
     earlier = earlier_issues(
-        config.path(config.out_dir), chosen.start, config.dedupe.earlier_issues
+        config.path(config.out_dir),
+        chosen.start,
+        config.dedupe.earlier_issues,
+        daily=is_day(chosen),
     )
     selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
     return Loaded(result, selection)

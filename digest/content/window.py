@@ -84,6 +84,11 @@ def day_window(day: date, tz: ZoneInfo) -> Window:
     return Window(_midnight(day, tz), _midnight(day + timedelta(days=1), tz), day.isoformat())
 
 
+def is_day(window: Window) -> bool:
+    """Whether a window is one day (a day of a DST change lasts 23 or 25 hours)."""
+    return window.end - window.start <= timedelta(hours=25)
+
+
 def last_complete_day(now: datetime, tz: ZoneInfo) -> Window:
     """The day before ``now``'s day in ``tz``."""
     return day_window(now.astimezone(tz).date() - timedelta(days=1), tz)

@@ -42,7 +42,8 @@ from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
-from digest.content.layout import too_few_posts
+from digest.content.layout import least_posts, too_few_posts
+from digest.content.window import is_day
 from digest.delivery.dispatch import Dispatcher
 from digest.delivery.issue import BuildComposer, Composer, Issue
 from digest.delivery.leases import LEASE, Heartbeat, lease_now, sender_id
@@ -357,8 +358,10 @@ def send_issue(
     stop: Callable[[], bool] | None = None,
     lease: timedelta | None = None,
     enqueue: bool = True,
+    due_by: datetime | None = None,
 ) -> SendReport:
     """Send the issue to every active subscriber who has not had it; see the module doc.
+    ``due_by`` (``schedule.local_time``): only those whose local send time has come.
 
     Any number of these may run at once on one issue, in this process or others, on this
     host or others sharing the database: each leases the rows it sends (``lease``, renewed
@@ -388,8 +391,9 @@ def send_issue(
     issue_id = issue.selection.issue_id
     if issue.selection.count == 0:
         raise NothingToSend(f"{issue_id} has no posts; there is nothing to send")
-    if issue.selection.count < config.limits.min_posts and not (force or dry_run):
-        raise NothingToSend(too_few_posts(issue_id, issue.selection.count, config))
+    daily = is_day(issue.selection.window)
+    if issue.selection.count < least_posts(config, daily)[0] and not (force or dry_run):
+        raise NothingToSend(too_few_posts(issue_id, issue.selection.count, config, daily))
     store = SubscriberStore(locate(config, config.subscribers.database))
     ledger = Ledger(locate(config, config.ledger.database))
     try:
@@ -449,7 +453,9 @@ def send_issue(
                 (
                     # queued with its variant, which the send groups rows by
                     (s.id, s.email, variant_of(s, issue.selection, site=config.site.language) or "")
-                    for s in newsletters.recipients(config, store, chunk=CHUNK)
+                    for s in newsletters.recipients(
+                        config, store, chunk=CHUNK, window=issue.selection.window, due_by=due_by
+                    )
                 ),
                 now=now,
             )
@@ -649,7 +655,9 @@ def _dry_run(
         if key.startswith(SEND_SECRETS)
     ]
     already = {SENT, FAILED_PERMANENT, SKIPPED}
-    for subscriber in newsletters.recipients(config, store, chunk=CHUNK):
+    for subscriber in newsletters.recipients(
+        config, store, chunk=CHUNK, window=issue.selection.window
+    ):
         variant = variant_of(
             subscriber, issue.selection, section_names(config), config.site.language
         )

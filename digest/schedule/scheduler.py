@@ -47,8 +47,10 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 
 from digest.config.cron import check_cron
-from digest.content.layout import too_few_posts
+from digest.content.layout import least_posts, too_few_posts
 from digest.content.select import Window, last_complete_day, last_complete_week
+from digest.content.wallclock import resolve_wall
+from digest.content.window import is_day
 from digest.errors import (
     ConfigError,
     DigestError,
@@ -58,6 +60,7 @@ from digest.errors import (
     SendError,
     UsageError,
 )
+from digest.schedule.local import WaveSchedule, has_daily_waves, wave_schedule
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore, issue_command
 from digest.store.database import locate
 from digest.store.lock import ProcessLock, process_lock
@@ -98,21 +101,7 @@ class Schedule:
 
     def _resolve(self, wall: datetime) -> datetime:
         """The instant a naive wall-clock time stands for (see the module's DST rules)."""
-        first = wall.replace(tzinfo=self.tz, fold=0)
-        if first.astimezone(timezone.utc).astimezone(self.tz).replace(tzinfo=None) == wall:
-            return first  # exists (once, or twice: the first pass wins)
-        # In a gap: the two readings straddle the transition; find its instant.
-        lo = wall.replace(tzinfo=self.tz, fold=1).astimezone(timezone.utc)
-        hi = first.astimezone(timezone.utc)
-        lo, hi = min(lo, hi), max(lo, hi)
-        before = lo.astimezone(self.tz).utcoffset()
-        while hi - lo > timedelta(seconds=1):
-            mid = lo + (hi - lo) / 2
-            if mid.astimezone(self.tz).utcoffset() == before:
-                lo = mid
-            else:
-                hi = mid
-        return hi.replace(microsecond=0).astimezone(self.tz)
+        return resolve_wall(wall, self.tz)
 
     def _walls(self, start: datetime) -> croniter:
         return croniter(self.cron, start, second_at_beginning=True)
@@ -272,7 +261,7 @@ def issue_window(
 class Policy:
     """The parts of ``schedule:`` that decide what a run does."""
 
-    schedule: Schedule
+    schedule: Schedule | WaveSchedule
     grace: timedelta
     skip_empty: bool = True
     week_start: str = "monday"
@@ -283,7 +272,11 @@ class Policy:
     @classmethod
     def from_config(cls, config: Config) -> Policy:
         return cls(
-            schedule=Schedule.from_config(config),
+            schedule=(
+                wave_schedule(config)
+                if config.schedule.local_time
+                else Schedule.from_config(config)
+            ),
             grace=config.schedule.grace,
             skip_empty=config.schedule.skip_empty,
             week_start=config.week_start,
@@ -574,8 +567,10 @@ def send_job(config: Config, clock: Clock) -> Job:
         selection = pipeline.load_and_select(config, now, week=due.issue_id).selection
         if selection.count == 0:
             return JobResult("empty", detail=f"no posts in {due.window.describe()}")
-        if selection.count < config.limits.min_posts:
-            return JobResult("empty", detail=too_few_posts(due.issue_id, selection.count, config))
+        daily = is_day(due.window)
+        if selection.count < least_posts(config, daily)[0]:
+            detail = too_few_posts(due.issue_id, selection.count, config, daily)
+            return JobResult("empty", detail=detail)
 
         def progress(done: int, total: int) -> None:
             if stop.is_set():
@@ -587,6 +582,7 @@ def send_job(config: Config, clock: Clock) -> Job:
         from digest.delivery.deliverability import CheckedComposer
 
         try:
+            local = config.schedule.local_time is not None
             report = send.send_issue(
                 config,
                 now=now,
@@ -594,6 +590,9 @@ def send_job(config: Config, clock: Clock) -> Job:
                 progress=progress,
                 clock=clock.now,
                 composer=CheckedComposer(gated=True),  # a failed pre-send check fails the run
+                # each wave queues the readers it reaches; the first wave completes the issue
+                new_subscribers=local,
+                due_by=due.occurrence if local else None,
             )
         except NoSubscribers:
             raise  # not done: the run fails, and the next one within grace tries again
@@ -645,12 +644,22 @@ def schedule_lock(config: Config) -> ProcessLock:
     return process_lock(config, config.schedule.lock, "digest schedule")
 
 
-def run_now(config: Config, clock: Clock, *, stop: threading.Event) -> RunReport:
-    """`digest run`: under the run lock, send whatever is due now (see :func:`run_due`)."""
+def run_now(
+    config: Config, clock: Clock, *, stop: threading.Event, daily: bool = False
+) -> RunReport:
+    """`digest run`: under the run lock, send whatever is due now (see :func:`run_due`).
+
+    ``daily``: the day issues of a weekly newsletter with ``schedule.local_time``, for its
+    daily readers (their runs are recorded apart, under the newsletter's key and "daily:").
+    """
     policy = Policy.from_config(config)
+    key = config.issue_prefix
+    if daily:
+        policy = replace(policy, schedule=wave_schedule(config, daily=True), period="day")
+        key += "daily:"
     with (
         run_lock(config),
-        RunStore(locate(config, config.schedule.database), config.issue_prefix) as runs,
+        RunStore(locate(config, config.schedule.database), key) as runs,
     ):
         return run_due(
             policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
@@ -715,17 +724,20 @@ def run_newsletters(
     results: list[NewsletterRun] = []
     for name in names:
         one = config.for_newsletter(name)
-        try:
-            report = run_now(one, clock, stop=stop or threading.Event())
-        except Stopped:
-            raise
-        except DigestError as exc:
-            if len(names) == 1:
+        # a weekly newsletter sent at local time has its daily readers' day issues too
+        for daily in (False, True) if has_daily_waves(one) else (False,):
+            label = f"{name} daily" if daily else name
+            try:
+                report = run_now(one, clock, stop=stop or threading.Event(), daily=daily)
+            except Stopped:
                 raise
-            log.error("newsletter %s: %s", name, exc)
-            results.append(NewsletterRun(name, error=exc))
-            continue
-        results.append(NewsletterRun(name, report))
+            except DigestError as exc:
+                if len(names) == 1 and not daily and not has_daily_waves(one):
+                    raise
+                log.error("newsletter %s: %s", label, exc)
+                results.append(NewsletterRun(label, error=exc))
+                continue
+            results.append(NewsletterRun(label, report))
     return results
 
 

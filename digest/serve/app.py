@@ -18,6 +18,7 @@ Routes::
                                    <issue-id>/)
     POST /webhooks/<provider>      postmark, resend, sendgrid, mailgun
     GET  /assets/serve.css         the pages' stylesheet
+    GET  /assets/zone.js           offers the browser's timezone to the subscribe form
     GET  /healthz                  "ok", for the reverse proxy's checks
 
 The app is built by :func:`create_app` from a config, a clock and (for tests) a mailer;
@@ -279,6 +280,13 @@ class Handlers:
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
+    async def zone_script(self, request: Request) -> Response:
+        return Response(
+            self.pages.stylesheet("zone.js"),
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
     async def subscribe_form(self, request: Request) -> Response:
         return self.page(
             request,
@@ -321,6 +329,7 @@ class Handlers:
                     raise BadJson("expected a JSON object")
                 email = text_field(data, "email", limit=MAX_EMAIL, required=True)
                 name = text_field(data, "name", limit=MAX_NAME)
+                zone = text_field(data, "timezone", limit=200)
                 chosen = text_list(data, "categories", most=50, limit=200)
                 lists = text_list(data, "newsletters", most=20, limit=40)
                 given_language: object = text_field(data, "language", limit=40)
@@ -338,6 +347,8 @@ class Handlers:
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)]
             lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
             given_language = form.get("language")
+            given_zone = form.get("timezone")
+            zone = given_zone if isinstance(given_zone, str) else ""
         categories = chosen[:50]
         language = self.pages.to_store(
             given_language if isinstance(given_language, str) else None,
@@ -365,6 +376,7 @@ class Handlers:
                     categories=categories,
                     now=now,
                     consent=consent,
+                    timezone=zone,
                 )
                 if outcome.action == "suppressed":
                     # nothing else was written: count the mailbox as the others do, so
@@ -584,6 +596,12 @@ class Handlers:
                 )
             except TokenError as exc:
                 return self.bad_link(request, exc)
+            given = form.get("frequency")
+            if action == "save" and isinstance(given, str):
+                address = subscriber.email
+                await self.store.run(
+                    lambda store: self.subscriptions.rhythm(store, address, now, given)
+                )
             if self.newsletters and lists and action == "save":
                 address = subscriber.email
                 await self.store.run(
@@ -618,6 +636,7 @@ class Handlers:
             if self.newsletters
             else ()
         )
+        rhythm = await self.store.run(lambda store: self.subscriptions.rhythm(store, address, now))
         return self.page(
             request,
             "preferences.html.j2",
@@ -629,6 +648,13 @@ class Handlers:
             chosen=chosen_names,
             every=not chosen_names,
             receives=set(receives),
+            frequency=rhythm.frequency,
+            # a switch not landed yet: the week in progress keeps the old cadence
+            frequency_since=(
+                rhythm.since.isoformat()
+                if rhythm.since and rhythm.since > now.astimezone(self.config.tz).date()
+                else None
+            ),
             saved=saved,
             languages=i18n.names(i18n.catalogues(), self.pages.language(subscriber.language)),
             action=token_path("preferences", token),
@@ -792,6 +818,7 @@ def create_app(
         Route("/", handlers.home),
         Route("/healthz", handlers.healthz),
         Route("/assets/serve.css", handlers.stylesheet),
+        Route("/assets/zone.js", handlers.zone_script),
         Route("/subscribe", handlers.subscribe_form, methods=["GET"]),
         Route("/subscribe", handlers.subscribe, methods=["POST"]),
         Route(route("confirm"), handlers.confirm_page, methods=["GET"]),

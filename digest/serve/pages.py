@@ -99,9 +99,10 @@ class Pages:
             line = getattr(exc, "lineno", None)
             raise TemplateError(str(exc), path=f"templates/serve/{name}", line=line) from None
 
-    def stylesheet(self) -> bytes:
+    def stylesheet(self, name: str = STYLESHEET) -> bytes:
+        """The pages' stylesheet, or another of their assets (``zone.js``)."""
         for folder in self.folders:
-            path = folder / STYLESHEET
+            path = folder / name
             if path.is_file():
                 return path.read_bytes()
         return b""

@@ -30,7 +30,7 @@ CSRF_FIELD = "csrf"
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' https: data:; "
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' https: data:; "
         "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     ),
     "Referrer-Policy": "no-referrer",

@@ -35,6 +35,7 @@ from digest.audience.keys import link_keys
 from digest.audience.lifecycle import address_form, erasure_key, record_confirmation
 from digest.audience.links import token_path, token_url
 from digest.audience.records import Consent, iso, set_details
+from digest.audience.rhythm import FREQUENCIES, Rhythm, Rhythms, zone_or_default
 from digest.audience.status import WEBHOOK_CAUSES, Cause, service_mail
 from digest.audience.subscribers import Categories, InvalidEmail, Subscriber, SubscriberStore
 from digest.audience.tokens import (
@@ -167,12 +168,18 @@ class Subscriptions:
         categories: Sequence[str],
         now: datetime,
         consent: Consent | None = None,
+        timezone: str | None = None,
     ) -> SubscribeOutcome:
         """Raises InvalidEmail for an address that is not one. ``consent`` is recorded for
-        a request that leads to a confirmation email (the confirmation completes it)."""
+        a request that leads to a confirmation email (the confirmation completes it).
+        ``timezone`` (the form's, from the browser) is kept for a new subscriber when it is
+        a zone digest knows; anything else leaves the schedule's."""
         outcome = self._subscribe(store, email, name=name, categories=categories, now=now)
         if outcome.action == "suppressed":
             return outcome
+        zone = zone_or_default(timezone)
+        if outcome.action == "created" and zone is not None:
+            Rhythms(store).imported(outcome.subscriber, None, zone)
         serve = self.config.serve
         if not store.reserve_mail(
             outcome.subscriber.email,
@@ -304,6 +311,18 @@ class Subscriptions:
             if change.changed:
                 log.info("preferences: %s subscribed again", subscriber.email)
         return subscriber
+
+    def rhythm(
+        self, store: SubscriberStore, email: str, now: datetime, frequency: str | None = None
+    ) -> Rhythm:
+        """The reader's cadence, after switching to ``frequency`` when it is one digest
+        knows (public input: anything else changes nothing)."""
+        if frequency in FREQUENCIES:
+            return (
+                Rhythms(store).set(email, frequency=frequency, now=now, config=self.config).rhythm
+            )
+        found = store.get(email)
+        return Rhythm() if found is None else Rhythms(store).of(found)
 
     def apply_delivery(
         self, store: SubscriberStore, delivery: WebhookDelivery, now: datetime, *, keep: float

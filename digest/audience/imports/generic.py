@@ -39,6 +39,9 @@ SUBSCRIBED_COLUMNS = (
     "joined",
     "joined at",
 )
+# a reader's cadence and timezone (digest.audience.rhythm), as lists and platforms name them
+FREQUENCY_COLUMNS = ("frequency", "cadence", "digest frequency", "email frequency")
+TIMEZONE_COLUMNS = ("timezone", "time zone", "tz", "time_zone")
 STATUS_COLUMNS = ("status", "subscription status", "state")
 LEFT_COLUMNS = ("unsubscribed at", "unsubscribe date", "unsubscription date")
 
@@ -56,10 +59,9 @@ def convert(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
     if preferences is not None and not isinstance(preferences, dict):
         raise ValueError("preferences is not an object")
     raw_categories: Any = record.get("categories")
+    frequency: Any = first_of(record, FREQUENCY_COLUMNS)
     if isinstance(preferences, dict):
-        frequency = preferences.get("frequency")
-        if frequency not in (None, "", "weekly"):
-            raise ValueError(f"frequency {frequency!r} is not supported (the digest is weekly)")
+        frequency = preferences.get("frequency", frequency)
         if "categories" in preferences:
             raw_categories = preferences["categories"]
     consent: Any = record.get("consent")
@@ -96,6 +98,8 @@ def convert(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
         "source": cell_text(record, "source") or None,
         "consent": consent,
         "language": i18n.normalise(language) if language else None,
+        "frequency": frequency,
+        "timezone": first_of(record, TIMEZONE_COLUMNS),
     }
 
 

@@ -14,6 +14,7 @@ from digest.audience.imports.platforms import detect, platform_named
 from digest.audience.imports.report import Change, ImportReport, Rejected, note
 from digest.audience.imports.table import fold, read_table
 from digest.audience.records import iso
+from digest.audience.rhythm import Rhythms
 from digest.audience.status import Cause, transition
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.errors import StoreError
@@ -146,6 +147,9 @@ def _apply(
         )
         if row.language:
             store.set_language(row.email, row.language, now=now)
+        added = store.get(row.email)
+        if added is not None:
+            Rhythms(store).imported(added, row.frequency, row.timezone)
         report.added += 1
         report.by_status[row.status] = report.by_status.get(row.status, 0) + 1
         note(report, Change(number, row.email, "add", row.status))
@@ -176,6 +180,9 @@ def _apply(
     new_confirmed = row.confirmed_at if not existing.confirmed_at and row.confirmed_at else None
     if new_confirmed:
         changed.append("confirmed_at")
+    found = store.get(row.email)
+    if found is not None:
+        changed += Rhythms(store).imported(found, row.frequency, row.timezone)
     if kept:
         report.kept_inactive += 1
     if not changed:

@@ -9,6 +9,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from digest.audience.records import Consent
+from digest.audience.rhythm import FREQUENCIES, zone_or_default
 from digest.audience.subscribers import (
     STATUSES,
     Categories,
@@ -34,6 +35,8 @@ class Incoming:
     source: str | None = None
     consent: Consent | None = None
     language: str | None = None  # a checked tag (digest.i18n.normalise); None: not given
+    frequency: str | None = None  # None: the file does not say
+    timezone: str | None = None
 
 
 Converter = Callable[[Mapping[str, Any], str], dict[str, Any]]
@@ -88,6 +91,7 @@ def to_incoming(
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     source = raw.get("source") or f"import:{platform}"
+    frequency, zone = _rhythm(raw, email, warnings)
     return (
         Incoming(
             email=email,
@@ -102,6 +106,31 @@ def to_incoming(
             source=source,
             consent=consent,
             language=raw.get("language"),
+            frequency=frequency,
+            timezone=zone,
         ),
         warnings,
     )
+
+
+def _rhythm(
+    raw: Mapping[str, Any], email: str, warnings: list[str]
+) -> tuple[str | None, str | None]:
+    """The row's cadence (a bad one rejects the row) and zone (a bad one is dropped with a
+    warning: the reader then gets the schedule's timezone)."""
+    frequency = raw.get("frequency")
+    if frequency in (None, ""):
+        frequency = None
+    else:
+        frequency = str(frequency).strip().lower()
+        if frequency not in FREQUENCIES:
+            raise ValueError(
+                f"frequency {raw.get('frequency')!r} is not one of {', '.join(FREQUENCIES)}"
+            )
+    given = raw.get("timezone")
+    zone = zone_or_default(str(given)) if given not in (None, "") else None
+    if given not in (None, "") and zone is None:
+        warnings.append(
+            f"unknown timezone {str(given)[:64]!r} dropped; {email} gets the schedule's"
+        )
+    return frequency, zone

@@ -61,6 +61,7 @@ def _mailchimp(record: Mapping[str, Any], kind: str) -> dict[str, Any]:
             "ip": cell_text(record, "optin ip") or None,
             "confirm_ip": cell_text(record, "confirm ip") or None,
         },
+        "timezone": cell_text(record, "timezone") or None,
     }
 
 

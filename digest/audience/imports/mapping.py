@@ -24,6 +24,8 @@ FIELDS = (
     "id",
     "reason",
     "source",
+    "frequency",
+    "timezone",
 )
 """What ``--map`` may name."""
 
