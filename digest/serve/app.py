@@ -596,11 +596,11 @@ class Handlers:
                 )
             except TokenError as exc:
                 return self.bad_link(request, exc)
-            given = form.get("frequency")
-            if action == "save" and isinstance(given, str):
-                address = subscriber.email
+            frequency = form.get("frequency")
+            if action == "save" and isinstance(frequency, str):
+                address, chosen_frequency = subscriber.email, frequency
                 await self.store.run(
-                    lambda store: self.subscriptions.rhythm(store, address, now, given)
+                    lambda store: self.subscriptions.rhythm(store, address, now, chosen_frequency)
                 )
             if self.newsletters and lists and action == "save":
                 address = subscriber.email
