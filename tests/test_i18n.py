@@ -123,7 +123,7 @@ def test_subscribers_set_language(sample_site: Path) -> None:
             "SELECT language FROM subscribers WHERE email = 'ada@example.com'"
         ).fetchone()
     assert version == ("",)
-    assert MIGRATIONS[-1].description == "each subscriber's language"
+    assert "each subscriber's language" in [m.description for m in MIGRATIONS]
     runner = CliRunner()
     path = str(sample_site / "config.yaml")
     done = runner.invoke(
