@@ -8,9 +8,10 @@ what was changed.
   and the service-mail counts of the mailbox go;
 - the send ledger: the address, and the provider id, Message-ID and last error where they
   hold it, are blanked in every row (the rows stay as the record of what was sent);
-- files under ``out/`` (and the outbox provider's own folder): the outbox messages named
-  after the address are deleted (they hold the address and working links), and send
-  reports that name it have it replaced.
+- files under ``out/`` (and the outbox provider's own folder): the outbox messages to the
+  address (named by a keyed hash of it, or after it in files written before) are deleted
+  (they hold the address and working links), and send reports that name it have it
+  replaced.
 
 Not reached, and said so: backups, and the provider's own lists and logs.
 """
@@ -28,7 +29,7 @@ from digest.audience.lifecycle import erasure_key, forget
 from digest.audience.subscribers import SubscriberStore
 from digest.config import Config
 from digest.delivery.ledger import scrub_address
-from digest.delivery.providers.outbox import outbox_name
+from digest.delivery.providers.outbox import messages_for, outbox_folders
 from digest.store.database import locate
 from digest.store.private import write_private
 
@@ -72,24 +73,8 @@ class ErasureReport:
         return out
 
 
-def _folders(config: Config) -> list[Path]:
-    folders = [config.path(config.out_dir)]
-    directory = config.provider.options().get("directory")
-    if config.provider.name == "outbox" and isinstance(directory, str):
-        folders.append(config.path(Path(directory)))
-    return [f for f in folders if f.is_dir()]
-
-
-def _named(config: Config, email: str) -> Iterator[Path]:
-    suffix = f"-{outbox_name(email)}.eml"
-    for folder in _folders(config):
-        for path in folder.rglob("*.eml"):
-            if path.name.endswith(suffix) and not path.is_symlink():
-                yield path
-
-
 def _reports(config: Config, email: str) -> Iterator[Path]:
-    for folder in _folders(config):
+    for folder in outbox_folders(config):
         for path in folder.rglob("send-report.json"):
             if not path.is_symlink() and email in path.read_text("utf-8", errors="replace"):
                 yield path
@@ -116,7 +101,7 @@ def erase(config: Config, email: str, *, now: datetime) -> ErasureReport:
         counts = store.forget_mail(erased.email)
     rows = scrub_address(locate(config, config.ledger.database), erased.email)
     files: list[str] = []
-    for path in sorted(_named(config, erased.email)):
+    for path in messages_for(config, erased.email):
         path.unlink(missing_ok=True)
         files.append(_relative(config, path))
     reports: list[str] = []
