@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from digest.cli._app import State, emit_json, json_option, main, pass_state
@@ -37,11 +35,9 @@ def find(state: State, email: str, as_json: bool) -> None:
       digest outbox find ada@example.com
       digest outbox find ada@example.com --json
     """
-    from digest.delivery.providers.outbox import messages_for
+    from digest.delivery.erasure import outbox_messages, relative_name
 
-    base = state.config.path(Path("."))
-    found = messages_for(state.config, email)
-    shown = [p.relative_to(base).as_posix() if p.is_relative_to(base) else str(p) for p in found]
+    shown = [relative_name(state.config, p) for p in outbox_messages(state.config, email)]
     if as_json:
         emit_json({"email": email, "files": shown})
     else:

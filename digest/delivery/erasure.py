@@ -86,12 +86,18 @@ def _scrub_report(path: Path, email: str) -> None:
     write_private(path, text.encode())
 
 
-def _relative(config: Config, path: Path) -> str:
+def relative_name(config: Config, path: Path) -> str:
+    """``path`` as shown to the operator: relative to the config file's folder if inside."""
     base = config.path(Path("."))
     try:
         return path.relative_to(base).as_posix()
     except ValueError:
         return str(path)
+
+
+def outbox_messages(config: Config, email: str) -> list[Path]:
+    """The outbox message files to ``email`` that erasure deletes (``digest outbox find``)."""
+    return messages_for(config, email)
 
 
 def erase(config: Config, email: str, *, now: datetime) -> ErasureReport:
@@ -103,11 +109,11 @@ def erase(config: Config, email: str, *, now: datetime) -> ErasureReport:
     files: list[str] = []
     for path in messages_for(config, erased.email):
         path.unlink(missing_ok=True)
-        files.append(_relative(config, path))
+        files.append(relative_name(config, path))
     reports: list[str] = []
     for path in sorted(_reports(config, erased.email)):
         _scrub_report(path, erased.email)
-        reports.append(_relative(config, path))
+        reports.append(relative_name(config, path))
     return ErasureReport(
         erased.email,
         erased.existed,

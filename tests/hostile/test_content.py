@@ -457,9 +457,7 @@ def test_memory_does_not_blow_up_from_a_small_feed_gzip_gzip() -> None:
     tracemalloc.start()
     try:
         with pytest.raises(SourceError) as raised:
-            fetch_feed(
-                client, FEED_URL, max_bytes=1_000_000, resolver=public_resolver
-            )
+            fetch_feed(client, FEED_URL, max_bytes=1_000_000, resolver=public_resolver)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
