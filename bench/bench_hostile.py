@@ -8,12 +8,14 @@
 2. Reading a subscribe body with :func:`digest.serve.jsonbody.loads_bounded`, beside plain
    ``json.loads`` (the baseline), and what a 7,000-level body costs each.
 3. ``digest serve`` under attack (``--serve``, on by default; ``--no-serve`` skips it): the
-   service runs as its own process on loopback; two attacker processes hold
-   ``--idle-connections`` idle connections between them (opening a new one for each the
-   server closes) while a thread sends 1 MB hostile JSON bodies to ``/webhooks/mailgun``
-   back to back. ``/healthz`` answer times (p50, p99, worst) are measured under that
-   attack beside the same requests with no attack (the baseline), with the server's peak
-   memory and how many bytes of log it wrote.
+   service runs as its own process on loopback; two attacker processes open
+   ``--idle-connections`` idle connections between them (500 at a time, each batch
+   established before the next) and hold them (opening a new one for each the server
+   closes) while a thread sends 1 MB hostile JSON bodies to ``/webhooks/mailgun`` back to
+   back. Once the server's descriptors stop growing, ``/healthz`` answer times (p50, p99,
+   worst) are measured under that attack beside the same requests with no attack (the
+   baseline), with their ratios, the server's peak memory and how many bytes of log it
+   wrote. The bench and the attackers raise their soft open-file limits to the hard one.
 4. Subscribe answer times by the address's status (new, pending, active, unsubscribed,
    complained) with an SMTP server that takes ``--provider-delay`` seconds per message:
    the p50 of each, beside ``/healthz`` in the same run, and the largest difference.
@@ -242,22 +244,36 @@ def percentile(values: list[float], q: float) -> float:
 
 
 ATTACKER = """
-import selectors, socket, sys, time
+import resource, selectors, socket, sys, time
 port, count, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < hard:  # each attacker holds its share of the connections open
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 sel = selectors.DefaultSelector()
 opened = reopened = failed = 0
-def connect():
+def connect(watch=sel):
     global opened, failed
     s = socket.socket()
     s.setblocking(False)
     try:
         s.connect_ex(("127.0.0.1", port))
-        sel.register(s, selectors.EVENT_READ)
+        watch.register(s, selectors.EVENT_READ if watch is sel else selectors.EVENT_WRITE)
         opened += 1
     except OSError:
         s.close(); failed += 1
-for _ in range(count):
-    connect()
+# The horde is opened 500 at a time, each batch established before the next, as an
+# attacker who wants its connections held (not dropped by a full accept queue) opens them.
+for start in range(0, count, 500):
+    pending = selectors.DefaultSelector()
+    for _ in range(min(500, count - start)):
+        connect(pending)
+    while pending.get_map():
+        for key, _ in pending.select(1.0):
+            pending.unregister(key.fileobj)
+            if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                key.fileobj.close(); failed += 1; opened -= 1
+            else:
+                sel.register(key.fileobj, selectors.EVENT_READ)
 print("ready", flush=True)
 sel.register(sys.stdin, selectors.EVENT_READ)  # closed by the bench: time to stop
 end = time.monotonic() + seconds
@@ -288,9 +304,25 @@ def hostile_bodies(port: int, stop: threading.Event, answers: list[int]) -> None
         answers.append(status)
 
 
-def attack(port: int, args: argparse.Namespace) -> tuple[list[float], list[int], list[str]]:
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settled(pid: int) -> int:
+    """The server's open descriptors once they stop growing (it has taken in the horde)."""
+    counts = [open_descriptors(pid)]
+    while len(counts) < 6 or counts[-1] > counts[-6]:
+        time.sleep(0.2)
+        counts.append(open_descriptors(pid))
+    return counts[-1]
+
+
+def attack(
+    port: int, pid: int, args: argparse.Namespace
+) -> tuple[list[float], list[int], list[str], int]:
     """Health times while two processes hold the idle connections and a thread sends
-    hostile bodies; the attack ends when the health checks have been made."""
+    hostile bodies; the attack ends when the health checks have been made. The checks
+    start once the server holds the horde (its descriptors stop growing)."""
     seconds = 600.0  # an upper bound: the attackers are stopped when the checks are done
     half = args.idle_connections // 2
     attackers = [
@@ -305,6 +337,7 @@ def attack(port: int, args: argparse.Namespace) -> tuple[list[float], list[int],
     for proc in attackers:
         assert proc.stdout is not None
         proc.stdout.readline()  # "ready": its connections are open (or refused)
+    held = settled(pid)
     stop, answers = threading.Event(), []  # type: ignore[var-annotated]
     sender = threading.Thread(target=hostile_bodies, args=(port, stop, answers))
     sender.start()
@@ -314,7 +347,7 @@ def attack(port: int, args: argparse.Namespace) -> tuple[list[float], list[int],
         stop.set()
         reports = [proc.communicate(timeout=120)[0].strip() for proc in attackers]
         sender.join()
-    return times, answers, reports
+    return times, answers, reports, held
 
 
 def subscribe_times(port: int, per_status: int) -> dict[str, list[float]]:
@@ -342,13 +375,17 @@ def bench_serve(args: argparse.Namespace) -> None:
         try:
             baseline = health_times(port, args.health_requests)
             log_before = (site / "serve.log").stat().st_size
-            attacked, answers, reports = attack(port, args)
+            attacked, answers, reports, held = attack(port, proc.pid, args)
             log_bytes = (site / "serve.log").stat().st_size - log_before
+            served_log = (site / "serve.log").read_text(errors="replace").splitlines()
             closings = [
                 line.strip()
-                for line in (site / "serve.log").read_text(errors="replace").splitlines()
+                for line in served_log
                 if "closed " in line and "more like this" in line
             ]
+            started = [line.strip() for line in served_log if "open-file limit" in line]
+            started += [line.strip() for line in served_log if "open connections" in line]
+            exhausted = sum("out of system resource" in line for line in served_log)
             subscribes = subscribe_times(port, args.subscribes)
             after = health_times(port, 50)
             peak = server_peak_mb(proc.pid)
@@ -358,14 +395,19 @@ def bench_serve(args: argparse.Namespace) -> None:
             smtp.stop()
         clean_exit = proc.returncode in (0, -15)
     print(f"\ndigest serve at {url}, SIGTERM ended it cleanly: {clean_exit}")
+    for line in started:
+        print(f"  server log: {line}")
     base50, base99 = percentile(baseline, 0.5), percentile(baseline, 0.99)
     for name, times in (("under attack", attacked), ("after the attack", after)):
         p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+        failed = sum(t == float("inf") for t in times)
         print(
             f"/healthz {name} x{len(times)}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-            f"worst {max(times) * 1000:.1f} ms; baseline p50 {base50 * 1000:.1f} ms, "
-            f"p99 {base99 * 1000:.1f} ms; ratio p99 {p99 / base99:.1f}x"
+            f"worst {max(times) * 1000:.1f} ms, failed {failed}; baseline (no attack) p50 "
+            f"{base50 * 1000:.1f} ms, p99 {base99 * 1000:.1f} ms; ratio p50 "
+            f"{p50 / base50:.1f}x, p99 {p99 / base99:.1f}x; p99 within 1 s: {p99 <= 1.0}"
         )
+    print(f"the server held {held} descriptors when the checks under attack began")
     print(
         "attackers (opened, reopened after the server closed them, refused, still open): "
         + "; ".join(reports)
@@ -377,6 +419,7 @@ def bench_serve(args: argparse.Namespace) -> None:
     )
     for line in closings[-6:]:
         print(f"  server log: {line}")
+    print(f"times the server ran out of descriptors and paused accepting: {exhausted}")
     medians = {s: percentile(t, 0.5) for s, t in subscribes.items()}
     for status, median in medians.items():
         print(
@@ -400,6 +443,9 @@ def main() -> int:
     parser.add_argument("--subscribes", type=int, default=40, help="per status")
     parser.add_argument("--provider-delay", type=float, default=0.4)
     args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # the health checks and the hostile bodies need descriptors too
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory() as tmp:
         hostile, plain = Path(tmp) / "hostile", Path(tmp) / "plain"
         write_posts(hostile, args.posts, hostile=True)

@@ -8,12 +8,15 @@ cap, so a test passes on a slow, loaded machine as long as the work goes on.
 from __future__ import annotations
 
 import contextlib
+import email
 import os
 import socket
 import sqlite3
 import time
 from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime, timezone
+from email import policy
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -143,3 +146,14 @@ def composed(
         post_count=0,
         composed_at=NOW,
     )
+
+
+def recipient_of(eml: Path) -> str:
+    """The address an outbox message file is to (its name holds a keyed hash, not it)."""
+    message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    return parseaddr(str(message["To"]))[1]
+
+
+def outbox_to(folder: Path, address: str) -> list[Path]:
+    """The outbox message files in ``folder`` addressed to ``address``, sorted."""
+    return sorted(p for p in folder.glob("*.eml") if recipient_of(p) == address)

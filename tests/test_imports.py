@@ -29,6 +29,7 @@ from digest.cli import main
 from digest.errors import StoreError, UsageError
 
 from .conftest import run_digest
+from .helpers import outbox_to
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 LATER = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -837,7 +838,8 @@ def test_one_bad_import_row_is_one_skipped_row(store: SubscriberStore, tmp_path:
 def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> None:
     """`subscribers forget` reaches every copy digest keeps: the subscriber row, the
     service-mail counts, the ledger's address, provider ids and message ids, and the
-    outbox files named after the address; it lists each change (text and --json)."""
+    outbox files to the address (named by its keyed hash, or after it in a file written
+    before names were hashed); it lists each change (text and --json)."""
     from digest.config import load_config
 
     site = sample_site
@@ -848,9 +850,19 @@ def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> Non
         assert store.reserve_mail("ann@example.com", now=NOW, window=86400, limit=5)
     sent = run_digest("send", "--week", "2026-W47", cwd=site)
     assert sent.returncode == 0, sent.stderr
+    week = site / "out" / "2026-W47" / "outbox"
+    [ann_file] = outbox_to(week, "ann@example.com")
+    [bob_file] = outbox_to(week, "bob@example.com")
+    assert "ann" not in ann_file.name and ann_file.name.startswith("00000001-")
     confirmations = site / "out" / "confirmations" / "outbox"
     confirmations.mkdir(parents=True)
     (confirmations / "00000001-ann@example.com.eml").write_text("To: ann@example.com\n")
+    found = run_digest("outbox", "find", "ann@example.com", cwd=site)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines() == [
+        f"out/2026-W47/outbox/{ann_file.name}",
+        "out/confirmations/outbox/00000001-ann@example.com.eml",
+    ]
 
     gone = run_digest("subscribers", "forget", "ann@example.com", "--yes", "--json", cwd=site)
     assert gone.returncode == 0, gone.stderr
@@ -860,9 +872,13 @@ def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> Non
     assert report["service_mail"] == 1
     assert report["ledger_rows"] == 1
     assert sorted(report["files"]) == [
-        "out/2026-W47/outbox/00000001-ann@example.com.eml",
+        f"out/2026-W47/outbox/{ann_file.name}",
         "out/confirmations/outbox/00000001-ann@example.com.eml",
     ]
+    assert not ann_file.exists()
+    gone_too = run_digest("outbox", "find", "ann@example.com", cwd=site)
+    assert (gone_too.returncode, gone_too.stdout) == (1, "")
+    assert gone_too.stderr == "no outbox message file for ann@example.com\n"
     ledger = sqlite3.connect(site / "data" / "ledger.sqlite")
     rows = ledger.execute(
         "SELECT email, COALESCE(message_id, ''), COALESCE(provider_message_id, '') "
@@ -870,7 +886,7 @@ def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> Non
     ).fetchall()
     assert rows[0][0] == "(erased)"
     assert all("ann@" not in cell for cell in rows[0])
-    assert rows[1][0] == "bob@example.com" and "bob@example.com" in rows[1][2]
+    assert rows[1][0] == "bob@example.com" and rows[1][2] == bob_file.name  # no address
     subscribers = sqlite3.connect(site / "data" / "subscribers.sqlite")
     assert subscribers.execute("SELECT COUNT(*) FROM service_mail").fetchone() == (0,)
     left = [p.name for p in (site / "out").rglob("*") if "ann@" in p.name]
@@ -884,7 +900,7 @@ def test_erasure_is_complete_and_lists_what_it_changed(sample_site: Path) -> Non
         "  service mail counts: 0 removed",
         "  ledger: 1 row(s) blanked (address, provider id, message id)",
         "  files: 1 deleted",
-        "    out/2026-W47/outbox/00000002-bob@example.com.eml",
+        f"    out/2026-W47/outbox/{bob_file.name}",
         "  not reached: backups, and the provider's own lists and logs",
     ]
 

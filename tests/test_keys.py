@@ -16,6 +16,7 @@ from digest.cli import main
 from digest.config import Config, load_config
 from digest.delivery.send import send_issue
 from digest.errors import ConfigError
+from tests.helpers import outbox_to
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -88,7 +89,7 @@ def test_a_link_mailed_before_a_rotation_still_unsubscribes_after_it(config: Con
         store.add("ann@example.com", name="Ann", categories=(), status="active", now=NOW)
     report = send_issue(config, now=NOW)  # the outbox, with no secret set by hand
     assert report.sent >= 1
-    mail = next((config.path(config.out_dir) / report.issue_id / "outbox").glob("*ann*.eml"))
+    [mail] = outbox_to(config.path(config.out_dir) / report.issue_id / "outbox", "ann@example.com")
     text = mail.read_text()
     token = text.split("/unsubscribe/")[1].split(">")[0].split('"')[0].split()[0]
     rotate(config)

@@ -15,6 +15,7 @@ from digest.audience.subscribers import SubscriberStore
 from digest.config import Config, load_config
 from digest.delivery.preflight import preflight
 from digest.delivery.providers.base import Check
+from digest.delivery.providers.outbox import OutboxProvider, outbox_key, outbox_name
 from digest.delivery.send import send_issue
 from digest.errors import ProviderError
 
@@ -53,6 +54,51 @@ def test_the_outbox_writes_to_provider_directory(sample_site: Path) -> None:
     assert not (sample_site / "out" / "2026-W47" / "outbox").exists()
 
 
+def test_outbox_files_are_named_by_a_keyed_hash_of_the_address_not_the_address(
+    sample_site: Path,
+) -> None:
+    config = outbox_site(sample_site, "mail")
+    send_issue(config, now=NOW, week="2026-W47")
+    key = outbox_key(config)
+    names = sorted(p.name for p in (sample_site / "mail" / "2026-W47").glob("*.eml"))
+    assert names == [
+        f"00000001-{outbox_name('ann@example.com', key)}.eml",
+        f"00000002-{outbox_name('bob@example.com', key)}.eml",
+    ]
+    assert not any("@" in name or "ann" in name or "bob" in name for name in names)
+    assert len(outbox_name("ann@example.com", key)) == 24
+    assert outbox_name("Ann@Example.COM ", key) == outbox_name("ann@example.com", key)
+    assert outbox_name("ann@example.com", b"another key") != outbox_name("ann@example.com", key)
+    with sqlite3.connect(config.path(config.ledger.database)) as db:
+        ids = sorted(row[0] for row in db.execute("SELECT provider_message_id FROM deliveries"))
+    assert ids == names  # the ledger's provider id holds no address either
+
+
+def test_a_file_written_before_names_were_hashed_still_settles_its_row(
+    sample_site: Path,
+) -> None:
+    from digest.delivery.ledger import Delivery
+
+    config = outbox_site(sample_site, "mail")
+    provider = OutboxProvider.from_config(config)
+    folder = sample_site / "mail" / "2026-W47"
+    folder.mkdir(parents=True)
+    (folder / "00000001-ann@example.com.eml").write_text("To: ann@example.com\n")
+    rows = [
+        Delivery(
+            "2026-W47", n, email, "all", "sending", 1, None, True, False, None, None, None, None
+        )
+        for n, email in ((1, "ann@example.com"), (2, "bob@example.com"))
+    ]
+    settled = provider.reconcile("2026-W47", rows)
+    ann = settled[1]
+    assert ann is not None and (ann.state, ann.provider_message_id) == (
+        "sent",
+        "00000001-ann@example.com.eml",
+    )
+    assert settled[2] is None  # no file under either name: sent again
+
+
 def test_a_folder_that_cannot_be_written_stops_the_send_and_sends_nothing(
     sample_site: Path,
 ) -> None:
@@ -71,7 +117,8 @@ def test_a_message_that_cannot_be_written_stops_the_send_and_the_rerun_finishes(
     sample_site: Path,
 ) -> None:
     config = outbox_site(sample_site, "mail")
-    squatter = sample_site / "mail" / "2026-W47" / "00000002-bob@example.com.eml"
+    bob = outbox_name("bob@example.com", outbox_key(config))
+    squatter = sample_site / "mail" / "2026-W47" / f"00000002-{bob}.eml"
     (squatter / "in-the-way").mkdir(parents=True)  # a folder where bob's file goes
     with pytest.raises(ProviderError) as caught:
         send_issue(config, now=NOW, week="2026-W47")

@@ -34,7 +34,14 @@ import pytest
 from tests.emulators.faultproxy import MatrixProxy
 from tests.emulators.node import run_resend_local, run_ses_local
 from tests.emulators.providers import run_emulator
-from tests.helpers import cpu_time, edit_config, import_readers, ledger_states, wait_for
+from tests.helpers import (
+    cpu_time,
+    edit_config,
+    import_readers,
+    ledger_states,
+    recipient_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -225,7 +232,7 @@ def test_ten_sigkills_then_a_clean_run(transport: str, sample_site: Path) -> Non
         ledger = ledger_states(config)
         if transport == "outbox":
             outbox = config.path(config.out_dir) / WEEK / "outbox"
-            got = Counter(p.name.split("-", 1)[1][:-4] for p in outbox.glob("*.eml"))
+            got = Counter(recipient_of(p) for p in outbox.glob("*.eml"))
         else:
             got = Counter(received())
         got = Counter({a: c for a, c in got.items() if a in set(addresses)})

@@ -35,6 +35,10 @@ def _keys() -> None:
     from digest.cli import keys  # noqa: F401
 
 
+def _outbox() -> None:
+    from digest.cli import outbox  # noqa: F401
+
+
 def _preview() -> None:
     from digest.cli import preview  # noqa: F401
 
@@ -81,6 +85,7 @@ main.lazy.update(
         "db": ("The stores: schema versions, upgrades, and moving to PostgreSQL.", _db),
         "init": ("Write a first config.yaml from the posts: sections, timezone, sender.", _init),
         "keys": ("The key that signs unsubscribe and preference links.", _keys),
+        "outbox": ("The outbox provider's message files.", _outbox),
         "preview": (
             "Preview the issue in a browser; it rebuilds and reloads when you save.",
             _preview,

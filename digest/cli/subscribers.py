@@ -341,11 +341,12 @@ def forget_command(state: State, email: str, yes: bool, as_json: bool) -> None:
 
     Their row (address, name, preferences, consent, link secret) is deleted, the
     service-mail counts of their mailbox go, their address is blanked in the send ledger
-    (with the provider ids and Message-IDs that hold it), and outbox files named after
-    it are deleted. A keyed hash of the address is kept so that no import, `add` or form
-    brings it back unless its owner confirms a new subscription. The hash is keyed by the
-    privacy key (privacy.key beside the link key file, which never rotates; keep it with
-    your backups). Backups and the provider's own lists are not reached.
+    (with the provider ids and Message-IDs that hold it), and their outbox message files
+    are deleted (`digest outbox find EMAIL` lists them). A keyed hash of the address is
+    kept so that no import, `add` or form brings it back unless its owner confirms a new
+    subscription. The hash is keyed by the privacy key (privacy.key beside the link key
+    file, which never rotates; keep it with your backups). Backups and the provider's
+    own lists are not reached.
 
     \b
     Examples:

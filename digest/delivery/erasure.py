@@ -10,9 +10,10 @@ what was changed.
   hold it, are blanked in every row (the rows stay as the record of what was sent);
 - the click store (``analytics.clicks``): the reader's per-subscriber engagement rows
   (aggregate counts name no reader and stay);
-- files under ``out/`` (and the outbox provider's own folder): the outbox messages named
-  after the address are deleted (they hold the address and working links), and send
-  reports that name it have it replaced.
+- files under ``out/`` (and the outbox provider's own folder): the outbox messages to the
+  address (named by a keyed hash of it, or after it in files written before) are deleted
+  (they hold the address and working links), and send reports that name it have it
+  replaced.
 
 Not reached, and said so: backups, and the provider's own lists and logs.
 """
@@ -31,7 +32,7 @@ from digest.audience.subscribers import SubscriberStore
 from digest.config import Config
 from digest.delivery.clicks import ClickStore
 from digest.delivery.ledger import scrub_address
-from digest.delivery.providers.outbox import outbox_name
+from digest.delivery.providers.outbox import messages_for, outbox_folders
 from digest.store.database import Target, is_postgres, locate
 from digest.store.private import write_private
 
@@ -78,24 +79,8 @@ class ErasureReport:
         return out
 
 
-def _folders(config: Config) -> list[Path]:
-    folders = [config.path(config.out_dir)]
-    directory = config.provider.options().get("directory")
-    if config.provider.name == "outbox" and isinstance(directory, str):
-        folders.append(config.path(Path(directory)))
-    return [f for f in folders if f.is_dir()]
-
-
-def _named(config: Config, email: str) -> Iterator[Path]:
-    suffix = f"-{outbox_name(email)}.eml"
-    for folder in _folders(config):
-        for path in folder.rglob("*.eml"):
-            if path.name.endswith(suffix) and not path.is_symlink():
-                yield path
-
-
 def _reports(config: Config, email: str) -> Iterator[Path]:
-    for folder in _folders(config):
+    for folder in outbox_folders(config):
         for path in folder.rglob("send-report.json"):
             if not path.is_symlink() and email in path.read_text("utf-8", errors="replace"):
                 yield path
@@ -107,7 +92,8 @@ def _scrub_report(path: Path, email: str) -> None:
     write_private(path, text.encode())
 
 
-def _relative(config: Config, path: Path) -> str:
+def relative_name(config: Config, path: Path) -> str:
+    """``path`` as shown to the operator: relative to the config file's folder if inside."""
     base = config.path(Path("."))
     try:
         return path.relative_to(base).as_posix()
@@ -126,6 +112,11 @@ def _forget_clicks(target: Target, handle: str) -> int:
         return store.forget([handle])
 
 
+def outbox_messages(config: Config, email: str) -> list[Path]:
+    """The outbox message files to ``email`` that erasure deletes (``digest outbox find``)."""
+    return messages_for(config, email)
+
+
 def erase(config: Config, email: str, *, now: datetime) -> ErasureReport:
     """Erase ``email`` everywhere digest keeps it (see the module's docstring)."""
     with SubscriberStore(locate(config, config.subscribers.database)) as store:
@@ -138,13 +129,13 @@ def erase(config: Config, email: str, *, now: datetime) -> ErasureReport:
         click_rows = _forget_clicks(clicks, found.handle)
     rows = scrub_address(locate(config, config.ledger.database), erased.email)
     files: list[str] = []
-    for path in sorted(_named(config, erased.email)):
+    for path in messages_for(config, erased.email):
         path.unlink(missing_ok=True)
-        files.append(_relative(config, path))
+        files.append(relative_name(config, path))
     reports: list[str] = []
     for path in sorted(_reports(config, erased.email)):
         _scrub_report(path, erased.email)
-        reports.append(_relative(config, path))
+        reports.append(relative_name(config, path))
     return ErasureReport(
         erased.email,
         erased.existed,

@@ -43,7 +43,7 @@ class Limits:
     """The connection limits of ``digest serve`` (docs/serve.md lists them)."""
 
     max_connections: int = 65_536
-    """Open connections at most (and at most the open-file limit less 256, see
+    """Open connections at most (and at most the open-file limit less 512, see
     :meth:`fitted`); past it the longest-waiting idle one is closed. High on purpose: an
     attacker holding more connections than the cap keeps the kernel's accept queue full
     of new ones, and a health check waits behind them; below the cap nothing waits."""
@@ -60,11 +60,20 @@ class Limits:
     ``max_connections``); past it uvicorn answers 503."""
     graceful_shutdown: float = 10.0
     """Seconds SIGTERM waits for requests in flight before closing them."""
+    accept_batch: int = 128
+    """Connections taken from the kernel's queue in one go (asyncio's ``backlog``). Each
+    holds a descriptor before the cap can close an idle one, so twice this many are kept
+    free (:meth:`fitted`): a process that runs out of descriptors stops accepting for a
+    whole second, and meanwhile the kernel drops new connections, a health check's too."""
+    listen_backlog: int = 65_535
+    """The kernel's queue of connections not yet accepted (capped by
+    ``net.core.somaxconn``)."""
 
     def fitted(self, open_files: int, reserve: int = 256) -> Limits:
         """These limits with ``max_connections`` lowered to fit ``open_files`` descriptors,
-        keeping ``reserve`` for the store, the log, templates and the accept queue."""
-        fits = max(16, open_files - reserve)
+        keeping ``reserve`` for the store, the log and templates, and two accept batches
+        for connections accepted but not yet counted and those closed but not yet gone."""
+        fits = max(16, open_files - reserve - 2 * self.accept_batch)
         if self.max_connections <= fits:
             return self
         return Limits(**{**self.__dict__, "max_connections": fits})

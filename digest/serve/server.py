@@ -23,15 +23,16 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(65535)  # the kernel caps it at net.core.somaxconn
+    sock.listen(Limits.listen_backlog)  # the kernel caps it at net.core.somaxconn
     sock.set_inheritable(True)
     return sock
 
 
 def raise_open_files() -> int:
     """Raise this process's soft limit on open files to its hard limit (where the system
-    allows it) and return the soft limit in force."""
+    allows it), log the limit in force and return it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    before = soft
     if hard == resource.RLIM_INFINITY:
         hard = max(soft, 65_536) if soft != resource.RLIM_INFINITY else soft
     if soft != resource.RLIM_INFINITY and soft < hard:
@@ -40,6 +41,8 @@ def raise_open_files() -> int:
             soft = hard
         except (ValueError, OSError) as exc:
             log.warning("cannot raise the open-file limit from %s to %s: %s", soft, hard, exc)
+    if soft != before:
+        log.info("open-file limit raised from %s to %s (the hard limit)", before, soft)
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
@@ -64,6 +67,9 @@ def server_config(config: Config, app: object, limits: Limits) -> uvicorn.Config
         limit_concurrency=limits.max_connections + limits.max_requests_in_flight,
         h11_max_incomplete_event_size=limits.max_head_bytes,
         timeout_graceful_shutdown=int(limits.graceful_shutdown),
+        # asyncio takes this many connections from the kernel per wake-up and also makes it
+        # the socket's listen backlog; serve() sets the kernel's queue back afterwards
+        backlog=limits.accept_batch,
     )
 
 
@@ -87,13 +93,20 @@ def serve(
             "proxy's address there (see docs/serve.md)"
         )
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    log.info(
+        "at most %s open connections, a request head within %s s, a body within %s s",
+        fitted.max_connections,
+        fitted.head_timeout,
+        fitted.body_timeout,
+    )
     server = uvicorn.Server(server_config(config, app, fitted))
-    if on_ready is not None:
-        original = server.startup
+    original = server.startup
 
-        async def startup(sockets: list[socket.socket] | None = None) -> None:
-            await original(sockets=sockets)
+    async def startup(sockets: list[socket.socket] | None = None) -> None:
+        await original(sockets=sockets)
+        sock.listen(fitted.listen_backlog)  # the kernel's queue, not asyncio's accept batch
+        if on_ready is not None:
             on_ready(url)
 
-        server.startup = startup  # type: ignore[method-assign]
+    server.startup = startup  # type: ignore[method-assign]
     server.run(sockets=[sock])

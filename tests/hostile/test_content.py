@@ -28,6 +28,7 @@ from digest.audience.subscribers import SubscriberStore
 from digest.config import Config, SourceConfig, load_config
 from digest.content.intro import load_intro
 from digest.content.pipeline import load_and_select
+from digest.content.sources.address import resolve
 from digest.content.sources.feeds import feed_excerpt
 from digest.content.sources.fetch import fetch_feed
 from digest.content.sources.load import load_sources
@@ -421,6 +422,15 @@ def test_trailers_come_off_as_before() -> None:
 # --------------------------------------------------------------------------- fetching
 
 
+FEED_URL = "https://feeds.example.invalid/rss"
+FEED_ADDRESS = "93.184.215.14"  # what feeds.example.invalid resolves to in these tests
+
+
+def public_resolver(host: str, port: int) -> list[str]:
+    """The feed's host resolves to a public address; other names as the system says."""
+    return [FEED_ADDRESS] if host == "feeds.example.invalid" else resolve(host, port)
+
+
 class _Raw(httpx.SyncByteStream):
     """A body as a server streams it (httpx reads a bytes body, and decodes it, at once)."""
 
@@ -447,7 +457,7 @@ def test_memory_does_not_blow_up_from_a_small_feed_gzip_gzip() -> None:
     tracemalloc.start()
     try:
         with pytest.raises(SourceError) as raised:
-            fetch_feed(client, "https://feeds.example.invalid/rss", max_bytes=1_000_000)
+            fetch_feed(client, FEED_URL, max_bytes=1_000_000, resolver=public_resolver)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -464,13 +474,13 @@ def test_a_gzipped_feed_is_still_read() -> None:
         )
 
     client = httpx.Client(transport=httpx.MockTransport(answer))
-    fetched = fetch_feed(client, "https://feeds.example.invalid/rss")
+    fetched = fetch_feed(client, FEED_URL, resolver=public_resolver)
     assert fetched.body == feed
 
 
 def _redirecting_to(location: str) -> httpx.Client:
     def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "feeds.example.invalid":
+        if request.headers["host"] == "feeds.example.invalid":
             return httpx.Response(302, headers={"Location": location})
         return httpx.Response(200, stream=_Raw(b"<rss version='2.0'><channel/></rss>"))
 
@@ -491,14 +501,91 @@ def test_feed_redirects_to_loopback_and_private_addresses_are_refused(
     location: str, shown: str
 ) -> None:
     with pytest.raises(SourceError) as raised:
-        fetch_feed(_redirecting_to(location), "https://feeds.example.invalid/rss")
+        fetch_feed(_redirecting_to(location), FEED_URL, resolver=public_resolver)
     message = str(raised.value)
     assert message.startswith(f"{location}: {shown}"), message
     assert message.endswith("set allow_private_addresses: true on the source to fetch it")
     allowed = fetch_feed(
-        _redirecting_to(location), "https://feeds.example.invalid/rss", allow_private=True
+        _redirecting_to(location), FEED_URL, allow_private=True, resolver=public_resolver
     )
     assert allowed.status == 200
+
+
+class Rebinding:
+    """A name that answers a public address to the first lookup and 127.0.0.1 after."""
+
+    def __init__(self) -> None:
+        self.lookups: list[str] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups.append(host)
+        return [FEED_ADDRESS] if len(self.lookups) == 1 else ["127.0.0.1"]
+
+
+def test_dns_rebinding_a_name_is_resolved_once_and_the_checked_address_connected() -> None:
+    resolver = Rebinding()
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, stream=_Raw(b"<rss version='2.0'><channel/></rss>"))
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    fetched = fetch_feed(client, "https://feeds.example.invalid:8443/rss", resolver=resolver)
+    assert fetched.url == "https://feeds.example.invalid:8443/rss"
+    assert resolver.lookups == ["feeds.example.invalid"]  # one lookup, no second chance
+    [request] = seen
+    assert str(request.url) == f"https://{FEED_ADDRESS}:8443/rss"  # the address checked
+    assert request.headers["host"] == "feeds.example.invalid:8443"
+    assert request.extensions["sni_hostname"] == "feeds.example.invalid"  # the certificate's
+    # the next fetch looks the name up again, is told 127.0.0.1, and is refused
+    with pytest.raises(SourceError) as raised:
+        fetch_feed(client, FEED_URL, resolver=resolver)
+    assert str(raised.value) == (
+        f"{FEED_URL}: feeds.example.invalid resolves to 127.0.0.1, not a public address; "
+        "set allow_private_addresses: true on the source to fetch it"
+    )
+    assert len(seen) == 1
+
+
+def test_dns_rebinding_every_address_of_a_name_is_checked() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request is made")
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with pytest.raises(SourceError) as raised:
+        fetch_feed(client, FEED_URL, resolver=lambda host, port: [FEED_ADDRESS, "10.0.0.7"])
+    assert str(raised.value).startswith(f"{FEED_URL}: feeds.example.invalid resolves to 10.0.0.7")
+
+
+def test_dns_rebinding_a_name_that_does_not_resolve_is_not_left_to_a_second_lookup() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request is made")
+
+    def failing(host: str, port: int) -> list[str]:
+        raise OSError("Temporary failure in name resolution")
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with pytest.raises(SourceError) as raised:
+        fetch_feed(client, FEED_URL, resolver=failing)
+    assert str(raised.value) == (
+        f"{FEED_URL}: cannot resolve feeds.example.invalid: Temporary failure in name resolution"
+    )
+
+
+def test_dns_rebinding_a_plain_http_feed_has_no_server_name() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, stream=_Raw(b"<rss version='2.0'><channel/></rss>"))
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    fetch_feed(client, "http://feeds.example.invalid/rss", resolver=public_resolver)
+    [request] = seen
+    assert str(request.url) == f"http://{FEED_ADDRESS}/rss"
+    assert request.headers["host"] == "feeds.example.invalid"
+    assert "sni_hostname" not in request.extensions
 
 
 @pytest.mark.integration  # digest processes (or a loopback server)

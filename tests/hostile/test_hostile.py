@@ -47,6 +47,7 @@ from digest.safelog import RECORD_PREFIX, parse_record
 from digest.serve.app import create_app
 from tests.conftest import run_digest
 from tests.emulators.providers import run_emulator
+from tests.helpers import outbox_to
 from tests.hostile.requests import REQUESTS
 from tests.test_serve_http import ServeProcess
 
@@ -230,7 +231,7 @@ def test_check_select_build_and_send_go_on_without_the_bad_posts(sample_site: Pa
     assert added.returncode == 0, added.stderr
     sent = run_digest("send", "--week", WEEK, cwd=site)
     assert sent.returncode == 0, sent.stderr
-    [eml] = (site / "out" / WEEK / "outbox").glob("*reader@example.com.eml")
+    [eml] = outbox_to(site / "out" / WEEK / "outbox", "reader@example.com")
     message = message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert "\x1b" not in message["Subject"] and "\x00" not in eml.read_text(errors="replace")
     body = message.get_body(("plain",))

@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from digest.content.sources.address import check_address
+from digest.content.sources.address import Pinned, Resolver, pin, resolve
 from digest.content.sources.decode import decoded
 from digest.errors import SourceError
 
@@ -61,11 +61,14 @@ def fetch_feed(
     max_bytes: int = 10_000_000,
     max_redirects: int = 5,
     allow_private: bool = False,
+    resolver: Resolver = resolve,
 ) -> Fetched:
     """GET ``url`` with the validators of the last answer. Raises SourceError.
 
     A URL (first, or after a redirect) whose host is or resolves to a loopback, private,
-    link-local or otherwise non-public address is refused unless ``allow_private``."""
+    link-local or otherwise non-public address is refused unless ``allow_private``; when
+    it is checked, the request connects to the address checked (``resolver`` looks the
+    name up once; see :mod:`digest.content.sources.address`)."""
     seconds = timeout.total_seconds()
     deadline = time.monotonic() + seconds
     headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
@@ -76,13 +79,13 @@ def fetch_feed(
     current = url
     try:
         for _ in range(max_redirects + 1):
-            if not allow_private:
-                check_address(current)
+            target = Pinned(current, "", None) if allow_private else pin(current, resolver)
             remaining = max(deadline - time.monotonic(), 0.001)
             with client.stream(
                 "GET",
-                current,
-                headers=headers,
+                target.url,
+                headers={**headers, "Host": target.host} if target.host else headers,
+                extensions={"sni_hostname": target.server_name} if target.server_name else {},
                 timeout=httpx.Timeout(remaining),
                 follow_redirects=False,
             ) as response:

@@ -5,17 +5,28 @@ fsynced, then renamed into place (an atomic step), so a file under its final nam
 whole message. A batch is one group commit (write all, fsync all, rename all, fsync the
 folder once, then one ledger transaction). A row left ``sending`` is settled by looking
 for its file.
+
+A file's name holds no address: ``<subscriber id>-<name>.eml``, where the name is a keyed
+hash of the address (:func:`outbox_name`, keyed by the privacy key, which never rotates),
+so a folder listing, a backup's index or the ledger's provider id shows nobody's address.
+``digest outbox find EMAIL`` (:func:`messages_for`) finds a reader's files, and erasure
+deletes them. Files written before carry the address itself (:func:`legacy_outbox_name`);
+both are found.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from digest.audience.keys import privacy_secret
+from digest.config import Config
 from digest.config.providers import OutboxSettings
 from digest.delivery.providers.base import Batch, Check, Event, Provider, Result
 from digest.delivery.providers.registry import register
@@ -26,12 +37,47 @@ if TYPE_CHECKING:
     from digest.delivery.ledger import Delivery
 
 
-def outbox_name(email: str) -> str:
-    """The part of a message file's name that comes from the address."""
+def outbox_key(config: Config) -> bytes:
+    """The key of message files' names (derived from the privacy key: it never rotates, so
+    a reader's files stay findable)."""
+    return hmac.new(privacy_secret(config), b"digest-outbox-name-v1", hashlib.sha256).digest()
+
+
+def outbox_name(email: str, key: bytes) -> str:
+    """The part of a message file's name that stands for the address: 24 hex digits of a
+    keyed hash of it (case-insensitive), the same for every message to it."""
+    canonical = email.strip().lower().encode("utf-8", "surrogatepass")
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()[:24]
+
+
+def legacy_outbox_name(email: str) -> str:
+    """The part of a file's name that came from the address in files written before names
+    were hashed (still found by :func:`messages_for`, reconcile and erasure)."""
     return re.sub(r"[^A-Za-z0-9@._+-]", "_", email)[:120]
 
 
-_safe = outbox_name
+def outbox_folders(config: Config) -> list[Path]:
+    """The existing folders that hold outbox messages: ``out/`` and the outbox provider's
+    own ``directory`` when one is set."""
+    folders = [config.path(config.out_dir)]
+    directory = config.provider.options().get("directory")
+    if config.provider.name == "outbox" and isinstance(directory, str):
+        folders.append(config.path(Path(directory)))
+    return [f for f in folders if f.is_dir()]
+
+
+def messages_for(config: Config, email: str) -> list[Path]:
+    """Every outbox message file addressed to ``email`` (by its name, either form), sorted."""
+    suffixes = (
+        f"-{outbox_name(email, outbox_key(config))}.eml",
+        f"-{legacy_outbox_name(email)}.eml",
+    )
+    found: set[Path] = set()
+    for folder in outbox_folders(config):
+        for path in folder.rglob("*.eml"):
+            if path.name.endswith(suffixes) and not path.is_symlink():
+                found.add(path)
+    return sorted(found)
 
 
 OPEN_FILES = 128
@@ -53,11 +99,23 @@ class OutboxProvider(Provider):
             return self.config.path(settings.directory) / issue_id
         return self.config.path(self.config.out_dir) / issue_id / "outbox"
 
+    _name_key: bytes | None = None
+
     def file_for(
-        self, issue_id: str, subscriber_id: int, email: str, *, test: bool = False
+        self,
+        issue_id: str,
+        subscriber_id: int,
+        email: str,
+        *,
+        test: bool = False,
+        legacy: bool = False,
     ) -> Path:
+        """The message file of one recipient (``legacy``: its name before names were hashed)."""
+        if self._name_key is None:
+            self._name_key = outbox_key(self.config)
+        name = legacy_outbox_name(email) if legacy else outbox_name(email, self._name_key)
         prefix = "test" if test else f"{subscriber_id:08d}"
-        return self.directory(issue_id) / f"{prefix}-{_safe(email)}.eml"
+        return self.directory(issue_id) / f"{prefix}-{name}.eml"
 
     def send(self, batch: Batch) -> Iterator[Event]:
         """Write the batch with one group commit; yield results only once it is durable.
@@ -147,6 +205,10 @@ class OutboxProvider(Provider):
         settled: dict[int, Result | None] = {}
         for delivery in deliveries:
             target = targets[delivery.subscriber_id]
+            if not target.exists():  # written before names were hashed?
+                target = self.file_for(
+                    issue_id, delivery.subscriber_id, delivery.email, legacy=True
+                )
             settled[delivery.subscriber_id] = (
                 Result(delivery.subscriber_id, "sent", provider_message_id=target.name)
                 if target.exists()
