@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from digest.cli import main
 from digest.config import Config
 from digest.serve.app import create_app
+from tests.helpers import recipient_of
 from tests.test_serve import SECRET, Clock, add, confirm_path, outbox, write_config
 
 WEDNESDAY = datetime(2026, 11, 18, 10, 0, tzinfo=timezone.utc)  # in week 47
@@ -35,7 +36,7 @@ def send(config: Config, *args: str) -> tuple[int, str]:
 def deliveries(config: Config) -> Counter[tuple[str, str]]:
     found: Counter[tuple[str, str]] = Counter()
     for eml in (config.root / "out").glob("*/outbox/*.eml"):
-        found[(eml.parent.parent.name, eml.stem.split("-", 1)[1])] += 1
+        found[(eml.parent.parent.name, recipient_of(eml))] += 1
     return found
 
 

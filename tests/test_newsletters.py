@@ -21,6 +21,7 @@ from digest.content import pipeline
 from digest.content.select import WindowError
 from digest.errors import ConfigError
 from digest.schedule.scheduler import run_newsletters
+from tests.helpers import recipient_of
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +201,7 @@ def outbox_deliveries(site: Path) -> Counter[tuple[str, str]]:
     found: Counter[tuple[str, str]] = Counter()
     for eml in (site / "out").glob("*/outbox/*.eml"):
         issue = eml.parent.parent.name
-        found[(issue, eml.stem.split("-", 1)[1])] += 1
+        found[(issue, recipient_of(eml))] += 1
     return found
 
 

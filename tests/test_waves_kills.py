@@ -22,8 +22,8 @@ from digest.content.window import week_window
 from digest.delivery.ledger import SENT, Ledger
 from digest.schedule.local import wave_schedule
 from digest.store.database import locate
-from tests.helpers import edit_config
-from tests.test_send_workers import RenameWatch, _bulk_add, _recipient
+from tests.helpers import edit_config, recipient_of
+from tests.test_send_workers import RenameWatch, _bulk_add
 
 from .conftest import run_digest
 
@@ -89,4 +89,7 @@ def test_waves_through_sigkills_send_every_reader_once(sample_site: Path) -> Non
     with Ledger(locate(config, config.ledger.database)) as ledger:
         assert {k: v for k, v in ledger.counts(WEEK).items() if v} == {SENT: N}
     assert {name: c for name, c in renamed.items() if c != 1} == {}
-    assert {_recipient(name) for name in renamed} == {f"r{i:05d}@example.com" for i in range(N)}
+    outbox = config.path(config.out_dir) / WEEK / "outbox"
+    assert {recipient_of(outbox / name) for name in renamed} == {
+        f"r{i:05d}@example.com" for i in range(N)
+    }
