@@ -347,6 +347,7 @@ def invoke(site: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config", str(site / "config.yaml"), *args])
 
 
+@pytest.mark.integration  # the dry run probes the List-Unsubscribe URL on loopback
 def test_dry_run_shows_each_variant_and_a_sample_and_records_nothing(sample_site: Path) -> None:
     add(sample_site, "ann@example.com")
     config = load_config(sample_site / "config.yaml")
@@ -385,6 +386,7 @@ def test_dry_run_shows_each_variant_and_a_sample_and_records_nothing(sample_site
     )
 
 
+@pytest.mark.integration  # the dry run probes the List-Unsubscribe URL on loopback
 def test_a_dry_run_without_subscribers_says_how_to_add_them(sample_site: Path) -> None:
     result = invoke(sample_site, "send", "--week", WEEK, "--dry-run")
     assert result.exit_code == 0, result.output
