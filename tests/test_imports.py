@@ -938,3 +938,40 @@ def test_a_1mb_hostile_import_value_is_one_rejected_row_within_a_second(
     assert time.perf_counter() - started < 1.0
     assert [r.row for r in report.rejected] == [2]
     assert [s.email for s in store.list()] == ["ann@example.com"]
+
+
+def test_rows_are_looked_up_and_added_a_chunk_at_a_time_in_the_files_order(
+    store: SubscriberStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.audience.imports import importer
+
+    monkeypatch.setattr(importer, "CHUNK", 4)
+    load(store, "mailchimp_subscribed_members_export.csv")  # ada is in the store
+    rows = ["Email Address,First Name,Status"]
+    for i in range(10):
+        rows.append(f"new{i}@example.com,New {i},subscribed")
+        if i == 2:
+            rows.append("not-an-address,Bad,subscribed")
+        if i == 5:
+            rows.append("ada@example.com,Ada B,subscribed")
+    path = tmp_path / "plain.csv"
+    path.write_text("\n".join(rows) + "\n")
+    statements: list[str] = []
+    store.connection.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    report = load(store, str(path))
+    store.connection.set_trace_callback(None)  # type: ignore[attr-defined]
+    assert (report.rows, report.added, report.updated) == (12, 10, 1)
+    assert [(c.row, c.email, c.action) for c in report.changes][3:8] == [
+        (6, "new3@example.com", "add"),
+        (7, "new4@example.com", "add"),
+        (8, "new5@example.com", "add"),
+        (9, "ada@example.com", "update"),
+        (10, "new6@example.com", "add"),
+    ]
+    assert [(r.row, r.email) for r in report.rejected] == [(5, "not-an-address")]
+    lookups = [s for s in statements if s.startswith("SELECT id, email") and " IN (" in s]
+    one_by_one = [s for s in statements if "WHERE email = 'new" in s]
+    # 11 good rows in chunks of 4: three lookups, and no new row looked up or updated alone
+    assert len(lookups) == 3 and one_by_one == []
+    assert record(store, "new9@example.com").name == "New 9"
+    assert record(store, "ada@example.com").name == "Ada B"
