@@ -975,3 +975,20 @@ def test_rows_are_looked_up_and_added_a_chunk_at_a_time_in_the_files_order(
     assert len(lookups) == 3 and one_by_one == []
     assert record(store, "new9@example.com").name == "New 9"
     assert record(store, "ada@example.com").name == "Ada B"
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("  Ada   Lovelace ", "Ada Lovelace"),
+        ("Ada\tLovelace\r\nBcc: x@example.com", "Ada Lovelace Bcc: x@example.com"),
+        ("Ada\x1b[31mRed\x7f", "Ada[31mRed"),
+        ("Ad\u202ea \u00e9t\u00e9", "Ada \u00e9t\u00e9"),
+        ("x" * 300, "x" * 200),
+    ],
+)
+def test_a_name_is_stored_as_one_clean_line(raw: str, stored: str) -> None:
+    from digest.audience.names import NAME_LIMIT, clean_name
+
+    assert NAME_LIMIT == 200
+    assert clean_name(raw) == stored
