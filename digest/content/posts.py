@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
@@ -604,6 +604,11 @@ def _parse_many(
         )
 
 
+Progress = Callable[[str, int, int], None]
+"""Told ``(stage, done, total)`` while posts are read: ``parsing`` (files the cache did
+not answer for) then ``finishing`` (excerpts and sketches not cached yet)."""
+PROGRESS_EVERY = 250  # files between two progress calls
+
 PARALLEL_THRESHOLD = 2000  # files to parse before a cold run uses more than one core
 MAX_WORKERS = 4
 _MAX_OFFSET = 26 * 3600  # widest gap between UTC and any local time, with margin
@@ -618,6 +623,7 @@ def load_posts(
     between: tuple[datetime, datetime] | None = None,
     cleaner: ExcerptCleaner = DEFAULT_CLEANER,
     limits: YamlLimits | None = None,
+    progress: Progress | None = None,
 ) -> LoadResult:
     """Read every post below ``folder``. Bad files become problems; the rest become posts.
 
@@ -625,6 +631,7 @@ def load_posts(
     checked, and every problem reported): a week's issue does not pay for the archive.
     ``limits`` bound each front matter (:mod:`digest.content.frontmatter`). A symbolic link
     to a file outside ``folder``, and anything but a regular file, is reported, never opened.
+    ``progress`` is told how far the long parts (parsing, finishing) are.
     """
     if not folder.is_dir():
         raise ContentError(f"{folder}: no such folder (content.posts_dir in config.yaml)")
@@ -679,12 +686,14 @@ def load_posts(
         result.parsed += 1
         fresh.append(CacheRow(path, size, mtime, ts, text, reason))
         keep(path, text, reason, ts)
+        if progress and (result.parsed % PROGRESS_EVERY == 0 or result.parsed == len(to_parse)):
+            progress("parsing", result.parsed, len(to_parse))
     wanted.sort()
 
     missing = [path for path, record in wanted if record is None]
     stored = cache.records(missing) if cache is not None and missing else {}
     excerpts: dict[str, str] = {}
-    for path, cached_text in wanted:
+    for done, (path, cached_text) in enumerate(wanted, 1):
         finished: Finished | None = None
         record: dict[str, Any]
         if cached_text is None:
@@ -695,6 +704,8 @@ def load_posts(
         if finished is None:
             finished = finish_post(Path(path), record["title"], record["excerpt"], cleaner)
             excerpts[path] = finished.to_cache(cleaner.fingerprint)
+        if progress and (done % PROGRESS_EVERY == 0 or done == len(wanted)):
+            progress("finishing", done, len(wanted))
         post = post_from_record(
             Path(path), record, tz, finished.excerpt, finished.sketch, finished.words
         )
