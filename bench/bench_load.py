@@ -8,8 +8,11 @@ measurement runs in its own process so that its peak memory (max RSS) is its own
 
 Two tables: the work alone, timed inside each process (``in-process``), and whole processes
 as a user runs them (``whole process``: start-up, imports, config, output): the baseline
-loop as a script, and ``digest select --week ...`` against a config file, cold (first run:
-no post cache) and warm (run again, nothing changed: the post cache answers for every file).
+loop as a script, and ``digest select --week ...``, ``digest build --week ...`` and
+``digest check`` against a config file, each cold (no post cache) and warm (run again,
+nothing changed: the post cache answers for every file). Each whole process's CPU time
+(its own and its workers') is printed beside its wall time: on a loaded machine the wall
+time says more about the neighbours than about digest.
 """
 
 from __future__ import annotations
@@ -126,16 +129,20 @@ print(kept)
 
 
 def whole(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, float]:
-    """One whole process: wall time, and its peak RSS."""
+    """One whole process: wall time, CPU time (with its workers'), and its peak RSS."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {
         "seconds": seconds,
+        "cpu": cpu,
         "peak_mb": max(peak, before) / 1024,
         "out": len(done.stdout),
         "answer": hash(done.stdout),
@@ -147,36 +154,44 @@ def whole_processes(posts: Path, week: str, runs: int, tmp: Path) -> None:
     site.mkdir()
     (site / "config.yaml").write_text(
         "site: {name: Bench, base_url: 'https://bench.example.com'}\n"
-        "sender: {from_name: Bench, from_email: bench@example.com}\n"
+        "sender: {from_name: Bench, from_email: bench@example.com, "
+        "postal_address: '1 Bench Road'}\n"
         "timezone: UTC\n"
         f"content: {{posts_dir: '{posts}', cache_dir: cache}}\n"
         "limits: {per_category: null, total: null}\n"
     )
-    select = [sys.executable, "-m", "digest", "select", "--week", week]
+    digest = [sys.executable, "-m", "digest"]
+    commands = {
+        "select": [*digest, "select", "--week", week],
+        "build": [*digest, "build", "--week", week],
+        "check": [*digest, "check"],
+    }
     env = dict(os.environ)
-    rows: dict[str, list[dict[str, float]]] = {"baseline": [], "cold": [], "warm": []}
+    rows: dict[str, list[dict[str, float]]] = {"baseline": []}
     outputs: set[int] = set()
     for _ in range(runs):
         rows["baseline"].append(
             whole([sys.executable, "-c", BASELINE_SCRIPT, str(posts), week], site, env)
         )
-        shutil.rmtree(site / "cache", ignore_errors=True)
-        rows["cold"].append(whole(select, site, env))
-        rows["warm"].append(whole(select, site, env))
-        outputs.update(int(rows[kind][-1]["answer"]) for kind in ("cold", "warm"))
+        for name, command in commands.items():
+            shutil.rmtree(site / "cache", ignore_errors=True)
+            for state in ("cold", "warm"):
+                rows.setdefault(f"{name} {state}", []).append(whole(command, site, env))
+            if name == "select":
+                outputs.update(int(rows[f"select {s}"][-1]["answer"]) for s in ("cold", "warm"))
     if len(outputs) != 1:  # both ways must print the same answer
         raise SystemExit("digest select printed different answers cold and warm")
     base = statistics.median(r["seconds"] for r in rows["baseline"])
     print(f"\nwhole processes, as a user runs them; median of {runs} runs")
-    print(f"{'':50} {'time':>9} {'speed-up':>9}")
-    labels = {
-        "baseline": "baseline: python script, frontmatter.load() loop",
-        "cold": f"digest select --week {week}, cold",
-        "warm": f"digest select --week {week}, warm",
-    }
-    for kind, label in labels.items():
-        seconds = statistics.median(r["seconds"] for r in rows[kind])
-        print(f"{label:50} {seconds:8.3f}s {base / seconds:8.1f}×")
+    print(f"{'':50} {'time':>9} {'speed-up':>9} {'CPU':>9}")
+    for kind, found in rows.items():
+        label = "baseline: python script, frontmatter.load() loop"
+        if kind != "baseline":
+            name, state = kind.split()
+            label = f"{' '.join(commands[name][3:])}, {state}"
+        seconds = statistics.median(r["seconds"] for r in found)
+        cpu = statistics.median(r["cpu"] for r in found)
+        print(f"{label:50} {seconds:8.3f}s {base / seconds:8.1f}× {cpu:8.2f}s")
 
 
 def main() -> None:
@@ -184,6 +199,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--week", default="2026-W30")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only-whole", action="store_true", help="only the whole processes")
     parser.add_argument("--child")
     parser.add_argument("--posts")
     parser.add_argument("--cache")
@@ -192,6 +208,20 @@ def main() -> None:
         child(args.child, args.posts, args.week, args.cache)
         return
 
+    if not args.only_whole:
+        in_process(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.corpus.is_dir():
+            posts = args.corpus
+        else:
+            with tarfile.open(args.corpus) as archive:
+                archive.extractall(tmp, filter="data")
+            posts = Path(tmp) / "posts"
+        whole_processes(posts.resolve(), args.week, args.runs, Path(tmp))
+
+
+def in_process(args: argparse.Namespace) -> None:
+    """The in-process table: load + select alone, against the baseline loop."""
     with tempfile.TemporaryDirectory() as tmp:
         if args.corpus.is_dir():
             posts = args.corpus
@@ -238,14 +268,6 @@ def main() -> None:
         )
     parsed = {int(r.get("parsed", -1)) for r in rows["warm"]}
     print(f"files parsed on warm runs: {sorted(parsed)}")
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.corpus.is_dir():
-            posts = args.corpus
-        else:
-            with tarfile.open(args.corpus) as archive:
-                archive.extractall(tmp, filter="data")
-            posts = Path(tmp) / "posts"
-        whole_processes(posts.resolve(), args.week, args.runs, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -990,3 +990,57 @@ def test_frequency_and_timezone_columns_are_imported(
     assert (again.updated, again.unchanged) == (1, 0)
     ada = store.get("ada@example.com")
     assert ada is not None and rhythms.of(ada) == Rhythm("weekly", "Europe/Berlin", None)
+
+
+def test_rows_are_looked_up_and_added_a_chunk_at_a_time_in_the_files_order(
+    store: SubscriberStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.audience.imports import importer
+
+    monkeypatch.setattr(importer, "CHUNK", 4)
+    load(store, "mailchimp_subscribed_members_export.csv")  # ada is in the store
+    rows = ["Email Address,First Name,Status"]
+    for i in range(10):
+        rows.append(f"new{i}@example.com,New {i},subscribed")
+        if i == 2:
+            rows.append("not-an-address,Bad,subscribed")
+        if i == 5:
+            rows.append("ada@example.com,Ada B,subscribed")
+    path = tmp_path / "plain.csv"
+    path.write_text("\n".join(rows) + "\n")
+    statements: list[str] = []
+    store.connection.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    report = load(store, str(path))
+    store.connection.set_trace_callback(None)  # type: ignore[attr-defined]
+    assert (report.rows, report.added, report.updated) == (12, 10, 1)
+    assert [(c.row, c.email, c.action) for c in report.changes][3:8] == [
+        (6, "new3@example.com", "add"),
+        (7, "new4@example.com", "add"),
+        (8, "new5@example.com", "add"),
+        (9, "ada@example.com", "update"),
+        (10, "new6@example.com", "add"),
+    ]
+    assert [(r.row, r.email) for r in report.rejected] == [(5, "not-an-address")]
+    lookups = [s for s in statements if s.startswith("SELECT id, email") and " IN (" in s]
+    one_by_one = [s for s in statements if "WHERE email = 'new" in s]
+    # 11 good rows in chunks of 4: three lookups, and no new row looked up or updated alone
+    assert len(lookups) == 3 and one_by_one == []
+    assert record(store, "new9@example.com").name == "New 9"
+    assert record(store, "ada@example.com").name == "Ada B"
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("  Ada   Lovelace ", "Ada Lovelace"),
+        ("Ada\tLovelace\r\nBcc: x@example.com", "Ada Lovelace Bcc: x@example.com"),
+        ("Ada\x1b[31mRed\x7f", "Ada[31mRed"),
+        ("Ad\u202ea \u00e9t\u00e9", "Ada \u00e9t\u00e9"),
+        ("x" * 300, "x" * 200),
+    ],
+)
+def test_a_name_is_stored_as_one_clean_line(raw: str, stored: str) -> None:
+    from digest.audience.names import NAME_LIMIT, clean_name
+
+    assert NAME_LIMIT == 200
+    assert clean_name(raw) == stored

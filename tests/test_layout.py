@@ -12,6 +12,7 @@ by name.
 from __future__ import annotations
 
 import ast
+import shutil
 from functools import cache
 from pathlib import Path
 
@@ -33,8 +34,8 @@ LAYERS: list[tuple[str, ...]] = [
 IMPORTLIB_ALLOWED = {"digest.delivery.providers.registry"}
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -62,12 +63,16 @@ def project_imports(tree: ast.AST, known: set[str]) -> set[str]:
 
 
 @cache
-def modules() -> dict[str, ast.AST]:
-    return {module_name(p): ast.parse(p.read_text(encoding="utf-8")) for p in PACKAGE.rglob("*.py")}
+def modules(package: Path = PACKAGE) -> dict[str, ast.AST]:
+    """Every module of the package at ``package`` (the project's, or a copy of it)."""
+    return {
+        module_name(p, package): ast.parse(p.read_text(encoding="utf-8"))
+        for p in package.rglob("*.py")
+    }
 
 
-def graph() -> dict[str, set[str]]:
-    trees = modules()
+def graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    trees = modules(package)
     known = set(trees)
     return {name: project_imports(tree, known) - {name} for name, tree in trees.items()}
 
@@ -242,3 +247,30 @@ def test_a_planted_import_turns_the_check_red() -> None:
         "digest.email.x",
         "digest.email.y",
     }
+
+
+def test_an_import_planted_in_a_copy_of_the_tree_turns_the_checks_red(tmp_path: Path) -> None:
+    """The checks run over a copy of digest/ with wrong imports written into its files,
+    as a change would write them, and each one is caught by name."""
+    copy = tmp_path / "digest"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert violations(graph(copy)) == []  # the copy is as clean as the tree
+
+    def plant(module: str, line: str) -> None:
+        path = copy.joinpath(*module.split(".")[1:]).with_suffix(".py")
+        path.write_text(path.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
+
+    plant("digest.delivery.providers.smtp", "from digest.delivery.ledger import Ledger")
+    plant("digest.serve.pages", "from digest.delivery.providers import postmark")
+    plant("digest.content.select", "import digest.email.compose")
+    plant("digest.email.checks", "from importlib import import_module")
+    modules.cache_clear()  # read the copy again, as planted
+    planted = graph(copy)
+    assert violations(planted) == [
+        "digest.content.select imports digest.email.compose: a later stage",
+        "digest.delivery.providers.smtp imports digest.delivery.ledger: "
+        "a provider reads nothing else of delivery/",
+        "digest.serve.pages imports digest.delivery.providers.postmark: "
+        "reach a provider through base or the registry",
+    ]
+    assert importlib_users(modules(copy)) - IMPORTLIB_ALLOWED == {"digest.email.checks"}

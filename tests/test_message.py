@@ -21,12 +21,15 @@ from digest.audience.tokens import (
 )
 from digest.delivery.providers.base import WIRE_POLICY
 from digest.delivery.providers.http import parse_rate_limit
+from digest.email import message
 from digest.email.message import (
     MARKER,
     WireTemplate,
     fill,
     marker_names,
+    qp_lines,
     rewrite,
+    sent_bytes,
     to_message,
 )
 from tests.helpers import composed
@@ -173,3 +176,31 @@ def test_a_composed_email_is_immutable() -> None:
     email = composed("s", "h", "t", sender=FIELD_NOTES, headers=ONE_CLICK)
     with pytest.raises(dataclasses.FrozenInstanceError):
         email.subject = "other"  # type: ignore[misc]
+
+
+def test_a_variants_html_is_encoded_once_for_its_size_checks_and_its_wire_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    html = "<p>caf\u00e9 = " + "x" * 200 + "</p>\n" * 40 + "<a href='[[digest:unsubscribe_url]]'>"
+    email = composed(html=html + "[[digest:name]]</a>\n<p>end</p>")
+    values = {"unsubscribe_url": "https://e.example/u?t=" + "t" * 90, "name": "<Ada & Co>"}
+    encoded: list[int] = []
+    real = message._qp
+
+    def counting(lines: list[str]) -> bytes:
+        encoded.append(len(lines))
+        return real(lines)
+
+    expected = len(qp_lines(fill(email.html, values, html=True)))
+    monkeypatch.setattr(message, "_qp", counting)
+    message.encoded_body.cache_clear()
+    size = sent_bytes(email.html, values)
+    assert size == expected
+    static = sum(n for n in encoded if n > 1)  # runs of lines without markers
+    assert static == 40
+    assert sent_bytes(email.html, values) == size  # measured again: nothing encoded again
+    wire = WireTemplate(email, date=NOW)
+    assert wire.html is message.encoded_body(email.html, True)
+    wire.render(to="ada@example.com", values=values, message_id="<1@example.com>")
+    # after the first measure, only the lines with markers are encoded again
+    assert sum(n for n in encoded if n > 1) == static

@@ -276,3 +276,32 @@ def test_a_billion_laughs_is_refused_before_it_is_built() -> None:
     # within the limits an alias is shared, not copied
     loaded = FrontMatterHandler(YamlLimits(expanded=10**9)).load("\n".join(lines[:4]) + "\n")
     assert loaded["a3"][0] is loaded["a2"]
+
+
+@pytest.mark.integration  # forks worker processes
+def test_posts_finished_on_every_core_equal_those_finished_in_turn(
+    posts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.content import posts as posts_module
+
+    for i in range(12):
+        post(
+            posts_dir,
+            f"many-{i:02d}.md",
+            f"---\ntitle: Post {i}\ndate: 2026-01-{i + 1:02d}\n---\n\nBody {i} " * 3 + "words.\n",
+        )
+    tz = ZoneInfo("UTC")
+    in_turn = load_posts(posts_dir, tz)
+    seen: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(posts_module, "PARALLEL_THRESHOLD", 1)  # a pool even for a few
+    monkeypatch.setattr(posts_module, "PROGRESS_EVERY", 5)
+    pooled = load_posts(posts_dir, tz, progress=lambda *told: seen.append(told))
+    assert [(p.slug, p.excerpt, p.sketch) for p in pooled.posts] == [
+        (p.slug, p.excerpt, p.sketch) for p in in_turn.posts
+    ]
+    total = len(in_turn.posts)
+    assert total >= 12 and seen[-1] == ("finishing", total, total)
+    assert [told for told in seen if told[0] == "parsing"][-1][1:] == (
+        in_turn.parsed,
+        in_turn.parsed,
+    )

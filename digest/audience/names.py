@@ -23,6 +23,8 @@ def clean_name(value: str) -> str:
     sequences for a terminal) and bidi overrides are dropped. Every way a name comes in
     (the subscribe form, imports, ``digest subscribers add``) goes through the store, which
     calls this, so no name can carry a header line or a terminal command."""
+    if value.isascii() and value.isprintable():  # most names: nothing to drop or replace
+        return " ".join(value.split())[:NAME_LIMIT]
     kept: list[str] = []
     for char in value:
         if char.isspace():

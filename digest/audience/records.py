@@ -33,7 +33,7 @@ import hmac
 import ipaddress
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -403,6 +403,18 @@ def get_record(db: Connection, email: str, *, history: bool = True) -> Record | 
     return _record(row, events)
 
 
+def get_records(db: Connection, emails: Sequence[str]) -> dict[str, Record]:
+    """The records (without history) of those of ``emails`` (normalised) the store holds,
+    by address: one query however many are asked for (at most a few hundred at once)."""
+    if not emails:
+        return {}
+    marks = ", ".join("?" * len(emails))
+    rows = db.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM subscribers WHERE email IN ({marks})", tuple(emails)
+    ).fetchall()
+    return {row[1]: _record(row) for row in rows}
+
+
 def iter_records(db: Connection, *, chunk: int = 1000) -> Iterator[Record]:
     """Every subscriber in every status, in id order, ``chunk`` rows at a time."""
     last = 0
@@ -416,6 +428,11 @@ def iter_records(db: Connection, *, chunk: int = 1000) -> Iterator[Record]:
         for row in rows:
             yield _record(row)
         last = rows[-1][0]
+
+
+def consent_text(consent: Consent) -> str:
+    """The consent record as the store keeps it (JSON)."""
+    return json.dumps(consent.as_dict(), ensure_ascii=False, sort_keys=True)
 
 
 def set_details(
@@ -435,7 +452,7 @@ def set_details(
         params.append(source)
     if consent is not None:
         sets.append("consent = ?")
-        params.append(json.dumps(consent.as_dict(), ensure_ascii=False, sort_keys=True))
+        params.append(consent_text(consent))
     if confirmed_at is not None:
         sets.append("confirmed_at = ?")
         params.append(confirmed_at)

@@ -54,14 +54,32 @@ from dataclasses import dataclass
 from typing import Literal
 
 from digest.errors import StoreError
+from digest.states import State
 
-STATUSES = ("active", "pending", "unsubscribed", "bounced", "complained")
-"""Every status a subscriber can have."""
 
-INACTIVE = ("unsubscribed", "bounced", "complained")
+class Status(State):
+    """A subscriber's status; the value is what the subscriber store keeps."""
+
+    ACTIVE = "active"
+    PENDING = "pending"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+STATUSES: tuple[str, ...] = tuple(status.value for status in Status)
+"""Every status a subscriber can have (as plain text: command-line choices list them)."""
+
+INACTIVE = (Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED)
 """The statuses that never get the digest."""
 
-RANK = {"pending": 0, "active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+RANK: dict[str, int] = {
+    Status.PENDING: 0,
+    Status.ACTIVE: 0,
+    Status.UNSUBSCRIBED: 1,
+    Status.BOUNCED: 2,
+    Status.COMPLAINED: 3,
+}
 """How strong a status is: a change may always make it stronger."""
 
 
@@ -106,32 +124,36 @@ _NONE: frozenset[str] = frozenset()
 
 RULES: dict[Cause, _Rule] = {
     Cause.SERVE_SUBSCRIBE: _Rule(
-        frozenset({"pending"}),
-        frozenset({"pending"}),
-        frozenset({"unsubscribed", "bounced"}),
+        frozenset({Status.PENDING}),
+        frozenset({Status.PENDING}),
+        frozenset({Status.UNSUBSCRIBED, Status.BOUNCED}),
         False,
         False,
     ),
     # a confirmation answers one pending request: it lifts nothing (an old link within its
     # lifetime must not undo a later unsubscribe or complaint)
-    Cause.SERVE_CONFIRM: _Rule(frozenset({"active"}), _NONE, _NONE, True, False),
-    Cause.SERVE_RESUBSCRIBE: _Rule(frozenset({"active"}), _NONE, frozenset(INACTIVE), True, False),
-    Cause.SERVE_UNSUBSCRIBE: _Rule(frozenset({"unsubscribed"}), _NONE, _NONE, False, False),
-    Cause.CLI_UNSUBSCRIBE: _Rule(frozenset({"unsubscribed"}), _NONE, _NONE, False, False),
-    Cause.WEBHOOK_UNSUBSCRIBE: _Rule(frozenset({"unsubscribed"}), _NONE, _NONE, False, False),
-    Cause.WEBHOOK_BOUNCE: _Rule(frozenset({"bounced"}), _NONE, _NONE, False, False),
-    Cause.WEBHOOK_COMPLAINT: _Rule(frozenset({"complained"}), _NONE, _NONE, False, False),
+    Cause.SERVE_CONFIRM: _Rule(frozenset({Status.ACTIVE}), _NONE, _NONE, True, False),
+    Cause.SERVE_RESUBSCRIBE: _Rule(
+        frozenset({Status.ACTIVE}), _NONE, frozenset(INACTIVE), True, False
+    ),
+    Cause.SERVE_UNSUBSCRIBE: _Rule(frozenset({Status.UNSUBSCRIBED}), _NONE, _NONE, False, False),
+    Cause.CLI_UNSUBSCRIBE: _Rule(frozenset({Status.UNSUBSCRIBED}), _NONE, _NONE, False, False),
+    Cause.WEBHOOK_UNSUBSCRIBE: _Rule(frozenset({Status.UNSUBSCRIBED}), _NONE, _NONE, False, False),
+    Cause.WEBHOOK_BOUNCE: _Rule(frozenset({Status.BOUNCED}), _NONE, _NONE, False, False),
+    Cause.WEBHOOK_COMPLAINT: _Rule(frozenset({Status.COMPLAINED}), _NONE, _NONE, False, False),
     Cause.SUPPRESSION_SYNC: _Rule(frozenset(INACTIVE), _NONE, _NONE, False, False),
     Cause.IMPORT: _Rule(_ALL, _ALL, _NONE, True, False),
     Cause.OWNER_ADD: _Rule(_ALL, _ALL, _NONE, True, True),
-    Cause.OWNER_FORCE: _Rule(_ALL, _ALL, frozenset({"unsubscribed", "bounced"}), True, True),
+    Cause.OWNER_FORCE: _Rule(
+        _ALL, _ALL, frozenset({Status.UNSUBSCRIBED, Status.BOUNCED}), True, True
+    ),
 }
 """The transition table: one rule per cause."""
 
-WEBHOOK_CAUSES = {
-    "unsubscribed": Cause.WEBHOOK_UNSUBSCRIBE,
-    "bounced": Cause.WEBHOOK_BOUNCE,
-    "complained": Cause.WEBHOOK_COMPLAINT,
+WEBHOOK_CAUSES: dict[str, Cause] = {
+    Status.UNSUBSCRIBED: Cause.WEBHOOK_UNSUBSCRIBE,
+    Status.BOUNCED: Cause.WEBHOOK_BOUNCE,
+    Status.COMPLAINED: Cause.WEBHOOK_COMPLAINT,
 }
 """The cause of a provider's event, by the status it asks for."""
 
@@ -202,7 +224,7 @@ def transition(current: str | None, requested: str, cause: Cause | str) -> Trans
         return no(f"{cause.value} does not change a {current} subscriber")
     if current in rule.lifts:
         return Transition(current, requested, requested, cause, "changed")
-    if current == "complained":
+    if current == Status.COMPLAINED:
         how = "only its owner can undo a complaint, from a link they already hold"
     elif cause is Cause.OWNER_ADD:
         how = "use --force to re-activate them"
@@ -222,8 +244,8 @@ def service_mail(current: str | None) -> ServiceMail | None:
     nothing for a ``complained`` one: someone who reported the digest as spam gets no mail
     from it, whoever asks.
     """
-    if current == "active":
+    if current == Status.ACTIVE:
         return "notice"
-    if current == "complained":
+    if current == Status.COMPLAINED:
         return None
     return "confirm"

@@ -290,6 +290,23 @@ def _iso(value: datetime) -> str:
     return utc_text(value, "seconds")
 
 
+@dataclass(frozen=True)
+class ImportedRow:
+    """A new subscriber from an import (``email`` already normalised), with its own dates."""
+
+    email: str
+    name: str
+    status: str
+    subscribed_at: str
+    categories: Sequence[str]
+    source_id: str | None
+    status_at: str | None
+    source: str
+    confirmed_at: str | None = None
+    reason: str | None = None
+    consent: str | None = None  # the consent record as the store keeps it (JSON)
+
+
 class SubscriberStore:
     """The subscribers table. Use as a context manager, or call :meth:`close`."""
 
@@ -669,45 +686,47 @@ class SubscriberStore:
         if outer:
             self._committed()
 
-    def insert_imported(
-        self,
-        email: str,
-        *,
-        name: str,
-        status: str,
-        subscribed_at: str,
-        categories: Sequence[str],
-        source_id: str | None,
-        now: datetime,
-        status_at: str | None,
-        source: str,
-    ) -> None:
-        """A new row from an import (``email`` already normalised), with its own dates; its
-        status goes through the status model (cause ``import``)."""
-        decided = self._decide(None, status, Cause.IMPORT)
-        if decided.after is None:
-            raise StoreError(f"{email}: {decided.reason}")
-        secret = secrets.token_bytes(32)
-        self._write(
-            "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
-            "secret, source_id, updated_at, status_at, status_cause, source, handle, mailbox) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?, ?, ?)",
-            (
-                email,
-                clean_name(name),
-                decided.after,
-                subscribed_at,
-                json.dumps(list(categories)),
-                secret,
-                source_id,
-                _iso(now),
-                status_at,
-                source,
-                handle_of(secret),
-                mail_key(email),
-            ),
-        )
-        self._note("status", email=email, before=None, after=decided.after, cause="import")
+    def insert_imported(self, rows: Sequence[ImportedRow], *, now: datetime) -> None:
+        """New rows from an import, written with one statement; each status goes through
+        the status model (cause ``import``) before anything is written."""
+        stamp = _iso(now)
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            decided = self._decide(None, row.status, Cause.IMPORT)
+            if decided.after is None:
+                raise StoreError(f"{row.email}: {decided.reason}")
+            secret = secrets.token_bytes(32)
+            params.append(
+                (
+                    row.email,
+                    clean_name(row.name),
+                    decided.after,
+                    row.subscribed_at,
+                    json.dumps(list(row.categories)),
+                    secret,
+                    row.source_id,
+                    stamp,
+                    row.status_at,
+                    row.source,
+                    handle_of(secret),
+                    mail_key(row.email),
+                    row.confirmed_at,
+                    row.reason,
+                    row.consent,
+                )
+            )
+        try:
+            self._db.executemany(
+                "INSERT INTO subscribers (email, name, status, subscribed_at, categories, "
+                "secret, source_id, updated_at, status_at, status_cause, source, handle, "
+                "mailbox, confirmed_at, reason, consent) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'import', ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+        for one in params:
+            self._note("status", email=one[0], before=None, after=one[2], cause="import")
 
     def update_imported(
         self,

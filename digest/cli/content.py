@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from digest.cli._app import (
     say,
     window_options,
 )
+from digest.cli.reading import ReadProgress
 
 if TYPE_CHECKING:  # imported where used: `digest select` loads no email or web stack
     from digest.config import Config
@@ -295,9 +297,10 @@ def check_command(
     from digest.content import pipeline
 
     moment = now()
+    progress = None if as_json else ReadProgress(tty=sys.stderr.isatty())
     if state.newsletter is None and len(config.newsletter_names) > 1:
         whole = state.whole_config
-        result = pipeline.load_every_source(whole, now=moment)
+        result = pipeline.load_every_source(whole, now=moment, progress=progress)
         # A category is unlisted when no newsletter has a section for it.
         unlisted = [
             set(pipeline.unlisted_categories(whole.for_newsletter(name), result.posts))
@@ -305,8 +308,10 @@ def check_command(
         ]
         rules_unknown = sorted(set.intersection(*unlisted))
     else:
-        result = pipeline.load(config, now=moment)
+        result = pipeline.load(config, now=moment, progress=progress)
         rules_unknown = pipeline.unlisted_categories(config, result.posts)
+    if progress is not None:
+        progress.close()
     failing = [r for r in result.sources if r.failing(config.content.failing_after)]
     from digest.delivery.click_check import serve_unreachable
 

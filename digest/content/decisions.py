@@ -8,6 +8,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from functools import cached_property
 
 from digest.content.posts import Post
 from digest.content.window import Window
@@ -34,8 +35,11 @@ class Reason(str, Enum):
     EARLIER_STORY = "earlier-story"
 
 
+_SPACES = re.compile(r"\s+")
+
+
 def _fold(value: str) -> str:
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", value)).strip().casefold()
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", value)).strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,15 @@ class Section:
     def slug(self) -> str:
         return slugify(self.name)
 
+    @cached_property
+    def folded_names(self) -> frozenset[str]:
+        """The names a subscriber's choice matches (folded): folded once, as a send asks
+        for every subscriber."""
+        return frozenset({_fold(self.name), _fold(self.title), *map(_fold, self.origins)})
+
     def chosen_by(self, wanted: set[str]) -> bool:
         """Whether a subscriber who chose ``wanted`` (folded names) gets this section."""
-        names = {_fold(self.name), _fold(self.title), *(_fold(o) for o in self.origins)}
-        return bool(names & wanted)
+        return not self.folded_names.isdisjoint(wanted)
 
 
 @dataclass(frozen=True)

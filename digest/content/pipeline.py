@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from digest.config import Config, SourceConfig
 from digest.content.frontmatter import YamlLimits
 from digest.content.memory import earlier_issues
-from digest.content.posts import ExcerptReport, LoadResult, Post, excerpt_report
+from digest.content.posts import ExcerptReport, LoadResult, Post, Progress, excerpt_report
 from digest.content.select import (
     NEAR_WINDOW,
     Rules,
@@ -44,11 +44,13 @@ def load(
     around: Window | None = None,
     now: datetime | None = None,
     client: httpx.Client | None = None,
+    progress: Progress | None = None,
 ) -> SourcesResult:
     """Every post from every source, or with ``around`` only those within a day of that
     window. ``now`` stamps the sources' health records and dates undated feed entries;
     ``client`` fetches feeds (one is made when None). Without ``use_cache`` every file is
-    read and every feed fetched and parsed afresh (health is still recorded)."""
+    read and every feed fetched and parsed afresh (health is still recorded). ``progress``
+    is told how far reading the Markdown folders is."""
     between = (around.start - NEAR_WINDOW, around.end + NEAR_WINDOW) if around else None
     rules = Rules.from_config(config)
 
@@ -57,7 +59,7 @@ def load(
         known = next((c for c in categories if rules.section_of(c)), None)
         return known or (categories[0] if categories else None)
 
-    return _load(config, config.source_list, use_cache, between, now, client, category_of)
+    return _load(config, config.source_list, use_cache, between, now, client, category_of, progress)
 
 
 def _load(
@@ -68,6 +70,7 @@ def _load(
     now: datetime | None,
     client: httpx.Client | None,
     category_of: Callable[[list[str]], str | None],
+    progress: Progress | None = None,
 ) -> SourcesResult:
     return load_sources(
         sources,
@@ -85,11 +88,16 @@ def _load(
         primary_folder=config.path(config.content.posts_dir),
         cleaner=ExcerptCleaner(config.content.excerpt_patterns),
         limits=YamlLimits.from_config(config.content),
+        progress=progress,
     )
 
 
 def load_every_source(
-    config: Config, *, now: datetime | None = None, client: httpx.Client | None = None
+    config: Config,
+    *,
+    now: datetime | None = None,
+    client: httpx.Client | None = None,
+    progress: Progress | None = None,
 ) -> SourcesResult:
     """Every source of every newsletter, each read once (what `digest check` reports)."""
     seen: dict[str, SourceConfig] = {}
@@ -100,7 +108,7 @@ def load_every_source(
     def first(categories: list[str]) -> str | None:
         return categories[0] if categories else None
 
-    return _load(config, list(seen.values()), True, None, now, client, first)
+    return _load(config, list(seen.values()), True, None, now, client, first, progress)
 
 
 def load_and_select(

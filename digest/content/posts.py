@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
@@ -604,6 +604,42 @@ def _parse_many(
         )
 
 
+Progress = Callable[[str, int, int], None]
+"""Told ``(stage, done, total)`` while posts are read: ``parsing`` (files the cache did
+not answer for) then ``finishing`` (excerpts and sketches not cached yet)."""
+PROGRESS_EVERY = 250  # files between two progress calls
+
+
+def _finish_one(item: tuple[str, str, str | None], cleaner: ExcerptCleaner) -> Finished:
+    path, title, raw = item
+    return finish_post(Path(path), title, raw, cleaner)
+
+
+def _finish_many(
+    items: list[tuple[str, str, str | None]], cleaner: ExcerptCleaner
+) -> Iterator[Finished]:
+    """Finish posts (excerpt, sketch), on every core when there are enough of them (a cold
+    run over a whole folder, as ``digest check`` does); in order, under the same rules as
+    :func:`_parse_many`."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if (
+        len(items) < PARALLEL_THRESHOLD
+        or workers < 2
+        or threading.active_count() > 1
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        for item in items:
+            yield _finish_one(item, cleaner)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        chunk = max(32, len(items) // (workers * 8))
+        yield from pool.map(_finish_one, items, [cleaner] * len(items), chunksize=chunk)
+
+
 PARALLEL_THRESHOLD = 2000  # files to parse before a cold run uses more than one core
 MAX_WORKERS = 4
 _MAX_OFFSET = 26 * 3600  # widest gap between UTC and any local time, with margin
@@ -618,6 +654,7 @@ def load_posts(
     between: tuple[datetime, datetime] | None = None,
     cleaner: ExcerptCleaner = DEFAULT_CLEANER,
     limits: YamlLimits | None = None,
+    progress: Progress | None = None,
 ) -> LoadResult:
     """Read every post below ``folder``. Bad files become problems; the rest become posts.
 
@@ -625,6 +662,7 @@ def load_posts(
     checked, and every problem reported): a week's issue does not pay for the archive.
     ``limits`` bound each front matter (:mod:`digest.content.frontmatter`). A symbolic link
     to a file outside ``folder``, and anything but a regular file, is reported, never opened.
+    ``progress`` is told how far the long parts (parsing, finishing) are.
     """
     if not folder.is_dir():
         raise ContentError(f"{folder}: no such folder (content.posts_dir in config.yaml)")
@@ -679,25 +717,33 @@ def load_posts(
         result.parsed += 1
         fresh.append(CacheRow(path, size, mtime, ts, text, reason))
         keep(path, text, reason, ts)
+        if progress and (result.parsed % PROGRESS_EVERY == 0 or result.parsed == len(to_parse)):
+            progress("parsing", result.parsed, len(to_parse))
     wanted.sort()
 
     missing = [path for path, record in wanted if record is None]
     stored = cache.records(missing) if cache is not None and missing else {}
     excerpts: dict[str, str] = {}
+    records: list[dict[str, Any]] = []
+    finished: list[Finished | None] = []
     for path, cached_text in wanted:
-        finished: Finished | None = None
-        record: dict[str, Any]
         if cached_text is None:
             record, stored_text = stored[path]
-            finished = Finished.from_cache(stored_text, cleaner.fingerprint)
+            finished.append(Finished.from_cache(stored_text, cleaner.fingerprint))
         else:
             record = json.loads(cached_text)
-        if finished is None:
-            finished = finish_post(Path(path), record["title"], record["excerpt"], cleaner)
-            excerpts[path] = finished.to_cache(cleaner.fingerprint)
-        post = post_from_record(
-            Path(path), record, tz, finished.excerpt, finished.sketch, finished.words
-        )
+            finished.append(None)
+        records.append(record)
+    unfinished = [i for i, found in enumerate(finished) if found is None]
+    work = [(wanted[i][0], records[i]["title"], records[i]["excerpt"]) for i in unfinished]
+    for done, (i, one) in enumerate(zip(unfinished, _finish_many(work, cleaner), strict=True), 1):
+        finished[i] = one
+        excerpts[wanted[i][0]] = one.to_cache(cleaner.fingerprint)
+        if progress and (done % PROGRESS_EVERY == 0 or done == len(unfinished)):
+            progress("finishing", done, len(unfinished))
+    for (path, _), record, found in zip(wanted, records, finished, strict=True):
+        assert found is not None  # every post was finished above
+        post = post_from_record(Path(path), record, tz, found.excerpt, found.sketch, found.words)
         if between is None or between[0] <= post.date < between[1]:
             result.posts.append(post)
     if cache is not None:

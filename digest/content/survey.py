@@ -23,6 +23,7 @@ import yaml
 from digest.config import Config, parse_config
 from digest.content import pipeline
 from digest.errors import ContentError, UsageError
+from digest.store.atomic import write_atomic
 
 MAX_SECTIONS = 8  # more than this many sections makes a long email; the rest go to "More"
 MIN_POSTS = 2  # a category with fewer posts than this is not proposed as a section
@@ -242,7 +243,4 @@ def write_config(path: Path, text: str, *, force: bool) -> None:
     """Write ``text`` to ``path`` (an existing file only with ``force``), once it loads."""
     refuse_overwrite(path, force=force)
     parse_config(yaml.safe_load(text), path)  # never write a file that would not load
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    write_atomic(path, text)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.errors import LockError, SendError, StoreError
+from digest.states import State
 from digest.store.clock import parse_utc, rewrite_sql, utc_text
 from digest.store.database import (
     Cursor,
@@ -49,14 +50,27 @@ from digest.store.database import (
 )
 from digest.store.migrations import Migration
 
-PENDING = "pending"
-SENDING = "sending"
-SENT = "sent"
-FAILED_PERMANENT = "failed-permanent"
-FAILED_RETRYABLE = "failed-retryable"
-SKIPPED = "skipped"
-UNCERTAIN = "uncertain"
-STATES = (PENDING, SENDING, SENT, FAILED_PERMANENT, FAILED_RETRYABLE, UNCERTAIN, SKIPPED)
+
+class DeliveryState(State):
+    """A ledger row's state; the value is what the ledger stores."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED_PERMANENT = "failed-permanent"
+    FAILED_RETRYABLE = "failed-retryable"
+    UNCERTAIN = "uncertain"
+    SKIPPED = "skipped"
+
+
+PENDING = DeliveryState.PENDING
+SENDING = DeliveryState.SENDING
+SENT = DeliveryState.SENT
+FAILED_PERMANENT = DeliveryState.FAILED_PERMANENT
+FAILED_RETRYABLE = DeliveryState.FAILED_RETRYABLE
+SKIPPED = DeliveryState.SKIPPED
+UNCERTAIN = DeliveryState.UNCERTAIN
+STATES: tuple[str, ...] = tuple(DeliveryState)
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     # target state: the states a row may move to it from

@@ -12,7 +12,6 @@ feed carries each issue's content.
 from __future__ import annotations
 
 import json
-import os
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from digest.email.compose import (
 )
 from digest.email.message import ComposedEmail
 from digest.errors import ContentError
+from digest.store.atomic import write_atomic
 
 INDEX_TEMPLATE = "archive_index.html.j2"
 FEED_TEMPLATE = "archive_feed.xml.j2"
@@ -39,10 +39,7 @@ def archive_dir(config: Config) -> Path:
 
 def write_text(path: Path, text: str) -> None:
     """Write through a temporary file, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per writer
-    temporary.write_text(text, encoding="utf-8", newline="")
-    os.replace(temporary, path)
+    write_atomic(path, text)
 
 
 def issue_record(config: Config, selection: Selection, web: ComposedEmail) -> dict[str, Any]:

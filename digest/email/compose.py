@@ -45,7 +45,7 @@ from digest.content.select import Section, Selection
 from digest.content.stories import source_name
 from digest.email.covers import cover_colors, shape_covers
 from digest.email.loader import InsideLoader
-from digest.email.message import PLACEHOLDERS, ComposedEmail, fill, qp_lines
+from digest.email.message import PLACEHOLDERS, ComposedEmail, sent_bytes
 from digest.errors import TemplateError
 from digest.resources import BUILTIN_TEMPLATES
 
@@ -105,7 +105,7 @@ def worst_case_values(config: Config) -> dict[str, str]:
 
 def sent_size(html: str, values: Mapping[str, str]) -> int:
     """Bytes of the HTML part as sent: personalised, then quoted-printable encoded."""
-    return len(qp_lines(fill(html, values, html=True)))
+    return sent_bytes(html, values)
 
 
 def _image_rewrite(config: Config, url: str) -> str | None:

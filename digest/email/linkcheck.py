@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import httpx
+
+from digest.store.atomic import write_atomic
 
 if TYPE_CHECKING:
     from digest.config import Config
@@ -114,10 +115,7 @@ class LinkCache:
         self.entries[url] = self.now
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.entries, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_atomic(self.path, json.dumps(self.entries, sort_keys=True))
 
 
 async def _fetch(client: httpx.AsyncClient, url: str) -> Outcome:

@@ -317,6 +317,25 @@ class _Body:
         return b"".join(out)
 
 
+@lru_cache(maxsize=16)
+def encoded_body(text: str, escape: bool) -> _Body:
+    """``text`` as a :class:`_Body`, encoded once however often it is asked for.
+
+    A variant's HTML is measured against the size budget while it is trimmed, measured
+    again for its composed email, and written by its wire template: each of those is the
+    same quoted-printable encoding, so it is done once per text. The cache holds the last
+    few texts only (a send holds :data:`~digest.delivery.preferences.VARIANTS_HELD`
+    variants at a time), so memory stays flat however many variants a send makes.
+    """
+    return _Body(text, escape)
+
+
+def sent_bytes(html: str, values: Mapping[str, str]) -> int:
+    """Bytes of an HTML part as sent: personalised with ``values``, then quoted-printable
+    encoded (the same as ``len(qp_lines(fill(html, values, html=True)))``)."""
+    return len(encoded_body(html, True).render(values))
+
+
 class WireTemplate:
     """The bytes of one variant's message, built once; :meth:`render` fills one recipient.
 
@@ -367,8 +386,8 @@ class WireTemplate:
             b"MIME-Version: 1.0\r\n\r\n"
         )
         self.end = b"\r\n--" + boundary.encode() + b"--\r\n"
-        self.text = _Body(composed.text, escape=False)
-        self.html = _Body(composed.html, escape=True)
+        self.text = encoded_body(composed.text, False)
+        self.html = encoded_body(composed.html, True)
 
     def render(self, *, to: str, values: Mapping[str, str], message_id: str) -> bytes:
         """The whole message for one recipient, CRLF line ends, ready for a file or DATA."""

@@ -41,8 +41,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from digest.asgi import Headers, ResponseHeaders
 from digest.errors import DigestError
 from digest.preview.state import ISSUE_ID, BuildEvent, IssueView, PreviewState
 from digest.resources import BUILTIN_TEMPLATES
@@ -106,34 +107,27 @@ FRAMED_BY_SELF = ("/email/", "/archive/")
 """Routes the preview page shows in its own iframe."""
 
 
-class _FrameAncestors:
+def frame_headers(path: str, headers: Headers) -> Headers:
+    """``headers`` with ``frame-ancestors`` (and the older ``X-Frame-Options``): only the
+    preview's own page may frame the routes it shows in its iframe, nothing frames the rest."""
+    framed = path.startswith(FRAMED_BY_SELF)
+    policy = b"frame-ancestors 'self'" if framed else b"frame-ancestors 'none'"
+    legacy = b"SAMEORIGIN" if framed else b"DENY"
+    kept, csp = [], policy
+    for name, value in headers:
+        if name.lower() == b"content-security-policy":
+            # a route's own policy is kept, with ours added
+            csp = value if b"frame-ancestors" in value else value + b"; " + policy
+        elif name.lower() != b"x-frame-options":
+            kept.append((name, value))
+    return [*kept, (b"content-security-policy", csp), (b"x-frame-options", legacy)]
+
+
+class _FrameAncestors(ResponseHeaders):
     """``frame-ancestors`` (and the older ``X-Frame-Options``) on every response."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        framed = scope["path"].startswith(FRAMED_BY_SELF)
-        policy = b"frame-ancestors 'self'" if framed else b"frame-ancestors 'none'"
-        legacy = b"SAMEORIGIN" if framed else b"DENY"
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers, csp = [], policy
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"content-security-policy":
-                        # a route's own policy is kept, with ours added
-                        csp = value if b"frame-ancestors" in value else value + b"; " + policy
-                    elif name.lower() != b"x-frame-options":
-                        headers.append((name, value))
-                headers += [(b"content-security-policy", csp), (b"x-frame-options", legacy)]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+        super().__init__(app, frame_headers)
 
 
 class Broadcaster:

@@ -26,13 +26,36 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.errors import StoreError
+from digest.states import State
 from digest.store.clock import parse_utc, rewrite_sql, utc_text
 from digest.store.database import Connection, StoreSpec, Target, as_target, open_store
 from digest.store.migrations import Migration
 
-FINAL_OUTCOMES = frozenset({"sent", "already-sent", "skipped-empty", "empty", "missed"})
-RESUMABLE_OUTCOMES = frozenset({"running", "stopped"})
-OUTCOMES = FINAL_OUTCOMES | RESUMABLE_OUTCOMES | {"failed"}
+
+class RunOutcome(State):
+    """Where a scheduled run stands; the value is what the runs table keeps."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    SENT = "sent"
+    ALREADY_SENT = "already-sent"
+    SKIPPED_EMPTY = "skipped-empty"
+    EMPTY = "empty"
+    MISSED = "missed"
+
+
+FINAL_OUTCOMES = frozenset(
+    {
+        RunOutcome.SENT,
+        RunOutcome.ALREADY_SENT,
+        RunOutcome.SKIPPED_EMPTY,
+        RunOutcome.EMPTY,
+        RunOutcome.MISSED,
+    }
+)
+RESUMABLE_OUTCOMES = frozenset({RunOutcome.RUNNING, RunOutcome.STOPPED})
+OUTCOMES: frozenset[str] = frozenset(RunOutcome)
 
 
 def issue_command(issue_id: str, issue_prefix: str, command: str, *flags: str) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from digest.asgi import Headers, ResponseHeaders
 from digest.serve.security import SECURITY_HEADERS
 
 ARCHIVE_CSP = (
@@ -18,31 +19,24 @@ ARCHIVE_CSP = (
 )
 
 
-class SecurityHeaders:
+def security_headers(path: str, headers: Headers) -> Headers:
+    """``headers`` with each of :data:`SECURITY_HEADERS` a route did not set itself (a
+    looser CSP for archived emails)."""
+    archive = path.startswith("/archive")
+    present = {k.lower() for k, _ in headers}
+    for name, value in SECURITY_HEADERS.items():
+        if name == "Content-Security-Policy" and archive:
+            value = ARCHIVE_CSP
+        if name.lower().encode() not in present:
+            headers.append((name.lower().encode(), value.encode()))
+    return headers
+
+
+class SecurityHeaders(ResponseHeaders):
     """Adds :data:`SECURITY_HEADERS` to every response (a looser CSP for archived emails)."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        archive = scope["path"].startswith("/archive")
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                for name, value in SECURITY_HEADERS.items():
-                    if name == "Content-Security-Policy" and archive:
-                        value = ARCHIVE_CSP
-                    if name.lower().encode() not in present:
-                        headers.append((name.lower().encode(), value.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+        super().__init__(app, security_headers)
 
 
 class Archive:

@@ -14,6 +14,8 @@ import os
 import stat
 from pathlib import Path
 
+from digest.store.atomic import write_atomic
+
 PRIVATE_FILE = 0o600
 PRIVATE_FOLDER = 0o700
 
@@ -52,16 +54,7 @@ def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
 def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (a temporary file, fsynced, renamed), 0600."""
     private_folder(path.parent)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = open_private(temporary)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+    write_atomic(path, data, fsync=True, opener=open_private)
 
 
 def make_private(path: Path) -> None:

@@ -16,8 +16,9 @@ from digest.audience.imports.table import fold, read_table
 from digest.audience.records import iso
 from digest.audience.rhythm import Rhythms
 from digest.audience.status import Cause, transition
-from digest.audience.subscribers import Categories, SubscriberStore
+from digest.audience.subscribers import Categories, ImportedRow, SubscriberStore
 from digest.errors import StoreError
+from digest.store.database import Connection
 
 
 def iter_incoming(
@@ -94,66 +95,122 @@ def import_file(
         address = lambda ip: records.stored_address(ip, "truncate", None)  # noqa: E731
     report = ImportReport(str(path), dry_run=dry_run)
     db = store.connection
-    stamp = iso(now)
+    rows = iter_incoming(
+        path, categories, mapping=mapping, platform=platform, report=report, address=address
+    )
     with store.transaction(commit=not dry_run):
         # Checked once: with nothing erased there is nothing to recognise (and no key needed).
         check_erased = records.has_forgotten(db)
-        for number, incoming in iter_incoming(
-            path, categories, mapping=mapping, platform=platform, report=report, address=address
-        ):
-            erased = records.forgotten_at(db, incoming.email, erasure_key) if check_erased else None
-            if erased is not None:
-                report.suppressed += 1
-                report.rejected.append(
-                    Rejected(
-                        number,
-                        f"erased on request on {erased[:10]}; stays suppressed (only a new "
-                        "confirmed subscription brings it back)",
-                    )
-                )
-                continue
-            _apply(store, number, incoming, report, stamp, now)
+        for chunk in _chunks(rows, CHUNK):
+            kept = [
+                (number, incoming)
+                for number, incoming in chunk
+                if not (check_erased and _erased(db, number, incoming, erasure_key, report))
+            ]
+            existing = records.get_records(db, [incoming.email for _, incoming in kept])
+            new: list[tuple[int, Incoming]] = []
+            changes: list[Change] = []
+            for number, incoming in kept:
+                found = existing.get(incoming.email)
+                if found is None:
+                    new.append((number, incoming))
+                else:
+                    _update(store, number, incoming, found, report, changes, now)
+            _add(store, new, report, changes, iso(now), now)
+            for change in sorted(changes, key=lambda c: c.row):  # in the file's order
+                note(report, change)
+    report.rejected.sort(key=lambda r: r.row)  # checked and erased rows, in the file's order
     return report
 
 
-def _apply(
+CHUNK = 500
+"""Rows looked up and added together: one SELECT and one INSERT for each chunk."""
+
+
+def _chunks(
+    rows: Iterator[tuple[int, Incoming]], size: int
+) -> Iterator[list[tuple[int, Incoming]]]:
+    chunk: list[tuple[int, Incoming]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _erased(
+    db: Connection, number: int, row: Incoming, key: bytes | None, report: ImportReport
+) -> bool:
+    """Whether the address was erased on request (then the row is rejected, and counted)."""
+    erased = records.forgotten_at(db, row.email, key)
+    if erased is None:
+        return False
+    report.suppressed += 1
+    report.rejected.append(
+        Rejected(
+            number,
+            f"erased on request on {erased[:10]}; stays suppressed (only a new "
+            "confirmed subscription brings it back)",
+        )
+    )
+    return True
+
+
+def _add(
     store: SubscriberStore,
-    number: int,
-    row: Incoming,
+    rows: list[tuple[int, Incoming]],
     report: ImportReport,
+    changes: list[Change],
     stamp: str,
     now: datetime,
 ) -> None:
-    db = store.connection
-    existing = records.get_record(db, row.email, history=False)
-    if existing is None:
-        store.insert_imported(
-            row.email,
-            name=row.name,
-            status=row.status,
-            subscribed_at=row.subscribed_at or stamp,
-            categories=row.categories or (),
-            source_id=row.source_id,
-            now=now,
-            status_at=row.status_at,
-            source=row.source or "",
-        )
-        records.set_details(
-            db,
-            row.email,
-            consent=row.consent,
-            confirmed_at=row.confirmed_at,
-            reason=row.reason,
-        )
+    """Insert the rows new to the store, together."""
+    store.insert_imported(
+        [
+            ImportedRow(
+                email=row.email,
+                name=row.name,
+                status=row.status,
+                subscribed_at=row.subscribed_at or stamp,
+                categories=row.categories or (),
+                source_id=row.source_id,
+                status_at=row.status_at,
+                source=row.source or "",
+                confirmed_at=row.confirmed_at,
+                reason=row.reason,
+                consent=records.consent_text(row.consent) if row.consent else None,
+            )
+            for _, row in rows
+        ],
+        now=now,
+    )
+    rhythms = Rhythms(store)
+    for number, row in rows:
+        # a language, cadence or timezone the file gives: one statement each, only when given
         if row.language:
             store.set_language(row.email, row.language, now=now)
-        added = store.get(row.email)
-        if added is not None:
-            Rhythms(store).imported(added, row.frequency, row.timezone)
+        if row.frequency or row.timezone:
+            added = store.get(row.email)
+            if added is not None:
+                rhythms.imported(added, row.frequency, row.timezone)
         report.added += 1
         report.by_status[row.status] = report.by_status.get(row.status, 0) + 1
-        note(report, Change(number, row.email, "add", row.status))
-        return
+        changes.append(Change(number, row.email, "add", row.status))
+
+
+def _update(
+    store: SubscriberStore,
+    number: int,
+    row: Incoming,
+    existing: records.Record,
+    report: ImportReport,
+    changes: list[Change],
+    now: datetime,
+) -> None:
+    """Update a subscriber the store holds, as far as the status model allows."""
+    db = store.connection
     # The status model decides: an import never makes a status weaker, so someone who
     # left is never brought back by one.
     decided = transition(existing.status, row.status, Cause.IMPORT)
@@ -188,7 +245,7 @@ def _apply(
     if not changed:
         report.unchanged += 1
         if kept:
-            note(report, Change(number, row.email, "keep", f"stays {existing.status}"))
+            changes.append(Change(number, row.email, "keep", f"stays {existing.status}"))
         return
     store.update_imported(row.email, name=name, categories=categories, source_id=source_id, now=now)
     if "language" in changed and row.language is not None:
@@ -203,4 +260,4 @@ def _apply(
         reason=row.reason if status != existing.status else None,
     )
     report.updated += 1
-    note(report, Change(number, row.email, "update", ", ".join(changed)))
+    changes.append(Change(number, row.email, "update", ", ".join(changed)))

@@ -26,7 +26,15 @@ from zoneinfo import ZoneInfo
 from digest.config import SourceConfig
 from digest.content.cache import PostCache
 from digest.content.frontmatter import YamlLimits
-from digest.content.posts import MAX_YEAR, MIN_YEAR, LoadResult, Post, PostProblem, load_posts
+from digest.content.posts import (
+    MAX_YEAR,
+    MIN_YEAR,
+    LoadResult,
+    Post,
+    PostProblem,
+    Progress,
+    load_posts,
+)
 from digest.content.sources.state import SourceState, SourceStates
 from digest.content.text import DEFAULT_CLEANER, ExcerptCleaner
 from digest.errors import ContentError, SourceError
@@ -94,6 +102,7 @@ def load_sources(
     primary_folder: Path | None = None,
     cleaner: ExcerptCleaner = DEFAULT_CLEANER,
     limits: YamlLimits | None = None,
+    progress: Progress | None = None,
 ) -> SourcesResult:
     """Read every source; see the module docstring for what a failure does.
 
@@ -122,7 +131,16 @@ def load_sources(
                     where = cache_dir if primary else cache_dir / _short_hash(source, root)
                     folder_cache = PostCache(where)
                 reports[i] = _load_folder(
-                    source, root, tz, folder_cache, max_size, between, cleaner, limits, result
+                    source,
+                    root,
+                    tz,
+                    folder_cache,
+                    max_size,
+                    between,
+                    cleaner,
+                    limits,
+                    result,
+                    progress,
                 )
         # Feeds at the same time: a slow or dead one costs its timeout once, not in turn.
         feeds_at = [i for i, source in enumerate(sources) if source.feed is not None]
@@ -214,6 +232,7 @@ def _load_folder(
     cleaner: ExcerptCleaner,
     limits: YamlLimits | None,
     result: SourcesResult,
+    progress: Progress | None = None,
 ) -> SourceReport:
     folder = source.file(root)
     try:
@@ -225,6 +244,7 @@ def _load_folder(
             between=between,
             cleaner=cleaner,
             limits=limits,
+            progress=progress,
         )
     except ContentError as exc:
         return SourceReport(source.label, "markdown", "failed", 0, str(exc))

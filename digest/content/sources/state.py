@@ -16,15 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from digest.config import SourceConfig
+from digest.store.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +110,7 @@ class SourceStates:
     def put(self, source: SourceConfig, state: SourceState) -> None:
         path = self._file(source)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
             payload = json.dumps({"version": STATE_VERSION, **asdict(state)}, ensure_ascii=False)
-            handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=self.folder)
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as out:
-                    out.write(payload)
-                os.replace(temp, path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+            write_atomic(path, payload)
         except OSError as exc:
             logger.warning("source state %s not saved: %s", path, exc)
