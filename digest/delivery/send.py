@@ -41,7 +41,7 @@ from digest.audience import newsletters
 from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
-from digest.config import Config, missing_secrets, require_secrets
+from digest.config import Config, SendConfig, missing_secrets, require_secrets
 from digest.content.layout import too_few_posts
 from digest.delivery.dispatch import Dispatcher
 from digest.delivery.issue import BuildComposer, Composer, Issue
@@ -62,6 +62,7 @@ from digest.delivery.ledger import (
 from digest.delivery.pace import DatabasePace
 from digest.delivery.preferences import ALL, Variants, section_names, variant_of
 from digest.delivery.providers.base import Batch, Provider, Recipient, Result
+from digest.delivery.providers.classify import RefusedForNow
 from digest.delivery.providers.registry import make_provider
 from digest.delivery.reconcile import Reconciler
 from digest.delivery.send_report import (
@@ -486,6 +487,8 @@ def send_issue(
             sender.total = min(sender.total, limit)
         report.total = sender.total
         resend = resend_uncertain or config.send.uncertain == "resend"
+        # rows whose idempotency key the provider has forgotten: only on the operator's word
+        sender.reconciler.resend_expired = force and resend_uncertain
         finished = False
         try:
             try:
@@ -532,7 +535,7 @@ def _loop(
     """Settle, send, retry what was refused for now, and wait for the other senders, until
     nothing is left for this one (True) or ``--limit`` stopped it (False)."""
     issue_id = sender.issue_id
-    retry = _Retry(config.send.retry_for, config.send.max_attempts, sender.clock)
+    retry = _Retry(config.send, sender.clock)
     while True:
         before = (sender.report.attempted, sender.report.skipped)
         settled = sender.reconciler.settle()
@@ -540,18 +543,30 @@ def _loop(
         counts = ledger.counts(issue_id)
         sender.total = max(sender.total, counts[PENDING] + counts[FAILED_RETRYABLE] + sender.done)
         sender.report.total = sender.total
-        refused = sender.dispatcher.refused
-        if not sender.run([PENDING, FAILED_RETRYABLE], limit):
-            return False
-        if ledger.counts(issue_id)[UNCERTAIN]:
-            # what this run left uncertain: ask now, and send what was not accepted
-            sender.reconciler.resolve_uncertain(resend=False)
-            if ledger.counts(issue_id)[PENDING] and not sender.run([PENDING], limit):
+        dispatcher = sender.dispatcher
+        refused = dispatcher.refused
+        try:
+            if not sender.run([PENDING, FAILED_RETRYABLE], limit):
                 return False
-        if sender.dispatcher.refused > refused:
-            # refused for now (a 451, a throttle): the rows are pending again; wait, then
-            # go again, for at most send.retry_for (then stop: the next run sends them)
-            pause = retry.pause(ledger.counts(issue_id)[PENDING], sender.dispatcher.last_refusal)
+        except RefusedForNow as exc:
+            # a whole request refused for now past the transport's own retries: its rows
+            # are pending again; the round ends here and waits like any refusal
+            dispatcher.last_refusal = exc.provider_message
+            dispatcher.asked_to_wait(exc.retry_after)
+        else:
+            if ledger.counts(issue_id)[UNCERTAIN]:
+                # what this run left uncertain: ask now, and send what was not accepted
+                sender.reconciler.resolve_uncertain(resend=False)
+                if ledger.counts(issue_id)[PENDING] and not sender.run([PENDING], limit):
+                    return False
+        if dispatcher.refused > refused:
+            # refused for now (a 451, a throttle): the rows are pending again; wait (as
+            # long as the provider's Retry-After said, else a backoff), then go again, for
+            # at most send.retry_for (then stop: the next run sends them)
+            pause = retry.pause(
+                ledger.counts(issue_id)[PENDING], dispatcher.last_refusal, dispatcher.retry_after
+            )
+            dispatcher.retry_after = None
             sender.check_stop()
             sleep(pause)
             continue
@@ -569,12 +584,15 @@ def _loop(
 
 
 class _Retry:
-    """How long refusals for now are retried: backoff doubling from 2 s (at most 60 s),
-    for ``send.max_attempts`` tries and at most ``send.retry_for`` since the first."""
+    """How long refusals for now are retried: ``send.retry_wait`` doubling each round (at
+    most ``send.retry_wait_max``), or the provider's ``Retry-After`` when it said one, for
+    ``send.max_attempts`` tries and at most ``send.retry_for`` since the first."""
 
-    def __init__(self, within: timedelta, attempts: int, clock: Callable[[], datetime]) -> None:
-        self.within = within
-        self.attempts = attempts
+    def __init__(self, send: SendConfig, clock: Callable[[], datetime]) -> None:
+        self.within = send.retry_for
+        self.attempts = send.max_attempts
+        self.first_wait = send.retry_wait.total_seconds()
+        self.longest_wait = send.retry_wait_max.total_seconds()
         self.clock = clock
         self.first: datetime | None = None
         self.rounds = 0
@@ -582,20 +600,29 @@ class _Retry:
     def reset(self) -> None:
         self.first, self.rounds = None, 0
 
-    def pause(self, pending: int, why: str) -> float:
-        """Seconds to wait before the next try; :class:`SendError` once the bound is past."""
+    def pause(self, pending: int, why: str, retry_after: float | None = None) -> float:
+        """Seconds to wait before the next try; :class:`SendError` once the bound is past
+        (or the provider's ``Retry-After`` would take the wait past it)."""
         now = self.clock()
         self.first = self.first or now
         self.rounds += 1
         spent = now - self.first
+        left = (self.within - spent).total_seconds()
+        stay = f"{pending} message(s) stay pending: run the same command later to send them"
         if self.rounds >= self.attempts or spent >= self.within:
             raise SendError(
                 f"the provider kept refusing for now ({why}) over {self.rounds} tries in "
-                f"{spent.total_seconds():.0f}s; {pending} message(s) stay pending: run the "
-                "same command later to send them"
+                f"{spent.total_seconds():.0f}s; {stay}"
             )
-        left = (self.within - spent).total_seconds()
-        return max(min(2.0**self.rounds, 60.0, left), 0.0)
+        if retry_after is not None:
+            if retry_after > left:
+                raise SendError(
+                    f"the provider refused for now ({why}) and asked to wait "
+                    f"{retry_after:.0f}s (Retry-After), past send.retry_for; {stay}"
+                )
+            return max(retry_after, 0.0)
+        backoff = self.first_wait * 2.0 ** (self.rounds - 1)
+        return max(min(backoff, self.longest_wait, left), 0.0)
 
 
 def _finish(
