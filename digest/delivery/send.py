@@ -41,7 +41,7 @@ from digest.audience import newsletters
 from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
-from digest.config import Config, SendConfig, missing_secrets, require_secrets
+from digest.config import Config, missing_secrets, require_secrets
 from digest.content.layout import too_few_posts
 from digest.delivery.dispatch import Dispatcher
 from digest.delivery.issue import BuildComposer, Composer, Issue
@@ -65,6 +65,7 @@ from digest.delivery.providers.base import Batch, Provider, Recipient, Result
 from digest.delivery.providers.classify import RefusedForNow
 from digest.delivery.providers.registry import make_provider
 from digest.delivery.reconcile import Reconciler
+from digest.delivery.retry import RetryRounds
 from digest.delivery.send_report import (
     Progress,
     SendReport,
@@ -535,7 +536,7 @@ def _loop(
     """Settle, send, retry what was refused for now, and wait for the other senders, until
     nothing is left for this one (True) or ``--limit`` stopped it (False)."""
     issue_id = sender.issue_id
-    retry = _Retry(config.send, sender.clock)
+    retry = RetryRounds(config.send, sender.clock)
     while True:
         before = (sender.report.attempted, sender.report.skipped)
         settled = sender.reconciler.settle()
@@ -581,48 +582,6 @@ def _loop(
         sender.check_stop()
         wait = (held_until - lease_now()).total_seconds()
         sleep(min(max(wait, 0.0) + 0.05, sender.lease.total_seconds() / 3, HELD_POLL))
-
-
-class _Retry:
-    """How long refusals for now are retried: ``send.retry_wait`` doubling each round (at
-    most ``send.retry_wait_max``), or the provider's ``Retry-After`` when it said one, for
-    ``send.max_attempts`` tries and at most ``send.retry_for`` since the first."""
-
-    def __init__(self, send: SendConfig, clock: Callable[[], datetime]) -> None:
-        self.within = send.retry_for
-        self.attempts = send.max_attempts
-        self.first_wait = send.retry_wait.total_seconds()
-        self.longest_wait = send.retry_wait_max.total_seconds()
-        self.clock = clock
-        self.first: datetime | None = None
-        self.rounds = 0
-
-    def reset(self) -> None:
-        self.first, self.rounds = None, 0
-
-    def pause(self, pending: int, why: str, retry_after: float | None = None) -> float:
-        """Seconds to wait before the next try; :class:`SendError` once the bound is past
-        (or the provider's ``Retry-After`` would take the wait past it)."""
-        now = self.clock()
-        self.first = self.first or now
-        self.rounds += 1
-        spent = now - self.first
-        left = (self.within - spent).total_seconds()
-        stay = f"{pending} message(s) stay pending: run the same command later to send them"
-        if self.rounds >= self.attempts or spent >= self.within:
-            raise SendError(
-                f"the provider kept refusing for now ({why}) over {self.rounds} tries in "
-                f"{spent.total_seconds():.0f}s; {stay}"
-            )
-        if retry_after is not None:
-            if retry_after > left:
-                raise SendError(
-                    f"the provider refused for now ({why}) and asked to wait "
-                    f"{retry_after:.0f}s (Retry-After), past send.retry_for; {stay}"
-                )
-            return max(retry_after, 0.0)
-        backoff = self.first_wait * 2.0 ** (self.rounds - 1)
-        return max(min(backoff, self.longest_wait, left), 0.0)
 
 
 def _finish(
