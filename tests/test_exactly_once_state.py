@@ -47,7 +47,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from digest.audience.subscribers import SubscriberStore, unsubscribe
 from digest.config import Config, load_config
 from digest.delivery.issue import BuildComposer, Issue
-from digest.delivery.ledger import SENDING, Ledger
+from digest.delivery.ledger import SENDING, UNCERTAIN, Ledger
 from digest.delivery.providers import registry
 from digest.delivery.providers.base import Provider
 from digest.delivery.send import send_issue
@@ -310,12 +310,16 @@ class ExactlyOnce(RuleBasedStateMachine):
         assert verdict(self.accepted(), self.site, self.transport, self.config) == EXACT
 
     def _clean_rerun(self) -> None:
-        """Send until nothing is left to send, waiting out a SIGKILLed sender's lease (1 s)."""
+        """Send until nothing is left to send, waiting out a SIGKILLed sender's lease (1 s):
+        until it runs out, the rows it held (``sending``, and ``uncertain`` ones that a
+        provider with a query or a key would settle) are not this sender's to settle."""
         for _ in range(3):
             run_send(self.config)
             with Ledger(self.config.path(self.config.ledger.database)) as ledger:
-                if not ledger.counts(WEEK)[SENDING]:
-                    return
+                counts = ledger.counts(WEEK)
+            left = counts[SENDING] + (counts[UNCERTAIN] if self.transport not in NO_QUERY else 0)
+            if not left:
+                return
             time.sleep(1.0)
 
 
