@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from digest.config import load_config
 from digest.delivery.ledger import SENT, UNCERTAIN, Ledger
@@ -22,6 +23,8 @@ from digest.errors import ProviderError
 from digest.store.database import locate
 from tests.sink.site import NOW, WEEK, configure
 from tests.test_exactly_once_state import CachedComposer
+
+pytestmark = pytest.mark.slow  # each file builds the sample issue once: seconds of work
 
 COMPOSER = CachedComposer()
 

@@ -16,8 +16,11 @@ from digest.delivery.providers import registry
 from digest.delivery.send import send_issue
 from digest.errors import SendError
 from digest.store.database import locate
-from tests.sink.site import NOW, WEEK, configure
+from tests.emulators.providers import run_emulator
+from tests.sink.site import KEY, NOW, WEEK, configure
 from tests.test_exactly_once_state import CachedComposer
+
+pytestmark = pytest.mark.slow  # each file builds the sample issue once: seconds of work
 
 COMPOSER = CachedComposer()  # the same sample issue for every test here: built once
 
@@ -115,3 +118,23 @@ def test_a_retry_after_past_send_retry_for_stops_the_run_with_the_rows_pending(
     assert caught.value.exit_code == 6
     assert counts(sample_site)[PENDING] == 3
     assert api.accepted == Counter()
+
+
+@pytest.mark.integration
+def test_the_postmark_emulators_retry_after_sets_the_loops_wait(sample_site: Path) -> None:
+    """The same against the Postmark emulator (its own process on loopback): two 429s
+    carrying ``Retry-After: 5``, each past the transport's retries (none configured): the
+    loop waits 5 s before each next round (recorded, not slept), then everyone once."""
+    with run_emulator("postmark", key=KEY, storm=2, retry_after=5) as emulator:
+        addresses = configure(sample_site, "postmark", url=emulator.url, n=6, batch=3, retries=0)
+        config = load_config(sample_site / "config.yaml")
+        provider = registry.make_provider(config)
+        provider.set_clock(sleep=lambda s: None)  # type: ignore[attr-defined]  # the pacer's
+        slept: list[float] = []
+        report = send_issue(
+            config, now=NOW, week=WEEK, provider=provider, sleep=slept.append, composer=COMPOSER
+        )
+        assert report.exit_code == 0
+        assert slept == [5.0, 5.0]
+        assert emulator.counts() == dict.fromkeys(addresses, 1)
+        assert [r["fault"] for r in emulator.requests()][:2] == ["storm", "storm"]
