@@ -13,6 +13,7 @@ import pytest
 from digest.config import load_config
 from digest.delivery.ledger import PENDING, SENT, Ledger
 from digest.delivery.providers import registry
+from digest.delivery.providers.classify import RefusedForNow
 from digest.delivery.send import send_issue
 from digest.errors import SendError
 from digest.store.database import locate
@@ -109,9 +110,10 @@ def test_a_retry_after_past_send_retry_for_stops_the_run_with_the_rows_pending(
     with pytest.raises(SendError) as caught:
         send(sample_site, api, slept)
     assert slept == []
+    assert isinstance(caught.value, RefusedForNow)  # the provider's error, as before retries
     assert str(caught.value) == (
-        "the provider refused for now (postmark 429: Rate limit exceeded (gave up after 1 "
-        "tries)) and asked to wait 3600s "
+        "postmark: the provider refused for now (postmark 429: Rate limit exceeded (gave up "
+        "after 1 tries)) and asked to wait 3600s "
         "(Retry-After), past send.retry_for; 3 message(s) stay pending: run the same "
         "command later to send them"
     )

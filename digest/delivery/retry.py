@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from digest.config import SendConfig
+from digest.delivery.providers.classify import RefusedForNow
 from digest.errors import SendError
 
 
@@ -34,9 +35,13 @@ class RetryRounds:
     def reset(self) -> None:
         self.first, self.rounds = None, 0
 
-    def pause(self, pending: int, why: str, retry_after: float | None = None) -> float:
+    def pause(
+        self, pending: int, why: str, retry_after: float | None = None, provider: str | None = None
+    ) -> float:
         """Seconds to wait before the next try; :class:`SendError` once the bound is past
-        (or the provider's ``Retry-After`` would take the wait past it)."""
+        (or the provider's ``Retry-After`` would take the wait past it): a
+        :class:`RefusedForNow` of ``provider`` when whole requests were refused, as the
+        transport's own error said before the loop retried them."""
         now = self.clock()
         self.first = self.first or now
         self.rounds += 1
@@ -44,16 +49,22 @@ class RetryRounds:
         left = (self.within - spent).total_seconds()
         stay = f"{pending} message(s) stay pending: run the same command later to send them"
         if self.rounds >= self.attempts or spent >= self.within:
-            raise SendError(
+            raise _stop(
                 f"the provider kept refusing for now ({why}) over {self.rounds} tries in "
-                f"{spent.total_seconds():.0f}s; {stay}"
+                f"{spent.total_seconds():.0f}s; {stay}",
+                provider,
             )
         if retry_after is not None:
             if retry_after > left:
-                raise SendError(
+                raise _stop(
                     f"the provider refused for now ({why}) and asked to wait "
-                    f"{retry_after:.0f}s (Retry-After), past send.retry_for; {stay}"
+                    f"{retry_after:.0f}s (Retry-After), past send.retry_for; {stay}",
+                    provider,
                 )
             return max(retry_after, 0.0)
         backoff = self.first_wait * 2.0 ** (self.rounds - 1)
         return max(min(backoff, self.longest_wait, left), 0.0)
+
+
+def _stop(message: str, provider: str | None) -> SendError:
+    return RefusedForNow(provider, message) if provider else SendError(message)

@@ -545,14 +545,14 @@ def _loop(
         sender.total = max(sender.total, counts[PENDING] + counts[FAILED_RETRYABLE] + sender.done)
         sender.report.total = sender.total
         dispatcher = sender.dispatcher
-        refused = dispatcher.refused
+        refused, whole = dispatcher.refused, None
         try:
             if not sender.run([PENDING, FAILED_RETRYABLE], limit):
                 return False
         except RefusedForNow as exc:
             # a whole request refused for now past the transport's own retries: its rows
             # are pending again; the round ends here and waits like any refusal
-            dispatcher.last_refusal = exc.provider_message
+            whole, dispatcher.last_refusal = exc.provider, exc.provider_message
             dispatcher.asked_to_wait(exc.retry_after)
         else:
             if ledger.counts(issue_id)[UNCERTAIN]:
@@ -564,9 +564,8 @@ def _loop(
             # refused for now (a 451, a throttle): the rows are pending again; wait (as
             # long as the provider's Retry-After said, else a backoff), then go again, for
             # at most send.retry_for (then stop: the next run sends them)
-            pause = retry.pause(
-                ledger.counts(issue_id)[PENDING], dispatcher.last_refusal, dispatcher.retry_after
-            )
+            pending = ledger.counts(issue_id)[PENDING]
+            pause = retry.pause(pending, dispatcher.last_refusal, dispatcher.retry_after, whole)
             dispatcher.retry_after = None
             sender.check_stop()
             sleep(pause)
