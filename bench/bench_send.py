@@ -239,6 +239,7 @@ def fencing_row(
     without them (:func:`without_fencing`), same code, same kind of child process, in
     pairs whose order alternates (AB BA AB ...) so that drift on a shared machine falls on
     both; the median rate of each, their ratio, and the spread of the per-pair ratios."""
+    run(100, providers["outbox"], posts, cache)  # warms the post cache, measured by none
     for transport, provider in providers.items():
         rates: dict[str, list[float]] = {"unfenced": [], "fenced": []}
         ratios: list[float] = []
