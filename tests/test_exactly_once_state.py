@@ -18,8 +18,8 @@ accepted a drawn number of its messages. ``--resend-uncertain`` is drawn only wh
 provider can settle or deduplicate what it resends (Postmark, Mailgun, Brevo, Resend):
 elsewhere it is the operator's documented choice to risk a second copy.
 
-Each transport runs ``DIGEST_STATEFUL_EXAMPLES`` sequences (default 30: 210 in all, 6 min
-50 s measured on the shared two-core machine at a load average of about 13); set it higher
+Each transport runs ``DIGEST_STATEFUL_EXAMPLES`` sequences (default 30: 210 in all, 188 s
+measured on the shared two-core machine while others' suites ran beside it); set it higher
 for a longer search, e.g. ``DIGEST_STATEFUL_EXAMPLES=200`` (1,400 sequences). The time goes
 to work, not to waiting on digest's pauses: the site's config makes refusals for now back
 off in tens of milliseconds (``send.retry_wait``, ``retry_base_delay``), answers time out
