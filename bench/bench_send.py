@@ -19,17 +19,18 @@ Each send runs in a fresh child process (``digest send`` as a whole: build, queu
 report), so peak RSS (``ru_maxrss``) belongs to that send alone. The SMTP server (aiosmtpd,
 a sink) runs in its own process, so its CPU is not counted.
 
-A last row, ``fenced``, sends the same issue to the same subscribers (uniform) with the
-send loop as it was before fencing and the per-batch status checks (``--base``, by default
-where this branch left ``main``: checked out into a temporary git worktree, its code run
-as a whole process) and with this one, alternately, ``--fence-repeats`` times each; it
-prints the best rate of each, their ratio and peak memory, for the outbox and for SMTP
-(where every message is fenced and its subscriber read again at the hand-off).
+A last row, ``fencing``, sends the same issue to the same subscribers (uniform) with the
+fencing and the per-batch status checks and without them (the same code, those checks
+patched out in the child: :func:`without_fencing`), in ``--fence-repeats`` pairs whose order
+alternates; it prints the median rate of each, their ratio and the spread of the per-pair
+ratios, for the outbox, SMTP (every message fenced and its subscriber read again at the
+hand-off) and Postmark's API on the test sink (``tests/sink``, in its own process; batches
+from worker threads, each request fenced on its worker's ledger connection).
 
-    python bench/bench_send.py                      # 5k and 10k, outbox; the fenced row
+    python bench/bench_send.py                      # 5k and 10k, outbox; the fencing row
     python bench/bench_send.py --large              # and 100k
     python bench/bench_send.py --sizes 2000 --transports outbox smtp --naive 1000
-    python bench/bench_send.py --only-fence --fence-n 3000 --base f7aa992
+    python bench/bench_send.py --only-fence --fence-n 3000 --fence-repeats 7
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -125,6 +128,8 @@ def make_site(
 
 def child(config_path: str, naive: bool, trace: bool) -> None:
     """Runs in the child process: one send, figures as JSON on stdout."""
+    if os.environ.get(UNFENCED):
+        without_fencing()
     from digest.config import load_config
     from digest.delivery.issue import BuildComposer
     from digest.delivery.send import send_issue
@@ -164,6 +169,7 @@ def run(
     naive: bool = False,
     trace: bool = False,
     code: Path = ROOT,
+    unfenced: bool = False,
 ) -> dict[str, float]:
     """One send in a child process, with the digest found in ``code`` (a checkout)."""
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
@@ -172,6 +178,9 @@ def run(
         command += ["--naive-child"] if naive else []
         command += ["--tracemalloc"] if trace else []
         env = {**os.environ, "PYTHONPATH": str(code)}  # ahead of the editable install
+        env.pop(UNFENCED, None)
+        if unfenced:
+            env[UNFENCED] = "1"
         done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if done.returncode:
             raise SystemExit(f"send failed:\n{done.stderr}")
@@ -193,52 +202,100 @@ def line(label: str, n: int, r: dict[str, float], extra: str = "") -> str:
     )
 
 
-def fenced_row(
-    providers: dict[str, dict[str, Any]], posts: Path, cache: Path, n: int, base: str, repeats: int
+UNFENCED = "DIGEST_BENCH_UNFENCED"
+"""Set in a child's environment: that send runs without the fence and the status checks."""
+
+
+def without_fencing() -> None:
+    """The send loop as it would be without fencing and the per-batch status checks, for
+    the baseline of the fencing row (patched in the child process only): rows are claimed
+    without comparing lease generations, a hand-off marks the rows handed off without the
+    fenced transaction (the crash evidence an unfenced send still needs), and no batch or
+    SMTP message reads its subscribers' statuses again before it leaves."""
+    from digest.delivery import dispatch, send
+    from digest.delivery.ledger import Ledger
+
+    claim = Ledger.claim
+
+    def unfenced_claim(self: Ledger, *args: Any, **kwargs: Any) -> None:
+        kwargs["fence"] = None
+        claim(self, *args, **kwargs)
+
+    def unfenced_hand_off(self: Ledger, issue_id: str, ids: Any, **_: Any) -> None:
+        for sid in ids:
+            self.mark_handed_off(issue_id, sid)
+
+    Ledger.claim = unfenced_claim  # type: ignore[method-assign]
+    Ledger.hand_off = unfenced_hand_off  # type: ignore[method-assign]
+    send._Sender.still_active = lambda self, part, recipient: part  # type: ignore[method-assign]
+    dispatch.Dispatcher.left = lambda self, handoff, attempt: False  # type: ignore[method-assign]
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def fencing_row(
+    providers: dict[str, dict[str, Any]], posts: Path, cache: Path, n: int, repeats: int
 ) -> None:
-    """This send against the same send at ``base``, alternately, in one run."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", base], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="bench-send-base-") as tmp:
-        checkout = Path(tmp) / "base"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", "--quiet", str(checkout), commit],
-            cwd=ROOT,
-            check=True,
+    """Throughput with the fencing and per-batch status checks against the same send
+    without them (:func:`without_fencing`), same code, same kind of child process, in
+    pairs whose order alternates (AB BA AB ...) so that drift on a shared machine falls on
+    both; the median rate of each, their ratio, and the spread of the per-pair ratios."""
+    run(100, providers["outbox"], posts, cache)  # warms the post cache, measured by none
+    for transport, provider in providers.items():
+        rates: dict[str, list[float]] = {"unfenced": [], "fenced": []}
+        ratios: list[float] = []
+        rss: dict[str, float] = {}
+        for i in range(repeats):
+            order = ("unfenced", "fenced") if i % 2 == 0 else ("fenced", "unfenced")
+            pair: dict[str, float] = {}
+            for label in order:
+                r = run(n, provider, posts, cache, unfenced=label == "unfenced")
+                rates[label].append(r["rate"])
+                rss[label] = max(rss.get(label, 0.0), r["rss_mb"])
+                pair[label] = r["rate"]
+            ratios.append(pair["fenced"] / pair["unfenced"])
+        before, after = median(rates["unfenced"]), median(rates["fenced"])
+        ratio = after / before
+        print(
+            f"{transport + ' fencing':<22} n={n:>7}  unfenced {before:>6.0f} msg/s  fenced "
+            f"{after:>6.0f} msg/s (medians of {repeats}, interleaved)  rate x{ratio:.3f} "
+            f"(cost {(1 - ratio) * 100:+.1f}%); per-pair ratios {min(ratios):.3f}..."
+            f"{max(ratios):.3f}; peak RSS x{rss['fenced'] / rss['unfenced']:.2f}",
+            flush=True,
         )
-        try:
-            for transport, provider in providers.items():
-                best: dict[str, dict[str, float]] = {}
-                for _ in range(repeats):
-                    for label, code in (("before", checkout), ("fenced", ROOT)):
-                        r = run(n, provider, posts, cache, code=code)
-                        if label not in best or r["rate"] > best[label]["rate"]:
-                            best[label] = r
-                before, after = best["before"], best["fenced"]
-                print(line(f"{transport} before {commit}", n, before), flush=True)
-                print(
-                    line(
-                        f"{transport} fenced",
-                        n,
-                        after,
-                        f"  rate x{after['rate'] / before['rate']:.3f} of before "
-                        f"(cost {(1 - after['rate'] / before['rate']) * 100:+.1f}%), peak RSS "
-                        f"x{after['rss_mb'] / before['rss_mb']:.2f}",
-                    ),
-                    flush=True,
-                )
-        finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False
-            )
 
 
-def _merge_base() -> str:
-    found = subprocess.run(
-        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True
+@contextmanager
+def http_sink() -> Iterator[str]:
+    """The test sink's HTTP half (tests/sink) in its own process: its address."""
+    os.environ.setdefault("BENCH_TOKEN", "bench-only-token")
+    sink = subprocess.Popen(
+        [sys.executable, "-c", HTTP_SINK],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    return found.stdout.strip() or "HEAD"
+    assert sink.stdout is not None and sink.stdin is not None
+    try:
+        yield sink.stdout.readline().strip()
+    finally:
+        sink.stdin.close()
+        sink.wait(timeout=30)
+
+
+HTTP_SINK = """
+import sys
+from tests.sink import HttpSink
+sink = HttpSink()
+print(sink.url, flush=True)
+sys.stdin.read()
+sink.close()
+"""
 
 
 def main() -> None:
@@ -251,13 +308,10 @@ def main() -> None:
         "--naive", type=int, default=2000, help="subscribers for the naive baseline run"
     )
     parser.add_argument("--tracemalloc", action="store_true", help="also trace the heap peak")
-    parser.add_argument(
-        "--base", help="the commit the fenced row compares with (default: merge-base with main)"
-    )
-    parser.add_argument("--fence-n", type=int, default=3000, help="subscribers in the fenced row")
-    parser.add_argument("--fence-repeats", type=int, default=3, help="sends of each, alternately")
-    parser.add_argument("--only-fence", action="store_true", help="only the fenced row")
-    parser.add_argument("--fence-transports", nargs="+", default=["outbox", "smtp"])
+    parser.add_argument("--fence-n", type=int, default=3000, help="subscribers in the fencing row")
+    parser.add_argument("--fence-repeats", type=int, default=5, help="pairs of sends, alternated")
+    parser.add_argument("--only-fence", action="store_true", help="only the fencing row")
+    parser.add_argument("--fence-transports", nargs="+", default=["outbox", "smtp", "postmark"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--naive-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -323,14 +377,20 @@ def main() -> None:
                             if "heap_mb" in r:
                                 extra += f", heap x{r['heap_mb'] / first['heap_mb']:.2f}"
                         print(line(f"{transport} {preferences}", n, r, extra), flush=True)
-            fenced_row(
-                {t: providers[t] for t in args.fence_transports},
-                posts,
-                cache,
-                args.fence_n,
-                args.base or _merge_base(),
-                args.fence_repeats,
-            )
+            with http_sink() as url:
+                providers["postmark"] = {
+                    "name": "postmark",
+                    "base_url": url,
+                    "token": "${BENCH_TOKEN}",
+                    "message_stream": "broadcast",
+                }
+                fencing_row(
+                    {t: providers[t] for t in args.fence_transports},
+                    posts,
+                    cache,
+                    args.fence_n,
+                    args.fence_repeats,
+                )
         finally:
             if server is not None:
                 assert server.stdin is not None

@@ -35,6 +35,9 @@ line (no traceback) and exits with its ``exit_code``::
     │                                         and runs again within grace)
     ├── SendError                    exit 6   sending could not go on
     │   ├── ProviderError                     an email provider refused or failed a request
+    │   │   └── RefusedForNow                 refused for now past the transport's retries:
+    │   │                                     the send loop waits and tries again
+    │   │                                     (digest.delivery.providers.classify)
     │   ├── LeaseLost                         another sender took over this one's rows (its
     │   │                                     lease ran out); nothing more is sent
     │   │                                     (digest.delivery.ledger)

@@ -46,6 +46,7 @@ class FakeProvider:
     """What reconciling asks of a provider, with the answers a test sets."""
 
     supports_idempotency: bool = False
+    keys_kept: float | None = None
     can_look_up: bool = False
     settled: dict[int, Result] = field(default_factory=dict)
     accepted: dict[int, str | None] | ProviderError = field(default_factory=dict)

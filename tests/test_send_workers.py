@@ -232,8 +232,10 @@ def brevo() -> Iterator[Any]:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="failed once on PostgreSQL in a full run (not yet run alone); the outbox variant failed "
-    "the same way before fencing; under investigation",
+    reason="on PostgreSQL under a load average of about 17, run alone: 2 of 2 passed with the "
+    "kills on the clock; with the kills spread by the emulator's accepted count, one run ended "
+    "with subscribers in r026xx-r027xx (a batch or two) never accepted by the emulator although "
+    "the final send exited 0 or 5 and nobody got two copies: a lost batch, not yet explained",
 )
 def test_killed_senders_through_an_api_send_everyone_once(sample_site: Path, brevo: Any) -> None:
     n = kill_test_size() // 2

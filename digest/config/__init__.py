@@ -506,10 +506,19 @@ class SendConfig(_Section):
     retry_for: Annotated[
         timedelta,
         Field(
-            description="How long one run retries messages refused for now, waiting 2 s, "
-            "4 s, 8 s … (at most 60 s) between tries."
+            description="How long one run retries messages refused for now, waiting "
+            "retry_wait, then twice as long each try (at most retry_wait_max), or as long as "
+            "the provider's Retry-After says."
         ),
     ] = timedelta(minutes=10)
+    retry_wait: Annotated[
+        timedelta,
+        Field(description="The first wait before messages refused for now are tried again."),
+    ] = timedelta(seconds=2)
+    retry_wait_max: Annotated[
+        timedelta,
+        Field(description="The longest wait between tries of messages refused for now."),
+    ] = timedelta(seconds=60)
     lease: Annotated[
         timedelta,
         Field(
@@ -518,7 +527,7 @@ class SendConfig(_Section):
         ),
     ] = timedelta(seconds=60)
 
-    @field_validator("retry_for", mode="before")
+    @field_validator("retry_for", "retry_wait", "retry_wait_max", mode="before")
     @classmethod
     def _retry_for(cls, value: Any) -> timedelta:
         return _parse_duration(value)

@@ -23,6 +23,7 @@ The send loop (:mod:`digest.delivery.send`) decides what goes in a batch; a
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from digest.delivery.providers.base import Batch, Event, Handoff, Provider, Resu
 from digest.delivery.reconcile import outcome_of
 from digest.delivery.send_report import SendReport
 from digest.errors import ProviderError
+from digest.store.database import Target
 
 FINAL = frozenset({SENT, FAILED_PERMANENT, UNCERTAIN})
 """Results that settle a row for this run (progress counts them; a refusal does not)."""
@@ -66,6 +68,44 @@ def _close(events: Iterator[Event]) -> None:
     close = getattr(events, "close", None)
     if close is not None:
         close()
+
+
+class _WorkerLedgers:
+    """One ledger connection per worker thread, opened at its first hand-off and kept for
+    the send: a connection opened for every request (the schema checked each time) cost
+    more than the fence check it was for. A connection stays on its thread (SQLite's rule),
+    so each worker closes its own at the end."""
+
+    def __init__(self, path: Target) -> None:
+        self.path = path
+        self.local = threading.local()
+        self.opened = 0
+
+    def get(self) -> Ledger:
+        ledger: Ledger | None = getattr(self.local, "ledger", None)
+        if ledger is None:
+            ledger = self.local.ledger = Ledger(self.path)
+            self.opened += 1  # only read after the workers are done
+        return ledger
+
+    def close(self, pool: ThreadPoolExecutor, workers: int) -> None:
+        """Close every worker's connection on its own thread: one task per worker, each
+        held at a barrier until all have started, so no thread takes two."""
+        if not self.opened:
+            return
+        barrier = threading.Barrier(workers)
+
+        def close_mine() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=30)
+            ledger: Ledger | None = getattr(self.local, "ledger", None)
+            if ledger is not None:
+                self.local.ledger = None
+                ledger.close()
+
+        for future in [pool.submit(close_mine) for _ in range(workers)]:
+            with contextlib.suppress(Exception):  # a connection that will not close is
+                future.result()  # closed by the thread's end anyway
 
 
 class Dispatcher:
@@ -102,12 +142,15 @@ class Dispatcher:
         self.refused = 0
         """Rows refused for now this run (back to ``pending``; the loop retries them)."""
         self.last_refusal = ""
+        self.retry_after: float | None = None
+        """The longest ``Retry-After`` of this round's refusals (the loop resets it)."""
         self.pool = (
             ThreadPoolExecutor(concurrency, thread_name_prefix="digest-send")
             if concurrency > 1
             else None
         )
         self.inflight: dict[Future[_Attempt], Batch] = {}
+        self.worker_ledgers = _WorkerLedgers(ledger.path)
 
     @property
     def fence(self) -> Fence:
@@ -120,6 +163,7 @@ class Dispatcher:
             self.drain()
         finally:
             if self.pool is not None:
+                self.worker_ledgers.close(self.pool, self.concurrency)
                 self.pool.shutdown(wait=True)
 
     # -- one batch
@@ -185,16 +229,14 @@ class Dispatcher:
         return True
 
     def _run_attempt(self, batch: Batch, fence: Fence) -> _Attempt:
-        """On a worker thread: every event the provider yields, each hand-off fenced on a
-        connection of this attempt's own before the provider goes on, and how it ended."""
+        """On a worker thread: every event the provider yields, each hand-off fenced on
+        this thread's own ledger connection before the provider goes on, and how it ended."""
         attempt = _Attempt()
         events = self.provider.send(batch)
-        ledger: Ledger | None = None
         try:
             for event in events:
                 if isinstance(event, Handoff):
-                    ledger = ledger or Ledger(self.ledger.path)
-                    ledger.hand_off(
+                    self.worker_ledgers.get().hand_off(
                         self.issue_id, event.subscriber_ids, fence=fence, now=lease_now()
                     )
                 attempt.events.append(event)
@@ -202,8 +244,6 @@ class Dispatcher:
             attempt.error = exc
         finally:
             _close(events)
-            if ledger is not None:
-                ledger.close()
         return attempt
 
     def record_event(self, event: Event, attempt: _Attempt) -> None:
@@ -226,8 +266,15 @@ class Dispatcher:
         if result.state == FAILED_RETRYABLE:
             self.refused += 1
             self.last_refusal = result.reason or "refused for now"
+            self.asked_to_wait(result.retry_after)
             return Outcome(result.subscriber_id, PENDING, error=f"refused for now: {result.reason}")
         return outcome_of(result)
+
+    def asked_to_wait(self, seconds: float | None) -> None:
+        """The provider's ``Retry-After`` for a refusal: the loop waits at least the
+        longest one of the round before trying those rows again."""
+        if seconds is not None:
+            self.retry_after = max(self.retry_after or 0.0, seconds)
 
     def flush(self, attempt: _Attempt) -> None:
         if attempt.results:

@@ -31,6 +31,10 @@ from digest.store.clock import parse_utc
 
 log = logging.getLogger(__name__)
 
+KEY_MARGIN = 3600.0
+"""How long before the provider forgets an idempotency key digest stops trusting it: an
+hour, for clocks that disagree and a resend that takes a while to leave."""
+
 
 class Loop(Protocol):
     """What reconciling needs from the send loop."""
@@ -76,7 +80,12 @@ class Reconciler:
         report: SendReport,
         *,
         clock: Callable[[], datetime],
+        resend_expired: bool = False,
     ) -> None:
+        self.resend_expired = resend_expired
+        self.held: set[int] = set()
+        """The operator forced it (``--resend-uncertain --force``): resend rows whose
+        idempotency key the provider has forgotten, at the risk of a second copy."""
         self.loop = loop
         self.issue_id = issue_id
         self.provider = provider
@@ -92,8 +101,13 @@ class Reconciler:
             settled = self.provider.reconcile(self.issue_id, chunk)
             outcomes: list[Outcome] = []
             resend: dict[str, list[Delivery]] = {}
+            now = self.clock()
             for delivery in chunk:
                 result = settled.get(delivery.subscriber_id)
+                if result is None and self.key_expired(delivery, now):
+                    result = Result(
+                        delivery.subscriber_id, "uncertain", reason=self.expired_reason(delivery)
+                    )
                 if result is None:
                     if self.provider.supports_idempotency and delivery.batch_key:
                         resend.setdefault(delivery.batch_key, []).append(delivery)
@@ -132,9 +146,13 @@ class Reconciler:
         if provider.can_look_up:
             self.look_up()
         if provider.supports_idempotency:
+            now = self.clock()
             for chunk in self.loop.leased([UNCERTAIN]):
                 by_key: dict[str, list[Delivery]] = {}
                 for delivery in chunk:
+                    if self.key_expired(delivery, now):
+                        self.hold_expired(delivery)
+                        continue
                     by_key.setdefault(delivery.batch_key or "", []).append(delivery)
                 for key, deliveries in by_key.items():
                     self.loop.resend_same_key(key or self.fresh_key(deliveries), deliveries)
@@ -152,6 +170,32 @@ class Reconciler:
                     now=self.clock(),
                 )
                 self.bump("resent", len(chunk))
+
+    def key_expired(self, delivery: Delivery, now: datetime) -> bool:
+        """Whether the provider may have forgotten the key of this row's attempt (then a
+        resend is blind), unless the operator forced resending such rows."""
+        kept = self.provider.keys_kept
+        if kept is None or self.resend_expired:
+            return False
+        return _age(delivery, now) >= kept - KEY_MARGIN
+
+    def expired_reason(self, delivery: Delivery) -> str:
+        hours = (self.provider.keys_kept or 0.0) / 3600
+        return (
+            f"{self.provider.name} keeps idempotency keys {hours:.0f} h and this message's "
+            f"attempt was {_age(delivery, self.clock()) / 3600:.1f} h ago: a resend could "
+            "arrive as a second copy, so it stays uncertain; `digest send --resend-uncertain "
+            "--force` sends it again anyway"
+        )
+
+    def hold_expired(self, delivery: Delivery) -> None:
+        """An uncertain row whose key has expired: held (said once a run, in the log and the
+        report)."""
+        if delivery.subscriber_id in self.held:
+            return
+        self.held.add(delivery.subscriber_id)
+        log.warning("%s: %s", delivery.email, self.expired_reason(delivery))
+        self.bump("held-key-expired", 1)
 
     def fresh_key(self, deliveries: Sequence[Delivery]) -> str:
         variant = deliveries[0].variant or ALL

@@ -63,8 +63,10 @@ from digest.delivery.ledger import (
 from digest.delivery.pace import DatabasePace
 from digest.delivery.preferences import ALL, Variants, section_names, variant_of
 from digest.delivery.providers.base import Batch, Provider, Recipient, Result
+from digest.delivery.providers.classify import RefusedForNow
 from digest.delivery.providers.registry import make_provider
 from digest.delivery.reconcile import Reconciler
+from digest.delivery.retry import RetryRounds
 from digest.delivery.send_report import (
     Progress,
     SendReport,
@@ -494,6 +496,8 @@ def send_issue(
             sender.total = min(sender.total, limit)
         report.total = sender.total
         resend = resend_uncertain or config.send.uncertain == "resend"
+        # rows whose idempotency key the provider has forgotten: only on the operator's word
+        sender.reconciler.resend_expired = force and resend_uncertain
         finished = False
         try:
             try:
@@ -540,7 +544,7 @@ def _loop(
     """Settle, send, retry what was refused for now, and wait for the other senders, until
     nothing is left for this one (True) or ``--limit`` stopped it (False)."""
     issue_id = sender.issue_id
-    retry = _Retry(config.send.retry_for, config.send.max_attempts, sender.clock)
+    retry = RetryRounds(config.send, sender.clock)
     while True:
         before = (sender.report.attempted, sender.report.skipped)
         settled = sender.reconciler.settle()
@@ -548,18 +552,29 @@ def _loop(
         counts = ledger.counts(issue_id)
         sender.total = max(sender.total, counts[PENDING] + counts[FAILED_RETRYABLE] + sender.done)
         sender.report.total = sender.total
-        refused = sender.dispatcher.refused
-        if not sender.run([PENDING, FAILED_RETRYABLE], limit):
-            return False
-        if ledger.counts(issue_id)[UNCERTAIN]:
-            # what this run left uncertain: ask now, and send what was not accepted
-            sender.reconciler.resolve_uncertain(resend=False)
-            if ledger.counts(issue_id)[PENDING] and not sender.run([PENDING], limit):
+        dispatcher = sender.dispatcher
+        refused, whole = dispatcher.refused, None
+        try:
+            if not sender.run([PENDING, FAILED_RETRYABLE], limit):
                 return False
-        if sender.dispatcher.refused > refused:
-            # refused for now (a 451, a throttle): the rows are pending again; wait, then
-            # go again, for at most send.retry_for (then stop: the next run sends them)
-            pause = retry.pause(ledger.counts(issue_id)[PENDING], sender.dispatcher.last_refusal)
+        except RefusedForNow as exc:
+            # a whole request refused for now past the transport's own retries: its rows
+            # are pending again; the round ends here and waits like any refusal
+            whole, dispatcher.last_refusal = exc.provider, exc.provider_message
+            dispatcher.asked_to_wait(exc.retry_after)
+        else:
+            if ledger.counts(issue_id)[UNCERTAIN]:
+                # what this run left uncertain: ask now, and send what was not accepted
+                sender.reconciler.resolve_uncertain(resend=False)
+                if ledger.counts(issue_id)[PENDING] and not sender.run([PENDING], limit):
+                    return False
+        if dispatcher.refused > refused:
+            # refused for now (a 451, a throttle): the rows are pending again; wait (as
+            # long as the provider's Retry-After said, else a backoff), then go again, for
+            # at most send.retry_for (then stop: the next run sends them)
+            pending = ledger.counts(issue_id)[PENDING]
+            pause = retry.pause(pending, dispatcher.last_refusal, dispatcher.retry_after, whole)
+            dispatcher.retry_after = None
             sender.check_stop()
             sleep(pause)
             continue
@@ -574,36 +589,6 @@ def _loop(
         sender.check_stop()
         wait = (held_until - lease_now()).total_seconds()
         sleep(min(max(wait, 0.0) + 0.05, sender.lease.total_seconds() / 3, HELD_POLL))
-
-
-class _Retry:
-    """How long refusals for now are retried: backoff doubling from 2 s (at most 60 s),
-    for ``send.max_attempts`` tries and at most ``send.retry_for`` since the first."""
-
-    def __init__(self, within: timedelta, attempts: int, clock: Callable[[], datetime]) -> None:
-        self.within = within
-        self.attempts = attempts
-        self.clock = clock
-        self.first: datetime | None = None
-        self.rounds = 0
-
-    def reset(self) -> None:
-        self.first, self.rounds = None, 0
-
-    def pause(self, pending: int, why: str) -> float:
-        """Seconds to wait before the next try; :class:`SendError` once the bound is past."""
-        now = self.clock()
-        self.first = self.first or now
-        self.rounds += 1
-        spent = now - self.first
-        if self.rounds >= self.attempts or spent >= self.within:
-            raise SendError(
-                f"the provider kept refusing for now ({why}) over {self.rounds} tries in "
-                f"{spent.total_seconds():.0f}s; {pending} message(s) stay pending: run the "
-                "same command later to send them"
-            )
-        left = (self.within - spent).total_seconds()
-        return max(min(2.0**self.rounds, 60.0, left), 0.0)
 
 
 def _finish(

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.cli import main
-from digest.config import load_config
+from digest.config import Config, load_config
 from tests.sink import MAILGUN_DOMAIN
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -61,6 +61,7 @@ def configure(
     batch: int = 20,
     concurrency: int = 1,
     timeout: float = TIMEOUT,
+    retries: int = 2,
     **send: Any,
 ) -> list[str]:
     """Point the site at the sink, import ``n`` subscribers; their addresses."""
@@ -80,13 +81,22 @@ def configure(
             "name": transport,
             "base_url": url,
             **OPTIONS[transport],
-            "max_retries": 2,
+            "max_retries": retries,
             "retry_base_delay": 0.01,
             "retry_max_delay": 0.05,
             "timeout": timeout,
             "reconcile_after": 0,
         }
-    data["send"] = {"batch_size": batch, "concurrency": concurrency, "max_attempts": 3, **send}
+    data["send"] = {
+        "batch_size": batch,
+        "concurrency": concurrency,
+        "max_attempts": 3,
+        # refusals for now are retried after tens of milliseconds, not 2 s, 4 s …: the
+        # tests wait on the faults, not on the backoff an operator wants
+        "retry_wait": "0.02s",
+        "retry_wait_max": "0.1s",
+        **send,
+    }
     path.write_text(yaml.safe_dump(data))
     config = load_config(path)
     addresses = [f"reader-{i:04d}@example.com" for i in range(n)]
@@ -144,8 +154,8 @@ def status(site: Path) -> dict[str, Any]:
     return data
 
 
-def active(site: Path) -> set[str]:
-    config = load_config(site / "config.yaml")
+def active(site: Path, config: Config | None = None) -> set[str]:
+    config = config or load_config(site / "config.yaml")
     with SubscriberStore(config.path(config.subscribers.database)) as store:
         return {s.email.lower() for s in store.iter_active()}
 
@@ -155,7 +165,9 @@ def unsubscribe(site: Path, email: str) -> None:
     assert run.exit_code == 0, run.output
 
 
-def verdict(accepted: Counter[str], site: Path, transport: str) -> dict[str, Any]:
+def verdict(
+    accepted: Counter[str], site: Path, transport: str, config: Config | None = None
+) -> dict[str, Any]:
     """The oracle. ``duplicated``: accepted more than once. ``lost``: active, not accepted,
     and not named uncertain by ``digest status`` for a provider without a query.
     ``unsettled``: named uncertain where the provider has a query that should settle it.
@@ -164,7 +176,7 @@ def verdict(accepted: Counter[str], site: Path, transport: str) -> dict[str, Any
     named = {u["email"].lower() for u in state["uncertain"]}
     counted = state["counts"].get("uncertain", 0)
     assert counted == len(named) or counted > 20, state  # status names up to 20
-    people = active(site)
+    people = active(site, config)
     allowed = named if transport in NO_QUERY else set()
     return {
         "duplicated": sorted(e for e, c in accepted.items() if c > 1),

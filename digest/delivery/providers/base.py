@@ -192,6 +192,9 @@ class Provider(ABC):
     default_concurrency: ClassVar[int] = 1
     supports_idempotency: ClassVar[bool] = False
     """The provider drops a repeated request with the same key: resend uncertain batches."""
+    keys_kept: ClassVar[float | None] = None
+    """Seconds the provider remembers an idempotency key (None: it states no limit); past
+    that a resend with the same key may be delivered again."""
     reports_handoff: ClassVar[bool] = False
     """:meth:`send` yields :class:`Handoff`: a ``sending`` row without one was never sent."""
     commit_each: ClassVar[bool] = False

@@ -190,11 +190,31 @@ class RequestFailed(Exception):
     failing), where a lost one does not.
     """
 
-    def __init__(self, reason: str, *, uncertain: bool = False, status: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        uncertain: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.uncertain = uncertain
         self.status = status
+        self.retry_after = retry_after
+        """The last refusal's ``Retry-After`` in seconds, when the provider said."""
+
+
+class RefusedForNow(ProviderError):
+    """The provider refused a whole request for now (a 429, a 503 it documents as "not
+    taken", no connection) until the transport's own retries ran out. The request's rows
+    are back to ``pending``; the send loop waits (``retry_after`` when the provider said,
+    else its backoff) and tries them again within ``send.retry_for``, then stops."""
+
+    def __init__(self, provider: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(provider, message, retryable=True)
+        self.retry_after = retry_after
 
 
 class HasStatus(Protocol):
@@ -231,8 +251,14 @@ def unanswered(
         # out): said per recipient, so the loop puts them back to pending even when the
         # request was already handed off.
         for r in recipients:
-            yield Result(r.subscriber_id, "failed-retryable", reason=exc.reason)
-        raise ProviderError(provider, exc.reason, retryable=True)
+            yield Result(
+                r.subscriber_id,
+                "failed-retryable",
+                reason=exc.reason,
+                transient=True,
+                retry_after=exc.retry_after,
+            )
+        raise RefusedForNow(provider, exc.reason, retry_after=exc.retry_after)
     for r in recipients:
         yield Result(r.subscriber_id, "uncertain", reason=exc.reason)
     if exc.status is not None:

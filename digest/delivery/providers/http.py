@@ -298,7 +298,9 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimit:
 SHARED_MARGIN = 0.99
 """Spacing of the shared slots, as a share of the provider's rate."""
 SHARED_HOLD = 120.0
-"""Longest a shared token counts as in flight: a process killed mid-request frees it then."""
+"""Longest a shared token counts as in flight: a process killed mid-request frees it then
+(the provider's: four times its ``timeout``, once per phase of a request: connect, pool,
+write, read; 120 s at the default 30 s)."""
 
 
 class SharedPace(Protocol):
@@ -345,8 +347,10 @@ class Pacer:
         rate: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        hold: float = SHARED_HOLD,
     ) -> None:
         self.rate = rate
+        self.hold = hold
         self.margin = 0.95  # room for jitter between our clock and the provider's window
         self.clock = clock
         self.sleep = sleep
@@ -466,7 +470,7 @@ class Pacer:
                 capacity, window = 1, 1.0
             else:
                 return None
-            token, wait = self._shared.acquire(capacity, SHARED_HOLD)
+            token, wait = self._shared.acquire(capacity, self.hold)
             if token is not None:
                 return token, window
             self._sleep(min(max(wait, 0.005), 1.0))
@@ -687,6 +691,7 @@ class HttpTransport:
             f"{reason} (gave up after {self.policy.attempts} tries)",
             uncertain=maybe_accepted,
             status=status,
+            retry_after=retry_after,
         )
 
 
@@ -747,7 +752,7 @@ class HttpProvider(Provider):
             headers={"User-Agent": "digest (+https://github.com/digest)"},
         )
         self.stats = Stats()
-        self.pacer = Pacer(rate=settings.max_requests_per_second)
+        self.pacer = Pacer(rate=settings.max_requests_per_second, hold=4 * settings.timeout)
         self.transport = HttpTransport(
             self.name,
             self.http,

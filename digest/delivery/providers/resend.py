@@ -108,6 +108,7 @@ class Resend(HttpProvider):
     max_batch = 100
     default_concurrency = 2
     supports_idempotency = True
+    keys_kept = 24 * 3600.0  # a repeat is dropped within 24 hours (Resend: idempotency keys)
     answers = AnswerTable("resend", "resend.com/docs/api-reference/errors")
     settles_uncertain = (
         "resent automatically with the same Idempotency-Key (Resend drops a repeat for 24 hours)"
