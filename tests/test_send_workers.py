@@ -232,10 +232,12 @@ def brevo() -> Iterator[Any]:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="on PostgreSQL under a load average of about 17, run alone: 2 of 2 passed with the "
-    "kills on the clock; with the kills spread by the emulator's accepted count, one run ended "
-    "with subscribers in r026xx-r027xx (a batch or two) never accepted by the emulator although "
-    "the final send exited 0 or 5 and nobody got two copies: a lost batch, not yet explained",
+    reason="a known loss, not a flake: a dead sender's `sending` rows are settled a lease chunk "
+    "at a time and resent under their batch's idempotency key; when a chunk boundary or another "
+    "sender's lease splits one batch, the first part goes out under the key and the provider "
+    "drops the rest as a repeat, so those rows are counted sent and never delivered (seen once "
+    "on PostgreSQL: a batch of r026xx-r027xx missing). Fix: settle a batch only when every row "
+    "under its key is held (docs/sending.md, known issues)",
 )
 def test_killed_senders_through_an_api_send_everyone_once(sample_site: Path, brevo: Any) -> None:
     n = kill_test_size() // 2
