@@ -74,9 +74,10 @@ def test_week_30_holds_exactly_the_posts_dated_in_it(tmp_path: Path, corpus_dir:
         "filler", "same-story", "earlier-story",
     }  # fmt: skip
     # The filler collapses into one post per template, which is then dropped as filler;
-    # three reports are another outlet's telling of a story already in the issue.
-    assert (reasons["filler"], reasons["same-story"]) == (2, 3)
-    assert reasons["selected"] == data["count"] == 52
+    # seven reports are another outlet's telling, or a later day's, of a story already in
+    # the issue (the breach story told over the week among them).
+    assert (reasons["filler"], reasons["same-story"]) == (2, 7)
+    assert reasons["selected"] == data["count"] == 50
     for decision in in_window:
         if decision["reason"] in ("duplicate", "near-duplicate"):
             assert decision["duplicate_of"]
