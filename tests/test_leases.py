@@ -149,3 +149,39 @@ def test_a_hand_off_after_the_lease_ran_out_is_refused_even_if_nobody_took_the_r
         assert not _handed_off(ledger, 1) and not _handed_off(ledger, 2)
         ledger.hand_off(ISSUE, [1, 2], fence=fence, now=NOW + LEASE / 2)
         assert _handed_off(ledger, 1) and _handed_off(ledger, 2)
+
+
+def test_a_crashed_batch_is_leased_whole_or_counted_as_held_elsewhere(
+    store_at: Callable[[str], Target],
+) -> None:
+    dead, me, other = sender_id(), sender_id(), sender_id()
+    later = NOW + 2 * LEASE  # the dead sender's lease ran out
+    with Ledger(store_at("ledger.sqlite")) as ledger:
+        ledger.enqueue(ISSUE, ((i, f"r{i}@example.com") for i in range(1, 7)), now=NOW)
+        held = ledger.lease(
+            ISSUE, [PENDING], owner=dead, after=0, limit=6, until=NOW + LEASE, now=NOW
+        )
+        fence = Fence(dead, {d.subscriber_id: d.lease_generation for d in held})
+        ledger.claim(ISSUE, [1, 2, 3, 4], batch_key="k", variant="all",
+                     message_ids=[f"<{i}>" for i in range(1, 5)], now=NOW, fence=fence)  # fmt: skip
+        ledger.claim(ISSUE, [5], batch_key="k5", variant="all", message_ids=["<5>"], now=NOW,
+                     fence=fence)  # fmt: skip
+        # another sender took rows 3 and 4 of the batch (a chunk's edge between them)
+        ledger.lease(ISSUE, [SENDING], owner=other, after=2, limit=2, until=later + LEASE,
+                     now=later)  # fmt: skip
+        rows, total = ledger.lease_batch(
+            ISSUE, "k", [SENDING], owner=me, until=later + LEASE, now=later
+        )
+        assert ([d.subscriber_id for d in rows], total) == ([1, 2], 4)  # not whole: it waits
+        # once the other sender's lease has run out too, the batch is leased whole
+        latest = later + 2 * LEASE
+        rows, total = ledger.lease_batch(
+            ISSUE, "k", [SENDING], owner=me, until=latest + LEASE, now=latest
+        )
+        assert ([d.subscriber_id for d in rows], total) == ([1, 2, 3, 4], 4)
+        assert {d.lease_generation for d in rows if d.subscriber_id in (3, 4)} == {3}
+        assert ledger.get(ISSUE, 5) is not None  # another batch's row is not touched
+        rows, total = ledger.lease_batch(
+            ISSUE, "k5", [SENDING], owner=me, until=latest + LEASE, now=latest
+        )
+        assert ([d.subscriber_id for d in rows], total) == ([5], 1)

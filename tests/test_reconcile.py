@@ -76,15 +76,37 @@ class FakeProvider:
 class Loop:
     """The send loop's side: rows as it would lease them; resends and drains recorded."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, chunk: int = CHUNK) -> None:
         self.ledger = ledger
+        self.chunk = chunk
+        self.seen: set[int] = set()
         self.resent: list[tuple[str, list[int]]] = []
         self.drains = 0
 
     def leased(
         self, states: Sequence[str], *, by_variant: bool = False
     ) -> Iterator[list[Delivery]]:
-        yield from self.ledger.iter_state(ISSUE, list(states), chunk=CHUNK)
+        self.seen = set()
+        while True:  # rows this sender may hold, a chunk at a time, as Ledger.lease gives them
+            chunk = self.ledger.lease(
+                ISSUE, list(states), owner="me", after=0, limit=self.chunk,
+                until=NOW + timedelta(minutes=5), now=NOW,
+            )  # fmt: skip
+            chunk = [d for d in chunk if d.subscriber_id not in self.seen]
+            if not chunk:
+                return
+            self.seen.update(d.subscriber_id for d in chunk)
+            yield chunk
+
+    def whole_batch(
+        self, key: str, held: list[Delivery], states: Sequence[str]
+    ) -> list[Delivery] | None:
+        more, total = self.ledger.lease_batch(
+            ISSUE, key, states, owner="me", until=NOW + timedelta(minutes=5), now=NOW
+        )
+        ids = {d.subscriber_id for d in held}
+        rest = [d for d in more if d.subscriber_id not in ids]
+        return held + rest if len(held) + len(rest) == total else None
 
     def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None:
         self.resent.append((key, [d.subscriber_id for d in deliveries]))
@@ -113,9 +135,9 @@ def _uncertain(ledger: Ledger, ids: Sequence[int]) -> None:
 
 
 def _reconciler(
-    ledger: Ledger, provider: FakeProvider, *, at: datetime = NOW
+    ledger: Ledger, provider: FakeProvider, *, at: datetime = NOW, chunk: int = CHUNK
 ) -> tuple[Reconciler, Loop, SendReport]:
-    loop = Loop(ledger)
+    loop = Loop(ledger, chunk=chunk)
     report = SendReport(ISSUE, provider.name)
     return Reconciler(loop, ISSUE, provider, ledger, report, clock=lambda: at), loop, report  # type: ignore[arg-type]
 
@@ -243,10 +265,40 @@ def test_idempotent_providers_get_uncertain_rows_again_under_their_key(ledger: L
 
     reconciler.resolve_uncertain(resend=False)
 
-    assert loop.resent == [("k1", [1, 2, 3])]
-    assert report.reconciled == {"resent-same-key": 3}
-    assert _states(ledger)[1] == UNCERTAIN  # the loop's resend moves them, not reconciling
-    assert loop.drains == 1
+    # row 4 of the batch is still `sending` (its sender died): it goes with the batch,
+    # whole, or the provider would drop it as a repeat of the other three
+    assert loop.resent == [("k1", [1, 2, 3, 4])]
+    assert report.reconciled == {"resent-same-key": 4}
+    assert _states(ledger) == {1: UNCERTAIN, 2: UNCERTAIN, 3: UNCERTAIN, 4: PENDING}
+    assert loop.drains == 2  # once for the row past the chunk, once at the end
+
+
+def test_a_batch_split_by_the_chunks_edge_is_sent_again_whole_once(ledger: Ledger) -> None:
+    reconciler, loop, report = _reconciler(ledger, FakeProvider(supports_idempotency=True), chunk=2)
+
+    assert reconciler.settle() == 2  # the first chunk's two; the batch's other two with them
+
+    assert loop.resent == [("k1", [1, 2, 3, 4])]
+    assert _states(ledger) == dict.fromkeys(range(1, 5), PENDING)
+    assert report.settled_after_crash == {"resent": 2}
+
+
+def test_a_batch_partly_held_by_another_sender_waits_and_is_never_sent_in_part(
+    ledger: Ledger,
+) -> None:
+    other = ledger.lease(
+        ISSUE, [SENDING], owner="other", after=2, limit=2,
+        until=NOW + timedelta(minutes=5), now=NOW,
+    )  # fmt: skip
+    assert [d.subscriber_id for d in other] == [3, 4]
+    reconciler, loop, report = _reconciler(ledger, FakeProvider(supports_idempotency=True))
+
+    assert reconciler.settle() == 2
+
+    assert loop.resent == []  # rows 1 and 2 alone under k1 would lose 3 and 4
+    assert _states(ledger) == dict.fromkeys(range(1, 5), SENDING)
+    assert report.reconciled == {"batch-split-waits": 2}
+    assert report.settled_after_crash == {"resent": 2}
 
 
 def test_a_row_without_a_key_gets_the_key_its_batch_would_have(ledger: Ledger) -> None:

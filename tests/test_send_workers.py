@@ -230,15 +230,6 @@ def brevo() -> Iterator[Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="a known loss, not a flake: a dead sender's `sending` rows are settled a lease chunk "
-    "at a time and resent under their batch's idempotency key; when a chunk boundary or another "
-    "sender's lease splits one batch, the first part goes out under the key and the provider "
-    "drops the rest as a repeat, so those rows are counted sent and never delivered (seen once "
-    "on PostgreSQL: a batch of r026xx-r027xx missing). Fix: settle a batch only when every row "
-    "under its key is held (docs/sending.md, known issues)",
-)
 def test_killed_senders_through_an_api_send_everyone_once(sample_site: Path, brevo: Any) -> None:
     n = kill_test_size() // 2
     config = _site(

@@ -829,6 +829,59 @@ class Ledger:
             return sorted(found, key=lambda d: (d.variant, d.subscriber_id))
         return sorted(found, key=lambda d: d.subscriber_id)
 
+    def lease_batch(
+        self,
+        issue_id: str,
+        batch_key: str,
+        states: Sequence[str],
+        *,
+        owner: str,
+        until: datetime,
+        now: datetime,
+    ) -> tuple[list[Delivery], int]:
+        """Hold every free row in ``states`` sent under ``batch_key`` (free as in
+        :meth:`lease`); returns the rows now held and how many rows in ``states`` carry
+        the key in all, held by this sender or not.
+
+        Settling a crashed batch by sending it again under its idempotency key is safe only
+        for the batch whole: the provider drops every later request under the key as a
+        repeat of the first, so a part sent first would leave the rest counted and never
+        delivered.
+        """
+        marks = ",".join("?" * len(states))
+        postgres = dialect_of(self._db) == "postgresql"
+        picked = (
+            f"SELECT subscriber_id FROM deliveries WHERE issue_id = ? AND state IN ({marks}) "
+            "AND batch_key = ? AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+            + (" FOR UPDATE SKIP LOCKED" if postgres else "")
+        )
+        sql = (
+            f"WITH picked AS {'MATERIALIZED ' if postgres else ''}({picked}) "
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ?, lease_generation = "
+            "CASE WHEN lease_owner = ? THEN lease_generation ELSE lease_generation + 1 END "
+            "WHERE issue_id = ? "
+            f"AND subscriber_id IN (SELECT subscriber_id FROM picked) RETURNING {self._COLUMNS}"
+        )
+        params = (
+            issue_id, *states, batch_key, _iso(now), owner,
+            owner, _iso(until), owner, issue_id,
+        )  # fmt: skip
+        count_sql = (
+            f"SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND state IN ({marks}) "
+            "AND batch_key = ?"
+        )
+        # one transaction under the store's write lock: the count sees what the lease left
+        self._run("BEGIN IMMEDIATE")
+        try:
+            rows = self._run(sql, params).fetchall()
+            total = int(self._run(count_sql, (issue_id, *states, batch_key)).fetchone()[0])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._run("COMMIT")
+        found = sorted((self._delivery(r) for r in rows), key=lambda d: d.subscriber_id)
+        return found, total
+
     def renew(self, issue_id: str, *, owner: str, until: datetime) -> int:
         """Extend every unfinished row ``owner`` holds to ``until`` (the sender's heartbeat)."""
         # Under the store's write lock, like record() and claim(): on PostgreSQL a

@@ -45,6 +45,10 @@ class Loop(Protocol):
 
     def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None: ...
 
+    def whole_batch(
+        self, key: str, held: list[Delivery], states: Sequence[str]
+    ) -> list[Delivery] | None: ...
+
     def drain(self) -> None: ...
 
 
@@ -119,9 +123,33 @@ class Reconciler:
                 self.report.settled_after_crash[key] = (
                     self.report.settled_after_crash.get(key, 0) + 1
                 )
-            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
+            # A batch goes again under its key only whole (see Ledger.lease_batch): the rows
+            # of a batch split by this chunk's edge or another sender's lease are taken
+            # with it, or the batch waits, still `sending`, for a run that holds it whole.
+            wholes: dict[str, list[Delivery]] = {}
+            waiting: set[int] = set()
             for key, deliveries in resend.items():
-                self.loop.resend_same_key(key, deliveries)
+                whole = self.loop.whole_batch(key, deliveries, (SENDING, UNCERTAIN))
+                if whole is None:
+                    waiting.update(d.subscriber_id for d in deliveries)
+                    self.bump("batch-split-waits", len(deliveries))
+                    continue
+                wholes[key] = whole
+            outcomes = [o for o in outcomes if o.subscriber_id not in waiting]
+            decided = {o.subscriber_id for o in outcomes}
+            outcomes += [
+                Outcome(d.subscriber_id, PENDING)
+                for whole in wholes.values()
+                for d in whole
+                if d.subscriber_id not in decided
+            ]
+            self.ledger.transition(self.issue_id, outcomes, now=self.clock())
+            for key, whole in wholes.items():
+                self.loop.resend_same_key(key, whole)
+            if wholes:
+                # rows taken past this chunk's edge are in flight: settle them before the
+                # next chunk is leased, so that none is taken for a crashed one again
+                self.loop.drain()
         self.loop.drain()
         return settled_rows
 
@@ -155,8 +183,23 @@ class Reconciler:
                         continue
                     by_key.setdefault(delivery.batch_key or "", []).append(delivery)
                 for key, deliveries in by_key.items():
-                    self.loop.resend_same_key(key or self.fresh_key(deliveries), deliveries)
-                    self.bump("resent-same-key", len(deliveries))
+                    if not key:
+                        self.loop.resend_same_key(self.fresh_key(deliveries), deliveries)
+                        self.bump("resent-same-key", len(deliveries))
+                        continue
+                    whole = self.loop.whole_batch(key, deliveries, (SENDING, UNCERTAIN))
+                    if whole is None:  # part of it is another sender's: it waits, uncertain
+                        self.bump("batch-split-waits", len(deliveries))
+                        continue
+                    crashed = [
+                        Outcome(d.subscriber_id, PENDING) for d in whole if d.state == SENDING
+                    ]
+                    if crashed:  # a dead sender's rows of the batch: sent again with it
+                        self.ledger.transition(self.issue_id, crashed, now=self.clock())
+                    self.loop.resend_same_key(key, whole)
+                    self.bump("resent-same-key", len(whole))
+                    if len(whole) > len(deliveries):
+                        self.loop.drain()  # rows past this chunk's edge: settled before it
             self.loop.drain()
             return
         if resend:

@@ -194,6 +194,24 @@ class _Sender:
             last = chunk[-1]
             after = (last.variant, last.subscriber_id) if by_variant else last.subscriber_id
 
+    def whole_batch(
+        self, key: str, held: list[Delivery], states: Sequence[str]
+    ) -> list[Delivery] | None:
+        """``held`` with every other row in ``states`` under ``key``, now held too (their
+        fencing tokens joined to this chunk's); None when another sender holds part of the
+        batch, which then waits for a run that can hold it whole."""
+        now = lease_now()
+        more, total = self.ledger.lease_batch(
+            self.issue_id, key, states, owner=self.owner, until=now + self.lease, now=now
+        )
+        ids = {d.subscriber_id for d in held}
+        rest = [d for d in more if d.subscriber_id not in ids]
+        for delivery in rest:
+            self.dispatcher.generations[delivery.subscriber_id] = delivery.lease_generation
+        if len(held) + len(rest) != total:
+            return None
+        return held + rest
+
     def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None:
         found = self.store.get_many([d.subscriber_id for d in deliveries])
         recipients = [
