@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from digest.config import SendConfig
-from digest.delivery.providers.classify import RefusedForNow
+from digest.delivery.providers.base import RefusedForNow
 from digest.errors import SendError
 
 

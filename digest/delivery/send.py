@@ -62,8 +62,7 @@ from digest.delivery.ledger import (
 )
 from digest.delivery.pace import DatabasePace
 from digest.delivery.preferences import ALL, Variants, section_names, variant_of
-from digest.delivery.providers.base import Batch, Provider, Recipient, Result
-from digest.delivery.providers.classify import RefusedForNow
+from digest.delivery.providers.base import Batch, Provider, Recipient, RefusedForNow, Result
 from digest.delivery.providers.registry import make_provider
 from digest.delivery.reconcile import Reconciler
 from digest.delivery.retry import RetryRounds

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from digest.config.providers import ProviderSettings as ProviderSettings
 from digest.delivery.providers.domains import DomainFinding
 from digest.email.message import MessageParts
+from digest.errors import ProviderError
 from digest.store.clock import parse_utc
 
 if TYPE_CHECKING:
@@ -56,6 +57,17 @@ ResultState = Literal["sent", "failed-permanent", "failed-retryable", "uncertain
 Renderer = Callable[..., EmailMessage]
 """``renderer(composed, *, to, values, message_id, date) -> EmailMessage``
 (``digest.email.message.to_message``)."""
+
+
+class RefusedForNow(ProviderError):
+    """The provider refused a whole request for now (a 429, a 503 it documents as "not
+    taken", no connection) until the transport's own retries ran out. The request's rows
+    are back to ``pending``; the send loop waits (``retry_after`` when the provider said,
+    else its backoff) and tries them again within ``send.retry_for``, then stops."""
+
+    def __init__(self, provider: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(provider, message, retryable=True)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from digest.delivery.providers.base import Recipient, Result, ResultState
+from digest.delivery.providers.base import RefusedForNow as RefusedForNow
 from digest.errors import ProviderError
 
 Kind = Literal["refused", "accepted", "rejected", "unknown"]
@@ -204,17 +205,6 @@ class RequestFailed(Exception):
         self.status = status
         self.retry_after = retry_after
         """The last refusal's ``Retry-After`` in seconds, when the provider said."""
-
-
-class RefusedForNow(ProviderError):
-    """The provider refused a whole request for now (a 429, a 503 it documents as "not
-    taken", no connection) until the transport's own retries ran out. The request's rows
-    are back to ``pending``; the send loop waits (``retry_after`` when the provider said,
-    else its backoff) and tries them again within ``send.retry_for``, then stops."""
-
-    def __init__(self, provider: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(provider, message, retryable=True)
-        self.retry_after = retry_after
 
 
 class HasStatus(Protocol):
