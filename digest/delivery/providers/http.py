@@ -109,11 +109,14 @@ def substitute(
     *,
     defuse: Defuse,
     html_placeholder: Callable[[str], str] | None = None,
+    escapes_html: bool = False,
 ) -> Substitution:
     """Rewrite one variant's markers into a provider's syntax for these recipients.
 
     ``defuse`` first breaks every occurrence of the provider's own syntax (content is data:
     :mod:`.defuse`), so the only placeholders the provider fills are digest's.
+    ``escapes_html``: the provider escapes a value it puts in the HTML itself (SES's
+    Handlebars ``{{x}}``), so the HTML names the plain value, never an ``_html`` copy.
     """
     subject, text = defuse(subject), defuse(text)
     html = defuse(html, html=True)
@@ -126,7 +129,7 @@ def substitute(
             html_lib.escape(r.values.get(name, ""), quote=True) != r.values.get(name, "")
             for r in recipients
         )
-        html_keys[name] = f"{name}_html" if needs_escape else name
+        html_keys[name] = f"{name}_html" if needs_escape and not escapes_html else name
     html_ph = html_placeholder or placeholder
     return Substitution(
         subject=rewrite(subject, placeholder),

@@ -166,6 +166,7 @@ def prepare(envelope: Envelope, recipients: tuple[Recipient, ...]) -> Substituti
         placeholder,
         defuse=defuse,
         html_placeholder=html_placeholder,
+        escapes_html=True,
     )
 
 
