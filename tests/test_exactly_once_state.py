@@ -377,3 +377,5 @@ def stop_sinks() -> Iterator[None]:
     SITES.clear()
     if CachedComposer.built is not None:
         shutil.rmtree(CachedComposer.built.parent, ignore_errors=True)
+    # other modules build with CachedComposer too: the next one builds afresh
+    CachedComposer.built = CachedComposer.issue = None
