@@ -28,17 +28,15 @@ from digest.audience.rhythm import DAILY, default_zone, zone_counts
 from digest.audience.subscribers import SubscriberStore
 from digest.content.wallclock import local_due
 from digest.content.window import Window, day_window, window_for_week_containing
+from digest.schedule.occurrences import Occurrences
 from digest.schedule.waves import parse_local_time
 from digest.store.database import locate
 
 if TYPE_CHECKING:
     from digest.config import Config
 
-# How many missed occurrences are counted before giving up counting (as Schedule does).
-_COUNT_LIMIT = 10_000
 
-
-class WaveSchedule:
+class WaveSchedule(Occurrences):
     """Every wave instant of every issue, for readers in ``zones``."""
 
     def __init__(
@@ -104,22 +102,6 @@ class WaveSchedule:
     def latest_at_or_before(self, moment: datetime) -> datetime | None:
         found = [i for i in self._around(moment) if i <= moment]
         return found[-1].astimezone(self.tz) if found else None
-
-    def upcoming(self, after: datetime, count: int) -> list[datetime]:
-        found: list[datetime] = []
-        moment = after
-        for _ in range(count):
-            moment = self.next_after(moment)
-            found.append(moment)
-        return found
-
-    def count_between(self, after: datetime, until: datetime, limit: int = _COUNT_LIMIT) -> int:
-        count = 0
-        moment = self.next_after(after)
-        while moment < until and count < limit:
-            count += 1
-            moment = self.next_after(moment)
-        return count
 
 
 def wave_schedule(config: Config, *, daily: bool = False) -> WaveSchedule:

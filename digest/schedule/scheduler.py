@@ -61,6 +61,7 @@ from digest.errors import (
     UsageError,
 )
 from digest.schedule.local import WaveSchedule, has_daily_waves, wave_schedule
+from digest.schedule.occurrences import Occurrences
 from digest.schedule.runs import RESUMABLE_OUTCOMES, Run, RunStore, issue_command
 from digest.store.database import locate
 from digest.store.lock import ProcessLock, process_lock
@@ -74,15 +75,13 @@ log = logging.getLogger(__name__)
 # A wall-clock time is looked up from this far before the instant asked about, so an
 # occurrence in a repeated hour is still found; no zone shifts its clock by more.
 _DST_SLACK = timedelta(hours=3)
-# How many missed occurrences are counted (for the log line) before giving up counting.
-_COUNT_LIMIT = 10_000
 
 
 # --------------------------------------------------------------------------- occurrences
 
 
 @dataclass(frozen=True)
-class Schedule:
+class Schedule(Occurrences):
     """A cron expression read as wall-clock time in ``tz``."""
 
     cron: str
@@ -126,24 +125,6 @@ class Schedule:
                     return candidate
         except CroniterBadDateError:
             return None
-
-    def upcoming(self, after: datetime, count: int) -> list[datetime]:
-        """The next ``count`` occurrences after ``after``."""
-        found: list[datetime] = []
-        moment = after
-        for _ in range(count):
-            moment = self.next_after(moment)
-            found.append(moment)
-        return found
-
-    def count_between(self, after: datetime, until: datetime, limit: int = _COUNT_LIMIT) -> int:
-        """How many occurrences fall in (after, until), counting at most ``limit``."""
-        count = 0
-        moment = self.next_after(after)
-        while moment < until and count < limit:
-            count += 1
-            moment = self.next_after(moment)
-        return count
 
 
 # --------------------------------------------------------------------------------- clocks
