@@ -112,7 +112,7 @@ def test_an_unknown_key_with_no_near_miss_lists_the_keys_that_are_known() -> Non
         parse_config(data)
     assert sorted(caught.value.problems) == [
         "limits.zzz: unknown key; known keys here: per_category, total, min_per_section, "
-        "also_title, min_posts, min_posts_daily, rank",
+        "also_title, min_posts, min_posts_daily, carry_over, rank",
         "newsletters[0].sources[0].colour: unknown key; known keys here: path, feed, name, "
         "category, timeout, max_bytes, max_redirects, allow_private_addresses",
     ]

@@ -19,6 +19,7 @@ from digest.cli._app import (
     main,
     now,
     pass_state,
+    say,
     window_options,
 )
 from digest.cli.deliverability import dry_run_checks, echo_deliverability
@@ -394,6 +395,11 @@ def status_command(
     waves = wave_status(config, window, now())
     if waves:
         data["waves"] = waves
+    if data["info"] is None:
+        from digest.schedule.skips import skipped_run
+
+        if (skipped := skipped_run(config, issue_id)) is not None:
+            data["skipped"] = skipped
     counts, info = data["counts"], data["info"]
     unconfirmed, joined = data["unconfirmed"], data["new_subscribers"]
     uncertain, failures = data["uncertain"], data["failures"]
@@ -401,8 +407,11 @@ def status_command(
     if as_json:
         emit_json(data)
         return
-    if info is None:
+    if info is None and "skipped" in data:
+        _echo_skipped(issue_id, data["skipped"])
+    elif info is None:
         click.echo(f"{issue_id}: not sent yet")
+    if info is None:
         _echo_waves(waves)
         return
     done = "complete" if data["complete"] else "not complete"
@@ -436,6 +445,16 @@ def status_command(
     if warning:
         click.secho(f"  {warning}", fg="yellow")
     _echo_waves(waves)
+
+
+def _echo_skipped(issue_id: str, skipped: dict[str, str]) -> None:
+    """A period the schedule did not send, its reason, and where its posts go."""
+    say(f"{issue_id}: not sent; the schedule skipped it ({skipped['finished_at']}): "
+        f"{skipped['detail']}")  # fmt: skip
+    if skipped["carried"] == "yes":
+        click.echo("  limits.carry_over: its posts go out with the next issue")
+    else:
+        click.echo("  limits.carry_over is off: its posts are not sent later")
 
 
 def _echo_waves(waves: list[dict[str, Any]]) -> None:

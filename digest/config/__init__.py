@@ -335,6 +335,11 @@ class LimitsConfig(_Section):
         description="The same for a day's issue (a daily newsletter, or the day issues of a "
         "weekly one for its daily readers); unset: min_posts.",
     )
+    carry_over: bool = Field(
+        default=False,
+        description="A period not sent for having too few posts rolls into the next issue "
+        "of its cadence: that issue's candidates start where the last sent one ended.",
+    )
     rank: list[RankKey] = Field(
         default_factory=lambda: list(DEFAULT_RANK),
         description="How posts are ordered within a section, so limits keep the best: "

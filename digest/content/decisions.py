@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import Enum
 from functools import cached_property
 
@@ -91,6 +92,13 @@ class Selection:
     decisions: tuple[Decision, ...]
     # A card's slug -> the other posts that told its story ("also covered by").
     coverage: dict[str, tuple[Post, ...]] = field(default_factory=dict, compare=False)
+    # limits.carry_over: where the candidates start, before the window (None: the window)
+    carried_from: datetime | None = None
+
+    @property
+    def carried(self) -> list[Post]:
+        """The posts that came from a skipped period before the window."""
+        return [post for post in self.posts if post.date < self.window.start]
 
     @property
     def issue_id(self) -> str:

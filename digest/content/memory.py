@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from digest.content.carry import is_sent
 from digest.content.files import read_inside
 from digest.content.posts import Post
 from digest.content.stories import features
@@ -85,14 +86,23 @@ def memory_of(posts: Iterable[Post]) -> list[dict[str, Any]]:
 
 
 def earlier_issues(
-    out_dir: Path, before: datetime, limit: int, *, daily: bool | None = None
+    out_dir: Path,
+    before: datetime,
+    limit: int,
+    *,
+    daily: bool | None = None,
+    sent_from: datetime | None = None,
 ) -> list[Remembered]:
     """The posts of the ``limit`` latest issues in ``out_dir`` whose window starts before
     ``before``. An issue folder without a readable memory is skipped with a warning.
 
     ``daily`` (True or False) keeps only the issues of that cadence: a newsletter built
     for days and for weeks sends each to other readers, so a day's issue remembers the
-    earlier days and a week's issue the earlier weeks, never the other cadence."""
+    earlier days and a week's issue the earlier weeks, never the other cadence.
+
+    ``sent_from`` (``limits.carry_over``): an issue whose window starts at or after it
+    counts only when it was sent (:mod:`digest.content.carry`); a thin period built and not
+    sent holds posts that are still to go out."""
     if limit <= 0 or not out_dir.is_dir():
         return []
     found: list[tuple[str, str, list[Any]]] = []
@@ -111,6 +121,12 @@ def earlier_issues(
             continue
         try:
             if datetime.fromisoformat(start) >= before:
+                continue
+            if (
+                sent_from is not None
+                and datetime.fromisoformat(start) >= sent_from
+                and not is_sent(out_dir, manifest.parent.name)
+            ):
                 continue
             if daily is not None and end and _is_day(start, end) != daily:
                 continue

@@ -6,11 +6,12 @@ Commands call these; each takes the config and the clock, and returns plain resu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING
 
 from digest.config import Config, SourceConfig
+from digest.content.carry import carried_from
 from digest.content.frontmatter import YamlLimits
 from digest.content.memory import earlier_issues
 from digest.content.posts import ExcerptReport, LoadResult, Post, Progress, excerpt_report
@@ -123,14 +124,16 @@ def load_and_select(
 ) -> Loaded:
     """Load every post and select the issue for the requested window."""
     chosen = resolve_window(config, now, week=week, since=since, until=until)
-    result = load(config, use_cache=use_cache, around=chosen, now=now, client=client)
+    out = config.path(config.out_dir)
+    # limits.carry_over: the candidates start where the last sent issue ended
+    carried = carried_from(out, chosen, config.issue_prefix) if config.limits.carry_over else None
+    around = replace(chosen, start=carried) if carried else chosen
+    result = load(config, use_cache=use_cache, around=around, now=now, client=client)
     earlier = earlier_issues(
-        config.path(config.out_dir),
-        chosen.start,
-        config.dedupe.earlier_issues,
-        daily=is_day(chosen),
+        out, chosen.start, config.dedupe.earlier_issues, daily=is_day(chosen), sent_from=carried
     )
-    selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
+    rules = Rules.from_config(config)
+    selection = select_posts(result.posts, chosen, rules, now, earlier, carried_from=carried)
     return Loaded(result, selection)
 
 

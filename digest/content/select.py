@@ -32,12 +32,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from digest.config import Config
 from digest.content.balance import Tally, Weights, balanced
+from digest.content.carry import note_carried
 from digest.content.decisions import Decision as Decision
 from digest.content.decisions import Reason as Reason
 from digest.content.decisions import Section as Section
@@ -209,21 +210,25 @@ def select_posts(
     rules: Rules,
     now: datetime,
     earlier: Sequence[Remembered] = (),
+    *,
+    carried_from: datetime | None = None,
 ) -> Selection:
     """Decide, for every post in (or just around) the window, whether it is in the issue.
 
     ``earlier`` holds the posts of earlier issues (:mod:`digest.content.memory`); a post
-    that was in one of them is left out.
+    that was in one of them is left out. ``carried_from`` (``limits.carry_over``, before
+    the window's start) makes the posts from then on candidates too, each saying so.
     """
     decisions: list[Decision] = []
     candidates: list[tuple[Post, str]] = []
-    near = Window(window.start - NEAR_WINDOW, window.end + NEAR_WINDOW, window.issue_id)
+    scope = replace(window, start=carried_from) if carried_from else window
+    near = Window(scope.start - NEAR_WINDOW, window.end + NEAR_WINDOW, window.issue_id)
 
     for post in sorted(posts, key=lambda p: (p.date, p.slug)):
-        if post.date not in window:
+        if post.date not in scope:
             if post.date in near:
-                side = "before" if post.date < window.start else "after"
-                edge = window.start if side == "before" else window.end
+                side = "before" if post.date < scope.start else "after"
+                edge = scope.start if side == "before" else window.end
                 detail = (
                     f"out of window: {post.date.isoformat(timespec='minutes')} is {side} "
                     f"{edge.isoformat(timespec='minutes')}"
@@ -337,7 +342,9 @@ def select_posts(
     coverage = dict(edited.coverage)
     folded = fold_thin(sections, rules.min_per_section, rules.also_title)
     ordered = lead_first(folded, coverage, "featured" in rules.rank)
-    return Selection(window, ordered, tuple(decisions), coverage)
+    if carried_from is not None:
+        decisions = note_carried(decisions, window, carried_from)
+    return Selection(window, ordered, tuple(decisions), coverage, carried_from)
 
 
 def _earlier_stories(earlier: Sequence[Remembered]) -> list[Earlier]:

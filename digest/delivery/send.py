@@ -42,6 +42,7 @@ from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
 from digest.config import Config, missing_secrets, require_secrets
+from digest.content.carry import mark_sent
 from digest.content.layout import least_posts, too_few_posts
 from digest.content.window import is_day
 from digest.delivery.dispatch import Dispatcher
@@ -481,6 +482,8 @@ def send_issue(
             if finished_before:
                 ledger.mark_completed(issue_id, None)  # open again for those who joined
             ledger.mark_enqueued(issue_id, now)
+            # limits.carry_over: this issue's window is spoken for before a message leaves
+            mark_sent(config.path(config.out_dir) / issue_id, issue.selection.window, now)
         owner = sender_id()
         sender = _Sender(
             config,

@@ -21,7 +21,7 @@ from typing import Any
 
 from digest.audience.links import archive_url
 from digest.config import Config
-from digest.content import pipeline
+from digest.content import carry, pipeline
 from digest.content.intro import Intro, load_intro
 from digest.content.memory import memory_of
 from digest.content.select import Selection
@@ -129,6 +129,7 @@ def build_from_selection(
     out = issue_dir(config, selection.issue_id)
     manifest = make_manifest(config, selection, composed, checks, intro)
     manifest["skipped"] = list(problems)
+    manifest.update(carry.manifest_entry(selection))  # limits.carry_over
     written: list[Path] = []
     if write:
         sent_at = selection.window.end
