@@ -75,6 +75,7 @@ from digest.email.archive import archive_dir
 from digest.errors import ConfigError, DigestError, TemplateError
 from digest.i18n import N_
 from digest.safelog import clean
+from digest.serve import zones
 from digest.serve.clicks import ClickRoute
 from digest.serve.first_issue import send_latest
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
@@ -582,6 +583,10 @@ class Handlers:
             if not self.csrf_ok(request, form):
                 return self.refused(request)
             action = form.get("action")
+            zone = zones.posted(form.get("timezone") if action == "save" else None)
+            if zone is False:
+                title, message = zones.REFUSED
+                return self.page(request, "error.html.j2", status=400, title=title, message=message)
             chosen = [c for c in form.getlist("categories") if isinstance(c, str)][:50]
             lists = [n for n in form.getlist("newsletters") if isinstance(n, str)][:20]
             try:
@@ -601,6 +606,11 @@ class Handlers:
                 address, chosen_frequency = subscriber.email, frequency
                 await self.store.run(
                     lambda store: self.subscriptions.rhythm(store, address, now, chosen_frequency)
+                )
+            if zone:
+                address, zone_name = subscriber.email, zone
+                await self.store.run(
+                    lambda store: zones.save_zone(store, address, zone_name, now, self.config)
                 )
             if self.newsletters and lists and action == "save":
                 address = subscriber.email
@@ -649,6 +659,7 @@ class Handlers:
             every=not chosen_names,
             receives=set(receives),
             frequency=rhythm.frequency,
+            **zones.context(rhythm, self.config),
             # a switch not landed yet: the week in progress keeps the old cadence
             frequency_since=(
                 rhythm.since.isoformat()
