@@ -1,5 +1,6 @@
-"""A new reader's first mail: the welcome, then the latest issue already sent, recorded in
-the ledger so that neither a rerun nor a later --new-subscribers repeats it."""
+"""A new reader's first mail: the welcome with the latest issue already sent inside it, one
+message recorded in the ledger so that neither a rerun, a later --new-subscribers nor the
+next scheduled send repeats it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from starlette.testclient import TestClient
 from digest.cli import main
 from digest.config import Config
 from digest.serve.app import create_app
-from tests.helpers import recipient_of
-from tests.test_serve import SECRET, Clock, add, confirm_path, outbox, write_config
+from tests.helpers import outbox_to, recipient_of
+from tests.test_serve import PUBLIC, SECRET, Clock, add, confirm_path, outbox, read, write_config
 
 WEDNESDAY = datetime(2026, 11, 18, 10, 0, tzinfo=timezone.utc)  # in week 47
 
@@ -57,10 +58,26 @@ def test_a_reader_who_subscribes_on_wednesday_gets_last_weeks_issue_once(site: C
         {
             ("2026-W46", "old@example.com"): 1,
             ("confirmations", "new@example.com"): 1,
-            ("welcome", "new@example.com"): 1,
-            ("2026-W46", "new@example.com"): 1,
+            ("2026-W46", "new@example.com"): 1,  # the welcome, with the issue inside
         }
     )
+    [first] = outbox_to(site.root / "out" / "2026-W46" / "outbox", "new@example.com")
+    message = read(first)
+    assert str(message["Subject"]).startswith("Welcome to Field Notes Weekly: Field Notes")
+    assert message["List-Unsubscribe"].startswith(f"<{PUBLIC}/unsubscribe/")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith(
+        "Welcome to Field Notes Weekly\n\nHere is the latest issue, so your first one need "
+        "not wait."
+    )
+    assert f"{PUBLIC}/preferences/" in text.split("\n--\n")[0]  # the block's own link
+    html = message.get_body(("html",)).get_content()
+    block = html.index("Here is the latest issue, so your first one need not wait.")
+    assert block < html.index("Week 46, 2026")  # above the issue's own masthead
+    assert "[[digest:" not in html and "[[digest:" not in text
+    [old_copy] = outbox_to(site.root / "out" / "2026-W46" / "outbox", "old@example.com")
+    assert "Here is the latest issue" not in read(old_copy).get_body(("plain",)).get_content()
 
     # Monday: the new issue reaches both, as it always would.
     assert send(site, "--week", "2026-W47")[0] == 0
@@ -73,7 +90,6 @@ def test_a_reader_who_subscribes_on_wednesday_gets_last_weeks_issue_once(site: C
         {
             ("2026-W46", "old@example.com"): 1,
             ("confirmations", "new@example.com"): 1,
-            ("welcome", "new@example.com"): 1,
             ("2026-W46", "new@example.com"): 1,
             ("2026-W47", "old@example.com"): 1,
             ("2026-W47", "new@example.com"): 1,

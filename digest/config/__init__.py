@@ -761,9 +761,9 @@ class ServeConfig(_Section):
     )
     welcome_latest_issue: bool = Field(
         default=False,
-        description="With welcome: right after the welcome email, send the latest issue of "
-        "each newsletter the reader chose (their sections, their language), recorded in the "
-        "ledger like any send, so it never reaches them twice.",
+        description="With welcome: the welcome comes inside the latest issue of each "
+        "newsletter the reader chose (their sections, their language), one message recorded "
+        "in the ledger like any send, so it never reaches them twice.",
     )
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 

@@ -77,7 +77,7 @@ from digest.i18n import N_
 from digest.safelog import clean
 from digest.serve import zones
 from digest.serve.clicks import ClickRoute
-from digest.serve.first_issue import send_latest
+from digest.serve.first_issue import send_latest, welcome_blocks
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
 from digest.serve.leaving import Leaving, named
 from digest.serve.mail import (
@@ -449,6 +449,14 @@ class Handlers:
         except Exception:  # the answer has gone: log it here, as the server's fault
             log.exception("email to %s not sent", subscriber.email)
 
+    async def welcome_with_issue(
+        self, subscriber: Subscriber, url: str, now: datetime, words: dict[str, str]
+    ) -> None:
+        """The latest issue with the welcome at its top; the plain welcome if none went out."""
+        blocks = welcome_blocks(self.pages, words)
+        if not await run_in_threadpool(send_latest, self.config, subscriber, now, blocks):
+            await self.mail_later(subscriber, url, now, WELCOME_TEMPLATE, words)
+
     async def confirm_page(self, request: Request) -> Response:
         """The confirmation link's page: a button that POSTs. A GET changes nothing, so a
         mail scanner following the link confirms nobody."""
@@ -508,16 +516,12 @@ class Handlers:
         )
         if self.config.serve.welcome and before != "active":
             answer.background = tasks = BackgroundTasks()
-            tasks.add_task(
-                self.mail_later,
-                subscriber,
-                self.subscriptions.link(subscriber, "preferences"),
-                now,
-                WELCOME_TEMPLATE,
-                welcome_context(self.next_issue(now) if self.next_issue else None),
-            )
-            if self.config.serve.welcome_latest_issue:
-                tasks.add_task(send_latest, self.config, subscriber, now)
+            url = self.subscriptions.link(subscriber, "preferences")
+            words = welcome_context(self.next_issue(now) if self.next_issue else None)
+            if self.config.serve.welcome_latest_issue:  # one message: the welcome in the issue
+                tasks.add_task(self.welcome_with_issue, subscriber, url, now, words)
+            else:
+                tasks.add_task(self.mail_later, subscriber, url, now, WELCOME_TEMPLATE, words)
         return answer
 
     async def unsubscribe_page(self, request: Request) -> Response:
