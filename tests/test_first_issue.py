@@ -4,9 +4,11 @@ next scheduled send repeats it."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -14,11 +16,23 @@ from starlette.testclient import TestClient
 
 from digest.cli import main
 from digest.config import Config
+from digest.schedule.scheduler import run_now
 from digest.serve.app import create_app
 from tests.helpers import outbox_to, recipient_of
 from tests.test_serve import PUBLIC, SECRET, Clock, add, confirm_path, outbox, read, write_config
 
 WEDNESDAY = datetime(2026, 11, 18, 10, 0, tzinfo=timezone.utc)  # in week 47
+
+
+class StepClock:
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        self.moment += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -79,8 +93,11 @@ def test_a_reader_who_subscribes_on_wednesday_gets_last_weeks_issue_once(site: C
     [old_copy] = outbox_to(site.root / "out" / "2026-W46" / "outbox", "old@example.com")
     assert "Here is the latest issue" not in read(old_copy).get_body(("plain",)).get_content()
 
-    # Monday: the new issue reaches both, as it always would.
-    assert send(site, "--week", "2026-W47")[0] == 0
+    # Monday: the scheduled run sends the new issue to both, as it always would.
+    monday = StepClock(datetime(2026, 11, 23, 9, 1, tzinfo=ZoneInfo("Europe/Berlin")))
+    report = run_now(site, monday, stop=threading.Event())
+    assert report.run is not None
+    assert (report.run.issue_id, report.run.outcome, report.run.sent) == ("2026-W47", "sent", 2)
     # Last week's issue is never sent to them twice: a rerun, or --new-subscribers.
     code, output = send(site, "--week", "2026-W46", "--new-subscribers")
     assert code != 0

@@ -69,6 +69,9 @@ def test_the_preferences_page_in_each_language(
     assert page.inner_text("h1") == heading
     assert page.locator("button[value=save]").inner_text() == button
     assert page.locator("select#language option:checked").get_attribute("value") == language
+    # the time zone list, the schedule's zone chosen for a reader without one
+    zone = page.locator("select#timezone option:checked")
+    assert (zone.get_attribute("value"), zone.inner_text()) == ("Europe/Berlin", "Berlin")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"preferences-{language}.png"), full_page=True)
     page.close()

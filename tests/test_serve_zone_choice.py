@@ -64,6 +64,12 @@ def test_the_page_offers_every_zone_with_the_current_one_selected(
     assert page.status_code == 200
     # no zone of her own: the schedule's (the site's, Europe/Berlin) is the one shown
     assert _selected(page.text, "timezone") == ["Europe/Berlin"]
+    # saving the page as shown leaves her following the schedule's zone
+    kept = client.post(
+        path, data={"csrf": csrf_of(page.text), "action": "save", "timezone": "Europe/Berlin"}
+    )
+    assert kept.status_code == 200
+    assert _rhythm(config, "ann@example.com") == Rhythm("weekly", None, None)
     assert '<optgroup label="Asia">' in page.text
     assert '<option value="Asia/Tokyo">Tokyo</option>' in page.text
     answer = client.post(

@@ -75,8 +75,14 @@ def posted(value: object) -> str | Literal[False] | None:
 
 
 def save_zone(store: SubscriberStore, email: str, zone: str, now: datetime, config: Config) -> None:
-    """Set the reader's zone (checked by :func:`posted` before anything was saved)."""
-    Rhythms(store).set(email, timezone=zone, now=now, config=config)
+    """Set the reader's zone (checked by :func:`posted` before anything was saved). A
+    reader without one who saves the page as shown (the schedule's zone selected) keeps
+    none, so they follow the schedule's zone should it change."""
+    rhythms = Rhythms(store)
+    found = store.get(email)
+    if found is not None and rhythms.of(found).timezone is None and zone == default_zone(config):
+        return
+    rhythms.set(email, timezone=zone, now=now, config=config)
 
 
 def context(rhythm: Rhythm, config: Config) -> dict[str, Any]:
