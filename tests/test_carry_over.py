@@ -182,6 +182,10 @@ def test_select_explain_names_the_carried_posts(sample_site: Path) -> None:
         ["--config", str(sample_site / "config.yaml"), "select", "--week", "2026-W47", "--explain"],
     )
     assert result.exit_code == 0, result.output
+    assert (
+        "carried over (limits.carry_over): 2 posts dated after 2026-11-02 00:00, where the "
+        "last sent issue ended\n" in result.output
+    )
     lines = [line for line in result.output.splitlines() if "2026-w45-" in line]
     assert len(lines) == 1 and lines[0].endswith(
         "; carried over: dated after 2026-11-02 00:00, where the last sent issue ended"

@@ -55,6 +55,8 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
 
 
 def selection_json(selection: Selection, urls: dict[str, str]) -> dict[str, Any]:
+    from digest.content import carry
+
     window = selection.window
     return {
         "issue_id": selection.issue_id,
@@ -77,6 +79,7 @@ def selection_json(selection: Selection, urls: dict[str, str]) -> dict[str, Any]
         ],
         "in_window": len(selection.in_window),
         "decisions": [_decision_json(d) for d in selection.decisions],
+        **carry.manifest_entry(selection),  # limits.carry_over: {"carried": {from, posts}}
     }
 
 
@@ -132,6 +135,12 @@ def _print_selection(
         f"{selection.count} posts in {len(selection.sections)} sections",
         bold=True,
     )
+    if selection.carried_from is not None:
+        carried = len(selection.carried)
+        say(
+            f"carried over (limits.carry_over): {carried} post{'' if carried == 1 else 's'} "
+            f"dated after {selection.carried_from:%Y-%m-%d %H:%M}, where the last sent issue ended"
+        )
     for section in selection.sections:
         more = f" · {section.more} more" if section.more else ""
         say(f"\n{section.title} ({len(section.posts)}){more}", fg="cyan")
