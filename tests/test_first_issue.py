@@ -131,3 +131,34 @@ def test_without_the_option_the_welcome_carries_no_issue(
         client.post(confirm_path(confirmation))
     assert ("2026-W46", "new@example.com") not in deliveries(config)
     assert deliveries(config)[("welcome", "new@example.com")] == 1
+
+
+def test_a_german_reader_gets_the_welcome_in_german_inside_the_issue(site: Config) -> None:
+    from digest.schedule.scheduler import Schedule
+
+    add(site, "old@example.com")
+    assert send(site, "--week", "2026-W46")[0] == 0
+    clock = Clock()
+    clock.now = WEDNESDAY
+    app = create_app(
+        site,
+        clock=clock,
+        monotonic=clock.monotonic,
+        next_issue=Schedule.from_config(site).next_after,
+    )
+    with TestClient(app, base_url="http://127.0.0.1:8025") as client:
+        client.post(
+            "/subscribe", json={"email": "ute@example.com"}, headers={"Accept-Language": "de"}
+        )
+        [confirmation] = outbox(site)
+        assert client.post(confirm_path(confirmation)).status_code == 200
+    [first] = outbox_to(site.root / "out" / "2026-W46" / "outbox", "ute@example.com")
+    message = read(first)
+    assert str(message["Subject"]).startswith("Willkommen bei Field Notes Weekly: ")
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith(
+        "Willkommen bei Field Notes Weekly\n\nHier ist die neueste Ausgabe, damit Sie auf Ihre "
+        "erste nicht warten müssen. Die nächste Ausgabe kommt am Montag, 23. November 2026 um "
+        "09:00 (Europe/Berlin).\n"
+    )
+    assert deliveries(site)[("welcome", "ute@example.com")] == 0
