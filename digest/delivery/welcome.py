@@ -34,16 +34,20 @@ class WelcomeBlock:
     subject: str
     html: str
     text: str
+    site: str = ""  # the site's name, which the issue's subject may start with
 
 
 def with_welcome(composed: ComposedEmail, block: WelcomeBlock) -> ComposedEmail:
     """``composed`` with ``block`` above its content: first in the HTML body, first in the
-    plain text, and before its subject."""
+    plain text, and before its subject (less the site's name it starts with, if so)."""
     found = _BODY.search(composed.html)
     at = found.end() if found else 0
     html = composed.html[:at] + block.html + composed.html[at:]
     text = f"{block.text.strip()}\n\n{composed.text}"
-    return replace(composed, subject=f"{block.subject}: {composed.subject}", html=html, text=text)
+    subject = composed.subject
+    if block.site and subject.startswith(f"{block.site}: "):  # said once is enough
+        subject = subject[len(block.site) + 2 :]
+    return replace(composed, subject=f"{block.subject}: {subject}", html=html, text=text)
 
 
 class WelcomeComposer(BuildComposer):

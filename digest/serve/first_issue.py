@@ -61,6 +61,7 @@ def welcome_blocks(pages: Pages, context: dict[str, str]) -> dict[str, WelcomeBl
             subject=gettext(language, "Welcome to %(site)s", site=site),
             html=pages.render("welcome_block.html.j2", language=language, **words),
             text=pages.render("welcome_block.txt.j2", language=language, **words),
+            site=site,
         )
     return blocks
 
