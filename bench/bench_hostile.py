@@ -16,10 +16,11 @@
    balancer's come from its own address. The attack runs twice: every process on every
    core (the attackers starve the server of CPU as well), then (``--pinned``, on by
    default, with two cores or more) the attackers and the checker on one core and the
-   server on the others, as when the attack comes from other machines. Once the server's descriptors stop growing, ``/healthz`` answer times (p50, p99,
-   worst) are measured under that attack beside the same requests with no attack (the
-   baseline), with their ratios, the server's peak memory and how many bytes of log it
-   wrote. The bench and the attackers raise their soft open-file limits to the hard one.
+   server on the others, as when the attack comes from other machines. Once the server's
+   descriptors stop growing, ``/healthz`` answer times (p50, p99, worst) are measured
+   under that attack beside the same requests with no attack (the baseline), with their
+   ratios, the server's CPU time, peak memory and how many bytes of log it wrote. The
+   bench and the attackers raise their soft open-file limits to the hard one.
 4. Subscribe answer times by the address's status (new, pending, active, unsubscribed,
    complained) with an SMTP server that takes ``--provider-delay`` seconds per message:
    the p50 of each, beside ``/healthz`` in the same run, and the largest difference.
@@ -219,9 +220,11 @@ def http(
     """One request on a new connection from ``source``: (status, seconds until the whole
     answer came)."""
     started = time.perf_counter()
-    with socket.create_connection(
-        ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
-    ) as sock:
+    with socket.socket() as sock:
+        sock.settimeout(timeout)
+        sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
         sock.sendall(request)
         answer = b""
         while True:
@@ -269,6 +272,9 @@ def connect(watch=sel):
     global opened, failed
     s = socket.socket()
     s.setblocking(False)
+    # the port is picked at connect (per destination), not by bind from the whole range:
+    # bind(port 0) searches the range for a port no socket holds, slower as it fills
+    s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
     try:
         s.bind((source, 0))
         s.connect_ex(("127.0.0.1", port))
@@ -391,9 +397,19 @@ def _attacked(
         times = health_times(port, args.health_requests)
     finally:
         stop.set()
-        reports = [proc.communicate(timeout=120)[0].strip() for proc in attackers]
+        reports = [stop_attacker(proc) for proc in attackers]
         sender.join()
     return times, answers, reports, held
+
+
+def stop_attacker(proc: subprocess.Popen[str]) -> str:
+    """Its report, once its stdin is closed; killed if it does not stop within 2 minutes."""
+    try:
+        return proc.communicate(timeout=120)[0].strip()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return "(did not stop within 120 s: killed)"
 
 
 def subscribe_times(port: int, per_status: int) -> dict[str, list[float]]:
@@ -468,13 +484,14 @@ def bench_serve(args: argparse.Namespace) -> None:
         proc, url, port = start_serve(site)
         try:
             baseline = health_times(port, args.health_requests)
-            runs["under attack, every process on every core"] = attack_run(
-                site, port, proc.pid, args, pin=False
-            )
+            print(f"\ndigest serve at {url}; {len(cores())} cores", flush=True)
+            kinds = [("under attack, every process on every core", False)]
             if args.pinned and len(cores()) >= 2:
-                runs["under attack, server and attackers on separate cores"] = attack_run(
-                    site, port, proc.pid, args, pin=True
-                )
+                kinds.append(("under attack, server and attackers on separate cores", True))
+            for name, pin in kinds:
+                runs[name] = attack_run(site, port, proc.pid, args, pin=pin)
+                report_attack(name, runs[name], baseline)  # now, in case a later run fails
+                sys.stdout.flush()
             served_log = (site / "serve.log").read_text(errors="replace").splitlines()
             subscribes = subscribe_times(port, args.subscribes)
             runs["after the attack"] = {"times": health_times(port, 50)}
@@ -484,7 +501,7 @@ def bench_serve(args: argparse.Namespace) -> None:
             proc.wait(timeout=120)
             smtp.stop()
         clean_exit = proc.returncode in (0, -15)
-    print(f"\ndigest serve at {url}, SIGTERM ended it cleanly: {clean_exit}")
+    print(f"SIGTERM ended digest serve cleanly: {clean_exit}")
     print(
         f"attack: {args.idle_connections} idle connections from {ATTACKER_ADDRESS}, 1 MB "
         f"hostile bodies from {BODIES_ADDRESS}, health checks from 127.0.0.1, on "
@@ -494,8 +511,7 @@ def bench_serve(args: argparse.Namespace) -> None:
     for line in served_log:
         if "open-file limit" in line or "open connections" in line:
             print(f"  server log: {line.strip()}")
-    for name, run in runs.items():
-        report_attack(name, run, baseline)
+    report_attack("after the attack", runs["after the attack"], baseline)
     closings = [line.strip() for line in served_log if "closed " in line and "more like" in line]
     for line in closings[-6:]:
         print(f"  server log: {line}")
