@@ -450,7 +450,8 @@ def report_attack(name: str, run: dict[str, Any], baseline: list[float]) -> None
     print(
         f"  1 MB hostile bodies answered: {len(answers)} (statuses {sorted(set(answers))}); "
         f"log written: {run['log_bytes'] / 1024:.1f} KB; server CPU "
-        f"{run['cpu']:.1f} s in {run['seconds']:.1f} s"
+        f"{run['cpu']:.1f} s in {run['seconds']:.1f} s; connection attempts the kernel "
+        f"dropped for a full accept queue (whole machine): {run['drops']}"
     )
 
 
@@ -460,11 +461,25 @@ def server_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def listen_drops() -> int:
+    """Connection attempts the kernel dropped because a listening socket's accept queue was
+    full (TcpExt ListenDrops, for the whole machine: other work's count too)."""
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            if names.startswith("TcpExt:"):
+                row = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+                return int(row.get("ListenDrops", 0))
+    return 0
+
+
 def attack_run(site: Path, port: int, pid: int, args: argparse.Namespace, pin: bool) -> Any:
     log_before = (site / "serve.log").stat().st_size
     cpu_before, started = server_cpu(pid), time.monotonic()
+    drops_before = listen_drops()
     times, answers, reports, held = attack(port, pid, args, pin)
     return {
+        "drops": listen_drops() - drops_before,
         "times": times,
         "answers": answers,
         "reports": reports,
