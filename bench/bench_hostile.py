@@ -9,13 +9,18 @@
    ``json.loads`` (the baseline), and what a 7,000-level body costs each.
 3. ``digest serve`` under attack (``--serve``, on by default; ``--no-serve`` skips it): the
    service runs as its own process on loopback; two attacker processes open
-   ``--idle-connections`` idle connections between them (500 at a time, each batch
-   established before the next) and hold them (opening a new one for each the server
-   closes) while a thread sends 1 MB hostile JSON bodies to ``/webhooks/mailgun`` back to
-   back. Once the server's descriptors stop growing, ``/healthz`` answer times (p50, p99,
-   worst) are measured under that attack beside the same requests with no attack (the
-   baseline), with their ratios, the server's peak memory and how many bytes of log it
-   wrote. The bench and the attackers raise their soft open-file limits to the hard one.
+   ``--idle-connections`` idle connections between them from 127.0.0.2 (500 at a time,
+   each batch established before the next) and hold them (opening a new one for each the
+   server closes) while a thread sends 1 MB hostile JSON bodies to ``/webhooks/mailgun``
+   back to back from 127.0.0.3; the health checks come from 127.0.0.1, as a load
+   balancer's come from its own address. The attack runs twice: every process on every
+   core (the attackers starve the server of CPU as well), then (``--pinned``, on by
+   default, with two cores or more) the attackers and the checker on one core and the
+   server on the others, as when the attack comes from other machines. Once the server's
+   descriptors stop growing, ``/healthz`` answer times (p50, p99, worst) are measured
+   under that attack beside the same requests with no attack (the baseline), with their
+   ratios, the server's CPU time, peak memory and how many bytes of log it wrote. The
+   bench and the attackers raise their soft open-file limits to the hard one.
 4. Subscribe answer times by the address's status (new, pending, active, unsubscribed,
    complained) with an SMTP server that takes ``--provider-delay`` seconds per message:
    the p50 of each, beside ``/healthz`` in the same run, and the largest difference.
@@ -209,10 +214,17 @@ def server_peak_mb(pid: int) -> float:
     return 0.0
 
 
-def http(port: int, request: bytes, timeout: float = 30.0) -> tuple[int, float]:
-    """One request on a new connection: (status, seconds until the whole answer came)."""
+def http(
+    port: int, request: bytes, timeout: float = 30.0, source: str = "127.0.0.1"
+) -> tuple[int, float]:
+    """One request on a new connection from ``source``: (status, seconds until the whole
+    answer came)."""
     started = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with socket.socket() as sock:
+        sock.settimeout(timeout)
+        sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
         sock.sendall(request)
         answer = b""
         while True:
@@ -223,6 +235,10 @@ def http(port: int, request: bytes, timeout: float = 30.0) -> tuple[int, float]:
     return int(answer.split(b" ", 2)[1] or 0), time.perf_counter() - started
 
 
+# Linux routes all of 127/8 to lo: the horde comes from one address, the hostile bodies
+# from another, the health checks from 127.0.0.1 (the load balancer's)
+ATTACKER_ADDRESS = "127.0.0.2"
+BODIES_ADDRESS = "127.0.0.3"
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 
 
@@ -246,6 +262,7 @@ def percentile(values: list[float], q: float) -> float:
 ATTACKER = """
 import resource, selectors, socket, sys, time
 port, count, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+source = sys.argv[4]  # the attacker's own address (another host's, as a real attack's)
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft < hard:  # each attacker holds its share of the connections open
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -255,7 +272,11 @@ def connect(watch=sel):
     global opened, failed
     s = socket.socket()
     s.setblocking(False)
+    # the port is picked at connect (per destination), not by bind from the whole range:
+    # bind(port 0) searches the range for a port no socket holds, slower as it fills
+    s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
     try:
+        s.bind((source, 0))
         s.connect_ex(("127.0.0.1", port))
         watch.register(s, selectors.EVENT_READ if watch is sel else selectors.EVENT_WRITE)
         opened += 1
@@ -298,7 +319,7 @@ def hostile_bodies(port: int, stop: threading.Event, answers: list[int]) -> None
     )
     while not stop.is_set():
         try:
-            status, _ = http(port, head + HOSTILE_BODY, timeout=120)
+            status, _ = http(port, head + HOSTILE_BODY, timeout=120, source=BODIES_ADDRESS)
         except OSError:
             status = 0
         answers.append(status)
@@ -317,23 +338,54 @@ def settled(pid: int) -> int:
     return counts[-1]
 
 
+def cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+@contextlib.contextmanager
+def pinned(server_pid: int, attacker_pids: list[int], pin: bool) -> Any:
+    """With ``pin`` (and two cores or more): the attackers and this process (the health
+    checker, the hostile bodies) on the first core, the server alone on the others, as
+    when the attack comes from other machines; everyone back on every core afterwards."""
+    every = cores()
+    if not pin or len(every) < 2:
+        yield
+        return
+    for pid in [0, *attacker_pids]:
+        os.sched_setaffinity(pid, every[:1])
+    os.sched_setaffinity(server_pid, every[1:])
+    try:
+        yield
+    finally:
+        for pid in [0, server_pid, *attacker_pids]:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, every)
+
+
 def attack(
-    port: int, pid: int, args: argparse.Namespace
+    port: int, pid: int, args: argparse.Namespace, pin: bool
 ) -> tuple[list[float], list[int], list[str], int]:
-    """Health times while two processes hold the idle connections and a thread sends
-    hostile bodies; the attack ends when the health checks have been made. The checks
-    start once the server holds the horde (its descriptors stop growing)."""
+    """Health times while two processes hold the idle connections (from 127.0.0.2) and a
+    thread sends hostile bodies; the attack ends when the health checks have been made.
+    The checks start once the server holds the horde (its descriptors stop growing)."""
     seconds = 600.0  # an upper bound: the attackers are stopped when the checks are done
     half = args.idle_connections // 2
     attackers = [
         subprocess.Popen(
-            [sys.executable, "-c", ATTACKER, str(port), str(share), str(seconds)],
+            [sys.executable, "-c", ATTACKER, str(port), str(share), str(seconds), ATTACKER_ADDRESS],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for share in (half, args.idle_connections - half)
     ]
+    with pinned(pid, [proc.pid for proc in attackers], pin):
+        return _attacked(port, pid, args, attackers)
+
+
+def _attacked(
+    port: int, pid: int, args: argparse.Namespace, attackers: list[subprocess.Popen[str]]
+) -> tuple[list[float], list[int], list[str], int]:
     for proc in attackers:
         assert proc.stdout is not None
         proc.stdout.readline()  # "ready": its connections are open (or refused)
@@ -345,9 +397,19 @@ def attack(
         times = health_times(port, args.health_requests)
     finally:
         stop.set()
-        reports = [proc.communicate(timeout=120)[0].strip() for proc in attackers]
+        reports = [stop_attacker(proc) for proc in attackers]
         sender.join()
     return times, answers, reports, held
+
+
+def stop_attacker(proc: subprocess.Popen[str]) -> str:
+    """Its report, once its stdin is closed; killed if it does not stop within 2 minutes."""
+    try:
+        return proc.communicate(timeout=120)[0].strip()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return "(did not stop within 120 s: killed)"
 
 
 def subscribe_times(port: int, per_status: int) -> dict[str, list[float]]:
@@ -366,60 +428,117 @@ def subscribe_times(port: int, per_status: int) -> dict[str, list[float]]:
     return times
 
 
+def report_attack(name: str, run: dict[str, Any], baseline: list[float]) -> None:
+    base50, base99 = percentile(baseline, 0.5), percentile(baseline, 0.99)
+    times = run["times"]
+    p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+    failed = sum(t == float("inf") for t in times)
+    print(
+        f"/healthz {name} x{len(times)}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+        f"worst {max(times) * 1000:.1f} ms, failed {failed}; baseline (no attack) p50 "
+        f"{base50 * 1000:.1f} ms, p99 {base99 * 1000:.1f} ms; ratio p50 "
+        f"{p50 / base50:.1f}x, p99 {p99 / base99:.1f}x; p99 within 1 s: {p99 <= 1.0}"
+    )
+    if "held" not in run:
+        return
+    print(f"  the server held {run['held']} descriptors when these checks began")
+    print(
+        "  attackers (opened, reopened after the server closed them, refused, still open): "
+        + "; ".join(run["reports"])
+    )
+    answers = run["answers"]
+    print(
+        f"  1 MB hostile bodies answered: {len(answers)} (statuses {sorted(set(answers))}); "
+        f"log written: {run['log_bytes'] / 1024:.1f} KB; server CPU "
+        f"{run['cpu']:.1f} s in {run['seconds']:.1f} s; connection attempts the kernel "
+        f"dropped for a full accept queue (whole machine): {run['drops']}"
+    )
+
+
+def server_cpu(pid: int) -> float:
+    """User plus system CPU seconds the process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def listen_drops() -> int:
+    """Connection attempts the kernel dropped because a listening socket's accept queue was
+    full (TcpExt ListenDrops, for the whole machine: other work's count too)."""
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            if names.startswith("TcpExt:"):
+                row = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+                return int(row.get("ListenDrops", 0))
+    return 0
+
+
+def attack_run(site: Path, port: int, pid: int, args: argparse.Namespace, pin: bool) -> Any:
+    log_before = (site / "serve.log").stat().st_size
+    cpu_before, started = server_cpu(pid), time.monotonic()
+    drops_before = listen_drops()
+    times, answers, reports, held = attack(port, pid, args, pin)
+    return {
+        "drops": listen_drops() - drops_before,
+        "times": times,
+        "answers": answers,
+        "reports": reports,
+        "held": held,
+        "log_bytes": (site / "serve.log").stat().st_size - log_before,
+        "cpu": server_cpu(pid) - cpu_before,
+        "seconds": time.monotonic() - started,
+    }
+
+
 def bench_serve(args: argparse.Namespace) -> None:
     smtp = SlowSmtp(args.provider_delay)
+    runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         site = serve_site(Path(tmp), smtp.port)
         seed_statuses(site, args.subscribes)
         proc, url, port = start_serve(site)
         try:
             baseline = health_times(port, args.health_requests)
-            log_before = (site / "serve.log").stat().st_size
-            attacked, answers, reports, held = attack(port, proc.pid, args)
-            log_bytes = (site / "serve.log").stat().st_size - log_before
+            print(f"\ndigest serve at {url}; {len(cores())} cores", flush=True)
+            kinds = [("under attack, every process on every core", False)]
+            if args.pinned and len(cores()) >= 2:
+                kinds.append(("under attack, server and attackers on separate cores", True))
+            for name, pin in kinds:
+                runs[name] = attack_run(site, port, proc.pid, args, pin=pin)
+                report_attack(name, runs[name], baseline)  # now, in case a later run fails
+                sys.stdout.flush()
             served_log = (site / "serve.log").read_text(errors="replace").splitlines()
-            closings = [
-                line.strip()
-                for line in served_log
-                if "closed " in line and "more like this" in line
-            ]
-            started = [line.strip() for line in served_log if "open-file limit" in line]
-            started += [line.strip() for line in served_log if "open connections" in line]
-            exhausted = sum("out of system resource" in line for line in served_log)
             subscribes = subscribe_times(port, args.subscribes)
-            after = health_times(port, 50)
+            runs["after the attack"] = {"times": health_times(port, 50)}
             peak = server_peak_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=120)
             smtp.stop()
         clean_exit = proc.returncode in (0, -15)
-    print(f"\ndigest serve at {url}, SIGTERM ended it cleanly: {clean_exit}")
-    for line in started:
-        print(f"  server log: {line}")
-    base50, base99 = percentile(baseline, 0.5), percentile(baseline, 0.99)
-    for name, times in (("under attack", attacked), ("after the attack", after)):
-        p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
-        failed = sum(t == float("inf") for t in times)
-        print(
-            f"/healthz {name} x{len(times)}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-            f"worst {max(times) * 1000:.1f} ms, failed {failed}; baseline (no attack) p50 "
-            f"{base50 * 1000:.1f} ms, p99 {base99 * 1000:.1f} ms; ratio p50 "
-            f"{p50 / base50:.1f}x, p99 {p99 / base99:.1f}x; p99 within 1 s: {p99 <= 1.0}"
-        )
-    print(f"the server held {held} descriptors when the checks under attack began")
+    print(f"SIGTERM ended digest serve cleanly: {clean_exit}")
     print(
-        "attackers (opened, reopened after the server closed them, refused, still open): "
-        + "; ".join(reports)
+        f"attack: {args.idle_connections} idle connections from {ATTACKER_ADDRESS}, 1 MB "
+        f"hostile bodies from {BODIES_ADDRESS}, health checks from 127.0.0.1, on "
+        f"{len(cores())} cores. A real attacker is another machine: the run on separate "
+        "cores measures the server; the run sharing every core measures CPU starvation too."
     )
-    statuses = sorted({a for a in answers})
-    print(
-        f"1 MB hostile bodies answered during the attack: {len(answers)} "
-        f"(statuses {statuses}); log written during the attack: {log_bytes / 1024:.1f} KB"
-    )
+    for line in served_log:
+        if "open-file limit" in line or "open connections" in line:
+            print(f"  server log: {line.strip()}")
+    report_attack("after the attack", runs["after the attack"], baseline)
+    closings = [line.strip() for line in served_log if "closed " in line and "more like" in line]
     for line in closings[-6:]:
         print(f"  server log: {line}")
+    exhausted = sum("out of system resource" in line for line in served_log)
     print(f"times the server ran out of descriptors and paused accepting: {exhausted}")
+    print_subscribes(subscribes, percentile(baseline, 0.5), args.provider_delay)
+    print(f"server peak memory {peak:.0f} MB")
+
+
+def print_subscribes(
+    subscribes: dict[str, list[float]], base50: float, provider_delay: float
+) -> None:
     medians = {s: percentile(t, 0.5) for s, t in subscribes.items()}
     for status, median in medians.items():
         print(
@@ -429,7 +548,7 @@ def bench_serve(args: argparse.Namespace) -> None:
     spread = max(medians.values()) - min(medians.values())
     print(
         f"subscribe p50 spread across statuses: {spread * 1000:.1f} ms "
-        f"(with a {args.provider_delay * 1000:.0f} ms provider); server peak {peak:.0f} MB"
+        f"(with a {provider_delay * 1000:.0f} ms provider)"
     )
 
 
@@ -439,6 +558,12 @@ def main() -> int:
     parser.add_argument("--json-rounds", type=int, default=100_000)
     parser.add_argument("--serve", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--idle-connections", type=int, default=20_000)
+    parser.add_argument(
+        "--pinned",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the attack with the server and the attackers on separate cores",
+    )
     parser.add_argument("--health-requests", type=int, default=300)
     parser.add_argument("--subscribes", type=int, default=40, help="per status")
     parser.add_argument("--provider-delay", type=float, default=0.4)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from digest.audience.keys import key_file
@@ -125,3 +127,27 @@ def test_a_damaged_key_file_stops_serve_before_it_listens(
     assert result.exit_code == 3
     assert result.stderr.startswith(f"error: {path}: ")
     assert "listening" not in result.output
+
+
+def test_serve_starts_with_the_configured_limit_per_client_address(
+    sample_site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = sample_site / "config.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data.setdefault("serve", {})["max_connections_per_client"] = 3
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    caplog.set_level(logging.INFO, logger="digest.serve.server")
+    result, answers = serve_until_answered(sample_site)
+    assert result.exit_code == 0, result.output
+    assert answers == [200]
+    started = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "digest.serve.server" and "open connections" in r.getMessage()
+    ]
+    assert len(started) == 1
+    assert re.fullmatch(
+        r"at most \d+ open connections \(3 per client address\), a request head within "
+        r"10\.0 s, a body within 30\.0 s",
+        started[0],
+    ), started

@@ -26,11 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from digest.cli import main
-from digest.email.linkcheck import LinkCache, Outcome, check_urls
+from digest.email.linkcheck import LinkCache, Outcome, Reach, check_urls
 
 pytestmark = pytest.mark.integration  # real servers on loopback (DNS, HTTP)
 
 BROKEN_POST = "small-samples-honest-claims"
+LOOPBACK = Reach(allow_private=True)  # these tests' links all live on loopback
 
 
 class Links(BaseHTTPRequestHandler):
@@ -53,6 +54,8 @@ class Links(BaseHTTPRequestHandler):
             status = 404
         elif path.startswith("/redirect/"):
             status, location = 301, "/ok/" + path.rsplit("/", 1)[1]
+        elif path.startswith("/away/"):  # /away/HOST:PORT/PATH: 302 to http://HOST:PORT/PATH
+            status, location = 302, "http://" + path.removeprefix("/away/")
         elif path.startswith("/loop"):
             status, location = 302, path
         elif path.startswith("/slow"):
@@ -148,7 +151,7 @@ def test_each_kind_of_link(server: str, tmp_path: Path) -> None:
         "refused": "http://127.0.0.1:9/nobody-listens",
     }
     cache = LinkCache(tmp_path / "links.json", now=1_000_000.0)
-    got = check_urls(list(urls.values()), cache=cache, timeout=0.5, max_redirects=3)
+    got = check_urls(list(urls.values()), cache=cache, timeout=0.5, max_redirects=3, reach=LOOPBACK)
     view = {k: (got[u].ok, got[u].status) for k, u in urls.items()}
     assert view == {
         "ok": (True, 200),
@@ -173,13 +176,55 @@ def test_each_kind_of_link(server: str, tmp_path: Path) -> None:
     assert sorted(json.loads((tmp_path / "links.json").read_text())) == sorted(
         urls[k] for k in ("ok", "redirect", "nohead", "nohead501")
     )
-    again = check_urls([urls["ok"], urls["missing"]], cache=LinkCache(cache.path, 1_050_000.0))
+    again = check_urls(
+        [urls["ok"], urls["missing"]], cache=LinkCache(cache.path, 1_050_000.0), reach=LOOPBACK
+    )
     assert again[urls["ok"]] == Outcome(urls["ok"], True, None, "checked within a day", True)
     assert Links.requests[("HEAD", "/ok/1")] == 1
     assert Links.requests[("HEAD", "/missing/1")] == 2  # a broken link is asked every time
-    later = check_urls([urls["ok"]], cache=LinkCache(cache.path, 1_000_000.0 + 86_401))
+    later = check_urls(
+        [urls["ok"]], cache=LinkCache(cache.path, 1_000_000.0 + 86_401), reach=LOOPBACK
+    )
     assert not later[urls["ok"]].cached
     assert Links.requests[("HEAD", "/ok/1")] == 2
+
+
+def test_ssrf_links_to_private_addresses_are_refused_not_fetched(server: str) -> None:
+    """A post's link or image (a feed author's text) to loopback, a private network or the
+    cloud's metadata address is named as refused and never requested; so is a redirect
+    to one, even from the site's own origin (which is fetched wherever it is)."""
+    port = server.rsplit(":", 1)[1]
+    direct = f"{server}/ok/1"
+    private = ["http://10.0.0.7/x", "http://169.254.169.254/latest/meta-data/", "http://[::1]/"]
+    by_name = f"http://rebinding.example:{port}/ok/2"
+    away = f"{server}/away/localhost:{port}/ok/3"
+    own = f"{server}/ok/4"
+    reach = Reach(own=frozenset({server}), resolver=lambda host, _port: ["127.0.0.1"])
+    got = check_urls([direct, *private, by_name], reach=Reach(resolver=reach.resolver))
+    got.update(check_urls([away, own], reach=reach, max_redirects=3))
+    view = {url: (o.ok, o.detail) for url, o in got.items()}
+    refused = "refused, not fetched: "
+    assert view == {
+        direct: (False, f"{refused}{direct}: 127.0.0.1 is not a public address"),
+        private[0]: (False, f"{refused}{private[0]}: 10.0.0.7 is not a public address"),
+        private[1]: (False, f"{refused}{private[1]}: 169.254.169.254 is not a public address"),
+        private[2]: (False, f"{refused}{private[2]}: ::1 is not a public address"),
+        by_name: (
+            False,
+            f"{refused}{by_name}: rebinding.example resolves to 127.0.0.1, not a public address",
+        ),
+        away: (
+            False,
+            f"{refused}http://localhost:{port}/ok/3: localhost resolves to 127.0.0.1, "
+            "not a public address",
+        ),
+        own: (True, "HTTP 200"),
+    }
+    # only the site's own URLs reached the server: the redirect, and the good link
+    assert dict(Links.requests) == {
+        ("HEAD", f"/away/localhost:{port}/ok/3"): 1,
+        ("HEAD", "/ok/4"): 1,
+    }
 
 
 def test_200_links(server: str) -> None:
@@ -187,7 +232,7 @@ def test_200_links(server: str) -> None:
     urls = [f"{server}/{kinds[i % 4]}/{i}" for i in range(196)]
     urls += [f"{server}/slow/{i}" for i in range(4)]
     started = time.perf_counter()
-    got = check_urls(urls, timeout=1.0, concurrency=16)
+    got = check_urls(urls, timeout=1.0, concurrency=16, reach=LOOPBACK)
     elapsed = time.perf_counter() - started
     assert len(got) == 200
     bad = sorted(u for u, o in got.items() if not o.ok)

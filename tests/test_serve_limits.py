@@ -34,7 +34,7 @@ from digest.config import Config
 from digest.safelog import RateLimit
 from digest.serve.app import create_app
 from digest.serve.protocol import Limits
-from digest.serve.server import bind, raise_open_files, server_config
+from digest.serve.server import bind, defer_accept, limits_for, raise_open_files, server_config
 from digest.store.database import locate
 from tests.test_serve import MAILGUN_KEY, NOW, SECRET, Clock, write_config
 
@@ -123,7 +123,7 @@ def test_slowloris_idle_connections_cannot_keep_health_checks_out(
     protocol_log = logging.getLogger("digest.serve.protocol")
     protocol_log.addHandler(lines)
     protocol_log.setLevel(logging.INFO)
-    server = running(max_connections=40, head_timeout=600)
+    server = running(max_connections=40, head_timeout=600, max_per_client=1000)
     idle: list[socket.socket] = []
     try:
         for n in range(200):
@@ -145,6 +145,97 @@ def test_slowloris_idle_connections_cannot_keep_health_checks_out(
     # another comes after the interval: the log holds five
     cap_lines = [line for line in lines.lines if "longest-idle" in line]
     assert cap_lines == ["closed the longest-idle connection: 40 connections are open"] * 5
+
+
+def _from(address: str, server: tuple[str, int]) -> socket.socket:
+    """A connection to ``server`` from the loopback address ``address`` (Linux routes all of
+    127/8 to lo), as another host's would come."""
+    sock = socket.socket()
+    sock.bind((address, 0))
+    sock.connect(server)
+    return sock
+
+
+@pytest.mark.integration
+def test_slowloris_one_client_address_cannot_hold_more_than_its_share(
+    running: Callable[..., Running],
+) -> None:
+    lines = Lines()
+    lines.addFilter(RateLimit(interval=3600, burst=5))
+    protocol_log = logging.getLogger("digest.serve.protocol")
+    protocol_log.addHandler(lines)
+    protocol_log.setLevel(logging.INFO)
+    server = running(max_per_client=10, head_timeout=600)
+    horde = [_from("127.0.0.2", server.address) for _ in range(30)]
+    try:
+        # the 20 past the cap are closed at once; the first 10 stay open
+        wait_for(lambda: server.closed_by("client") == 20, "the per-client cap to close 20")
+        assert server.protocol.per_client == {"127.0.0.2": 10}
+        assert [_closed_by_peer(sock) for sock in horde[10:]] == [True] * 20
+        # another address (the health checker's, a reader's) is not counted with them
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            answers = [http.get("/healthz") for _ in range(15)]
+        assert [(a.status_code, a.text) for a in answers] == [(200, "ok")] * 15
+        assert server.closed_by("client") == 20
+    finally:
+        for sock in horde:
+            sock.close()
+        protocol_log.removeHandler(lines)
+    # a closed connection gives its place back
+    wait_for(lambda: "127.0.0.2" not in server.protocol.per_client, "the count to go down")
+    again = _from("127.0.0.2", server.address)
+    again.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert again.makefile("rb").readline() == b"HTTP/1.1 200 OK\r\n"
+    again.close()
+    client_lines = [line for line in lines.lines if "client address" in line]
+    assert (
+        client_lines
+        == ["closed a new connection: its client address already holds 10 open connections"] * 5
+    )
+
+
+@pytest.mark.integration
+def test_slowloris_a_trusted_proxy_is_not_capped_as_one_client(
+    running: Callable[..., Running],
+) -> None:
+    server = running(max_per_client=2, head_timeout=600, exempt=("127.0.0.0/30",))
+    held = [_from("127.0.0.2", server.address) for _ in range(6)]
+    try:
+        wait_for(lambda: len(server.server.server_state.connections) == 6, "six connections open")
+        assert server.closed_by("client") == 0
+        assert server.protocol.per_client == {}
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_slowloris_the_per_client_cap_and_proxies_come_from_config(sample_site: Path) -> None:
+    config = write_config(
+        sample_site, max_connections_per_client=7, trusted_proxies=["10.0.0.1", "127.0.0.1"]
+    )
+    limits = limits_for(config)
+    assert (limits.max_per_client, limits.exempt) == (7, ("10.0.0.1", "127.0.0.1"))
+    assert Limits().max_per_client == 100
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_DEFER_ACCEPT"), reason="Linux only")
+def test_slowloris_idle_connections_stay_in_the_kernel_until_they_send() -> None:
+    """With TCP_DEFER_ACCEPT the kernel hands over a connection once it has sent bytes: a
+    connection opened earlier and left idle does not come first (nor cost a descriptor)."""
+    listener = bind("127.0.0.1", 0)
+    defer_accept(listener, 10.0)
+    assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
+    idle = [socket.create_connection(listener.getsockname()) for _ in range(5)]
+    talker = socket.create_connection(listener.getsockname())
+    talker.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+    listener.settimeout(60)
+    accepted, peer = listener.accept()
+    try:
+        assert peer == talker.getsockname()
+        assert accepted.recv(100) == b"GET /healthz HTTP/1.1\r\n\r\n"
+    finally:
+        for sock in [accepted, talker, *idle, listener]:
+            sock.close()
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:

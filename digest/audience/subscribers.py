@@ -201,6 +201,8 @@ class InvalidEmail(StoreError):
 
 def normalise_email(value: str) -> str:
     """The stored form of an address: validated (no DNS lookup) and lowercased in full."""
+    if len(value or "") > 1024:  # an address is at most 254 characters, even decomposed
+        raise InvalidEmail(f"not an email address: {len(value)} characters long")
     text = unicodedata.normalize("NFC", (value or "").strip())
     if not text:
         raise InvalidEmail("no email address")

@@ -727,6 +727,12 @@ class ServeConfig(_Section):
     subscribe_burst: int = Field(
         default=10, ge=1, description="How many subscribe requests a client may make at once."
     )
+    max_connections_per_client: int = Field(
+        default=100,
+        ge=1,
+        description="Open connections one client address may hold; a new one past it is "
+        "closed at once (the trusted_proxies are exempt).",
+    )
     max_body_kb: int = Field(default=16, ge=1, description="Largest form or JSON body, in KiB.")
     max_webhook_body_kb: int = Field(
         default=1024, ge=1, description="Largest webhook body, in KiB."

@@ -1,10 +1,11 @@
 """Every link and image of a built issue, fetched before it is sent.
 
 HEAD first; GET when the server refuses HEAD (405, 501). Redirects are followed up to a
-limit, each request has a timeout, at most ``concurrency`` are in flight. A link that
-answered 2xx/3xx is remembered for a day (``<cache_dir>/links.json``); a broken one is asked
-again next time, so a fixed link is seen at once. Each broken URL is named with the post
-that carries it.
+limit, each through the same address check as the first URL (:class:`Reach`: links to
+loopback, private or link-local addresses are refused, not fetched); each request has a
+timeout, at most ``concurrency`` are in flight. A link that answered 2xx/3xx is remembered
+for a day (``<cache_dir>/links.json``); a broken one is asked again next time, so a fixed
+link is seen at once. Each broken URL is named with the post that carries it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from digest.content.sources.address import Pinned, Resolver, pin, resolve
+from digest.errors import SourceError
 from digest.store.atomic import write_atomic
 
 if TYPE_CHECKING:
@@ -118,44 +121,89 @@ class LinkCache:
         write_atomic(self.path, json.dumps(self.entries, sort_keys=True))
 
 
-async def _fetch(client: httpx.AsyncClient, url: str) -> Outcome:
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Which addresses the checker may connect to. Post links and images come from post
+    and feed authors, so a link to ``127.0.0.1``, a private network or a cloud's metadata
+    address (or a redirect to one) is refused, not fetched, through the same check feeds
+    get (:func:`digest.content.sources.address.pin`, which also pins the address checked).
+    The site's own origins (``site.base_url``, ``serve.public_url``) are the operator's
+    and are fetched wherever they are."""
+
+    own: frozenset[str] = frozenset()
+    allow_private: bool = False
+    resolver: Resolver = resolve
+
+    def target(self, url: str) -> Pinned:
+        """The request for ``url``; SourceError when its address may not be fetched."""
+        if self.allow_private or _origin(url) in self.own:
+            return Pinned(url, "", None)
+        return pin(url, self.resolver, hint="")
+
+
+async def _ask(client: httpx.AsyncClient, target: Pinned) -> httpx.Response:
+    """HEAD, or GET when the server refuses HEAD; the status is enough (no body read)."""
+    headers = {"Host": target.host} if target.host else {}
+    extensions = {"sni_hostname": target.server_name} if target.server_name else {}
+    response = await client.head(target.url, headers=headers, extensions=extensions)
+    if response.status_code in (405, 501):
+        request = client.build_request("GET", target.url, headers=headers, extensions=extensions)
+        response = await client.send(request, stream=True)
+        await response.aclose()
+    return response
+
+
+async def _fetch(client: httpx.AsyncClient, url: str, reach: Reach, max_redirects: int) -> Outcome:
+    current = url
     try:
-        response = await client.head(url)
-        if response.status_code in (405, 501):
-            async with client.stream("GET", url) as streamed:
-                response = streamed  # the status is enough: the body is not read
-        status = response.status_code
-    except httpx.TooManyRedirects:
-        return Outcome(url, False, None, f"more than {client.max_redirects} redirects")
+        for _ in range(max_redirects + 1):
+            target = await asyncio.to_thread(reach.target, current)  # a name lookup blocks
+            response = await _ask(client, target)
+            location = response.headers.get("location")
+            if response.status_code not in _REDIRECTS or not location:
+                break
+            current = urljoin(current, location)
+            if urlsplit(current).scheme not in ("http", "https"):
+                return Outcome(url, False, None, f"redirected to {current}, which is not http(s)")
+        else:
+            return Outcome(url, False, None, f"more than {max_redirects} redirects")
+    except SourceError as exc:
+        return Outcome(url, False, None, f"refused, not fetched: {exc}")
     except httpx.TimeoutException:
         return Outcome(url, False, None, f"no answer within {client.timeout.read} s")
     except httpx.HTTPError as exc:
         return Outcome(url, False, None, f"cannot connect: {exc}")
+    status = response.status_code
     if status >= 400:
         return Outcome(url, False, status, f"HTTP {status}")
-    moved = f" (redirected to {response.url})" if str(response.url) != url else ""
+    moved = f" (redirected to {current})" if current != url else ""
     size = response.headers.get("content-length", "")
     length = int(size) if size.isdigit() else None
     return Outcome(url, True, status, f"HTTP {status}{moved}", length=length)
 
 
 async def _check_all(
-    urls: list[str], *, concurrency: int, timeout: float, max_redirects: int
+    urls: list[str], *, concurrency: int, timeout: float, max_redirects: int, reach: Reach
 ) -> list[Outcome]:
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency)
     headers = {"User-Agent": "digest-linkcheck"}
+    # redirects are followed by _fetch, each through the address check
     async with httpx.AsyncClient(
-        follow_redirects=True,
-        max_redirects=max_redirects,
-        timeout=timeout,
-        limits=limits,
-        headers=headers,
+        follow_redirects=False, timeout=timeout, limits=limits, headers=headers
     ) as client:
 
         async def one(url: str) -> Outcome:
             async with gate:
-                return await _fetch(client, url)
+                return await _fetch(client, url, reach, max_redirects)
 
         return list(await asyncio.gather(*(one(url) for url in urls)))
 
@@ -167,8 +215,10 @@ def check_urls(
     concurrency: int = 16,
     timeout: float = 10.0,
     max_redirects: int = 5,
+    reach: Reach | None = None,
 ) -> dict[str, Outcome]:
-    """Fetch each URL (those the cache holds are good without asking); url -> outcome."""
+    """Fetch each URL (those the cache holds are good without asking); url -> outcome.
+    ``reach`` says which addresses may be fetched (by default public ones only)."""
     outcomes = {
         url: Outcome(url, True, None, "checked within a day", True)
         for url in urls
@@ -176,7 +226,13 @@ def check_urls(
     }
     todo = [url for url in dict.fromkeys(urls) if url not in outcomes]
     for outcome in asyncio.run(
-        _check_all(todo, concurrency=concurrency, timeout=timeout, max_redirects=max_redirects)
+        _check_all(
+            todo,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_redirects=max_redirects,
+            reach=reach or Reach(),
+        )
     ):
         outcomes[outcome.url] = outcome
         if outcome.ok and cache is not None:
@@ -197,4 +253,6 @@ def check_issue(
     """Every link and image of an issue's HTML, fetched (cache in content.cache_dir)."""
     found = targets(html, post_owners(config, posts))
     cache = LinkCache(config.path(config.content.cache_dir) / "links.json", now)
-    return found, check_urls([t.url for t in found], cache=cache)
+    own = [config.site.base_url, config.serve.public_url or config.site.base_url]
+    reach = Reach(own=frozenset(_origin(url) for url in own))
+    return found, check_urls([t.url for t in found], cache=cache, reach=reach)

@@ -11,6 +11,11 @@ check. :func:`guarded_protocol` makes the protocol class ``digest serve`` gives 
   together are not closed together) of the connection opening, or of the first byte after
   an answer on a kept-alive connection;
 - **a body deadline**: its body within :attr:`Limits.body_timeout` of the head;
+- **a cap per client address**: a new connection from an address that already holds
+  :attr:`Limits.max_per_client` open connections is closed at once (a reverse proxy listed
+  in ``serve.trusted_proxies`` is exempt: its connections are many clients'). One host
+  cannot take the service's descriptors; a reader, or the load balancer's health check,
+  comes from another address and gets in;
 - **a connection cap**: past :attr:`Limits.max_connections` open connections, a new one
   closes the connection that has waited longest without sending a complete request head
   (an idle or slow one; a request being answered is never cut). A connection whose bytes
@@ -25,11 +30,13 @@ log (one line per kind and interval, with the count), not one line each.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
 import random
 import socket
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import h11
@@ -58,6 +65,12 @@ class Limits:
     max_requests_in_flight: int = 1024
     """Requests being answered at once (uvicorn's ``limit_concurrency`` is this plus
     ``max_connections``); past it uvicorn answers 503."""
+    max_per_client: int = 100
+    """Open connections one client address may hold (``serve.max_connections_per_client``);
+    a new one past it is closed at once."""
+    exempt: tuple[str, ...] = field(default=())
+    """Client addresses or networks the per-client cap does not count (the trusted
+    proxies; ``*`` for all)."""
     graceful_shutdown: float = 10.0
     """Seconds SIGTERM waits for requests in flight before closing them."""
     accept_batch: int = 128
@@ -86,16 +99,21 @@ class GuardedH11Protocol(H11Protocol):
     limits: ClassVar[Limits] = Limits()
     waiting: ClassVar[OrderedDict[int, GuardedH11Protocol]]
     closed_by: ClassVar[dict[str, int]]
+    per_client: ClassVar[dict[str, int]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._phase = ""  # "head" or "body" while a deadline runs
+        self._counted = ""  # the client address this connection is counted against
 
-    # -- the cap
+    # -- the caps
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if not self._count_client():
+            self._close("client")
+            return
         self._arm("head")
         self._wait()
         while len(self.connections) > self.limits.max_connections:
@@ -104,6 +122,27 @@ class GuardedH11Protocol(H11Protocol):
                 self._close("cap")  # every other connection is busy: refuse this one
                 return
             idle._close("cap")
+
+    def _count_client(self) -> bool:
+        """Count this connection against its client address; False past the cap."""
+        address = self.client[0] if self.client else ""
+        if not address or _exempt(address, self.limits.exempt):
+            return True
+        held = self.per_client.get(address, 0)
+        if held >= self.limits.max_per_client:
+            return False
+        self.per_client[address] = held + 1
+        self._counted = address
+        return True
+
+    def _uncount_client(self) -> None:
+        if self._counted:
+            left = self.per_client.get(self._counted, 1) - 1
+            if left > 0:
+                self.per_client[self._counted] = left
+            else:
+                self.per_client.pop(self._counted, None)
+            self._counted = ""
 
     def _longest_idle(self, probes: int = 64) -> GuardedH11Protocol | None:
         """The connection that has waited longest with nothing unread (None if the first
@@ -132,6 +171,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        self._uncount_client()
         self.waiting.pop(id(self), None)
         super().connection_lost(exc)
 
@@ -141,6 +181,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _close(self, why: str) -> None:
         self._cancel()
+        self._uncount_client()
         self.waiting.pop(id(self), None)
         # gone from the count now, not when the event loop gets round to connection_lost
         self.connections.discard(self)
@@ -191,8 +232,34 @@ class GuardedH11Protocol(H11Protocol):
         self._phase = ""
 
 
-_SETTING = {"head": "head_timeout", "body": "body_timeout", "cap": "max_connections"}
+@functools.lru_cache(maxsize=4096)
+def _exempt(address: str, exempt: tuple[str, ...]) -> bool:
+    """Whether ``address`` is one of ``exempt`` (addresses, networks, or ``*``)."""
+    if not exempt:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address in exempt
+    for entry in exempt:
+        if entry == "*" or entry == address:
+            return True
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+_SETTING = {
+    "head": "head_timeout",
+    "body": "body_timeout",
+    "cap": "max_connections",
+    "client": "max_per_client",
+}
 _REASONS = {
+    "client": "closed a new connection: its client address already holds %s open connections",
     "head": "closed a connection that sent no complete request head within %s s",
     "body": "closed a connection that sent no complete request body within %s s",
     "cap": "closed the longest-idle connection: %s connections are open",
@@ -205,5 +272,5 @@ def guarded_protocol(limits: Limits) -> type[GuardedH11Protocol]:
     return type(
         "DigestH11Protocol",
         (GuardedH11Protocol,),
-        {"limits": limits, "waiting": OrderedDict(), "closed_by": {}},
+        {"limits": limits, "waiting": OrderedDict(), "closed_by": {}, "per_client": {}},
     )

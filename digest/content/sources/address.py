@@ -57,10 +57,11 @@ def _not_public(address: IPAddress) -> bool:
     return not address.is_global or address.is_multicast
 
 
-def pin(url: str, resolver: Resolver = resolve) -> Pinned:
+def pin(url: str, resolver: Resolver = resolve, *, hint: str = ALLOW_HINT) -> Pinned:
     """Resolve ``url``'s host once, refuse it (SourceError) when it is or resolves to a
     non-public address, or does not resolve, and return the request that connects to the
-    first address checked."""
+    first address checked. A refusal ends with ``hint`` (how to allow it), when given."""
+    tail = f"; {hint}" if hint else ""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -77,7 +78,7 @@ def pin(url: str, resolver: Resolver = resolve) -> Pinned:
         literal = None
     if literal is not None:
         if _not_public(literal):
-            raise SourceError(f"{url}: {host} is not a public address; {ALLOW_HINT}")
+            raise SourceError(f"{url}: {host} is not a public address{tail}")
         return Pinned(url, netloc, None)  # a literal address cannot resolve differently
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
@@ -93,9 +94,7 @@ def pin(url: str, resolver: Resolver = resolve) -> Pinned:
         except ValueError:
             continue
         if _not_public(address):
-            raise SourceError(
-                f"{url}: {host} resolves to {address}, not a public address; {ALLOW_HINT}"
-            )
+            raise SourceError(f"{url}: {host} resolves to {address}, not a public address{tail}")
         checked.append(address)
     if not checked:
         raise SourceError(f"{url}: cannot resolve {host}: no address")
