@@ -297,6 +297,10 @@ class Consent:
     text: str | None = None  # the consent text shown
     method: str | None = None  # form, json, import:<platform>, cli
     confirm_ip: str | None = None
+    # per-reader engagement (analytics.clicks: per_subscriber; audience/engagement.py)
+    engagement_at: str | None = None
+    engagement_origin: str | None = None
+    engagement_withdrawn_at: str | None = None
 
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -578,6 +582,11 @@ def describe(record: Record) -> list[str]:
             lines.append(f"    confirmed from: {consent.confirm_ip}")
         if consent.text:
             lines.append(f"    text shown:  {consent.text}")
+        if consent.engagement_at:
+            agreed = f"{consent.engagement_at} ({consent.engagement_origin})"
+            lines.append(f"    clicks per reader: agreed {agreed}")
+        elif consent.engagement_withdrawn_at:
+            lines.append(f"    clicks per reader: withdrawn {consent.engagement_withdrawn_at}")
     if record.history:
         lines.append("  history:")
         for event in record.history:

@@ -78,6 +78,7 @@ from digest.safelog import clean
 from digest.serve.clicks import ClickRoute
 from digest.serve.first_issue import send_latest
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
+from digest.serve.keep import KeepRoute
 from digest.serve.leaving import Leaving, named
 from digest.serve.mail import (
     CONFIRM_TEMPLATE,
@@ -333,6 +334,7 @@ class Handlers:
                 chosen = text_list(data, "categories", most=50, limit=200)
                 lists = text_list(data, "newsletters", most=20, limit=40)
                 given_language: object = text_field(data, "language", limit=40)
+                engaged = data.get("engagement") is True
             except BadJson as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         else:
@@ -348,6 +350,7 @@ class Handlers:
             lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
             given_language = form.get("language")
             given_zone = form.get("timezone")
+            engaged = form.get("engagement") == "yes"
             zone = given_zone if isinstance(given_zone, str) else ""
         categories = chosen[:50]
         language = self.pages.to_store(
@@ -362,6 +365,7 @@ class Handlers:
             client=request.client.host if request.client else None,
             origin=request.headers.get("origin") or request.headers.get("referer"),
             method="json" if is_json else "form",
+            engagement=engaged,
         )
         wanted = lists[:20]
 
@@ -602,6 +606,9 @@ class Handlers:
                 await self.store.run(
                     lambda store: self.subscriptions.rhythm(store, address, now, chosen_frequency)
                 )
+            if action == "save" and self.pages.common["ask_engagement"]:
+                agree, who = form.get("engagement") == "yes", subscriber.email
+                await self.store.run(lambda s: self.subscriptions.engage(s, who, agree, now))
             if self.newsletters and lists and action == "save":
                 address = subscriber.email
                 await self.store.run(
@@ -637,6 +644,7 @@ class Handlers:
             else ()
         )
         rhythm = await self.store.run(lambda store: self.subscriptions.rhythm(store, address, now))
+        agreed = await self.store.run(lambda s: self.subscriptions.engage(s, address, None, now))
         return self.page(
             request,
             "preferences.html.j2",
@@ -656,6 +664,7 @@ class Handlers:
                 else None
             ),
             saved=saved,
+            engagement=agreed,
             languages=i18n.names(i18n.catalogues(), self.pages.language(subscriber.language)),
             action=token_path("preferences", token),
         )
@@ -803,6 +812,7 @@ def create_app(
     )
 
     clicks = ClickRoute(config, clock=clock, monotonic=monotonic or time.monotonic)
+    keep = KeepRoute(handlers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -826,6 +836,8 @@ def create_app(
         Route(route("unsubscribe"), handlers.unsubscribe_page, methods=["GET"]),
         Route(route("unsubscribe"), handlers.unsubscribe, methods=["POST"]),
         Route(route("preferences"), handlers.preferences, methods=["GET", "POST"]),
+        Route(route("keep"), keep.page, methods=["GET"]),
+        Route(route("keep"), keep.keep, methods=["POST"]),
         Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
         Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
         Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),
