@@ -1,0 +1,424 @@
+"""Per-reader engagement with consent (audience/engagement.py, delivery/engagement.py,
+serve/clicks.py, serve/keep.py, serve/sunset.py): only readers who agreed are counted per
+reader, withdrawing deletes their rows, `digest report --inactive N`, and the sunset flow."""
+
+from __future__ import annotations
+
+import email
+import json
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+from digest.audience import engagement
+from digest.audience.clicktokens import (
+    Click,
+    ClickTokenError,
+    make_click_token,
+    read_reader_seal,
+    reader_seal,
+)
+from digest.audience.records import get_record
+from digest.audience.subscribers import SubscriberStore
+from digest.audience.tokens import token_secret
+from digest.cli import main
+from digest.config import Config
+from digest.delivery.clicks import ClickStore, LinkCount, Tally
+from digest.delivery.engagement import choose, inactive_readers
+from digest.delivery.erasure import erase
+from digest.delivery.ledger import SENDING, SENT, Ledger, Outcome
+from digest.serve.app import create_app
+from digest.serve.sunset import run_sunset
+from digest.store.database import locate
+from tests.test_serve import NOW, PUBLIC, Clock, csrf_of, write_config
+from tests.test_serve_clicks import FIREFOX, ISSUE, POSTS, _manifest
+
+ADA, BOB, CY, DEE = "ada@example.com", "bob@example.com", "cy@example.com", "dee@example.com"
+
+
+@pytest.fixture
+def config(sample_site: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("DIGEST_SECRET", "test-server-secret")
+    write_config(sample_site)
+    path = sample_site / "config.yaml"
+    path.write_text(
+        path.read_text() + "analytics:\n  clicks: per_subscriber\n  flush_seconds: 60\n"
+        "  sunset:\n    after_issues: 2\n    grace_days: 7\n"
+    )
+    found = write_config(sample_site)
+    _manifest(found)
+    return found
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client(config: Config, clock: Clock) -> Iterator[TestClient]:
+    app = create_app(config, clock=clock, monotonic=clock.monotonic)
+    with TestClient(app, base_url="http://127.0.0.1:8025", follow_redirects=False) as test:
+        yield test
+
+
+def _store(config: Config) -> SubscriberStore:
+    return SubscriberStore(locate(config, config.subscribers.database))
+
+
+def _clicks(config: Config) -> ClickStore:
+    return ClickStore(locate(config, config.analytics.database))
+
+
+def _readers(config: Config, *consenting: str, others: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Active subscribers; ``consenting`` agree to per-reader engagement. Address -> row."""
+    found = {}
+    with _store(config) as store:
+        for address in (*consenting, *others):
+            store.add(address, name="", now=NOW)
+        for address in consenting:
+            choose(config, store, address, agree=True, now=NOW, origin="cli")
+        for address in (*consenting, *others):
+            found[address] = store.get(address)
+    return found
+
+
+def _link(config: Config, post: int, handle: str | None = None, key: bytes | None = None) -> str:
+    key = key or token_secret(config)
+    path = "/c/" + make_click_token(Click(ISSUE, post, "all"), token_secret(config))
+    return path + ("/" + reader_seal(ISSUE, handle, key) if handle else "")
+
+
+# --------------------------------------------------------------------------- consent
+
+
+def test_the_subscribe_form_asks_with_a_box_off_by_default_and_records_a_tick(
+    config: Config, client: TestClient
+) -> None:
+    page = client.get("/subscribe")
+    box = re.search(r'<input type="checkbox" name="engagement"[^>]*>', page.text)
+    assert box is not None and "checked" not in box.group(0)
+    assert "for one use only: to notice when you stop reading" in page.text
+    for address, extra in ((ADA, {"engagement": "yes"}), (BOB, {})):
+        form = {"email": address, "csrf": csrf_of(page.text), **extra}
+        assert client.post("/subscribe", data=form).status_code == 202
+    with _store(config) as store:
+        ada, bob = get_record(store.connection, ADA), get_record(store.connection, BOB)
+    assert ada is not None and ada.consent is not None
+    assert (ada.consent.engagement_at, ada.consent.engagement_origin) == (
+        "2026-11-23T09:00:00Z",
+        "serve:subscribe",
+    )
+    assert bob is not None and bob.consent is not None and bob.consent.engagement_at is None
+
+
+def test_aggregate_mode_asks_nothing(sample_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "test-server-secret")
+    found = write_config(sample_site)
+    with TestClient(create_app(found, clock=Clock()), base_url="http://127.0.0.1:8025") as test:
+        assert 'name="engagement"' not in test.get("/subscribe").text
+
+
+def test_a_consenting_readers_click_counts_per_reader_and_in_aggregate_others_only_in_aggregate(
+    config: Config, client: TestClient, clock: Clock
+) -> None:
+    people = _readers(config, ADA, others=(BOB,))
+    browser = {"User-Agent": FIREFOX}
+    # ada agreed; bob holds a sealed link (mailed while he agreed, say) but does not agree now
+    answer = client.get(_link(config, 0, people[ADA].handle), headers=browser)
+    assert (answer.status_code, answer.headers["location"]) == (302, POSTS[0])
+    clock.seconds += 5
+    assert client.get(_link(config, 1, people[BOB].handle), headers=browser).status_code == 302
+    clock.seconds += 5
+    assert client.get(_link(config, 2), headers=browser).status_code == 302
+    client.__exit__(None, None, None)  # serve stops: what it holds is written
+    with _clicks(config) as clicks:
+        assert clicks.links(ISSUE) == [
+            LinkCount(ISSUE, 0, "all", 1, 0),
+            LinkCount(ISSUE, 1, "all", 1, 0),
+            LinkCount(ISSUE, 2, "all", 1, 0),
+        ]
+        assert clicks.readers([ISSUE]) == {people[ADA].handle: {ISSUE}}
+
+
+def test_a_forged_or_moved_reader_seal_gets_400_and_no_redirect(
+    config: Config, client: TestClient
+) -> None:
+    people = _readers(config, ADA)
+    handle = people[ADA].handle
+    good = _link(config, 0, handle)
+    other_issue = reader_seal("2026-W46", handle, token_secret(config))
+    for path in (
+        _link(config, 0, handle, key=b"not the link key" * 2),  # forged
+        good.rsplit("/", 1)[0] + "/" + other_issue,  # moved from another issue
+        good.rsplit("/", 1)[0] + "/" + "A" * 16 + good[-23:],  # another handle
+        good + "x",
+        good.rsplit("/", 1)[0] + "/" + ADA,  # an address is never a seal
+    ):
+        answer = client.get(path, headers={"User-Agent": FIREFOX})
+        assert (answer.status_code, answer.text) == (
+            400,
+            "this link is damaged or is not a digest link\n",
+        ), path
+        assert "location" not in answer.headers
+    with pytest.raises(ClickTokenError):
+        read_reader_seal(other_issue, ISSUE, [token_secret(config)])
+    assert read_reader_seal(good.rsplit("/", 1)[1], ISSUE, [token_secret(config)]) == handle
+
+
+def test_turning_it_off_on_the_preferences_page_deletes_the_readers_rows_at_once(
+    config: Config, client: TestClient, clock: Clock
+) -> None:
+    people = _readers(config, ADA, BOB)
+    tally = Tally.empty()
+    for who in (ADA, BOB):
+        tally.add(ISSUE, 0, "all", "2026-11-23", kept=True, handle=people[who].handle)
+    with _clicks(config) as clicks:
+        clicks.add(tally)
+    with _store(config) as store:
+        url = "/preferences/" + _token(store, ADA, "preferences")
+    page = client.get(url)
+    assert re.search(r'name="engagement" value="yes"[^>]*checked', page.text)
+    clock.now = NOW + timedelta(hours=2)
+    saved = client.post(url, data={"csrf": csrf_of(page.text), "action": "save"})
+    assert saved.status_code == 200
+    assert not re.search(r'name="engagement" value="yes"[^>]*checked', saved.text)
+    with _clicks(config) as clicks:
+        assert clicks.readers([ISSUE]) == {people[BOB].handle: {ISSUE}}
+    with _store(config) as store:
+        record = get_record(store.connection, ADA)
+    assert record is not None and record.consent is not None
+    assert (record.consent.engagement_at, record.consent.engagement_withdrawn_at) == (
+        None,
+        "2026-11-23T11:00:00Z",
+    )
+    # a sealed link from an earlier issue is still followed, and counted only in aggregate
+    answer = client.get(_link(config, 3, people[ADA].handle), headers={"User-Agent": FIREFOX})
+    assert answer.status_code == 302
+    client.__exit__(None, None, None)
+    with _clicks(config) as clicks:
+        assert clicks.readers([ISSUE]) == {people[BOB].handle: {ISSUE}}
+        assert LinkCount(ISSUE, 3, "all", 1, 0) in clicks.links(ISSUE)
+
+
+def _token(store: SubscriberStore, address: str, purpose: str) -> str:
+    from digest.audience.tokens import make_token, signing_key
+
+    found = store.get(address)
+    assert found is not None
+    return make_token(purpose, found.handle, signing_key(found.secret, b"test-server-secret"))
+
+
+# --------------------------------------------------------------------------- inactive
+
+
+ISSUES = ("2026-W45", "2026-W46", "2026-W47")
+
+
+def _deliver(config: Config, people: dict[str, Any], plan: dict[str, tuple[str, ...]]) -> None:
+    """Record in the ledger that each issue was sent to the readers ``plan`` lists."""
+    with Ledger(locate(config, config.ledger.database)) as ledger:
+        for week, issue in enumerate(ISSUES):
+            started = NOW - timedelta(days=7 * (len(ISSUES) - 1 - week))
+            rows = [(people[a].id, a) for a in plan if issue in plan[a]]
+            ledger.start_run(issue, subject=issue, provider="outbox", now=started)
+            ledger.enqueue(issue, rows, now=started)
+            ledger.transition(issue, [Outcome(i, SENDING) for i, _ in rows], now=started)
+            ledger.transition(issue, [Outcome(i, SENT) for i, _ in rows], now=started)
+
+
+def _clicked(config: Config, clicks: dict[str, str]) -> None:
+    tally = Tally.empty()
+    for handle, issue in clicks.items():
+        tally.add(issue, 0, "all", "2026-11-20", kept=True, handle=handle)
+    with _clicks(config) as store:
+        store.add(tally)
+
+
+def _audience(config: Config) -> dict[str, Any]:
+    """ada stopped clicking after W45, bob clicked in W47, cy did not agree, dee is new."""
+    people = _readers(config, ADA, BOB, DEE, others=(CY,))
+    _deliver(config, people, {ADA: ISSUES, BOB: ISSUES, CY: ISSUES, DEE: ISSUES[2:]})
+    _clicked(config, {people[ADA].handle: ISSUES[0], people[BOB].handle: ISSUES[2]})
+    return people
+
+
+def test_the_inactive_report_lists_consenting_readers_without_a_click_in_n_issues(
+    config: Config,
+) -> None:
+    _audience(config)
+    report = inactive_readers(config, issues=2)
+    assert report.as_dict() == {
+        "issues": 2,
+        "considered": 2,
+        "not_consenting": 1,
+        "too_few_issues": 1,
+        "inactive": [{"email": ADA, "issues": ["2026-W47", "2026-W46"]}],
+    }
+    assert [r.email for r in inactive_readers(config, issues=3).readers] == []
+    runner = CliRunner()
+    args = ["--config", str(config.source), "report", "--inactive", "2"]
+    assert json.loads(runner.invoke(main, [*args, "--json"]).output) == report.as_dict()
+    text = runner.invoke(main, args)
+    assert text.exit_code == 0, text.output
+    assert text.output == (
+        "  ada@example.com  (no click in 2026-W47, 2026-W46)\n"
+        "1 of 2 consenting readers clicked in none of their last 2 issues; not considered: "
+        "1 without consent, 1 sent fewer than 2 issues\n"
+    )
+
+
+# --------------------------------------------------------------------------- sunset
+
+
+def _sunset_mails(config: Config) -> list[Any]:
+    folder = config.path(config.out_dir) / "sunset" / "outbox"
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in sorted(folder.glob("*.eml"))
+    ]
+
+
+def _keep_path(message: Any) -> str:
+    body = message.get_body(("plain",)).get_content()
+    found = re.search(re.escape(PUBLIC) + r"(/keep/\S+)", body)
+    assert found, body
+    return str(found.group(1))
+
+
+def test_the_sunset_flow_mails_once_keeps_who_answers_and_unsubscribes_who_does_not(
+    config: Config, clock: Clock
+) -> None:
+    people = _readers(config, "eve@example.com")
+    people.update(_audience(config))
+    with _store(config) as store:
+        store.set_language("eve@example.com", "de", now=NOW)
+    with Ledger(locate(config, config.ledger.database)) as ledger:
+        row = people["eve@example.com"]
+        for issue in ISSUES:
+            ledger.enqueue(issue, [(row.id, row.email)], now=NOW)
+            ledger.transition(issue, [Outcome(row.id, SENDING)], now=NOW)
+            ledger.transition(issue, [Outcome(row.id, SENT)], now=NOW)
+    # eve (German) and ada stopped clicking; bob did not; cy never agreed; dee is new
+    monday = NOW + timedelta(days=1)
+    dry = run_sunset(config, now=monday, dry_run=True)
+    assert (dry.mailed, dry.ended) == (["eve@example.com", ADA], [])
+    assert _sunset_mails(config) == []
+    with _store(config) as store:
+        assert engagement.rounds(store.connection) == []
+
+    first = run_sunset(config, now=monday)
+    assert (first.mailed, first.ended, first.failed) == (["eve@example.com", ADA], [], [])
+    mails = _sunset_mails(config)
+    assert sorted(str(m["To"]) for m in mails) == [ADA, "eve@example.com"]
+    by_reader = {str(m["To"]): m for m in mails}
+    assert by_reader[ADA]["Subject"] == "Do you still want Field Notes Weekly?"
+    assert by_reader["eve@example.com"]["Subject"] == (
+        "Möchten Sie Field Notes Weekly weiterhin bekommen?"
+    )
+    assert ADA not in _keep_path(by_reader[ADA])
+
+    again = run_sunset(config, now=monday + timedelta(hours=1))  # a rerun mails nobody twice
+    assert (again.mailed, again.ended, again.waiting) == ([], [], 2)
+    assert len(_sunset_mails(config)) == 2
+
+    # eve follows her link: a GET changes nothing, the button keeps her
+    clock.now = monday + timedelta(days=2)
+    app = create_app(config, clock=clock, monotonic=clock.monotonic)
+    with TestClient(app, base_url="http://127.0.0.1:8025") as test:
+        path = _keep_path(by_reader["eve@example.com"])
+        shown = test.get(path)
+        assert shown.status_code == 200 and "Angemeldet bleiben" in shown.text
+        with _store(config) as store:
+            assert {r.state for r in engagement.rounds(store.connection)} == {"mailed"}
+        kept = test.post(path)
+        assert kept.status_code == 200 and "Sie bleiben angemeldet" in kept.text
+        assert test.post(path[:-3] + "AAA").status_code == 400
+
+    assert run_sunset(config, now=monday + timedelta(days=6, hours=23)).ended == []
+    later = monday + timedelta(days=7)
+    would = run_sunset(config, now=later, dry_run=True)
+    assert (would.ended, would.mailed) == ([ADA], [])
+    with _store(config) as store:
+        assert store.get(ADA).status == "active"  # type: ignore[union-attr]
+    ended = run_sunset(config, now=later)
+    assert (ended.ended, ended.mailed) == ([ADA], [])
+    assert run_sunset(config, now=later + timedelta(hours=1)).ended == []
+    with _store(config) as store:
+        ada = get_record(store.connection, ADA)
+        eve = store.get("eve@example.com")
+        states = {(r.subscriber_id, r.state) for r in engagement.rounds(store.connection)}
+    assert ada is not None and eve is not None
+    assert (ada.status, ada.status_cause) == ("unsubscribed", "sunset")
+    assert ada.reason == "sunset: no answer to the re-permission mail within 7 days"
+    assert ada.history[-1]["cause"] == "sunset"
+    assert eve.status == "active"
+    assert states == {(people[ADA].id, "ended"), (eve.id, "kept")}
+
+
+def test_the_sunset_command_says_what_it_would_do_and_refuses_when_off(
+    config: Config, sample_site: Path
+) -> None:
+    _audience(config)
+    runner = CliRunner()
+    args = ["--config", str(config.source), "subscribers", "sunset"]
+    dry = runner.invoke(main, [*args, "--dry-run", "--now", "2026-11-24T09:00:00"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.splitlines() == [
+        f"would be mailed (keep me subscribed?): {ADA}",
+        "1 would be mailed, 0 would be unsubscribed, 0 waiting for an answer; 2 readers "
+        "considered, 1 not (no consent), 1 with fewer than 2 issues",
+    ]
+    done = runner.invoke(main, [*args, "--json", "--now", "2026-11-24T09:00:00"])
+    assert json.loads(done.output)["mailed"] == [ADA]
+    data = json.loads(runner.invoke(main, [*args, "--json", "--now", "2026-12-01T09:00:00"]).output)
+    assert (data["unsubscribed"], data["mailed"]) == ([ADA], [])
+    path = sample_site / "config.yaml"
+    path.write_text(
+        path.read_text().replace("  sunset:\n    after_issues: 2\n    grace_days: 7\n", "")
+    )
+    off = runner.invoke(main, [*args, "--dry-run"])
+    assert off.exit_code != 0
+    assert "analytics.sunset is not set: the sunset flow is off" in off.output
+
+
+def test_erasure_removes_sunset_rounds_and_reader_rows_and_export_has_the_consent(
+    config: Config,
+) -> None:
+    people = _audience(config)
+    run_sunset(config, now=NOW + timedelta(days=1))
+    with _store(config) as store:
+        assert [r.subscriber_id for r in engagement.rounds(store.connection)] == [people[ADA].id]
+    out = config.path(Path("export.json"))
+    runner = CliRunner()
+    exported = runner.invoke(
+        main,
+        [
+            "--config",
+            str(config.source),
+            "subscribers",
+            "export",
+            "--format",
+            "json",
+            "--output",
+            str(out),
+        ],
+    )
+    assert exported.exit_code == 0, exported.output
+    rows = {r["email"]: r for r in json.loads(out.read_text())}
+    assert rows[ADA]["consent"]["engagement_at"] == "2026-11-23T09:00:00Z"
+    assert rows[ADA]["consent"]["engagement_origin"] == "cli"
+    assert "engagement_at" not in (rows[CY]["consent"] or {})
+    report = erase(config, ADA, now=NOW + timedelta(days=2))
+    assert report.click_rows == 1
+    with _store(config) as store:
+        assert engagement.rounds(store.connection) == []
+    with _clicks(config) as clicks:
+        assert people[ADA].handle not in clicks.readers(ISSUES)
