@@ -34,9 +34,13 @@ from digest.delivery.clicks import ClickStore, LinkCount, Tally
 from digest.delivery.engagement import choose, inactive_readers
 from digest.delivery.erasure import erase
 from digest.delivery.ledger import SENDING, SENT, Ledger, Outcome
+from digest.delivery.send import send_issue
 from digest.serve.app import create_app
 from digest.serve.sunset import run_sunset
 from digest.store.database import locate
+from tests.helpers import edit_config
+from tests.test_clicklinks import NOW as SEND_NOW
+from tests.test_clicklinks import WEEK
 from tests.test_serve import NOW, PUBLIC, Clock, csrf_of, write_config
 from tests.test_serve_clicks import FIREFOX, ISSUE, POSTS, _manifest
 
@@ -422,3 +426,30 @@ def test_erasure_removes_sunset_rounds_and_reader_rows_and_export_has_the_consen
         assert engagement.rounds(store.connection) == []
     with _clicks(config) as clicks:
         assert people[ADA].handle not in clicks.readers(ISSUES)
+
+
+# --------------------------------------------------------------------------- sending
+
+
+def test_a_send_seals_the_links_of_consenting_readers_only(
+    sample_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "test-server-secret")
+    sent_config = edit_config(sample_site, analytics={"clicks": "per_subscriber"})
+    people = _readers(sent_config, ADA, others=(BOB,))
+    assert send_issue(sent_config, now=SEND_NOW, week=WEEK).sent == 2
+    links: dict[str, list[str]] = {}
+    for path in (sent_config.path(sent_config.out_dir) / WEEK / "outbox").glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        found = re.findall(r'href="[^"]*/c/([^"]+)"', html)
+        assert found and sorted(found) == sorted(set(re.findall(r"/c/(\S+)", text)))
+        links[str(message["To"])] = found
+    keys = [token_secret(sent_config)]
+    for link in links[ADA]:
+        _token_part, seal = link.split("/")
+        assert read_reader_seal(seal, WEEK, keys) == people[ADA].handle
+        assert ADA not in link and "%40" not in link
+    assert all("/" not in link for link in links[BOB])  # the aggregate token, nothing else
+    assert [link.split("/")[0] for link in links[ADA]] == links[BOB]
