@@ -254,6 +254,7 @@ def _audience(config: Config) -> dict[str, Any]:
     return people
 
 
+@pytest.mark.backends
 def test_the_inactive_report_lists_consenting_readers_without_a_click_in_n_issues(
     config: Config,
 ) -> None:
@@ -297,6 +298,7 @@ def _keep_path(message: Any) -> str:
     return str(found.group(1))
 
 
+@pytest.mark.backends
 def test_the_sunset_flow_mails_once_keeps_who_answers_and_unsubscribes_who_does_not(
     config: Config, clock: Clock
 ) -> None:
@@ -393,6 +395,7 @@ def test_the_sunset_command_says_what_it_would_do_and_refuses_when_off(
     assert "analytics.sunset is not set: the sunset flow is off" in off.output
 
 
+@pytest.mark.backends
 def test_erasure_removes_sunset_rounds_and_reader_rows_and_export_has_the_consent(
     config: Config,
 ) -> None:
