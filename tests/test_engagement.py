@@ -25,8 +25,9 @@ from digest.audience.clicktokens import (
     read_reader_seal,
     reader_seal,
 )
+from digest.audience.imports.importer import import_file
 from digest.audience.records import get_record
-from digest.audience.subscribers import SubscriberStore
+from digest.audience.subscribers import Categories, SubscriberStore
 from digest.audience.tokens import token_secret
 from digest.cli import main
 from digest.config import Config
@@ -456,3 +457,25 @@ def test_a_send_seals_the_links_of_consenting_readers_only(
         assert ADA not in link and "%40" not in link
     assert all("/" not in link for link in links[BOB])  # the aggregate token, nothing else
     assert [link.split("/")[0] for link in links[ADA]] == links[BOB]
+
+
+def test_an_import_carries_consent_only_from_an_explicit_column(config: Config) -> None:
+    folder = config.path(config.subscribers.database).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    csv = folder / "readers.csv"
+    csv.write_text(
+        "email,consent engagement_at,consent engagement_origin\n"
+        "ann@example.com,2026-01-02T03:04:05Z,newsletter form\n"
+        "ben@example.com,,\n",
+        encoding="utf-8",
+    )
+    with _store(config) as store:
+        import_file(store, csv, Categories.from_config(config), now=NOW, erasure_key=None)
+        ann = engagement.reader(store.connection, "ann@example.com")
+        ben = engagement.reader(store.connection, "ben@example.com")
+    assert ann is not None and ann.consent is not None and ann.consenting
+    assert (ann.consent.engagement_at, ann.consent.engagement_origin) == (
+        "2026-01-02T03:04:05Z",
+        "newsletter form",
+    )
+    assert ben is not None and not ben.consenting

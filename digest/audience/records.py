@@ -309,7 +309,9 @@ class Consent:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Consent | None:
         if not data:
             return None
-        known = {k: str(v) for k, v in data.items() if k in cls.__dataclass_fields__ and v}
+        # an import's "consent engagement_at" column arrives as "engagement at"
+        given = {str(k).replace(" ", "_"): v for k, v in data.items()}
+        known = {k: str(v) for k, v in given.items() if k in cls.__dataclass_fields__ and v}
         return cls(**known) if known else None
 
 
