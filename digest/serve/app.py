@@ -14,6 +14,8 @@ Routes::
                                    empty) or the page's form (CSRF checked)
     GET  /preferences/<token>      choose sections, or unsubscribe
     POST /preferences/<token>
+    GET  /keep/<token>             the sunset flow's "keep me subscribed" (serve/keep.py)
+    POST /keep/<token>
     GET  /archive/…                out/archive/ as written by `digest build` (index, feed.xml,
                                    <issue-id>/)
     POST /webhooks/<provider>      postmark, resend, sendgrid, mailgun
