@@ -479,3 +479,17 @@ def test_an_import_carries_consent_only_from_an_explicit_column(config: Config) 
         "newsletter form",
     )
     assert ben is not None and not ben.consenting
+
+
+def test_a_reader_who_reads_again_during_the_grace_days_is_kept(config: Config) -> None:
+    people = _audience(config)
+    monday = NOW + timedelta(days=1)
+    assert run_sunset(config, now=monday).mailed == [ADA]
+    _clicked(config, {people[ADA].handle: ISSUES[2]})  # a story of the newest issue
+    later = run_sunset(config, now=monday + timedelta(days=7))
+    assert (later.ended, later.mailed) == ([], [])
+    with _store(config) as store:
+        assert store.get(ADA).status == "active"  # type: ignore[union-attr]
+        assert [(r.round, r.state) for r in engagement.rounds(store.connection)] == [
+            ("2026-W47", "kept")
+        ]

@@ -4,9 +4,9 @@ whether they want to stay, and unsubscribe those who do not answer.
 ``digest subscribers sunset`` does, in this order:
 
 1. **End** each round whose re-permission mail went out ``grace_days`` ago or more and
-   whose reader did not follow its "keep me subscribed" link: the reader is unsubscribed
-   through the status model (cause ``sunset``, reason recorded) and the round is ``ended``,
-   both in one commit.
+   whose reader did not follow its "keep me subscribed" link and is still inactive: the
+   reader is unsubscribed through the status model (cause ``sunset``, reason recorded) and
+   the round is ``ended``, both in one commit. A reader who clicked a post since is kept.
 2. **Mail** every consenting active reader with no click in their last ``after_issues``
    delivered issues (:func:`digest.delivery.engagement.inactive_readers`) who has no round
    for the newest of those issues yet, nothing waiting, and did not say "keep" after the
@@ -77,24 +77,38 @@ def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def _end(store: SubscriberStore, sunset: SunsetConfig, now: datetime, report: SunsetReport) -> None:
-    """Unsubscribe the readers whose grace days are over (step 1)."""
+def _end(
+    store: SubscriberStore,
+    sunset: SunsetConfig,
+    still: set[int],
+    now: datetime,
+    report: SunsetReport,
+) -> None:
+    """Unsubscribe the readers whose grace days are over (step 1); ``still`` holds the ids
+    of the readers who are inactive now (one who clicked a post since is kept instead)."""
     db = store.connection
     due: list[engagement.Round] = []
+    unsure: list[int] = []
     for found in engagement.rounds(db):
-        if found.state == "mailing":
-            report.uncertain.append(str(found.subscriber_id))
         mailed = _when(found.mailed_at)
-        if found.state == "mailed" and mailed is not None:
+        if found.state == "mailing":
+            unsure.append(found.subscriber_id)
+        elif found.state == "mailed" and mailed is not None:
             if mailed + timedelta(days=sunset.grace_days) <= now:
                 due.append(found)
             else:
                 report.waiting += 1
-    people = store.get_many(sorted({r.subscriber_id for r in due} | _ids(report.uncertain)))
-    report.uncertain = [people[int(i)].email for i in report.uncertain if int(i) in people]
+    people = store.get_many(sorted({r.subscriber_id for r in due} | set(unsure)))
+    report.uncertain = [people[i].email for i in unsure if i in people]
     for found in due:
         reader = people.get(found.subscriber_id)
         if reader is None:
+            continue
+        if found.subscriber_id not in still:  # they read again: nothing to ask any more
+            if not report.dry_run:
+                engagement.settle_round(
+                    db, found.subscriber_id, found.round, before="mailed", after="kept", now=now
+                )
             continue
         if report.dry_run:
             report.ended.append(reader.email)
@@ -107,10 +121,6 @@ def _end(store: SubscriberStore, sunset: SunsetConfig, now: datetime, report: Su
             store.change_status(reader.email, "unsubscribed", cause=Cause.SUNSET, now=now)
             set_details(db, reader.email, reason=REASON.format(days=sunset.grace_days))
         report.ended.append(reader.email)
-
-
-def _ids(values: list[str]) -> set[int]:
-    return {int(v) for v in values}
 
 
 def _due(db: Any, reader: Inactive) -> bool:
@@ -133,20 +143,15 @@ def keep_url(config: Config, secret: bytes, handle: str, expires_at: datetime) -
 def _mail(
     config: Config,
     store: SubscriberStore,
+    inactive: list[Inactive],
     mailer: Mailer | None,
     now: datetime,
     report: SunsetReport,
 ) -> None:
     """Mail the readers who stopped clicking (step 2)."""
-    sunset = config.analytics.sunset
-    assert sunset is not None
-    found = inactive_readers(config, issues=sunset.after_issues)
-    report.considered = found.considered
-    report.not_consenting = found.not_consenting
-    report.too_few_issues = found.too_few_issues
     db = store.connection
-    deadline = now + timedelta(days=sunset.grace_days)
-    for reader in found.readers:
+    deadline = now + timedelta(days=report.grace_days)
+    for reader in inactive:
         if not _due(db, reader):
             continue
         if report.dry_run:
@@ -155,9 +160,10 @@ def _mail(
         subscriber = store.get(reader.email)
         if subscriber is None or not engagement.claim_round(db, reader.id, reader.round):
             continue
-        assert mailer is not None
+        if mailer is None:
+            raise ValueError("a sunset run that mails needs a mailer")
         url = keep_url(config, subscriber.secret, subscriber.handle, deadline)
-        extra = {"issues": str(sunset.after_issues), "days": str(sunset.grace_days)}
+        extra = {"issues": str(report.after_issues), "days": str(report.grace_days)}
         result = mailer.send(subscriber, url, now, SUNSET_TEMPLATE, extra)
         if result.state == "sent":
             engagement.settle_round(
@@ -186,10 +192,14 @@ def run_sunset(
     own = mailer is None and not dry_run
     if own:
         mailer = Mailer(config, Pages(config))
+    found = inactive_readers(config, issues=sunset.after_issues)
+    report.considered = found.considered
+    report.not_consenting = found.not_consenting
+    report.too_few_issues = found.too_few_issues
     try:
         with SubscriberStore(locate(config, config.subscribers.database)) as store:
-            _end(store, sunset, now, report)
-            _mail(config, store, mailer, now, report)
+            _end(store, sunset, {r.id for r in found.readers}, now, report)
+            _mail(config, store, found.readers, mailer, now, report)
     finally:
         if own and mailer is not None:
             mailer.close()
