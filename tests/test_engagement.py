@@ -493,3 +493,23 @@ def test_a_reader_who_reads_again_during_the_grace_days_is_kept(config: Config) 
         assert [(r.round, r.state) for r in engagement.rounds(store.connection)] == [
             ("2026-W47", "kept")
         ]
+
+
+def test_the_json_subscribe_takes_engagement_true_and_show_prints_the_record(
+    config: Config, client: TestClient, clock: Clock
+) -> None:
+    for address, body in ((ADA, {"engagement": True}), (BOB, {"engagement": "yes"})):
+        answer = client.post("/subscribe", json={"email": address, **body})
+        assert answer.status_code == 202, answer.text
+    with _store(config) as store:
+        ada, bob = (
+            engagement.reader(store.connection, ADA),
+            engagement.reader(store.connection, BOB),
+        )
+        assert ada is not None and ada.consenting
+        assert bob is not None and not bob.consenting  # only a JSON true agrees
+        clock.now = NOW + timedelta(days=3)
+        choose(config, store, ADA, agree=False, now=clock.now, origin="serve:preferences")
+    shown = CliRunner().invoke(main, ["--config", str(config.source), "subscribers", "show", ADA])
+    assert shown.exit_code == 0, shown.output
+    assert "    clicks per reader: withdrawn 2026-11-26T09:00:00Z\n" in shown.output
