@@ -35,6 +35,7 @@ from digest.delivery.clicks import ClickStore, LinkCount, Tally
 from digest.delivery.engagement import choose, inactive_readers
 from digest.delivery.erasure import erase
 from digest.delivery.ledger import SENDING, SENT, Ledger, Outcome
+from digest.delivery.providers.base import Result
 from digest.delivery.send import send_issue
 from digest.serve.app import create_app
 from digest.serve.sunset import run_sunset
@@ -513,3 +514,35 @@ def test_the_json_subscribe_takes_engagement_true_and_show_prints_the_record(
     shown = CliRunner().invoke(main, ["--config", str(config.source), "subscribers", "show", ADA])
     assert shown.exit_code == 0, shown.output
     assert "    clicks per reader: withdrawn 2026-11-26T09:00:00Z\n" in shown.output
+
+
+class _Mailer:
+    """Answers each re-permission mail with the next of ``states``."""
+
+    def __init__(self, *states: str) -> None:
+        self.states = list(states)
+        self.sent: list[str] = []
+
+    def send(self, subscriber: Any, url: str, now: Any, template: str, extra: Any) -> Result:
+        self.sent.append(subscriber.email)
+        return Result(subscriber.id, self.states.pop(0), reason="550 mailbox full")  # type: ignore[arg-type]
+
+
+def test_a_refused_mail_is_tried_again_and_an_uncertain_one_is_never_repeated_nor_ended(
+    config: Config,
+) -> None:
+    _audience(config)
+    monday = NOW + timedelta(days=1)
+    refused = _Mailer("failed-permanent")
+    first = run_sunset(config, now=monday, mailer=refused)  # type: ignore[arg-type]
+    assert (first.mailed, first.failed) == ([], [{"email": ADA, "reason": "550 mailbox full"}])
+    with _store(config) as store:
+        assert engagement.rounds(store.connection) == []
+    unsure = _Mailer("uncertain")
+    second = run_sunset(config, now=monday + timedelta(hours=1), mailer=unsure)  # type: ignore[arg-type]
+    assert (unsure.sent, second.mailed, second.uncertain) == ([ADA], [], [ADA])
+    quiet = _Mailer()
+    third = run_sunset(config, now=monday + timedelta(days=30), mailer=quiet)  # type: ignore[arg-type]
+    assert (quiet.sent, third.ended, third.uncertain) == ([], [], [ADA])
+    with _store(config) as store:
+        assert store.get(ADA).status == "active"  # type: ignore[union-attr]
