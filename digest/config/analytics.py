@@ -16,7 +16,9 @@ ClickMode = Literal["off", "aggregate", "per_subscriber"]
 
 
 class SunsetConfig(BaseModel):
-    """Readers who agreed to per-reader engagement and stopped clicking are asked once
+    """The sunset flow (off unless set): ask readers who stopped clicking, then unsubscribe.
+
+    Readers who agreed to per-reader engagement and stopped clicking are asked once
     whether they want to stay; those who do not answer are unsubscribed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
