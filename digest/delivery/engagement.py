@@ -59,16 +59,20 @@ class Delivered:
     started_at: str
 
 
-def delivered_issues(ledger: Target, ids: set[int]) -> dict[int, list[Delivered]]:
-    """subscriber id -> the issues sent to them, newest first."""
+def delivered_issues(ledger: Target, ids: set[int], most: int) -> dict[int, list[Delivered]]:
+    """subscriber id -> the last ``most`` issues sent to them, newest first."""
     if not ids or not _exists(ledger):
         return {}
     db = open_store(ledger, LEDGER_MIGRATIONS, store="ledger", what="the send ledger")
     try:
+        # the newest ``most`` per reader, numbered by the database (a window function)
         rows = db.execute(
-            "SELECT d.subscriber_id, d.issue_id, i.started_at FROM deliveries d "
-            "JOIN issues i ON i.issue_id = d.issue_id WHERE d.state = 'sent' "
-            "ORDER BY i.started_at DESC, d.issue_id DESC"
+            "SELECT subscriber_id, issue_id, started_at FROM ("
+            " SELECT d.subscriber_id, d.issue_id, i.started_at, ROW_NUMBER() OVER ("
+            "  PARTITION BY d.subscriber_id ORDER BY i.started_at DESC, d.issue_id DESC) AS n"
+            " FROM deliveries d JOIN issues i ON i.issue_id = d.issue_id"
+            " WHERE d.state = 'sent') AS recent WHERE n <= ? ORDER BY subscriber_id, n",
+            (most,),
         ).fetchall()
     finally:
         db.close()
@@ -131,8 +135,8 @@ def inactive_readers(config: Config, *, issues: int) -> InactiveReport:
                 consenting[found.id] = found
             else:
                 report.not_consenting += 1
-    sent = delivered_issues(locate(config, config.ledger.database), set(consenting))
-    recent = {sid: tuple(got[:issues]) for sid, got in sent.items() if len(got) >= issues}
+    sent = delivered_issues(locate(config, config.ledger.database), set(consenting), issues)
+    recent = {sid: tuple(got) for sid, got in sent.items() if len(got) >= issues}
     report.too_few_issues = len(consenting) - len(recent)
     report.considered = len(recent)
     clicks = locate(config, config.analytics.database)
