@@ -546,3 +546,23 @@ def test_a_refused_mail_is_tried_again_and_an_uncertain_one_is_never_repeated_no
     assert (quiet.sent, third.ended, third.uncertain) == ([], [], [ADA])
     with _store(config) as store:
         assert store.get(ADA).status == "active"  # type: ignore[union-attr]
+
+
+def test_a_sunset_round_moves_only_as_its_table_allows(config: Config) -> None:
+    people = _readers(config, ADA)
+    with _store(config) as store:
+        db, sid = store.connection, people[ADA].id
+        assert engagement.claim_round(db, sid, "2026-W47")
+        assert not engagement.claim_round(db, sid, "2026-W47")  # once per round
+        with pytest.raises(ValueError, match="does not move from mailing to ended"):
+            engagement.settle_round(db, sid, "2026-W47", before="mailing", after="ended", now=NOW)
+        assert engagement.settle_round(
+            db, sid, "2026-W47", before="mailing", after="mailed", now=NOW
+        )
+        assert not engagement.settle_round(
+            db, sid, "2026-W47", before="mailing", after="mailed", now=NOW
+        )
+        assert engagement.keep(db, sid, NOW) == 1
+        assert [(r.state, r.mailed_at, r.settled_at) for r in engagement.rounds(db)] == [
+            ("kept", "2026-11-23T09:00:00Z", "2026-11-23T09:00:00Z")
+        ]

@@ -184,6 +184,13 @@ def set_engagement(
 # --------------------------------------------------------------------------- sunset rounds
 
 SUNSET_STATES = ("mailing", "mailed", "kept", "ended")
+SUNSET_TRANSITIONS: dict[str, frozenset[str]] = {
+    "mailed": frozenset({"mailing"}),  # the provider said sent
+    "kept": frozenset({"mailing", "mailed"}),  # "keep me subscribed", or they read again
+    "ended": frozenset({"mailed"}),  # the grace days passed: unsubscribed
+}
+"""A round's only moves: target state -> the states it may come from. A round is made
+``mailing`` (:func:`claim_round`); a refused mail's claim is released (deleted)."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,10 @@ def release_round(db: Connection, subscriber_id: int, round_id: str) -> None:
 def settle_round(
     db: Connection, subscriber_id: int, round_id: str, *, before: str, after: str, now: datetime
 ) -> bool:
-    """Move one round from ``before`` to ``after``; False when it was not in ``before``."""
+    """Move one round from ``before`` to ``after`` (a move :data:`SUNSET_TRANSITIONS`
+    allows); False when the round was not in ``before``."""
+    if before not in SUNSET_TRANSITIONS.get(after, frozenset()):
+        raise ValueError(f"a sunset round does not move from {before} to {after}")
     column = "mailed_at" if after == "mailed" else "settled_at"
     cursor = db.execute(
         f"UPDATE sunset_rounds SET state = ?, {column} = ? "
@@ -239,9 +249,10 @@ def settle_round(
 
 def keep(db: Connection, subscriber_id: int, now: datetime) -> int:
     """The reader asked to stay: every round of theirs waiting on them is kept."""
+    sources = sorted(SUNSET_TRANSITIONS["kept"])
     cursor = db.execute(
         "UPDATE sunset_rounds SET state = 'kept', settled_at = ? "
-        "WHERE subscriber_id = ? AND state IN ('mailing', 'mailed')",
-        (iso(now), subscriber_id),
+        f"WHERE subscriber_id = ? AND state IN ({','.join('?' * len(sources))})",
+        (iso(now), subscriber_id, *sources),
     )
     return max(cursor.rowcount, 0)
