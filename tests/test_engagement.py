@@ -566,3 +566,33 @@ def test_a_sunset_round_moves_only_as_its_table_allows(config: Config) -> None:
         assert [(r.state, r.mailed_at, r.settled_at) for r in engagement.rounds(db)] == [
             ("kept", "2026-11-23T09:00:00Z", "2026-11-23T09:00:00Z")
         ]
+
+
+def test_a_withdrawal_between_the_check_and_the_write_leaves_no_row(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.serve import clicks as serve_clicks
+
+    people = _readers(config, ADA)
+    handle = people[ADA].handle
+    real = serve_clicks.consenting_handles
+    asked: list[set[str]] = []
+
+    def stale_then_real(db: Any, handles: Any) -> set[str]:
+        asked.append(set(handles))
+        return set(handles) if len(asked) == 1 else real(db, handles)
+
+    monkeypatch.setattr(serve_clicks, "consenting_handles", stale_then_real)
+    with _store(config) as store:  # she unticks the box while the flush is on its way
+        choose(config, store, ADA, agree=False, now=NOW, origin="serve:preferences")
+    counter = serve_clicks.ClickCounter(config)
+    tally = Tally.empty()
+    tally.add(ISSUE, 0, "all", "2026-11-23", kept=True, handle=handle)
+    try:
+        counter._write(tally)
+    finally:
+        counter._close()
+    assert asked == [{handle}, {handle}]
+    with _clicks(config) as clicks:
+        assert clicks.readers([ISSUE]) == {}
+        assert clicks.links(ISSUE) == [LinkCount(ISSUE, 0, "all", 1, 0)]

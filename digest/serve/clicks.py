@@ -102,6 +102,12 @@ class ClickCounter:
         self._agreeing(tally)
         try:
             self._store.add(tally)
+            if tally.readers and self._people is not None:
+                # a reader who withdrew between the check and the write: theirs go again
+                written = {handle for _, handle in tally.readers}
+                agree = consenting_handles(self._people.connection, written)
+                if written - agree:
+                    self._store.forget(written - agree)
         except BaseException:
             self._close()  # a broken connection: the next flush opens a new one
             raise
