@@ -121,10 +121,23 @@ def test_analytics_is_off_by_default_and_opens_are_refused(sample_site: Path) ->
         load_config(sample_site / "config.yaml")
 
 
-def test_per_subscriber_clicks_are_refused_until_consent_is_recorded(sample_site: Path) -> None:
-    with (sample_site / "config.yaml").open("a", encoding="utf-8") as out:
-        out.write("\nanalytics:\n  clicks: per_subscriber\n")
-    with pytest.raises(ConfigError, match=r"analytics.clicks.*per_subscriber needs each reader"):
+def test_per_subscriber_is_accepted_and_the_sunset_flow_needs_it(sample_site: Path) -> None:
+    original = (sample_site / "config.yaml").read_text(encoding="utf-8")
+    (sample_site / "config.yaml").write_text(
+        original + "\nanalytics:\n  clicks: per_subscriber\n  sunset:\n"
+        "    after_issues: 3\n    grace_days: 14\n",
+        encoding="utf-8",
+    )
+    config = load_config(sample_site / "config.yaml")
+    assert config.analytics.clicks == "per_subscriber"
+    assert config.analytics.sunset is not None
+    assert (config.analytics.sunset.after_issues, config.analytics.sunset.grace_days) == (3, 14)
+    (sample_site / "config.yaml").write_text(
+        original + "\nanalytics:\n  clicks: aggregate\n  sunset:\n"
+        "    after_issues: 3\n    grace_days: 14\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"analytics.*sunset needs clicks: per_subscriber"):
         load_config(sample_site / "config.yaml")
 
 

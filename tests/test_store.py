@@ -421,6 +421,7 @@ def test_db_migrate_moves_every_row_and_refuses_a_second_time(
         "webhook_deliveries": 0,
         "service_mail": 0,
         "newsletter_choices": 0,
+        "sunset_rounds": 0,
         "issues": 1,
         "deliveries": 250,
         "send_pace": 0,

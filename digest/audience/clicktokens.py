@@ -96,3 +96,34 @@ def read_click_token(token: str, keys: Sequence[bytes]) -> Click:
     if not post.isdigit() or len(post) > 6 or (post != "0" and post.startswith("0")):
         raise refused
     return Click(issue_id, int(post), variant, handle or None)
+
+
+# --------------------------------------------------------------------------- reader seals
+
+_SEAL = re.compile(r"([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{22})")
+
+
+def _seal_signature(issue_id: str, handle: str, key: bytes) -> bytes:
+    fields = b"\x00".join((b"digest-click-reader-v1", issue_id.encode(), handle.encode()))
+    return hmac.new(key, fields, hashlib.sha256).digest()[:16]
+
+
+def reader_seal(issue_id: str, handle: str, key: bytes) -> str:
+    """What a consenting reader's post links carry after the link's token
+    (``/c/<token>/<seal>``): their opaque handle, signed with the link key for this issue,
+    so it can be neither made up nor moved to another issue. No address, no secret."""
+    if not _ISSUE.fullmatch(issue_id) or not _HANDLE.fullmatch(handle):
+        raise ValueError(f"no reader seal for {handle!r} in {issue_id!r}")
+    return f"{handle}.{_b64(_seal_signature(issue_id, handle, key))}"
+
+
+def read_reader_seal(seal: str, issue_id: str, keys: Sequence[bytes]) -> str:
+    """The handle ``seal`` names for ``issue_id``, or :class:`ClickTokenError`."""
+    found = _SEAL.fullmatch(seal)
+    if not found:
+        raise ClickTokenError("this link is damaged or is not a digest link")
+    handle, signed = found.groups()
+    for key in keys:
+        if hmac.compare_digest(signed, _b64(_seal_signature(issue_id, handle, key))):
+            return handle
+    raise ClickTokenError("this link is damaged or is not a digest link")

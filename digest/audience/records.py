@@ -297,6 +297,10 @@ class Consent:
     text: str | None = None  # the consent text shown
     method: str | None = None  # form, json, import:<platform>, cli
     confirm_ip: str | None = None
+    # per-reader engagement (analytics.clicks: per_subscriber; audience/engagement.py)
+    engagement_at: str | None = None
+    engagement_origin: str | None = None
+    engagement_withdrawn_at: str | None = None
 
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -305,7 +309,9 @@ class Consent:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Consent | None:
         if not data:
             return None
-        known = {k: str(v) for k, v in data.items() if k in cls.__dataclass_fields__ and v}
+        # an import's "consent engagement_at" column arrives as "engagement at"
+        given = {str(k).replace(" ", "_"): v for k, v in data.items()}
+        known = {k: str(v) for k, v in given.items() if k in cls.__dataclass_fields__ and v}
         return cls(**known) if known else None
 
 
@@ -578,6 +584,11 @@ def describe(record: Record) -> list[str]:
             lines.append(f"    confirmed from: {consent.confirm_ip}")
         if consent.text:
             lines.append(f"    text shown:  {consent.text}")
+        if consent.engagement_at:
+            agreed = f"{consent.engagement_at} ({consent.engagement_origin})"
+            lines.append(f"    clicks per reader: agreed {agreed}")
+        elif consent.engagement_withdrawn_at:
+            lines.append(f"    clicks per reader: withdrawn {consent.engagement_withdrawn_at}")
     if record.history:
         lines.append("  history:")
         for event in record.history:

@@ -108,6 +108,9 @@ class Cause(str, enum.Enum):
     """``digest subscribers add`` (and the store's default for ``add``)."""
     OWNER_FORCE = "owner_force"
     """``digest subscribers add --force``: the owner re-activates someone who left."""
+    SUNSET = "sunset"
+    """``digest subscribers sunset``: a consenting reader who stopped clicking did not
+    answer the re-permission mail within ``analytics.sunset.grace_days``."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ RULES: dict[Cause, _Rule] = {
     ),
     Cause.SERVE_UNSUBSCRIBE: _Rule(frozenset({Status.UNSUBSCRIBED}), _NONE, _NONE, False, False),
     Cause.CLI_UNSUBSCRIBE: _Rule(frozenset({Status.UNSUBSCRIBED}), _NONE, _NONE, False, False),
+    Cause.SUNSET: _Rule(frozenset({Status.UNSUBSCRIBED}), _NONE, _NONE, False, False),
     Cause.WEBHOOK_UNSUBSCRIBE: _Rule(frozenset({Status.UNSUBSCRIBED}), _NONE, _NONE, False, False),
     Cause.WEBHOOK_BOUNCE: _Rule(frozenset({Status.BOUNCED}), _NONE, _NONE, False, False),
     Cause.WEBHOOK_COMPLAINT: _Rule(frozenset({Status.COMPLAINED}), _NONE, _NONE, False, False),

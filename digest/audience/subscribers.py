@@ -37,6 +37,8 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.audience.engagement import SCHEMA as SUNSET
+from digest.audience.engagement import SCHEMA_POSTGRESQL as SUNSET_PG
 from digest.audience.mailbox import mail_key
 from digest.audience.names import NAME_LIMIT, clean_name
 from digest.audience.records import RECORDS_POSTGRESQL, extend_schema
@@ -179,6 +181,7 @@ MIGRATIONS = (
         "ALTER TABLE subscribers ADD COLUMN frequency_since TEXT;\n"
         "ALTER TABLE subscribers ADD COLUMN timezone TEXT;",
     ),
+    Migration(9, "sunset rounds (audience/engagement.py)", SUNSET, SUNSET_PG),
 )
 SPEC = StoreSpec(
     "subscribers",
@@ -191,6 +194,7 @@ SPEC = StoreSpec(
         "webhook_deliveries",
         "service_mail",
         "newsletter_choices",
+        "sunset_rounds",
     ),
 )
 

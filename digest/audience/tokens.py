@@ -35,7 +35,7 @@ from digest.audience.keys import SECRET_ENV, link_keys
 from digest.config import Config
 from digest.errors import DigestError
 
-PURPOSES = ("unsubscribe", "preferences", "confirm")
+PURPOSES = ("unsubscribe", "preferences", "confirm", "keep")
 __all__ = [
     "PURPOSES",
     "SECRET_ENV",

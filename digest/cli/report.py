@@ -14,9 +14,16 @@ def _percent(rate: float | None) -> str:
 
 @main.command("report")
 @click.option("--issue", "issue_id", default=None, help="Only this issue (e.g. 2026-W47).")
+@click.option(
+    "--inactive",
+    type=click.IntRange(1, 520),
+    default=None,
+    metavar="N",
+    help="List the consenting readers with no click in their last N delivered issues.",
+)
 @json_option
 @pass_state
-def report_command(state: State, issue_id: str | None, as_json: bool) -> None:
+def report_command(state: State, issue_id: str | None, inactive: int | None, as_json: bool) -> None:
     """Show clicks per post, per section and per issue, with delivery outcomes.
 
     Clicks are counted through `digest serve` when analytics.clicks is on; scanners'
@@ -26,7 +33,11 @@ def report_command(state: State, issue_id: str | None, as_json: bool) -> None:
     Examples:
       digest report
       digest report --issue 2026-W47 --json
+      digest report --inactive 4
     """
+    if inactive is not None:
+        _inactive(state, inactive, as_json)
+        return
     from digest.delivery.click_report import click_report
 
     report = click_report(state.config, now=now(), issue_id=issue_id)
@@ -59,3 +70,22 @@ def report_command(state: State, issue_id: str | None, as_json: bool) -> None:
         for section, kept in issue.sections.items():
             if kept:
                 say(f"  section {section or '(none)'}: {kept}")
+
+
+def _inactive(state: State, issues: int, as_json: bool) -> None:
+    """Readers who agreed to per-reader engagement and stopped clicking."""
+    from digest.delivery.engagement import inactive_readers
+
+    report = inactive_readers(state.config, issues=issues)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    if state.config.analytics.clicks != "per_subscriber":
+        click.echo("analytics.clicks is not per_subscriber: no clicks are kept per reader")
+    for reader in report.readers:
+        say(f"  {reader.email}  (no click in {', '.join(i.issue_id for i in reader.issues)})")
+    click.echo(
+        f"{len(report.readers)} of {report.considered} consenting readers clicked in none of "
+        f"their last {issues} issues; not considered: {report.not_consenting} without "
+        f"consent, {report.too_few_issues} sent fewer than {issues} issues"
+    )

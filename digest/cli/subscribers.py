@@ -1,10 +1,11 @@
-"""`digest subscribers import|list|add|set|remove|unsubscribe|export|show|forget|stats` (and
+"""`digest subscribers import|list|add|set|remove|unsubscribe|export|show|forget|stats|sunset` (and
 `digest unsubscribe`)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -362,6 +363,58 @@ def forget_command(state: State, email: str, yes: bool, as_json: bool) -> None:
         return
     for line in report.lines():
         click.echo(line)
+
+
+@subscribers_group.command("sunset")
+@click.option(
+    "--dry-run", is_flag=True, help="List who would be mailed or unsubscribed; change nothing."
+)
+@click.option(
+    "--now",
+    "at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    default=None,
+    help="Run as if it were this moment (UTC unless a zone is given), to rehearse the flow.",
+)
+@json_option
+@pass_state
+def sunset_command(state: State, dry_run: bool, at: datetime | None, as_json: bool) -> None:
+    """Ask readers who stopped clicking whether they want to stay; unsubscribe the ones
+    who did not answer in time.
+
+    Only readers who agreed to per-reader engagement (analytics.clicks: per_subscriber)
+    are looked at. Needs analytics.sunset: {after_issues: N, grace_days: D}. A reader
+    with no click in their last N delivered issues gets one re-permission mail per round
+    (a rerun never mails them twice); one who does not follow its "keep me subscribed"
+    link within D days is unsubscribed (reason sunset). Run it after each send, or daily.
+
+    \b
+    Examples:
+      digest subscribers sunset --dry-run
+      digest subscribers sunset --json
+    """
+    from digest.serve.sunset import run_sunset
+
+    when = now() if at is None else at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    report = run_sunset(state.config, now=when, dry_run=dry_run)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    would = "would be " if dry_run else ""
+    for email in report.ended:
+        click.echo(f"{would}unsubscribed (sunset): {email}")
+    for email in report.mailed:
+        click.echo(f"{would}mailed (keep me subscribed?): {email}")
+    for failed in report.failed:
+        click.echo(f"not mailed, tried again next run: {failed['email']}: {failed['reason']}")
+    for email in report.uncertain:
+        click.echo(f"uncertain (the mail may have gone; not sent again): {email}")
+    click.echo(
+        f"{len(report.mailed)} {would}mailed, {len(report.ended)} {would}unsubscribed, "
+        f"{report.waiting} waiting for an answer; {report.considered} readers considered, "
+        f"{report.not_consenting} not (no consent), {report.too_few_issues} with fewer "
+        f"than {report.after_issues} issues"
+    )
 
 
 @subscribers_group.command("stats")

@@ -10,9 +10,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ClickMode = Literal["off", "aggregate", "per_subscriber"]
+
+
+class SunsetConfig(BaseModel):
+    """The sunset flow (off unless set): ask readers who stopped clicking, then unsubscribe.
+
+    Readers who agreed to per-reader engagement and stopped clicking are asked once
+    whether they want to stay; those who do not answer are unsubscribed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after_issues: int = Field(
+        ge=2,
+        le=520,
+        description="A consenting reader with no click in their last after_issues delivered "
+        "issues gets the re-permission mail.",
+    )
+    grace_days: int = Field(
+        ge=1,
+        le=365,
+        description='Days the reader has to follow the mail\'s "keep me subscribed" link; '
+        "after them `digest subscribers sunset` unsubscribes them (reason sunset).",
+    )
 
 
 class AnalyticsConfig(BaseModel):
@@ -24,8 +46,9 @@ class AnalyticsConfig(BaseModel):
         default="off",
         description="off: post links go straight to the post. aggregate: each post link "
         "goes through <serve.public_url>/c/<token>, counted per issue, post and variant, "
-        "never per reader. per_subscriber (per-reader engagement with consent) is not built "
-        "yet and is refused.",
+        "never per reader. per_subscriber: as aggregate, and for readers who agreed (a box "
+        "on the subscribe form and the preferences page, off by default) also which issues "
+        "each of them clicked in; used for `digest report --inactive` and the sunset flow.",
     )
     opens: bool = Field(
         default=False,
@@ -43,16 +66,11 @@ class AnalyticsConfig(BaseModel):
         le=60,
         description="How often each digest serve process writes its buffered counts.",
     )
-
-    @field_validator("clicks")
-    @classmethod
-    def _no_reader_engagement_yet(cls, value: ClickMode) -> ClickMode:
-        if value == "per_subscriber":
-            raise ValueError(
-                "per_subscriber needs each reader's consent, which digest does not record "
-                "yet; use aggregate (counts per issue, post and variant, never per reader)"
-            )
-        return value
+    sunset: SunsetConfig | None = Field(
+        default=None,
+        description="Off unless set: {after_issues: N, grace_days: D}; needs "
+        'clicks: per_subscriber (see docs/analytics.md, "The sunset flow").',
+    )
 
     @field_validator("opens")
     @classmethod
@@ -64,3 +82,12 @@ class AnalyticsConfig(BaseModel):
                 "(analytics.clicks, docs/analytics.md)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _sunset_needs_readers(self) -> AnalyticsConfig:
+        if self.sunset is not None and self.clicks != "per_subscriber":
+            raise ValueError(
+                "sunset needs clicks: per_subscriber (it asks only readers who agreed to "
+                "per-reader engagement); set clicks: per_subscriber or remove sunset"
+            )
+        return self

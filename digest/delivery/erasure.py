@@ -3,7 +3,8 @@ what was changed.
 
 ``digest subscribers forget`` reaches:
 
-- the subscriber store: the row (address, name, preferences, consent, link secret) goes,
+- the subscriber store: the row (address, name, preferences, consent, link secret) goes
+  with its sunset rounds (audience/engagement.py),
   a keyed hash keeps the address suppressed (:func:`digest.audience.lifecycle.forget`),
   and the service-mail counts of the mailbox go;
 - the send ledger: the address, and the provider id, Message-ID and last error where they

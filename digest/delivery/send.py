@@ -38,6 +38,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TypeVar
 
 from digest.audience import newsletters
+from digest.audience.engagement import consenting_ids
 from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
@@ -73,6 +74,7 @@ from digest.delivery.send_report import (
     count_new_subscribers,
     write_report,
 )
+from digest.email.clicklinks import counts_readers, reader_value
 from digest.email.message import message_id_for, recipient_values
 from digest.errors import (
     DigestError,
@@ -134,6 +136,7 @@ class _Sender:
         self.clock = clock
         self.progress = progress
         self.server = token_secret(config)
+        self.readers = consenting_ids(store.connection) if counts_readers(config) else frozenset()
         self.variants = Variants(config, issue, composer, now=now)
         self.reconciler = Reconciler(self, self.issue_id, provider, ledger, report, clock=clock)
         self.batch_size = min(config.send.batch_size or provider.max_batch, provider.max_batch)
@@ -162,7 +165,15 @@ class _Sender:
         return Recipient(
             subscriber.id,
             subscriber.email,
-            recipient_values(self.config, subscriber, self.server),
+            {
+                **recipient_values(self.config, subscriber, self.server),
+                **reader_value(
+                    self.config,
+                    self.issue_id,
+                    subscriber.handle if subscriber.id in self.readers else None,
+                    self.server,
+                ),
+            },
             message_id_for(self.config, self.issue_id, subscriber.id),
         )
 

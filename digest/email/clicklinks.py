@@ -19,14 +19,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from digest.audience.clicktokens import Click, make_click_token
+from digest.audience.clicktokens import Click, make_click_token, reader_seal
 from digest.audience.links import click_url
 from digest.config import Config
 from digest.email.message import ComposedEmail
 
+READER_MARKER = "[[digest:click_reader]]"
+"""Where a consenting reader's seal goes in each counted link (``/c/<token>/<seal>``):
+empty for everyone else, so their links name no reader (``per_subscriber`` only)."""
+
 
 def counts_clicks(config: Config) -> bool:
     return config.analytics.clicks != "off"
+
+
+def counts_readers(config: Config) -> bool:
+    return config.analytics.clicks == "per_subscriber"
+
+
+def reader_value(config: Config, issue_id: str, handle: str | None, key: bytes) -> dict[str, str]:
+    """The ``click_reader`` marker's value for one recipient: ``/<seal>`` for a reader who
+    agreed to per-reader engagement (``handle``), empty for everyone else."""
+    if not counts_readers(config):
+        return {}
+    return {"click_reader": "/" + reader_seal(issue_id, handle, key) if handle else ""}
 
 
 def count_clicks(
@@ -46,7 +62,7 @@ def count_clicks(
     html, text = composed.html, composed.text
     for _section, slug, url in composed.posts:
         token = make_click_token(Click(composed.issue_id, place[slug], variant), key)
-        counted = click_url(config, token)
+        counted = click_url(config, token) + (READER_MARKER if counts_readers(config) else "")
         html = html.replace(f'href="{html_lib.escape(url, quote=True)}"', f'href="{counted}"')
         # a URL in the text part stands alone (a line, or a word); never part of a longer one
         text = re.sub(rf"(?<!\S){re.escape(url)}(?!\S)", counted.replace("\\", "\\\\"), text)

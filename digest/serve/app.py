@@ -14,6 +14,8 @@ Routes::
                                    empty) or the page's form (CSRF checked)
     GET  /preferences/<token>      choose sections, or unsubscribe
     POST /preferences/<token>
+    GET  /keep/<token>             the sunset flow's "keep me subscribed" (serve/keep.py)
+    POST /keep/<token>
     GET  /archive/…                out/archive/ as written by `digest build` (index, feed.xml,
                                    <issue-id>/)
     POST /webhooks/<provider>      postmark, resend, sendgrid, mailgun
@@ -79,6 +81,7 @@ from digest.serve import zones
 from digest.serve.clicks import ClickRoute
 from digest.serve.first_issue import send_latest, welcome_blocks
 from digest.serve.jsonbody import BadJson, loads_bounded, text_field, text_list
+from digest.serve.keep import KeepRoute
 from digest.serve.leaving import Leaving, named
 from digest.serve.mail import (
     CONFIRM_TEMPLATE,
@@ -334,6 +337,7 @@ class Handlers:
                 chosen = text_list(data, "categories", most=50, limit=200)
                 lists = text_list(data, "newsletters", most=20, limit=40)
                 given_language: object = text_field(data, "language", limit=40)
+                engaged = data.get("engagement") is True
             except BadJson as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         else:
@@ -349,6 +353,7 @@ class Handlers:
             lists = [n for n in form.getlist("newsletters") if isinstance(n, str)]
             given_language = form.get("language")
             given_zone = form.get("timezone")
+            engaged = form.get("engagement") == "yes"
             zone = given_zone if isinstance(given_zone, str) else ""
         categories = chosen[:50]
         language = self.pages.to_store(
@@ -363,6 +368,7 @@ class Handlers:
             client=request.client.host if request.client else None,
             origin=request.headers.get("origin") or request.headers.get("referer"),
             method="json" if is_json else "form",
+            engagement=engaged,
         )
         wanted = lists[:20]
 
@@ -616,6 +622,9 @@ class Handlers:
                 await self.store.run(
                     lambda store: zones.save_zone(store, address, zone_name, now, self.config)
                 )
+            if action == "save" and self.pages.common["ask_engagement"]:
+                agree, who = form.get("engagement") == "yes", subscriber.email
+                await self.store.run(lambda s: self.subscriptions.engage(s, who, agree, now))
             if self.newsletters and lists and action == "save":
                 address = subscriber.email
                 await self.store.run(
@@ -651,6 +660,7 @@ class Handlers:
             else ()
         )
         rhythm = await self.store.run(lambda store: self.subscriptions.rhythm(store, address, now))
+        agreed = await self.store.run(lambda s: self.subscriptions.engage(s, address, None, now))
         return self.page(
             request,
             "preferences.html.j2",
@@ -671,6 +681,7 @@ class Handlers:
                 else None
             ),
             saved=saved,
+            engagement=agreed,
             languages=i18n.names(i18n.catalogues(), self.pages.language(subscriber.language)),
             action=token_path("preferences", token),
         )
@@ -818,6 +829,7 @@ def create_app(
     )
 
     clicks = ClickRoute(config, clock=clock, monotonic=monotonic or time.monotonic)
+    keep = KeepRoute(handlers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -841,6 +853,8 @@ def create_app(
         Route(route("unsubscribe"), handlers.unsubscribe_page, methods=["GET"]),
         Route(route("unsubscribe"), handlers.unsubscribe, methods=["POST"]),
         Route(route("preferences"), handlers.preferences, methods=["GET", "POST"]),
+        Route(route("keep"), keep.page, methods=["GET"]),
+        Route(route("keep"), keep.keep, methods=["POST"]),
         Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
         Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
         Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),

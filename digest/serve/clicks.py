@@ -21,19 +21,27 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from digest.audience.clicktokens import Click, ClickTokenError, read_click_token
+from digest.audience.clicktokens import (
+    Click,
+    ClickTokenError,
+    read_click_token,
+    read_reader_seal,
+)
+from digest.audience.engagement import consenting_handles
+from digest.audience.subscribers import SubscriberStore
 from digest.audience.tokens import verifying_secrets
 from digest.config import Config
 from digest.content.files import read_inside
 from digest.content.memory import MANIFEST
 from digest.delivery.clicks import ClickStore, Tally
-from digest.email.clicklinks import counts_clicks, manifest_links
+from digest.email.clicklinks import counts_clicks, counts_readers, manifest_links
 from digest.errors import DigestError
 from digest.serve.clickfilter import Bursts, reader_agent
 from digest.store.database import locate
@@ -51,6 +59,10 @@ class ClickCounter:
 
     def __init__(self, config: Config, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.target = locate(config, config.analytics.database)
+        # per_subscriber: a reader's row is written only while they agree (asked at each flush)
+        readers = counts_readers(config)
+        self.people = locate(config, config.subscribers.database) if readers else None
+        self._people: SubscriberStore | None = None
         self.every = config.analytics.flush_seconds
         self.monotonic = monotonic
         self.tally = Tally.empty()
@@ -73,11 +85,29 @@ class ClickCounter:
                 click.issue_id, click.post, click.variant, day, kept=kept, handle=click.handle
             )
 
+    def _agreeing(self, tally: Tally) -> None:
+        """Drop the per-reader counts of readers who do not agree (now) to be counted."""
+        if not tally.readers:
+            return
+        agree: set[str] = set()
+        if self.people is not None:
+            if self._people is None:
+                self._people = SubscriberStore(self.people)
+            agree = consenting_handles(self._people.connection, {h for _, h in tally.readers})
+        tally.readers = {key: n for key, n in tally.readers.items() if key[1] in agree}
+
     def _write(self, tally: Tally) -> None:
         if self._store is None:
             self._store = ClickStore(self.target)
+        self._agreeing(tally)
         try:
             self._store.add(tally)
+            if tally.readers and self._people is not None:
+                # a reader who withdrew between the check and the write: theirs go again
+                written = {handle for _, handle in tally.readers}
+                agree = consenting_handles(self._people.connection, written)
+                if written - agree:
+                    self._store.forget(written - agree)
         except BaseException:
             self._close()  # a broken connection: the next flush opens a new one
             raise
@@ -116,6 +146,10 @@ class ClickCounter:
 
     def _close(self) -> None:
         store, self._store = self._store, None
+        people, self._people = self._people, None
+        if people is not None:
+            with contextlib.suppress(Exception):
+                people.close()
         if store is not None:
             with contextlib.suppress(Exception):  # a connection already broken
                 store.close()
@@ -159,8 +193,11 @@ class ClickRoute:
         return found
 
     async def follow(self, request: Request) -> Response:
+        link, sealed, seal = request.path_params["token"].partition("/")
         try:
-            click = read_click_token(request.path_params["token"], self.keys)
+            click = read_click_token(link, self.keys)
+            if sealed:  # a consenting reader's link: /c/<token>/<seal>
+                click = replace(click, handle=read_reader_seal(seal, click.issue_id, self.keys))
         except ClickTokenError as exc:
             return PlainTextResponse(f"{exc.message}\n", status_code=400)
         links = self.post_links(click.issue_id)

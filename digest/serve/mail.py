@@ -27,10 +27,13 @@ CONFIRM_ISSUE = "confirmations"
 """The provider sees confirmation emails as this issue (outbox: out/confirmations/outbox/)."""
 WELCOME_ISSUE = "welcome"
 """… and welcome emails as this one (outbox: out/welcome/outbox/)."""
+SUNSET_ISSUE = "sunset"
+"""… and the sunset flow's re-permission mails as this one (serve/sunset.py)."""
 
 CONFIRM_TEMPLATE = "confirm_email"
 NOTICE_TEMPLATE = "already_subscribed_email"
 WELCOME_TEMPLATE = "welcome_email"
+SUNSET_TEMPLATE = "sunset_email"
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,9 @@ class Mailer:
         if sender.reply_to:
             headers["Reply-To"] = sender.reply_to
         return ConfirmationEmail(
-            issue_id=WELCOME_ISSUE if template == WELCOME_TEMPLATE else CONFIRM_ISSUE,
+            issue_id={WELCOME_TEMPLATE: WELCOME_ISSUE, SUNSET_TEMPLATE: SUNSET_ISSUE}.get(
+                template, CONFIRM_ISSUE
+            ),
             subject=self.pages.render(f"{template}.subject.j2", **context).strip(),
             html=self.pages.render(f"{template}.html.j2", **context),
             text=self.pages.render(f"{template}.txt.j2", **context),

@@ -58,6 +58,7 @@ class Pages:
             "site_name": config.site.name,
             "site_url": config.site.base_url,
             "postal_address": config.sender.postal_address,
+            "ask_engagement": config.analytics.clicks == "per_subscriber",
         }
 
     def env(self, language: str) -> Environment:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from digest.audience.engagement import reader, with_engagement
 from digest.audience.keys import link_keys
 from digest.audience.lifecycle import address_form, erasure_key, record_confirmation
 from digest.audience.links import token_path, token_url
@@ -45,6 +46,8 @@ from digest.audience.tokens import (
     verify_token,
 )
 from digest.config import Config
+from digest.delivery.engagement import choose
+from digest.email.clicklinks import counts_readers
 from digest.errors import StoreError
 from digest.safelog import clean, log_change
 from digest.serve.webhooks import WebhookDelivery, WebhookEvent
@@ -110,16 +113,34 @@ class Subscriptions:
         self.stored_address = address_form(config)
 
     def consent(
-        self, now: datetime, *, client: str | None, origin: str | None, method: str
+        self,
+        now: datetime,
+        *,
+        client: str | None,
+        origin: str | None,
+        method: str,
+        engagement: bool = False,
     ) -> Consent:
-        """What a subscribe request agreed to: when, from where, to which text."""
-        return Consent(
+        """What a subscribe request agreed to: when, from where, to which text (and, with
+        ``analytics.clicks: per_subscriber``, whether to per-reader engagement)."""
+        consent = Consent(
             at=iso(now),
             ip=self.stored_address(client),
             origin=(origin or "")[:500] or None,
             text=self.config.serve.consent_text,
             method=method,
         )
+        if engagement and counts_readers(self.config):
+            consent = with_engagement(consent, now, "serve:subscribe")
+        return consent
+
+    def engage(self, store: SubscriberStore, email: str, agree: bool | None, now: datetime) -> bool:
+        """Whether the reader agrees to per-reader engagement, after recording ``agree``
+        (None: only asked). A no deletes their per-reader click rows."""
+        if agree is not None and counts_readers(self.config):
+            choose(self.config, store, email, agree=agree, now=now, origin="serve:preferences")
+        found = reader(store.connection, email)
+        return found is not None and found.consenting
 
     # -- tokens
 
