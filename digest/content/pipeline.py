@@ -6,12 +6,13 @@ Commands call these; each takes the config and the clock, and returns plain resu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING
 
 from digest.config import Config, SourceConfig
 from digest.content.frontmatter import YamlLimits
+from digest.content.interest import OFF, Interest, reader_interest
 from digest.content.memory import earlier_issues
 from digest.content.posts import ExcerptReport, LoadResult, Post, Progress, excerpt_report
 from digest.content.select import (
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 class Loaded:
     posts: LoadResult
     selection: Selection
+    interest: Interest = OFF  # what reader interest knew (select --explain says it)
 
 
 def load(
@@ -130,8 +132,10 @@ def load_and_select(
         config.dedupe.earlier_issues,
         daily=is_day(chosen),
     )
-    selection = select_posts(result.posts, chosen, Rules.from_config(config), now, earlier)
-    return Loaded(result, selection)
+    interest = reader_interest(config, chosen.start)
+    rules = replace(Rules.from_config(config), interest=interest)
+    selection = select_posts(result.posts, chosen, rules, now, earlier)
+    return Loaded(result, selection, interest)
 
 
 def unlisted_categories(config: Config, posts: Iterable[Post]) -> list[str]:
