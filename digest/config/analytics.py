@@ -16,7 +16,7 @@ ClickMode = Literal["off", "aggregate", "per_subscriber"]
 
 
 class AnalyticsConfig(BaseModel):
-    """Click counting through ``digest serve`` (``/c/<token>``), and the open pixel."""
+    """Click counting through ``digest serve`` (``/c/<token>``), and the open pixel (``/o/``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,9 +29,11 @@ class AnalyticsConfig(BaseModel):
     )
     opens: bool = Field(
         default=False,
-        description="Count opens with a pixel. Off by default: Apple Mail Privacy Protection "
-        "fetches every image of every message it receives, so most opens it reports were "
-        "never seen by a reader (see docs/analytics.md). Not built yet: true is refused.",
+        description="Count opens with a 1x1 image, <serve.public_url>/o/<token>, per issue and "
+        "variant, never per reader. Off by default and unreliable: Apple Mail Privacy "
+        "Protection fetches every image of every message it receives, so most opens are "
+        "machines' (counted apart as machine opens where they can be told; see "
+        "docs/analytics.md).",
     )
     database: Path = Field(
         default=Path("data/clicks.sqlite"),
@@ -51,16 +53,5 @@ class AnalyticsConfig(BaseModel):
             raise ValueError(
                 "per_subscriber needs each reader's consent, which digest does not record "
                 "yet; use aggregate (counts per issue, post and variant, never per reader)"
-            )
-        return value
-
-    @field_validator("opens")
-    @classmethod
-    def _no_pixel_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "digest has no open pixel: Apple Mail Privacy Protection fetches every "
-                "image, so opens would mostly count machines; count clicks instead "
-                "(analytics.clicks, docs/analytics.md)"
             )
         return value

@@ -87,6 +87,7 @@ from digest.serve.mail import (
     welcome_context,
 )
 from digest.serve.middleware import Archive, SecurityHeaders, SubscribeCors
+from digest.serve.opens import OPEN_ROUTE, OpenRoute
 from digest.serve.pages import Pages
 from digest.serve.security import CSRF_COOKIE, CSRF_FIELD, BodyLimit, CsrfGuard, RateLimiter
 from digest.serve.shared import SharedRateLimiter
@@ -803,6 +804,7 @@ def create_app(
     )
 
     clicks = ClickRoute(config, clock=clock, monotonic=monotonic or time.monotonic)
+    opens = OpenRoute(config, clicks.keys, clicks.counter, clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -828,6 +830,7 @@ def create_app(
         Route(route("preferences"), handlers.preferences, methods=["GET", "POST"]),
         Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
         Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
+        Route(OPEN_ROUTE, opens.pixel, methods=["GET", "HEAD"]),
         Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),
         Mount(ARCHIVE_PATH, app=Archive(archive_dir(config))),
     ]

@@ -137,7 +137,8 @@ class ClickRoute:
         self.keys = verifying_secrets(config)
         self.out = config.path(config.out_dir)
         self.links: OrderedDict[str, list[str]] = OrderedDict()
-        self.counter = ClickCounter(config, monotonic=monotonic) if counts_clicks(config) else None
+        counting = counts_clicks(config) or config.analytics.opens  # opens: digest.serve.opens
+        self.counter = ClickCounter(config, monotonic=monotonic) if counting else None
 
     def post_links(self, issue_id: str) -> list[str] | None:
         """The issue's post links from its manifest (None: no such issue here)."""
