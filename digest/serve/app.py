@@ -816,7 +816,9 @@ def create_app(
             await clicks.stop()
             handlers.close()
 
-    routes = [
+    routes = [  # the counted links first: the routes most requests take
+        Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
+        Route(OPEN_ROUTE, opens.pixel, methods=["GET", "HEAD"]),
         Route("/", handlers.home),
         Route("/healthz", handlers.healthz),
         Route("/assets/serve.css", handlers.stylesheet),
@@ -829,8 +831,6 @@ def create_app(
         Route(route("unsubscribe"), handlers.unsubscribe, methods=["POST"]),
         Route(route("preferences"), handlers.preferences, methods=["GET", "POST"]),
         Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
-        Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
-        Route(OPEN_ROUTE, opens.pixel, methods=["GET", "HEAD"]),
         Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),
         Mount(ARCHIVE_PATH, app=Archive(archive_dir(config))),
     ]

@@ -41,6 +41,7 @@ from digest.store.database import locate
 log = logging.getLogger(__name__)
 
 MANIFESTS_HELD = 64
+TOKENS_HELD = 4096  # verified tokens: one per post link and variant of recent issues
 MAX_MANIFEST = 4 * 1024 * 1024
 
 Held = tuple[Click, str]  # the click and its UTC day
@@ -137,6 +138,9 @@ class ClickRoute:
         self.keys = verifying_secrets(config)
         self.out = config.path(config.out_dir)
         self.links: OrderedDict[str, list[str]] = OrderedDict()
+        # Every reader of a variant follows the same token for a post (in aggregate mode),
+        # so a token verified once is not verified again (a forged one never gets in here).
+        self.verified: OrderedDict[str, Click] = OrderedDict()
         counting = counts_clicks(config) or config.analytics.opens  # opens: digest.serve.opens
         self.counter = ClickCounter(config, monotonic=monotonic) if counting else None
 
@@ -159,9 +163,20 @@ class ClickRoute:
             self.links.popitem(last=False)
         return found
 
+    def read(self, token: str) -> Click:
+        """What ``token`` names (:class:`ClickTokenError` when no link key signed it)."""
+        click = self.verified.get(token)
+        if click is not None:
+            self.verified.move_to_end(token)
+            return click
+        click = self.verified[token] = read_click_token(token, self.keys)
+        if len(self.verified) > TOKENS_HELD:
+            self.verified.popitem(last=False)
+        return click
+
     async def follow(self, request: Request) -> Response:
         try:
-            click = read_click_token(request.path_params["token"], self.keys)
+            click = self.read(request.path_params["token"])
         except ClickTokenError as exc:
             return PlainTextResponse(f"{exc.message}\n", status_code=400)
         links = self.post_links(click.issue_id)
@@ -170,7 +185,7 @@ class ClickRoute:
         if self.counter is not None:
             self.counter.count(
                 click,
-                self.clock().strftime("%Y-%m-%d"),
+                self.clock().date().isoformat(),
                 head=request.method == "HEAD",
                 agent=request.headers.get("user-agent"),
                 client=request.client.host if request.client else "",
