@@ -15,6 +15,7 @@ server's peak memory (VmHWM).
     python bench/bench_clicks.py                    # 50,000 clicks, 200 clients
     python bench/bench_clicks.py --clicks 2000 --clients 20
     python bench/bench_clicks.py --rate 500 --search 100,200,400,600,800,1000
+    python bench/bench_clicks.py --in-process 20000   # the redirect's own cost, no sockets
 
 Closed loop, each client sends its next click when the last was answered: with 200 clients
 that measures queueing (Little's law: latency = clients in flight / throughput), not the
@@ -62,12 +63,14 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 class Run:
     requests: int = 0
     seconds: float = 0.0
+    cpu: float = 0.0  # the servers' CPU seconds while it ran
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: Run) -> None:
         self.requests += other.requests
         self.seconds += other.seconds
+        self.cpu += other.cpu
         self.latencies += other.latencies
         self.errors += other.errors
 
@@ -189,6 +192,16 @@ async def drive(
     return run
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -255,6 +268,14 @@ def measure(
     for proc, _ in processes:
         pin(proc.pid, server_core)
     urls = [url for _, url in processes]
+    pids = [proc.pid for proc, _ in processes]
+
+    def timed(plan: list[list[str]], expect: int, rate: float | None = None) -> Run:
+        used = cpu_seconds(pids)
+        run = asyncio.run(drive(urls, plan, expect, rate=rate))
+        run.cpu = cpu_seconds(pids) - used
+        return run
+
     expected: dict[int, int] = {}
     found: list[dict[str, float]] = []
     try:
@@ -265,18 +286,18 @@ def measure(
         for turn in range(ROUNDS):
             share = [p // ROUNDS + (1 if turn < p % ROUNDS else 0) for p in per]
             base = baseline // clients // ROUNDS or 1
-            health.add(asyncio.run(drive(urls, [["/healthz"] * base] * clients, 200)))
+            health.add(timed([["/healthz"] * base] * clients, 200))
             plan = [[links[n % POSTS]] * share[n] for n in range(clients)]
-            load.add(asyncio.run(drive(urls, plan, 302)))
+            load.add(timed(plan, 302))
             _tally(expected, plan)
         for run in rates:
             plan = _plan(links, clients, run.clicks)
-            run.run = asyncio.run(drive(urls, plan, 302, rate=run.rate))
+            run.run = timed(plan, 302, run.rate)
             load.errors += run.run.errors
             _tally(expected, plan)
         for rate in search:
             plan = _plan(links, clients, int(rate * search_seconds))
-            step = asyncio.run(drive(urls, plan, 302, rate=rate))
+            step = timed(plan, 302, rate)
             load.errors += step.errors
             _tally(expected, plan)
             found.append({"rate": rate, "p50": step.percentile(0.5), "p99": step.percentile(0.99)})
@@ -303,6 +324,7 @@ def measure(
                 "p50_ms": r.run.percentile(0.5),
                 "p99_ms": r.run.percentile(0.99),
                 "achieved_per_second": r.run.requests / r.run.seconds if r.run.seconds else 0,
+                "server_cpu_us": r.run.cpu / r.run.requests * 1e6,
             }
             for r in rates
         ],
@@ -324,7 +346,76 @@ def measure(
         "server_peak_mb": memory,
         "exit_codes": [proc.returncode for proc, _ in processes],
         "mean_click_ms": statistics.fmean(load.latencies) * 1000,
+        "click_cpu_us": load.cpu / load.requests * 1e6,
+        "health_cpu_us": health.cpu / health.requests * 1e6,
+        "load_average": os.getloadavg()[0],
     }
+
+
+async def _asgi_rounds(app: Any, paths: dict[str, str], requests: int) -> dict[str, float]:
+    """Microseconds per request of each path through the ASGI app itself (no socket, no
+    HTTP parsing), the paths taking turns in rounds."""
+    agent = BROWSER.encode()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    def scope(path: str) -> dict[str, Any]:
+        return {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+            "query_string": b"", "root_path": "", "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8025), "state": {},
+            "headers": [(b"host", b"127.0.0.1:8025"), (b"user-agent", agent)],
+        }  # fmt: skip
+
+    spent = dict.fromkeys(paths, 0.0)
+    for _ in range(ROUNDS):
+        for name, path in paths.items():
+            started = time.perf_counter()
+            for _ in range(requests // ROUNDS):
+                await app(scope(path), receive, send)
+            spent[name] += time.perf_counter() - started
+    return {name: seconds / requests * 1e6 for name, seconds in spent.items()}
+
+
+def in_process(requests: int) -> dict[str, float]:
+    """The redirect's own cost: /c/<token> and /healthz through the app in this process
+    (SQLite click store, the lifespan running so the counter flushes as in serve)."""
+    from datetime import datetime, timezone
+
+    from digest.serve.app import create_app
+
+    os.environ["DIGEST_SECRET"] = SECRET
+    with tempfile.TemporaryDirectory() as folder:
+        site = make_site(Path(folder), "")
+        data = yaml.safe_load((site / "config.yaml").read_text())
+        del data["database"]
+        (site / "config.yaml").write_text(yaml.safe_dump(data))
+        config = load_config(site / "config.yaml")
+        link = f"/c/{make_click_token(Click(ISSUE, 3, 'all'), token_secret(config))}"
+        app = create_app(config, clock=lambda: datetime.now(timezone.utc))
+
+        async def run() -> dict[str, float]:
+            events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+            said: list[Any] = []
+
+            async def answer(message: Any) -> None:
+                said.append(message)
+
+            await events.put({"type": "lifespan.startup"})
+            life = asyncio.create_task(app({"type": "lifespan", "state": {}}, events.get, answer))
+            while not said:
+                await asyncio.sleep(0.01)
+            found = await _asgi_rounds(app, {"click": link, "healthz": "/healthz"}, requests)
+            await events.put({"type": "lifespan.shutdown"})
+            await life
+            return found
+
+        return asyncio.run(run())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,8 +437,21 @@ def main(argv: list[str] | None = None) -> int:
         help="rates for open-loop runs of 4 s, in order, until p50 reaches 20 ms "
         "(e.g. 100,200,400,600,800)",
     )
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        metavar="N",
+        help="only N requests of each path through the app in this process (no servers)",
+    )
     parser.add_argument("--database", help="a postgresql:// URL (default: a throwaway cluster)")
     args = parser.parse_args(argv)
+    if args.in_process:
+        cost = in_process(args.in_process)
+        print(
+            f"in process, {args.in_process:,} requests each: /c/<token> {cost['click']:.0f} "
+            f"us, /healthz {cost['healthz']:.0f} us ({cost['click'] / cost['healthz']:.2f}x)"
+        )
+        return 0
     rates = tuple(Open(rate, args.open_clicks) for rate in args.rate)
     search = tuple(float(r) for r in args.search.split(",") if r.strip())
     cluster = None
@@ -396,11 +500,15 @@ def report(result: dict[str, Any]) -> None:
         print(f"  {name:<22}{click:>12.2f}{base:>12.2f}{click / base:>8.2f}")
     rate, base_rate = result["clicks_per_second"], result["health_per_second"]
     print(f"  {'requests/s':<22}{rate:>12.0f}{base_rate:>12.0f}{rate / base_rate:>8.2f}")
+    click_cpu, base_cpu = result["click_cpu_us"], result["health_cpu_us"]
+    print(f"  {'server CPU/request (us)':<22}{click_cpu:>12.0f}{base_cpu:>12.0f}"
+          f"{click_cpu / base_cpu:>8.2f}")  # fmt: skip
     for run in result["open_loop"]:
         print(
             f"open loop: {run['clicks']:,} clicks from {result['clients']} clients at "
             f"{run['rate']:.0f}/s in all (achieved {run['achieved_per_second']:.0f}/s): "
-            f"p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms"
+            f"p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms, "
+            f"server CPU {run['server_cpu_us']:.0f} us/click"
         )
     for step in result["search"]:
         print(
@@ -412,6 +520,10 @@ def report(result: dict[str, Any]) -> None:
             f"highest rate tried with p50 under 20 ms: {best if best is None else f'{best:.0f}/s'}"
         )
     print(f"  server peak memory (MB): {', '.join(f'{m:.0f}' for m in result['server_peak_mb'])}")
+    print(
+        f"  load average at the end: {result['load_average']:.1f} "
+        f"(the machine's cores: {os.cpu_count()})"
+    )
     if result["errors"]:
         print(f"  errors: {result['errors']}")
 
