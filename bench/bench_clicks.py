@@ -255,7 +255,8 @@ def measure(
 
     First the closed loop (``clicks`` from ``clients``, taking turns with the baseline);
     then each open-loop run of ``rates``; then ``search``: open-loop runs of
-    ``search_seconds`` each at these rates, in order, until p50 reaches 20 ms."""
+    ``search_seconds`` each at these rates, in order, until two in a row have a p50 of
+    20 ms or more."""
     env = {**os.environ, "DIGEST_SECRET": SECRET}
     os.environ["DIGEST_SECRET"] = SECRET
     config = load_config(site / "config.yaml")
@@ -301,8 +302,8 @@ def measure(
             load.errors += step.errors
             _tally(expected, plan)
             found.append({"rate": rate, "p50": step.percentile(0.5), "p99": step.percentile(0.99)})
-            if step.percentile(0.5) >= 20:
-                break
+            if len(found) >= 2 and min(f["p50"] for f in found[-2:]) >= 20:
+                break  # two rates in a row over 20 ms: one could be a neighbour's burst
         memory = [peak_mb(proc.pid) for proc, _ in processes]
     finally:
         for proc, _ in processes:
@@ -434,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--search",
         default="",
-        help="rates for open-loop runs of 4 s, in order, until p50 reaches 20 ms "
+        help="rates for open-loop runs of 4 s, in order, until two in a row reach a p50 of 20 ms "
         "(e.g. 100,200,400,600,800)",
     )
     parser.add_argument(
