@@ -6,8 +6,10 @@ line (no traceback) and exits with its ``exit_code``::
     DigestError                      exit 1   something went wrong; the message says what
     ├── TokenError                   exit 1   a link token is malformed, forged or expired
     │   │                                     (digest.audience.tokens)
-    │   └── ClickTokenError                   a click link's token is not one digest signed
-    │                                         (digest.audience.clicktokens)
+    │   ├── ClickTokenError                   a click link's token is not one digest signed
+    │   │                                     (digest.audience.clicktokens)
+    │   └── OpenTokenError                    an open pixel's token is not one digest signed
+    │                                         (digest.audience.opentokens)
     ├── DnsError                     exit 1   the From domain's DNS could not be asked
     │                                         (digest.delivery.dns_checks)
     ├── DkimError                    exit 1   a DKIM key cannot be made, read or used

@@ -109,3 +109,13 @@ path below it: whatever follows ``/c/`` is a token, or refused as one)."""
 def click_url(config: Config, token: str) -> str:
     """A counted post link (``analytics.clicks``) as a public URL."""
     return public_base(config) + CLICK_PATH + token
+
+
+OPEN_PATH = "/o/"
+OPEN_ROUTE = OPEN_PATH + "{token:path}"
+"""Where ``digest serve`` answers the open pixel (``analytics.opens``) and counts the open."""
+
+
+def open_url(config: Config, token: str) -> str:
+    """The open pixel of one issue's variant as a public URL."""
+    return public_base(config) + OPEN_PATH + token

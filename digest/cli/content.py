@@ -161,6 +161,7 @@ def _print_selection(
             + f"; score = {s.weight_coverage} × coverage + {s.weight_newest} × newest"
             f" − {s.weight_day} × same day − {s.weight_source} × same outlet"
         )
+        click.echo(loaded.interest.summary)
         say("\nEvery post in and around the window:", bold=True)
         for decision in selection.decisions:
             mark = "+" if decision.selected else "-"

@@ -41,7 +41,7 @@ def _stores(config: Config) -> list[tuple[StoreSpec, Target]]:
 
 def _counts(config: Config) -> bool:
     """Whether the click store is one of the stores (a site that counts no clicks has none)."""
-    return config.analytics.clicks != "off"
+    return config.analytics.clicks != "off" or config.analytics.opens
 
 
 @main.group("db")

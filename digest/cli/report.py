@@ -38,7 +38,7 @@ def report_command(state: State, issue_id: str | None, inactive: int | None, as_
     if inactive is not None:
         _inactive(state, inactive, as_json)
         return
-    from digest.delivery.click_report import click_report
+    from digest.delivery.click_report import OPENS_NOTE, click_report
 
     report = click_report(state.config, now=now(), issue_id=issue_id)
     if as_json:
@@ -51,12 +51,16 @@ def report_command(state: State, issue_id: str | None, inactive: int | None, as_
             f"no issue {issue_id} in the ledger or the click store" if issue_id else "no issues yet"
         )
         return
+    if report.opens:
+        click.echo(OPENS_NOTE)
     for issue in report.issues:
         click.secho(f"{issue.issue_id}", bold=True)
         click.echo(
             f"  delivered {issue.delivered}, clicks {issue.kept} "
             f"({_percent(issue.click_rate)} of delivered), filtered {issue.filtered}"
         )
+        if report.opens or issue.opens or issue.machine_opens:
+            click.echo(f"  opens (unreliable) {issue.opens}, machine {issue.machine_opens}")
         level = issue.complaint_level
         click.secho(
             f"  bounces {issue.bounced} ({_percent(issue.bounce_rate)}), complaints "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ClickMode = Literal["off", "aggregate", "per_subscriber"]
 
@@ -38,7 +38,7 @@ class SunsetConfig(BaseModel):
 
 
 class AnalyticsConfig(BaseModel):
-    """Click counting through ``digest serve`` (``/c/<token>``), and the open pixel."""
+    """Click counting through ``digest serve`` (``/c/<token>``), and the open pixel (``/o/``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,9 +52,11 @@ class AnalyticsConfig(BaseModel):
     )
     opens: bool = Field(
         default=False,
-        description="Count opens with a pixel. Off by default: Apple Mail Privacy Protection "
-        "fetches every image of every message it receives, so most opens it reports were "
-        "never seen by a reader (see docs/analytics.md). Not built yet: true is refused.",
+        description="Count opens with a 1x1 image, <serve.public_url>/o/<token>, per issue and "
+        "variant, never per reader. Off by default and unreliable: Apple Mail Privacy "
+        "Protection fetches every image of every message it receives, so most opens are "
+        "machines' (counted apart as machine opens where they can be told; see "
+        "docs/analytics.md).",
     )
     database: Path = Field(
         default=Path("data/clicks.sqlite"),
@@ -71,17 +73,6 @@ class AnalyticsConfig(BaseModel):
         description="Off unless set: {after_issues: N, grace_days: D}; needs "
         'clicks: per_subscriber (see docs/analytics.md, "The sunset flow").',
     )
-
-    @field_validator("opens")
-    @classmethod
-    def _no_pixel_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "digest has no open pixel: Apple Mail Privacy Protection fetches every "
-                "image, so opens would mostly count machines; count clicks instead "
-                "(analytics.clicks, docs/analytics.md)"
-            )
-        return value
 
     @model_validator(mode="after")
     def _sunset_needs_readers(self) -> AnalyticsConfig:

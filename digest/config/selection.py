@@ -73,3 +73,23 @@ class SelectionConfig(BaseModel):
         ge=0,
         description="Ranking: points per day a post is newer than the window's start.",
     )
+    reader_interest: bool = Field(
+        default=False,
+        description="Ranking: when the total limit cuts an issue, give the room to the "
+        "sections readers followed most: each section's share of the kept clicks over the "
+        "last interest_issues issues against its share of their links (the click store; "
+        "never per reader; docs/selection.md).",
+    )
+    interest_issues: int = Field(
+        default=4,
+        ge=1,
+        le=52,
+        description="Ranking: how many of the latest issues reader_interest learns from; "
+        "with fewer built, the trait waits.",
+    )
+    weight_interest: float = Field(
+        default=1.0,
+        ge=0,
+        description="Ranking: places a section gains in the total's fill per unit of lift "
+        "above 1 (loses below; the lift is capped at 3).",
+    )

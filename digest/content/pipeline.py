@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from digest.config import Config, SourceConfig
 from digest.content.carry import carried_from
 from digest.content.frontmatter import YamlLimits
+from digest.content.interest import OFF, Interest, reader_interest
 from digest.content.memory import earlier_issues
 from digest.content.posts import ExcerptReport, LoadResult, Post, Progress, excerpt_report
 from digest.content.select import (
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 class Loaded:
     posts: LoadResult
     selection: Selection
+    interest: Interest = OFF  # what reader interest knew (select --explain says it)
 
 
 def load(
@@ -132,9 +134,10 @@ def load_and_select(
     earlier = earlier_issues(
         out, chosen.start, config.dedupe.earlier_issues, daily=is_day(chosen), sent_from=carried
     )
-    rules = Rules.from_config(config)
+    interest = reader_interest(config, chosen.start)
+    rules = replace(Rules.from_config(config), interest=interest)
     selection = select_posts(result.posts, chosen, rules, now, earlier, carried_from=carried)
-    return Loaded(result, selection)
+    return Loaded(result, selection, interest)
 
 
 def unlisted_categories(config: Config, posts: Iterable[Post]) -> list[str]:

@@ -20,7 +20,9 @@ rules run in this order, and the first rule that excludes a post gives its reaso
 7. limits: per section first (in the configured rank order: by default featured posts,
    then posts with a source, then newest first; with ``selection:`` weights, the balanced
    order of :mod:`digest.content.balance`), then the total, filled round-robin across
-   sections so no section is starved. The lead is the biggest story (the most outlets,
+   sections so no section is starved (with ``selection.reader_interest``, the room left
+   after each section's best post leans to the sections readers click more: see
+   :mod:`digest.content.interest`). The lead is the biggest story (the most outlets,
    then its place; a featured post keeps the top of its section); its section comes first.
 
 Posts dated within a day outside the window are listed too, as "out of window", because
@@ -46,6 +48,7 @@ from digest.content.decisions import Selection as Selection
 from digest.content.decisions import _fold
 from digest.content.decisions import slugify as slugify
 from digest.content.editorial import Edited, EditorRules, edit
+from digest.content.interest import OFF, Interest, fill_total
 from digest.content.layout import fold_thin, lead_first
 from digest.content.memory import Remembered, normalise_source
 from digest.content.posts import Post
@@ -114,6 +117,7 @@ class Rules:
     also_title: str = "Also this week"
     editor: EditorRules | None = None  # None: no editor's pass (filler, stories)
     weights: Weights | None = None  # None: the rank order alone
+    interest: Interest = OFF  # reader interest (content/interest.py), set by the pipeline
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -265,6 +269,7 @@ def select_posts(
     limits = {rule.name: rule.limit for rule in rules.sections}
     titles = {rule.name: rule.title for rule in rules.sections}
     ranks = _order_sections(by_section, order, limits, rules, window, edited)
+    rules.interest.explain(by_section, edited.notes)
 
     # Per-section limits.
     taken: dict[str, list[Post]] = {}
@@ -288,19 +293,7 @@ def select_posts(
 
     # The total limit, filled round-robin: every section's best post before any second one.
     if rules.total is not None and sum(len(v) for v in taken.values()) > rules.total:
-        final: dict[str, list[Post]] = {name: [] for name in order}
-        room = rules.total
-        depth = 0
-        while room > 0:
-            added = False
-            for name in order:
-                if depth < len(taken[name]) and room > 0:
-                    final[name].append(taken[name][depth])
-                    room -= 1
-                    added = True
-            if not added:
-                break
-            depth += 1
+        final = fill_total(taken, order, rules.total, rules.interest)
         for name in order:
             for post in taken[name][len(final[name]) :]:
                 decisions.append(

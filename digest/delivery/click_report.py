@@ -27,6 +27,11 @@ from digest.store.database import is_postgres, locate
 
 COMPLAINT_ALARM = 0.003  # Gmail's bulk-sender requirement: stay below 0.3% spam reports
 COMPLAINT_WARN = 0.001  # and Google's advice: below 0.1%
+OPENS_NOTE = (
+    "opens are unreliable: Apple Mail Privacy Protection fetches every image as a message "
+    "arrives, so most opens are machines'; kept opens are fetches not told apart as machine "
+    "opens, not readers"
+)
 
 
 @dataclass
@@ -52,6 +57,9 @@ class IssueClicks:
     posts: list[PostClicks] = field(default_factory=list)
     sections: dict[str, int] = field(default_factory=dict)  # kept clicks per section
     days: list[dict[str, Any]] = field(default_factory=list)  # {day, kept, filtered}
+    # The open pixel (analytics.opens): unreliable, most opens are machines' (docs/analytics.md)
+    opens: int = 0
+    machine_opens: int = 0
 
     @property
     def click_rate(self) -> float | None:
@@ -83,6 +91,7 @@ class ClickReport:
     generated_at: str
     mode: str
     issues: list[IssueClicks]
+    opens: bool = False  # analytics.opens
     complaint_alarm: float = COMPLAINT_ALARM
     complaint_warn: float = COMPLAINT_WARN
 
@@ -93,6 +102,8 @@ class ClickReport:
             "complaint_alarm": self.complaint_alarm,
             "complaint_warn": self.complaint_warn,
             "issues": [issue.as_dict() for issue in self.issues],
+            "opens": self.opens,
+            "opens_note": OPENS_NOTE if self.opens else None,
         }
 
 
@@ -137,8 +148,13 @@ def click_report(config: Config, *, now: datetime, issue_id: str | None = None) 
     if _exists(clicks):
         with ClickStore(clicks) as store:
             links, days = store.links(issue_id), store.days(issue_id)
+            opens = store.opens(issue_id)
     else:
-        links, days = [], []
+        links, days, opens = [], [], []
+    for name, _variant, kept, machine in opens:
+        issue = issues.setdefault(name, IssueClicks(name))
+        issue.opens += kept
+        issue.machine_opens += machine
     for count in links:
         issues.setdefault(count.issue_id, IssueClicks(count.issue_id))
     for name, issue in issues.items():
@@ -158,7 +174,8 @@ def click_report(config: Config, *, now: datetime, issue_id: str | None = None) 
             issue.sections[post.section] = issue.sections.get(post.section, 0) + post.kept
     chosen = [i for i in issues.values() if issue_id is None or i.issue_id == issue_id]
     chosen.sort(key=lambda i: (i.started_at or "~", i.issue_id))
-    return ClickReport(now.strftime("%Y-%m-%dT%H:%M:%SZ"), config.analytics.clicks, chosen)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ClickReport(stamp, config.analytics.clicks, chosen, opens=config.analytics.opens)
 
 
 def complaint_warning(config: Config, issue_id: str, *, now: datetime) -> str | None:

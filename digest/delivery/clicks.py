@@ -5,7 +5,8 @@ clicks filtered out as scanners' (HEAD requests, known scanner agents, bursts of
 link of one message; see :mod:`digest.serve.clickfilter`), one row per (issue, UTC day)
 for the issues' clicks over time, and, only for readers who consented to per-subscriber
 engagement (``analytics.clicks: per_subscriber``), one row per (issue, reader handle) with
-their kept clicks. No row holds an address or a client's network address.
+their kept clicks; and with ``analytics.opens``, one row per (issue, variant) with the open
+pixel's fetches, kept and machine. No row holds an address or a client's network address.
 
 Each ``digest serve`` process buffers its counts in memory and adds them here in one
 transaction (``kept = kept + ?``), so several processes on one database (PostgreSQL, or
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from digest.errors import StoreError
 from digest.store.database import StoreSpec, Target, as_target, open_store
@@ -48,9 +49,25 @@ CREATE TABLE IF NOT EXISTS click_readers (
 CREATE INDEX IF NOT EXISTS click_readers_handle ON click_readers (handle);
 """
 
-MIGRATIONS = (Migration(1, "click counts per post, day and consenting reader", _SCHEMA),)
+_OPENS = """
+CREATE TABLE IF NOT EXISTS open_counts (
+    issue_id TEXT NOT NULL,
+    variant  TEXT NOT NULL,
+    kept     INTEGER NOT NULL DEFAULT 0,   -- pixel fetches that may be a reader's
+    machine  INTEGER NOT NULL DEFAULT 0,   -- image proxies, scanners, prefetches at delivery
+    PRIMARY KEY (issue_id, variant)
+);
+"""
+
+MIGRATIONS = (
+    Migration(1, "click counts per post, day and consenting reader", _SCHEMA),
+    Migration(2, "open counts per issue and variant (analytics.opens)", _OPENS),
+)
 SPEC = StoreSpec(
-    "clicks", "the click store", MIGRATIONS, ("click_counts", "click_days", "click_readers")
+    "clicks",
+    "the click store",
+    MIGRATIONS,
+    ("click_counts", "click_days", "click_readers", "open_counts"),
 )
 
 _ADD_COUNT = """
@@ -62,6 +79,11 @@ _ADD_DAY = """
 INSERT INTO click_days (issue_id, day, kept, filtered) VALUES (?, ?, ?, ?)
 ON CONFLICT (issue_id, day) DO UPDATE SET
     kept = click_days.kept + excluded.kept, filtered = click_days.filtered + excluded.filtered
+"""
+_ADD_OPEN = """
+INSERT INTO open_counts (issue_id, variant, kept, machine) VALUES (?, ?, ?, ?)
+ON CONFLICT (issue_id, variant) DO UPDATE SET
+    kept = open_counts.kept + excluded.kept, machine = open_counts.machine + excluded.machine
 """
 _ADD_READER = """
 INSERT INTO click_readers (issue_id, handle, kept) VALUES (?, ?, ?)
@@ -79,10 +101,15 @@ class Tally:
     days: dict[tuple[str, str], list[int]]
     # (issue, handle) -> kept
     readers: dict[tuple[str, str], int]
+    # (issue, variant) -> [kept, machine]: the open pixel's fetches
+    opens: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> Tally:
         return cls({}, {}, {})
+
+    def add_open(self, issue_id: str, variant: str, *, machine: bool) -> None:
+        self.opens.setdefault((issue_id, variant), [0, 0])[1 if machine else 0] += 1
 
     def add(
         self,
@@ -112,9 +139,13 @@ class Tally:
             counts[1] += filtered
         for reader, kept in other.readers.items():
             self.readers[reader] = self.readers.get(reader, 0) + kept
+        for opened, (kept, machine) in other.opens.items():
+            counts = self.opens.setdefault(opened, [0, 0])
+            counts[0] += kept
+            counts[1] += machine
 
     def __bool__(self) -> bool:
-        return bool(self.links or self.readers)
+        return bool(self.links or self.readers or self.opens)
 
 
 @dataclass(frozen=True)
@@ -149,6 +180,7 @@ class ClickStore:
         links = [(*key, kept, filtered) for key, (kept, filtered) in sorted(tally.links.items())]
         days = [(*key, kept, filtered) for key, (kept, filtered) in sorted(tally.days.items())]
         readers = [(*key, kept) for key, kept in sorted(tally.readers.items())]
+        opens = [(*key, kept, machine) for key, (kept, machine) in sorted(tally.opens.items())]
 
         def write() -> None:
             self._db.execute("BEGIN IMMEDIATE")
@@ -157,6 +189,8 @@ class ClickStore:
                 self._db.executemany(_ADD_DAY, days)
                 if readers:
                     self._db.executemany(_ADD_READER, readers)
+                if opens:
+                    self._db.executemany(_ADD_OPEN, opens)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -182,6 +216,16 @@ class ClickStore:
         where, params = ("WHERE issue_id = ?", (issue_id,)) if issue_id else ("", ())
         rows = self._db.execute(
             f"SELECT issue_id, day, kept, filtered FROM click_days {where} ORDER BY issue_id, day",
+            params,
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    def opens(self, issue_id: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(issue, variant, kept, machine) open counts in order."""
+        where, params = ("WHERE issue_id = ?", (issue_id,)) if issue_id else ("", ())
+        rows = self._db.execute(
+            f"SELECT issue_id, variant, kept, machine FROM open_counts {where} "
+            "ORDER BY issue_id, variant",
             params,
         ).fetchall()
         return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]

@@ -23,6 +23,7 @@ from digest.delivery.issue import Composer, Issue
 from digest.delivery.providers.base import Batch, Recipient, idempotency_key
 from digest.email.clicklinks import count_clicks, counts_clicks
 from digest.email.message import ComposedEmail
+from digest.email.openpixel import add_open_pixel, counts_opens
 
 ALL = "all"
 MIXED = "mixed"  # the variant of a batch whose recipients have several (ledger rows say which)
@@ -126,7 +127,7 @@ class Variants:
         self.held: OrderedDict[str, tuple[Any, Wire | None]] = OrderedDict()
         # analytics.clicks: each variant's post links are counted (digest.email.clicklinks);
         # composers that stand in for the build stage may come without a config
-        counting = config is not None and counts_clicks(config)
+        counting = config is not None and (counts_clicks(config) or counts_opens(config))
         self.click_key = token_secret(config) if counting else None
 
     def get(self, variant: str) -> tuple[Any, Wire | None]:
@@ -151,6 +152,9 @@ class Variants:
                 variant=variant,
                 issue_posts=self.issue.composed.posts,
                 key=self.click_key,
+            )
+            composed = add_open_pixel(
+                self.config, composed, variant=variant, sent=self.now, key=self.click_key
             )
         make = getattr(self.composer, "wire_template", None)
         held = (composed, make(composed, date=self.now) if make is not None else None)

@@ -91,6 +91,7 @@ from digest.serve.mail import (
     welcome_context,
 )
 from digest.serve.middleware import Archive, SecurityHeaders, SubscribeCors
+from digest.serve.opens import OPEN_ROUTE, OpenRoute
 from digest.serve.pages import Pages
 from digest.serve.security import CSRF_COOKIE, CSRF_FIELD, BodyLimit, CsrfGuard, RateLimiter
 from digest.serve.shared import SharedRateLimiter
@@ -830,6 +831,7 @@ def create_app(
 
     clicks = ClickRoute(config, clock=clock, monotonic=monotonic or time.monotonic)
     keep = KeepRoute(handlers)
+    opens = OpenRoute(config, clicks.keys, clicks.counter, clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -841,7 +843,9 @@ def create_app(
             await clicks.stop()
             handlers.close()
 
-    routes = [
+    routes = [  # the counted links first: the routes most requests take
+        Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
+        Route(OPEN_ROUTE, opens.pixel, methods=["GET", "HEAD"]),
         Route("/", handlers.home),
         Route("/healthz", handlers.healthz),
         Route("/assets/serve.css", handlers.stylesheet),
@@ -856,7 +860,6 @@ def create_app(
         Route(route("keep"), keep.page, methods=["GET"]),
         Route(route("keep"), keep.keep, methods=["POST"]),
         Route("/webhooks/{provider}", handlers.webhook, methods=["POST"]),
-        Route(CLICK_ROUTE, clicks.follow, methods=["GET", "HEAD"]),
         Route(f"{ARCHIVE_PATH}/feed.xml", handlers.feed, methods=["GET"]),
         Mount(ARCHIVE_PATH, app=Archive(archive_dir(config))),
     ]

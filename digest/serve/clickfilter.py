@@ -17,6 +17,8 @@ they are counted, kept or filtered (the redirect itself never waits).
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -66,12 +68,16 @@ BURST_SECONDS = 1.0
 T = TypeVar("T")
 
 
+_SCANNER = re.compile("|".join(re.escape(name) for name in SCANNER_AGENTS))
+
+
+@functools.lru_cache(maxsize=1024)  # a few agents make most requests
 def reader_agent(user_agent: str | None) -> bool:
     """True when the agent looks like a person's browser and names no scanner."""
     if not user_agent:
         return False
     agent = user_agent.lower()
-    return agent.startswith("mozilla/") and not any(name in agent for name in SCANNER_AGENTS)
+    return agent.startswith("mozilla/") and _SCANNER.search(agent) is None
 
 
 @dataclass

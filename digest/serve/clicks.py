@@ -49,6 +49,7 @@ from digest.store.database import locate
 log = logging.getLogger(__name__)
 
 MANIFESTS_HELD = 64
+TOKENS_HELD = 4096  # verified tokens: one per post link and variant of recent issues
 MAX_MANIFEST = 4 * 1024 * 1024
 
 Held = tuple[Click, str]  # the click and its UTC day
@@ -171,7 +172,11 @@ class ClickRoute:
         self.keys = verifying_secrets(config)
         self.out = config.path(config.out_dir)
         self.links: OrderedDict[str, list[str]] = OrderedDict()
-        self.counter = ClickCounter(config, monotonic=monotonic) if counts_clicks(config) else None
+        # Every reader of a variant follows the same token for a post (in aggregate mode),
+        # so a token verified once is not verified again (a forged one never gets in here).
+        self.verified: OrderedDict[str, Click] = OrderedDict()
+        counting = counts_clicks(config) or config.analytics.opens  # opens: digest.serve.opens
+        self.counter = ClickCounter(config, monotonic=monotonic) if counting else None
 
     def post_links(self, issue_id: str) -> list[str] | None:
         """The issue's post links from its manifest (None: no such issue here)."""
@@ -192,10 +197,21 @@ class ClickRoute:
             self.links.popitem(last=False)
         return found
 
+    def read(self, token: str) -> Click:
+        """What ``token`` names (:class:`ClickTokenError` when no link key signed it)."""
+        click = self.verified.get(token)
+        if click is not None:
+            self.verified.move_to_end(token)
+            return click
+        click = self.verified[token] = read_click_token(token, self.keys)
+        if len(self.verified) > TOKENS_HELD:
+            self.verified.popitem(last=False)
+        return click
+
     async def follow(self, request: Request) -> Response:
         link, sealed, seal = request.path_params["token"].partition("/")
         try:
-            click = read_click_token(link, self.keys)
+            click = self.read(link)
             if sealed:  # a consenting reader's link: /c/<token>/<seal>
                 click = replace(click, handle=read_reader_seal(seal, click.issue_id, self.keys))
         except ClickTokenError as exc:
@@ -206,7 +222,7 @@ class ClickRoute:
         if self.counter is not None:
             self.counter.count(
                 click,
-                self.clock().strftime("%Y-%m-%d"),
+                self.clock().date().isoformat(),
                 head=request.method == "HEAD",
                 agent=request.headers.get("user-agent"),
                 client=request.client.host if request.client else "",
