@@ -416,44 +416,56 @@ def test_w30_has_the_co_star_story_once_with_the_other_outlet(
     assert [t for t in cards if "Co-Star" in t] == co_star
     assert len(result.composed.subject) <= 70 and "…" not in result.composed.subject
     assert not [p for p in result.selection.posts if p.slug.endswith(tuple("0123456789"))]
-    # A breach at one AI company, told from Tuesday to Sunday by four outlets in their own
-    # words (no pair of them scores as one story five days apart), is one card that
-    # continues it; the first report, a day earlier, names neither the attacker nor a
-    # hack, and stays a card of its own.
-    named = [p for p in result.selection.posts if "Hugging Face" in p.title]
-    widest = max(named, key=lambda p: len(result.selection.coverage.get(p.slug, ())))
-    story = [widest, *result.selection.coverage[widest.slug]]
-    assert len(story) == 4
-    assert {p.date.day for p in story} == {21, 22, 26}
-    assert all("Hugging Face" in p.title for p in story)
-    assert [p.date.day for p in named if p is not widest] == [20]
+    # A breach at one AI company, told from Monday to Sunday by five outlets in their own
+    # words, is one card: the first report (Monday, before OpenAI was named), the reports
+    # of Tuesday and Wednesday, and the CEO's answer on Sunday (which continues it).
+    breach = {
+        "an-ai-agent-breached-hugging-face-before-an-ai-defender-caught-it-what-users-should-do-next",
+        "openai-says-hugging-face-was-breached-by-its-pre-release-models",
+        "openai-says-it-accidentally-hacked-hugging-face-with-a-new-ai-system",
+        "how-openai-s-human-mistake-led-to-the-ai-powered-hack-on-hugging-face",
+        "openai-admits-its-models-hacked-hugging-face-on-their-own",
+        "hugging-face-ceo-calls-for-radical-transparency-after-unprecedented-openai-hack",
+    }
+    cards = [p for p in result.selection.posts if p.slug in breach]
+    assert [p.slug for p in cards] == [
+        "openai-says-hugging-face-was-breached-by-its-pre-release-models"
+    ]
+    told = {p.slug for p in result.selection.coverage[cards[0].slug]} | {cards[0].slug}
+    assert told == breach
+    named = [p.slug for p in result.selection.posts if "Hugging Face" in p.title]
+    assert named == [cards[0].slug]
+    assert "https://www.zdnet.com/article/hugging-face-breach-blamed-on-ai-agent/" in (
+        result.composed.html
+    )
 
 
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_whole_corpus_stories_and_the_hand_checked_sample(corpus_dir: Path) -> None:
-    """264 stories of two or more posts (271 before stories were continued); of a sample
-    of 30 read by hand, 27 report one event (90%); of the 13 stories that continuing
-    made grow, 9 (see the module docstring). The sample's verdicts are in
-    tests/data/story_sample.json; this checks the run still finds the same stories and
-    prints the figures."""
+    """261 stories of two or more posts. A sample of 30 of them (seed 24, kept in
+    tests/data/story_sample_2.json) was read by hand: 27 report one event (precision
+    90%). The earlier sample (tests/data/story_sample.json, 27 of 30) still finds 26 of
+    its 27 stories whole. This checks the run finds the same stories and prints the
+    figures."""
     posts = load_posts(corpus_dir, UTC).posts  # type: ignore[arg-type]
     filler = find_filler(posts, FillerRules())
     news = [p for p in posts if p.slug not in filler]
     stories = [s for s in cluster_stories(news, StoryRules()) if s.size >= 2]
     print(f"{len(posts)} posts, {len(filler)} filler, {len(stories)} stories of 2 or more")
     assert 0.55 * len(posts) <= len(filler) <= 0.62 * len(posts)  # "about half"
-    assert 240 <= len(stories) <= 310
-    sample = json.loads((ROOT / "data" / "story_sample.json").read_text(encoding="utf-8"))
-    judged_same = [entry for entry in sample if entry["same_event"]]
-    assert (len(sample), len(judged_same)) == (30, 27)
+    assert 240 <= len(stories) <= 290
     story_of = {p.slug: n for n, s in enumerate(stories) for p in s.posts}
-    kept = sum(
-        1
-        for entry in judged_same
-        if len({story_of.get(slug, -1 - i) for i, slug in enumerate(entry["slugs"])}) == 1
-    )
-    assert kept >= 25, f"only {kept} of the 27 hand-checked stories are still found whole"
+    for name, judged, whole in (("story_sample.json", 27, 25), ("story_sample_2.json", 27, 27)):
+        sample = json.loads((ROOT / "data" / name).read_text(encoding="utf-8"))
+        judged_same = [entry for entry in sample if entry["same_event"]]
+        assert (len(sample), len(judged_same)) == (30, judged)
+        kept = sum(
+            1
+            for entry in judged_same
+            if len({story_of.get(slug, -1 - i) for i, slug in enumerate(entry["slugs"])}) == 1
+        )
+        assert kept >= whole, f"only {kept} of the {judged} stories of {name} are found whole"
     random.seed(24)
     again = random.sample(stories, 30)
     print("sample now:", [[p.slug for p in s.posts][:2] for s in again][:3])
