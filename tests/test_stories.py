@@ -484,6 +484,22 @@ def test_every_newsletters_heading_reads_like_the_first_ones() -> None:
         assert issue_title(selection) == heading
 
 
+def test_a_second_newsletters_email_never_shows_its_internal_id() -> None:
+    """Only links carry the id (the archive address, the campaign tag): no heading, no
+    subject, no line a reader sees."""
+    selection = select_posts([*acme(), *background()], W47, rules(), NOW)
+    selection = replace(selection, window=replace(selection.window, issue_id="links-2026-W47"))
+    email = compose(parse_config(BASE), selection, now=NOW)
+    page = lxml_html.document_fromstring(email.html)
+    assert "links-2026-W47" not in page.text_content()
+    assert "Week 47, 2026" in page.text_content()
+    assert "links-" not in email.subject
+    shown = [line for line in email.text.splitlines() if "links-2026-W47" in line]
+    assert "View in browser: https://example.com/archive/links-2026-W47/" in shown
+    outside_links = [w for line in shown for w in line.split() if "://" not in w]
+    assert not [w for w in outside_links if "links-" in w]
+
+
 def test_select_explain_shows_the_rules_and_weights(sample_site: Path) -> None:
     from click.testing import CliRunner
 
