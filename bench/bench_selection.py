@@ -15,8 +15,11 @@ remembering the week before. For each week, twice:
 Figures, per week and in total: filler cards shown (titles in the corpus's template
 forms, told apart without the body rule: "Complete Guide to Recent Innovations", "What
 You Need to Know", ...), weekend cards against the weekend share of the corpus's news,
-subjects cut mid-headline (an ellipsis), one-post sections, and stories merged (cards
-with "also covered by"). ``--write`` puts the table in docs/selection.md between its
+subjects cut mid-headline (an ellipsis), one-post sections, stories merged (cards
+with "also covered by"), and pairs of cards that may still tell one story: dated within
+``selection.story_days`` and sharing two rare names or numbers of their titles and leads
+(rare among the week's posts, as the story test counts them; each pair is printed on
+stderr to be read). ``--write`` puts the table in docs/selection.md between its
 markers.
 """
 
@@ -36,6 +39,7 @@ from digest.config import Config, parse_config
 from digest.content.memory import Remembered, memory_of, unpack_sketch
 from digest.content.posts import Post, load_posts
 from digest.content.select import Rules, Selection, select_posts, week_window
+from digest.content.stories import LEAD_CHARS, StoryIndex, names
 from digest.email.compose import _subject
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,13 +75,27 @@ class Figures:
     cut: int = 0
     one_post: int = 0
     merged: int = 0
+    twins: int = 0
 
 
 def is_filler_title(post: Post) -> bool:
     return not post.source and TEMPLATE_TITLE.search(post.title) is not None
 
 
-def measure(selection: Selection, subject: str) -> Figures:
+def twins(selection: Selection, near: list[Post], days: int) -> list[tuple[Post, Post]]:
+    """Pairs of cards dated within ``days`` that share two names rare among ``near``."""
+    index = StoryIndex(p for p in near if not is_filler_title(p))
+    named = {p.slug: names(p.title) | names(p.excerpt[:LEAD_CHARS]) for p in selection.posts}
+    found = []
+    for n, a in enumerate(selection.posts):
+        for b in selection.posts[n + 1 :]:
+            shared = {f for f in named[a.slug] & named[b.slug] if index.rare(f)}
+            if len(shared) >= 2 and abs((a.date - b.date).days) <= days:
+                found.append((a, b))
+    return found
+
+
+def measure(selection: Selection, subject: str, pairs: int = 0) -> Figures:
     posts = selection.posts
     return Figures(
         cards=len(posts),
@@ -86,6 +104,7 @@ def measure(selection: Selection, subject: str) -> Figures:
         cut=int("…" in subject),
         one_post=sum(1 for s in selection.sections if len(s.posts) == 1),
         merged=sum(1 for p in posts if selection.coverage.get(p.slug)),
+        twins=pairs,
     )
 
 
@@ -131,9 +150,13 @@ def run(posts: list[Post], weeks: list[str]) -> list[tuple[str, Figures, Figures
             continue
         subject = _subject(editor_config, mine.posts, week, None)
         old_subject = plain_subject(plain_config, theirs.posts, week)
-        rows.append(
-            (week, measure(mine, subject), measure(theirs, old_subject), subject, old_subject)
-        )
+        days = editor_config.selection.story_days
+        pairs = twins(mine, near, days)
+        for a, b in pairs:
+            print(f"{week}: {a.title!r} ~ {b.title!r}", file=sys.stderr)
+        figures = measure(mine, subject, len(pairs))
+        old = measure(theirs, old_subject, len(twins(theirs, near, days)))
+        rows.append((week, figures, old, subject, old_subject))
         earlier = {"editor": remembered(mine), "plain": remembered(theirs)}
     return rows
 
@@ -141,8 +164,8 @@ def run(posts: list[Post], weeks: list[str]) -> list[tuple[str, Figures, Figures
 def table(rows: list[tuple[str, Figures, Figures, str, str]], corpus_weekend: float) -> str:
     lines = [
         "| week | cards | filler shown | weekend cards | subject cut | one-post sections "
-        "| stories merged | subject |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| stories merged | cards sharing two rare names | subject |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     total = Figures()
     base = Figures()
@@ -152,15 +175,17 @@ def table(rows: list[tuple[str, Figures, Figures, str, str]], corpus_weekend: fl
         lines.append(
             f"| {week} | {mine.cards} ({theirs.cards}) | {mine.filler} ({theirs.filler}) "
             f"| {share:.0%} ({old_share:.0%}) | {mine.cut} ({theirs.cut}) "
-            f"| {mine.one_post} ({theirs.one_post}) | {mine.merged} | {subject} |"
+            f"| {mine.one_post} ({theirs.one_post}) | {mine.merged} "
+            f"| {mine.twins} ({theirs.twins}) | {subject} |"
         )
-        for name in ("cards", "filler", "weekend", "cut", "one_post", "merged"):
+        for name in ("cards", "filler", "weekend", "cut", "one_post", "merged", "twins"):
             setattr(total, name, getattr(total, name) + getattr(mine, name))
             setattr(base, name, getattr(base, name) + getattr(theirs, name))
     lines.append(
         f"| all {len(rows)} | {total.cards} ({base.cards}) | {total.filler} ({base.filler}) "
         f"| {total.weekend / max(total.cards, 1):.0%} ({base.weekend / max(base.cards, 1):.0%}) "
-        f"| {total.cut} ({base.cut}) | {total.one_post} ({base.one_post}) | {total.merged} | |"
+        f"| {total.cut} ({base.cut}) | {total.one_post} ({base.one_post}) | {total.merged} "
+        f"| {total.twins} ({base.twins}) | |"
     )
     lines.append("")
     lines.append(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest.content.excerpts import PROMOTION, cut_at_boundary
 from digest.content.text import DEFAULT_CLEANER
@@ -51,3 +53,28 @@ def test_promotional_and_disclosure_lines_are_excerpt_rules(line: str) -> None:
     assert cleaned.text == story
     assert {r.rule for r in cleaned.removed} <= {"boilerplate", "byline"}
     assert cleaned.removed
+
+
+def test_a_long_word_is_never_split() -> None:
+    address = "https://example.com/" + "a" * 80
+    assert cut_at_boundary(f"Read it at {address} today", 40) == "Read it at…"
+    assert cut_at_boundary(f"{address} is where", 40) == f"{address}…"
+
+
+_WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz’.,;:!?-—\"'()", min_size=1, max_size=14)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_WORDS, min_size=1, max_size=60), st.integers(min_value=20, max_value=300))
+def test_an_excerpt_never_ends_inside_a_word_or_with_a_stop_and_an_ellipsis(
+    words: list[str], limit: int
+) -> None:
+    text = " ".join(words)
+    cut = cut_at_boundary(text, limit)
+    assert not cut.endswith(".…")
+    kept = cut.removesuffix("…")
+    assert text.startswith(kept)
+    following = text[len(kept) : len(kept) + 1]
+    assert following in ("", " ") or not following.isalnum() or not kept[-1:].isalnum(), (
+        f"{text!r} cut inside a word at {len(kept)}: {cut!r}"
+    )

@@ -1,12 +1,16 @@
 """The Subject as a mail client decodes it equals the subject in the manifest
 (email/headers.py), read by Python's ``email`` parser and by the older
 ``email.header.decode_header`` (a second, separate decoder), for subjects written here and
-for every title of the real blog's corpus as an issue's lead."""
+for every title of the real blog's corpus as an issue's lead; and by a decoder that shares
+no code with Python's: Perl's ``Encode::MIME::Header`` (one ``perl`` process for all of
+them)."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import shutil
+import subprocess
 from datetime import datetime, timezone
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -75,6 +79,39 @@ def test_to_message_writes_the_same_subject_line() -> None:
 
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+PERL_DECODER = (
+    "use Encode; binmode STDOUT, ':encoding(UTF-8)'; "
+    "while (my $line = <STDIN>) { chomp $line; print decode('MIME-Header', $line), qq(\\n); }"
+)
+
+
+def _perl_decoded(subjects: list[str]) -> list[str]:
+    """Each subject's wire header, unfolded, as Perl's Encode::MIME::Header decodes it."""
+    perl = shutil.which("perl")
+    if perl is None:
+        pytest.skip("perl is not installed: the third decoder is Perl's Encode::MIME::Header")
+    values = [
+        wire_header("Subject", s).decode("ascii").split(":", 1)[1].replace("\r\n", "").strip()
+        for s in subjects
+    ]
+    done = subprocess.run(
+        [perl, "-e", PERL_DECODER],
+        input="".join(f"{v}\n" for v in values).encode("ascii"),
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout.decode("utf-8").split("\n")[:-1]
+
+
+@pytest.mark.integration
+def test_perl_decodes_the_subjects_to_themselves() -> None:
+    subjects = [
+        "AIVibe Weekly: Claude Code’s auto mode now lets Claude make its own approvals",
+        "Tom & Jerry 🎉 שלום עולם — and 3 more",
+        "é" * 200,
+        "AIVibe Weekly: plain ASCII stays as it is",
+    ]
+    assert _perl_decoded(subjects) == subjects
 
 
 @pytest.mark.corpus
@@ -95,3 +132,17 @@ def test_every_corpus_title_as_the_lead_round_trips(corpus_dir: Path) -> None:
     assert len(posts) == 12763
     assert differences == []
     assert cut == 0
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@pytest.mark.integration
+def test_every_corpus_title_as_the_lead_round_trips_through_perl(corpus_dir: Path) -> None:
+    posts = load_posts(corpus_dir, timezone.utc).posts  # type: ignore[arg-type]
+    other = Post(Path("b.md"), "b", "B", NOW)
+    subjects = [_subject(CONFIG, [post, other], "2026-W30", None) for post in posts]
+    decoded = _perl_decoded(subjects)
+    differences = [(s, d) for s, d in zip(subjects, decoded, strict=True) if s != d]
+    print(f"{len(subjects)} subjects through Perl: {len(differences)} differences")
+    assert len(subjects) == 12763
+    assert differences[:5] == []

@@ -2,20 +2,17 @@
 content/filler.py, content/editorial.py, content/balance.py) on small sites written here,
 and on the real blog's corpus.
 
-Before stories were continued (a later post holding a story's core), the corpus run
-found 271 stories of two posts or more among the 12,763 posts (5,212 once filler was out
-then; 5,228 and 272 stories with today's filler rule). A sample of 30 of them (seed 24,
-kept in tests/data/story_sample.json) was read by hand: 27 report one event (precision
-90%); the 3 that do not join posts around one occasion (a launch and a column on the
-same kind of product, two "set up a device for a child" guides, Super Bowl viewing
-guides joined by a piece on its ads). None of the 30 changed.
+On the whole corpus (12,763 posts, 7,535 of them filler) the story test finds 261 stories
+of two posts or more. A sample of 30 of them (seed 24, tests/data/story_sample_2.json) was
+read by hand: 27 report one event (precision 90%); the 3 that do not join a neighbour
+(Apple's CEO on AI after an earnings call and a staff meeting reported two days later; a
+question about Pentagon surveillance beside the Pentagon's label on Anthropic; "how to
+watch" notes for four companies' CES press conferences). The sample drawn before the
+story rules of the 2026-W30 breach story (tests/data/story_sample.json: 271 stories then,
+27 of 30 one event, 90%) still finds 26 of its 27 stories whole.
 
-Continuing stories makes it 264 (7,535 filler): 13 stories grew (taking in 8 others),
-and those 13 were read by hand too: 9 report one event or one sale (a keynote, a ban and
-a column on it, a breach told over six days, Black Friday or Prime Day round-ups of one
-kind); 4 take in a neighbour (a different Labor Day deal, Apple deals beside laptop
-deals, October Prime Day round-ups of several kinds, a rival's counter-bid two days
-after a merger).
+Counting a rare title word that the other post's lead holds as shared was tried and left
+out: 340 stories, and 8 of the 16 new or grown ones in a sample of 30 were no one event.
 """
 
 from __future__ import annotations
@@ -37,7 +34,14 @@ from digest.content.filler import FillerRules, find_filler
 from digest.content.memory import Remembered
 from digest.content.posts import Post, load_posts
 from digest.content.select import Reason, Rules, select_posts, week_window
-from digest.content.stories import StoryRules, cluster_stories, features, source_name
+from digest.content.stories import (
+    StoryRules,
+    cluster_stories,
+    features,
+    headline,
+    names,
+    source_name,
+)
 from digest.content.text import body_words, sketch
 from digest.email.build import build_issue
 from digest.email.compose import compose
@@ -141,6 +145,51 @@ def test_the_same_event_too_far_apart_is_two_stories() -> None:
     assert all(s.size == 1 for s in cluster_stories([first, second, *background()], StoryRules()))
     wider = cluster_stories([first, second, *background()], StoryRules(days=4))
     assert [s.size for s in wider if s.size > 1] == [2]
+
+
+def test_a_post_takes_in_an_earlier_report_it_links_to_that_stands_alone() -> None:
+    """The third report links best to the second, and to the first as well: the first,
+    which the second did not link to, joins the story rather than standing beside it."""
+    first = post(
+        "a-acme-dozy-rotten",
+        "Acme calls Dozy's sleep patents 'rotten' in its Quokka lawsuit",
+        2,
+        "https://one.example/a",
+        excerpt="The lawsuit also names Quokka Labs.",
+    )
+    second = post(
+        "b-acme-sues-dozy",
+        "Acme sues Dozy, the sleep tracker maker, in Delaware",
+        2,
+        "https://two.example/b",
+        excerpt="Acme filed on Friday.",
+    )
+    third = post(
+        "c-acme-sues-dozy-patents",
+        "Acme sues sleep tracker maker Dozy over patents in Delaware",
+        2,
+        "https://three.example/c",
+        excerpt="Acme says Dozy copied its patents, and names Quokka.",
+    )
+    stories = cluster_stories([first, second, third, *background()], StoryRules())
+    told = [s for s in stories if s.size > 1]
+    assert [[p.slug for p in s.posts] for s in told] == [
+        ["a-acme-dozy-rotten", "b-acme-sues-dozy", "c-acme-sues-dozy-patents"]
+    ]
+    assert told[0].links["c-acme-sues-dozy-patents"][0] == "b-acme-sues-dozy"
+    link = told[0].links["a-acme-dozy-rotten"]
+    assert (link[0], round(link[1], 2)) == ("c-acme-sues-dozy-patents", 0.32)
+    assert len(stories) == 1 + len(background())
+
+
+def test_names_leave_out_sentence_openers_and_the_calendar_and_titles_their_service_tail() -> None:
+    assert names("Then an AI detected it. On Tuesday, Acme said") == {"ai", "acme"}
+    assert headline("An agent breached Dozy: What users should do next") == {
+        "agent",
+        "breach",
+        "dozy",
+    }
+    assert headline("Dozy - here's how to get it") == {"dozy"}
 
 
 def zenith() -> list[Post]:
@@ -416,44 +465,56 @@ def test_w30_has_the_co_star_story_once_with_the_other_outlet(
     assert [t for t in cards if "Co-Star" in t] == co_star
     assert len(result.composed.subject) <= 70 and "…" not in result.composed.subject
     assert not [p for p in result.selection.posts if p.slug.endswith(tuple("0123456789"))]
-    # A breach at one AI company, told from Tuesday to Sunday by four outlets in their own
-    # words (no pair of them scores as one story five days apart), is one card that
-    # continues it; the first report, a day earlier, names neither the attacker nor a
-    # hack, and stays a card of its own.
-    named = [p for p in result.selection.posts if "Hugging Face" in p.title]
-    widest = max(named, key=lambda p: len(result.selection.coverage.get(p.slug, ())))
-    story = [widest, *result.selection.coverage[widest.slug]]
-    assert len(story) == 4
-    assert {p.date.day for p in story} == {21, 22, 26}
-    assert all("Hugging Face" in p.title for p in story)
-    assert [p.date.day for p in named if p is not widest] == [20]
+    # A breach at one AI company, told from Monday to Sunday by five outlets in their own
+    # words, is one card: the first report (Monday, before OpenAI was named), the reports
+    # of Tuesday and Wednesday, and the CEO's answer on Sunday (which continues it).
+    breach = {
+        "an-ai-agent-breached-hugging-face-before-an-ai-defender-caught-it-what-users-should-do-next",
+        "openai-says-hugging-face-was-breached-by-its-pre-release-models",
+        "openai-says-it-accidentally-hacked-hugging-face-with-a-new-ai-system",
+        "how-openai-s-human-mistake-led-to-the-ai-powered-hack-on-hugging-face",
+        "openai-admits-its-models-hacked-hugging-face-on-their-own",
+        "hugging-face-ceo-calls-for-radical-transparency-after-unprecedented-openai-hack",
+    }
+    cards = [p for p in result.selection.posts if p.slug in breach]
+    assert [p.slug for p in cards] == [
+        "openai-says-hugging-face-was-breached-by-its-pre-release-models"
+    ]
+    told = {p.slug for p in result.selection.coverage[cards[0].slug]} | {cards[0].slug}
+    assert told == breach
+    named = [p.slug for p in result.selection.posts if "Hugging Face" in p.title]
+    assert named == [cards[0].slug]
+    assert "https://www.zdnet.com/article/hugging-face-breach-blamed-on-ai-agent/" in (
+        result.composed.html
+    )
 
 
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_whole_corpus_stories_and_the_hand_checked_sample(corpus_dir: Path) -> None:
-    """264 stories of two or more posts (271 before stories were continued); of a sample
-    of 30 read by hand, 27 report one event (90%); of the 13 stories that continuing
-    made grow, 9 (see the module docstring). The sample's verdicts are in
-    tests/data/story_sample.json; this checks the run still finds the same stories and
-    prints the figures."""
+    """261 stories of two or more posts. A sample of 30 of them (seed 24, kept in
+    tests/data/story_sample_2.json) was read by hand: 27 report one event (precision
+    90%). The earlier sample (tests/data/story_sample.json, 27 of 30) still finds 26 of
+    its 27 stories whole. This checks the run finds the same stories and prints the
+    figures."""
     posts = load_posts(corpus_dir, UTC).posts  # type: ignore[arg-type]
     filler = find_filler(posts, FillerRules())
     news = [p for p in posts if p.slug not in filler]
     stories = [s for s in cluster_stories(news, StoryRules()) if s.size >= 2]
     print(f"{len(posts)} posts, {len(filler)} filler, {len(stories)} stories of 2 or more")
     assert 0.55 * len(posts) <= len(filler) <= 0.62 * len(posts)  # "about half"
-    assert 240 <= len(stories) <= 310
-    sample = json.loads((ROOT / "data" / "story_sample.json").read_text(encoding="utf-8"))
-    judged_same = [entry for entry in sample if entry["same_event"]]
-    assert (len(sample), len(judged_same)) == (30, 27)
+    assert 240 <= len(stories) <= 290
     story_of = {p.slug: n for n, s in enumerate(stories) for p in s.posts}
-    kept = sum(
-        1
-        for entry in judged_same
-        if len({story_of.get(slug, -1 - i) for i, slug in enumerate(entry["slugs"])}) == 1
-    )
-    assert kept >= 25, f"only {kept} of the 27 hand-checked stories are still found whole"
+    for name, judged, whole in (("story_sample.json", 27, 25), ("story_sample_2.json", 27, 27)):
+        sample = json.loads((ROOT / "data" / name).read_text(encoding="utf-8"))
+        judged_same = [entry for entry in sample if entry["same_event"]]
+        assert (len(sample), len(judged_same)) == (30, judged)
+        kept = sum(
+            1
+            for entry in judged_same
+            if len({story_of.get(slug, -1 - i) for i, slug in enumerate(entry["slugs"])}) == 1
+        )
+        assert kept >= whole, f"only {kept} of the {judged} stories of {name} are found whole"
     random.seed(24)
     again = random.sample(stories, 30)
     print("sample now:", [[p.slug for p in s.posts][:2] for s in again][:3])
@@ -470,6 +531,22 @@ def test_every_newsletters_heading_reads_like_the_first_ones() -> None:
     ):
         selection = Selection(replace(W47, issue_id=issue_id), (), ())
         assert issue_title(selection) == heading
+
+
+def test_a_second_newsletters_email_never_shows_its_internal_id() -> None:
+    """Only links carry the id (the archive address, the campaign tag): no heading, no
+    subject, no line a reader sees."""
+    selection = select_posts([*acme(), *background()], W47, rules(), NOW)
+    selection = replace(selection, window=replace(selection.window, issue_id="links-2026-W47"))
+    email = compose(parse_config(BASE), selection, now=NOW)
+    page = lxml_html.document_fromstring(email.html)
+    assert "links-2026-W47" not in page.text_content()
+    assert "Week 47, 2026" in page.text_content()
+    assert "links-" not in email.subject
+    shown = [line for line in email.text.splitlines() if "links-2026-W47" in line]
+    assert "View in browser: https://example.com/archive/links-2026-W47/" in shown
+    outside_links = [w for line in shown for w in line.split() if "://" not in w]
+    assert not [w for w in outside_links if "links-" in w]
 
 
 def test_select_explain_shows_the_rules_and_weights(sample_site: Path) -> None:

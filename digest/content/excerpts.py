@@ -47,7 +47,10 @@ def _sentence_end(text: str, limit: int) -> int:
 
 def cut_at_boundary(text: str, limit: int) -> str:
     """At most ``limit`` characters (and an ellipsis), ending at a sentence, a clause or
-    a word, in that order of preference, each only when it keeps half the room."""
+    a word, in that order of preference, a sentence or a clause only when it keeps half
+    the room (two thirds for a clause). A word is never split: when the last space in
+    the room comes early (a long address after it), the excerpt ends there; a first word
+    longer than the room is kept whole."""
     if len(text) <= limit:
         return text
     end = _sentence_end(text, limit)
@@ -58,5 +61,8 @@ def cut_at_boundary(text: str, limit: int) -> str:
     if clause >= limit * 2 // 3:
         return text[:clause].rstrip(" ,;:-–—(") + "…"
     space = room.rfind(" ")
-    cut = text[:space] if space > limit // 2 else text[:limit]
-    return cut.rstrip(" ,;:-–—(.") + "…"
+    if space <= 0:  # one word longer than the room (an address): kept whole, not split
+        first = text.find(" ")
+        cut = text if first < 0 else text[:first]
+        return cut if cut == text else cut.rstrip(" ,;:-–—(.") + "…"
+    return text[:space].rstrip(" ,;:-–—(.") + "…"

@@ -5,7 +5,10 @@ them. What they share is the event's words: the names (people, companies, produc
 numbers, and the title's content words. Each post is reduced to those **features**: the
 content words of its title (stop words out, light stemming: "acquired" and "acquire"
 meet) and the names and numbers of its title and lead (a capitalised word that does not
-open the text, a word with an inner capital, or one with a digit).
+open a sentence, a word with an inner capital, or one with a digit; not a day's or a
+month's name). A title's service tail ("…: What users should do next", "… - here's how
+to get it") says what the piece does for its reader, not what happened: it is left out,
+as it would only make two reports of one event look apart.
 
 Two posts are **the same story** when they are dated within ``days`` of each other and
 the features they share weigh at least ``threshold`` of the features either has, each
@@ -15,11 +18,12 @@ at least two rare features (see below), and their titles do
 not hold only different numbers ("Opus 4" and "Opus 5"). The score is taken twice, on the
 whole features and on the titles' alone, and the better counts. A story is every
 post linked to another by that test (posts are taken oldest first; a post joins the story
-it scores highest with).
+it scores highest with, and takes in the earlier posts it links to that stand alone).
 
 A story told several times is also **continued** by a later post that holds most of its
 core (the features two or more of its posts share: ``CORE_SHARE`` of their weight, and
-``MIN_SHARED + 1`` rare ones), dated within twice ``days`` of one of its posts: a
+``MIN_SHARED + 1`` rare ones, held in its features or in its lead's words: a lead that
+says "breached" holds the story's "breach"), dated within twice ``days`` of one of its posts: a
 story told on Monday, Wednesday and Saturday, or a breach reported on Tuesday whose
 company answers on Sunday, is one story, although each report words it its own way. A
 feature is rare in at most 2% of the posts loaded, or in ``RARE_POSTS`` (10) or fewer:
@@ -59,7 +63,22 @@ MIN_SHARED = 2  # rare features two posts must share, whatever they weigh
 COMMON_FEATURE = 0.02  # a feature in more than this share of posts is too common to link by
 RARE_POSTS = 10  # ... unless it is in this many posts or fewer: one story's own reports
 FOLLOW = 2  # a story of two posts or more is followed this many times story_days
+# A headline's tail that tells the reader what the piece will do for them, not what
+# happened ("…: What users should do next", "… - here's how to get it"): no event's words.
+_SERVICE_TAIL = re.compile(
+    r"\s*(?::|\s-|—|–)\s*(?:what|how to|here's|here’s|here is)\b.*$",
+    re.IGNORECASE,
+)
+LEAD_CHARS = 200  # the lead: the excerpt's first characters
 CORE_SHARE = 0.75  # the share of a story's core a later post must hold to continue it
+# Capitalised, but not names: the calendar's words ("on Tuesday", "in July").
+_CALENDAR = frozenset(
+    """monday tuesday wednesday thursday friday saturday sunday january february march
+    april june july august september october november december""".split()  # noqa: SIM905
+)
+# A word right after one of these opens a sentence (or a quotation): its capital says
+# nothing ("Then an AI detected it.").
+_OPENS = re.compile(r"[.!?:;…\"“‘]\s*$")
 
 
 def _stem(word: str) -> str:
@@ -80,24 +99,32 @@ def _is_name(word: str, first: bool) -> bool:
 
 
 def names(text: str) -> frozenset[str]:
-    """The names and numbers of a text, stemmed as features are."""
+    """The names and numbers of a text, stemmed as features are: not a capitalised word
+    that opens a sentence, nor a day's or a month's name."""
     found: set[str] = set()
     for place, match in enumerate(_WORD.finditer(text)):
         word = match.group().rstrip(".'’-")
-        if word and _is_name(word, place == 0):
+        opens = place == 0 or _OPENS.search(text[max(0, match.start() - 3) : match.start()])
+        if word and _is_name(word, bool(opens)):
             stem = _stem(word)
-            if stem and stem not in _STOP:
+            if stem and stem not in _STOP and stem not in _CALENDAR:
                 found.add(stem)
     return frozenset(found)
 
 
+def words(text: str) -> frozenset[str]:
+    """Every content word of a text, stemmed as features are (a lead's vocabulary)."""
+    found = {_stem(match.group()) for match in _WORD.finditer(text)}
+    return frozenset(word for word in found if word and word not in _STOP)
+
+
 def headline(title: str) -> frozenset[str]:
-    """A title's features: its content words, names and numbers."""
-    found = {_stem(match.group()) for match in _WORD.finditer(title)}
-    return frozenset(word for word in found if word and word not in _STOP) | names(title)
+    """A title's features: its content words, names and numbers, not its service tail."""
+    title = _SERVICE_TAIL.sub("", title)
+    return words(title) | names(title)
 
 
-def features(post: Post, lead_chars: int = 200) -> frozenset[str]:
+def features(post: Post, lead_chars: int = LEAD_CHARS) -> frozenset[str]:
     """The words that say which event a post reports (see the module docstring)."""
     return headline(post.title) | names(post.excerpt[:lead_chars])
 
@@ -136,9 +163,11 @@ class StoryIndex:
     def __init__(self, posts: Iterable[Post]) -> None:
         self.features: dict[str, frozenset[str]] = {}
         self.titles: dict[str, frozenset[str]] = {}
+        self.leads: dict[str, frozenset[str]] = {}
         for post in posts:
             self.features[post.slug] = features(post)
             self.titles[post.slug] = headline(post.title)
+            self.leads[post.slug] = words(post.excerpt[:LEAD_CHARS])
         counts: Counter[str] = Counter()
         for found in self.features.values():
             counts.update(found)
@@ -172,6 +201,10 @@ class StoryIndex:
         score = max(self.score(mine, theirs), self.score(self.title(a), self.title(b)))
         return score, tuple(sorted(mine & theirs))
 
+    def lead(self, post: Post) -> frozenset[str]:
+        found = self.leads.get(post.slug)
+        return found if found is not None else words(post.excerpt[:LEAD_CHARS])
+
     def core(self, posts: Sequence[Post]) -> frozenset[str]:
         """What a story's posts agree on: the features two or more of them hold."""
         counts = Counter(f for post in posts for f in self.of(post))
@@ -182,7 +215,7 @@ class StoryIndex:
         least ``CORE_SHARE`` of it and ``MIN_SHARED + 1`` of its rare features; else None.
         The core of a story told several times is what its posts agree on, so a later
         report may add its own words (a CEO's name, "transparency") without leaving it."""
-        held = core & self.of(post)
+        held = core & (self.of(post) | self.lead(post))
         if sum(1 for f in held if self.rare(f)) < MIN_SHARED + 1:
             return None
         share = sum(self.weight(f) for f in held) / sum(self.weight(f) for f in core)
@@ -207,32 +240,28 @@ def cluster_stories(
     """Every story among ``posts``, oldest post first in each (single posts included).
 
     A post joins the story of the earlier post it scores highest with (dated within
-    ``rules.days``); failing that, a story it continues (:meth:`StoryIndex.continues`):
-    one of two posts or more whose latest post is within ``rules.days``, so a story told
-    on Monday, Wednesday and Saturday stays one."""
+    ``rules.days``), and takes in every earlier post it links to that stands alone (one
+    that no later post chose as its best: "Apple calls OpenAI's business 'rotten'" beside
+    two "Apple sues OpenAI" reports of the same day); failing that, a story it continues
+    (:meth:`StoryIndex.continues`): one of two posts or more whose latest post is within
+    ``rules.days``, so a story told on Monday, Wednesday and Saturday stays one."""
     index = index or StoryIndex(posts)
     span = timedelta(days=rules.days)
     stories: list[Story] = []
     story_of: dict[str, Story] = {}
     by_feature: dict[str, list[Post]] = defaultdict(list)
     for post in sorted(posts, key=lambda p: (p.date, p.slug)):
-        mine = index.of(post)
         candidates: dict[str, Post] = {}
-        for feature in mine:
+        for feature in index.of(post):
             if not index.rare(feature):
                 continue
             for other in by_feature[feature]:
                 if post.date - other.date <= span * FOLLOW:
                     candidates[other.slug] = other
             by_feature[feature].append(post)
-        best: tuple[float, Post] | None = None
-        for other in candidates.values():
-            if post.date - other.date > span or not index.may_link(post, other):
-                continue
-            score, _ = index.compare(post, other)
-            if score >= rules.threshold and (best is None or score > best[0]):
-                best = (score, other)
-        if best is None:
+        near = [p for p in candidates.values() if post.date - p.date <= span]
+        links = _links(post, near, index, rules.threshold)
+        if not links:
             joined = _continued(post, candidates.values(), story_of, index)
             if joined is None:
                 story = Story([post])
@@ -243,12 +272,35 @@ def cluster_stories(
                 story.continued.add(post.slug)
                 story.posts.append(post)
         else:
-            story = story_of[best[1].slug]
+            score, best, shared = links[0]
+            story = story_of[best.slug]
             story.posts.append(post)
-            shared = tuple(sorted(mine & index.of(best[1])))
-            story.links[post.slug] = (best[1].slug, best[0], shared)
+            story.links[post.slug] = (best.slug, score, shared)
+            for score, other, shared in links[1:]:
+                alone = story_of[other.slug]
+                if alone.size == 1 and alone is not story:
+                    stories = [s for s in stories if s is not alone]
+                    story.posts.insert(0, other)
+                    story.posts.sort(key=lambda p: (p.date, p.slug))
+                    story.links[other.slug] = (post.slug, score, shared)
+                    story_of[other.slug] = story
         story_of[post.slug] = story
     return stories
+
+
+def _links(
+    post: Post, near: Iterable[Post], index: StoryIndex, threshold: float
+) -> list[tuple[float, Post, tuple[str, ...]]]:
+    """The posts of ``near`` that ``post`` is one story with, best first: score, post and
+    the features they share."""
+    found: list[tuple[float, Post, tuple[str, ...]]] = []
+    for other in near:
+        if not index.may_link(post, other):
+            continue
+        score, shared = index.compare(post, other)
+        if score >= threshold:
+            found.append((score, other, shared))
+    return sorted(found, key=lambda link: (-link[0], link[1].date, link[1].slug))
 
 
 def _continued(
@@ -266,7 +318,8 @@ def _continued(
         core = index.core(story.posts)
         share = index.continues(post, core)
         if share is not None and (best is None or share > best[1]):
-            best = (story, share, tuple(sorted(core & index.of(post))))
+            held = core & (index.of(post) | index.lead(post))
+            best = (story, share, tuple(sorted(held)))
     return best
 
 
