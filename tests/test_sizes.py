@@ -28,7 +28,6 @@ KNOWN: set[str] = {
     "digest/content/sources/load.py:load_sources",  # 120
     "digest/content/text.py",  # 683
     "digest/content/text.py:scrub",  # 105
-    "digest/delivery/providers/http.py",  # 885
     "digest/delivery/send.py",  # 723
     "digest/delivery/send.py:send_issue",  # 190
     "digest/email/compose.py",  # 919
