@@ -30,7 +30,6 @@ KNOWN: set[str] = {
     "digest/content/text.py:scrub",  # 105
     "digest/delivery/send.py",  # 723
     "digest/delivery/send.py:send_issue",  # 190
-    "digest/email/compose.py",  # 919
     "digest/email/compose.py:_fit",  # 94
     "digest/preview/dashboard.py:render_dashboard",  # 101
     "digest/preview/server.py:create_app",  # 165
