@@ -510,23 +510,7 @@ def _fit(
             return [], result
     full = quick_full
     most = max((len(s.posts) for s in selection.sections), default=0)
-    policy = list(config.email.trim_policy)
-    floor = min(config.email.trim_min_posts, most)
-
-    # Each phase is (compact?, lowest cap to try); size grows with the cap, so a phase
-    # is a binary search for the largest cap that fits.
-    phases: list[tuple[bool, int]] = []
-    compact = False
-    for i, step in enumerate(policy):
-        if step == "fewer_posts":
-            later_compact = "compact_cards" in policy[i + 1 :]
-            phases.append((compact, floor if later_compact else 1))
-        elif step == "compact_cards":
-            compact = True
-            phases.append((True, most))
-    if phases and policy[-1] == "compact_cards" and "fewer_posts" in policy:
-        phases.append((True, 1))  # compact cards, then fewer of them if still too big
-
+    phases = _phases(list(config.email.trim_policy), config.email.trim_min_posts, most)
     cache: dict[tuple[bool, int, bool], Rendered] = {}
 
     def attempt(compact_cards: bool, cap: int, inline: bool = True) -> Rendered:
@@ -561,6 +545,37 @@ def _fit(
 
     chosen = best or smallest
     result = attempt(*chosen)
+    trimmed = _trimmed(selection, chosen, most)
+    if best is None:
+        trimmed.append(
+            f"over budget: {size(result):,} bytes after trimming (was {full:,}); "
+            f"the budget is {budget:,}"
+        )
+        logger.warning("the email is still over its size budget after trimming")
+    return trimmed, result
+
+
+def _phases(policy: list[str], min_posts: int, most: int) -> list[tuple[bool, int]]:
+    """The trimming search's phases, in the policy's order: (compact cards?, the lowest cap
+    of posts per section to try). Size grows with the cap, so each phase is a binary search
+    for the largest cap that fits."""
+    floor = min(min_posts, most)
+    phases: list[tuple[bool, int]] = []
+    compact = False
+    for i, step in enumerate(policy):
+        if step == "fewer_posts":
+            later_compact = "compact_cards" in policy[i + 1 :]
+            phases.append((compact, floor if later_compact else 1))
+        elif step == "compact_cards":
+            compact = True
+            phases.append((True, most))
+    if phases and policy[-1] == "compact_cards" and "fewer_posts" in policy:
+        phases.append((True, 1))  # compact cards, then fewer of them if still too big
+    return phases
+
+
+def _trimmed(selection: Selection, chosen: tuple[bool, int], most: int) -> list[str]:
+    """What the chosen plan (compact cards?, cap) trimmed, one line per step."""
     compact_cards, cap = chosen
     trimmed: list[str] = []
     if cap < most:
@@ -571,13 +586,7 @@ def _fit(
         )
     if compact_cards:
         trimmed.append("compact_cards: cards without cover images or excerpts")
-    if best is None:
-        trimmed.append(
-            f"over budget: {size(result):,} bytes after trimming (was {full:,}); "
-            f"the budget is {budget:,}"
-        )
-        logger.warning("the email is still over its size budget after trimming")
-    return trimmed, result
+    return trimmed
 
 
 __all__ = ["compose"]
