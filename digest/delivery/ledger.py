@@ -46,7 +46,6 @@ from digest.delivery.ledger_rows import (
     STATES,
     TRANSITIONS,
     UNCERTAIN,
-    Delivery,
     DeliveryState,
     Fence,
     LeaseLost,
@@ -54,6 +53,7 @@ from digest.delivery.ledger_rows import (
     fence_params,
     iso,
 )
+from digest.delivery.providers.base import Delivery
 from digest.errors import StoreError
 from digest.store.clock import rewrite_sql
 from digest.store.database import StoreSpec, Target, as_target, open_store

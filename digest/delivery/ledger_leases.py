@@ -11,12 +11,12 @@ from digest.delivery.ledger_rows import (
     PENDING,
     SENDING,
     UNCERTAIN,
-    Delivery,
     Fence,
     LeaseLost,
     LedgerStore,
     iso,
 )
+from digest.delivery.providers.base import Delivery
 from digest.store.clock import parse_utc
 from digest.store.database import dialect_of
 

@@ -12,9 +12,9 @@ from digest.delivery.ledger_rows import (
     SENT,
     STATES,
     UNCERTAIN,
-    Delivery,
     LedgerStore,
 )
+from digest.delivery.providers.base import Delivery
 
 
 class LedgerQueries(LedgerStore):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from digest.delivery.providers.base import Delivery
 from digest.errors import SendError, StoreError
 from digest.states import State
 from digest.store.clock import utc_text
@@ -81,28 +82,6 @@ def fence_params(fence: Fence | None, subscriber_id: int) -> tuple[Any, ...]:
     if fence.generations is None:
         return (fence.owner,)
     return (fence.owner, fence.generations.get(subscriber_id, -1))
-
-
-@dataclass(frozen=True)
-class Delivery:
-    issue_id: str
-    subscriber_id: int
-    email: str
-    variant: str
-    state: str
-    attempts: int
-    batch_key: str | None
-    handed_off: bool
-    confirmed: bool
-    message_id: str | None
-    provider_message_id: str | None
-    last_error: str | None
-    sent_at: str | None
-    updated_at: str | None = None
-    attempted_at: str | None = None
-    """When the request that may have carried the message started (see ``_ATTEMPTED``)."""
-    lease_generation: int = 0
-    """The row's fencing token when it was read (see :meth:`Ledger.lease`)."""
 
 
 @dataclass(frozen=True)
