@@ -24,7 +24,6 @@ KNOWN: set[str] = {
     "digest/content/text.py",  # 683
     "digest/content/text.py:scrub",  # 105
     "digest/delivery/send.py:send_issue",  # 95
-    "digest/schedule/scheduler.py",  # 780
     "digest/schedule/scheduler.py:run_due",  # 106
     "digest/serve/app.py",  # 849
     "digest/serve/app.py:subscribe",  # 121
