@@ -132,12 +132,11 @@ def against_npm_mjml(config: Config, selection: Selection, runs: int) -> None:
     """The busiest week's MJML through npm mjml, mjml-python and premailer; compose() whole."""
     from mjml import mjml2html
 
-    from digest.email.compose import (
+    from digest.email.compose import IssueRenderer, _Plan
+    from digest.email.templating import (
         HTML_TEMPLATE,
-        IssueRenderer,
         _css,
         _mjml_to_html,
-        _Plan,
         environment,
         render_template,
     )

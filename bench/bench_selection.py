@@ -40,7 +40,7 @@ from digest.content.memory import Remembered, memory_of, unpack_sketch
 from digest.content.posts import Post, load_posts
 from digest.content.select import Rules, Selection, select_posts, week_window
 from digest.content.stories import LEAD_CHARS, StoryIndex, names
-from digest.email.compose import _subject
+from digest.email.headline import _subject
 
 ROOT = Path(__file__).resolve().parent.parent
 TARBALL = ROOT.parent / "shared" / "corpus" / "aivibe-posts.tar.gz"

@@ -227,7 +227,7 @@ def without_fencing() -> None:
 
     Ledger.claim = unfenced_claim  # type: ignore[method-assign]
     Ledger.hand_off = unfenced_hand_off  # type: ignore[method-assign]
-    send._Sender.still_active = lambda self, part, recipient: part  # type: ignore[method-assign]
+    send.Sender.still_active = lambda self, part, recipient: part  # type: ignore[method-assign]
     dispatch.Dispatcher.left = lambda self, handoff, attempt: False  # type: ignore[method-assign]
 
 

@@ -42,9 +42,9 @@ line (no traceback) and exits with its ``exit_code``::
     │   │                                     (digest.delivery.providers.classify)
     │   ├── LeaseLost                         another sender took over this one's rows (its
     │   │                                     lease ran out); nothing more is sent
-    │   │                                     (digest.delivery.ledger)
+    │   │                                     (digest.delivery.ledger_rows)
     │   └── Stopped                           a stop was asked for; stopped at a safe point
-    │                                         (digest.schedule.scheduler)
+    │                                         (digest.schedule.due)
     ├── StoreError                   exit 7   the subscriber store or send ledger refused a change
     │   ├── InvalidEmail                      not a valid email address
     │   │                                     (digest.audience.subscribers)

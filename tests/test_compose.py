@@ -21,7 +21,8 @@ from digest.content.intro import load_intro, parse_intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection, week_window
 from digest.email.checks import all_passed, run_checks
-from digest.email.compose import compose, fit_preheader, sent_size, worst_case_values
+from digest.email.compose import compose, sent_size, worst_case_values
+from digest.email.headline import fit_preheader
 from digest.email.message import (
     PLACEHOLDERS,
     ComposedEmail,

@@ -19,8 +19,8 @@ import pytest
 
 from digest.config import parse_config
 from digest.content.posts import Post, load_posts
-from digest.email.compose import _subject
 from digest.email.headers import encoded_words
+from digest.email.headline import _subject
 from digest.email.message import wire_header
 
 CONFIG = parse_config(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from digest.audience import records
+from digest.audience import erasures, records
 from digest.audience.exports import spreadsheet_cell, write_export
 from digest.audience.imports.importer import import_file
 from digest.audience.imports.mapping import parse_mapping
@@ -927,7 +927,7 @@ def test_an_erased_mailbox_stays_erased_under_another_spelling(store: Subscriber
                 now=LATER,
                 erasure_key=KEY,
             )
-    assert records.forgotten_at(store.connection, "someone.else@gmail.com", KEY) is None
+    assert erasures.forgotten_at(store.connection, "someone.else@gmail.com", KEY) is None
 
 
 @pytest.mark.parametrize(

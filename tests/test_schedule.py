@@ -26,6 +26,7 @@ from digest.audience.imports.importer import import_file
 from digest.audience.subscribers import Categories, SubscriberStore
 from digest.cli import main
 from digest.config import Config, parse_config
+from digest.config.cron import check_cron
 from digest.errors import ConfigError, LockError, NothingToSend, SendError, UsageError
 from digest.schedule.install import crontab, github_actions, on_calendar, systemd
 from digest.schedule.runs import RunStore
@@ -38,7 +39,6 @@ from digest.schedule.scheduler import (
     Scheduler,
     Stopped,
     SystemClock,
-    check_cron,
     clock_at,
     issue_window,
     run_due,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from digest.audience import records
+from digest.audience import erasures, records
 from digest.audience.lifecycle import erasure_key, forget
 from digest.config import Config
 from digest.schedule.scheduler import Schedule
@@ -164,17 +164,17 @@ def test_an_erased_address_comes_back_only_by_confirming(
     assert key is not None
     with store(config) as s:
         forget(s, "eve@example.com", now=LATER, erasure_key=key)
-        assert records.forgotten_at(s.connection, "eve@example.com", key) is not None
+        assert erasures.forgotten_at(s.connection, "eve@example.com", key) is not None
     # A subscribe request makes a pending row with a new consent record, nothing more.
     client.post("/subscribe", json={"email": "eve@example.com"})
     assert status_of(config, "eve@example.com") == "pending"
     with store(config) as s:
-        assert records.forgotten_at(s.connection, "eve@example.com", key) is not None
+        assert erasures.forgotten_at(s.connection, "eve@example.com", key) is not None
     newest = max(outbox(config), key=lambda p: p.stat().st_mtime_ns)
     client.post(confirm_path(newest))
     assert status_of(config, "eve@example.com") == "active"
     with store(config) as s:
-        assert records.forgotten_at(s.connection, "eve@example.com", key) is None
+        assert erasures.forgotten_at(s.connection, "eve@example.com", key) is None
 
 
 def test_strangers_cannot_rewrite_a_pending_subscription(

@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from digest.audience import records
+from digest.audience import erasures, records
 from digest.audience.keys import privacy_secret
 from digest.audience.records import Consent, Record, iso
 from digest.audience.status import Cause
@@ -58,7 +58,7 @@ def add_subscriber(
     """``digest subscribers add``: refuses an address erased on request; the status goes
     through the status model for ``cause`` (owner_add, or owner_force)."""
     key = normalise_email(email)
-    erased = records.forgotten_at(store.connection, key, erasure_key)
+    erased = erasures.forgotten_at(store.connection, key, erasure_key)
     if erased is not None:
         raise Forgotten(
             f"{key} was erased on request on {erased[:10]} and stays suppressed: only a new "
@@ -85,13 +85,13 @@ def show(store: SubscriberStore, email: str) -> Record:
 
 def forget(
     store: SubscriberStore, email: str, *, now: datetime, erasure_key: bytes
-) -> records.Erased:
+) -> erasures.Erased:
     """Erase one person from the subscriber store; the keyed hash keeps them suppressed."""
     try:
         key = normalise_email(email)
     except InvalidEmail as exc:
         raise StoreError(exc.message) from None
-    return records.forget(store.connection, key, erasure_key, now)
+    return erasures.forget(store.connection, key, erasure_key, now)
 
 
 def record_consent(store: SubscriberStore, email: str, consent: Consent, *, source: str) -> None:
@@ -115,4 +115,4 @@ def record_confirmation(
         consent = Consent(**{**consent.__dict__, "confirm_ip": confirm_ip})
     records.set_details(db, email, confirmed_at=iso(now), consent=consent)
     if erasure_key is not None:
-        records.clear_forgotten(db, email, erasure_key)
+        erasures.clear_forgotten(db, email, erasure_key)

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -26,6 +26,8 @@ from digest.cli.deliverability import dry_run_checks, echo_deliverability
 from digest.content.select import resolve_window
 
 if TYPE_CHECKING:  # imported by the commands that use it: `digest status` composes nothing
+    from digest.config import Config
+    from digest.delivery.deliverability import DeliverabilityReport
     from digest.delivery.send_report import SendReport
 
 
@@ -285,15 +287,7 @@ def send_command(
     """
     config = state.config
     if test_to:
-        from digest.delivery.send import send_test
-
-        result = send_test(config, test_to, now=now(), week=week)
-        if as_json:
-            emit_json(result.__dict__)
-        else:
-            click.echo(f"test message to {test_to}: {result.state} {result.reason or ''}".rstrip())
-        if result.state != "sent":
-            raise click.exceptions.Exit(1)
+        _send_test(config, test_to, week, as_json)
         return
     from digest.delivery.deliverability import CheckedComposer, gate_issue
     from digest.delivery.send import send_issue
@@ -313,49 +307,55 @@ def send_command(
                 if not skip_checks:
                     gate_issue(config, now=now(), week=week, since=since, until=until)
                 report = send_in_processes(
-                    config,
-                    workers=workers,
-                    now=now(),
-                    week=week,
-                    since=since,
-                    until=until,
-                    force=force,
-                    resend_uncertain=resend_uncertain,
-                    progress=progress,
-                )
+                    config, workers=workers, now=now(), week=week, since=since, until=until,
+                    force=force, resend_uncertain=resend_uncertain, progress=progress,
+                )  # fmt: skip
             else:
                 report = send_issue(
-                    config,
-                    now=now(),
-                    week=week,
-                    since=since,
-                    until=until,
-                    dry_run=dry_run,
-                    limit=limit,
-                    force=force,
-                    new_subscribers=new_subscribers,
-                    resend_uncertain=resend_uncertain,
-                    progress=progress,
-                    stop=stopper,
+                    config, now=now(), week=week, since=since, until=until, dry_run=dry_run,
+                    limit=limit, force=force, new_subscribers=new_subscribers,
+                    resend_uncertain=resend_uncertain, progress=progress, stop=stopper,
                     composer=composer,
-                )
+                )  # fmt: skip
     except KeyboardInterrupt:
-        # the second Ctrl-C: what was recorded is committed; batches that were in flight
-        # stay `sending`, which the next run settles as it settles a crash
-        progress.close()
-        message = (
-            f"stopped at once after {progress.done} of {max(progress.total, progress.done)}; "
-            "run the same command to resume"
-        )
-        click.secho(f"error: {message}", fg="red", err=True)
-        if as_json:
-            emit_json({"error": message, "exit": 6})
-        raise click.exceptions.Exit(6) from None
+        _stopped_at_once(progress, as_json)
     finally:
         progress.close()
     checked = None
     if dry_run and composer.built is not None:
         checked = dry_run_checks(config, composer.built, offline=offline)
+    _report(report, checked, as_json)
+
+
+def _send_test(config: Config, test_to: str, week: str | None, as_json: bool) -> None:
+    """``--test ADDRESS``: one message, recorded nowhere; exit 1 unless it was sent."""
+    from digest.delivery.send import send_test
+
+    result = send_test(config, test_to, now=now(), week=week)
+    if as_json:
+        emit_json(result.__dict__)
+    else:
+        click.echo(f"test message to {test_to}: {result.state} {result.reason or ''}".rstrip())
+    if result.state != "sent":
+        raise click.exceptions.Exit(1)
+
+
+def _stopped_at_once(progress: _Progress, as_json: bool) -> NoReturn:
+    """The second Ctrl-C: what was recorded is committed; batches that were in flight stay
+    `sending`, which the next run settles as it settles a crash (exit 6)."""
+    progress.close()
+    message = (
+        f"stopped at once after {progress.done} of {max(progress.total, progress.done)}; "
+        "run the same command to resume"
+    )
+    click.secho(f"error: {message}", fg="red", err=True)
+    if as_json:
+        emit_json({"error": message, "exit": 6})
+    raise click.exceptions.Exit(6) from None
+
+
+def _report(report: SendReport, checked: DeliverabilityReport | None, as_json: bool) -> None:
+    """Print the run's report (and a dry run's deliverability findings); exit as they say."""
     if as_json:
         data = report.as_dict()
         if checked is not None:

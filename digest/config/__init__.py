@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -31,7 +29,18 @@ from pydantic import (
 )
 
 from digest.config.analytics import AnalyticsConfig
-from digest.config.cron import check_cron
+from digest.config.content import (
+    DEFAULT_RANK,
+    CategoriesConfig,
+    CategorySection,
+    ContentConfig,
+    DedupeConfig,
+    FilterConfig,
+    LimitsConfig,
+    RankKey,
+    SiteConfig,
+    SourceConfig,
+)
 from digest.config.database import DatabaseURL as DatabaseURL
 from digest.config.database import parse_database_url as parse_database_url
 from digest.config.deliverability import DeliverabilityConfig
@@ -39,766 +48,65 @@ from digest.config.problems import describe_errors
 from digest.config.providers import provider_problems
 from digest.config.secret import _ENV_REF
 from digest.config.secret import Secret as Secret
+from digest.config.section import (
+    WEEKDAYS,
+    _check_timezone,
+    _Section,
+)
 from digest.config.selection import SelectionConfig
+from digest.config.sending import (
+    DEFAULT_IMAGE_CDNS,
+    TRIM_STEPS,
+    EmailConfig,
+    ImageCdn,
+    KeysConfig,
+    LedgerConfig,
+    ProviderConfig,
+    SendConfig,
+    SenderConfig,
+    SubscribersConfig,
+    TrimStep,
+)
+from digest.config.services import (
+    PreviewConfig,
+    ScheduleConfig,
+    ServeConfig,
+    WebhooksConfig,
+)
 from digest.errors import ConfigError
+
+# the sections' models, declared by section in their own modules
+__all__ = [
+    "DEFAULT_IMAGE_CDNS",
+    "DEFAULT_RANK",
+    "TRIM_STEPS",
+    "WEEKDAYS",
+    "CategoriesConfig",
+    "CategorySection",
+    "ContentConfig",
+    "DedupeConfig",
+    "EmailConfig",
+    "FilterConfig",
+    "ImageCdn",
+    "KeysConfig",
+    "LedgerConfig",
+    "LimitsConfig",
+    "PreviewConfig",
+    "ProviderConfig",
+    "RankKey",
+    "ScheduleConfig",
+    "SendConfig",
+    "SenderConfig",
+    "ServeConfig",
+    "SiteConfig",
+    "SourceConfig",
+    "SubscribersConfig",
+    "TrimStep",
+    "WebhooksConfig",
+]
 
 CONFIG_ENV = "DIGEST_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
-
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
-def _parse_duration(value: Any) -> timedelta:
-    """Accept ``90`` (seconds), ``"90s"``, ``"15m"``, ``"6h"``, ``"2d"`` or a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value)
-        if match:
-            amount = float(match.group(1))
-            unit = match.group(2) or "s"
-            seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-            return timedelta(seconds=amount * seconds)
-    raise ValueError("expected a duration such as 90s, 15m, 6h or 2d")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SiteConfig(_Section):
-    """Who the newsletter is from and where its posts live on the web."""
-
-    name: str = Field(description="The site's name, shown in the header and the subject.")
-    base_url: str = Field(description="The site's public address, https://…")
-    logo_url: str | None = Field(default=None, description="An https image for the header.")
-    logo_width: int = Field(
-        default=160, ge=16, le=600, description="The logo's width in the email, in pixels."
-    )
-    logo_height: int | None = Field(
-        default=None, ge=1, description="The logo's height in pixels (kept in proportion)."
-    )
-    post_url: str = Field(
-        default="{base_url}/posts/{slug}",
-        description="How a post's address is made: {base_url}, {slug}, {category_slug}, "
-        "{year}, {month}, {day}.",
-    )
-    category_url: str = Field(
-        default="{base_url}/category/{category_slug}",
-        description='Where "N more in <Category>" links to.',
-    )
-    language: str = Field(default="en", description="The lang of the email and pages.")
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url_is_absolute(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("expected an absolute URL such as https://example.com")
-        return value.rstrip("/")
-
-
-class ContentConfig(_Section):
-    """Where the posts and the per-issue intros are."""
-
-    posts_dir: Path = Field(default=Path("content/posts"), description="Markdown posts.")
-    issues_dir: Path = Field(
-        default=Path("content/issues"),
-        description="Optional intros, one Markdown file per issue: 2026-W34.md.",
-    )
-    cache_dir: Path = Field(
-        default=Path(".digest-cache"), description="Where the post metadata cache lives."
-    )
-    max_file_size: int = Field(
-        default=5_000_000, ge=1, description="Posts larger than this (bytes) are skipped."
-    )
-    strict: bool = Field(
-        default=False,
-        description="A post that cannot be read stops build and send (exit 4) instead of "
-        "being skipped with a warning.",
-    )
-    feeds_dir: Path = Field(
-        default=Path("data/feeds"),
-        description="Each feed's cache (what it last answered, its ETag and Last-Modified) "
-        "and health record (the last fetch, failures in a row).",
-    )
-    failing_after: int = Field(
-        default=3,
-        ge=1,
-        description="`digest check` flags a source that has failed this many fetches in a row.",
-    )
-    max_yaml_nodes: int = Field(
-        default=10_000,
-        ge=1,
-        description="A post whose front matter holds more values (scalars, lists, mappings) "
-        "is reported and skipped.",
-    )
-    max_yaml_aliases: int = Field(
-        default=100,
-        ge=0,
-        description="A post whose front matter uses more YAML aliases (*name) is reported "
-        "and skipped.",
-    )
-    max_yaml_expanded: int = Field(
-        default=100_000,
-        ge=1,
-        description="A post whose front matter would hold more values with every alias "
-        "expanded (a 'billion laughs') is reported and skipped before it is built.",
-    )
-
-    excerpt_patterns: list[str] = Field(
-        default_factory=list,
-        description="Regular expressions (case-insensitive) removed from every excerpt, on "
-        "top of the built-in rules; `digest check --excerpts` shows what each removed.",
-    )
-
-    @field_validator("excerpt_patterns")
-    @classmethod
-    def _patterns_compile(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
-        return value
-
-
-_DEFAULT_SOURCE_TIMEOUT = timedelta(seconds=20)
-
-
-class SourceConfig(_Section):
-    """One place posts come from: a folder of Markdown files, or a feed.
-
-    Write ``{path: content/posts}`` for a folder, or ``{feed: https://blog.example.com/feed}``
-    for an RSS 2.0, Atom or JSON Feed 1.x feed (a URL, or a file path relative to the config
-    file).
-    """
-
-    path: Path | None = Field(default=None, description="A folder of Markdown posts.")
-    feed: str | None = Field(
-        default=None,
-        description="An RSS 2.0, Atom or JSON Feed 1.x feed: an http(s) URL or a file path.",
-    )
-    name: str | None = Field(
-        default=None,
-        description="What reports and `digest check` call this source (default: its path or URL).",
-    )
-    category: str | None = Field(
-        default=None, description="The category of entries that name none (feeds only)."
-    )
-    timeout: Annotated[
-        timedelta, Field(description="How long one fetch may take, in total (feeds only).")
-    ] = _DEFAULT_SOURCE_TIMEOUT
-    max_bytes: int = Field(
-        default=10_000_000, ge=1, description="A feed larger than this (bytes) is refused."
-    )
-    max_redirects: int = Field(
-        default=5, ge=0, le=20, description="Redirects followed when fetching a feed."
-    )
-    allow_private_addresses: bool = Field(
-        default=False,
-        description="Fetch this feed even from a loopback, private or link-local address "
-        "(its URL or a redirect); off, such a feed is refused.",
-    )
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> timedelta:
-        duration = _parse_duration(value)
-        if duration <= timedelta(0):
-            raise ValueError("expected a duration above zero, such as 20s")
-        return duration
-
-    @field_validator("feed")
-    @classmethod
-    def _feed(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        if not value:
-            raise ValueError("expected a URL such as https://blog.example.com/feed or a file")
-        if re.match(r"^[a-z][a-z0-9+.-]*://", value, flags=re.IGNORECASE) and not re.match(
-            r"^https?://[^/\s]+", value, flags=re.IGNORECASE
-        ):
-            raise ValueError(f"'{value}': only http:// and https:// feeds can be fetched")
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> SourceConfig:
-        if (self.path is None) == (self.feed is None):
-            raise ValueError("a source has either path: (a Markdown folder) or feed: (a feed)")
-        if self.path is not None and self.category is not None:
-            raise ValueError("category: applies to feeds; a Markdown post names its own")
-        return self
-
-    @property
-    def is_feed(self) -> bool:
-        return self.feed is not None
-
-    @property
-    def is_remote(self) -> bool:
-        return self.feed is not None and bool(re.match(r"^https?://", self.feed, re.IGNORECASE))
-
-    @property
-    def label(self) -> str:
-        """The name reports use: ``name``, else the path or URL as written."""
-        return self.name or str(self.feed if self.feed is not None else self.path)
-
-    def file(self, root: Path) -> Path:
-        """The folder, or the feed file, made absolute against ``root``."""
-        value = self.path if self.path is not None else Path(self.feed or "")
-        value = value.expanduser()
-        return value if value.is_absolute() else root / value
-
-    def location(self, root: Path) -> str:
-        """Where the source is: its URL, or its absolute path."""
-        if self.is_remote:
-            return str(self.feed)
-        return str(self.file(root))
-
-
-class CategorySection(_Section):
-    """One section of the digest."""
-
-    name: str = Field(description="The category as posts name it (matched in any case).")
-    display: str | None = Field(default=None, description="The section title in the email.")
-    aliases: list[str] = Field(default_factory=list, description="Other spellings to accept.")
-    limit: int | None = Field(default=None, ge=0, description="Overrides limits.per_category.")
-
-    @property
-    def title(self) -> str:
-        return self.display or self.name
-
-
-class CategoriesConfig(_Section):
-    """Which sections the digest has, in which order, and what they are called."""
-
-    sections: list[CategorySection] = Field(
-        default_factory=list, description="Sections in the order the email shows them."
-    )
-    include: list[str] = Field(
-        default_factory=list, description="Only these sections (empty means all)."
-    )
-    exclude: list[str] = Field(default_factory=list, description="Never these sections.")
-    unlisted: Literal["other", "skip"] = Field(
-        default="other",
-        description="Posts whose category is not a section: gather them under `other_title`, "
-        "or leave them out.",
-    )
-    other_title: str = Field(default="More", description="The section for unlisted categories.")
-
-    @model_validator(mode="after")
-    def _names_are_unique(self) -> CategoriesConfig:
-        seen: dict[str, str] = {}
-        for section in self.sections:
-            for spelling in [section.name, *section.aliases]:
-                key = spelling.casefold()
-                if key in seen and seen[key] != section.name:
-                    raise ValueError(f"'{spelling}' names both '{seen[key]}' and '{section.name}'")
-                seen[key] = section.name
-        known = {s.name.casefold() for s in self.sections} | {
-            a.casefold() for s in self.sections for a in s.aliases
-        }
-        for listed in (*self.include, *self.exclude):
-            if self.sections and listed.casefold() not in known:
-                raise ValueError(f"'{listed}' in include/exclude is not a section")
-        return self
-
-
-RankKey = Literal["featured", "source", "cover", "excerpt", "newest", "oldest"]
-DEFAULT_RANK: tuple[RankKey, ...] = ("featured", "source", "newest")
-
-
-class LimitsConfig(_Section):
-    """How many posts an issue holds."""
-
-    per_category: int | None = Field(default=5, ge=0, description="Posts per section.")
-    total: int | None = Field(default=40, ge=0, description="Posts in the whole issue.")
-    min_per_section: int = Field(
-        default=2,
-        ge=1,
-        description="A section left with fewer posts folds into one section at the end, "
-        "titled also_title, which the smallest other section joins while it is still under "
-        "this floor (1 keeps every section as it is).",
-    )
-    also_title: str = Field(default="Also this week", description="That section's title.")
-    min_posts: int = Field(
-        default=1,
-        ge=1,
-        description="An issue with fewer posts is not sent by the schedule, and `digest "
-        "send` sends it only with --force.",
-    )
-    min_posts_daily: int | None = Field(
-        default=None,
-        ge=1,
-        description="The same for a day's issue (a daily newsletter, or the day issues of a "
-        "weekly one for its daily readers); unset: min_posts.",
-    )
-    carry_over: bool = Field(
-        default=False,
-        description="A period not sent for having too few posts rolls into the next issue "
-        "of its cadence: that issue's candidates start where the last sent one ended.",
-    )
-    rank: list[RankKey] = Field(
-        default_factory=lambda: list(DEFAULT_RANK),
-        description="How posts are ordered within a section, so limits keep the best: "
-        "featured, source (has a source URL), cover (has a cover image), excerpt (has "
-        "one), newest, oldest; earlier keys count first.",
-    )
-
-
-class DedupeConfig(_Section):
-    """Which posts count as the same post."""
-
-    by_source: bool = Field(default=True, description="Posts sharing a source URL.")
-    by_title: bool = Field(default=True, description="Posts whose normalised titles match.")
-    near_duplicates: float | None = Field(
-        default=0.8,
-        gt=0,
-        le=1,
-        description="Posts whose bodies are at least this similar (estimated Jaccard "
-        "similarity of 4-word shingles, 0–1) count as one story; null turns it off.",
-    )
-    earlier_issues: int = Field(
-        default=8,
-        ge=0,
-        description="Leave out posts whose title, source or body was in one of this many "
-        "earlier issues built in out_dir (0 turns it off).",
-    )
-
-
-class FilterConfig(_Section):
-    """Which posts to leave out by tag."""
-
-    tags_include: list[str] = Field(default_factory=list, description="Only posts with a tag.")
-    tags_exclude: list[str] = Field(default_factory=list, description="No posts with a tag.")
-
-
-class SenderConfig(_Section):
-    """Who the email is from, and the footer's legal lines."""
-
-    from_name: str = Field(description="The name in the From header.")
-    from_email: str = Field(description="The address in the From header.")
-    reply_to: str | None = Field(default=None, description="Where replies go.")
-    postal_address: str = Field(
-        default="", description="Shown in the footer, as anti-spam laws require."
-    )
-    list_id: str | None = Field(
-        default=None, description="The List-Id header's id; defaults to the site's host."
-    )
-    unsubscribe_mailto: str | None = Field(
-        default=None, description="The mailto: address in List-Unsubscribe."
-    )
-
-    @field_validator("from_email", "reply_to", "unsubscribe_mailto")
-    @classmethod
-    def _looks_like_email(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-            raise ValueError(f"'{value}' is not an email address")
-        return value
-
-
-TrimStep = Literal["fewer_posts", "compact_cards"]
-TRIM_STEPS: tuple[TrimStep, ...] = ("fewer_posts", "compact_cards")
-
-
-ImageCdn = Literal["imgix", "cloudinary"]
-DEFAULT_IMAGE_CDNS: dict[str, ImageCdn] = {
-    "images.unsplash.com": "imgix",
-    "*.imgix.net": "imgix",
-    "res.cloudinary.com": "cloudinary",
-}
-
-
-class EmailConfig(_Section):
-    """How the email is composed."""
-
-    subject: str = Field(
-        default="{site}: {top_title} and {n} more",
-        description="Subject template: {site}, {top_title}, {n}, {count}, {issue_id}, {week}.",
-    )
-    subject_short: str = Field(
-        default="{site}: {count} stories this week",
-        description="The subject when the template with the lead's whole title is over 70 "
-        "characters and '{site}: {top_title}' is too (a headline is never cut).",
-    )
-    preheader: str = Field(
-        default="{count} posts this week: {titles}",
-        description="Preview text template, kept to 40–110 characters.",
-    )
-    size_budget_kb: int = Field(
-        default=100,
-        ge=10,
-        description="The HTML part as sent (personalised, quoted-printable) must stay under "
-        "this many kilobytes of 1,000 bytes; Gmail clips at about 102 KB.",
-    )
-    trim_policy: list[TrimStep] = Field(
-        default_factory=lambda: list(TRIM_STEPS),
-        description="How to fit an over-budget issue, in order.",
-    )
-    utm: dict[str, str] = Field(
-        default_factory=lambda: {
-            "utm_source": "digest",
-            "utm_medium": "email",
-            "utm_campaign": "{issue_id}",
-        },
-        description="Query parameters added to post links ({issue_id} is filled in).",
-    )
-    templates_dir: Path | None = Field(
-        default=None, description="Your own templates; a file here overrides the built-in one."
-    )
-    image_cdns: dict[str, ImageCdn] = Field(
-        default_factory=lambda: dict(DEFAULT_IMAGE_CDNS),
-        description="Image hosts that resize on request (host, or *.domain), and how: imgix "
-        "(w/h query, as Unsplash) or cloudinary (w_,h_ in the path). Covers there are asked "
-        "for at twice their display size, cropped to the displayed shape.",
-    )
-    cover_fallback: Literal["alt", "color"] = Field(
-        default="color",
-        description="What a cover leaves when images are off: color (a block of "
-        "cover_color in the cover's shape) or alt (the box with its alt text, coverAlt).",
-    )
-    cover_color: str = Field(
-        default="#d0d7de",
-        pattern=r"^#[0-9a-fA-F]{6}$",
-        description="The colour of that block (#rrggbb) when the cover's own average "
-        "colour cannot be read (a remote image, or no Pillow): the usual colour of the covers.",
-    )
-    cover_dir: Path | None = Field(
-        default=None,
-        description="The folder the site's own images are served from (site.base_url/...): "
-        "a cover found there gives the block its average colour, read at build time.",
-    )
-    trim_min_posts: int = Field(
-        default=3,
-        ge=1,
-        description="When trimming an over-budget issue, fewer_posts keeps at least this many "
-        "full cards per section before compact_cards is tried.",
-    )
-
-
-class ProviderConfig(BaseModel):
-    """Which transport sends the email, and its options.
-
-    Options beyond ``name`` belong to the provider and are validated by it.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str = Field(default="outbox", description="outbox, smtp, or an email API's name.")
-
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class SendConfig(_Section):
-    """How sending paces and retries."""
-
-    concurrency: int | None = Field(
-        default=None, ge=1, description="Requests in flight (default: the provider's)."
-    )
-    batch_size: int | None = Field(
-        default=None, ge=1, description="Messages per request (default: the provider's most)."
-    )
-    max_attempts: int = Field(
-        default=10,
-        ge=1,
-        description="Tries in one run for messages the provider refuses for now (a 451, a "
-        "throttle); past them, or past retry_for, the run stops (exit 6) and they stay "
-        "pending for the next run. Never a permanent failure.",
-    )
-    retry_for: Annotated[
-        timedelta,
-        Field(
-            description="How long one run retries messages refused for now, waiting "
-            "retry_wait, then twice as long each try (at most retry_wait_max), or as long as "
-            "the provider's Retry-After says."
-        ),
-    ] = timedelta(minutes=10)
-    retry_wait: Annotated[
-        timedelta,
-        Field(description="The first wait before messages refused for now are tried again."),
-    ] = timedelta(seconds=2)
-    retry_wait_max: Annotated[
-        timedelta,
-        Field(description="The longest wait between tries of messages refused for now."),
-    ] = timedelta(seconds=60)
-    lease: Annotated[
-        timedelta,
-        Field(
-            description="How long a sender holds the rows it took without renewing them; "
-            "the rows of a sender that died go to the others after it."
-        ),
-    ] = timedelta(seconds=60)
-
-    @field_validator("retry_for", "retry_wait", "retry_wait_max", mode="before")
-    @classmethod
-    def _retry_for(cls, value: Any) -> timedelta:
-        return _parse_duration(value)
-
-    @field_validator("lease", mode="before")
-    @classmethod
-    def _lease(cls, value: Any) -> timedelta:
-        lease = _parse_duration(value)
-        if lease < timedelta(seconds=1):
-            raise ValueError("expected at least 1s")
-        return lease
-
-    uncertain: Literal["hold", "resend"] = Field(
-        default="hold",
-        description="Messages that may have reached the provider without an answer, which "
-        "the provider cannot confirm or deny: hold them (report, never send twice) or resend "
-        "them on the next run (no one missed, a few may get two copies). Providers with "
-        "idempotency keys always resend safely.",
-    )
-    progress_every: float = Field(
-        default=10.0, gt=0, description="Seconds between progress lines when not on a terminal."
-    )
-
-
-class SubscribersConfig(_Section):
-    """Where subscribers are kept."""
-
-    database: Path = Field(
-        default=Path("data/subscribers.sqlite"), description="The subscriber store."
-    )
-    client_address: Literal["truncate", "hash"] = Field(
-        default="truncate",
-        description="How a consent record keeps the subscriber's IP address: truncate "
-        "(IPv4 /24, IPv6 /48) or hash (keyed with the server secret). Never in full.",
-    )
-
-
-class KeysConfig(_Section):
-    """The key that signs unsubscribe and preference links (see `digest keys`)."""
-
-    file: Path = Field(
-        default=Path("data/link-keys.json"),
-        description="Created once (mode 0600) when no serve.secret/$DIGEST_SECRET is set; "
-        "`digest send` and `digest serve` must read the same file.",
-    )
-    grace_period: Annotated[
-        timedelta,
-        Field(
-            description="After `digest keys rotate`, links signed with an older key keep "
-            "working this long."
-        ),
-    ] = timedelta(days=90)
-
-    @field_validator("grace_period", mode="before")
-    @classmethod
-    def _grace(cls, value: Any) -> timedelta:
-        return _parse_duration(value)
-
-
-class LedgerConfig(_Section):
-    """Where the record of what was sent to whom is kept."""
-
-    database: Path = Field(default=Path("data/ledger.sqlite"), description="What was sent to whom.")
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"'{value}' is not a timezone; use an IANA name such as Europe/Berlin or UTC"
-        ) from None
-    return value
-
-
-class ScheduleConfig(_Section):
-    """When `digest run` and `digest schedule` send."""
-
-    cron: str = Field(default="0 9 * * MON", description='When to send, as cron: "0 9 * * MON".')
-    timezone: str | None = Field(default=None, description="Defaults to the top-level one.")
-    grace: Annotated[timedelta, Field(description="Catch up a missed run this late.")] = timedelta(
-        hours=6
-    )
-    skip_empty: bool = Field(default=True, description="Send nothing for a week with no posts.")
-    database: Path = Field(
-        default=Path("data/runs.sqlite"), description="Which scheduled runs happened, and how."
-    )
-    lock: Path = Field(
-        default=Path("data/schedule.lock"),
-        description="Held by `digest schedule`; `digest run` holds <name>.run beside it. "
-        "Unused with database: (the locks are then in the database).",
-    )
-    local_time: str | None = Field(
-        default=None,
-        description='Send each reader at this wall-clock time in their own timezone ("09:00"): '
-        "one build per issue, sent in waves, one per zone whose local time has come "
-        "(docs/schedule.md). Unset: everyone at the cron's time.",
-    )
-
-    @field_validator("local_time")
-    @classmethod
-    def _local_time(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value.strip()):
-            raise ValueError(f'{value!r} is not a time of day such as "09:00" (HH:MM)')
-        return None if value is None else value.strip()
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return check_cron(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str | None) -> str | None:
-        return None if value is None else _check_timezone(value)
-
-    @field_validator("grace", mode="before")
-    @classmethod
-    def _grace(cls, value: Any) -> timedelta:
-        return _parse_duration(value)
-
-
-class WebhooksConfig(_Section):
-    """Credentials that prove a webhook came from the provider (unset: that route is off)."""
-
-    postmark_username: str | None = Field(
-        default=None, description="Postmark has no signature: the basic-auth user in its URL."
-    )
-    postmark_password: Secret | None = Field(
-        default=None, description="The basic-auth password in Postmark's webhook URL."
-    )
-    resend_secret: Secret | None = Field(
-        default=None, description="Resend's signing secret (whsec_…), checked Svix-style."
-    )
-    sendgrid_public_key: Secret | None = Field(
-        default=None, description="SendGrid's Signed Event Webhook verification key (base64)."
-    )
-    mailgun_signing_key: Secret | None = Field(
-        default=None, description="Mailgun's HTTP webhook signing key."
-    )
-    tolerance: Annotated[
-        timedelta,
-        Field(
-            description="How far Resend's signed timestamp may be from now (Svix signs "
-            "each attempt afresh); older deliveries are refused."
-        ),
-    ] = timedelta(minutes=5)
-    max_age: Annotated[
-        timedelta,
-        Field(
-            description="How old a SendGrid or Mailgun signed timestamp may be. Wide on "
-            "purpose: they deliver late and retry for hours, and a refused bounce would "
-            "keep mailing a dead address. Repeats within it are recognised and skipped."
-        ),
-    ] = timedelta(hours=24)
-    mailgun_confirm: bool = Field(
-        default=False,
-        description="Mailgun signs only timestamp + token, not the body: with this on, each "
-        "bounce, complaint or unsubscribe a Mailgun webhook reports is looked up in Mailgun's "
-        "events API (provider.api_key, provider.domain) and applied only if Mailgun has it.",
-    )
-
-    @field_validator("tolerance", "max_age", mode="before")
-    @classmethod
-    def _tolerance(cls, value: Any) -> timedelta:
-        return _parse_duration(value)
-
-
-class ServeConfig(_Section):
-    """The subscriber-facing web service, `digest serve`."""
-
-    public_url: str | None = Field(
-        default=None,
-        description="Where `digest serve` is reachable; unsubscribe and preference links "
-        "in the email point here.",
-    )
-    host: str = Field(default="127.0.0.1", description="Listen address.")
-    port: int = Field(default=8025, ge=0, le=65535, description="Listen port (0: any free one).")
-    secret: Secret | None = Field(default=None, description="Signs tokens, e.g. ${DIGEST_SECRET}.")
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        description="Reverse proxies whose X-Forwarded-For/-Proto are believed, e.g. 127.0.0.1.",
-    )
-    allowed_origins: list[str] = Field(
-        default_factory=list,
-        description="Other sites whose pages may post to /subscribe (an HTML form, or fetch "
-        "with JSON), e.g. https://blog.example.com.",
-    )
-    subscribe_per_minute: float = Field(
-        default=5, gt=0, description="Subscribe requests allowed per client address per minute."
-    )
-    subscribe_burst: int = Field(
-        default=10, ge=1, description="How many subscribe requests a client may make at once."
-    )
-    max_connections_per_client: int = Field(
-        default=100,
-        ge=1,
-        description="Open connections one client address may hold; a new one past it is "
-        "closed at once (the trusted_proxies are exempt).",
-    )
-    max_body_kb: int = Field(default=16, ge=1, description="Largest form or JSON body, in KiB.")
-    max_webhook_body_kb: int = Field(
-        default=1024, ge=1, description="Largest webhook body, in KiB."
-    )
-    confirm_ttl: Annotated[timedelta, Field(description="How long a confirmation link works.")] = (
-        timedelta(days=2)
-    )
-    mail_per_address: int = Field(
-        default=3,
-        ge=0,
-        description="Most emails the service sends one mailbox (confirmations, 'already "
-        "subscribed' notes) within serve.mail_window, whoever asks; more subscribe requests "
-        "get the same answer and no mail. A +tag does not make another mailbox.",
-    )
-    mail_window: Annotated[
-        timedelta, Field(description="The window serve.mail_per_address counts in.")
-    ] = timedelta(days=1)
-    max_json_depth: int = Field(
-        default=32,
-        ge=2,
-        description="Deepest nesting of arrays and objects a JSON body may have (subscribe "
-        "and webhooks); deeper bodies get 400.",
-    )
-    consent_text: str = Field(
-        default="Send me the weekly digest by email. I can unsubscribe at any time.",
-        description="The consent text the subscribe form shows; each consent record keeps it.",
-    )
-    welcome: bool = Field(
-        default=False,
-        description="Send a welcome email (templates/serve/welcome_email.*) after someone "
-        "confirms, saying when the next issue comes.",
-    )
-    welcome_latest_issue: bool = Field(
-        default=False,
-        description="With welcome: the welcome comes inside the latest issue of each "
-        "newsletter the reader chose (their sections, their language), one message recorded "
-        "in the ledger like any send, so it never reaches them twice.",
-    )
-    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
-
-    @field_validator("public_url")
-    @classmethod
-    def _public_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("expected an absolute URL such as https://news.example.com")
-        return None if value is None else value.rstrip("/")
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        for origin in value:
-            if not re.fullmatch(r"https?://[^/\s]+/?", origin):
-                raise ValueError(f"'{origin}' is not an origin such as https://blog.example.com")
-        return [origin.rstrip("/") for origin in value]
-
-    @field_validator("confirm_ttl", "mail_window", mode="before")
-    @classmethod
-    def _confirm_ttl(cls, value: Any) -> timedelta:
-        return _parse_duration(value)
-
-
-class PreviewConfig(_Section):
-    """The local preview server, `digest preview`."""
-
-    host: str = Field(default="127.0.0.1", description="Listen address.")
-    port: int = Field(default=8000, ge=0, le=65535, description="Listen port.")
 
 
 NEWSLETTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")

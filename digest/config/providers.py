@@ -10,6 +10,7 @@ checked the same way.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -199,6 +200,15 @@ def settings_for(name: str) -> type[BaseModel] | None:
     return _added_settings().get(name)
 
 
+def unknown_provider(name: str, known: Iterable[str]) -> str:
+    """The one message for a provider name nobody registered: the near miss, and every
+    name known (the config check and the registry both say it)."""
+    names = sorted(set(known))
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"provider.name: unknown provider '{name}'{hint} (known: {', '.join(names)})"
+
+
 def provider_problems(section: dict[str, Any]) -> list[str]:
     """One line per problem in a raw ``provider`` mapping, each naming its key."""
     name = section.get("name", "outbox")
@@ -210,10 +220,7 @@ def provider_problems(section: dict[str, Any]) -> list[str]:
     else:
         added = _added_settings()
         if name not in added:
-            known = sorted({*BUILTIN, *added})
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            return [f"provider.name: unknown provider '{name}'{hint} (known: {', '.join(known)})"]
+            return [unknown_provider(name, {*BUILTIN, *added})]
         model = added[name]
     if model is None:
         return []

@@ -82,28 +82,71 @@ def load_bounded(text: str, limits: YamlLimits) -> Any:
 
 
 def _build(loader: Any, limits: YamlLimits) -> Any:
-    anchors: dict[str, tuple[Any, int]] = {}
-    stack: list[_Frame] = []
-    nodes = aliases = expanded = 0
-    result: Any = None
-    documents = 0
+    return _Builder(limits).run(loader)
 
-    def grow(size: int) -> None:
-        nonlocal expanded
-        expanded += size
-        if expanded > limits.expanded:
+
+class _Builder:
+    """The document built from the parser's events, each limit counted as it grows."""
+
+    def __init__(self, limits: YamlLimits) -> None:
+        self.limits = limits
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.stack: list[_Frame] = []
+        self.nodes = self.aliases = self.expanded = 0
+        self.result: Any = None
+        self.documents = 0
+
+    def run(self, loader: Any) -> Any:
+        while True:
+            event: Any = loader.get_event()
+            if isinstance(event, yaml.ScalarEvent):
+                self.count_node(event)
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = (event.value, 1)
+                self.place(event.value, 1, _mark(event))
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                self.count_node(event)
+                container: list[Any] | dict[str, Any] = (
+                    [] if isinstance(event, yaml.SequenceStartEvent) else {}
+                )
+                self.stack.append(_Frame(container, event.anchor, self.expanded))
+                self.grow(1)  # the node itself; its contents are counted as they come
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                frame = self.stack.pop()
+                size = self.expanded - frame.start
+                self.expanded = frame.start  # place() adds the whole node back
+                if frame.anchor is not None:
+                    self.anchors[frame.anchor] = (frame.value, size)
+                self.place(frame.value, size, _mark(event))
+            elif isinstance(event, yaml.AliasEvent):
+                self.alias(event)
+            elif isinstance(event, yaml.DocumentStartEvent):
+                self.documents += 1
+                if self.documents > 1:
+                    raise yaml.composer.ComposerError(
+                        "expected a single document in the stream",
+                        None,
+                        "but found another document",
+                        _mark(event),
+                    )
+            elif isinstance(event, yaml.StreamEndEvent):
+                return self.result
+            # StreamStart and DocumentEnd carry nothing
+
+    def grow(self, size: int) -> None:
+        self.expanded += size
+        if self.expanded > self.limits.expanded:
             raise FrontMatterTooLarge(
-                f"front matter expands to more than {limits.expanded:,} values "
+                f"front matter expands to more than {self.limits.expanded:,} values "
                 "(content.max_yaml_expanded): too many aliases of large values"
             )
 
-    def place(value: Any, size: int, mark: Any) -> None:
-        nonlocal result
-        grow(size)
-        if not stack:
-            result = value
+    def place(self, value: Any, size: int, mark: Any) -> None:
+        self.grow(size)
+        if not self.stack:
+            self.result = value
             return
-        frame = stack[-1]
+        frame = self.stack[-1]
         if isinstance(frame.value, list):
             frame.value.append(value)
         elif frame.key is _OPEN:
@@ -116,74 +159,40 @@ def _build(loader: Any, limits: YamlLimits) -> Any:
             frame.value[frame.key] = value
             frame.key = _OPEN
 
-    def count_node(event: Any) -> None:
-        nonlocal nodes
-        nodes += 1
-        if nodes > limits.nodes:
+    def count_node(self, event: Any) -> None:
+        self.nodes += 1
+        if self.nodes > self.limits.nodes:
             raise FrontMatterTooLarge(
-                f"front matter has more than {limits.nodes:,} values (content.max_yaml_nodes)"
+                f"front matter has more than {self.limits.nodes:,} values (content.max_yaml_nodes)"
             )
         anchor = event.anchor
         if anchor is not None:
-            if anchor in anchors:
+            if anchor in self.anchors:
                 raise yaml.composer.ComposerError(
                     f"found duplicate anchor {anchor!r}",
                     None,
                     "second occurrence",
                     _mark(event),
                 )
-            anchors[anchor] = (_OPEN, 0)
+            self.anchors[anchor] = (_OPEN, 0)
 
-    while True:
-        event: Any = loader.get_event()
-        if isinstance(event, yaml.ScalarEvent):
-            count_node(event)
-            if event.anchor is not None:
-                anchors[event.anchor] = (event.value, 1)
-            place(event.value, 1, _mark(event))
-        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            count_node(event)
-            container: list[Any] | dict[str, Any] = (
-                [] if isinstance(event, yaml.SequenceStartEvent) else {}
+    def alias(self, event: Any) -> None:
+        self.aliases += 1
+        if self.aliases > self.limits.aliases:
+            raise FrontMatterTooLarge(
+                f"front matter has more than {self.limits.aliases:,} aliases "
+                "(content.max_yaml_aliases)"
             )
-            stack.append(_Frame(container, event.anchor, expanded))
-            grow(1)  # the node itself; its contents are counted as they come
-        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            frame = stack.pop()
-            size = expanded - frame.start
-            expanded = frame.start  # place() adds the whole node back
-            if frame.anchor is not None:
-                anchors[frame.anchor] = (frame.value, size)
-            place(frame.value, size, _mark(event))
-        elif isinstance(event, yaml.AliasEvent):
-            aliases += 1
-            if aliases > limits.aliases:
-                raise FrontMatterTooLarge(
-                    f"front matter has more than {limits.aliases:,} aliases "
-                    "(content.max_yaml_aliases)"
-                )
-            if event.anchor not in anchors:
-                raise yaml.composer.ComposerError(
-                    None, None, f"found undefined alias {event.anchor!r}", _mark(event)
-                )
-            value, size = anchors[event.anchor]
-            if value is _OPEN:
-                raise yaml.constructor.ConstructorError(
-                    None, None, "found a recursive alias", _mark(event)
-                )
-            place(value, size, _mark(event))
-        elif isinstance(event, yaml.DocumentStartEvent):
-            documents += 1
-            if documents > 1:
-                raise yaml.composer.ComposerError(
-                    "expected a single document in the stream",
-                    None,
-                    "but found another document",
-                    _mark(event),
-                )
-        elif isinstance(event, yaml.StreamEndEvent):
-            return result
-        # StreamStart and DocumentEnd carry nothing
+        if event.anchor not in self.anchors:
+            raise yaml.composer.ComposerError(
+                None, None, f"found undefined alias {event.anchor!r}", _mark(event)
+            )
+        value, size = self.anchors[event.anchor]
+        if value is _OPEN:
+            raise yaml.constructor.ConstructorError(
+                None, None, "found a recursive alias", _mark(event)
+            )
+        self.place(value, size, _mark(event))
 
 
 class FrontMatterHandler(YAMLHandler):

@@ -224,10 +224,92 @@ def select_posts(
     the window's start) makes the posts from then on candidates too, each saying so.
     """
     decisions: list[Decision] = []
+    candidates = _candidates(posts, window, rules, now, decisions, carried_from)
+    kept, duplicates = _dedupe(candidates, rules, earlier)
+    decisions.extend(duplicates)
+    edited = Edited(kept, [], {}, {}, {})
+    if rules.editor is not None:
+        edited = edit(kept, posts, rules.editor, _earlier_stories(earlier))
+        kept = edited.kept
+        for left in edited.left:
+            reason = Reason(left.kind)  # the pass's kinds are reasons' codes
+            decisions.append(Decision(left.post, reason, left.section, left.detail, left.original))
+
+    by_section: dict[str, list[Post]] = {}
+    for post, section in kept:
+        by_section.setdefault(section, []).append(post)
+
+    order = _section_order(by_section, rules)
+    limits = {rule.name: rule.limit for rule in rules.sections}
+    titles = {rule.name: rule.title for rule in rules.sections}
+    ranks = _order_sections(by_section, order, limits, rules, window, edited)
+    rules.interest.explain(by_section, edited.notes)
+
+    # Per-section limits.
+    taken: dict[str, list[Post]] = {}
+    for name in order:
+        limit = limits.get(name)
+        if limit is None:
+            limit = rules.per_category
+        members = by_section[name]
+        taken[name] = members if limit is None else members[:limit]
+        over = (Reason.OVER_SECTION_LIMIT, f"over the {titles.get(name, name)} limit ({limit}): ")
+        decisions += _left_out(members[len(taken[name]) :], name, over, ranks, rules, edited)
+
+    # The total limit, filled round-robin: every section's best post before any second one.
+    if rules.total is not None and sum(len(v) for v in taken.values()) > rules.total:
+        final = fill_total(taken, order, rules.total, rules.interest)
+        for name in order:
+            over = (Reason.OVER_TOTAL_LIMIT, f"over the total limit ({rules.total}): ")
+            decisions += _left_out(
+                taken[name][len(final[name]) :], name, over, ranks, rules, edited
+            )
+        taken = final
+
+    sections = [
+        Section(
+            name=name,
+            title=titles.get(name, name),
+            posts=tuple(taken[name]),
+            more=len(by_section[name]) - len(taken[name]),
+        )
+        for name in order
+        if taken[name]
+    ]
+    decisions += [
+        Decision(
+            post,
+            Reason.SELECTED,
+            section.name,
+            "selected: " + _ranked(post, ranks, rules.rank, edited),
+            rank=ranks[post.slug],
+        )
+        for section in sections
+        for post in section.posts
+    ]
+    decisions.sort(key=lambda d: (d.post.date, d.post.slug))
+    coverage = dict(edited.coverage)
+    folded = fold_thin(sections, rules.min_per_section, rules.also_title)
+    ordered = lead_first(folded, coverage, "featured" in rules.rank)
+    if carried_from is not None:
+        decisions = note_carried(decisions, window, carried_from)
+    return Selection(window, ordered, tuple(decisions), coverage, carried_from)
+
+
+def _candidates(
+    posts: Sequence[Post],
+    window: Window,
+    rules: Rules,
+    now: datetime,
+    decisions: list[Decision],
+    carried_from: datetime | None = None,
+) -> list[tuple[Post, str]]:
+    """The posts in the window (from ``carried_from`` when set) that no rule leaves out, each
+    with its section; a decision for each one left out (and for posts just outside the
+    window) goes to ``decisions``."""
     candidates: list[tuple[Post, str]] = []
     scope = replace(window, start=carried_from) if carried_from else window
     near = Window(scope.start - NEAR_WINDOW, window.end + NEAR_WINDOW, window.issue_id)
-
     for post in sorted(posts, key=lambda p: (p.date, p.slug)):
         if post.date not in scope:
             if post.date in near:
@@ -247,97 +329,40 @@ def select_posts(
         if section is None:
             section = rules.other_title
         candidates.append((post, section))
+    return candidates
 
-    kept, duplicates = _dedupe(candidates, rules, earlier)
-    decisions.extend(duplicates)
-    edited = Edited(kept, [], {}, {}, {})
-    if rules.editor is not None:
-        edited = edit(kept, posts, rules.editor, _earlier_stories(earlier))
-        kept = edited.kept
-        for left in edited.left:
-            reason = Reason(left.kind)  # the pass's kinds are reasons' codes
-            decisions.append(Decision(left.post, reason, left.section, left.detail, left.original))
 
-    by_section: dict[str, list[Post]] = {}
-    for post, section in kept:
-        by_section.setdefault(section, []).append(post)
-
+def _section_order(by_section: dict[str, list[Post]], rules: Rules) -> list[str]:
+    """The configured sections first, in their order; then the others by name; the
+    catch-all section last."""
     order = [rule.name for rule in rules.sections if rule.name in by_section]
     order += sorted(name for name in by_section if name not in order and name != rules.other_title)
     if rules.other_title in by_section:
         order.append(rules.other_title)
-    limits = {rule.name: rule.limit for rule in rules.sections}
-    titles = {rule.name: rule.title for rule in rules.sections}
-    ranks = _order_sections(by_section, order, limits, rules, window, edited)
-    rules.interest.explain(by_section, edited.notes)
+    return order
 
-    # Per-section limits.
-    taken: dict[str, list[Post]] = {}
-    for name in order:
-        limit = limits.get(name)
-        if limit is None:
-            limit = rules.per_category
-        members = by_section[name]
-        taken[name] = members if limit is None else members[:limit]
-        for post in members[len(taken[name]) :]:
-            decisions.append(
-                Decision(
-                    post,
-                    Reason.OVER_SECTION_LIMIT,
-                    name,
-                    f"over the {titles.get(name, name)} limit ({limit}): "
-                    + _ranked(post, ranks, rules.rank, edited),
-                    rank=ranks[post.slug],
-                )
-            )
 
-    # The total limit, filled round-robin: every section's best post before any second one.
-    if rules.total is not None and sum(len(v) for v in taken.values()) > rules.total:
-        final = fill_total(taken, order, rules.total, rules.interest)
-        for name in order:
-            for post in taken[name][len(final[name]) :]:
-                decisions.append(
-                    Decision(
-                        post,
-                        Reason.OVER_TOTAL_LIMIT,
-                        name,
-                        f"over the total limit ({rules.total}): "
-                        + _ranked(post, ranks, rules.rank, edited),
-                        rank=ranks[post.slug],
-                    )
-                )
-        taken = final
-
-    sections: list[Section] = []
-    for name in order:
-        if not taken[name]:
-            continue
-        for post in taken[name]:
-            decisions.append(
-                Decision(
-                    post,
-                    Reason.SELECTED,
-                    name,
-                    "selected: " + _ranked(post, ranks, rules.rank, edited),
-                    rank=ranks[post.slug],
-                )
-            )
-        sections.append(
-            Section(
-                name=name,
-                title=titles.get(name, name),
-                posts=tuple(taken[name]),
-                more=len(by_section[name]) - len(taken[name]),
-            )
+def _left_out(
+    left: list[Post],
+    name: str,
+    why: tuple[Reason, str],
+    ranks: dict[str, int],
+    rules: Rules,
+    edited: Edited,
+) -> list[Decision]:
+    """A decision for each post of section ``name`` over a limit: the reason, and the text
+    saying which limit before the post's rank."""
+    reason, text = why
+    return [
+        Decision(
+            post,
+            reason,
+            name,
+            text + _ranked(post, ranks, rules.rank, edited),
+            rank=ranks[post.slug],
         )
-
-    decisions.sort(key=lambda d: (d.post.date, d.post.slug))
-    coverage = dict(edited.coverage)
-    folded = fold_thin(sections, rules.min_per_section, rules.also_title)
-    ordered = lead_first(folded, coverage, "featured" in rules.rank)
-    if carried_from is not None:
-        decisions = note_carried(decisions, window, carried_from)
-    return Selection(window, ordered, tuple(decisions), coverage, carried_from)
+        for post in left
+    ]
 
 
 def _earlier_stories(earlier: Sequence[Remembered]) -> list[Earlier]:

@@ -33,9 +33,8 @@ import httpx
 from digest.audience.links import public_base
 from digest.config import Config, missing_secrets
 from digest.config.providers import HttpSettings
-from digest.content.intro import load_intro
 from digest.delivery.dns_checks import DnsError, Lookup, check_config
-from digest.delivery.issue import BuildComposer, Issue
+from digest.delivery.issue import BuildComposer
 from digest.delivery.providers.base import Provider
 from digest.delivery.providers.registry import get_provider_class
 from digest.email.checks import CheckResult, run_checks
@@ -444,7 +443,7 @@ class CheckedComposer(BuildComposer):
         self.gated = gated
         self.built: BuildResult | None = None
 
-    def prepare(
+    def build(
         self,
         config: Config,
         *,
@@ -453,16 +452,12 @@ class CheckedComposer(BuildComposer):
         since: date | None,
         until: date | None,
         write: bool,
-    ) -> Issue:
-        from digest.email.build import build_issue
-
-        result = build_issue(config, now=now, week=week, since=since, until=until, write=write)
+    ) -> BuildResult:
+        result = super().build(config, now=now, week=week, since=since, until=until, write=write)
         self.built = result
         if self.gated and result.selection.count:
             gate(config, result.composed, result.checks)
-        return Issue(
-            result.selection, result.composed, load_intro(config, result.selection.issue_id)
-        )
+        return result
 
 
 def gate_issue(

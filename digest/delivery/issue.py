@@ -22,6 +22,7 @@ from digest.delivery.providers.base import Recipient
 from digest.email.message import ComposedEmail, WireTemplate, to_message
 
 if TYPE_CHECKING:
+    from digest.email.build import BuildResult
     from digest.email.variants import VariantAssembler
 
 # The email stack (jinja2, MJML, premailer) is imported where an issue is built, so that
@@ -86,12 +87,26 @@ class BuildComposer:
         until: date | None,
         write: bool,
     ) -> Issue:
-        from digest.email.build import build_issue
-
-        result = build_issue(config, now=now, week=week, since=since, until=until, write=write)
+        result = self.build(config, now=now, week=week, since=since, until=until, write=write)
         self._built_in = config.site.language
         intro = load_intro(config, result.selection.issue_id)
         return Issue(result.selection, result.composed, intro)
+
+    def build(
+        self,
+        config: Config,
+        *,
+        now: datetime,
+        week: str | None,
+        since: date | None,
+        until: date | None,
+        write: bool,
+    ) -> BuildResult:
+        """The issue built (into ``out/<issue>/`` when ``write``); a subclass adds its own
+        step here (the pre-send gate)."""
+        from digest.email.build import build_issue
+
+        return build_issue(config, now=now, week=week, since=since, until=until, write=write)
 
     def compose(
         self, config: Config, issue: Issue, selection: Selection, *, now: datetime

@@ -32,13 +32,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
-from typing import TypeVar
+from typing import Any
 
 from digest.audience import newsletters
-from digest.audience.engagement import consenting_ids
 from digest.audience.keys import link_keys
 from digest.audience.subscribers import Subscriber, SubscriberStore, normalise_email
 from digest.audience.tokens import token_secret
@@ -46,9 +45,8 @@ from digest.config import Config, missing_secrets, require_secrets
 from digest.content.carry import mark_sent
 from digest.content.layout import least_posts, too_few_posts
 from digest.content.window import is_day
-from digest.delivery.dispatch import Dispatcher
 from digest.delivery.issue import BuildComposer, Composer, Issue
-from digest.delivery.leases import LEASE, Heartbeat, lease_now, sender_id
+from digest.delivery.leases import Heartbeat, lease_now, sender_id
 from digest.delivery.ledger import (
     CHUNK,
     FAILED_PERMANENT,
@@ -58,15 +56,12 @@ from digest.delivery.ledger import (
     SENT,
     SKIPPED,
     UNCERTAIN,
-    Delivery,
     Ledger,
-    Outcome,
 )
 from digest.delivery.pace import DatabasePace
-from digest.delivery.preferences import ALL, Variants, section_names, variant_of
+from digest.delivery.preferences import ALL, section_names, variant_of
 from digest.delivery.providers.base import Batch, Provider, Recipient, RefusedForNow, Result
 from digest.delivery.providers.registry import make_provider
-from digest.delivery.reconcile import Reconciler
 from digest.delivery.retry import RetryRounds
 from digest.delivery.send_report import (
     Progress,
@@ -74,17 +69,15 @@ from digest.delivery.send_report import (
     count_new_subscribers,
     write_report,
 )
-from digest.email.clicklinks import counts_readers, reader_value
+from digest.delivery.sender import Sender
 from digest.email.message import message_id_for, recipient_values
 from digest.errors import (
     DigestError,
     NoSubscribers,
     NothingToSend,
-    SendError,
 )
 from digest.store.database import locate
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # How often a sender with nothing left to take looks again while others hold rows: they
@@ -93,280 +86,6 @@ HELD_POLL = 1.0
 
 SEND_SECRETS = ("provider.", "serve.secret")
 """The config keys whose ``${VAR}`` a send needs (checked before anything is recorded)."""
-
-
-# --------------------------------------------------------------------------- the loop
-
-
-class _Sender:
-    """One run of the loop for one issue (state shared by the steps)."""
-
-    def __init__(
-        self,
-        config: Config,
-        issue: Issue,
-        composer: Composer,
-        provider: Provider,
-        ledger: Ledger,
-        store: SubscriberStore,
-        report: SendReport,
-        *,
-        now: datetime,
-        clock: Callable[[], datetime],
-        progress: Progress | None,
-        stop: Callable[[], bool] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        owner: str = "",
-        lease: timedelta = LEASE,
-    ) -> None:
-        self.stop_requested = stop or (lambda: False)
-        self.sleep = sleep
-        self.owner = owner or sender_id()
-        self.lease = lease
-        self.config = config
-        self.issue = issue
-        self.issue_id = issue.selection.issue_id
-        self.sections = section_names(config)
-        self.composer = composer
-        self.provider = provider
-        self.ledger = ledger
-        self.store = store
-        self.report = report
-        self.now = now
-        self.clock = clock
-        self.progress = progress
-        self.server = token_secret(config)
-        self.readers = consenting_ids(store.connection) if counts_readers(config) else frozenset()
-        self.variants = Variants(config, issue, composer, now=now)
-        self.reconciler = Reconciler(self, self.issue_id, provider, ledger, report, clock=clock)
-        self.batch_size = min(config.send.batch_size or provider.max_batch, provider.max_batch)
-        self.done = 0
-        self.total = 0
-        # Batches go to the provider from `concurrency` worker threads (delivery/dispatch.py).
-        # Transports that commit mid-message (SMTP) send one at a time.
-        concurrency = config.send.concurrency or provider.default_concurrency
-        self.dispatcher = Dispatcher(
-            issue_id=self.issue_id,
-            provider=provider,
-            ledger=ledger,
-            report=report,
-            owner=self.owner,
-            concurrency=1 if provider.commit_each else concurrency,
-            clock=clock,
-            tick=self.tick,
-            gone=self.gone,
-        )
-
-    def close(self) -> None:
-        """Finish what is in flight (recording it), then stop the workers."""
-        self.dispatcher.close()
-
-    def recipient(self, subscriber: Subscriber) -> Recipient:
-        return Recipient(
-            subscriber.id,
-            subscriber.email,
-            {
-                **recipient_values(self.config, subscriber, self.server),
-                **reader_value(
-                    self.config,
-                    self.issue_id,
-                    subscriber.handle if subscriber.id in self.readers else None,
-                    self.server,
-                ),
-            },
-            message_id_for(self.config, self.issue_id, subscriber.id),
-        )
-
-    # -- rows, leased
-
-    def leased(
-        self, states: Sequence[str], *, by_variant: bool = False
-    ) -> Iterator[list[Delivery]]:
-        """Rows in ``states`` that no other sender holds, ``CHUNK`` at a time, in subscriber
-        order (``by_variant``: in variant, then subscriber order, so that each variant is
-        assembled about once), each chunk leased to this sender before it is yielded."""
-        after: int | tuple[str, int] = ("", -1) if by_variant else 0
-        while True:
-            now = lease_now()
-            chunk = self.ledger.lease(
-                self.issue_id,
-                states,
-                owner=self.owner,
-                after=after,
-                limit=CHUNK,
-                until=now + self.lease,
-                now=now,
-            )
-            if not chunk:
-                return
-            # the fencing tokens of the rows being sent: claims and hand-offs compare them
-            self.dispatcher.generations = {d.subscriber_id: d.lease_generation for d in chunk}
-            yield chunk
-            last = chunk[-1]
-            after = (last.variant, last.subscriber_id) if by_variant else last.subscriber_id
-
-    def whole_batch(
-        self, key: str, held: list[Delivery], states: Sequence[str]
-    ) -> list[Delivery] | None:
-        """``held`` with every other row in ``states`` under ``key``, now held too (their
-        fencing tokens joined to this chunk's); None when another sender holds part of the
-        batch, which then waits for a run that can hold it whole."""
-        now = lease_now()
-        more, total = self.ledger.lease_batch(
-            self.issue_id, key, states, owner=self.owner, until=now + self.lease, now=now
-        )
-        ids = {d.subscriber_id for d in held}
-        rest = [d for d in more if d.subscriber_id not in ids]
-        for delivery in rest:
-            self.dispatcher.generations[delivery.subscriber_id] = delivery.lease_generation
-        if len(held) + len(rest) != total:
-            return None
-        return held + rest
-
-    def resend_same_key(self, key: str, deliveries: list[Delivery]) -> None:
-        found = self.store.get_many([d.subscriber_id for d in deliveries])
-        recipients = [
-            self.recipient(found[d.subscriber_id]) for d in deliveries if d.subscriber_id in found
-        ]
-        if recipients:
-            variant = deliveries[0].variant or ALL
-            self.dispatch(self.variants.batch(variant, recipients, key))
-
-    # -- the main pass
-
-    def run(self, states: Sequence[str], limit: int | None) -> bool:
-        """Send every row in ``states``; False when ``limit`` stopped it early."""
-        for chunk in self.leased(states, by_variant=True):
-            found = self.store.get_many([d.subscriber_id for d in chunk])
-            groups: dict[str, list[Recipient]] = {}
-            skipped: list[Outcome] = []
-            for delivery in chunk:
-                subscriber = found.get(delivery.subscriber_id)
-                if subscriber is None or not subscriber.active:
-                    why = "removed" if subscriber is None else subscriber.status
-                    skipped.append(
-                        Outcome(delivery.subscriber_id, SKIPPED, error=f"{why} before sending")
-                    )
-                    continue
-                variant = variant_of(
-                    subscriber, self.issue.selection, self.sections, self.config.site.language
-                )
-                if variant is None:
-                    skipped.append(
-                        Outcome(
-                            delivery.subscriber_id,
-                            SKIPPED,
-                            error="no posts in their sections this week",
-                        )
-                    )
-                    continue
-                groups.setdefault(variant, []).append(self.recipient(subscriber))
-            self.skip(skipped)
-            if self.provider.mixes_variants and not self.send_mixed(groups, limit):
-                return False
-            for variant, recipients in groups.items():
-                for start in range(0, len(recipients), self.batch_size):
-                    part = self.within(recipients[start : start + self.batch_size], limit)
-                    if not part:
-                        return False
-                    self.check_stop()
-                    part = self.still_active(part, lambda r: r)
-                    if not part:
-                        continue
-                    self.report.variants[variant] = self.report.variants.get(variant, 0) + len(part)
-                    self.dispatch(self.variants.batch(variant, part))
-        self.drain()
-        return True
-
-    def skip(self, skipped: list[Outcome]) -> None:
-        if skipped:
-            self.ledger.transition(
-                self.issue_id, skipped, now=self.clock(), fence=self.dispatcher.fence
-            )
-            self.report.skipped += len(skipped)
-            self.tick(len(skipped))
-
-    def still_active(self, part: list[T], recipient: Callable[[T], Recipient]) -> list[T]:
-        """``part`` without those who left since their chunk was read: statuses are read
-        again for every batch, just before it is claimed, so an unsubscribe lands within
-        one batch (``send.batch_size``) of the send, not one chunk of rows."""
-        skipped = self.gone([recipient(p).subscriber_id for p in part])
-        if not skipped:
-            return part
-        self.skip(skipped)
-        left = {o.subscriber_id for o in skipped}
-        return [p for p in part if recipient(p).subscriber_id not in left]
-
-    def gone(self, subscriber_ids: Sequence[int]) -> list[Outcome]:
-        """``skipped`` outcomes for those of these subscribers who are no longer active
-        (their statuses only: this runs for every batch, and for every SMTP message)."""
-        statuses: dict[int, str] = {}
-        for start in range(0, len(subscriber_ids), 500):
-            part = list(subscriber_ids[start : start + 500])
-            marks = ",".join("?" * len(part))
-            statuses.update(
-                self.store.connection.execute(
-                    f"SELECT id, status FROM subscribers WHERE id IN ({marks})", part
-                ).fetchall()
-            )
-        skipped: list[Outcome] = []
-        for sid in subscriber_ids:
-            status = statuses.get(sid)
-            if status != "active":
-                why = "removed" if status is None else status
-                skipped.append(Outcome(sid, SKIPPED, error=f"{why} before sending"))
-        return skipped
-
-    def within(self, part: list[T], limit: int | None) -> list[T]:
-        """``part`` cut to what ``--limit`` still allows (empty: the limit is reached)."""
-        if limit is None:
-            return part
-        return part[: max(limit - self.report.attempted, 0)]
-
-    def send_mixed(self, groups: dict[str, list[Recipient]], limit: int | None) -> bool:
-        """Send the chunk's groups in full batches across variants (emptying ``groups``);
-        False when ``limit`` stopped it. Leaves ``groups`` alone without wire templates."""
-        parts = [(variant, r) for variant, recipients in groups.items() for r in recipients]
-        for start in range(0, len(parts), self.batch_size):
-            part = self.within(parts[start : start + self.batch_size], limit)
-            if not part:
-                return False
-            self.check_stop()
-            batch = self.variants.mixed_batch(part)
-            if batch is None:
-                return True  # no fast path: one variant per batch, as for every provider
-            active = self.still_active(part, lambda p: p[1])
-            if not active:
-                continue
-            if len(active) != len(part):
-                part, batch = active, self.variants.mixed_batch(active)
-                assert batch is not None  # the same variants' wire templates
-            for variant, _ in part:
-                self.report.variants[variant] = self.report.variants.get(variant, 0) + 1
-            self.dispatch(batch, variants=[variant for variant, _ in part])
-        groups.clear()
-        return True
-
-    def check_stop(self) -> None:
-        """A safe point: between batches, with every result so far committed."""
-        if self.stop_requested():
-            self.drain()
-            raise SendError(
-                f"stopped after {self.done} of {max(self.total, self.done)}; "
-                "run the same command to resume"
-            )
-
-    def dispatch(self, batch: Batch, *, variants: Sequence[str] | None = None) -> None:
-        self.dispatcher.dispatch(batch, variants=variants)
-
-    def drain(self) -> None:
-        self.dispatcher.drain()
-
-    def tick(self, n: int) -> None:
-        """``n`` more rows settled for this run (never a refusal: that row comes again)."""
-        self.done += n
-        if n and self.progress is not None:
-            self.progress(min(self.done, self.total), self.total)
 
 
 def send_issue(
@@ -420,11 +139,7 @@ def send_issue(
         write=enqueue and not dry_run,
     )
     issue_id = issue.selection.issue_id
-    if issue.selection.count == 0:
-        raise NothingToSend(f"{issue_id} has no posts; there is nothing to send")
-    daily = is_day(issue.selection.window)
-    if issue.selection.count < least_posts(config, daily)[0] and not (force or dry_run):
-        raise NothingToSend(too_few_posts(issue_id, issue.selection.count, config, daily))
+    _require_posts(config, issue, anyway=force or dry_run)
     store = SubscriberStore(locate(config, config.subscribers.database))
     ledger = Ledger(locate(config, config.ledger.database))
     try:
@@ -438,65 +153,12 @@ def send_issue(
         # Shared: any number of senders may run on one issue (rows are leased); only a
         # `digest db migrate` takes the lock for itself.
         ledger.lock(shared=True)
-        state = ledger.issue(issue_id)
-        # Complete only on evidence: a row still pending, sending or uncertain opens the
-        # issue again, whatever an earlier run (or an older digest) marked.
-        finished_before = bool(state is not None and state["completed_at"]) and not _unfinished(
-            ledger.counts(issue_id)
-        )
-        if finished_before:
-            if force:
-                ledger.reset_for_resend(issue_id, now)
-            else:
-                joined = count_new_subscribers(store, ledger, issue_id)
-                if not new_subscribers:
-                    counts = ledger.counts(issue_id)
-                    hint = (
-                        f"; {joined} subscriber{'s' if joined != 1 else ''} joined since: "
-                        "send them this issue with --new-subscribers"
-                        if joined
-                        else ""
-                    )
-                    raise NothingToSend(
-                        f"{issue_id} was already sent ({counts[SENT]} sent, completed "
-                        f"{state['completed_at'] if state else ''}){hint}; use --force to "
-                        "send it again to everyone"
-                    )
-                if not joined:
-                    raise NothingToSend(
-                        f"{issue_id}: nobody joined since it was sent; nothing to send"
-                    )
-        if not ledger.counts(issue_id) or not any(ledger.counts(issue_id).values()):
-            active = store.counts().get("active", 0)
-            if not active:
-                where = locate(config, config.subscribers.database)
-                raise NoSubscribers(
-                    f"{issue_id}: no active subscribers in {where}, so nothing was sent and "
-                    "nothing was recorded; add some with `digest subscribers import FILE` "
-                    "(or check subscribers.database in the config)"
-                )
-        ledger.start_run(
-            issue_id, subject=str(issue.composed.subject), provider=provider.name, now=now
-        )
-        if enqueue:
-            report.queued = ledger.enqueue(
-                issue_id,
-                (
-                    # queued with its variant, which the send groups rows by
-                    (s.id, s.email, variant_of(s, issue.selection, site=config.site.language) or "")
-                    for s in newsletters.recipients(
-                        config, store, chunk=CHUNK, window=issue.selection.window, due_by=due_by
-                    )
-                ),
-                now=now,
-            )
-            if finished_before:
-                ledger.mark_completed(issue_id, None)  # open again for those who joined
-            ledger.mark_enqueued(issue_id, now)
-            # limits.carry_over: this issue's window is spoken for before a message leaves
-            mark_sent(config.path(config.out_dir) / issue_id, issue.selection.window, now)
+        _open_and_queue(
+            config, issue, ledger, store, report, now=now, force=force,
+            new_subscribers=new_subscribers, enqueue=enqueue, due_by=due_by,
+        )  # fmt: skip
         owner = sender_id()
-        sender = _Sender(
+        sender = Sender(
             config,
             issue,
             composer,
@@ -512,59 +174,204 @@ def send_issue(
             owner=owner,
             lease=lease,
         )
-        heartbeat = Heartbeat(ledger.path, issue_id, owner, lease, lease_now)
-        pace: DatabasePace | None = None
-        from digest.delivery.providers.http import HttpProvider  # httpx: not for `status`
-
-        if isinstance(provider, HttpProvider):
-            # every sender process of this installation takes its request slots from one
-            # sequence, so together they keep the provider's pace
-            pace = DatabasePace(ledger.path, provider.name)
-            provider.pacer.share(pace)
-        counts = ledger.counts(issue_id)
-        sender.total = _unfinished(counts)
-        if limit is not None:
-            sender.total = min(sender.total, limit)
-        report.total = sender.total
         resend = resend_uncertain or config.send.uncertain == "resend"
         # rows whose idempotency key the provider has forgotten: only on the operator's word
         sender.reconciler.resend_expired = force and resend_uncertain
-        finished = False
-        try:
-            try:
-                finished = _loop(sender, ledger, config, limit=limit, resend=resend, sleep=sleep)
-            finally:
-                try:
-                    sender.close()
-                finally:
-                    try:
-                        heartbeat.close()
-                        ledger.release(issue_id, owner=owner)
-                    finally:
-                        provider.close()
-                        if pace is not None:
-                            pace.close()
-        except DigestError as exc:
-            report.stopped = str(exc)
-            _finish(config, ledger, report, issue_id, started, cpu_started, tick_clock, False)
-            raise
-        except KeyboardInterrupt:
-            # a hard stop: batches in flight stay `sending` and the next run settles them
-            # like a crash's; everything recorded so far is committed
-            sender.dispatcher.abandon()
-            report.stopped = "stopped at once"
-            _finish(config, ledger, report, issue_id, started, cpu_started, tick_clock, False)
-            raise
-        report.limited = not finished
-        _finish(config, ledger, report, issue_id, started, cpu_started, tick_clock, True)
-        return report
+        return _run_reported(
+            sender, limit=limit, resend=resend, sleep=sleep, started=(started, cpu_started)
+        )
     finally:
         ledger.close()
         store.close()
 
 
+def _open_and_queue(
+    config: Config,
+    issue: Issue,
+    ledger: Ledger,
+    store: SubscriberStore,
+    report: SendReport,
+    *,
+    now: datetime,
+    force: bool,
+    new_subscribers: bool,
+    enqueue: bool,
+    due_by: datetime | None,
+) -> None:
+    """Open the issue for this run (again, for ``force`` or ``new_subscribers``, when it
+    was sent in full) and queue its recipients."""
+    issue_id = issue.selection.issue_id
+    state = ledger.issue(issue_id)
+    # Complete only on evidence: a row still pending, sending or uncertain opens the
+    # issue again, whatever an earlier run (or an older digest) marked.
+    finished_before = bool(state is not None and state["completed_at"]) and not _unfinished(
+        ledger.counts(issue_id)
+    )
+    if finished_before:
+        _send_again(
+            ledger, store, issue_id, state, now, force=force, new_subscribers=new_subscribers
+        )
+    _require_subscribers(config, ledger, store, issue_id)
+    ledger.start_run(
+        issue_id, subject=str(issue.composed.subject), provider=report.provider, now=now
+    )
+    if enqueue:
+        report.queued = _enqueue(config, issue, ledger, store, now=now, due_by=due_by)
+        if finished_before:
+            ledger.mark_completed(issue_id, None)  # open again for those who joined
+        ledger.mark_enqueued(issue_id, now)
+        # limits.carry_over: this issue's window is spoken for before a message leaves
+        mark_sent(config.path(config.out_dir) / issue_id, issue.selection.window, now)
+
+
+def _run_reported(
+    sender: Sender,
+    *,
+    limit: int | None,
+    resend: bool,
+    sleep: Callable[[float], None],
+    started: tuple[float, float],
+) -> SendReport:
+    """Send the rows (at most ``limit``) and write the report, also when the run stops."""
+    config, ledger, report, issue_id = sender.config, sender.ledger, sender.report, sender.issue_id
+    tick_clock = sender.clock
+    (wall, cpu) = started
+    sender.total = _unfinished(ledger.counts(issue_id))
+    if limit is not None:
+        sender.total = min(sender.total, limit)
+    report.total = sender.total
+    finished = False
+    try:
+        finished = _send_rows(sender, limit=limit, resend=resend, sleep=sleep)
+    except DigestError as exc:
+        report.stopped = str(exc)
+        _finish(config, ledger, report, issue_id, wall, cpu, tick_clock, False)
+        raise
+    except KeyboardInterrupt:
+        # a hard stop: batches in flight stay `sending` and the next run settles them
+        # like a crash's; everything recorded so far is committed
+        sender.dispatcher.abandon()
+        report.stopped = "stopped at once"
+        _finish(config, ledger, report, issue_id, wall, cpu, tick_clock, False)
+        raise
+    report.limited = not finished
+    _finish(config, ledger, report, issue_id, wall, cpu, tick_clock, True)
+    return report
+
+
+def _require_posts(config: Config, issue: Issue, *, anyway: bool) -> None:
+    """Refuse an issue with no posts, or (unless ``anyway``) fewer than the config asks."""
+    issue_id = issue.selection.issue_id
+    if issue.selection.count == 0:
+        raise NothingToSend(f"{issue_id} has no posts; there is nothing to send")
+    daily = is_day(issue.selection.window)
+    if issue.selection.count < least_posts(config, daily)[0] and not anyway:
+        raise NothingToSend(too_few_posts(issue_id, issue.selection.count, config, daily))
+
+
+def _send_again(
+    ledger: Ledger,
+    store: SubscriberStore,
+    issue_id: str,
+    state: dict[str, Any] | None,
+    now: datetime,
+    *,
+    force: bool,
+    new_subscribers: bool,
+) -> None:
+    """An issue sent in full goes out again only on ``force`` (to everyone), or with
+    ``new_subscribers`` to those who joined since; else :class:`NothingToSend` says why."""
+    if force:
+        ledger.reset_for_resend(issue_id, now)
+        return
+    joined = count_new_subscribers(store, ledger, issue_id)
+    if not new_subscribers:
+        counts = ledger.counts(issue_id)
+        hint = (
+            f"; {joined} subscriber{'s' if joined != 1 else ''} joined since: "
+            "send them this issue with --new-subscribers"
+            if joined
+            else ""
+        )
+        raise NothingToSend(
+            f"{issue_id} was already sent ({counts[SENT]} sent, completed "
+            f"{state['completed_at'] if state else ''}){hint}; use --force to "
+            "send it again to everyone"
+        )
+    if not joined:
+        raise NothingToSend(f"{issue_id}: nobody joined since it was sent; nothing to send")
+
+
+def _require_subscribers(
+    config: Config, ledger: Ledger, store: SubscriberStore, issue_id: str
+) -> None:
+    """With nothing queued yet, refuse a send to an empty subscriber list (nothing is
+    recorded)."""
+    if not ledger.counts(issue_id) or not any(ledger.counts(issue_id).values()):
+        active = store.counts().get("active", 0)
+        if not active:
+            where = locate(config, config.subscribers.database)
+            raise NoSubscribers(
+                f"{issue_id}: no active subscribers in {where}, so nothing was sent and "
+                "nothing was recorded; add some with `digest subscribers import FILE` "
+                "(or check subscribers.database in the config)"
+            )
+
+
+def _enqueue(
+    config: Config,
+    issue: Issue,
+    ledger: Ledger,
+    store: SubscriberStore,
+    *,
+    now: datetime,
+    due_by: datetime | None,
+) -> int:
+    """Queue every recipient once, with its variant (which the send groups rows by)."""
+    return ledger.enqueue(
+        issue.selection.issue_id,
+        (
+            (s.id, s.email, variant_of(s, issue.selection, site=config.site.language) or "")
+            for s in newsletters.recipients(
+                config, store, chunk=CHUNK, window=issue.selection.window, due_by=due_by
+            )
+        ),
+        now=now,
+    )
+
+
+def _send_rows(
+    sender: Sender, *, limit: int | None, resend: bool, sleep: Callable[[float], None]
+) -> bool:
+    """The loop, with this sender's heartbeat and the provider's shared pace; the sender,
+    heartbeat, lease, provider and pace are closed however it ends."""
+    ledger, provider, issue_id = sender.ledger, sender.provider, sender.issue_id
+    heartbeat = Heartbeat(ledger.path, issue_id, sender.owner, sender.lease, lease_now)
+    pace: DatabasePace | None = None
+    from digest.delivery.providers.http import HttpProvider  # httpx: not for `status`
+
+    if isinstance(provider, HttpProvider):
+        # every sender process of this installation takes its request slots from one
+        # sequence, so together they keep the provider's pace
+        pace = DatabasePace(ledger.path, provider.name)
+        provider.pacer.share(pace)
+    try:
+        return _loop(sender, ledger, sender.config, limit=limit, resend=resend, sleep=sleep)
+    finally:
+        try:
+            sender.close()
+        finally:
+            try:
+                heartbeat.close()
+                ledger.release(issue_id, owner=sender.owner)
+            finally:
+                provider.close()
+                if pace is not None:
+                    pace.close()
+
+
 def _loop(
-    sender: _Sender,
+    sender: Sender,
     ledger: Ledger,
     config: Config,
     *,

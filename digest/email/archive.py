@@ -19,13 +19,9 @@ from typing import Any
 from digest.audience.links import archive_url
 from digest.config import Config
 from digest.content.select import Selection
-from digest.email.compose import (
-    date_range,
-    environment,
-    issue_title,
-    render_template,
-)
+from digest.email.compose import date_range, issue_title
 from digest.email.message import ComposedEmail
+from digest.email.templating import environment, render_template
 from digest.errors import ContentError
 from digest.store.atomic import write_atomic
 

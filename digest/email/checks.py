@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from lxml import html as lxml_html  # type: ignore[import-untyped]
 
-from digest.email.compose import KB, PREHEADER_MAX, PREHEADER_MIN, SUBJECT_MAX
+from digest.email.compose import KB
+from digest.email.headline import PREHEADER_MAX, PREHEADER_MIN, SUBJECT_MAX
 from digest.email.message import MARKER, PLACEHOLDERS, ComposedEmail
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}

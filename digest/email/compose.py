@@ -19,22 +19,16 @@ Pure: no clock, no network, no files but the templates.
 
 from __future__ import annotations
 
-import html as html_lib
 import logging
 import re
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import formataddr
-from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import jinja2
 from markupsafe import Markup
-from mjml import mjml2html
-from premailer import Premailer
 
 from digest import i18n
 from digest.audience.links import archive_url, category_url, post_url, token_url, with_query
@@ -43,47 +37,33 @@ from digest.content.intro import Intro
 from digest.content.posts import Post
 from digest.content.select import Section, Selection
 from digest.content.stories import source_name
-from digest.email.covers import cover_colors, shape_covers
-from digest.email.loader import InsideLoader
+from digest.email.covers import cover_colors
+from digest.email.headline import (
+    ISSUE_MARKERS,
+    _preheader,
+    _preheader_padding,
+    _subject,
+    fill_issue_markers,
+)
+from digest.email.images import (
+    cover_image,
+    safe_image_url,
+)
 from digest.email.message import PLACEHOLDERS, ComposedEmail, sent_bytes
+from digest.email.templating import (
+    HTML_TEMPLATE,
+    TEXT_TEMPLATE,
+    _css,
+    _mjml_to_html,
+    environment,
+    render_template,
+    spoken,
+)
 from digest.errors import TemplateError
-from digest.resources import BUILTIN_TEMPLATES
 
 logger = logging.getLogger(__name__)
 
-HTML_TEMPLATE = "email.mjml.j2"
-TEXT_TEMPLATE = "email.txt.j2"
-CSS_FILE = "email.css"
-
-
-PREHEADER_MIN = 40
-PREHEADER_MAX = 110
-# Zero-width joiner and no-break space after the preheader keep the inbox preview from
-# running on into the first words of the body.
-PREHEADER_PAD = "\u034f\u200c\u00a0"
-COVER_WIDTH = 552  # 600px body minus 24px padding each side
 KB = 1000  # email.size_budget_kb counts kilobytes of 1,000 bytes: a margin under Gmail's 102 KiB
-SUBJECT_MAX = 70  # what most inboxes show of a subject
-IMAGE_DENSITY = 2  # covers are asked for at twice their display size, for sharp screens
-DEFAULT_COVER_RATIO = 0.5  # height / width when the image URL does not say
-
-
-def safe_image_url(config: Config, url: str | None) -> tuple[str | None, str | None]:
-    """(absolute https URL, None) or (None, why it was refused)."""
-    if not url:
-        return None, None
-    candidate = url.strip()
-    if candidate.startswith("//"):
-        candidate = "https:" + candidate
-    elif candidate.startswith("/"):
-        candidate = urljoin(config.site.base_url + "/", candidate.lstrip("/"))
-    parts = urlsplit(candidate)
-    if parts.scheme.casefold() != "https" or not parts.netloc:
-        scheme = parts.scheme or "relative"
-        return None, f"{scheme}: image refused (only absolute https images are shown)"
-    if any(c in candidate for c in "\"'<>\\ \t\n"):
-        return None, "image URL has characters that are not allowed in a URL"
-    return candidate, None
 
 
 def _utm(config: Config, issue_id: str) -> dict[str, str]:
@@ -106,237 +86,6 @@ def worst_case_values(config: Config) -> dict[str, str]:
 def sent_size(html: str, values: Mapping[str, str]) -> int:
     """Bytes of the HTML part as sent: personalised, then quoted-printable encoded."""
     return sent_bytes(html, values)
-
-
-def _image_rewrite(config: Config, url: str) -> str | None:
-    """The image CDN kind of ``url`` ("imgix" or "cloudinary"), from email.image_cdns."""
-    host = urlsplit(url).hostname or ""
-    for pattern, kind in config.email.image_cdns.items():
-        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
-            return kind
-    return None
-
-
-def sized_image_url(kind: str, url: str, width: int, height: int) -> str:
-    """``url`` asking the CDN for ``width`` × ``height`` pixels, cropped to that shape."""
-    parts = urlsplit(url)
-    if kind == "cloudinary":
-        segments = parts.path.split("/")
-        if "upload" in segments:
-            at = segments.index("upload") + 1
-            transform = f"w_{width},h_{height},c_fill"
-            if at < len(segments) and re.fullmatch(r"[a-z]{1,3}_[^/]*", segments[at]):
-                segments[at] = transform  # replace the size the URL already asked for
-            else:
-                segments.insert(at, transform)
-            return urlunsplit(parts._replace(path="/".join(segments)))
-        return url
-    query = [
-        (k, v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if k not in {"w", "h", "fit", "crop", "dpr", "width", "height"}
-    ]
-    query += [("w", str(width)), ("h", str(height)), ("fit", "crop")]
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def cover_image(config: Config, src: str, post: Post) -> dict[str, Any]:
-    """How a cover is shown: never above its natural size at 2× density, never squashed.
-
-    An image on a known CDN is asked for at twice the display size in the displayed shape.
-    Otherwise a natural size from the front matter (coverWidth/coverHeight) or the URL's
-    own w/h bounds the display size; with none, the height follows the image (auto).
-    The alt text is empty (the linked title follows) unless the front matter describes
-    the image (coverAlt).
-    """
-    alt = str(post.extra.get("coverAlt") or "")
-    width, height = COVER_WIDTH, round(COVER_WIDTH * DEFAULT_COVER_RATIO)
-    kind = _image_rewrite(config, src)
-    if kind is not None:
-        src = sized_image_url(kind, src, width * IMAGE_DENSITY, height * IMAGE_DENSITY)
-        return {"src": src, "width": width, "height": f"{height}px", "alt": alt}
-    natural = _natural_size(post, src)
-    if natural is None:
-        return {"src": src, "width": width, "height": "auto", "alt": alt}
-    natural_w, natural_h = natural
-    shown_w = max(1, min(width, natural_w // IMAGE_DENSITY))
-    shown_h = max(1, round(shown_w * natural_h / natural_w))
-    return {"src": src, "width": shown_w, "height": f"{shown_h}px", "alt": alt}
-
-
-def _natural_size(post: Post, url: str) -> tuple[int, int] | None:
-    for w, h in (
-        (post.extra.get("coverWidth"), post.extra.get("coverHeight")),
-        (parse_qs(urlsplit(url).query).get("w", [None])[0],
-         parse_qs(urlsplit(url).query).get("h", [None])[0]),
-    ):  # fmt: skip
-        try:
-            width, height = int(str(w)), int(str(h))
-        except (TypeError, ValueError):
-            continue
-        if width > 0 and height > 0:
-            return width, height
-    return None
-
-
-# --------------------------------------------------------------------------- templates
-
-
-@lru_cache(maxsize=4096)  # the same excerpts are wrapped again for every variant
-def _wrap(text: str, width: int = 72, indent: str = "", hanging: str | None = None) -> str:
-    subsequent = indent if hanging is None else hanging
-    paragraphs = [p for p in re.split(r"\n\s*\n", str(text))]
-    wrapped = [
-        textwrap.fill(
-            " ".join(p.split()),
-            width=width,
-            initial_indent=indent,
-            subsequent_indent=subsequent,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        for p in paragraphs
-        if p.strip()
-    ]
-    return "\n\n".join(wrapped)
-
-
-def spoken(config: Config) -> str:
-    """The language digest's own words are written in for ``config`` (its site.language;
-    a language variant's config has the reader's)."""
-    return i18n.language_of(None, config.site.language)
-
-
-@lru_cache(maxsize=8)
-def _environment(user_dir: str | None, language: str = i18n.SOURCE) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = []
-    if user_dir:
-        loaders.append(InsideLoader(user_dir))
-    loaders.append(InsideLoader(str(BUILTIN_TEMPLATES)))
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        autoescape=lambda name: name is None or not name.endswith(".txt.j2"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=False,
-        extensions=["jinja2.ext.i18n"],
-    )
-    i18n.install(env, language)
-    env.filters["wrap"] = _wrap
-    return env
-
-
-def environment(config: Config) -> jinja2.Environment:
-    user = config.email.templates_dir
-    return _environment(str(config.path(user)) if user else None, spoken(config))
-
-
-def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
-    try:
-        return env.get_template(name).render(context)
-    except jinja2.TemplateNotFound as exc:
-        raise TemplateError(
-            f"template {exc.name!r} not found in {_searched(env)}", path=str(exc.name)
-        ) from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            exc.message or "syntax error", path=exc.filename, line=exc.lineno
-        ) from None
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(
-            f"{exc.message}; the names a template can use are {', '.join(sorted(context))}",
-            path=name,
-        ) from None
-
-
-def _searched(env: jinja2.Environment) -> str:
-    loader = env.loader
-    folders: list[str] = []
-    if isinstance(loader, jinja2.ChoiceLoader):
-        for inner in loader.loaders:
-            if isinstance(inner, jinja2.FileSystemLoader):
-                folders.extend(str(p) for p in inner.searchpath)
-    return ", ".join(folders)
-
-
-def _css(env: jinja2.Environment) -> str:
-    assert env.loader is not None
-    try:
-        source, _, _ = env.loader.get_source(env, CSS_FILE)
-    except jinja2.TemplateNotFound:
-        return ""
-    return source
-
-
-def _mjml_to_html(
-    mjml: str,
-    css: str,
-    inline: bool = True,
-    covers: tuple[str, str, Mapping[str, str]] = ("alt", "", {}),
-) -> str:
-    try:
-        result = mjml2html(mjml)
-    except Exception as exc:  # mjml-python raises plain exceptions for bad markup
-        raise TemplateError(f"MJML could not render the email: {exc}", path=HTML_TEMPLATE) from None
-    html: str = shape_covers(result if isinstance(result, str) else str(result), *covers)
-    if not inline:
-        return html
-    # MJML's own <style> blocks (resets, @media, Outlook fixes) are left exactly as they are;
-    # premailer only inlines email.css, and adds its @media rules to <head>.
-    html = html.replace(
-        '<style type="text/css">', '<style type="text/css" data-premailer="ignore">'
-    )
-    # premailer keeps a doctype only when it matches lxml's spelling.
-    html = re.sub(r"^\s*<!doctype html>", "<!DOCTYPE html>", html, flags=re.IGNORECASE)
-    premailer = Premailer(
-        css_text=[css] if css else None,
-        keep_style_tags=False,
-        allow_network=False,
-        allow_loading_external_files=False,
-        disable_validation=True,
-        disable_link_rewrites=True,
-        remove_classes=False,
-        strip_important=False,
-        disable_basic_attributes=["width", "height"],
-        cssutils_logging_level=logging.CRITICAL,
-        cache_css_parsing=True,
-    )
-    inlined: str = premailer.transform(html).replace(' data-premailer="ignore"', "")
-    if not inlined.lstrip().upper().startswith("<!DOCTYPE"):
-        inlined = "<!DOCTYPE html>\n" + inlined
-    return inlined
-
-
-# --------------------------------------------------------------------------- issue markers
-
-# The subject, preheader and preheader padding reach the HTML template as markers and are
-# filled in after MJML and premailer, escaped for where each stands (text or an attribute
-# value): MJML copies the title into an attribute with its own escaping, and the same
-# rendered parts serve every preference variant of an issue.
-ISSUE_MARKERS: dict[str, str] = {
-    "subject": "[[digest-issue:subject]]",
-    "preheader": "[[digest-issue:preheader]]",
-    "padding": "[[digest-issue:padding]]",
-}
-_ISSUE_MARKER = re.compile(r"\[\[digest-issue:(subject|preheader|padding)\]\]")
-
-
-def fill_issue_markers(html: str, subject: str, preheader: str) -> str:
-    """Put the subject, preheader and padding where their markers are, HTML-escaped."""
-    if "[[digest-issue:" not in html:
-        return html
-    values = {"subject": subject, "preheader": preheader, "padding": _preheader_padding(preheader)}
-    text = {k: html_lib.escape(v, quote=False) for k, v in values.items()}
-    attribute = {k: html_lib.escape(v, quote=True) for k, v in values.items()}
-
-    def replace(match: re.Match[str]) -> str:
-        in_tag = html.rfind("<", 0, match.start()) > html.rfind(">", 0, match.start())
-        return (attribute if in_tag else text)[match.group(1)]
-
-    return _ISSUE_MARKER.sub(replace, html)
-
-
-# --------------------------------------------------------------------------- the view
 
 
 @dataclass(frozen=True)
@@ -418,91 +167,6 @@ def _also_url(config: Config, post: Post) -> str:
     if urlsplit(source).scheme in ("http", "https"):
         return source
     return post_url(config, post)
-
-
-def _fill_template(template: str, key: str, values: Mapping[str, Any]) -> str:
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise TemplateError(
-            f"{key}: {template!r} uses {exc}, which is not one of {{{'}, {'.join(sorted(values))}}}"
-        ) from None
-
-
-def _subject(config: Config, posts: list[Post], issue_id: str, intro: Intro | None) -> str:
-    """The subject, for the posts the email shows (after trimming).
-
-    A headline is never cut: when the template names ``{top_title}`` and the subject would
-    be longer than :data:`SUBJECT_MAX`, the lead's title with the site name alone is
-    tried, then ``email.subject_short``.
-    """
-    if intro and intro.subject:
-        return intro.subject
-    values = {
-        "site": config.site.name,
-        "top_title": posts[0].title if posts else "",
-        "n": max(len(posts) - 1, 0),
-        "count": len(posts),
-        "issue_id": issue_id,
-        "week": issue_id,
-    }
-
-    def fill(template_values: dict[str, Any]) -> str:
-        subject = _fill_template(config.email.subject, "email.subject", template_values)
-        if len(posts) == 1:
-            subject = re.sub(r"\s+and 0 more\b", "", subject)
-        return " ".join(subject.split())
-
-    subject = fill(values)
-    if len(subject) <= SUBJECT_MAX or "{top_title}" not in config.email.subject:
-        return subject
-    for form in ("{site}: {top_title}", config.email.subject_short):
-        shorter = " ".join(_fill_template(form, "email.subject_short", values).split())
-        shorter = re.sub(r"\b1 stories\b", "1 story", shorter)
-        if len(shorter) <= SUBJECT_MAX:
-            return shorter
-    return shorter  # a subject_short longer than the limit is the owner's choice
-
-
-def _cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-–—") + "…"
-
-
-def fit_preheader(text: str, filler: str) -> str:
-    """``text`` cut to 110 characters, or topped up from ``filler`` to at least 40."""
-    text = " ".join(text.split())
-    if len(text) < PREHEADER_MIN:
-        text = f"{text} — {filler}" if text else filler
-    return _cut(text, PREHEADER_MAX)
-
-
-def _preheader(config: Config, posts: list[Post], issue_id: str, intro: Intro | None) -> str:
-    filler = f"This week in {config.site.name}: " + ", ".join(p.title for p in posts[:3])
-    if intro and intro.preheader:
-        return fit_preheader(intro.preheader, filler)
-    values = {
-        "site": config.site.name,
-        "count": len(posts),
-        "n": max(len(posts) - 1, 0),
-        "titles": "; ".join(p.title for p in posts[:4]),
-        "top_title": posts[0].title if posts else "",
-        "issue_id": issue_id,
-        "week": issue_id,
-    }
-    text = _fill_template(config.email.preheader, "email.preheader", values)
-    if len(posts) == 1:
-        text = text.replace("1 posts", "1 post")
-    return fit_preheader(text, filler)
-
-
-def _preheader_padding(preheader: str) -> str:
-    return PREHEADER_PAD * max(0, 150 - len(preheader))
 
 
 def _headers(config: Config, subject: str) -> dict[str, str]:
@@ -846,23 +510,7 @@ def _fit(
             return [], result
     full = quick_full
     most = max((len(s.posts) for s in selection.sections), default=0)
-    policy = list(config.email.trim_policy)
-    floor = min(config.email.trim_min_posts, most)
-
-    # Each phase is (compact?, lowest cap to try); size grows with the cap, so a phase
-    # is a binary search for the largest cap that fits.
-    phases: list[tuple[bool, int]] = []
-    compact = False
-    for i, step in enumerate(policy):
-        if step == "fewer_posts":
-            later_compact = "compact_cards" in policy[i + 1 :]
-            phases.append((compact, floor if later_compact else 1))
-        elif step == "compact_cards":
-            compact = True
-            phases.append((True, most))
-    if phases and policy[-1] == "compact_cards" and "fewer_posts" in policy:
-        phases.append((True, 1))  # compact cards, then fewer of them if still too big
-
+    phases = _phases(list(config.email.trim_policy), config.email.trim_min_posts, most)
     cache: dict[tuple[bool, int, bool], Rendered] = {}
 
     def attempt(compact_cards: bool, cap: int, inline: bool = True) -> Rendered:
@@ -897,6 +545,37 @@ def _fit(
 
     chosen = best or smallest
     result = attempt(*chosen)
+    trimmed = _trimmed(selection, chosen, most)
+    if best is None:
+        trimmed.append(
+            f"over budget: {size(result):,} bytes after trimming (was {full:,}); "
+            f"the budget is {budget:,}"
+        )
+        logger.warning("the email is still over its size budget after trimming")
+    return trimmed, result
+
+
+def _phases(policy: list[str], min_posts: int, most: int) -> list[tuple[bool, int]]:
+    """The trimming search's phases, in the policy's order: (compact cards?, the lowest cap
+    of posts per section to try). Size grows with the cap, so each phase is a binary search
+    for the largest cap that fits."""
+    floor = min(min_posts, most)
+    phases: list[tuple[bool, int]] = []
+    compact = False
+    for i, step in enumerate(policy):
+        if step == "fewer_posts":
+            later_compact = "compact_cards" in policy[i + 1 :]
+            phases.append((compact, floor if later_compact else 1))
+        elif step == "compact_cards":
+            compact = True
+            phases.append((True, most))
+    if phases and policy[-1] == "compact_cards" and "fewer_posts" in policy:
+        phases.append((True, 1))  # compact cards, then fewer of them if still too big
+    return phases
+
+
+def _trimmed(selection: Selection, chosen: tuple[bool, int], most: int) -> list[str]:
+    """What the chosen plan (compact cards?, cap) trimmed, one line per step."""
     compact_cards, cap = chosen
     trimmed: list[str] = []
     if cap < most:
@@ -907,13 +586,7 @@ def _fit(
         )
     if compact_cards:
         trimmed.append("compact_cards: cards without cover images or excerpts")
-    if best is None:
-        trimmed.append(
-            f"over budget: {size(result):,} bytes after trimming (was {full:,}); "
-            f"the budget is {budget:,}"
-        )
-        logger.warning("the email is still over its size budget after trimming")
-    return trimmed, result
+    return trimmed
 
 
 __all__ = ["compose"]

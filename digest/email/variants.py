@@ -44,8 +44,8 @@ from digest.email.compose import (
     _section_views,
     _SectionView,
     compose,
-    fill_issue_markers,
 )
+from digest.email.headline import fill_issue_markers
 from digest.email.message import ComposedEmail
 
 logger = logging.getLogger(__name__)

@@ -241,6 +241,20 @@ def render_dashboard(report: AudienceReport, *, site_name: str) -> str:
         f'<ul class="totals"><li data-testid="count-total"><strong>{report.total}</strong>'
         f"subscribers</li>{totals}</ul>"
     )
+    parts += _growth(report) + _audience(report) + _issues(report)
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Audience — {_e(site_name)}</title><style>{CSS}</style></head><body><main>"
+        f'<p><a href="/">← Preview</a></p><h1>Audience of {_e(site_name)}</h1>'
+        f'<p class="empty">As of {_e(report.generated_at)}, from the subscriber store and '
+        "the send ledger.</p>" + "".join(parts) + "</main></body></html>"
+    )
+
+
+def _growth(report: AudienceReport) -> list[str]:
+    """Subscribers over time by status, and arrivals by source."""
+    parts: list[str] = []
     if report.timeline:
         parts.append(
             "<section><h2>Subscribers over time, by status</h2>"
@@ -271,6 +285,12 @@ def render_dashboard(report: AudienceReport, *, site_name: str) -> str:
         )
     else:
         parts.append('<section><p class="empty">No subscribers yet.</p></section>')
+    return parts
+
+
+def _audience(report: AudienceReport) -> list[str]:
+    """Where subscribers came from, and the sections they chose."""
+    parts: list[str] = []
     if report.sources:
         parts.append(
             "<section><h2>Where subscribers came from (now)</h2>"
@@ -294,6 +314,12 @@ def render_dashboard(report: AudienceReport, *, site_name: str) -> str:
             + hbars("preferences", "Sections chosen by active subscribers", shown, "#0969da")
             + "</section>"
         )
+    return parts
+
+
+def _issues(report: AudienceReport) -> list[str]:
+    """Delivery outcomes per issue, and what followed each."""
+    parts: list[str] = []
     if report.issues:
         parts.append(
             "<section><h2>Deliveries per issue</h2>"
@@ -323,14 +349,7 @@ def render_dashboard(report: AudienceReport, *, site_name: str) -> str:
         )
     else:
         parts.append('<section><p class="empty">No issue has been sent yet.</p></section>')
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Audience — {_e(site_name)}</title><style>{CSS}</style></head><body><main>"
-        f'<p><a href="/">← Preview</a></p><h1>Audience of {_e(site_name)}</h1>'
-        f'<p class="empty">As of {_e(report.generated_at)}, from the subscriber store and '
-        "the send ledger.</p>" + "".join(parts) + "</main></body></html>"
-    )
+    return parts
 
 
 def audience_dashboard(config: Config, now: datetime) -> str:

@@ -195,101 +195,109 @@ def render_view(view: IssueView) -> dict[str, Any]:
     return data
 
 
-def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
-    """The preview as an ASGI app (tests drive it with Starlette's TestClient)."""
-    broadcaster = Broadcaster()
-    token = secrets.token_urlsafe(24)
-    pages = Environment(
-        loader=FileSystemLoader(str(PAGE_DIR)),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        keep_trailing_newline=True,
-    )
+class _Routes:
+    """The preview's routes, handed what they read: the state, the options, the build
+    events' broadcaster, the send-test token and the page templates."""
 
-    def chosen_issue(request: Request) -> str | None:
-        issue_id = request.query_params.get("week") or options.default_issue
+    def __init__(
+        self,
+        state: PreviewState,
+        options: PreviewOptions,
+        broadcaster: Broadcaster,
+        token: str,
+        pages: Environment,
+    ) -> None:
+        self.state = state
+        self.options = options
+        self.broadcaster = broadcaster
+        self.token = token
+        self.pages = pages
+
+    def chosen_issue(self, request: Request) -> str | None:
+        issue_id = request.query_params.get("week") or self.options.default_issue
         return issue_id if ISSUE_ID.match(issue_id) else None
 
-    async def page(request: Request) -> Response:
-        issue_id = chosen_issue(request)
+    async def page(self, request: Request) -> Response:
+        issue_id = self.chosen_issue(request)
         if issue_id is None:
             return Response("bad week: expected 2026-W47", status_code=400, headers=NO_STORE)
-        html = pages.get_template("page.html.j2").render(
+        html = self.pages.get_template("page.html.j2").render(
             issue_id=issue_id,
-            default_issue=options.default_issue,
-            token=token,
-            can_send=options.send_test is not None,
-            site_name=options.site_name,
-            has_dashboard=options.dashboard is not None,
-            has_deliverability=options.deliverability is not None,
+            default_issue=self.options.default_issue,
+            token=self.token,
+            can_send=self.options.send_test is not None,
+            site_name=self.options.site_name,
+            has_dashboard=self.options.dashboard is not None,
+            has_deliverability=self.options.deliverability is not None,
         )
         return HTMLResponse(html, headers=NO_STORE)
 
-    async def dashboard(request: Request) -> Response:
-        if options.dashboard is None:
+    async def dashboard(self, request: Request) -> Response:
+        if self.options.dashboard is None:
             return Response("no dashboard", status_code=404, media_type="text/plain")
-        html = await asyncio.to_thread(options.dashboard)
+        html = await asyncio.to_thread(self.options.dashboard)
         return HTMLResponse(html, headers=NO_STORE)
 
-    async def deliverability(request: Request) -> Response:
-        issue_id = chosen_issue(request)
-        if options.deliverability is None or issue_id is None:
+    async def deliverability(self, request: Request) -> Response:
+        issue_id = self.chosen_issue(request)
+        if self.options.deliverability is None or issue_id is None:
             return Response("no such panel", status_code=404, media_type="text/plain")
         try:
-            html = await asyncio.to_thread(options.deliverability, issue_id)
+            html = await asyncio.to_thread(self.options.deliverability, issue_id)
         except DigestError as exc:  # a broken config or an empty week: say so, never a 500
             message = f"{issue_id} cannot be checked: {exc}"
             return Response(message, status_code=409, media_type="text/plain", headers=NO_STORE)
         return HTMLResponse(html, headers=NO_STORE)
 
-    async def static(request: Request) -> Response:
+    async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC_FILES:
             return Response("not found", status_code=404, media_type="text/plain")
         body = (PAGE_DIR / name).read_bytes()
         return Response(body, media_type=STATIC_FILES[name], headers=NO_STORE)
 
-    async def api_state(request: Request) -> Response:
-        issue_id = chosen_issue(request)
+    async def api_state(self, request: Request) -> Response:
+        issue_id = self.chosen_issue(request)
         if issue_id is None:
             return JSONResponse({"error": "bad week"}, status_code=400, headers=NO_STORE)
-        view = await asyncio.to_thread(state.view, issue_id)
+        view = await asyncio.to_thread(self.state.view, issue_id)
         data = render_view(view)
-        if options.weeks is not None:
+        if self.options.weeks is not None:
             try:
-                weeks = await asyncio.to_thread(options.weeks)
+                weeks = await asyncio.to_thread(self.options.weeks)
             except Exception as exc:  # a broken config must not break the page
                 log.debug("listing weeks failed: %s", exc)
                 weeks = []
             data["weeks"] = [asdict(w) for w in weeks]
         else:
             data["weeks"] = []
-        data["default_issue"] = options.default_issue
-        data["can_send"] = options.send_test is not None
+        data["default_issue"] = self.options.default_issue
+        data["can_send"] = self.options.send_test is not None
         return JSONResponse(data, headers=NO_STORE)
 
-    async def email(request: Request) -> Response:
+    async def email(self, request: Request) -> Response:
         issue_id = request.path_params["issue"]
-        view = state.peek(issue_id) if ISSUE_ID.match(issue_id) else None
+        view = self.state.peek(issue_id) if ISSUE_ID.match(issue_id) else None
         if view is None or view.render is None:
             return Response("not built", status_code=404, media_type="text/plain")
         return Response(
             view.render.html_bytes, media_type="text/html; charset=utf-8", headers=NO_STORE
         )
 
-    async def archive(request: Request) -> Response:
+    async def archive(self, request: Request) -> Response:
         issue_id = request.path_params["issue"]
         body = None
-        if options.archive is not None and ISSUE_ID.match(issue_id):
-            body = await asyncio.to_thread(options.archive, issue_id)
+        if self.options.archive is not None and ISSUE_ID.match(issue_id):
+            body = await asyncio.to_thread(self.options.archive, issue_id)
         if body is None:
             return Response("not in the archive", status_code=404, media_type="text/plain")
         return Response(body, media_type="text/html; charset=utf-8", headers=NO_STORE)
 
-    async def events(request: Request) -> Response:
+    async def events(self, request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
-            with broadcaster.subscribe() as queue:
+            with self.broadcaster.subscribe() as queue:
                 yield "retry: 500\n\n"
-                while not broadcaster.closed:
+                while not self.broadcaster.closed:
                     try:
                         event = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
                     except asyncio.TimeoutError:
@@ -305,10 +313,10 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
             headers={**NO_STORE, "X-Accel-Buffering": "no"},
         )
 
-    async def send_test(request: Request) -> Response:
-        if options.send_test is None:
+    async def send_test(self, request: Request) -> Response:
+        if self.options.send_test is None:
             return JSONResponse({"error": "no provider is configured"}, status_code=404)
-        if not secrets.compare_digest(request.headers.get("x-preview-token", ""), token):
+        if not secrets.compare_digest(request.headers.get("x-preview-token", ""), self.token):
             return JSONResponse({"error": "missing or wrong preview token"}, status_code=403)
         try:
             payload = await request.json()
@@ -317,7 +325,7 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
         if not isinstance(payload, dict):
             return JSONResponse({"error": "expected a JSON object"}, status_code=400)
         address = str(payload.get("to", "")).strip()
-        issue_id = str(payload.get("week", options.default_issue))
+        issue_id = str(payload.get("week", self.options.default_issue))
         if "@" not in address or not ISSUE_ID.match(issue_id):
             return JSONResponse(
                 {"error": "give an address such as you@example.com"}, status_code=400
@@ -325,10 +333,23 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
         from digest.errors import DigestError
 
         try:
-            outcome = await asyncio.to_thread(options.send_test, issue_id, address)
+            outcome = await asyncio.to_thread(self.options.send_test, issue_id, address)
         except DigestError as exc:
             return JSONResponse({"error": str(exc)}, status_code=502)
         return JSONResponse({"ok": True, "message": outcome})
+
+
+def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
+    """The preview as an ASGI app (tests drive it with Starlette's TestClient)."""
+    broadcaster = Broadcaster()
+    token = secrets.token_urlsafe(24)
+    pages = Environment(
+        loader=FileSystemLoader(str(PAGE_DIR)),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        keep_trailing_newline=True,
+    )
+
+    routes = _Routes(state, options, broadcaster, token, pages)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -342,16 +363,16 @@ def create_app(state: PreviewState, options: PreviewOptions) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/", page),
-            Route("/static/{name}", static),
+            Route("/", routes.page),
+            Route("/static/{name}", routes.static),
             Route("/favicon.ico", lambda request: Response(status_code=204)),
-            Route("/dashboard", dashboard),
-            Route("/deliverability", deliverability),
-            Route("/api/state", api_state),
-            Route("/email/{issue}.html", email),
-            Route("/archive/{issue}/", archive),
-            Route("/events", events),
-            Route("/api/send-test", send_test, methods=["POST"]),
+            Route("/dashboard", routes.dashboard),
+            Route("/deliverability", routes.deliverability),
+            Route("/api/state", routes.api_state),
+            Route("/email/{issue}.html", routes.email),
+            Route("/archive/{issue}/", routes.archive),
+            Route("/events", routes.events),
+            Route("/api/send-test", routes.send_test, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

@@ -3,7 +3,7 @@
 With ``local_time: "09:00"`` an issue (a week, or a day with ``period: day``) is built
 once, when its first wave comes, and sent in waves: one per due instant of the readers'
 timezones (:mod:`digest.schedule.waves`). :class:`WaveSchedule` offers the occurrence maths
-of :class:`~digest.schedule.scheduler.Schedule` (next, latest, count), so ``digest run``
+of :class:`~digest.schedule.due.Schedule` (next, latest, count), so ``digest run``
 and ``digest schedule`` treat each wave as one run of the runs database: recorded once,
 resumed after a crash, caught up within ``schedule.grace``. The issue a wave sends is the
 last complete window before it (each zone's due instant falls less than a day after its

@@ -17,6 +17,9 @@ Two kinds, with one interface (:class:`ProcessLock`) and the same refusal
   minute and a half). The connection's ``application_name`` names the holder for the error.
 
 :func:`process_lock` picks the kind the configuration calls for.
+
+A store's own lock (:class:`StoreLock`: the send ledger's, shared by senders) is the same
+flock or advisory lock, taken shared or exclusive.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Protocol
 from digest.config import Config, DatabaseURL
 from digest.errors import LockError, StoreError
 from digest.store.clock import utc_text
+from digest.store.connection import DatabaseLocks, Target
 
 if TYPE_CHECKING:
     from digest.store.postgres import PostgresConnection
@@ -266,3 +270,58 @@ def _read_holder(fd: int) -> str:
         return os.read(fd, 200).decode("utf-8", "replace").strip()
     except OSError:
         return ""
+
+
+class StoreLock:
+    """A store's own lock, shared or exclusive, refused at once when taken, and released
+    when the holder dies: ``fcntl.flock`` on ``<file>.lock`` beside an SQLite store, or the
+    named advisory lock of the database the store lives in (:class:`DatabaseLocks`), which
+    every host sees. The send ledger holds it for ``digest send`` (shared: senders lease
+    their rows) and ``digest db migrate`` (exclusive)."""
+
+    def __init__(self, db: object, where: Target, name: str) -> None:
+        self._db = db if isinstance(db, DatabaseLocks) else None
+        self.where = where
+        self.name = name
+        self._fd: int | None = None
+        self._in_db = False
+        self._shared = False
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or self._in_db
+
+    def acquire(self, *, shared: bool, busy: str) -> None:
+        """Take the lock, or raise :class:`LockError` naming its holder and ``busy``."""
+        if self.held:
+            return
+        if self._db is not None:
+            if not self._db.try_lock(self.name, shared=shared):
+                holder = self._db.holder(self.name) or "another process"
+                raise LockError(f"{self.where} is held by {holder}: {busy}")
+            self._in_db, self._shared = True, shared
+            return
+        assert isinstance(self.where, Path)
+        lock_path = self.where.with_name(self.where.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockError(
+                f"{lock_path} is held by {holder or 'another process'}: {busy}"
+            ) from None
+        if not shared:  # shared holders are many: the file names the exclusive one only
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{self.name} (pid {os.getpid()})\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._in_db and self._db is not None:
+            self._in_db = False
+            self._db.unlock(self.name, shared=self._shared)
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

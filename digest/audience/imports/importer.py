@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
-from digest.audience import records
+from digest.audience import erasures, records
 from digest.audience.imports.incoming import Incoming, Platform, to_incoming
 from digest.audience.imports.mapping import mapped
 from digest.audience.imports.platforms import detect, platform_named
@@ -100,7 +100,7 @@ def import_file(
     )
     with store.transaction(commit=not dry_run):
         # Checked once: with nothing erased there is nothing to recognise (and no key needed).
-        check_erased = records.has_forgotten(db)
+        check_erased = erasures.has_forgotten(db)
         for chunk in _chunks(rows, CHUNK):
             kept = [
                 (number, incoming)
@@ -144,7 +144,7 @@ def _erased(
     db: Connection, number: int, row: Incoming, key: bytes | None, report: ImportReport
 ) -> bool:
     """Whether the address was erased on request (then the row is rejected, and counted)."""
-    erased = records.forgotten_at(db, row.email, key)
+    erased = erasures.forgotten_at(db, row.email, key)
     if erased is None:
         return False
     report.suppressed += 1

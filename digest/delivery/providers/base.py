@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     import httpx
 
     from digest.config import Config
-    from digest.delivery.ledger import Delivery
 
 # Serialise with CRLF and long lines allowed, so a long List-Unsubscribe URL stays one
 # readable token instead of being split into encoded words.
@@ -57,6 +56,31 @@ ResultState = Literal["sent", "failed-permanent", "failed-retryable", "uncertain
 Renderer = Callable[..., EmailMessage]
 """``renderer(composed, *, to, values, message_id, date) -> EmailMessage``
 (``digest.email.message.to_message``)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the send ledger, as the ledger reads it: what providers settle
+    (:meth:`Provider.lookup`, reconciliation) and the ledger hands out."""
+
+    issue_id: str
+    subscriber_id: int
+    email: str
+    variant: str
+    state: str
+    attempts: int
+    batch_key: str | None
+    handed_off: bool
+    confirmed: bool
+    message_id: str | None
+    provider_message_id: str | None
+    last_error: str | None
+    sent_at: str | None
+    updated_at: str | None = None
+    attempted_at: str | None = None
+    """When the request that may have carried the message started (see ``_ATTEMPTED``)."""
+    lease_generation: int = 0
+    """The row's fencing token when it was read (see :meth:`Ledger.lease`)."""
 
 
 class RefusedForNow(ProviderError):

@@ -68,6 +68,20 @@ def _record(name: object, kind: object, value: object) -> str:
     return f"{name}. {str(kind).upper()} {shown}"
 
 
+def _listed(
+    provider: str, domain: str, *, dkim: bool, ok: bool, where: str, detail: str, publish: str
+) -> DomainFinding:
+    """One DNS record a provider lists for the domain, the same shape for every provider: a
+    DKIM record in the one DKIM wording (``where``: the record and its state), any other in
+    the provider's ``detail``; ``publish`` is shown while it is not verified."""
+    return DomainFinding(
+        "provider-dkim" if dkim else "provider-record",
+        ok,
+        _dkim(provider, domain, ok, where) if dkim else _says(provider, detail),
+        None if ok else publish,
+    )
+
+
 def not_found(provider: str, domain: str, where: str) -> list[DomainFinding]:
     return [
         DomainFinding(
@@ -139,15 +153,14 @@ def mailgun(domain: str, data: dict[str, Any]) -> list[DomainFinding]:
         state = str(record.get("valid", "unknown"))
         dkim = "._domainkey." in name
         findings.append(
-            DomainFinding(
-                "provider-dkim" if dkim else "provider-record",
-                valid,
-                _dkim("mailgun", domain, valid, f"{name}: {state}")
-                if dkim
-                else _says("mailgun", f"the {record.get('record_type')} record {name} is {state}"),
-                None
-                if valid
-                else _record(name, record.get("record_type", "TXT"), record.get("value")),
+            _listed(
+                "mailgun",
+                domain,
+                dkim=dkim,
+                ok=valid,
+                where=f"{name}: {state}",
+                detail=f"the {record.get('record_type')} record {name} is {state}",
+                publish=_record(name, record.get("record_type", "TXT"), record.get("value")),
             )
         )
     return findings
@@ -174,13 +187,14 @@ def sendgrid(domain: str, items: list[Any]) -> list[DomainFinding]:
         dkim = key.startswith("dkim")
         host = record.get("host")
         findings.append(
-            DomainFinding(
-                "provider-dkim" if dkim else "provider-record",
-                ok,
-                _dkim("sendgrid", domain, ok, f"{key} {host}")
-                if dkim
-                else _says("sendgrid", f"{key} {host} is {'' if ok else 'not '}valid"),
-                None if ok else _record(record.get("host"), record.get("type"), record.get("data")),
+            _listed(
+                "sendgrid",
+                domain,
+                dkim=dkim,
+                ok=ok,
+                where=f"{key} {host}",
+                detail=f"{key} {host} is {'' if ok else 'not '}valid",
+                publish=_record(record.get("host"), record.get("type"), record.get("data")),
             )
         )
     return findings
@@ -228,13 +242,14 @@ def resend(domain: str, data: dict[str, Any]) -> list[DomainFinding]:
         host = name if name.endswith(domain) else f"{name}.{domain}"
         state = str(record.get("status", "unknown"))
         findings.append(
-            DomainFinding(
-                "provider-dkim" if dkim else "provider-record",
-                ok,
-                _dkim("resend", domain, ok, f"{host}: {state}")
-                if dkim
-                else _says("resend", f"the {kind} record {host} is {state}"),
-                None if ok else _record(host, record.get("type"), record.get("value")),
+            _listed(
+                "resend",
+                domain,
+                dkim=dkim,
+                ok=ok,
+                where=f"{host}: {state}",
+                detail=f"the {kind} record {host} is {state}",
+                publish=_record(host, record.get("type"), record.get("value")),
             )
         )
     return findings
@@ -265,13 +280,14 @@ def brevo(domain: str, data: dict[str, Any]) -> list[DomainFinding]:
         dkim = key == "dkim_record"
         what = key.replace("_", " ")
         findings.append(
-            DomainFinding(
-                "provider-dkim" if dkim else "provider-record",
-                ok,
-                _dkim("brevo", domain, ok, host)
-                if dkim
-                else _says("brevo", f"the {what} {host} is {'' if ok else 'not '}verified"),
-                None if ok else _record(host, record.get("type", "TXT"), record.get("value")),
+            _listed(
+                "brevo",
+                domain,
+                dkim=dkim,
+                ok=ok,
+                where=host,
+                detail=f"the {what} {host} is {'' if ok else 'not '}verified",
+                publish=_record(host, record.get("type", "TXT"), record.get("value")),
             )
         )
     return findings

@@ -61,7 +61,7 @@ from digest.delivery.providers.http import (
 from digest.errors import ProviderError
 
 if TYPE_CHECKING:
-    from digest.delivery.ledger import Delivery
+    from digest.delivery.providers.base import Delivery
 
 
 def placeholder(name: str) -> str:

@@ -34,7 +34,7 @@ from digest.errors import ProviderError
 from digest.store.private import open_private, private_folder
 
 if TYPE_CHECKING:
-    from digest.delivery.ledger import Delivery
+    from digest.delivery.providers.base import Delivery
 
 
 def outbox_key(config: Config) -> bytes:

@@ -43,7 +43,7 @@ from digest.email.message import fill
 from digest.errors import ProviderError
 
 if TYPE_CHECKING:
-    from digest.delivery.ledger import Delivery
+    from digest.delivery.providers.base import Delivery
 
 EASTERN = ZoneInfo("America/New_York")
 """Postmark's API reads and writes dates in US Eastern time."""

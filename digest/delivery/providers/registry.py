@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from digest.config.providers import BUILTIN, ENTRY_POINT_GROUP
+from digest.config.providers import BUILTIN, ENTRY_POINT_GROUP, unknown_provider
 from digest.delivery.providers.base import Provider
 from digest.errors import ConfigError
 
@@ -43,12 +42,7 @@ def get_provider_class(name: str) -> type[Any]:
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
-        known = available()
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(
-            f"provider.name: unknown provider '{name}'{hint} (known: {', '.join(known)})"
-        )
+        raise ConfigError(unknown_provider(name, available()))
     return _REGISTRY[name]
 
 
