@@ -8,11 +8,14 @@ measurement runs in its own process so that its peak memory (max RSS) is its own
 
 Two tables: the work alone, timed inside each process (``in-process``), and whole processes
 as a user runs them (``whole process``: start-up, imports, config, output): the baseline
-loop as a script, and ``digest select --week ...``, ``digest build --week ...`` and
-``digest check`` against a config file, each cold (no post cache) and warm (run again,
-nothing changed: the post cache answers for every file). Each whole process's CPU time
-(its own and its workers') is printed beside its wall time: on a loaded machine the wall
-time says more about the neighbours than about digest.
+loop as a script, once in one process and once on every core (``multiprocessing.Pool``),
+and ``digest build --week ...``, ``digest check`` and ``digest select --week ...`` against
+a config file, each cold (no post cache) and warm (run again, nothing changed: the post
+cache answers for every file). Each whole process's CPU time (its own and its workers') is
+printed beside its wall time: on a loaded machine the wall time says more about the
+neighbours than about digest. The ``progress`` column counts the progress lines a command
+wrote on stderr (a cold check must show it is alive), and the last line sets the cold
+check against the loop on every core.
 """
 
 from __future__ import annotations
@@ -116,20 +119,27 @@ BASELINE_SCRIPT = """
 import datetime as dt, sys
 from pathlib import Path
 import frontmatter
-year, number = (int(x) for x in sys.argv[2].split("-W"))
-kept = 0
-for path in sorted(Path(sys.argv[1]).glob("*.md")):
-    post = frontmatter.load(path)
-    value = post.get("date")
-    day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
-    if day.isocalendar()[:2] == (year, number):
-        kept += 1
-print(kept)
+
+def day(path):
+    value = frontmatter.load(path).get("date")
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+if __name__ == "__main__":
+    year, number = (int(x) for x in sys.argv[2].split("-W"))
+    paths = sorted(Path(sys.argv[1]).glob("*.md"))
+    if sys.argv[3:] == ["pool"]:  # the same loop on every core
+        from multiprocessing import Pool
+        with Pool() as pool:
+            days = pool.map(day, paths, chunksize=256)
+    else:
+        days = map(day, paths)
+    print(sum(1 for d in days if d.isocalendar()[:2] == (year, number)))
 """
 
 
 def whole(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, float]:
-    """One whole process: wall time, CPU time (with its workers'), and its peak RSS."""
+    """One whole process: wall time, CPU time (with its workers'), its peak RSS, and how
+    many progress lines it wrote on stderr."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -146,7 +156,29 @@ def whole(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> d
         "peak_mb": max(peak, before) / 1024,
         "out": len(done.stdout),
         "answer": hash(done.stdout),
+        "progress": sum(1 for line in done.stderr.splitlines() if " posts: " in line),
     }
+
+
+def print_table(title: str, rows: dict[str, list[dict[str, float]]], columns: str) -> None:
+    """Medians of each row's runs, with the speed-up against the first row (the baseline):
+    ``columns`` names what follows time and speed-up (cpu, peak, workers, week, progress)."""
+    median = statistics.median
+    base = median(r["seconds"] for r in next(iter(rows.values())))
+    shown = {
+        "cpu": ("CPU", lambda found: f"{median(r['cpu'] for r in found):8.2f}s"),
+        "peak": ("peak RSS", lambda found: f"{max(r['peak_mb'] for r in found):7.0f}MB"),
+        "workers": ("workers", lambda f: f"{max(r['workers_peak_mb'] for r in f):6.0f}MB"),
+        "week": ("in week", lambda found: f"{int(found[0]['posts']):8d}"),
+        "progress": ("progress", lambda found: f"{int(found[0]['progress']):8d}"),
+    }
+    wanted = [shown[c] for c in columns.split()]
+    print(title)
+    print(f"{'':52} {'time':>9} {'speed-up':>9} " + " ".join(f"{h:>9}" for h, _ in wanted))
+    for label, found in rows.items():
+        seconds = median(r["seconds"] for r in found)
+        cells = " ".join(f"{cell(found):>9}" for _, cell in wanted)
+        print(f"{label:52} {seconds:8.3f}s {base / seconds:8.1f}× {cells}")
 
 
 def whole_processes(posts: Path, week: str, runs: int, tmp: Path) -> None:
@@ -162,36 +194,49 @@ def whole_processes(posts: Path, week: str, runs: int, tmp: Path) -> None:
     )
     digest = [sys.executable, "-m", "digest"]
     commands = {
-        "select": [*digest, "select", "--week", week],
-        "build": [*digest, "build", "--week", week],
+        "build --week": [*digest, "build", "--week", week],
         "check": [*digest, "check"],
+        "select --week": [*digest, "select", "--week", week],
     }
+    loop = [sys.executable, "-c", BASELINE_SCRIPT, str(posts), week]
     env = dict(os.environ)
-    rows: dict[str, list[dict[str, float]]] = {"baseline": []}
+    rows: dict[str, list[dict[str, float]]] = {
+        "baseline: python script, frontmatter.load() loop": [],
+        "baseline: the same loop on every core (Pool.map)": [],
+    }
     outputs: set[int] = set()
     for _ in range(runs):
-        rows["baseline"].append(
-            whole([sys.executable, "-c", BASELINE_SCRIPT, str(posts), week], site, env)
-        )
+        for label, command in zip(rows, (loop, [*loop, "pool"]), strict=False):
+            rows[label].append(whole(command, site, env))
         for name, command in commands.items():
             shutil.rmtree(site / "cache", ignore_errors=True)
             for state in ("cold", "warm"):
-                rows.setdefault(f"{name} {state}", []).append(whole(command, site, env))
-            if name == "select":
-                outputs.update(int(rows[f"select {s}"][-1]["answer"]) for s in ("cold", "warm"))
+                rows.setdefault(f"digest {name}, {state}", []).append(whole(command, site, env))
+        outputs.update(
+            int(rows[f"digest select --week, {s}"][-1]["answer"]) for s in ("cold", "warm")
+        )
     if len(outputs) != 1:  # both ways must print the same answer
         raise SystemExit("digest select printed different answers cold and warm")
-    base = statistics.median(r["seconds"] for r in rows["baseline"])
-    print(f"\nwhole processes, as a user runs them; median of {runs} runs")
-    print(f"{'':50} {'time':>9} {'speed-up':>9} {'CPU':>9}")
-    for kind, found in rows.items():
-        label = "baseline: python script, frontmatter.load() loop"
-        if kind != "baseline":
-            name, state = kind.split()
-            label = f"{' '.join(commands[name][3:])}, {state}"
-        seconds = statistics.median(r["seconds"] for r in found)
-        cpu = statistics.median(r["cpu"] for r in found)
-        print(f"{label:50} {seconds:8.3f}s {base / seconds:8.1f}× {cpu:8.2f}s")
+    print_table(
+        f"\nwhole processes, as a user runs them; median of {runs} runs; speed-up against the "
+        "plain loop; progress: lines on stderr",
+        rows,
+        "cpu progress",
+    )
+    pooled = statistics.median(
+        r["seconds"] for r in rows["baseline: the same loop on every core (Pool.map)"]
+    )
+    cold = statistics.median(r["seconds"] for r in rows["digest check, cold"])
+    print(f"cold check against the loop on every core: {pooled / cold:.2f}× (≥ 1: as fast)")
+
+
+def unpacked(corpus: Path, tmp: Path) -> Path:
+    """The posts folder: the corpus itself, or its tarball unpacked into ``tmp``."""
+    if corpus.is_dir():
+        return corpus.resolve()
+    with tarfile.open(corpus) as archive:
+        archive.extractall(tmp, filter="data")
+    return (tmp / "posts").resolve()
 
 
 def main() -> None:
@@ -207,66 +252,36 @@ def main() -> None:
     if args.child:
         child(args.child, args.posts, args.week, args.cache)
         return
-
-    if not args.only_whole:
-        in_process(args)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.corpus.is_dir():
-            posts = args.corpus
-        else:
-            with tarfile.open(args.corpus) as archive:
-                archive.extractall(tmp, filter="data")
-            posts = Path(tmp) / "posts"
-        whole_processes(posts.resolve(), args.week, args.runs, Path(tmp))
+        posts = unpacked(args.corpus, Path(tmp))
+        if not args.only_whole:
+            in_process(args, posts, Path(tmp))
+        whole_processes(posts, args.week, args.runs, Path(tmp))
 
 
-def in_process(args: argparse.Namespace) -> None:
+def in_process(args: argparse.Namespace, posts: Path, tmp: Path) -> None:
     """The in-process table: load + select alone, against the baseline loop."""
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.corpus.is_dir():
-            posts = args.corpus
-        else:
-            with tarfile.open(args.corpus) as archive:
-                archive.extractall(tmp, filter="data")
-            posts = Path(tmp) / "posts"
-        count = sum(1 for _ in posts.glob("*.md"))
-        rows: dict[str, list[dict[str, float]]] = {
-            "baseline": [],
-            "serial": [],
-            "cold": [],
-            "warm": [],
-        }
-        for i in range(args.runs):
-            rows["baseline"].append(run("baseline", posts, args.week, Path(tmp) / "unused"))
-            rows["serial"].append(run("serial", posts, args.week, Path(tmp) / f"serial-{i}"))
-            cache = Path(tmp) / f"cache-{i}"
-            rows["cold"].append(run("digest", posts, args.week, cache))
-            rows["warm"].append(run("digest", posts, args.week, cache))
-
-    base = statistics.median(r["seconds"] for r in rows["baseline"])
-    print(
-        f"load + select {args.week} over {count:,} posts; median of {args.runs} runs, "
-        "each in its own process;"
-        " speed-up = baseline time / time; peak RSS of the process and of its workers"
-    )
-    print(f"{'':40} {'time':>9} {'speed-up':>9} {'peak RSS':>9} {'workers':>8} {'in week':>8}")
-    labels = {
-        "baseline": "baseline: frontmatter.load() every file",
-        "serial": "digest, cold, one process",
-        "cold": "digest, cold (parses on every core)",
-        "warm": "digest, warm (cache)",
+    count = sum(1 for _ in posts.glob("*.md"))
+    rows: dict[str, list[dict[str, float]]] = {
+        "baseline: frontmatter.load() every file": [],
+        "digest, cold, one process": [],
+        "digest, cold (parses on every core)": [],
+        "digest, warm (cache)": [],
     }
-    for kind, label in labels.items():
-        seconds = statistics.median(r["seconds"] for r in rows[kind])
-        peak = max(r["peak_mb"] for r in rows[kind])
-        posts_in_week = int(rows[kind][0]["posts"])
-        ratio = base / seconds
-        workers = max(r["workers_peak_mb"] for r in rows[kind])
-        print(
-            f"{label:40} {seconds:8.3f}s {ratio:8.1f}× {peak:7.0f}MB {workers:6.0f}MB "
-            f"{posts_in_week:8d}"
-        )
-    parsed = {int(r.get("parsed", -1)) for r in rows["warm"]}
+    baseline, serial, cold, warm = rows.values()
+    for i in range(args.runs):
+        baseline.append(run("baseline", posts, args.week, tmp / "unused"))
+        serial.append(run("serial", posts, args.week, tmp / f"serial-{i}"))
+        cold.append(run("digest", posts, args.week, tmp / f"cache-{i}"))
+        warm.append(run("digest", posts, args.week, tmp / f"cache-{i}"))
+    print_table(
+        f"load + select {args.week} over {count:,} posts; median of {args.runs} runs, "
+        "each in its own process; speed-up = baseline time / time; peak RSS of the process "
+        "and of its workers",
+        rows,
+        "peak workers week",
+    )
+    parsed = {int(r.get("parsed", -1)) for r in warm}
     print(f"files parsed on warm runs: {sorted(parsed)}")
 
 

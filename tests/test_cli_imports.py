@@ -74,6 +74,32 @@ def test_light_commands_import_no_heavy_stack(sample_site: Path, args: tuple[str
     assert loaded_after(sample_site, *args) == []
 
 
+MODULES_PROBE = PROBE.replace(
+    'sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(%r)))',
+    "sorted(m for m in sys.modules if m.startswith(tuple(json.loads(%r))))",
+)
+
+
+def test_a_plain_check_loads_no_sending_or_provider_code(sample_site: Path) -> None:
+    """`digest check` without --provider asks no provider: the sending and provider
+    modules stay unloaded (they pulled lxml in too); with --provider they load, so the
+    probe can fail."""
+    watched = ["digest.delivery.providers", "digest.delivery.send", "digest.email"]
+    probe = [sys.executable, "-c", MODULES_PROBE % json.dumps(watched), "--newsletter", "weekly"]
+
+    def loaded(*args: str) -> list[str]:
+        done = subprocess.run(
+            [*probe, *args], cwd=sample_site, capture_output=True, text=True, timeout=120
+        )
+        lines = [x for x in done.stderr.splitlines() if x.startswith("LOADED ")]
+        assert lines, done.stderr
+        names: list[str] = json.loads(lines[-1].removeprefix("LOADED "))
+        return names
+
+    assert loaded("check") == []
+    assert "digest.delivery.providers.registry" in loaded("check", "--provider")
+
+
 FEEDS = ("httpx", "feedparser")
 
 

@@ -1044,3 +1044,33 @@ def test_a_name_is_stored_as_one_clean_line(raw: str, stored: str) -> None:
 
     assert NAME_LIMIT == 200
     assert clean_name(raw) == stored
+
+
+def test_imported_rows_without_a_status_time_are_dated_as_the_store_dates_any_arrival(
+    store: SubscriberStore, tmp_path: Path
+) -> None:
+    # The import gives each new row the moment its status began, as the store's arrival
+    # trigger would for a row that has none: the subscription for someone active, the
+    # import for someone already gone (the same as before the import gave it).
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,status,subscribed_at\n"
+        "stays@example.com,active,2025-02-01T08:00:00Z\n"
+        "left@example.com,unsubscribed,2025-03-01T08:00:00Z\n"
+        "undated@example.com,active,\n",
+        encoding="utf-8",
+    )
+    assert load(store, str(path)).added == 3
+    history = {
+        email: (found.status_at, [(e["at"], e["status"]) for e in found.history])
+        for email in ("stays@example.com", "left@example.com", "undated@example.com")
+        for found in [record(store, email)]
+    }
+    assert history == {
+        "stays@example.com": ("2025-02-01T08:00:00Z", [("2025-02-01T08:00:00Z", "active")]),
+        "left@example.com": (
+            "2026-11-23T12:00:00Z",
+            [("2025-03-01T08:00:00Z", "active"), ("2026-11-23T12:00:00Z", "unsubscribed")],
+        ),
+        "undated@example.com": ("2026-11-23T12:00:00Z", [("2026-11-23T12:00:00Z", "active")]),
+    }

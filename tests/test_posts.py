@@ -211,6 +211,38 @@ def test_the_cache_skips_unchanged_files_and_notices_changes(
     assert [p.title for p in changed.posts] == ["A changed"]
 
 
+def test_a_load_without_finishing_reads_no_body_and_leaves_the_cache_to_finish(
+    posts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.content import posts as posts_module
+
+    body = "The body says what the post is about, in enough words to make an excerpt.\n"
+    post(posts_dir, "a.md", "---\ntitle: A\ndate: 2026-08-17\n---\n" + body)
+    cache_dir = tmp_path / "cache"
+
+    def no_body(*args: object) -> None:
+        raise AssertionError("a body was read")
+
+    monkeypatch.setattr(posts_module, "finish_post", no_body)
+    light = load_posts(posts_dir, BERLIN, cache=PostCache(cache_dir), finish=False)
+    assert [(p.title, p.excerpt, p.sketch, p.words) for p in light.posts] == [("A", "", (), None)]
+    monkeypatch.undo()
+
+    full = load_posts(posts_dir, BERLIN, cache=PostCache(cache_dir))
+    assert (full.parsed, full.cached) == (0, 1)  # parsed once, finished now
+    (finished,) = full.posts
+    assert finished.excerpt == body.strip()
+    assert finished.words == 15
+    monkeypatch.setattr(posts_module, "finish_post", no_body)
+    # what a finishing load cached, a light one takes as it is
+    (again,) = load_posts(posts_dir, BERLIN, cache=PostCache(cache_dir), finish=False).posts
+    assert (again.excerpt, again.sketch, again.words) == (
+        finished.excerpt,
+        finished.sketch,
+        finished.words,
+    )
+
+
 def test_a_corrupt_cache_is_rebuilt_not_fatal(posts_dir: Path, tmp_path: Path) -> None:
     post(posts_dir, "a.md", "---\ntitle: A\ndate: 2026-08-17\n---\nBody.\n")
     cache_dir = tmp_path / "cache"

@@ -310,7 +310,8 @@ def check_command(
     progress = None if as_json else ReadProgress(tty=sys.stderr.isatty())
     if state.newsletter is None and len(config.newsletter_names) > 1:
         whole = state.whole_config
-        result = pipeline.load_every_source(whole, now=moment, progress=progress)
+        # finish=False: the check reads no bodies for excerpts it does not show
+        result = pipeline.load_every_source(whole, now=moment, progress=progress, finish=False)
         # A category is unlisted when no newsletter has a section for it.
         unlisted = [
             set(pipeline.unlisted_categories(whole.for_newsletter(name), result.posts))
@@ -318,7 +319,7 @@ def check_command(
         ]
         rules_unknown = sorted(set.intersection(*unlisted))
     else:
-        result = pipeline.load(config, now=moment, progress=progress)
+        result = pipeline.load(config, now=moment, progress=progress, finish=False)
         rules_unknown = pipeline.unlisted_categories(config, result.posts)
     if progress is not None:
         progress.close()

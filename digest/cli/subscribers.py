@@ -32,7 +32,6 @@ from digest.audience.status import Cause
 from digest.audience.subscribers import STATUSES, Categories, SubscriberStore, unsubscribe
 from digest.audience.tokens import TokenError
 from digest.cli._app import State, emit_json, json_option, main, now, pass_state, say
-from digest.delivery.reports import audience_report
 from digest.store.database import locate
 from digest.store.private import open_private, private_folder
 
@@ -430,6 +429,9 @@ def stats_command(state: State, as_json: bool) -> None:
       digest subscribers stats
       digest subscribers stats --json
     """
+    # imported here for start-up time: the ledger and reports are for stats alone
+    from digest.delivery.reports import audience_report
+
     config = state.config
     report = audience_report(
         locate(config, config.subscribers.database),

@@ -48,12 +48,15 @@ def load(
     now: datetime | None = None,
     client: httpx.Client | None = None,
     progress: Progress | None = None,
+    finish: bool = True,
 ) -> SourcesResult:
     """Every post from every source, or with ``around`` only those within a day of that
     window. ``now`` stamps the sources' health records and dates undated feed entries;
     ``client`` fetches feeds (one is made when None). Without ``use_cache`` every file is
     read and every feed fetched and parsed afresh (health is still recorded). ``progress``
-    is told how far reading the Markdown folders is."""
+    is told how far reading the Markdown folders is. Without ``finish`` no post's body is
+    read for its excerpt or sketch (what ``digest check`` needs: counts, categories,
+    problems), so a cold check over a large folder only parses front matter."""
     between = (around.start - NEAR_WINDOW, around.end + NEAR_WINDOW) if around else None
     rules = Rules.from_config(config)
 
@@ -62,7 +65,9 @@ def load(
         known = next((c for c in categories if rules.section_of(c)), None)
         return known or (categories[0] if categories else None)
 
-    return _load(config, config.source_list, use_cache, between, now, client, category_of, progress)
+    return _load(
+        config, config.source_list, use_cache, between, now, client, category_of, progress, finish
+    )
 
 
 def _load(
@@ -74,6 +79,7 @@ def _load(
     client: httpx.Client | None,
     category_of: Callable[[list[str]], str | None],
     progress: Progress | None = None,
+    finish: bool = True,
 ) -> SourcesResult:
     return load_sources(
         sources,
@@ -92,6 +98,7 @@ def _load(
         cleaner=ExcerptCleaner(config.content.excerpt_patterns),
         limits=YamlLimits.from_config(config.content),
         progress=progress,
+        finish=finish,
     )
 
 
@@ -101,6 +108,7 @@ def load_every_source(
     now: datetime | None = None,
     client: httpx.Client | None = None,
     progress: Progress | None = None,
+    finish: bool = True,
 ) -> SourcesResult:
     """Every source of every newsletter, each read once (what `digest check` reports)."""
     seen: dict[str, SourceConfig] = {}
@@ -111,7 +119,7 @@ def load_every_source(
     def first(categories: list[str]) -> str | None:
         return categories[0] if categories else None
 
-    return _load(config, list(seen.values()), True, None, now, client, first, progress)
+    return _load(config, list(seen.values()), True, None, now, client, first, progress, finish)
 
 
 def load_and_select(

@@ -390,6 +390,10 @@ class Finished:
         return cls(str(data.get("excerpt", "")), sketched, words)
 
 
+UNFINISHED = Finished("")
+"""A post loaded without finishing (``load_posts(finish=False)``): no excerpt, no sketch."""
+
+
 def finish_post(
     path: Path, title: str, raw: str | None, cleaner: ExcerptCleaner = DEFAULT_CLEANER
 ) -> Finished:
@@ -655,6 +659,7 @@ def load_posts(
     cleaner: ExcerptCleaner = DEFAULT_CLEANER,
     limits: YamlLimits | None = None,
     progress: Progress | None = None,
+    finish: bool = True,
 ) -> LoadResult:
     """Read every post below ``folder``. Bad files become problems; the rest become posts.
 
@@ -662,7 +667,9 @@ def load_posts(
     checked, and every problem reported): a week's issue does not pay for the archive.
     ``limits`` bound each front matter (:mod:`digest.content.frontmatter`). A symbolic link
     to a file outside ``folder``, and anything but a regular file, is reported, never opened.
-    ``progress`` is told how far the long parts (parsing, finishing) are.
+    ``progress`` is told how far the long parts (parsing, finishing) are. Without
+    ``finish`` (what ``digest check`` asks), bodies are not read: a post's excerpt and
+    sketch are the cached ones, else empty: counts, categories and problems only.
     """
     if not folder.is_dir():
         raise ContentError(f"{folder}: no such folder (content.posts_dir in config.yaml)")
@@ -734,7 +741,7 @@ def load_posts(
             record = json.loads(cached_text)
             finished.append(None)
         records.append(record)
-    unfinished = [i for i, found in enumerate(finished) if found is None]
+    unfinished = [i for i, found in enumerate(finished) if found is None] if finish else []
     work = [(wanted[i][0], records[i]["title"], records[i]["excerpt"]) for i in unfinished]
     for done, (i, one) in enumerate(zip(unfinished, _finish_many(work, cleaner), strict=True), 1):
         finished[i] = one
@@ -742,7 +749,7 @@ def load_posts(
         if progress and (done % PROGRESS_EVERY == 0 or done == len(unfinished)):
             progress("finishing", done, len(unfinished))
     for (path, _), record, found in zip(wanted, records, finished, strict=True):
-        assert found is not None  # every post was finished above
+        found = found or UNFINISHED  # only without ``finish``
         post = post_from_record(Path(path), record, tz, found.excerpt, found.sketch, found.words)
         if between is None or between[0] <= post.date < between[1]:
             result.posts.append(post)

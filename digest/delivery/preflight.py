@@ -10,13 +10,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digest.config import Config, missing_secrets
-from digest.delivery.providers.base import Check
-from digest.delivery.providers.registry import make_provider
-from digest.delivery.send import SEND_SECRETS
 from digest.errors import DigestError, ProviderError
+
+if TYPE_CHECKING:  # imported where used: a plain `digest check` loads no provider stack
+    from digest.delivery.providers.base import Check
+
+SEND_SECRETS = ("provider.", "serve.secret")
+"""The config keys whose ``${VAR}`` a send needs (checked before anything is recorded)."""
 
 
 @dataclass
@@ -54,6 +57,10 @@ def preflight(config: Config, *, provider: bool = False) -> Preflight:
         )
     if not provider:
         return result
+    # Start-up time: only a check that asks the provider loads the provider stack.
+    from digest.delivery.providers.base import Check
+    from digest.delivery.providers.registry import make_provider
+
     unset = [m for m in result.missing if m["key"].startswith("provider.")]
     if unset:
         names = ", ".join(m["variable"] for m in unset)

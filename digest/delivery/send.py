@@ -60,6 +60,7 @@ from digest.delivery.ledger import (
 )
 from digest.delivery.pace import DatabasePace
 from digest.delivery.preferences import ALL, section_names, variant_of
+from digest.delivery.preflight import SEND_SECRETS
 from digest.delivery.providers.base import Batch, Provider, Recipient, RefusedForNow, Result
 from digest.delivery.providers.registry import make_provider
 from digest.delivery.retry import RetryRounds
@@ -83,9 +84,6 @@ log = logging.getLogger(__name__)
 # How often a sender with nothing left to take looks again while others hold rows: they
 # usually finish them (and the issue) long before their leases could run out.
 HELD_POLL = 1.0
-
-SEND_SECRETS = ("provider.", "serve.secret")
-"""The config keys whose ``${VAR}`` a send needs (checked before anything is recorded)."""
 
 
 def send_issue(

@@ -141,7 +141,8 @@ def read_table(path: Path) -> Table:
                 continue
             fields = fields[: len(header)]
         fields = fields + [""] * (len(header) - len(fields))
-        fields = [unspreadsheet_cell(f) for f in fields]
+        # only a cell that starts with a quote can be one digest's export made safe
+        fields = [unspreadsheet_cell(f) if f[:1] == "'" else f for f in fields]
         record = {k: v for k, v in zip(keys, fields, strict=True) if k}
         rows.append((number, record, None))
     return Table("csv", header or [], rows, encoding)

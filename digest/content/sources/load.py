@@ -103,8 +103,12 @@ def load_sources(
     cleaner: ExcerptCleaner = DEFAULT_CLEANER,
     limits: YamlLimits | None = None,
     progress: Progress | None = None,
+    finish: bool = True,
 ) -> SourcesResult:
     """Read every source; see the module docstring for what a failure does.
+
+    Without ``finish``, Markdown posts are not finished (no excerpt or sketch read from
+    their bodies; :func:`~digest.content.posts.load_posts`): what a check needs.
 
     Each Markdown folder has its own post cache below ``cache_dir``; ``primary_folder``
     (``content.posts_dir``) keeps the one at ``cache_dir`` itself, where it always was.
@@ -141,6 +145,7 @@ def load_sources(
                     limits,
                     result,
                     progress,
+                    finish,
                 )
         # Feeds at the same time: a slow or dead one costs its timeout once, not in turn.
         feeds_at = [i for i, source in enumerate(sources) if source.feed is not None]
@@ -233,6 +238,7 @@ def _load_folder(
     limits: YamlLimits | None,
     result: SourcesResult,
     progress: Progress | None = None,
+    finish: bool = True,
 ) -> SourceReport:
     folder = source.file(root)
     try:
@@ -245,6 +251,7 @@ def _load_folder(
             cleaner=cleaner,
             limits=limits,
             progress=progress,
+            finish=finish,
         )
     except ContentError as exc:
         return SourceReport(source.label, "markdown", "failed", 0, str(exc))
