@@ -219,6 +219,7 @@ def test_slowloris_the_per_client_cap_and_proxies_come_from_config(sample_site: 
 
 
 @pytest.mark.skipif(not hasattr(socket, "TCP_DEFER_ACCEPT"), reason="Linux only")
+@pytest.mark.integration
 def test_slowloris_idle_connections_stay_in_the_kernel_until_they_send() -> None:
     """With TCP_DEFER_ACCEPT the kernel hands over a connection once it has sent bytes: a
     connection opened earlier and left idle does not come first (nor cost a descriptor)."""

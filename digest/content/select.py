@@ -227,16 +227,10 @@ def select_posts(
     candidates = _candidates(posts, window, rules, now, decisions, carried_from)
     kept, duplicates = _dedupe(candidates, rules, earlier)
     decisions.extend(duplicates)
-    edited = Edited(kept, [], {}, {}, {})
-    if rules.editor is not None:
-        edited = edit(kept, posts, rules.editor, _earlier_stories(earlier))
-        kept = edited.kept
-        for left in edited.left:
-            reason = Reason(left.kind)  # the pass's kinds are reasons' codes
-            decisions.append(Decision(left.post, reason, left.section, left.detail, left.original))
+    edited = _editors_pass(kept, posts, rules, earlier, decisions)
 
     by_section: dict[str, list[Post]] = {}
-    for post, section in kept:
+    for post, section in edited.kept:
         by_section.setdefault(section, []).append(post)
 
     order = _section_order(by_section, rules)
@@ -294,6 +288,24 @@ def select_posts(
     if carried_from is not None:
         decisions = note_carried(decisions, window, carried_from)
     return Selection(window, ordered, tuple(decisions), coverage, carried_from)
+
+
+def _editors_pass(
+    kept: list[tuple[Post, str]],
+    posts: Sequence[Post],
+    rules: Rules,
+    earlier: Sequence[Remembered],
+    decisions: list[Decision],
+) -> Edited:
+    """The editor's pass (filler, stories) over the kept posts, when configured; a decision
+    for each post it leaves out goes to ``decisions``."""
+    if rules.editor is None:
+        return Edited(kept, [], {}, {}, {})
+    edited = edit(kept, posts, rules.editor, _earlier_stories(earlier))
+    for left in edited.left:
+        reason = Reason(left.kind)  # the pass's kinds are reasons' codes
+        decisions.append(Decision(left.post, reason, left.section, left.detail, left.original))
+    return edited
 
 
 def _candidates(
