@@ -16,6 +16,7 @@ with --no-baseline). The routine is tests/wavekills.py, which the CI-sized test
 
     python bench/bench_waves_kill.py                       # 20,000 readers, 50 zones
     python bench/bench_waves_kill.py --readers 2000 --zones 10 --kills 3
+    python bench/run_all.py waves_kill                     # not run by run_all otherwise
 """
 
 from __future__ import annotations

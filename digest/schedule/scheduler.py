@@ -537,8 +537,9 @@ def send_job(config: Config, clock: Clock, *, workers: int = 1) -> Job:
     that has gone out in full), from ``workers`` processes when more than one
     (:mod:`digest.schedule.sending`).
 
-    A stop request is honoured after the next committed result: the ledger is consistent
-    there, and the next run resumes from it.
+    A stop request is honoured after the next committed result (with workers, at once:
+    see :mod:`digest.schedule.sending`): the ledger is consistent there, and the next run
+    resumes from it.
     """
 
     def job(due: Due, stop: threading.Event) -> JobResult:
