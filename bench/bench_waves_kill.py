@@ -48,7 +48,7 @@ def one_run(
     data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     data["database"] = cluster.database()
     data["schedule"] = {"cron": "0 9 * * MON", "grace": "6h", "local_time": "09:00"}
-    data["send"] = {"batch_size": 50, "lease": "2s"}
+    data["send"] = {"batch_size": 50, "lease": "5s"}
     (site / "config.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     config = load_config(site / "config.yaml")
     add_readers(config, readers, ZONES[:zones])
