@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-HEAVY = {"db"}  # run only when named, or with --db
+HEAVY = {"db", "waves_kill"}  # run only when named, or with --db
 
 
 def main(argv: list[str]) -> int:

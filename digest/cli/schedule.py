@@ -45,6 +45,18 @@ def now_option(func: F) -> F:
     )(func)
 
 
+def workers_option(func: F) -> F:
+    """--workers N: send each due issue (each wave) from N processes, as `send --workers`."""
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Sender processes for each due issue or wave (rows are leased from the ledger, "
+        "as with `digest send --workers`).",
+    )(func)
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """SIGTERM or SIGINT sets the event (the send stops at its next safe point); a second
@@ -104,9 +116,10 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 @main.command("run")
 @newsletter_option
 @now_option
+@workers_option
 @json_option
 @pass_state
-def run_command(state: State, moment: str | None, as_json: bool) -> None:
+def run_command(state: State, moment: str | None, workers: int, as_json: bool) -> None:
     """Send the issue that is due now, if any. Safe to call at any time, as often as you like.
 
     Works out the latest scheduled time (schedule.cron in schedule.timezone) at or before
@@ -121,6 +134,7 @@ def run_command(state: State, moment: str | None, as_json: bool) -> None:
       digest run --json          # what it did, for scripts
       digest run --newsletter links
       digest run --now 2026-11-23T09:30:00+01:00   # rehearse: what would go out then
+      digest run --workers 4     # send from four processes
 
     With several newsletters (newsletters: in config), each is run on its own schedule;
     --newsletter runs one. One newsletter's failure does not stop the others.
@@ -131,7 +145,7 @@ def run_command(state: State, moment: str | None, as_json: bool) -> None:
     whole = state.whole_config
     names = [state.config.newsletter_name] if state.newsletter else whole.newsletter_names
     with stop_on_signals() as stop:
-        results = run_newsletters(whole, names, clock_at(moment), stop=stop)
+        results = run_newsletters(whole, names, clock_at(moment), stop=stop, workers=workers)
     if len(results) == 1 and results[0].report is not None:
         report = results[0].report
         if as_json:
@@ -167,9 +181,10 @@ def _scheduler_line(report: RunReport, prefix: str = "") -> None:
 @main.group("schedule", invoke_without_command=True)
 @newsletter_option
 @now_option
+@workers_option
 @pass_state
 @click.pass_context
-def schedule_group(ctx: click.Context, state: State, moment: str | None) -> None:
+def schedule_group(ctx: click.Context, state: State, moment: str | None, workers: int) -> None:
     """Run digest on its schedule: `digest schedule` alone is the long-running scheduler.
 
     The scheduler takes a lock (schedule.lock, or one in the database with database:
@@ -185,6 +200,7 @@ def schedule_group(ctx: click.Context, state: State, moment: str | None) -> None
     \b
     Examples:
       digest schedule                    # run in the foreground until stopped
+      digest schedule --workers 4        # each send from four processes
       digest schedule next -n 5          # the next five send times
       digest schedule install --systemd  # a service + timer calling `digest run`
       digest schedule status             # what recent runs did
@@ -211,7 +227,13 @@ def schedule_group(ctx: click.Context, state: State, moment: str | None) -> None
 
     with stop_on_signals() as stop:
         run_forever_each(
-            whole, names, clock_at(moment), stop=stop, on_start=started, on_report=reported
+            whole,
+            names,
+            clock_at(moment),
+            stop=stop,
+            on_start=started,
+            on_report=reported,
+            workers=workers,
         )
     click.echo("digest schedule: stopped")
 

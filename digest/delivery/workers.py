@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from digest.config import Config
+from digest.delivery.issue import Composer
 from digest.delivery.ledger import FAILED_RETRYABLE, PENDING, SENDING, UNCERTAIN, Ledger
 from digest.delivery.send import send_issue
 from digest.delivery.send_report import Progress, SendReport, write_report
@@ -31,13 +33,31 @@ def send_in_processes(
     resend_uncertain: bool = False,
     progress: Progress | None = None,
     lease: timedelta | None = None,
+    new_subscribers: bool = False,
+    due_by: datetime | None = None,
+    clock: Callable[[], datetime] | None = None,
+    composer: Composer | None = None,
 ) -> SendReport:
     """``digest send --workers N``: queue the issue here, then send it from ``workers``
     processes that lease rows from the ledger (see :func:`send_issue`); one report for all.
+    ``new_subscribers``, ``due_by`` and ``composer`` are the queueing's (a scheduled wave's:
+    the readers due by then, gated by the pre-send checks); ``clock`` stamps every sender's
+    results (a rehearsal's clock reaches the workers).
     """
     started, cpu_started = time.perf_counter(), time.process_time()
     queued = send_issue(
-        config, now=now, week=week, since=since, until=until, force=force, limit=0, lease=lease
+        config,
+        now=now,
+        week=week,
+        since=since,
+        until=until,
+        force=force,
+        limit=0,
+        lease=lease,
+        new_subscribers=new_subscribers,
+        due_by=due_by,
+        clock=clock,
+        composer=composer,
     )
     issue_id = queued.issue_id
     context = multiprocessing.get_context("spawn")  # no fork of a process that has threads
@@ -48,6 +68,7 @@ def send_in_processes(
         "until": until,
         "lease": lease,
         "resend_uncertain": resend_uncertain,
+        "clock": clock,
     }
     with context.Pool(workers) as pool:
         pending = [pool.apply_async(_worker, (config, arguments)) for _ in range(workers)]
@@ -83,7 +104,7 @@ def send_in_processes(
         unfinished = sum(report.ledger[s] for s in (PENDING, SENDING, FAILED_RETRYABLE, UNCERTAIN))
         report.complete = unfinished == 0
         if report.complete:
-            ledger.mark_completed(issue_id, datetime.now(timezone.utc))
+            ledger.mark_completed(issue_id, (clock or _utc_now)())
         report.failures = [
             {"email": d.email, "state": d.state, "attempts": d.attempts, "error": d.last_error}
             for d in ledger.failures(issue_id)
@@ -94,6 +115,10 @@ def send_in_processes(
     )
     report.report_path = str(write_report(config, report))
     return report
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _worker(config: Config, arguments: dict[str, Any]) -> SendReport | None:

@@ -300,18 +300,20 @@ class Scheduler:
 # ----------------------------------------------------------------------- the real job
 
 
-def send_job(config: Config, clock: Clock) -> Job:
+def send_job(config: Config, clock: Clock, *, workers: int = 1) -> Job:
     """The job ``digest run`` and ``digest schedule`` call: send the due issue through the
     ledger (``digest.delivery.send.send_issue`` builds it, resumes a partial send, and refuses one
-    that has gone out in full).
+    that has gone out in full), from ``workers`` processes when more than one
+    (:mod:`digest.schedule.sending`).
 
-    A stop request is honoured after the next committed result: the ledger is consistent
-    there, and the next run resumes from it.
+    A stop request is honoured after the next committed result (with workers, at once:
+    see :mod:`digest.schedule.sending`): the ledger is consistent there, and the next run
+    resumes from it.
     """
 
     def job(due: Due, stop: threading.Event) -> JobResult:
         from digest.content import pipeline
-        from digest.delivery import send
+        from digest.schedule.sending import send_scheduled
 
         now = clock.now()
         selection = pipeline.load_and_select(config, now, week=due.issue_id).selection
@@ -329,19 +331,15 @@ def send_job(config: Config, clock: Clock) -> Job:
                     "messages; the next `digest run` resumes it"
                 )
 
-        from digest.delivery.deliverability import CheckedComposer
-
         try:
             local = config.schedule.local_time is not None
-            report = send.send_issue(
+            report = send_scheduled(
                 config,
+                workers=workers,
                 now=now,
                 week=due.issue_id,
                 progress=progress,
                 clock=clock.now,
-                composer=CheckedComposer(gated=True),  # a failed pre-send check fails the run
-                # each wave queues the readers it reaches; the first wave completes the issue
-                new_subscribers=local,
                 due_by=due.occurrence if local else None,
             )
         except NoSubscribers:
@@ -395,7 +393,7 @@ def schedule_lock(config: Config) -> ProcessLock:
 
 
 def run_now(
-    config: Config, clock: Clock, *, stop: threading.Event, daily: bool = False
+    config: Config, clock: Clock, *, stop: threading.Event, daily: bool = False, workers: int = 1
 ) -> RunReport:
     """`digest run`: under the run lock, send whatever is due now (see :func:`run_due`).
 
@@ -412,7 +410,12 @@ def run_now(
         RunStore(locate(config, config.schedule.database), key) as runs,
     ):
         return run_due(
-            policy, runs, send_job(config, clock), clock.now(), stop=stop, clock=clock.now
+            policy,
+            runs,
+            send_job(config, clock, workers=workers),
+            clock.now(),
+            stop=stop,
+            clock=clock.now,
         )
 
 
@@ -424,6 +427,7 @@ def run_forever(
     on_start: Callable[[Policy, datetime], None] | None = None,
     on_report: Callable[[RunReport], None] | None = None,
     held: ProcessLock | None = None,
+    workers: int = 1,
 ) -> None:
     """`digest schedule`: hold the scheduler lock and run every occurrence until ``stop``.
 
@@ -437,7 +441,7 @@ def run_forever(
         scheduler = Scheduler(
             policy,
             runs,
-            send_job(config, clock),
+            send_job(config, clock, workers=workers),
             clock,
             lock=lock,
             run_lock=run_lock(config),
@@ -467,6 +471,7 @@ def run_newsletters(
     clock: Clock,
     *,
     stop: threading.Event | None = None,
+    workers: int = 1,
 ) -> list[NewsletterRun]:
     """`digest run` for each named newsletter, each on its own schedule, runs database and
     locks. One newsletter's failure is recorded and the others still run; with a single
@@ -478,7 +483,8 @@ def run_newsletters(
         for daily in (False, True) if has_daily_waves(one) else (False,):
             label = f"{name} daily" if daily else name
             try:
-                report = run_now(one, clock, stop=stop or threading.Event(), daily=daily)
+                stopper = stop or threading.Event()
+                report = run_now(one, clock, stop=stopper, daily=daily, workers=workers)
             except Stopped:
                 raise
             except DigestError as exc:
@@ -499,6 +505,7 @@ def run_forever_each(
     stop: threading.Event,
     on_start: Callable[[str, Policy, datetime], None] | None = None,
     on_report: Callable[[str, RunReport], None] | None = None,
+    workers: int = 1,
 ) -> None:
     """`digest schedule` for each named newsletter, each with its own scheduler, lock and
     runs, in its own thread. The first error stops them all and is raised.
@@ -514,6 +521,7 @@ def run_forever_each(
             stop=stop,
             on_start=None if on_start is None else functools.partial(on_start, name),
             on_report=None if on_report is None else functools.partial(on_report, name),
+            workers=workers,
         )
         return
     errors: list[BaseException] = []
@@ -527,6 +535,7 @@ def run_forever_each(
                 on_start=None if on_start is None else functools.partial(on_start, name),
                 on_report=None if on_report is None else functools.partial(on_report, name),
                 held=lock,
+                workers=workers,
             )
         except BaseException as exc:  # handed to the caller's thread below
             errors.append(exc)
