@@ -374,3 +374,50 @@ def test_senders_never_settle_the_same_uncertain_rows_twice(sample_site: Path) -
     assert errors == {}
     assert len(asked) == n - 1 and set(asked.values()) == {1}  # each row asked about once
     assert _ledger_counts(config) == {SENT: n - 1}
+
+
+def _pool_workers(pid: int) -> list[int]:
+    """The worker processes of ``digest send --workers`` running as ``pid`` (its spawned
+    children running spawn_main, not the resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in command:
+            found.append(int(child))
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_killed_alone_stops_the_run_and_the_next_run_sends_the_rest(
+    sample_site: Path,
+) -> None:
+    """One worker SIGKILLed on its own (the OOM killer's way) ends the run with exit 6 and a
+    message, never a run waiting forever for it; the next run sends the rest, once each."""
+    n = 6000
+    config = _site(sample_site, n, send={"batch_size": 20, "lease": "2s"})
+    watch = RenameWatch(_outbox(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "send", "--week", WEEK, "--workers", "3"],
+        cwd=sample_site,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    # on progress: once the workers have sent something, kill one of them
+    while sum(watch.counts.values()) < 40 and process.poll() is None:
+        time.sleep(0.05)
+    workers = _pool_workers(process.pid)
+    assert process.poll() is None and workers, "the send finished before the kill; make it bigger"
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = process.communicate(timeout=900)
+    assert process.returncode == 6, err.decode()[-2000:]
+    assert "a worker process ended without finishing" in err.decode()
+    again = run_digest("send", "--week", WEEK, cwd=sample_site)
+    assert again.returncode == 0, again.stderr[-2000:]
+    renamed = watch.close()
+    assert sorted(_recipient(config, name) for name in renamed) == sorted(_active(n))
+    assert set(renamed.values()) == {1}
+    assert _ledger_counts(config) == {SENT: n - 1}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -17,7 +19,7 @@ from digest.delivery.issue import Composer
 from digest.delivery.ledger import FAILED_RETRYABLE, PENDING, SENDING, UNCERTAIN, Ledger
 from digest.delivery.send import send_issue
 from digest.delivery.send_report import Progress, SendReport, write_report
-from digest.errors import NothingToSend
+from digest.errors import NothingToSend, SendError
 from digest.store.database import locate
 
 
@@ -70,21 +72,18 @@ def send_in_processes(
         "resend_uncertain": resend_uncertain,
         "clock": clock,
     }
-    with context.Pool(workers) as pool:
-        pending = [pool.apply_async(_worker, (config, arguments)) for _ in range(workers)]
-        with Ledger(locate(config, config.ledger.database)) as ledger:
-            while True:
-                finished = all(p.ready() for p in pending)
-                if progress is not None:
-                    # once more after the workers end, so the last line is where it ended
-                    counts = ledger.counts(issue_id)
-                    left = counts[PENDING] + counts[SENDING] + counts[FAILED_RETRYABLE]
-                    done = sum(counts.values()) - left
-                    progress(done, sum(counts.values()))
-                if finished:
-                    break
-                pending[0].wait(0.5)
-        reports = [p.get() for p in pending]
+    # An executor, not a multiprocessing.Pool: a worker that dies (SIGKILL, the OOM killer)
+    # breaks it and every waiting result raises, where a Pool would wait for it forever.
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending = [pool.submit(_worker, config, arguments) for _ in range(workers)]
+        _follow(config, issue_id, pending, progress)
+        try:
+            reports = [p.result() for p in pending]
+        except BrokenProcessPool:
+            raise SendError(
+                f"{issue_id}: a worker process ended without finishing (killed?); what the "
+                "workers held is settled by the next run: run the same command to resume"
+            ) from None
     report = SendReport(issue_id, queued.provider, queued=queued.queued)
     for part in reports:
         if part is None:
@@ -115,6 +114,27 @@ def send_in_processes(
     )
     report.report_path = str(write_report(config, report))
     return report
+
+
+def _follow(
+    config: Config,
+    issue_id: str,
+    pending: list[Future[SendReport | None]],
+    progress: Progress | None,
+) -> None:
+    """Wait for the workers, reporting the ledger's progress every half second."""
+    with Ledger(locate(config, config.ledger.database)) as ledger:
+        while True:
+            finished = all(p.done() for p in pending)
+            if progress is not None:
+                # once more after the workers end, so the last line is where it ended
+                counts = ledger.counts(issue_id)
+                left = counts[PENDING] + counts[SENDING] + counts[FAILED_RETRYABLE]
+                done = sum(counts.values()) - left
+                progress(done, sum(counts.values()))
+            if finished:
+                return
+            wait(pending, timeout=0.5)
 
 
 def _utc_now() -> datetime:
