@@ -84,19 +84,7 @@ def send_in_processes(
                 f"{issue_id}: a worker process ended without finishing (killed?); what the "
                 "workers held is settled by the next run: run the same command to resume"
             ) from None
-    report = SendReport(issue_id, queued.provider, queued=queued.queued)
-    for part in reports:
-        if part is None:
-            continue
-        report.attempted += part.attempted
-        report.sent += part.sent
-        report.failed_permanent += part.failed_permanent
-        report.failed_retryable += part.failed_retryable
-        report.skipped += part.skipped
-        for key, value in part.settled_after_crash.items():
-            report.settled_after_crash[key] = report.settled_after_crash.get(key, 0) + value
-        for key, value in part.variants.items():
-            report.variants[key] = report.variants.get(key, 0) + value
+    report = _combined(SendReport(issue_id, queued.provider, queued=queued.queued), reports)
     with Ledger(locate(config, config.ledger.database)) as ledger:
         report.ledger = ledger.counts(issue_id)
         report.unconfirmed = ledger.unconfirmed(issue_id)
@@ -113,6 +101,23 @@ def send_in_processes(
         time.process_time() - cpu_started + sum(r.cpu_seconds for r in reports if r is not None)
     )
     report.report_path = str(write_report(config, report))
+    return report
+
+
+def _combined(report: SendReport, reports: list[SendReport | None]) -> SendReport:
+    """``report`` with every worker's counts added (None: a worker that found nothing)."""
+    for part in reports:
+        if part is None:
+            continue
+        report.attempted += part.attempted
+        report.sent += part.sent
+        report.failed_permanent += part.failed_permanent
+        report.failed_retryable += part.failed_retryable
+        report.skipped += part.skipped
+        for key, value in part.settled_after_crash.items():
+            report.settled_after_crash[key] = report.settled_after_crash.get(key, 0) + value
+        for key, value in part.variants.items():
+            report.variants[key] = report.variants.get(key, 0) + value
     return report
 
 
