@@ -12,6 +12,8 @@ import email
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime, timezone
@@ -157,3 +159,23 @@ def recipient_of(eml: Path) -> str:
 def outbox_to(folder: Path, address: str) -> list[Path]:
     """The outbox message files in ``folder`` addressed to ``address``, sorted."""
     return sorted(p for p in folder.glob("*.eml") if recipient_of(p) == address)
+
+
+def start_serve(site: Path, secret: str) -> subprocess.Popen[str]:
+    """``digest serve --json`` in ``site`` with ``DIGEST_SECRET`` set, returned once it has
+    printed where it listens (its stdout stays open; the caller stops it)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--json"],
+        cwd=site,
+        env={**os.environ, "DIGEST_SECRET": secret},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    text = ""
+    while "}" not in text:
+        line = proc.stdout.readline()
+        assert line, "digest serve did not start"
+        text += line
+    return proc

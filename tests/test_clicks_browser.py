@@ -6,10 +6,7 @@ link of one message are counted apart."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -28,7 +25,7 @@ from digest.config import load_config
 from digest.delivery.send import send_issue
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, browser_marks
 from tests.conftest import run_digest
-from tests.helpers import free_port
+from tests.helpers import free_port, start_serve
 
 pytestmark = [*browser_marks, pytest.mark.integration]
 
@@ -61,24 +58,6 @@ def blog() -> Iterator[str]:
     server.server_close()
 
 
-def _serve(site: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--json"],
-        cwd=site,
-        env={**os.environ, "DIGEST_SECRET": SECRET},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    text = ""
-    while "}" not in text:
-        line = proc.stdout.readline()
-        assert line, "digest serve did not start"
-        text += line
-    return proc
-
-
 def test_a_link_from_the_outbox_followed_in_chromium_is_counted_once(
     sample_site: Path, blog: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,7 +86,7 @@ def test_a_link_from_the_outbox_followed_in_chromium_is_counted_once(
     posts = [p for s in manifest["sections"] for p in s["posts"]]
     assert len(links) == len(posts) >= 3
 
-    serve = _serve(site)
+    serve = start_serve(site, SECRET)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

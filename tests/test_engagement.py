@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import json
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from email import policy
 from pathlib import Path
@@ -44,7 +43,9 @@ from tests.helpers import edit_config
 from tests.test_clicklinks import NOW as SEND_NOW
 from tests.test_clicklinks import WEEK
 from tests.test_serve import NOW, PUBLIC, Clock, csrf_of, write_config
-from tests.test_serve_clicks import FIREFOX, ISSUE, POSTS, _manifest
+from tests.test_serve_clicks import FIREFOX, ISSUE, POSTS, _manifest, client, clock
+
+__all__ = ["client", "clock"]  # the fixtures, imported for the tests below
 
 ADA, BOB, CY, DEE = "ada@example.com", "bob@example.com", "cy@example.com", "dee@example.com"
 
@@ -61,18 +62,6 @@ def config(sample_site: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     found = write_config(sample_site)
     _manifest(found)
     return found
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def client(config: Config, clock: Clock) -> Iterator[TestClient]:
-    app = create_app(config, clock=clock, monotonic=clock.monotonic)
-    with TestClient(app, base_url="http://127.0.0.1:8025", follow_redirects=False) as test:
-        yield test
 
 
 def _store(config: Config) -> SubscriberStore:

@@ -6,10 +6,7 @@ beside the clicks, machine opens apart; and end to end from the outbox through a
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
@@ -39,7 +36,7 @@ from digest.serve.app import create_app
 from digest.serve.opens import GIF, machine_open
 from digest.store.database import locate
 from tests.conftest import run_digest
-from tests.helpers import free_port
+from tests.helpers import free_port, start_serve
 from tests.test_serve import NOW as SERVE_NOW
 from tests.test_serve import Clock, write_config
 
@@ -191,24 +188,6 @@ def test_with_opens_off_a_pixel_still_answers_and_nothing_is_counted(
     assert not config.path(config.analytics.database).exists()
 
 
-def _serve(site: Path, secret: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve", "--json"],
-        cwd=site,
-        env={**os.environ, "DIGEST_SECRET": secret},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    text = ""
-    while "}" not in text:
-        line = proc.stdout.readline()
-        assert line, "digest serve did not start"
-        text += line
-    return proc
-
-
 @pytest.mark.integration
 def test_a_pixel_from_the_outbox_is_counted_through_serve_and_reported(
     sample_site: Path, monkeypatch: pytest.MonkeyPatch
@@ -237,7 +216,7 @@ def test_a_pixel_from_the_outbox_is_counted_through_serve_and_reported(
     assert "/o/" not in text.get_content()
     assert "/c/" not in html.get_content()  # clicks stay off: links go straight to the posts
 
-    serve = _serve(sample_site, secret)
+    serve = start_serve(sample_site, secret)
     try:
         with httpx.Client() as http:
             answer = http.get(pixel, headers={"User-Agent": FIREFOX})

@@ -5,39 +5,23 @@ message, never a 500, and changes nothing."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from digest.audience.rhythm import Rhythm, Rhythms
+from digest.audience.rhythm import Rhythm
 from digest.config import Config
-from digest.serve.app import create_app
 from digest.serve.zones import zone_groups
-from tests.test_serve import Clock, add, csrf_of, env, store, token_for, write_config
+from tests.test_serve import add, csrf_of, env, token_for, write_config
+from tests.test_serve_rhythm import _rhythm, client
 
-__all__ = ["env"]  # the fixture, imported for the tests below
+__all__ = ["client", "env"]  # the fixtures, imported for the tests below
 
 
 @pytest.fixture
 def config(sample_site: Path, env: None) -> Config:
     return write_config(sample_site)
-
-
-@pytest.fixture
-def client(config: Config) -> Iterator[TestClient]:
-    clock = Clock()
-    app = create_app(config, clock=clock, monotonic=clock.monotonic)
-    with TestClient(app, base_url="http://127.0.0.1:8025") as test_client:
-        yield test_client
-
-
-def _rhythm(config: Config, address: str) -> Rhythm:
-    with store(config) as s:
-        found = s.get(address)
-        assert found is not None
-        return Rhythms(s).of(found)
 
 
 def _selected(html: str, name: str) -> list[str]:

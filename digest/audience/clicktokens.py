@@ -50,8 +50,41 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _signature(payload: bytes, key: bytes) -> bytes:
-    return hmac.new(key, b"digest-click-v1\x00" + payload, hashlib.sha256).digest()[:16]
+_LABEL = b"digest-click-v1"
+
+
+def _signature(payload: bytes, key: bytes, label: bytes = _LABEL) -> bytes:
+    return hmac.new(key, label + b"\x00" + payload, hashlib.sha256).digest()[:16]
+
+
+def signed_token(payload: bytes, key: bytes, label: bytes) -> str:
+    """``payload`` and its signature under ``label`` (one kind of link token per label):
+    the one spelling of a link token."""
+    return f"{_b64(payload)}.{_b64(_signature(payload, key, label))}"
+
+
+def signed_fields(token: str, keys: Sequence[bytes], label: bytes, count: int) -> list[str] | None:
+    """The ``count`` NUL-separated fields ``token`` holds, when one of ``keys`` signed it
+    under ``label``; None for anything else: another spelling of the same bytes, a
+    signature no key made, another number of fields."""
+    found = _SHAPE.fullmatch(token) if len(token) <= MAX_TOKEN else None
+    if not found:
+        return None
+    encoded, signed = found.groups()
+    try:
+        payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        signature = base64.urlsafe_b64decode(signed + "==")
+    except ValueError:
+        return None
+    if _b64(payload) != encoded or _b64(signature) != signed:
+        return None  # stray bits: another spelling of the same bytes
+    if not any(hmac.compare_digest(signature, _signature(payload, k, label)) for k in keys):
+        return None
+    try:
+        fields = payload.decode("utf-8").split("\x00")
+    except UnicodeDecodeError:
+        return None
+    return fields if len(fields) == count else None
 
 
 def _payload(click: Click) -> bytes:
@@ -68,31 +101,17 @@ def make_click_token(click: Click, key: bytes) -> str:
         raise ValueError(f"no click token for post {click.post} of variant {click.variant!r}")
     if click.handle is not None and not _HANDLE.fullmatch(click.handle):
         raise ValueError(f"{click.handle!r} is not a subscriber handle")
-    payload = _payload(click)
-    return f"{_b64(payload)}.{_b64(_signature(payload, key))}"
+    return signed_token(_payload(click), key, _LABEL)
 
 
 def read_click_token(token: str, keys: Sequence[bytes]) -> Click:
     """What ``token`` names, or :class:`ClickTokenError` when it is not one of ours:
     another spelling, a signature no key in ``keys`` made, or fields out of shape."""
     refused = ClickTokenError("this link is damaged or is not a digest link")
-    found = _SHAPE.fullmatch(token) if len(token) <= MAX_TOKEN else None
-    if not found:
+    fields = signed_fields(token, keys, _LABEL, 4)
+    if fields is None:
         raise refused
-    encoded, signed = found.groups()
-    try:
-        payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        signature = base64.urlsafe_b64decode(signed + "==")
-    except ValueError:
-        raise refused from None
-    if _b64(payload) != encoded or _b64(signature) != signed:
-        raise refused  # stray bits: another spelling of the same bytes
-    if not any(hmac.compare_digest(signature, _signature(payload, key)) for key in keys):
-        raise refused
-    try:
-        issue_id, post, variant, handle = payload.decode("utf-8").split("\x00")
-    except (UnicodeDecodeError, ValueError):
-        raise refused from None
+    issue_id, post, variant, handle = fields
     if not post.isdigit() or len(post) > 6 or (post != "0" and post.startswith("0")):
         raise refused
     return Click(issue_id, int(post), variant, handle or None)

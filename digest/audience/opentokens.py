@@ -14,17 +14,13 @@ Shape (exactly one spelling is accepted)::
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from digest.audience.clicktokens import signed_fields, signed_token
 from digest.audience.tokens import TokenError
 
-MAX_TOKEN = 600
-_SHAPE = re.compile(r"([A-Za-z0-9_-]{4,560})\.([A-Za-z0-9_-]{22})")
 _ISSUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 _FIELD = re.compile(r"[^\x00-\x1f\x7f]{0,300}")
 
@@ -42,12 +38,7 @@ class Opened:
     sent: int
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _signature(payload: bytes, key: bytes) -> bytes:
-    return hmac.new(key, b"digest-open-v1\x00" + payload, hashlib.sha256).digest()[:16]
+_LABEL = b"digest-open-v1"
 
 
 def make_open_token(opened: Opened, key: bytes) -> str:
@@ -57,29 +48,16 @@ def make_open_token(opened: Opened, key: bytes) -> str:
     if not _FIELD.fullmatch(opened.variant) or opened.sent < 0:
         raise ValueError(f"no open token for variant {opened.variant!r} sent {opened.sent}")
     payload = f"{opened.issue_id}\x00{opened.variant}\x00{opened.sent}".encode()
-    return f"{_b64(payload)}.{_b64(_signature(payload, key))}"
+    return signed_token(payload, key, _LABEL)
 
 
 def read_open_token(token: str, keys: Sequence[bytes]) -> Opened:
     """What ``token`` names, or :class:`OpenTokenError` when it is not one of ours."""
     refused = OpenTokenError("this image link is damaged or is not a digest link")
-    found = _SHAPE.fullmatch(token) if len(token) <= MAX_TOKEN else None
-    if not found:
+    fields = signed_fields(token, keys, _LABEL, 3)
+    if fields is None:
         raise refused
-    encoded, signed = found.groups()
-    try:
-        payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        signature = base64.urlsafe_b64decode(signed + "==")
-    except ValueError:
-        raise refused from None
-    if _b64(payload) != encoded or _b64(signature) != signed:
-        raise refused  # stray bits: another spelling of the same bytes
-    if not any(hmac.compare_digest(signature, _signature(payload, key)) for key in keys):
-        raise refused
-    try:
-        issue_id, variant, sent = payload.decode("utf-8").split("\x00")
-    except (UnicodeDecodeError, ValueError):
-        raise refused from None
+    issue_id, variant, sent = fields
     if not sent.isdigit() or len(sent) > 12 or (sent != "0" and sent.startswith("0")):
         raise refused
     return Opened(issue_id, variant, int(sent))
