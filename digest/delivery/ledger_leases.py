@@ -103,13 +103,7 @@ class LedgerLeases(LedgerStore):
             f"AND {past} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?) "
             f"ORDER BY {order} LIMIT ?" + (" FOR UPDATE SKIP LOCKED" if postgres else "")
         )
-        sql = (
-            f"WITH picked AS {'MATERIALIZED ' if postgres else ''}({picked}) "
-            "UPDATE deliveries SET lease_owner = ?, lease_until = ?, lease_generation = "
-            "CASE WHEN lease_owner = ? THEN lease_generation ELSE lease_generation + 1 END "
-            "WHERE issue_id = ? "
-            f"AND subscriber_id IN (SELECT subscriber_id FROM picked) RETURNING {self._COLUMNS}"
-        )
+        sql = self._holding(picked, postgres)
         position = after if isinstance(after, tuple) else (after,)
         params = (
             issue_id, *states, *position, iso(now), owner, limit,
@@ -129,6 +123,18 @@ class LedgerLeases(LedgerStore):
         if by_variant:
             return sorted(found, key=lambda d: (d.variant, d.subscriber_id))
         return sorted(found, key=lambda d: d.subscriber_id)
+
+    def _holding(self, picked: str, postgres: bool) -> str:
+        """The UPDATE that leases the rows ``picked`` selects (parameters: owner, until,
+        owner, issue) and returns them; a row's fencing generation moves on when its owner
+        changes."""
+        return (
+            f"WITH picked AS {'MATERIALIZED ' if postgres else ''}({picked}) "
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ?, lease_generation = "
+            "CASE WHEN lease_owner = ? THEN lease_generation ELSE lease_generation + 1 END "
+            "WHERE issue_id = ? "
+            f"AND subscriber_id IN (SELECT subscriber_id FROM picked) RETURNING {self._COLUMNS}"
+        )
 
     def lease_batch(
         self,
@@ -156,13 +162,7 @@ class LedgerLeases(LedgerStore):
             "AND batch_key = ? AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
             + (" FOR UPDATE SKIP LOCKED" if postgres else "")
         )
-        sql = (
-            f"WITH picked AS {'MATERIALIZED ' if postgres else ''}({picked}) "
-            "UPDATE deliveries SET lease_owner = ?, lease_until = ?, lease_generation = "
-            "CASE WHEN lease_owner = ? THEN lease_generation ELSE lease_generation + 1 END "
-            "WHERE issue_id = ? "
-            f"AND subscriber_id IN (SELECT subscriber_id FROM picked) RETURNING {self._COLUMNS}"
-        )
+        sql = self._holding(picked, postgres)
         params = (
             issue_id, *states, batch_key, iso(now), owner,
             owner, iso(until), owner, issue_id,

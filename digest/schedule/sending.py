@@ -12,6 +12,7 @@ are settled by the next run, as after a crash (the ledger's leases, docs/sending
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 
@@ -38,20 +39,9 @@ def send_scheduled(
     composer = CheckedComposer(gated=True)  # a failed pre-send check fails the run
     # each wave queues the readers it reaches; the first wave completes the issue
     local = due_by is not None
-    if workers <= 1:
-        return send_issue(
-            config,
-            now=now,
-            week=week,
-            progress=progress,
-            clock=clock,
-            composer=composer,
-            new_subscribers=local,
-            due_by=due_by,
-        )
-    return send_in_processes(
+    send = send_issue if workers <= 1 else functools.partial(send_in_processes, workers=workers)
+    return send(
         config,
-        workers=workers,
         now=now,
         week=week,
         progress=progress,
