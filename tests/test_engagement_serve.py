@@ -22,8 +22,8 @@ from digest.delivery.clicks import ClickStore
 from digest.delivery.engagement import choose
 from digest.delivery.send import send_issue
 from tests.conftest import run_digest
-from tests.helpers import free_port, wait_for
-from tests.test_clicks_browser import FIREFOX, SECRET, _serve, blog  # noqa: F401
+from tests.helpers import free_port, start_serve, wait_for
+from tests.test_clicks_browser import FIREFOX, SECRET, blog  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def test_consenting_and_other_readers_through_a_real_serve(
     assert all(link.count("/") == 5 for link in ada_links)  # .../c/<token>/<seal>
     assert all(link.count("/") == 4 for link in bob_links)  # .../c/<token>
 
-    serve = _serve(site)
+    serve = start_serve(site, SECRET)
     try:
         browser = {"User-Agent": FIREFOX}
         with httpx.Client(follow_redirects=False, headers=browser) as http:
